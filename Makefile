@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test`. Both install what they need (apt packages + a venv).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+.PHONY: deps system venv demo test unit bench lint typecheck clean
+
+deps: system venv
+
+system:
+	@bash scripts/install-system.sh
+
+$(BIN)/agent: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(BIN)/agent
+
+venv: $(BIN)/agent
+
+demo: deps
+	@bash scripts/demo.sh
+
+test: deps
+	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	@$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+bench: deps
+	@bash bench/run.sh
+
+lint: venv
+	@$(BIN)/ruff check agent connectors tests bench
+
+typecheck: venv
+	@$(BIN)/mypy
+
+clean:
+	-@$(BIN)/agent lab down >/dev/null 2>&1 || true
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""Connectors: one module per kind of target, all implementing connectors.base.Connector."""

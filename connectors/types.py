@@ -1,0 +1,146 @@
+"""Small typed records that cross the connector boundary (targets, credentials, results).
+
+Everything a connector returns is JSON-serialisable through ``to_dict`` so the engine can journal it verbatim.
+Secrets travel only inside :class:`Secret`, whose ``repr``/``str`` never shows the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Secret",
+    "Credentials",
+    "Target",
+    "ConnectorContext",
+    "ActionSpec",
+    "Snapshot",
+    "ActionResult",
+    "Verification",
+    "TargetKind",
+]
+
+TargetKind = Literal["host", "account", "device"]
+
+
+class Secret:
+    """A secret value that refuses to be printed. Call :meth:`reveal` at the last moment, never log it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Resolved credentials for one target. Built from ``env:``/``file:`` references in the inventory."""
+
+    username: str
+    password: Secret | None = None
+    private_key_path: str | None = None
+    private_key_passphrase: Secret | None = None
+    extra: Mapping[str, Secret] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing a connector acts on: a host, an account or a network device, already validated.
+
+    ``address`` is the pinned IP address (names are resolved before anything is applied, so isolation can never
+    cut the path to a name server it still needs). ``options`` holds connector-specific inventory settings
+    (e.g. ``device_type`` for firewalls, ``allow_insecure`` for WinRM).
+    """
+
+    name: str
+    kind: TargetKind
+    address: str
+    connector: str
+    os: str = ""
+    port: int | None = None
+    host_key: str | None = None
+    tags: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Agent-wide facts a connector needs but must not look up itself.
+
+    ``management_addresses`` are the addresses isolation must keep reachable (the agent's own). ``known_hosts``
+    is the pin file; ``trust_unknown_host_key`` is set only when the operator explicitly trusts a new key.
+    """
+
+    management_addresses: tuple[str, ...] = ()
+    known_hosts: str | None = None
+    trust_unknown_host_key: bool = False
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+    confirm_timeout: int = 300
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What an action does, for plans, dry runs and ``agent connectors list``."""
+
+    name: str
+    description: str
+    target_kind: TargetKind
+    reversible: bool = True
+    mutating: bool = True
+    undo_description: str = ""
+
+
+@dataclass
+class Snapshot:
+    """State captured before a change: exactly what ``undo`` needs to restore it (journaled before apply)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+@dataclass
+class ActionResult:
+    """Outcome of ``apply``/``undo``. ``changed`` is False for idempotent no-ops ("already isolated")."""
+
+    changed: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Verification:
+    """State read back from the target. ``in_effect`` says whether the action's effect is present now."""
+
+    in_effect: bool
+    summary: str
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
