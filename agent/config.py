@@ -1,0 +1,117 @@
+"""Agent settings (``agent.yaml``): where the journal, audit log and runbooks live, and engine tunables.
+
+Relative paths are resolved against the config file's directory so the same tree works from any cwd.
+Secrets are never stored here; see :mod:`agent.secrets` for ``env:``/``file:`` references.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.yamlsrc import Node, load_yaml
+
+__all__ = ["Settings", "load_settings", "default_config_path"]
+
+_TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
+        "ssh", "engine", "daemon", "rules", "obligations"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    inventory: Path
+    runbooks: Path
+    database: str
+    audit_dir: Path
+    evidence_dir: Path
+    audit_signing_key: Path | None = None
+    timezone: str = "UTC"
+    known_hosts: Path | None = None
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+    max_parallel: int = 8
+    retries: int = 3
+    backoff: float = 0.5
+    confirm_timeout: int = 300
+    rules: Path | None = None
+    obligations: Path | None = None
+    daemon: dict[str, object] = field(default_factory=dict)
+
+    def database_url(self) -> str:
+        if "://" in self.database:
+            return self.database
+        return f"sqlite:///{self.database}"
+
+
+def default_config_path() -> Path:
+    """``$AGENT_CONFIG``, else ``./config/agent.yaml``, else ``/etc/containment-agent/agent.yaml``."""
+    env = os.environ.get("AGENT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("config/agent.yaml")
+    if local.exists():
+        return local
+    return Path("/etc/containment-agent/agent.yaml")
+
+
+def _path(node: Node, base: Path) -> Path:
+    text = node.str_()
+    if text.startswith("file:"):
+        text = text[5:]
+    p = Path(os.path.expanduser(text))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read and validate ``agent.yaml``; every error names file, line and field."""
+    cfg_path = Path(path) if path else default_config_path()
+    root = load_yaml(cfg_path).root().mapping(allowed=_TOP, required={"inventory"})
+    base = cfg_path.resolve().parent
+    ssh = root.child("ssh").mapping(allowed={"known_hosts", "connect_timeout", "command_timeout"})
+    eng = root.child("engine").mapping(allowed={"max_parallel", "retries", "backoff", "confirm_timeout"})
+    db = root.get("database")
+    if db is not None and "://" in db.str_():
+        database = db.str_()
+    else:
+        database = str(_path(db, base)) if db is not None else str(base / "agent.db")
+
+    def opt_path(node: Node | None) -> Path | None:
+        return _path(node, base) if node is not None else None
+
+    def num(node: Node | None, default: float) -> float:
+        return node.float_() if node is not None else default
+
+    def integer(node: Node | None, default: int, lo: int, hi: int) -> int:
+        return node.int_(minimum=lo, maximum=hi) if node is not None else default
+
+    tz = root.get("timezone")
+    timezone = tz.str_() if tz else "UTC"
+    if tz is not None:
+        try:
+            from zoneinfo import ZoneInfo
+            ZoneInfo(timezone)
+        except Exception:
+            raise tz.error(f"unknown time zone {timezone!r} (example: America/New_York)") from None
+    daemon = root.get("daemon")
+    return Settings(
+        path=cfg_path,
+        inventory=_path(root.child("inventory"), base),
+        runbooks=opt_path(root.get("runbooks")) or (base.parent / "runbooks"),
+        database=database,
+        audit_dir=opt_path(root.get("audit_dir")) or base / "audit",
+        evidence_dir=opt_path(root.get("evidence_dir")) or base / "evidence",
+        audit_signing_key=opt_path(root.get("audit_signing_key")),
+        timezone=timezone,
+        known_hosts=opt_path(ssh.get("known_hosts")),
+        connect_timeout=num(ssh.get("connect_timeout"), 5.0),
+        command_timeout=num(ssh.get("command_timeout"), 30.0),
+        max_parallel=integer(eng.get("max_parallel"), 8, 1, 256),
+        retries=integer(eng.get("retries"), 3, 1, 20),
+        backoff=num(eng.get("backoff"), 0.5),
+        confirm_timeout=integer(eng.get("confirm_timeout"), 300, 10, 86400),
+        rules=opt_path(root.get("rules")),
+        obligations=opt_path(root.get("obligations")),
+        daemon=dict(daemon.mapping().value) if daemon is not None else {},
+    )

@@ -1,0 +1,266 @@
+"""The inventory: targets (hosts, devices, directories), protected assets and management addresses.
+
+Protected assets are checked here, in one place, before any connection is opened (lesson 4 in ARCHITECTURE.md:
+allow-lists ignored or too coarse). Names are resolved and pinned to addresses at load/plan time so isolation
+can never cut the path to a name server it still needs (lesson 1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.types import Target
+
+from agent.errors import GuardRefused, NotFound
+from agent.secrets import CredentialsSpec, parse_ref
+from agent.validate import INVENTORY_NAME
+from agent.yamlsrc import Node, load_yaml
+
+__all__ = ["Inventory", "HostEntry", "load_inventory", "OS_CONNECTORS"]
+
+OS_CONNECTORS = {"linux": "ssh_linux", "windows": "winrm_windows"}
+_KNOWN_OS = set(OS_CONNECTORS)
+_HOST_FIELDS = {"address", "os", "connector", "port", "credentials", "host_key", "tags", "data", "residents",
+                "options", "users"}
+_DEVICE_FIELDS = {"address", "device_type", "edge", "port", "credentials", "host_key", "tags", "options"}
+_DIR_FIELDS = {"address", "port", "credentials", "options", "default"}
+_CRED_FIELDS = {"username", "password", "private_key", "passphrase", "secret", "token"}
+_HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{20,}")
+_STATE = re.compile(r"[A-Z]{2}")
+_SECRET_FIELDS = ("password", "passphrase", "secret", "token")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One inventory entry (host, device or directory) with everything needed to build a Target."""
+
+    name: str
+    kind: str  # "host" | "device" | "directory"
+    address: str
+    connector: str
+    os: str = ""
+    port: int | None = None
+    credentials: CredentialsSpec | None = None
+    host_key: str | None = None
+    tags: tuple[str, ...] = ()
+    data: tuple[str, ...] = ()
+    residents: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    edge: bool = False
+    line: int | None = None
+
+    def target(self, address: str | None = None) -> Target:
+        kind = {"host": "host", "device": "device", "directory": "account"}[self.kind]
+        return Target(name=self.name, kind=kind, address=address or self.address,  # type: ignore[arg-type]
+                      connector=self.connector, os=self.os, port=self.port, host_key=self.host_key,
+                      tags=self.tags, options=dict(self.options))
+
+
+@dataclass
+class Inventory:
+    path: Path
+    management: tuple[str, ...]
+    hosts: dict[str, HostEntry]
+    devices: dict[str, HostEntry]
+    directories: dict[str, HostEntry]
+    protected_hosts: frozenset[str]
+    protected_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    protected_accounts: frozenset[str]
+
+    # -- lookups --------------------------------------------------------------------------------------------
+    def host(self, name_or_address: str) -> HostEntry:
+        """Find a host by inventory name or by address; unknown names list what exists."""
+        entry = self.hosts.get(name_or_address)
+        if entry:
+            return entry
+        for candidate in self.hosts.values():
+            if candidate.address == name_or_address:
+                return candidate
+        known = ", ".join(sorted(self.hosts)) or "none"
+        raise NotFound(f"host {name_or_address!r} is not in the inventory {self.path} (known hosts: {known})")
+
+    def device(self, name: str) -> HostEntry:
+        if name in self.devices:
+            return self.devices[name]
+        known = ", ".join(sorted(self.devices)) or "none"
+        raise NotFound(f"device {name!r} is not in the inventory {self.path} (known devices: {known})")
+
+    def directory(self, name: str | None = None) -> HostEntry:
+        if name:
+            if name in self.directories:
+                return self.directories[name]
+            raise NotFound(f"directory {name!r} is not in the inventory (known: "
+                           f"{', '.join(sorted(self.directories)) or 'none'})")
+        if not self.directories:
+            raise NotFound(f"no directories (Active Directory) are configured in {self.path}")
+        defaults = [d for d in self.directories.values() if d.options.get("default")]
+        return defaults[0] if defaults else next(iter(self.directories.values()))
+
+    def edges(self) -> list[HostEntry]:
+        return [d for d in self.devices.values() if d.edge]
+
+    # -- guards ---------------------------------------------------------------------------------------------
+    def protected_reason(self, entry: HostEntry, address: str | None = None) -> str | None:
+        """Why ``entry`` must not be touched, or None. Checked before any connection."""
+        if entry.name in self.protected_hosts:
+            return f"{entry.name} is listed in protected.hosts"
+        addr = address or entry.address
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return None
+        if str(ip) in self.management:
+            return f"{entry.name} ({ip}) is a management address of the agent"
+        for net in self.protected_cidrs:
+            if ip.version == net.version and ip in net:
+                return f"{entry.name} ({ip}) is inside protected range {net}"
+        return None
+
+    def check_not_protected(self, entry: HostEntry, address: str | None = None) -> None:
+        reason = self.protected_reason(entry, address)
+        if reason:
+            raise GuardRefused(f"refused: {reason}; nothing was touched")
+
+    def address_protected_reason(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+        """Why blocking ``net`` would hit something protected (management or protected CIDRs)."""
+        for mgmt in self.management:
+            ip = ipaddress.ip_address(mgmt)
+            if ip.version == net.version and ip in net:
+                return f"{net} contains the management address {ip}"
+        for prot in self.protected_cidrs:
+            if prot.version == net.version and net.overlaps(prot):  # type: ignore[arg-type]
+                return f"{net} overlaps protected range {prot}"
+        return None
+
+    def account_protected(self, account: str) -> bool:
+        short = account.split("\\")[-1].split("@")[0].lower()
+        return short in {a.lower() for a in self.protected_accounts} or account.lower() in {
+            a.lower() for a in self.protected_accounts}
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Read and validate the inventory; every error names file, line and field."""
+    inv_path = Path(path)
+    root = load_yaml(inv_path).root().mapping(
+        allowed={"management", "protected", "defaults", "hosts", "devices", "directories"})
+    base = inv_path.resolve().parent
+    mgmt = root.child("management").mapping(allowed={"addresses"})
+    management = tuple(n.ip_address() for n in mgmt.child("addresses").elements())
+    prot = root.child("protected").mapping(allowed={"hosts", "cidrs", "accounts"})
+    defaults = root.child("defaults").mapping()
+    hosts = {name: _entry(node, name, "host", base, defaults) for name, node in _named(root.child("hosts"))}
+    devices = {name: _entry(node, name, "device", base, defaults) for name, node in _named(root.child("devices"))}
+    directories = {name: _entry(node, name, "directory", base, defaults)
+                   for name, node in _named(root.child("directories"))}
+    protected_hosts = frozenset(prot.child("hosts").str_list(pattern=INVENTORY_NAME, what="host name"))
+    return Inventory(
+        path=inv_path,
+        management=management,
+        hosts=hosts,
+        devices=devices,
+        directories=directories,
+        protected_hosts=protected_hosts,
+        protected_cidrs=tuple(ipaddress.ip_network(n.cidr()) for n in prot.child("cidrs").elements()),
+        protected_accounts=frozenset(prot.child("accounts").str_list()),
+    )
+
+
+def _named(node: Node) -> list[tuple[str, Node]]:
+    out = []
+    for name, child in node.items():
+        if not INVENTORY_NAME.fullmatch(name):
+            raise child.error(f"{name!r} is not a valid name (letters, digits, '.', '_', '-')")
+        out.append((name, child))
+    return out
+
+
+def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> HostEntry:
+    allowed = {"host": _HOST_FIELDS, "device": _DEVICE_FIELDS, "directory": _DIR_FIELDS}[kind]
+    node.mapping(allowed=allowed, required={"address"})
+    if kind == "host":
+        os_node = node.get("os")
+        os_name = os_node.str_() if os_node else ""
+        if os_node and os_name not in _KNOWN_OS and node.get("connector") is None:
+            raise os_node.error(f"unknown os {os_name!r} (known: {', '.join(sorted(_KNOWN_OS))}); "
+                                "or name a connector explicitly")
+        conn_node = node.get("connector")
+        connector = conn_node.str_(pattern=INVENTORY_NAME, what="connector name") if conn_node else \
+            OS_CONNECTORS.get(os_name, "")
+        if not connector:
+            raise node.error("needs 'os' (linux or windows) or 'connector'")
+    elif kind == "device":
+        os_name, connector = "", "firewall"
+        node.mapping(required={"device_type"})
+    else:
+        os_name, connector = "", "active_directory"
+    # defaults are keyed by connector; the host's own values win
+    own = dict(node.value)
+    dflt = defaults.get(connector)
+    if dflt is not None:
+        dflt.mapping()
+        own = _merge(dict(dflt.value), own)
+    merged = Node(node.doc, node.at, own)
+    cred_node = merged.get("credentials")
+    creds = _credentials(cred_node, base) if cred_node is not None else None
+    hk = merged.get("host_key")
+    options = dict(merged.get("options").mapping().value) if merged.get("options") else {}
+    if kind == "device":
+        options["device_type"] = merged.child("device_type").str_(pattern=INVENTORY_NAME, what="device_type")
+    port = merged.get("port")
+    edge = merged.get("edge")
+    return HostEntry(
+        name=name,
+        kind=kind,
+        address=merged.child("address").address_or_hostname(),
+        connector=connector,
+        os=os_name,
+        port=port.int_(minimum=1, maximum=65535) if port else None,
+        credentials=creds,
+        host_key=hk.str_(pattern=_HOST_KEY, what="host key (\"ssh-ed25519 AAAA...\")") if hk else None,
+        tags=tuple(merged.child("tags").str_list()),
+        data=tuple(merged.child("data").str_list()),
+        residents=tuple(merged.child("residents").str_list(pattern=_STATE, what="two-letter state code")),
+        options=options,
+        edge=edge.bool_() if edge else False,
+        line=node.line,
+    )
+
+
+def _credentials(node: Node, base: Path) -> CredentialsSpec:
+    node.mapping(allowed=_CRED_FIELDS, required={"username"})
+    refs = {}
+    for key in _SECRET_FIELDS:
+        child = node.get(key)
+        if child is None:
+            continue
+        text = child.str_()
+        ref = parse_ref(text, base)
+        if ref is None:
+            raise child.error("inline secrets are not allowed: write env:VARIABLE or file:/path/to/secret")
+        refs[key] = ref
+    key_node = node.get("private_key")
+    private_key = None
+    if key_node is not None:
+        text = key_node.str_()
+        text = text[5:] if text.startswith("file:") else text
+        p = Path(text).expanduser()
+        private_key = str(p if p.is_absolute() else (base / p).resolve())
+    extra = tuple((k, refs[k]) for k in ("secret", "token") if k in refs)
+    return CredentialsSpec(username=node.child("username").str_(), password=refs.get("password"),
+                           private_key=private_key, passphrase=refs.get("passphrase"), extra=extra)
+

@@ -1,0 +1,201 @@
+"""The journal: incidents, actions and their state transitions (SQLAlchemy 2; SQLite in WAL mode by default).
+
+Why every transition is a committed row: a crash at any point leaves a record of exactly how far each action got,
+so the engine can reconcile on start (verify the target's real state; finish or mark failed — never apply twice).
+The daemon adds alerts and approvals to the same database; APScheduler's job store shares it too.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+__all__ = ["Base", "Incident", "Action", "Transition", "Alert", "Approval", "Store", "utcnow", "ACTIVE_STATES",
+           "TERMINAL_STATES"]
+
+# intent -> snapshotted -> applying -> verifying -> done | failed   (undo rows follow the same path)
+ACTIVE_STATES = ("intent", "snapshotted", "applying", "verifying")
+TERMINAL_STATES = ("done", "failed", "skipped")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _UTC(TypeDecorator[datetime]):
+    """Timestamps stored as UTC; SQLite drops the zone, so it is put back on the way out."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: _UTC()}
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | contained | released | closed
+    trigger: Mapped[str] = mapped_column(String(40), default="cli")  # cli | alert:<source> | schedule
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    discovered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    contained_at: Mapped[datetime | None] = mapped_column(default=None)
+    actions: Mapped[list["Action"]] = relationship(back_populates="incident", order_by="Action.seq")
+
+
+class Action(Base):
+    __tablename__ = "actions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    seq: Mapped[int] = mapped_column(Integer, autoincrement=True, default=0, index=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    runbook: Mapped[str] = mapped_column(String(80))
+    step: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(10), default="apply")  # apply | undo
+    undo_of: Mapped[str | None] = mapped_column(ForeignKey("actions.id"), default=None)
+    target: Mapped[str] = mapped_column(String(200), index=True)
+    target_kind: Mapped[str] = mapped_column(String(20), default="host")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    connector: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(60))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reversible: Mapped[int] = mapped_column(Integer, default=1)
+    mutating: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(20), default="intent", index=True)
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    error_kind: Mapped[str | None] = mapped_column(String(40), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int | None] = mapped_column(Integer, default=None)
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    approved_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(80), default="")  # "host:pid" of the process executing it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)  # TTL: release due
+    undone_at: Mapped[datetime | None] = mapped_column(default=None)
+    incident: Mapped[Incident] = relationship(back_populates="actions")
+    transitions: Mapped[list["Transition"]] = relationship(order_by="Transition.id")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "incident": self.incident_id, "runbook": self.runbook, "step": self.step,
+            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "address": self.address,
+            "connector": self.connector, "action": self.action, "state": self.state, "changed": self.changed,
+            "error": self.error, "error_kind": self.error_kind, "attempts": self.attempts,
+            "result": self.result, "verification": self.verification,
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+            "expires_at": _iso(self.expires_at), "undone_at": _iso(self.undone_at),
+            "requested_by": self.requested_by, "approved_by": self.approved_by, "reason": self.reason,
+        }
+
+
+class Transition(Base):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), index=True)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    source: Mapped[str] = mapped_column(String(40))
+    rule_id: Mapped[str] = mapped_column(String(200), default="")
+    severity: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    user: Mapped[str | None] = mapped_column(String(255), default=None)
+    source_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), default=None)
+    disposition: Mapped[str] = mapped_column(String(40), default="received")
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4())[:8])
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    runbook: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|approved|denied|expired
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class Store:
+    """Database handle: short transactions, one per journal write, so each transition is durable before the next."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, future=True,
+                                            connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def next_seq(self, s: Session) -> int:
+        last = s.scalar(select(Action.seq).order_by(Action.seq.desc()).limit(1))
+        return (last or 0) + 1
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
