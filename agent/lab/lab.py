@@ -1,0 +1,280 @@
+"""The practice lab: a small network of real Linux hosts in network namespaces.
+
+Why: technicians rehearse runbooks against it, the demo runs on it and the integration tests use it as their
+targets (LAB.md). ``Lab.up()`` builds the topology of ``agent.lab.topology``, starts sshd and echo listeners,
+writes the lab's agent key, known_hosts and configuration; ``probe()`` proves reachability; ``down()`` removes
+every trace. Everything is named ``<prefix>-<host>`` so labs with different prefixes coexist.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import MappingProxyType
+
+from agent.lab import labconfig, netns, network, procs, sshd
+from agent.lab.errors import NEEDS_ROOT, LabCommandError, LabError
+from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect_from, run_probe, wait_until
+from agent.lab.topology import HOSTS, LISTEN_PORT, MGMT_ADDRESS, LabHost, namespace_name, validate_prefix
+
+__all__ = ["Lab"]
+
+REPO = Path(__file__).resolve().parents[2]
+_ECHO = Path(__file__).with_name("echo.py")
+# Restores the lab's baseline (no firewall rules anywhere, no tracked flows). Static text, no interpolation.
+_RESET = """NFT=nft
+[ -x /run/lab-sbin/nft ] && NFT=/run/lab-sbin/nft
+$NFT flush ruleset
+conntrack -F >/dev/null 2>&1 || true
+"""
+
+
+class Lab:
+    """One practice lab, named by ``prefix`` (namespaces ``<prefix>-<host>``, state in ``state_dir``)."""
+
+    def __init__(self, prefix: str = "cal", state_dir: Path | None = None, config_dir: Path | None = None) -> None:
+        if os.geteuid() != 0:
+            raise LabError(NEEDS_ROOT)
+        try:
+            self.prefix = validate_prefix(prefix)
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
+        self.repo = REPO
+        self.state_dir = Path(state_dir) if state_dir else REPO / "var" / "lab" / prefix
+        if config_dir is not None:
+            self.config_dir = Path(config_dir)
+        else:
+            self.config_dir = REPO / "config" / "lab" if prefix == "cal" else self.state_dir / "config"
+        self.hosts: Mapping[str, LabHost] = MappingProxyType({
+            name: LabHost(name=name, namespace=namespace_name(prefix, name), address=spec.address,
+                          has_sshd=spec.sshd, has_nft=spec.nft, has_listener=spec.listener,
+                          addresses=tuple(cidr.split("/")[0] for _, cidr in spec.interfaces))
+            for name, spec in HOSTS.items()})
+        self.timings: dict[str, float] = {}
+
+    # paths -----------------------------------------------------------------------------------------------
+    @property
+    def agent_key(self) -> Path:
+        """Private key the agent logs in with (root on every sshd host); ``.pub`` beside it."""
+        return self.state_dir / "agent_key"
+
+    @property
+    def known_hosts(self) -> Path:
+        """known_hosts pinning every lab sshd's real host key by IP address."""
+        return self.state_dir / "known_hosts"
+
+    @property
+    def namespaces(self) -> list[str]:
+        """All namespaces of this lab, the switch first."""
+        return network.namespace_names(self.prefix)
+
+    def host_dir(self, host: str) -> Path:
+        return self.state_dir / "hosts" / host
+
+    def _pid_files(self, host: str) -> list[Path]:
+        spec = HOSTS[host]
+        return ([self.host_dir(host) / "sshd.pid"] if spec.sshd else []) + \
+               ([self.host_dir(host) / "echo.pid"] if spec.listener else [])
+
+    # life cycle ------------------------------------------------------------------------------------------
+    def up(self, *, rebuild: bool = False) -> None:
+        """Build the lab, or keep a healthy one already running (``rebuild=True`` always starts afresh).
+
+        Returns once every sshd answers with its banner and every listener listens; raises LabError otherwise.
+        """
+        start = time.monotonic()
+        if not rebuild and self.is_up() and self._answering(timeout=1.0):
+            self.write_config()
+            self.timings["up"] = time.monotonic() - start
+            return
+        self.down()
+        try:
+            self._prepare_files()
+            network.build(self.prefix)
+            self._start_daemons()
+            self.write_config()
+            if not wait_until(self._daemons_started, timeout=10) or not self._answering(timeout=10):
+                raise LabError(f"lab {self.prefix!r} did not come up: {self._log_tail()}")
+        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+            self.down()
+            raise LabError(f"building lab {self.prefix!r} failed: {exc}") from exc
+        except LabError:
+            self.down()
+            raise
+        self.timings["up"] = time.monotonic() - start
+
+    def down(self) -> None:
+        """Stop what the lab started (PID files and their descendants) and delete its namespaces; idempotent."""
+        start = time.monotonic()
+        inodes = {os.stat(netns.NETNS_DIR / ns).st_ino for ns in self.namespaces if netns.exists(ns)}
+        marker = str(self.state_dir)
+        roots: set[int] = set()
+        for host in HOSTS:
+            for pid_file in self._pid_files(host):
+                pid = procs.read_pid(pid_file)
+                if pid and procs.is_alive(pid) and (procs.net_ns_inode(pid) in inodes or marker in procs.cmdline(pid)):
+                    roots.add(pid)
+        kids = procs.children_map()
+        if inodes:  # daemons whose PID file was lost still name the state directory on their command line
+            roots |= {pid for pids in kids.values() for pid in pids
+                      if procs.net_ns_inode(pid) in inodes and marker in procs.cmdline(pid)}
+        survivors = procs.terminate(roots | procs.descendants(roots, kids))
+        for host in HOSTS:
+            for pid_file in self._pid_files(host):
+                pid_file.unlink(missing_ok=True)
+        left = network.delete(self.prefix)
+        self.timings["down"] = time.monotonic() - start
+        if survivors or left:
+            raise LabError(f"lab {self.prefix!r} teardown left processes {sorted(survivors)} namespaces {left}")
+
+    def is_up(self) -> bool:
+        """True when every namespace exists and every daemon the lab started runs inside its namespace."""
+        if not all(netns.exists(ns) for ns in self.namespaces):
+            return False
+        return self._daemons_started()
+
+    def _daemons_started(self) -> bool:
+        for host in HOSTS:
+            inode = os.stat(netns.NETNS_DIR / self.hosts[host].namespace).st_ino
+            for pid_file in self._pid_files(host):
+                pid = procs.read_pid(pid_file)
+                if pid is None or not procs.is_alive(pid) or procs.net_ns_inode(pid) != inode:
+                    return False
+        return True
+
+    def _answering(self, timeout: float) -> bool:
+        """Wait until each sshd sends its banner and each listener accepts, as seen from mgmt."""
+        targets = [(h.address, 22) for h in self.hosts.values() if h.has_sshd]
+        targets += [(h.address, LISTEN_PORT) for h in self.hosts.values() if h.has_listener]
+        mgmt_ns = self.hosts["mgmt"].namespace
+
+        def answers(target: tuple[str, int]) -> bool:
+            address, port = target
+
+            def once() -> bool:
+                try:
+                    with connect_from(mgmt_ns, address, port, 0.5) as sock:
+                        return port != 22 or sock.recv(8).startswith(b"SSH-")
+                except OSError:
+                    return False
+            return wait_until(once, timeout)
+
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            return all(pool.map(answers, targets))
+
+    def _prepare_files(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for host in HOSTS:
+            d = self.host_dir(host)
+            (d / "home").mkdir(parents=True, exist_ok=True)
+            for log in d.glob("*.log"):
+                log.unlink()
+        sshd.generate_keys([(self.agent_key, f"lab-agent@{self.prefix}")] +
+                           [(self.host_dir(h) / "ssh_host_ed25519_key", f"{h}@{self.prefix}")
+                            for h, spec in HOSTS.items() if spec.sshd])
+        pub = self.agent_key.with_name("agent_key.pub")
+        for host, spec in HOSTS.items():
+            if spec.sshd:
+                d = self.host_dir(host)
+                (d / "sshd_config").write_text(
+                    sshd.sshd_config(d / "ssh_host_ed25519_key", d / "sshd.pid", pub), encoding="ascii")
+
+    def _start_daemons(self) -> None:
+        for host, spec in HOSTS.items():
+            d, ns = self.host_dir(host), self.hosts[host].namespace
+            if spec.sshd:
+                procs.start_detached(sshd.sshd_start_argv(ns, host, d / "home", d / "sshd_config",
+                                                          d / "sshd.log", hide_nft=not spec.nft), d / "start.log")
+            if spec.listener:
+                procs.start_detached(["nsenter", f"--net={netns.NETNS_DIR / ns}", "--", sys.executable, "-I",
+                                      "-S", str(_ECHO), "0.0.0.0", str(LISTEN_PORT), str(d / "echo.pid")],
+                                     d / "echo.log")
+
+    def _log_tail(self) -> str:
+        parts = []
+        for log in sorted(self.state_dir.glob("hosts/*/*.log")):
+            text = log.read_text(errors="replace").strip()
+            if text:
+                parts.append(f"{log.parent.name}/{log.name}: {text[-300:]}")
+        return "; ".join(parts) or "no daemon logged an error (timeout)"
+
+    # configuration ---------------------------------------------------------------------------------------
+    def write_config(self) -> Path:
+        """Write known_hosts, ``agent.yaml`` and ``inventory.yaml`` for this lab; return the agent.yaml path."""
+        if not self.agent_key.exists():
+            self._prepare_files()
+        entries = [(address, self.host_dir(h) / "ssh_host_ed25519_key.pub")
+                   for h, spec in HOSTS.items() if spec.sshd for address in self.hosts[h].addresses]
+        text = sshd.known_hosts_lines(entries)
+        tmp = self.known_hosts.with_name("known_hosts.tmp")
+        tmp.write_text(text, encoding="ascii")
+        tmp.replace(self.known_hosts)
+        return labconfig.write(self.repo, self.config_dir, self.state_dir, self.prefix)
+
+    # using the lab ---------------------------------------------------------------------------------------
+    def _host(self, host: str) -> LabHost:
+        try:
+            return self.hosts[host]
+        except KeyError:
+            raise LabError(f"no lab host {host!r}; hosts are {', '.join(self.hosts)}") from None
+
+    def _enter_argv(self, host: LabHost) -> list[str]:
+        """nsenter prefix reaching ``host``: its sshd's net, mount and UTS namespaces, else its netns."""
+        path = netns.NETNS_DIR / host.namespace
+        if not path.exists():
+            raise LabError(f"lab {self.prefix!r} is not up (namespace {host.namespace} missing): run lab up")
+        if not host.has_sshd:
+            return ["nsenter", f"--net={path}", "--"]
+        pid = procs.read_pid(self.host_dir(host.name) / "sshd.pid")
+        if pid is None or not procs.is_alive(pid) or procs.net_ns_inode(pid) != os.stat(path).st_ino:
+            raise LabError(f"sshd of lab host {host.name!r} is not running: run lab up")
+        return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "--"]
+
+    def exec(self, host: str, argv: list[str], *, input: str | None = None, timeout: float = 10,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` on lab host ``host`` (its network, and mount/UTS namespaces where it has them)."""
+        target = self._host(host)
+        env = {"PATH": netns.SBIN_PATH, "HOME": "/root", "LC_ALL": "C"}
+        result = subprocess.run(self._enter_argv(target) + list(argv), input=input, capture_output=True,
+                                text=True, timeout=timeout, env=env, check=False)
+        result.args = list(argv)
+        if check and result.returncode != 0:
+            raise LabCommandError(host, result)
+        return result
+
+    def probe(self, matrix: Sequence[tuple[str, str, int]] | None = None, *, timeout: float = 1.0) -> ProbeResult:
+        """TCP-connect checks (``src``, ``dst``, ``port``) in parallel; default: ``probe.DEFAULT_MATRIX``."""
+        for src, dst, _ in matrix or DEFAULT_MATRIX:
+            self._host(src), self._host(dst)
+        for ns in self.namespaces:
+            if not netns.exists(ns):
+                raise LabError(f"lab {self.prefix!r} is not up (namespace {ns} missing): run lab up")
+        return run_probe(matrix or DEFAULT_MATRIX, {h.name: h.namespace for h in self.hosts.values()},
+                         {h.name: h.address for h in self.hosts.values()}, timeout)
+
+    def open_session(self, src: str, dst: str, port: int = LISTEN_PORT, *, timeout: float = 2.0) -> LiveConnection:
+        """Open a long-lived TCP connection ``src`` → ``dst:port`` (8080 echoes, so ``alive()`` works)."""
+        source, dest = self._host(src), self._host(dst)
+        try:
+            sock = connect_from(source.namespace, dest.address, port, timeout)
+        except (OSError, socket.timeout) as exc:
+            raise LabError(f"cannot open a connection {src} -> {dst}:{port}: {exc}") from exc
+        return LiveConnection(src, dst, port, sock)
+
+    def reset(self) -> None:
+        """Restore the baseline on every host: no nftables/iptables rules, no tracked connections."""
+        with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
+            list(pool.map(lambda h: self.exec(h, ["sh", "-c", _RESET], check=False), self.hosts))
+
+    @property
+    def management_address(self) -> str:
+        return MGMT_ADDRESS
+
+    def __repr__(self) -> str:
+        return f"Lab(prefix={self.prefix!r}, state_dir={str(self.state_dir)!r})"

@@ -1,0 +1,106 @@
+"""Building and deleting the lab's namespaces, links, addresses, routes and sysctls.
+
+Why batches: one ``ip -batch`` in the root namespace creates every namespace and veth pair (each veth is created
+directly inside its two namespaces, so the root namespace never sees a lab interface), then one ``ip -n NS -batch``
+per namespace, run in parallel, configures it. Sysctls are written in-process from a thread that entered the
+namespace (``/proc/sys/net`` follows the opener's namespace). Bridge netfilter is switched off in the switch only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from agent.lab import netns
+from agent.lab.topology import BRIDGE, HOSTS, SWITCH, namespace_name, switch_port_name
+
+__all__ = ["build", "delete", "namespace_names"]
+
+_BRIDGE_NF = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables")
+
+
+def namespace_names(prefix: str) -> list[str]:
+    """Every namespace the lab ``prefix`` owns: the switch and one per host."""
+    return [namespace_name(prefix, SWITCH)] + [namespace_name(prefix, h) for h in HOSTS]
+
+
+def _batch(lines: list[str], namespace: str | None = None) -> subprocess.Popen[str]:
+    argv = ["ip"] + (["-n", namespace] if namespace else []) + ["-batch", "-"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={"PATH": netns.SBIN_PATH})
+    assert proc.stdin is not None
+    proc.stdin.write("\n".join(lines) + "\n")
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not touch it again
+    return proc
+
+
+def _finish(proc: subprocess.Popen[str], what: str) -> None:
+    _, err = proc.communicate(timeout=20)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: {err.strip()}")
+
+
+def _root_lines(prefix: str) -> list[str]:
+    switch = namespace_name(prefix, SWITCH)
+    lines = [f"netns add {ns}" for ns in namespace_names(prefix)]
+    for name, spec in HOSTS.items():
+        if name == "attacker":
+            continue
+        lines.append(f"link add eth0 netns {namespace_name(prefix, name)} type veth "
+                     f"peer name {switch_port_name(prefix, name)} netns {switch}")
+    lines.append(f"link add eth1 netns {namespace_name(prefix, 'fw')} type veth "
+                 f"peer name eth0 netns {namespace_name(prefix, 'attacker')}")
+    return lines
+
+
+def _switch_lines(prefix: str) -> list[str]:
+    lines = ["link set lo up", f"link add {BRIDGE} type bridge stp_state 0 forward_delay 0",
+             f"link set {BRIDGE} up"]
+    for name in HOSTS:
+        if name != "attacker":
+            port = switch_port_name(prefix, name)
+            lines += [f"link set {port} master {BRIDGE}", f"link set {port} up"]
+    return lines
+
+
+def _host_lines(name: str) -> list[str]:
+    spec = HOSTS[name]
+    lines = ["link set lo up"]
+    for ifname, cidr in spec.interfaces:
+        lines += [f"link set {ifname} up", f"addr add {cidr} dev {ifname}"]
+    if spec.gateway:
+        lines.append(f"route add default via {spec.gateway}")
+    return lines
+
+
+def _sysctl(namespace: str, key: str, value: str, optional: bool = False) -> None:
+    path = Path("/proc/sys") / key
+    with netns.enter(namespace):
+        if optional and not path.exists():
+            return
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(value)
+
+
+def build(prefix: str) -> None:
+    """Create the lab's namespaces and wire them up (the caller made sure none of them exists)."""
+    _finish(_batch(_root_lines(prefix)), "creating the lab namespaces and links")
+    procs = [(_batch(_switch_lines(prefix), namespace_name(prefix, SWITCH)), "configuring the switch")]
+    procs += [(_batch(_host_lines(h), namespace_name(prefix, h)), f"configuring {h}") for h in HOSTS]
+    for proc, what in procs:
+        _finish(proc, what)
+    for key in _BRIDGE_NF:
+        _sysctl(namespace_name(prefix, SWITCH), f"net/bridge/{key}", "0", optional=True)
+    for name, spec in HOSTS.items():
+        if spec.router:
+            _sysctl(namespace_name(prefix, name), "net/ipv4/ip_forward", "1")
+
+
+def delete(prefix: str) -> list[str]:
+    """Delete the lab's namespaces that exist; return the names still present afterwards (should be none)."""
+    present = [ns for ns in namespace_names(prefix) if netns.exists(ns)]
+    if present:
+        proc = _batch([f"netns delete {ns}" for ns in present])
+        proc.communicate(timeout=20)
+    return [ns for ns in namespace_names(prefix) if netns.exists(ns)]

@@ -1,0 +1,96 @@
+"""Per-host OpenSSH servers for the lab: keys, configuration and the start command.
+
+Why each piece (LAB.md): sshd runs in the host's network namespace *and* a private mount + UTS namespace with a
+tmpfs on /run (sshd needs /run/sshd; hosts must not share PID files), an empty HOME bound over /root (the
+machine's shell start-up files cost seconds per command), per-host ed25519 host keys pinned by IP in a
+known_hosts file, and curve25519 key exchange (OpenSSH's default sntrup761 costs ≈130 ms per connection).
+On ``legacy`` the ``nft`` binary is hidden so connectors take their iptables fallback: /usr/sbin is overlaid with
+a tmpfs of symlinks to the real directory minus ``nft``, so ``command -v nft`` fails in every shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["generate_keys", "sshd_config", "sshd_start_argv", "known_hosts_lines", "HIDDEN_SBIN"]
+
+HIDDEN_SBIN = "/run/lab-sbin"   # where legacy's real /usr/sbin stays reachable for the lab's own clean-up
+
+# Positional arguments, never interpolated: $1 home dir, $2 host name, $3 sshd config, $4 "hide-nft" or "keep".
+_SETUP = """set -e
+mount -t tmpfs -o mode=0755,size=16m lab-run /run
+mkdir -p /run/sshd
+mount --bind "$1" /root
+hostname "$2"
+if [ "$4" = hide-nft ]; then
+  mkdir -p /run/lab-sbin
+  mount --bind /usr/sbin /run/lab-sbin
+  mount -t tmpfs -o mode=0755,size=1m lab-sbin /usr/sbin
+  ln -s /run/lab-sbin/* /usr/sbin/
+  rm -f /usr/sbin/nft
+fi
+exec /usr/sbin/sshd -D -f "$3" -E "$5"
+"""
+
+
+def generate_keys(paths: Iterable[tuple[Path, str]]) -> None:
+    """Create missing ed25519 key pairs (``path``, ``path.pub``) in parallel; existing keys are kept."""
+    procs = []
+    for path, comment in paths:
+        if path.exists() and path.with_name(path.name + ".pub").exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        procs.append((path, subprocess.Popen(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    for path, proc in procs:
+        _, err = proc.communicate(timeout=20)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ssh-keygen for {path} failed: {err.decode(errors='replace').strip()}")
+        path.chmod(0o600)
+
+
+def sshd_config(host_key: Path, pid_file: Path, authorized_keys: Path) -> str:
+    """The sshd_config text of one lab host (key-only root login, fast KEX, quiet, no PAM, no DNS)."""
+    return "\n".join([
+        "Port 22",
+        "AddressFamily inet",
+        "ListenAddress 0.0.0.0",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {authorized_keys}",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org",
+        "MaxStartups 200",
+        "MaxSessions 64",
+        "LogLevel ERROR",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def sshd_start_argv(namespace: str, host: str, home: Path, config: Path, log: Path, hide_nft: bool) -> list[str]:
+    """argv that starts sshd for ``host`` inside ``namespace`` plus private mount and UTS namespaces."""
+    return ["ip", "netns", "exec", namespace, "unshare", "--mount", "--uts", "--propagation", "private",
+            "sh", "-c", _SETUP, "lab-sshd", str(home), host, str(config), "hide-nft" if hide_nft else "keep",
+            str(log)]
+
+
+def known_hosts_lines(entries: Iterable[tuple[str, Path]]) -> str:
+    """known_hosts text pinning each (address, host public key file) pair."""
+    lines = []
+    for address, pub in entries:
+        keytype, key = pub.read_text(encoding="ascii").split()[:2]
+        lines.append(f"{address} {keytype} {key}")
+    return "\n".join(lines) + "\n"
