@@ -48,6 +48,7 @@ class Parameter:
     default: Any = None
     required: bool = False
     description: str = ""
+    kind: str | None = None  # host | account | address: what a step naming this parameter as target acts on
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def _choice(node: Node | None, allowed: tuple[str, ...], default: str) -> str:
 def _parameter(name: str, node: Node) -> Parameter:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise node.error(f"parameter name {name!r} must be lower_snake_case")
-    node.mapping(allowed={"type", "default", "required", "description"}, required={"type"})
+    node.mapping(allowed={"type", "default", "required", "description", "kind"}, required={"type"})
     type_ = node.child("type").str_()
     if type_ not in _TYPES:
         raise node.child("type").error(f"unknown type {type_!r} (known: {', '.join(_TYPES)})")
@@ -174,8 +175,12 @@ def _parameter(name: str, node: Node) -> Parameter:
     if default is not None and not isinstance(default, _TYPES[type_]):
         raise node.child("default").error(f"default {default!r} is not of type {type_}")
     req = node.get("required")
+    kind = node.get("kind")
+    if kind is not None and kind.str_() not in TARGET_KINDS:
+        raise kind.error(f"unknown kind {kind.value!r} (known: {', '.join(TARGET_KINDS)})")
     return Parameter(name=name, type=type_, default=default, required=req.bool_() if req else False,
-                     description=node.get("description").str_() if node.get("description") else "")
+                     description=node.get("description").str_() if node.get("description") else "",
+                     kind=kind.str_() if kind is not None else None)
 
 
 def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
@@ -196,6 +201,8 @@ def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
         target_param = target.str_()
         if target_param not in params:
             raise target.error(f"target must name a parameter (known: {', '.join(sorted(params)) or 'none'})")
+        if params[target_param].kind is None:
+            raise target.error(f"parameter {target_param!r} used as a target needs 'kind' (host, account, address)")
     when = node.get("when")
     if when is not None and when.str_() not in params:
         raise when.error(f"'when' must name a parameter (known: {', '.join(sorted(params)) or 'none'})")

@@ -77,6 +77,7 @@ class Action(Base):
     kind: Mapped[str] = mapped_column(String(10), default="apply")  # apply | undo
     undo_of: Mapped[str | None] = mapped_column(ForeignKey("actions.id"), default=None)
     target: Mapped[str] = mapped_column(String(200), index=True)
+    subject: Mapped[str] = mapped_column(String(255), default="", index=True)  # what the user named
     target_kind: Mapped[str] = mapped_column(String(20), default="host")
     address: Mapped[str] = mapped_column(String(64), default="")
     connector: Mapped[str] = mapped_column(String(40))
@@ -106,7 +107,7 @@ class Action(Base):
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id, "incident": self.incident_id, "runbook": self.runbook, "step": self.step,
-            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "address": self.address,
+            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "subject": self.subject, "address": self.address,
             "connector": self.connector, "action": self.action, "state": self.state, "changed": self.changed,
             "error": self.error, "error_kind": self.error_kind, "attempts": self.attempts,
             "result": self.result, "verification": self.verification,

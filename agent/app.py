@@ -1,0 +1,91 @@
+"""Wiring: build settings, inventory, store, audit log, registry and engine for one command or the daemon.
+
+Kept apart from the CLI so the daemon, tests and the CLI assemble the same objects the same way, and so heavy
+imports (SQLAlchemy, structlog, connector libraries) happen only when a command actually needs them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from agent.config import Settings, load_settings
+from agent.inventory import Inventory, load_inventory
+
+__all__ = ["App", "default_actor", "new_incident_id"]
+
+
+def default_actor() -> str:
+    """Who is acting: ``user@host`` of the technician (sudo's original user when present)."""
+    import os
+    user = os.environ.get("SUDO_USER") or getpass.getuser()
+    return f"{user}@{socket.gethostname()}"
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """``INC-20261123-093012-4f2a``: sortable, readable over the phone, unique without a counter."""
+    import secrets
+    now = now or datetime.now(timezone.utc)
+    return f"INC-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class App:
+    config_path: Path | None = None
+    actor: str = field(default_factory=default_actor)
+    trust_host_key: bool = False
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        return load_inventory(self.settings.inventory)
+
+    @cached_property
+    def store(self) -> Any:
+        from agent.store import Store
+        return Store(self.settings.database_url())
+
+    @cached_property
+    def audit(self) -> Any:
+        from agent.audit import AuditLog
+        key = self.settings.audit_signing_key
+        return AuditLog(self.settings.audit_dir, signing_key=key if key and key.exists() else None,
+                        actor=self.actor)
+
+    @cached_property
+    def registry(self) -> Any:
+        from agent.registry import Registry
+        return Registry()
+
+    @cached_property
+    def ctx(self) -> Any:
+        from agent.plan import connector_context
+        return connector_context(self.settings, self.inventory, trust_host_key=self.trust_host_key)
+
+    def planner(self) -> Any:
+        from agent.plan import Planner
+        return Planner(self.settings, self.inventory, self.registry, self.store, self.ctx)
+
+    def engine(self, on_event: Any = None) -> Any:
+        from agent.engine import Engine
+        return Engine(self.settings, self.inventory, self.store, self.audit, self.registry, self.ctx,
+                      actor=self.actor, evidence_sink=self._store_evidence, on_event=on_event)
+
+    def _store_evidence(self, incident: str, target: str, files: dict[str, Any]) -> list[dict[str, Any]]:
+        from agent.evidence import store_evidence
+        items = store_evidence(self.settings.evidence_dir, incident, target, files, self.audit,
+                               collected_by=self.actor, source=socket.gethostname())
+        return [item.to_dict() if hasattr(item, "to_dict") else dict(item.__dict__) for item in items]
+
+    def close(self) -> None:
+        for name in ("audit", "store"):
+            if name in self.__dict__:
+                self.__dict__[name].close()

@@ -1,0 +1,162 @@
+"""The ``agent`` command. Parsing only; each subcommand lives in :mod:`agent.commands` and imports what it needs.
+
+Why argparse and lazy imports: ``agent --help`` and input validation must answer instantly, and a whole
+``agent contain`` must cost little more than the ``ssh host 'nft -f -'`` it replaces (ARCHITECTURE.md start-up
+budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import exitcodes
+
+__all__ = ["main", "build_parser"]
+
+DESCRIPTION = """Containment agent: isolate hosts, disable accounts and block addresses —
+planned, verified, reversible and written to a tamper-evident audit log.
+
+first minutes of an incident:
+  agent contain --host web01 --reason "EDR alert 4471"   isolate (shows the plan, asks to confirm)
+  agent contain --host web01 --dry-run                   show exactly what would run
+  agent block-ip 203.0.113.7 --all-edges --ttl 24h       block the attacker on every edge device
+  agent disable-account jdoe --with-groups               disable the breached account
+  agent status                                           what is contained right now
+  agent release --host web01                             undo, restoring the exact previous state
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="agent.yaml (default: $AGENT_CONFIG or ./config/agent.yaml)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
+    _common(p)
+    p.add_argument("--reason", default="", help="why (recorded in the audit log and the counsel report)")
+    p.add_argument("--incident", metavar="ID", help="attach to an existing incident instead of opening one")
+    p.add_argument("--dry-run", action="store_true", help="show exactly what would run; change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--trust-new-host-key", action="store_true",
+                   help="accept and pin an SSH host key seen for the first time (a changed key is still refused)")
+    if ttl:
+        p.add_argument("--ttl", metavar="DURATION", help="release automatically after e.g. 30m, 4h, 2d")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent", description=DESCRIPTION, epilog=exitcodes.TABLE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("contain", help="isolate host(s) from the network (runbook isolate-host)")
+    p.add_argument("--host", "-H", action="append", required=True, metavar="HOST",
+                   help="inventory name or address; repeat for several hosts")
+    p.add_argument("--runbook", "-r", default="isolate-host", help="runbook name or file (default isolate-host)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="runbook parameter")
+    _acting(p)
+
+    p = sub.add_parser("release", help="undo containment of host(s) or of a whole incident")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--host", "-H", action="append", metavar="HOST")
+    g.add_argument("--incident-all", dest="release_incident", metavar="ID", help="undo every action of an incident")
+    p.add_argument("--runbook", "-r", default="release-host")
+    _acting(p, ttl=False)
+
+    p = sub.add_parser("run", help="run any runbook on target(s)")
+    p.add_argument("runbook")
+    p.add_argument("targets", nargs="+", metavar="TARGET")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--on", action="append", metavar="DEVICE", help="devices for address runbooks")
+    _acting(p)
+
+    p = sub.add_parser("plan", help="show the plan for a runbook without executing it (same as --dry-run)")
+    p.add_argument("runbook")
+    p.add_argument("targets", nargs="+", metavar="TARGET")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--on", action="append", metavar="DEVICE")
+    _common(p)
+
+    p = sub.add_parser("block-ip", help="block address(es) on firewalls/routers (runbook block-ip)")
+    p.add_argument("addresses", nargs="+", metavar="ADDR", help="IPv4/IPv6 address or CIDR")
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--on", action="append", metavar="DEVICE")
+    dev.add_argument("--all-edges", action="store_true", help="every device marked edge: true (default)")
+    p.add_argument("--allow-private", action="store_true", help="allow RFC1918/ULA addresses")
+    _acting(p)
+
+    p = sub.add_parser("unblock-ip", help="remove blocks the agent added (from the journal)")
+    p.add_argument("addresses", nargs="+", metavar="ADDR")
+    p.add_argument("--on", action="append", metavar="DEVICE")
+    _acting(p, ttl=False)
+
+    p = sub.add_parser("disable-account", help="disable a directory account (runbook disable-account)")
+    p.add_argument("user")
+    p.add_argument("--with-groups", action="store_true", help="also remove privileged group memberships")
+    p.add_argument("--reset-password", action="store_true", help="also reset the password (NOT reversible)")
+    p.add_argument("--directory", metavar="NAME")
+    _acting(p)
+
+    p = sub.add_parser("enable-account", help="undo disable-account from the journal")
+    p.add_argument("user")
+    p.add_argument("--directory", metavar="NAME")
+    _acting(p, ttl=False)
+
+    p = sub.add_parser("status", help="what is contained right now (and when TTLs expire)")
+    _common(p)
+
+    p = sub.add_parser("sweep", help="release everything whose TTL has expired")
+    _acting(p, ttl=False)
+
+    p = sub.add_parser("incidents", help="list or show incidents")
+    isub = p.add_subparsers(dest="incidents_command", metavar="list|show")
+    q = isub.add_parser("list")
+    _common(q)
+    q = isub.add_parser("show")
+    q.add_argument("id")
+    _common(q)
+
+    p = sub.add_parser("audit", help="verify, export or sign the audit log")
+    p.add_argument("audit_args", nargs=argparse.REMAINDER, help="verify | export | init-key (see agent audit --help)")
+    p.add_argument("--config", "-c", metavar="FILE")
+
+    p = sub.add_parser("report", help="counsel report for an incident (HTML or PDF)")
+    p.add_argument("--incident", required=True, metavar="ID")
+    p.add_argument("--format", choices=("html", "pdf"), default="pdf")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    _common(p)
+
+    p = sub.add_parser("check-config", help="validate agent.yaml, the inventory and every runbook")
+    _common(p)
+
+    p = sub.add_parser("connectors", help="list installed connectors and their actions")
+    p.add_argument("connectors_command", nargs="?", default="list", choices=("list",))
+    _common(p)
+
+    p = sub.add_parser("lab", help="the practice lab (root): up | down | probe | status")
+    p.add_argument("lab_args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("daemon", help="run the webhook intake, scheduler and engine")
+    _common(p)
+    p.add_argument("--listen", default=None, metavar="HOST:PORT")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return exitcodes.USAGE
+    if args.command == "lab":
+        from agent.lab.cli import main as lab_main
+        return lab_main(list(args.lab_args))
+    if args.command == "audit":
+        from agent.commands.audit import run_audit
+        return run_audit(list(args.audit_args), args.config)
+    from agent.commands import dispatch
+    return dispatch(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Commands that change things: contain, release, run, block-ip, unblock-ip, disable/enable-account, sweep, plan.
+
+All share one flow: validate input → build the plan (guards, previews; nothing touched) → show it → confirm →
+reconcile leftovers of crashed runs → open/attach the incident → execute → per-target results → exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from typing import Any
+
+from agent import exitcodes
+from agent.app import App, new_incident_id
+from agent.errors import InputError
+from agent.output import color, emit_json, err, state_color, table
+from agent.validate import duration
+
+__all__ = ["run_act"]
+
+_RUNBOOKS = {"contain": None, "release": None, "block-ip": "block-ip", "unblock-ip": "unblock-ip",
+             "disable-account": "disable-account", "enable-account": "enable-account"}
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param: {pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def run_act(args: argparse.Namespace) -> int:
+    ttl: timedelta | None = duration(args.ttl) if getattr(args, "ttl", None) else None
+    app = App(config_path=args.config, trust_host_key=getattr(args, "trust_new_host_key", False))
+    try:
+        return _run(app, args, ttl)
+    finally:
+        app.close()
+
+
+def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
+    from agent.runbook import find_runbook
+    planner = app.planner()
+    cmd = args.command
+    devices = getattr(args, "on", None)
+    directory = getattr(args, "directory", None)
+    params = _params(getattr(args, "param", []) or [])
+    if cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
+        from agent.store import utcnow
+        if cmd == "sweep":
+            rows = planner.active_actions(None, expired_before=utcnow())
+            plan = planner.build_undo(rows, "ttl-sweep")
+        else:
+            rows = planner.active_actions(None, incident=args.release_incident)
+            plan = planner.build_undo(rows, "release-incident")
+        if not rows:
+            plan.notes.append("nothing is due" if cmd == "sweep" else
+                              f"incident {args.release_incident}: nothing active to undo")
+    else:
+        if cmd == "contain":
+            book, subjects = args.runbook, args.host
+        elif cmd == "release":
+            book, subjects = args.runbook, args.host
+        elif cmd in ("run", "plan"):
+            book, subjects = args.runbook, args.targets
+        elif cmd in ("block-ip", "unblock-ip"):
+            book, subjects = _RUNBOOKS[cmd], args.addresses
+            if cmd == "block-ip" and args.allow_private:
+                params["allow_private"] = True
+        else:
+            book, subjects = _RUNBOOKS[cmd], [args.user]
+            if cmd == "disable-account":
+                params["with_groups"] = args.with_groups
+                params["reset_password"] = args.reset_password
+        runbook = find_runbook(app.settings.runbooks, str(book))
+        if runbook.require_reason and not getattr(args, "reason", ""):
+            raise InputError(f"runbook {runbook.name} requires --reason")
+        plan = planner.build(runbook, subjects, params, devices=devices, directory=directory)
+    dry = cmd == "plan" or getattr(args, "dry_run", False)
+    if args.json and dry:
+        emit_json({"dry_run": True, "plan": plan.to_dict()})
+        return exitcodes.DONE
+    if not args.json:
+        _print_plan(plan, dry)
+    if dry:
+        return exitcodes.DONE
+    if not plan.actions:
+        if args.json:
+            emit_json({"status": "done", "changed": False, "notes": plan.notes, "outcomes": []})
+        else:
+            print(color("Nothing to do.", "green"))
+        return exitcodes.DONE
+    if not args.yes and not _confirm():
+        err("not confirmed: nothing was changed (pass --yes to skip the question)")
+        return exitcodes.REFUSED
+    return _execute(app, args, plan, ttl)
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        err("refusing to act without confirmation: standard input is not a terminal; pass --yes")
+        return False
+    try:
+        answer = input(color("Proceed? [y/N] ", "bold"))
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | None) -> int:
+    from agent.engine import Interrupted
+    from agent.reconcile import reconcile
+
+    def progress(kind: str, obj: Any) -> None:
+        if args.json or kind != "end":
+            return
+        line = f"  {obj.target:<14} {obj.step:<10} {state_color(obj.state):<6} {obj.summary}"
+        print(line, flush=True)
+        for warning in obj.warnings:
+            print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
+
+    engine = app.engine(on_event=progress)
+    for rec in reconcile(engine):
+        if not args.json:
+            print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
+                        f"{rec.outcome} — {rec.detail}", "yellow"))
+    incident = args.incident or new_incident_id()
+    title = f"{plan.runbook.name} on {', '.join(plan.subjects)}"
+    engine.journal.open_incident(incident, title=title, reason=args.reason, requested_by=app.actor,
+                                 trigger="cli")
+    if not args.json:
+        print(color(f"Incident {incident}", "bold"))
+    try:
+        result = engine.execute(plan, incident, reason=args.reason, ttl=ttl)
+    except Interrupted:
+        err(f"interrupted: the journal is consistent; unfinished actions of {incident} will be reconciled "
+            "on the next run")
+        return exitcodes.INTERRUPTED
+    status = result.status
+    if args.json:
+        emit_json({**result.to_dict(), "notes": plan.notes})
+    else:
+        _print_summary(result, plan, args, ttl)
+    return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL}.get(status, exitcodes.FAILED)
+
+
+def _print_plan(plan: Any, dry: bool) -> None:
+    head = "Dry run — nothing will be changed" if dry else "Plan"
+    print(color(f"{head}: {plan.runbook.name} on {', '.join(plan.subjects) or '(none)'}", "bold"))
+    for n, pa in enumerate(plan.actions, 1):
+        flags = []
+        if not pa.spec.mutating:
+            flags.append("read-only")
+        elif pa.undo_of:
+            flags.append("undo")
+        elif pa.spec.reversible:
+            flags.append("reversible")
+        else:
+            flags.append(color("NOT reversible", "red"))
+        print(f"  {n}. {pa.describe()}  [{', '.join(flags)}]")
+        if dry:
+            for line in pa.preview:
+                for sub in str(line).splitlines():
+                    print(color(f"       {sub}", "dim"))
+    for note in plan.notes:
+        print(color(f"  note: {note}", "yellow"))
+
+
+def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timedelta | None) -> None:
+    rows = [(o.target, o.step, state_color(o.state), "yes" if o.changed else "no", o.summary)
+            for o in result.outcomes]
+    if rows:
+        print()
+        print(table(rows, ("TARGET", "STEP", "STATE", "CHANGED", "RESULT")))
+    status = result.status
+    print()
+    print(f"Result: {state_color(status)} — incident {result.incident}")
+    if status != "done":
+        for o in result.outcomes:
+            if o.state == "failed":
+                print(color(f"  {o.target}: {o.error}", "red"))
+    if ttl and status in ("done", "partial"):
+        print(f"Automatic release after {args.ttl} (run `agent sweep` or the daemon).")
+    if args.command == "contain" and status in ("done", "partial"):
+        hosts = " ".join(f"--host {s}" for s in plan.subjects if s not in result.failed_subjects())
+        print(f"Undo with: agent release {hosts}")
+    print("Audit trail: agent audit verify · agent incidents show " + result.incident)

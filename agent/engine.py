@@ -1,0 +1,326 @@
+"""The engine: executes a :class:`~agent.plan.Plan` as journaled, verified, reversible actions.
+
+Per action: ``intent → snapshotted → applying → verifying → done | failed``; each transition is committed (store +
+audit) before the next step, so a crash leaves a journal :meth:`Engine.reconcile` can finish on the next start by
+reading the target's real state — never applying twice. Subjects run in parallel (thread pool); steps of one
+subject run in order on sessions opened once per target. Transient connector errors are retried with backoff a
+bounded number of times; permanent ones fail at once. A failure on one subject never escapes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from connectors.base import Session
+from connectors.errors import ConnectorError, Timeout, VerifyFailed
+from connectors.types import ConnectorContext, Snapshot
+
+from agent.config import Settings
+from agent.errors import ConfigError
+from agent.inventory import Inventory
+from agent.journal import AuditSink, Journal
+from agent.plan import Plan, PlannedAction
+from agent.registry import Registry
+from agent.store import Action, Store, utcnow
+
+__all__ = ["Engine", "RunResult", "ActionOutcome", "Interrupted"]
+
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """The run was cancelled (Ctrl-C); actions in flight stay journaled for reconciliation."""
+
+
+@dataclass
+class ActionOutcome:
+    subject: str
+    step: str
+    target: str
+    action: str
+    kind: str
+    state: str  # done | failed | skipped
+    changed: bool = False
+    summary: str = ""
+    error: str | None = None
+    error_kind: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    action_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    incident: str
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    def failed_subjects(self) -> set[str]:
+        return {o.subject for o in self.outcomes if o.state == "failed"}
+
+    @property
+    def status(self) -> str:
+        """``done`` | ``partial`` | ``failed`` | ``interrupted`` (drives the CLI exit code)."""
+        if self.interrupted:
+            return "interrupted"
+        failed = self.failed_subjects()
+        if not failed:
+            return "done"
+        ok = {o.subject for o in self.outcomes} - failed
+        return "partial" if ok else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"incident": self.incident, "status": self.status,
+                "outcomes": [o.to_dict() for o in self.outcomes]}
+
+
+class Engine:
+    def __init__(self, settings: Settings, inventory: Inventory, store: Store, audit: AuditSink,
+                 registry: Registry, ctx: ConnectorContext, *, actor: str,
+                 evidence_sink: Callable[[str, str, dict[str, Any]], list[dict[str, Any]]] | None = None,
+                 on_event: Callable[[str, ActionOutcome | PlannedAction], None] | None = None) -> None:
+        self.settings, self.inventory, self.store, self.audit = settings, inventory, store, audit
+        self.registry, self.ctx, self.actor = registry, ctx, actor
+        self.journal = Journal(store, audit)
+        self.evidence_sink = evidence_sink
+        self.on_event = on_event or (lambda kind, obj: None)
+        self.cancel = threading.Event()
+
+    # -- public ---------------------------------------------------------------------------------------------
+    def execute(self, plan: Plan, incident: str, *, reason: str = "", ttl: timedelta | None = None,
+                approved_by: str | None = None) -> RunResult:
+        """Run every subject of ``plan``; returns one outcome per action. Ctrl-C sets :attr:`cancel`."""
+        self.audit.record("plan.created", incident=incident, runbook=plan.runbook.name, params=plan.params,
+                          subjects=plan.subjects, actions=plan.to_dict()["actions"], notes=plan.notes,
+                          requested_by=self.actor, reason=reason)
+        result = RunResult(incident=incident)
+        groups = plan.by_subject()
+        lock = threading.Lock()
+
+        def run_subject(subject: str) -> None:
+            outcomes = self._run_subject(plan, subject, groups[subject], incident, reason, ttl, approved_by)
+            with lock:
+                result.outcomes.extend(outcomes)
+
+        workers = max(1, min(self.settings.max_parallel, len(groups)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="contain")
+        futures = [pool.submit(run_subject, s) for s in groups]
+        try:
+            for fut in futures:
+                while True:
+                    try:
+                        fut.result(timeout=0.2)
+                        break
+                    except TimeoutError:
+                        continue
+        except KeyboardInterrupt:
+            self.cancel.set()
+            result.interrupted = True
+            self.audit.record("run.interrupted", incident=incident, by=self.actor)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise Interrupted(incident) from None
+        finally:
+            pool.shutdown(wait=True)
+        self.update_incident_status(incident)
+        return result
+
+    # -- one subject ----------------------------------------------------------------------------------------
+    def _run_subject(self, plan: Plan, subject: str, actions: list[PlannedAction], incident: str, reason: str,
+                     ttl: timedelta | None, approved_by: str | None) -> list[ActionOutcome]:
+        outcomes: list[ActionOutcome] = []
+        done_rows: list[tuple[PlannedAction, Action]] = []
+        with self._sessions() as sessions:
+            for pa in actions:
+                if self.cancel.is_set():
+                    break
+                row = self._new_row(plan, pa, incident, reason, ttl, approved_by)
+                self.on_event("start", pa)
+                outcome = self._run_action(pa, row, sessions)
+                outcomes.append(outcome)
+                self.on_event("end", outcome)
+                if outcome.state == "done":
+                    done_rows.append((pa, row))
+                elif pa.step.on_error == "stop":
+                    if plan.runbook.rollback == "reverse":
+                        outcomes.extend(self._rollback(plan, done_rows, incident, sessions))
+                    break
+        return outcomes
+
+    def _new_row(self, plan: Plan, pa: PlannedAction, incident: str, reason: str, ttl: timedelta | None,
+                 approved_by: str | None) -> Action:
+        expires = utcnow() + ttl if (ttl and not pa.undo_of and pa.spec.reversible and pa.spec.mutating) else None
+        row = Action(incident_id=incident, runbook=plan.runbook.name, step=pa.step.id,
+                     kind="undo" if pa.undo_of else "apply", undo_of=pa.undo_of, target=pa.target.name, subject=pa.subject,
+                     target_kind=pa.target.kind, address=pa.target.address, connector=pa.connector,
+                     action=pa.action, args=_journal_args(pa.args), reversible=int(pa.spec.reversible),
+                     mutating=int(pa.spec.mutating), state="intent", requested_by=self.actor,
+                     approved_by=approved_by, reason=reason, expires_at=expires, snapshot=pa.snapshot)
+        return self.journal.create(row)
+
+    def _run_action(self, pa: PlannedAction, row: Action, sessions: "_SessionCache") -> ActionOutcome:
+        conn = self.registry.get(pa.connector)
+        out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
+                            kind=row.kind, state="failed", action_id=row.id)
+        attempts = [0]
+        try:
+            session = self._retry(lambda: sessions.get(pa, self), attempts)
+            if row.kind == "undo":
+                snap = Snapshot(dict(pa.snapshot or {}))
+                self.journal.transition(row, "applying", "undo from journaled snapshot")
+                res = self._retry(lambda: conn.undo(session, pa.action, pa.args, snap), attempts)
+                self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
+                                        changed=int(res.changed), attempts=attempts[0])
+                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
+                if ver.in_effect:
+                    raise VerifyFailed(f"still in effect after undo: {ver.summary}")
+                self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
+                self.journal.mark_undone(pa.undo_of or "", row.id)
+            elif not pa.spec.mutating:
+                self.journal.transition(row, "applying", "read-only action")
+                res = self._retry(lambda: conn.apply(session, pa.action, pa.args, Snapshot()), attempts)
+                details = dict(res.details)
+                evidence = details.pop("evidence", None)
+                if evidence and self.evidence_sink:
+                    details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence)
+                res.details = details
+                self.journal.transition(row, "done", res.summary, result=res.to_dict(), changed=0,
+                                        attempts=attempts[0])
+            else:
+                snap = self._retry(lambda: conn.snapshot(session, pa.action, pa.args), attempts)
+                self.journal.transition(row, "snapshotted", "state needed to undo recorded", snapshot=snap.to_dict())
+                self.journal.transition(row, "applying")
+                res = self._apply(conn, session, pa, snap, attempts)
+                self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
+                                        changed=int(res.changed), attempts=attempts[0])
+                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
+                if not ver.in_effect:
+                    raise VerifyFailed(f"applied but not in effect: {ver.summary}")
+                self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
+            out.state, out.changed, out.summary, out.warnings = "done", bool(res.changed), res.summary, res.warnings
+        except ConnectorError as exc:
+            exc.with_context(target=pa.target.name, connector=pa.connector, action=pa.action)
+            self.journal.transition(row, "failed", exc.message, error=str(exc), error_kind=exc.kind,
+                                    attempts=attempts[0])
+            out.error, out.error_kind = str(exc), exc.kind
+            out.summary = ("target unreachable after retries" if exc.transient else "failed") + f": {exc.message}"
+        return out
+
+    def _apply(self, conn: Any, session: Session, pa: PlannedAction, snap: Snapshot, attempts: list[int]) -> Any:
+        """Apply once; after a timeout read the target's state before deciding to retry (lesson 6)."""
+        for attempt in range(1, self.settings.retries + 1):
+            attempts[0] += 1
+            try:
+                return conn.apply(session, pa.action, pa.args, snap)
+            except Timeout:
+                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
+                if ver.in_effect:
+                    from connectors.types import ActionResult
+                    return ActionResult(changed=True, summary=f"applied (confirmed by reading state after a "
+                                        f"timeout): {ver.summary}")
+                if attempt == self.settings.retries:
+                    raise
+            except ConnectorError as exc:
+                if not exc.transient or attempt == self.settings.retries:
+                    raise
+            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _retry(self, fn: Callable[[], T], attempts: list[int]) -> T:
+        for attempt in range(1, self.settings.retries + 1):
+            attempts[0] += 1
+            try:
+                return fn()
+            except ConnectorError as exc:
+                if not exc.transient or attempt == self.settings.retries:
+                    raise
+            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Interrupted("cancelled")
+
+    def _rollback(self, plan: Plan, done: list[tuple[PlannedAction, Action]], incident: str,
+                  sessions: "_SessionCache") -> list[ActionOutcome]:
+        outcomes = []
+        for pa, row in reversed(done):
+            if not pa.spec.reversible or not pa.spec.mutating or row.kind == "undo" or not row.changed:
+                continue
+            undo = PlannedAction(subject=pa.subject, step=pa.step, entry=pa.entry, target=pa.target,
+                                 action=pa.action, args=pa.args, spec=pa.spec, undo_of=row.id,
+                                 snapshot=row.snapshot)
+            undo_row = self._new_row(plan, undo, incident, "rollback after a failed step", None, None)
+            outcomes.append(self._run_action(undo, undo_row, sessions))
+        return outcomes
+
+    def update_incident_status(self, incident: str) -> None:
+        from sqlalchemy import select
+        with self.store.session() as s:
+            rows = list(s.scalars(select(Action).where(Action.incident_id == incident, Action.kind == "apply",
+                                                       Action.state == "done", Action.mutating == 1)))
+        active = [r for r in rows if r.undone_at is None and r.changed]
+        if active:
+            first = min(r.updated_at for r in active)
+            self.journal.update_incident(incident, status="contained", **(
+                {"contained_at": first} if self._contained_at(incident) is None else {}))
+        elif rows:
+            self.journal.update_incident(incident, status="released")
+
+    def _contained_at(self, incident: str) -> datetime | None:
+        from agent.store import Incident
+        with self.store.session() as s:
+            inc = s.get(Incident, incident)
+            return inc.contained_at if inc else None
+
+    @contextmanager
+    def _sessions(self) -> Iterator["_SessionCache"]:
+        cache = _SessionCache()
+        try:
+            yield cache
+        finally:
+            cache.close_all()
+
+
+class _SessionCache:
+    """Sessions opened once per (connector, target) within one subject's run."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], Session] = {}
+
+    def get(self, pa: PlannedAction, engine: Engine) -> Session:
+        key = (pa.connector, pa.target.name)
+        if key not in self._open:
+            creds = pa.entry.credentials
+            if creds is None:
+                from connectors.errors import AuthError
+                raise AuthError(f"no credentials configured for {pa.target.name} in the inventory")
+            conn = engine.registry.get(pa.connector)
+            try:
+                resolved = creds.resolve()
+            except ConfigError as exc:
+                from connectors.errors import AuthError
+                raise AuthError(f"credentials for {pa.target.name}: {exc.reason}") from None
+            self._open[key] = conn.open(pa.target, resolved, engine.ctx)
+        return self._open[key]
+
+    def close_all(self) -> None:
+        for session in self._open.values():
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001 - closing must never mask the real outcome
+                pass
+        self._open.clear()
+
+
+def _journal_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k != "protected"}
+
+

@@ -1,0 +1,102 @@
+"""Journal writes: each action state transition is committed to the store *and* the audit log before the next.
+
+One place does both so the two can never disagree about what happened, and so no caller forgets either.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from typing import Any, Protocol
+
+from agent.store import Action, Incident, Store, Transition, utcnow
+
+__all__ = ["Journal", "AuditSink", "OWNER"]
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class AuditSink(Protocol):
+    def record(self, event: str, **fields: Any) -> dict[str, Any]: ...
+
+
+class Journal:
+    def __init__(self, store: Store, audit: AuditSink) -> None:
+        self.store, self.audit = store, audit
+
+    def create(self, row: Action) -> Action:
+        row.owner = OWNER
+        with self.store.session() as s:
+            row.seq = self.store.next_seq(s)
+            s.add(row)
+            s.add(Transition(action_id=row.id, from_state="", to_state=row.state, detail="intent recorded"))
+        self.audit.record("action.intent", incident=row.incident_id, action_id=row.id, kind=row.kind,
+                          undo_of=row.undo_of, target=row.target, address=row.address, connector=row.connector,
+                          action=row.action, args=row.args, runbook=row.runbook, step=row.step,
+                          requested_by=row.requested_by, approved_by=row.approved_by, reason=row.reason)
+        return row
+
+    def transition(self, row: Action, to_state: str, detail: str = "", **changes: Any) -> Action:
+        """Persist ``row`` moving to ``to_state`` (plus column changes) and audit it, in that order."""
+        from_state = row.state
+        now = utcnow()
+        with self.store.session() as s:
+            db = s.get(Action, row.id)
+            assert db is not None
+            db.state = to_state
+            db.updated_at = now
+            db.owner = OWNER
+            for key, value in changes.items():
+                setattr(db, key, value)
+            s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now, detail=detail))
+        row.state, row.updated_at = to_state, now
+        for key, value in changes.items():
+            setattr(row, key, value)
+        fields: dict[str, Any] = {"incident": row.incident_id, "action_id": row.id, "target": row.target,
+                                  "connector": row.connector, "action": row.action, "kind": row.kind,
+                                  "from_state": from_state, "to_state": to_state, "detail": detail}
+        for key in ("result", "verification", "error", "error_kind", "changed", "attempts"):
+            if key in changes:
+                fields[key] = changes[key]
+        self.audit.record("action.transition", **fields)
+        if to_state == "done":
+            self.audit.record("action.undone" if row.kind == "undo" else "action.done",
+                              incident=row.incident_id, action_id=row.id, undo_of=row.undo_of,
+                              target=row.target, action=row.action, changed=row.changed,
+                              verification=row.verification)
+        elif to_state == "failed":
+            self.audit.record("action.failed", incident=row.incident_id, action_id=row.id, target=row.target,
+                              action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind)
+        return row
+
+    def mark_undone(self, original_id: str, by_action: str) -> None:
+        with self.store.session() as s:
+            db = s.get(Action, original_id)
+            if db is not None and db.undone_at is None:
+                db.undone_at = utcnow()
+                s.add(Transition(action_id=original_id, from_state=db.state, to_state=db.state,
+                                 detail=f"undone by {by_action}"))
+
+    def open_incident(self, incident_id: str, *, title: str, reason: str, requested_by: str, trigger: str,
+                      discovered_at: datetime | None = None) -> Incident:
+        with self.store.session() as s:
+            inc = s.get(Incident, incident_id)
+            if inc is not None:
+                return inc
+            inc = Incident(id=incident_id, title=title, reason=reason, requested_by=requested_by,
+                           trigger=trigger, discovered_at=discovered_at or utcnow())
+            s.add(inc)
+        self.audit.record("incident.opened", incident=incident_id, title=title, reason=reason,
+                          requested_by=requested_by, trigger=trigger, discovered_at=inc.discovered_at.isoformat())
+        return inc
+
+    def update_incident(self, incident_id: str, **changes: Any) -> None:
+        with self.store.session() as s:
+            inc = s.get(Incident, incident_id)
+            if inc is None:
+                return
+            for key, value in changes.items():
+                setattr(inc, key, value)
+        self.audit.record("incident.updated", incident=incident_id,
+                          **{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()})

@@ -1,0 +1,271 @@
+"""Planning: turn (runbook, target names, parameters) into a list of concrete connector actions, or refuse.
+
+Everything here happens before any connection is opened: names are validated and resolved to pinned addresses,
+protected assets and runbook guards are checked, connector arguments are validated by the connector itself, and
+the exact commands are previewed for dry runs. A refusal names the reason and touches nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.errors import ConnectorError
+from connectors.types import ActionSpec, ConnectorContext, Target
+
+from agent.config import Settings
+from agent.errors import GuardRefused, InputError
+from agent.inventory import HostEntry, Inventory
+from agent.registry import Registry
+from agent.runbook import Runbook, Step
+from agent.store import Action, Store
+from agent.validate import inventory_name, ip_or_cidr, username
+
+__all__ = ["PlannedAction", "Plan", "Planner", "connector_context"]
+
+
+@dataclass
+class PlannedAction:
+    """One connector action on one target (or the undo of a journaled action)."""
+
+    subject: str  # the value the user named: host name, account, address
+    step: Step
+    entry: HostEntry
+    target: Target
+    action: str
+    args: dict[str, Any]
+    spec: ActionSpec
+    undo_of: str | None = None  # journaled action id this undoes
+    snapshot: dict[str, Any] | None = None
+    preview: list[str] = field(default_factory=list)
+
+    @property
+    def connector(self) -> str:
+        return self.target.connector
+
+    def describe(self) -> str:
+        verb = f"undo {self.action}" if self.undo_of else self.action
+        return f"{self.step.id}: {verb} on {self.target.name} ({self.target.address}) via {self.connector}"
+
+
+@dataclass
+class Plan:
+    runbook: Runbook
+    params: dict[str, Any]
+    subjects: list[str]
+    actions: list[PlannedAction]
+    notes: list[str] = field(default_factory=list)  # e.g. "victim is not isolated: nothing to release"
+
+    def by_subject(self) -> dict[str, list[PlannedAction]]:
+        out: dict[str, list[PlannedAction]] = {s: [] for s in self.subjects}
+        for pa in self.actions:
+            out.setdefault(pa.subject, []).append(pa)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runbook": self.runbook.name, "params": self.params, "subjects": self.subjects,
+                "notes": self.notes,
+                "actions": [{"subject": a.subject, "step": a.step.id, "target": a.target.name,
+                             "address": a.target.address, "connector": a.connector, "action": a.action,
+                             "undo_of": a.undo_of, "args": _public_args(a.args), "reversible": a.spec.reversible,
+                             "preview": a.preview} for a in self.actions]}
+
+
+def _public_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k not in ("protected",)}
+
+
+def connector_context(settings: Settings, inventory: Inventory, *, trust_host_key: bool = False) -> ConnectorContext:
+    return ConnectorContext(
+        management_addresses=inventory.management,
+        known_hosts=str(settings.known_hosts) if settings.known_hosts else None,
+        trust_unknown_host_key=trust_host_key,
+        connect_timeout=settings.connect_timeout,
+        command_timeout=settings.command_timeout,
+        confirm_timeout=settings.confirm_timeout,
+    )
+
+
+class Planner:
+    def __init__(self, settings: Settings, inventory: Inventory, registry: Registry, store: Store | None,
+                 ctx: ConnectorContext) -> None:
+        self.settings, self.inventory, self.registry, self.store, self.ctx = (
+            settings, inventory, registry, store, ctx)
+
+    def build(self, runbook: Runbook, subjects: Sequence[str], params: Mapping[str, Any] | None = None,
+              *, devices: Sequence[str] | None = None, directory: str | None = None) -> Plan:
+        """Resolve every subject, check guards, validate arguments. Raises before anything is touched."""
+        if not subjects:
+            raise InputError(f"runbook {runbook.name}: no target given")
+        values = runbook.bind(dict(params or {}))
+        plan = Plan(runbook=runbook, params=values, subjects=list(subjects), actions=[])
+        for subject in subjects:
+            for step in runbook.steps:
+                if step.when and not values.get(step.when):
+                    continue
+                kind = runbook.target
+                value = subject
+                if step.target:
+                    kind = runbook.parameters[step.target].kind or kind
+                    value = values.get(step.target)
+                    if value in (None, "", []):
+                        plan.notes.append(f"{step.id}: skipped, no {step.target} given")
+                        continue
+                for entry, address, extra in self._resolve(kind, str(value), runbook, devices, directory):
+                    args = {**runbook.step_args(step, values), **extra}
+                    if step.undo:
+                        plan.actions.extend(self._plan_undo(subject, step, entry, address, plan))
+                    else:
+                        plan.actions.append(self._plan_apply(subject, step, entry, address, args))
+        return plan
+
+    # -- target resolution ---------------------------------------------------------------------------------
+    def _resolve(self, kind: str, value: str, runbook: Runbook, devices: Sequence[str] | None,
+                 directory: str | None) -> list[tuple[HostEntry, str, dict[str, Any]]]:
+        inv = self.inventory
+        if kind == "host":
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                inventory_name(value, field="host")
+            entry = inv.host(value)
+            inv.check_not_protected(entry)
+            if runbook.os and entry.os and entry.os not in runbook.os:
+                raise GuardRefused(f"refused: runbook {runbook.name} supports {', '.join(runbook.os)}, "
+                                   f"{entry.name} runs {entry.os}")
+            address = self._pin(entry)
+            inv.check_not_protected(entry, address)
+            return [(entry, address, {})]
+        if kind == "account":
+            username(value, field="user")
+            if inv.account_protected(value):
+                raise GuardRefused(f"refused: account {value!r} is listed in protected.accounts; nothing was touched")
+            entry = inv.directory(directory)
+            return [(entry, self._pin(entry), {"account": value})]
+        net = ip_or_cidr(value, field="address")
+        reason = inv.address_protected_reason(net)
+        if reason:
+            raise GuardRefused(f"refused: {reason}; nothing was touched")
+        targets = [inv.device(d) for d in devices] if devices else inv.edges()
+        if not targets:
+            raise InputError("no device to block on: name one with --on DEVICE or mark devices 'edge: true'")
+        out = []
+        for dev in targets:
+            inv.check_not_protected(dev)
+            address = self._pin(dev)
+            protected = [*(f"{m}/{32 if ':' not in m else 128}" for m in inv.management),
+                         *(str(c) for c in inv.protected_cidrs), address]
+            try:
+                own = ipaddress.ip_address(address)
+                if own.version == net.version and own in net:
+                    raise GuardRefused(f"refused: {net} contains {dev.name}'s own address {own}")
+            except ValueError:
+                pass
+            out.append((dev, address, {"addresses": [str(net) if net.prefixlen != net.max_prefixlen
+                                                     else str(net.network_address)],
+                                       "protected": protected}))
+        return out
+
+    def _pin(self, entry: HostEntry) -> str:
+        """Resolve a DNS name once, before anything is applied, and use that address from then on."""
+        try:
+            return str(ipaddress.ip_address(entry.address))
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(entry.address, None, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise InputError(f"{entry.name}: cannot resolve {entry.address!r}: {exc.strerror}") from None
+        return str(infos[0][4][0])
+
+    # -- actions -------------------------------------------------------------------------------------------
+    def _spec(self, connector: str, action: str, step: Step) -> ActionSpec:
+        conn = self.registry.get(connector)
+        if action not in conn.actions:
+            raise InputError(f"step {step.id}: connector {connector} has no action {action!r} "
+                             f"(known: {', '.join(sorted(conn.actions))})")
+        return conn.actions[action]
+
+    def _plan_apply(self, subject: str, step: Step, entry: HostEntry, address: str,
+                    args: dict[str, Any]) -> PlannedAction:
+        target = entry.target(address)
+        spec = self._spec(target.connector, step.action, step)
+        conn = self.registry.get(target.connector)
+        try:
+            conn.validate(target, step.action, args)
+            preview = conn.preview(target, step.action, args, self.ctx)
+        except ConnectorError as exc:
+            raise InputError(f"{target.name}: {step.action}: {exc.message}") from None
+        return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
+                             args=args, spec=spec, preview=preview)
+
+    def _plan_undo(self, subject: str, step: Step, entry: HostEntry, address: str,
+                   plan: Plan) -> list[PlannedAction]:
+        target = entry.target(address)
+        spec = self._spec(target.connector, step.action, step)
+        rows = self.active_actions(entry.name, step.action,
+                                   subject=None if target.kind == "host" else subject)
+        if not rows:
+            plan.notes.append(f"{entry.name}: no active {step.action} in the journal — nothing to undo")
+            return []
+        out = []
+        for row in reversed(rows):
+            when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
+            out.append(PlannedAction(
+                subject=subject, step=step, entry=entry, target=target, action=row.action, args=dict(row.args),
+                spec=spec, undo_of=row.id, snapshot=row.snapshot,
+                preview=[f"undo {row.action} applied {when} (action {row.id[:8]}, incident {row.incident_id}) "
+                         f"from its journaled snapshot"]))
+        return out
+
+    def build_undo(self, rows: Sequence[Action], name: str) -> Plan:
+        """A plan undoing journaled actions newest first (release of an incident, TTL sweep)."""
+        from agent.runbook import Runbook
+        step = Step(id="undo", action="undo", undo=True)
+        book = Runbook(name=name, path=self.settings.runbooks, description="", target="host", steps=(step,),
+                       rollback="none")
+        plan = Plan(runbook=book, params={}, subjects=[], actions=[])
+        for row in sorted(rows, key=lambda r: r.seq, reverse=True):
+            entry = self.entry_for(row)
+            target = entry.target(row.address or None)
+            spec = self._spec(target.connector, row.action, step)
+            if row.subject not in plan.subjects:
+                plan.subjects.append(row.subject or row.target)
+            plan.actions.append(PlannedAction(
+                subject=row.subject or row.target, step=Step(id=row.step, action=row.action, undo=True),
+                entry=entry, target=target, action=row.action, args=dict(row.args), spec=spec, undo_of=row.id,
+                snapshot=row.snapshot, preview=[f"undo {row.action} (action {row.id[:8]}, incident "
+                                                f"{row.incident_id}) from its journaled snapshot"]))
+        return plan
+
+    def entry_for(self, row: Action) -> HostEntry:
+        if row.connector == "firewall":
+            return self.inventory.device(row.target)
+        if row.connector == "active_directory":
+            return self.inventory.directory(row.target)
+        return self.inventory.host(row.target)
+
+    def active_actions(self, target: str | None, action: str | None = None, *, subject: str | None = None,
+                       incident: str | None = None, expired_before: Any = None) -> list[Action]:
+        """Applied, reversible, not yet undone actions (oldest first), filtered as given."""
+        if self.store is None:
+            return []
+        with self.store.session() as s:
+            q = select(Action).where(Action.kind == "apply", Action.state == "done",
+                                     Action.undone_at.is_(None), Action.reversible == 1, Action.changed == 1)
+            if target:
+                q = q.where(Action.target == target)
+            if action:
+                q = q.where(Action.action == action)
+            if subject:
+                q = q.where(Action.subject == subject)
+            if incident:
+                q = q.where(Action.incident_id == incident)
+            if expired_before is not None:
+                q = q.where(Action.expires_at.is_not(None), Action.expires_at <= expired_before)
+            return list(s.scalars(q.order_by(Action.seq)))

@@ -1,0 +1,51 @@
+"""Connector registry: finds connectors through the ``agent.connectors`` entry-point group, loads them lazily.
+
+Why lazy: importing paramiko, pywinrm, ldap3 and netmiko costs ~1 s together; a command that touches one Linux host
+should pay for paramiko only. Names from YAML are validated before anything is imported. The registry lives on an
+instance (not a class attribute) so tests and the daemon can hold independent ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from connectors.base import Connector
+
+from agent.errors import ConfigError
+from agent.validate import INVENTORY_NAME
+
+__all__ = ["Registry"]
+
+GROUP = "agent.connectors"
+
+
+class Registry:
+    """Name → connector instance, created on first use."""
+
+    def __init__(self, extra: Mapping[str, type[Any]] | None = None) -> None:
+        self._points = {ep.name: ep for ep in entry_points(group=GROUP)}
+        self._extra = dict(extra or {})
+        self._instances: dict[str, Connector] = {}
+
+    def names(self) -> list[str]:
+        return sorted(set(self._points) | set(self._extra))
+
+    def get(self, name: str) -> Connector:
+        """Return the connector called ``name``; unknown names raise one error listing what exists."""
+        if name in self._instances:
+            return self._instances[name]
+        if not INVENTORY_NAME.fullmatch(name) or name not in self.names():
+            raise ConfigError(f"unknown connector {name!r} (installed: {', '.join(self.names()) or 'none'})")
+        cls = self._extra.get(name) or self._points[name].load()
+        instance = cls()
+        missing = [m for m in ("validate", "preview", "open", "snapshot", "apply", "verify", "undo")
+                   if not callable(getattr(instance, m, None))]
+        if missing or not isinstance(getattr(instance, "actions", None), Mapping):
+            raise ConfigError(f"connector {name!r} ({cls.__module__}.{cls.__name__}) does not implement the "
+                              f"connector interface (missing: {', '.join(missing) or 'actions'})")
+        if getattr(instance, "name", name) != name:
+            raise ConfigError(f"connector registered as {name!r} calls itself {instance.name!r}")
+        self._instances[name] = instance
+        return instance
