@@ -1,0 +1,84 @@
+"""``check-config`` (validate every file, report all problems) and ``connectors list``."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent import exitcodes
+from agent.app import App
+from agent.errors import AgentError
+from agent.output import color, emit_json, table
+
+__all__ = ["run_admin"]
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    app = App(config_path=args.config)
+    if args.command == "connectors":
+        return _connectors(app, args)
+    return _check(app, args)
+
+
+def _connectors(app: App, args: argparse.Namespace) -> int:
+    from agent.registry import Registry
+    reg = Registry()
+    data = []
+    for name in reg.names():
+        try:
+            conn = reg.get(name)
+            data.append({"name": name, "actions": {a: {"description": s.description, "reversible": s.reversible,
+                                                       "mutating": s.mutating, "target": s.target_kind}
+                                                   for a, s in conn.actions.items()}})
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+            data.append({"name": name, "error": str(exc)})
+    if args.json:
+        emit_json(data)
+        return exitcodes.DONE
+    rows = []
+    for d in data:
+        if "error" in d:
+            rows.append((d["name"], color("failed to load", "red"), d["error"]))
+            continue
+        for action, spec in d["actions"].items():
+            kind = "read-only" if not spec["mutating"] else ("reversible" if spec["reversible"] else "irreversible")
+            rows.append((d["name"], action, f"[{kind}] {spec['description']}"))
+    print(table(rows, ("CONNECTOR", "ACTION", "DESCRIPTION")))
+    return exitcodes.DONE
+
+
+def _check(app: App, args: argparse.Namespace) -> int:
+    from agent.runbook import list_runbooks, load_runbook
+    problems: list[str] = []
+    checked: list[str] = []
+    try:
+        settings = app.settings
+        checked.append(str(settings.path))
+        inv = app.inventory
+        checked.append(str(inv.path))
+        for entry in [*inv.hosts.values(), *inv.devices.values(), *inv.directories.values()]:
+            if entry.credentials is None:
+                problems.append(f"{inv.path}:{entry.line}: {entry.name}: no credentials configured")
+        for path in list_runbooks(settings.runbooks).values():
+            try:
+                book = load_runbook(path)
+                for step in book.steps:
+                    if step.undo:
+                        continue
+                checked.append(str(path))
+            except AgentError as exc:
+                problems.append(str(exc))
+        if settings.known_hosts and not settings.known_hosts.exists():
+            problems.append(f"{settings.path}: ssh.known_hosts: {settings.known_hosts} does not exist "
+                            "(hosts can still be pinned with host_key in the inventory)")
+    except AgentError as exc:
+        problems.append(str(exc))
+    if args.json:
+        emit_json({"ok": not problems, "checked": checked, "problems": problems})
+    else:
+        for path in checked:
+            print(f"{color('ok', 'green')}    {path}")
+        for problem in problems:
+            print(f"{color('error', 'red')} {problem}")
+        if not problems:
+            print(color("configuration is valid", "green"))
+    return exitcodes.DONE if not problems else exitcodes.USAGE

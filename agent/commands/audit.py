@@ -1,0 +1,30 @@
+"""``agent audit ...``: fills in the audit directory and public key from agent.yaml, then runs the audit CLI.
+
+The audit CLI itself (:mod:`agent.audit.cli`) works on bare exported files, so counsel can verify a log without
+any configuration; this wrapper only saves the technician from typing paths.
+"""
+
+from __future__ import annotations
+
+from agent.errors import AgentError
+from agent.output import err
+
+__all__ = ["run_audit"]
+
+
+def run_audit(argv: list[str], config: str | None) -> int:
+    from agent.audit.cli import main as audit_main
+    if argv and argv[0] in ("verify", "export") and "--dir" not in argv:
+        try:
+            from agent.config import load_settings
+            settings = load_settings(config)
+        except AgentError as exc:
+            err(f"{exc} (or pass --dir DIR)")
+            return 2
+        argv = [argv[0], "--dir", str(settings.audit_dir), *argv[1:]]
+        key = settings.audit_signing_key
+        if argv[0] == "verify" and key is not None and "--public-key" not in argv:
+            pub = key.with_name(key.name + ".pub")
+            if pub.exists():
+                argv += ["--public-key", str(pub)]
+    return audit_main(argv)

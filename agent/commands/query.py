@@ -1,0 +1,113 @@
+"""Read-only commands: ``status`` (what is contained now) and ``incidents list|show``."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from agent import exitcodes
+from agent.app import App
+from agent.errors import NotFound
+from agent.output import color, emit_json, state_color, table
+
+__all__ = ["run_query"]
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return ""
+    return when.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def run_query(args: argparse.Namespace) -> int:
+    app = App(config_path=args.config)
+    try:
+        if args.command == "status":
+            return _status(app, args)
+        if getattr(args, "incidents_command", None) == "show":
+            return _show(app, args)
+        return _list(app, args)
+    finally:
+        app.close()
+
+
+def _status(app: App, args: argparse.Namespace) -> int:
+    from agent.store import ACTIVE_STATES, Action, utcnow
+    now = utcnow()
+    with app.store.session() as s:
+        active = list(s.scalars(select(Action).where(
+            Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
+            Action.mutating == 1).order_by(Action.seq)))
+        unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
+    if args.json:
+        emit_json({"active": [a.summary() for a in active], "unfinished": [a.summary() for a in unfinished]})
+        return exitcodes.DONE
+    if not active and not unfinished:
+        print(color("Nothing is contained.", "green"))
+        return exitcodes.DONE
+    rows = []
+    for a in active:
+        expiry = ""
+        if a.expires_at:
+            expiry = ("OVERDUE — run `agent sweep`" if a.expires_at <= now
+                      else f"releases {_ago(a.expires_at)}")
+        what = a.action if a.target_kind == "host" else f"{a.action} {a.subject}"
+        rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
+    if rows:
+        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "EXPIRY")))
+    if unfinished:
+        print(color("\nUnfinished (interrupted) actions — reconciled on the next run:", "yellow"))
+        print(table([(a.target, a.action, a.state, a.owner) for a in unfinished],
+                    ("TARGET", "ACTION", "STATE", "OWNER")))
+    return exitcodes.DONE
+
+
+def _list(app: App, args: argparse.Namespace) -> int:
+    from agent.store import Incident
+    with app.store.session() as s:
+        incidents = list(s.scalars(select(Incident).order_by(Incident.created_at.desc())))
+        data = [{"id": i.id, "title": i.title, "status": i.status, "trigger": i.trigger,
+                 "requested_by": i.requested_by, "discovered_at": i.discovered_at.isoformat(),
+                 "contained_at": i.contained_at.isoformat() if i.contained_at else None,
+                 "actions": len(i.actions)} for i in incidents]
+    if args.json:
+        emit_json(data)
+    elif not data:
+        print("No incidents yet.")
+    else:
+        print(table([(d["id"], state_color(d["status"]), d["title"], d["requested_by"], d["actions"])
+                     for d in data], ("INCIDENT", "STATUS", "TITLE", "BY", "ACTIONS")))
+    return exitcodes.DONE
+
+
+def _show(app: App, args: argparse.Namespace) -> int:
+    from agent.store import Incident
+    with app.store.session() as s:
+        inc = s.get(Incident, args.id)
+        if inc is None:
+            raise NotFound(f"incident {args.id!r} not found (see `agent incidents list`)")
+        actions = [a.summary() for a in inc.actions]
+        transitions: dict[str, list[dict[str, Any]]] = {
+            a.id: [{"from": t.from_state, "to": t.to_state, "at": t.at.isoformat(), "detail": t.detail}
+                   for t in a.transitions] for a in inc.actions}
+        head = {"id": inc.id, "title": inc.title, "status": inc.status, "trigger": inc.trigger,
+                "reason": inc.reason, "requested_by": inc.requested_by,
+                "discovered_at": inc.discovered_at.isoformat(),
+                "contained_at": inc.contained_at.isoformat() if inc.contained_at else None}
+    if args.json:
+        emit_json({**head, "actions": [{**a, "transitions": transitions[a["id"]]} for a in actions]})
+        return exitcodes.DONE
+    print(color(f"{head['id']}  {head['title']}", "bold"))
+    print(f"  status: {state_color(head['status'])}   trigger: {head['trigger']}   by: {head['requested_by']}")
+    print(f"  reason: {head['reason'] or '-'}")
+    print(f"  discovered: {head['discovered_at']}   contained: {head['contained_at'] or '-'}")
+    for a in actions:
+        verb = f"undo {a['action']}" if a["kind"] == "undo" else a["action"]
+        print(f"\n  {verb} on {a['target']} ({a['address']}) via {a['connector']}: {state_color(a['state'])}"
+              + (f" — {a['error']}" if a["error"] else ""))
+        for t in transitions[a["id"]]:
+            print(color(f"    {t['at'][:23]}  {t['from'] or '·':>11} → {t['to']:<11} {t['detail']}", "dim"))
+    return exitcodes.DONE
