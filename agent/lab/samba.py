@@ -1,0 +1,542 @@
+"""A throwaway Samba 4 Active Directory domain controller, for the practice lab and the integration tests.
+
+Why it looks like this (LAB.md, "A real Active Directory domain controller"): provisioning costs ≈ 9 s, so a
+provisioned directory is kept as a template next to ``state_dir`` and copied (``cp -a``) on later runs. The DC
+runs in its own network namespace (no default route: nothing can leave) *and* a private mount/UTS namespace, so
+``/run/samba`` (libwbclient hard-codes it), ``/etc/hosts`` and ``/etc/resolv.conf`` (127.0.0.1) are its own and
+two DCs never talk to each other's winbindd. ``dnsupdate``, ``nbt`` and ``wrepl`` are not started. Its TLS
+certificate comes from a small EC CA made here, with SANs for the DNS name and the address, so clients validate
+it properly (never switch validation off).
+
+Usage (tests)::
+
+    dc = SambaDC("adt-dc", "10.78.0.50", Path("/var/tmp/x/dc"))
+    dc.provision(); dc.attach("adt-cl", "10.78.0.10"); dc.start()
+    dc.create_user("alice", "Passw0rd-Alice!")   # LDAPS as Administrator
+    ...
+    dc.teardown()                                 # stop + delete the namespaces it created
+
+Usage (lab, namespace already wired to the bridge by the caller): ``SambaDC("lab-dc", "10.77.0.50", DIR)``,
+``provision()``, ``start()`` — ``start`` only creates the namespace when it does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.lab import netns
+
+__all__ = ["SambaDC", "SambaError", "generate_ca", "SERVICES"]
+
+SERVICES = "s3fs, rpc, ldap, cldap, kdc, drepl, winbindd, ntp_signd, kcc"  # no dnsupdate, nbt, wrepl
+_STATE_FILE = "samba-dc.json"
+_PW_CLASSES = ("ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz", "23456789", "-_.!%+")
+
+
+class SambaError(RuntimeError):
+    """The DC could not be provisioned, started or driven; the message says which step and why."""
+
+
+def _random_password(length: int = 20) -> str:
+    """A password satisfying AD complexity (all four character classes)."""
+    alphabet = "".join(_PW_CLASSES)
+    while True:
+        pw = "".join(secrets.choice(alphabet) for _ in range(length))
+        if all(any(c in cls for c in pw) for cls in _PW_CLASSES):
+            return pw
+
+
+def generate_ca(common_name: str) -> tuple[bytes, Any]:
+    """A small self-signed EC CA: ``(certificate PEM, private key)``. Tests also use it as an untrusted CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM), key
+
+
+def _issue_server_cert(ca_pem: bytes, ca_key: Any, dns_name: str, address: str) -> tuple[bytes, bytes]:
+    """Server certificate (PEM) and unencrypted PKCS#8 key (PEM) naming ``dns_name`` and ``address``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    san = x509.SubjectAlternativeName([x509.DNSName(dns_name),
+                                       x509.IPAddress(ipaddress.ip_address(address))])
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(san, critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _env(conf_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = netns.SBIN_PATH + ":" + env.get("PATH", "")
+    env["KRB5_CONFIG"] = str(conf_dir / "krb5.conf")
+    return env
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise template provisioning between concurrent runs (pytest-xdist, two labs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as dead (PID 1 here reaps late, LAB.md)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _descendants(root: int) -> set[int]:
+    """Live PIDs below ``root`` (smbd and winbindd start their own sessions, so the process group misses them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+class SambaDC:
+    """One Samba AD DC with its state in ``state_dir``; see the module docstring for the life cycle."""
+
+    def __init__(self, namespace: str, address: str, state_dir: Path, realm: str = "LAB.TEST",
+                 domain: str = "LAB", *, host_name: str = "dc1", prefix_len: int = 24) -> None:
+        self.namespace = namespace
+        self.address = str(ipaddress.ip_address(address))
+        self.state_dir = Path(state_dir).resolve()
+        self.realm = realm.upper()
+        self.domain = domain.upper()
+        self.host_name = host_name.lower()
+        self.prefix_len = prefix_len
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._admin: Any = None
+
+    # -- facts for tests and the lab config -------------------------------------------------------------
+    @property
+    def server_name(self) -> str:
+        return f"{self.host_name}.{self.realm.lower()}"
+
+    @property
+    def base_dn(self) -> str:
+        return ",".join(f"DC={part}" for part in self.realm.lower().split("."))
+
+    @property
+    def admin_bind_dn(self) -> str:
+        return f"CN=Administrator,CN=Users,{self.base_dn}"
+
+    @property
+    def admin_password(self) -> str:
+        return (self.state_dir / "admin.pass").read_text().strip()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "tls" / "ca.pem"
+
+    @property
+    def conf(self) -> Path:
+        return self.state_dir / "etc" / "smb.conf"
+
+    def directory_entry(self) -> dict[str, Any]:
+        """The inventory ``directories:`` entry (without credentials) describing this DC."""
+        return {"address": self.address, "options": {"base_dn": self.base_dn, "server_name": self.server_name,
+                                                     "ca_file": str(self.ca_file), "port": 636}}
+
+    # -- state file (lets another process, e.g. ``agent lab down``, tear down) ------------------------------
+    def _state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.state_dir / _STATE_FILE).read_text())
+            return data
+        except (OSError, ValueError):
+            return {"pid": None, "owned_namespaces": []}
+
+    def _save_state(self, **changes: Any) -> None:
+        state = {**self._state(), **changes}
+        (self.state_dir / _STATE_FILE).write_text(json.dumps(state))
+
+    def _own_namespace(self, name: str) -> None:
+        if not netns.exists(name):
+            netns.add(name)
+            owned = self._state()["owned_namespaces"]
+            self._save_state(owned_namespaces=sorted({*owned, name}))
+        else:
+            netns.add(name)  # idempotent: brings lo up
+
+    # -- provisioning -----------------------------------------------------------------------------------
+    def _template_dir(self) -> Path:
+        version = subprocess.run(["samba", "-V"], capture_output=True, text=True, env=_env(Path("/")),
+                                 check=True).stdout.split()[-1]
+        return self.state_dir.parent / f".samba-template-{self.realm.lower()}-{self.host_name}-{version}"
+
+    def provision(self) -> None:
+        """Copy a provisioned domain into ``state_dir`` (provisioning the template once, ≈ 9 s) and configure it."""
+        if not (self.state_dir / ".provisioned").exists():
+            template = self._template_dir()
+            with _locked(self.state_dir.parent / ".samba-template.lock"):
+                if not (template / ".template-ready").exists():
+                    self._provision_template(template)
+            if self.state_dir.exists():
+                shutil.rmtree(self.state_dir)
+            subprocess.run(["cp", "-a", str(template), str(self.state_dir)], check=True)
+            (self.state_dir / ".template-ready").unlink()
+            (self.state_dir / ".provisioned").touch()
+        self._write_config()
+
+    def _provision_template(self, template: Path) -> None:
+        tmp = template.with_name(template.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, mode=0o700)
+        password = _random_password()
+        cmd = ["samba-tool", "domain", "provision", f"--targetdir={tmp}", f"--realm={self.realm}",
+               f"--domain={self.domain}", "--server-role=dc", "--dns-backend=NONE", f"--adminpass={password}",
+               "--use-rfc2307", f"--host-name={self.host_name}", "--option=dns forwarder = 127.0.0.1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp))
+        if done.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SambaError(f"samba-tool domain provision failed: {done.stderr.replace(password, '***')[-2000:]}")
+        pw_file = tmp / "admin.pass"
+        pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)
+        (tmp / ".template-ready").touch()
+        shutil.rmtree(template, ignore_errors=True)
+        tmp.rename(template)
+
+    def _write_config(self) -> None:
+        d = self.state_dir
+        for sub in ("etc", "run", "log", "tls", "cache", "run/ncalrpc", "run/winbindd", "run/ntp_signd"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        (d / "run/ntp_signd").chmod(0o750)
+        if not (d / "tls" / "key.pem").exists() or not self._cert_matches():
+            ca_pem, ca_key = generate_ca(f"Samba lab CA {self.server_name} {secrets.token_hex(4)}")
+            cert_pem, key_pem = _issue_server_cert(ca_pem, ca_key, self.server_name, self.address)
+            key_path = d / "tls" / "key.pem"
+            key_path.touch(mode=0o600)
+            key_path.chmod(0o600)
+            key_path.write_bytes(key_pem)
+            (d / "tls" / "cert.pem").write_bytes(cert_pem)
+            self.ca_file.write_bytes(ca_pem)
+        (d / "etc" / "hosts").write_text(f"127.0.0.1 localhost\n{self.address} {self.server_name} {self.host_name}\n")
+        (d / "etc" / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        (d / "etc" / "krb5.conf").write_text(
+            f"[libdefaults]\n\tdefault_realm = {self.realm}\n\tdns_lookup_realm = false\n\tdns_lookup_kdc = false\n"
+            f"\n[realms]\n{self.realm} = {{\n\tkdc = {self.address}\n\tdefault_domain = {self.realm.lower()}\n}}\n")
+        sysvol = d / "state" / "sysvol"
+        self.conf.write_text(f"""# written by agent.lab.samba — a lab DC; regenerated on every provision()
+[global]
+\tnetbios name = {self.host_name.upper()}
+\trealm = {self.realm}
+\tworkgroup = {self.domain}
+\tserver role = active directory domain controller
+\tserver services = {SERVICES}
+\tinterfaces = lo {self.address}
+\tbind interfaces only = yes
+\tprivate dir = {d}/private
+\tlock directory = {d}
+\tstate directory = {d}/state
+\tcache directory = {d}/cache
+\tbinddns dir = {d}/bind-dns
+\tpid directory = {d}/run
+\tncalrpc dir = {d}/run/ncalrpc
+\twinbindd socket directory = {d}/run/winbindd
+\tntp signd socket directory = {d}/run/ntp_signd
+\tlog file = {d}/log/samba.log
+\tlogging = file
+\tmax log size = 10000
+\tdns forwarder = 127.0.0.1
+\tload printers = no
+\tprinting = bsd
+\tprintcap name = /dev/null
+\tdisable spoolss = yes
+\tidmap_ldb:use rfc2307 = yes
+\ttls enabled = yes
+\ttls keyfile = {d}/tls/key.pem
+\ttls certfile = {d}/tls/cert.pem
+\ttls cafile = {d}/tls/ca.pem
+
+[sysvol]
+\tpath = {sysvol}
+\tread only = No
+
+[netlogon]
+\tpath = {sysvol}/{self.realm.lower()}/scripts
+\tread only = No
+""")
+
+    def _cert_matches(self) -> bool:
+        from cryptography import x509
+
+        try:
+            cert = x509.load_pem_x509_certificate((self.state_dir / "tls" / "cert.pem").read_bytes())
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (OSError, ValueError, x509.ExtensionNotFound):
+            return False
+        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        return self.address in ips and self.server_name in san.get_values_for_type(x509.DNSName)
+
+    # -- network ----------------------------------------------------------------------------------------
+    def attach(self, peer_ns: str, peer_address: str, *, dc_ifname: str = "dc0", peer_ifname: str = "ad0") -> None:
+        """Create the DC namespace (if absent) and a veth pair to ``peer_ns`` (created if absent); both ends up.
+
+        Call before :meth:`start`: Samba binds only to addresses present when it starts.
+        """
+        self._own_namespace(self.namespace)
+        self._own_namespace(peer_ns)
+        netns.ip("link", "add", dc_ifname, "netns", self.namespace, "type", "veth",
+                 "peer", "name", peer_ifname, "netns", peer_ns)
+        netns.run(self.namespace, ["ip", "addr", "add", f"{self.address}/{self.prefix_len}", "dev", dc_ifname])
+        netns.run(self.namespace, ["ip", "link", "set", dc_ifname, "up"])
+        netns.run(peer_ns, ["ip", "addr", "add", f"{peer_address}/{self.prefix_len}", "dev", peer_ifname])
+        netns.run(peer_ns, ["ip", "link", "set", peer_ifname, "up"])
+
+    # -- life cycle -------------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        pid = self._state().get("pid")
+        return int(pid) if pid and self._is_ours(int(pid)) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        """``pid`` is a live ``samba`` in this DC's network namespace (samba rewrites its cmdline, so not that)."""
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+            ours = os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns.NETNS_DIR / self.namespace).st_ino
+        except OSError:
+            return False
+        return ours and os.path.basename(exe) == "samba" and _alive(pid)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start ``samba`` in the namespace (created if absent) and wait until LDAPS completes a handshake."""
+        if self.pid is not None:
+            return
+        if not (self.state_dir / ".provisioned").exists():
+            self.provision()
+        self._own_namespace(self.namespace)
+        have = netns.run(self.namespace, ["ip", "-o", "addr", "show"]).stdout
+        if f" {self.address}/" not in have:
+            raise SambaError(f"address {self.address} is not configured in namespace {self.namespace!r}; "
+                             f"call attach() or wire the namespace first")
+        d = self.state_dir
+        for stale in (d / "run").glob("*.pid"):  # a previous run's; samba refuses to start if the PID is reused
+            stale.unlink()
+        script = (
+            "set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir -p /run/samba; mount --bind \"$1/run\" /run/samba;"
+            " for f in hosts resolv.conf; do t=$(readlink -m /etc/$f); [ -e \"$t\" ] || { mkdir -p \"${t%/*}\";"
+            " : > \"$t\"; }; mount --bind \"$1/etc/$f\" \"$t\"; done; hostname \"$2\";"
+            " exec samba -F -s \"$3\" --debug-stdout -d 1"
+        )
+        argv = ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--uts", "--propagation", "private",
+                "sh", "-c", script, "samba-dc", str(d), self.host_name, str(self.conf)]
+        with open(d / "log" / "samba.stdout", "ab") as out:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                          env=_env(d / "etc"), start_new_session=True)
+        self._save_state(pid=self._proc.pid)
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise SambaError(f"samba exited with {self._proc.returncode}: {self._log_tail()}")
+            try:
+                with netns.enter(self.namespace):
+                    raw = socket.create_connection((self.address, 636), timeout=1.0)
+                with ctx.wrap_socket(raw, server_hostname=self.server_name):
+                    return
+            except OSError as exc:
+                last = exc
+                time.sleep(0.1)
+        self.stop()
+        raise SambaError(f"LDAPS on {self.address}:636 did not answer within {timeout:.0f} s ({last}); "
+                         f"{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.state_dir / "log" / "samba.stdout").read_text(errors="replace")[-1500:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the DC (only after checking the PID is this DC), then SIGKILL any of its descendants left."""
+        self._close_admin()
+        pid = self.pid
+        if pid is not None:
+            family = _descendants(pid) | {pid}
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                family |= _descendants(pid) if _alive(pid) else set()
+                if self._proc is not None:
+                    self._proc.poll()
+                if not any(_alive(p) for p in family):
+                    break
+                time.sleep(0.05)
+            for straggler in sorted(p for p in family if _alive(p)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(straggler, signal.SIGKILL)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=2)
+            self._proc = None
+        if self.state_dir.exists():
+            self._save_state(pid=None)
+
+    def teardown(self, *, remove_state: bool = False) -> None:
+        """Stop the DC, delete the namespaces this object created (idempotent), optionally remove state_dir."""
+        self.stop()
+        for name in self._state().get("owned_namespaces", []):
+            netns.delete(name)
+        if self.state_dir.exists():
+            self._save_state(owned_namespaces=[])
+        if remove_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # -- directory content ------------------------------------------------------------------------------
+    def samba_tool(self, *args: str, timeout: float = 60) -> str:
+        """Run ``samba-tool ARGS -s smb.conf`` on the local database; returns stdout, raises with stderr."""
+        done = subprocess.run(["samba-tool", *args, "-s", str(self.conf)], capture_output=True, text=True,
+                              env=_env(self.state_dir / "etc"), timeout=timeout)
+        if done.returncode != 0:
+            raise SambaError(f"samba-tool {args[:2]} failed: {done.stderr.strip()[-1500:]}")
+        return done.stdout
+
+    def admin_connection(self) -> Any:
+        """An ldap3 connection bound as Administrator over LDAPS (opened inside the DC namespace, cached)."""
+        if self._admin is not None and not self._admin.closed:
+            return self._admin
+        import ldap3
+
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(self.ca_file), valid_names=[self.server_name])
+        server = ldap3.Server(self.address, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
+        with netns.enter(self.namespace):
+            conn = ldap3.Connection(server, self.admin_bind_dn, self.admin_password, receive_timeout=30)
+            if not conn.bind():
+                raise SambaError(f"Administrator bind failed: {conn.result.get('description')}")
+        self._admin = conn
+        return conn
+
+    def _close_admin(self) -> None:
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.unbind()
+            self._admin = None
+
+    def _ldap(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        conn = self.admin_connection()
+        ok = getattr(conn, op)(*args, **kwargs)
+        if not ok and op != "search":
+            raise SambaError(f"LDAP {op} {args[0]!r} failed: {conn.result.get('description')} "
+                             f"{conn.result.get('message', '')}")
+        return conn
+
+    def dn_of(self, name: str) -> str:
+        """DN of the account or group whose sAMAccountName is ``name``."""
+        from ldap3.utils.conv import escape_filter_chars
+
+        conn = self._ldap("search", self.base_dn, f"(sAMAccountName={escape_filter_chars(name)})",
+                          attributes=["distinguishedName"])
+        if len(conn.entries) != 1:
+            raise SambaError(f"{name!r} matched {len(conn.entries)} entries")
+        return str(conn.entries[0].entry_dn)
+
+    def create_user(self, name: str, password: str, **attrs: Any) -> str:
+        """Add an enabled user ``name`` (CN=name under CN=Users unless ``cn``/``parent`` given); returns its DN.
+
+        Extra keyword arguments are LDAP attributes (``userAccountControl=0x10200``, ``givenName="X"``...).
+        """
+        cn = attrs.pop("cn", name)
+        parent = attrs.pop("parent", f"CN=Users,{self.base_dn}")
+        from ldap3.utils.dn import escape_rdn
+
+        dn = f"CN={escape_rdn(cn)},{parent}"
+        entry: dict[str, Any] = {"sAMAccountName": name, "userPrincipalName": f"{name}@{self.realm.lower()}",
+                                 "unicodePwd": f'"{password}"'.encode("utf-16-le"), "userAccountControl": 0x200}
+        entry.update(attrs)
+        self._ldap("add", dn, ["top", "person", "organizationalPerson", "user"], entry)
+        return dn
+
+    def create_group(self, name: str, **attrs: Any) -> str:
+        """Add a global security group ``name`` under CN=Users; returns its DN."""
+        from ldap3.utils.dn import escape_rdn
+
+        dn = f"CN={escape_rdn(name)},CN=Users,{self.base_dn}"
+        self._ldap("add", dn, ["top", "group"], {"sAMAccountName": name, **attrs})
+        return dn
+
+    def add_members(self, group: str, members: list[str]) -> None:
+        """Add accounts or groups (sAMAccountNames or DNs) as direct members of ``group`` (name or DN)."""
+        import ldap3
+
+        group_dn = group if "=" in group else self.dn_of(group)
+        dns = [m if "=" in m else self.dn_of(m) for m in members]
+        self._ldap("modify", group_dn, {"member": [(ldap3.MODIFY_ADD, dns)]})
+
+    def read(self, name_or_dn: str, attributes: list[str]) -> Mapping[str, Any]:
+        """Raw attributes of one entry (for tests: whenChanged, uSNChanged, userAccountControl...)."""
+        import ldap3
+
+        dn = name_or_dn if "=" in name_or_dn else self.dn_of(name_or_dn)
+        conn = self._ldap("search", dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=attributes)
+        return dict(conn.entries[0].entry_attributes_as_dict) if conn.entries else {}
