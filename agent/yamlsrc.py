@@ -193,6 +193,8 @@ class Node:
         try:
             return str(ipaddress.ip_address(text))
         except ValueError:
+            if re.fullmatch(r"[0-9.]+", text):
+                raise self.error(f"{text!r} is not a valid IP address") from None
             if _HOSTNAME.fullmatch(text):
                 return text
             raise self.error(f"{text!r} is neither an IP address nor a valid DNS name") from None

@@ -1,0 +1,120 @@
+"""A stateful in-memory connector for engine tests: it keeps a per-target "firewall" and can inject faults.
+
+It is a test double for the *targets*, not for the engine: the engine under test journals, retries, verifies,
+reconciles and undoes against state the tests can inspect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from connectors.base import ConnectorBase
+from connectors.errors import AuthError, InvalidInput, Timeout, Unreachable
+from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
+                              Verification)
+
+
+@dataclass
+class FakeWorld:
+    isolated: dict[str, bool] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)  # target -> "baseline ruleset"
+    applies: dict[str, int] = field(default_factory=dict)
+    opens: int = 0
+    fail_open: dict[str, list[type[Exception]]] = field(default_factory=dict)  # target -> errors to raise in order
+    fail_apply: dict[str, list[type[Exception]]] = field(default_factory=dict)
+    timeout_after_apply: set[str] = field(default_factory=set)
+    crash_after_apply: set[str] = field(default_factory=set)  # raise SystemExit-like BaseException
+
+
+class Crash(BaseException):
+    """Simulates the process dying between apply and verify."""
+
+
+class FakeSession:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeConnector(ConnectorBase):
+    name: ClassVar[str] = "ssh_linux"
+    world: ClassVar[FakeWorld] = FakeWorld()
+    actions: ClassVar[Mapping[str, ActionSpec]] = {
+        "isolate": ActionSpec("isolate", "isolate the host", "host"),
+        "capture_evidence": ActionSpec("capture_evidence", "collect state", "host", reversible=False,
+                                       mutating=False),
+        "fail_step": ActionSpec("fail_step", "always fails", "host"),
+    }
+
+    def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> FakeSession:
+        self.world.opens += 1
+        errors = self.world.fail_open.get(target.name)
+        if errors:
+            raise errors.pop(0)(f"injected failure opening {target.address}")
+        return FakeSession(target)
+
+    def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
+        if "bad" in str(args.get("confirm_seconds", "")):
+            raise InvalidInput("confirm_seconds: bad value")
+
+    def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return [f"fake isolate {target.address} keep {','.join(ctx.management_addresses)}"]
+
+    def _preview_capture_evidence(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return ["ps", "ss"]
+
+    def _preview_fail_step(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return ["false"]
+
+    def _snapshot_isolate(self, s: FakeSession, args: Mapping[str, Any]) -> Snapshot:
+        t = s.target.name
+        return Snapshot({"ruleset": self.world.rules.get(t, "baseline"),
+                         "was_isolated": self.world.isolated.get(t, False)})
+
+    def _apply_isolate(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        t = s.target.name
+        errors = self.world.fail_apply.get(t)
+        if errors:
+            raise errors.pop(0)(f"injected apply failure on {t}")
+        if self.world.isolated.get(t):
+            return ActionResult(changed=False, summary="already isolated")
+        self.world.isolated[t] = True
+        self.world.rules[t] = "containment"
+        self.world.applies[t] = self.world.applies.get(t, 0) + 1
+        if t in self.world.timeout_after_apply:
+            self.world.timeout_after_apply.discard(t)
+            raise Timeout("no answer after sending the ruleset")
+        if t in self.world.crash_after_apply:
+            raise Crash()
+        return ActionResult(changed=True, summary="isolated", details={"tool": "fake"})
+
+    def _verify_isolate(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
+        on = self.world.isolated.get(s.target.name, False)
+        return Verification(in_effect=on, summary="isolated" if on else "not isolated")
+
+    def _undo_isolate(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        t = s.target.name
+        if not self.world.isolated.get(t):
+            return ActionResult(changed=False, summary="not isolated")
+        self.world.isolated[t] = False
+        self.world.rules[t] = snap.data["ruleset"]
+        return ActionResult(changed=True, summary="released")
+
+    def _apply_capture_evidence(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return ActionResult(changed=False, summary="evidence captured",
+                            details={"evidence": {"processes.txt": "init\nsshd\n"}})
+
+    def _apply_fail_step(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        from connectors.errors import Rejected
+        raise Rejected("device said: % Invalid input detected")
+
+    def _verify_fail_step(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
+        return Verification(False, "never")
+
+
+__all__ = ["FakeConnector", "FakeWorld", "Crash", "AuthError", "Unreachable", "Timeout"]
