@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make demo`: build the practice lab, contain a real host, show before/after and the audit trail, clean up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export AGENT_CONFIG="$PWD/config/lab/agent.yaml"
+MGMT="ip netns exec cal-mgmt"
+say() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+trap 'say "cleaning up"; agent lab down || true' EXIT
+
+say "1. build the practice lab (network namespaces, real sshd, nftables)"
+run agent lab up --rebuild
+say "2. reachability before containment (baseline)"
+run agent lab probe
+say "3. dry run: exactly what would be sent to victim"
+run $MGMT agent contain --host victim --dry-run
+say "4. contain victim (from the management host)"
+run $MGMT agent contain --host victim --reason "demo: ransomware beacon from victim" --ttl 4h --yes
+say "5. reachability after containment: only mgmt -> victim:22 is left"
+run agent lab probe
+say "6. a second contain changes nothing (idempotent)"
+run $MGMT agent contain --host victim -p capture_evidence=false --yes
+say "7. what is contained, and the journal of the incident"
+run $MGMT agent status
+INC=$($MGMT agent incidents list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+run $MGMT agent incidents show "$INC"
+say "8. the tamper-evident audit trail"
+run agent audit verify
+say "9. release: the exact previous ruleset comes back"
+run $MGMT agent release --host victim --reason "demo over" --yes
+run agent lab probe
