@@ -1,0 +1,221 @@
+"""Block and unblock IP addresses on edge firewalls and routers through netmiko (connector ``firewall``).
+
+One connector, one dialect per netmiko ``device_type`` (``Target.options["device_type"]``): ``linux`` (nftables),
+``cisco_asa``, ``cisco_ios``/``cisco_xe``, ``fortinet``, ``paloalto_panos``, ``juniper_junos``,
+``mikrotik_routeros``. Every dialect fills one group the agent owns (``IR-BLOCKLIST``) referenced by one deny rule
+(``IR-BLOCK``) at the top of the device's policy, and touches nothing else. See :mod:`connectors.firewall.dialect`
+for the shared rules (read first, stop at the first refused line, clean up, save once).
+
+Actions (args):
+
+* ``block_ip`` — ``addresses: list[str]``, ``protected: list[str]`` (management, protected CIDRs, the device's own
+  addresses; passed by the engine), ``allow_private: bool``. Snapshot = the group's members before; undo removes
+  exactly the addresses this action added (members present before stay). Undoing the last address leaves the
+  scaffold (group with its placeholder, deny rule) in place — it matches nothing.
+* ``unblock_ip`` — same args; undo re-blocks what it removed.
+* ``list_blocked`` — read-only; ``details["blocked"]``.
+
+Example::
+
+    conn = FirewallConnector()
+    args = {"addresses": ["203.0.113.7"], "protected": ["192.0.2.0/28"]}
+    conn.validate(target, "block_ip", args)            # InvalidInput before any connection
+    with conn.open(target, creds, ctx) as s:
+        snap = conn.snapshot(s, "block_ip", args)
+        conn.apply(s, "block_ip", args, snap)          # one session, one config entry, one save
+        assert conn.verify(s, "block_ip", args).in_effect
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from connectors.base import ConnectorBase, Session
+from connectors.errors import InvalidInput
+from connectors.firewall.addresses import Network, parse_addresses, parse_network, parse_protected, to_text
+from connectors.firewall.cisco import CiscoAsa, CiscoIos
+from connectors.firewall.dialect import GROUP, Dialect
+from connectors.firewall.fortinet import Fortinet
+from connectors.firewall.junos import JuniperJunos
+from connectors.firewall.linux import LinuxNft
+from connectors.firewall.mikrotik import MikrotikRouterOs
+from connectors.firewall.panos import PaloAltoPanos
+from connectors.firewall.session import DeviceSession, open_session
+from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
+                              Verification)
+
+__all__ = ["FirewallConnector", "DIALECTS", "dialect_for", "DeviceSession"]
+
+DIALECTS: dict[str, type[Dialect]] = {}
+for _cls in (LinuxNft, CiscoAsa, CiscoIos, Fortinet, PaloAltoPanos, JuniperJunos, MikrotikRouterOs):
+    for _name in (_cls.device_type, *_cls.aliases):
+        DIALECTS[_name] = _cls
+
+
+def dialect_for(target: Target) -> type[Dialect]:
+    """The dialect for ``target.options["device_type"]``; InvalidInput listing the known ones otherwise."""
+    device_type = target.options.get("device_type")
+    cls = DIALECTS.get(device_type) if isinstance(device_type, str) else None
+    if cls is None:
+        raise InvalidInput(f"options.device_type: {device_type!r} is not supported (known: "
+                           f"{', '.join(sorted(DIALECTS))})", target=target.name, connector="firewall",
+                           detail={"field": "options.device_type"})
+    return cls
+
+
+def _session(session: Session) -> DeviceSession:
+    if not isinstance(session, DeviceSession):
+        raise InvalidInput("firewall connector got a session it did not open", connector="firewall")
+    return session
+
+
+class FirewallConnector(ConnectorBase):
+    """Block/unblock addresses on network devices (see module docstring)."""
+
+    name: ClassVar[str] = "firewall"
+    actions: ClassVar[Mapping[str, ActionSpec]] = {
+        "block_ip": ActionSpec("block_ip", f"add addresses to {GROUP} (denied at the top of the policy) and save",
+                               "device", undo_description="remove exactly the addresses this action added"),
+        "unblock_ip": ActionSpec("unblock_ip", f"remove addresses from {GROUP} and save", "device",
+                                 undo_description="block again the addresses this action removed"),
+        "list_blocked": ActionSpec("list_blocked", f"list the members of {GROUP}", "device", reversible=False,
+                                   mutating=False),
+    }
+
+    # ----- validation (before any connection) -----------------------------------------------------------------
+    def _addresses(self, target: Target, args: Mapping[str, Any]) -> list[Network]:
+        if target.kind != "device":
+            raise InvalidInput(f"target {target.name!r} is a {target.kind}, not a device", target=target.name)
+        cls = dialect_for(target)
+        cls.validate_options(target.options)
+        protected = parse_protected(args.get("protected"))
+        try:
+            protected.append(ipaddress.ip_network(target.address))
+        except ValueError:
+            pass
+        allow_private = args.get("allow_private", False)
+        if not isinstance(allow_private, bool):
+            raise InvalidInput(f"allow_private: {allow_private!r} must be true or false",
+                               detail={"field": "allow_private"})
+        return parse_addresses(args.get("addresses"), protected=protected, allow_private=allow_private,
+                               families=cls.families)
+
+    def _validate_block_ip(self, target: Target, args: Mapping[str, Any]) -> None:
+        self._addresses(target, args)
+
+    def _validate_unblock_ip(self, target: Target, args: Mapping[str, Any]) -> None:
+        self._addresses(target, args)
+
+    def _validate_list_blocked(self, target: Target, args: Mapping[str, Any]) -> None:
+        dialect_for(target).validate_options(target.options)
+
+    # ----- dry run ----------------------------------------------------------------------------------------------
+    def _preview_block_ip(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return dialect_for(target).preview(target.options, self._addresses(target, args))
+
+    def _preview_unblock_ip(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return dialect_for(target).preview(target.options, self._addresses(target, args), remove=True)
+
+    def _preview_list_blocked(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return [f"(read {GROUP} members)"]
+
+    # ----- session ------------------------------------------------------------------------------------------------
+    def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> DeviceSession:
+        return open_session(dialect_for(target), target, creds, ctx)
+
+    # ----- block_ip -----------------------------------------------------------------------------------------------
+    def _snapshot_block_ip(self, session: Session, args: Mapping[str, Any]) -> Snapshot:
+        s = _session(session)
+        nets = self._addresses(s.target, args)
+        state = s.dialect.read_state()
+        from connectors.firewall.addresses import covered_by
+        return Snapshot({"device_type": s.dialect.device_type, "group": GROUP,
+                         "members": [to_text(m) for m in state.members],
+                         "already_blocked": [to_text(n) for n in nets if covered_by(n, state.members)],
+                         "scaffold_present": state.scaffold})
+
+    def _apply_block_ip(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
+        s = _session(session)
+        report = s.dialect.block(self._addresses(s.target, args))
+        changed = bool(report.applied_lines or report.persist_lines)
+        summary = (f"blocked {len(report.changed)} address(es) on {s.target.name}" if changed else
+                   f"all {len(report.unchanged)} address(es) already blocked on {s.target.name}")
+        return ActionResult(changed, summary, details=_details(report, "added", "already_blocked"),
+                            warnings=report.warnings)
+
+    def _verify_block_ip(self, session: Session, args: Mapping[str, Any]) -> Verification:
+        s = _session(session)
+        ok, blocked, missing, state = s.dialect.verify(self._addresses(s.target, args))
+        summary = "all addresses blocked" if ok else (
+            f"{len(missing)} address(es) not blocked" if missing else f"{GROUP} is not referenced by the deny rule")
+        return Verification(ok, summary, observed={"blocked": blocked, "missing": missing,
+                                                   "rule_in_place": state.rule_in_place})
+
+    def _undo_block_ip(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
+        s = _session(session)
+        before = {parse_network(x) for x in snapshot.data.get("already_blocked", [])}
+        ours = [n for n in self._addresses(s.target, args) if n not in before]
+        if not ours:
+            return ActionResult(False, "nothing to undo: every address was blocked before this action",
+                                details={"kept": sorted(to_text(n) for n in before)})
+        report = s.dialect.unblock(ours)
+        details = _details(report, "removed", "already_absent")
+        details["kept"] = sorted(to_text(n) for n in before)
+        return ActionResult(bool(report.applied_lines), f"removed {len(report.changed)} address(es) this action "
+                            f"had added on {s.target.name}", details=details, warnings=report.warnings)
+
+    # ----- unblock_ip ---------------------------------------------------------------------------------------------
+    def _snapshot_unblock_ip(self, session: Session, args: Mapping[str, Any]) -> Snapshot:
+        s = _session(session)
+        nets = self._addresses(s.target, args)
+        state = s.dialect.read_state()
+        return Snapshot({"device_type": s.dialect.device_type, "group": GROUP,
+                         "members": [to_text(m) for m in state.members],
+                         "was_blocked": [to_text(n) for n in nets if n in state.members]})
+
+    def _apply_unblock_ip(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
+        s = _session(session)
+        report = s.dialect.unblock(self._addresses(s.target, args))
+        changed = bool(report.applied_lines or report.persist_lines)
+        summary = (f"unblocked {len(report.changed)} address(es) on {s.target.name}" if changed else
+                   f"none of the {len(report.unchanged)} address(es) was blocked on {s.target.name}")
+        return ActionResult(changed, summary, details=_details(report, "removed", "not_blocked"),
+                            warnings=report.warnings)
+
+    def _verify_unblock_ip(self, session: Session, args: Mapping[str, Any]) -> Verification:
+        s = _session(session)
+        nets = self._addresses(s.target, args)
+        state = s.dialect.read_state()
+        still = [to_text(n) for n in nets if n in state.members]
+        return Verification(not still, "no address is in the block group" if not still else
+                            f"{len(still)} address(es) still blocked", observed={"still_blocked": still})
+
+    def _undo_unblock_ip(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
+        s = _session(session)
+        again = [parse_network(x) for x in snapshot.data.get("was_blocked", [])]
+        if not again:
+            return ActionResult(False, "nothing to undo: none of the addresses was blocked before")
+        report = s.dialect.block(again)
+        return ActionResult(bool(report.applied_lines), f"blocked again {len(report.changed)} address(es) on "
+                            f"{s.target.name}", details=_details(report, "added", "already_blocked"))
+
+    # ----- list_blocked -------------------------------------------------------------------------------------------
+    def _apply_list_blocked(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
+        s = _session(session)
+        members = [to_text(m) for m in s.dialect.list_blocked()]
+        return ActionResult(False, f"{len(members)} address(es) in {GROUP} on {s.target.name}",
+                            details={"blocked": members, "group": GROUP})
+
+    def _verify_list_blocked(self, session: Session, args: Mapping[str, Any]) -> Verification:
+        s = _session(session)
+        state = s.dialect.read_state()
+        return Verification(True, f"{len(state.members)} address(es) in {GROUP}",
+                            observed={"blocked": [to_text(m) for m in state.members],
+                                      "rule_in_place": state.rule_in_place})
+
+
+def _details(report: Any, changed_key: str, unchanged_key: str) -> dict[str, Any]:
+    return {changed_key: report.changed, unchanged_key: report.unchanged, "applied_lines": report.applied_lines,
+            "persist": report.persist_lines, "scaffold_created": report.scaffold_created, "group": GROUP}

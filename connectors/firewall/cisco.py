@@ -1,0 +1,198 @@
+"""Cisco ASA and IOS/IOS-XE: a network object-group ``IR-BLOCKLIST`` referenced by a deny entry at the top.
+
+ASA (Cisco ASA CLI configuration guide, "Objects for Access Control"): ``object-group network IR-BLOCKLIST`` /
+``network-object host X`` (``network-object A MASK`` for IPv4 prefixes, ``A/len`` for IPv6; groups may mix
+families), referenced by ``access-list <acl> line 1 extended deny ip object-group IR-BLOCKLIST any`` in the ACL
+already bound to the outside interface (``options.acl``; never created here, because a new unbound ACL blocks
+nothing and a new bound one would drop everything else). The guide says an object group in use may not be made
+empty, so the group keeps a placeholder member (``host 255.255.255.255``, never a valid source address).
+Persist: ``write memory``.
+
+IOS/IOS-XE (object-group ACLs, 12.4(20)T and later): ``object-group network IR-BLOCKLIST`` / ``host X`` /
+``A MASK``, referenced by entry ``1 deny ip object-group IR-BLOCKLIST any`` inserted at reserved sequence 1 of the
+named extended ACL ``options.acl``; or, with only ``options.interface``, a dedicated ACL ``IR-BLOCKLIST-IN``
+(deny the group, permit the rest) applied inbound there — refused when that interface already has an inbound
+ACL (set ``options.acl`` to it instead). IPv4 only. Persist: ``write memory``.
+
+Undo of the last address leaves the scaffold (group with placeholder + the deny entry) in place: it matches
+nothing, and removing it would touch the operator's ACL again for no gain.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.errors import InvalidInput, Rejected
+from connectors.firewall.addresses import Network
+from connectors.firewall.dialect import GROUP, PLACEHOLDER, DeviceState, Dialect, Step
+
+__all__ = ["CiscoAsa", "CiscoIos"]
+
+_ASA_MEMBER = re.compile(r"^\s*network-object\s+(?:host\s+(\S+)|(\S+)\s+(\d+\.\d+\.\d+\.\d+)|(\S+/\d+))\s*$")
+_IOS_MEMBER = re.compile(r"^\s*(?:host\s+(\S+)|(\d+\.\d+\.\d+\.\d+)\s+(\d+\.\d+\.\d+\.\d+)|(\S+/\d+))\s*$")
+_PLACEHOLDER_NET = ipaddress.ip_network(PLACEHOLDER)
+
+
+def _parse_member(m: re.Match[str]) -> Network:
+    host, addr, mask, cidr = m.groups()
+    if host:
+        return ipaddress.ip_network(host)
+    if cidr:
+        return ipaddress.ip_network(cidr, strict=False)
+    return ipaddress.ip_network(f"{addr}/{mask}", strict=False)
+
+
+def _members(text: str, pattern: re.Pattern[str]) -> list[Network]:
+    out: list[Network] = []
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m:
+            net = _parse_member(m)
+            if net != _PLACEHOLDER_NET:
+                out.append(net)
+    return out
+
+
+class CiscoAsa(Dialect):
+    """Cisco ASA (netmiko ``cisco_asa``)."""
+
+    device_type = "cisco_asa"
+    error_re = re.compile(r"(?m)^(ERROR: .*|% Invalid input detected.*|% Incomplete command.*)$")
+    option_names = ("acl",)
+    required_options = ("acl",)
+    config_prompt = r"#\s*$"
+
+    @property
+    def _ace(self) -> str:
+        return f"access-list {self.options['acl']} extended deny ip object-group {GROUP} any"
+
+    def _member_text(self, net: Network) -> str:
+        if net.prefixlen == net.max_prefixlen:
+            return f"network-object host {net.network_address}"
+        if net.version == 4:
+            return f"network-object {net.network_address} {net.netmask}"
+        return f"network-object {net}"
+
+    def _read_state(self) -> DeviceState:
+        group = self._show(f"show running-config object-group id {GROUP}")
+        acl = self._show(f"show running-config access-list {self.options['acl']}")
+        aces = [ln.strip() for ln in acl.splitlines() if ln.strip().startswith("access-list ")]
+        return DeviceState(members=_members(group, _ASA_MEMBER),
+                           group_exists=f"object-group network {GROUP}" in group,
+                           rule_in_place=bool(aces) and aces[0] == self._ace,
+                           facts={"acl_exists": bool(aces), "ace_elsewhere": self._ace in aces[1:]})
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        if not state.facts.get("acl_exists", True):
+            raise Rejected(f"access-list {self.options['acl']!r} does not exist on {self.target}; options.acl "
+                           "must name the ACL bound to the outside interface", target=self.target)
+        steps: list[Step] = []
+        if not state.group_exists:
+            steps += [Step(f"object-group network {GROUP}"), Step(f" network-object host {PLACEHOLDER}"),
+                      Step("exit")]
+        if not state.rule_in_place:
+            if state.facts.get("ace_elsewhere"):
+                steps.append(Step(f"no {self._ace}", undo=(self._ace,)))
+            steps.append(Step(f"access-list {self.options['acl']} line 1 extended deny ip object-group {GROUP} any",
+                              undo=(f"no {self._ace}",)))
+        return steps
+
+    def _group_steps(self, todo: list[Network], negate: bool) -> list[Step]:
+        steps = [Step(f"object-group network {GROUP}")]
+        for net in todo:
+            text = self._member_text(net)
+            line, back = (f" no {text}", text) if negate else (f" {text}", f"no {text}")
+            steps.append(Step(line, undo=(f"object-group network {GROUP}", f" {back}", "exit")))
+        return steps + [Step("exit")]
+
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return self._group_steps(todo, negate=False)
+
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return self._group_steps(todo, negate=True)
+
+    def _save(self) -> list[str]:
+        out = self._show("write memory")
+        if "[OK]" not in out:
+            raise Rejected(f"{self.target}: write memory failed (change is active but NOT saved): "
+                           f"{' '.join(out.split())[:300]}", target=self.target, detail={"saved": False})
+        return ["write memory"]
+
+    def _persist_preview(self) -> list[str]:
+        return ["write memory"]
+
+
+class CiscoIos(CiscoAsa):
+    """Cisco IOS and IOS-XE (netmiko ``cisco_ios``, ``cisco_xe``)."""
+
+    device_type = "cisco_ios"
+    aliases = ("cisco_xe",)
+    families = frozenset({4})
+    error_re = re.compile(r"(?m)^\s*% ?(Invalid input detected|Incomplete command|Ambiguous command|Duplicate"
+                          r"|Unknown|.*[Ee]rror).*$")
+    option_names = ("acl", "interface")
+    required_options = ()
+    own_acl = f"{GROUP}-IN"
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        super().validate_options(options)
+        if not options.get("acl") and not options.get("interface"):
+            raise InvalidInput("options.acl or options.interface: one is required for cisco_ios",
+                               detail={"field": "options.acl"})
+
+    @property
+    def _acl(self) -> str:
+        return str(self.options.get("acl") or self.own_acl)
+
+    def _member_text(self, net: Network) -> str:
+        if net.prefixlen == net.max_prefixlen:
+            return f"host {net.network_address}"
+        return f"{net.network_address} {net.netmask}"
+
+    def _read_state(self) -> DeviceState:
+        group = self._show(f"show object-group name {GROUP}")
+        acl = self._show(f"show ip access-lists {self._acl}")
+        entries = [ln.strip() for ln in acl.splitlines() if re.match(r"^\s+\d+ ", ln)]
+        deny = f"deny ip object-group {GROUP} any"
+        facts: dict[str, object] = {"acl_exists": "access list" in acl, "seq1": entries[0] if entries else ""}
+        in_place = bool(entries) and entries[0].split(" ", 1)[1].startswith(deny)
+        if not self.options.get("acl"):
+            iface = self._show(f"show running-config interface {self.options['interface']}")
+            bound = re.search(r"(?m)^\s*ip access-group (\S+) in\s*$", iface)
+            facts["bound_in"] = bound.group(1) if bound else ""
+            in_place = in_place and facts["bound_in"] == self.own_acl
+        return DeviceState(members=_members(group, _IOS_MEMBER), group_exists=f"object-group {GROUP}" in group
+                           or f"group {GROUP}" in group, rule_in_place=in_place, facts=facts)
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        steps: list[Step] = []
+        if not state.group_exists:
+            steps += [Step(f"object-group network {GROUP}"), Step(f" host {PLACEHOLDER}"), Step("exit")]
+        if state.rule_in_place:
+            return steps
+        deny = f"deny ip object-group {GROUP} any"
+        if self.options.get("acl"):
+            if not state.facts.get("acl_exists"):
+                raise Rejected(f"access list {self._acl!r} does not exist on {self.target}", target=self.target)
+            if str(state.facts.get("seq1", "")).startswith("1 "):
+                raise Rejected(f"sequence 1 of access list {self._acl!r} is used by another entry "
+                               f"({state.facts['seq1']!r}); the agent reserves it", target=self.target)
+            return steps + [Step(f"ip access-list extended {self._acl}"),
+                            Step(f" 1 {deny}", undo=(f"ip access-list extended {self._acl}", " no 1", "exit")),
+                            Step("exit")]
+        bound = state.facts.get("bound_in")
+        if bound and bound != self.own_acl:
+            raise Rejected(f"interface {self.options['interface']} already filters inbound with {bound!r}; "
+                           f"set options.acl: {bound} so the agent adds its entry there", target=self.target)
+        if not state.facts.get("acl_exists"):
+            steps += [Step(f"ip access-list extended {self.own_acl}"), Step(f" 10 {deny}"),
+                      Step(" 20 permit ip any any"), Step("exit")]
+        return steps + [Step(f"interface {self.options['interface']}"),
+                        Step(f" ip access-group {self.own_acl} in",
+                             undo=(f"interface {self.options['interface']}",
+                                   f" no ip access-group {self.own_acl} in", "exit")),
+                        Step("exit")]

@@ -1,0 +1,293 @@
+"""The shared half of every firewall dialect: read state, send lines one by one, journal, clean up, persist.
+
+Why one class with small hooks (STYLE #2): the rules that keep a device safe are the same on every vendor —
+read the device before changing it, send only what is missing, stop at the first line the device refuses, record
+exactly which lines it accepted, take them back out again, always leave configuration mode, save once per
+session. Those live here once in :meth:`Dialect.block`/:meth:`Dialect.unblock`/:meth:`Dialect.persist`; a vendor
+module only says *which* lines (``_scaffold_steps``, ``_add_steps``, ``_remove_steps``), how to read state
+(``_read_state``) and how its CLI reports errors (``error_re``).
+
+Timeouts with unknown outcome (ARCHITECTURE lesson #6): a change interrupted by a timeout or a dropped session
+may or may not have landed. Nothing here retries blindly: every ``block``/``unblock`` starts by *reading the
+device's state* and computes the lines still needed from it, so the engine's retry after a ``Timeout`` (which it
+precedes with ``verify``) re-reads the device and sends only what is actually missing. The error raised carries
+``detail["outcome"] = "unknown"`` and the lines already accepted, so the journal says what may have been applied.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from connectors.errors import ConnectorError, InvalidInput, Rejected
+from connectors.firewall.addresses import Network, covered_by, to_text
+from connectors.firewall.errormap import map_exception
+
+__all__ = ["GROUP", "RULE", "PLACEHOLDER", "Step", "DeviceState", "ChangeReport", "Dialect", "DeviceError",
+           "NAME_RE"]
+
+GROUP = "IR-BLOCKLIST"     # the only group/list/set the agent fills
+RULE = "IR-BLOCK"          # the only rule/term/policy it creates
+PLACEHOLDER = "255.255.255.255"   # keeps object groups non-empty (ASA, FortiOS, PAN-OS refuse empty groups in use)
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}\Z", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One configuration line and the self-contained lines that take it back out (empty: nothing to undo)."""
+
+    line: str
+    undo: tuple[str, ...] = ()
+
+
+@dataclass
+class DeviceState:
+    """What the device holds now: our group's members and whether the deny rule references it at the top."""
+
+    members: list[Network] = field(default_factory=list)
+    group_exists: bool = False
+    rule_in_place: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scaffold(self) -> bool:
+        return self.group_exists and self.rule_in_place
+
+
+@dataclass
+class ChangeReport:
+    """Outcome of one block/unblock: what changed, what already was, and every line the device accepted."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    applied_lines: list[str] = field(default_factory=list)
+    persist_lines: list[str] = field(default_factory=list)
+    scaffold_created: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class DeviceError(Exception):
+    """A line the device refused (internal; surfaces as :class:`Rejected`)."""
+
+    def __init__(self, line: str, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class Dialect(abc.ABC):
+    """Base dialect. Subclasses set the class attributes and implement the ``_``-hooks; nothing else."""
+
+    device_type: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    families: ClassVar[frozenset[int]] = frozenset({4, 6})
+    error_re: ClassVar[re.Pattern[str]] = re.compile(r"(?m)^% Invalid input detected.*$")
+    uses_config_mode: ClassVar[bool] = True
+    config_prompt: ClassVar[str] = r"[#>]\s*$"
+    option_names: ClassVar[tuple[str, ...]] = ()
+    required_options: ClassVar[tuple[str, ...]] = ()
+    batch_size: ClassVar[int] = 0   # >0: add/remove steps carry several addresses per line
+
+    def __init__(self, conn: Any, options: Mapping[str, Any], *, target: str = "device",
+                 timeout: float = 30.0) -> None:
+        self.conn = conn
+        self.options = dict(options)
+        self.target = target
+        self.timeout = timeout
+        self.journal: list[str] = []   # every configuration line the device accepted in this session
+        self.sent: list[str] = []      # every line sent, shows included (for debugging and tests)
+
+    # ----- options -----------------------------------------------------------------------------------------
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        """Option values end up on the CLI too: names must match :data:`NAME_RE`."""
+        for key in cls.required_options:
+            if not options.get(key):
+                raise InvalidInput(f"options.{key}: required for device_type {cls.device_type!r}",
+                                   detail={"field": f"options.{key}"})
+        for key in cls.option_names:
+            value = options.get(key)
+            if value is not None and (not isinstance(value, str) or not NAME_RE.match(value)):
+                raise InvalidInput(f"options.{key}: {value!r} is not a valid name",
+                                   detail={"field": f"options.{key}", "value": str(value)[:64]})
+
+    # ----- shared public interface ---------------------------------------------------------------------------
+    def list_blocked(self) -> list[Network]:
+        return list(self.read_state().members)
+
+    def read_state(self) -> DeviceState:
+        return self._guard(self._read_state)
+
+    def verify(self, addrs: Sequence[Network]) -> tuple[bool, list[str], list[str], DeviceState]:
+        """(all blocked and rule in place, blocked, missing, state) — read from the device, never assumed."""
+        state = self.read_state()
+        blocked = [to_text(a) for a in addrs if covered_by(a, state.members)]
+        missing = [to_text(a) for a in addrs if not covered_by(a, state.members)]
+        return (not missing and state.scaffold), blocked, missing, state
+
+    def block(self, addrs: Sequence[Network]) -> ChangeReport:
+        state = self.read_state()
+        todo = [a for a in addrs if not covered_by(a, state.members)]
+        report = ChangeReport(changed=[to_text(a) for a in todo],
+                              unchanged=[to_text(a) for a in addrs if a not in todo])
+        steps: list[Step] = []
+        if not state.scaffold:
+            steps += self._scaffold_steps(state)
+            report.scaffold_created = True
+        if todo:
+            self._check_conflicts(todo, state)
+            steps += self._add_steps(todo, state)
+        if steps or state.facts.get("needs_persist"):
+            report.applied_lines, report.persist_lines = self._change(steps)
+        return report
+
+    def unblock(self, addrs: Sequence[Network]) -> ChangeReport:
+        state = self.read_state()
+        todo = [a for a in addrs if a in state.members]
+        report = ChangeReport(changed=[to_text(a) for a in todo],
+                              unchanged=[to_text(a) for a in addrs if a not in todo])
+        for a in addrs:
+            if a not in todo and covered_by(a, state.members):
+                report.warnings.append(f"{to_text(a)} stays blocked by a broader entry of {GROUP}")
+        if todo or state.facts.get("needs_persist"):
+            steps = self._remove_steps(todo, state) if todo else []
+            report.applied_lines, report.persist_lines = self._change(steps)
+        return report
+
+    def persist(self) -> list[str]:
+        """Save/commit whatever is pending (normally done by block/unblock already)."""
+        return self._change([])[1]
+
+    # ----- the one place lines are sent ------------------------------------------------------------------------
+    def _change(self, steps: list[Step]) -> tuple[list[str], list[str]]:
+        applied: list[Step] = []
+        persisted: list[str] = []
+
+        def detail(**extra: Any) -> dict[str, Any]:
+            return {"applied_lines": [s.line for s in applied], **extra}
+
+        try:
+            self._enter()
+            try:
+                for step in steps:
+                    self._send_config(step.line)
+                    applied.append(step)
+                    self.journal.append(step.line)
+                persisted += self._finish(applied)
+            except DeviceError as err:
+                cleanup = self._cleanup(applied)
+                raise Rejected(f"{self.target} refused {err.line!r}: {err.message}", target=self.target,
+                               detail=detail(failed_line=err.line, device_message=err.message,
+                                             cleanup=cleanup)) from None
+            finally:
+                self._leave()
+            persisted += self._save()
+        except ConnectorError as err:
+            err.detail.setdefault("applied_lines", [s.line for s in applied])
+            raise
+        except Exception as exc:  # lost session / timeout mid-change: outcome unknown, say what was accepted
+            raise map_exception(exc, target=self.target, detail=detail(
+                outcome="unknown", hint="read the device state (verify) before retrying")) from exc
+        return [s.line for s in applied], persisted
+
+    def _cleanup(self, applied: list[Step]) -> dict[str, Any]:
+        """Best-effort removal of accepted lines, newest first; records what worked and what the device said."""
+        done: list[str] = []
+        errors: list[str] = []
+        try:
+            self._recover()
+            for line in self._discard(applied):
+                try:
+                    self._send_config(line)
+                    done.append(line)
+                except DeviceError as err:
+                    errors.append(f"{line}: {err.message}")
+        except Exception as exc:  # the cleanup itself must never hide the original refusal
+            errors.append(f"cleanup aborted: {type(exc).__name__}: {str(exc)[:120]}")
+        return {"lines": done, "errors": errors, "complete": not errors}
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise map_exception(exc, target=self.target) from exc
+
+    # ----- transport helpers --------------------------------------------------------------------------------------
+    def _show(self, command: str) -> str:
+        self.sent.append(command)
+        out: str = self.conn.send_command(command, read_timeout=self.timeout)
+        return out
+
+    def _send_config(self, line: str) -> str:
+        self.sent.append(line)
+        out: str = self.conn.send_command(line, expect_string=self.config_prompt, read_timeout=self.timeout,
+                                          strip_prompt=False)
+        match = self.error_re.search(out)
+        if match:
+            raise DeviceError(line, " ".join(out.split())[:400])
+        return out
+
+    def _enter(self) -> None:
+        if self.uses_config_mode:
+            self.conn.config_mode()
+
+    def _leave(self) -> None:
+        if self.uses_config_mode:
+            try:
+                self.conn.exit_config_mode()
+            except Exception:  # a dead session cannot be in config mode any more; the original error matters
+                pass
+
+    # ----- hooks with defaults -----------------------------------------------------------------------------------
+    def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
+        """Raise Rejected when the device cannot take these entries as they are (default: it always can)."""
+
+    def _finish(self, applied: list[Step]) -> list[str]:
+        """Still in config mode after the lines: commit on candidate-config platforms."""
+        return []
+
+    def _save(self) -> list[str]:
+        """After leaving config mode: write the running config to startup where that is a separate step."""
+        return []
+
+    def _recover(self) -> None:
+        """After a refusal: get back to the top configuration level before cleaning up."""
+
+    def _discard(self, applied: list[Step]) -> list[str]:
+        """Lines that take ``applied`` back out (default: their undo lines, newest first)."""
+        return [line for step in reversed(applied) for line in step.undo]
+
+    # ----- hooks every dialect implements -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _read_state(self) -> DeviceState:
+        """Read the group's members and whether the rule references it (read-only)."""
+
+    @abc.abstractmethod
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        """Lines creating the group (with placeholder) and the deny rule at the top."""
+
+    @abc.abstractmethod
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        """Lines adding ``todo`` to the group."""
+
+    @abc.abstractmethod
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        """Lines removing ``todo`` from the group (never the scaffold)."""
+
+    # ----- dry run --------------------------------------------------------------------------------------------
+    @classmethod
+    def preview(cls, options: Mapping[str, Any], addrs: Sequence[Network], remove: bool = False) -> list[str]:
+        """Lines a first-time block (or an unblock) would send, assuming nothing is configured yet."""
+        d = cls(None, options)
+        state = DeviceState(members=list(addrs) if remove else [])
+        steps = d._remove_steps(list(addrs), state) if remove else (
+            d._scaffold_steps(state) + d._add_steps(list(addrs), state))
+        return [s.line for s in steps] + d._persist_preview()
+
+    def _persist_preview(self) -> list[str]:
+        return []

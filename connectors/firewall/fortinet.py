@@ -1,0 +1,136 @@
+"""FortiGate (FortiOS CLI): address objects ``IR-<addr>`` in address group ``IR-BLOCKLIST``, denied by policy
+``IR-BLOCK`` moved to the top of ``config firewall policy``.
+
+Commands follow the FortiOS CLI reference (``config firewall address`` / ``edit`` / ``set subnet A MASK``;
+``config firewall addrgrp`` / ``append member`` / ``unselect member``; ``config firewall policy`` / ``move X
+before Y``). FortiOS saves every change at ``next``/``end`` (cfg-save automatic, the default), so there is no
+separate persist step. A group may not be left without members, so it keeps ``IR-PLACEHOLDER``
+(255.255.255.255/32). IPv4 only (``addrgrp6`` is not handled). ``options.interface`` is the policy's source
+interface (default ``any``); ``options.policy_id`` picks the policy number (default: highest + 1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from connectors.firewall.addresses import Network, to_text
+from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceState, Dialect, Step
+
+__all__ = ["Fortinet", "object_name", "network_from_name"]
+
+_PLACEHOLDER_NAME = "IR-PLACEHOLDER"
+
+
+def object_name(net: Network) -> str:
+    """``IR-203.0.113.7`` / ``IR-203.0.113.0_24``: derived from the address, so reading back needs no lookup."""
+    return "IR-" + to_text(net).replace("/", "_").replace(":", "-")
+
+
+def network_from_name(name: str) -> Network | None:
+    """Inverse of :func:`object_name`; None for foreign names and the placeholder."""
+    if not name.startswith("IR-") or name == _PLACEHOLDER_NAME:
+        return None
+    text = name[3:].replace("_", "/")
+    try:
+        return ipaddress.ip_network(text if "." in text else text.replace("-", ":"), strict=False)
+    except ValueError:
+        return None
+
+
+def _policies(text: str) -> list[tuple[str, dict[str, str]]]:
+    """``show firewall policy`` → [(id, {setting: value})] in evaluation order."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for m in re.finditer(r"(?ms)^\s*edit (\d+)\s*$(.*?)^\s*next\s*$", text):
+        settings = {k: v.strip() for k, v in re.findall(r"(?m)^\s*set (\S+) (.*)$", m.group(2))}
+        out.append((m.group(1), settings))
+    return out
+
+
+class Fortinet(Dialect):
+    """FortiGate (netmiko ``fortinet``)."""
+
+    device_type = "fortinet"
+    families = frozenset({4})
+    error_re = re.compile(r"(?m)^(Command fail\. Return code.*|Unknown action.*|node_check_object fail.*"
+                          r"|entry not found.*|value parse error.*)$")
+    uses_config_mode = False
+    config_prompt = r"[#$]\s*$"
+    option_names = ("interface", "policy_id")
+
+    def _read_state(self) -> DeviceState:
+        group = self._show(f"show firewall addrgrp {GROUP}")
+        members: list[Network] = []
+        exists = f'edit "{GROUP}"' in group
+        for line in group.splitlines():
+            if line.strip().startswith("set member "):
+                for name in re.findall(r'"([^"]+)"', line):
+                    net = network_from_name(name)
+                    if net is not None:
+                        members.append(net)
+        policies = _policies(self._show("show firewall policy"))
+        first = policies[0] if policies else None
+        ours = [pid for pid, s in policies if s.get("name") == f'"{RULE}"']
+        in_place = bool(first and first[1].get("name") == f'"{RULE}"' and first[1].get("srcaddr") == f'"{GROUP}"'
+                        and first[1].get("action") == "deny")
+        ids = [int(pid) for pid, _ in policies]
+        return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
+                           facts={"first": first[0] if first else None, "ours": ours[0] if ours else None,
+                                  "next_id": max(ids, default=0) + 1})
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        steps: list[Step] = []
+        if not state.group_exists:
+            steps += [Step("config firewall address"), Step(f"edit {_PLACEHOLDER_NAME}"),
+                      Step(f"set subnet {PLACEHOLDER} 255.255.255.255"), Step("next"), Step("end"),
+                      Step("config firewall addrgrp"), Step(f"edit {GROUP}"),
+                      Step(f"set member {_PLACEHOLDER_NAME}"), Step("next"), Step("end")]
+        if state.rule_in_place:
+            return steps
+        pid = str(state.facts.get("ours") or self.options.get("policy_id") or state.facts["next_id"])
+        steps += [Step("config firewall policy"), Step(f"edit {pid}"), Step(f"set name {RULE}"),
+                  Step(f"set srcintf {self.options.get('interface') or 'any'}"), Step("set dstintf any"),
+                  Step(f"set srcaddr {GROUP}"), Step("set dstaddr all"), Step("set action deny"),
+                  Step("set schedule always"), Step("set service ALL"), Step("next")]
+        first = state.facts.get("first")
+        if first and first != pid:
+            steps.append(Step(f"move {pid} before {first}"))
+        return steps + [Step("end")]
+
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        steps = [Step("config firewall address")]
+        for net in todo:
+            name = object_name(net)
+            steps += [Step(f"edit {name}"),
+                      Step(f"set subnet {net.network_address} {net.netmask}",
+                           undo=("config firewall address", f"delete {name}", "end")),
+                      Step("next")]
+        steps += [Step("end"), Step("config firewall addrgrp"), Step(f"edit {GROUP}")]
+        for net in todo:
+            name = object_name(net)
+            steps.append(Step(f"append member {name}", undo=("config firewall addrgrp", f"edit {GROUP}",
+                                                             f"unselect member {name}", "next", "end")))
+        return steps + [Step("next"), Step("end")]
+
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        steps = [Step("config firewall addrgrp"), Step(f"edit {GROUP}")]
+        for net in todo:
+            name = object_name(net)
+            steps.append(Step(f"unselect member {name}", undo=("config firewall addrgrp", f"edit {GROUP}",
+                                                               f"append member {name}", "next", "end")))
+        steps += [Step("next"), Step("end"), Step("config firewall address")]
+        for net in todo:
+            name = object_name(net)
+            steps.append(Step(f"delete {name}", undo=("config firewall address", f"edit {name}",
+                                                      f"set subnet {net.network_address} {net.netmask}",
+                                                      "next", "end")))
+        return steps + [Step("end")]
+
+    def _recover(self) -> None:
+        """Leave any ``config``/``edit`` level without saving the half-done entry (``abort``)."""
+        for _ in range(4):
+            prompt = self.conn.find_prompt()
+            if "(" not in prompt:
+                return
+            self.sent.append("abort")
+            self.conn.send_command("abort", expect_string=self.config_prompt, read_timeout=self.timeout)

@@ -1,0 +1,110 @@
+"""Juniper Junos: prefix-list ``IR-BLOCKLIST`` matched by term ``IR-BLOCK`` (``then discard``) inserted first in
+the inet input filter the device already uses (``options.filter``); committed with ``commit confirmed N`` and then
+confirmed with ``commit``.
+
+Commands (Junos CLI user guide): ``set policy-options prefix-list NAME A/len``, ``set firewall family inet filter
+F term T from source-prefix-list NAME``, ``... then discard``, ``insert firewall family inet filter F term T before
+term FIRST``, ``rollback 0`` (discard candidate changes), ``commit confirmed N`` / ``commit``. The filter is never
+created or bound here: it must already be applied inbound, otherwise a new filter would drop everything after its
+implicit final discard. The prefix-list keeps a placeholder (255.255.255.255/32) so it never becomes empty.
+
+Timeouts (lesson #6): a ``commit confirmed`` that was never confirmed (session lost before the second ``commit``)
+rolls back by itself after N minutes. ``_read_state`` therefore also reads ``show system commit``; a pending
+confirmation marks the state ``needs_persist`` and the next block/unblock — even one with nothing to add — confirms
+it, instead of reporting "already blocked" and letting the rollback silently unblock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from connectors.errors import Rejected
+from connectors.firewall.addresses import Network
+from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
+
+__all__ = ["JuniperJunos"]
+
+
+class JuniperJunos(Dialect):
+    """Junos (netmiko ``juniper_junos``)."""
+
+    device_type = "juniper_junos"
+    aliases = ("juniper",)
+    families = frozenset({4})
+    error_re = re.compile(r"(?m)^\s*(error: .*|syntax error.*|unknown command.*|missing argument.*)$")
+    config_prompt = r"#\s*$"
+    option_names = ("filter",)
+    required_options = ("filter",)
+
+    @property
+    def _filter(self) -> str:
+        return f"firewall family inet filter {self.options['filter']}"
+
+    def _read_state(self) -> DeviceState:
+        plist = self._show(f"show configuration policy-options prefix-list {GROUP} | display set")
+        filt = self._show(f"show configuration {self._filter} | display set")
+        commits = self._show("show system commit")
+        members = []
+        for m in re.finditer(rf"(?m)^set policy-options prefix-list {GROUP} (\S+)\s*$", plist):
+            net = ipaddress.ip_network(m.group(1), strict=False)
+            if str(net.network_address) != PLACEHOLDER:
+                members.append(net)
+        terms: list[str] = []
+        for m in re.finditer(rf"(?m)^set {re.escape(self._filter)} term (\S+) ", filt):
+            if m.group(1) not in terms:
+                terms.append(m.group(1))
+        ours = {ln.strip() for ln in filt.splitlines() if f" term {RULE} " in ln}
+        in_place = bool(terms) and terms[0] == RULE and \
+            f"set {self._filter} term {RULE} from source-prefix-list {GROUP}" in ours and \
+            f"set {self._filter} term {RULE} then discard" in ours
+        return DeviceState(members=members, group_exists=f"prefix-list {GROUP} {PLACEHOLDER}/32" in plist,
+                           rule_in_place=in_place,
+                           facts={"filter_exists": bool(terms), "first_term": terms[0] if terms else None,
+                                  "needs_persist": bool(re.search(r"rollback in \d+", commits))})
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        if not state.facts.get("filter_exists"):
+            raise Rejected(f"{self.target}: filter {self.options['filter']!r} has no terms or does not exist; "
+                           "options.filter must name the inet filter already applied inbound", target=self.target)
+        steps: list[Step] = []
+        if not state.group_exists:
+            steps.append(Step(f"set policy-options prefix-list {GROUP} {PLACEHOLDER}/32"))
+        if not state.rule_in_place:
+            steps += [Step(f"set {self._filter} term {RULE} from source-prefix-list {GROUP}"),
+                      Step(f"set {self._filter} term {RULE} then discard")]
+            first = state.facts.get("first_term")
+            if first and first != RULE:
+                steps.append(Step(f"insert {self._filter} term {RULE} before term {first}"))
+        return steps
+
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return [Step(f"set policy-options prefix-list {GROUP} {n}") for n in todo]
+
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return [Step(f"delete policy-options prefix-list {GROUP} {n}") for n in todo]
+
+    def _discard(self, applied: list[Step]) -> list[str]:
+        """Nothing was committed: ``rollback 0`` drops exactly the accepted candidate lines."""
+        return ["rollback 0"]
+
+    def _commit(self, command: str, marker: str) -> None:
+        timeout = float(self.options.get("commit_timeout") or max(self.timeout, 120.0))
+        self.sent.append(command)
+        out: str = self.conn.send_command(command, expect_string=r"#\s*$", read_timeout=timeout,
+                                          strip_prompt=False)
+        if marker not in out or self.error_re.search(out):
+            raise DeviceError(command, " ".join(out.split())[:400])
+
+    def _finish(self, applied: list[Step]) -> list[str]:
+        minutes = max(1, int(self.options.get("confirm_minutes") or 5))
+        done: list[str] = []
+        if applied:
+            self._commit(f"commit confirmed {minutes}", "commit confirmed will be automatically rolled back")
+            done.append(f"commit confirmed {minutes}")
+        # the same session still answers after the change: the management path survived, confirm it
+        self._commit("commit", "commit complete")
+        return done + ["commit"]
+
+    def _persist_preview(self) -> list[str]:
+        return [f"commit confirmed {max(1, int(self.options.get('confirm_minutes') or 5))}", "commit"]

@@ -1,0 +1,163 @@
+"""Linux router with nftables: interval sets ``v4``/``v6`` in ``table inet ir_block``, dropped in ``input``
+(source) and ``forward`` (source and destination, so call-backs to the address die too).
+
+Why this shape: netmiko's ``linux`` driver runs an interactive shell and reports no exit status, so every command
+ends in ``; echo __RC=$?`` and the number is parsed. Lines stay under the driver's 511-column terminal (the shell
+would wrap longer echoes), so elements are sent in chunks of a few hundred characters. LAB.md facts: deleting a
+missing element fails and adding one inside an existing interval fails ("interval overlaps"), so membership is read
+first (``nft -j``) and a request that would *contain* an existing entry is refused with a clear message instead of
+a device error. The scaffold is repaired in place (``add`` of table/sets/chains is idempotent, each chain's rules
+are flushed and re-added in one nft transaction), never by deleting the table — that would drop the members.
+Persistence is optional: ``options.persist_file`` receives ``nft list table inet ir_block`` after each change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.errors import InvalidInput, Rejected
+from connectors.firewall.addresses import Network, to_text
+from connectors.firewall.dialect import DeviceError, DeviceState, Dialect, Step
+
+__all__ = ["LinuxNft", "TABLE"]
+
+TABLE = "ir_block"
+_RC = re.compile(r"__RC=(\d+)")
+_PATH_RE = re.compile(r"\A/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\Z", re.ASCII)
+_LINE_BUDGET = 360
+_INPUT_RULES = ("ip saddr @v4 drop", "ip6 saddr @v6 drop")
+_FORWARD_RULES = ("ip saddr @v4 drop", "ip6 saddr @v6 drop", "ip daddr @v4 drop", "ip6 daddr @v6 drop")
+
+
+def _elements(value: Any) -> list[Network]:
+    out: list[Network] = []
+    for item in value or []:
+        if isinstance(item, str):
+            out.append(ipaddress.ip_network(item))
+        elif isinstance(item, dict) and "prefix" in item:
+            out.append(ipaddress.ip_network(f"{item['prefix']['addr']}/{item['prefix']['len']}"))
+        elif isinstance(item, dict) and "range" in item:
+            lo, hi = (ipaddress.ip_address(x) for x in item["range"])
+            out.extend(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+        elif isinstance(item, dict) and "elem" in item:
+            out.extend(_elements([item["elem"]["val"]]))
+    return out
+
+
+def _rule_text(expr: list[dict[str, Any]]) -> str:
+    """Render the few rule shapes we create back into nft syntax, to compare with what we expect."""
+    parts: list[str] = []
+    for e in expr:
+        if "match" in e:
+            left = e["match"]["left"].get("payload", {})
+            parts.append(f"{left.get('protocol')} {left.get('field')} {e['match']['right']}")
+        elif "drop" in e:
+            parts.append("drop")
+        else:
+            parts.append("?")
+    return " ".join(parts)
+
+
+class LinuxNft(Dialect):
+    """Linux + nftables (netmiko ``linux``)."""
+
+    device_type = "linux"
+    error_re = re.compile(r"__RC=[1-9]\d*")
+    uses_config_mode = False
+    config_prompt = r"[#$]\s*$"
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> None:
+        path = options.get("persist_file")
+        if path is not None and (not isinstance(path, str) or not _PATH_RE.match(path) or "/../" in f"{path}/"):
+            raise InvalidInput(f"options.persist_file: {path!r} is not a plain absolute path",
+                               detail={"field": "options.persist_file"})
+
+    def _cmd(self, text: str) -> str:
+        return ("sudo -n " if self.options.get("sudo") else "") + text
+
+    def _run(self, text: str) -> tuple[int, str]:
+        out = self._show(f"{self._cmd(text)} 2>&1; echo __RC=$?")
+        m = _RC.search(out)
+        return (int(m.group(1)) if m else -1), _RC.sub("", out).strip()
+
+    def _read_state(self) -> DeviceState:
+        rc, out = self._run(f"nft -j list table inet {TABLE}")
+        if rc != 0:
+            return DeviceState(facts={"table": False})
+        data = json.loads(out[out.index("{"):]) if "{" in out else {"nftables": []}
+        sets: dict[str, list[Network]] = {}
+        rules: dict[str, list[str]] = {"input": [], "forward": []}
+        for obj in data.get("nftables", []):
+            if "set" in obj:
+                sets[obj["set"]["name"]] = _elements(obj["set"].get("elem"))
+            elif "rule" in obj and obj["rule"].get("chain") in rules:
+                rules[obj["rule"]["chain"]].append(_rule_text(obj["rule"].get("expr", [])))
+        ok = list(_INPUT_RULES) == rules["input"] and list(_FORWARD_RULES) == rules["forward"]
+        return DeviceState(members=sets.get("v4", []) + sets.get("v6", []),
+                           group_exists={"v4", "v6"} <= set(sets), rule_in_place=ok, facts={"table": True})
+
+    def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
+        for i, net in enumerate(todo):
+            for other in list(state.members) + todo[i + 1:]:
+                if other.version == net.version and net.overlaps(other):  # type: ignore[arg-type]
+                    raise Rejected(f"{to_text(net)} overlaps {to_text(other)} in the nft interval set; unblock "
+                                   f"the narrower entry first or request them separately", target=self.target,
+                                   detail={"value": to_text(net), "conflict": to_text(other)})
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        base = [f"nft add table inet {TABLE}",
+                f"nft add set inet {TABLE} v4 '{{ type ipv4_addr; flags interval; }}'",
+                f"nft add set inet {TABLE} v6 '{{ type ipv6_addr; flags interval; }}'"]
+        for chain in ("input", "forward"):
+            base.append(f"nft add chain inet {TABLE} {chain} "
+                        f"'{{ type filter hook {chain} priority -10; policy accept; }}'")
+        for chain, rules in (("input", _INPUT_RULES), ("forward", _FORWARD_RULES)):
+            body = "; ".join([f"flush chain inet {TABLE} {chain}"] +
+                             [f"add rule inet {TABLE} {chain} {r}" for r in rules])
+            base.append(f"nft '{body}'")
+        return [Step(line) for line in base]
+
+    def _chunks(self, verb: str, todo: list[Network]) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for family in ("v4", "v6"):
+            batch: list[str] = []
+            nets = [to_text(n) for n in todo if (n.version == 4) == (family == "v4")]
+            for i, text in enumerate(nets):
+                batch.append(text)
+                if len(", ".join(batch)) > _LINE_BUDGET or i == len(nets) - 1:
+                    out.append((family, verb, ", ".join(batch)))
+                    batch = []
+        return out
+
+    def _element_steps(self, todo: list[Network], verb: str, back: str) -> list[Step]:
+        return [Step(f"nft {verb} element inet {TABLE} {fam} '{{ {elems} }}'",
+                     undo=(f"nft {back} element inet {TABLE} {fam} '{{ {elems} }}'",))
+                for fam, _, elems in self._chunks(verb, todo)]
+
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return self._element_steps(todo, "add", "delete")
+
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        return self._element_steps(todo, "delete", "add")
+
+    def _send_config(self, line: str) -> str:
+        rc, out = self._run(line)
+        if rc != 0:
+            raise DeviceError(line, f"exit status {rc}: {' '.join(out.split())[:300]}")
+        return out
+
+    def _save(self) -> list[str]:
+        path = self.options.get("persist_file")
+        if not path:
+            return []
+        line = f"nft list table inet {TABLE} > {path}"
+        rc, out = self._run(line)
+        if rc != 0:
+            raise Rejected(f"{self.target}: could not write {path} (change is active, not persisted): {out[:200]}",
+                           target=self.target, detail={"saved": False})
+        return [line]

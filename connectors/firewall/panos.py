@@ -1,0 +1,101 @@
+"""Palo Alto PAN-OS: address objects ``IR-<addr>`` in static address group ``IR-BLOCKLIST``, denied by security
+rule ``IR-BLOCK`` moved to the top; every change is a candidate until ``commit``.
+
+Commands (PAN-OS CLI quick start): configure mode ``set address NAME ip-netmask A/len``, ``set address-group NAME
+static MEMBER``, ``set rulebase security rules NAME ...``, ``move rulebase security rules NAME top``, ``delete``
+of the same, ``commit``; ``revert config`` (PAN-OS 10.0+) discards uncommitted candidate changes, which is how a
+refused line or a failed commit is cleaned up. State is read from the *running* configuration (op mode
+``show config running`` in set format), never from the candidate, so a commit that timed out is not mistaken for a
+block that is in effect. Object names may not contain ``/`` or ``:``, hence ``IR-2001-db8--1_128``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from connectors.firewall.addresses import Network
+from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
+from connectors.firewall.fortinet import network_from_name, object_name
+
+__all__ = ["PaloAltoPanos"]
+
+_PLACEHOLDER_NAME = "IR-PLACEHOLDER"
+_PREFIX = r"^set (?:vsys \S+ |shared )?"
+
+
+class PaloAltoPanos(Dialect):
+    """PAN-OS (netmiko ``paloalto_panos``)."""
+
+    device_type = "paloalto_panos"
+    error_re = re.compile(r"(?m)^(Invalid syntax\.?|Unknown command: .*|Server error ?: .*|Validation Error.*"
+                          r"|.*[Cc]ommit failed.*)$")
+    config_prompt = r"#\s*$"
+    option_names = ("from_zone",)
+
+    def _read_state(self) -> DeviceState:
+        if not getattr(self, "_set_format", False):
+            self._show("set cli config-output-format set")
+            self._set_format = True
+        ours = self._show(f'show config running | match "{GROUP}"')
+        rules = self._show('show config running | match "rulebase security rules"')
+        members: list[Network] = []
+        exists = False
+        for line in ours.splitlines():
+            m = re.match(_PREFIX + rf"address-group {GROUP} static \[?\s*(.*?)\s*\]?\s*$", line.strip())
+            if m:
+                exists = True
+                for name in m.group(1).split():
+                    net = network_from_name(name)
+                    if net is not None:
+                        members.append(net)
+        names = [m.group(1) for m in (re.match(_PREFIX + r"rulebase security rules (\S+) ", ln.strip())
+                                      for ln in rules.splitlines()) if m]
+        rule_lines = {ln.strip().split(f" rules {RULE} ", 1)[1] for ln in rules.splitlines()
+                      if f" rules {RULE} " in ln}
+        in_place = bool(names) and names[0] == RULE and f"source {GROUP}" in rule_lines and "action deny" in \
+            rule_lines
+        return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
+                           facts={"rule_exists": RULE in names})
+
+    def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        steps: list[Step] = []
+        if not state.group_exists:
+            steps += [Step(f"set address {_PLACEHOLDER_NAME} ip-netmask {PLACEHOLDER}/32"),
+                      Step(f"set address-group {GROUP} static {_PLACEHOLDER_NAME}")]
+        if not state.rule_in_place:
+            zone = self.options.get("from_zone") or "any"
+            steps += [Step(f"set rulebase security rules {RULE} from {zone} to any source {GROUP} destination any "
+                           "application any service any action deny"),
+                      Step(f"move rulebase security rules {RULE} top")]
+        return steps
+
+    def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        steps: list[Step] = []
+        for net in todo:
+            name = object_name(net)
+            steps.append(Step(f"set address {name} ip-netmask {net.network_address}/{net.prefixlen}"))
+        for net in todo:
+            steps.append(Step(f"set address-group {GROUP} static {object_name(net)}"))
+        return steps
+
+    def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
+        steps = [Step(f"delete address-group {GROUP} static {object_name(n)}") for n in todo]
+        return steps + [Step(f"delete address {object_name(n)}") for n in todo]
+
+    def _discard(self, applied: list[Step]) -> list[str]:
+        """Nothing was committed: dropping the candidate changes removes exactly the accepted lines."""
+        return ["revert config"]
+
+    def _finish(self, applied: list[Step]) -> list[str]:
+        timeout = float(self.options.get("commit_timeout") or max(self.timeout, 300.0))
+        self.sent.append("commit")
+        out: str = self.conn.send_command("commit", expect_string=r"(?i)(committed successfully|commit failed|"
+                                          r"validation error|error)[\s\S]*#\s*$", read_timeout=timeout,
+                                          strip_prompt=False)
+        if "committed successfully" not in out.lower():
+            raise DeviceError("commit", " ".join(out.split())[:400])
+        return ["commit"]
+
+    def _persist_preview(self) -> list[str]:
+        return ["commit"]
+
