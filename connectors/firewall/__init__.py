@@ -18,7 +18,7 @@ Actions (args):
 Example::
 
     conn = FirewallConnector()
-    args = {"addresses": ["203.0.113.7"], "protected": ["192.0.2.0/28"]}
+    args = {"addresses": ["45.77.1.2"], "protected": ["192.0.2.0/28"]}
     conn.validate(target, "block_ip", args)            # InvalidInput before any connection
     with conn.open(target, creds, ctx) as s:
         snap = conn.snapshot(s, "block_ip", args)

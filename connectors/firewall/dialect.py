@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import abc
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from connectors.errors import ConnectorError, InvalidInput, Rejected
+from connectors.errors import ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
 from connectors.firewall.errormap import map_exception
 
@@ -41,6 +42,7 @@ class Step:
 
     line: str
     undo: tuple[str, ...] = ()
+    barrier: bool = False   # send only after every earlier line was answered (never typed ahead)
 
 
 @dataclass
@@ -78,6 +80,15 @@ class DeviceError(Exception):
         self.message = message
 
 
+class PartialAnswer(Exception):
+    """The device stopped answering mid-chunk; ``answers`` holds the complete answers received before."""
+
+    def __init__(self, answers: list[str], message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.answers = answers
+        self.cause = cause
+
+
 class Dialect(abc.ABC):
     """Base dialect. Subclasses set the class attributes and implement the ``_``-hooks; nothing else."""
 
@@ -89,7 +100,7 @@ class Dialect(abc.ABC):
     config_prompt: ClassVar[str] = r"[#>]\s*$"
     option_names: ClassVar[tuple[str, ...]] = ()
     required_options: ClassVar[tuple[str, ...]] = ()
-    batch_size: ClassVar[int] = 0   # >0: add/remove steps carry several addresses per line
+    pipeline: ClassVar[int] = 50    # lines typed ahead per round trip (1 = wait for each answer)
 
     def __init__(self, conn: Any, options: Mapping[str, Any], *, target: str = "device",
                  timeout: float = 30.0) -> None:
@@ -172,10 +183,24 @@ class Dialect(abc.ABC):
         try:
             self._enter()
             try:
-                for step in steps:
-                    self._send_config(step.line)
-                    applied.append(step)
-                    self.journal.append(step.line)
+                for chunk in self._chunks_of(steps):
+                    failed: DeviceError | None = None
+                    lost: PartialAnswer | None = None
+                    try:
+                        answers = self._send_chunk([st.line for st in chunk])
+                    except PartialAnswer as exc:
+                        answers, lost = exc.answers, exc
+                    for step, out in zip(chunk, answers):
+                        err = self._error_in(step.line, out)
+                        if err is None:
+                            applied.append(step)
+                            self.journal.append(step.line)
+                        elif failed is None:
+                            failed = err
+                    if failed is not None:
+                        raise failed
+                    if lost is not None:
+                        raise lost.cause or Timeout(str(lost), target=self.target)
                 persisted += self._finish(applied)
             except DeviceError as err:
                 cleanup = self._cleanup(applied)
@@ -187,11 +212,22 @@ class Dialect(abc.ABC):
             persisted += self._save()
         except ConnectorError as err:
             err.detail.setdefault("applied_lines", [s.line for s in applied])
+            if isinstance(err, Timeout):
+                err.detail.setdefault("outcome", "unknown")
+                err.detail.setdefault("hint", "read the device state (verify) before retrying")
             raise
         except Exception as exc:  # lost session / timeout mid-change: outcome unknown, say what was accepted
             raise map_exception(exc, target=self.target, detail=detail(
                 outcome="unknown", hint="read the device state (verify) before retrying")) from exc
         return [s.line for s in applied], persisted
+
+    def _chunks_of(self, steps: list[Step]) -> list[list[Step]]:
+        chunks: list[list[Step]] = []
+        for step in steps:
+            if not chunks or step.barrier or len(chunks[-1]) >= max(1, self.pipeline):
+                chunks.append([])
+            chunks[-1].append(step)
+        return chunks
 
     def _cleanup(self, applied: list[Step]) -> dict[str, Any]:
         """Best-effort removal of accepted lines, newest first; records what worked and what the device said."""
@@ -219,18 +255,64 @@ class Dialect(abc.ABC):
 
     # ----- transport helpers --------------------------------------------------------------------------------------
     def _show(self, command: str) -> str:
+        """An exec/operational-mode command; answered when the session's own prompt comes back."""
         self.sent.append(command)
-        out: str = self.conn.send_command(command, read_timeout=self.timeout)
+        prompt = rf"{re.escape(self.conn.base_prompt)}[^\n]*[>#$\]]\s*$"
+        out: str = self.conn.send_command(command, expect_string=prompt, read_timeout=self.timeout)
         return out
 
+    def _error_in(self, line: str, out: str) -> DeviceError | None:
+        """The device's refusal of ``line`` found in its answer ``out``, or None when it was accepted."""
+        if self.error_re.search(out):
+            return DeviceError(line, " ".join(out.split())[:400])
+        return None
+
     def _send_config(self, line: str) -> str:
-        self.sent.append(line)
-        out: str = self.conn.send_command(line, expect_string=self.config_prompt, read_timeout=self.timeout,
-                                          strip_prompt=False)
-        match = self.error_re.search(out)
-        if match:
-            raise DeviceError(line, " ".join(out.split())[:400])
+        out = self._send_chunk([line])[0]
+        err = self._error_in(line, out)
+        if err is not None:
+            raise err
         return out
+
+    def _send_chunk(self, lines: list[str]) -> list[str]:
+        """Send lines and return each one's answer. Several lines are typed ahead in one write (the way
+        netmiko's ``send_config_set`` does) and the answers are split at each line's echo; a line's answer
+        ends where the next echo starts, the last one at the configuration prompt."""
+        self.sent.extend(lines)
+        if len(lines) == 1:
+            out: str = self.conn.send_command(lines[0], expect_string=self.config_prompt,
+                                              read_timeout=self.timeout, strip_prompt=False)
+            return [out]
+        conn = self.conn
+        conn.write_channel("".join(line + conn.RETURN for line in lines))
+        deadline = time.monotonic() + self.timeout * max(1.0, len(lines) / 20)
+        buf = ""
+        while True:
+            try:
+                buf += conn.read_channel()
+            except Exception as exc:  # session died mid-chunk: keep the answers that did arrive
+                raise PartialAnswer(self._split_answers(buf, lines, partial=True) or [], str(exc), exc) from exc
+            outs = self._split_answers(buf, lines)
+            if outs is not None:
+                return outs
+            if time.monotonic() > deadline:
+                done = self._split_answers(buf, lines, partial=True) or []
+                raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {self.timeout:.0f}s")
+            time.sleep(0.005)
+
+    def _split_answers(self, buf: str, lines: list[str], partial: bool = False) -> list[str] | None:
+        starts: list[tuple[int, int]] = []
+        pos = 0
+        for line in lines:
+            at = buf.find(line.strip(), pos)
+            if at < 0:
+                break
+            starts.append((at, at + len(line.strip())))
+            pos = starts[-1][1]
+        answers = [buf[end:starts[i + 1][0]] for i, (_, end) in enumerate(starts[:-1])]
+        if len(starts) == len(lines) and re.search(self.config_prompt, buf[starts[-1][1]:]):
+            return answers + [buf[starts[-1][1]:]]
+        return answers if partial else None
 
     def _enter(self) -> None:
         if self.uses_config_mode:
@@ -242,6 +324,10 @@ class Dialect(abc.ABC):
                 self.conn.exit_config_mode()
             except Exception:  # a dead session cannot be in config mode any more; the original error matters
                 pass
+
+    def disconnect(self) -> None:
+        """Leave the device (the driver's own cleanup by default)."""
+        self.conn.disconnect()
 
     # ----- hooks with defaults -----------------------------------------------------------------------------------
     def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
@@ -284,7 +370,8 @@ class Dialect(abc.ABC):
     def preview(cls, options: Mapping[str, Any], addrs: Sequence[Network], remove: bool = False) -> list[str]:
         """Lines a first-time block (or an unblock) would send, assuming nothing is configured yet."""
         d = cls(None, options)
-        state = DeviceState(members=list(addrs) if remove else [])
+        state = DeviceState(members=list(addrs) if remove else [],
+                            facts={"acl_exists": True, "filter_exists": True, "next_id": 1})
         steps = d._remove_steps(list(addrs), state) if remove else (
             d._scaffold_steps(state) + d._add_steps(list(addrs), state))
         return [s.line for s in steps] + d._persist_preview()

@@ -23,7 +23,7 @@ _PLACEHOLDER_NAME = "IR-PLACEHOLDER"
 
 
 def object_name(net: Network) -> str:
-    """``IR-203.0.113.7`` / ``IR-203.0.113.0_24``: derived from the address, so reading back needs no lookup."""
+    """``IR-45.77.1.2`` / ``IR-45.77.1.0_24``: derived from the address, so reading back needs no lookup."""
     return "IR-" + to_text(net).replace("/", "_").replace(":", "-")
 
 
@@ -79,6 +79,10 @@ class Fortinet(Dialect):
                                   "next_id": max(ids, default=0) + 1})
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        steps = self._scaffold_lines(state)
+        return [Step(s.line, s.undo, barrier=True) for s in steps]   # policy lines depend on each other
+
+    def _scaffold_lines(self, state: DeviceState) -> list[Step]:
         steps: list[Step] = []
         if not state.group_exists:
             steps += [Step("config firewall address"), Step(f"edit {_PLACEHOLDER_NAME}"),
@@ -101,11 +105,11 @@ class Fortinet(Dialect):
         steps = [Step("config firewall address")]
         for net in todo:
             name = object_name(net)
-            steps += [Step(f"edit {name}"),
-                      Step(f"set subnet {net.network_address} {net.netmask}",
-                           undo=("config firewall address", f"delete {name}", "end")),
-                      Step("next")]
-        steps += [Step("end"), Step("config firewall addrgrp"), Step(f"edit {GROUP}")]
+            steps += [Step(f"edit {name}"), Step(f"set subnet {net.network_address} {net.netmask}"),
+                      Step("next", undo=("config firewall address", f"delete {name}", "end"))]
+        # the group is touched only once every object exists: a refused ``set subnet`` stops here, before
+        # a half-made object could become a member
+        steps += [Step("end"), Step("config firewall addrgrp", barrier=True), Step(f"edit {GROUP}")]
         for net in todo:
             name = object_name(net)
             steps.append(Step(f"append member {name}", undo=("config firewall addrgrp", f"edit {GROUP}",

@@ -68,6 +68,7 @@ class LinuxNft(Dialect):
     device_type = "linux"
     error_re = re.compile(r"__RC=[1-9]\d*")
     uses_config_mode = False
+    pipeline = 1   # bash echoes typed-ahead input into running commands' output
     config_prompt = r"[#$]\s*$"
 
     @classmethod
@@ -145,11 +146,15 @@ class LinuxNft(Dialect):
     def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return self._element_steps(todo, "delete", "add")
 
-    def _send_config(self, line: str) -> str:
-        rc, out = self._run(line)
-        if rc != 0:
-            raise DeviceError(line, f"exit status {rc}: {' '.join(out.split())[:300]}")
-        return out
+    def _send_chunk(self, lines: list[str]) -> list[str]:
+        return [self._show(f"{self._cmd(line)} 2>&1; echo __RC=$?") for line in lines]
+
+    def _error_in(self, line: str, out: str) -> DeviceError | None:
+        m = _RC.search(out)
+        if m and m.group(1) == "0":
+            return None
+        status = m.group(1) if m else "unknown"
+        return DeviceError(line, f"exit status {status}: {' '.join(_RC.sub('', out).split())[:300]}")
 
     def _save(self) -> list[str]:
         path = self.options.get("persist_file")

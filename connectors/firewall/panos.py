@@ -82,6 +82,26 @@ class PaloAltoPanos(Dialect):
         steps = [Step(f"delete address-group {GROUP} static {object_name(n)}") for n in todo]
         return steps + [Step(f"delete address {object_name(n)}") for n in todo]
 
+    # netmiko's PAN-OS driver detects config mode by waiting for 2 s of silence (``check_config_mode`` with
+    # no pattern) on every enter, exit and disconnect; the prompts are unambiguous, so wait for them instead.
+    def _enter(self) -> None:
+        self.sent.append("configure")
+        self.conn.send_command("configure", expect_string=r"#\s*$", read_timeout=self.timeout)
+
+    def _leave(self) -> None:
+        try:
+            self.sent.append("exit")
+            self.conn.send_command("exit", expect_string=r">\s*$", read_timeout=self.timeout)
+        except Exception:  # a dead session cannot be in config mode any more; the original error matters
+            pass
+
+    def disconnect(self) -> None:
+        """We never stay in configure mode, so skip the driver's 2-second mode probe: say exit and close."""
+        try:
+            self.conn.write_channel("exit" + self.conn.RETURN)
+        finally:
+            self.conn.paramiko_cleanup()
+
     def _discard(self, applied: list[Step]) -> list[str]:
         """Nothing was committed: dropping the candidate changes removes exactly the accepted lines."""
         return ["revert config"]

@@ -35,7 +35,7 @@ class DeviceSession:
 
     def close(self) -> None:
         try:
-            self.conn.disconnect()
+            self.dialect.disconnect()
         except Exception:  # closing a dead session must not raise over the real error
             pass
         finally:
