@@ -1,0 +1,112 @@
+"""RouterOS console model: ``[admin@MikroTik] >``, ``/ip firewall address-list`` and ``/ip firewall raw`` with
+``add``/``remove [find ...]``/``move``/``print terse without-paging [where ...]``. Every command is applied and
+saved at once (``saved`` mirrors running)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.doubles.vendor_cli.base import Model, StateBase, canon
+
+__all__ = ["MikrotikState", "MikrotikModel"]
+
+_KV = re.compile(r'(\S+?)=("[^"]*"|\S+)')
+
+
+class MikrotikState(StateBase):
+    """``lists``: address-list entries; ``raw``: raw rules in order (dicts of properties)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists: list[dict[str, str]] = [{"list": "trusted", "address": "192.0.2.10"}]
+        self.raw: list[dict[str, str]] = [{"chain": "prerouting", "action": "accept", "src-address-list": "trusted"}]
+
+    @property
+    def saved(self) -> Any:  # type: ignore[override]
+        return {"lists": self.lists, "raw": self.raw}
+
+    @saved.setter
+    def saved(self, value: Any) -> None:
+        pass
+
+    @property
+    def blocklist(self) -> set[str]:
+        return {canon(e["address"]) for e in self.lists if e["list"] == "IR-BLOCKLIST"}
+
+    saved_blocklist = blocklist
+
+    @property
+    def rule_references_group(self) -> bool:
+        return bool(self.raw) and self.raw[0].get("src-address-list") == "IR-BLOCKLIST" and \
+            self.raw[0].get("action") == "drop" and self.raw[0].get("chain") == "prerouting"
+
+
+def _matches(entry: dict[str, str], where: str) -> bool:
+    return all(entry.get(k) == v.strip('"') for k, v in _KV.findall(where))
+
+
+class MikrotikModel(Model):
+    """One CLI session (no modes)."""
+
+    def greeting(self) -> str:
+        return "\n\n  MikroTik RouterOS 7.14 (c) 1999-2024       https://www.mikrotik.com/\n\n"
+
+    def prompt(self) -> str:
+        return "[admin@MikroTik] > "
+
+    def reject(self, line: str) -> str:
+        word = line.split()[0] if line.split() else ""
+        return f"bad command name {word.lstrip('/')} (line 1 column 2)"
+
+    def handle(self, line: str) -> str:
+        cmd = " ".join(line.split())
+        if not cmd:
+            return ""
+        if cmd == "quit":
+            self.closed = True
+            return "interrupted"
+        m = re.fullmatch(r"/ip firewall (address-list|raw) (.+)", cmd)
+        if not m:
+            return self.reject(line)
+        table = self.state.lists if m.group(1) == "address-list" else self.state.raw
+        return self._table(table, m.group(1), m.group(2), line)
+
+    def _table(self, table: list[dict[str, str]], kind: str, rest: str, line: str) -> str:
+        m = re.fullmatch(r"print terse without-paging(?: where (.+))?", rest)
+        if m:
+            rows = [e for e in table if not m.group(1) or _matches(e, m.group(1))]
+            return "\n".join(f"{i:>2}    " + " ".join(f"{k}={v}" for k, v in e.items()) for i, e in enumerate(rows))
+        m = re.fullmatch(r"add (.+)", rest)
+        if m:
+            props = {k: v.strip('"') for k, v in _KV.findall(m.group(1))}
+            place = props.pop("place-before", None)
+            if kind == "address-list":
+                try:
+                    props["address"] = canon(props["address"])
+                except (KeyError, ValueError):
+                    return f"invalid value for argument address"
+                if any(e["list"] == props.get("list") and e["address"] == props["address"] for e in table):
+                    return "failure: already have such entry"
+            if place is not None:
+                if not table or not place.isdigit() or int(place) >= len(table):
+                    return "failure: no such item"
+                table.insert(int(place), props)
+            else:
+                table.append(props)
+            return ""
+        m = re.fullmatch(r"remove \[find (.+)\]", rest)
+        if m:
+            keep = [e for e in table if not _matches(e, m.group(1))]
+            table[:] = keep
+            return ""
+        m = re.fullmatch(r"move \[find (.+)\] destination=(\d+)", rest)
+        if m:
+            found = [e for e in table if _matches(e, m.group(1))]
+            if not found:
+                return "failure: no such item"
+            for e in found:
+                table.remove(e)
+            table[int(m.group(2)):int(m.group(2))] = found
+            return ""
+        return "syntax error (line 1 column 21)"
