@@ -23,6 +23,7 @@ from connectors.types import ConnectorContext, Snapshot
 
 from agent.config import Settings
 from agent.errors import ConfigError
+from agent.failpoints import failpoint
 from agent.inventory import Inventory
 from agent.journal import AuditSink, Journal
 from agent.plan import Plan, PlannedAction
@@ -74,6 +75,9 @@ class RunResult:
         failed = self.failed_subjects()
         if not failed:
             return "done"
+        kinds = {o.error_kind for o in self.outcomes if o.state == "failed"}
+        if kinds <= {"host_key", "invalid_input"} and len(failed) == len({o.subject for o in self.outcomes}):
+            return "refused"
         ok = {o.subject for o in self.outcomes} - failed
         return "partial" if ok else "failed"
 
@@ -189,7 +193,11 @@ class Engine:
                 details = dict(res.details)
                 evidence = details.pop("evidence", None)
                 if evidence and self.evidence_sink:
-                    details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence)
+                    try:
+                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence)
+                    except Exception as exc:  # noqa: BLE001 - storing evidence must never block containment
+                        details["evidence_error"] = f"could not store evidence: {type(exc).__name__}: {exc}"
+                        res.warnings.append(details["evidence_error"])
                 res.details = details
                 self.journal.transition(row, "done", res.summary, result=res.to_dict(), changed=0,
                                         attempts=attempts[0])
@@ -198,6 +206,7 @@ class Engine:
                 self.journal.transition(row, "snapshotted", "state needed to undo recorded", snapshot=snap.to_dict())
                 self.journal.transition(row, "applying")
                 res = self._apply(conn, session, pa, snap, attempts)
+                failpoint("after-apply")
                 self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
                                         changed=int(res.changed), attempts=attempts[0])
                 ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)

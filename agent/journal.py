@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ class Journal:
 
     def create(self, row: Action) -> Action:
         row.owner = OWNER
+        row.id = row.id or str(uuid.uuid4())
         with self.store.session() as s:
             row.seq = self.store.next_seq(s)
             s.add(row)

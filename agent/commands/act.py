@@ -145,7 +145,8 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         emit_json({**result.to_dict(), "notes": plan.notes})
     else:
         _print_summary(result, plan, args, ttl)
-    return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL}.get(status, exitcodes.FAILED)
+    return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
+            "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
 
 
 def _print_plan(plan: Any, dry: bool) -> None:
