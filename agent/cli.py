@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="the practice lab (root): up | down | probe | status")
     p.add_argument("lab_args", nargs=argparse.REMAINDER)
 
+    p = sub.add_parser("warm", help="keep a pre-imported server so CLI commands start in milliseconds")
+    p.add_argument("--config", "-c", metavar="FILE")
+
     p = sub.add_parser("daemon", help="run the webhook intake, scheduler and engine")
     _common(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT")
@@ -144,10 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        from agent.warm import try_forward
+        forwarded = try_forward(sys.argv[1:])
+        if forwarded is not None:
+            return forwarded
     args = build_parser().parse_args(argv)
     if args.command is None:
         build_parser().print_help()
         return exitcodes.USAGE
+    if args.command == "warm":
+        from agent.warm import serve
+        return serve(args.config)
     if args.command == "lab":
         from agent.lab.cli import main as lab_main
         return lab_main(list(args.lab_args))
