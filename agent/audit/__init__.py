@@ -1,0 +1,36 @@
+"""Tamper-evident audit log: hash-chained, Ed25519-checkpointed JSONL segments, verifiable offline.
+
+Public API (the engine, the CLI and the report use only these)::
+
+    with AuditLog(Path("var/audit"), signing_key=Path("var/audit-signing.key")) as log:
+        log.record("action.done", incident="INC-1", target="victim")
+    report = verify(Path("var/audit"), public_key=Path("var/audit-signing.key.pub"))
+    for rec in records(Path("var/audit"), incident="INC-1"): ...
+
+Everything here is stdlib-only at import time; ``cryptography`` loads only when a key is used.
+The on-disk format is specified in docs/audit-format.md.
+"""
+
+from __future__ import annotations
+
+from agent.audit.processors import Redactor, add_context, add_timestamp
+from agent.audit.reader import ExportResult, export_incident, records
+from agent.audit.redact import redact_text, redact_value
+from agent.audit.verify import VerifyError, VerifyReport, verify
+from agent.audit.writer import AuditClosedError, AuditLog
+
+__all__ = [
+    "AuditClosedError",
+    "AuditLog",
+    "ExportResult",
+    "Redactor",
+    "VerifyError",
+    "VerifyReport",
+    "add_context",
+    "add_timestamp",
+    "export_incident",
+    "records",
+    "redact_text",
+    "redact_value",
+    "verify",
+]

@@ -1,0 +1,111 @@
+"""Secret redaction for audit records: by key name, by value shape, and for ``Secret`` objects.
+
+Why here and not at every call site: call sites forget (StackStorm stored secrets in execution history). One walk
+over every record, before it is hashed, makes "secrets never appear in the log" a property of the log itself.
+The walk also turns values into plain JSON types, so nothing reaches the encoder as an object whose ``str()``
+might carry a secret unexamined.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+__all__ = ["REDACTED", "SECRET_KEY_PARTS", "is_secret_key", "redact_text", "redact_value"]
+
+REDACTED = "***"
+
+#: A key is secret when its name, lower-cased with ``-``/``_``/spaces removed, contains one of these.
+SECRET_KEY_PARTS: tuple[str, ...] = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "privatekey", "authorization",
+    "cookie", "unicodepwd", "credential", "sessionkey", "accesskey", "signingkey",
+)
+_EXACT_SECRET_KEYS = frozenset({"pwd", "pass", "psk", "auth", "key", "bearer", "otp", "pin"})
+
+_MAX_DEPTH = 32
+
+_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PEM / OpenSSH private keys, including a block cut off before its END line.
+    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
+                re.DOTALL), REDACTED),
+    # HTTP header lines that carry credentials.
+    (re.compile(r"(?im)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key|x-auth-token)(\s*[:=]\s*)[^\r\n]*"),
+     r"\1\2" + REDACTED),
+    # Authorization schemes inline: "Bearer abc...", "Basic dXNlcjpwYXNz", "token abc...".
+    (re.compile(r"(?i)\b(bearer|basic|digest|negotiate|ntlm|token)(\s+)[A-Za-z0-9._~+/=:-]{6,}"),
+     r"\1\2" + REDACTED),
+    # key=value / key: value / "key": "value" for secret-looking key names.
+    (re.compile(r"""(?ix)
+        (["']?\b[\w.-]*(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key
+                        |unicodepwd|credential)[\w.-]*["']?)
+        (\s*[=:]\s*)
+        ("[^"]*"|'[^']*'|[^\s,;&'"}\]]+)"""), r"\1\2" + REDACTED),
+    # Credentials embedded in URLs: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    # JSON Web Tokens and AWS access key ids.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+)
+_QUICK_MARKERS = re.compile(
+    r"(?i)private key|authorization|cookie|bearer|basic|digest|negotiate|ntlm|token|pass|pwd|secret|key|credential"
+    r"|://|eyJ|AKIA|ASIA|auth")
+
+
+def is_secret_key(key: str) -> bool:
+    """Decide from a field name alone whether its value must be hidden."""
+    folded = key.lower().replace("_", "").replace("-", "").replace(" ", "")
+    if folded in _EXACT_SECRET_KEYS:
+        return True
+    return any(part in folded for part in SECRET_KEY_PARTS)
+
+
+def redact_text(text: str) -> str:
+    """Mask secret-looking substrings in free text (error messages, command output, headers)."""
+    if not _QUICK_MARKERS.search(text):
+        return text
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(value: Any, _depth: int = 0) -> Any:
+    """Return a JSON-safe copy of ``value`` with every secret replaced by ``"***"``.
+
+    Mappings recurse (secret keys masked whole), sequences recurse, ``Secret`` objects and bytes never pass,
+    exceptions become ``"Type: message"`` with the message redacted, anything else becomes redacted ``str()``.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if _depth >= _MAX_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            skey = key if isinstance(key, str) else str(key)
+            out[skey] = REDACTED if is_secret_key(skey) else redact_value(item, _depth + 1)
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [redact_value(item, _depth + 1) for item in items]
+    if type(value).__name__ == "Secret" or hasattr(value, "reveal"):
+        return REDACTED
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return redact_value(value.to_dict(), _depth + 1)
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return redact_value(dataclasses.asdict(value), _depth + 1)
+    return redact_text(str(value))

@@ -1,0 +1,250 @@
+"""Offline verification of an audit directory: hash chain, sequence, canonical form, checkpoint signatures.
+
+Why offline and stdlib-first: counsel's expert gets a folder of ``.jsonl`` files and a public key, nothing else.
+The algorithm here is the one documented in docs/audit-format.md; ``cryptography`` is imported only when a
+public key is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.audit.canonical import GENESIS_HASH, HEAD_FILE, canonical
+from agent.audit.segments import list_segments
+
+__all__ = ["CHECKPOINT_EVENT", "VerifyError", "VerifyReport", "verify"]
+
+CHECKPOINT_EVENT = "audit.checkpoint"
+
+EDITED = "hash mismatch (record edited)"
+BROKEN_LINK = "prev_hash does not match previous record (record deleted or reordered)"
+SEQ_GAP = "seq gap (records missing or renumbered)"
+TRUNCATED_LINE = "truncated line (segment cut mid-record)"
+MALFORMED = "malformed line (not a JSON audit record)"
+NOT_CANONICAL = "record not in canonical form (re-encoded after writing)"
+BAD_SIGNATURE = "checkpoint signature invalid (forged checkpoint or rewritten records)"
+WRONG_KEY = "wrong key (checkpoint signed by a different key than the one given)"
+BAD_COVER = "checkpoint does not cover the record before it (forged checkpoint)"
+BAD_GENESIS = "first record (seq 1) must have prev_hash of 64 zeros"
+TRUNCATED_SEGMENT = "truncated segment: log ends before the head recorded at the last fsync (records removed)"
+HEAD_MISMATCH = "head file disagrees with the record at its seq (record edited or log replaced)"
+
+
+@dataclass
+class VerifyError:
+    """Where verification stopped and why."""
+
+    file: str
+    line: int
+    seq: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} (seq {self.seq if self.seq is not None else '?'}): {self.reason}"
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify`. ``ok`` is False exactly when ``first_error`` is set."""
+
+    ok: bool
+    records: int
+    first_error: VerifyError | None
+    checkpoints_verified: int
+    key_fingerprint: str | None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    last_checkpoint_seq: int | None = None
+    segments: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        """Human summary, one fact per line, first line says OK or FAILED."""
+        lines = [f"audit log: {'OK' if self.ok else 'FAILED'} — {self.records} records verified"
+                 + (f" (seq {self.first_seq}..{self.last_seq})" if self.first_seq is not None else "")]
+        if self.first_error is not None:
+            lines.append(f"first error: {self.first_error}")
+        lines.append(f"segments: {', '.join(self.segments) if self.segments else 'none'}")
+        if self.key_fingerprint:
+            lines.append(f"signing key: {self.key_fingerprint}")
+        lines.append(f"checkpoints verified: {self.checkpoints_verified}"
+                     + (f" (last covers seq {self.last_checkpoint_seq})" if self.last_checkpoint_seq else ""))
+        if self.last_hash:
+            lines.append(f"head: seq {self.last_seq} hash {self.last_hash}")
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+class _Stop(Exception):
+    def __init__(self, error: VerifyError) -> None:
+        self.error = error
+
+
+def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | None = None,
+           to_seq: int | None = None) -> VerifyReport:
+    """Check every segment in ``directory`` (optionally only seqs ``from_seq..to_seq``) and return a report."""
+    directory = Path(directory)
+    key: Any = None
+    fingerprint: str | None = None
+    if public_key is not None:
+        from agent.audit.keys import fingerprint as make_fingerprint
+        from agent.audit.keys import load_public_key, public_raw
+
+        key = load_public_key(Path(public_key))
+        fingerprint = make_fingerprint(public_raw(key))
+    report = VerifyReport(ok=True, records=0, first_error=None, checkpoints_verified=0, key_fingerprint=fingerprint)
+    segments = list_segments(directory)
+    report.segments = [path.name for path in segments]
+    if not segments:
+        report.ok = False
+        report.first_error = VerifyError(str(directory), 0, None, "no audit segments (audit-*.jsonl) found")
+        return report
+    head = _read_head(directory, report)
+    state = _State(key, fingerprint, from_seq, to_seq, head)
+    try:
+        try:
+            for index, path in enumerate(segments):
+                state.check_segment(path, last=index == len(segments) - 1, report=report)
+        except _Done:
+            pass
+        state.finish(report)
+    except _Stop as stop:
+        report.ok = False
+        report.first_error = stop.error
+    return report
+
+
+def _read_head(directory: Path, report: VerifyReport) -> dict[str, Any] | None:
+    path = directory / HEAD_FILE
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not text:
+        return None
+    try:
+        head = json.loads(text)
+        return {"seq": int(head["seq"]), "hash": str(head["hash"])}
+    except (ValueError, KeyError, TypeError):
+        report.notes.append(f"{HEAD_FILE} is unreadable (torn by a power failure?); tail truncation not checked")
+        return None
+
+
+class _State:
+    """Running chain state across segments."""
+
+    def __init__(self, key: Any, fingerprint: str | None, from_seq: int | None, to_seq: int | None,
+                 head: dict[str, Any] | None) -> None:
+        self.key, self.fingerprint = key, fingerprint
+        self.from_seq, self.to_seq = from_seq, to_seq
+        self.head = head
+        self.prev_seq: int | None = None
+        self.prev_hash: str | None = None
+        self.unsigned = 0
+
+    def check_segment(self, path: Path, *, last: bool, report: VerifyReport) -> None:
+        with path.open("rb") as handle:
+            for lineno, line in enumerate(handle, 1):
+                if not line.endswith(b"\n"):
+                    if last and self._is_final(handle):
+                        report.notes.append(f"{path.name}:{lineno}: incomplete final line ({len(line)} bytes) "
+                                            "ignored — a writer was killed mid-write; it was never committed")
+                        return
+                    raise _Stop(VerifyError(path.name, lineno, self._next_seq(), TRUNCATED_LINE))
+                self.check_line(path.name, lineno, line, report)
+
+    @staticmethod
+    def _is_final(handle: Any) -> bool:
+        return bool(handle.read(1) == b"")
+
+    def _next_seq(self) -> int | None:
+        return None if self.prev_seq is None else self.prev_seq + 1
+
+    def check_line(self, name: str, lineno: int, line: bytes, report: VerifyReport) -> None:
+        def fail(reason: str, seq: int | None) -> _Stop:
+            return _Stop(VerifyError(name, lineno, seq, reason))
+
+        try:
+            record = json.loads(line)
+            stored = record.pop("hash")
+            seq = record["seq"]
+            prev_hash = record["prev_hash"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise fail(MALFORMED, self._next_seq()) from None
+        if not isinstance(seq, int) or not isinstance(stored, str) or not isinstance(prev_hash, str):
+            raise fail(MALFORMED, self._next_seq())
+        if self.to_seq is not None and seq > self.to_seq:
+            raise _Done()
+        in_range = self.from_seq is None or seq >= self.from_seq
+        if not in_range:  # before the requested range: only remember where the chain stands
+            self.prev_seq, self.prev_hash = seq, stored
+            return
+        body = canonical(record)
+        if hashlib.sha256(body).hexdigest() != stored:
+            raise fail(EDITED, seq)
+        if body[:-1] + b',"hash":"' + stored.encode() + b'"}\n' != line:
+            raise fail(NOT_CANONICAL, seq)
+        if self.prev_hash is None:
+            if seq == 1 and prev_hash != GENESIS_HASH:
+                raise fail(BAD_GENESIS, seq)
+            if seq != 1 and self.from_seq is None:
+                report.notes.append(f"log starts at seq {seq}: earlier records are not present (excerpt); "
+                                    "the chain is verified from there")
+        else:
+            if prev_hash != self.prev_hash:
+                raise fail(BROKEN_LINK, seq)
+            if seq != (self.prev_seq or 0) + 1:
+                raise fail(SEQ_GAP, seq)
+        if record.get("event") == CHECKPOINT_EVENT:
+            self._check_checkpoint(record, seq, prev_hash, fail, report)
+        else:
+            self.unsigned += 1
+        report.records += 1
+        if report.first_seq is None:
+            report.first_seq = seq
+        report.last_seq, report.last_hash = seq, stored
+        if self.head is not None and seq == self.head["seq"] and stored != self.head["hash"]:
+            raise fail(HEAD_MISMATCH, seq)
+        self.prev_seq, self.prev_hash = seq, stored
+
+    def _check_checkpoint(self, record: dict[str, Any], seq: int, prev_hash: str, fail: Any,
+                          report: VerifyReport) -> None:
+        if record.get("covers_seq") != seq - 1 or record.get("covers_hash") != prev_hash:
+            raise fail(BAD_COVER, seq)
+        if self.key is None:
+            return
+        from agent.audit.keys import verify_checkpoint_signature
+
+        if record.get("key_fingerprint") != self.fingerprint:
+            raise fail(f"{WRONG_KEY}: signed by {record.get('key_fingerprint')}, given {self.fingerprint}", seq)
+        if not verify_checkpoint_signature(self.key, seq - 1, prev_hash, str(record.get("signature", ""))):
+            raise fail(BAD_SIGNATURE, seq)
+        report.checkpoints_verified += 1
+        report.last_checkpoint_seq = seq - 1
+        self.unsigned = 0
+
+    def finish(self, report: VerifyReport) -> None:
+        if self.head is not None and self.to_seq is None and (self.prev_seq or 0) < self.head["seq"]:
+            raise _Stop(VerifyError(report.segments[-1], 0, self.prev_seq,
+                                    f"{TRUNCATED_SEGMENT}: last record is seq {self.prev_seq}, "
+                                    f"head file says seq {self.head['seq']}"))
+        if self.key is None:
+            report.notes.append("no public key given: checkpoint signatures were NOT checked (chain only)")
+        elif self.unsigned:
+            report.notes.append(f"{self.unsigned} record(s) after the last checkpoint are chained but not yet "
+                                "signed (a checkpoint is written every N records, every T seconds and at close)")
+        if self.key is not None and report.checkpoints_verified == 0 and report.records:
+            report.notes.append("no signed checkpoint in range: nothing proves these records came from the key holder")
+
+
+class _Done(Exception):
+    """Reached ``to_seq``."""
