@@ -1,0 +1,144 @@
+"""``winrm_windows``: Windows hosts over WinRM (pywinrm) — isolate, release, kill sessions, capture evidence.
+
+Example::
+
+    conn = WinRMWindowsConnector()
+    target = Target("ws01", "host", "10.0.0.21", "winrm_windows", os="windows",
+                    options={"ca_file": "/etc/agent/winrm-ca.pem", "server_name": "ws01.corp.example"})
+    conn.validate(target, "isolate", {})
+    with conn.open(target, creds, ctx) as s:
+        snap = conn.snapshot(s, "isolate", {})
+        conn.apply(s, "isolate", {}, snap)
+        assert conn.verify(s, "isolate", {}).in_effect
+        conn.undo(s, "isolate", {}, snap)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+from connectors.base import ConnectorBase
+from connectors.types import (
+    ActionResult,
+    ActionSpec,
+    ConnectorContext,
+    Credentials,
+    Snapshot,
+    Target,
+    Verification,
+)
+from connectors.winrm_windows import evidence, firewall, isolation, sessions
+from connectors.winrm_windows.plan import GROUP, STATE_FILE, TASK_NAME, build_plan
+from connectors.winrm_windows.powershell import validate_user_name
+from connectors.winrm_windows.settings import parse_settings
+from connectors.winrm_windows.transport import WinRMSession
+
+__all__ = ["WinRMWindowsConnector"]
+
+
+class _OpenSession(WinRMSession):
+    """A :class:`WinRMSession` usable as a context manager (``with conn.open(...) as s``)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class WinRMWindowsConnector(ConnectorBase):
+    """Windows Firewall isolation with a dead-man switch, session kill and evidence capture over WinRM."""
+
+    name: ClassVar[str] = "winrm_windows"
+    actions: ClassVar[Mapping[str, ActionSpec]] = {
+        "isolate": ActionSpec("isolate", "Windows Firewall group IR-Containment: only the management addresses "
+                              "reach WinRM (and RDP if allowed); everything else blocked both ways",
+                              "host", undo_description="remove the group, restore the saved profile settings"),
+        "release": ActionSpec("release", "Remove the isolation and restore the firewall state saved on the host",
+                              "host", reversible=False, undo_description="run isolate again"),
+        "kill_sessions": ActionSpec("kill_sessions", "Purge a user's Kerberos tickets and log off their sessions",
+                                    "host", reversible=False),
+        "capture_evidence": ActionSpec("capture_evidence", "Processes, TCP connections, sessions, logon events, "
+                                       "firewall state", "host", reversible=False, mutating=False),
+    }
+
+    # -- connection -------------------------------------------------------------------------------------------
+    def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> _OpenSession:
+        """HTTPS with certificate validation unless the host allows HTTP (then messages are encrypted)."""
+        settings = parse_settings(target)
+        return _OpenSession(target, creds, ctx, settings).open()  # type: ignore[return-value]
+
+    # -- validation (before connecting) -----------------------------------------------------------------------
+    def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
+        parse_settings(target)
+
+    def _validate_release(self, target: Target, args: Mapping[str, Any]) -> None:
+        parse_settings(target)
+
+    def _validate_kill_sessions(self, target: Target, args: Mapping[str, Any]) -> None:
+        parse_settings(target)
+        validate_user_name(args.get("user"), field="user")
+
+    def _validate_capture_evidence(self, target: Target, args: Mapping[str, Any]) -> None:
+        parse_settings(target)
+        evidence.validate_max_events(args.get("max_events"))
+
+    # -- previews (no connection) -----------------------------------------------------------------------------
+    def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        settings = parse_settings(target)
+        plan = build_plan(ctx.management_addresses, winrm_port=settings.port, allow_rdp=settings.allow_rdp)
+        return ([f"# register scheduled task {TASK_NAME}: revert in {settings.deadman_minutes} min"]
+                + firewall.apply_script("netsecurity", plan, [], None).splitlines()
+                + ["# verify over a new connection, then delete the scheduled task",
+                   "# (hosts without NetSecurity get the same rules through netsh advfirewall)"])
+
+    def _preview_release(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        return [(f"# remove firewall group {GROUP}; restore profiles from "
+                f"{STATE_FILE} on the host")]
+
+    def _preview_kill_sessions(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        validate_user_name(args.get("user"), field="user")
+        return [f"# find sessions of {args.get('user')} with quser.exe and klist.exe sessions",
+                "& klist.exe purge -li <each logon id of the user>", "& logoff.exe <each session id of the user>"]
+
+    def _preview_capture_evidence(self, target: Target, args: Mapping[str, Any],
+                                  ctx: ConnectorContext) -> list[str]:
+        return evidence.evidence_script(evidence.validate_max_events(args.get("max_events"))).splitlines()
+
+    # -- isolate ----------------------------------------------------------------------------------------------
+    def _snapshot_isolate(self, s: WinRMSession, args: Mapping[str, Any]) -> Snapshot:
+        return isolation.snapshot_isolate(s)
+
+    def _apply_isolate(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return isolation.apply_isolate(s, snap)
+
+    def _verify_isolate(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
+        return isolation.verify_isolate(s)
+
+    def _undo_isolate(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return isolation.undo_isolate(s, snap)
+
+    # -- release ----------------------------------------------------------------------------------------------
+    def _snapshot_release(self, s: WinRMSession, args: Mapping[str, Any]) -> Snapshot:
+        return isolation.snapshot_release(s)
+
+    def _apply_release(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return isolation.apply_release(s)
+
+    def _verify_release(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
+        return isolation.verify_release(s)
+
+    # -- kill_sessions ----------------------------------------------------------------------------------------
+    def _apply_kill_sessions(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return sessions.kill_sessions(s, str(args.get("user")))
+
+    def _verify_kill_sessions(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
+        return sessions.verify_sessions_gone(s, str(args.get("user")))
+
+    # -- capture_evidence -------------------------------------------------------------------------------------
+    def _apply_capture_evidence(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return evidence.capture_evidence(s, evidence.validate_max_events(args.get("max_events")))
+
+    def _verify_capture_evidence(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
+        return Verification(True, "evidence capture changes nothing on the host")

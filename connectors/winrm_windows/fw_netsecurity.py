@@ -1,0 +1,155 @@
+"""Windows Firewall through the NetSecurity cmdlets (Windows 8 / Server 2012 and later).
+
+Statements are one per line and every value is either from a fixed vocabulary (``Inbound``, ``Block``) or a
+:func:`ps_quote` literal. State is read back as data (``ConvertTo-Json``) with enums cast to strings, because
+ConvertTo-Json would otherwise print enum members as numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from connectors.errors import InvalidInput
+from connectors.winrm_windows.plan import GROUP, IsolationPlan, RuleSpec
+from connectors.winrm_windows.powershell import ps_array, ps_quote, validate_address_token
+
+__all__ = [
+    "READ_LINES",
+    "apply_lines",
+    "checked_rule",
+    "create_rule_lines",
+    "parse",
+    "remove_group_lines",
+    "restore_profiles_lines",
+]
+
+READ_LINES = [
+    ("$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object { [ordered]@{ Name = [string]$_.Name; "
+    "Enabled = [string]$_.Enabled; DefaultInboundAction = [string]$_.DefaultInboundAction; "
+    "DefaultOutboundAction = [string]$_.DefaultOutboundAction } })"),
+    (f"$r.rules = @(Get-NetFirewallRule -Group {ps_quote(GROUP)} -ErrorAction SilentlyContinue | ForEach-Object {{ "
+    "$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
+    "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
+    "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
+    "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) } })"),
+]
+
+_ENUMS = {
+    "Direction": {"Inbound", "Outbound"},
+    "Action": {"Allow", "Block"},
+    "Enabled": {"True", "False"},
+    "ProfileEnabled": {"True", "False", "NotConfigured"},
+    "DefaultAction": {"Allow", "Block", "NotConfigured"},
+}
+_PROTOCOL = re.compile(r"^(Any|TCP|UDP|ICMPv4|ICMPv6|\d{1,3})$", re.IGNORECASE)
+_PORT = re.compile(r"^(\d{1,5}(-\d{1,5})?|[A-Za-z][A-Za-z0-9]{0,30})$")
+_PROFILE = re.compile(r"^(Any|(Domain|Private|Public)(, ?(Domain|Private|Public)){0,2})$")
+
+
+def _enum(kind: str, value: Any, field: str) -> str:
+    text = str(value)
+    if text not in _ENUMS[kind]:
+        raise InvalidInput(f"{field} {text!r} is not one of {sorted(_ENUMS[kind])}", detail={"field": field})
+    return text
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def checked_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule read from the host, validated so it can be written back safely (host output is untrusted)."""
+    name = str(rule.get("Name", ""))
+    ps_quote(name, field="rule Name")
+    ps_quote(str(rule.get("DisplayName", "")), field="rule DisplayName")
+    protocol = str(rule.get("Protocol") or "Any")
+    if not _PROTOCOL.match(protocol):
+        raise InvalidInput(f"rule {name}: Protocol {protocol!r} not understood", detail={"field": "Protocol"})
+    ports = [p for p in _list(rule.get("LocalPort")) if p]
+    for p in ports:
+        if not _PORT.match(p):
+            raise InvalidInput(f"rule {name}: LocalPort {p!r} not understood", detail={"field": "LocalPort"})
+    profile = str(rule.get("Profile") or "Any")
+    if not _PROFILE.match(profile):
+        raise InvalidInput(f"rule {name}: Profile {profile!r} not understood", detail={"field": "Profile"})
+    return {
+        "Name": name,
+        "DisplayName": str(rule.get("DisplayName", "")),
+        "Direction": _enum("Direction", rule.get("Direction"), "Direction"),
+        "Action": _enum("Action", rule.get("Action"), "Action"),
+        "Enabled": _enum("Enabled", rule.get("Enabled", "True"), "Enabled"),
+        "Profile": profile,
+        "RemoteAddress": [validate_address_token(a) for a in _list(rule.get("RemoteAddress")) or ["Any"]],
+        "Protocol": protocol,
+        "LocalPort": ports or ["Any"],
+    }
+
+
+def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical ``{"profiles", "rules"}`` from the JSON the read lines produced."""
+    profiles = [{"Name": str(p.get("Name")),
+                 "Enabled": _enum("ProfileEnabled", p.get("Enabled"), "Enabled"),
+                 "DefaultInboundAction": _enum("DefaultAction", p.get("DefaultInboundAction"), "DefaultInboundAction"),
+                 "DefaultOutboundAction": _enum("DefaultAction", p.get("DefaultOutboundAction"),
+                                                "DefaultOutboundAction")}
+                for p in raw.get("profiles") or []]
+    rules = [checked_rule(r) for r in raw.get("rules") or []]
+    return {"profiles": profiles, "rules": rules}
+
+
+def _new_rule(name: str, display: str, direction: str, action: str, remote: Sequence[str], protocol: str,
+              ports: Sequence[str], profile: str, enabled: str) -> str:
+    parts = [f"New-NetFirewallRule -Name {ps_quote(name, field='rule name')}",
+             f"-DisplayName {ps_quote(display, field='rule display name')}", f"-Group {ps_quote(GROUP)}",
+             f"-Direction {direction}", f"-Action {action}"]
+    if protocol.lower() != "any":
+        parts.append(f"-Protocol {ps_quote(protocol, field='Protocol')}")
+    real_ports = [p for p in ports if p.lower() != "any"]
+    if real_ports:
+        parts.append(f"-LocalPort {ps_array(real_ports, field='LocalPort')}")
+    parts += [f"-RemoteAddress {ps_array(list(remote), field='RemoteAddress')}",
+              f"-Profile {ps_quote(profile, field='Profile')}", f"-Enabled {enabled}", "| Out-Null"]
+    return " ".join(parts)
+
+
+def _spec_line(spec: RuleSpec) -> str:
+    return _new_rule(spec.name, spec.display_name, spec.direction, spec.action, spec.remote, spec.protocol,
+                     [str(p) for p in spec.local_ports], "Any", "True")
+
+
+def create_rule_lines(rules: Sequence[Mapping[str, Any]], *, strict: bool = True) -> list[str]:
+    """Recreate rules recorded by a snapshot (pre-existing members of the group)."""
+    out = []
+    for r in (checked_rule(x) for x in rules):
+        out.append(_new_rule(r["Name"], r["DisplayName"], r["Direction"], r["Action"], r["RemoteAddress"],
+                             r["Protocol"], r["LocalPort"], r["Profile"], r["Enabled"]))
+    return out
+
+
+def remove_group_lines(existing_names: Sequence[str] = (), *, strict: bool = True) -> list[str]:
+    """Remove every rule of the group (the cmdlet selects by group, so names are not needed)."""
+    return [f"Remove-NetFirewallRule -Group {ps_quote(GROUP)} -ErrorAction SilentlyContinue"]
+
+
+def apply_lines(plan: IsolationPlan, existing_names: Sequence[str]) -> list[str]:
+    """Replace the group by the plan's rules, then enable every profile with default block both ways."""
+    return (remove_group_lines(existing_names) + [_spec_line(s) for s in plan.rules]
+            + ["Set-NetFirewallProfile -All -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Block"])
+
+
+def restore_profiles_lines(profiles: Sequence[Mapping[str, Any]], *, strict: bool = True) -> list[str]:
+    """Put each profile back exactly as recorded (``NotConfigured`` included)."""
+    out = []
+    for p in profiles:
+        name = str(p.get("Name"))
+        if name not in ("Domain", "Private", "Public"):
+            raise InvalidInput(f"profile name {name!r} not understood", detail={"field": "profiles"})
+        out.append(f"Set-NetFirewallProfile -Name {ps_quote(name)} "
+                   f"-Enabled {_enum('ProfileEnabled', p.get('Enabled'), 'Enabled')} "
+                   f"-DefaultInboundAction {_enum('DefaultAction', p.get('DefaultInboundAction'), 'in')} "
+                   f"-DefaultOutboundAction {_enum('DefaultAction', p.get('DefaultOutboundAction'), 'out')}")
+    return out

@@ -1,0 +1,171 @@
+"""The ``isolate`` / ``release`` actions: snapshot, dead-man switch, apply, verify through a fresh connection.
+
+Order in ``apply`` (each step only after the previous one succeeded):
+
+1. read state; already isolated → ``changed=False``;
+2. register the dead-man task (reverts to the snapshot after N minutes unless cancelled);
+3. write the pre-isolation state to ``state.json`` on the host, replace the rule group, block the profiles;
+4. drop the TCP connection and read the state back over a *new* connection (the firewall is stateful: the old
+   connection would survive a rule that blocks new ones, so only a fresh one proves the management path);
+5. cancel the dead-man task. If 4 fails, the task stays and frees the host by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.errors import Unreachable, VerifyFailed
+from connectors.types import ActionResult, Snapshot, Verification
+from connectors.winrm_windows import firewall
+from connectors.winrm_windows.plan import GROUP, TASK_NAME, IsolationPlan, build_plan, isolation_gaps, profiles_equal
+from connectors.winrm_windows.transport import WinRMSession
+
+__all__ = [
+    "apply_isolate",
+    "apply_release",
+    "plan_for",
+    "snapshot_isolate",
+    "snapshot_release",
+    "undo_isolate",
+    "verify_isolate",
+    "verify_release",
+]
+
+
+def plan_for(sess: WinRMSession) -> IsolationPlan:
+    """The isolation plan for this session's host (management addresses from the agent's context)."""
+    return build_plan(sess.ctx.management_addresses, winrm_port=sess.settings.port,
+                      allow_rdp=sess.settings.allow_rdp)
+
+
+def _saved_from(state: dict[str, Any]) -> dict[str, Any]:
+    return {"dialect": state["dialect"], "profiles": state["profiles"], "rules": state["rules"]}
+
+
+def snapshot_isolate(sess: WinRMSession) -> Snapshot:
+    """Profiles and existing group rules, as data ``undo`` and the dead-man script can restore."""
+    plan = plan_for(sess)
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    already = not isolation_gaps(state, plan)
+    data = _saved_from(state)
+    data.update(already_isolated=already, management_addresses=list(plan.management))
+    if already and state.get("saved"):
+        data["saved_on_host"] = state["saved"]
+    return Snapshot(data)
+
+
+def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
+    """Dead-man first, then the rule group and profiles, then verify over a fresh connection, then confirm."""
+    plan = plan_for(sess)
+    dialect = firewall.detect_dialect(sess)
+    state = firewall.read_state(sess, dialect)
+    if not isolation_gaps(state, plan):
+        return ActionResult(False, f"{sess.target.name} already isolated (group {GROUP} in place)",
+                            {"dialect": dialect, "rules": plan.rule_names})
+    saved = snapshot.data if snapshot.data.get("profiles") else _saved_from(state)
+    saved = {k: saved[k] for k in ("dialect", "profiles", "rules")}
+    minutes = sess.settings.deadman_minutes
+    revert = firewall.revert_script(dialect, plan, saved)
+    when = sess.run_checked(firewall.register_deadman_script(revert, minutes), what="register dead-man task").strip()
+    existing = [str(r["Name"]) for r in state["rules"]]
+    sess.run_checked(firewall.apply_script(dialect, plan, existing, saved), what="apply isolation")
+    try:
+        sess.reconnect()
+        after = firewall.read_state(sess, dialect)
+    except Unreachable as exc:
+        raise VerifyFailed(f"isolation applied but the agent cannot reach {sess.target.name} over a new "
+                           f"connection ({exc.message}); the dead-man task {TASK_NAME} will revert it "
+                           f"at {when} (host time)", detail={"deadman_revert_at": when}) from exc
+    gaps = isolation_gaps(after, plan)
+    if gaps:
+        raise VerifyFailed(f"isolation not in effect after applying: {'; '.join(gaps)}; the dead-man task "
+                           f"will revert at {when} (host time)", detail={"gaps": gaps, "deadman_revert_at": when})
+    sess.run_checked(firewall.delete_deadman_script(), what="cancel dead-man task")
+    return ActionResult(True, f"{sess.target.name} isolated: only {', '.join(plan.management)} reach WinRM "
+                              f"{sess.settings.port}" + (" and RDP" if sess.settings.allow_rdp else ""),
+                        {"dialect": dialect, "rules": plan.rule_names, "management": list(plan.management),
+                         "deadman": {"task": TASK_NAME, "minutes": minutes, "revert_at": when,
+                                     "registered_before_apply": True, "deleted_after_verify": True}},
+                        ["all other traffic is blocked both ways, including DNS and DHCP"])
+
+
+def _observed(state: dict[str, Any]) -> dict[str, Any]:
+    return {"dialect": state["dialect"], "rules": [r["Name"] for r in state["rules"]],
+            "profiles": [{k: p[k] for k in ("Name", "Enabled", "DefaultInboundAction", "DefaultOutboundAction")}
+                         for p in state["profiles"]],
+            "deadman_task": state["deadman_task"], "reverted_by_deadman": state["reverted_by_deadman"],
+            "reverted_at": state["reverted_at"]}
+
+
+def verify_isolate(sess: WinRMSession) -> Verification:
+    """Read rules and profiles back; says so when the dead-man task freed the host."""
+    plan = plan_for(sess)
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    gaps = isolation_gaps(state, plan)
+    observed = _observed(state) | {"gaps": gaps}
+    if not gaps:
+        return Verification(True, f"{sess.target.name} isolated ({len(plan.rules)} rules in {GROUP})", observed)
+    if not state["rules"] and state["reverted_by_deadman"]:
+        return Verification(False, f"isolation of {sess.target.name} was reverted by the dead-man task at "
+                                   f"{state['reverted_at']} (the agent did not confirm in time)", observed)
+    return Verification(False, f"{sess.target.name} not isolated: {'; '.join(gaps)}", observed)
+
+
+def _restore(sess: WinRMSession, saved: dict[str, Any], state: dict[str, Any]) -> ActionResult:
+    dialect = state["dialect"]
+    current = [str(r["Name"]) for r in state["rules"]]
+    if profiles_equal(state["profiles"], saved["profiles"]) and \
+            sorted(current) == sorted(str(r["Name"]) for r in saved["rules"]) and not state["deadman_task"]:
+        return ActionResult(False, f"{sess.target.name} not isolated; nothing to undo", {"dialect": dialect})
+    if state["deadman_task"]:
+        sess.run_checked(firewall.delete_deadman_script(), what="cancel dead-man task")
+    sess.run_checked(firewall.undo_script(dialect, current, saved), what="release isolation")
+    after = firewall.read_state(sess, dialect)
+    names_after = sorted(str(r["Name"]) for r in after["rules"])
+    if not profiles_equal(after["profiles"], saved["profiles"]) or \
+            names_after != sorted(str(r["Name"]) for r in saved["rules"]):
+        raise VerifyFailed(f"release did not restore {sess.target.name}: profiles or rules differ from the "
+                           "snapshot", detail={"observed": _observed(after)})
+    return ActionResult(True, f"{sess.target.name} released: group {GROUP} removed, profiles restored",
+                        {"dialect": dialect, "profiles": saved["profiles"],
+                         "restored_rules": [r["Name"] for r in saved["rules"]]})
+
+
+def undo_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
+    """Restore exactly what the snapshot recorded (nothing, if the host was already isolated then)."""
+    if snapshot.data.get("already_isolated"):
+        return ActionResult(False, f"{sess.target.name} was already isolated before this action; left as is")
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    saved = {"profiles": snapshot.data.get("profiles", []), "rules": snapshot.data.get("rules", [])}
+    return _restore(sess, saved, state)
+
+
+def snapshot_release(sess: WinRMSession) -> Snapshot:
+    """Current state plus the pre-isolation state the host kept in ``state.json``."""
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    return Snapshot({"dialect": state["dialect"], "profiles": state["profiles"], "rules": state["rules"],
+                     "saved_on_host": state.get("saved")})
+
+
+def apply_release(sess: WinRMSession) -> ActionResult:
+    """Undo isolation from the state saved on the host (works without the journal of the isolate action)."""
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    saved = state.get("saved")
+    if saved is None:
+        if not state["rules"] and not state["deadman_task"]:
+            return ActionResult(False, f"{sess.target.name} not isolated; nothing to release",
+                                {"reverted_by_deadman": state["reverted_by_deadman"]})
+        saved = {"profiles": state["profiles"], "rules": []}
+        result = _restore(sess, saved, state)
+        result.warnings.append("no saved pre-isolation state on the host: rules removed, profiles left as found")
+        return result
+    return _restore(sess, {"profiles": saved.get("profiles", []), "rules": saved.get("rules", [])}, state)
+
+
+def verify_release(sess: WinRMSession) -> Verification:
+    """Released means: no rule of the isolation plan is left on the host."""
+    plan = plan_for(sess)
+    state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    left = sorted(set(plan.rule_names) & {str(r["Name"]) for r in state["rules"]})
+    return Verification(not left, "released" if not left else f"isolation rules still present: {left}",
+                        _observed(state))
