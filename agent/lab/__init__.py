@@ -12,5 +12,13 @@ from agent.lab.lab import Lab
 from agent.lab.probe import DEFAULT_MATRIX, Check, LiveConnection, ProbeResult
 from agent.lab.topology import LabHost
 
-__all__ = ["Lab", "LabError", "LabCommandError", "LabHost", "ProbeResult", "Check", "LiveConnection",
-           "DEFAULT_MATRIX"]
+__all__ = [
+           "DEFAULT_MATRIX",
+           "Check",
+           "Lab",
+           "LabCommandError",
+           "LabError",
+           "LabHost",
+           "LiveConnection",
+           "ProbeResult",
+]

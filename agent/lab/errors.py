@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 
-__all__ = ["LabError", "LabCommandError", "NEEDS_ROOT"]
+__all__ = ["NEEDS_ROOT", "LabCommandError", "LabError"]
 
 NEEDS_ROOT = "the practice lab needs root (network namespaces): run with sudo"
 

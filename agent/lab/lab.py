@@ -8,8 +8,8 @@ every trace. Everything is named ``<prefix>-<host>`` so labs with different pref
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -248,6 +248,14 @@ class Lab:
             raise LabCommandError(host, result)
         return result
 
+    def enter(self, host: str) -> contextlib.AbstractContextManager[None]:
+        """Move the *calling thread* into ``host``'s network namespace for a ``with`` block (sockets made there
+        stay there): e.g. ``with lab.enter("mgmt"): client.connect(...)`` acts from the management host."""
+        target = self._host(host)
+        if not netns.exists(target.namespace):
+            raise LabError(f"lab {self.prefix!r} is not up (namespace {target.namespace} missing): run lab up")
+        return netns.enter(target.namespace)
+
     def probe(self, matrix: Sequence[tuple[str, str, int]] | None = None, *, timeout: float = 1.0) -> ProbeResult:
         """TCP-connect checks (``src``, ``dst``, ``port``) in parallel; default: ``probe.DEFAULT_MATRIX``."""
         for src, dst, _ in matrix or DEFAULT_MATRIX:
@@ -263,7 +271,7 @@ class Lab:
         source, dest = self._host(src), self._host(dst)
         try:
             sock = connect_from(source.namespace, dest.address, port, timeout)
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             raise LabError(f"cannot open a connection {src} -> {dst}:{port}: {exc}") from exc
         return LiveConnection(src, dst, port, sock)
 

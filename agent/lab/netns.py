@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["NETNS_DIR", "exists", "add", "delete", "list_names", "run", "ip", "enter", "SBIN_PATH"]
+__all__ = ["NETNS_DIR", "SBIN_PATH", "add", "delete", "enter", "exists", "ip", "list_names", "run"]
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -69,7 +69,7 @@ def run(name: str, argv: Sequence[str], *, check: bool = True, timeout: float = 
 @contextlib.contextmanager
 def enter(name: str) -> Iterator[None]:
     """Move the *current thread* into network namespace ``name`` for the duration of the block."""
-    original = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(NETNS_DIR / name, os.O_RDONLY)
     try:
         if _libc.setns(target, CLONE_NEWNET) != 0:

@@ -44,13 +44,14 @@ def _finish(proc: subprocess.Popen[str], what: str) -> None:
 def _root_lines(prefix: str) -> list[str]:
     switch = namespace_name(prefix, SWITCH)
     lines = [f"netns add {ns}" for ns in namespace_names(prefix)]
-    for name, spec in HOSTS.items():
-        if name == "attacker":
-            continue
-        lines.append(f"link add eth0 netns {namespace_name(prefix, name)} type veth "
-                     f"peer name {switch_port_name(prefix, name)} netns {switch}")
-    lines.append(f"link add eth1 netns {namespace_name(prefix, 'fw')} type veth "
-                 f"peer name eth0 netns {namespace_name(prefix, 'attacker')}")
+    # Explicit, distinct interface indexes on the two ends of every veth: when a veth's index equals its peer's
+    # (easy in fresh namespaces), the kernel's linkwatch treats its carrier change as non-urgent and may delay
+    # it by up to a second, and the bridge port only starts forwarding after that.
+    for position, name in enumerate(h for h in HOSTS if h != "attacker"):
+        lines.append(f"link add eth0 index {20 + position} netns {namespace_name(prefix, name)} type veth "
+                     f"peer name {switch_port_name(prefix, name)} index {40 + position} netns {switch}")
+    lines.append(f"link add eth1 index 30 netns {namespace_name(prefix, 'fw')} type veth "
+                 f"peer name eth0 index 31 netns {namespace_name(prefix, 'attacker')}")
     return lines
 
 

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Self
 
 from agent.lab import netns
 
-__all__ = ["Check", "ProbeResult", "LiveConnection", "DEFAULT_MATRIX", "run_probe", "connect_from"]
+__all__ = ["DEFAULT_MATRIX", "Check", "LiveConnection", "ProbeResult", "connect_from", "run_probe"]
 
 DEFAULT_MATRIX: tuple[tuple[str, str, int], ...] = (
     ("mgmt", "victim", 22),
@@ -138,7 +139,7 @@ class LiveConnection:
         self._sock: socket.socket | None = sock
         self._counter = 0
 
-    def __enter__(self) -> LiveConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,8 +18,16 @@ from pathlib import Path
 
 from agent.lab.netns import SBIN_PATH
 
-__all__ = ["start_detached", "read_pid", "is_alive", "net_ns_inode", "children_map", "descendants",
-           "terminate", "cmdline"]
+__all__ = [
+    "children_map",
+    "cmdline",
+    "descendants",
+    "is_alive",
+    "net_ns_inode",
+    "read_pid",
+    "start_detached",
+    "terminate",
+]
 
 
 def start_detached(argv: Sequence[str], log: Path) -> None:

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["generate_keys", "sshd_config", "sshd_start_argv", "known_hosts_lines", "HIDDEN_SBIN"]
+__all__ = ["HIDDEN_SBIN", "generate_keys", "known_hosts_lines", "sshd_config", "sshd_start_argv"]
 
 HIDDEN_SBIN = "/run/lab-sbin"   # where legacy's real /usr/sbin stays reachable for the lab's own clean-up
 

@@ -10,8 +10,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["HostSpec", "LabHost", "HOSTS", "LAN_CIDR", "OUTSIDE_CIDR", "MGMT_ADDRESS", "LISTEN_PORT", "SWITCH", "BRIDGE",
-           "validate_prefix", "namespace_name", "switch_port_name"]
+__all__ = [
+    "BRIDGE",
+    "HOSTS",
+    "LAN_CIDR",
+    "LISTEN_PORT",
+    "MGMT_ADDRESS",
+    "OUTSIDE_CIDR",
+    "SWITCH",
+    "HostSpec",
+    "LabHost",
+    "namespace_name",
+    "switch_port_name",
+    "validate_prefix",
+]
 
 LAN_CIDR = "10.77.0.0/24"
 OUTSIDE_CIDR = "10.77.1.0/24"

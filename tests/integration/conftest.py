@@ -1,0 +1,97 @@
+"""Shared fixtures for integration tests that need the practice lab (real hosts in network namespaces).
+
+``lab``        session-scoped, built once per test session (prefix ``cit``; ``cit2``… when another session
+               holds ``cit``), torn down at the end.
+``clean_lab``  the same lab, restored to its baseline before and after the test (no nftables/iptables rules
+               anywhere, no tracked connections; rebuilt if a daemon died).
+``spare_lab``  a second, not-yet-built lab with its own prefix (``cil``…) for tests of the lab's own life cycle.
+``in_mgmt(lab)`` context manager: the calling thread acts from the management host (prefer ``lab.enter("mgmt")``
+               in other directories: conftest modules are not meant to be imported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from agent.lab import Lab, netns
+
+REPO = Path(__file__).resolve().parents[2]
+LOCK_DIR = REPO / "var" / "lab" / "locks"
+
+
+def _skip_unless_lab_possible() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the practice lab needs root (network namespaces): run the tests as root")
+    missing = [tool for tool in ("ip", "sshd", "ssh-keygen", "nsenter", "unshare", "nft", "iptables", "conntrack")
+               if shutil.which(tool, path=netns.SBIN_PATH) is None]
+    if missing:
+        pytest.skip(f"the practice lab needs {', '.join(missing)}: run scripts/install-system.sh")
+
+
+@contextlib.contextmanager
+def claim_prefix(base: str) -> Iterator[str]:
+    """Hold an exclusive lock on the first free prefix of ``base``, ``base2`` … ``base9`` (parallel sessions)."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for candidate in [base] + [f"{base}{i}" for i in range(2, 10)]:
+        handle: IO[str] = open(LOCK_DIR / f"{candidate}.lock", "w", encoding="ascii")  # noqa: SIM115 (held)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield candidate
+        finally:
+            handle.close()
+        return
+    pytest.skip(f"all lab prefixes {base}..{base}9 are in use by other test sessions")
+
+
+@contextlib.contextmanager
+def in_mgmt(lab: Lab) -> Iterator[None]:
+    """Run the ``with`` block's socket work from the lab's management host (thread-level netns enter)."""
+    with lab.enter("mgmt"):
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The practice lab, built afresh once per session and torn down at its end."""
+    _skip_unless_lab_possible()
+    with claim_prefix("cit") as prefix:
+        the_lab = Lab(prefix=prefix)
+        the_lab.up(rebuild=True)
+        try:
+            yield the_lab
+        finally:
+            the_lab.down()
+
+
+@pytest.fixture
+def clean_lab(lab: Lab) -> Iterator[Lab]:
+    """The session lab at its baseline: no firewall rules, no tracked flows, every daemon running."""
+    if not lab.is_up():
+        lab.up()
+    lab.reset()
+    yield lab
+    lab.reset()
+
+
+@pytest.fixture
+def spare_lab() -> Iterator[Lab]:
+    """A second lab (not built) for life-cycle tests; always torn down afterwards."""
+    _skip_unless_lab_possible()
+    with claim_prefix("cil") as prefix:
+        spare = Lab(prefix=prefix)
+        try:
+            yield spare
+        finally:
+            spare.down()
