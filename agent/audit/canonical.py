@@ -39,9 +39,12 @@ LOCK_FILE = ".audit.lock"
 _SEGMENT_RE = re.compile(r"audit-\d{4}-\d{2}-\d{2}\.jsonl")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(body: dict[str, Any]) -> bytes:
-    """Serialise a record body the one way every verifier agrees on."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Serialise a record body the one way every verifier agrees on (same as ``json.dumps`` with those options)."""
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def body_hash(body: dict[str, Any]) -> str:

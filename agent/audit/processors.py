@@ -12,6 +12,7 @@ import datetime as _dt
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "add_context",
     "add_timestamp",
     "utc_timestamp",
+    "utc_day",
 ]
 
 EventDict = MutableMapping[str, Any]
@@ -111,7 +113,19 @@ def _scrub_known(value: Any, known: frozenset[str]) -> Any:
 def utc_timestamp(now: _dt.datetime | None = None) -> str:
     """UTC ISO-8601 with microseconds and a ``Z`` suffix, e.g. ``2026-11-23T09:40:00.123456Z``."""
     moment = now or _dt.datetime.now(_dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_day_cache: tuple[int, str] = (-1, "")
+
+
+def utc_day() -> str:
+    """Today's UTC date as ``YYYY-MM-DD`` (cached per day: the writer asks for it on every record)."""
+    global _day_cache
+    number = int(time.time() // 86400)
+    if number != _day_cache[0]:
+        _day_cache = (number, time.strftime("%Y-%m-%d", time.gmtime(number * 86400)))
+    return _day_cache[1]
 
 
 def add_timestamp(logger: object, method_name: str, event_dict: EventDict) -> EventDict:

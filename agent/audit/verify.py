@@ -19,6 +19,7 @@ from agent.audit.segments import list_segments
 __all__ = ["CHECKPOINT_EVENT", "VerifyError", "VerifyReport", "verify"]
 
 CHECKPOINT_EVENT = "audit.checkpoint"
+_DECODE = json.JSONDecoder().decode
 
 EDITED = "hash mismatch (record edited)"
 BROKEN_LINK = "prev_hash does not match previous record (record deleted or reordered)"
@@ -174,7 +175,7 @@ class _State:
             return _Stop(VerifyError(name, lineno, seq, reason))
 
         try:
-            record = json.loads(line)
+            record = _DECODE(line.decode("utf-8"))
             stored = record.pop("hash")
             seq = record["seq"]
             prev_hash = record["prev_hash"]

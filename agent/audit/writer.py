@@ -33,6 +33,7 @@ from agent.audit.processors import (
     EventDict,
     Redactor,
     add_context,
+    utc_day,
     utc_timestamp,
 )
 from agent.audit.segments import list_segments, tail_state
@@ -181,7 +182,7 @@ class AuditLog:
 
     def _prepare_locked(self) -> None:
         """Sync to the real head (rotating at UTC midnight) and log any torn tail we had to cut."""
-        self._sync_head(segment_name(utc_timestamp()[:10]))
+        self._sync_head(segment_name(utc_day()))
         if self._pending_recovery is not None:
             name, offset, torn = self._pending_recovery
             self._pending_recovery = None
