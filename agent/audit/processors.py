@@ -27,8 +27,8 @@ __all__ = [
     "Redactor",
     "add_context",
     "add_timestamp",
-    "utc_timestamp",
     "utc_day",
+    "utc_timestamp",
 ]
 
 EventDict = MutableMapping[str, Any]

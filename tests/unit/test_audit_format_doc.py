@@ -21,7 +21,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "audit-format.md"
 def _reference() -> Callable[..., str | None]:
     text = DOC.read_text(encoding="utf-8")
     match = re.search(r"<!-- reference-verifier:start -->\s*```python\n(.*?)```\s*<!-- reference-verifier:end -->",
-                      text, re.S)
+                      text, re.DOTALL)
     assert match, "reference verifier block missing from docs/audit-format.md"
     namespace: dict[str, Any] = {}
     exec(compile(match.group(1), str(DOC), "exec"), namespace)  # noqa: S102 - the doc's code is under test
