@@ -110,6 +110,7 @@ class Dialect(abc.ABC):
         self.timeout = timeout
         self.journal: list[str] = []   # every configuration line the device accepted in this session
         self.sent: list[str] = []      # every line sent, shows included (for debugging and tests)
+        self._cached: tuple[float, DeviceState] | None = None
 
     # ----- options -----------------------------------------------------------------------------------------
     @classmethod
@@ -129,8 +130,14 @@ class Dialect(abc.ABC):
     def list_blocked(self) -> list[Network]:
         return list(self.read_state().members)
 
-    def read_state(self) -> DeviceState:
-        return self._guard(self._read_state)
+    def read_state(self, reuse: bool = False) -> DeviceState:
+        """Read the device. ``reuse``: accept the state read moments ago in this session if nothing was sent
+        since (snapshot → apply in one session); verification always reads afresh."""
+        if reuse and self._cached is not None and time.monotonic() - self._cached[0] < 10.0:
+            return self._cached[1]
+        state: DeviceState = self._guard(self._read_state)
+        self._cached = (time.monotonic(), state)
+        return state
 
     def verify(self, addrs: Sequence[Network]) -> tuple[bool, list[str], list[str], DeviceState]:
         """(all blocked and rule in place, blocked, missing, state) — read from the device, never assumed."""
@@ -140,7 +147,7 @@ class Dialect(abc.ABC):
         return (not missing and state.scaffold), blocked, missing, state
 
     def block(self, addrs: Sequence[Network]) -> ChangeReport:
-        state = self.read_state()
+        state = self.read_state(reuse=True)
         todo = [a for a in addrs if not covered_by(a, state.members)]
         report = ChangeReport(changed=[to_text(a) for a in todo],
                               unchanged=[to_text(a) for a in addrs if a not in todo])
@@ -156,7 +163,7 @@ class Dialect(abc.ABC):
         return report
 
     def unblock(self, addrs: Sequence[Network]) -> ChangeReport:
-        state = self.read_state()
+        state = self.read_state(reuse=True)
         todo = [a for a in addrs if a in state.members]
         report = ChangeReport(changed=[to_text(a) for a in todo],
                               unchanged=[to_text(a) for a in addrs if a not in todo])
@@ -174,6 +181,7 @@ class Dialect(abc.ABC):
 
     # ----- the one place lines are sent ------------------------------------------------------------------------
     def _change(self, steps: list[Step]) -> tuple[list[str], list[str]]:
+        self._cached = None
         applied: list[Step] = []
         persisted: list[str] = []
 
@@ -295,6 +303,9 @@ class Dialect(abc.ABC):
             outs = self._split_answers(buf, lines)
             if outs is not None:
                 return outs
+            if self._channel_closed():
+                done = self._split_answers(buf, lines, partial=True) or []
+                raise PartialAnswer(done, "session closed by the device", EOFError("session closed by the device"))
             if time.monotonic() > deadline:
                 done = self._split_answers(buf, lines, partial=True) or []
                 raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {self.timeout:.0f}s")
@@ -314,20 +325,27 @@ class Dialect(abc.ABC):
             return answers + [buf[starts[-1][1]:]]
         return answers if partial else None
 
+    def _channel_closed(self) -> bool:
+        chan = getattr(self.conn, "remote_conn", None)
+        return bool(getattr(chan, "closed", False))
+
     def _enter(self) -> None:
         if self.uses_config_mode:
             self.conn.config_mode()
 
     def _leave(self) -> None:
-        if self.uses_config_mode:
+        if self.uses_config_mode and not self._channel_closed():
             try:
                 self.conn.exit_config_mode()
             except Exception:  # a dead session cannot be in config mode any more; the original error matters
                 pass
 
     def disconnect(self) -> None:
-        """Leave the device (the driver's own cleanup by default)."""
-        self.conn.disconnect()
+        """Leave the device (the driver's own cleanup by default; just close a session the device dropped)."""
+        if self._channel_closed():
+            self.conn.paramiko_cleanup()
+        else:
+            self.conn.disconnect()
 
     # ----- hooks with defaults -----------------------------------------------------------------------------------
     def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:

@@ -84,6 +84,12 @@ class JuniperJunos(Dialect):
     def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return [Step(f"delete policy-options prefix-list {GROUP} {n}") for n in todo]
 
+    def disconnect(self) -> None:
+        """Config mode is always left by ``_change``; skip the driver's half-second wait for the exit echo."""
+        if not self._channel_closed():
+            self.conn.write_channel("exit" + self.conn.RETURN)
+        self.conn.paramiko_cleanup()
+
     def _discard(self, applied: list[Step]) -> list[str]:
         """Nothing was committed: ``rollback 0`` drops exactly the accepted candidate lines."""
         return ["rollback 0"]

@@ -89,6 +89,8 @@ class PaloAltoPanos(Dialect):
         self.conn.send_command("configure", expect_string=r"#\s*$", read_timeout=self.timeout)
 
     def _leave(self) -> None:
+        if self._channel_closed():
+            return
         try:
             self.sent.append("exit")
             self.conn.send_command("exit", expect_string=r">\s*$", read_timeout=self.timeout)
@@ -97,10 +99,9 @@ class PaloAltoPanos(Dialect):
 
     def disconnect(self) -> None:
         """We never stay in configure mode, so skip the driver's 2-second mode probe: say exit and close."""
-        try:
+        if not self._channel_closed():
             self.conn.write_channel("exit" + self.conn.RETURN)
-        finally:
-            self.conn.paramiko_cleanup()
+        self.conn.paramiko_cleanup()
 
     def _discard(self, applied: list[Step]) -> list[str]:
         """Nothing was committed: dropping the candidate changes removes exactly the accepted lines."""

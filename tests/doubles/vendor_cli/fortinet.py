@@ -26,7 +26,7 @@ class FortiState(StateBase):
         self.tables["firewall policy"]["1"] = {"name": '"allow-web"', "srcintf": '"port1"', "dstintf": '"port2"',
                                                "srcaddr": '"all"', "dstaddr": '"all"', "action": "accept",
                                                "schedule": '"always"', "service": '"HTTP"'}
-        self.console_output = "more"
+        self.console_output = "standard"   # "more" works too: netmiko then switches it and back
 
     @property
     def saved(self) -> Any:  # type: ignore[override]
