@@ -1,0 +1,16 @@
+"""A WS-Management (WinRM) protocol double with a simulated Windows host behind it.
+
+Real TCP on 127.0.0.1, HTTP or HTTPS (test CA), Basic and NTLM auth (NTLM sealing over HTTP), the shell resource
+(Create, Command, Send, Receive, Signal, Delete) and a recognizer for the PowerShell/cmd statements the
+winrm_windows connector sends, acting on :class:`WindowsHost` state that tests assert on.
+"""
+
+from __future__ import annotations
+
+from tests.doubles.wsman.auth import write_ntlm_user_file
+from tests.doubles.wsman.host import LogonSession, Profile, Rule, UserSession, WindowsHost
+from tests.doubles.wsman.pki import ServerCert, TestCA
+from tests.doubles.wsman.server import InjectedFault, JournalEntry, WSManDouble
+
+__all__ = ["WSManDouble", "WindowsHost", "Profile", "Rule", "LogonSession", "UserSession", "TestCA", "ServerCert",
+           "JournalEntry", "InjectedFault", "write_ntlm_user_file"]

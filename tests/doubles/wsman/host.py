@@ -1,0 +1,211 @@
+"""Simulated Windows state behind the WinRM double: firewall, scheduled tasks, files, sessions, tickets.
+
+Tests build a :class:`WindowsHost`, hand it to the server, let the connector work, and assert on this state.
+The firewall also decides whether a *new* TCP connection from the agent may reach the listener, the way Windows
+Firewall would (block rules first, then allow rules, then the profile default), so an isolation that forgot the
+management path really locks the agent out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+
+__all__ = ["Profile", "Rule", "Task", "LogonSession", "UserSession", "WindowsHost", "address_covers",
+           "display_address"]
+
+
+@dataclass
+class Profile:
+    """One firewall profile as Get-NetFirewallProfile reports it (configured values, may be NotConfigured)."""
+
+    name: str
+    enabled: str = "True"
+    inbound: str = "NotConfigured"
+    outbound: str = "NotConfigured"
+
+    @property
+    def effective_enabled(self) -> bool:
+        return self.enabled != "False"
+
+    @property
+    def effective_inbound(self) -> str:
+        return "Allow" if self.inbound == "Allow" else "Block"
+
+    @property
+    def effective_outbound(self) -> str:
+        return "Block" if self.outbound == "Block" else "Allow"
+
+
+@dataclass
+class Rule:
+    """A firewall rule with the properties the connector reads and writes."""
+
+    name: str
+    display_name: str
+    group: str = ""
+    direction: str = "Inbound"
+    action: str = "Allow"
+    enabled: str = "True"
+    profile: str = "Any"
+    remote: list[str] = field(default_factory=lambda: ["Any"])
+    protocol: str = "Any"
+    local_ports: list[str] = field(default_factory=lambda: ["Any"])
+
+
+@dataclass
+class Task:
+    """A scheduled task registered with ``schtasks /Create /XML``."""
+
+    name: str
+    xml: str
+    start_boundary: str
+    command: str
+    arguments: str
+
+
+@dataclass
+class LogonSession:
+    """A logon session as ``klist sessions`` lists it, with its cached Kerberos ticket count."""
+
+    luid: int
+    domain: str
+    user: str
+    kind: str = "Kerberos:Interactive"
+    tickets: int = 2
+
+
+@dataclass
+class UserSession:
+    """An interactive session as ``quser`` lists it."""
+
+    user: str
+    session_id: int
+    session_name: str = "console"
+    state: str = "Active"
+    luid: int | None = None
+
+
+def display_address(token: str) -> str:
+    """How Get-NetFirewallAddressFilter prints an address: IPv4 CIDR as address/mask, /32 as the bare address."""
+    if "-" in token or token.lower() in ("any", "localsubnet"):
+        return token
+    try:
+        net = ipaddress.ip_network(token, strict=False)
+    except ValueError:
+        return token
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    return f"{net.network_address}/{net.netmask}" if net.version == 4 else str(net)
+
+
+def address_covers(token: str, ip: str) -> bool:
+    """Whether a RemoteAddress token matches ``ip`` (``Any``, single, CIDR, address/mask or range)."""
+    addr = ipaddress.ip_address(ip)
+    if token.lower() == "any":
+        return True
+    if "-" in token:
+        lo, hi = (ipaddress.ip_address(x) for x in token.split("-", 1))
+        return lo.version == addr.version and int(lo) <= int(addr) <= int(hi)
+    try:
+        return addr in ipaddress.ip_network(token, strict=False)
+    except (ValueError, TypeError):
+        return False
+
+
+class WindowsHost:
+    """Everything the double's interpreter reads and changes. Guard with :attr:`lock` from other threads."""
+
+    def __init__(self, *, hostname: str = "WINHOST", domain: str = "CORP", netsecurity: bool = True,
+                 active_profile: str = "Public") -> None:
+        self.lock = threading.RLock()
+        self.hostname = hostname
+        self.domain = domain
+        self.netsecurity = netsecurity
+        self.active_profile = active_profile
+        self.profiles = {n: Profile(n) for n in ("Domain", "Private", "Public")}
+        self.rules: list[Rule] = [
+            Rule("WINRM-HTTP-In-TCP", "Windows Remote Management (HTTP-In)", "Windows Remote Management",
+                 protocol="TCP", local_ports=["5985"]),
+            Rule("WINRM-HTTPS-In-TCP", "Windows Remote Management (HTTPS-In)", "Windows Remote Management",
+                 protocol="TCP", local_ports=["5986"]),
+        ]
+        self.tasks: dict[str, Task] = {}
+        self.files: dict[str, str] = {}
+        self.dirs: set[str] = {"c:\\programdata", "c:\\windows\\temp"}
+        self.logons: dict[int, LogonSession] = {0x3E7: LogonSession(0x3E7, "CORP", f"{hostname}$", "Negotiate:(0)", 3)}
+        self.user_sessions: list[UserSession] = []
+        self.processes: list[tuple[int, str, int, str]] = [(4, "System", 0, ""),
+                                                           (612, "lsass", 0, "C:\\Windows\\system32\\lsass.exe")]
+        self.tcp: list[tuple[str, int, str, int, str, int]] = [("0.0.0.0", 5986, "0.0.0.0", 0, "Listen", 4)]
+        self.events: list[tuple[str, int, str]] = [("2024-05-01 08:00:00", 4624, "An account was successfully logged on.")]
+        self.deadman_fired: list[str] = []
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def user_temp(self, user: str) -> str:
+        return f"C:\\Users\\{user.split(chr(92))[-1]}\\AppData\\Local\\Temp"
+
+    def ensure_dir(self, path: str) -> None:
+        parts = path.rstrip("\\").split("\\")
+        for i in range(1, len(parts) + 1):
+            self.dirs.add("\\".join(parts[:i]).lower())
+
+    def write_file(self, path: str, text: str) -> None:
+        parent = path.rsplit("\\", 1)[0].lower()
+        if parent not in self.dirs:
+            raise FileNotFoundError(f"Could not find a part of the path '{path}'.")
+        self.files[path.lower()] = text
+
+    def read_file(self, path: str) -> str:
+        try:
+            return self.files[path.lower()]
+        except KeyError:
+            raise FileNotFoundError(f"Could not find file '{path}'.") from None
+
+    def file_exists(self, path: str) -> bool:
+        return path.lower() in self.files
+
+    def remove_file(self, path: str) -> bool:
+        return self.files.pop(path.lower(), None) is not None
+
+    # -- firewall ---------------------------------------------------------------------------------------------
+    def group_rules(self, group: str) -> list[Rule]:
+        return [r for r in self.rules if r.group.lower() == group.lower()]
+
+    def rule_named(self, name: str) -> list[Rule]:
+        return [r for r in self.rules if r.name.lower() == name.lower()]
+
+    def _rule_applies(self, rule: Rule, direction: str, ip: str, port: int, profile: str) -> bool:
+        if rule.enabled != "True" or rule.direction != direction:
+            return False
+        if rule.profile != "Any" and profile not in rule.profile.replace(" ", "").split(","):
+            return False
+        if rule.protocol not in ("Any", "TCP"):
+            return False
+        if not any(p.lower() == "any" or p == str(port) for p in rule.local_ports):
+            return False
+        return any(address_covers(t, ip) for t in rule.remote)
+
+    def allows_inbound(self, ip: str, port: int) -> bool:
+        """Would Windows Firewall let a new TCP connection from ``ip`` reach local ``port``?"""
+        with self.lock:
+            prof = self.profiles[self.active_profile]
+            if not prof.effective_enabled:
+                return True
+            applicable = [r for r in self.rules if self._rule_applies(r, "Inbound", ip, port, prof.name)]
+            if any(r.action == "Block" for r in applicable):
+                return False
+            if any(r.action == "Allow" for r in applicable):
+                return True
+            return prof.effective_inbound == "Allow"
+
+    # -- tasks ------------------------------------------------------------------------------------------------
+    def fire_task(self, name: str, run_script: "object") -> None:
+        """Run a scheduled task now, as its trigger would (``run_script(text)`` is the interpreter)."""
+        with self.lock:
+            task = self.tasks[name]
+            path = task.arguments.split("-File", 1)[1].strip().strip('"')
+            script = self.read_file(path)
+            self.deadman_fired.append(name)
+        run_script(script)  # type: ignore[operator]
