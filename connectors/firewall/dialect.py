@@ -263,11 +263,11 @@ class Dialect(abc.ABC):
 
     # ----- transport helpers --------------------------------------------------------------------------------------
     def _show(self, command: str) -> str:
-        """An exec/operational-mode command; answered when the session's own prompt comes back."""
+        """An exec/operational-mode command; its answer ends at the session's own prompt."""
         self.sent.append(command)
         prompt = rf"{re.escape(self.conn.base_prompt)}[^\n]*[>#$\]]\s*$"
-        out: str = self.conn.send_command(command, expect_string=prompt, read_timeout=self.timeout)
-        return out
+        answer = self._exchange([command], prompt)[0]
+        return answer.rsplit("\n", 1)[0] if "\n" in answer else ""
 
     def _error_in(self, line: str, out: str) -> DeviceError | None:
         """The device's refusal of ``line`` found in its answer ``out``, or None when it was accepted."""
@@ -287,10 +287,12 @@ class Dialect(abc.ABC):
         netmiko's ``send_config_set`` does) and the answers are split at each line's echo; a line's answer
         ends where the next echo starts, the last one at the configuration prompt."""
         self.sent.extend(lines)
-        if len(lines) == 1:
-            out: str = self.conn.send_command(lines[0], expect_string=self.config_prompt,
-                                              read_timeout=self.timeout, strip_prompt=False)
-            return [out]
+        return self._exchange(lines, self.config_prompt)
+
+    def _exchange(self, lines: list[str], prompt: str) -> list[str]:
+        """Write ``lines`` (typed ahead) through the driver's channel and split the answers at their echoes.
+        Polls every few milliseconds: netmiko's ``send_command`` sleeps 25-50 ms per command, which made a
+        200-address batch mostly waiting."""
         conn = self.conn
         conn.write_channel("".join(line + conn.RETURN for line in lines))
         deadline = time.monotonic() + self.timeout * max(1.0, len(lines) / 20)
@@ -299,19 +301,22 @@ class Dialect(abc.ABC):
             try:
                 buf += conn.read_channel()
             except Exception as exc:  # session died mid-chunk: keep the answers that did arrive
-                raise PartialAnswer(self._split_answers(buf, lines, partial=True) or [], str(exc), exc) from exc
-            outs = self._split_answers(buf, lines)
+                raise PartialAnswer(self._split_answers(buf.replace("\r", ""), lines, partial=True) or [], str(exc),
+                                    exc) from exc
+            text = buf.replace("\r\n", "\n").replace("\r", "")
+            outs = self._split_answers(text, lines, prompt=prompt)
             if outs is not None:
                 return outs
             if self._channel_closed():
-                done = self._split_answers(buf, lines, partial=True) or []
+                done = self._split_answers(text, lines, partial=True) or []
                 raise PartialAnswer(done, "session closed by the device", EOFError("session closed by the device"))
             if time.monotonic() > deadline:
-                done = self._split_answers(buf, lines, partial=True) or []
+                done = self._split_answers(text, lines, partial=True) or []
                 raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {self.timeout:.0f}s")
-            time.sleep(0.005)
+            time.sleep(0.002)
 
-    def _split_answers(self, buf: str, lines: list[str], partial: bool = False) -> list[str] | None:
+    def _split_answers(self, buf: str, lines: list[str], partial: bool = False,
+                       prompt: str | None = None) -> list[str] | None:
         starts: list[tuple[int, int]] = []
         pos = 0
         for line in lines:
@@ -321,7 +326,7 @@ class Dialect(abc.ABC):
             starts.append((at, at + len(line.strip())))
             pos = starts[-1][1]
         answers = [buf[end:starts[i + 1][0]] for i, (_, end) in enumerate(starts[:-1])]
-        if len(starts) == len(lines) and re.search(self.config_prompt, buf[starts[-1][1]:]):
+        if len(starts) == len(lines) and re.search(prompt or self.config_prompt, buf[starts[-1][1]:]):
             return answers + [buf[starts[-1][1]:]]
         return answers if partial else None
 

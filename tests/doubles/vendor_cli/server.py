@@ -176,6 +176,7 @@ class CliSimulator:
             except (socket.timeout, OSError):
                 continue
             self.connections += 1
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -233,7 +234,7 @@ class _Terminal:
                     self.buf += ch
 
     def line(self, line: str) -> bool:
-        self.send((line if self.model.echo else "") + "\n")
+        echo = (line if self.model.echo else "") + "\n"
         with self.sim.lock:
             self.sim.lines.append(line)
             faults = [f for f in self.sim.faults if f.hit(line)]
@@ -243,6 +244,8 @@ class _Terminal:
                 self.chan.get_transport().close()
                 return False
             if fault.action == "delay":
+                self.send(echo)
+                echo = ""
                 time.sleep(fault.seconds)
         with self.sim.lock:
             if any(f.action == "reject" for f in faults):
@@ -252,7 +255,7 @@ class _Terminal:
                 out = self.model.handle(line)
         if out and not out.endswith("\n"):
             out += "\n"
-        self.send(out + ("" if self.model.closed else self.model.prompt()))
+        self.send(echo + out + ("" if self.model.closed else self.model.prompt()))
         if self.model.closed:
             self.chan.close()
             return False
