@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agent.audit import AuditLog
 
-__all__ = ["EvidenceItem", "store_evidence", "read_manifest", "check_evidence", "safe_name"]
+__all__ = ["EvidenceItem", "check_evidence", "read_manifest", "safe_name", "store_evidence"]
 
 _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -124,8 +124,8 @@ def _append_manifest(incident_dir: Path, items: list[EvidenceItem]) -> None:
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         manifest_path = incident_dir / "MANIFEST.json"
-        existing = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {
-            "incident": items[0].incident, "items": []}
+        existing: dict[str, Any] = (json.loads(manifest_path.read_text(encoding="utf-8"))
+                                    if manifest_path.exists() else {"incident": items[0].incident, "items": []})
         existing["items"].extend(item.to_dict() for item in items)
         temporary = manifest_path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n", encoding="utf-8")
