@@ -35,8 +35,8 @@ from connectors.winrm_windows.transport import WinRMSession
 __all__ = [
     "DETECT_SCRIPT",
     "GROUP",
-    "TASK_NAME",
     "PRELUDE",
+    "TASK_NAME",
     "apply_script",
     "delete_deadman_script",
     "detect_dialect",

@@ -17,7 +17,14 @@ from typing import Any
 from connectors.errors import Unreachable, VerifyFailed
 from connectors.types import ActionResult, Snapshot, Verification
 from connectors.winrm_windows import firewall
-from connectors.winrm_windows.plan import GROUP, TASK_NAME, IsolationPlan, build_plan, isolation_gaps, profiles_equal
+from connectors.winrm_windows.plan import (
+    GROUP,
+    TASK_NAME,
+    IsolationPlan,
+    build_plan,
+    isolation_gaps,
+    profiles_equal,
+)
 from connectors.winrm_windows.transport import WinRMSession
 
 __all__ = [
@@ -105,7 +112,8 @@ def verify_isolate(sess: WinRMSession) -> Verification:
     observed = _observed(state) | {"gaps": gaps}
     if not gaps:
         return Verification(True, f"{sess.target.name} isolated ({len(plan.rules)} rules in {GROUP})", observed)
-    if not state["rules"] and state["reverted_by_deadman"]:
+    left = set(plan.rule_names) & {str(r["Name"]) for r in state["rules"]}
+    if not left and state["reverted_by_deadman"]:
         return Verification(False, f"isolation of {sess.target.name} was reverted by the dead-man task at "
                                    f"{state['reverted_at']} (the agent did not confirm in time)", observed)
     return Verification(False, f"{sess.target.name} not isolated: {'; '.join(gaps)}", observed)
@@ -149,14 +157,15 @@ def snapshot_release(sess: WinRMSession) -> Snapshot:
 
 def apply_release(sess: WinRMSession) -> ActionResult:
     """Undo isolation from the state saved on the host (works without the journal of the isolate action)."""
+    plan_names = set(plan_for(sess).rule_names)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
     saved = state.get("saved")
     if saved is None:
-        if not state["rules"] and not state["deadman_task"]:
+        if not plan_names & {str(r["Name"]) for r in state["rules"]} and not state["deadman_task"]:
             return ActionResult(False, f"{sess.target.name} not isolated; nothing to release",
                                 {"reverted_by_deadman": state["reverted_by_deadman"]})
-        saved = {"profiles": state["profiles"], "rules": []}
-        result = _restore(sess, saved, state)
+        keep = [r for r in state["rules"] if str(r["Name"]) not in plan_names]
+        result = _restore(sess, {"profiles": state["profiles"], "rules": keep}, state)
         result.warnings.append("no saved pre-isolation state on the host: rules removed, profiles left as found")
         return result
     return _restore(sess, {"profiles": saved.get("profiles", []), "rules": saved.get("rules", [])}, state)

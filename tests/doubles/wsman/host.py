@@ -53,6 +53,10 @@ class Rule:
     protocol: str = "Any"
     local_ports: list[str] = field(default_factory=lambda: ["Any"])
 
+    def __post_init__(self) -> None:
+        # Windows stores addresses in one canonical form whatever notation created them.
+        self.remote = [display_address(t) for t in self.remote]
+
 
 @dataclass
 class Task:

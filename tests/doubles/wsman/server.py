@@ -85,17 +85,23 @@ class _Server(ThreadingHTTPServer):
         self.shutdown_request(request)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.double._tls is not None:
-            try:
-                request = self.double._tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                self.double.tls_failures += 1
-                return
-        self.RequestHandlerClass(request, client_address, self)
+        if self.double._tls is None:
+            self.RequestHandlerClass(request, client_address, self)
+            return
+        try:
+            tls_sock = self.double._tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.double.tls_failures += 1
+            return
+        try:
+            self.RequestHandlerClass(tls_sock, client_address, self)
+        finally:
+            tls_sock.close()  # wrap_socket detached ``request``: socketserver would only close the empty shell
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes; no 40 ms delayed-ACK stalls
     server: _Server
 
     def setup(self) -> None:

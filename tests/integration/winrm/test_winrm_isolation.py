@@ -1,0 +1,267 @@
+"""Isolation of a Windows host through the connector, asserted on the WS-Management double's simulated state."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from connectors.errors import VerifyFailed
+from connectors.types import ConnectorContext, Credentials, Target
+from connectors.winrm_windows import WinRMWindowsConnector
+from tests.doubles.wsman import Rule, WindowsHost, WSManDouble
+
+GROUP = "IR-Containment"
+
+
+def fw_state(host: WindowsHost) -> tuple[Any, Any]:
+    """Everything isolation may touch: profiles and all rules (deep copies; rule order has no meaning)."""
+    return copy.deepcopy(host.profiles), sorted(copy.deepcopy(host.rules), key=lambda r: r.name)
+
+
+def customise(host: WindowsHost) -> None:
+    """A host that is not in the default state: mixed profile settings and a pre-existing rule in the group."""
+    host.profiles["Domain"].enabled = "NotConfigured"
+    host.profiles["Private"].enabled, host.profiles["Private"].inbound = "False", "Allow"
+    host.profiles["Public"].outbound = "Allow"
+    host.rules.append(Rule("IR-Containment-Legacy", "legacy quarantine exception", GROUP, "Inbound", "Allow",
+                           remote=["10.1.2.0/24"], protocol="TCP", local_ports=["445"]))
+    host.rules.append(Rule("RDP-In", "Remote Desktop", "Remote Desktop", local_ports=["3389"], protocol="TCP"))
+
+
+def blocks(host: WindowsHost, direction: str, ip: str) -> bool:
+    """Whether an enabled block rule of the group covers ``ip`` in ``direction``."""
+    from tests.doubles.wsman.host import address_covers
+
+    return any(address_covers(t, ip) for r in host.group_rules(GROUP)
+               if r.action == "Block" and r.direction == direction and r.enabled == "True" for t in r.remote)
+
+
+class TestIsolateRoundTrip:
+    def test_isolate_verify_release_restores_exact_state(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                                         host: WindowsHost, make_target: Callable[..., Target],
+                                                         creds: Credentials, ctx: ConnectorContext) -> None:
+        """Isolate, verify, undo: profiles and every pre-existing rule come back exactly as they were."""
+        customise(host)
+        before = fw_state(host)
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            assert snap.data["rules"][0]["Name"] == "IR-Containment-Legacy"
+            result = conn.apply(s, "isolate", {}, snap)
+            assert result.changed
+            assert conn.verify(s, "isolate", {}).in_effect
+            assert {p.name: (p.enabled, p.inbound, p.outbound) for p in host.profiles.values()} == \
+                {n: ("True", "Block", "Block") for n in ("Domain", "Private", "Public")}
+            assert sorted(r.name for r in host.group_rules(GROUP)) == [
+                "IR-Containment-Allow-WinRM-In", "IR-Containment-Block-In", "IR-Containment-Block-Out"]
+            assert blocks(host, "Inbound", "8.8.8.8") and blocks(host, "Outbound", "2001:db8::1")
+            assert not blocks(host, "Inbound", "127.0.0.1") and not blocks(host, "Outbound", "127.0.0.1")
+            assert not host.allows_inbound("10.9.9.9", double.port)
+            assert host.allows_inbound("127.0.0.1", double.port)
+            undo = conn.undo(s, "isolate", {}, snap)
+            assert undo.changed
+            assert not conn.verify(s, "isolate", {}).in_effect
+        assert fw_state(host) == before
+        assert not host.tasks
+
+    def test_block_ranges_are_the_exact_complement(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                                   host: WindowsHost, make_target: Callable[..., Target],
+                                                   creds: Credentials) -> None:
+        """With several management addresses, the block ranges cover everything else and none of them."""
+        ctx = ConnectorContext(management_addresses=("127.0.0.1", "10.0.0.0/24", "2001:db8::5"),
+                               connect_timeout=1.0, command_timeout=2.0)
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+        for ip in ("127.0.0.1", "10.0.0.0", "10.0.0.255", "2001:db8::5"):
+            assert not blocks(host, "Inbound", ip), ip
+        for ip in ("0.0.0.0", "126.255.255.255", "127.0.0.2", "9.255.255.255", "10.0.1.0", "255.255.255.255",
+                   "::", "2001:db8::4", "2001:db8::6", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"):
+            assert blocks(host, "Inbound", ip) and blocks(host, "Outbound", ip), ip
+        allow = host.rule_named("IR-Containment-Allow-WinRM-In")[0]
+        assert allow.local_ports == [str(double.port)]
+        assert {str(ipaddress.ip_network(a, strict=False)) for a in allow.remote} == \
+            {"127.0.0.1/32", "10.0.0.0/24", "2001:db8::5/128"}
+
+    def test_rdp_allowed_only_when_configured(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                              host: WindowsHost, make_target: Callable[..., Target],
+                                              creds: Credentials, ctx: ConnectorContext) -> None:
+        """allow_rdp adds an RDP allow rule for the management addresses; without it there is none."""
+        with conn.open(make_target(double, allow_rdp=True), creds, ctx) as s:  # type: ignore[attr-defined]
+            conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+            assert conn.verify(s, "isolate", {}).in_effect
+        rdp = host.rule_named("IR-Containment-Allow-RDP-In")
+        assert rdp and rdp[0].local_ports == ["3389"] and rdp[0].remote == ["127.0.0.1"]
+        assert host.allows_inbound("127.0.0.1", 3389)
+
+
+class TestIdempotence:
+    def test_second_isolate_changes_nothing(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                            host: WindowsHost, make_target: Callable[..., Target],
+                                            creds: Credentials, ctx: ConnectorContext) -> None:
+        """Isolating an isolated host says so, registers no task and leaves the rules alone."""
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            first = conn.snapshot(s, "isolate", {})
+            conn.apply(s, "isolate", {}, first)
+            state = fw_state(host)
+            n_scripts = len(double.scripts)
+            second = conn.snapshot(s, "isolate", {})
+            assert second.data["already_isolated"]
+            again = conn.apply(s, "isolate", {}, second)
+            assert not again.changed and "already isolated" in again.summary
+            assert fw_state(host) == state
+            assert not any("schtasks.exe /Create" in x for x in double.scripts[n_scripts:])
+            assert not conn.undo(s, "isolate", {}, second).changed
+            assert conn.verify(s, "isolate", {}).in_effect
+            assert conn.undo(s, "isolate", {}, first).changed
+            assert not conn.undo(s, "isolate", {}, first).changed
+
+
+class TestDeadman:
+    def test_task_registered_before_apply_and_deleted_after_verify(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """The journal shows: task created, then rules, then a read over a new connection, then task deleted."""
+        with conn.open(make_target(double, deadman_minutes=7), creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            start = len(double.scripts)
+            result = conn.apply(s, "isolate", {}, snap)
+        scripts = double.scripts[start:]
+        create = next(i for i, x in enumerate(scripts) if "schtasks.exe /Create" in x)
+        rules = next(i for i, x in enumerate(scripts) if "New-NetFirewallRule" in x)
+        delete = next(i for i, x in enumerate(scripts) if "schtasks.exe /Delete" in x and "throw" in x)
+        reread = max(i for i, x in enumerate(scripts[:delete]) if "Get-NetFirewallRule" in x)
+        assert create < rules < reread < delete
+        assert "(Get-Date).AddMinutes(7)" in scripts[create]
+        assert not host.tasks
+        assert result.details["deadman"]["deleted_after_verify"]
+        assert result.details["deadman"]["minutes"] == 7
+        news = [e for e in double.journal if e.new_connection]
+        assert len(news) >= 2, "verify after apply must use a new connection"
+
+    def test_lockout_leaves_task_which_frees_host(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                                  host: WindowsHost, make_target: Callable[..., Target],
+                                                  creds: Credentials) -> None:
+        """Wrong management address: verify cannot reconnect, the task stays, firing it restores everything."""
+        customise(host)
+        before = fw_state(host)
+        bad = ConnectorContext(management_addresses=("10.9.9.9",), connect_timeout=1.0, command_timeout=1.0)
+        s = conn.open(make_target(double), creds, bad)
+        try:
+            snap = conn.snapshot(s, "isolate", {})
+            with pytest.raises(VerifyFailed, match="dead-man task IR-Containment-Revert will revert"):
+                conn.apply(s, "isolate", {}, snap)
+        finally:
+            s.close()
+        assert "IR-Containment-Revert" in host.tasks
+        assert double.refused >= 1
+        assert not host.allows_inbound("127.0.0.1", double.port)
+        double.fire_task("IR-Containment-Revert")
+        assert fw_state(host) == before
+        assert not host.tasks
+        assert host.file_exists("C:\\ProgramData\\IR-Containment\\reverted-by-deadman.txt")
+        good = ConnectorContext(management_addresses=("10.9.9.9",), connect_timeout=1.0, command_timeout=2.0)
+        with conn.open(make_target(double), creds, good) as s2:  # type: ignore[attr-defined]
+            check = conn.verify(s2, "isolate", {})
+            assert not check.in_effect
+            assert check.observed["reverted_by_deadman"] is True
+            assert "reverted by the dead-man task" in check.summary
+            assert not conn.undo(s2, "isolate", {}, snap).changed
+
+    def test_revert_after_agent_vanished(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                         host: WindowsHost, make_target: Callable[..., Target],
+                                         creds: Credentials, ctx: ConnectorContext) -> None:
+        """Simulate the agent losing the host right after apply: the task is still there and fires."""
+        before = fw_state(host)
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            original = s.reconnect
+
+            def lose_host() -> None:
+                original()
+                double.inject("*", "drop", times=100)
+
+            s.reconnect = lose_host  # type: ignore[method-assign]
+            with pytest.raises(VerifyFailed):
+                conn.apply(s, "isolate", {}, snap)
+            double.faults.clear()
+        assert "IR-Containment-Revert" in host.tasks and host.group_rules(GROUP)
+        double.fire_task("IR-Containment-Revert")
+        assert fw_state(host) == before
+
+
+class TestNetshFallback:
+    def test_netsh_round_trip(self, conn: WinRMWindowsConnector, host: WindowsHost, pki: Any,
+                              make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """Without NetSecurity cmdlets the same isolation goes through netsh and is undone exactly."""
+        host.netsecurity = False  # netsh reads effective values: NotConfigured would come back explicit
+        host.profiles["Private"].enabled, host.profiles["Private"].inbound = "False", "Allow"
+        host.profiles["Private"].outbound = "Allow"
+        host.profiles["Public"].inbound, host.profiles["Public"].outbound = "Block", "Allow"
+        host.profiles["Domain"].inbound, host.profiles["Domain"].outbound = "Block", "Allow"
+        host.rules.append(Rule("IR-Containment-Old", "IR-Containment-Old", "", "Inbound", "Allow",
+                               remote=["10.1.2.0/24"], protocol="TCP", local_ports=["445"]))
+        with WSManDouble(host, tls=pki.server) as dbl, \
+                conn.open(make_target(dbl), creds, ctx) as s:  # type: ignore[attr-defined]
+            before = fw_state(host)
+            snap = conn.snapshot(s, "isolate", {})
+            assert snap.data["dialect"] == "netsh"
+            assert conn.apply(s, "isolate", {}, snap).changed
+            assert conn.verify(s, "isolate", {}).in_effect
+            assert not any("NetFirewall" in x for x in dbl.scripts if "Get-Command" not in x)
+            assert blocks_by_name(host, "IR-Containment-Block-In", "8.8.8.8")
+            assert all(p.inbound == "Block" and p.outbound == "Block" for p in host.profiles.values())
+            assert not host.tasks
+            assert not conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {})).changed
+            assert conn.undo(s, "isolate", {}, snap).changed
+            assert not conn.verify(s, "isolate", {}).in_effect
+        assert fw_state(host)[0] == before[0]
+        assert [(r.name, r.remote, r.local_ports) for r in fw_state(host)[1]] == \
+            [(r.name, r.remote, r.local_ports) for r in before[1]]
+
+    def test_netsh_deadman_revert(self, conn: WinRMWindowsConnector, host: WindowsHost, pki: Any,
+                                  make_target: Callable[..., Target], creds: Credentials) -> None:
+        """The netsh revert script restores the profiles and removes the rules when the task fires."""
+        host.netsecurity = False
+        for p in host.profiles.values():
+            p.enabled, p.inbound, p.outbound = "True", "Block", "Allow"
+        bad = ConnectorContext(management_addresses=("10.9.9.9",), connect_timeout=1.0, command_timeout=1.0)
+        with WSManDouble(host, tls=pki.server) as dbl:
+            before = fw_state(host)
+            s = conn.open(make_target(dbl), creds, bad)
+            try:
+                with pytest.raises(VerifyFailed):
+                    conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+            finally:
+                s.close()
+            dbl.fire_task("IR-Containment-Revert")
+        assert fw_state(host) == before
+
+
+def blocks_by_name(host: WindowsHost, name: str, ip: str) -> bool:
+    from tests.doubles.wsman.host import address_covers
+
+    return any(address_covers(t, ip) for r in host.rule_named(name) for t in r.remote)
+
+
+class TestReleaseAction:
+    def test_release_uses_state_saved_on_host(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                              host: WindowsHost, make_target: Callable[..., Target],
+                                              creds: Credentials, ctx: ConnectorContext) -> None:
+        """release restores from the host's state.json without the isolate snapshot, and is idempotent."""
+        customise(host)
+        before = fw_state(host)
+        target = make_target(double)
+        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
+            conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+        assert host.file_exists("C:\\ProgramData\\IR-Containment\\state.json")
+        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
+            rel_snap = conn.snapshot(s, "release", {})
+            assert rel_snap.data["saved_on_host"]["profiles"]
+            assert conn.apply(s, "release", {}, rel_snap).changed
+            assert conn.verify(s, "release", {}).in_effect
+            assert not conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
+        assert fw_state(host) == before
+        assert not host.file_exists("C:\\ProgramData\\IR-Containment\\state.json")
