@@ -225,6 +225,11 @@ class Dialect(abc.ABC):
                 err.detail.setdefault("hint", "read the device state (verify) before retrying")
             raise
         except Exception as exc:  # lost session / timeout mid-change: outcome unknown, say what was accepted
+            if isinstance(exc, PartialAnswer) and exc.cause is None:
+                raise Timeout(f"{self.target}: {exc}", target=self.target, detail=detail(
+                    outcome="unknown", hint="read the device state (verify) before retrying")) from exc
+            if isinstance(exc, PartialAnswer):
+                exc = exc.cause  # type: ignore[assignment]
             raise map_exception(exc, target=self.target, detail=detail(
                 outcome="unknown", hint="read the device state (verify) before retrying")) from exc
         return [s.line for s in applied], persisted
@@ -289,13 +294,14 @@ class Dialect(abc.ABC):
         self.sent.extend(lines)
         return self._exchange(lines, self.config_prompt)
 
-    def _exchange(self, lines: list[str], prompt: str) -> list[str]:
+    def _exchange(self, lines: list[str], prompt: str, timeout: float | None = None) -> list[str]:
         """Write ``lines`` (typed ahead) through the driver's channel and split the answers at their echoes.
         Polls every few milliseconds: netmiko's ``send_command`` sleeps 25-50 ms per command, which made a
         200-address batch mostly waiting."""
         conn = self.conn
         conn.write_channel("".join(line + conn.RETURN for line in lines))
-        deadline = time.monotonic() + self.timeout * max(1.0, len(lines) / 20)
+        timeout = timeout or self.timeout
+        deadline = time.monotonic() + timeout * max(1.0, len(lines) / 20)
         buf = ""
         while True:
             try:
@@ -312,7 +318,7 @@ class Dialect(abc.ABC):
                 raise PartialAnswer(done, "session closed by the device", EOFError("session closed by the device"))
             if time.monotonic() > deadline:
                 done = self._split_answers(text, lines, partial=True) or []
-                raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {self.timeout:.0f}s")
+                raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {timeout:.0f}s")
             time.sleep(0.002)
 
     def _split_answers(self, buf: str, lines: list[str], partial: bool = False,

@@ -97,8 +97,7 @@ class JuniperJunos(Dialect):
     def _commit(self, command: str, marker: str) -> None:
         timeout = float(self.options.get("commit_timeout") or max(self.timeout, 120.0))
         self.sent.append(command)
-        out: str = self.conn.send_command(command, expect_string=r"#\s*$", read_timeout=timeout,
-                                          strip_prompt=False)
+        out = self._exchange([command], r"#\s*$", timeout)[0]
         if marker not in out or self.error_re.search(out):
             raise DeviceError(command, " ".join(out.split())[:400])
 

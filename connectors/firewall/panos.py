@@ -110,9 +110,8 @@ class PaloAltoPanos(Dialect):
     def _finish(self, applied: list[Step]) -> list[str]:
         timeout = float(self.options.get("commit_timeout") or max(self.timeout, 300.0))
         self.sent.append("commit")
-        out: str = self.conn.send_command("commit", expect_string=r"(?i)(committed successfully|commit failed|"
-                                          r"validation error|error)[\s\S]*#\s*$", read_timeout=timeout,
-                                          strip_prompt=False)
+        out = self._exchange(["commit"], r"(?i)(committed successfully|commit failed|validation error|error)"
+                             r"[\s\S]*#\s*$", timeout)[0]
         if "committed successfully" not in out.lower():
             raise DeviceError("commit", " ".join(out.split())[:400])
         return ["commit"]

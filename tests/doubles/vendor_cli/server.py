@@ -166,7 +166,7 @@ class CliSimulator:
         if self._sock:
             self._sock.close()
         for t in self._threads:
-            t.join(timeout=2)
+            t.join(timeout=0.2)   # daemon threads; a handshake that never opened a channel may linger
 
     def _accept_loop(self) -> None:
         assert self._sock is not None
