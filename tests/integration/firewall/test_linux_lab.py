@@ -1,0 +1,98 @@
+"""The ``linux`` dialect against the practice lab's real router ``fw`` (sshd + nftables), driven from ``mgmt``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agent.lab import Lab
+from connectors.firewall import FirewallConnector
+from connectors.types import ConnectorContext, Credentials, Target
+
+pytestmark = pytest.mark.root
+
+ATTACKER = "10.77.1.130"
+PATH = [("attacker", "victim", 8080)]
+
+
+class Fw:
+    """The lab router as the engine sees it, with sessions opened from the management host."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.conn = FirewallConnector()
+        self.target = Target("fw", "device", lab.hosts["fw"].address, "firewall", port=22,
+                             options={"device_type": "linux"})
+        self.creds = Credentials("root", private_key_path=str(lab.agent_key))
+        self.ctx = ConnectorContext(known_hosts=str(lab.known_hosts), connect_timeout=5, command_timeout=10)
+
+    def args(self, *addrs: str) -> dict[str, Any]:
+        return {"addresses": list(addrs), "allow_private": True, "protected": [f"{self.lab.management_address}/32"]}
+
+    def run(self, action: str, args: dict[str, Any]) -> tuple[Any, Any, Any]:
+        self.conn.validate(self.target, action, args)
+        with self.lab.enter("mgmt"), self.conn.open(self.target, self.creds, self.ctx) as s:
+            snap = self.conn.snapshot(s, action, args)
+            result = self.conn.apply(s, action, args, snap)
+            check = self.conn.verify(s, action, args)
+        return snap, result, check
+
+    def undo(self, action: str, args: dict[str, Any], snap: Any) -> tuple[Any, Any]:
+        with self.lab.enter("mgmt"), self.conn.open(self.target, self.creds, self.ctx) as s:
+            result = self.conn.undo(s, action, args, snap)
+            check = self.conn.verify(s, action, args)
+        return result, check
+
+    def path_state(self) -> str:
+        return self.lab.probe(PATH).state("attacker", "victim", 8080)
+
+
+@pytest.fixture
+def fw(clean_lab: Lab) -> Iterator[Fw]:
+    yield Fw(clean_lab)
+
+
+class TestLinuxRouter:
+    def test_block_drops_attacker_and_undo_restores(self, fw: Fw) -> None:
+        """While the attacker is blocked on fw its traffic to victim:8080 is dropped; blocking twice changes
+        nothing; undo lets it flow again."""
+        assert fw.path_state() == "open"
+        live = fw.lab.open_session("attacker", "victim", 8080)
+        assert live.alive()
+        args = fw.args(ATTACKER)
+        snap, result, check = fw.run("block_ip", args)
+        assert result.changed and check.in_effect and result.details["scaffold_created"]
+        assert fw.path_state() == "blocked"
+        assert not live.alive(timeout=1.0)   # the drop rules carry no "established" exception
+        live.close()
+        listing = fw.lab.exec("fw", ["nft", "list", "set", "inet", "ir_block", "v4"]).stdout
+        assert ATTACKER in listing
+
+        _, again, check2 = fw.run("block_ip", args)
+        assert not again.changed and again.details["applied_lines"] == [] and check2.in_effect
+
+        undone, after = fw.undo("block_ip", args, snap)
+        assert undone.changed and not after.in_effect
+        assert fw.path_state() == "open"
+
+    def test_unblock_and_list(self, fw: Fw) -> None:
+        """unblock_ip removes only what was asked; list_blocked reads the set back from the router."""
+        fw.run("block_ip", fw.args(ATTACKER, "45.33.0.0/24"))
+        _, listed, _ = fw.run("list_blocked", {})
+        assert set(listed.details["blocked"]) == {ATTACKER, "45.33.0.0/24"}
+        _, result, check = fw.run("unblock_ip", fw.args(ATTACKER))
+        assert result.details["removed"] == [ATTACKER] and check.in_effect
+        assert fw.path_state() == "open"
+        _, listed, _ = fw.run("list_blocked", {})
+        assert listed.details["blocked"] == ["45.33.0.0/24"]
+
+    def test_refused_command_reports_exit_status(self, fw: Fw) -> None:
+        """A request containing an existing entry is refused before nft would fail with 'interval overlaps'."""
+        from connectors.errors import Rejected
+
+        fw.run("block_ip", fw.args(ATTACKER))
+        with pytest.raises(Rejected, match="overlaps"):
+            fw.run("block_ip", fw.args("10.77.1.128/25"))
+        assert fw.path_state() == "blocked"
