@@ -166,7 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.commands.audit import run_audit
         return run_audit(list(args.audit_args), args.config)
     from agent.commands import dispatch
-    return dispatch(args)
+    try:
+        return dispatch(args)
+    except BrokenPipeError:  # `agent ... | head`: the reader left; not an error worth a traceback
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exitcodes.DONE
 
 
 if __name__ == "__main__":

@@ -220,6 +220,13 @@ class Engine:
                                     attempts=attempts[0])
             out.error, out.error_kind = str(exc), exc.kind
             out.summary = ("target unreachable after retries" if exc.transient else "failed") + f": {exc.message}"
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug on one target must not escape it (or hide the others)
+            message = f"internal error in {pa.connector}.{pa.action}: {type(exc).__name__}: {exc}"
+            self.journal.transition(row, "failed", message, error=message, error_kind="internal",
+                                    attempts=attempts[0])
+            out.error, out.error_kind, out.summary = message, "internal", message
         return out
 
     def _apply(self, conn: Any, session: Session, pa: PlannedAction, snap: Snapshot, attempts: list[int]) -> Any:

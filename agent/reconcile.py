@@ -77,6 +77,10 @@ def _reconcile_one(engine: Engine, row: Action) -> ReconcileOutcome:
     out = ReconcileOutcome(row.id, row.target, row.action, row.kind, from_state, "pending", "")
     engine.audit.record("reconcile.start", incident=row.incident_id, action_id=row.id, target=row.target,
                         action=row.action, kind=row.kind, state=from_state)
+    if not row.mutating:
+        out.outcome, out.detail = "failed", "interrupted read-only action; nothing to reconcile on the target"
+        engine.journal.transition(row, "failed", out.detail, error=out.detail, error_kind="interrupted")
+        return out
     try:
         entry = engine_planner_entry(engine, row)
         conn = engine.registry.get(row.connector)

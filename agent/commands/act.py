@@ -14,7 +14,7 @@ from typing import Any
 from agent import exitcodes
 from agent.app import App, new_incident_id
 from agent.errors import InputError
-from agent.output import color, emit_json, err, state_color, table
+from agent.output import color, emit_json, err, state_color
 from agent.validate import duration
 
 __all__ = ["run_act"]
@@ -128,7 +128,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         if not args.json:
             print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
                         f"{rec.outcome} — {rec.detail}", "yellow"))
-    incident = args.incident or new_incident_id()
+    incident = args.incident or _undo_incident(app, plan) or new_incident_id()
     title = f"{plan.runbook.name} on {', '.join(plan.subjects)}"
     engine.journal.open_incident(incident, title=title, reason=args.reason, requested_by=app.actor,
                                  trigger="cli")
@@ -147,6 +147,17 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _undo_incident(app: App, plan: Any) -> str | None:
+    """A release belongs to the incident it undoes (one timeline for counsel), when there is exactly one."""
+    ids = [pa.undo_of for pa in plan.actions]
+    if not ids or None in ids:
+        return None
+    from agent.store import Action
+    with app.store.session() as s:
+        incidents = {s.get(Action, i).incident_id for i in ids}  # type: ignore[union-attr]
+    return incidents.pop() if len(incidents) == 1 else None
 
 
 def _print_plan(plan: Any, dry: bool) -> None:
@@ -172,11 +183,6 @@ def _print_plan(plan: Any, dry: bool) -> None:
 
 
 def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timedelta | None) -> None:
-    rows = [(o.target, o.step, state_color(o.state), "yes" if o.changed else "no", o.summary)
-            for o in result.outcomes]
-    if rows:
-        print()
-        print(table(rows, ("TARGET", "STEP", "STATE", "CHANGED", "RESULT")))
     status = result.status
     print()
     print(f"Result: {state_color(status)} — incident {result.incident}")

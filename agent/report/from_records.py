@@ -1,0 +1,245 @@
+"""Build :class:`IncidentReportData` from audit records alone — the source counsel can verify independently.
+
+Events read (written by the engine): ``incident.opened``, ``plan.created``, ``action.transition``,
+``action.done``, ``action.failed``, ``action.undone``, ``approval.granted``/``approval.denied``,
+``evidence.stored`` and optionally ``incident.contained``. Unknown events still appear in the timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
+
+__all__ = ["from_records", "parse_time", "target_tags"]
+
+_IP_ARGS = ("ip", "ips", "address", "cidr", "source_ip", "remote_ip")
+_ACCOUNT_ARGS = ("account", "user", "username", "sam_account_name", "samaccountname")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """Parse the audit log's ``...Z`` timestamps (and any ISO-8601 with offset); naive values are taken as UTC."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def target_tags(inventory_tags: Mapping[str, Mapping[str, Any]], target: str) -> dict[str, Any]:
+    """Normalise one target's inventory tags to ``{"kind", "data": set, "residents": {state: count|None}}``.
+
+    Accepts either structured keys (``data``, ``residents`` as list or mapping, ``kind``) or a flat ``tags``
+    list such as ``["data:ssn", "residents:MA", "residents:WA=700"]``.
+    """
+    raw = inventory_tags.get(target) or {}
+    data: set[str] = set(raw.get("data") or ())
+    residents: dict[str, int | None] = {}
+    declared = raw.get("residents") or {}
+    if isinstance(declared, Mapping):
+        residents.update({str(k): (int(v) if v is not None else None) for k, v in declared.items()})
+    else:
+        residents.update({str(state): None for state in declared})
+    for tag in raw.get("tags") or ():
+        key, _, value = str(tag).partition(":")
+        if key == "data" and value:
+            data.add(value)
+        elif key == "residents" and value:
+            state, _, count = value.partition("=")
+            residents[state] = int(count) if count.isdigit() else residents.get(state)
+    return {"kind": raw.get("kind"), "data": data, "residents": residents, "address": raw.get("address")}
+
+
+def from_records(records: Iterable[Mapping[str, Any]], incident: str,
+                 inventory_tags: Mapping[str, Mapping[str, Any]], *, timezone: str = "UTC",
+                 flags: Iterable[str] = (), audit: AuditSummary | None = None,
+                 organisation: str = "") -> IncidentReportData:
+    """Fold the incident's audit records into report data (records of other incidents are ignored)."""
+    data = IncidentReportData(incident_id=incident, title="", discovered_at=None, contained_at=None, trigger="",
+                              reason="", requested_by="", timezone=timezone, flags=sorted(set(flags)), audit=audit,
+                              organisation=organisation)
+    actions: dict[str, ActionEntry] = {}
+    arguments: dict[str, Mapping[str, Any]] = {}
+    incident_approvals: list[tuple[str, str]] = []
+    for record in records:
+        if record.get("incident") != incident:
+            continue
+        when = parse_time(record.get("ts")) or dt.datetime.now(dt.UTC)
+        event = str(record.get("event", ""))
+        actor = str(record.get("actor", ""))
+        data.timeline.append(TimelineEntry(when, event, _summary(record), actor, record.get("seq")))
+        if event == "incident.opened":
+            data.opened_at = when
+            data.title = str(record.get("title") or "")
+            data.reason = str(record.get("reason") or "")
+            data.requested_by = str(record.get("requested_by") or actor)
+            data.trigger = str(record.get("trigger") or "")
+            data.discovered_at = parse_time(record.get("discovered_at")) or when
+            data.flags = sorted(set(data.flags) | set(record.get("flags") or ()))
+        elif event == "plan.created":
+            for spec in record.get("actions") or ():
+                entry = _entry(actions, spec, record)
+                entry.triggered_by = entry.triggered_by or str(record.get("requested_by") or actor)
+                entry.why = entry.why or str(spec.get("why") or spec.get("reason") or data.reason)
+                entry.change = entry.change or str(spec.get("summary") or spec.get("description") or "")
+                arguments[entry.action_id] = spec.get("args") or {}
+        elif event.startswith("action."):
+            _apply_action_event(_entry(actions, record, record), event, record, when)
+        elif event == "approval.granted":
+            approver, why = str(record.get("approver") or actor), str(record.get("reason") or "")
+            if record.get("action_id") in actions:
+                actions[str(record["action_id"])].approved_by = approver
+                actions[str(record["action_id"])].approval_reason = why
+            else:
+                incident_approvals.append((approver, why))
+        elif event == "evidence.stored":
+            data.evidence.append({key: record.get(key) for key in (
+                "target", "file", "original_name", "sha256", "size", "collected_by", "collected_at", "source")})
+        elif event == "incident.contained":
+            data.contained_at = when
+        elif event == "incident.facts":  # counsel-relevant facts recorded later (determination date, counts)
+            for name, value in (record.get("events") or {}).items():
+                parsed = parse_time(value)
+                if parsed:
+                    data.events[str(name)] = parsed
+            if record.get("total_affected") is not None:
+                data.total_affected = int(record["total_affected"])
+    for entry in actions.values():
+        if not entry.approved_by and incident_approvals:
+            entry.approved_by, entry.approval_reason = incident_approvals[-1]
+    data.actions = list(actions.values())
+    _scope(data, arguments, inventory_tags)
+    done = [a.time for a in data.actions if a.status == "done" and a.time]
+    data.containment_complete = bool(data.actions) and all(a.status in ("done", "undone") for a in data.actions)
+    if data.contained_at is None and done and data.containment_complete:
+        data.contained_at = max(done)  # type: ignore[type-var]
+    return data
+
+
+def _entry(actions: dict[str, ActionEntry], spec: Mapping[str, Any], record: Mapping[str, Any]) -> ActionEntry:
+    action_id = str(spec.get("action_id") or spec.get("id") or f"{spec.get('target')}:{spec.get('action')}")
+    entry = actions.get(action_id)
+    if entry is None:
+        entry = actions[action_id] = ActionEntry(action_id=action_id, target=str(spec.get("target") or ""),
+                                                 connector=str(spec.get("connector") or ""),
+                                                 action=str(spec.get("action") or ""))
+    for name in ("target", "connector", "action"):
+        if not getattr(entry, name) and spec.get(name):
+            setattr(entry, name, str(spec[name]))
+    return entry
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        for key in ("summary", "change", "message"):
+            if value.get(key):
+                return str(value[key])
+        return ", ".join(f"{k}={v}" for k, v in value.items() if not isinstance(v, Mapping | list))
+    return "" if value is None else str(value)
+
+
+def _apply_action_event(entry: ActionEntry, event: str, record: Mapping[str, Any], when: dt.datetime) -> None:
+    entry.time = when
+    if event == "action.transition":
+        to_state = str(record.get("to_state") or "")
+        entry.history.append((when, f"{record.get('from_state') or '—'} → {to_state}"))
+        entry.status = to_state or entry.status
+        detail = record.get("detail")
+        if isinstance(detail, Mapping) and detail.get("verification") is not None:
+            entry.verification = _text(detail["verification"])
+        elif detail and to_state in ("verify", "verified", "verifying"):
+            entry.verification = _text(detail)
+        elif detail and to_state in ("applied", "apply", "applying") and not entry.change:
+            entry.change = _text(detail)
+    elif event == "action.done":
+        entry.status = "done"
+        entry.history.append((when, "done"))
+        entry.change = _text(record.get("summary") or record.get("change")) or entry.change
+        if record.get("verification") is not None:
+            entry.verification = _text(record["verification"])
+    elif event == "action.failed":
+        entry.status = "failed"
+        entry.error = _text(record.get("error"))
+        entry.history.append((when, "failed"))
+    elif event == "action.undone":
+        entry.status = "undone"
+        entry.undo_status = f"undone {when:%Y-%m-%d %H:%M} UTC" + (
+            f" by {record['actor']}" if record.get("actor") else "")
+        if record.get("verification") is not None:
+            entry.undo_status += f"; verified: {_text(record['verification'])}"
+        entry.history.append((when, "undone"))
+
+
+def _summary(record: Mapping[str, Any]) -> str:
+    event = record.get("event")
+    if event == "incident.opened":
+        return f"Incident opened: {record.get('title') or ''} — reason: {record.get('reason') or 'not given'}"
+    if event == "plan.created":
+        specs = record.get("actions") or ()
+        return f"Plan created with {len(specs)} action(s): " + "; ".join(
+            f"{s.get('action')} on {s.get('target')}" for s in specs)
+    if event == "action.transition":
+        detail = _text(record.get("detail"))
+        return (f"{record.get('action')} on {record.get('target')}: {record.get('from_state') or '—'} → "
+                f"{record.get('to_state')}" + (f" ({detail})" if detail else ""))
+    if event in ("action.done", "action.failed", "action.undone"):
+        what = {"action.done": "completed", "action.failed": "FAILED", "action.undone": "undone"}[str(event)]
+        extra = _text(record.get("error") if event == "action.failed" else record.get("summary"))
+        return f"{record.get('action')} on {record.get('target')} {what}" + (f": {extra}" if extra else "")
+    if event in ("approval.granted", "approval.denied"):
+        verb = "approved" if event == "approval.granted" else "denied"
+        return f"{verb} by {record.get('approver') or record.get('actor')}: {record.get('reason') or ''}".strip()
+    if event == "evidence.stored":
+        return f"Evidence stored from {record.get('target')}: {record.get('file')} (SHA-256 {str(record.get('sha256'))[:16]}…)"
+    skip = {"event", "ts", "seq", "prev_hash", "hash", "actor", "host", "pid", "incident"}
+    return "; ".join(f"{k}: {_text(v)}" for k, v in record.items() if k not in skip)[:300]
+
+
+def _scope(data: IncidentReportData, arguments: Mapping[str, Mapping[str, Any]],
+           inventory_tags: Mapping[str, Mapping[str, Any]]) -> None:
+    hosts: set[str] = set()
+    accounts: set[str] = set()
+    ips: set[str] = set()
+    categories: set[str] = set()
+    residents: dict[str, int | None] = {}
+    for entry in data.actions:
+        tags = target_tags(inventory_tags, entry.target)
+        kind = tags["kind"] or ("account" if "account" in entry.action else "host")
+        (accounts if kind == "account" else hosts).add(entry.target)
+        args = arguments.get(entry.action_id, {})
+        for key in _IP_ARGS:
+            for value in _as_list(args.get(key)):
+                if _is_ip(value) and (key != "address" or "ip" in entry.action):
+                    ips.add(value)
+        for key in _ACCOUNT_ARGS:
+            accounts.update(_as_list(args.get(key)))
+        categories |= tags["data"]
+        for state, count in tags["residents"].items():
+            residents[state] = (residents.get(state) or 0) + count if count is not None else residents.get(state)
+    data.hosts, data.accounts, data.ips = sorted(hosts), sorted(accounts), sorted(ips)
+    data.data_categories = sorted(categories | set(data.data_categories))
+    data.resident_states = sorted(set(residents) | set(data.resident_states))
+    data.residents_by_state.update({s: c for s, c in residents.items() if c is not None})
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple | set):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
