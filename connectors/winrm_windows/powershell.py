@@ -85,7 +85,7 @@ def validate_network(value: object, *, field: str = "address") -> ipaddress.IPv4
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be an IP address string", detail={"field": field})
     try:
-        return ipaddress.ip_network(value.strip(), strict=False)
+        return ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise InvalidInput(f"{field} {value!r} is not an IP address or network",
                            detail={"field": field, "value": value}) from None
