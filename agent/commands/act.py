@@ -44,6 +44,8 @@ def run_act(args: argparse.Namespace) -> int:
 
 def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     from agent.runbook import find_runbook
+    if args.command != "plan" and not getattr(args, "dry_run", False):
+        _reconcile(app, args)  # finish what a crashed run left before planning on top of it
     planner = app.planner()
     cmd = args.command
     devices = getattr(args, "on", None)
@@ -113,7 +115,6 @@ def _confirm() -> bool:
 
 def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | None) -> int:
     from agent.engine import Interrupted
-    from agent.reconcile import reconcile
 
     def progress(kind: str, obj: Any) -> None:
         if args.json or kind != "end":
@@ -124,10 +125,6 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
             print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
 
     engine = app.engine(on_event=progress)
-    for rec in reconcile(engine):
-        if not args.json:
-            print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
-                        f"{rec.outcome} — {rec.detail}", "yellow"))
     incident = args.incident or _undo_incident(app, plan) or new_incident_id()
     title = f"{plan.runbook.name} on {', '.join(plan.subjects)}"
     engine.journal.open_incident(incident, title=title, reason=args.reason, requested_by=app.actor,
@@ -147,6 +144,14 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _reconcile(app: App, args: argparse.Namespace) -> None:
+    from agent.reconcile import reconcile
+    for rec in reconcile(app.engine()):
+        if not args.json:
+            print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
+                        f"{rec.outcome} — {rec.detail}", "yellow"))
 
 
 def _undo_incident(app: App, plan: Any) -> str | None:

@@ -27,4 +27,8 @@ def run_audit(argv: list[str], config: str | None) -> int:
             pub = key.with_name(key.name + ".pub")
             if pub.exists():
                 argv += ["--public-key", str(pub)]
-    return audit_main(argv)
+    code = audit_main(argv)
+    if argv and argv[0] == "verify" and code == 1:
+        from agent.exitcodes import NOT_VERIFIED
+        return NOT_VERIFIED
+    return code

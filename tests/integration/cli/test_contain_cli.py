@@ -49,8 +49,9 @@ def ruleset(lab: Lab, host: str) -> str:
 
 
 def iptables_state(lab: Lab, host: str) -> str:
-    out = lab.exec(host, ["iptables-save"]).stdout + lab.exec(host, ["ip6tables-save"]).stdout
-    return "\n".join(line for line in out.splitlines() if not line.startswith("#"))
+    """iptables-save of both families, normalised (counters; empty all-ACCEPT tables equal absent ones)."""
+    from connectors.linux_ssh.rules import normalise
+    return normalise(lab.exec(host, ["iptables-save"]).stdout + lab.exec(host, ["ip6tables-save"]).stdout)
 
 
 def victim_rows(result) -> dict[str, str]:
@@ -120,9 +121,8 @@ class TestRefusals:
                        .replace('hosts: ["mgmt"]', 'hosts: ["mgmt", "peer"]'))
         assert "peer" in inv.read_text().split("protected")[1].split("\n")[1]
         lab.exec("peer", ["nft", "-f", "-"], input=(
-            "table inet cnt { chain input { type filter hook input priority -50; "
-            "tcp dport 22 counter name syn_count accept; }\n counter syn_count {} }\n").replace(
-            "counter name syn_count accept", "counter name syn_count"))
+            "table inet cnt {\n  counter syn_count {\n  }\n  chain input {\n"
+            "    type filter hook input priority -50;\n    tcp dport 22 counter name \"syn_count\"\n  }\n}\n"))
         res = agent(lab, cfg, "contain", "--host", "peer", "--yes")
         assert res.returncode == 3, res.stderr + res.stdout
         assert "protected" in res.stderr
@@ -150,8 +150,11 @@ class TestRefusals:
         """An unreachable host fails after bounded retries with a clear error, recorded in the audit log."""
         lab = clean_lab
         inv = cfg.parent / "inventory.yaml"
-        inv.write_text(inv.read_text() + '  ghost:\n    address: "10.77.0.99"\n    os: "linux"\n'
-                       f'    credentials:\n      username: "root"\n      private_key: "file:{lab.state_dir}/agent_key"\n')
+        import yaml
+        data = yaml.safe_load(inv.read_text())
+        data["hosts"]["ghost"] = {"address": "10.77.0.99", "os": "linux", "credentials": {
+            "username": "root", "private_key": f"file:{lab.state_dir}/agent_key"}}
+        inv.write_text(yaml.safe_dump(data))
         cfg.write_text(cfg.read_text().replace('"backoff": 0.5', '"backoff": 0.1').replace(
             "backoff: 0.5", "backoff: 0.1").replace('"connect_timeout": 5', '"connect_timeout": 1').replace(
             "connect_timeout: 5", "connect_timeout: 1"))
