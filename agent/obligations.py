@@ -85,6 +85,8 @@ class ChecklistItem:
     note: str = ""
     sources: list[str] = field(default_factory=list)
     confidence: str = ""
+    clock: str = ""
+    starts: str = ""
 
 
 @dataclass
@@ -102,6 +104,11 @@ class Checklist:
     def dated(self) -> list[ChecklistItem]:
         """Items with a computed deadline, earliest first (the report's "key dates")."""
         return sorted((i for i in self.items if i.deadline is not None), key=lambda i: i.deadline)  # type: ignore[arg-type,return-value]
+
+    def without_date(self) -> list[ChecklistItem]:
+        """Notices that apply now under an 'as soon as practicable' standard (no calendar date exists)."""
+        return [i for i in self.items
+                if i.kind == "notice" and i.clock == "asap" and i.status == "applies" and i.starts == "discovery"]
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,8 @@ def _notice_item(regime: Mapping[str, Any], notice: Mapping[str, Any], facts: In
         citation=str(regime["citation"]), kind="notice", party=str(notice["to"]),
         standard=str(notice.get("standard", "")), status=status, conditions=conditions, deadline=deadline,
         deadline_text=text, note=str(notice.get("note", "")), sources=list(regime.get("sources") or ()),
-        confidence=str(regime.get("confidence", "")))
+        confidence=str(regime.get("confidence", "")), clock=str(notice["clock"]),
+        starts=str(notice.get("starts", "discovery")))
 
 
 def _count(kind: str, state: str | None, facts: IncidentFacts) -> int | None:

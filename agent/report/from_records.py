@@ -27,7 +27,7 @@ def parse_time(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)  # Python 3.11 accepts the trailing Z
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
@@ -119,7 +119,7 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
     done = [a.time for a in data.actions if a.status == "done" and a.time]
     data.containment_complete = bool(data.actions) and all(a.status in ("done", "undone") for a in data.actions)
     if data.contained_at is None and done and data.containment_complete:
-        data.contained_at = max(done)  # type: ignore[type-var]
+        data.contained_at = max(done)
     return data
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ActionEntry", "TimelineEntry", "AuditSummary", "IncidentReportData"]
+__all__ = ["ActionEntry", "AuditSummary", "IncidentReportData", "TimelineEntry"]
 
 
 @dataclass
