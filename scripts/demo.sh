@@ -10,6 +10,7 @@ run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 trap 'say "cleaning up"; agent lab down || true' EXIT
 
 say "1. build the practice lab (network namespaces, real sshd, nftables)"
+rm -rf var/lab/cal/agent.db* var/lab/cal/audit var/lab/cal/evidence   # a fresh journal for a fresh lab
 run agent lab up --rebuild
 say "2. reachability before containment (baseline)"
 run agent lab probe
@@ -23,9 +24,20 @@ say "6. a second contain changes nothing (idempotent)"
 run $MGMT agent contain --host victim -p capture_evidence=false --yes
 say "7. what is contained, and the journal of the incident"
 run $MGMT agent status
-INC=$($MGMT agent incidents list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+INC=$($MGMT agent incidents list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 run $MGMT agent incidents show "$INC"
-say "8. the tamper-evident audit trail"
+say "8. the tamper-evident audit trail (hash-chained JSON lines, secrets redacted)"
+python3 - "$INC" var/lab/cal/audit <<'PY'
+import json, pathlib, sys
+inc, folder = sys.argv[1], pathlib.Path(sys.argv[2])
+for seg in sorted(folder.glob("*.jsonl")):
+    for line in seg.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("incident") == inc:
+            what = r.get("to_state") or r.get("title") or r.get("runbook") or ""
+            print(f"  #{r['seq']:<4} {r['ts'][11:23]}  {r['event']:<18} {r.get('target', ''):<8} {what:<12} "
+                  f"hash {r['hash'][:12]}… prev {r['prev_hash'][:12]}…")
+PY
 run agent audit verify
 say "9. release: the exact previous ruleset comes back"
 run $MGMT agent release --host victim --reason "demo over" --yes
