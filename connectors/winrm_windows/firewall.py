@@ -65,12 +65,14 @@ def _prelude(dialect: str) -> list[str]:
     return PRELUDE + ([fw_netsh.PRELUDE] if dialect == "netsh" else [])
 
 
-def _write_file_line(path: str, text: str, *, unicode: bool = False, replace_when: bool = False) -> str:
+def _write_file_line(path: str, text: str, *, encoding: str = "", replace_when: bool = False) -> str:
+    """``encoding``: ``Unicode`` (task XML must be UTF-16), ``UTF8`` (with BOM, so PowerShell 5.1 ``-File``
+    does not read a non-ASCII script as ANSI) or empty for BOM-less UTF-8 data files."""
     b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")
     value = f"[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('{b64}'))"
     if replace_when:
         value += ".Replace('@WHEN@', $when)"
-    enc = ", [Text.Encoding]::Unicode" if unicode else ""
+    enc = f", [Text.Encoding]::{encoding}" if encoding else ""
     return f"[IO.File]::WriteAllText({ps_quote(path)}, {value}{enc})"
 
 
@@ -156,9 +158,9 @@ def register_deadman_script(revert: str, minutes: int) -> str:
     xml = _TASK_XML.replace("@FILE@", REVERT_FILE)
     lines = PRELUDE + [
         f"New-Item -ItemType Directory -Force -Path {ps_quote(STATE_DIR)} | Out-Null",
-        _write_file_line(REVERT_FILE, revert),
+        _write_file_line(REVERT_FILE, revert, encoding="UTF8"),
         f"$when = (Get-Date).AddMinutes({int(minutes)}).ToString('s')",
-        _write_file_line(TASK_XML_FILE, xml, unicode=True, replace_when=True),
+        _write_file_line(TASK_XML_FILE, xml, encoding="Unicode", replace_when=True),
         f"$o = (& schtasks.exe /Create /TN {ps_quote(TASK_NAME)} /XML {ps_quote(TASK_XML_FILE)} /F 2>&1 | Out-String)",
         "if ($LASTEXITCODE -ne 0) { throw ('schtasks /Create failed: ' + $o.Trim()) }",
         "$when",

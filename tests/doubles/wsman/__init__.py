@@ -12,5 +12,16 @@ from tests.doubles.wsman.host import LogonSession, Profile, Rule, UserSession, W
 from tests.doubles.wsman.pki import ServerCert, TestCA
 from tests.doubles.wsman.server import InjectedFault, JournalEntry, WSManDouble
 
-__all__ = ["WSManDouble", "WindowsHost", "Profile", "Rule", "LogonSession", "UserSession", "TestCA", "ServerCert",
-           "JournalEntry", "InjectedFault", "write_ntlm_user_file"]
+__all__ = [
+           "InjectedFault",
+           "JournalEntry",
+           "LogonSession",
+           "Profile",
+           "Rule",
+           "ServerCert",
+           "TestCA",
+           "UserSession",
+           "WSManDouble",
+           "WindowsHost",
+           "write_ntlm_user_file",
+]

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_ntlm_user_file", "ntlm_acceptor", "cert_hash", "decrypt_body", "encrypt_body", "ENC_CONTENT_TYPE"]
+__all__ = ["ENC_CONTENT_TYPE", "cert_hash", "decrypt_body", "encrypt_body", "ntlm_acceptor", "write_ntlm_user_file"]
 
 _BOUNDARY = b"--Encrypted Boundary"
 _PROTO = b"application/HTTP-SPNEGO-session-encrypted"

@@ -297,8 +297,8 @@ def klist_tickets_read(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     luid = int(m.group(2), 16)
     s = it.host.logons.get(luid)
     if s is None:
-        text = "Current LogonId is 0:0x3e7\r\nTargeted LogonId is 0:0x%x\r\nklist failed with 0x8009030e/-2146893042: " \
-               "No credentials are available in the security package\r\n" % luid
+        text = (f"Current LogonId is 0:0x3e7\r\nTargeted LogonId is 0:0x{luid:x}\r\nklist failed with "
+                "0x8009030e/-2146893042: No credentials are available in the security package\r\n")
         run.last_exit = 1
     else:
         text = (f"\r\nCurrent LogonId is 0:0x3e7\r\nTargeted LogonId is 0:0x{luid:x}\r\n\r\n"

@@ -12,8 +12,16 @@ import ipaddress
 import threading
 from dataclasses import dataclass, field
 
-__all__ = ["Profile", "Rule", "Task", "LogonSession", "UserSession", "WindowsHost", "address_covers",
-           "display_address"]
+__all__ = [
+    "LogonSession",
+    "Profile",
+    "Rule",
+    "Task",
+    "UserSession",
+    "WindowsHost",
+    "address_covers",
+    "display_address",
+]
 
 
 @dataclass
@@ -205,7 +213,7 @@ class WindowsHost:
             return prof.effective_inbound == "Allow"
 
     # -- tasks ------------------------------------------------------------------------------------------------
-    def fire_task(self, name: str, run_script: "object") -> None:
+    def fire_task(self, name: str, run_script: object) -> None:
         """Run a scheduled task now, as its trigger would (``run_script(text)`` is the interpreter)."""
         with self.lock:
             task = self.tasks[name]

@@ -22,7 +22,7 @@ from tests.doubles.wsman.host import WindowsHost
 from tests.doubles.wsman.netsh import run_netsh
 from tests.doubles.wsman.pslang import PSError, clixml_error, tokenize
 
-__all__ = ["Interpreter", "CMD_LINE_LIMIT"]
+__all__ = ["CMD_LINE_LIMIT", "Interpreter"]
 
 CMD_LINE_LIMIT = 8191
 Q = r"'(?:[^']|'')*'"
@@ -70,8 +70,8 @@ class Interpreter:
             try:
                 script = base64.b64decode(m.group(1), validate=True).decode("utf-16-le")
             except (binascii.Error, UnicodeDecodeError):
-                return "", "Cannot process the command because the value specified with -EncodedCommand is not " \
-                           "properly encoded. The value must be Base64 encoded.\r\n", 1
+                return "", ("Cannot process the command because the value specified with -EncodedCommand is not " \
+                           "properly encoded. The value must be Base64 encoded.\r\n"), 1
             return self.run_script(script)
         m = re.fullmatch(rf'type nul > "%TEMP%\\({_TEMPFILE})"', line)
         if m:
@@ -138,8 +138,8 @@ class Interpreter:
             (r"\$ProgressPreference = 'SilentlyContinue'", lambda run, m: None),
             (r"\$r = \[ordered\]@\{\}", lambda run, m: setattr(run, "r", {})),
             (r"\$r \| ConvertTo-Json( -Depth \d)? -Compress", self._to_json),
-            (r"if \(Get-Command New-NetFirewallRule -ErrorAction SilentlyContinue\) \{ 'netsecurity' \} "
-             r"else \{ 'netsh' \}", lambda run, m: run.out.append(
+            ((r"if \(Get-Command New-NetFirewallRule -ErrorAction SilentlyContinue\) \{ 'netsecurity' \} "
+             r"else \{ 'netsh' \}"), lambda run, m: run.out.append(
                  ("netsecurity" if self.host.netsecurity else "netsh") + "\r\n")),
             (re.escape(c.NETSH_FUNCTION), lambda run, m: setattr(run, "netsh_fn", True)),
             (rf"& schtasks\.exe /Query /TN ({Q}) 2>&1 \| Out-Null; \$r\.deadman_task = \(\$LASTEXITCODE -eq 0\)",
@@ -149,9 +149,9 @@ class Interpreter:
              self._marker_read),
             (rf"if \(\[IO\.File\]::Exists\(({Q})\)\) \{{ \$r\.saved = \[IO\.File\]::ReadAllText\(({Q})\) \}}",
              self._saved_read),
-            (rf"\[IO\.File\]::WriteAllText\(({Q}), \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::"
+            ((rf"\[IO\.File\]::WriteAllText\(({Q}), \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::"
              rf"FromBase64String\('([A-Za-z0-9+/=]*)'\)\)(\.Replace\('@WHEN@', \$when\))?"
-             r"(, \[Text\.Encoding\]::Unicode)?\)", self._write_b64),
+             r"(, \[Text\.Encoding\]::(?:Unicode|UTF8))?\)"), self._write_b64),
             (rf"\[IO\.File\]::WriteAllText\(({Q}), \(Get-Date\)\.ToUniversalTime\(\)\.ToString\('o'\)\)",
              self._write_now),
             (r"\$when = \(Get-Date\)\.AddMinutes\((\d+)\)\.ToString\('s'\)", self._when),
@@ -167,16 +167,16 @@ class Interpreter:
             (r"Set-NetFirewallProfile -All -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Block",
              b(c.block_all_profiles)),
             (r"\$r\.profiles_text = \(Invoke-Netsh 'advfirewall' 'show' 'allprofiles'\)", self._netsh_profiles),
-            (r"\$r\.rules_text = \(& netsh\.exe 'advfirewall' 'firewall' 'show' 'rule' 'name=all' 'verbose' \| "
-             r"Out-String\)", self._netsh_rules),
+            ((r"\$r\.rules_text = \(& netsh\.exe 'advfirewall' 'firewall' 'show' 'rule' 'name=all' 'verbose' \| "
+             r"Out-String\)"), self._netsh_rules),
             (r"\$r\.quser = \(& quser\.exe 2>&1 \| Out-String\)", b(c.quser_read)),
             (r"\$r\.klist = \(& klist\.exe sessions 2>&1 \| Out-String\)", b(c.klist_sessions_read)),
             (r"\$r\.'0x([0-9a-f]+)' = \(& klist\.exe -li 0x([0-9a-f]+) 2>&1 \| Out-String\)", b(c.klist_tickets_read)),
             (r"& klist\.exe purge -li 0x([0-9a-f]+) \| Out-Null", b(c.klist_purge)),
             (r"& logoff\.exe (\d+)", b(c.logoff)),
-            (rf"\$p = Join-Path \$env:TEMP '({_TEMPFILE})'; \$s = \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::"
+            ((rf"\$p = Join-Path \$env:TEMP '({_TEMPFILE})'; \$s = \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::"
              r"FromBase64String\(\[IO\.File\]::ReadAllText\(\$p\)\)\); Remove-Item -LiteralPath \$p -Force; "
-             r"& \(\[ScriptBlock\]::Create\(\$s\)\)", self._run_chunked),
+             r"& \(\[ScriptBlock\]::Create\(\$s\)\)"), self._run_chunked),
             *[(p, b(fn)) for p, fn in c.evidence_statements()],
         ]
 
@@ -208,7 +208,7 @@ class Interpreter:
         self._write(_lit(m.group(1)), text)
 
     def _write_now(self, run: _Run, m: re.Match[str]) -> None:
-        self._write(_lit(m.group(1)), dt.datetime.now(dt.timezone.utc).isoformat())
+        self._write(_lit(m.group(1)), dt.datetime.now(dt.UTC).isoformat())
 
     def _write(self, path: str, text: str) -> None:
         try:

@@ -6,7 +6,7 @@ import ipaddress
 
 from tests.doubles.wsman.host import Rule, WindowsHost
 
-__all__ = ["run_netsh", "render_profiles", "render_rules"]
+__all__ = ["render_profiles", "render_rules", "run_netsh"]
 
 _SEP = "-" * 70
 _PROFILE_KEYS = {"domainprofile": ["Domain"], "privateprofile": ["Private"], "publicprofile": ["Public"],

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TestCA", "ServerCert"]
+__all__ = ["ServerCert", "TestCA"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TestCA:
         self.directory = directory
         self.name = name
         self._key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self._cert = (
             x509.CertificateBuilder()
@@ -60,7 +60,7 @@ class TestCA:
               ips: tuple[str, ...] = ("127.0.0.1",)) -> ServerCert:
         """A server certificate for the given names, signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         cert = (

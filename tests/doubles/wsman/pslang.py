@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-__all__ = ["PSError", "Token", "tokenize", "parse_params", "clixml_error", "QUOTES"]
+__all__ = ["QUOTES", "PSError", "Token", "clixml_error", "parse_params", "tokenize"]
 
 QUOTES = "'\u2018\u2019\u201a\u201b"
 
@@ -132,8 +132,8 @@ def clixml_error(err: PSError, line_no: int, line: str) -> str:
     head = f"{err.command} : {err.message}" if err.command and not err.message.startswith(err.command) \
         else err.message
     parts = [head, f"At line:{line_no} char:1", f"+ {line[:120]}", "+ " + "~" * min(len(line), 60),
-             f"    + CategoryInfo          : {err.category}: (:) [{err.command or 'ScriptBlock'}], "
-             f"{err.error_id}", f"    + FullyQualifiedErrorId : {err.error_id}", " "]
+             (f"    + CategoryInfo          : {err.category}: (:) [{err.command or 'ScriptBlock'}], "
+             f"{err.error_id}"), f"    + FullyQualifiedErrorId : {err.error_id}", " "]
     progress = ('<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
                 '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules '
                 'for first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD>'

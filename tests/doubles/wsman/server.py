@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.doubles.wsman import soap
 from tests.doubles.wsman.auth import (
@@ -36,7 +36,7 @@ from tests.doubles.wsman.host import WindowsHost
 from tests.doubles.wsman.interpreter import Interpreter
 from tests.doubles.wsman.pki import ServerCert
 
-__all__ = ["WSManDouble", "JournalEntry", "InjectedFault"]
+__all__ = ["InjectedFault", "JournalEntry", "WSManDouble"]
 
 
 @dataclass
@@ -270,7 +270,7 @@ class WSManDouble:
     def scheme(self) -> str:
         return "https" if self._tls is not None else "http"
 
-    def __enter__(self) -> WSManDouble:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

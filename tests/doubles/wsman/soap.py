@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-__all__ = ["NS", "Request", "parse_request", "envelope", "fault", "ACTIONS", "SHELL_URI"]
+__all__ = ["ACTIONS", "NS", "SHELL_URI", "Request", "envelope", "fault", "parse_request"]
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",

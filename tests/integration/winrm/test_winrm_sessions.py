@@ -60,7 +60,7 @@ class TestCaptureEvidence:
         populate(host)
         host.processes.append((4242, "evil", 1, "C:\\Users\\alice\\evil.exe"))
         host.tcp.append(("10.0.0.21", 49800, "203.0.113.66", 443, "Established", 4242))
-        host.events += [("2024-05-01 09:0%d:00" % i, 4625, f"failed logon {i}") for i in range(5)]
+        host.events += [(f"2024-05-01 09:0{i}:00", 4625, f"failed logon {i}") for i in range(5)]
         before = (list(host.rules), dict(host.profiles), list(host.user_sessions))
         spec = conn.actions["capture_evidence"]
         assert not spec.mutating

@@ -143,10 +143,10 @@ class TestServerErrors:
                                                        make_target: Callable[..., Target], creds: Credentials,
                                                        ctx: ConnectorContext) -> None:
         """A failing cmdlet's CLIXML error becomes a readable Rejected message."""
-        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
-            with pytest.raises(Rejected) as info:
-                s.run_checked("$ErrorActionPreference = 'Stop'\nRemove-NetFirewallRule -Group 'NoSuchGroup'",
-                              what="remove group")
+        with conn.open(make_target(double), creds, ctx) as s, \
+                pytest.raises(Rejected) as info:  # type: ignore[attr-defined]
+            s.run_checked("$ErrorActionPreference = 'Stop'\nRemove-NetFirewallRule -Group 'NoSuchGroup'",
+                          what="remove group")
         msg = str(info.value)
         assert "No MSFT_NetFirewallRule objects found with property 'Group' equal to 'NoSuchGroup'" in msg
         assert "CLIXML" not in msg and "_x000D_" not in msg and "<S S=" not in msg
