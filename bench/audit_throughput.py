@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.audit import AuditLog, verify  # noqa: E402
-from agent.audit.canonical import GENESIS_HASH, encode_line, segment_name  # noqa: E402
-from agent.audit.keys import fingerprint, generate_keypair, load_private_key, public_raw, sign_checkpoint  # noqa: E402
+from agent.audit import AuditLog, verify
+from agent.audit.canonical import GENESIS_HASH, encode_line, segment_name
+from agent.audit.keys import fingerprint, generate_keypair, load_private_key, public_raw, sign_checkpoint
 
 TARGET_APPEND = 5000.0
 
