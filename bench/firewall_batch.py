@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.firewall import FirewallConnector  # noqa: E402
-from connectors.types import ConnectorContext, Credentials, Secret, Target  # noqa: E402
+from connectors.firewall import FirewallConnector
+from connectors.types import ConnectorContext, Credentials, Secret, Target
 
 
 def addresses(n: int, start: str = "100.3.0.1") -> list[str]:

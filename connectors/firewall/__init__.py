@@ -43,10 +43,17 @@ from connectors.firewall.linux import LinuxNft
 from connectors.firewall.mikrotik import MikrotikRouterOs
 from connectors.firewall.panos import PaloAltoPanos
 from connectors.firewall.session import DeviceSession, open_session
-from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
-                              Verification)
+from connectors.types import (
+    ActionResult,
+    ActionSpec,
+    ConnectorContext,
+    Credentials,
+    Snapshot,
+    Target,
+    Verification,
+)
 
-__all__ = ["FirewallConnector", "DIALECTS", "dialect_for", "DeviceSession"]
+__all__ = ["DIALECTS", "DeviceSession", "FirewallConnector", "dialect_for"]
 
 DIALECTS: dict[str, type[Dialect]] = {}
 for _cls in (LinuxNft, CiscoAsa, CiscoIos, Fortinet, PaloAltoPanos, JuniperJunos, MikrotikRouterOs):

@@ -13,14 +13,22 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Union
+from typing import Any
 
 from connectors.errors import InvalidInput
 
-__all__ = ["Network", "MAX_LEN", "MAX_ADDRESSES", "parse_network", "parse_addresses", "parse_protected",
-           "covered_by", "to_text"]
+__all__ = [
+    "MAX_ADDRESSES",
+    "MAX_LEN",
+    "Network",
+    "covered_by",
+    "parse_addresses",
+    "parse_network",
+    "parse_protected",
+    "to_text",
+]
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_LEN = 43            # longest IPv6 text + "/128"
 MAX_ADDRESSES = 5000    # one request; a threat feed bigger than this should be split on purpose
@@ -67,7 +75,7 @@ def parse_protected(values: Any, field: str = "protected") -> list[Network]:
 
 def _private(net: Network) -> bool:
     """Overlaps any non-global range (a supernet like 8.0.0.0/5 that swallows 10/8 counts too)."""
-    if any(net.version == p.version and net.overlaps(p) for p in _PRIVATE):  # type: ignore[arg-type]
+    if any(net.version == p.version and net.overlaps(p) for p in _PRIVATE):
         return True
     return any(a.is_private for a in (net.network_address, net.broadcast_address))
 
@@ -76,7 +84,7 @@ def _reserved(net: Network) -> bool:
     first, last = net.network_address, net.broadcast_address
     if any(a.is_multicast or a.is_unspecified or a.is_reserved for a in (first, last)):
         return True
-    return net.version == 4 and any(net.overlaps(s) for s in _SPECIAL)  # type: ignore[arg-type]
+    return net.version == 4 and any(net.overlaps(s) for s in _SPECIAL)
 
 
 def parse_addresses(values: Any, *, protected: Iterable[Network] = (), allow_private: bool = False,
@@ -99,7 +107,7 @@ def parse_addresses(values: Any, *, protected: Iterable[Network] = (), allow_pri
             raise InvalidInput(f"{field}: {raw!r} is IPv{net.version}, which this device dialect cannot block",
                                detail=where)
         for p in protected:
-            if p.version == net.version and net.overlaps(p):  # type: ignore[arg-type]
+            if p.version == net.version and net.overlaps(p):
                 raise InvalidInput(f"{field}: {raw!r} overlaps protected range {p}", detail=where)
         if _reserved(net):
             raise InvalidInput(f"{field}: {raw!r} is multicast/reserved/unspecified space", detail=where)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network
@@ -61,8 +61,8 @@ class CiscoAsa(Dialect):
 
     device_type = "cisco_asa"
     error_re = re.compile(r"(?m)^(ERROR: .*|% Invalid input detected.*|% Incomplete command.*)$")
-    option_names = ("acl",)
-    required_options = ("acl",)
+    option_names: ClassVar[tuple[str, ...]] = ("acl",)
+    required_options: ClassVar[tuple[str, ...]] = ("acl",)
     config_prompt = r"#\s*$"
 
     @property

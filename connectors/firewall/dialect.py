@@ -27,8 +27,17 @@ from connectors.errors import ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
 from connectors.firewall.errormap import map_exception
 
-__all__ = ["GROUP", "RULE", "PLACEHOLDER", "Step", "DeviceState", "ChangeReport", "Dialect", "DeviceError",
-           "NAME_RE"]
+__all__ = [
+    "GROUP",
+    "NAME_RE",
+    "PLACEHOLDER",
+    "RULE",
+    "ChangeReport",
+    "DeviceError",
+    "DeviceState",
+    "Dialect",
+    "Step",
+]
 
 GROUP = "IR-BLOCKLIST"     # the only group/list/set the agent fills
 RULE = "IR-BLOCK"          # the only rule/term/policy it creates
@@ -224,7 +233,7 @@ class Dialect(abc.ABC):
                 err.detail.setdefault("outcome", "unknown")
                 err.detail.setdefault("hint", "read the device state (verify) before retrying")
             raise
-        except Exception as exc:  # lost session / timeout mid-change: outcome unknown, say what was accepted
+        except Exception as exc:
             if isinstance(exc, PartialAnswer) and exc.cause is None:
                 raise Timeout(f"{self.target}: {exc}", target=self.target, detail=detail(
                     outcome="unknown", hint="read the device state (verify) before retrying")) from exc
@@ -254,7 +263,7 @@ class Dialect(abc.ABC):
                     done.append(line)
                 except DeviceError as err:
                     errors.append(f"{line}: {err.message}")
-        except Exception as exc:  # the cleanup itself must never hide the original refusal
+        except Exception as exc:  # noqa: BLE001 - the cleanup itself must never hide the original refusal
             errors.append(f"cleanup aborted: {type(exc).__name__}: {str(exc)[:120]}")
         return {"lines": done, "errors": errors, "complete": not errors}
 
@@ -306,7 +315,7 @@ class Dialect(abc.ABC):
         while True:
             try:
                 buf += conn.read_channel()
-            except Exception as exc:  # session died mid-chunk: keep the answers that did arrive
+            except Exception as exc:
                 raise PartialAnswer(self._split_answers(buf.replace("\r", ""), lines, partial=True) or [], str(exc),
                                     exc) from exc
             text = buf.replace("\r\n", "\n").replace("\r", "")
@@ -348,7 +357,7 @@ class Dialect(abc.ABC):
         if self.uses_config_mode and not self._channel_closed():
             try:
                 self.conn.exit_config_mode()
-            except Exception:  # a dead session cannot be in config mode any more; the original error matters
+            except Exception:  # noqa: BLE001, S110 - a dead session cannot be in config mode any more; the original error matters
                 pass
 
     def disconnect(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from connectors.errors import AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable
 
-__all__ = ["map_exception", "is_connection_loss"]
+__all__ = ["is_connection_loss", "map_exception"]
 
 _HOSTKEY_HINTS = ("not found in known_hosts", "host key", "does not match")
 

@@ -17,7 +17,7 @@ import re
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceState, Dialect, Step
 
-__all__ = ["Fortinet", "object_name", "network_from_name"]
+__all__ = ["Fortinet", "network_from_name", "object_name"]
 
 _PLACEHOLDER_NAME = "IR-PLACEHOLDER"
 

@@ -23,7 +23,7 @@ from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import DeviceError, DeviceState, Dialect, Step
 
-__all__ = ["LinuxNft", "TABLE"]
+__all__ = ["TABLE", "LinuxNft"]
 
 TABLE = "ir_block"
 _RC = re.compile(r"__RC=(\d+)")
@@ -42,7 +42,7 @@ def _elements(value: Any) -> list[Network]:
             out.append(ipaddress.ip_network(f"{item['prefix']['addr']}/{item['prefix']['len']}"))
         elif isinstance(item, dict) and "range" in item:
             lo, hi = (ipaddress.ip_address(x) for x in item["range"])
-            out.extend(ipaddress.summarize_address_range(lo, hi))  # type: ignore[arg-type]
+            out.extend(ipaddress.summarize_address_range(lo, hi))
         elif isinstance(item, dict) and "elem" in item:
             out.extend(_elements([item["elem"]["val"]]))
     return out
@@ -105,7 +105,7 @@ class LinuxNft(Dialect):
     def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
         for i, net in enumerate(todo):
             for other in list(state.members) + todo[i + 1:]:
-                if other.version == net.version and net.overlaps(other):  # type: ignore[arg-type]
+                if other.version == net.version and net.overlaps(other):
                     raise Rejected(f"{to_text(net)} overlaps {to_text(other)} in the nft interval set; unblock "
                                    f"the narrower entry first or request them separately", target=self.target,
                                    detail={"value": to_text(net), "conflict": to_text(other)})

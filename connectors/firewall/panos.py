@@ -94,7 +94,7 @@ class PaloAltoPanos(Dialect):
         try:
             self.sent.append("exit")
             self.conn.send_command("exit", expect_string=r">\s*$", read_timeout=self.timeout)
-        except Exception:  # a dead session cannot be in config mode any more; the original error matters
+        except Exception:  # noqa: BLE001, S110 - a dead session cannot be in config mode any more; the original error matters
             pass
 
     def disconnect(self) -> None:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import Any, Self
 
 from connectors.errors import ConnectorError, HostKeyError
 from connectors.firewall.dialect import Dialect
 from connectors.firewall.errormap import map_exception
 from connectors.types import ConnectorContext, Credentials, Target
 
-__all__ = ["DeviceSession", "open_session", "connect_params"]
+__all__ = ["DeviceSession", "connect_params", "open_session"]
 
 
 class DeviceSession:
@@ -36,7 +36,7 @@ class DeviceSession:
     def close(self) -> None:
         try:
             self.dialect.disconnect()
-        except Exception:  # closing a dead session must not raise over the real error
+        except Exception:  # noqa: BLE001, S110 - closing a dead session must not raise over the real error
             pass
         finally:
             if self._tmp:
@@ -46,7 +46,7 @@ class DeviceSession:
                     pass
                 self._tmp = None
 
-    def __enter__(self) -> DeviceSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 import paramiko
 import pytest
 
-from connectors.errors import AuthError, ConnectorError, HostKeyError, InvalidInput, Rejected, Timeout, Unreachable
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    HostKeyError,
+    InvalidInput,
+    Rejected,
+    Timeout,
+    Unreachable,
+)
 from connectors.firewall import DIALECTS, FirewallConnector
 from connectors.firewall.addresses import parse_addresses, parse_network, to_text
 from connectors.firewall.errormap import map_exception
@@ -54,13 +61,9 @@ class TestErrorMapping:
     """Every library exception the connector can meet maps to the connector error tree (STYLE #5)."""
 
     def _wrapped(self, inner: BaseException, outer: BaseException) -> BaseException:
-        try:
-            try:
-                raise inner
-            except BaseException:
-                raise outer
-        except BaseException as exc:  # noqa: BLE001 - building a chained exception on purpose
-            return exc
+        """``outer`` raised while handling ``inner`` (netmiko's way: the cause sits in ``__context__``)."""
+        outer.__context__ = inner
+        return outer
 
     def test_map(self) -> None:
         """Host key, auth, timeouts, refused sockets, dropped sessions and driver confusion are all mapped."""
@@ -76,7 +79,7 @@ class TestErrorMapping:
             (ReadTimeout("Pattern not detected"), Timeout),
             (self._wrapped(ConnectionRefusedError(111, "Connection refused"),
                            NetmikoTimeoutException("TCP connection to device failed.")), Unreachable),
-            (self._wrapped(socket.timeout("timed out"), NetmikoTimeoutException("TCP connection failed")), Timeout),
+            (self._wrapped(TimeoutError("timed out"), NetmikoTimeoutException("TCP connection failed")), Timeout),
             (NetmikoTimeoutException("No existing session"), Timeout),
             (EOFError(), Unreachable),
             (OSError("Socket is closed"), Unreachable),
@@ -99,8 +102,8 @@ class TestConnectorSurface:
                 "mikrotik_routeros"} <= set(DIALECTS)
 
     @pytest.mark.parametrize("device_type,options,expect", [
-        ("cisco_asa", {"acl": "outside_access_in"}, "access-list outside_access_in line 1 extended deny ip "
-                                                    "object-group IR-BLOCKLIST any"),
+        ("cisco_asa", {"acl": "outside_access_in"},
+         "access-list outside_access_in line 1 extended deny ip object-group IR-BLOCKLIST any"),
         ("cisco_ios", {"interface": "Gi0/0"}, " ip access-group IR-BLOCKLIST-IN in"),
         ("fortinet", {}, "set srcaddr IR-BLOCKLIST"),
         ("paloalto_panos", {}, "move rulebase security rules IR-BLOCK top"),

@@ -9,4 +9,4 @@ from __future__ import annotations
 from tests.doubles.vendor_cli.factory import SIM_OPTIONS, make_simulator
 from tests.doubles.vendor_cli.server import CliSimulator, Fault, new_host_key, write_known_hosts
 
-__all__ = ["CliSimulator", "Fault", "make_simulator", "new_host_key", "write_known_hosts", "SIM_OPTIONS"]
+__all__ = ["SIM_OPTIONS", "CliSimulator", "Fault", "make_simulator", "new_host_key", "write_known_hosts"]

@@ -6,7 +6,7 @@ import copy
 import ipaddress
 from typing import Any
 
-__all__ = ["Model", "StateBase", "canon", "PLACEHOLDER"]
+__all__ = ["PLACEHOLDER", "Model", "StateBase", "canon"]
 
 PLACEHOLDER = "255.255.255.255"
 

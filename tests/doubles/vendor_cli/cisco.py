@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
 
-__all__ = ["AsaState", "AsaModel", "IosState", "IosModel"]
+__all__ = ["AsaModel", "AsaState", "IosModel", "IosState"]
 
 _ASA_ERR = "{pad}^\nERROR: % Invalid input detected at '^' marker."
 _IOS_ERR = "{pad}^\n% Invalid input detected at '^' marker."
@@ -219,7 +219,7 @@ class IosState(StateBase):
 
     @property
     def rule_references_group(self) -> bool:
-        for iface, acl in self.interfaces.items():
+        for acl in self.interfaces.values():
             entries = self.acls.get(acl or "", {})
             if entries and entries[min(entries)] == "deny ip object-group IR-BLOCKLIST any":
                 return True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import paramiko
 
 from tests.doubles.vendor_cli.server import CliSimulator
 
-__all__ = ["make_simulator", "SIM_OPTIONS", "MODELS"]
+__all__ = ["MODELS", "SIM_OPTIONS", "make_simulator"]
 
 
 def _models() -> dict[str, tuple[Callable[[CliSimulator], Any], Callable[[], Any]]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
 
-__all__ = ["FortiState", "FortiModel"]
+__all__ = ["FortiModel", "FortiState"]
 
 _FAIL = "Command fail. Return code {code}"
 _TABLES = ("firewall address", "firewall addrgrp", "firewall policy")

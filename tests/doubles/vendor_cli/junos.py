@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
 
-__all__ = ["JunosState", "JunosModel"]
+__all__ = ["JunosModel", "JunosState"]
 
 _FILTER = "firewall family inet filter EDGE-IN"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.doubles.vendor_cli.base import Model, StateBase, canon
 
-__all__ = ["MikrotikState", "MikrotikModel"]
+__all__ = ["MikrotikModel", "MikrotikState"]
 
 _KV = re.compile(r'(\S+?)=("[^"]*"|\S+)')
 
@@ -85,7 +85,7 @@ class MikrotikModel(Model):
                 try:
                     props["address"] = canon(props["address"])
                 except (KeyError, ValueError):
-                    return f"invalid value for argument address"
+                    return "invalid value for argument address"
                 if any(e["list"] == props.get("list") and e["address"] == props["address"] for e in table):
                     return "failure: already have such entry"
             if place is not None:

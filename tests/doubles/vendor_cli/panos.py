@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
 
-__all__ = ["PanosState", "PanosModel"]
+__all__ = ["PanosModel", "PanosState"]
 
 _RULE_KEYS = ("from", "to", "source", "destination", "application", "service", "action")
 

@@ -15,13 +15,14 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paramiko
 
-__all__ = ["CliSimulator", "Fault", "write_known_hosts", "new_host_key"]
+__all__ = ["CliSimulator", "Fault", "new_host_key", "write_known_hosts"]
 
 
 @dataclass
@@ -173,7 +174,7 @@ class CliSimulator:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.connections += 1
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -17,7 +17,13 @@ import pytest
 
 from connectors.firewall import FirewallConnector
 from connectors.types import ConnectorContext, Credentials, Secret, Target
-from tests.doubles.vendor_cli import SIM_OPTIONS, CliSimulator, make_simulator, new_host_key, write_known_hosts
+from tests.doubles.vendor_cli import (
+    SIM_OPTIONS,
+    CliSimulator,
+    make_simulator,
+    new_host_key,
+    write_known_hosts,
+)
 
 SIM_TYPES = ["cisco_asa", "cisco_ios", "cisco_xe", "fortinet", "paloalto_panos", "juniper_junos",
              "mikrotik_routeros"]

@@ -54,7 +54,7 @@ class TestInjectionCorpus:
         """RFC1918 space is refused unless allow_private is true (then it reaches the device)."""
         with pytest.raises(InvalidInput, match="allow_private"):
             asa.conn.validate(asa.target, "block_ip", {"addresses": ["10.77.1.130"]})
-        _, result, check = asa.run("block_ip", {"addresses": ["10.77.1.130"], "allow_private": True})
+        _, _, check = asa.run("block_ip", {"addresses": ["10.77.1.130"], "allow_private": True})
         assert check.in_effect and asa.sim.state.blocklist == {"10.77.1.130"}
 
     def test_option_values_are_checked_too(self, asa: Device) -> None:

@@ -100,7 +100,7 @@ class TestDeviceErrors:
             device.run("block_ip", {"addresses": [A, B, C]})
         assert info.value.detail["outcome"] == "unknown"
         assert "applied_lines" in info.value.detail
-        _, result, check = device.run("block_ip", {"addresses": [A, B, C]})
+        _, _, check = device.run("block_ip", {"addresses": [A, B, C]})
         assert check.in_effect and device.sim.state.blocklist == {A, B, C}
         assert device.sim.state.saved_blocklist == {A, B, C}
 
@@ -110,7 +110,7 @@ class TestBatching:
         """200 addresses go through one session, one configuration entry and one save/commit."""
         base = ipaddress.ip_address("100.3.0.1")
         addrs = [str(base + i) for i in range(200)]
-        _, result, check = device.run("block_ip", {"addresses": addrs})
+        _, _, check = device.run("block_ip", {"addresses": addrs})
         assert check.in_effect and len(device.sim.state.blocklist) == 200
         assert device.sim.sessions == 1
         assert _one_entry(device)
@@ -134,3 +134,17 @@ class TestTimeouts:
         assert seen.in_effect == ({A, B} <= dev.sim.state.blocklist)
         _, _, check = dev.run("block_ip", {"addresses": [A, B]})
         assert check.in_effect and dev.sim.state.blocklist == {A, B}
+
+
+class TestIpv6:
+    @pytest.mark.parametrize("device_type", ["cisco_asa", "paloalto_panos"])
+    def test_ipv6_hosts_and_prefixes(self, device_type: str, sim_factory, tmp_path, host_key) -> None:
+        """Dialects that take IPv6 block and unblock v6 hosts and prefixes next to v4 ones."""
+        from tests.integration.firewall.conftest import make_device
+
+        dev = make_device(sim_factory(device_type), device_type, tmp_path, host_key)
+        args = {"addresses": ["2a00:1450::1", "2a00:1450:4001::/48", A]}
+        snap, _, check = dev.run("block_ip", args)
+        assert check.in_effect and dev.sim.state.blocklist == {"2a00:1450::1", "2a00:1450:4001::/48", A}
+        dev.undo("block_ip", args, snap)
+        assert dev.sim.state.blocklist == set()
