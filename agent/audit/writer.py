@@ -294,6 +294,8 @@ class AuditLog:
         if self._pending:
             os.fsync(self._seg_fd)
             self._pending = 0
+        if os.fstat(self._seg_fd).st_size != self._seg_size:
+            return  # another process appended since our last write; its own fsync will record the newer head
         head = json.dumps({"seq": self._head.seq, "hash": self._head.hash, "segment": self._seg_name,
                            "offset": self._seg_size}, separators=(",", ":")).encode() + b"\n"
         os.pwrite(self._head_fd, head.ljust(255, b" ")[:255] + b"\n", 0)
