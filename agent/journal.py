@@ -102,3 +102,6 @@ class Journal:
                 setattr(inc, key, value)
         self.audit.record("incident.updated", incident=incident_id,
                           **{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()})
+        if "contained_at" in changes:
+            self.audit.record("incident.contained", incident=incident_id,
+                              contained_at=changes["contained_at"].isoformat())

@@ -39,6 +39,8 @@ for seg in sorted(folder.glob("*.jsonl")):
                   f"hash {r['hash'][:12]}… prev {r['prev_hash'][:12]}…")
 PY
 run agent audit verify
-say "9. release: the exact previous ruleset comes back"
+say "9. the counsel report (timeline, actions, scope, notification checklist with deadlines)"
+run $MGMT agent report --incident "$INC" --format pdf -o var/lab/cal/report-"$INC".pdf
+say "10. release: the exact previous ruleset comes back"
 run $MGMT agent release --host victim --reason "demo over" --yes
 run agent lab probe

@@ -17,6 +17,9 @@ from agent.lab.topology import HOSTS, MGMT_ADDRESS
 __all__ = ["agent_settings", "inventory", "to_yaml", "write"]
 
 MANAGED_HOSTS = ("victim", "peer", "legacy")
+# What the demo business keeps where: the counsel report turns this into the notification checklist.
+DATA = {"victim": (["ssn", "financial"], ["MA", "NY"]), "peer": (["health"], ["MA"]),
+        "legacy": (["payment_card"], ["MA", "CA"])}
 
 
 def _scalar(value: Any) -> str:
@@ -63,7 +66,8 @@ def inventory(state_dir: Path) -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     for name in MANAGED_HOSTS:
         hosts[name] = {"address": HOSTS[name].address, "os": "linux", "connector": "ssh_linux",
-                       "credentials": dict(creds), "tags": ["lab"]}
+                       "credentials": dict(creds), "tags": ["lab"],
+                       "data": DATA[name][0], "residents": DATA[name][1]}
     hosts["mgmt"] = {"address": MGMT_ADDRESS, "os": "linux", "connector": "ssh_linux",
                      "credentials": dict(creds), "tags": ["lab", "management"]}
     return {
