@@ -13,11 +13,24 @@ The on-disk format is specified in docs/audit-format.md.
 
 from __future__ import annotations
 
-from agent.audit.processors import Redactor, add_context, add_timestamp
-from agent.audit.reader import ExportResult, export_incident, records
-from agent.audit.redact import redact_text, redact_value
-from agent.audit.verify import VerifyError, VerifyReport, verify
-from agent.audit.writer import AuditClosedError, AuditLog
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.audit.processors import Redactor, add_context, add_timestamp
+    from agent.audit.reader import ExportResult, export_incident, records
+    from agent.audit.redact import redact_text, redact_value
+    from agent.audit.verify import VerifyError, VerifyReport, verify
+    from agent.audit.writer import AuditClosedError, AuditLog
+
+#: Lazy exports: ``agent audit verify`` should not pay for the writer, and the writer not for the exporter.
+_EXPORTS = {
+    "AuditLog": "writer", "AuditClosedError": "writer",
+    "VerifyError": "verify", "VerifyReport": "verify", "verify": "verify",
+    "records": "reader", "export_incident": "reader", "ExportResult": "reader",
+    "Redactor": "processors", "add_context": "processors", "add_timestamp": "processors",
+    "redact_text": "redact", "redact_value": "redact",
+}
 
 __all__ = [
     "AuditClosedError",
@@ -34,3 +47,12 @@ __all__ = [
     "redact_value",
     "verify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.audit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"agent.audit.{module}"), name)
+    globals()[name] = value
+    return value

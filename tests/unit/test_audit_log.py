@@ -91,6 +91,21 @@ class TestRecord:
         assert report.ok, report.render()
         assert report.records == 2
 
+    def test_open_writer_rotates_at_utc_midnight(self, tmp_path: Path) -> None:
+        """A writer that stays open across midnight starts the new day's segment and keeps the chain."""
+        from unittest import mock
+
+        days = iter(["2026-11-23", "2026-11-23", "2026-11-24", "2026-11-24"])
+        with mock.patch("agent.audit.writer.utc_day", lambda: next(days)), AuditLog(tmp_path) as log:
+            log.record("before-midnight")
+            log.record("still-before")
+            log.record("after-midnight")
+            log.record("later")
+        assert [p.name for p in list_segments(tmp_path)] == ["audit-2026-11-23.jsonl", "audit-2026-11-24.jsonl"]
+        assert [len(p.read_bytes().splitlines()) for p in list_segments(tmp_path)] == [2, 2]
+        report = verify(tmp_path)
+        assert report.ok and report.records == 4, report.render()
+
 
 class TestConcurrency:
     def test_threads_share_one_chain(self, tmp_path: Path) -> None:
