@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from connectors.errors import ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
+from connectors.firewall.channel import PartialAnswer, channel_closed, exchange
 from connectors.firewall.errormap import map_exception
 
 __all__ = [
@@ -87,15 +88,6 @@ class DeviceError(Exception):
         super().__init__(message)
         self.line = line
         self.message = message
-
-
-class PartialAnswer(Exception):
-    """The device stopped answering mid-chunk; ``answers`` holds the complete answers received before."""
-
-    def __init__(self, answers: list[str], message: str, cause: BaseException | None = None) -> None:
-        super().__init__(message)
-        self.answers = answers
-        self.cause = cause
 
 
 class Dialect(abc.ABC):
@@ -304,50 +296,10 @@ class Dialect(abc.ABC):
         return self._exchange(lines, self.config_prompt)
 
     def _exchange(self, lines: list[str], prompt: str, timeout: float | None = None) -> list[str]:
-        """Write ``lines`` (typed ahead) through the driver's channel and split the answers at their echoes.
-        Polls every few milliseconds: netmiko's ``send_command`` sleeps 25-50 ms per command, which made a
-        200-address batch mostly waiting."""
-        conn = self.conn
-        conn.write_channel("".join(line + conn.RETURN for line in lines))
-        timeout = timeout or self.timeout
-        deadline = time.monotonic() + timeout * max(1.0, len(lines) / 20)
-        buf = ""
-        while True:
-            try:
-                buf += conn.read_channel()
-            except Exception as exc:
-                raise PartialAnswer(self._split_answers(buf.replace("\r", ""), lines, partial=True) or [], str(exc),
-                                    exc) from exc
-            text = buf.replace("\r\n", "\n").replace("\r", "")
-            outs = self._split_answers(text, lines, prompt=prompt)
-            if outs is not None:
-                return outs
-            if self._channel_closed():
-                done = self._split_answers(text, lines, partial=True) or []
-                raise PartialAnswer(done, "session closed by the device", EOFError("session closed by the device"))
-            if time.monotonic() > deadline:
-                done = self._split_answers(text, lines, partial=True) or []
-                raise PartialAnswer(done, f"no answer to {lines[len(done)]!r} within {timeout:.0f}s")
-            time.sleep(0.002)
-
-    def _split_answers(self, buf: str, lines: list[str], partial: bool = False,
-                       prompt: str | None = None) -> list[str] | None:
-        starts: list[tuple[int, int]] = []
-        pos = 0
-        for line in lines:
-            at = buf.find(line.strip(), pos)
-            if at < 0:
-                break
-            starts.append((at, at + len(line.strip())))
-            pos = starts[-1][1]
-        answers = [buf[end:starts[i + 1][0]] for i, (_, end) in enumerate(starts[:-1])]
-        if len(starts) == len(lines) and re.search(prompt or self.config_prompt, buf[starts[-1][1]:]):
-            return answers + [buf[starts[-1][1]:]]
-        return answers if partial else None
+        return exchange(self.conn, lines, prompt, timeout or self.timeout)
 
     def _channel_closed(self) -> bool:
-        chan = getattr(self.conn, "remote_conn", None)
-        return bool(getattr(chan, "closed", False))
+        return channel_closed(self.conn)
 
     def _enter(self) -> None:
         if self.uses_config_mode:
