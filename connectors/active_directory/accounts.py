@@ -1,0 +1,196 @@
+"""Finding exactly one user account from what a technician typed, and refusing the ones we must never touch.
+
+An account is named by sAMAccountName, userPrincipalName or DN. Input is validated *before* any connection
+(``validate_account``: control characters, NUL, over 256 characters, and for names the characters AD forbids in
+sAMAccountName) and every value that reaches a filter goes through ``escape_filter_chars``. Names are searched
+as ``(|(sAMAccountName=v)(userPrincipalName=v))``: AD allows ``@`` in a sAMAccountName, so ``bob@corp`` can be
+one user's UPN and another's sAMAccountName — more than one match is refused as ambiguous, never guessed.
+
+Protected accounts (built-in Administrator RID 500, krbtgt RID 502 and ``krbtgt_*``, the agent's own bind account
+and ``options.protected_accounts``) are refused by name in ``validate`` and again, by SID/DN/UPN, right after
+resolution — always before any modify is sent.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ldap3
+from ldap3.core.exceptions import LDAPInvalidDnError
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
+
+from connectors.active_directory.options import DirectoryOptions, normalize_dn
+from connectors.active_directory.session import ADSession, Entry
+from connectors.errors import InvalidInput, Rejected
+
+__all__ = ["Account", "validate_account", "resolve", "resolve_snapshot", "sid_to_str", "check_not_protected",
+           "USER_FILTER", "MAX_IDENTIFIER", "first", "as_int"]
+
+MAX_IDENTIFIER = 256
+SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>')
+USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
+BUILTIN_PROTECTED = ("administrator", "krbtgt")
+PROTECTED_RIDS = {500: "the built-in Administrator (RID 500)", 502: "krbtgt (RID 502)"}
+IDENTITY_ATTRS = ("sAMAccountName", "userPrincipalName", "objectGUID", "objectSid", "distinguishedName")
+
+
+def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "account") -> str:
+    """Return ``value`` if it may name an account, else raise InvalidInput naming the field and value."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{field_name} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_IDENTIFIER:
+        raise InvalidInput(f"{field_name} is {len(value)} characters long (max {MAX_IDENTIFIER}): {value[:40]!r}...")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
+        raise InvalidInput(f"{field_name} {value!r} contains control characters")
+    if value != value.strip():
+        raise InvalidInput(f"{field_name} {value!r} has leading or trailing whitespace")
+    if _looks_like_dn(value):
+        try:
+            if not parse_dn(value):
+                raise LDAPInvalidDnError("empty")
+            inside = normalize_dn(value).endswith(normalize_dn(opts.base_dn))
+        except LDAPInvalidDnError:
+            raise InvalidInput(f"{field_name} {value!r} is not a valid DN") from None
+        if not inside:
+            raise InvalidInput(f"{field_name} {value!r} is outside the directory's base DN {opts.base_dn!r}")
+        return value
+    bad = sorted({c for c in value if c in SAM_FORBIDDEN})
+    if bad:
+        raise InvalidInput(f"{field_name} {value!r} contains characters AD does not allow in account names: "
+                           f"{' '.join(bad)}")
+    return value
+
+
+def _looks_like_dn(value: str) -> bool:
+    head = value.split(",", 1)[0]
+    return "=" in head and "," in value
+
+
+def check_by_name(value: str, opts: DirectoryOptions, field_name: str = "account") -> None:
+    """Pre-connection protection check on the literal name (the SID check follows after resolution)."""
+    plain = value.split("@", 1)[0].lower() if not _looks_like_dn(value) else ""
+    protected = {p.lower() for p in opts.protected_accounts}
+    if plain in BUILTIN_PROTECTED or plain.startswith("krbtgt") or value.lower() in protected or plain in protected:
+        raise InvalidInput(f"{field_name} {value!r} is a protected account and is never changed",
+                           detail={"reason": "protected_account"})
+
+
+def sid_to_str(raw: bytes) -> str:
+    """Binary objectSid → ``S-1-5-21-...``."""
+    revision, count = raw[0], raw[1]
+    authority = int.from_bytes(raw[2:8], "big")
+    subs = struct.unpack(f"<{count}I", raw[8:8 + 4 * count])
+    return "S-" + "-".join(str(x) for x in (revision, authority, *subs))
+
+
+def first(entry: Entry, attr: str) -> bytes | None:
+    values = entry["attributes"].get(attr) or []
+    return values[0] if values else None
+
+
+def as_int(entry: Entry, attr: str) -> int | None:
+    value = first(entry, attr)
+    return int(value) if value is not None else None
+
+
+def _text(entry: Entry, attr: str) -> str:
+    value = first(entry, attr)
+    return value.decode("utf-8") if value is not None else ""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One resolved user: identity fields plus the raw entry it was read from."""
+
+    dn: str
+    sam: str
+    upn: str
+    guid: str
+    sid: str
+    entry: Entry = field(repr=False)
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> Account:
+        guid = first(entry, "objectGUID")
+        sid = first(entry, "objectSid")
+        return cls(dn=entry["dn"], sam=_text(entry, "sAMAccountName"), upn=_text(entry, "userPrincipalName"),
+                   guid=str(uuid.UUID(bytes_le=guid)) if guid else "", sid=sid_to_str(sid) if sid else "",
+                   entry=entry)
+
+    @property
+    def rid(self) -> int:
+        return int(self.sid.rsplit("-", 1)[1]) if self.sid else -1
+
+    def identity(self) -> dict[str, str]:
+        """JSON-safe identity for snapshots and results."""
+        return {"dn": self.dn, "sAMAccountName": self.sam, "userPrincipalName": self.upn, "objectGUID": self.guid,
+                "objectSid": self.sid}
+
+
+def resolve(session: ADSession, value: str, attributes: Sequence[str] = ()) -> Account:
+    """Exactly one user account named ``value`` (sAMAccountName, UPN or DN), else Rejected naming the value."""
+    attrs = sorted({*IDENTITY_ATTRS, *attributes})
+    if _looks_like_dn(value):
+        entries, over = session.search(value, USER_FILTER, attrs, scope=ldap3.BASE)
+        how = "DN"
+    else:
+        esc = escape_filter_chars(value)
+        filt = f"(&{USER_FILTER}(|(sAMAccountName={esc})(userPrincipalName={esc})))"
+        entries, over = session.search(session.opts.base_dn, filt, attrs, size_limit=2)
+        how = "sAMAccountName or userPrincipalName"
+    if not entries:
+        raise Rejected(f"no user account with {how} {value!r} under {session.opts.base_dn!r}",
+                       detail={"reason": "not_found", "account": value})
+    if len(entries) > 1 or over:
+        dns = [e["dn"] for e in entries]
+        raise Rejected(f"account {value!r} is ambiguous: it matches {', '.join(dns)}{' and more' if over else ''}"
+                       f" — name it by DN", detail={"reason": "ambiguous", "account": value, "matches": dns})
+    account = Account.from_entry(entries[0])
+    check_not_protected(session, account)
+    return account
+
+
+def resolve_snapshot(session: ADSession, identity: dict[str, Any], attributes: Sequence[str] = ()) -> Account:
+    """The account a snapshot recorded, found by objectGUID (survives renames and moves), else by DN."""
+    attrs = sorted({*IDENTITY_ATTRS, *attributes})
+    guid = identity.get("objectGUID")
+    entries: list[Entry] = []
+    if isinstance(guid, str) and guid:
+        entries, _ = session.search(f"<GUID={uuid.UUID(guid)}>", USER_FILTER, attrs, scope=ldap3.BASE)
+    if not entries and identity.get("dn"):
+        entries, _ = session.search(str(identity["dn"]), USER_FILTER, attrs, scope=ldap3.BASE)
+    if len(entries) != 1:
+        raise Rejected(f"the account recorded in the snapshot ({identity.get('dn')!r}) no longer exists",
+                       detail={"reason": "not_found"})
+    return Account.from_entry(entries[0])
+
+
+def check_not_protected(session: ADSession, account: Account) -> None:
+    """Raise Rejected if ``account`` is protected; called after every resolution, before any modify."""
+    reason = PROTECTED_RIDS.get(account.rid)
+    names = {account.sam.lower(), account.upn.lower(), normalize_dn(account.dn)}
+    if reason is None and account.sam.lower().startswith("krbtgt"):
+        reason = "a krbtgt account"
+    if reason is None and names & {_norm(p) for p in session.opts.protected_accounts}:
+        reason = "listed in protected_accounts"
+    if reason is None and _norm(session.bind_user) in names:
+        reason = "the agent's own bind account"
+    if reason is not None:
+        raise Rejected(f"account {account.sam!r} ({account.dn}) is protected: {reason}; it is never changed",
+                       detail={"reason": "protected_account", "dn": account.dn})
+
+
+def _norm(name: str) -> str:
+    if _looks_like_dn(name):
+        try:
+            return normalize_dn(name)
+        except LDAPInvalidDnError:
+            return name.lower()
+    return name.split("\\", 1)[1].lower() if "\\" in name else name.lower()
+

@@ -1,0 +1,146 @@
+"""The ``active_directory`` connector: account containment on a domain controller over LDAPS/StartTLS (ldap3).
+
+The Target is the directory (``Target.address`` = the DC, ``Target.options`` see :mod:`.options`); each action
+takes ``args["account"]`` (sAMAccountName, UPN or DN). Every action validates its input and refuses protected
+accounts by name before connecting, resolves exactly one account, refuses protected ones by SID/DN again, and
+only then modifies. Sessions come from a per-connector pool, so a run over 100 accounts binds once.
+
+Example::
+
+    conn = ActiveDirectoryConnector()
+    conn.validate(dc, "disable_account", {"account": "alice"})
+    with conn.open(dc, Credentials("CN=ir-agent,...", Secret(pw)), ConnectorContext()) as s:
+        snap = conn.snapshot(s, "disable_account", {"account": "alice"})
+        conn.apply(s, "disable_account", {"account": "alice"}, snap)
+        assert conn.verify(s, "disable_account", {"account": "alice"}).in_effect
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any, ClassVar
+
+from connectors.active_directory import disable, evidence, groups, password
+from connectors.active_directory.accounts import check_by_name, validate_account
+from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, DirectoryOptions
+from connectors.active_directory.session import ADSession, ConnectionPool
+from connectors.base import ConnectorBase
+from connectors.errors import ConnectorError, InvalidInput
+from connectors.types import ActionSpec, ConnectorContext, Credentials, Snapshot, Target
+
+__all__ = ["ActiveDirectoryConnector", "ACTIONS"]
+
+ACTIONS: Mapping[str, ActionSpec] = {
+    "disable_account": ActionSpec(
+        "disable_account", "Disable the account (userAccountControl |= ACCOUNTDISABLE); its logons fail at once. "
+        "Issued Kerberos tickets stay valid until expiry.", "account",
+        undo_description="restore the exact userAccountControl value recorded before"),
+    "remove_privileged_groups": ActionSpec(
+        "remove_privileged_groups", "Remove the account's direct memberships in privileged groups and in groups "
+        "nested in them (found via LDAP_MATCHING_RULE_IN_CHAIN).", "account",
+        undo_description="re-add exactly the memberships that were removed"),
+    "reset_password": ActionSpec(
+        "reset_password", "OPT-IN, NOT REVERSIBLE: set a random password nobody knows and require a change at "
+        "next logon. The old password keeps working for NTLM/LDAP for a while: never instead of disabling.",
+        "account", reversible=False, undo_description="cannot be undone; an administrator must set a new password"),
+    "expire_sessions": ActionSpec(
+        "expire_sessions", "Allow no logon hours (logonHours = 21 zero bytes) so new logons fail; issued Kerberos "
+        "tickets and open host sessions are NOT ended — chain host-side kill_sessions.", "account",
+        undo_description="restore the recorded logonHours (or remove the attribute)"),
+    "capture_evidence": ActionSpec(
+        "capture_evidence", "Record the account's attributes and group memberships as an evidence file.",
+        "account", mutating=False, undo_description="nothing to undo"),
+}
+
+_MODULES: Mapping[str, tuple[ModuleType, str]] = {
+    "disable_account": (disable, "disable"),
+    "remove_privileged_groups": (groups, "groups"),
+    "reset_password": (password, "reset"),
+    "expire_sessions": (disable, "sessions"),
+    "capture_evidence": (evidence, "evidence"),
+}
+
+_PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
+    "disable_account": lambda a: [f"search user {a!r}; modify its DN: userAccountControl := old | 0x2 "
+                                  f"(ACCOUNTDISABLE)"],
+    "remove_privileged_groups": lambda a: [
+        f"search user {a!r} and its groups (direct, and nested via {groups.IN_CHAIN})",
+        f"for each direct group that is, or is nested in, one of {', '.join(DEFAULT_PRIVILEGED_GROUPS)} "
+        f"(+ options.privileged_groups): modify group: delete member <user DN>"],
+    "reset_password": lambda a: [f"search user {a!r}; modify its DN: unicodePwd := <random 32-character password, "
+                                 f"never shown or stored>", "modify its DN: pwdLastSet := 0",
+                                 "NOT REVERSIBLE; the old password stays valid for NTLM/LDAP for a while"],
+    "expire_sessions": lambda a: [f"search user {a!r}; modify its DN: logonHours := 21 zero bytes (no hours)",
+                                  "issued Kerberos tickets stay valid; host sessions need kill_sessions"],
+    "capture_evidence": lambda a: [f"search user {a!r}: read {len(evidence.EVIDENCE_ATTRS)} attributes and its "
+                                   f"group memberships (no change)"],
+}
+
+
+class ActiveDirectoryConnector(ConnectorBase):
+    """Disable, de-privilege, lock out and document AD user accounts; see the module docstring."""
+
+    name: ClassVar[str] = "active_directory"
+    actions: ClassVar[Mapping[str, ActionSpec]] = ACTIONS
+
+    def __init__(self, *, pooled: bool = True) -> None:
+        self.pool = ConnectionPool() if pooled else None
+
+    def _check(self, target: Target, action: str, args: Mapping[str, Any]) -> tuple[DirectoryOptions, str]:
+        try:
+            opts = DirectoryOptions.from_target(target)
+            account = validate_account(args.get("account"), opts)
+            check_by_name(account, opts)
+        except ConnectorError as exc:
+            raise exc.with_context(target=target.name, connector=self.name, action=action)
+        return opts, account
+
+    def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
+        self._hook("apply", action)
+        self._check(target, action, args)
+
+    def preview(self, target: Target, action: str, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        _opts, account = self._check(target, action, args)
+        self._hook("apply", action)
+        return list(_PREVIEW[action](account))
+
+    def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> ADSession:
+        """Check a pooled bound connection out (or open one: TCP, TLS with validation, bind)."""
+        opts = DirectoryOptions.from_target(target)
+        try:
+            if self.pool is not None:
+                conn = self.pool.acquire(opts, creds, ctx)
+            else:
+                from connectors.active_directory.session import connect
+                conn = connect(opts, creds, ctx)
+        except ConnectorError as exc:
+            raise exc.with_context(target=target.name, connector=self.name)
+        return ADSession(conn, opts, creds, self.pool)
+
+    def close(self) -> None:
+        """Unbind every pooled connection (end of a run, daemon shutdown)."""
+        if self.pool is not None:
+            self.pool.close_all()
+
+    def __getattr__(self, attr: str) -> Any:
+        """``_<kind>_<action>`` hooks, served from the action's module (``apply_disable`` ...)."""
+        for kind in ("snapshot", "apply", "verify", "undo"):
+            prefix = f"_{kind}_"
+            if attr.startswith(prefix) and attr[len(prefix):] in _MODULES:
+                action = attr[len(prefix):]
+                module, stem = _MODULES[action]
+                fn = getattr(module, f"{kind}_{stem}", None)
+                if fn is not None:
+                    return self._wrap(fn, action)
+        raise AttributeError(attr)
+
+    def _wrap(self, fn: Callable[..., Any], action: str) -> Callable[..., Any]:
+        def hook(session: ADSession, args: Mapping[str, Any], *rest: Snapshot) -> Any:
+            if not isinstance(session, ADSession):
+                raise InvalidInput(f"{action}: session is not an active_directory session")
+            try:
+                return fn(session, args, *rest)
+            except ConnectorError as exc:
+                raise exc.with_context(target=session.opts.address, connector=self.name, action=action)
+        return hook
