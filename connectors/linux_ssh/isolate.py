@@ -19,7 +19,8 @@ from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, V
 __all__ = ["plan_args", "snapshot", "apply", "verify", "release", "preview"]
 
 _PROBE = ("if command -v nft >/dev/null 2>&1; then echo TOOL=nft; nft list ruleset; "
-          "else echo TOOL=iptables; iptables-save; echo @@V6@@; ip6tables-save 2>/dev/null; fi")
+          "else echo TOOL=iptables; iptables-save; echo @@V6@@; ip6tables-save 2>/dev/null; fi; "
+          f"echo @@MARK@@; cat {rules.REVERTED_MARK} 2>/dev/null; true")
 
 
 def plan_args(target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> tuple[list[Any], int, int]:
@@ -45,16 +46,18 @@ def preview(target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> l
     ]
 
 
-def _state(s: SshSession) -> tuple[str, str, str]:
+def _state(s: SshSession) -> tuple[str, str, str, str]:
+    """(tool, ruleset, ip6 ruleset for iptables, dead-man revert mark) in one round trip."""
     _, out, _ = s.run(_PROBE, what="ruleset snapshot")
+    out, _, mark = out.partition("@@MARK@@\n")
     head, _, body = out.partition("\n")
     tool = head.removeprefix("TOOL=").strip()
     v4, _, v6 = body.partition("@@V6@@\n")
-    return tool, v4, v6
+    return tool, v4, v6, mark.strip()
 
 
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
-    tool, v4, v6 = _state(s)
+    tool, v4, v6, _ = _state(s)
     present = _present(tool, v4)
     return Snapshot({"tool": tool, "ruleset": v4, "ruleset_v6": v6, "containment_present": present})
 
@@ -81,24 +84,23 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     if snap.data.get("containment_present") and _expected_ok(tool, snap.data["ruleset"], addrs, port):
         return ActionResult(changed=False, summary=f"already isolated ({tool}); nothing changed",
                             details={"tool": tool})
+    # one round trip: arm the dead-man timer, apply atomically (stop on failure), then cut live flows
+    cut = rules.cut_flows(addrs, port)
     if tool == "nft":
-        revert = rules.nft_release()
-        s.run(rules.deadman_arm(seconds, revert), what="arm dead-man timer")
-        s.run("nft -f -", input=rules.nft_ruleset(addrs, port), what="nft transaction")
+        script = f"{rules.deadman_arm(seconds, rules.nft_release())}\nnft -f - || exit $?\n{cut}"
+        _, out, _ = s.run(script, input=rules.nft_ruleset(addrs, port), what="nft transaction")
     else:
-        revert = rules.iptables_release()
-        s.run(rules.deadman_arm(seconds, revert), what="arm dead-man timer")
-        script = (f"iptables-restore --noflush <<'__V4__'\n{rules.iptables_rules(addrs, port, 4)}__V4__\n"
+        script = (f"{rules.deadman_arm(seconds, rules.iptables_release())}\n"
+                  f"iptables-restore --noflush <<'__V4__' || exit $?\n{rules.iptables_rules(addrs, port, 4)}__V4__\n"
                   f"{rules.iptables_jumps('iptables')}\n"
                   "if command -v ip6tables-restore >/dev/null 2>&1; then "
                   f"ip6tables-restore --noflush <<'__V6__'\n{rules.iptables_rules(addrs, port, 6)}__V6__\n"
-                  f"{rules.iptables_jumps('ip6tables')}\nelse echo NO_IP6TABLES; fi")
+                  f"{rules.iptables_jumps('ip6tables')}\nelse echo NO_IP6TABLES; fi\n{cut}")
         _, out, _ = s.run(script, what="iptables-restore")
     warnings = []
-    if tool != "nft" and "NO_IP6TABLES" in (out if tool != "nft" else ""):
+    if "NO_IP6TABLES" in out:
         warnings.append("ip6tables is missing on this host: IPv6 traffic is NOT blocked")
-    _, cut, _ = s.run(rules.cut_flows(addrs, port), check=False, what="cut live flows")
-    flows = cut.strip().rpartition("CUT=")[2] or "0"
+    flows = out.strip().rpartition("CUT=")[2].strip() or "0"
     try:
         s.reconnect_check()
     except ConnectorError as exc:
@@ -117,8 +119,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
 
 def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
     addrs, port, _ = plan_args(s.target, args, s.ctx)
-    tool, v4, _ = _state(s)
-    _, mark, _ = s.run(f"cat {rules.REVERTED_MARK} 2>/dev/null; true", what="dead-man marker")
+    tool, v4, _, mark = _state(s)
     present = _present(tool, v4)
     ok = present and _expected_ok(tool, v4, addrs, port)
     observed: dict[str, Any] = {"tool": tool, "containment_present": present}
@@ -134,13 +135,13 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
 
 
 def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-    tool, v4, v6 = _state(s)
+    tool, v4, v6, _ = _state(s)
     if not _present(tool, v4) and (tool != "nft" or f"table {rules.TABLE}" not in v4):
         s.run(rules.deadman_cancel(), check=False, what="cancel dead-man timer")
         return ActionResult(changed=False, summary="not isolated; nothing to release", details={"tool": tool})
     s.run(rules.deadman_cancel() + "; " + (rules.nft_release() if tool == "nft" else rules.iptables_release()),
           what="remove isolation")
-    tool, v4, v6 = _state(s)
+    tool, v4, v6, _ = _state(s)
     before = rules.normalise(snap.data.get("ruleset", ""))
     if snap.data.get("containment_present"):
         return ActionResult(True, f"isolation removed ({tool}); the snapshot already contained it, "
