@@ -137,6 +137,8 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         err(f"interrupted: the journal is consistent; unfinished actions of {incident} will be reconciled "
             "on the next run")
         return exitcodes.INTERRUPTED
+    if args.command == "unblock-ip":
+        _close_unblocked(app, engine, plan, result)
     status = result.status
     if args.json:
         emit_json({**result.to_dict(), "notes": plan.notes})
@@ -144,6 +146,20 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:
+    """Blocks whose every address was just unblocked on that device are no longer active (status, TTL sweep)."""
+    done = {(o.target, o.action_id) for o in result.outcomes if o.state == "done"}
+    planner = app.planner()
+    for pa in plan.actions:
+        unblock_id = next((aid for target, aid in done if target == pa.target.name), None)
+        if unblock_id is None:
+            continue
+        gone = set(pa.args.get("addresses", []))
+        for row in planner.active_actions(pa.target.name, "block_ip"):
+            if set(row.args.get("addresses", [])) <= gone:
+                engine.journal.mark_undone(row.id, unblock_id)
 
 
 def _reconcile(app: App, args: argparse.Namespace) -> None:

@@ -15,6 +15,9 @@ from agent.output import color, emit_json, state_color, table
 
 __all__ = ["run_query"]
 
+# Reversible actions that *lift* containment; they are journaled like any other but are not "contained" state.
+LIFTING_ACTIONS = frozenset({"unblock_ip", "release", "enable_account"})
+
 
 def _ago(when: datetime | None) -> str:
     if when is None:
@@ -40,7 +43,7 @@ def _status(app: App, args: argparse.Namespace) -> int:
     with app.store.session() as s:
         active = list(s.scalars(select(Action).where(
             Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
-            Action.mutating == 1).order_by(Action.seq)))
+            Action.mutating == 1, Action.action.not_in(LIFTING_ACTIONS)).order_by(Action.seq)))
         unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
     if args.json:
         emit_json({"active": [a.summary() for a in active], "unfinished": [a.summary() for a in unfinished]})
