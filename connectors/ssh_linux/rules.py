@@ -1,0 +1,148 @@
+"""The isolation rulesets (nft script, iptables-restore text) and the canonical summaries verify compares.
+
+Why one module: the text that is applied and the rule list that verify expects to read back are generated from
+the same inputs side by side, so they cannot drift apart. Only the management tuple passes, in both directions,
+statelessly: there is deliberately no ``ct state established,related accept`` (LAB.md: it keeps an attacker's
+already-open session alive). Inputs are parsed :mod:`ipaddress` networks and an ``int`` port, never raw text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.ssh_linux.validation import Network
+
+__all__ = ["TABLE", "CHAINS", "IPT_CHAINS", "PRIORITY", "nft_script", "nft_expected", "nft_summary",
+           "iptables_restore", "iptables_expected", "net_text", "ND_TYPES", "IPTABLES_RELEASE", "NFT_RELEASE",
+           "IPTABLES_CHECK_JUMPS"]
+
+TABLE = "inet containment"
+CHAINS = ("input", "output", "forward")
+PRIORITY = -10
+# (builtin chain, our chain, direction): inbound matches source + dport, outbound destination + sport.
+IPT_CHAINS = (("INPUT", "CONTAIN_IN", "in"), ("OUTPUT", "CONTAIN_OUT", "out"), ("FORWARD", "CONTAIN_FWD", "fwd"))
+ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert")
+
+
+def net_text(net: Network) -> str:
+    """``10.0.0.5`` for a single host, ``10.0.0.0/24`` for a network (how nft prints them back)."""
+    full = 32 if net.version == 4 else 128
+    return str(net.network_address) if net.prefixlen == full else str(net)
+
+
+def _family(net: Network) -> str:
+    return "ip" if net.version == 4 else "ip6"
+
+
+def nft_expected(mgmt: Sequence[Network], port: int) -> dict[str, list[str]]:
+    """Rules per chain in the canonical form :func:`nft_summary` renders from ``nft -j`` output."""
+    has_v6 = any(n.version == 6 for n in mgmt)
+    nd = [f"icmpv6 type {{{', '.join(ND_TYPES)}}} ip6 hoplimit 255 accept"] if has_v6 else []
+    inp = ["iif lo accept"] + nd + [f"{_family(n)} saddr {net_text(n)} tcp dport {port} accept" for n in mgmt]
+    out = ["oif lo accept"] + nd + [f"{_family(n)} daddr {net_text(n)} tcp sport {port} accept" for n in mgmt]
+    return {"input": inp, "output": out, "forward": []}
+
+
+def nft_script(mgmt: Sequence[Network], port: int) -> str:
+    """One atomic ``nft -f -`` batch: create-if-missing, delete, then the whole table (nft 1.0.6 has no destroy)."""
+    expected = nft_expected(mgmt, port)
+    lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
+    for chain in CHAINS:
+        lines.append(f"\tchain {chain} {{")
+        lines.append(f"\t\ttype filter hook {chain} priority {PRIORITY}; policy drop;")
+        for rule in expected[chain]:
+            rule = rule.replace("iif lo", 'iif "lo"').replace("oif lo", 'oif "lo"')
+            lines.append(f"\t\t{rule.replace('{', '{ ').replace('}', ' }')}")
+        lines.append("\t}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, dict):
+        if "prefix" in v:
+            return f"{v['prefix']['addr']}/{v['prefix']['len']}"
+        if "set" in v:
+            return "{" + ", ".join(_value(x) for x in v["set"]) + "}"
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def _expr(e: dict[str, Any]) -> str:
+    if "match" in e:
+        m = e["match"]
+        left = m.get("left", {})
+        if "meta" in left:
+            lhs = left["meta"]["key"]
+        elif "payload" in left:
+            lhs = f"{left['payload'].get('protocol', '?')} {left['payload'].get('field', '?')}"
+        else:
+            lhs = json.dumps(left, sort_keys=True)
+        op = "" if m.get("op") in ("==", "in") else f"{m.get('op')} "
+        return f"{lhs} {op}{_value(m.get('right'))}"
+    if len(e) == 1:
+        (key, val), = e.items()
+        return key if val is None else f"{key} {json.dumps(val, sort_keys=True)}"
+    return json.dumps(e, sort_keys=True)
+
+
+def nft_summary(listing: dict[str, Any]) -> dict[str, Any]:
+    """Chains of our table from ``nft -j list table inet containment``: hook, policy, priority and rules."""
+    chains: dict[str, Any] = {}
+    for item in listing.get("nftables", []):
+        if "chain" in item:
+            c = item["chain"]
+            chains[c["name"]] = {"hook": c.get("hook"), "policy": c.get("policy"), "prio": c.get("prio"),
+                                 "type": c.get("type"), "rules": []}
+    for item in listing.get("nftables", []):
+        if "rule" in item:
+            r = item["rule"]
+            chains.setdefault(r["chain"], {"rules": []})["rules"].append(
+                " ".join(_expr(e) for e in r.get("expr", []) if "counter" not in e))
+    return chains
+
+
+def iptables_expected(mgmt: Sequence[Network], port: int, version: int) -> dict[str, list[str]]:
+    """Our chains' rules exactly as ``iptables-save``/``iptables -S`` print them, per chain."""
+    nets = [n for n in mgmt if n.version == version]
+    return {
+        "CONTAIN_IN": ["-A CONTAIN_IN -i lo -j ACCEPT"]
+        + [f"-A CONTAIN_IN -s {n} -p tcp -m tcp --dport {port} -j ACCEPT" for n in nets]
+        + ["-A CONTAIN_IN -j DROP"],
+        "CONTAIN_OUT": ["-A CONTAIN_OUT -o lo -j ACCEPT"]
+        + [f"-A CONTAIN_OUT -d {n} -p tcp -m tcp --sport {port} -j ACCEPT" for n in nets]
+        + ["-A CONTAIN_OUT -j DROP"],
+        "CONTAIN_FWD": ["-A CONTAIN_FWD -j DROP"],
+    }
+
+
+def iptables_restore(mgmt: Sequence[Network], port: int, version: int,
+                     missing_jumps: Sequence[str] = tuple(c for _, c, _ in IPT_CHAINS)) -> str:
+    """``iptables-restore --noflush`` text: (re)declare our chains (which flushes them), fill them, and insert
+    the jumps at position 1 only for the chains in ``missing_jumps`` (``iptables -C`` said they are absent;
+    re-running ``-I`` blindly duplicates jumps, LAB.md)."""
+    expected = iptables_expected(mgmt, port, version)
+    out = ["*filter"] + [f":{chain} - [0:0]" for _, chain, _ in IPT_CHAINS]
+    for _, chain, _ in IPT_CHAINS:
+        out += expected[chain]
+    out += [f"-I {builtin} 1 -j {chain}" for builtin, chain, _ in IPT_CHAINS if chain in missing_jumps]
+    out.append("COMMIT")
+    return "\n".join(out) + "\n"
+
+
+# Removes only our jumps (in a loop: a duplicated jump must not survive) and our chains, for both families.
+# Static text: also the dead-man timer's revert on iptables hosts.
+IPTABLES_RELEASE = (
+    "for t in iptables ip6tables; do command -v $t >/dev/null 2>&1 || continue; "
+    "for p in INPUT:CONTAIN_IN OUTPUT:CONTAIN_OUT FORWARD:CONTAIN_FWD; do b=${p%%:*}; c=${p#*:}; "
+    "n=0; while $t -w -C $b -j $c 2>/dev/null && [ $n -lt 100 ]; do $t -w -D $b -j $c; n=$((n+1)); done; "
+    "$t -w -F $c 2>/dev/null; $t -w -X $c 2>/dev/null; done; done; true")
+NFT_RELEASE = f"nft delete table {TABLE}"
+# Checks which jumps exist (``iptables -C``) so the restore inserts only the missing ones.
+IPTABLES_CHECK_JUMPS = (
+    "for t in iptables ip6tables; do command -v $t >/dev/null 2>&1 || { echo \"$t absent\"; continue; }; "
+    "for p in INPUT:CONTAIN_IN OUTPUT:CONTAIN_OUT FORWARD:CONTAIN_FWD; do b=${p%%:*}; c=${p#*:}; "
+    "if $t -w -C $b -j $c 2>/dev/null; then echo \"$t $c present\"; else echo \"$t $c missing\"; fi; "
+    "done; done")

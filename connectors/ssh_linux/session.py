@@ -1,0 +1,168 @@
+"""SSH sessions to Linux hosts: pinned host key, key or password auth, commands with exit status and timeouts.
+
+Why a bare ``paramiko.Transport`` instead of ``SSHClient``: the host key is checked by us *before* any credential
+is offered (see :mod:`.hostkeys`), no agent or ``~/.ssh`` keys are ever tried, curve25519 key exchange is put
+first (LAB.md: the post-quantum default costs ≈130 ms per connection) and ``TCP_NODELAY`` avoids Nagle delays on
+the many small request/response exchanges. paramiko itself is imported lazily in :func:`open_session` (≈0.3 s of
+start-up that validation and dry runs must not pay).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from typing import Any
+
+from connectors.errors import AuthError, Rejected, Timeout
+from connectors.ssh_linux import hostkeys
+from connectors.ssh_linux.errormap import mapped
+from connectors.types import ConnectorContext, Credentials, Target
+
+__all__ = ["SshSession", "open_session", "FAST_KEX"]
+
+FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+# Every command runs with a known PATH and locale: sbin may be missing from a non-login PATH, and parsing needs C.
+_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; LC_ALL=C; export PATH LC_ALL; "
+
+
+class SshSession:
+    """An authenticated connection to one host; :meth:`run` executes one command per SSH channel."""
+
+    def __init__(self, target: Target, creds: Credentials, ctx: ConnectorContext, transport: Any,
+                 port: int, trusted_new_key: bool = False) -> None:
+        self.target = target
+        self.creds = creds
+        self.ctx = ctx
+        self.transport = transport
+        self.port = port
+        self.trusted_new_key = trusted_new_key
+        self.host_fingerprint = hostkeys.fingerprint(transport.get_remote_server_key().asbytes())
+
+    @property
+    def label(self) -> str:
+        return self.target.name or self.target.address
+
+    def run(self, cmd: str, input: str | None = None, timeout: float | None = None, *,
+            check: bool = False, what: str = "") -> tuple[int, str, str]:
+        """Run ``cmd`` (static text or values already quoted) and return ``(rc, stdout, stderr)``.
+
+        ``input`` goes to the command's stdin (rulesets travel this way, never on the command line).
+        ``timeout`` bounds the whole command; exceeding it raises :class:`Timeout` (outcome unknown).
+        ``check=True`` raises :class:`Rejected` on a non-zero exit status, naming ``what``.
+        """
+        limit = self.ctx.command_timeout if timeout is None else timeout
+        what = what or cmd.split(" ", 1)[0]
+        with mapped(self.label, what):
+            chan = self.transport.open_session(timeout=limit)
+            try:
+                chan.exec_command(_ENV + cmd)
+                if input is not None:
+                    chan.sendall(input.encode())
+                chan.shutdown_write()
+                rc, out, err = self._collect(chan, time.monotonic() + limit, what, limit)
+            finally:
+                chan.close()
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if check and rc != 0:
+            text = (stderr.strip() or stdout.strip())[-500:]
+            raise Rejected(f"{what} failed on {self.target.address} (exit {rc}): {text}", target=self.label,
+                           detail={"exit_status": rc})
+        return rc, stdout, stderr
+
+    def _collect(self, chan: Any, deadline: float, what: str, limit: float) -> tuple[int, bytes, bytes]:
+        out, err = bytearray(), bytearray()
+        while True:
+            if chan.recv_ready():
+                out += chan.recv(65536)
+                continue
+            if chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+                continue
+            if chan.exit_status_ready() and (chan.eof_received or chan.closed):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"{what} did not finish within {limit:g} s on {self.target.address}",
+                              target=self.label)
+            select.select([chan], [], [], min(remaining, 0.5))
+        while chan.recv_ready():
+            out += chan.recv(65536)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        return chan.recv_exit_status(), bytes(out), bytes(err)
+
+    def fresh(self) -> SshSession:
+        """A *new* connection with the same target, credentials and pins (proves new sessions still work)."""
+        return open_session(self.target, self.creds, self.ctx)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> SshSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_key(creds: Credentials, label: str) -> Any:
+    import paramiko
+
+    path = str(creds.private_key_path)
+    passphrase = creds.private_key_passphrase.reveal() if creds.private_key_passphrase else None
+    try:
+        return paramiko.PKey.from_path(path, password=passphrase)
+    except FileNotFoundError:
+        raise AuthError(f"private key file {path} not found", target=label) from None
+    except paramiko.PasswordRequiredException:
+        raise AuthError(f"private key {path} is encrypted and no passphrase is configured", target=label) from None
+    except (paramiko.SSHException, ValueError, TypeError, OSError) as exc:
+        raise AuthError(f"cannot load private key {path}: {type(exc).__name__} (wrong passphrase or format?)",
+                        target=label) from None
+
+
+def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> SshSession:
+    """Connect to ``target.address:port``, check the host key against the pins, then authenticate."""
+    import paramiko
+
+    port = target.port or 22
+    label = target.name or target.address
+    pins = hostkeys.pins_for(target.address, port, target.host_key, ctx.known_hosts)
+    with mapped(label, "connect"):
+        sock = socket.create_connection((target.address, port), timeout=ctx.connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with mapped(label, "key exchange"):
+            transport = paramiko.Transport(sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = ctx.connect_timeout
+        opts = transport.get_security_options()
+        opts.kex = tuple(k for k in FAST_KEX if k in opts.kex) + tuple(k for k in opts.kex if k not in FAST_KEX)
+        pinned_kinds = [p.kind for p in pins if p.kind in opts.key_types]
+        opts.key_types = tuple(dict.fromkeys(pinned_kinds + list(opts.key_types)))
+        with mapped(label, "key exchange"):
+            transport.start_client(timeout=ctx.connect_timeout)
+            key = transport.get_remote_server_key()
+        decision = hostkeys.decide(target.address, port, key.get_name(), key.asbytes(), pins,
+                                   ctx.trust_unknown_host_key)
+        with mapped(label, "authentication"):
+            if creds.private_key_path:
+                transport.auth_publickey(creds.username, _load_key(creds, label))
+            elif creds.password:
+                transport.auth_password(creds.username, creds.password.reveal())
+            else:
+                raise AuthError(f"no private key or password configured for {label}", target=label)
+        if not transport.is_authenticated():
+            raise AuthError(f"authentication to {target.address} failed", target=label)
+        if decision == "trust-new":
+            hostkeys.record_trusted(ctx.known_hosts, target.address, port, key.get_name(), key.asbytes())
+    except BaseException as exc:
+        transport.close()
+        if hasattr(exc, "with_context"):
+            exc.with_context(target=label, connector="ssh_linux")
+        raise
+    return SshSession(target, creds, ctx, transport, port, trusted_new_key=decision == "trust-new")

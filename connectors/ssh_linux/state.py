@@ -1,0 +1,208 @@
+"""Read a host's firewall state in one round trip and judge it against the expected isolation.
+
+Why one static script: snapshot, idempotence check and verify all need the same facts (which tool, the whole
+ruleset as text, our table/chains, where the agent's own session comes from, whether a dead-man timer is armed),
+and every SSH round trip costs ≈45 ms. The script has no interpolated values; its sections are parsed here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.errors import Rejected
+from connectors.ssh_linux import deadman, rules
+from connectors.ssh_linux.session import SshSession
+from connectors.ssh_linux.validation import Network
+
+__all__ = ["FirewallState", "read_state", "parse_state", "judge", "normalise", "ruleset_diff", "STATE_SCRIPT"]
+
+STATE_SCRIPT = (
+    deadman.status_command() + "; "
+    'echo "@@SSH $SSH_CONNECTION"; '
+    "if command -v nft >/dev/null 2>&1; then echo '@@TOOL nft'; echo '@@RULESET'; "
+    "nft list ruleset 2>&1 || echo '@@FAILED nft list ruleset'; "
+    f"echo '@@TABLE'; nft -j list table {rules.TABLE} 2>/dev/null; "
+    "else echo '@@TOOL iptables'; echo '@@RULESET'; iptables-save 2>&1 || echo '@@FAILED iptables-save'; "
+    "if command -v ip6tables-save >/dev/null 2>&1; then echo '@@RULESET6'; "
+    "ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
+    "else echo '@@NO_IP6TABLES'; fi; fi; true")
+
+
+@dataclass
+class FirewallState:
+    """What :data:`STATE_SCRIPT` found on the host."""
+
+    tool: str
+    ruleset: str
+    ruleset6: str = ""
+    has_ip6tables: bool = True
+    nft_table: dict[str, Any] | None = None            # nft: our table's chains (rules.nft_summary) or None
+    ipt_chains: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # version -> chain -> -A lines
+    ipt_jumps: dict[int, dict[str, list[int]]] = field(default_factory=dict)   # version -> chain -> positions
+    agent_source: str = ""
+    agent_server_port: int | None = None
+    deadman_pid: int | None = None
+    deadman_reverted_at: str = ""
+    failed: str = ""
+
+    @property
+    def present(self) -> bool:
+        """Any trace of our isolation (table, chain or jump) is on the host."""
+        if self.tool == "nft":
+            return self.nft_table is not None
+        return any(self.ipt_chains.get(v) or any(self.ipt_jumps.get(v, {}).values()) for v in (4, 6))
+
+
+def _sections(out: str) -> dict[str, str]:
+    parts: dict[str, list[str]] = {}
+    current = "_"
+    for line in out.splitlines():
+        if line.startswith("@@"):
+            name, _, rest = line[2:].partition(" ")
+            current = name
+            parts.setdefault(current, [])
+            if rest:
+                parts[current].append(rest)
+            continue
+        parts.setdefault(current, []).append(line)
+    return {k: "\n".join(v) + ("\n" if v else "") for k, v in parts.items()}
+
+
+def _parse_save(text: str) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """Our chains' ``-A`` lines and the positions of jumps into them in the builtin chains (filter table)."""
+    chains: dict[str, list[str]] = {}
+    jumps: dict[str, list[int]] = {c: [] for _, c, _ in rules.IPT_CHAINS}
+    table = ""
+    position: dict[str, int] = {}
+    ours = {c for _, c, _ in rules.IPT_CHAINS}
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            continue
+        if table != "filter":
+            continue
+        if line.startswith(":") and line[1:].split(" ", 1)[0] in ours:
+            chains.setdefault(line[1:].split(" ", 1)[0], [])
+        elif line.startswith("-A "):
+            chain = line.split()[1]
+            position[chain] = position.get(chain, 0) + 1
+            if chain in ours:
+                chains.setdefault(chain, []).append(line)
+            m = re.fullmatch(r"-A (INPUT|OUTPUT|FORWARD) -j (CONTAIN_IN|CONTAIN_OUT|CONTAIN_FWD)", line)
+            if m:
+                jumps[m.group(2)].append(position[chain])
+    return chains, jumps
+
+
+def parse_state(out: str) -> FirewallState:
+    sec = _sections(out)
+    fields = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in sec.get("_", "").splitlines()
+              if "=" in line}
+    ssh = sec.get("SSH", "").split()
+    state = FirewallState(tool=sec.get("TOOL", "").strip() or "unknown", ruleset=sec.get("RULESET", ""),
+                          failed=sec.get("FAILED", "").strip())
+    if len(ssh) == 4:
+        state.agent_source = ssh[0]
+        state.agent_server_port = int(ssh[3]) if ssh[3].isdigit() else None
+    pid = fields.get("DEADMAN_PID", "").strip()
+    state.deadman_pid = int(pid) if pid.isdigit() else None
+    state.deadman_reverted_at = fields.get("DEADMAN_REVERTED", "").strip()
+    if state.tool == "nft":
+        table = sec.get("TABLE", "").strip()
+        if table:
+            try:
+                state.nft_table = rules.nft_summary(json.loads(table))
+            except (ValueError, KeyError, TypeError):
+                state.nft_table = {"unparsable": table[:200]}
+    else:
+        state.ruleset6 = sec.get("RULESET6", "")
+        state.has_ip6tables = "NO_IP6TABLES" not in sec
+        for version, text in ((4, state.ruleset), (6, state.ruleset6)):
+            state.ipt_chains[version], state.ipt_jumps[version] = _parse_save(text)
+    return state
+
+
+def read_state(session: SshSession) -> FirewallState:
+    _, out, _ = session.run(STATE_SCRIPT, timeout=min(session.ctx.command_timeout, 20), check=True,
+                            what="read firewall state")
+    state = parse_state(out)
+    if state.failed:
+        raise Rejected(f"reading the firewall state on {session.target.address} failed ({state.failed}): "
+                       f"{state.ruleset.strip()[-300:]}", target=session.label)
+    return state
+
+
+def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]:
+    """Differences between the host and the expected isolation; empty means fully in effect."""
+    problems: list[str] = []
+    if state.tool == "nft":
+        if state.nft_table is None:
+            return [f"table {rules.TABLE} absent"]
+        expected = rules.nft_expected(mgmt, port)
+        for chain in rules.CHAINS:
+            got = state.nft_table.get(chain)
+            if got is None:
+                problems.append(f"chain {chain} missing")
+                continue
+            if got.get("hook") != chain or got.get("policy") != "drop":
+                problems.append(f"chain {chain}: hook {got.get('hook')} policy {got.get('policy')}")
+            if got.get("rules") != expected[chain]:
+                problems.append(f"chain {chain}: rules {got.get('rules')} != expected {expected[chain]}")
+        extra = set(state.nft_table) - set(rules.CHAINS)
+        if extra:
+            problems.append(f"unexpected chains {sorted(extra)}")
+        return problems
+    versions = (4, 6) if state.has_ip6tables else (4,)
+    for version in versions:
+        tool = "iptables" if version == 4 else "ip6tables"
+        expected = rules.iptables_expected(mgmt, port, version)
+        chains = state.ipt_chains.get(version, {})
+        jumps = state.ipt_jumps.get(version, {})
+        for builtin, chain, _ in rules.IPT_CHAINS:
+            if chains.get(chain) != expected[chain]:
+                problems.append(f"{tool} {chain}: {chains.get(chain)} != expected {expected[chain]}")
+            if jumps.get(chain) != [1]:
+                problems.append(f"{tool} {builtin}: jump to {chain} at positions {jumps.get(chain)} (expected [1])")
+    return problems
+
+
+_NFT_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
+_IPT_COUNTS = re.compile(r"\[\d+:\d+\]")
+
+
+def normalise(ruleset: str) -> str:
+    """Ruleset text without what changes by itself: packet counters, ``#`` comment lines of iptables-save, and
+    iptables tables holding no rules and only ACCEPT policies (iptables-nft creates those on first use; an
+    absent table and such an empty one filter the same)."""
+    out: list[str] = []
+    block: list[str] = []
+    for raw in ruleset.splitlines():
+        if raw.startswith("#"):
+            continue
+        line = _IPT_COUNTS.sub("[0:0]", _NFT_COUNTER.sub("counter", raw)).rstrip()
+        if line.startswith("*"):
+            block = [line]
+            continue
+        if block:
+            block.append(line)
+            if line == "COMMIT":
+                body = block[1:-1]
+                inert = all(b.startswith(":") and b.split()[1] in ("ACCEPT", "-") for b in body)
+                if not inert:
+                    out.extend(block)
+                block = []
+            continue
+        out.append(line)
+    return "\n".join(out).strip()
+
+
+def ruleset_diff(before: str, after: str, limit: int = 40) -> list[str]:
+    """Unified diff lines (normalised) between two rulesets, at most ``limit`` lines."""
+    diff = difflib.unified_diff(normalise(before).splitlines(), normalise(after).splitlines(),
+                                "snapshot", "now", lineterm="", n=1)
+    return list(diff)[:limit]

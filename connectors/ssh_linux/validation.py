@@ -1,0 +1,159 @@
+"""Parse and police every value that ends up in a command on the host, before anything connects.
+
+Why strict parsing instead of quoting alone: a management address becomes part of an nft ruleset, an ``ss``
+filter and an iptables rule; a user name becomes an argument of ``id``/``pkill``. Parsing with :mod:`ipaddress`
+and ``int`` turns them into values that cannot carry shell or nft syntax at all, and quoting
+(:func:`shlex.quote`) is applied on top where they meet a shell. Anything else is refused with
+:class:`~connectors.errors.InvalidInput` naming the field and the offending value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from connectors.errors import InvalidInput
+
+__all__ = ["Network", "IsolateArgs", "parse_management", "parse_port", "parse_confirm_seconds", "parse_bool",
+           "parse_isolate_args", "UserName", "parse_user", "MIN_PREFIX"]
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+# Management entries may be networks, but never so wide that "keep the agent reachable" means "keep everyone".
+MIN_PREFIX = {4: 16, 6: 48}
+_USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
+_DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
+MAX_CONFIRM = 86400
+
+
+def _bad(field: str, value: object, why: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {value!r} {why}", connector="ssh_linux", detail={"field": field})
+
+
+def _parse_network(field: str, raw: object) -> Network:
+    if not isinstance(raw, str) or not raw.isascii() or raw != raw.strip() or not raw:
+        raise _bad(field, raw, "is not an IP address or network")
+    try:
+        net = ipaddress.ip_network(raw, strict=True)
+    except ValueError:
+        raise _bad(field, raw, "is not an IP address or network (host bits must be zero)") from None
+    if net.prefixlen < MIN_PREFIX[net.version]:
+        raise _bad(field, raw, f"is too wide for a management network (at least /{MIN_PREFIX[net.version]})")
+    first = net.network_address
+    if first.is_unspecified or first.is_multicast or first.is_loopback:
+        raise _bad(field, raw, "cannot be a management address (unspecified, multicast or loopback)")
+    return net
+
+
+def parse_management(raw: object, field: str = "management") -> tuple[Network, ...]:
+    """Management addresses/networks, deduplicated in order; at least one is required."""
+    if isinstance(raw, str) or not isinstance(raw, Iterable):
+        raise _bad(field, raw, "must be a list of IP addresses")
+    nets: list[Network] = []
+    for item in raw:
+        net = _parse_network(field, item)
+        if net not in nets:
+            nets.append(net)
+    if not nets:
+        raise _bad(field, list(raw), "is empty: isolation would cut the agent off (no management address)")
+    if len(nets) > 32:
+        raise _bad(field, f"{len(nets)} entries", "is too many (at most 32)")
+    return tuple(nets)
+
+
+def parse_port(raw: object, field: str = "ssh_port") -> int:
+    """A TCP port 1..65535 given as an int (or a string of ASCII digits)."""
+    if isinstance(raw, bool):
+        raise _bad(field, raw, "is not a port number")
+    if isinstance(raw, str) and re.fullmatch(r"[0-9]{1,5}", raw):
+        raw = int(raw)
+    if not isinstance(raw, int) or not 1 <= raw <= 65535:
+        raise _bad(field, raw, "is not a port number (1-65535)")
+    return raw
+
+
+def parse_confirm_seconds(raw: object, field: str = "confirm_seconds") -> int:
+    """Dead-man delay in seconds: 0 disables the timer, otherwise 5..86400."""
+    if isinstance(raw, str) and re.fullmatch(r"[0-9]{1,6}", raw):
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int) or not (raw == 0 or 5 <= raw <= MAX_CONFIRM):
+        raise _bad(field, raw, f"must be 0 (no timer) or 5..{MAX_CONFIRM} seconds")
+    return raw
+
+
+def parse_bool(raw: object, field: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    raise _bad(field, raw, "must be true or false")
+
+
+@dataclass(frozen=True)
+class IsolateArgs:
+    """The isolate action's arguments after parsing (``management`` already resolved against the context)."""
+
+    management: tuple[Network, ...]
+    ssh_port: int
+    confirm_seconds: int
+    cut_sessions: bool
+    confirm: bool
+
+
+_ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm"}
+
+
+def parse_isolate_args(args: Mapping[str, Any], default_management: Iterable[str] | None = (),
+                       default_confirm: int = 300) -> IsolateArgs:
+    """Parse isolate's arguments; ``management`` falls back to the agent's configured addresses.
+
+    ``default_management=None`` (validation before the context is known) leaves an absent ``management``
+    unchecked and empty; apply and preview always pass the context's addresses, which must not be empty.
+    """
+    unknown = sorted(set(args) - _ISOLATE_KEYS)
+    if unknown:
+        raise _bad("args", unknown, f"are not isolate arguments (known: {', '.join(sorted(_ISOLATE_KEYS))})")
+    mgmt: tuple[Network, ...] = ()
+    if args.get("management") is not None:
+        mgmt = parse_management(args["management"])
+    elif default_management is not None:
+        mgmt = parse_management(list(default_management), field="management_addresses")
+    return IsolateArgs(
+        management=mgmt,
+        ssh_port=parse_port(args.get("ssh_port", 22)),
+        confirm_seconds=parse_confirm_seconds(args.get("confirm_seconds", default_confirm)),
+        cut_sessions=parse_bool(args.get("cut_sessions", True), "cut_sessions"),
+        confirm=parse_bool(args.get("confirm", True), "confirm"),
+    )
+
+
+@dataclass(frozen=True)
+class UserName:
+    """A user to act on: ``user`` plus the optional Windows domain of a ``DOMAIN\\user`` spelling."""
+
+    user: str
+    domain: str | None = None
+
+    def candidates(self) -> list[str]:
+        """Names the host's NSS may know this account by (winbind ``DOMAIN\\user``, sssd ``user@domain``)."""
+        if self.domain is None:
+            return [self.user]
+        return [f"{self.domain}\\{self.user}", f"{self.user}@{self.domain}", self.user]
+
+    def __str__(self) -> str:
+        return f"{self.domain}\\{self.user}" if self.domain else self.user
+
+
+def parse_user(raw: object, field: str = "user") -> UserName:
+    """A POSIX/AD user name: ``[A-Za-z0-9._-]`` (not starting with ``-``), ≤64, optional ``DOMAIN\\`` prefix."""
+    if not isinstance(raw, str) or not raw.isascii() or len(raw) > 130:
+        raise _bad(field, raw, "is not a user name")
+    domain: str | None = None
+    name = raw
+    if "\\" in raw:
+        domain, _, name = raw.partition("\\")
+        if not _DOMAIN_RE.fullmatch(domain):
+            raise _bad(field, raw, "has an invalid domain part (letters, digits, '.', '-')")
+    if not _USER_RE.fullmatch(name) or name in {".", ".."}:
+        raise _bad(field, raw, "is not a user name (letters, digits, '.', '_', '-'; at most 64; no leading '-')")
+    return UserName(user=name, domain=domain)
