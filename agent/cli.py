@@ -143,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("daemon", help="run the webhook intake, scheduler and engine")
     _common(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT")
+
+    p = sub.add_parser("approvals", help="approval requests waiting for a decision")
+    p.add_argument("--all", action="store_true", help="also decided and expired ones")
+    _common(p)
+    for verb, text in (("approve", "approve a request: its plan runs now, with you as approver"),
+                       ("deny", "deny a request: nothing runs")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("id", metavar="ID", help="approval id (see `agent approvals`)")
+        p.add_argument("--reason", default="", help="why (audited, shown in the counsel report)")
+        _common(p)
     return parser
 
 

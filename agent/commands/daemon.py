@@ -1,0 +1,96 @@
+"""``agent daemon`` and the approval commands ``agent approvals``, ``agent approve ID``, ``agent deny ID``.
+
+``approve`` runs the approved plan in this process (from wherever the command runs — the management host),
+with ``approved_by`` = the technician (``user@host``); a daemon running at the same time schedules the TTL
+release of what it applied at its next sweep. Exit codes: 0 done, 1 failed, 2 usage (unknown id, already
+decided or expired), 3 refused by a guard, 4 partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agent import exitcodes
+from agent.app import App
+from agent.output import color, emit_json, state_color
+
+__all__ = ["run_daemon", "run_approvals"]
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    from agent.app import App
+    from agent.daemon import Daemon, daemon_actor
+    app = App(config_path=args.config, actor=daemon_actor())
+    try:
+        daemon = Daemon(app, listen=args.listen)
+        print(f"agent daemon: listening on {daemon.host}:{daemon.port} (SIGTERM or Ctrl-C stops it)", flush=True)
+        return daemon.run()
+    finally:
+        app.close()
+
+
+def run_approvals(args: argparse.Namespace) -> int:
+    app = App(config_path=args.config)
+    try:
+        if args.command == "approvals":
+            return _list(app, args)
+        return _decide(app, args)
+    finally:
+        app.close()
+
+
+def _list(app: App, args: argparse.Namespace) -> int:
+    from agent.approvals import approval_dict, expire_due, list_approvals
+    expire_due(app.store, app.audit)
+    rows = [approval_dict(r) for r in list_approvals(app.store, None if args.all else "pending")]
+    if args.json:
+        emit_json({"approvals": rows})
+        return exitcodes.DONE
+    if not rows:
+        print("No approvals waiting." if not args.all else "No approvals.")
+        return exitcodes.DONE
+    for r in rows:
+        status = r["status"] if r["status"] != "pending" else color("pending", "yellow")
+        print(f"{r['id']}  {status:<8} {r['runbook']} on {r['target']}  incident {r['incident']}")
+        print(color(f"          why: {r['why']}", "dim"))
+        if r["status"] == "pending":
+            print(color(f"          expires {r['expires_at']}", "dim"))
+        elif r["decided_by"]:
+            print(color(f"          {r['status']} by {r['decided_by']}: {r['decision_reason']}", "dim"))
+    if not args.all:
+        print("\nDecide with: agent approve ID --reason '...'  |  agent deny ID --reason '...'")
+    return exitcodes.DONE
+
+
+def _decide(app: App, args: argparse.Namespace) -> int:
+    from agent.approvals import approval_dict, decide, plan_for
+    approve = args.command == "approve"
+    row = decide(app.store, app.audit, args.id, approve=approve, by=app.actor, reason=args.reason)
+    if not approve:
+        if args.json:
+            emit_json({"approval": approval_dict(row)})
+        else:
+            print(f"Denied {row.id} ({row.runbook} on {row.target}); nothing was run.")
+        return exitcodes.DONE
+    plan, ttl, reason = plan_for(app, row)
+    return _execute(app, args, row, plan, ttl, reason)
+
+
+def _execute(app: App, args: argparse.Namespace, row: Any, plan: Any, ttl: Any, reason: str) -> int:
+    from agent.approvals import approval_dict
+    from agent.reconcile import reconcile
+    engine = app.engine()
+    reconcile(engine)
+    if not args.json:
+        print(color(f"Approved {row.id}: running {plan.runbook.name} on {row.target} (incident {row.incident_id})",
+                    "bold"))
+    result = engine.execute(plan, row.incident_id, reason=reason, ttl=ttl, approved_by=app.actor)
+    if args.json:
+        emit_json({"approval": approval_dict(row), **result.to_dict()})
+    else:
+        for o in result.outcomes:
+            print(f"  {o.target:<14} {o.step:<10} {state_color(o.state):<6} {o.summary}")
+        print(f"Result: {state_color(result.status)} — incident {row.incident_id}")
+    return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
+            "refused": exitcodes.REFUSED}.get(result.status, exitcodes.FAILED)

@@ -1,0 +1,16 @@
+"""Alert intake for ``agent daemon``: webhooks in, decisions out.
+
+Modules: :mod:`~agent.intake.config` (the ``daemon:`` settings), :mod:`~agent.intake.model` (the normalised
+alert, severity scale), :mod:`~agent.intake.normalizers` (one per source format), :mod:`~agent.intake.auth`
+(HMAC / bearer), :mod:`~agent.intake.rules` (``rules.yaml``), :mod:`~agent.intake.limits` (dedupe, blast
+radius), :mod:`~agent.intake.writer` (group commit), :mod:`~agent.intake.dispatcher` (decisions),
+:mod:`~agent.intake.runner` (execution), :mod:`~agent.intake.service` (the request path) and
+:mod:`~agent.intake.app` (the FastAPI application).
+"""
+
+from __future__ import annotations
+
+from agent.intake.config import DaemonConfig, SourceConfig, load_daemon_config
+from agent.intake.model import MalformedAlert, NormalizedAlert
+
+__all__ = ["DaemonConfig", "SourceConfig", "load_daemon_config", "MalformedAlert", "NormalizedAlert"]

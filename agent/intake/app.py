@@ -1,0 +1,198 @@
+"""The daemon's HTTP API (FastAPI): alert webhooks, incidents, approvals, health and metrics.
+
+=======================================  ==========================================================  =======
+endpoint                                 what                                                        auth
+=======================================  ==========================================================  =======
+``POST /alerts/{source}``                an alert in the source's format; 202 once it is stored      source
+``GET /incidents/{id}``                  incident with its alerts, actions and approvals             API
+``GET /approvals?status=pending``        approval requests                                           API
+``POST /approvals/{id}/approve|deny``    decide (body ``{"reason": "..."}``); identity = token name  API
+``GET /healthz``, ``GET /metrics``       liveness (and queue depth); Prometheus text format          none
+``GET /openapi.json``, ``/docs``         the schema of all of the above                              none
+=======================================  ==========================================================  =======
+
+Answers to ``POST /alerts``: 202 ``{alert_id, incident, disposition, alerts: [...]}`` (``disposition`` is
+``accepted`` — a new incident, decided in the background —, ``deduped``, ``no-match`` or ``not-actionable``),
+400 malformed (invalid JSON, not the source's format, no host, a field that could inject), 401 not
+authenticated, 404 unknown source, 413 body over ``daemon.max_body_bytes``, 503 the store could not be written
+(retry). Every 4xx is audited as ``alert.rejected`` and nothing is acted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from agent.intake.metrics import CONTENT_TYPE
+from agent.intake.service import IntakeRejected, IntakeService
+
+__all__ = ["create_app"]
+
+
+class AlertAck(BaseModel):
+    alert_id: str
+    incident: str | None
+    disposition: str
+
+
+class AlertAccepted(AlertAck):
+    alerts: list[AlertAck]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class DecisionBody(BaseModel):
+    reason: str = Field(default="", max_length=2000, description="why (audited and shown in the report)")
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    incident: str
+    runbook: str
+    target: str
+    params: dict[str, Any]
+    ttl_seconds: float | None
+    alert_id: str | None
+    rule: str | None
+    status: str
+    why: str
+    requested_at: str | None
+    expires_at: str | None
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str
+
+
+class DecisionOut(BaseModel):
+    approval: ApprovalOut
+    executing: bool
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "malformed alert (invalid JSON, wrong format, no host)"},
+    401: {"model": Problem, "description": "missing or wrong signature / token"},
+    404: {"model": Problem, "description": "unknown source"},
+    413: {"model": Problem, "description": "body larger than daemon.max_body_bytes"},
+    503: {"model": Problem, "description": "the alert could not be stored; retry"},
+}
+_API_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or invalid API token"},
+    404: {"model": Problem, "description": "no such object"},
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise IntakeRejected(400, "Content-Length is not a number", "malformed")
+        if int(length) > limit:
+            raise IntakeRejected(413, f"body of {length} bytes exceeds the limit of {limit} bytes", "too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IntakeRejected(413, f"body exceeds the limit of {limit} bytes", "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(svc: IntakeService) -> FastAPI:
+    """The FastAPI application serving ``svc`` (one per daemon; tests build their own)."""
+    app = FastAPI(title="containment-agent daemon", version="1",
+                  description="Alert intake, incidents and approvals of the containment agent.")
+    limit = svc.config.max_body_bytes
+
+    def identity(request: Request) -> str:
+        from agent.intake.auth import AuthFailed
+        try:
+            return svc.api.identify(request.headers)
+        except AuthFailed as exc:
+            svc.audit.record("api.rejected", path=request.url.path[:200], reason=str(exc),
+                             client=request.client.host if request.client else "")
+            raise HTTPException(401, str(exc)) from None
+
+    @app.post("/alerts/{source}", status_code=202, response_model=AlertAccepted, responses=_PROBLEMS,
+              summary="Post an alert", openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"type": "object", "description": "the source's alert JSON"}}}}})
+    async def post_alert(source: str, request: Request) -> Response:
+        started = time.monotonic()
+        body = b""
+        client = request.client.host if request.client else ""
+        try:
+            svc.source_auth(source)
+            body = await _read_body(request, limit)
+            decisions = svc.prepare(source, request.headers, body, started)
+        except IntakeRejected as exc:
+            svc.reject(source, exc, client, len(body))
+            return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+        try:
+            await asyncio.wrap_future(svc.writer.submit(decisions))
+        except Exception as exc:  # noqa: BLE001 - the caller must retry; nothing was stored
+            svc.unclaim(decisions)
+            svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
+            return JSONResponse({"detail": "the alert could not be stored; retry"}, status_code=503)
+        svc.count(decisions)
+        answers = [d.answer() for d in decisions]
+        return JSONResponse({**answers[0], "alerts": answers}, status_code=202)
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "sources": sorted(svc.sources), "rules": len(svc.rules.rules)}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    def metrics() -> Response:
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/incidents/{incident_id}", summary="An incident with its alerts, actions and approvals",
+             responses=_API_PROBLEMS)
+    def incident(incident_id: str, who: str = Depends(identity)) -> dict[str, Any]:
+        from agent.intake.views import incident_view
+        view = incident_view(svc.store, incident_id)
+        if view is None:
+            raise HTTPException(404, f"incident {incident_id[:80]!r} does not exist")
+        return view
+
+    @app.get("/approvals", summary="Approval requests", response_model=list[ApprovalOut],
+             responses={401: _API_PROBLEMS[401]})
+    def approvals(status: str = "pending", who: str = Depends(identity)) -> list[dict[str, Any]]:
+        from agent.approvals import approval_dict, list_approvals
+        return [approval_dict(r) for r in list_approvals(svc.store, None if status == "all" else status)]
+
+    def _decide(approval_id: str, approve: bool, body: DecisionBody | None, who: str) -> DecisionOut:
+        from agent.errors import AgentError, InputError, NotFound
+        from agent.intake.views import decide_and_run
+        try:
+            row, executing = decide_and_run(svc, approval_id, approve=approve, by=who,
+                                            reason=body.reason if body else "")
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except InputError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except AgentError as exc:
+            raise HTTPException(409, f"approved, but the plan is refused now: {exc}") from None
+        from agent.approvals import approval_dict
+        return DecisionOut(approval=ApprovalOut(**approval_dict(row)), executing=executing)
+
+    decide_responses: dict[int | str, dict[str, Any]] = {
+        **_API_PROBLEMS, 409: {"model": Problem, "description": "already decided or expired"}}
+
+    @app.post("/approvals/{approval_id}/approve", summary="Approve: the plan runs with your identity",
+              response_model=DecisionOut, status_code=202, responses=decide_responses)
+    def approve(approval_id: str, body: DecisionBody | None = None, who: str = Depends(identity)) -> DecisionOut:
+        return _decide(approval_id, True, body, who)
+
+    @app.post("/approvals/{approval_id}/deny", summary="Deny: nothing runs", response_model=DecisionOut,
+              responses=decide_responses)
+    def deny(approval_id: str, body: DecisionBody | None = None, who: str = Depends(identity)) -> DecisionOut:
+        return _decide(approval_id, False, body, who)
+
+    return app

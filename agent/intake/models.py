@@ -1,0 +1,38 @@
+"""The intake's own table: which (runbook, target) an alert-opened incident is about, and under which rule.
+
+Kept out of :mod:`agent.store` (the journal's schema) on purpose: it is the daemon's bookkeeping for dedupe and
+for re-queuing undecided alerts after a restart, created on the same database by :func:`create_tables`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from agent.store import _UTC, utcnow
+
+__all__ = ["IntakeBase", "IntakeIncident", "create_tables"]
+
+
+class IntakeBase(DeclarativeBase):
+    type_annotation_map = {datetime: _UTC()}
+
+
+class IntakeIncident(IntakeBase):
+    __tablename__ = "intake_incidents"
+    incident_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    runbook: Mapped[str] = mapped_column(String(80), index=True)
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    rule: Mapped[str] = mapped_column(String(80))
+    policy: Mapped[str] = mapped_column(String(20))
+    alert_id: Mapped[str] = mapped_column(String(36))  # the alert that opened it
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    decision: Mapped[str] = mapped_column(String(40), default="queued")  # queued|executing|executed|...
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+def create_tables(engine: Any) -> None:
+    IntakeBase.metadata.create_all(engine)

@@ -1,0 +1,167 @@
+"""Rules (``config/rules.yaml``): which alert runs which runbook, on which target, under which policy.
+
+Rules are tried in file order; the **first** match wins. An alert no rule matches is recorded with disposition
+``no-match`` and nothing else happens. See ``config/rules.yaml`` for an annotated example. A rule::
+
+    - name: wazuh-ssh-compromise
+      match:
+        source: wazuh              # configured source name; glob allowed (default: any)
+        rule_id: ["5712", "401*"]  # exact or glob, one or a list (default: any)
+        min_severity: 60           # 0-100 normalised severity (default 0)
+        tags: [dmz, web]           # the target host carries at least one of these inventory tags (default: any)
+      runbook: contain-compromised-host
+      target: host                 # alert field naming the runbook's target: host | user | source_ip
+      params:                      # runbook parameters: ${field} takes an alert field, anything else is literal
+        user: ${user}
+        source_ip: ${source_ip}
+      policy: auto                 # auto | approve | dry-run  (a runbook saying `approval: approve` wins)
+      ttl: 4h                      # optional: automatic release of what this rule applied
+
+Matching runs in the webhook's request path, so it is pure and in memory (no I/O).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError, InputError, NotFound
+from agent.intake.model import NormalizedAlert
+from agent.inventory import Inventory
+from agent.runbook import find_runbook
+from agent.validate import duration
+from agent.yamlsrc import Node, load_yaml
+
+__all__ = ["Rule", "RuleSet", "load_rules", "FIELDS", "POLICIES"]
+
+FIELDS = ("host", "user", "source_ip", "rule_id", "severity", "source", "title")
+POLICIES = ("auto", "approve", "dry-run")
+_REF = re.compile(r"\$\{([a-z_]+)\}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+_TARGET_FOR_KIND = {"host": "host", "account": "user", "address": "source_ip"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    runbook: str
+    target_field: str
+    policy: str = "auto"
+    sources: tuple[str, ...] = ()
+    rule_ids: tuple[str, ...] = ()
+    min_severity: int = 0
+    tags: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    ttl: timedelta | None = None
+    line: int | None = None
+
+    def matches(self, alert: NormalizedAlert, host_tags: Sequence[str]) -> bool:
+        if self.sources and not any(fnmatch.fnmatchcase(alert.source, p) for p in self.sources):
+            return False
+        if self.rule_ids and not any(fnmatch.fnmatchcase(alert.rule_id, p) for p in self.rule_ids):
+            return False
+        if alert.severity < self.min_severity:
+            return False
+        return not self.tags or bool(set(self.tags) & set(host_tags))
+
+    def target(self, alert: NormalizedAlert) -> str | None:
+        value = alert.fields().get(self.target_field)
+        return str(value) if value not in (None, "") else None
+
+    def bind(self, alert: NormalizedAlert) -> dict[str, Any]:
+        """Runbook parameters for ``alert``: ``${field}`` references replaced, empty values dropped."""
+        values = alert.fields()
+        out: dict[str, Any] = {}
+        for key, value in self.params.items():
+            if isinstance(value, str):
+                whole = _REF.fullmatch(value)
+                if whole:
+                    value = values.get(whole.group(1))
+                else:
+                    value = _REF.sub(lambda m: str(values.get(m.group(1)) or ""), value)
+            if value not in (None, ""):
+                out[key] = value
+        return out
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule]
+    path: Path | None = None
+
+    def match(self, alert: NormalizedAlert, inventory: Inventory) -> Rule | None:
+        entry = inventory.hosts.get(alert.host)
+        if entry is None:
+            entry = next((h for h in inventory.hosts.values() if h.address == alert.host), None)
+        tags = entry.tags if entry is not None else ()
+        for rule in self.rules:
+            if rule.matches(alert, tags):
+                return rule
+        return None
+
+
+def load_rules(path: Path | None, runbooks: Path) -> RuleSet:
+    """Read and validate the rules file (every runbook named must exist); a missing path means no rules."""
+    if path is None:
+        return RuleSet([], None)
+    root = load_yaml(path).root().mapping(allowed={"rules"}, required={"rules"})
+    rules = [_rule(node, runbooks) for node in root.child("rules").elements()]
+    names = [r.name for r in rules]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise root.child("rules").child(i).error(f"duplicate rule name {name!r}")
+    return RuleSet(rules, path)
+
+
+def _strs(node: Node | None) -> tuple[str, ...]:
+    if node is None:
+        return ()
+    if isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
+        return (str(node.value),)
+    return tuple(node.str_list())
+
+
+def _rule(node: Node, runbooks: Path) -> Rule:
+    node.mapping(allowed={"name", "description", "match", "runbook", "target", "params", "policy", "ttl"},
+                 required={"name", "runbook"})
+    name = node.child("name").str_(pattern=_NAME, what="rule name")
+    match = node.child("match").mapping(allowed={"source", "rule_id", "min_severity", "tags"})
+    book_node = node.child("runbook")
+    try:
+        book = find_runbook(runbooks, book_node.str_())
+    except (InputError, NotFound, ConfigError) as exc:
+        raise book_node.error(str(exc)) from None
+    target_node = node.get("target")
+    target = target_node.str_() if target_node else _TARGET_FOR_KIND[book.target]
+    if target not in ("host", "user", "source_ip"):
+        raise node.child("target").error(f"{target!r} is not one of host, user, source_ip")
+    params: dict[str, Any] = {}
+    for key, value in node.child("params").items():
+        if key not in book.parameters:
+            raise value.error(f"runbook {book.name} has no parameter {key!r} "
+                              f"(known: {', '.join(sorted(book.parameters)) or 'none'})")
+        for ref in _REF.findall(value.value) if isinstance(value.value, str) else ():
+            if ref not in FIELDS:
+                raise value.error(f"${{{ref}}} is not an alert field (known: {', '.join(FIELDS)})")
+        params[key] = value.value
+    policy = node.get("policy")
+    policy_value = policy.str_() if policy else "auto"
+    if policy_value not in POLICIES:
+        raise node.child("policy").error(f"{policy_value!r} is not one of {', '.join(POLICIES)}")
+    ttl_node = node.get("ttl")
+    ttl = None
+    if ttl_node is not None:
+        try:
+            ttl = duration(ttl_node.str_(), field="ttl")
+        except InputError as exc:
+            raise ttl_node.error(str(exc)) from None
+    sev = match.get("min_severity")
+    return Rule(name=name, runbook=book.name, target_field=target, policy=policy_value,
+                sources=_strs(match.get("source")), rule_ids=_strs(match.get("rule_id")),
+                min_severity=sev.int_(minimum=0, maximum=100) if sev else 0, tags=_strs(match.get("tags")),
+                params=params, ttl=ttl, line=node.line)

@@ -1,0 +1,126 @@
+"""Runs plans for the daemon: a bounded pool, per-target locks, and the follow-up jobs each run needs.
+
+Why per-target locks: the TTL release, the drift re-verification, a retry and a freshly approved plan can all
+concern the same host at the same moment; each holds the target's lock while it reads and changes it, so the
+re-verifier can never mistake a release in progress for drift. Locks are re-entrant (a drift re-apply runs
+while its verifier holds the lock) and taken in sorted order (no deadlock between multi-target plans).
+
+After a run: every applied action with a TTL gets its release job; transient failures (unreachable, timeout)
+of mutating actions get a retry job, at most ``daemon.retry_attempts`` times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from agent.store import Action, utcnow
+
+__all__ = ["Runner", "TRANSIENT_KINDS"]
+
+TRANSIENT_KINDS = ("unreachable", "timeout")
+
+
+class Runner:
+    def __init__(self, engine: Any, *, max_parallel: int, retry_attempts: int, retry_interval: timedelta,
+                 metrics: Any = None) -> None:
+        self.engine = engine
+        self.retry_attempts, self.retry_interval = retry_attempts, retry_interval
+        self.metrics = metrics
+        self.scheduler: Any = None  # DaemonScheduler, set when the daemon starts one
+        self.pool = ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="daemon-run")
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._inflight = 0
+        self._idle = threading.Condition()
+
+    # -- locks ----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, targets: Iterable[str]) -> Iterator[None]:
+        with self._guard:
+            locks = [self._locks.setdefault(t, threading.RLock()) for t in sorted(set(targets))]
+        with contextlib.ExitStack() as stack:
+            for lock in locks:
+                stack.enter_context(lock)
+            yield
+
+    # -- running --------------------------------------------------------------------------------------------
+    def submit(self, plan: Any, incident: str, *, reason: str, ttl: timedelta | None = None,
+               approved_by: str | None = None, retry_attempt: int = 0, started: float | None = None,
+               on_done: Callable[[Any], None] | None = None) -> Future[Any]:
+        """Run ``plan`` in the pool; ``on_done(result_or_exception)`` is called when it finishes."""
+        with self._idle:
+            self._inflight += 1
+
+        def task() -> Any:
+            try:
+                result: Any = self.run(plan, incident, reason=reason, ttl=ttl, approved_by=approved_by,
+                                       retry_attempt=retry_attempt)
+                if started is not None and self.metrics is not None:
+                    self.metrics.run_latency.observe(time.monotonic() - started)
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller's callback, then re-raised
+                result = exc
+                if on_done:
+                    on_done(result)
+                raise
+            finally:
+                with self._idle:
+                    self._inflight -= 1
+                    self._idle.notify_all()
+            if on_done:
+                on_done(result)
+            return result
+        return self.pool.submit(task)
+
+    def run(self, plan: Any, incident: str, *, reason: str, ttl: timedelta | None = None,
+            approved_by: str | None = None, retry_attempt: int = 0) -> Any:
+        """Execute ``plan`` now, in this thread, holding its targets' locks; schedule follow-ups."""
+        with self.locked(pa.target.name for pa in plan.actions):
+            result = self.engine.execute(plan, incident, reason=reason, ttl=ttl, approved_by=approved_by)
+        self.follow_up(result, retry_attempt)
+        return result
+
+    def follow_up(self, result: Any, retry_attempt: int = 0) -> None:
+        if self.scheduler is None:
+            return
+        ids = [o.action_id for o in result.outcomes if o.action_id]
+        if not ids:
+            return
+        with self.engine.store.session() as s:
+            rows = list(s.scalars(select(Action).where(Action.id.in_(ids))))
+        for row in rows:
+            if row.kind != "apply":
+                continue
+            if row.state == "done" and row.expires_at is not None and row.changed:
+                self.scheduler.schedule_release(row.id, row.expires_at)
+            elif (row.state == "failed" and row.mutating and row.error_kind in TRANSIENT_KINDS
+                  and retry_attempt < self.retry_attempts):
+                self.scheduler.schedule_retry(row.id, retry_attempt + 1, utcnow() + self.retry_interval)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no plan is running (True) or ``timeout`` passed (False)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def shutdown(self, grace: float) -> bool:
+        """Stop taking work; wait ``grace`` seconds for running plans, then interrupt them between steps."""
+        finished = self.wait_idle(grace)
+        if not finished:
+            self.engine.cancel.set()
+            self.engine.audit.record("daemon.interrupting", detail="shutdown grace period over: running plans "
+                                     "stop before their next step; the journal shows how far each got")
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        return finished

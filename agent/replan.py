@@ -1,0 +1,36 @@
+"""Rebuild a one-step plan that applies a journaled action again (drift re-apply, retry after a transient failure).
+
+Why through the planner and not by copying the row: the target is resolved and pinned again and every guard
+(protected hosts, accounts, CIDRs; argument validation) is checked against today's inventory, exactly as for a
+fresh run. Only the step that is needed runs, never the rest of the original runbook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.plan import Plan, Planner
+from agent.runbook import Runbook, Step
+from agent.store import Action
+
+__all__ = ["replan"]
+
+_KIND = {"host": "host", "account": "account", "device": "address"}
+_RESOLVED = ("account", "addresses", "protected")  # filled in by the planner from the subject, not step args
+
+
+def replan(planner: Planner, row: Action) -> Plan:
+    """A plan that applies ``row``'s action to ``row``'s subject again, under ``row``'s runbook name."""
+    kind = _KIND.get(row.target_kind, "host")
+    args: dict[str, Any] = {k: v for k, v in (row.args or {}).items() if k not in _RESOLVED}
+    step = Step(id=row.step, action=row.action, args=args)
+    book = Runbook(name=row.runbook, path=planner.settings.runbooks, description=f"re-apply {row.action}",
+                   target=kind, steps=(step,), rollback="none")
+    subject = row.subject or row.target
+    if kind == "account":
+        subject = str((row.args or {}).get("account") or subject)
+        return planner.build(book, [subject], {}, directory=row.target)
+    if kind == "address":
+        addresses = (row.args or {}).get("addresses") or [subject]
+        return planner.build(book, [str(addresses[0])], {}, devices=[row.target])
+    return planner.build(book, [row.target], {})

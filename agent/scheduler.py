@@ -1,0 +1,267 @@
+"""The daemon's scheduler (APScheduler 3.x): TTL releases, drift re-verification, approval expiry, retries.
+
+Persistent jobs live in APScheduler's SQLAlchemy job store on the agent's own database (table
+``scheduler_jobs``), so they survive restarts and crashes:
+
+================================  ==============================  ============================================
+job id                            when                            does
+================================  ==============================  ============================================
+``ttl:<action id>``               the action's ``expires_at``     undo that action (from its snapshot), verify
+``approval-expiry:<approval id>`` the approval's ``expires_at``   pending → expired (audited)
+``retry:<action id>``             failure + ``retry_interval``    apply a transiently failed action again
+================================  ==============================  ============================================
+
+Job ids are derived from the object they concern and added with ``replace_existing``, so a job is never
+duplicated. ``misfire_grace_time=None`` and ``coalesce=True``: a job missed while the daemon was down runs
+exactly once at the next start. Each job is idempotent against the journal (a release re-reads the action and
+does nothing if it is already undone), so even a job re-created by the sweep cannot act twice.
+
+Periodic jobs (re-created at every start, in memory): ``reverify`` every ``daemon.reverify_interval`` verifies
+each active containment on its target — drift (someone removed it) is audited and, with
+``drift_policy: reapply``, applied again as a new journaled action (the drifted one is marked undone); ``sweep``
+every ``daemon.sweep_interval`` creates missing TTL jobs (e.g. for ``agent contain --ttl`` run by hand) and
+expires overdue approvals.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from agent.store import Action, Approval, utcnow
+
+__all__ = ["DaemonScheduler", "release_action", "expire_approval", "retry_action", "reverify_all", "sweep",
+           "verify_action"]
+
+_RUNTIME: Any = None  # the running IntakeService (jobs are module functions so the job store can name them)
+JOBS_TABLE = "scheduler_jobs"
+
+
+def _svc() -> Any:
+    if _RUNTIME is None:
+        raise RuntimeError("no daemon is running in this process")
+    return _RUNTIME
+
+
+class DaemonScheduler:
+    def __init__(self, svc: Any) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+        self.svc = svc
+        self.sched = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=svc.store.engine, tablename=JOBS_TABLE),
+                       "periodic": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone=timezone.utc)
+
+    def start(self) -> None:
+        global _RUNTIME
+        _RUNTIME = self.svc
+        cfg = self.svc.config
+        self.sched.start()
+        self.sched.add_job(sweep, "interval", seconds=cfg.sweep_interval.total_seconds(), id="sweep",
+                           jobstore="periodic", replace_existing=True, next_run_time=utcnow())
+        self.sched.add_job(reverify_all, "interval", seconds=cfg.reverify_interval.total_seconds(),
+                           id="reverify", jobstore="periodic", replace_existing=True)
+
+    def shutdown(self) -> None:
+        global _RUNTIME
+        if self.sched.running:
+            self.sched.shutdown(wait=True)
+        if _RUNTIME is self.svc:
+            _RUNTIME = None
+
+    def _add(self, func: Any, job_id: str, when: datetime, args: list[Any]) -> None:
+        self.sched.add_job(func, "date", run_date=max(when, utcnow()), id=job_id, args=args,
+                           replace_existing=True)
+
+    def schedule_release(self, action_id: str, when: datetime) -> None:
+        self._add(release_action, f"ttl:{action_id}", when, [action_id])
+
+    def schedule_approval_expiry(self, approval_id: str, when: datetime) -> None:
+        self._add(expire_approval, f"approval-expiry:{approval_id}", when, [approval_id])
+
+    def schedule_retry(self, action_id: str, attempt: int, when: datetime) -> None:
+        self._add(retry_action, f"retry:{action_id}", when, [action_id, attempt])
+
+    def job_ids(self) -> list[str]:
+        return sorted(j.id for j in self.sched.get_jobs())
+
+
+def _timed(name: str, started: float) -> None:
+    svc = _RUNTIME
+    if svc is not None:
+        svc.metrics.job_latency.labels(name).observe(time.monotonic() - started)
+
+
+def _active(svc: Any, action_id: str) -> Action | None:
+    with svc.store.session() as s:
+        row = s.get(Action, action_id)
+    if row is None or row.kind != "apply" or row.state != "done" or row.undone_at is not None or not row.changed:
+        return None
+    return row
+
+
+# -- jobs ------------------------------------------------------------------------------------------------------
+def release_action(action_id: str) -> None:
+    """TTL reached: undo one applied action from its journaled snapshot (no-op if already undone)."""
+    started = time.monotonic()
+    svc = _svc()
+    with svc.store.session() as s:
+        peek = s.get(Action, action_id)
+    if peek is None:
+        return
+    with svc.runner.locked([peek.target]):
+        row = _active(svc, action_id)
+        if row is None:
+            svc.audit.record("ttl.skipped", action_id=action_id, incident=peek.incident_id,
+                             detail="already undone or no longer active")
+            return
+        plan = svc.app.planner().build_undo([row], "ttl-release")
+        when = row.expires_at.isoformat() if row.expires_at else "?"
+        result = svc.runner.run(plan, row.incident_id, reason=f"TTL expired at {when} (automatic release)")
+    if result.status != "done":
+        svc.audit.record("ttl.release_failed", action_id=action_id, incident=row.incident_id,
+                         detail="; ".join(o.summary for o in result.outcomes))
+        svc.scheduler.schedule_release(action_id, utcnow() + svc.config.retry_interval)
+    else:
+        _forget_if_released(svc, row.incident_id)
+    _timed("ttl", started)
+
+
+def _forget_if_released(svc: Any, incident: str) -> None:
+    from agent.store import Incident
+    with svc.store.session() as s:
+        inc = s.get(Incident, incident)
+    if inc is not None and inc.status == "released":
+        svc.dedupe.forget_incident(incident)
+
+
+def expire_approval(approval_id: str) -> None:
+    from agent.approvals import expire_due
+    svc = _svc()
+    with svc.store.session() as s:
+        row = s.get(Approval, approval_id)
+    if row is not None and row.status == "pending":
+        expire_due(svc.store, svc.audit)
+
+
+def retry_action(action_id: str, attempt: int) -> None:
+    """Apply a transiently failed action again (unless something since made it moot)."""
+    from agent.errors import AgentError
+    from agent.replan import replan
+    svc = _svc()
+    with svc.store.session() as s:
+        row = s.get(Action, action_id)
+        if row is None or row.state != "failed":
+            return
+        later = s.scalar(select(Action.id).where(Action.incident_id == row.incident_id, Action.target == row.target,
+                                                 Action.action == row.action, Action.kind == "apply",
+                                                 Action.state == "done", Action.seq > row.seq).limit(1))
+    if later is not None:
+        return
+    try:
+        plan = replan(svc.app.planner(), row)
+    except AgentError as exc:
+        svc.audit.record("retry.refused", action_id=action_id, incident=row.incident_id, error=str(exc))
+        return
+    ttl = (row.expires_at - row.created_at) if row.expires_at else None
+    svc.audit.record("retry.start", action_id=action_id, incident=row.incident_id, attempt=attempt,
+                     target=row.target, action=row.action, previous_error=row.error)
+    svc.runner.run(plan, row.incident_id, reason=f"retry {attempt} after a transient failure: {row.error}",
+                   ttl=ttl, approved_by=row.approved_by, retry_attempt=attempt)
+
+
+def verify_action(svc: Any, row: Action) -> Any:
+    """Open a session to the row's target and read back whether its effect is in place."""
+    planner = svc.app.planner()
+    entry = planner.entry_for(row)
+    if entry.credentials is None:
+        from connectors.errors import AuthError
+        raise AuthError(f"no credentials configured for {row.target}")
+    conn = svc.app.registry.get(row.connector)
+    session = conn.open(entry.target(row.address or None), entry.credentials.resolve(), svc.app.ctx)
+    try:
+        return conn.verify(session, row.action, row.args)
+    finally:
+        session.close()
+
+
+def reverify_all() -> None:
+    """Verify every active containment; drift is audited and re-applied or alerted per policy."""
+    started = time.monotonic()
+    svc = _svc()
+    now = utcnow()
+    rows = [r for r in svc.app.planner().active_actions(None)
+            if r.mutating and (r.expires_at is None or r.expires_at > now + timedelta(seconds=2))]
+    for row in rows:
+        if svc.runner.engine.cancel.is_set():
+            return
+        _reverify_one(svc, row)
+    _timed("reverify", started)
+
+
+def _reverify_one(svc: Any, row: Action) -> None:
+    from agent.errors import AgentError
+    from connectors.errors import ConnectorError
+    with svc.runner.locked([row.target]):
+        fresh = _active(svc, row.id)
+        if fresh is None:
+            return
+        try:
+            ver = verify_action(svc, fresh)
+        except (ConnectorError, AgentError) as exc:
+            svc.audit.record("containment.unverified", incident=row.incident_id, action_id=row.id,
+                             target=row.target, action=row.action, error=str(exc))
+            return
+        if ver.in_effect:
+            return
+        policy = svc.config.drift_policy
+        svc.metrics.drift.labels(policy).inc()
+        svc.audit.record("containment.drift", incident=row.incident_id, action_id=row.id, target=row.target,
+                         action=row.action, observed=ver.to_dict(), policy=policy,
+                         detail=f"{row.action} on {row.target} is no longer in effect: {ver.summary}")
+        if policy != "reapply":
+            return
+        _reapply(svc, fresh, ver.summary)
+
+
+def _reapply(svc: Any, row: Action, why: str) -> None:
+    from agent.errors import AgentError
+    from agent.replan import replan
+    try:
+        plan = replan(svc.app.planner(), row)
+    except AgentError as exc:
+        svc.audit.record("containment.reapply_refused", incident=row.incident_id, action_id=row.id, error=str(exc))
+        return
+    svc.engine.journal.mark_undone(row.id, f"drift detected ({why}); re-applied as a new action")
+    ttl = (row.expires_at - utcnow()) if row.expires_at else None
+    result = svc.runner.run(plan, row.incident_id, reason=f"re-applied after drift: {why}",
+                            ttl=ttl if ttl is None or ttl.total_seconds() > 1 else timedelta(seconds=1),
+                            approved_by=row.approved_by)
+    svc.audit.record("containment.reapplied", incident=row.incident_id, action_id=row.id, target=row.target,
+                     action=row.action, status=result.status,
+                     new_actions=[o.action_id for o in result.outcomes])
+
+
+def sweep() -> None:
+    """Create missing TTL jobs for active actions and expire overdue approvals."""
+    from agent.approvals import expire_due
+    svc = _svc()
+    if svc.scheduler is None:
+        return
+    ids = set(svc.scheduler.job_ids())
+    with svc.store.session() as s:
+        rows = list(s.scalars(select(Action).where(Action.kind == "apply", Action.state == "done",
+                                                   Action.undone_at.is_(None), Action.changed == 1,
+                                                   Action.expires_at.is_not(None))))
+    for row in rows:
+        if f"ttl:{row.id}" not in ids and row.expires_at is not None:
+            svc.scheduler.schedule_release(row.id, row.expires_at)
+    expire_due(svc.store, svc.audit)
