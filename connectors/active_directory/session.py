@@ -13,6 +13,7 @@ error says "untrusted CA / wrong name" rather than "socket error".
 
 from __future__ import annotations
 
+import math
 import socket
 import ssl
 import threading
@@ -75,7 +76,7 @@ def connect(opts: DirectoryOptions, creds: Credentials, ctx: ConnectorContext) -
     server = ldap3.Server(opts.address, port=opts.port, use_ssl=not opts.starttls, tls=tls, get_info=ldap3.NONE,
                           connect_timeout=ctx.connect_timeout)
     conn = ldap3.Connection(server, user=user, password=creds.password.reveal(), auto_bind=ldap3.AUTO_BIND_NONE,
-                            raise_exceptions=False, receive_timeout=ctx.command_timeout, auto_referrals=False,
+                            raise_exceptions=False, receive_timeout=max(1, math.ceil(ctx.command_timeout)), auto_referrals=False,
                             collect_usage=True, read_only=False)
     step = f"connect to {where}"
     try:
@@ -95,10 +96,17 @@ def connect(opts: DirectoryOptions, creds: Credentials, ctx: ConnectorContext) -
 
 
 def _discard(conn: ldap3.Connection) -> None:
+    """Unbind and close, also half-open connections (a failed handshake leaves a socket ldap3 forgets)."""
     try:
         conn.unbind()
     except (lx.LDAPException, OSError):
         pass
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 class ConnectionPool:

@@ -1,0 +1,135 @@
+"""Fixtures for the Active Directory connector tests: one real Samba AD DC for the whole session.
+
+``samba_dc``      session-scoped :class:`agent.lab.samba.SambaDC` in namespace ``adtN-dc`` (10.79.N.50), reached
+                  from a client namespace ``adtN-cl`` (10.79.N.10) through a veth pair; template-copy provisioning
+                  under ``var/test-cache/samba`` makes the start ≈ 3 s after the first run.
+``in_client_ns``  autouse: each test's thread acts from the client namespace (sockets it opens live there).
+``dc_target``     the directory as the inventory would describe it; ``agent_creds`` the agent's bind account
+                  (``ir-agent``, a Domain Admin, as in a real deployment with a delegated account).
+``make_user``     factory for fresh users with unique names, so tests never share state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from agent.lab import netns
+from agent.lab.samba import SambaDC
+from connectors.active_directory import ActiveDirectoryConnector
+from connectors.types import Credentials, Secret, Target
+
+from .helpers import AGENT_PASSWORD, target_for
+
+REPO = Path(__file__).resolve().parents[3]
+CACHE = Path(os.environ.get("AGENT_TEST_CACHE", REPO / "var" / "test-cache")) / "samba"
+
+
+@dataclass
+class DCEnv:
+    """The running DC plus the names tests need."""
+
+    dc: SambaDC
+    client_ns: str
+    client_address: str
+
+
+@contextlib.contextmanager
+def _claim(base: str) -> Iterator[int]:
+    """An exclusive index 1..9 so parallel sessions get distinct namespaces and subnets."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for index in range(1, 10):
+        handle: IO[str] = open(CACHE / f"{base}{index}.lock", "w", encoding="ascii")  # noqa: SIM115 (held)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield index
+        finally:
+            handle.close()
+        return
+    pytest.skip("all Samba test slots are in use by other test sessions")
+
+
+@pytest.fixture(scope="session")
+def samba_env() -> Iterator[DCEnv]:
+    """Provision (template copy), wire and start one DC; tear it down (processes, namespaces, state) at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("the Samba DC tests need root (network and mount namespaces)")
+    if shutil.which("samba", path=netns.SBIN_PATH) is None or shutil.which("samba-tool") is None:
+        pytest.skip("samba is not installed: run scripts/install-system.sh")
+    with _claim("adt") as index:
+        prefix = f"adt{index}"
+        for stale in netns.list_names(prefix + "-"):
+            netns.delete(stale)
+        dc = SambaDC(f"{prefix}-dc", f"10.79.{index}.50", CACHE / f"{prefix}-state")
+        env = DCEnv(dc, f"{prefix}-cl", f"10.79.{index}.10")
+        try:
+            if dc.state_dir.exists():
+                dc.teardown(remove_state=True)
+            dc.provision()
+            dc.attach(env.client_ns, env.client_address)
+            dc.start()
+            dc.create_user("ir-agent", AGENT_PASSWORD)
+            dc.add_members("Domain Admins", ["ir-agent"])
+            yield env
+        finally:
+            dc.teardown(remove_state=True)
+
+
+@pytest.fixture(scope="session")
+def samba_dc(samba_env: DCEnv) -> SambaDC:
+    return samba_env.dc
+
+
+@pytest.fixture(autouse=True)
+def in_client_ns(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run every test of this directory from the client namespace (skipped for pure unit-style tests)."""
+    if "samba_env" not in request.fixturenames and "samba_dc" not in request.fixturenames:
+        yield
+        return
+    env: DCEnv = request.getfixturevalue("samba_env")
+    with netns.enter(env.client_ns):
+        yield
+
+
+@pytest.fixture
+def dc_target(samba_dc: SambaDC) -> Target:
+    return target_for(samba_dc)
+
+
+@pytest.fixture
+def agent_creds() -> Credentials:
+    return Credentials(username="ir-agent@lab.test", password=Secret(AGENT_PASSWORD))
+
+
+@pytest.fixture
+def connector() -> Iterator[ActiveDirectoryConnector]:
+    conn = ActiveDirectoryConnector()
+    yield conn
+    conn.close()
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(samba_dc: SambaDC) -> Callable[..., tuple[str, str]]:
+    """Create a fresh enabled user (unique name); returns ``(sAMAccountName, password)``."""
+    def make(prefix: str = "u", **attrs: Any) -> tuple[str, str]:
+        name = f"{prefix}{os.getpid() % 1000}x{next(_counter)}"
+        password = f"Pw-{name}-9a!"
+        samba_dc.create_user(name, password, **attrs)
+        return name, password
+    return make

@@ -1,0 +1,53 @@
+"""Helpers shared by the AD integration tests (importable, unlike conftest)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import ldap3
+
+from agent.lab.samba import SambaDC
+from connectors.active_directory import ActiveDirectoryConnector
+from connectors.types import ConnectorContext, Credentials, Target
+
+AGENT_PASSWORD = "Agent-Bind-Pass-7x!"
+CTX = ConnectorContext(connect_timeout=3.0, command_timeout=10.0)
+
+
+def target_for(dc: SambaDC, **options: Any) -> Target:
+    opts = {"base_dn": dc.base_dn, "server_name": dc.server_name, "ca_file": str(dc.ca_file), "port": 636}
+    opts.update(options)
+    opts = {k: v for k, v in opts.items() if v is not None}
+    return Target(name="lab-ad", kind="account", address=dc.address, connector="active_directory", options=opts)
+
+
+def user_bind(dc: SambaDC, user: str, password: str) -> tuple[bool, str]:
+    """Bind as ``user`` over LDAPS from the current thread's namespace: (ok, diagnostic message)."""
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(dc.ca_file), valid_names=[dc.server_name])
+    server = ldap3.Server(dc.address, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=3)
+    conn = ldap3.Connection(server, user, password, raise_exceptions=False)
+    try:
+        ok = conn.bind()
+        return ok, str(conn.result.get("message", ""))
+    finally:
+        conn.unbind()
+
+
+def run_apply(connector: ActiveDirectoryConnector, target: Target, creds: Credentials, action: str,
+              args: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What the engine does for one action: validate, open, snapshot, apply, verify → (snapshot, result, check)."""
+    connector.validate(target, action, args)
+    with connector.open(target, creds, CTX) as session:
+        snap = connector.snapshot(session, action, args)
+        result = connector.apply(session, action, args, snap)
+        check = connector.verify(session, action, args)
+    return snap, result, check
+
+
+def run_undo(connector: ActiveDirectoryConnector, target: Target, creds: Credentials, action: str,
+             args: dict[str, Any], snap: Any) -> tuple[Any, Any]:
+    with connector.open(target, creds, CTX) as session:
+        result = connector.undo(session, action, args, snap)
+        check = connector.verify(session, action, args)
+    return result, check
