@@ -55,6 +55,7 @@ def agent_settings(repo: Path, config_dir: Path, state_dir: Path) -> dict[str, A
         "audit_dir": str(state_dir / "audit"),
         "evidence_dir": str(state_dir / "evidence"),
         "timezone": "America/New_York",
+        "obligations": str(repo / "config" / "obligations.yaml"),
         "ssh": {"known_hosts": str(state_dir / "known_hosts"), "connect_timeout": 5, "command_timeout": 30},
         "engine": {"max_parallel": 8, "retries": 3, "backoff": 0.5, "confirm_timeout": 300},
     }

@@ -24,7 +24,7 @@ import pytest
 from agent.lab import Lab, netns
 
 REPO = Path(__file__).resolve().parents[2]
-LOCK_DIR = REPO / "var" / "lab" / "locks"
+LOCK_DIR = Path("/run/containment-agent/lab-locks")  # machine-wide: namespaces are machine-wide too
 
 
 def _skip_unless_lab_possible() -> None:
