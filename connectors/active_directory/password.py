@@ -4,13 +4,18 @@ Why it is never a substitute for disabling: AD keeps accepting the *previous* pa
 binds during the "old password allowed period" (60 min by default; measured on Samba), so an attacker who holds
 it is not locked out by a reset. The password is generated with :mod:`secrets`, sent only over the TLS-protected
 connection as ``unicodePwd``, and never returned, journaled, logged or put into an exception message; ldap3 does
-not echo modify values in errors, and any message is scrubbed anyway.
+not echo modify values in errors, and any message is scrubbed anyway. ldap3's own protocol logging (off by
+default) *does* print modify values — measured: the UTF-16 password appears escaped in a ``PROTOCOL:MODIFY``
+line — so a filter on the ``ldap3`` logger drops every record emitted while a password is in flight in that
+thread, and any record naming a password attribute.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,13 +26,40 @@ from connectors.active_directory.session import ADSession
 from connectors.errors import ConnectorError
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["generate_password", "OLD_PASSWORD_NOTE", "snapshot_reset", "apply_reset", "verify_reset"]
+__all__ = ["generate_password", "SecretRecordFilter", "install_log_filter", "OLD_PASSWORD_NOTE", "snapshot_reset", "apply_reset", "verify_reset"]
 
 PASSWORD_LENGTH = 32
 _CLASSES = (string.ascii_uppercase, string.ascii_lowercase, string.digits, "!#%+-.:=?@_~")
 OLD_PASSWORD_NOTE = ("AD still accepts the previous password for NTLM and LDAP binds for a while after a reset "
                      "(old password allowed period, 60 min by default): a reset is not containment — the account "
                      "must also be disabled.")
+
+
+_in_flight = threading.local()
+_PASSWORD_ATTRS = ("unicodepwd", "userpassword")
+
+
+class SecretRecordFilter(logging.Filter):
+    """Drops ldap3 log records that could carry a password (see the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_in_flight, "active", False):
+            return False
+        try:
+            text = record.getMessage().lower()
+        except (TypeError, ValueError):
+            text = str(record.msg).lower()
+        return not any(attr in text for attr in _PASSWORD_ATTRS)
+
+
+def install_log_filter() -> None:
+    """Attach :class:`SecretRecordFilter` to the ``ldap3`` logger once (idempotent)."""
+    logger = logging.getLogger("ldap3")
+    if not any(isinstance(f, SecretRecordFilter) for f in logger.filters):
+        logger.addFilter(SecretRecordFilter())
+
+
+install_log_filter()
 
 
 def generate_password(avoid: str = "") -> str:
@@ -52,6 +84,7 @@ def apply_reset(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> 
     account = resolve(session, args["account"], ["pwdLastSet"])
     password = generate_password(avoid=account.sam)
     encoded = f'"{password}"'.encode("utf-16-le")
+    _in_flight.active = True
     try:
         session.modify(account.dn, {"unicodePwd": [(ldap3.MODIFY_REPLACE, [encoded])]})
     except ConnectorError as exc:
@@ -59,6 +92,7 @@ def apply_reset(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> 
         exc.args = (exc.message,)
         raise exc from None
     finally:
+        _in_flight.active = False
         del password, encoded
     session.modify(account.dn, {"pwdLastSet": [(ldap3.MODIFY_REPLACE, ["0"])]})
     return ActionResult(True, f"{account.sam}: password reset to a random value nobody knows; must change at "
