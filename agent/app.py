@@ -9,7 +9,7 @@ from __future__ import annotations
 import getpass
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ def default_actor() -> str:
 def new_incident_id(now: datetime | None = None) -> str:
     """``INC-20261123-093012-4f2a``: sortable, readable over the phone, unique without a counter."""
     import secrets
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"INC-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 

@@ -22,8 +22,16 @@ from agent.errors import InputError, NotFound
 from agent.journal import AuditSink
 from agent.store import Approval, Store, utcnow
 
-__all__ = ["ApprovalRequest", "request_approval", "list_approvals", "get_approval", "decide", "expire_due",
-           "plan_for", "approval_dict"]
+__all__ = [
+    "ApprovalRequest",
+    "approval_dict",
+    "decide",
+    "expire_due",
+    "get_approval",
+    "list_approvals",
+    "plan_for",
+    "request_approval",
+]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from agent import exitcodes
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 DESCRIPTION = """Containment agent: isolate hosts, disable accounts and block addresses —
 planned, verified, reversible and written to a tamper-evident audit log.

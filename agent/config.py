@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.yamlsrc import Node, load_yaml
 
-__all__ = ["Settings", "load_settings", "default_config_path"]
+__all__ = ["Settings", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
         "ssh", "engine", "daemon", "rules", "obligations"}
@@ -58,8 +58,7 @@ def default_config_path() -> Path:
 
 def _path(node: Node, base: Path) -> Path:
     text = node.str_()
-    if text.startswith("file:"):
-        text = text[5:]
+    text = text.removeprefix("file:")
     p = Path(os.path.expanduser(text))
     return p if p.is_absolute() else (base / p).resolve()
 

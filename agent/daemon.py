@@ -97,7 +97,7 @@ class Daemon:
             self.shutdown()
         return 0
 
-    def start_in_thread(self, timeout: float = 15.0) -> "Daemon":
+    def start_in_thread(self, timeout: float = 15.0) -> Daemon:
         """Start and serve from a background thread (tests, embedding); returns once HTTP answers."""
         self.start()
         self._thread = threading.Thread(target=self.serve, name="daemon-http", daemon=True)

@@ -17,10 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from connectors.base import Session
-from connectors.errors import ConnectorError, Timeout, VerifyFailed
-from connectors.types import ConnectorContext, Snapshot
-
 from agent.config import Settings
 from agent.errors import ConfigError
 from agent.failpoints import failpoint
@@ -29,8 +25,11 @@ from agent.journal import AuditSink, Journal
 from agent.plan import Plan, PlannedAction
 from agent.registry import Registry
 from agent.store import Action, Store, utcnow
+from connectors.base import Session
+from connectors.errors import ConnectorError, Timeout, VerifyFailed
+from connectors.types import ConnectorContext, Snapshot
 
-__all__ = ["Engine", "RunResult", "ActionOutcome", "Interrupted"]
+__all__ = ["ActionOutcome", "Engine", "Interrupted", "RunResult"]
 
 T = TypeVar("T")
 
@@ -169,7 +168,7 @@ class Engine:
                      approved_by=approved_by, reason=reason, expires_at=expires, snapshot=pa.snapshot)
         return self.journal.create(row)
 
-    def _run_action(self, pa: PlannedAction, row: Action, sessions: "_SessionCache") -> ActionOutcome:
+    def _run_action(self, pa: PlannedAction, row: Action, sessions: _SessionCache) -> ActionOutcome:
         conn = self.registry.get(pa.connector)
         out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
                             kind=row.kind, state="failed", action_id=row.id)
@@ -265,7 +264,7 @@ class Engine:
             raise Interrupted("cancelled")
 
     def _rollback(self, plan: Plan, done: list[tuple[PlannedAction, Action]], incident: str,
-                  sessions: "_SessionCache") -> list[ActionOutcome]:
+                  sessions: _SessionCache) -> list[ActionOutcome]:
         outcomes = []
         for pa, row in reversed(done):
             if not pa.spec.reversible or not pa.spec.mutating or row.kind == "undo" or not row.changed:
@@ -297,7 +296,7 @@ class Engine:
             return inc.contained_at if inc else None
 
     @contextmanager
-    def _sessions(self) -> Iterator["_SessionCache"]:
+    def _sessions(self) -> Iterator[_SessionCache]:
         cache = _SessionCache()
         try:
             yield cache

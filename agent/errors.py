@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgentError", "ConfigError", "InputError", "GuardRefused", "NotFound"]
+__all__ = ["AgentError", "ConfigError", "GuardRefused", "InputError", "NotFound"]
 
 
 class AgentError(Exception):

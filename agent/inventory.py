@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.types import Target
-
 from agent.errors import GuardRefused, NotFound
 from agent.secrets import CredentialsSpec, parse_ref
 from agent.validate import INVENTORY_NAME
 from agent.yamlsrc import Node, load_yaml
+from connectors.types import Target
 
-__all__ = ["Inventory", "HostEntry", "load_inventory", "OS_CONNECTORS"]
+__all__ = ["OS_CONNECTORS", "HostEntry", "Inventory", "load_inventory"]
 
 OS_CONNECTORS = {"linux": "ssh_linux", "windows": "winrm_windows"}
 _KNOWN_OS = set(OS_CONNECTORS)
@@ -133,7 +132,7 @@ class Inventory:
             if ip.version == net.version and ip in net:
                 return f"{net} contains the management address {ip}"
         for prot in self.protected_cidrs:
-            if prot.version == net.version and net.overlaps(prot):  # type: ignore[arg-type]
+            if prot.version == net.version and net.overlaps(prot):
                 return f"{net} overlaps protected range {prot}"
         return None
 
@@ -218,7 +217,8 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
     cred_node = merged.get("credentials")
     creds = _credentials(cred_node, base) if cred_node is not None else None
     hk = merged.get("host_key")
-    options = dict(merged.get("options").mapping().value) if merged.get("options") else {}
+    opt_node = merged.get("options")
+    options = dict(opt_node.mapping().value) if opt_node is not None else {}
     if kind == "device":
         options["device_type"] = merged.child("device_type").str_(pattern=INVENTORY_NAME, what="device_type")
     port = merged.get("port")
@@ -257,7 +257,7 @@ def _credentials(node: Node, base: Path) -> CredentialsSpec:
     private_key = None
     if key_node is not None:
         text = key_node.str_()
-        text = text[5:] if text.startswith("file:") else text
+        text = text.removeprefix("file:")
         p = Path(text).expanduser()
         private_key = str(p if p.is_absolute() else (base / p).resolve())
     extra = tuple((k, refs[k]) for k in ("secret", "token") if k in refs)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from agent.store import Action, Incident, Store, Transition, utcnow
 
-__all__ = ["Journal", "AuditSink", "OWNER"]
+__all__ = ["OWNER", "AuditSink", "Journal"]
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -15,9 +15,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.errors import ConnectorError
-from connectors.types import ActionSpec, ConnectorContext, Target
-
 from agent.config import Settings
 from agent.errors import GuardRefused, InputError
 from agent.inventory import HostEntry, Inventory
@@ -25,8 +22,10 @@ from agent.registry import Registry
 from agent.runbook import Runbook, Step
 from agent.store import Action, Store
 from agent.validate import inventory_name, ip_or_cidr, username
+from connectors.errors import ConnectorError
+from connectors.types import ActionSpec, ConnectorContext, Target
 
-__all__ = ["PlannedAction", "Plan", "Planner", "connector_context"]
+__all__ = ["Plan", "PlannedAction", "Planner", "connector_context"]
 
 
 @dataclass
@@ -109,7 +108,7 @@ class Planner:
                 if step.when and not values.get(step.when):
                     continue
                 kind = runbook.target
-                value = subject
+                value: Any = subject
                 if step.target:
                     kind = runbook.parameters[step.target].kind or kind
                     value = values.get(step.target)

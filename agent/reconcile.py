@@ -18,14 +18,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.errors import ConnectorError
-from connectors.types import Snapshot
-
 from agent.engine import Engine
 from agent.errors import AgentError
 from agent.store import ACTIVE_STATES, Action
+from connectors.errors import ConnectorError
+from connectors.types import Snapshot
 
-__all__ = ["reconcile", "ReconcileOutcome"]
+__all__ = ["ReconcileOutcome", "reconcile"]
 
 
 @dataclass

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from connectors.base import Connector
-
 from agent.errors import ConfigError
 from agent.validate import INVENTORY_NAME
+from connectors.base import Connector
 
 __all__ = ["Registry"]
 
@@ -48,4 +47,4 @@ class Registry:
         if getattr(instance, "name", name) != name:
             raise ConfigError(f"connector registered as {name!r} calls itself {instance.name!r}")
         self._instances[name] = instance
-        return instance
+        return instance  # type: ignore[no-any-return]

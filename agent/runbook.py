@@ -32,7 +32,7 @@ from typing import Any
 from agent.errors import InputError, NotFound
 from agent.yamlsrc import Node, load_yaml
 
-__all__ = ["Runbook", "Step", "Parameter", "load_runbook", "find_runbook", "list_runbooks"]
+__all__ = ["Parameter", "Runbook", "Step", "find_runbook", "list_runbooks", "load_runbook"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _ACTION = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -142,16 +142,16 @@ def load_runbook(path: Path | str) -> Runbook:
     return Runbook(
         name=name,
         path=Path(path),
-        description=root.get("description").str_() if root.get("description") else "",
+        description=root.opt_str("description"),
         target=target,
         steps=steps,
         parameters=params,
         os=tuple(guards.child("os").str_list()),
-        require_reason=guards.get("require_reason").bool_() if guards.get("require_reason") else False,
+        require_reason=guards.opt_bool("require_reason"),
         approval=_choice(approval, ("auto", "approve", "dry-run"), "auto"),
         rollback=_choice(rollback, ("reverse", "none"), "reverse"),
-        ttl=root.get("ttl").str_() if root.get("ttl") else None,
-        irreversible_note=root.get("irreversible").str_() if root.get("irreversible") else "",
+        ttl=root.opt_str("ttl") or None,
+        irreversible_note=root.opt_str("irreversible"),
     )
 
 
@@ -179,7 +179,7 @@ def _parameter(name: str, node: Node) -> Parameter:
     if kind is not None and kind.str_() not in TARGET_KINDS:
         raise kind.error(f"unknown kind {kind.value!r} (known: {', '.join(TARGET_KINDS)})")
     return Parameter(name=name, type=type_, default=default, required=req.bool_() if req else False,
-                     description=node.get("description").str_() if node.get("description") else "",
+                     description=node.opt_str("description"),
                      kind=kind.str_() if kind is not None else None)
 
 

@@ -26,15 +26,22 @@ expires overdue approvals.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from agent.store import Action, Approval, utcnow
 
-__all__ = ["DaemonScheduler", "release_action", "expire_approval", "retry_action", "reverify_all", "sweep",
-           "verify_action"]
+__all__ = [
+    "DaemonScheduler",
+    "expire_approval",
+    "release_action",
+    "retry_action",
+    "reverify_all",
+    "sweep",
+    "verify_action",
+]
 
 _RUNTIME: Any = None  # the running IntakeService (jobs are module functions so the job store can name them)
 JOBS_TABLE = "scheduler_jobs"
@@ -58,7 +65,7 @@ class DaemonScheduler:
                        "periodic": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
-            timezone=timezone.utc)
+            timezone=UTC)
 
     def start(self) -> None:
         global _RUNTIME

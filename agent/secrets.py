@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import ConfigError
 from connectors.types import Credentials, Secret
 
-from agent.errors import ConfigError
-
-__all__ = ["SecretRef", "CredentialsSpec", "parse_ref"]
+__all__ = ["CredentialsSpec", "SecretRef", "parse_ref"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -11,17 +11,27 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select)
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Incident", "Action", "Transition", "Alert", "Approval", "Store", "utcnow", "ACTIVE_STATES",
-           "TERMINAL_STATES"]
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "Action",
+    "Alert",
+    "Approval",
+    "Base",
+    "Incident",
+    "Store",
+    "Transition",
+    "utcnow",
+]
 
 # intent -> snapshotted -> applying -> verifying -> done | failed   (undo rows follow the same path)
 ACTIVE_STATES = ("intent", "snapshotted", "applying", "verifying")
@@ -29,7 +39,7 @@ TERMINAL_STATES = ("done", "failed", "skipped")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _UTC(TypeDecorator[datetime]):
@@ -40,12 +50,12 @@ class _UTC(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -64,7 +74,7 @@ class Incident(Base):
     discovered_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     contained_at: Mapped[datetime | None] = mapped_column(default=None)
-    actions: Mapped[list["Action"]] = relationship(back_populates="incident", order_by="Action.seq")
+    actions: Mapped[list[Action]] = relationship(back_populates="incident", order_by="Action.seq")
 
 
 class Action(Base):
@@ -102,7 +112,7 @@ class Action(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)  # TTL: release due
     undone_at: Mapped[datetime | None] = mapped_column(default=None)
     incident: Mapped[Incident] = relationship(back_populates="actions")
-    transitions: Mapped[list["Transition"]] = relationship(order_by="Transition.id")
+    transitions: Mapped[list[Transition]] = relationship(order_by="Transition.id")
 
     def summary(self) -> dict[str, Any]:
         return {

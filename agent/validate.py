@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from agent.errors import InputError
 
-__all__ = ["inventory_name", "ip_or_cidr", "duration", "username", "INVENTORY_NAME"]
+__all__ = ["INVENTORY_NAME", "duration", "inventory_name", "ip_or_cidr", "username"]
 
 INVENTORY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})")
 _USERNAME = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,14}\\)?[A-Za-z0-9][A-Za-z0-9._@-]{0,255}")

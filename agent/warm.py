@@ -22,7 +22,7 @@ import struct
 import sys
 from pathlib import Path
 
-__all__ = ["socket_path", "try_forward", "serve", "FORWARDED_COMMANDS"]
+__all__ = ["FORWARDED_COMMANDS", "serve", "socket_path", "try_forward"]
 
 FORWARDED_COMMANDS = frozenset({"contain", "release", "run", "plan", "block-ip", "unblock-ip", "disable-account",
                                 "enable-account", "status", "sweep", "incidents", "report"})
@@ -97,13 +97,13 @@ def _read_int(sock: socket.socket) -> int | None:
 
 def _preload() -> None:
     """Import what commands need, so children start warm."""
-    import agent.commands.act  # noqa: F401
-    import agent.commands.query  # noqa: F401
-    import agent.engine  # noqa: F401
-    import agent.plan  # noqa: F401
-    import agent.reconcile  # noqa: F401
+    import agent.audit
+    import agent.commands.act
+    import agent.commands.query
+    import agent.engine
+    import agent.plan
+    import agent.reconcile
     import agent.store  # noqa: F401
-    import agent.audit  # noqa: F401
     from agent.registry import Registry
     reg = Registry()
     for name in reg.names():

@@ -27,7 +27,7 @@ class Doc:
     def __init__(self, file: str, data: Any, lines: dict[Path_, int]) -> None:
         self.file, self.data, self.lines = file, data, lines
 
-    def root(self) -> "Node":
+    def root(self) -> Node:
         return Node(self, (), self.data)
 
 
@@ -108,7 +108,7 @@ class Node:
         return ConfigError(message, file=self.doc.file, line=self.line, field=self.field)
 
     # -- structure --------------------------------------------------------------------------------------
-    def mapping(self, *, allowed: set[str] | None = None, required: set[str] = frozenset()) -> "Node":  # type: ignore[assignment]
+    def mapping(self, *, allowed: set[str] | None = None, required: set[str] = frozenset()) -> Node:  # type: ignore[assignment]
         if self.value is None:
             self.value = {}
         if not isinstance(self.value, Mapping):
@@ -123,22 +123,31 @@ class Node:
                 raise self.error(f"missing required field '{key}'")
         return self
 
-    def child(self, key: str | int) -> "Node":
+    def child(self, key: str | int) -> Node:
         value = self.value.get(key) if isinstance(self.value, Mapping) else (
             self.value[key] if isinstance(self.value, list) and isinstance(key, int) else None)
         return Node(self.doc, self.at + (key,), value)
 
-    def get(self, key: str) -> "Node | None":
+    def get(self, key: str) -> Node | None:
         if isinstance(self.value, Mapping) and key in self.value and self.value[key] is not None:
             return self.child(key)
         return None
 
-    def items(self) -> Iterator[tuple[str, "Node"]]:
+    def opt_str(self, key: str, default: str = "") -> str:
+        """The string at ``key``, or ``default`` when absent."""
+        node = self.get(key)
+        return node.str_() if node is not None else default
+
+    def opt_bool(self, key: str, default: bool = False) -> bool:
+        node = self.get(key)
+        return node.bool_() if node is not None else default
+
+    def items(self) -> Iterator[tuple[str, Node]]:
         self.mapping()
         for key in self.value:
             yield key, self.child(key)
 
-    def elements(self) -> Iterator["Node"]:
+    def elements(self) -> Iterator[Node]:
         if self.value is None:
             return
         if not isinstance(self.value, list):

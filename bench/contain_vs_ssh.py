@@ -18,11 +18,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.lab import Lab  # noqa: E402
+import ipaddress
 
-import ipaddress  # noqa: E402
-
-from connectors.linux_ssh.rules import nft_ruleset  # noqa: E402
+from agent.lab import Lab
+from connectors.linux_ssh.rules import nft_ruleset
 
 RULESET = nft_ruleset([ipaddress.ip_address("10.77.0.10")], 22)  # exactly what the agent applies
 

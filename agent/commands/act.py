@@ -63,9 +63,7 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
             plan.notes.append("nothing is due" if cmd == "sweep" else
                               f"incident {args.release_incident}: nothing active to undo")
     else:
-        if cmd == "contain":
-            book, subjects = args.runbook, args.host
-        elif cmd == "release":
+        if cmd == "contain" or cmd == "release":
             book, subjects = args.runbook, args.host
         elif cmd in ("run", "plan"):
             book, subjects = args.runbook, args.targets
@@ -177,7 +175,7 @@ def _undo_incident(app: App, plan: Any) -> str | None:
         return None
     from agent.store import Action
     with app.store.session() as s:
-        incidents = {s.get(Action, i).incident_id for i in ids}  # type: ignore[union-attr]
+        incidents = {row.incident_id for i in ids if (row := s.get(Action, i)) is not None}
     return incidents.pop() if len(incidents) == 1 else None
 
 

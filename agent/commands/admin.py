@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from agent import exitcodes
 from agent.app import App
@@ -22,7 +23,7 @@ def run_admin(args: argparse.Namespace) -> int:
 def _connectors(app: App, args: argparse.Namespace) -> int:
     from agent.registry import Registry
     reg = Registry()
-    data = []
+    data: list[dict[str, Any]] = []
     for name in reg.names():
         try:
             conn = reg.get(name)
@@ -75,8 +76,8 @@ def _check(app: App, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"ok": not problems, "checked": checked, "problems": problems})
     else:
-        for path in checked:
-            print(f"{color('ok', 'green')}    {path}")
+        for checked_path in checked:
+            print(f"{color('ok', 'green')}    {checked_path}")
         for problem in problems:
             print(f"{color('error', 'red')} {problem}")
         if not problems:

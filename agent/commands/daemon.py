@@ -15,7 +15,7 @@ from agent import exitcodes
 from agent.app import App
 from agent.output import color, emit_json, state_color
 
-__all__ = ["run_daemon", "run_approvals"]
+__all__ = ["run_approvals", "run_daemon"]
 
 
 def run_daemon(args: argparse.Namespace) -> int:

@@ -8,8 +8,15 @@ from typing import Any, ClassVar
 from connectors.base import ConnectorBase
 from connectors.linux_ssh import evidence, isolate
 from connectors.linux_ssh.session import SshSession, open_session
-from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
-                              Verification)
+from connectors.types import (
+    ActionResult,
+    ActionSpec,
+    ConnectorContext,
+    Credentials,
+    Snapshot,
+    Target,
+    Verification,
+)
 
 __all__ = ["SshLinuxConnector"]
 

@@ -15,7 +15,7 @@ from connectors.errors import ConnectorError, InvalidInput
 from connectors.linux_ssh.session import SshSession
 from connectors.types import ActionResult
 
-__all__ = ["COMMANDS", "capture", "kill_sessions", "check_user"]
+__all__ = ["COMMANDS", "capture", "check_user", "kill_sessions"]
 
 COMMANDS = {
     "processes.txt": "ps auxww",

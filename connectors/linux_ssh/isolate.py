@@ -16,7 +16,7 @@ from connectors.linux_ssh import rules
 from connectors.linux_ssh.session import SshSession
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
 
-__all__ = ["plan_args", "snapshot", "apply", "verify", "release", "preview"]
+__all__ = ["apply", "plan_args", "preview", "release", "snapshot", "verify"]
 
 _PROBE = ("if command -v nft >/dev/null 2>&1; then echo TOOL=nft; nft list ruleset; "
           "else echo TOOL=iptables; iptables-save; echo @@V6@@; ip6tables-save 2>/dev/null; fi; "

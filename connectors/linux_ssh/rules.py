@@ -15,9 +15,22 @@ from collections.abc import Sequence
 
 from connectors.errors import InvalidInput
 
-__all__ = ["TABLE", "CHAINS", "DEADMAN_PIDFILE", "REVERTED_MARK", "management", "nft_ruleset", "iptables_rules",
-           "iptables_jumps", "nft_release", "iptables_release", "deadman_arm", "deadman_cancel", "normalise",
-           "cut_flows"]
+__all__ = [
+    "CHAINS",
+    "DEADMAN_PIDFILE",
+    "REVERTED_MARK",
+    "TABLE",
+    "cut_flows",
+    "deadman_arm",
+    "deadman_cancel",
+    "iptables_jumps",
+    "iptables_release",
+    "iptables_rules",
+    "management",
+    "nft_release",
+    "nft_ruleset",
+    "normalise",
+]
 
 TABLE = "inet containment"
 CHAINS = ("CONTAIN_IN", "CONTAIN_OUT", "CONTAIN_FWD")

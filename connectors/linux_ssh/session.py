@@ -20,7 +20,7 @@ from typing import Any
 from connectors.errors import AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable
 from connectors.types import ConnectorContext, Credentials, Target
 
-__all__ = ["SshSession", "open_session", "fingerprint", "map_errors"]
+__all__ = ["SshSession", "fingerprint", "map_errors", "open_session"]
 
 
 def fingerprint(key_blob: bytes) -> str:
@@ -41,7 +41,7 @@ def map_errors(target: Target, what: str) -> Iterator[None]:
     except (paramiko.AuthenticationException, paramiko.BadAuthenticationType) as exc:
         raise AuthError(f"authentication failed for {target.address}: {type(exc).__name__}",
                         target=target.name) from exc
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise Timeout(f"no answer from {target.address} during {what}", target=target.name) from exc
     except ConnectionRefusedError as exc:
         raise Unreachable(f"{target.address}: connection refused", target=target.name) from exc
@@ -103,7 +103,7 @@ class SshSession:
                         break
                     out += chunk
                     if time.monotonic() > deadline:
-                        raise socket.timeout()
+                        raise TimeoutError()
                 err = bytearray()
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from agent.app import App
 from agent.registry import Registry
-
 from tests.unit.fake_connector import FakeConnector, FakeWorld
 
 REPO = Path(__file__).resolve().parents[2]

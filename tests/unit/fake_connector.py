@@ -12,8 +12,15 @@ from typing import Any, ClassVar
 
 from connectors.base import ConnectorBase
 from connectors.errors import AuthError, InvalidInput, Timeout, Unreachable
-from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
-                              Verification)
+from connectors.types import (
+    ActionResult,
+    ActionSpec,
+    ConnectorContext,
+    Credentials,
+    Snapshot,
+    Target,
+    Verification,
+)
 
 
 @dataclass
@@ -117,4 +124,4 @@ class FakeConnector(ConnectorBase):
         return Verification(False, "never")
 
 
-__all__ = ["FakeConnector", "FakeWorld", "Crash", "AuthError", "Unreachable", "Timeout"]
+__all__ = ["AuthError", "Crash", "FakeConnector", "FakeWorld", "Timeout", "Unreachable"]

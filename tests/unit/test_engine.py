@@ -11,9 +11,8 @@ from agent.errors import GuardRefused, InputError, NotFound
 from agent.reconcile import reconcile
 from agent.runbook import find_runbook
 from agent.store import Action, Transition
-
 from tests.unit.engine_env import make_env
-from tests.unit.fake_connector import AuthError, Crash, Timeout, Unreachable
+from tests.unit.fake_connector import AuthError, Crash, Unreachable
 
 
 def run(app, book: str, hosts: list[str], incident: str = "INC-T", **params):

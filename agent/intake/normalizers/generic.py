@@ -27,6 +27,9 @@ def normalize(payload: dict[str, Any], source: str) -> list[NormalizedAlert]:
     unknown = sorted(set(payload) - FIELDS)
     if unknown:
         raise MalformedAlert(f"{unknown[0]}: unknown field (known: {', '.join(sorted(FIELDS))})")
+    for key in ("rule_id", "host", "user", "source_ip", "title", "severity"):
+        if isinstance(payload.get(key), (list, dict)):
+            raise MalformedAlert(f"{key}: expected a single value, got a {type(payload[key]).__name__}")
     rule_id = text(payload.get("rule_id"), where="rule_id", limit=200)
     if not rule_id:
         raise MalformedAlert("rule_id: required")

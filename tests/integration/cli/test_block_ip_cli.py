@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.lab import Lab
-
 from tests.integration.cli.test_contain_cli import agent, cfg  # noqa: F401 - shared fixture and runner
 
 pytestmark = pytest.mark.root
@@ -29,7 +28,7 @@ class TestBlockIp:
         res = agent(lab, cfg, "sweep", "--yes")
         assert res.returncode == 0 and "nothing is due" in res.stdout
         due = datetime.fromisoformat(status["active"][0]["expires_at"])
-        time.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.5)
         res = agent(lab, cfg, "sweep", "--yes")
         assert res.returncode == 0, res.stderr + res.stdout
         assert lab.probe().state("attacker", "victim", 8080) == "open"
