@@ -169,7 +169,7 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
         observed["ipv6"] = "ip6tables missing: IPv6 not filtered"
     if not problems:
         return Verification(True, f"isolated ({st.tool}): only tcp/{a.ssh_port} with "
-                                  f"{', '.join(str(n) for n in a.management)}", observed)
+                                  f"{', '.join(rules.net_text(n) for n in a.management)}", observed)
     observed["problems"] = problems
     if not st.present:
         why = f"not isolated ({st.tool}: no containment rules)"

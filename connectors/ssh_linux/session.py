@@ -112,7 +112,7 @@ def _load_key(creds: Credentials, label: str) -> Any:
     path = str(creds.private_key_path)
     passphrase = creds.private_key_passphrase.reveal() if creds.private_key_passphrase else None
     try:
-        return paramiko.PKey.from_path(path, password=passphrase)
+        return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase else None)
     except FileNotFoundError:
         raise AuthError(f"private key file {path} not found", target=label) from None
     except paramiko.PasswordRequiredException:
@@ -146,6 +146,9 @@ def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> S
         opts.key_types = tuple(dict.fromkeys(pinned_kinds + list(opts.key_types)))
         with mapped(label, "key exchange"):
             transport.start_client(timeout=ctx.connect_timeout)
+            if transport.host_key is None:  # start_client returns quietly when its timeout passes
+                raise Timeout(f"{target.address}:{port} did not complete the SSH handshake within "
+                              f"{ctx.connect_timeout:g} s", target=label)
             key = transport.get_remote_server_key()
         decision = hostkeys.decide(target.address, port, key.get_name(), key.asbytes(), pins,
                                    ctx.trust_unknown_host_key)

@@ -23,6 +23,7 @@ __all__ = ["Network", "IsolateArgs", "parse_management", "parse_port", "parse_co
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 # Management entries may be networks, but never so wide that "keep the agent reachable" means "keep everyone".
 MIN_PREFIX = {4: 16, 6: 48}
+_ADDR_CHARS = re.compile(r"[0-9A-Fa-f:./]{2,49}")
 _USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 MAX_CONFIRM = 86400
@@ -33,7 +34,8 @@ def _bad(field: str, value: object, why: str) -> InvalidInput:
 
 
 def _parse_network(field: str, raw: object) -> Network:
-    if not isinstance(raw, str) or not raw.isascii() or raw != raw.strip() or not raw:
+    if not isinstance(raw, str) or not _ADDR_CHARS.fullmatch(raw):
+        # Also keeps out IPv6 scope ids ("fe80::1%eth0"), which ipaddress accepts with arbitrary text.
         raise _bad(field, raw, "is not an IP address or network")
     try:
         net = ipaddress.ip_network(raw, strict=True)
