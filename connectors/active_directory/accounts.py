@@ -25,7 +25,7 @@ from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from connectors.active_directory.options import DirectoryOptions, normalize_dn
+from connectors.active_directory.options import DirectoryOptions, dn_within, normalize_dn
 from connectors.active_directory.session import ADSession, Entry
 from connectors.errors import InvalidInput, Rejected
 
@@ -54,7 +54,7 @@ def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "acco
         try:
             if not parse_dn(value):
                 raise LDAPInvalidDnError("empty")
-            inside = normalize_dn(value).endswith(normalize_dn(opts.base_dn))
+            inside = dn_within(value, opts.base_dn)
         except LDAPInvalidDnError:
             raise InvalidInput(f"{field_name} {value!r} is not a valid DN") from None
         if not inside:

@@ -29,7 +29,7 @@ from ldap3.utils.dn import parse_dn
 from connectors.errors import InvalidInput, TLSError
 from connectors.types import Target
 
-__all__ = ["DirectoryOptions", "DEFAULT_PRIVILEGED_GROUPS", "normalize_dn"]
+__all__ = ["DirectoryOptions", "DEFAULT_PRIVILEGED_GROUPS", "normalize_dn", "dn_within"]
 
 #: Built-in privileged groups, found by SID so that localized group names do not matter.
 #: ``"-512"`` style entries are relative to the domain SID; ``S-1-5-32-*`` are BUILTIN groups.
@@ -47,9 +47,19 @@ _INSECURE = {"tls", "use_ssl", "ssl", "insecure", "validate", "verify", "verify_
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
+def _rdns(dn: str) -> list[str]:
+    return [f"{attr.lower()}={value.lower()}" for attr, value, _sep in parse_dn(dn, escape=False)]
+
+
 def normalize_dn(dn: str) -> str:
     """A comparable form of a DN (attribute types and values lower-cased, no spaces around separators)."""
-    return ",".join(f"{attr.lower()}={value.lower()}" for attr, value, _sep in parse_dn(dn, escape=False))
+    return ",".join(_rdns(dn))
+
+
+def dn_within(dn: str, base: str) -> bool:
+    """True if ``dn`` is ``base`` or below it, compared RDN by RDN (not as a string suffix)."""
+    inner, outer = _rdns(dn), _rdns(base)
+    return len(inner) >= len(outer) and inner[len(inner) - len(outer):] == outer
 
 
 def _names(options: Mapping[str, Any], key: str) -> tuple[str, ...]:
