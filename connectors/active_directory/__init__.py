@@ -10,12 +10,12 @@ from connectors.active_directory.password import generate_password
 from connectors.active_directory.session import ADSession, ConnectionPool, StrictTls
 
 __all__ = [
-    "ActiveDirectoryConnector",
     "ACTIONS",
+    "DEFAULT_PRIVILEGED_GROUPS",
     "ADSession",
     "Account",
+    "ActiveDirectoryConnector",
     "ConnectionPool",
-    "DEFAULT_PRIVILEGED_GROUPS",
     "DirectoryOptions",
     "StrictTls",
     "generate_password",

@@ -29,8 +29,18 @@ from connectors.active_directory.options import DirectoryOptions, dn_within, nor
 from connectors.active_directory.session import ADSession, Entry
 from connectors.errors import InvalidInput, Rejected
 
-__all__ = ["Account", "validate_account", "resolve", "resolve_snapshot", "sid_to_str", "check_not_protected",
-           "USER_FILTER", "MAX_IDENTIFIER", "first", "as_int"]
+__all__ = [
+    "MAX_IDENTIFIER",
+    "USER_FILTER",
+    "Account",
+    "as_int",
+    "check_not_protected",
+    "first",
+    "resolve",
+    "resolve_snapshot",
+    "sid_to_str",
+    "validate_account",
+]
 
 MAX_IDENTIFIER = 256
 SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>')

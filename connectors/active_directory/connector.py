@@ -29,7 +29,7 @@ from connectors.base import ConnectorBase
 from connectors.errors import ConnectorError, InvalidInput
 from connectors.types import ActionSpec, ConnectorContext, Credentials, Snapshot, Target
 
-__all__ = ["ActiveDirectoryConnector", "ACTIONS"]
+__all__ = ["ACTIONS", "ActiveDirectoryConnector"]
 
 ACTIONS: Mapping[str, ActionSpec] = {
     "disable_account": ActionSpec(
@@ -61,20 +61,23 @@ _MODULES: Mapping[str, tuple[ModuleType, str]] = {
     "capture_evidence": (evidence, "evidence"),
 }
 
+_PRIVILEGED = ", ".join(DEFAULT_PRIVILEGED_GROUPS)
 _PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
-    "disable_account": lambda a: [f"search user {a!r}; modify its DN: userAccountControl := old | 0x2 "
-                                  f"(ACCOUNTDISABLE)"],
+    "disable_account": lambda a: [
+        f"search user {a!r}; modify its DN: userAccountControl := old | 0x2 (ACCOUNTDISABLE)"],
     "remove_privileged_groups": lambda a: [
         f"search user {a!r} and its groups (direct, and nested via {groups.IN_CHAIN})",
-        f"for each direct group that is, or is nested in, one of {', '.join(DEFAULT_PRIVILEGED_GROUPS)} "
-        f"(+ options.privileged_groups): modify group: delete member <user DN>"],
-    "reset_password": lambda a: [f"search user {a!r}; modify its DN: unicodePwd := <random 32-character password, "
-                                 f"never shown or stored>", "modify its DN: pwdLastSet := 0",
-                                 "NOT REVERSIBLE; the old password stays valid for NTLM/LDAP for a while"],
-    "expire_sessions": lambda a: [f"search user {a!r}; modify its DN: logonHours := 21 zero bytes (no hours)",
-                                  "issued Kerberos tickets stay valid; host sessions need kill_sessions"],
-    "capture_evidence": lambda a: [f"search user {a!r}: read {len(evidence.EVIDENCE_ATTRS)} attributes and its "
-                                   f"group memberships (no change)"],
+        (f"for each direct group that is, or is nested in, one of {_PRIVILEGED} (+ options.privileged_groups): "
+         "modify group: delete member <user DN>")],
+    "reset_password": lambda a: [
+        f"search user {a!r}; modify its DN: unicodePwd := <random 32-character password, never shown or stored>",
+        "modify its DN: pwdLastSet := 0",
+        "NOT REVERSIBLE; the old password stays valid for NTLM/LDAP for a while"],
+    "expire_sessions": lambda a: [
+        f"search user {a!r}; modify its DN: logonHours := 21 zero bytes (no hours)",
+        "issued Kerberos tickets stay valid; host sessions need kill_sessions"],
+    "capture_evidence": lambda a: [
+        f"search user {a!r}: read {len(evidence.EVIDENCE_ATTRS)} attributes and its group memberships (no change)"],
 }
 
 

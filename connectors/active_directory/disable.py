@@ -22,9 +22,19 @@ from connectors.active_directory.accounts import Account, as_int, first, resolve
 from connectors.active_directory.session import ADSession
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["ACCOUNTDISABLE", "NO_LOGON_HOURS", "TICKETS_NOTE", "snapshot_disable", "apply_disable",
-           "verify_disable", "undo_disable", "snapshot_sessions", "apply_sessions", "verify_sessions",
-           "undo_sessions"]
+__all__ = [
+    "ACCOUNTDISABLE",
+    "NO_LOGON_HOURS",
+    "TICKETS_NOTE",
+    "apply_disable",
+    "apply_sessions",
+    "snapshot_disable",
+    "snapshot_sessions",
+    "undo_disable",
+    "undo_sessions",
+    "verify_disable",
+    "verify_sessions",
+]
 
 ACCOUNTDISABLE = 0x2
 NO_LOGON_HOURS = bytes(21)

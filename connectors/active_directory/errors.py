@@ -24,7 +24,7 @@ from connectors.errors import (
     Unreachable,
 )
 
-__all__ = ["from_result", "from_exception", "AD_BIND_REASONS"]
+__all__ = ["AD_BIND_REASONS", "from_exception", "from_result"]
 
 #: AD's sub-codes in a failed bind's diagnostic message (``AcceptSecurityContext error, data 533``).
 AD_BIND_REASONS: Mapping[str, str] = {

@@ -19,7 +19,7 @@ from connectors.active_directory.groups import membership
 from connectors.active_directory.session import ADSession
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["EVIDENCE_ATTRS", "apply_evidence", "verify_evidence", "undo_evidence", "decode_uac"]
+__all__ = ["EVIDENCE_ATTRS", "apply_evidence", "decode_uac", "undo_evidence", "verify_evidence"]
 
 EVIDENCE_ATTRS = ("sAMAccountName", "userPrincipalName", "distinguishedName", "displayName", "description",
                   "userAccountControl", "memberOf", "primaryGroupID", "lastLogonTimestamp", "lastLogon",
@@ -40,7 +40,7 @@ def decode_uac(value: int) -> list[str]:
 def _filetime(value: int) -> str | None:
     if value in (0, 0x7FFFFFFFFFFFFFFF) or value < 0:
         return None
-    return (dt.datetime(1601, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=value // 10)).isoformat()
+    return (dt.datetime(1601, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=value // 10)).isoformat()
 
 
 def _value(attr: str, raw: bytes) -> Any:
@@ -65,7 +65,7 @@ def apply_evidence(session: ADSession, args: Mapping[str, Any], snap: Snapshot) 
         if attrs.get(name) is not None:
             derived[name + "_utc"] = _filetime(int(attrs[name]))
     groups = membership(session, account)
-    record = {"captured_at": dt.datetime.now(dt.timezone.utc).isoformat(), "directory": session.opts.address,
+    record = {"captured_at": dt.datetime.now(dt.UTC).isoformat(), "directory": session.opts.address,
               "base_dn": session.opts.base_dn, "account": account.identity(), "attributes": attrs,
               "derived": derived, "groups": groups}
     filename = f"account_{_SAFE_NAME.sub('_', account.sam) or 'unknown'}.json"

@@ -25,8 +25,15 @@ from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, norma
 from connectors.active_directory.session import ADSession
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["IN_CHAIN", "privileged_groups", "membership", "snapshot_groups", "apply_groups", "verify_groups",
-           "undo_groups"]
+__all__ = [
+    "IN_CHAIN",
+    "apply_groups",
+    "membership",
+    "privileged_groups",
+    "snapshot_groups",
+    "undo_groups",
+    "verify_groups",
+]
 
 IN_CHAIN = "1.2.840.113556.1.4.1941"
 _ALREADY = (16, 20, 68)  # noSuchAttribute (not a member), attributeOrValueExists, entryAlreadyExists
@@ -90,8 +97,9 @@ def apply_groups(session: ADSession, args: Mapping[str, Any], snap: Snapshot) ->
             removed.append(group_dn)
     details = {"account": account.identity(), "removed": removed, "paths": info["paths"],
                "transitive_before": info["transitive"]}
-    warnings = ["primary group is privileged (primaryGroupID=%s); not changed" % info["primaryGroupID"]] \
-        if info["primary_group_privileged"] else []
+    warnings = []
+    if info["primary_group_privileged"]:
+        warnings.append(f"primary group is privileged (primaryGroupID={info['primaryGroupID']}); not changed")
     if not removed:
         return ActionResult(False, f"{account.sam} has no membership path to a privileged group", details, warnings)
     return ActionResult(True, f"{account.sam}: removed from {len(removed)} group(s) granting privilege", details,

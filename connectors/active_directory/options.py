@@ -29,7 +29,7 @@ from ldap3.utils.dn import parse_dn
 from connectors.errors import InvalidInput, TLSError
 from connectors.types import Target
 
-__all__ = ["DirectoryOptions", "DEFAULT_PRIVILEGED_GROUPS", "normalize_dn", "dn_within"]
+__all__ = ["DEFAULT_PRIVILEGED_GROUPS", "DirectoryOptions", "dn_within", "normalize_dn"]
 
 #: Built-in privileged groups, found by SID so that localized group names do not matter.
 #: ``"-512"`` style entries are relative to the domain SID; ``S-1-5-32-*`` are BUILTIN groups.

@@ -1,8 +1,9 @@
 """``reset_password``: a random password nobody sees, plus ``pwdLastSet = 0``. Not reversible, opt-in.
 
-Why it is never a substitute for disabling: AD keeps accepting the *previous* password for NTLM and LDAP simple
-binds during the "old password allowed period" (60 min by default; measured on Samba), so an attacker who holds
-it is not locked out by a reset. The password is generated with :mod:`secrets`, sent only over the TLS-protected
+Why it is never a substitute for disabling: AD can keep accepting the *previous* password for NTLM during the "old
+password allowed period" (60 min by default; LAB.md saw it for LDAP simple binds and SMB too, while a reset done
+here followed by ``pwdLastSet=0`` made the old password's LDAP bind fail with ``data 52e``), and Kerberos tickets
+already issued stay valid, so an attacker is not reliably locked out by a reset. The password is generated with :mod:`secrets`, sent only over the TLS-protected
 connection as ``unicodePwd``, and never returned, journaled, logged or put into an exception message; ldap3 does
 not echo modify values in errors, and any message is scrubbed anyway. ldap3's own protocol logging (off by
 default) *does* print modify values — measured: the UTF-16 password appears escaped in a ``PROTOCOL:MODIFY``
@@ -26,13 +27,13 @@ from connectors.active_directory.session import ADSession
 from connectors.errors import ConnectorError
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["generate_password", "SecretRecordFilter", "install_log_filter", "OLD_PASSWORD_NOTE", "snapshot_reset", "apply_reset", "verify_reset"]
+__all__ = ["OLD_PASSWORD_NOTE", "SecretRecordFilter", "apply_reset", "generate_password", "install_log_filter", "snapshot_reset", "verify_reset"]
 
 PASSWORD_LENGTH = 32
 _CLASSES = (string.ascii_uppercase, string.ascii_lowercase, string.digits, "!#%+-.:=?@_~")
-OLD_PASSWORD_NOTE = ("AD still accepts the previous password for NTLM and LDAP binds for a while after a reset "
-                     "(old password allowed period, 60 min by default): a reset is not containment — the account "
-                     "must also be disabled.")
+OLD_PASSWORD_NOTE = ("AD may keep accepting the previous password for NTLM for a while after a reset (old "
+                     "password allowed period, 60 min by default) and issued Kerberos tickets stay valid: a reset "
+                     "is not containment — the account must also be disabled.")
 
 
 _in_flight = threading.local()

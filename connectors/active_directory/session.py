@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import ldap3
 from ldap3.core import exceptions as lx
@@ -30,7 +30,7 @@ from connectors.active_directory.options import DirectoryOptions
 from connectors.errors import AuthError, ConnectorError, TLSError
 from connectors.types import ConnectorContext, Credentials, Secret
 
-__all__ = ["StrictTls", "ConnectionPool", "ADSession", "connect", "Entry"]
+__all__ = ["ADSession", "ConnectionPool", "Entry", "StrictTls", "connect"]
 
 Entry = dict[str, Any]  # {"dn": str, "attributes": {name: [bytes, ...]}}
 PoolKey = tuple[str, int, bool, str, str, str, Secret]
@@ -216,7 +216,7 @@ class ADSession:
             _discard(self.conn)
         self._pool = None
 
-    def __enter__(self) -> ADSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

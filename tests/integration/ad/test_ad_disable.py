@@ -30,7 +30,7 @@ class TestDisableAccount:
                                                             make_user):
         """userAccountControl comes back bit for bit, DONT_EXPIRE_PASSWORD included."""
         name, _ = make_user(userAccountControl=0x200 | DONT_EXPIRE_PASSWORD)
-        snap, result, _check = run_apply(connector, dc_target, agent_creds, "disable_account", {"account": name})
+        snap, _result, _check = run_apply(connector, dc_target, agent_creds, "disable_account", {"account": name})
         assert int(samba_dc.read(name, ["userAccountControl"])["userAccountControl"][0]) == 0x10202
         run_undo(connector, dc_target, agent_creds, "disable_account", {"account": name}, snap)
         assert int(samba_dc.read(name, ["userAccountControl"])["userAccountControl"][0]) == 0x10200
@@ -40,7 +40,7 @@ class TestDisableAccount:
         name, _ = make_user()
         args = {"account": f"{name}@lab.test"}
         snap, first, _ = run_apply(connector, dc_target, agent_creds, "disable_account", args)
-        with connector.open(dc_target, agent_creds, ctx=None or _ctx()) as session:
+        with connector.open(dc_target, agent_creds, _ctx()) as session:
             again = connector.apply(session, "disable_account", args, connector.snapshot(session, "disable_account",
                                                                                         args))
             assert not again.changed and session.modifies == 0

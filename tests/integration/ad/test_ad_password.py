@@ -7,7 +7,7 @@ import logging
 import traceback
 
 import pytest
-from ldap3.utils.log import OFF, set_library_log_activation_level, set_library_log_detail_level, EXTENDED
+from ldap3.utils.log import EXTENDED, OFF, set_library_log_activation_level, set_library_log_detail_level
 from structlog.testing import capture_logs
 
 from connectors.active_directory import password as password_module
@@ -50,7 +50,7 @@ class TestResetPassword:
         """A new random password is in force (its bind says 'must change', data 773) and pwdLastSet is 0."""
         name, old = make_user()
         kvno = int(samba_dc.read(name, ["msDS-KeyVersionNumber"])["msDS-KeyVersionNumber"][0])
-        snap, result, check = run_apply(connector, dc_target, agent_creds, "reset_password", {"account": name})
+        _snap, result, check = run_apply(connector, dc_target, agent_creds, "reset_password", {"account": name})
         assert result.changed and check.in_effect and check.observed["pwdLastSet"] == 0
         assert len(spy) == 1 and len(spy[0]) == 32
         assert int(samba_dc.read(name, ["msDS-KeyVersionNumber"])["msDS-KeyVersionNumber"][0]) > kvno
@@ -58,6 +58,7 @@ class TestResetPassword:
         assert not ok and "data 773" in message
         ok, message = user_bind(samba_dc, f"{name}@lab.test", "Not-The-Password-1!")
         assert not ok and "data 52e" in message
+        assert not user_bind(samba_dc, f"{name}@lab.test", old)[0]  # measured here: data 52e over LDAP
         assert "old password" in result.details["note"] and result.details["reversible"] is False
 
     def test_password_never_appears_in_results_snapshots_logs_or_errors(self, samba_dc, connector, dc_target,
