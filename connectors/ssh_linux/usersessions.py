@@ -37,8 +37,13 @@ def kill_script(user: UserName) -> str:
               'echo "@@LOGINCTL"; if command -v loginctl >/dev/null 2>&1; then '
               'loginctl terminate-user "$uid" 2>&1; echo "rc=$?"; else echo "absent"; fi; '
               'echo "@@PKILL"; pkill -KILL -U "$uid"; echo "rc=$?"; pkill -KILL -u "$uid"; '
-              'i=0; while pgrep -U "$uid" >/dev/null && [ $i -lt 25 ]; do sleep 0.04; i=$((i+1)); done; '
-              'echo "@@AFTER"; ps -o pid=,user=,args= -U "$uid" 2>/dev/null; true')
+              'i=0; while ps -o stat= -U "$uid" | grep -qv "^Z" && [ $i -lt 25 ]; do sleep 0.04; i=$((i+1)); done; '
+              'echo "@@AFTER"; ps -o pid=,stat=,args= -U "$uid" 2>/dev/null; true')
+
+
+def _alive(lines: list[str]) -> list[str]:
+    """Drop zombies (``pid stat args`` lines with state Z): killed, only not yet reaped by their parent."""
+    return [ln for ln in lines if len(ln.split()) < 2 or not ln.split()[1].startswith("Z")]
 
 
 def _section(out: str, name: str) -> list[str]:
@@ -69,7 +74,7 @@ def kill_sessions(s: SshSession, args: Mapping[str, Any]) -> ActionResult:
         why = "root" if "@@REFUSED root" in out else "the account the agent logs in with"
         raise Rejected(f"refusing to kill the sessions of {user}: it is {why}", target=s.label)
     uid = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("@@UID ")), "")
-    before, after = _section(out, "BEFORE"), _section(out, "AFTER")
+    before, after = _section(out, "BEFORE"), _alive(_section(out, "AFTER"))
     loginctl = " ".join(_section(out, "LOGINCTL"))
     details = {"user": str(user), "uid": int(uid) if uid.isdigit() else None, "processes_killed": before[:200],
                "killed_count": len(before), "left": after[:50], "loginctl": loginctl[:300]}
@@ -83,10 +88,10 @@ def kill_sessions(s: SshSession, args: Mapping[str, Any]) -> ActionResult:
 
 def verify_killed(s: SshSession, args: Mapping[str, Any]) -> Verification:
     user = parse_user(args.get("user"))
-    _, out, _ = s.run(_resolve(user) + 'echo "@@PROCS"; ps -o pid=,args= -U "$uid" 2>/dev/null; true',
+    _, out, _ = s.run(_resolve(user) + 'echo "@@PROCS"; ps -o pid=,stat=,args= -U "$uid" 2>/dev/null; true',
                       timeout=10, what="list user processes")
     if "@@NOUSER" in out:
         return Verification(True, f"user {user} unknown on this host: no sessions", {"user": str(user)})
-    left = _section(out, "PROCS")
+    left = _alive(_section(out, "PROCS"))
     return Verification(not left, f"{len(left)} process(es) of {user} running",
                         {"user": str(user), "processes": left[:50]})

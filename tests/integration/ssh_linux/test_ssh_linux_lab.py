@@ -1,0 +1,271 @@
+"""ssh_linux against the practice lab: real sshd, nftables and iptables in network namespaces, from ``mgmt``.
+
+Effects are proven at the network level (the probe matrix and live TCP connections), rulesets by reading them
+back with the lab's own tools, never by trusting the connector's report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.lab import Lab
+from agent.lab.probe import wait_until
+from connectors.errors import HostKeyError, Unreachable
+from connectors.ssh_linux import SshLinuxConnector, SshSession
+from connectors.types import ConnectorContext, Credentials, Snapshot, Target
+
+pytestmark = pytest.mark.root
+
+VICTIM_ROWS = [("mgmt", "victim", 22), ("mgmt", "victim", 8080), ("attacker", "victim", 8080),
+               ("attacker", "victim", 22), ("peer", "victim", 8080), ("peer", "victim", 22),
+               ("victim", "peer", 8080), ("victim", "attacker", 8080)]
+LEGACY_ROWS = [("mgmt", "legacy", 22), ("attacker", "legacy", 8080), ("peer", "legacy", 8080),
+               ("legacy", "peer", 8080)]
+
+
+class Agent:
+    """The connector as the engine drives it, acting from the lab's management host."""
+
+    def __init__(self, lab: Lab, **overrides: Any) -> None:
+        self.lab = lab
+        self.conn = SshLinuxConnector()
+        self.creds = Credentials("root", private_key_path=str(lab.agent_key))
+        ctx: dict[str, Any] = {"management_addresses": (lab.management_address,),
+                               "known_hosts": str(lab.known_hosts), "connect_timeout": 3, "command_timeout": 15,
+                               "confirm_timeout": 60}
+        self.ctx = ConnectorContext(**{**ctx, **overrides})
+
+    def target(self, host: str, address: str | None = None) -> Target:
+        return Target(host, "host", address or self.lab.hosts[host].address, "ssh_linux")
+
+    def open(self, host: str, address: str | None = None) -> SshSession:
+        with self.lab.enter("mgmt"):
+            return self.conn.open(self.target(host, address), self.creds, self.ctx)
+
+    def isolate(self, s: SshSession, args: dict[str, Any] | None = None) -> tuple[Snapshot, Any, Any]:
+        args = args or {}
+        self.conn.validate(s.target, "isolate", args)
+        snap = self.conn.snapshot(s, "isolate", args)
+        result = self.conn.apply(s, "isolate", args, snap)
+        return snap, result, self.conn.verify(s, "isolate", args)
+
+    def release(self, s: SshSession, snap: Snapshot) -> tuple[Any, Any]:
+        result = self.conn.undo(s, "isolate", {}, snap)
+        return result, self.conn.verify(s, "isolate", {})
+
+
+@pytest.fixture
+def agent(clean_lab: Lab) -> Iterator[Agent]:
+    """The connector, with the whole test acting from mgmt (fresh connections are opened from the same place)."""
+    with clean_lab.enter("mgmt"):
+        yield Agent(clean_lab)
+    for host in ("victim", "legacy"):  # never leave a dead-man timer running into other tests
+        clean_lab.exec(host, ["sh", "-c", 'p=$(cat /run/containment-deadman.pid 2>/dev/null) && kill -15 -"$p"; '
+                                          "rm -f /run/containment-deadman.pid /run/containment-deadman.reverted; "
+                                          "true"], check=False)
+
+
+def rows(lab: Lab, matrix: list[tuple[str, str, int]]) -> dict[str, str]:
+    return lab.probe(matrix, timeout=0.5).as_dict()
+
+
+def nft_ruleset(lab: Lab, host: str) -> str:
+    return lab.exec(host, ["nft", "list", "ruleset"]).stdout
+
+
+def ipt_state(lab: Lab, host: str) -> str:
+    from connectors.ssh_linux.state import normalise
+    return normalise(lab.exec(host, ["iptables-save"]).stdout) + "\n--\n" + \
+        normalise(lab.exec(host, ["ip6tables-save"]).stdout)
+
+
+class TestIsolateVictim:
+    def test_isolation_round_trip(self, agent: Agent) -> None:
+        """Only mgmt→victim:22 stays open, pre-opened attacker/peer connections die, release restores all."""
+        lab = agent.lab
+        baseline, base_rules = rows(lab, VICTIM_ROWS), nft_ruleset(lab, "victim")
+        assert set(baseline.values()) == {"open"}
+        with lab.open_session("attacker", "victim", 8080) as attacker, \
+                lab.open_session("victim", "peer", 8080) as outbound:
+            self._round_trip(agent, attacker, outbound, baseline, base_rules)
+
+    def _round_trip(self, agent: Agent, attacker: Any, outbound: Any, baseline: dict[str, str],
+                    base_rules: str) -> None:
+        lab = agent.lab
+        assert attacker.alive() and outbound.alive()
+        s = agent.open("victim")
+        try:
+            snap, result, check = agent.isolate(s)
+            assert result.changed and check.in_effect, (result, check)
+            assert result.details["deadman"]["cancelled"] is True
+            assert result.details["cut"]["sockets_killed_count"] >= 2
+            isolated = rows(lab, VICTIM_ROWS)
+            assert {k for k, v in isolated.items() if v == "open"} == {"mgmt->victim:22"}, isolated
+            assert not attacker.alive(timeout=1) and not outbound.alive(timeout=1)
+            assert s.run("echo still-here")[1].strip() == "still-here"  # the agent's own session survived
+            assert lab.exec("victim", ["sh", "-c", "cat /run/containment-deadman.pid 2>/dev/null; true"]).stdout == ""
+            undo, after = agent.release(s, snap)
+            assert undo.changed and not after.in_effect
+        finally:
+            s.close()
+        assert nft_ruleset(lab, "victim") == base_rules
+        assert rows(lab, VICTIM_ROWS) == baseline
+        # Dead, not merely stalled: the attacker's old connection does not come back after release.
+        assert not attacker.alive(timeout=1)
+
+    def test_without_cut_a_connection_only_freezes(self, agent: Agent) -> None:
+        """Control: with cut_sessions=false the old connection stalls and comes back after release (LAB.md)."""
+        with agent.lab.open_session("attacker", "victim", 8080) as attacker, agent.open("victim") as s:
+            snap, result, _ = agent.isolate(s, {"cut_sessions": False})
+            assert "cut" not in result.details and any("frozen" in w for w in result.warnings)
+            assert not attacker.alive(timeout=0.5)
+            agent.release(s, snap)
+            assert attacker.alive(timeout=3)
+
+    def test_second_isolate_is_a_no_op(self, agent: Agent) -> None:
+        """Isolating an isolated host changes nothing: changed=False and an identical ruleset."""
+        with agent.open("victim") as s:
+            snap, first, _ = agent.isolate(s)
+            before = nft_ruleset(agent.lab, "victim")
+            _, second, check = agent.isolate(s)
+            assert first.changed and not second.changed and check.in_effect
+            assert second.summary.startswith("already isolated")
+            assert nft_ruleset(agent.lab, "victim") == before
+            agent.release(s, snap)
+
+    def test_release_of_a_host_that_is_not_isolated(self, agent: Agent) -> None:
+        """Release without isolation reports 'nothing to release' and changes nothing."""
+        before = nft_ruleset(agent.lab, "victim")
+        with agent.open("victim") as s:
+            snap = agent.conn.snapshot(s, "isolate", {})
+            result, check = agent.release(s, snap)
+        assert not result.changed and result.summary == "not isolated; nothing to release"
+        assert not check.in_effect and nft_ruleset(agent.lab, "victim") == before
+
+    def test_release_detects_foreign_changes(self, agent: Agent) -> None:
+        """A rule someone added while isolated makes release fail loudly, naming the difference."""
+        from connectors.errors import VerifyFailed
+        with agent.open("victim") as s:
+            snap, _, _ = agent.isolate(s)
+            agent.lab.exec("victim", ["nft", "add", "table", "ip", "intruder"])
+            with pytest.raises(VerifyFailed, match="intruder"):
+                agent.release(s, snap)
+        assert "containment" not in nft_ruleset(agent.lab, "victim")
+
+    def test_refuses_when_agent_is_not_a_management_address(self, agent: Agent) -> None:
+        """If the host sees the agent from an address outside the management list, nothing is applied."""
+        from connectors.errors import Rejected
+        with agent.open("victim") as s:
+            with pytest.raises(Rejected, match="cut the agent off"):
+                agent.isolate(s, {"management": ["10.77.0.30"]})
+        assert "containment" not in nft_ruleset(agent.lab, "victim")
+
+
+class TestLegacyIptables:
+    def test_iptables_round_trip(self, agent: Agent) -> None:
+        """Without nft: CONTAIN_* chains via iptables-restore, same probe effect, exact release; re-run no-op."""
+        lab = agent.lab
+        baseline, base_state = rows(lab, LEGACY_ROWS), ipt_state(lab, "legacy")
+        with lab.open_session("attacker", "legacy", 8080) as attacker, agent.open("legacy") as s:
+            snap, result, check = agent.isolate(s)
+            assert snap.data["tool"] == "iptables" and result.changed and check.in_effect
+            isolated = rows(lab, LEGACY_ROWS)
+            assert {k for k, v in isolated.items() if v == "open"} == {"mgmt->legacy:22"}, isolated
+            assert not attacker.alive(timeout=1)
+            _, again, _ = agent.isolate(s)
+            assert not again.changed
+            save = lab.exec("legacy", ["iptables-save"]).stdout
+            assert save.count("-A INPUT -j CONTAIN_IN") == 1
+            assert "-A CONTAIN_IN -j DROP" in lab.exec("legacy", ["ip6tables-save"]).stdout
+            undo, after = agent.release(s, snap)
+            assert undo.changed and not after.in_effect
+        assert ipt_state(lab, "legacy") == base_state
+        assert rows(lab, LEGACY_ROWS) == baseline
+
+
+class TestDeadman:
+    def test_unconfirmed_isolation_reverts_itself(self, agent: Agent) -> None:
+        """With confirm=False the timer stays armed and the host lifts the isolation by itself."""
+        lab = agent.lab
+        baseline = rows(lab, VICTIM_ROWS)
+        with agent.open("victim") as s:
+            _, result, check = agent.isolate(s, {"confirm_seconds": 5, "confirm": False})
+            assert check.in_effect and check.observed["deadman_armed_pid"] == result.details["deadman"]["pid"]
+            assert "ARMED" in result.summary
+            assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "blocked"}
+            assert wait_until(lambda: not agent.conn.verify(s, "isolate", {}).in_effect, timeout=9, interval=0.5)
+            check = agent.conn.verify(s, "isolate", {})
+            assert check.observed["deadman_reverted_at"] and check.observed["deadman_armed_pid"] is None
+        assert rows(lab, VICTIM_ROWS) == baseline
+        assert "containment" not in nft_ruleset(lab, "victim")
+
+
+class TestConnecting:
+    def test_unknown_host_key_refused(self, agent: Agent, tmp_path: Path) -> None:
+        """A known_hosts file without the victim refuses the connection, naming the fingerprint."""
+        empty = tmp_path / "known_hosts"
+        empty.write_text("")
+        other = Agent(agent.lab, known_hosts=str(empty))
+        with pytest.raises(HostKeyError, match=r"10\.77\.0\.20.*unknown.*SHA256:"):
+            other.open("victim")
+
+    def test_changed_host_key_refused(self, agent: Agent, tmp_path: Path) -> None:
+        """Presenting peer's key for the victim's address (a swapped host) is refused as CHANGED."""
+        lines = agent.lab.known_hosts.read_text().splitlines()
+        peer_key = next(ln.split(" ", 1)[1] for ln in lines if ln.startswith("10.77.0.30 "))
+        swapped = tmp_path / "known_hosts"
+        swapped.write_text(f"10.77.0.20 {peer_key}\n")
+        other = Agent(agent.lab, known_hosts=str(swapped), trust_unknown_host_key=True)
+        with pytest.raises(HostKeyError, match="CHANGED"):
+            other.open("victim")
+
+    def test_unused_address_fails_fast(self, agent: Agent) -> None:
+        """An address nobody answers for is Unreachable/Timeout within about the connect timeout."""
+        quick = Agent(agent.lab, connect_timeout=1.5)
+        start = time.monotonic()
+        with pytest.raises(Unreachable):
+            quick.open("victim", address="10.77.0.99")
+        assert time.monotonic() - start < 4
+
+
+class TestEvidenceAndSessions:
+    def test_capture_evidence(self, agent: Agent) -> None:
+        """The five evidence files come back from the victim within the time budget."""
+        start = time.monotonic()
+        with agent.open("victim") as s:
+            result = agent.conn.apply(s, "capture_evidence", {}, Snapshot())
+        files = result.details["evidence"]
+        assert set(files) == {"processes.txt", "connections.txt", "users.txt", "auth_log.txt", "firewall.txt"}
+        assert "sshd" in files["processes.txt"] and ":22" in files["connections.txt"]
+        assert "nft list ruleset" in files["firewall.txt"]
+        assert set(result.details["errors"]) <= {"auth_log.txt", "users.txt"}, result.details["errors"]
+        assert not result.changed and time.monotonic() - start < 10
+
+    def test_kill_sessions_of_a_user(self, agent: Agent, tmp_path: Path) -> None:
+        """Every process of the user dies; root and unknown users are handled without killing anything else."""
+        from connectors.errors import Rejected
+        lab = agent.lab
+        uid = 47911
+        passwd = tmp_path / "passwd"
+        passwd.write_text(Path("/etc/passwd").read_text() + f"cslvictim:x:{uid}:{uid}::/nonexistent:/bin/sh\n")
+        # Only inside the victim's private mount namespace does the user exist.
+        lab.exec("victim", ["mount", "--bind", str(passwd), "/etc/passwd"])
+        try:
+            lab.exec("victim", ["sh", "-c", f"setpriv --reuid={uid} --regid={uid} --clear-groups setsid sleep 300 "
+                                            "</dev/null >/dev/null 2>&1 &"])
+            with agent.open("victim") as s:
+                assert not agent.conn.verify(s, "kill_sessions", {"user": "cslvictim"}).in_effect
+                result = agent.conn.apply(s, "kill_sessions", {"user": "cslvictim"}, Snapshot())
+                assert result.changed and result.details["killed_count"] >= 1 and result.details["uid"] == uid
+                assert agent.conn.verify(s, "kill_sessions", {"user": "cslvictim"}).in_effect
+                with pytest.raises(Rejected, match="root"):
+                    agent.conn.apply(s, "kill_sessions", {"user": "root"}, Snapshot())
+                gone = agent.conn.apply(s, "kill_sessions", {"user": "nosuchuser"}, Snapshot())
+                assert not gone.changed and "unknown" in gone.summary
+        finally:
+            lab.exec("victim", ["umount", "/etc/passwd"], check=False)
