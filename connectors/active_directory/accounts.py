@@ -62,7 +62,7 @@ def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "acco
         raise InvalidInput(f"{field_name} {value!r} has leading or trailing whitespace")
     if _looks_like_dn(value):
         try:
-            if not parse_dn(value):
+            if not parse_dn(value, strip=True):
                 raise LDAPInvalidDnError("empty")
             inside = dn_within(value, opts.base_dn)
         except LDAPInvalidDnError:

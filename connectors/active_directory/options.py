@@ -48,7 +48,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9
 
 
 def _rdns(dn: str) -> list[str]:
-    return [f"{attr.lower()}={value.lower()}" for attr, value, _sep in parse_dn(dn, escape=False)]
+    return [f"{attr.lower()}={value.lower()}" for attr, value, _sep in parse_dn(dn, escape=False, strip=True)]
 
 
 def normalize_dn(dn: str) -> str:
@@ -104,7 +104,7 @@ class DirectoryOptions:
         if not isinstance(base_dn, str) or not base_dn.strip():
             raise InvalidInput(f"directory {target.name!r}: options.base_dn is required (e.g. DC=example,DC=com)")
         try:
-            if not parse_dn(base_dn):
+            if not parse_dn(base_dn, strip=True):
                 raise LDAPInvalidDnError("empty")
         except LDAPInvalidDnError:
             raise InvalidInput(f"directory {target.name!r}: options.base_dn {base_dn!r} is not a DN") from None
