@@ -15,8 +15,15 @@ from connectors.ssh_linux import deadman, evidence, flows, isolate, rules, users
 from connectors.ssh_linux.session import SshSession, open_session
 from connectors.ssh_linux.state import STATE_SCRIPT
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
-from connectors.types import (ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target,
-                              Verification)
+from connectors.types import (
+    ActionResult,
+    ActionSpec,
+    ConnectorContext,
+    Credentials,
+    Snapshot,
+    Target,
+    Verification,
+)
 
 __all__ = ["SshLinuxConnector"]
 

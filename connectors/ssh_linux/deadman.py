@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import shlex
 
-__all__ = ["PIDFILE", "REVERTED_MARK", "MARKER", "arm_command", "cancel_command", "status_command",
-           "parse_cancel", "parse_arm"]
+__all__ = [
+    "MARKER",
+    "PIDFILE",
+    "REVERTED_MARK",
+    "arm_command",
+    "cancel_command",
+    "parse_arm",
+    "parse_cancel",
+    "status_command",
+]
 
 PIDFILE = "/run/containment-deadman.pid"
 REVERTED_MARK = "/run/containment-deadman.reverted"

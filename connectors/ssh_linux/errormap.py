@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from connectors.errors import AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable
 
-__all__ = ["map_exception", "mapped", "UNREACHABLE_ERRNOS"]
+__all__ = ["UNREACHABLE_ERRNOS", "map_exception", "mapped"]
 
 UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET,
                       errno.ECONNABORTED, errno.EPIPE, errno.EHOSTDOWN, errno.ENETDOWN, errno.EADDRNOTAVAIL}
@@ -53,7 +53,7 @@ def map_exception(exc: BaseException, *, target: str, phase: str) -> ConnectorEr
         return AuthError(f"{where}: authentication method not allowed (server allows: {allowed})", target=target)
     if isinstance(exc, paramiko.AuthenticationException):
         return AuthError(f"{where}: authentication failed ({type(exc).__name__})", target=target)
-    if isinstance(exc, paramiko.IncompatiblePeer):
+    if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
         return Rejected(f"{where}: no common algorithms with the server: {_first_line(exc)}", target=target)
     if isinstance(exc, paramiko.ChannelException):
         return Unreachable(f"{where}: the server refused a channel ({_first_line(exc)})", target=target)
@@ -82,5 +82,5 @@ def mapped(target: str, phase: str) -> Iterator[None]:
         yield
     except ConnectorError:
         raise
-    except Exception as exc:  # noqa: BLE001 - everything crossing the boundary is translated
+    except Exception as exc:
         raise map_exception(exc, target=target, phase=phase) from exc

@@ -16,7 +16,7 @@ from connectors.errors import ConnectorError
 from connectors.ssh_linux.session import SshSession
 from connectors.types import ActionResult
 
-__all__ = ["COMMANDS", "capture", "PER_COMMAND", "TOTAL_BUDGET"]
+__all__ = ["COMMANDS", "PER_COMMAND", "TOTAL_BUDGET", "capture"]
 
 PER_COMMAND = 6
 TOTAL_BUDGET = 9.5

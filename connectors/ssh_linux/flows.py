@@ -19,7 +19,7 @@ from typing import Any
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["ss_filter", "cut_command", "parse_conntrack", "conntrack_delete_script", "cut_flows", "MAX_FLOWS"]
+__all__ = ["MAX_FLOWS", "conntrack_delete_script", "cut_command", "cut_flows", "parse_conntrack", "ss_filter"]
 
 MAX_FLOWS = 2000
 _CT_LINE = re.compile(r"^(?P<proto>tcp|udp|icmp|icmpv6|sctp|udplite|dccp)\s+\d+\s+(?:\d+\s+)?(?:[A-Z_]+\s+)?"

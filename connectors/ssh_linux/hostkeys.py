@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connectors.errors import HostKeyError
 
-__all__ = ["Pin", "fingerprint", "known_host_name", "pins_for", "decide", "record_trusted", "Decision"]
+__all__ = ["Decision", "Pin", "decide", "fingerprint", "known_host_name", "pins_for", "record_trusted"]
 
 
 def fingerprint(blob: bytes) -> str:

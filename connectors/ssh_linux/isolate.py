@@ -19,7 +19,7 @@ from connectors.ssh_linux.state import FirewallState, judge, normalise, read_sta
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
 
-__all__ = ["isolate_args", "snapshot", "apply", "verify", "release", "revert_script", "rule_summary"]
+__all__ = ["apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot", "verify"]
 
 
 def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext) -> IsolateArgs:

@@ -14,9 +14,22 @@ from typing import Any
 
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["TABLE", "CHAINS", "IPT_CHAINS", "PRIORITY", "nft_script", "nft_expected", "nft_summary",
-           "iptables_restore", "iptables_expected", "net_text", "ND_TYPES", "IPTABLES_RELEASE", "NFT_RELEASE",
-           "IPTABLES_CHECK_JUMPS"]
+__all__ = [
+    "CHAINS",
+    "IPTABLES_CHECK_JUMPS",
+    "IPTABLES_RELEASE",
+    "IPT_CHAINS",
+    "ND_TYPES",
+    "NFT_RELEASE",
+    "PRIORITY",
+    "TABLE",
+    "iptables_expected",
+    "iptables_restore",
+    "net_text",
+    "nft_expected",
+    "nft_script",
+    "nft_summary",
+]
 
 TABLE = "inet containment"
 CHAINS = ("input", "output", "forward")
@@ -119,7 +132,7 @@ def iptables_expected(mgmt: Sequence[Network], port: int, version: int) -> dict[
 
 
 def iptables_restore(mgmt: Sequence[Network], port: int, version: int,
-                     missing_jumps: Sequence[str] = tuple(c for _, c, _ in IPT_CHAINS)) -> str:
+                     missing_jumps: Sequence[str] = ("CONTAIN_IN", "CONTAIN_OUT", "CONTAIN_FWD")) -> str:
     """``iptables-restore --noflush`` text: (re)declare our chains (which flushes them), fill them, and insert
     the jumps at position 1 only for the chains in ``missing_jumps`` (``iptables -C`` said they are absent;
     re-running ``-I`` blindly duplicates jumps, LAB.md)."""

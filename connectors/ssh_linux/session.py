@@ -12,14 +12,14 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import Any
+from typing import Any, Self
 
 from connectors.errors import AuthError, Rejected, Timeout
 from connectors.ssh_linux import hostkeys
 from connectors.ssh_linux.errormap import mapped
 from connectors.types import ConnectorContext, Credentials, Target
 
-__all__ = ["SshSession", "open_session", "FAST_KEX"]
+__all__ = ["FAST_KEX", "SshSession", "open_session"]
 
 FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 # Every command runs with a known PATH and locale: sbin may be missing from a non-login PATH, and parsing needs C.
@@ -99,7 +99,7 @@ class SshSession:
     def close(self) -> None:
         self.transport.close()
 
-    def __enter__(self) -> SshSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,7 +112,8 @@ def _load_key(creds: Credentials, label: str) -> Any:
     path = str(creds.private_key_path)
     passphrase = creds.private_key_passphrase.reveal() if creds.private_key_passphrase else None
     try:
-        return paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase else None)
+        return paramiko.PKey.from_path(  # cryptography wants bytes; the stubs say str
+            path, password=passphrase.encode() if passphrase else None)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise AuthError(f"private key file {path} not found", target=label) from None
     except paramiko.PasswordRequiredException:

@@ -19,7 +19,7 @@ from connectors.ssh_linux import deadman, rules
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["FirewallState", "read_state", "parse_state", "judge", "normalise", "ruleset_diff", "STATE_SCRIPT"]
+__all__ = ["STATE_SCRIPT", "FirewallState", "judge", "normalise", "parse_state", "read_state", "ruleset_diff"]
 
 STATE_SCRIPT = (
     deadman.status_command() + "; "

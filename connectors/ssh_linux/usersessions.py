@@ -17,7 +17,7 @@ from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import UserName, parse_user
 from connectors.types import ActionResult, Verification
 
-__all__ = ["kill_script", "kill_sessions", "verify_killed", "preview"]
+__all__ = ["kill_script", "kill_sessions", "preview", "verify_killed"]
 
 _RESOLVE = ('uid=""; for n in {names}; do if u=$(id -u -- "$n" 2>/dev/null); then uid=$u; name=$n; break; fi; '
             'done; if [ -z "$uid" ]; then echo "@@NOUSER"; exit 0; fi; '

@@ -13,14 +13,24 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from connectors.errors import InvalidInput
 
-__all__ = ["Network", "IsolateArgs", "parse_management", "parse_port", "parse_confirm_seconds", "parse_bool",
-           "parse_isolate_args", "UserName", "parse_user", "MIN_PREFIX"]
+__all__ = [
+    "MIN_PREFIX",
+    "IsolateArgs",
+    "Network",
+    "UserName",
+    "parse_bool",
+    "parse_confirm_seconds",
+    "parse_isolate_args",
+    "parse_management",
+    "parse_port",
+    "parse_user",
+]
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Management entries may be networks, but never so wide that "keep the agent reachable" means "keep everyone".
 MIN_PREFIX = {4: 16, 6: 48}
 _ADDR_CHARS = re.compile(r"[0-9A-Fa-f:./]{2,49}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import paramiko
 
@@ -95,7 +95,7 @@ class SshDouble:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
@@ -105,7 +105,7 @@ class SshDouble:
             except (paramiko.SSHException, EOFError, OSError):
                 t.close()
 
-    def __enter__(self) -> SshDouble:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import paramiko
 import pytest
 
-from connectors.errors import (AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable)
+from connectors.errors import AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable
 from connectors.ssh_linux import open_session
 from connectors.ssh_linux.errormap import map_exception
 from connectors.types import ConnectorContext, Credentials, Secret, Target
@@ -20,8 +20,8 @@ from connectors.types import ConnectorContext, Credentials, Secret, Target
 def _timeout_banner_error() -> paramiko.SSHException:
     try:
         try:
-            raise socket.timeout("timed out")
-        except socket.timeout:
+            raise TimeoutError("timed out")
+        except TimeoutError:
             raise paramiko.SSHException("Error reading SSH protocol banner")
     except paramiko.SSHException as exc:
         return exc
@@ -44,7 +44,7 @@ TABLE: list[tuple[BaseException, type[ConnectorError]]] = [
     (paramiko.ssh_exception.MessageOrderError("out of order"), Unreachable),
     (paramiko.ssh_exception.NoValidConnectionsError({("10.0.0.1", 22): OSError(111, "refused")}), Unreachable),
     (EOFError(), Unreachable),
-    (socket.timeout("timed out"), Timeout),
+    (TimeoutError("timed out"), Timeout),
     (TimeoutError(), Timeout),
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), Unreachable),
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), Unreachable),

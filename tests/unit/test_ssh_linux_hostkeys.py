@@ -135,6 +135,6 @@ class TestAuthentication:
 class TestCommands:
     def test_command_timeout(self, srv: SshDouble, creds: Credentials) -> None:
         """A command that never finishes raises Timeout after its own deadline."""
-        with open_session(_target(srv, srv.pin), creds, _ctx(None)) as s:
-            with pytest.raises(Timeout, match="did not finish"):
-                s.run("sleep", timeout=0.3)
+        with open_session(_target(srv, srv.pin), creds, _ctx(None)) as s, \
+                pytest.raises(Timeout, match="did not finish"):
+            s.run("sleep", timeout=0.3)

@@ -64,10 +64,10 @@ def agent(clean_lab: Lab) -> Iterator[Agent]:
     """The connector, with the whole test acting from mgmt (fresh connections are opened from the same place)."""
     with clean_lab.enter("mgmt"):
         yield Agent(clean_lab)
+    stop_timer = ('p=$(cat /run/containment-deadman.pid 2>/dev/null) && kill -15 -"$p"; '
+                  "rm -f /run/containment-deadman.pid /run/containment-deadman.reverted; true")
     for host in ("victim", "legacy"):  # never leave a dead-man timer running into other tests
-        clean_lab.exec(host, ["sh", "-c", 'p=$(cat /run/containment-deadman.pid 2>/dev/null) && kill -15 -"$p"; '
-                                          "rm -f /run/containment-deadman.pid /run/containment-deadman.reverted; "
-                                          "true"], check=False)
+        clean_lab.exec(host, ["sh", "-c", stop_timer], check=False)
 
 
 def rows(lab: Lab, matrix: list[tuple[str, str, int]]) -> dict[str, str]:
@@ -160,9 +160,8 @@ class TestIsolateVictim:
     def test_refuses_when_agent_is_not_a_management_address(self, agent: Agent) -> None:
         """If the host sees the agent from an address outside the management list, nothing is applied."""
         from connectors.errors import Rejected
-        with agent.open("victim") as s:
-            with pytest.raises(Rejected, match="cut the agent off"):
-                agent.isolate(s, {"management": ["10.77.0.30"]})
+        with agent.open("victim") as s, pytest.raises(Rejected, match="cut the agent off"):
+            agent.isolate(s, {"management": ["10.77.0.30"]})
         assert "containment" not in nft_ruleset(agent.lab, "victim")
 
 
@@ -256,8 +255,8 @@ class TestEvidenceAndSessions:
         # Only inside the victim's private mount namespace does the user exist.
         lab.exec("victim", ["mount", "--bind", str(passwd), "/etc/passwd"])
         try:
-            lab.exec("victim", ["sh", "-c", f"setpriv --reuid={uid} --regid={uid} --clear-groups setsid sleep 300 "
-                                            "</dev/null >/dev/null 2>&1 &"])
+            sleeper = f"setpriv --reuid={uid} --regid={uid} --clear-groups setsid sleep 300 </dev/null >/dev/null 2>&1 &"
+            lab.exec("victim", ["sh", "-c", sleeper])
             with agent.open("victim") as s:
                 assert not agent.conn.verify(s, "kill_sessions", {"user": "cslvictim"}).in_effect
                 result = agent.conn.apply(s, "kill_sessions", {"user": "cslvictim"}, Snapshot())
