@@ -18,12 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import ipaddress
+import ipaddress  # noqa: E402
 
-from agent.lab import Lab
-from connectors.linux_ssh.rules import nft_ruleset
+from agent.lab import Lab  # noqa: E402
+from connectors.ssh_linux.rules import nft_script  # noqa: E402
 
-RULESET = nft_ruleset([ipaddress.ip_address("10.77.0.10")], 22)  # exactly what the agent applies
+RULESET = nft_script([ipaddress.ip_network("10.77.0.10/32")], 22)  # exactly what the agent applies
 
 
 def timed(argv: list[str], **kw: object) -> float:

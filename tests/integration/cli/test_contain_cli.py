@@ -49,7 +49,7 @@ def ruleset(lab: Lab, host: str) -> str:
 
 def iptables_state(lab: Lab, host: str) -> str:
     """iptables-save of both families, normalised (counters; empty all-ACCEPT tables equal absent ones)."""
-    from connectors.linux_ssh.rules import normalise
+    from connectors.ssh_linux.state import normalise
     return normalise(lab.exec(host, ["iptables-save"]).stdout + lab.exec(host, ["ip6tables-save"]).stdout)
 
 
