@@ -86,6 +86,8 @@ class App:
         return [item.to_dict() if hasattr(item, "to_dict") else dict(item.__dict__) for item in items]
 
     def close(self) -> None:
+        if "registry" in self.__dict__:
+            self.registry.close()
         for name in ("audit", "store"):
             if name in self.__dict__:
                 self.__dict__[name].close()

@@ -49,6 +49,7 @@ class HostEntry:
     tags: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
     residents: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # accounts known to log in here: their sessions are ended with the account
     options: Mapping[str, Any] = field(default_factory=dict)
     edge: bool = False
     line: int | None = None
@@ -99,6 +100,12 @@ class Inventory:
             raise NotFound(f"no directories (Active Directory) are configured in {self.path}")
         defaults = [d for d in self.directories.values() if d.options.get("default")]
         return defaults[0] if defaults else next(iter(self.directories.values()))
+
+    def hosts_of_user(self, account: str) -> list[HostEntry]:
+        """Hosts whose inventory entry lists ``account`` (by short name, case-insensitive) under ``users``."""
+        short = account.split("\\")[-1].split("@")[0].lower()
+        return [h for h in self.hosts.values()
+                if short in {u.split("\\")[-1].split("@")[0].lower() for u in h.users}]
 
     def edges(self) -> list[HostEntry]:
         return [d for d in self.devices.values() if d.edge]
@@ -235,6 +242,7 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         tags=tuple(merged.child("tags").str_list()),
         data=tuple(merged.child("data").str_list()),
         residents=tuple(merged.child("residents").str_list(pattern=_STATE, what="two-letter state code")),
+        users=tuple(merged.child("users").str_list()),
         options=options,
         edge=edge.bool_() if edge else False,
         line=node.line,

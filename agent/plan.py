@@ -115,7 +115,13 @@ class Planner:
                     if value in (None, "", []):
                         plan.notes.append(f"{step.id}: skipped, no {step.target} given")
                         continue
-                for entry, address, extra in self._resolve(kind, str(value), runbook, devices, directory):
+                if step.via == "user_hosts":
+                    kind = "user_hosts"
+                resolved = self._resolve(kind, str(value), runbook, devices, directory, plan)
+                if not resolved and kind == "user_hosts":
+                    plan.notes.append(f"{step.id}: no inventory host lists {value} under users; "
+                                      "end its sessions by hand where it is logged in")
+                for entry, address, extra in resolved:
                     args = {**runbook.step_args(step, values), **extra}
                     if step.undo:
                         plan.actions.extend(self._plan_undo(subject, step, entry, address, plan))
@@ -125,8 +131,18 @@ class Planner:
 
     # -- target resolution ---------------------------------------------------------------------------------
     def _resolve(self, kind: str, value: str, runbook: Runbook, devices: Sequence[str] | None,
-                 directory: str | None) -> list[tuple[HostEntry, str, dict[str, Any]]]:
+                 directory: str | None, plan: Plan) -> list[tuple[HostEntry, str, dict[str, Any]]]:
         inv = self.inventory
+        if kind == "user_hosts":
+            username(value, field="user")
+            out = []
+            for host in inv.hosts_of_user(value):
+                reason = inv.protected_reason(host)
+                if reason:
+                    plan.notes.append(f"sessions of {value} on {host.name} not ended: {reason}")
+                    continue
+                out.append((host, self._pin(host), {"user": value}))
+            return out
         if kind == "host":
             try:
                 ipaddress.ip_address(value)

@@ -48,3 +48,14 @@ class Registry:
             raise ConfigError(f"connector registered as {name!r} calls itself {instance.name!r}")
         self._instances[name] = instance
         return instance  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close connectors that pool connections (e.g. LDAP binds reused across accounts in one run)."""
+        for instance in self._instances.values():
+            closer = getattr(instance, "close", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception:  # noqa: BLE001 - closing must never mask the command's outcome
+                    pass
+        self._instances.clear()

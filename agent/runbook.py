@@ -60,6 +60,7 @@ class Step:
     args: Mapping[str, Any] = field(default_factory=dict)
     on_error: str = "stop"  # stop | continue
     when: str | None = None  # parameter that must be truthy for the step to run
+    via: str | None = None  # "user_hosts": run on every inventory host that lists the target account in `users`
     line: int | None = None
 
 
@@ -184,7 +185,7 @@ def _parameter(name: str, node: Node) -> Parameter:
 
 
 def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
-    node.mapping(allowed={"id", "action", "undo", "target", "args", "on_error", "when", "description"},
+    node.mapping(allowed={"id", "action", "undo", "target", "args", "on_error", "when", "description", "via"},
                  required={"id"})
     has_action, has_undo = node.get("action") is not None, node.get("undo") is not None
     if has_action == has_undo:
@@ -214,6 +215,7 @@ def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
         args=dict(args_node.value),
         on_error=_choice(node.get("on_error"), ("stop", "continue"), "stop"),
         when=when.str_() if when is not None else None,
+        via=_choice(node.get("via"), ("user_hosts",), "") or None,
         line=node.line,
     )
 

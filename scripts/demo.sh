@@ -11,7 +11,7 @@ trap 'say "cleaning up"; agent lab down || true' EXIT
 
 say "1. build the practice lab (network namespaces, real sshd, nftables)"
 rm -rf var/lab/cal/agent.db* var/lab/cal/audit var/lab/cal/evidence   # a fresh journal for a fresh lab
-run agent lab up --rebuild
+run agent lab up --rebuild --with-ad
 say "2. reachability before containment (baseline)"
 run agent lab probe
 say "3. dry run: exactly what would be sent to victim"
@@ -44,3 +44,11 @@ run $MGMT agent report --incident "$INC" --format pdf -o var/lab/cal/report-"$IN
 say "10. release: the exact previous ruleset comes back"
 run $MGMT agent release --host victim --reason "demo over" --yes
 run agent lab probe
+say "11. disconnect a breached account in Active Directory (real Samba DC in the lab)"
+CA=var/lab/cal/dc/tls/ca.pem
+$MGMT python scripts/ad_bind_check.py jdoe 'Lab-Demo-Passw0rd!' "$CA"
+run $MGMT agent disable-account jdoe --with-groups --reason "demo: phished credentials" --yes
+$MGMT python scripts/ad_bind_check.py jdoe 'Lab-Demo-Passw0rd!' "$CA"
+run $MGMT agent disable-account breakglass --yes || true
+run $MGMT agent enable-account jdoe --yes
+$MGMT python scripts/ad_bind_check.py jdoe 'Lab-Demo-Passw0rd!' "$CA"

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     up = sub.add_parser("up", parents=[common], help="build the lab (keeps a healthy running one)")
     up.add_argument("--rebuild", action="store_true", help="tear down and build afresh even if healthy")
+    up.add_argument("--with-ad", action="store_true",
+                    help="also start a Samba AD domain controller at 10.77.0.50 (directory lab-ad)")
     sub.add_parser("down", parents=[common], help="stop the lab and delete its namespaces")
     sub.add_parser("probe", parents=[common], help="print the reachability matrix")
     sub.add_parser("status", parents=[common], help="say whether the lab is up and list its hosts")
@@ -51,6 +53,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         start = time.monotonic()
         lab.up(rebuild=args.rebuild)
+        if args.with_ad:
+            lab.up_ad()
         config = lab.config_dir / "agent.yaml"
         took = time.monotonic() - start
         if args.json:

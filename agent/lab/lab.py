@@ -83,6 +83,21 @@ class Lab:
                ([self.host_dir(host) / "echo.pid"] if spec.listener else [])
 
     # life cycle ------------------------------------------------------------------------------------------
+    def up_ad(self) -> None:
+        """Add the Samba AD DC to a running lab (``lab up --with-ad``); idempotent."""
+        from agent.lab.ad import ad_present, up_ad
+        if not ad_present(self.state_dir):
+            try:
+                up_ad(self.prefix, self.state_dir)
+            except Exception as exc:
+                self.down_ad()
+                raise LabError(f"starting the Samba AD DC failed: {exc}") from exc
+        self.write_config()
+
+    def down_ad(self) -> None:
+        from agent.lab.ad import down_ad
+        down_ad(self.prefix, self.state_dir)
+
     def up(self, *, rebuild: bool = False) -> None:
         """Build the lab, or keep a healthy one already running (``rebuild=True`` always starts afresh).
 
@@ -112,6 +127,7 @@ class Lab:
     def down(self) -> None:
         """Stop what the lab started (PID files and their descendants) and delete its namespaces; idempotent."""
         start = time.monotonic()
+        self.down_ad()
         inodes = {os.stat(netns.NETNS_DIR / ns).st_ino for ns in self.namespaces if netns.exists(ns)}
         marker = str(self.state_dir)
         roots: set[int] = set()

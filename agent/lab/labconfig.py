@@ -61,7 +61,7 @@ def agent_settings(repo: Path, config_dir: Path, state_dir: Path) -> dict[str, A
     }
 
 
-def inventory(state_dir: Path) -> dict[str, Any]:
+def inventory(state_dir: Path, directory: dict[str, Any] | None = None) -> dict[str, Any]:
     """inventory.yaml contents: the managed hosts, the protected management host and the fw device."""
     creds = {"username": "root", "private_key": f"file:{state_dir / 'agent_key'}"}
     hosts: dict[str, Any] = {}
@@ -71,13 +71,17 @@ def inventory(state_dir: Path) -> dict[str, Any]:
                        "data": DATA[name][0], "residents": DATA[name][1]}
     hosts["mgmt"] = {"address": MGMT_ADDRESS, "os": "linux", "connector": "ssh_linux",
                      "credentials": dict(creds), "tags": ["lab", "management"]}
-    return {
+    inv: dict[str, Any] = {
         "management": {"addresses": [MGMT_ADDRESS]},
-        "protected": {"hosts": ["mgmt"], "cidrs": [f"{MGMT_ADDRESS}/32"], "accounts": []},
+        "protected": {"hosts": ["mgmt"], "cidrs": [f"{MGMT_ADDRESS}/32"], "accounts": ["breakglass"]},
         "hosts": hosts,
         "devices": {"fw": {"address": HOSTS["fw"].address, "device_type": "linux", "edge": True,
                            "credentials": dict(creds), "options": {}}},
     }
+    if directory is not None:  # `lab up --with-ad`: the Samba DC, and who logs in where
+        inv["directories"] = {"lab-ad": directory}
+        hosts["victim"]["users"] = ["jdoe"]
+    return inv
 
 
 def write(repo: Path, config_dir: Path, state_dir: Path, prefix: str) -> Path:
@@ -87,7 +91,8 @@ def write(repo: Path, config_dir: Path, state_dir: Path, prefix: str) -> Path:
             f"# Run the agent from the management host with this file as its configuration: ip netns exec {prefix}-mgmt ...\n")
     inv_path = config_dir / "inventory.yaml"
     agent_path = config_dir / "agent.yaml"
-    _atomic_write(inv_path, head + to_yaml(inventory(state_dir)))
+    from agent.lab.ad import stored_entry
+    _atomic_write(inv_path, head + to_yaml(inventory(state_dir, stored_entry(state_dir))))
     _atomic_write(agent_path, head + to_yaml(agent_settings(repo, config_dir, state_dir)))
     return agent_path
 
