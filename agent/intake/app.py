@@ -75,6 +75,18 @@ class DecisionOut(BaseModel):
     executing: bool
 
 
+_ALERT_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "The source's alert JSON (Wazuh alert, Elastic webhook-connector body, Splunk webhook, "
+                   "Alertmanager v4 webhook). Shown: the generic format.",
+    "properties": {
+        "rule_id": {"type": "string", "maxLength": 200}, "host": {"type": "string"},
+        "severity": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 100}, {"type": "string"}]},
+        "user": {"type": "string"}, "source_ip": {"type": "string"}, "title": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}}},
+    "example": {"rule_id": "edr-4471", "host": "web01", "severity": 80, "user": "alice",
+                "source_ip": "203.0.113.7", "title": "beacon"},
+}
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "malformed alert (invalid JSON, wrong format, no host)"},
     401: {"model": Problem, "description": "missing or wrong signature / token"},
@@ -121,7 +133,7 @@ def create_app(svc: IntakeService) -> FastAPI:
 
     @app.post("/alerts/{source}", status_code=202, response_model=AlertAccepted, responses=_PROBLEMS,
               summary="Post an alert", openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"type": "object", "description": "the source's alert JSON"}}}}})
+                  "application/json": {"schema": _ALERT_BODY}}}})
     async def post_alert(source: str, request: Request) -> Response:
         started = time.monotonic()
         body = b""
