@@ -22,6 +22,7 @@ __all__ = ["DC_ADDRESS", "DEMO_USER", "DEMO_PASSWORD", "up_ad", "down_ad", "dire
 DC_ADDRESS = "10.77.0.50"
 DEMO_USER = "jdoe"
 DEMO_PASSWORD = "Lab-Demo-Passw0rd!"  # a throwaway lab account's password, shown in the demo on purpose
+_RUNNING: dict[str, Any] = {}  # namespace -> SambaDC started by this process (keeps its process handle alive)
 
 
 def _dc_dir(state_dir: Path) -> Path:
@@ -36,7 +37,9 @@ def _attach(prefix: str) -> None:
     ns, switch = namespace_name(prefix, "dc"), namespace_name(prefix, SWITCH)
     netns.add(ns)
     port = switch_port_name(prefix, "dc")
-    netns.ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", switch)
+    # a fixed MAC: a DC restarted within seconds must not be hidden behind the hosts' stale ARP entries
+    netns.ip("link", "add", "eth0", "address", "02:77:00:00:00:50", "netns", ns, "type", "veth",
+             "peer", "name", port, "netns", switch)
     netns.run(switch, ["ip", "link", "set", port, "master", BRIDGE])
     netns.run(switch, ["ip", "link", "set", port, "up"])
     netns.run(ns, ["ip", "link", "set", "eth0", "up"])
@@ -50,6 +53,7 @@ def up_ad(prefix: str, state_dir: Path) -> dict[str, Any]:
     dc = SambaDC(namespace_name(prefix, "dc"), DC_ADDRESS, _dc_dir(state_dir))
     dc.provision()
     dc.start()
+    _RUNNING[namespace_name(prefix, "dc")] = dc
     password_file = state_dir / "ad_agent_password"
     password = secrets.token_urlsafe(18) + "-A1"
     dc.create_user("ir-agent", password)
@@ -76,8 +80,11 @@ def directory_entry(dc: Any, password_file: Path) -> dict[str, Any]:
 def down_ad(prefix: str, state_dir: Path) -> None:
     """Stop the DC (only its own processes) and delete its namespace; idempotent."""
     from agent.lab.samba import SambaDC
-    if _dc_dir(state_dir).exists():
-        SambaDC(namespace_name(prefix, "dc"), DC_ADDRESS, _dc_dir(state_dir)).teardown(remove_state=True)
+    dc = _RUNNING.pop(namespace_name(prefix, "dc"), None)
+    if dc is None and _dc_dir(state_dir).exists():
+        dc = SambaDC(namespace_name(prefix, "dc"), DC_ADDRESS, _dc_dir(state_dir))
+    if dc is not None:
+        dc.teardown(remove_state=True)
     ns = namespace_name(prefix, "dc")
     if netns.exists(ns):
         subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True, env=netns._env())
