@@ -238,7 +238,8 @@ class WSManDouble:
 
     def __init__(self, host: WindowsHost, *, users: dict[str, str] | None = None,
                  auth: tuple[str, ...] = ("basic", "ntlm"), tls: ServerCert | None = None,
-                 allow_basic_http: bool = False, allow_unencrypted: bool = False) -> None:
+                 allow_basic_http: bool = False, allow_unencrypted: bool = False,
+                 address: str = "127.0.0.1") -> None:
         self.host = host
         self.users = dict(users or {"Administrator": "S3cret!"})
         self.auth = auth
@@ -256,7 +257,7 @@ class WSManDouble:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._tls.load_cert_chain(str(tls.cert_file), str(tls.key_file))
             self._cbt = cert_hash(Path(tls.cert_file).read_bytes())
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server((address, 0), _Handler)
         self._server.double = self
         self.port: int = self._server.server_address[1]
         # The listener runs on a random port: the host's built-in WinRM allow rule follows it.
