@@ -225,6 +225,10 @@ class Lab:
         """Write known_hosts, ``agent.yaml`` and ``inventory.yaml`` for this lab; return the agent.yaml path."""
         if not self.agent_key.exists():
             self._prepare_files()
+        signing_key = self.state_dir / "audit-signing.key"
+        if not signing_key.exists():  # the lab's audit log is signed, as a real deployment's should be
+            from agent.audit.keys import generate_keypair
+            generate_keypair(signing_key)
         entries = [(address, self.host_dir(h) / "ssh_host_ed25519_key.pub")
                    for h, spec in HOSTS.items() if spec.sshd for address in self.hosts[h].addresses]
         text = sshd.known_hosts_lines(entries)

@@ -54,6 +54,7 @@ def agent_settings(repo: Path, config_dir: Path, state_dir: Path) -> dict[str, A
         "database": str(state_dir / "agent.db"),
         "audit_dir": str(state_dir / "audit"),
         "evidence_dir": str(state_dir / "evidence"),
+        "audit_signing_key": str(state_dir / "audit-signing.key"),
         "timezone": "America/New_York",
         "obligations": str(repo / "config" / "obligations.yaml"),
         "ssh": {"known_hosts": str(state_dir / "known_hosts"), "connect_timeout": 5, "command_timeout": 30},
