@@ -80,7 +80,7 @@ class Daemon:
         config = uvicorn.Config(create_app(self.service), log_level="warning", access_log=False,
                                 lifespan="off", http="h11", loop="asyncio", backlog=2048,
                                 timeout_graceful_shutdown=10)
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         app.audit.record("daemon.started", listen=f"{self.host}:{self.port}", rules=len(self.service.rules.rules))
 
     def serve(self) -> None:
@@ -134,6 +134,24 @@ class Daemon:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a SIGTERM/SIGINT is not re-raised after serving stops: the daemon still
+        has to stop its dispatcher, runner and scheduler, then exits 0 (uvicorn would die by the signal)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self.received_signal = sig
+            self._captured_signals.clear()
+    return Server
+
+
+def _Server(config: Any) -> Any:
+    return _server_class()(config)
 
 
 def _pid() -> int:
