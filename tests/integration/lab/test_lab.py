@@ -210,7 +210,7 @@ class TestConfig:
         assert agent["database"] == str(lab.state_dir / "agent.db")
         assert agent["inventory"] == str(lab.config_dir / "inventory.yaml")
         assert inv["management"]["addresses"] == ["10.77.0.10"]
-        assert inv["protected"] == {"hosts": ["mgmt"], "cidrs": ["10.77.0.10/32"], "accounts": []}
+        assert inv["protected"] == {"hosts": ["mgmt"], "cidrs": ["10.77.0.10/32"], "accounts": ["breakglass"]}
         assert set(inv["hosts"]) == {"victim", "peer", "legacy", "mgmt"}
         assert inv["hosts"]["legacy"]["credentials"] == {"username": "root",
                                                         "private_key": f"file:{lab.agent_key}"}
