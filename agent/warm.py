@@ -120,6 +120,7 @@ def _preload() -> None:
 
 def serve(config: str | None) -> int:
     """Run the warm server in the foreground until SIGTERM/SIGINT."""
+    config = config or os.environ.get("AGENT_CONFIG")  # the same lookup order as the client's
     _preload()
     path = socket_path(config)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
