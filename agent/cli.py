@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("show")
     q.add_argument("id")
     _common(q)
+    q = isub.add_parser("facts", help="record facts counsel needs for deadlines (determination date, counts)")
+    q.add_argument("id")
+    q.add_argument("--determined", metavar="ISO-TIME", help="when it was determined that a breach occurred")
+    q.add_argument("--consumers-notified", metavar="ISO-TIME", help="when notices to individuals were sent")
+    q.add_argument("--material", metavar="ISO-TIME", help="when the incident was determined material (SEC)")
+    q.add_argument("--affected", type=int, metavar="N", help="number of affected individuals, if known")
+    _common(q)
 
     p = sub.add_parser("audit", help="verify, export or sign the audit log")
     p.add_argument("audit_args", nargs=argparse.REMAINDER, help="verify | export | init-key (see agent audit --help)")

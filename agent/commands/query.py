@@ -32,6 +32,8 @@ def run_query(args: argparse.Namespace) -> int:
             return _status(app, args)
         if getattr(args, "incidents_command", None) == "show":
             return _show(app, args)
+        if getattr(args, "incidents_command", None) == "facts":
+            return _facts(app, args)
         return _list(app, args)
     finally:
         app.close()
@@ -113,4 +115,38 @@ def _show(app: App, args: argparse.Namespace) -> int:
               + (f" — {a['error']}" if a["error"] else ""))
         for t in transitions[a["id"]]:
             print(color(f"    {t['at'][:23]}  {t['from'] or '·':>11} → {t['to']:<11} {t['detail']}", "dim"))
+    return exitcodes.DONE
+
+
+def _facts(app: App, args: argparse.Namespace) -> int:
+    """Record dates and counts that start or size legal clocks; the counsel report computes deadlines from them."""
+    from agent.errors import InputError
+    from agent.store import Incident
+    events: dict[str, str] = {}
+    for name, value in (("determination", args.determined), ("consumer_notice", args.consumers_notified),
+                        ("materiality_determination", args.material)):
+        if value is None:
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise InputError(f"{name}: {value!r} is not an ISO date/time (example: 2026-11-25T14:00-05:00)") from None
+        if moment.tzinfo is None:
+            raise InputError(f"{name}: {value!r} needs a time zone offset (example: 2026-11-25T14:00-05:00)")
+        events[name] = moment.isoformat()
+    if args.affected is not None and args.affected < 0:
+        raise InputError(f"affected: {args.affected} must not be negative")
+    if not events and args.affected is None:
+        raise InputError("nothing to record: give --determined, --consumers-notified, --material or --affected")
+    with app.store.session() as s:
+        if s.get(Incident, args.id) is None:
+            raise NotFound(f"incident {args.id!r} not found (see `agent incidents list`)")
+    record = app.audit.record("incident.facts", incident=args.id, events=events, total_affected=args.affected,
+                              recorded_by=app.actor)
+    if args.json:
+        emit_json({"incident": args.id, "events": events, "total_affected": args.affected, "seq": record["seq"]})
+    else:
+        print(f"recorded for {args.id}: " + ", ".join([*(f"{k} {v}" for k, v in events.items()),
+                                                     *([f"{args.affected} affected"] if args.affected is not None
+                                                       else [])]))
     return exitcodes.DONE
