@@ -37,6 +37,8 @@ def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
     _common(p)
     p.add_argument("--reason", default="", help="why (recorded in the audit log and the counsel report)")
     p.add_argument("--incident", metavar="ID", help="attach to an existing incident instead of opening one")
+    p.add_argument("--discovered", metavar="ISO-TIME",
+                   help="when the breach was discovered, if earlier than now (starts the legal clocks in the report)")
     p.add_argument("--dry-run", action="store_true", help="show exactly what would run; change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--trust-new-host-key", action="store_true",

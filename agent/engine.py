@@ -160,7 +160,7 @@ class Engine:
     def _new_row(self, plan: Plan, pa: PlannedAction, incident: str, reason: str, ttl: timedelta | None,
                  approved_by: str | None) -> Action:
         expires = utcnow() + ttl if (ttl and not pa.undo_of and pa.spec.reversible and pa.spec.mutating) else None
-        row = Action(incident_id=incident, runbook=plan.runbook.name, step=pa.step.id,
+        row = Action(id=pa.action_id, incident_id=incident, runbook=plan.runbook.name, step=pa.step.id,
                      kind="undo" if pa.undo_of else "apply", undo_of=pa.undo_of, target=pa.target.name, subject=pa.subject,
                      target_kind=pa.target.kind, address=pa.target.address, connector=pa.connector,
                      action=pa.action, args=_journal_args(pa.args), reversible=int(pa.spec.reversible),

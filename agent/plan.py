@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class PlannedAction:
     undo_of: str | None = None  # journaled action id this undoes
     snapshot: dict[str, Any] | None = None
     preview: list[str] = field(default_factory=list)
+    action_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the journal row's id, known at planning
 
     @property
     def connector(self) -> str:
@@ -69,7 +71,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"runbook": self.runbook.name, "params": self.params, "subjects": self.subjects,
                 "notes": self.notes,
-                "actions": [{"subject": a.subject, "step": a.step.id, "target": a.target.name,
+                "actions": [{"action_id": a.action_id, "subject": a.subject, "step": a.step.id, "target": a.target.name,
                              "address": a.target.address, "connector": a.connector, "action": a.action,
                              "undo_of": a.undo_of, "args": _public_args(a.args), "reversible": a.spec.reversible,
                              "preview": a.preview} for a in self.actions]}

@@ -35,6 +35,7 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 
 def run_act(args: argparse.Namespace) -> int:
     ttl: timedelta | None = duration(args.ttl) if getattr(args, "ttl", None) else None
+    _discovered(args)  # a typo in --discovered must stop the run before anything is planned
     app = App(config_path=args.config, trust_host_key=getattr(args, "trust_new_host_key", False))
     try:
         return _run(app, args, ttl)
@@ -126,7 +127,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
     incident = args.incident or _undo_incident(app, plan) or new_incident_id()
     title = f"{plan.runbook.name} on {', '.join(plan.subjects)}"
     engine.journal.open_incident(incident, title=title, reason=args.reason, requested_by=app.actor,
-                                 trigger="cli")
+                                 trigger="cli", discovered_at=_discovered(args))
     if not args.json:
         print(color(f"Incident {incident}", "bold"))
     try:
@@ -144,6 +145,20 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _discovered(args: argparse.Namespace) -> Any:
+    value = getattr(args, "discovered", None)
+    if not value:
+        return None
+    from datetime import datetime
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"discovered: {value!r} is not an ISO date/time (example: 2026-11-23T08:15-05:00)") from None
+    if moment.tzinfo is None:
+        raise InputError(f"discovered: {value!r} needs a time zone offset (example: 2026-11-23T08:15-05:00)")
+    return moment
 
 
 def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:

@@ -16,7 +16,7 @@ from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, Ti
 
 __all__ = ["from_records", "parse_time", "target_tags"]
 
-_IP_ARGS = ("ip", "ips", "address", "cidr", "source_ip", "remote_ip")
+_IP_ARGS = ("ip", "ips", "address", "addresses", "cidr", "source_ip", "remote_ip")
 _ACCOUNT_ARGS = ("account", "user", "username", "sam_account_name", "samaccountname")
 
 
@@ -91,7 +91,10 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
                 entry.change = entry.change or str(spec.get("summary") or spec.get("description") or "")
                 arguments[entry.action_id] = spec.get("args") or {}
         elif event.startswith("action."):
-            _apply_action_event(_entry(actions, record, record), event, record, when)
+            entry = _entry(actions, record, record)
+            if isinstance(record.get("args"), Mapping) and entry.action_id not in arguments:
+                arguments[entry.action_id] = record["args"]
+            _apply_action_event(entry, event, record, when)
         elif event == "approval.granted":
             approver, why = str(record.get("approver") or actor), str(record.get("reason") or "")
             if record.get("action_id") in actions:

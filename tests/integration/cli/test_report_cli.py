@@ -1,0 +1,48 @@
+"""The counsel report for a real lab incident (isolate + block), rendered to HTML and PDF as counsel gets it."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.lab import Lab
+from tests.integration.cli.test_contain_cli import agent, cfg  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+
+def text_of(path: Path) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text())))
+
+
+class TestCounselReport:
+    def test_report_for_lab_incident(self, clean_lab: Lab, cfg: Path, tmp_path: Path):  # noqa: F811
+        """Timeline, actions and deadlines (MA: no date; NY: 30 days) from a fixed discovery time; PDF not blank."""
+        lab = clean_lab
+        res = agent(lab, cfg, "contain", "--host", "victim", "--reason", "ransomware beacon",
+                    "--discovered", "2026-11-02T09:00:00-05:00", "--yes", "--json")
+        assert res.returncode == 0, res.stderr + res.stdout
+        incident = json.loads(res.stdout)["incident"]
+        res = agent(lab, cfg, "block-ip", "10.77.1.130", "--allow-private", "--incident", incident, "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert agent(lab, cfg, "release", "--host", "victim", "--yes").returncode == 0
+        out_html, out_pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+        assert agent(lab, cfg, "report", "--incident", incident, "--format", "html", "-o", str(out_html)).returncode == 0
+        text = text_of(out_html)
+        for expected in (incident, "ransomware beacon", "isolate", "block_ip", "victim", "10.77.1.130",
+                         "Massachusetts", "as soon as practicable", "New York", "not legal advice", "Verified"):
+            assert expected in text, expected
+        assert "02 Dec 2026" in text  # New York: 30 days after the 2026-11-02 discovery, trigger day excluded
+        res = agent(lab, cfg, "report", "--incident", incident, "--format", "pdf", "-o", str(out_pdf))
+        assert res.returncode == 0, res.stderr
+        subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(out_pdf), str(tmp_path / "p")],
+                       check=True)
+        png = next(tmp_path.glob("p*.png"))
+        from PIL import Image
+        pixels = list(Image.open(png).convert("L").getdata())
+        assert len(set(pixels)) > 20 and min(pixels) < 100  # text on the page, not a blank sheet
