@@ -109,7 +109,7 @@ def _timed(name: str, started: float) -> None:
 
 def _active(svc: Any, action_id: str) -> Action | None:
     with svc.store.session() as s:
-        row = s.get(Action, action_id)
+        row: Action | None = s.get(Action, action_id)
     if row is None or row.kind != "apply" or row.state != "done" or row.undone_at is not None or not row.changed:
         return None
     return row

@@ -13,4 +13,4 @@ from __future__ import annotations
 from agent.intake.config import DaemonConfig, SourceConfig, load_daemon_config
 from agent.intake.model import MalformedAlert, NormalizedAlert
 
-__all__ = ["DaemonConfig", "SourceConfig", "load_daemon_config", "MalformedAlert", "NormalizedAlert"]
+__all__ = ["DaemonConfig", "MalformedAlert", "NormalizedAlert", "SourceConfig", "load_daemon_config"]

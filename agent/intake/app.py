@@ -21,7 +21,9 @@ authenticated, 404 unknown source, 413 body over ``daemon.max_body_bytes``, 503 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -31,7 +33,7 @@ from pydantic import BaseModel, Field
 from agent.intake.metrics import CONTENT_TYPE
 from agent.intake.service import IntakeRejected, IntakeService
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "handle_alert"]
 
 
 class AlertAck(BaseModel):
@@ -100,27 +102,81 @@ _API_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def _read_body(headers: Mapping[str, str], chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise IntakeRejected(400, "Content-Length is not a number", "malformed")
         if int(length) > limit:
             raise IntakeRejected(413, f"body of {length} bytes exceeds the limit of {limit} bytes", "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise IntakeRejected(413, f"body exceeds the limit of {limit} bytes", "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-def create_app(svc: IntakeService) -> FastAPI:
+async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, str], client: str,
+                       chunks: AsyncIterator[bytes]) -> tuple[int, dict[str, Any]]:
+    """The whole webhook request path, independent of the web framework: (HTTP status, JSON answer)."""
+    started = time.monotonic()
+    body = b""
+    try:
+        svc.source_auth(source)
+        body = await _read_body(headers, chunks, svc.config.max_body_bytes)
+        decisions = svc.prepare(source, headers, body, started)
+    except IntakeRejected as exc:
+        svc.reject(source, exc, client, len(body))
+        return exc.status, {"detail": exc.reason}
+    try:
+        await asyncio.wrap_future(svc.writer.submit(decisions))
+    except Exception as exc:  # noqa: BLE001 - the caller must retry; nothing was stored
+        svc.unclaim(decisions)
+        svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
+        return 503, {"detail": "the alert could not be stored; retry"}
+    svc.count(decisions)
+    answers = [d.answer() for d in decisions]
+    return 202, {**answers[0], "alerts": answers}
+
+
+def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
+    """An ASGI app answering ``POST /alerts/...`` directly (the storm path), everything else through FastAPI.
+
+    Why: FastAPI's routing, dependency and exception layers cost more than the alert's own work; the webhook is
+    the one endpoint an alert storm hits. The FastAPI route stays the documented (OpenAPI) definition and
+    calls the same :func:`handle_alert`.
+    """
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/alerts/"):
+            await api(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope["client"][0] if scope.get("client") else ""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise IntakeRejected(400, "client disconnected before the body was complete", "malformed")
+                yield message.get("body", b"")
+                if not message.get("more_body", False):
+                    return
+        status, answer = await handle_alert(svc, scope["path"][len("/alerts/"):], headers, client, chunks())
+        payload = json.dumps(answer, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+    app.fastapi = api  # type: ignore[attr-defined]
+    return app
+
+
+def create_app(svc: IntakeService) -> Any:
     """The FastAPI application serving ``svc`` (one per daemon; tests build their own)."""
     app = FastAPI(title="containment-agent daemon", version="1",
                   description="Alert intake, incidents and approvals of the containment agent.")
-    limit = svc.config.max_body_bytes
 
     def identity(request: Request) -> str:
         from agent.intake.auth import AuthFailed
@@ -135,28 +191,12 @@ def create_app(svc: IntakeService) -> FastAPI:
               summary="Post an alert", openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": _ALERT_BODY}}}})
     async def post_alert(source: str, request: Request) -> Response:
-        started = time.monotonic()
-        body = b""
         client = request.client.host if request.client else ""
-        try:
-            svc.source_auth(source)
-            body = await _read_body(request, limit)
-            decisions = svc.prepare(source, request.headers, body, started)
-        except IntakeRejected as exc:
-            svc.reject(source, exc, client, len(body))
-            return JSONResponse({"detail": exc.reason}, status_code=exc.status)
-        try:
-            await asyncio.wrap_future(svc.writer.submit(decisions))
-        except Exception as exc:  # noqa: BLE001 - the caller must retry; nothing was stored
-            svc.unclaim(decisions)
-            svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
-            return JSONResponse({"detail": "the alert could not be stored; retry"}, status_code=503)
-        svc.count(decisions)
-        answers = [d.answer() for d in decisions]
-        return JSONResponse({**answers[0], "alerts": answers}, status_code=202)
+        status, answer = await handle_alert(svc, source, request.headers, client, request.stream())
+        return JSONResponse(answer, status_code=status)
 
     @app.get("/healthz", summary="Liveness")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         return {"status": "ok", "sources": sorted(svc.sources), "rules": len(svc.rules.rules)}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
@@ -207,4 +247,4 @@ def create_app(svc: IntakeService) -> FastAPI:
     def deny(approval_id: str, body: DecisionBody | None = None, who: str = Depends(identity)) -> DecisionOut:
         return _decide(approval_id, False, body, who)
 
-    return app
+    return _fast_path(svc, app)

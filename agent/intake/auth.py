@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from agent.intake.config import DaemonConfig, SourceConfig
 
-__all__ = ["AuthFailed", "SourceAuth", "ApiAuth", "sign"]
+__all__ = ["ApiAuth", "AuthFailed", "SourceAuth", "sign"]
 
 SIGNATURE_HEADERS = ("x-agent-signature", "x-hub-signature-256")
 

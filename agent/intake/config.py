@@ -41,7 +41,7 @@ from agent.errors import ConfigError, InputError
 from agent.secrets import SecretRef, parse_ref
 from agent.validate import INVENTORY_NAME, duration
 
-__all__ = ["DaemonConfig", "SourceConfig", "load_daemon_config", "FORMATS"]
+__all__ = ["FORMATS", "DaemonConfig", "SourceConfig", "load_daemon_config"]
 
 FORMATS = ("wazuh", "elastic", "splunk", "alertmanager", "generic")
 _KEYS = {"listen", "max_body_bytes", "dedupe_window", "blast_radius", "approval_ttl", "reverify_interval",
@@ -97,7 +97,7 @@ def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonCon
     base = settings_path.resolve().parent
     unknown = set(raw) - _KEYS
     if unknown:
-        raise _err(settings_path, sorted(unknown)[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
+        raise _err(settings_path, min(unknown), f"unknown key (known: {', '.join(sorted(_KEYS))})")
 
     def dur(key: str, default: timedelta, node: Mapping[str, Any] = raw, prefix: str = "") -> timedelta:
         if key not in node:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
 from agent.intake.limits import LIMITED_ACTIONS
 from agent.intake.models import IntakeIncident
-from agent.intake.writer import Decision
+from agent.intake.writer import Decision, table_of
 from agent.store import Alert, utcnow
 
 __all__ = ["Dispatcher", "wanted_slots"]
@@ -47,6 +46,9 @@ class Dispatcher:
         self._books: dict[str, Any] = {}
         self.idle = threading.Event()
         self.idle.set()
+        self._pending: list[tuple[Decision, str, str, str | None]] = []
+        self._deduped: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -67,8 +69,13 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while True:
+            if self._queue.empty() or len(self._pending) >= 256:
+                self._flush()
+            if self._queue.empty():
+                self.idle.set()
             item = self._queue.get()
             if item is _STOP:
+                self._flush(wait=True)
                 return
             try:
                 self.handle(item)
@@ -76,24 +83,24 @@ class Dispatcher:
                 self.svc.audit.record("alert.error", alert_id=item.alert_id, incident=item.incident,
                                       error=f"{type(exc).__name__}: {exc}")
                 self._set(item, "error", f"{type(exc).__name__}: {exc}")
-            if self._queue.empty():
-                self.idle.set()
 
     # -- decisions ------------------------------------------------------------------------------------------
     def handle(self, d: Decision) -> None:
         svc, a = self.svc, d.alert
+        if d.disposition == "deduped":  # a storm: one audit record per incident per batch, not per alert
+            self._deduped.setdefault(d.incident or "", []).append(d.alert_id)
+            return
         if d.disposition != "accepted":
-            event = {"deduped": "alert.deduped", "no-match": "alert.unmatched"}.get(d.disposition, "alert.ignored")
+            event = {"no-match": "alert.unmatched"}.get(d.disposition, "alert.ignored")
             svc.audit.record(event, alert_id=d.alert_id, source=a.source, rule_id=a.rule_id, host=a.host,
                              incident=d.incident, digest=d.digest)
             return
         rule = d.rule
-        svc.audit.record("alert.accepted", alert_id=d.alert_id, source=a.source, rule_id=a.rule_id,
-                         severity=a.severity, host=a.host, user=a.user, source_ip=a.source_ip, digest=d.digest,
-                         rule=rule.name, incident=d.incident)
         svc.audit.record("incident.opened", incident=d.incident, title=f"{rule.runbook} on {d.target}",
                          reason=f"alert {d.alert_id} matched rule {rule.name}", requested_by=f"alert:{a.source}",
-                         trigger=f"alert:{a.source}", discovered_at=d.received_at.isoformat())
+                         trigger=f"alert:{a.source}", discovered_at=d.received_at.isoformat(), rule=rule.name,
+                         alert={"id": d.alert_id, "source": a.source, "rule_id": a.rule_id, "severity": a.severity,
+                                "host": a.host, "user": a.user, "source_ip": a.source_ip, "digest": d.digest})
         reason = (f"alert {d.alert_id} from {a.source} (rule {a.rule_id}, severity {a.severity}"
                   f"{', ' + a.title if a.title else ''}) matched rule {rule.name}")
         params = rule.bind(a)
@@ -102,8 +109,8 @@ class Dispatcher:
             plan = svc.app.planner().build(book, [d.target], params)
         except AgentError as exc:
             svc.audit.record("alert.refused", alert_id=d.alert_id, incident=d.incident, rule=rule.name,
-                             reason=str(exc))
-            self._set(d, "refused", str(exc), incident_status="closed")
+                             reason=str(exc), incident_status="closed")
+            self._set(d, "refused", str(exc), incident_status="closed", batch=True)
             return
         ttl = rule.ttl
         if ttl is None and book.ttl:
@@ -112,12 +119,15 @@ class Dispatcher:
         policy = "approve" if rule.policy == "auto" and book.approval == "approve" else rule.policy
         if policy == "dry-run":
             svc.audit.record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
-                             plan=plan.to_dict(), reason=reason)
+                             plan=plan.to_dict(), reason=reason, incident_status="closed")
             self._set(d, "dry-run", f"{len(plan.actions)} action(s) planned, nothing executed",
-                      incident_status="closed")
+                      incident_status="closed", batch=True)
             return
         if not plan.actions:
-            self._set(d, "nothing-to-do", "; ".join(plan.notes) or "the plan is empty", incident_status="closed")
+            svc.audit.record("plan.empty", incident=d.incident, alert_id=d.alert_id, notes=plan.notes,
+                             incident_status="closed")
+            self._set(d, "nothing-to-do", "; ".join(plan.notes) or "the plan is empty", incident_status="closed",
+                      batch=True)
             return
         now = utcnow()
         slots = wanted_slots(plan)
@@ -157,16 +167,51 @@ class Dispatcher:
             self._books[name] = find_runbook(self.svc.app.settings.runbooks, name)
         return self._books[name]
 
-    def _set(self, d: Decision, decision: str, detail: str, *, incident_status: str | None = None) -> None:
-        svc = self.svc
-        svc.metrics.decisions.labels(decision.split(":")[0]).inc()
-        with svc.store.session() as s:
-            s.execute(update(Alert).where(Alert.id == d.alert_id).values(disposition=decision[:40]))
-            if d.incident:
-                s.execute(update(IntakeIncident).where(IntakeIncident.incident_id == d.incident)
-                          .values(decision=decision[:40], detail=detail))
-        if incident_status and d.incident:
-            svc.engine.journal.update_incident(d.incident, status=incident_status)
+    def _set(self, d: Decision, decision: str, detail: str, *, incident_status: str | None = None,
+             batch: bool = False) -> None:
+        """Record the decision on the alert, the intake row and the incident.
+
+        ``batch``: outcomes that are safe to decide again after a crash (dry-run, refused) are written together
+        with others in one transaction; anything that leads to execution or an approval is written at once,
+        before it happens, so a restart never decides it twice.
+        """
+        self.svc.metrics.decisions.labels(decision.split(":")[0]).inc()
+        with self._lock:
+            self._pending.append((d, decision, detail, incident_status))
+        if not batch:
+            self._flush(wait=True)
+
+    def _flush(self, wait: bool = False) -> None:
+        from agent.store import Incident
+        with self._lock:
+            pending, self._pending = self._pending, []
+            deduped, self._deduped = self._deduped, {}
+        for incident, ids in deduped.items():
+            self.svc.audit.record("alert.deduped", incident=incident, count=len(ids), alert_ids=ids,
+                                  detail="joined the open incident; nothing re-applied")
+        if not pending:
+            return
+        # incident status changes are written here; the record that decided them (plan.dry_run, alert.refused,
+        # ...) already carries incident_status, so no separate audit record per incident is needed
+        alerts = [{"a_id": d.alert_id, "a_disp": decision[:40]} for d, decision, _, _ in pending]
+        intake = [{"i_id": d.incident, "i_dec": decision[:40], "i_detail": detail}
+                  for d, decision, detail, _ in pending if d.incident]
+        closed = [{"c_id": d.incident, "c_status": status} for d, _, _, status in pending if d.incident and status]
+
+        def write(s: Any) -> None:  # Core executemany: one statement per table, whatever the batch size
+            a, i, c = table_of(Alert), table_of(IntakeIncident), table_of(Incident)
+            s.execute(update(a).where(a.c.id == bindparam("a_id")).values(disposition=bindparam("a_disp")),
+                      alerts)
+            if intake:
+                s.execute(update(i).where(i.c.incident_id == bindparam("i_id"))
+                          .values(decision=bindparam("i_dec"), detail=bindparam("i_detail")), intake)
+            if closed:
+                s.execute(update(c).where(c.c.id == bindparam("c_id")).values(status=bindparam("c_status")),
+                          closed)
+        if wait:
+            self.svc.writer.submit_update(write).result()
+        else:
+            self.svc.writer.submit_update(write)
 
     def requeue_undecided(self) -> int:
         """Alerts stored as ``accepted`` but never decided (daemon stopped or killed): decide them now."""
@@ -182,6 +227,3 @@ class Dispatcher:
             self.put(decisions)
         return len(decisions)
 
-
-def _now() -> float:
-    return time.monotonic()

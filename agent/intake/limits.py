@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["DedupeIndex", "BlastRadius", "LIMITED_ACTIONS"]
+__all__ = ["LIMITED_ACTIONS", "BlastRadius", "DedupeIndex"]
 
 # connector action -> blast-radius category
 LIMITED_ACTIONS = {"isolate": "hosts", "disable_account": "accounts"}

@@ -22,6 +22,7 @@ shell or LDAP syntax into a plan; a malformed value rejects the request with 400
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,17 @@ from typing import Any
 from agent.errors import InputError
 from agent.validate import inventory_name, username
 
-__all__ = ["NormalizedAlert", "MalformedAlert", "severity_from_word", "severity_from_number", "severity_any", "dig", "text",
-           "first", "checked"]
+__all__ = [
+    "MalformedAlert",
+    "NormalizedAlert",
+    "checked",
+    "dig",
+    "first",
+    "severity_any",
+    "severity_from_number",
+    "severity_from_word",
+    "text",
+]
 
 _WORDS = {"info": 10, "informational": 10, "low": 25, "minor": 25, "warning": 50, "medium": 50, "moderate": 50,
           "high": 75, "major": 75, "error": 75, "critical": 100, "page": 100, "emergency": 100, "severe": 100}
@@ -71,9 +81,9 @@ def severity_from_word(word: str, *, where: str) -> int:
 
 
 def severity_from_number(value: float, *, where: str, scale: float = 100.0) -> int:
-    if isinstance(value, bool) or value != value or not 0 <= value <= scale:  # value != value: NaN
+    if isinstance(value, bool) or math.isnan(value) or not 0 <= value <= scale:
         raise MalformedAlert(f"{where}: severity {value!r} is outside 0-{scale:g}")
-    return int(round(value * 100.0 / scale))
+    return round(value * 100.0 / scale)
 
 
 def severity_any(value: Any, *, where: str, default: int = 50) -> int:

@@ -7,7 +7,7 @@ for re-queuing undecided alerts after a restart, created on the same database by
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -18,7 +18,7 @@ __all__ = ["IntakeBase", "IntakeIncident", "create_tables"]
 
 
 class IntakeBase(DeclarativeBase):
-    type_annotation_map = {datetime: _UTC()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: _UTC()}
 
 
 class IntakeIncident(IntakeBase):

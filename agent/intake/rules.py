@@ -37,7 +37,7 @@ from agent.runbook import find_runbook
 from agent.validate import duration
 from agent.yamlsrc import Node, load_yaml
 
-__all__ = ["Rule", "RuleSet", "load_rules", "FIELDS", "POLICIES"]
+__all__ = ["FIELDS", "POLICIES", "Rule", "RuleSet", "load_rules"]
 
 FIELDS = ("host", "user", "source_ip", "rule_id", "severity", "source", "title")
 POLICIES = ("auto", "approve", "dry-run")

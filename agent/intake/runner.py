@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from agent.store import Action, utcnow
 
-__all__ = ["Runner", "TRANSIENT_KINDS"]
+__all__ = ["TRANSIENT_KINDS", "Runner"]
 
 TRANSIENT_KINDS = ("unreachable", "timeout")
 
@@ -65,7 +65,7 @@ class Runner:
                                        retry_attempt=retry_attempt)
                 if started is not None and self.metrics is not None:
                     self.metrics.run_latency.observe(time.monotonic() - started)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller's callback, then re-raised
+            except BaseException as exc:
                 result = exc
                 if on_done:
                     on_done(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from agent.intake.rules import RuleSet, load_rules
 from agent.intake.writer import AlertWriter, Decision
 from agent.store import utcnow
 
-__all__ = ["IntakeService", "IntakeRejected", "decision_from_row"]
+__all__ = ["IntakeRejected", "IntakeService", "decision_from_row"]
 
 
 @dataclass
@@ -64,6 +65,8 @@ class IntakeService:
         self.dispatcher = Dispatcher(self)
         self.writer = AlertWriter(self.store, self.dispatcher.put)
         self.scheduler: Any = None
+        self._ids_lock = threading.Lock()
+        self._ids_second, self._ids_used = 0, set[str]()
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,9 +76,9 @@ class IntakeService:
         self.dispatcher.requeue_undecided()
 
     def stop(self, grace: float | None = None) -> None:
-        self.writer.stop()
         self.dispatcher.stop()
         self.runner.shutdown(self.config.shutdown_grace.total_seconds() if grace is None else grace)
+        self.writer.stop()
 
     def _load_state(self) -> None:
         from sqlalchemy import select
@@ -93,7 +96,7 @@ class IntakeService:
             acts = list(s.scalars(select(Action).where(
                 Action.kind == "apply", Action.action.in_(list(LIMITED_ACTIONS)), Action.state != "failed",
                 Action.created_at >= since)))
-        self.dedupe.load([tuple(r) for r in claims], now)  # type: ignore[misc]
+        self.dedupe.load([(r[0], r[1], r[2], r[3]) for r in claims], now)
         self.blast.load([(a.action, str((a.args or {}).get("account") or a.subject)
                           if a.action == "disable_account" else a.target, a.created_at) for a in acts], now)
 
@@ -140,10 +143,22 @@ class IntakeService:
         if rule is None or target is None:
             return d
         d.rule, d.target = rule, target
-        incident, new = self.dedupe.claim((rule.runbook, target), new_incident_id(now), now)
+        incident, new = self.dedupe.claim((rule.runbook, target), self._incident_id(now), now)
         d.incident, d.new_incident = incident, new
         d.disposition = "accepted" if new else "deduped"
         return d
+
+    def _incident_id(self, now: Any) -> str:
+        """A new incident id, unique in this process even when hundreds open in the same second."""
+        key = int(now.timestamp())
+        with self._ids_lock:
+            if key != self._ids_second:
+                self._ids_second, self._ids_used = key, set()
+            while True:
+                candidate = new_incident_id(now)
+                if candidate not in self._ids_used:
+                    self._ids_used.add(candidate)
+                    return candidate
 
     def unclaim(self, decisions: list[Decision]) -> None:
         """The write failed: give the dedupe keys back so a retried request is not wrongly deduped."""

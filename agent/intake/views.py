@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from agent.approvals import approval_dict, decide, plan_for
 from agent.store import Action, Alert, Approval, Incident, Store, utcnow
 
-__all__ = ["incident_view", "decide_and_run", "MAX_ALERTS"]
+__all__ = ["MAX_ALERTS", "decide_and_run", "incident_view"]
 
 MAX_ALERTS = 200
 

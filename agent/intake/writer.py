@@ -15,15 +15,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from agent.intake.model import NormalizedAlert
 from agent.intake.models import IntakeIncident
 from agent.store import Alert, Incident, Store
 
-__all__ = ["Decision", "AlertWriter"]
+__all__ = ["AlertWriter", "Decision"]
 
 
 @dataclass
@@ -49,11 +49,17 @@ class Decision:
 _STOP = object()
 
 
+def table_of(model: Any) -> Table:
+    """The Core table of a mapped class (typed for mypy)."""
+    return cast(Table, model.__table__)
+
+
 class AlertWriter:
     def __init__(self, store: Store, deliver: Callable[[list[Decision]], None], *, batch: int = 512) -> None:
         self.store, self.deliver, self.batch = store, deliver, batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="alert-writer", daemon=True)
+        self._stopped = False
 
     def start(self) -> None:
         self._thread.start()
@@ -63,10 +69,26 @@ class AlertWriter:
         self._queue.put((decisions, fut))
         return fut
 
+    def submit_update(self, update: Callable[[Any], None]) -> Future[None]:
+        """Run ``update(session)`` in the writer's next transaction (the dispatcher's bookkeeping).
+
+        Why through the writer: SQLite has one write lock; a second writing thread would make the webhook's
+        commits wait behind it. Here the bookkeeping shares the webhook's group commit instead.
+        """
+        fut: Future[None] = Future()
+        if self._stopped:  # after shutdown (late callbacks of running plans): write directly
+            with self.store.session() as s:
+                update(s)
+            fut.set_result(None)
+            return fut
+        self._queue.put((update, fut))
+        return fut
+
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(_STOP)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._stopped = True
 
     def _loop(self) -> None:
         while True:
@@ -88,19 +110,23 @@ class AlertWriter:
             if stop:
                 return
 
-    def _commit(self, items: list[tuple[list[Decision], Future[None]]]) -> None:
-        decisions = [d for ds, _ in items for d in ds]
+    def _commit(self, items: list[tuple[Any, Future[None]]]) -> None:
+        decisions = [d for ds, _ in items if isinstance(ds, list) for d in ds]
+        updates = [fn for fn, _ in items if not isinstance(fn, list)]
         try:
-            self.write(decisions)
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the error (answered 503)
-            for _, fut in items:
-                fut.set_exception(exc)
+            self.write(decisions, updates)
+        except Exception as exc:  # noqa: BLE001 - retried request by request below
+            if len(items) == 1:
+                items[0][1].set_exception(exc)
+                return
+            for one in items:  # one bad request must not fail the others sharing its transaction
+                self._commit([one])
             return
         for _, fut in items:
             fut.set_result(None)
         self.deliver(decisions)
 
-    def write(self, decisions: list[Decision]) -> None:
+    def write(self, decisions: list[Decision], updates: list[Callable[[Any], None]] = ()) -> None:  # type: ignore[assignment]
         incidents, intake, alerts = [], [], []
         for d in decisions:
             a = d.alert
@@ -120,8 +146,10 @@ class AlertWriter:
                            "raw": d.raw, "received_at": d.received_at, "incident_id": d.incident,
                            "disposition": d.disposition})
         with self.store.session() as s:
-            if incidents:
-                s.execute(insert(Incident), incidents)
-                s.execute(insert(IntakeIncident), intake)
+            if incidents:  # Core inserts (executemany): the ORM's bulk path costs more than the SQL here
+                s.execute(insert(table_of(Incident)), incidents)
+                s.execute(insert(table_of(IntakeIncident)), intake)
             if alerts:
-                s.execute(insert(Alert), alerts)
+                s.execute(insert(table_of(Alert)), alerts)
+            for fn in updates:
+                fn(s)

@@ -17,7 +17,6 @@ from typing import Any
 from agent.app import App
 from agent.daemon import Daemon
 from agent.registry import Registry
-
 from tests.unit.engine_env import make_env
 from tests.unit.fake_connector import FakeConnector, FakeWorld
 

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from agent.cli import main as cli_main
 from agent.store import Action, Approval
-
 from tests.unit.daemon_env import API_TOKEN, TOKEN, configure, running
 from tests.unit.fake_connector import Unreachable
 from tests.unit.test_intake_webhook import audit_events, wait_for
@@ -82,9 +81,9 @@ class TestBlastRadius:
             pending = json.loads(capsys.readouterr().out)["approvals"]
             assert sorted(p["target"] for p in pending) == ["h04", "h05"]
             h04 = next(p for p in pending if p["target"] == "h04")
-            from tests.unit.daemon_env import FakeConnector
-            from agent.registry import Registry
             import agent.app as app_mod
+            from agent.registry import Registry
+            from tests.unit.daemon_env import FakeConnector
             orig = app_mod.App.registry
             try:  # the CLI process builds its own App: give it the fake connector too
                 app_mod.App.registry = property(lambda self: Registry(extra={"ssh_linux": FakeConnector}))  # type: ignore[assignment]

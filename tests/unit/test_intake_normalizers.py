@@ -6,7 +6,6 @@ import pytest
 
 from agent.intake.model import MalformedAlert
 from agent.intake.normalizers import normalize
-
 from tests.unit.daemon_env import wazuh_alert
 
 ELASTIC = {

@@ -13,8 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from agent.store import Action, Alert, Approval, Store
-
+from agent.store import Action, Alert, Store
 from tests.unit.daemon_env import API_TOKEN, TOKEN, configure, running, sign, wazuh_alert
 
 API = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -72,7 +71,7 @@ class TestRejections:
         rejected = [e for e in audit_events(tmp) if e["event"] == "alert.rejected"]
         assert rejected and rejected[-1]["status"] == 401 and rejected[-1]["code"] == "unauthenticated"
         assert "not-the-secret" not in (tmp / "var" / "audit").joinpath(
-            sorted(p.name for p in (tmp / "var" / "audit").glob("*.jsonl"))[0]).read_text()
+            min(p.name for p in (tmp / "var" / "audit").glob("*.jsonl"))).read_text()
 
     def test_modified_body(self, env):
         """A valid signature of a different body is refused (the signature covers the exact bytes)."""
@@ -174,7 +173,7 @@ class TestAccept:
 
     def test_protected_host_refused(self, env):
         """A rule naming a protected host is refused by the planner; the alert records why."""
-        daemon, world, client, _ = env
+        _, world, client, _ = env
         ack = client.post("/alerts/gen", json={"rule_id": "edr-9", "host": "dc1"}, headers=GEN).json()
         inc = wait_for(lambda: (r := client.get(f"/incidents/{ack['incident']}", headers=API).json())
                        and r["alerts"][0]["disposition"] == "refused" and r["status"] == "closed" and r)

@@ -40,7 +40,8 @@ def normalize(payload: dict[str, Any], source: str) -> list[NormalizedAlert]:
         raise MalformedAlert("alerts: an Alertmanager webhook carries a list of alerts")
     if len(alerts) > 500:
         raise MalformedAlert("alerts: more than 500 alerts in one request")
-    common = payload.get("commonLabels") if isinstance(payload.get("commonLabels"), dict) else {}
+    raw_common = payload.get("commonLabels")
+    common: dict[str, Any] = raw_common if isinstance(raw_common, dict) else {}
     out = []
     for i, alert in enumerate(alerts):
         where = f"alerts[{i}]"
@@ -50,7 +51,8 @@ def normalize(payload: dict[str, Any], source: str) -> list[NormalizedAlert]:
         status = text(alert.get("status") or payload.get("status"), where=f"{where}.status") or "firing"
         if status not in ("firing", "resolved"):
             raise MalformedAlert(f"{where}.status: {status!r} is not firing or resolved")
-        annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
+        raw_ann = alert.get("annotations")
+        annotations: dict[str, Any] = raw_ann if isinstance(raw_ann, dict) else {}
         word = text(labels.get("severity"), where=f"{where}.labels.severity")
         severity = severity_from_word(word, where=f"{where}.labels.severity") if word else 50
         host = _host(first(labels, "host", "hostname", "nodename", "instance", where=f"{where}.labels"))

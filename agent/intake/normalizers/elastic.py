@@ -14,8 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.intake.model import (MalformedAlert, NormalizedAlert, checked, dig, first, severity_any,
-                                severity_from_word, text)
+from agent.intake.model import (
+    MalformedAlert,
+    NormalizedAlert,
+    checked,
+    dig,
+    first,
+    severity_any,
+    severity_from_word,
+    text,
+)
 
 __all__ = ["normalize"]
 
@@ -26,7 +34,8 @@ def normalize(payload: dict[str, Any], source: str) -> list[NormalizedAlert]:
         raise MalformedAlert("alerts: must be a list of alert documents")
     if len(docs) > 500:
         raise MalformedAlert("alerts: more than 500 alerts in one request")
-    outer_rule = payload.get("rule") if isinstance(payload.get("rule"), dict) else {}
+    raw_rule = payload.get("rule")
+    outer_rule: dict[str, Any] = raw_rule if isinstance(raw_rule, dict) else {}
     out = []
     for i, doc in enumerate(docs):
         where = f"alerts[{i}]" if "alerts" in payload else ""

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.intake.model import MalformedAlert, NormalizedAlert, checked, severity_any, text
 
-__all__ = ["normalize", "FIELDS"]
+__all__ = ["FIELDS", "normalize"]
 
 FIELDS = {"rule_id", "host", "severity", "user", "source_ip", "title", "tags"}
 

@@ -18,7 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.intake.model import MalformedAlert, NormalizedAlert, checked, dig, first, severity_from_number, text
+from agent.intake.model import (
+    MalformedAlert,
+    NormalizedAlert,
+    checked,
+    dig,
+    first,
+    severity_from_number,
+    text,
+)
 
 __all__ = ["normalize"]
 
@@ -37,7 +45,8 @@ def normalize(payload: dict[str, Any], source: str) -> list[NormalizedAlert]:
     user = first(payload, "data.dstuser", "data.srcuser", "data.win.eventdata.targetUserName", "data.user",
                  where="")
     source_ip = first(payload, "data.srcip", "data.win.eventdata.ipAddress", "data.src_ip", where="")
-    groups = rule.get("groups") if isinstance(rule.get("groups"), list) else []
+    raw_groups = rule.get("groups")
+    groups: list[Any] = raw_groups if isinstance(raw_groups, list) else []
     tags = tuple(str(g)[:64] for g in groups[:20] if isinstance(g, str))
     return [checked(source, text(rule.get("id"), where="rule.id"), severity, host, user, source_ip,
                     text(rule.get("description"), where="rule.description", limit=2000), tags,

@@ -1,0 +1,224 @@
+"""`agent daemon` alert intake under load, and alert → verified isolation latency on a real lab host.
+
+Part 1 (no root needed): a real ``agent daemon`` process on loopback; a load generator (asyncio, keep-alive
+connections) posts N signed Wazuh alerts — half naming a new host, half duplicates — matched by a ``dry-run``
+rule, so plans are built and recorded but no target is touched. Reported: accepted alerts/s, p50/p99 latency,
+the ratio against ``GET /healthz`` from the same generator in the same run (the HTTP stack's floor), and a count
+check that every accepted (202) alert is in the store. Target ≥ 1000 alerts/s, p99 < 50 ms.
+
+Part 2 (root, lab): one Wazuh alert naming ``victim`` → the isolation is applied and verified on the target;
+reported: time from POST to the action's ``done`` in the journal (target ≤ 1 s).
+
+Options: ``--alerts N`` (default 5000), ``--concurrency C`` (default 32), ``--no-lab``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SECRET = "bench-wazuh-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp: Path, hosts: int, port: int, policy: str = "dry-run") -> Path:
+    inv = ["management:\n  addresses: [10.99.0.10]\nhosts:\n"]
+    inv += [f"  h{i:05d}: {{address: 10.98.{i // 250}.{i % 250 + 1}, os: linux, credentials: "
+            f"{{username: root, private_key: file:/nonexistent}}}}\n" for i in range(hosts)]
+    (tmp / "inventory.yaml").write_text("".join(inv))
+    (tmp / "rules.yaml").write_text(
+        "rules:\n  - name: bench\n    match: {source: wazuh, rule_id: '5712'}\n    runbook: isolate-host\n"
+        f"    params: {{capture_evidence: false}}\n    policy: {policy}\n")
+    (tmp / "agent.yaml").write_text(
+        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\n"
+        "rules: rules.yaml\n"
+        f"daemon:\n  listen: 127.0.0.1:{port}\n  sources:\n    wazuh: {{format: wazuh, hmac_secret: env:BENCH_HMAC}}\n")
+    return tmp / "agent.yaml"
+
+
+def alert_body(host: str, n: int) -> bytes:
+    return json.dumps({"timestamp": "2026-11-23T03:12:44.118+0000", "id": f"1795397564.{n}",
+                       "rule": {"level": 10, "id": "5712", "description": "sshd: brute force then success",
+                                "groups": ["sshd", "authentication_success"]},
+                       "agent": {"id": "003", "name": host}, "data": {"srcip": "203.0.113.7", "dstuser": "alice"},
+                       "location": "/var/log/auth.log"}).encode()
+
+
+def request(path: str, body: bytes | None) -> bytes:
+    if body is None:
+        return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"X-Agent-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def load(port: int, requests: list[bytes], concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+    """Send every request over ``concurrency`` keep-alive connections; returns (seconds, latencies, statuses)."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    chunks = [requests[i::concurrency] for i in range(concurrency)]
+
+    async def worker(items: list[bytes]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for req in items:
+            t0 = time.perf_counter()
+            writer.write(req)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in chunks if c))
+    return time.perf_counter() - start, latencies, statuses
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def intake(n: int, concurrency: int) -> bool:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
+    port = free_port()
+    hosts = max(1, n // 2)
+    cfg = write_config(tmp, hosts, port)
+    env = {**os.environ, "BENCH_HMAC": SECRET, "NO_COLOR": "1"}
+    log = open(tmp / "daemon.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "agent"), "daemon", "-c", str(cfg)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    print((tmp / "daemon.log").read_text())
+                    return False
+                time.sleep(0.05)
+        rng = random.Random(7)
+        names = [f"h{i:05d}" for i in range(hosts)]
+        order = names + [rng.choice(names) for _ in range(n - hosts)]  # every host once (new) + duplicates
+        rng.shuffle(order)
+        posts = [request("/alerts/wazuh", alert_body(h, i)) for i, h in enumerate(order)]
+        asyncio.run(load(port, [request("/healthz", None)] * 500, concurrency))  # warm-up
+        base_s, base_lat, _ = asyncio.run(load(port, [request("/healthz", None)] * n, concurrency))
+        secs, lat, statuses = asyncio.run(load(port, posts, concurrency))
+        accepted = statuses.get(202, 0)
+        rate, base_rate = accepted / secs, n / base_s
+        time.sleep(0.5)
+        from sqlalchemy import create_engine, text
+        engine = create_engine(f"sqlite:///{tmp / 'agent.db'}")
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM alerts")).scalar()
+            deduped = conn.execute(text("SELECT count(*) FROM alerts WHERE disposition = 'deduped'")).scalar()
+        engine.dispose()
+        print(f"GET /healthz (HTTP floor)      {base_rate:8.0f} req/s   p50 {pct(base_lat, .5) * 1000:6.2f} ms   "
+              f"p99 {pct(base_lat, .99) * 1000:6.2f} ms (baseline)")
+        print(f"POST /alerts/wazuh              {rate:8.0f} alerts/s p50 {pct(lat, .5) * 1000:6.2f} ms   "
+              f"p99 {pct(lat, .99) * 1000:6.2f} ms   ratio {base_rate / rate:4.2f}x of the floor   "
+              f"(target >= 1000/s, p99 < 50 ms)")
+        print(f"  {n} posted over {concurrency} connections: statuses {statuses}; {hosts} new hosts, "
+              f"{deduped} deduped; stored {stored} == accepted {accepted}: {'OK' if stored == accepted else 'MISMATCH'}")
+        return stored == accepted and statuses.get(202, 0) == n
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def lab_latency(rounds: int = 3) -> None:
+    from sqlalchemy import select
+
+    from agent.app import App
+    from agent.daemon import Daemon
+    from agent.lab import Lab
+    from agent.store import Action
+    lab = Lab(prefix="cbd")
+    lab.up()
+    try:
+        results = []
+        for r in range(rounds):
+            lab.reset()
+            tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-lab-"))
+            shutil.copy(lab.config_dir / "inventory.yaml", tmp / "inventory.yaml")
+            (tmp / "rules.yaml").write_text(
+                "rules:\n  - name: bench\n    match: {source: wazuh, rule_id: '5712'}\n    runbook: isolate-host\n"
+                "    params: {capture_evidence: false}\n")
+            (tmp / "agent.yaml").write_text(
+                f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\n"
+                f"rules: rules.yaml\nssh: {{known_hosts: {lab.state_dir / 'known_hosts'}}}\n"
+                "daemon:\n  listen: 127.0.0.1:0\n  sources:\n    wazuh: {format: wazuh, hmac_secret: env:BENCH_HMAC}\n")
+            os.environ["BENCH_HMAC"] = SECRET
+            app = App(config_path=tmp / "agent.yaml", actor="bench")
+            with lab.enter("mgmt"):
+                daemon = Daemon(app).start_in_thread()
+                port = daemon.port
+                body = alert_body("victim", r)
+                t0 = time.perf_counter()
+                asyncio.run(load(port, [request("/alerts/wazuh", body)], 1))
+                while True:
+                    with app.store.session() as s:
+                        row = s.scalar(select(Action).where(Action.state.in_(("done", "failed"))))
+                    if row is not None:
+                        break
+                    time.sleep(0.005)
+                took = time.perf_counter() - t0
+                daemon.stop()
+            app.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            if row.state != "done":
+                print(f"  round {r}: isolation failed: {row.error}")
+                return
+            results.append(took)
+        med = statistics.median(results)
+        print(f"alert -> verified isolation (victim, real sshd + nft)  median {med * 1000:6.0f} ms over {rounds} "
+              f"rounds (target <= 1000 ms)")
+    finally:
+        lab.reset()
+        lab.down()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--alerts", type=int, default=int(os.environ.get("BENCH_ALERTS", "5000")))
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-lab", action="store_true")
+    args = parser.parse_args()
+    ok = intake(args.alerts, args.concurrency)
+    if not args.no_lab and os.geteuid() == 0 and shutil.which("sshd", path="/usr/sbin:/usr/bin"):
+        lab_latency()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
