@@ -21,7 +21,10 @@ daemon started inside ``with netns.enter("lab-mgmt")`` (tests) acts from the man
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -78,7 +81,7 @@ class Daemon:
         self.service.start()
         self.scheduler.start()
         config = uvicorn.Config(create_app(self.service), log_level="warning", access_log=False,
-                                lifespan="off", http="h11", loop="asyncio", backlog=2048,
+                                lifespan="off", http="auto", loop="auto", backlog=2048,
                                 timeout_graceful_shutdown=10)
         self.server = _Server(config)
         app.audit.record("daemon.started", listen=f"{self.host}:{self.port}", rules=len(self.service.rules.rules))
@@ -91,11 +94,23 @@ class Daemon:
     def run(self) -> int:
         """The whole life of ``agent daemon`` in the foreground; returns the exit code."""
         self.start()
+        warm = self._start_warm()
         try:
             self.serve()
         finally:
+            if warm is not None:
+                warm.terminate()
+                warm.wait(10)
             self.shutdown()
         return 0
+
+    def _start_warm(self) -> subprocess.Popen[bytes] | None:
+        """A pre-imported fork server beside the daemon, so CLI commands on this host start in milliseconds
+        (see agent.warm); forked before any of its own threads exist, hence a separate process."""
+        if os.environ.get("AGENT_NO_WARM"):
+            return None
+        return subprocess.Popen([sys.executable, "-m", "agent.warm", "--config", str(self.app.settings.path)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start_in_thread(self, timeout: float = 15.0) -> Daemon:
         """Start and serve from a background thread (tests, embedding); returns once HTTP answers."""

@@ -50,6 +50,7 @@ def _connectors(app: App, args: argparse.Namespace) -> int:
 def _check(app: App, args: argparse.Namespace) -> int:
     from agent.runbook import list_runbooks, load_runbook
     problems: list[str] = []
+    warnings: list[str] = []
     checked: list[str] = []
     try:
         settings = app.settings
@@ -57,7 +58,7 @@ def _check(app: App, args: argparse.Namespace) -> int:
         inv = app.inventory
         checked.append(str(inv.path))
         for entry in [*inv.hosts.values(), *inv.devices.values(), *inv.directories.values()]:
-            if entry.credentials is None:
+            if entry.credentials is None and inv.protected_reason(entry) is None:
                 problems.append(f"{inv.path}:{entry.line}: {entry.name}: no credentials configured")
         for path in list_runbooks(settings.runbooks).values():
             try:
@@ -69,15 +70,17 @@ def _check(app: App, args: argparse.Namespace) -> int:
             except AgentError as exc:
                 problems.append(str(exc))
         if settings.known_hosts and not settings.known_hosts.exists():
-            problems.append(f"{settings.path}: ssh.known_hosts: {settings.known_hosts} does not exist "
+            warnings.append(f"{settings.path}: ssh.known_hosts: {settings.known_hosts} does not exist "
                             "(hosts can still be pinned with host_key in the inventory)")
     except AgentError as exc:
         problems.append(str(exc))
     if args.json:
-        emit_json({"ok": not problems, "checked": checked, "problems": problems})
+        emit_json({"ok": not problems, "checked": checked, "problems": problems, "warnings": warnings})
     else:
         for checked_path in checked:
             print(f"{color('ok', 'green')}    {checked_path}")
+        for warning in warnings:
+            print(f"{color('warn', 'yellow')}  {warning}")
         for problem in problems:
             print(f"{color('error', 'red')} {problem}")
         if not problems:

@@ -95,8 +95,9 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
             if isinstance(record.get("args"), Mapping) and entry.action_id not in arguments:
                 arguments[entry.action_id] = record["args"]
             _apply_action_event(entry, event, record, when)
-        elif event == "approval.granted":
-            approver, why = str(record.get("approver") or actor), str(record.get("reason") or "")
+        elif event in ("approval.granted", "approval.approved"):  # the CLI and the daemon's approvals
+            approver = str(record.get("approver") or record.get("decided_by") or record.get("by") or actor)
+            why = str(record.get("reason") or "")
             if record.get("action_id") in actions:
                 actions[str(record["action_id"])].approved_by = approver
                 actions[str(record["action_id"])].approval_reason = why
