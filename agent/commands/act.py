@@ -118,7 +118,8 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
     def progress(kind: str, obj: Any) -> None:
         if args.json or kind != "end":
             return
-        line = f"  {obj.target:<14} {obj.step:<10} {state_color(obj.state):<6} {obj.summary}"
+        state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
+        line = f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}"
         print(line, flush=True)
         for warning in obj.warnings:
             print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
