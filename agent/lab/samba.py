@@ -23,7 +23,6 @@ Usage (lab, namespace already wired to the bridge by the caller): ``SambaDC("lab
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import ipaddress
 import json
@@ -39,7 +38,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.lab import netns
+from agent.lab import netns, procs
+from agent.lab.tls import generate_ca, issue_server_cert
 
 __all__ = ["SERVICES", "SambaDC", "SambaError", "generate_ca"]
 
@@ -61,54 +61,6 @@ def _random_password(length: int = 20) -> str:
             return pw
 
 
-def generate_ca(common_name: str) -> tuple[bytes, Any]:
-    """A small self-signed EC CA: ``(certificate PEM, private key)``. Tests also use it as an untrusted CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM), key
-
-
-def _issue_server_cert(ca_pem: bytes, ca_key: Any, dns_name: str, address: str) -> tuple[bytes, bytes]:
-    """Server certificate (PEM) and unencrypted PKCS#8 key (PEM) naming ``dns_name`` and ``address``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca = x509.load_pem_x509_certificate(ca_pem)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    san = x509.SubjectAlternativeName([x509.DNSName(dns_name),
-                                       x509.IPAddress(ipaddress.ip_address(address))])
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(san, critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 def _env(conf_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = netns.SBIN_PATH + ":" + env.get("PATH", "")
@@ -128,34 +80,9 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie counts as dead (PID 1 here reaps late, LAB.md)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _descendants(root: int) -> set[int]:
+def _descendants_of(root: int) -> set[int]:
     """Live PIDs below ``root`` (smbd and winbindd start their own sessions, so the process group misses them)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+    return {pid for pid in procs.descendants([root], procs.children_map()) if procs.is_alive(pid)}
 
 
 class SambaDC:
@@ -269,7 +196,7 @@ class SambaDC:
         (d / "run/ntp_signd").chmod(0o750)
         if not (d / "tls" / "key.pem").exists() or not self._cert_matches():
             ca_pem, ca_key = generate_ca(f"Samba lab CA {self.server_name} {secrets.token_hex(4)}")
-            cert_pem, key_pem = _issue_server_cert(ca_pem, ca_key, self.server_name, self.address)
+            cert_pem, key_pem = issue_server_cert(ca_pem, ca_key, self.server_name, self.address)
             key_path = d / "tls" / "key.pem"
             key_path.touch(mode=0o600)
             key_path.chmod(0o600)
@@ -362,7 +289,7 @@ class SambaDC:
             ours = os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns.NETNS_DIR / self.namespace).st_ino
         except OSError:
             return False
-        return ours and os.path.basename(exe) == "samba" and _alive(pid)
+        return ours and os.path.basename(exe) == "samba" and procs.is_alive(pid)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start ``samba`` in the namespace (created if absent) and wait until LDAPS completes a handshake."""
@@ -422,18 +349,18 @@ class SambaDC:
         self._close_admin()
         pid = self.pid
         if pid is not None:
-            family = _descendants(pid) | {pid}
+            family = _descendants_of(pid) | {pid}
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                family |= _descendants(pid) if _alive(pid) else set()
+                family |= _descendants_of(pid) if procs.is_alive(pid) else set()
                 if self._proc is not None:
                     self._proc.poll()
-                if not any(_alive(p) for p in family):
+                if not any(procs.is_alive(p) for p in family):
                     break
                 time.sleep(0.05)
-            for straggler in sorted(p for p in family if _alive(p)):
+            for straggler in sorted(p for p in family if procs.is_alive(p)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(straggler, signal.SIGKILL)
         if self._proc is not None:
