@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from agent.errors import InputError
 
@@ -62,3 +62,14 @@ def duration(value: str, *, field: str = "ttl") -> timedelta:
     if delta > timedelta(days=366):
         raise InputError(f"{field}: {value!r} is longer than a year; use release instead of a TTL")
     return delta
+
+
+def iso_time(value: str, *, field: str) -> datetime:
+    """An ISO-8601 time *with* a zone offset: legal clocks must not depend on the agent host's time zone."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{field}: {_shown(value)} is not an ISO date/time (example: 2026-11-23T08:15-05:00)") from None
+    if moment.tzinfo is None:
+        raise InputError(f"{field}: {_shown(value)} needs a time zone offset (example: 2026-11-23T08:15-05:00)")
+    return moment

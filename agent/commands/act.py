@@ -15,7 +15,7 @@ from agent import exitcodes
 from agent.app import App, new_incident_id
 from agent.errors import InputError
 from agent.output import color, emit_json, err, state_color
-from agent.validate import duration
+from agent.validate import duration, iso_time
 
 __all__ = ["run_act"]
 
@@ -150,16 +150,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
 
 def _discovered(args: argparse.Namespace) -> Any:
     value = getattr(args, "discovered", None)
-    if not value:
-        return None
-    from datetime import datetime
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"discovered: {value!r} is not an ISO date/time (example: 2026-11-23T08:15-05:00)") from None
-    if moment.tzinfo is None:
-        raise InputError(f"discovered: {value!r} needs a time zone offset (example: 2026-11-23T08:15-05:00)")
-    return moment
+    return iso_time(value, field="discovered") if value else None
 
 
 def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:

@@ -122,18 +122,12 @@ def _facts(app: App, args: argparse.Namespace) -> int:
     """Record dates and counts that start or size legal clocks; the counsel report computes deadlines from them."""
     from agent.errors import InputError
     from agent.store import Incident
+    from agent.validate import iso_time
     events: dict[str, str] = {}
     for name, value in (("determination", args.determined), ("consumer_notice", args.consumers_notified),
                         ("materiality_determination", args.material)):
-        if value is None:
-            continue
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise InputError(f"{name}: {value!r} is not an ISO date/time (example: 2026-11-25T14:00-05:00)") from None
-        if moment.tzinfo is None:
-            raise InputError(f"{name}: {value!r} needs a time zone offset (example: 2026-11-25T14:00-05:00)")
-        events[name] = moment.isoformat()
+        if value is not None:
+            events[name] = iso_time(value, field=name).isoformat()
     if args.affected is not None and args.affected < 0:
         raise InputError(f"affected: {args.affected} must not be negative")
     if not events and args.affected is None:
