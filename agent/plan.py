@@ -137,7 +137,7 @@ class Planner:
         inv = self.inventory
         if kind == "user_hosts":
             username(value, field="user")
-            out = []
+            out: list[tuple[HostEntry, str, dict[str, Any]]] = []
             for host in inv.hosts_of_user(value):
                 reason = inv.protected_reason(host)
                 if reason:
@@ -171,7 +171,7 @@ class Planner:
         targets = [inv.device(d) for d in devices] if devices else inv.edges()
         if not targets:
             raise InputError("no device to block on: name one with --on DEVICE or mark devices 'edge: true'")
-        out = []
+        found: list[tuple[HostEntry, str, dict[str, Any]]] = []
         for dev in targets:
             inv.check_not_protected(dev)
             address = self._pin(dev)
@@ -183,10 +183,10 @@ class Planner:
                     raise GuardRefused(f"refused: {net} contains {dev.name}'s own address {own}")
             except ValueError:
                 pass
-            out.append((dev, address, {"addresses": [str(net) if net.prefixlen != net.max_prefixlen
-                                                     else str(net.network_address)],
-                                       "protected": protected}))
-        return out
+            found.append((dev, address, {"addresses": [str(net) if net.prefixlen != net.max_prefixlen
+                                                       else str(net.network_address)],
+                                         "protected": protected}))
+        return found
 
     def _pin(self, entry: HostEntry) -> str:
         """Resolve a DNS name once, before anything is applied, and use that address from then on."""
@@ -230,7 +230,7 @@ class Planner:
         if not rows:
             plan.notes.append(f"{entry.name}: no active {step.action} in the journal — nothing to undo")
             return []
-        out = []
+        found: list[tuple[HostEntry, str, dict[str, Any]]] = []
         for row in reversed(rows):
             when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
             out.append(PlannedAction(
