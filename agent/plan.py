@@ -230,7 +230,7 @@ class Planner:
         if not rows:
             plan.notes.append(f"{entry.name}: no active {step.action} in the journal — nothing to undo")
             return []
-        found: list[tuple[HostEntry, str, dict[str, Any]]] = []
+        out: list[PlannedAction] = []
         for row in reversed(rows):
             when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
             out.append(PlannedAction(
