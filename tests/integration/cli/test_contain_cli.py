@@ -232,3 +232,31 @@ class TestAuditTrail:
         del backup[idx]
         seg.write_text("".join(backup))
         assert agent(lab, cfg, "audit", "verify").returncode == 5
+
+
+class TestInterrupt:
+    def test_ctrl_c_leaves_a_consistent_journal(self, clean_lab: Lab, cfg: Path):
+        """Ctrl-C mid-run exits 130 (or finishes); afterwards the journal agrees with every host's real rules."""
+        lab = clean_lab
+        env = {**os.environ, "AGENT_CONFIG": str(cfg), "NO_COLOR": "1", "AGENT_FAILPOINTS": "after-apply:pause"}
+        proc = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-mgmt", AGENT, "contain", "--host", "victim",
+                                 "--host", "peer", "--host", "legacy", "--yes"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 20  # wait until a host is applied and the run pauses right after it
+        while "containment" not in ruleset(lab, "victim") + ruleset(lab, "peer") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out + err
+        assert "journal is consistent" in err
+        # the next run reconciles whatever was left mid-way, then nothing stays unfinished
+        assert agent(lab, cfg, "sweep", "--yes").returncode == 0
+        status = json.loads(agent(lab, cfg, "status", "--json").stdout)
+        assert status["unfinished"] == []
+        contained = {a["target"] for a in status["active"] if a["action"] == "isolate"}
+        for host in ("victim", "peer"):
+            assert ("containment" in ruleset(lab, host)) == (host in contained), host
+        assert ("CONTAIN_IN" in iptables_state(lab, "legacy")) == ("legacy" in contained)
+        for host in contained:
+            assert agent(lab, cfg, "release", "--host", host, "--yes").returncode == 0
