@@ -110,7 +110,8 @@ class Daemon:
         if os.environ.get("AGENT_NO_WARM"):
             return None
         return subprocess.Popen([sys.executable, "-m", "agent.warm", "--config", str(self.app.settings.path)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "AGENT_WARM_FOLLOW_PARENT": str(os.getpid())})
 
     def start_in_thread(self, timeout: float = 15.0) -> Daemon:
         """Start and serve from a background thread (tests, embedding); returns once HTTP answers."""

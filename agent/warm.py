@@ -134,9 +134,18 @@ def serve(config: str | None) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     sys.stderr.write(f"agent warm: serving {path}\n")
+    follow = os.environ.get("AGENT_WARM_FOLLOW_PARENT", "")
+    parent = int(follow) if follow.isdigit() else None  # the daemon's PID, fixed before we even started
+    server.settimeout(1.0)
     try:
         while True:
-            conn, _ = server.accept()
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                if parent is not None and os.getppid() != parent:
+                    return 0  # started by a daemon that is gone (even SIGKILLed): do not linger
+                continue
+            conn.settimeout(None)
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)
             if uid != os.getuid():
