@@ -18,13 +18,13 @@ say "3. dry run: exactly what would be sent to victim"
 run $MGMT agent contain --host victim --dry-run
 say "4. contain victim (from the management host)"
 run $MGMT agent contain --host victim --reason "demo: ransomware beacon from victim" --ttl 4h --yes
+INC=$($MGMT agent incidents list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 say "5. reachability after containment: only mgmt -> victim:22 is left"
 run agent lab probe
 say "6. a second contain changes nothing (idempotent)"
-run $MGMT agent contain --host victim -p capture_evidence=false --yes
+run $MGMT agent contain --host victim -p capture_evidence=false --incident "$INC" --yes
 say "7. what is contained, and the journal of the incident"
 run $MGMT agent status
-INC=$($MGMT agent incidents list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 run $MGMT agent incidents show "$INC"
 say "8. the tamper-evident audit trail (hash-chained JSON lines, secrets redacted)"
 python3 - "$INC" var/lab/cal/audit <<'PY'
