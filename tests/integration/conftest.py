@@ -12,19 +12,17 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from agent.lab import Lab, netns
+from tests.slots import claim
 
 REPO = Path(__file__).resolve().parents[2]
-LOCK_DIR = Path("/run/containment-agent/lab-locks")  # machine-wide: namespaces are machine-wide too
 
 
 def _skip_unless_lab_possible() -> None:
@@ -39,20 +37,8 @@ def _skip_unless_lab_possible() -> None:
 @contextlib.contextmanager
 def claim_prefix(base: str) -> Iterator[str]:
     """Hold an exclusive lock on the first free prefix of ``base``, ``base2`` … ``base9`` (parallel sessions)."""
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    for candidate in [base] + [f"{base}{i}" for i in range(2, 10)]:
-        handle: IO[str] = open(LOCK_DIR / f"{candidate}.lock", "w", encoding="ascii")  # noqa: SIM115 (held)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            yield candidate
-        finally:
-            handle.close()
-        return
-    pytest.skip(f"all lab prefixes {base}..{base}9 are in use by other test sessions")
+    with claim([base] + [f"{base}{i}" for i in range(2, 10)], "lab prefixes") as prefix:
+        yield prefix
 
 
 @contextlib.contextmanager

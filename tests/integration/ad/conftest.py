@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -27,6 +26,7 @@ from agent.lab import netns
 from agent.lab.samba import SambaDC
 from connectors.active_directory import ActiveDirectoryConnector
 from connectors.types import Credentials, Secret, Target
+from tests.slots import claim
 
 from .helpers import AGENT_PASSWORD, target_for
 
@@ -46,20 +46,8 @@ class DCEnv:
 @contextlib.contextmanager
 def _claim(base: str) -> Iterator[int]:
     """An exclusive index 1..9 so parallel sessions get distinct namespaces and subnets."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    for index in range(1, 10):
-        handle: IO[str] = open(CACHE / f"{base}{index}.lock", "w", encoding="ascii")  # noqa: SIM115 (held)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            yield index
-        finally:
-            handle.close()
-        return
-    pytest.skip("all Samba test slots are in use by other test sessions")
+    with claim([f"{base}{i}" for i in range(1, 10)], "Samba test slots") as name:
+        yield int(name[len(base):])
 
 
 @pytest.fixture(scope="session")
