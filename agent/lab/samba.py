@@ -34,11 +34,12 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agent.lab import netns, procs
+from agent.lab.samba_admin import DirectoryAdmin, SambaError
 from agent.lab.tls import generate_ca, issue_server_cert
 
 __all__ = ["SERVICES", "SambaDC", "SambaError", "generate_ca"]
@@ -46,10 +47,6 @@ __all__ = ["SERVICES", "SambaDC", "SambaError", "generate_ca"]
 SERVICES = "s3fs, rpc, ldap, cldap, kdc, drepl, winbindd, ntp_signd, kcc"  # no dnsupdate, nbt, wrepl
 _STATE_FILE = "samba-dc.json"
 _PW_CLASSES = ("ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz", "23456789", "-_.!%+")
-
-
-class SambaError(RuntimeError):
-    """The DC could not be provisioned, started or driven; the message says which step and why."""
 
 
 def _random_password(length: int = 20) -> str:
@@ -85,7 +82,7 @@ def _descendants_of(root: int) -> set[int]:
     return {pid for pid in procs.descendants([root], procs.children_map()) if procs.is_alive(pid)}
 
 
-class SambaDC:
+class SambaDC(DirectoryAdmin):
     """One Samba AD DC with its state in ``state_dir``; see the module docstring for the life cycle."""
 
     def __init__(self, namespace: str, address: str, state_dir: Path, realm: str = "LAB.TEST",
@@ -101,26 +98,6 @@ class SambaDC:
         self._admin: Any = None
 
     # -- facts for tests and the lab config -------------------------------------------------------------
-    @property
-    def server_name(self) -> str:
-        return f"{self.host_name}.{self.realm.lower()}"
-
-    @property
-    def base_dn(self) -> str:
-        return ",".join(f"DC={part}" for part in self.realm.lower().split("."))
-
-    @property
-    def admin_bind_dn(self) -> str:
-        return f"CN=Administrator,CN=Users,{self.base_dn}"
-
-    @property
-    def admin_password(self) -> str:
-        return (self.state_dir / "admin.pass").read_text().strip()
-
-    @property
-    def ca_file(self) -> Path:
-        return self.state_dir / "tls" / "ca.pem"
-
     @property
     def conf(self) -> Path:
         return self.state_dir / "etc" / "smb.conf"
@@ -388,82 +365,3 @@ class SambaDC:
         if done.returncode != 0:
             raise SambaError(f"samba-tool {args[:2]} failed: {done.stderr.strip()[-1500:]}")
         return done.stdout
-
-    def admin_connection(self) -> Any:
-        """An ldap3 connection bound as Administrator over LDAPS (opened inside the DC namespace, cached)."""
-        if self._admin is not None and not self._admin.closed:
-            return self._admin
-        import ldap3
-
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(self.ca_file), valid_names=[self.server_name])
-        server = ldap3.Server(self.address, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
-        with netns.enter(self.namespace):
-            conn = ldap3.Connection(server, self.admin_bind_dn, self.admin_password, receive_timeout=30)
-            if not conn.bind():
-                raise SambaError(f"Administrator bind failed: {conn.result.get('description')}")
-        self._admin = conn
-        return conn
-
-    def _close_admin(self) -> None:
-        if self._admin is not None:
-            with contextlib.suppress(Exception):
-                self._admin.unbind()
-            self._admin = None
-
-    def _ldap(self, op: str, *args: Any, **kwargs: Any) -> Any:
-        conn = self.admin_connection()
-        ok = getattr(conn, op)(*args, **kwargs)
-        if not ok and op != "search":
-            raise SambaError(f"LDAP {op} {args[0]!r} failed: {conn.result.get('description')} "
-                             f"{conn.result.get('message', '')}")
-        return conn
-
-    def dn_of(self, name: str) -> str:
-        """DN of the account or group whose sAMAccountName is ``name``."""
-        from ldap3.utils.conv import escape_filter_chars
-
-        conn = self._ldap("search", self.base_dn, f"(sAMAccountName={escape_filter_chars(name)})",
-                          attributes=["distinguishedName"])
-        if len(conn.entries) != 1:
-            raise SambaError(f"{name!r} matched {len(conn.entries)} entries")
-        return str(conn.entries[0].entry_dn)
-
-    def create_user(self, name: str, password: str, **attrs: Any) -> str:
-        """Add an enabled user ``name`` (CN=name under CN=Users unless ``cn``/``parent`` given); returns its DN.
-
-        Extra keyword arguments are LDAP attributes (``userAccountControl=0x10200``, ``givenName="X"``...).
-        """
-        cn = attrs.pop("cn", name)
-        parent = attrs.pop("parent", f"CN=Users,{self.base_dn}")
-        from ldap3.utils.dn import escape_rdn
-
-        dn = f"CN={escape_rdn(cn)},{parent}"
-        entry: dict[str, Any] = {"sAMAccountName": name, "userPrincipalName": f"{name}@{self.realm.lower()}",
-                                 "unicodePwd": f'"{password}"'.encode("utf-16-le"), "userAccountControl": 0x200}
-        entry.update(attrs)
-        self._ldap("add", dn, ["top", "person", "organizationalPerson", "user"], entry)
-        return dn
-
-    def create_group(self, name: str, **attrs: Any) -> str:
-        """Add a global security group ``name`` under CN=Users; returns its DN."""
-        from ldap3.utils.dn import escape_rdn
-
-        dn = f"CN={escape_rdn(name)},CN=Users,{self.base_dn}"
-        self._ldap("add", dn, ["top", "group"], {"sAMAccountName": name, **attrs})
-        return dn
-
-    def add_members(self, group: str, members: list[str]) -> None:
-        """Add accounts or groups (sAMAccountNames or DNs) as direct members of ``group`` (name or DN)."""
-        import ldap3
-
-        group_dn = group if "=" in group else self.dn_of(group)
-        dns = [m if "=" in m else self.dn_of(m) for m in members]
-        self._ldap("modify", group_dn, {"member": [(ldap3.MODIFY_ADD, dns)]})
-
-    def read(self, name_or_dn: str, attributes: list[str]) -> Mapping[str, Any]:
-        """Raw attributes of one entry (for tests: whenChanged, uSNChanged, userAccountControl...)."""
-        import ldap3
-
-        dn = name_or_dn if "=" in name_or_dn else self.dn_of(name_or_dn)
-        conn = self._ldap("search", dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=attributes)
-        return dict(conn.entries[0].entry_attributes_as_dict) if conn.entries else {}
