@@ -13,8 +13,7 @@ system:
 	@bash scripts/install-system.sh
 
 $(BIN)/agent: pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@PY=$(PY) bash scripts/install-venv.sh
 	@touch $(BIN)/agent
 
 venv: $(BIN)/agent

@@ -42,7 +42,7 @@ def load_yaml(path: Path | str, *, text: str | None = None) -> Doc:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read: {exc}", file=file) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -74,6 +74,21 @@ def load_yaml(path: Path | str, *, text: str | None = None) -> Doc:
 
     data = walk(node, ()) if node is not None else {}
     return Doc(file, data, lines)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """libyaml's parser when present (≈ 15× faster: config, inventory and runbooks are read by every command).
+
+    On a syntax error the pure-Python parser reads the text again: its messages and line numbers are the ones
+    responders (and the tests) see, and a broken file is rare enough that the second parse costs nothing.
+    """
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _dotted(at: Path_) -> str:
