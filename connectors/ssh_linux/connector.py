@@ -13,7 +13,7 @@ from connectors.base import ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import deadman, evidence, flows, isolate, rules, usersessions
 from connectors.ssh_linux.session import SshSession, open_session
-from connectors.ssh_linux.state import STATE_SCRIPT
+from connectors.ssh_linux.state import STATE_MARK, STATE_SCRIPT
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
 from connectors.types import (
     ActionResult,
@@ -59,19 +59,26 @@ class SshLinuxConnector(ConnectorBase):
         a = isolate.isolate_args(args, ctx)
         host = f"ssh {target.address}:{target.port or 22}"
         out = [f"{host}: read state (tool, ruleset snapshot, SSH_CONNECTION must come from a management address)"]
+        load = f"{rules.NFT_LOAD} <<'EOF'\n{rules.nft_script(a.management, a.ssh_port)}EOF"
         if a.confirm_seconds:
-            out.append(f"{host}: arm dead-man timer ({a.confirm_seconds} s): "
-                       + deadman.arm_command(a.confirm_seconds, isolate.revert_script("nft")))
-        out.append(f"{host}: nft -f - <<'EOF'\n{rules.nft_script(a.management, a.ssh_port)}EOF")
+            out.append(f"{host}: arm dead-man timer ({a.confirm_seconds} s), then load the ruleset only if it is "
+                       f"armed: {deadman.armed_or_exit(a.confirm_seconds, isolate.revert_script('nft'))}{load}")
+        else:
+            out.append(f"{host}: {load}")
         for version, tool in ((4, "iptables"), (6, "ip6tables")):
             out.append(f"{host}: fallback without nft: {rules.IPTABLES_CHECK_JUMPS}; then {tool}-restore -w "
                        f"--noflush <<'EOF'\n{rules.iptables_restore(a.management, a.ssh_port, version)}EOF")
+        read_back = f"{STATE_SCRIPT}"
         if a.cut_sessions:
-            out.append(f"{host}: cut live flows: {flows.cut_command(a.management, a.ssh_port)}; then conntrack -D "
-                       "for each tracked non-management flow")
+            read_back = (f"{flows.cut_command(a.management, a.ssh_port)}; echo '{STATE_MARK}'; {STATE_SCRIPT}"
+                         "; then conntrack -D for each tracked non-management flow")
+            out.append(f"{host}: cut live flows and read the rules back: {read_back}")
+        else:
+            out.append(f"{host}: read the rules back: {read_back}")
+        out.append(f"{host}: meanwhile open a fresh connection; once the rules read back right, "
+                   + (f"cancel the timer through it: {deadman.cancel_command()}" if a.confirm and a.confirm_seconds
+                      else "run `true` through it"))
         out.append(f"{host}: verify: {STATE_SCRIPT}")
-        out.append(f"{host}: open a fresh connection" + (f" and cancel the timer: {deadman.cancel_command()}"
-                                                         if a.confirm and a.confirm_seconds else ""))
         return out
 
     def _snapshot_isolate(self, s: SshSession, args: Mapping[str, Any]) -> Snapshot:

@@ -1,10 +1,13 @@
 """Isolate a Linux host (nftables, or iptables/ip6tables where nft is missing), verify it, release it exactly.
 
 apply: refuse if the agent's own session would not survive (its source is not a management address) → arm the
-dead-man timer → load the ruleset atomically (stdin) → cut live flows → read the rules back through the same
-session → open a *fresh* connection and cancel the timer through it. Any failure after the ruleset is loaded
-removes it again at once (the timer is the backstop when even that is impossible).
-undo: remove only our table / chains and jumps, cancel any timer, and require the ruleset to equal the snapshot.
+dead-man timer and load the ruleset atomically from stdin (one round trip; the load runs only if the timer is
+armed) → cut live flows and read the rules back through the same session (one round trip) while a *fresh*
+connection is being opened (:mod:`.confirm`) → once the read-back is right, cancel the timer through the fresh
+connection. Any failure after the ruleset is loaded removes it again at once (the timer is the backstop when even
+that is impossible). The state read by the snapshot is reused when nothing ran since (≈ 1 round trip saved).
+undo: remove only our table / chains and jumps, cancel any timer and read the ruleset back (one round trip); it
+must equal the snapshot.
 """
 
 from __future__ import annotations
@@ -14,12 +17,26 @@ from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, VerifyFailed
 from connectors.ssh_linux import deadman, flows, rules
+from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
-from connectors.ssh_linux.state import FirewallState, judge, normalise, read_state, ruleset_diff
+from connectors.ssh_linux.state import (
+    STATE_MARK,
+    STATE_SCRIPT,
+    FirewallState,
+    after_state_mark,
+    checked_state,
+    judge,
+    normalise,
+    read_state,
+    ruleset_diff,
+)
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
 
-__all__ = ["apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot", "verify"]
+__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot", "verify"]
+
+
+REUSE_STATE_SECONDS = 2.0  # apply/release reuse the snapshot's read when it is this fresh and nothing ran since
 
 
 def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext) -> IsolateArgs:
@@ -66,12 +83,36 @@ def _check_own_path(st: FirewallState, a: IsolateArgs, s: SshSession) -> None:
                        "isolating would cut the agent off", target=s.label)
 
 
-def _load(s: SshSession, st: FirewallState, a: IsolateArgs) -> list[str]:
-    """Load the ruleset; return warnings (e.g. IPv6 left open because ip6tables is missing)."""
+def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, details: dict[str, Any]) -> list[str]:
+    """Arm the dead-man timer, then load the ruleset; return warnings. nft: both in one round trip."""
     if st.tool == "nft":
-        s.run("nft -f -", input=rules.nft_script(a.management, a.ssh_port), timeout=20, check=True,
-              what="nft -f - (containment table)")
+        script = rules.NFT_LOAD
+        if a.confirm_seconds:
+            script = deadman.armed_or_exit(a.confirm_seconds, revert_script("nft")) + script
+        rc, out, err = s.run(script, input=rules.nft_script(a.management, a.ssh_port), timeout=20,
+                             what="arm dead-man timer and load the ruleset (nft -f -)")
+        if a.confirm_seconds:
+            details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out)}
+        if rc == deadman.ARM_FAILED_EXIT:
+            raise Rejected(f"the dead-man timer could not be armed on {s.target.address}; nothing was loaded: "
+                           f"{(err.strip() or out.strip())[-300:]}", target=s.label)
+        if rc != 0:
+            _undo_now(s, "nft")
+            raise Rejected(f"nft -f - (containment table) failed on {s.target.address} (exit {rc}): "
+                           f"{(err.strip() or out.strip())[-500:]}", target=s.label, detail={"exit_status": rc})
         return []
+    if a.confirm_seconds:
+        _, out, _ = s.run(deadman.arm_command(a.confirm_seconds, revert_script(st.tool)), timeout=15, check=True,
+                          what="arm dead-man timer")
+        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out)}
+    try:
+        return _load_iptables(s, a)
+    except ConnectorError:
+        _undo_now(s, st.tool)
+        raise
+
+
+def _load_iptables(s: SshSession, a: IsolateArgs) -> list[str]:
     _, out, _ = s.run(rules.IPTABLES_CHECK_JUMPS, timeout=15, what="iptables -C (existing jumps)")
     warnings: list[str] = []
     for version, tool in ((4, "iptables"), (6, "ip6tables")):
@@ -95,9 +136,27 @@ def _undo_now(s: SshSession, tool: str) -> None:
         pass
 
 
+def _cut_and_read(s: SshSession, a: IsolateArgs, details: dict[str, Any], warnings: list[str]) -> FirewallState:
+    """Cut live flows and read the rules back, in one round trip (plus ``conntrack -D`` when flows are tracked)."""
+    if not a.cut_sessions:
+        warnings.append("cut_sessions is false: connections opened before isolation are frozen, not ended")
+        return read_state(s)
+    _, out, _ = s.run(f"{flows.cut_command(a.management, a.ssh_port)}; echo '{STATE_MARK}'; {STATE_SCRIPT}",
+                      timeout=20, check=True, what="cut live flows and read the rules back")
+    cut_out, state_out = after_state_mark(out)
+    after = checked_state(s, state_out)
+    try:
+        details["cut"] = flows.finish_cut(s, cut_out, a.management, a.ssh_port)
+    except ConnectorError as exc:
+        warnings.append(f"cutting live flows failed: {exc.message}")
+    if details.get("cut", {}).get("ss_status") not in (0, None):
+        warnings.append("ss -K reported an error: some live sockets may not have been cut")
+    return after
+
+
 def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
     a = isolate_args(args, s.ctx)
-    st = read_state(s)
+    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
     problems = judge(st, a.management, a.ssh_port)
     mgmt = [rules.net_text(n) for n in a.management]
     if not problems:
@@ -105,56 +164,39 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
                             details={"tool": st.tool, "management": mgmt, "ssh_port": a.ssh_port})
     _check_own_path(st, a, s)
     details: dict[str, Any] = {"tool": st.tool, "management": mgmt, "ssh_port": a.ssh_port}
-    if a.confirm_seconds:
-        _, out, _ = s.run(deadman.arm_command(a.confirm_seconds, revert_script(st.tool)), timeout=15, check=True,
-                          what="arm dead-man timer")
-        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out)}
+    warnings = _arm_and_load(s, st, a, details)
+    cancel = bool(a.confirm and a.confirm_seconds)
+    confirmation = FreshConfirmation(s, cancel_timer=cancel).start()
     try:
-        warnings = _load(s, st, a)
-    except ConnectorError:
+        after = _cut_and_read(s, a, details, warnings)
+    except BaseException:
+        confirmation.abandon()
         _undo_now(s, st.tool)
         raise
-    if a.cut_sessions:
-        try:
-            details["cut"] = flows.cut_flows(s, a.management, a.ssh_port)
-        except ConnectorError as exc:
-            warnings.append(f"cutting live flows failed: {exc.message}")
-        if details.get("cut", {}).get("ss_status") not in (0, None):
-            warnings.append("ss -K reported an error: some live sockets may not have been cut")
-    else:
-        warnings.append("cut_sessions is false: connections opened before isolation are frozen, not ended")
-    after = read_state(s)
     problems = judge(after, a.management, a.ssh_port)
     if problems:
+        confirmation.abandon()
         _undo_now(s, st.tool)
         raise VerifyFailed(f"isolation rules read back wrong, reverted: {'; '.join(problems)[:600]}",
                            target=s.label)
     details["rules"] = rule_summary(after)
-    details["fresh_connection"] = _confirm(s, a, st.tool, details)
+    try:
+        out = confirmation.finish(proceed=True)
+    except ConnectorError as exc:
+        _undo_now(s, st.tool)
+        raise VerifyFailed(f"isolation applied but a fresh management connection failed ({exc.message}); the "
+                           "rules were removed again", target=s.label) from exc
+    details["fresh_connection"] = "ok"
+    if cancel:
+        details["deadman"]["cancelled"] = deadman.parse_cancel(out) is not None
     cut = details.get("cut", {})
     summary = (f"isolated with {st.tool}; only tcp/{a.ssh_port} with {', '.join(mgmt)} remains; "
                f"{cut.get('sockets_killed_count', 0)} live socket(s) cut, "
                f"{cut.get('conntrack_deleted', 0)} tracked flow(s) deleted; ")
-    summary += ("dead-man timer cancelled after a fresh connection" if a.confirm and a.confirm_seconds else
+    summary += ("dead-man timer cancelled after a fresh connection" if cancel else
                 f"dead-man timer left ARMED: the host reverts in {a.confirm_seconds} s" if a.confirm_seconds else
                 "no dead-man timer")
     return ActionResult(True, summary, details=details, warnings=warnings)
-
-
-def _confirm(s: SshSession, a: IsolateArgs, tool: str, details: dict[str, Any]) -> str:
-    """Prove a *new* management connection works, and cancel the timer through it (confirm-or-revert)."""
-    cancel = a.confirm and a.confirm_seconds
-    try:
-        with s.fresh() as fresh:
-            _, out, _ = fresh.run(deadman.cancel_command() if cancel else "true", timeout=10, check=True,
-                                  what="fresh management connection")
-    except ConnectorError as exc:
-        _undo_now(s, tool)
-        raise VerifyFailed(f"isolation applied but a fresh management connection failed ({exc.message}); the "
-                           "rules were removed again", target=s.label) from exc
-    if cancel:
-        details["deadman"]["cancelled"] = deadman.parse_cancel(out) is not None
-    return "ok"
 
 
 def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
@@ -181,13 +223,13 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
 
 
 def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-    st = read_state(s)
+    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
     if not st.present:
         s.run(deadman.cancel_command(), timeout=10, what="cancel dead-man timer")
         return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
-    s.run(revert_script(st.tool) + "; " + deadman.cancel_command(), timeout=20, check=True,
-          what="remove containment rules")
-    after = read_state(s)
+    _, out, _ = s.run(f"{revert_script(st.tool)}; {deadman.cancel_command()}; echo '{STATE_MARK}'; {STATE_SCRIPT}",
+                      timeout=20, check=True, what="remove containment rules and read the ruleset back")
+    after = checked_state(s, after_state_mark(out)[1])
     if after.present:
         raise VerifyFailed(f"containment rules still present after release: {rule_summary(after)}",
                            target=s.label)

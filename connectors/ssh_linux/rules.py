@@ -20,6 +20,7 @@ __all__ = [
     "IPTABLES_RELEASE",
     "IPT_CHAINS",
     "ND_TYPES",
+    "NFT_LOAD",
     "NFT_RELEASE",
     "PRIORITY",
     "TABLE",
@@ -153,6 +154,7 @@ IPTABLES_RELEASE = (
     "n=0; while $t -w -C $b -j $c 2>/dev/null && [ $n -lt 100 ]; do $t -w -D $b -j $c; n=$((n+1)); done; "
     "$t -w -F $c 2>/dev/null; $t -w -X $c 2>/dev/null; done; done; true")
 NFT_RELEASE = f"nft delete table {TABLE}"
+NFT_LOAD = "nft -f -"  # the ruleset (:func:`nft_script`) travels on stdin, never on a command line
 # Checks which jumps exist (``iptables -C``) so the restore inserts only the missing ones.
 IPTABLES_CHECK_JUMPS = (
     "for t in iptables ip6tables; do command -v $t >/dev/null 2>&1 || { echo \"$t absent\"; continue; }; "

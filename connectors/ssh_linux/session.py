@@ -2,8 +2,8 @@
 
 Why a bare ``paramiko.Transport`` instead of ``SSHClient``: the host key is checked by us *before* any credential
 is offered (see :mod:`.hostkeys`), no agent or ``~/.ssh`` keys are ever tried, curve25519 key exchange is put
-first (LAB.md: the post-quantum default costs ≈130 ms per connection) and ``TCP_NODELAY`` avoids Nagle delays on
-the many small request/response exchanges. paramiko itself is imported lazily in :func:`open_session` (≈0.3 s of
+first (LAB.md: the post-quantum default costs ≈130 ms per connection), ``TCP_NODELAY`` avoids Nagle delays on
+the many small request/response exchanges and quick ACKs avoid sshd's (see :class:`_QuickAckSocket`). paramiko itself is imported lazily in :func:`open_session` (≈0.3 s of
 start-up that validation and dry runs must not pay).
 """
 
@@ -38,6 +38,8 @@ class SshSession:
         self.port = port
         self.trusted_new_key = trusted_new_key
         self.host_fingerprint = hostkeys.fingerprint(transport.get_remote_server_key().asbytes())
+        self.commands = 0  # commands run so far: a remembered read is only reused if nothing ran after it
+        self.remembered: tuple[float, int, Any] | None = None  # (monotonic time, commands, value)
 
     @property
     def label(self) -> str:
@@ -53,6 +55,7 @@ class SshSession:
         """
         limit = self.ctx.command_timeout if timeout is None else timeout
         what = what or cmd.split(" ", 1)[0]
+        self.commands += 1
         with mapped(self.label, what):
             chan = self.transport.open_session(timeout=limit)
             try:
@@ -92,6 +95,23 @@ class SshSession:
             err += chan.recv_stderr(65536)
         return chan.recv_exit_status(), bytes(out), bytes(err)
 
+    def remember(self, value: Any) -> None:
+        """Keep what the command just run read from the host (see :meth:`recall`)."""
+        self.remembered = (time.monotonic(), self.commands, value)
+
+    def recall(self, max_age: float) -> Any:
+        """The remembered read if it is younger than ``max_age`` s and no command ran after it, else None.
+
+        Why: the engine snapshots and then applies within milliseconds on the same session; reading the whole
+        firewall state twice would cost a round trip and tell nothing new.
+        """
+        if self.remembered is None:
+            return None
+        at, commands, value = self.remembered
+        if commands != self.commands or time.monotonic() - at > max_age:
+            return None
+        return value
+
     def fresh(self) -> SshSession:
         """A *new* connection with the same target, credentials and pins (proves new sessions still work)."""
         return open_session(self.target, self.creds, self.ctx)
@@ -104,6 +124,33 @@ class SshSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _QuickAckSocket:
+    """A TCP socket that acknowledges every segment at once (``TCP_QUICKACK`` re-armed after each read).
+
+    Why: until a command is started, sshd leaves Nagle on. Its channel-open confirmation then waits for our ACK
+    of the previous packet, and Linux delays that ACK by 40 ms — measured in the lab as a 45 ms stall before the
+    first command of every connection (strace: sshd waiting in ppoll for our exec request). The kernel drops
+    quick-ACK mode by itself, hence re-arming it after every ``recv``. paramiko only needs a socket-like object.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            pass
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)  # Linux value; other systems simply ignore the failure
 
 
 def _load_key(creds: Credentials, label: str) -> Any:
@@ -135,7 +182,7 @@ def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> S
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with mapped(label, "key exchange"):
-            transport = paramiko.Transport(sock)
+            transport = paramiko.Transport(_QuickAckSocket(sock))  # type: ignore[arg-type]  # duck-typed socket
     except BaseException:
         sock.close()
         raise

@@ -19,7 +19,8 @@ from connectors.ssh_linux import deadman, rules
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["STATE_SCRIPT", "FirewallState", "judge", "normalise", "parse_state", "read_state", "ruleset_diff"]
+__all__ = ["STATE_MARK", "STATE_SCRIPT", "FirewallState", "after_state_mark", "checked_state", "judge", "normalise",
+           "parse_state", "read_state", "ruleset_diff"]
 
 STATE_SCRIPT = (
     deadman.status_command() + "; "
@@ -127,13 +128,35 @@ def parse_state(out: str) -> FirewallState:
     return state
 
 
-def read_state(session: SshSession) -> FirewallState:
+STATE_MARK = "@@@STATE"  # separates the state sections from the output of commands run before them
+
+
+def read_state(session: SshSession, *, reuse_within: float = 0.0) -> FirewallState:
+    """Read the state (one round trip), or reuse the last read of this session when ``reuse_within`` allows."""
+    if reuse_within > 0:
+        cached = session.recall(reuse_within)
+        if isinstance(cached, FirewallState):
+            return cached
     _, out, _ = session.run(STATE_SCRIPT, timeout=min(session.ctx.command_timeout, 20), check=True,
                             what="read firewall state")
+    return checked_state(session, out)
+
+
+def after_state_mark(out: str) -> tuple[str, str]:
+    """Split the output of ``<commands>; echo @@@STATE; STATE_SCRIPT`` into (commands' output, state output)."""
+    head, mark, tail = out.partition(f"\n{STATE_MARK}\n")
+    if not mark and out.startswith(f"{STATE_MARK}\n"):
+        return "", out[len(STATE_MARK) + 1:]
+    return head, tail
+
+
+def checked_state(session: SshSession, out: str) -> FirewallState:
+    """Parse state output; a failed listing raises. The result is remembered on the session."""
     state = parse_state(out)
     if state.failed:
         raise Rejected(f"reading the firewall state on {session.target.address} failed ({state.failed}): "
                        f"{state.ruleset.strip()[-300:]}", target=session.label)
+    session.remember(state)
     return state
 
 
