@@ -51,7 +51,8 @@ def arm_command(seconds: int, revert: str) -> str:
     """
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
         raise ValueError(f"dead-man delay must be a positive int, not {seconds!r}")
-    inner = (f"echo $$ > {PIDFILE}; sleep {seconds}; {revert}; rm -f {PIDFILE}; "
+    # A timer that cannot record its PID could never be cancelled: it must not run at all.
+    inner = (f"echo $$ > {PIDFILE} || exit 1; sleep {seconds}; {revert}; rm -f {PIDFILE}; "
              f"date -u +%Y-%m-%dT%H:%M:%SZ > {REVERTED_MARK}")
     return ("{ " + cancel_command() + f"; }} >/dev/null; if [ -e {REVERTED_MARK} ]; then rm -f {REVERTED_MARK}; fi; "
             f"setsid nohup sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1 & "

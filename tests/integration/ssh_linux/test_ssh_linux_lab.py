@@ -15,8 +15,9 @@ import pytest
 
 from agent.lab import Lab
 from agent.lab.probe import wait_until
-from connectors.errors import HostKeyError, Unreachable
+from connectors.errors import HostKeyError, Rejected, Unreachable, VerifyFailed
 from connectors.ssh_linux import SshLinuxConnector, SshSession
+from connectors.ssh_linux.state import normalise
 from connectors.types import ConnectorContext, Credentials, Snapshot, Target
 
 pytestmark = pytest.mark.root
@@ -202,6 +203,73 @@ class TestDeadman:
             assert check.observed["deadman_reverted_at"] and check.observed["deadman_armed_pid"] is None
         assert rows(lab, VICTIM_ROWS) == baseline
         assert "containment" not in nft_ruleset(lab, "victim")
+
+
+class TestConfirmOrRevert:
+    """The safety net around the load: no load without a live timer, no isolation without a fresh login."""
+
+    # Connection tracking must already run when the agent's session starts (nothing in the lab uses it before),
+    # or its packets would be picked up mid-stream as "new" and dropped too.
+    TRACKING = ("table inet labblock {\n chain input {\n  type filter hook input priority -10; policy accept;\n"
+                "  ct state new counter\n }\n}\n")
+    BLOCK_NEW_SSH = ["nft", "add", "rule", "inet", "labblock", "input", "tcp", "dport", "22", "ct", "state", "new",
+                     "drop"]
+
+    def test_fresh_login_failing_reverts_the_isolation(self, agent: Agent) -> None:
+        """New SSH connections are dropped by something else on the host: the agent's own session still works,
+        but it would never get back in — so the rules are removed again, the timer cancelled, nothing left."""
+        lab = agent.lab
+        lab.exec("victim", ["nft", "-f", "-"], input=self.TRACKING)
+        try:
+            with agent.open("victim") as s:
+                lab.exec("victim", self.BLOCK_NEW_SSH)
+                before = normalise(nft_ruleset(lab, "victim"))  # without packet counters
+                with pytest.raises(VerifyFailed, match="fresh management connection failed"):
+                    agent.isolate(s)
+                assert not agent.conn.verify(s, "isolate", {}).in_effect
+                assert normalise(nft_ruleset(lab, "victim")) == before
+                assert agent.conn.verify(s, "isolate", {}).observed["deadman_armed_pid"] is None
+        finally:
+            lab.exec("victim", ["nft", "delete", "table", "inet", "labblock"], check=False)
+        assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "open"}
+
+    def test_no_load_without_a_live_timer(self, agent: Agent) -> None:
+        """When the dead-man timer cannot start (its PID file cannot be written), the ruleset is never loaded."""
+        lab = agent.lab
+        lab.exec("victim", ["mkdir", "-p", "/run/containment-deadman.pid"])
+        try:
+            before = nft_ruleset(lab, "victim")
+            with agent.open("victim") as s, pytest.raises(Rejected, match="dead-man timer could not be armed"):
+                agent.isolate(s, {"confirm_seconds": 30})
+            assert nft_ruleset(lab, "victim") == before
+            assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "open"}
+            # and no orphan timer that nobody could cancel is left waiting to "revert" later
+            procs = lab.exec("victim", ["sh", "-c", "ps -eo args | grep -c '[s]leep 30' || true"]).stdout.strip()
+            assert procs == "0", procs
+        finally:
+            lab.exec("victim", ["rmdir", "/run/containment-deadman.pid"], check=False)
+
+    def test_snapshot_read_is_reused_only_when_nothing_ran_since(self, agent: Agent,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+        """apply does not read the firewall state again right after the snapshot read it, but does once any
+        other command ran on the session in between (it could have changed the host)."""
+        with agent.open("victim") as s:
+            seen: list[str] = []
+            real_run = s.run
+
+            def run(cmd: str, *a: Any, **kw: Any) -> Any:
+                seen.append(kw.get("what", ""))
+                return real_run(cmd, *a, **kw)
+
+            monkeypatch.setattr(s, "run", run)
+            for extra_command in (False, True):
+                snap = agent.conn.snapshot(s, "isolate", {})
+                if extra_command:
+                    s.run("true", what="something else")
+                seen.clear()
+                assert agent.conn.apply(s, "isolate", {}, snap).changed
+                assert seen.count("read firewall state") == (1 if extra_command else 0), seen
+                agent.conn.undo(s, "isolate", {}, snap)
 
 
 class TestConnecting:
