@@ -86,7 +86,8 @@ class SambaDC(DirectoryAdmin):
     """One Samba AD DC with its state in ``state_dir``; see the module docstring for the life cycle."""
 
     def __init__(self, namespace: str, address: str, state_dir: Path, realm: str = "LAB.TEST",
-                 domain: str = "LAB", *, host_name: str = "dc1", prefix_len: int = 24) -> None:
+                 domain: str = "LAB", *, host_name: str = "dc1", prefix_len: int = 24,
+                 nosync: bool = False) -> None:
         self.namespace = namespace
         self.address = str(ipaddress.ip_address(address))
         self.state_dir = Path(state_dir).resolve()
@@ -94,6 +95,7 @@ class SambaDC(DirectoryAdmin):
         self.domain = domain.upper()
         self.host_name = host_name.lower()
         self.prefix_len = prefix_len
+        self.nosync = nosync
         self._proc: subprocess.Popen[bytes] | None = None
         self._admin: Any = None
 
@@ -186,6 +188,9 @@ class SambaDC(DirectoryAdmin):
             f"[libdefaults]\n\tdefault_realm = {self.realm}\n\tdns_lookup_realm = false\n\tdns_lookup_kdc = false\n"
             f"\n[realms]\n{self.realm} = {{\n\tkdc = {self.address}\n\tdefault_domain = {self.realm.lower()}\n}}\n")
         sysvol = d / "state" / "sysvol"
+        # Samba's own selftest DCs run with ldb:nosync: no fsync per directory write (durability across an OS crash
+        # is what it gives up; a throwaway DC does not need it). Off by default: the lab and tests keep fsync.
+        nosync_line = "\tldb:nosync = true\n" if self.nosync else ""
         self.conf.write_text(f"""# written by agent.lab.samba — a lab DC; regenerated on every provision()
 [global]
 \tnetbios name = {self.host_name.upper()}
@@ -213,7 +218,7 @@ class SambaDC(DirectoryAdmin):
 \tprintcap name = /dev/null
 \tdisable spoolss = yes
 \tidmap_ldb:use rfc2307 = yes
-\ttls enabled = yes
+{nosync_line}\ttls enabled = yes
 \ttls keyfile = {d}/tls/key.pem
 \ttls certfile = {d}/tls/cert.pem
 \ttls cafile = {d}/tls/ca.pem

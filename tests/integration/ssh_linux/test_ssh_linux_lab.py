@@ -212,8 +212,8 @@ class TestConfirmOrRevert:
     # or its packets would be picked up mid-stream as "new" and dropped too.
     TRACKING = ("table inet labblock {\n chain input {\n  type filter hook input priority -10; policy accept;\n"
                 "  ct state new counter\n }\n}\n")
-    BLOCK_NEW_SSH = ["nft", "add", "rule", "inet", "labblock", "input", "tcp", "dport", "22", "ct", "state", "new",
-                     "drop"]
+    BLOCK_NEW_SSH = ("nft", "add", "rule", "inet", "labblock", "input", "tcp", "dport", "22", "ct", "state", "new",
+                     "drop")
 
     def test_fresh_login_failing_reverts_the_isolation(self, agent: Agent) -> None:
         """New SSH connections are dropped by something else on the host: the agent's own session still works,
@@ -222,7 +222,7 @@ class TestConfirmOrRevert:
         lab.exec("victim", ["nft", "-f", "-"], input=self.TRACKING)
         try:
             with agent.open("victim") as s:
-                lab.exec("victim", self.BLOCK_NEW_SSH)
+                lab.exec("victim", list(self.BLOCK_NEW_SSH))
                 before = normalise(nft_ruleset(lab, "victim"))  # without packet counters
                 with pytest.raises(VerifyFailed, match="fresh management connection failed"):
                     agent.isolate(s)
