@@ -200,7 +200,7 @@ class TestFlowsAndDeadman:
     def test_deadman_arm_is_detached_and_quoted(self) -> None:
         """The timer runs in its own session, with its body as one quoted argument and a fixed PID file."""
         cmd = deadman.arm_command(30, rules.NFT_RELEASE)
-        inner = ("echo $$ > /run/containment-deadman.pid; sleep 30; nft delete table inet containment; "
+        inner = ("echo $$ > /run/containment-deadman.pid || exit 1; sleep 30; nft delete table inet containment; "
                  "rm -f /run/containment-deadman.pid; date -u +%Y-%m-%dT%H:%M:%SZ > "
                  "/run/containment-deadman.reverted")
         assert f"setsid nohup sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1 &" in cmd
