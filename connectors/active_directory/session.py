@@ -25,6 +25,7 @@ from typing import Any, Self
 import ldap3
 from ldap3.core import exceptions as lx
 
+from connectors.active_directory import wire
 from connectors.active_directory.errors import from_exception, from_result
 from connectors.active_directory.options import DirectoryOptions
 from connectors.errors import AuthError, ConnectorError, TLSError
@@ -207,6 +208,86 @@ class ADSession:
         if code != 0 and code not in ok_codes:
             raise from_result(self.conn.result, what)
         return code
+
+    def search_many(self, base: str, filters: Sequence[str], attributes: Sequence[str], *,
+                    page_size: int = 1000, first_page_only: bool = False) -> tuple[list[Entry], bool]:
+        """Every entry matching any of ``filters`` (subtree of ``base``): the searches are pipelined, each paged
+        (RFC 2696) so a DC's MaxPageSize never truncates them. Same error mapping as :meth:`search`.
+
+        ``first_page_only``: stop after the first ``page_size`` entries of each search (the server's paged
+        state is released) — the way to ask "are there any?" cheaply, since Samba ignores a request's
+        sizeLimit. Returns the entries and whether any search had more.
+        """
+        what = f"search {base!r} ({len(filters)} filter(s))"
+        ops = [wire.search_request(self.conn, base, f, attributes) for f in filters]
+        entries: list[Entry] = []
+        truncated = False
+        cookies: list[bytes | None] = [None] * len(ops)
+        pending = list(range(len(ops)))
+        while pending:
+            with self._mapped(what):
+                self.searches += len(pending)
+                replies = wire.exchange(self.conn, [(ops[i], wire.paged_control(page_size, cookies[i]))
+                                                    for i in pending])
+            following = []
+            for i, reply in zip(pending, replies, strict=True):
+                self._check_search(reply.result, what)
+                entries.extend(reply.entries)
+                truncated = truncated or reply.code == 4
+                if reply.cookie and reply.code == 0:
+                    cookies[i] = reply.cookie
+                    following.append(i)
+            if first_page_only and following:
+                truncated = True
+                with self._mapped(what):  # size 0 + cookie: the server drops the rest (RFC 2696 §3)
+                    for reply in wire.exchange(self.conn, [(ops[i], wire.paged_control(0, cookies[i]))
+                                                           for i in following]):
+                        self._check_search(reply.result, what)
+                following = []
+            pending = following
+        return entries, truncated
+
+    def _check_search(self, result: Mapping[str, Any], what: str) -> None:
+        code = int(result.get("result", -1))
+        if code not in (0, 4):
+            if code in (51, 52):
+                self.broken = True
+            raise from_result(result, what)
+
+    def read_many(self, dns: Sequence[str], attributes: Sequence[str]) -> list[list[Entry]]:
+        """Base reads of several entries, pipelined; ``[]`` for an entry that does not exist."""
+        what = f"read {len(dns)} entries"
+        ops = [(wire.search_request(self.conn, dn, "(objectClass=*)", attributes, scope=ldap3.BASE, cached=False),
+                b"") for dn in dns]
+        with self._mapped(what):
+            self.searches += len(ops)
+            replies = wire.exchange(self.conn, ops)
+        out: list[list[Entry]] = []
+        for reply in replies:
+            if reply.code == 32:
+                out.append([])
+            elif reply.code in (0, 4):
+                out.append(reply.entries)
+            else:
+                if reply.code in (51, 52):
+                    self.broken = True
+                raise from_result(reply.result, what)
+        return out
+
+    def modify_many(self, requests: Sequence[tuple[str, Sequence[wire.Change]]]) -> list[dict[str, Any]]:
+        """Send every ``(dn, [(MODIFY_*, attribute, values)])`` pipelined; one result dict per request, in order.
+
+        Result codes are returned, not raised (the caller decides per entry); only a failure of the connection
+        itself raises (mapped like :meth:`modify`). Values never appear in errors.
+        """
+        what = f"modify {len(requests)} entries ({', '.join(sorted({c[1] for _, cs in requests for c in cs}))})"
+        ops = [(wire.encode_modify(dn, changes), b"") for dn, changes in requests]
+        with self._mapped(what):
+            self.modifies += len(ops)
+            replies = wire.exchange(self.conn, ops)
+        if any(r.code in (51, 52) for r in replies):
+            self.broken = True
+        return [r.result for r in replies]
 
     def close(self) -> None:
         """Return the connection to the pool (or unbind it when pooling is off or it failed)."""
