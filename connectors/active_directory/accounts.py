@@ -13,6 +13,7 @@ resolution — always before any modify is sent.
 
 from __future__ import annotations
 
+import functools
 import struct
 import unicodedata
 import uuid
@@ -22,7 +23,7 @@ from typing import Any
 
 import ldap3
 from ldap3.core.exceptions import LDAPInvalidDnError
-from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.conv import escape_bytes, escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from connectors.active_directory.options import DirectoryOptions, dn_within, normalize_dn
@@ -31,12 +32,20 @@ from connectors.errors import InvalidInput, Rejected
 
 __all__ = [
     "MAX_IDENTIFIER",
+    "NAMES_PER_FILTER",
     "USER_FILTER",
     "Account",
+    "Resolution",
     "as_int",
     "check_not_protected",
     "first",
+    "guid_value",
+    "looks_like_dn",
+    "match_keys",
+    "name_filter",
+    "name_key",
     "resolve",
+    "resolve_many",
     "resolve_snapshot",
     "sid_to_str",
     "validate_account",
@@ -48,6 +57,7 @@ USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 BUILTIN_PROTECTED = ("administrator", "krbtgt")
 PROTECTED_RIDS = {500: "the built-in Administrator (RID 500)", 502: "krbtgt (RID 502)"}
 IDENTITY_ATTRS = ("sAMAccountName", "userPrincipalName", "objectGUID", "objectSid", "distinguishedName")
+NAMES_PER_FILTER = 200  # names per OR filter (≤ 400 terms): small requests; more names → more (pipelined) searches
 
 
 def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "account") -> str:
@@ -77,9 +87,13 @@ def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "acco
     return value
 
 
-def _looks_like_dn(value: str) -> bool:
+def looks_like_dn(value: str) -> bool:
+    """True if ``value`` is written like a DN (``X=...,...``) rather than an account name."""
     head = value.split(",", 1)[0]
     return "=" in head and "," in value
+
+
+_looks_like_dn = looks_like_dn
 
 
 def check_by_name(value: str, opts: DirectoryOptions, field_name: str = "account") -> None:
@@ -181,15 +195,26 @@ def resolve_snapshot(session: ADSession, identity: dict[str, Any], attributes: S
     return Account.from_entry(entries[0])
 
 
+@functools.lru_cache(maxsize=32)
+def _protected_names(protected: tuple[str, ...], bind_user: str) -> tuple[frozenset[str], str, bool]:
+    """Normalised protected names and bind user, and whether any is a DN (parsed once, not once per account)."""
+    listed = frozenset(_norm(p) for p in protected)
+    bind = _norm(bind_user)
+    return listed, bind, any("," in n for n in (*listed, bind))
+
+
 def check_not_protected(session: ADSession, account: Account) -> None:
     """Raise Rejected if ``account`` is protected; called after every resolution, before any modify."""
     reason = PROTECTED_RIDS.get(account.rid)
-    names = {account.sam.lower(), account.upn.lower(), normalize_dn(account.dn)}
+    listed, bind, dns = _protected_names(tuple(session.opts.protected_accounts), session.bind_user)
+    names = {account.sam.lower(), account.upn.lower()}
+    if dns:  # an account DN has two RDNs at least, so only a listed name with a comma can equal one
+        names.add(normalize_dn(account.dn))
     if reason is None and account.sam.lower().startswith("krbtgt"):
         reason = "a krbtgt account"
-    if reason is None and names & {_norm(p) for p in session.opts.protected_accounts}:
+    if reason is None and names & listed:
         reason = "listed in protected_accounts"
-    if reason is None and _norm(session.bind_user) in names:
+    if reason is None and bind in names:
         reason = "the agent's own bind account"
     if reason is not None:
         raise Rejected(f"account {account.sam!r} ({account.dn}) is protected: {reason}; it is never changed",
@@ -204,3 +229,113 @@ def _norm(name: str) -> str:
             return name.lower()
     return name.split("\\", 1)[1].lower() if "\\" in name else name.lower()
 
+
+
+@dataclass
+class Resolution:
+    """What one requested name resolved to in a batch: an account, or why there is none to act on."""
+
+    requested: str
+    account: Account | None = None
+    problem: str = ""  # "" | not_found | ambiguous | protected_account | duplicate
+    message: str = ""
+    matches: list[str] = field(default_factory=list)
+
+
+def name_filter(names: Sequence[str], also: str = "") -> str:
+    """One OR filter for validated ``names`` (DNs by distinguishedName, names by sAMAccountName or UPN), ANDed
+    with the user filter and ``also`` (a constant term of ours, e.g. "enabled only").
+
+    Every value goes through ldap3's ``escape_filter_chars``; the filter is parsed and encoded by ldap3.
+    """
+    terms = []
+    for value in names:
+        esc = escape_filter_chars(value)
+        terms.append(f"(distinguishedName={esc})" if _looks_like_dn(value) else
+                     f"(sAMAccountName={esc})(userPrincipalName={esc})")
+    return f"(&{USER_FILTER}{also}(|{''.join(terms)}))"
+
+
+def guid_value(guid: str) -> str:
+    """An objectGUID (as recorded: ``str(uuid)``) as a filter value, escaped by ldap3's ``escape_bytes``."""
+    return str(escape_bytes(uuid.UUID(guid).bytes_le))
+
+
+def match_keys(entry: Entry, with_dn: bool) -> set[tuple[str, str]]:
+    """The keys under which a requested name finds ``entry`` (see :func:`name_key`)."""
+    keys = {("dn", normalize_dn(entry["dn"]))} if with_dn else set()
+    for attr in ("sAMAccountName", "userPrincipalName"):
+        text = _text(entry, attr)
+        if text:
+            keys.add(("name", text.casefold()))
+    return keys
+
+
+def name_key(value: str) -> tuple[str, str]:
+    """How a requested name is looked up among entries: its normalised DN, or its case-folded name."""
+    return ("dn", normalize_dn(value)) if _looks_like_dn(value) else ("name", value.casefold())
+
+
+def resolve_many(session: ADSession, names: Sequence[str], attributes: Sequence[str] = ()) -> list[Resolution]:
+    """Resolve validated ``names`` with one search per :data:`NAMES_PER_FILTER` names (pipelined, paged).
+
+    Same rules as :func:`resolve`, per name: no match → ``not_found``, several → ``ambiguous``, a protected
+    account → ``protected_account``; a name naming an account an earlier name already named → ``duplicate``.
+    A name the local matching cannot place (Unicode case rules differ from the DC's) is resolved on its own.
+    """
+    attrs = sorted({*IDENTITY_ATTRS, *attributes})
+    filters = [name_filter(names[i:i + NAMES_PER_FILTER]) for i in range(0, len(names), NAMES_PER_FILTER)]
+    entries = session.search_many(session.opts.base_dn, filters, attrs)[0] if names else []
+    index: dict[tuple[str, str], list[Entry]] = {}
+    unique: dict[str, Entry] = {}
+    with_dn = any(_looks_like_dn(n) for n in names)
+    for entry in entries:
+        if entry["dn"] in unique:
+            continue  # the same entry found by two chunks (the DC writes a DN the same way each time)
+        unique[entry["dn"]] = entry
+        for key in match_keys(entry, with_dn):
+            index.setdefault(key, []).append(entry)
+    placed: set[str] = set()
+    out: list[Resolution] = []
+    for name in names:
+        matches = index.get(name_key(name), [])
+        placed.update(e["dn"] for e in matches)
+        out.append(_resolution(session, name, matches))
+    if set(unique) - placed:
+        for i, res in enumerate(out):
+            if res.problem == "not_found":
+                out[i] = _resolve_alone(session, res.requested, attrs)
+    claimed: dict[str, str] = {}
+    for res in out:
+        if res.account is None:
+            continue
+        first_name = claimed.setdefault(res.account.guid or res.account.dn, res.requested)
+        if first_name != res.requested:
+            res.problem, res.message = "duplicate", f"names the same account as {first_name!r} ({res.account.dn})"
+    return out
+
+
+def _resolution(session: ADSession, name: str, matches: list[Entry]) -> Resolution:
+    if not matches:
+        how = "DN" if _looks_like_dn(name) else "sAMAccountName or userPrincipalName"
+        return Resolution(name, problem="not_found",
+                          message=f"no user account with {how} {name!r} under {session.opts.base_dn!r}")
+    if len(matches) > 1:
+        dns = [e["dn"] for e in matches]
+        return Resolution(name, problem="ambiguous", matches=dns,
+                          message=f"account {name!r} is ambiguous: it matches {', '.join(dns)} — name it by DN")
+    account = Account.from_entry(matches[0])
+    try:
+        check_not_protected(session, account)
+    except Rejected as exc:
+        return Resolution(name, account=None, problem="protected_account", message=exc.message,
+                          matches=[account.dn])
+    return Resolution(name, account=account)
+
+
+def _resolve_alone(session: ADSession, name: str, attrs: Sequence[str]) -> Resolution:
+    try:
+        return Resolution(name, account=resolve(session, name, attrs))
+    except Rejected as exc:
+        reason = str(exc.detail.get("reason", "not_found"))
+        return Resolution(name, problem=reason, message=exc.message, matches=list(exc.detail.get("matches", [])))

@@ -1,7 +1,8 @@
 """The ``active_directory`` connector: account containment on a domain controller over LDAPS/StartTLS (ldap3).
 
 The Target is the directory (``Target.address`` = the DC, ``Target.options`` see :mod:`.options`); each action
-takes ``args["account"]`` (sAMAccountName, UPN or DN). Every action validates its input and refuses protected
+takes ``args["account"]`` (sAMAccountName, UPN or DN); ``disable_account`` also takes ``args["accounts"]`` (a
+list: one action, one search, pipelined modifies, per-account outcomes — :mod:`.batch`). Every action validates its input and refuses protected
 accounts by name before connecting, resolves exactly one account, refuses protected ones by SID/DN again, and
 only then modifies. Sessions come from a per-connector pool, so a run over 100 accounts binds once.
 
@@ -21,8 +22,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, ClassVar
 
-from connectors.active_directory import disable, evidence, groups, password
-from connectors.active_directory.accounts import check_by_name, validate_account
+from connectors.active_directory import batch, disable, evidence, groups, password
+from connectors.active_directory.accounts import NAMES_PER_FILTER, check_by_name, validate_account
 from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, DirectoryOptions
 from connectors.active_directory.session import ADSession, ConnectionPool
 from connectors.base import ConnectorBase
@@ -64,7 +65,8 @@ _MODULES: Mapping[str, tuple[ModuleType, str]] = {
 _PRIVILEGED = ", ".join(DEFAULT_PRIVILEGED_GROUPS)
 _PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
     "disable_account": lambda a: [
-        f"search user {a!r}; modify its DN: userAccountControl := old | 0x2 (ACCOUNTDISABLE)"],
+        (f"search user {a!r}; modify its DN: userAccountControl delete <old> add <old | 0x2> (ACCOUNTDISABLE; "
+         f"one atomic compare-and-swap: it fails, and is re-read, if the value changed since the search)")],
     "remove_privileged_groups": lambda a: [
         f"search user {a!r} and its groups (direct, and nested via {groups.IN_CHAIN})",
         (f"for each direct group that is, or is nested in, one of {_PRIVILEGED} (+ options.privileged_groups): "
@@ -81,6 +83,18 @@ _PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
 }
 
 
+def _preview_batch(names: list[str]) -> list[str]:
+    shown = ", ".join(repr(n) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    searches = -(-len(names) // NAMES_PER_FILTER)
+    return [(f"search {len(names)} users in {searches} request(s): one OR filter of sAMAccountName/UPN/DN terms "
+             f"(values escaped), paged: {shown}"),
+            "refuse (send nothing to) names that match no account, several accounts, or a protected account",
+            ("for each enabled account, pipelined on one connection: modify its DN: userAccountControl delete "
+             "<old> add <old | 0x2> (ACCOUNTDISABLE; an atomic compare-and-swap, re-read if the value changed)"),
+            ("per-account outcomes in the result; undo swaps each account this action disabled back to its "
+             "recorded value")]
+
+
 class ActiveDirectoryConnector(ConnectorBase):
     """Disable, de-privilege, lock out and document AD user accounts; see the module docstring."""
 
@@ -90,23 +104,32 @@ class ActiveDirectoryConnector(ConnectorBase):
     def __init__(self, *, pooled: bool = True) -> None:
         self.pool = ConnectionPool() if pooled else None
 
-    def _check(self, target: Target, action: str, args: Mapping[str, Any]) -> tuple[DirectoryOptions, str]:
+    def _check(self, target: Target, action: str, args: Mapping[str, Any]) -> tuple[DirectoryOptions, list[str]]:
+        """Validated account names: ``[account]``, or the ``accounts`` list (disable_account only)."""
         try:
             opts = DirectoryOptions.from_target(target)
+            if "accounts" in args:
+                if action != "disable_account":
+                    raise InvalidInput(f"{action} takes one account; only disable_account accepts 'accounts'")
+                if "account" in args:
+                    raise InvalidInput("give either 'account' or 'accounts', not both")
+                return opts, batch.validate_accounts(args["accounts"], opts)
             account = validate_account(args.get("account"), opts)
             check_by_name(account, opts)
         except ConnectorError as exc:
             raise exc.with_context(target=target.name, connector=self.name, action=action)
-        return opts, account
+        return opts, [account]
 
     def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
         self._hook("apply", action)
         self._check(target, action, args)
 
     def preview(self, target: Target, action: str, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
-        _opts, account = self._check(target, action, args)
+        _opts, names = self._check(target, action, args)
         self._hook("apply", action)
-        return list(_PREVIEW[action](account))
+        if "accounts" in args:
+            return _preview_batch(names)
+        return list(_PREVIEW[action](names[0]))
 
     def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> ADSession:
         """Check a pooled bound connection out (or open one: TCP, TLS with validation, bind)."""

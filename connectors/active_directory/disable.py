@@ -18,8 +18,19 @@ from typing import Any
 
 import ldap3
 
-from connectors.active_directory.accounts import Account, as_int, first, resolve, resolve_snapshot
+from connectors.active_directory import batch
+from connectors.active_directory.accounts import Account, first, resolve, resolve_snapshot
 from connectors.active_directory.session import ADSession
+from connectors.active_directory.uac import (
+    ACCOUNTDISABLE,
+    CAS_MISMATCH,
+    TICKETS_NOTE,
+    cas,
+    name_of,
+    settle_disable,
+    settle_restore,
+    uac_of,
+)
 from connectors.types import ActionResult, Snapshot, Verification
 
 __all__ = [
@@ -36,56 +47,62 @@ __all__ = [
     "verify_sessions",
 ]
 
-ACCOUNTDISABLE = 0x2
 NO_LOGON_HOURS = bytes(21)
-TICKETS_NOTE = ("Kerberos tickets already issued stay valid until they expire (10 h by default) and existing "
-                "sessions on hosts continue: end them on the hosts (WinRM/SSH kill_sessions) as well.")
-
-
-def _uac(account: Account) -> int:
-    return as_int(account.entry, "userAccountControl") or 0
 
 
 def snapshot_disable(session: ADSession, args: Mapping[str, Any]) -> Snapshot:
+    if "accounts" in args:
+        return batch.snapshot_batch(session, args)
     account = resolve(session, args["account"], ["userAccountControl"])
-    return Snapshot({"account": account.identity(), "userAccountControl": _uac(account)})
+    return Snapshot({"account": account.identity(), "userAccountControl": uac_of(account)})
 
 
 def apply_disable(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-    account = resolve(session, args["account"], ["userAccountControl"])
-    before = _uac(account)
-    details: dict[str, Any] = {"account": account.identity(), "userAccountControl_before": before}
-    if before & ACCOUNTDISABLE:
-        return ActionResult(False, f"{account.sam} is already disabled", details, [TICKETS_NOTE])
-    after = before | ACCOUNTDISABLE
-    session.modify(account.dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(after)])]})
-    details["userAccountControl_after"] = after
-    return ActionResult(True, f"disabled {account.sam} (userAccountControl {before:#x} -> {after:#x})", details,
-                        [TICKETS_NOTE])
+    """One compare-and-swap from the snapshot's value; only if it does not match, read again and decide."""
+    if "accounts" in args:
+        return batch.apply_batch(session, args, snap)
+    data = snap.data if snap.data.get("account") else snapshot_disable(session, args).data
+    identity, recorded = data["account"], int(data["userAccountControl"])
+    details: dict[str, Any] = {"account": identity, "userAccountControl_before": recorded}
+    if recorded & ACCOUNTDISABLE:
+        return ActionResult(False, f"{name_of(identity)} is already disabled", details, [TICKETS_NOTE])
+    after = recorded | ACCOUNTDISABLE
+    if session.modify(identity["dn"], cas(recorded, after), ok_codes=CAS_MISMATCH) == 0:
+        details["userAccountControl_after"] = after
+        return ActionResult(True, f"disabled {name_of(identity)} (userAccountControl {recorded:#x} -> {after:#x})",
+                            details, [TICKETS_NOTE])
+    settled = settle_disable(session, identity, recorded)
+    details.update(account=settled.account.identity(), userAccountControl_before=settled.before)
+    warnings = [TICKETS_NOTE, *([settled.warning] if settled.warning else [])]
+    if not settled.changed:
+        return ActionResult(False, f"{settled.account.sam} is already disabled", details, warnings)
+    details["userAccountControl_after"] = settled.after
+    return ActionResult(True, f"disabled {settled.account.sam} (userAccountControl {settled.before:#x} -> "
+                              f"{settled.after:#x})", details, warnings)
 
 
 def verify_disable(session: ADSession, args: Mapping[str, Any]) -> Verification:
+    if "accounts" in args:
+        return batch.verify_batch(session, args)
     account = resolve(session, args["account"], ["userAccountControl"])
-    uac = _uac(account)
+    uac = uac_of(account)
     disabled = bool(uac & ACCOUNTDISABLE)
     return Verification(disabled, f"{account.sam} is {'disabled' if disabled else 'enabled'} "
                         f"(userAccountControl {uac:#x})", {"dn": account.dn, "userAccountControl": uac})
 
 
 def undo_disable(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+    """Read the account (an undo may come days later, and must say whether it changed anything), then CAS back."""
+    if "accounts" in snap.data:
+        return batch.undo_batch(session, args, snap)
     old = int(snap.data["userAccountControl"])
-    account = resolve_snapshot(session, snap.data["account"], ["userAccountControl"])
-    current = _uac(account)
-    details = {"account": account.identity(), "userAccountControl_before": current, "userAccountControl_after": old}
-    if current == old:
-        return ActionResult(False, f"{account.sam} already has userAccountControl {old:#x}", details)
-    warnings = []
-    if current != old | ACCOUNTDISABLE:
-        warnings.append(f"userAccountControl changed since the snapshot ({current:#x}, expected {old | 2:#x}); "
-                        f"restored the recorded value {old:#x}")
-    session.modify(account.dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(old)])]})
-    return ActionResult(True, f"restored {account.sam} userAccountControl {current:#x} -> {old:#x}", details,
-                        warnings)
+    settled = settle_restore(session, snap.data["account"], old)
+    details = {"account": settled.account.identity(), "userAccountControl_before": settled.before,
+               "userAccountControl_after": old}
+    if not settled.changed:
+        return ActionResult(False, f"{settled.account.sam} already has userAccountControl {old:#x}", details)
+    return ActionResult(True, f"restored {settled.account.sam} userAccountControl {settled.before:#x} -> {old:#x}",
+                        details, [settled.warning] if settled.warning else [])
 
 
 def _hours(account: Account) -> bytes | None:
