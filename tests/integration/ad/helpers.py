@@ -51,3 +51,26 @@ def run_undo(connector: ActiveDirectoryConnector, target: Target, creds: Credent
         result = connector.undo(session, action, args, snap)
         check = connector.verify(session, action, args)
     return result, check
+
+
+def uac(dc: SambaDC, name_or_dn: str) -> int:
+    """userAccountControl as the DC stores it (read as Administrator)."""
+    return int(dc.read(name_or_dn, ["userAccountControl"])["userAccountControl"][0])
+
+
+def set_uac(dc: SambaDC, name_or_dn: str, value: int) -> None:
+    """Change userAccountControl as Administrator: someone else acting on the account behind the agent's back."""
+    dn = name_or_dn if "=" in name_or_dn else dc.dn_of(name_or_dn)
+    dc._ldap("modify", dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(value)])]})
+
+
+def usn_changed(dc: SambaDC, name_or_dn: str) -> int:
+    """The entry's uSNChanged: it moves with every write to that entry, and only then."""
+    return int(dc.read(name_or_dn, ["uSNChanged"])["uSNChanged"][0])
+
+
+def highest_usn(dc: SambaDC) -> int:
+    """highestCommittedUSN: grows with every write anywhere in the directory."""
+    conn = dc.admin_connection()
+    conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["highestCommittedUSN"])
+    return int(conn.entries[0].highestCommittedUSN.value)
