@@ -17,7 +17,7 @@ from typing import Any
 from agent.lab import netns
 from agent.lab.topology import BRIDGE, SWITCH, namespace_name, switch_port_name
 
-__all__ = ["DC_ADDRESS", "DEMO_USER", "DEMO_PASSWORD", "up_ad", "down_ad", "directory_entry", "ad_present"]
+__all__ = ["DC_ADDRESS", "DEMO_PASSWORD", "DEMO_USER", "ad_present", "directory_entry", "down_ad", "up_ad"]
 
 DC_ADDRESS = "10.77.0.50"
 DEMO_USER = "jdoe"
