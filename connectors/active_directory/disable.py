@@ -2,7 +2,9 @@
 
 disable_account sets ACCOUNTDISABLE (``userAccountControl |= 0x2``). Undo writes back the exact value the snapshot
 recorded (so DONT_EXPIRE_PASSWORD, PASSWD_NOTREQD ... come back as they were, and an account that was already
-disabled stays disabled). Effect (measured on Samba): the user's own bind fails with ``data 533``.
+disabled stays disabled). Effect (measured on Samba): the user's own bind fails with ``data 533``. Both writes are
+compare-and-swaps (:mod:`.uac`): apply sends one modify and reads only if the value changed since the snapshot.
+With ``args["accounts"]`` (a list) every hook hands over to :mod:`.batch`.
 
 expire_sessions sets ``logonHours`` to 21 zero bytes (no hour of the week allowed): new interactive, network and
 LDAP logons fail (``data 530``). Undo restores the old value, or removes the attribute if there was none. What it
