@@ -50,10 +50,20 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
 )
-# Cheap pre-filter run on the lower-cased text (case-insensitive alternations are several times slower).
-_QUICK_MARKERS = re.compile(
-    r"private key|authorization|cookie|bearer|basic|digest|negotiate|ntlm|token|pass|pwd|secret|key|credential"
-    r"|://|eyj|akia|asia|auth")
+# Cheap pre-filter run on the lower-cased text: a text containing none of these words cannot match any pattern
+# above. Tested as plain substrings (str.__contains__), which is several times faster on long texts such as
+# command previews than a regex alternation of the same words (case-insensitive alternations slower still).
+_QUICK_WORDS: tuple[str, ...] = (
+    "private key", "authorization", "cookie", "bearer", "basic", "digest", "negotiate", "ntlm", "token", "pass",
+    "pwd", "secret", "key", "credential", "://", "eyj", "akia", "asia", "auth")
+_QUICK_MARKERS = re.compile("|".join(map(re.escape, _QUICK_WORDS)))  # the same test as one regex
+
+
+def _has_marker(lowered: str) -> bool:
+    for word in _QUICK_WORDS:
+        if word in lowered:
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,7 +82,7 @@ def redact_text(text: str) -> str:
     """Mask secret-looking substrings in free text (error messages, command output, headers)."""
     if text in _known_clean:
         return text
-    if not _QUICK_MARKERS.search(text.lower()):
+    if not _has_marker(text.lower()):
         if len(text) <= 128:  # remember short clean values (target names, states): they repeat in every record
             if len(_known_clean) >= 8192:
                 _known_clean.clear()
