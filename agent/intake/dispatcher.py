@@ -13,18 +13,21 @@ import queue
 import threading
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
 from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
 from agent.intake.limits import LIMITED_ACTIONS
 from agent.intake.models import IntakeIncident
-from agent.intake.writer import Decision, table_of
+from agent.intake.writer import Decision
 from agent.store import Alert, utcnow
 
 __all__ = ["Dispatcher", "wanted_slots"]
 
 _STOP = object()
+# Decisions recorded per bookkeeping write when the queue is busy: each write shares a group commit with the
+# webhook's inserts, so smaller writes spread that cost instead of delaying one commit by several milliseconds.
+_FLUSH_EVERY = 64
 
 
 def wanted_slots(plan: Any) -> dict[str, set[str]]:
@@ -53,6 +56,28 @@ class Dispatcher:
     def start(self) -> None:
         self._thread.start()
 
+    def preload(self) -> None:
+        """Load the rules' runbooks and the inventory's connectors now, not at the first alert.
+
+        Why: importing a connector (paramiko, pywinrm, ...) takes hundreds of milliseconds the first alert would
+        wait for, and the daemon freezes its start-up heap afterwards (see agent.daemon), which only helps for
+        objects that exist by then. A connector that fails to load is reported when a plan needs it, as before.
+        """
+        import contextlib
+        from itertools import chain
+
+        from agent.errors import AgentError
+        svc = self.svc
+        for rule in svc.rules.rules:
+            with contextlib.suppress(AgentError):
+                self._book(rule.runbook)
+        inv = svc.app.inventory
+        for name in sorted({e.connector for e in chain(inv.hosts.values(), inv.devices.values(),
+                                                       inv.directories.values())}):
+            with contextlib.suppress(Exception):  # reported by the planner when a plan needs it
+                svc.app.registry.get(name)
+        svc.app.planner()
+
     def put(self, decisions: list[Decision]) -> None:
         self.idle.clear()
         for d in decisions:
@@ -69,7 +94,7 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while True:
-            if self._queue.empty() or len(self._pending) >= 256:
+            if self._queue.empty() or len(self._pending) >= _FLUSH_EVERY:
                 self._flush()
             if self._queue.empty():
                 self.idle.set()
@@ -182,7 +207,6 @@ class Dispatcher:
             self._flush(wait=True)
 
     def _flush(self, wait: bool = False) -> None:
-        from agent.store import Incident
         with self._lock:
             pending, self._pending = self._pending, []
             deduped, self._deduped = self._deduped, {}
@@ -193,21 +217,16 @@ class Dispatcher:
             return
         # incident status changes are written here; the record that decided them (plan.dry_run, alert.refused,
         # ...) already carries incident_status, so no separate audit record per incident is needed
-        alerts = [{"a_id": d.alert_id, "a_disp": decision[:40]} for d, decision, _, _ in pending]
-        intake = [{"i_id": d.incident, "i_dec": decision[:40], "i_detail": detail}
+        alerts = [(d.alert_id, {"disposition": decision[:40]}) for d, decision, _, _ in pending]
+        intake = [(d.incident, {"decision": decision[:40], "detail": detail})
                   for d, decision, detail, _ in pending if d.incident]
-        closed = [{"c_id": d.incident, "c_status": status} for d, _, _, status in pending if d.incident and status]
+        closed = [(d.incident, {"status": status}) for d, _, _, status in pending if d.incident and status]
+        bulk = self.svc.writer.bulk
 
-        def write(s: Any) -> None:  # Core executemany: one statement per table, whatever the batch size
-            a, i, c = table_of(Alert), table_of(IntakeIncident), table_of(Incident)
-            s.execute(update(a).where(a.c.id == bindparam("a_id")).values(disposition=bindparam("a_disp")),
-                      alerts)
-            if intake:
-                s.execute(update(i).where(i.c.incident_id == bindparam("i_id"))
-                          .values(decision=bindparam("i_dec"), detail=bindparam("i_detail")), intake)
-            if closed:
-                s.execute(update(c).where(c.c.id == bindparam("c_id")).values(status=bindparam("c_status")),
-                          closed)
+        def write(conn: Any) -> None:  # one UPDATE per table, whatever the batch size (see agent.intake.bulk)
+            bulk["alerts"].update(conn, "id", alerts)
+            bulk["intake_incidents"].update(conn, "incident_id", intake)
+            bulk["incidents"].update(conn, "id", closed)
         if wait:
             self.svc.writer.submit_update(write).result()
         else:

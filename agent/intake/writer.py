@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 
+from agent.intake.bulk import BulkTable
 from agent.intake.model import NormalizedAlert
 from agent.intake.models import IntakeIncident
 from agent.store import Alert, Incident, Store
@@ -57,6 +58,9 @@ def table_of(model: Any) -> Table:
 class AlertWriter:
     def __init__(self, store: Store, deliver: Callable[[list[Decision]], None], *, batch: int = 512) -> None:
         self.store, self.deliver, self.batch = store, deliver, batch
+        dialect = store.engine.dialect
+        #: multi-row statements per table (also used by the dispatcher's bookkeeping, see submit_update)
+        self.bulk = {m.__tablename__: BulkTable(table_of(m), dialect) for m in (Incident, IntakeIncident, Alert)}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="alert-writer", daemon=True)
         self._stopped = False
@@ -70,15 +74,15 @@ class AlertWriter:
         return fut
 
     def submit_update(self, update: Callable[[Any], None]) -> Future[None]:
-        """Run ``update(session)`` in the writer's next transaction (the dispatcher's bookkeeping).
+        """Run ``update(connection)`` in the writer's next transaction (the dispatcher's bookkeeping).
 
         Why through the writer: SQLite has one write lock; a second writing thread would make the webhook's
         commits wait behind it. Here the bookkeeping shares the webhook's group commit instead.
         """
         fut: Future[None] = Future()
         if self._stopped:  # after shutdown (late callbacks of running plans): write directly
-            with self.store.session() as s:
-                update(s)
+            with self.store.engine.begin() as conn:
+                update(conn)
             fut.set_result(None)
             return fut
         self._queue.put((update, fut))
@@ -145,11 +149,9 @@ class AlertWriter:
                            "host": a.host, "user": a.user, "source_ip": a.source_ip, "digest": d.digest,
                            "raw": d.raw, "received_at": d.received_at, "incident_id": d.incident,
                            "disposition": d.disposition})
-        with self.store.session() as s:
-            if incidents:  # Core inserts (executemany): the ORM's bulk path costs more than the SQL here
-                s.execute(insert(table_of(Incident)), incidents)
-                s.execute(insert(table_of(IntakeIncident)), intake)
-            if alerts:
-                s.execute(insert(table_of(Alert)), alerts)
+        with self.store.engine.begin() as conn:  # a plain connection: no ORM session is needed here
+            self.bulk["incidents"].insert(conn, incidents)  # parents first: foreign keys
+            self.bulk["intake_incidents"].insert(conn, intake)
+            self.bulk["alerts"].insert(conn, alerts)
             for fn in updates:
-                fn(s)
+                fn(conn)
