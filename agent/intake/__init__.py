@@ -2,10 +2,14 @@
 
 Modules: :mod:`~agent.intake.config` (the ``daemon:`` settings), :mod:`~agent.intake.model` (the normalised
 alert, severity scale), :mod:`~agent.intake.normalizers` (one per source format), :mod:`~agent.intake.auth`
-(HMAC / bearer), :mod:`~agent.intake.rules` (``rules.yaml``), :mod:`~agent.intake.limits` (dedupe, blast
-radius), :mod:`~agent.intake.writer` (group commit), :mod:`~agent.intake.dispatcher` (decisions),
-:mod:`~agent.intake.runner` (execution), :mod:`~agent.intake.service` (the request path) and
-:mod:`~agent.intake.app` (the FastAPI application).
+(HMAC / bearer), :mod:`~agent.intake.request` (the request checks: size, source, signature, JSON, format),
+:mod:`~agent.intake.rules` (``rules.yaml``), :mod:`~agent.intake.limits` (dedupe, blast radius),
+:mod:`~agent.intake.ids` (alert and incident ids), :mod:`~agent.intake.writer` (group commit) with
+:mod:`~agent.intake.bulk` (multi-row statements), :mod:`~agent.intake.dispatcher` (decisions),
+:mod:`~agent.intake.runner` (execution), :mod:`~agent.intake.service` (the request path's state),
+:mod:`~agent.intake.app` (the FastAPI application), and the daemon's HTTP front process:
+:mod:`~agent.intake.front` (the process), :mod:`~agent.intake.wire` (its link to the core),
+:mod:`~agent.intake.relay` (the core's end of that link) and :mod:`~agent.intake.supervise` (starting it).
 """
 
 from __future__ import annotations

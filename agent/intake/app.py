@@ -31,7 +31,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from agent.intake.metrics import CONTENT_TYPE
-from agent.intake.service import IntakeRejected, IntakeService
+from agent.intake.request import IntakeRejected, asgi_chunks, read_body
+from agent.intake.service import IntakeService
 
 __all__ = ["create_app", "handle_alert"]
 
@@ -102,22 +103,6 @@ _API_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _read_body(headers: Mapping[str, str], chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise IntakeRejected(400, "Content-Length is not a number", "malformed")
-        if int(length) > limit:
-            raise IntakeRejected(413, f"body of {length} bytes exceeds the limit of {limit} bytes", "too_large")
-    parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise IntakeRejected(413, f"body exceeds the limit of {limit} bytes", "too_large")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, str], client: str,
                        chunks: AsyncIterator[bytes]) -> tuple[int, dict[str, Any]]:
     """The whole webhook request path, independent of the web framework: (HTTP status, JSON answer)."""
@@ -125,7 +110,7 @@ async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, st
     body = b""
     try:
         svc.source_auth(source)
-        body = await _read_body(headers, chunks, svc.config.max_body_bytes)
+        body = await read_body(headers, chunks, svc.config.max_body_bytes)
         decisions = svc.prepare(source, headers, body, started)
     except IntakeRejected as exc:
         svc.reject(source, exc, client, len(body))
@@ -136,7 +121,7 @@ async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, st
         svc.unclaim(decisions)
         svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
         return 503, {"detail": "the alert could not be stored; retry"}
-    svc.count(decisions)
+    svc.count([decisions])
     answers = [d.answer() for d in decisions]
     return 202, {**answers[0], "alerts": answers}
 
@@ -155,15 +140,8 @@ def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope["client"][0] if scope.get("client") else ""
 
-        async def chunks() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise IntakeRejected(400, "client disconnected before the body was complete", "malformed")
-                yield message.get("body", b"")
-                if not message.get("more_body", False):
-                    return
-        status, answer = await handle_alert(svc, scope["path"][len("/alerts/"):], headers, client, chunks())
+        status, answer = await handle_alert(svc, scope["path"][len("/alerts/"):], headers, client,
+                                            asgi_chunks(receive))
         payload = json.dumps(answer, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),

@@ -37,7 +37,7 @@ from agent.runbook import find_runbook
 from agent.validate import duration
 from agent.yamlsrc import Node, load_yaml
 
-__all__ = ["FIELDS", "POLICIES", "Rule", "RuleSet", "load_rules"]
+__all__ = ["FIELDS", "POLICIES", "HostTags", "Rule", "RuleSet", "load_rules"]
 
 FIELDS = ("host", "user", "source_ip", "rule_id", "severity", "source", "title")
 POLICIES = ("auto", "approve", "dry-run")
@@ -89,20 +89,55 @@ class Rule:
         return out
 
 
+class HostTags:
+    """The inventory tags of a host named by name or address: all rule matching needs of the inventory.
+
+    Built once from the inventory (dictionary lookups on the request path instead of a scan by address), and
+    small and picklable, so the daemon's HTTP front process can match rules too.
+    """
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.by_name = {name: tuple(h.tags) for name, h in inventory.hosts.items()}
+        self.by_address: dict[str, tuple[str, ...]] = {}
+        for h in inventory.hosts.values():
+            self.by_address.setdefault(h.address, tuple(h.tags))  # the first host with the address, as before
+
+    def __call__(self, host: str) -> tuple[str, ...]:
+        if host in self.by_name:
+            return self.by_name[host]
+        return self.by_address.get(host, ())
+
+
 @dataclass
 class RuleSet:
     rules: list[Rule]
     path: Path | None = None
 
-    def match(self, alert: NormalizedAlert, inventory: Inventory) -> Rule | None:
-        entry = inventory.hosts.get(alert.host)
-        if entry is None:
-            entry = next((h for h in inventory.hosts.values() if h.address == alert.host), None)
-        tags = entry.tags if entry is not None else ()
+    def match(self, alert: NormalizedAlert, hosts: Inventory | HostTags) -> Rule | None:
+        """The first rule matching ``alert`` (``hosts`` gives the named host's tags), or None."""
+        tags = hosts(alert.host) if isinstance(hosts, HostTags) else _inventory_tags(hosts, alert.host)
         for rule in self.rules:
             if rule.matches(alert, tags):
                 return rule
         return None
+
+    def route(self, alert: NormalizedAlert, hosts: Inventory | HostTags) -> tuple[Rule, str] | None:
+        """``(rule, target)`` for an alert that should act on something, or None (no match, no target)."""
+        if not alert.actionable:
+            return None
+        rule = self.match(alert, hosts)
+        target = rule.target(alert) if rule is not None else None
+        return (rule, target) if rule is not None and target is not None else None
+
+    def named(self, name: str) -> Rule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+
+def _inventory_tags(inventory: Inventory, host: str) -> tuple[str, ...]:
+    entry = inventory.hosts.get(host)
+    if entry is None:
+        entry = next((h for h in inventory.hosts.values() if h.address == host), None)
+    return tuple(entry.tags) if entry is not None else ()
 
 
 def load_rules(path: Path | None, runbooks: Path) -> RuleSet:

@@ -1,46 +1,33 @@
 """The intake service: everything between an HTTP request and the dispatcher, without HTTP.
 
 Request path (kept minimal — it is what an alert storm hits): look up the source (404) → check the size (413)
-→ authenticate (401) → parse JSON and normalise (400) → match a rule and claim the dedupe key (memory) → one
-group-committed INSERT → enqueue → answer 202. Every rejection is audited with its reason and never acted on.
-The rest (planning, limits, approvals, execution) happens in the dispatcher thread.
+→ authenticate (401) → parse JSON and normalise (400) — :mod:`agent.intake.request`, run in the daemon's HTTP
+front process — then here: match a rule and claim the dedupe key (memory) → one group-committed INSERT →
+enqueue → answer 202. Every rejection is audited with its reason and never acted on. The rest (planning,
+limits, approvals, execution) happens in the dispatcher thread.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.app import App, new_incident_id
-from agent.intake.auth import ApiAuth, AuthFailed, SourceAuth
+from agent.app import App
+from agent.intake.auth import ApiAuth, SourceAuth
 from agent.intake.config import DaemonConfig
+from agent.intake.ids import incident_id, pool
 from agent.intake.limits import BlastRadius, DedupeIndex
 from agent.intake.metrics import Metrics
-from agent.intake.model import MalformedAlert, NormalizedAlert
-from agent.intake.normalizers import normalize
-from agent.intake.rules import RuleSet, load_rules
+from agent.intake.model import NormalizedAlert
+from agent.intake.request import IntakeRejected, Parsed, Source, find_source, parse_alerts
+from agent.intake.rules import HostTags, Rule, RuleSet, load_rules
 from agent.intake.writer import AlertWriter, Decision
 from agent.store import utcnow
 
 __all__ = ["IntakeRejected", "IntakeService", "decision_from_row"]
-
-
-@dataclass
-class IntakeRejected(Exception):
-    """A request refused before anything was stored; ``status`` is the HTTP answer."""
-
-    status: int
-    reason: str
-    code: str  # metric/audit label: unknown_source | too_large | unauthenticated | invalid_json | malformed
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 class IntakeService:
@@ -55,7 +42,9 @@ class IntakeService:
         self.engine = engine or app.engine()
         self.metrics = metrics or Metrics(self.store)
         self.rules = rules if rules is not None else load_rules(app.settings.rules, app.settings.runbooks)
-        self.sources = {name: (src, SourceAuth(src)) for name, src in config.sources.items()}
+        self.host_tags = HostTags(app.inventory)
+        self._rules_by_name = {r.name: r for r in self.rules.rules}
+        self.sources = {name: Source(name, src.format, SourceAuth(src)) for name, src in config.sources.items()}
         self.api = ApiAuth(config)
         self.dedupe = DedupeIndex(config.dedupe_window)
         self.blast = BlastRadius(config.max_hosts, config.max_accounts, config.blast_window)
@@ -71,6 +60,7 @@ class IntakeService:
     # -- life cycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
         self._load_state()
+        self.dispatcher.preload()
         self.writer.start()
         self.dispatcher.start()
         self.dispatcher.requeue_undecided()
@@ -102,46 +92,45 @@ class IntakeService:
 
     # -- request path ---------------------------------------------------------------------------------------
     def source_auth(self, name: str) -> SourceAuth:
-        if name not in self.sources:
-            raise IntakeRejected(404, f"unknown alert source {name[:80]!r} (configured: "
-                                      f"{', '.join(sorted(self.sources)) or 'none'})", "unknown_source")
-        return self.sources[name][1]
+        return find_source(self.sources, name).auth
 
     def prepare(self, name: str, headers: Mapping[str, str], body: bytes, started: float) -> list[Decision]:
         """Authenticate, parse, normalise and decide dedupe for one request (no I/O; raises IntakeRejected)."""
-        auth = self.source_auth(name)
-        try:
-            auth.check(headers, body)
-        except AuthFailed as exc:
-            raise IntakeRejected(401, str(exc), "unauthenticated") from None
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise IntakeRejected(400, f"body is not valid JSON: {str(exc)[:120]}", "invalid_json") from None
-        try:
-            alerts = normalize(self.sources[name][0].format, payload, name)
-        except (MalformedAlert, RecursionError) as exc:
-            raise IntakeRejected(400, str(exc)[:500], "malformed") from None
-        digest = hashlib.sha256(body).hexdigest()
+        return self.decide_all(parse_alerts(find_source(self.sources, name), headers, body), started)
+
+    def decide_all(self, parsed: list[Parsed], started: float,
+                   routes: list[tuple[str, str] | None] | None = None) -> list[Decision]:
+        """Decide every alert of one request (rule, target, dedupe claim); the same arrival time for all.
+
+        ``routes``: ``(rule name, target)`` per alert, or None for no match, when the caller (the HTTP front
+        process) already matched the rules; otherwise they are matched here.
+        """
         now = utcnow()
-        raw_all = payload if len(alerts) == 1 else None
-        out = []
-        for i, alert in enumerate(alerts):
-            raw = {"payload": raw_all if raw_all is not None else _element(payload, i), "normalized": alert.raw}
-            out.append(self.decide(alert, digest, now, raw, started))
+        out: list[Decision] = []
+        try:
+            for i, p in enumerate(parsed):
+                if routes is None:
+                    routed = self.rules.route(p.alert, self.host_tags)
+                else:
+                    name_target = routes[i]
+                    routed = None if name_target is None else (self._rules_by_name[name_target[0]], name_target[1])
+                out.append(self.decide(p.alert, p.digest, now, p.raw, started, routed))
+        except BaseException:
+            self.unclaim(out)
+            raise
         return out
 
     def decide(self, alert: NormalizedAlert, digest: str, now: Any, raw: dict[str, Any],
-               started: float) -> Decision:
-        d = Decision(alert_id=str(uuid.uuid4()), alert=alert, digest=digest, received_at=now,
+               started: float, routed: tuple[Rule, str] | None) -> Decision:
+        """One alert's decision: not actionable, no match, or a dedupe claim on (runbook, target)."""
+        d = Decision(alert_id=pool.uuid7(), alert=alert, digest=digest, received_at=now,
                      disposition="no-match", raw=raw, started=started)
         if not alert.actionable:
             d.disposition = "not-actionable"
             return d
-        rule = self.rules.match(alert, self.app.inventory)
-        target = rule.target(alert) if rule else None
-        if rule is None or target is None:
+        if routed is None:
             return d
+        rule, target = routed
         d.rule, d.target = rule, target
         incident, new = self.dedupe.claim((rule.runbook, target), self._incident_id(now), now)
         d.incident, d.new_incident = incident, new
@@ -155,7 +144,7 @@ class IntakeService:
             if key != self._ids_second:
                 self._ids_second, self._ids_used = key, set()
             while True:
-                candidate = new_incident_id(now)
+                candidate = incident_id(now)
                 if candidate not in self._ids_used:
                     self._ids_used.add(candidate)
                     return candidate
@@ -166,26 +155,28 @@ class IntakeService:
             if d.new_incident and d.rule is not None and d.target and d.incident:
                 self.dedupe.release((d.rule.runbook, d.target), d.incident)
 
-    def count(self, decisions: list[Decision]) -> None:
-        for d in decisions:
-            self.metrics.received.labels(d.alert.source).inc()
-            if d.disposition == "deduped":
-                self.metrics.deduped.labels(d.alert.source).inc()
-        if decisions:
-            self.metrics.intake_latency.observe(time.monotonic() - decisions[0].started)
+    def count(self, requests: Iterable[list[Decision]]) -> None:
+        """Metrics for stored requests: counters added once per source, latency observed per request."""
+        received: Counter[str] = Counter()
+        deduped: Counter[str] = Counter()
+        now = time.monotonic()
+        for decisions in requests:
+            for d in decisions:
+                received[d.alert.source] += 1
+                if d.disposition == "deduped":
+                    deduped[d.alert.source] += 1
+            if decisions:
+                self.metrics.intake_latency.observe(now - decisions[0].started)
+        for source, n in received.items():
+            self.metrics.received.labels(source).inc(n)
+        for source, n in deduped.items():
+            self.metrics.deduped.labels(source).inc(n)
 
     def reject(self, name: str, exc: IntakeRejected, client: str, size: int) -> None:
         known = name if name in self.sources else "(unknown)"
         self.metrics.rejected.labels(known, exc.code).inc()
         self.audit.record("alert.rejected", source=name[:80], status=exc.status, code=exc.code, reason=exc.reason,
                           client=client, size=size)
-
-
-def _element(payload: Any, i: int) -> Any:
-    for key in ("alerts",):
-        if isinstance(payload, dict) and isinstance(payload.get(key), list) and i < len(payload[key]):
-            return payload[key][i]
-    return payload
 
 
 def decision_from_row(svc: IntakeService, alert: Any, intake: Any) -> Decision | None:

@@ -1,0 +1,99 @@
+"""The link between the daemon (the core) and its HTTP front process: messages and their framing.
+
+Frames are a 4-byte big-endian length and a pickle. Why pickle: both ends are this code base, the link is a
+socketpair the core creates and hands to the front process it starts (nobody else can connect to it), and the
+payloads are our own types; pickle is several times cheaper than JSON for them, which matters at thousands of
+alerts per second.
+
+Messages (tuples; ``rid`` is the front's request number, echoed in the answer):
+
+================================================================  ============  =================================
+message                                                           direction     answer
+================================================================  ============  =================================
+``(CONFIG, FrontConfig)``                                         core → front  ``(READY, pid)`` once serving
+``(ALERT, rid, source, client, started, [Parsed], [route])``      front → core  ``(rid, status, answer dict)``
+``(REJECT, rid, source, status, code, reason, client, size)``     front → core  ``(rid, status, answer dict)``
+``(HTTP, rid, method, path, query, headers, client, body)``       front → core  ``(rid, status, (headers, body))``
+================================================================  ============  =================================
+
+``started`` is the front's ``time.monotonic()`` at arrival (the same clock in both processes on Linux), so the
+core's latency histogram covers the whole request. ``route`` is ``(rule name, target)`` or None per alert: the
+front matches the rules too (they are pure), so the core only claims the dedupe key.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from agent.intake.request import Source
+from agent.intake.rules import HostTags, RuleSet
+
+__all__ = ["ALERT", "CONFIG", "HTTP", "READY", "REJECT", "FrameReader", "FrontConfig", "encode", "recv_frame"]
+
+CONFIG, READY, ALERT, REJECT, HTTP = "config", "ready", "alert", "reject", "http"
+
+_HEADER = struct.Struct("!I")
+MAX_FRAME = 256 * 1024 * 1024  # far above any body the front accepts; a longer length means a broken link
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    """Everything the front process needs, sent by the core over the link (secrets never touch argv or env)."""
+
+    sources: dict[str, Source]
+    max_body_bytes: int
+    rules: RuleSet
+    hosts: HostTags
+    graceful_timeout: int = 10  # seconds the front gives requests in flight when it is asked to stop
+
+
+def encode(message: Any) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Splits a byte stream into messages; keeps an incomplete tail for the next :meth:`feed`."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self._buf
+        buf += data
+        out, pos, end = [], 0, len(buf)
+        with memoryview(buf) as view:
+            while end - pos >= 4:
+                (size,) = _HEADER.unpack_from(buf, pos)
+                if size > MAX_FRAME:
+                    raise ValueError(f"link frame of {size} bytes: the stream is corrupt")
+                if end - pos - 4 < size:
+                    break
+                out.append(pickle.loads(view[pos + 4:pos + 4 + size]))
+                pos += 4 + size
+        del buf[:pos]
+        return out
+
+
+def recv_frame(sock: socket.socket) -> Any:
+    """Read exactly one message from a blocking socket (the start-up handshake); EOFError when it closed."""
+    header = _recv_exactly(sock, 4)
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"link frame of {size} bytes: the stream is corrupt")
+    return pickle.loads(_recv_exactly(sock, size))
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    parts, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the link closed")
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
