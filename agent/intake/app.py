@@ -127,11 +127,12 @@ async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, st
 
 
 def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
-    """An ASGI app answering ``POST /alerts/...`` directly (the storm path), everything else through FastAPI.
+    """An ASGI app answering ``POST /alerts/...`` directly, everything else through FastAPI.
 
     Why: FastAPI's routing, dependency and exception layers cost more than the alert's own work; the webhook is
     the one endpoint an alert storm hits. The FastAPI route stays the documented (OpenAPI) definition and
-    calls the same :func:`handle_alert`.
+    calls the same :func:`handle_alert`. This is the in-process path (tests, embedding); ``agent daemon``
+    checks alerts in its HTTP front process (:mod:`agent.intake.front`) with the same functions.
     """
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/alerts/"):

@@ -13,6 +13,7 @@ and wake the event loop once per commit, which encodes them and writes them to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -77,8 +78,9 @@ class Relay(asyncio.Protocol):
         with self._done_lock:
             self._done.append((rid, decisions, fut.exception()))
             wake = len(self._done) == 1
-        if wake and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._answer_stored)
+        if wake and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody is left to answer
+                self._loop.call_soon_threadsafe(self._answer_stored)
 
     def _answer_stored(self) -> None:
         with self._done_lock:
