@@ -200,6 +200,7 @@ class Daemon:
         self._thread = threading.Thread(target=self.serve, name="daemon-http", daemon=True)
         self._thread.start()
         if not self._serving.wait(timeout):
+            self.stop()  # the front process and the threads must not outlive the failed start
             raise RuntimeError("the daemon's HTTP server did not start")
         return self
 
