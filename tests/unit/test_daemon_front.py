@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import event, select
 
 from agent.store import Alert, Store
-from tests.unit.daemon_env import TOKEN, configure, running, sign, wazuh_alert
+from tests.unit.daemon_env import TOKEN, configure, running, sign, wait_for, wazuh_alert
 
 REPO = Path(__file__).resolve().parents[2]
 GEN = {"Authorization": f"Bearer {TOKEN}"}
@@ -31,16 +31,6 @@ DRY_RULE = """\
     params: {capture_evidence: false}
     policy: dry-run
 """
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def audit_events(tmp: Path) -> list[dict[str, Any]]:

@@ -4,8 +4,7 @@ stored before the answer, deduped, limited by the blast radius, and approvals de
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.store import Action, Alert, Store
-from tests.unit.daemon_env import API_TOKEN, TOKEN, configure, running, sign, wazuh_alert
+from tests.unit.daemon_env import API_TOKEN, TOKEN, configure, running, sign, wait_for, wazuh_alert
 
 API = {"Authorization": f"Bearer {API_TOKEN}"}
 GEN = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def count(store: Store, model: Any) -> int:

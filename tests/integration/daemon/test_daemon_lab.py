@@ -26,6 +26,7 @@ from agent.app import App
 from agent.daemon import Daemon
 from agent.lab import Lab
 from agent.store import Action, Approval, Store
+from tests.unit.daemon_env import wait_for as _wait_for
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[3]
@@ -88,13 +89,7 @@ def api(lab: Lab, url: str, method: str, path: str, **kw: Any) -> httpx.Response
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return _wait_for(cond, timeout, interval=0.05)
 
 
 def open_ports(lab: Lab, host: str) -> list[str]:
