@@ -98,15 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on", action="append", metavar="DEVICE")
     _acting(p, ttl=False)
 
-    p = sub.add_parser("disable-account", help="disable a directory account (runbook disable-account)")
-    p.add_argument("user")
+    p = sub.add_parser("disable-account", help="disable directory account(s) (runbook disable-account)")
+    p.add_argument("users", nargs="+", metavar="USER", help="sAMAccountName or UPN; several are planned together "
+                   "and refused together if any is protected")
     p.add_argument("--with-groups", action="store_true", help="also remove privileged group memberships")
     p.add_argument("--reset-password", action="store_true", help="also reset the password (NOT reversible)")
     p.add_argument("--directory", metavar="NAME")
     _acting(p)
 
     p = sub.add_parser("enable-account", help="undo disable-account from the journal")
-    p.add_argument("user")
+    p.add_argument("users", nargs="+", metavar="USER")
     p.add_argument("--directory", metavar="NAME")
     _acting(p, ttl=False)
 

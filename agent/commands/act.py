@@ -73,7 +73,7 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
             if cmd == "block-ip" and args.allow_private:
                 params["allow_private"] = True
         else:
-            book, subjects = _RUNBOOKS[cmd], [args.user]
+            book, subjects = _RUNBOOKS[cmd], list(args.users)
             if cmd == "disable-account":
                 params["with_groups"] = args.with_groups
                 params["reset_password"] = args.reset_password

@@ -76,3 +76,14 @@ class TestDisableAccount:
         res = agent(ad_lab, ad_cfg, "disable-account", "*)(objectClass=*", "--yes")
         assert res.returncode == 2 and "user" in res.stderr
         assert user_can_bind(ad_lab) is True
+
+    def test_several_users_are_refused_together(self, ad_lab: Lab, ad_cfg: Path):
+        """`disable-account jdoe breakglass`: one protected name refuses the whole command; jdoe is untouched."""
+        res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "breakglass", "--yes")
+        assert res.returncode == 3 and "breakglass" in res.stderr and "protected" in res.stderr
+        assert user_can_bind(ad_lab) is True
+        res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "ir-agent", "--dry-run", "--json")
+        assert res.returncode == 0, res.stderr + res.stdout
+        planned = [a for a in json.loads(res.stdout)["plan"]["actions"] if a["action"] == "disable_account"]
+        assert sorted(a["subject"] for a in planned) == sorted([DEMO_USER, "ir-agent"]), planned
+
