@@ -6,6 +6,7 @@ back with the lab's own tools, never by trusting the connector's report.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,26 @@ def agent(clean_lab: Lab) -> Iterator[Agent]:
                   "rm -f /run/containment-deadman.pid /run/containment-deadman.reverted; true")
     for host in ("victim", "legacy"):  # never leave a dead-man timer running into other tests
         clean_lab.exec(host, ["sh", "-c", stop_timer], check=False)
+
+
+def timers_in(lab: Lab, host: str) -> list[int]:
+    """PIDs of dead-man timer shells running on ``host`` (its mount namespace: the machine's PIDs are shared
+    with every other lab and test run, so a plain ``ps | grep`` would see their timers too)."""
+    from agent.lab import procs
+    sshd_pid = procs.read_pid(lab.host_dir(host) / "sshd.pid")
+    assert sshd_pid is not None
+    mnt = os.readlink(f"/proc/{sshd_pid}/ns/mnt")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"containment-deadman.pid" in (entry / "cmdline").read_bytes() and \
+                    os.readlink(entry / "ns" / "mnt") == mnt:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def rows(lab: Lab, matrix: list[tuple[str, str, int]]) -> dict[str, str]:
@@ -197,6 +218,7 @@ class TestDeadman:
             _, result, check = agent.isolate(s, {"confirm_seconds": 5, "confirm": False})
             assert check.in_effect and check.observed["deadman_armed_pid"] == result.details["deadman"]["pid"]
             assert "ARMED" in result.summary
+            assert timers_in(lab, "victim") == [result.details["deadman"]["pid"]]  # (timers_in sees real timers)
             assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "blocked"}
             assert wait_until(lambda: not agent.conn.verify(s, "isolate", {}).in_effect, timeout=9, interval=0.5)
             check = agent.conn.verify(s, "isolate", {})
@@ -244,8 +266,7 @@ class TestConfirmOrRevert:
             assert nft_ruleset(lab, "victim") == before
             assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "open"}
             # and no orphan timer that nobody could cancel is left waiting to "revert" later
-            procs = lab.exec("victim", ["sh", "-c", "ps -eo args | grep -c '[s]leep 30' || true"]).stdout.strip()
-            assert procs == "0", procs
+            assert timers_in(lab, "victim") == [], "an orphan dead-man timer was left on the host"
         finally:
             lab.exec("victim", ["rmdir", "/run/containment-deadman.pid"], check=False)
 
