@@ -99,7 +99,7 @@ def _read_config(config: str | None) -> None:
 
         app = App(config_path=Path(config) if config else None)
         app.inventory  # noqa: B018 - the property loads it
-    except Exception:  # noqa: BLE001 - a broken config is reported by the command that uses it, not here
+    except Exception:  # noqa: BLE001, S110 - a broken config is reported by the command that uses it, not here
         pass
 
 

@@ -21,7 +21,6 @@ FORWARDED_COMMANDS = frozenset({"contain", "release", "run", "plan", "block-ip",
                                 "enable-account", "status", "sweep", "incidents", "report"})
 ENV_KEEP = ("AGENT_CONFIG", "NO_COLOR", "TERM", "SUDO_USER", "USER", "LOGNAME", "HOME", "PATH", "TZ",
             "AGENT_FAILPOINTS", "COLUMNS")
-_SCM_RIGHTS = 1  # <sys/socket.h>; _socket exposes it as SCM_RIGHTS on Linux, the constant is fixed by the ABI
 
 
 def run_dir() -> str:
@@ -71,7 +70,7 @@ def try_forward(argv: list[str]) -> int | None:
         netns = os.open("/proc/self/ns/net", os.O_RDONLY)
         try:
             sock.sendmsg([pack("!I", len(request)) + request],
-                         [(_socket.SOL_SOCKET, _SCM_RIGHTS, pack("4i", 0, 1, 2, netns))])
+                         [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, pack("4i", 0, 1, 2, netns))])
         finally:
             os.close(netns)
         sys.stdout.flush()

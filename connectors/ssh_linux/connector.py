@@ -13,7 +13,7 @@ from connectors.base import ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import deadman, evidence, flows, isolate, rules, usersessions
 from connectors.ssh_linux.session import SshSession, open_session
-from connectors.ssh_linux.state import STATE_MARK, STATE_SCRIPT
+from connectors.ssh_linux.state import STATE_SCRIPT, then_read_script
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
 from connectors.types import (
     ActionResult,
@@ -70,8 +70,8 @@ class SshLinuxConnector(ConnectorBase):
                        f"--noflush <<'EOF'\n{rules.iptables_restore(a.management, a.ssh_port, version)}EOF")
         read_back = f"{STATE_SCRIPT}"
         if a.cut_sessions:
-            read_back = (f"{flows.cut_command(a.management, a.ssh_port)}; echo '{STATE_MARK}'; {STATE_SCRIPT}"
-                         "; then conntrack -D for each tracked non-management flow")
+            read_back = (then_read_script(flows.cut_command(a.management, a.ssh_port))
+                         + "; then conntrack -D for each tracked non-management flow")
             out.append(f"{host}: cut live flows and read the rules back: {read_back}")
         else:
             out.append(f"{host}: read the rules back: {read_back}")

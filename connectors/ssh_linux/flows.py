@@ -19,8 +19,7 @@ from typing import Any
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["MAX_FLOWS", "conntrack_delete_script", "cut_command", "cut_flows", "finish_cut", "parse_conntrack",
-           "ss_filter"]
+__all__ = ["MAX_FLOWS", "conntrack_delete_script", "cut_command", "finish_cut", "parse_conntrack", "ss_filter"]
 
 MAX_FLOWS = 2000
 _CT_LINE = re.compile(r"^(?P<proto>tcp|udp|icmp|icmpv6|sctp|udplite|dccp)\s+\d+\s+(?:\d+\s+)?(?:[A-Z_]+\s+)?"
@@ -93,16 +92,10 @@ def conntrack_delete_script(flows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cut_flows(session: SshSession, mgmt: Sequence[Network], port: int) -> dict[str, Any]:
-    """Run the cut on the host; return what was cut (sockets as ``ss`` printed them, conntrack counts)."""
-    _, out, _ = session.run(cut_command(mgmt, port), timeout=15, what="cut live flows")
-    return finish_cut(session, out, mgmt, port)
-
-
 def finish_cut(session: SshSession, out: str, mgmt: Sequence[Network], port: int) -> dict[str, Any]:
-    """Read the output of :func:`cut_command` and delete the tracked flows it listed (one more round trip, only
-    when there are any). Split from :func:`cut_flows` so isolation can send the cut together with other commands.
-    """
+    """Read the output of :func:`cut_command` (sent by isolation together with the read-back) and delete the
+    tracked flows it listed: one more round trip, only when there are any. Returns what was cut (sockets as
+    ``ss`` printed them, conntrack counts)."""
     head, _, rest = out.partition("@@SS_RC")
     sockets = [ln.strip() for ln in head.replace("@@SS", "", 1).splitlines() if ln.strip()]
     ss_rc = rest.split("\n", 1)[0].strip()

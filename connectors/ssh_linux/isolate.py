@@ -20,15 +20,12 @@ from connectors.ssh_linux import deadman, flows, rules
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import (
-    STATE_MARK,
-    STATE_SCRIPT,
     FirewallState,
-    after_state_mark,
-    checked_state,
     judge,
     normalise,
     read_state,
     ruleset_diff,
+    run_then_read,
 )
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
@@ -141,10 +138,8 @@ def _cut_and_read(s: SshSession, a: IsolateArgs, details: dict[str, Any], warnin
     if not a.cut_sessions:
         warnings.append("cut_sessions is false: connections opened before isolation are frozen, not ended")
         return read_state(s)
-    _, out, _ = s.run(f"{flows.cut_command(a.management, a.ssh_port)}; echo '{STATE_MARK}'; {STATE_SCRIPT}",
-                      timeout=20, check=True, what="cut live flows and read the rules back")
-    cut_out, state_out = after_state_mark(out)
-    after = checked_state(s, state_out)
+    cut_out, after = run_then_read(s, flows.cut_command(a.management, a.ssh_port),
+                                   what="cut live flows and read the rules back")
     try:
         details["cut"] = flows.finish_cut(s, cut_out, a.management, a.ssh_port)
     except ConnectorError as exc:
@@ -227,9 +222,8 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
     if not st.present:
         s.run(deadman.cancel_command(), timeout=10, what="cancel dead-man timer")
         return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
-    _, out, _ = s.run(f"{revert_script(st.tool)}; {deadman.cancel_command()}; echo '{STATE_MARK}'; {STATE_SCRIPT}",
-                      timeout=20, check=True, what="remove containment rules and read the ruleset back")
-    after = checked_state(s, after_state_mark(out)[1])
+    _, after = run_then_read(s, f"{revert_script(st.tool)}; {deadman.cancel_command()}",
+                             what="remove containment rules and read the ruleset back")
     if after.present:
         raise VerifyFailed(f"containment rules still present after release: {rule_summary(after)}",
                            target=s.label)

@@ -126,6 +126,9 @@ class SshSession:
         self.close()
 
 
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)  # Linux value; other systems simply ignore the failure
+
+
 class _QuickAckSocket:
     """A TCP socket that acknowledges every segment at once (``TCP_QUICKACK`` re-armed after each read).
 
@@ -148,9 +151,6 @@ class _QuickAckSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
-
-
-_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)  # Linux value; other systems simply ignore the failure
 
 
 def _load_key(creds: Credentials, label: str) -> Any:

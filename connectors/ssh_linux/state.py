@@ -19,8 +19,8 @@ from connectors.ssh_linux import deadman, rules
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["STATE_MARK", "STATE_SCRIPT", "FirewallState", "after_state_mark", "checked_state", "judge", "normalise",
-           "parse_state", "read_state", "ruleset_diff"]
+__all__ = ["STATE_SCRIPT", "FirewallState", "judge", "normalise", "parse_state", "read_state", "ruleset_diff",
+           "run_then_read", "then_read_script"]
 
 STATE_SCRIPT = (
     deadman.status_command() + "; "
@@ -128,7 +128,7 @@ def parse_state(out: str) -> FirewallState:
     return state
 
 
-STATE_MARK = "@@@STATE"  # separates the state sections from the output of commands run before them
+_STATE_MARK = "@@@STATE"  # separates the state sections from the output of commands run before them
 
 
 def read_state(session: SshSession, *, reuse_within: float = 0.0) -> FirewallState:
@@ -139,18 +139,25 @@ def read_state(session: SshSession, *, reuse_within: float = 0.0) -> FirewallSta
             return cached
     _, out, _ = session.run(STATE_SCRIPT, timeout=min(session.ctx.command_timeout, 20), check=True,
                             what="read firewall state")
-    return checked_state(session, out)
+    return _checked_state(session, out)
 
 
-def after_state_mark(out: str) -> tuple[str, str]:
-    """Split the output of ``<commands>; echo @@@STATE; STATE_SCRIPT`` into (commands' output, state output)."""
-    head, mark, tail = out.partition(f"\n{STATE_MARK}\n")
-    if not mark and out.startswith(f"{STATE_MARK}\n"):
-        return "", out[len(STATE_MARK) + 1:]
-    return head, tail
+def then_read_script(commands: str) -> str:
+    """``commands`` followed by :data:`STATE_SCRIPT`, as one command text (what :func:`run_then_read` sends)."""
+    return f"{commands}; echo '{_STATE_MARK}'; {STATE_SCRIPT}"
 
 
-def checked_state(session: SshSession, out: str) -> FirewallState:
+def run_then_read(session: SshSession, commands: str, *, what: str,
+                  timeout: float = 20) -> tuple[str, FirewallState]:
+    """Run ``commands`` and read the state back in the same round trip; return (their output, the state)."""
+    _, out, _ = session.run(then_read_script(commands), timeout=timeout, check=True, what=what)
+    head, mark, tail = out.partition(f"\n{_STATE_MARK}\n")
+    if not mark and out.startswith(f"{_STATE_MARK}\n"):
+        head, tail = "", out[len(_STATE_MARK) + 1:]
+    return head, _checked_state(session, tail)
+
+
+def _checked_state(session: SshSession, out: str) -> FirewallState:
     """Parse state output; a failed listing raises. The result is remembered on the session."""
     state = parse_state(out)
     if state.failed:
