@@ -36,7 +36,7 @@ from connectors.types import (
     Verification,
 )
 
-__all__ = ["Session", "Connector", "ConnectorBase"]
+__all__ = ["Connector", "ConnectorBase", "Session"]
 
 
 @runtime_checkable

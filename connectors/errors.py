@@ -20,15 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ConnectorError",
-    "Unreachable",
-    "Timeout",
     "AuthError",
+    "ConnectorError",
     "HostKeyError",
-    "TLSError",
-    "Rejected",
-    "VerifyFailed",
     "InvalidInput",
+    "Rejected",
+    "TLSError",
+    "Timeout",
+    "Unreachable",
+    "VerifyFailed",
 ]
 
 
@@ -59,7 +59,7 @@ class ConnectorError(Exception):
         return _KINDS.get(type(self).__name__, type(self).__name__)
 
     def with_context(self, *, target: str | None = None, connector: str | None = None,
-                     action: str | None = None) -> "ConnectorError":
+                     action: str | None = None) -> ConnectorError:
         """Fill in missing context (the engine knows the target; deep helpers often don't)."""
         self.target = self.target or target
         self.connector = self.connector or connector

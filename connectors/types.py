@@ -11,15 +11,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 __all__ = [
-    "Secret",
-    "Credentials",
-    "Target",
-    "ConnectorContext",
-    "ActionSpec",
-    "Snapshot",
     "ActionResult",
-    "Verification",
+    "ActionSpec",
+    "ConnectorContext",
+    "Credentials",
+    "Secret",
+    "Snapshot",
+    "Target",
     "TargetKind",
+    "Verification",
 ]
 
 TargetKind = Literal["host", "account", "device"]

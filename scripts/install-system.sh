@@ -7,6 +7,9 @@ PKGS=(
   samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient
   poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core
   tmux make
+  # later waves: real peers in the tests (Kerberos build headers, Alertmanager, PostgreSQL, RabbitMQ, Chromium, SMTP via
+  # aiosmtpd from PyPI), sudo/doas for non-root service accounts on lab hosts
+  libkrb5-dev prometheus-alertmanager postgresql rabbitmq-server chromium chromium-driver sudo opendoas
 )
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
@@ -17,5 +20,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Debian enables the system sshd/samba units on install; the lab runs its own copies only.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  systemctl disable --now ssh samba-ad-dc smbd nmbd winbind >/dev/null 2>&1 || true
+  systemctl disable --now ssh samba-ad-dc smbd nmbd winbind prometheus-alertmanager postgresql rabbitmq-server >/dev/null 2>&1 || true
 fi

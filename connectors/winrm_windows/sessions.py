@@ -25,7 +25,7 @@ __all__ = [
     "verify_sessions_gone",
 ]
 
-_READ = "\n".join([  # noqa: FLY002 - one statement per line, as the host sees it
+_READ = "\n".join([
     "$ErrorActionPreference = 'Stop'",
     "$r = [ordered]@{}",
     "$r.quser = (& quser.exe 2>&1 | Out-String)",

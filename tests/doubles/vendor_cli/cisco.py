@@ -136,7 +136,7 @@ class AsaModel(Model):
 
     def _config(self, cmd: str, line: str) -> str:
         st: AsaState = self.state
-        if cmd in ("end", "exit") and self.mode == "config" or cmd == "end":
+        if (cmd in ("end", "exit") and self.mode == "config") or cmd == "end":
             self.mode = "priv"
             return ""
         if cmd == "terminal width 511":

@@ -39,7 +39,7 @@ hosts:
 """)
     (tmp_path / "agent.yaml").write_text(
         "inventory: inventory.yaml\n"
-        + f"runbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\nevidence_dir: evidence\n"
+         f"runbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\nevidence_dir: evidence\n"
         "ssh: {connect_timeout: 2, command_timeout: 5}\nengine: {retries: 2, backoff: 0.1}\n")
     return tmp_path / "agent.yaml"
 
