@@ -50,6 +50,20 @@ def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
         p.add_argument("--ttl", metavar="DURATION", help="release automatically after e.g. 30m, 4h, 2d")
 
 
+def _host_selectors(p: argparse.ArgumentParser) -> None:
+    """Every way to name hosts (agent/targets.py resolves them against the inventory before planning)."""
+    p.add_argument("--host", "-H", action="append", default=[], metavar="HOST[,HOST...]",
+                   help="inventory name or address; repeat or separate with commas")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG", help="every inventory host with this tag")
+    p.add_argument("--site", action="append", default=[], metavar="SITE", help="every inventory host at this site")
+    p.add_argument("--cidr", action="append", default=[], metavar="NETWORK",
+                   help="every inventory host with an address in this network, e.g. 10.0.4.0/24")
+    p.add_argument("--from-file", action="append", default=[], metavar="FILE",
+                   help="one host name or address per line (# comments; '-' reads standard input)")
+    p.add_argument("--count", type=int, metavar="N",
+                   help="with --yes on more hosts than engine.confirm_count_above: the number of hosts you expect")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -58,16 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("contain", help="isolate host(s) from the network (runbook isolate-host)")
-    p.add_argument("--host", "-H", action="append", required=True, metavar="HOST",
-                   help="inventory name or address; repeat for several hosts")
+    _host_selectors(p)
     p.add_argument("--runbook", "-r", default="isolate-host", help="runbook name or file (default isolate-host)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="runbook parameter")
     _acting(p)
 
     p = sub.add_parser("release", help="undo containment of host(s) or of a whole incident")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--host", "-H", action="append", metavar="HOST")
-    g.add_argument("--incident-all", dest="release_incident", metavar="ID", help="undo every action of an incident")
+    _host_selectors(p)
+    p.add_argument("--incident-all", dest="release_incident", metavar="ID", help="undo every action of an incident")
     p.add_argument("--runbook", "-r", default="release-host")
     _acting(p, ttl=False)
 

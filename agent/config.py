@@ -35,6 +35,7 @@ class Settings:
     retries: int = 3
     backoff: float = 0.5
     confirm_timeout: int = 300
+    confirm_count_above: int = 5  # CLI: acting on more hosts than this asks for the expected count, not just y/N
     rules: Path | None = None
     obligations: Path | None = None
     daemon: dict[str, object] = field(default_factory=dict)
@@ -69,7 +70,8 @@ def load_settings(path: Path | str | None = None) -> Settings:
     root = load_yaml(cfg_path).root().mapping(allowed=_TOP, required={"inventory"})
     base = cfg_path.resolve().parent
     ssh = root.child("ssh").mapping(allowed={"known_hosts", "connect_timeout", "command_timeout"})
-    eng = root.child("engine").mapping(allowed={"max_parallel", "retries", "backoff", "confirm_timeout"})
+    eng = root.child("engine").mapping(allowed={"max_parallel", "retries", "backoff", "confirm_timeout",
+                                                        "confirm_count_above"})
     db = root.get("database")
     if db is not None and "://" in db.str_():
         database = db.str_()
@@ -110,6 +112,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         retries=integer(eng.get("retries"), 3, 1, 20),
         backoff=num(eng.get("backoff"), 0.5),
         confirm_timeout=integer(eng.get("confirm_timeout"), 300, 10, 86400),
+        confirm_count_above=integer(eng.get("confirm_count_above"), 5, 1, 100000),
         rules=opt_path(root.get("rules")),
         obligations=opt_path(root.get("obligations")),
         daemon=dict(daemon.mapping().value) if daemon is not None else {},

@@ -45,6 +45,9 @@ def run_act(args: argparse.Namespace) -> int:
 
 def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     from agent.runbook import find_runbook
+    selected: list[str] = []
+    if args.command in ("contain", "release") and not getattr(args, "release_incident", None):
+        selected = _select_hosts(app, args)  # bad names stop here, before any reconcile touches a host
     if args.command != "plan" and not getattr(args, "dry_run", False):
         _reconcile(app, args)  # finish what a crashed run left before planning on top of it
     planner = app.planner()
@@ -52,6 +55,9 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     devices = getattr(args, "on", None)
     directory = getattr(args, "directory", None)
     params = _params(getattr(args, "param", []) or [])
+    if cmd == "release" and getattr(args, "release_incident", None) and not _selection(args).empty():
+        raise InputError("release: give either --incident-all or hosts (--host/--tag/--site/--cidr/--from-file), "
+                         "not both")
     if cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
         from agent.store import utcnow
         if cmd == "sweep":
@@ -65,7 +71,7 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
                               f"incident {args.release_incident}: nothing active to undo")
     else:
         if cmd == "contain" or cmd == "release":
-            book, subjects = args.runbook, args.host
+            book, subjects = args.runbook, selected
         elif cmd in ("run", "plan"):
             book, subjects = args.runbook, args.targets
         elif cmd in ("block-ip", "unblock-ip"):
@@ -95,10 +101,60 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         else:
             print(color("Nothing to do.", "green"))
         return exitcodes.DONE
-    if not args.yes and not _confirm():
+    hosts = _host_count(plan)
+    if hosts > app.settings.confirm_count_above and not _count_confirmed(args, hosts):
+        return exitcodes.REFUSED
+    if hosts <= app.settings.confirm_count_above and not args.yes and not _confirm():
         err("not confirmed: nothing was changed (pass --yes to skip the question)")
         return exitcodes.REFUSED
     return _execute(app, args, plan, ttl)
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from agent.targets import Selection
+    return Selection(hosts=getattr(args, "host", None) or (), tags=getattr(args, "tag", None) or (),
+                     sites=getattr(args, "site", None) or (), cidrs=getattr(args, "cidr", None) or (),
+                     files=getattr(args, "from_file", None) or ())
+
+
+def _select_hosts(app: App, args: argparse.Namespace) -> list[str]:
+    """Resolve --host/--tag/--site/--cidr/--from-file to inventory names before anything is planned."""
+    from agent.targets import TargetSelector
+    return TargetSelector(app.inventory).resolve(_selection(args))
+
+
+def _host_count(plan: Any) -> int:
+    return len({pa.target.name for pa in plan.actions if pa.target.kind == "host" and pa.spec.mutating})
+
+
+def _count_confirmed(args: argparse.Namespace, hosts: int) -> bool:
+    """Many hosts at once: the responder states how many they expect, so a too-wide tag or CIDR is caught.
+
+    With ``--yes`` the number comes from ``--count N``; on a terminal it is typed at the prompt. A mismatch or no
+    answer changes nothing.
+    """
+    expected = getattr(args, "count", None)
+    if args.yes:
+        if expected == hosts:
+            return True
+        err(f"this plan changes {hosts} hosts: pass --count {hosts} with --yes to confirm the number "
+            f"(got {'no --count' if expected is None else f'--count {expected}'}); nothing was changed")
+        return False
+    if expected is not None and expected != hosts:
+        err(f"--count {expected} does not match the {hosts} hosts in this plan; nothing was changed")
+        return False
+    if not sys.stdin.isatty():
+        err(f"refusing to act on {hosts} hosts without confirmation: standard input is not a terminal; "
+            f"pass --yes --count {hosts}")
+        return False
+    try:
+        answer = input(color(f"This changes {hosts} hosts. Type the number of hosts to proceed: ", "bold"))
+    except EOFError:
+        return False
+    if answer.strip() == str(hosts):
+        return True
+    err(f"not confirmed ({answer.strip()!r} is not {hosts}): nothing was changed")
+    return False
 
 
 def _confirm() -> bool:
