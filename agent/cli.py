@@ -36,8 +36,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _commands_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--commands", "-v", action="store_true", dest="commands",
+                   help="show the exact text that will be sent to each target, not only the effect")
+
+
 def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
     _common(p)
+    _commands_flag(p)
     p.add_argument("--reason", default="", help="why (recorded in the audit log and the counsel report)")
     p.add_argument("--incident", metavar="ID", help="attach to an existing incident instead of opening one")
     p.add_argument("--discovered", metavar="ISO-TIME",
@@ -96,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--on", action="append", metavar="DEVICE")
     _common(p)
+    _commands_flag(p)
 
     p = sub.add_parser("block-ip", help="block address(es) on firewalls/routers (runbook block-ip)")
     p.add_argument("addresses", nargs="+", metavar="ADDR", help="IPv4/IPv6 address or CIDR")

@@ -42,7 +42,8 @@ class PlannedAction:
     spec: ActionSpec
     undo_of: str | None = None  # journaled action id this undoes
     snapshot: dict[str, Any] | None = None
-    preview: list[str] = field(default_factory=list)
+    preview: list[str] = field(default_factory=list)  # the exact text that will be sent (--commands)
+    summary: list[str] = field(default_factory=list)  # the effect in a line or two, for people (the default plan)
     action_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the journal row's id, known at planning
 
     @property
@@ -74,7 +75,7 @@ class Plan:
                 "actions": [{"action_id": a.action_id, "subject": a.subject, "step": a.step.id, "target": a.target.name,
                              "address": a.target.address, "connector": a.connector, "action": a.action,
                              "undo_of": a.undo_of, "args": _public_args(a.args), "reversible": a.spec.reversible,
-                             "preview": a.preview} for a in self.actions]}
+                             "summary": a.summary, "preview": a.preview} for a in self.actions]}
 
 
 def _public_args(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -216,10 +217,11 @@ class Planner:
         try:
             conn.validate(target, step.action, args)
             preview = conn.preview(target, step.action, args, self.ctx)
+            summary = conn.summarize(target, step.action, args, self.ctx)
         except ConnectorError as exc:
             raise InputError(f"{target.name}: {step.action}: {exc.message}") from None
         return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
-                             args=args, spec=spec, preview=preview)
+                             args=args, spec=spec, preview=preview, summary=summary)
 
     def _plan_undo(self, subject: str, step: Step, entry: HostEntry, address: str,
                    plan: Plan) -> list[PlannedAction]:

@@ -60,6 +60,14 @@ class Connector(Protocol):
                 ctx: ConnectorContext) -> list[str]:
         """The exact commands/changes ``apply`` would send, for dry runs. Must not connect."""
 
+    def summarize(self, target: Target, action: str, args: Mapping[str, Any],
+                  ctx: ConnectorContext) -> list[str]:
+        """One or two lines a person checks in a plan: the effect, what stays reachable, for how long, the undo.
+
+        Built from the same parsed arguments ``preview`` uses (so it cannot describe something else); must not
+        connect. ``preview`` stays the exact text, shown with ``--commands``.
+        """
+
     def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> Session:
         """Connect and authenticate (host key / certificate checks happen here)."""
 
@@ -110,6 +118,12 @@ class ConnectorBase:
                 ctx: ConnectorContext) -> list[str]:
         result: list[str] = self._hook("preview", action)(target, args, ctx)
         return result
+
+    def summarize(self, target: Target, action: str, args: Mapping[str, Any],
+                  ctx: ConnectorContext) -> list[str]:
+        """Default: the action's own description (connectors override per action for concrete effects)."""
+        spec = self.actions.get(action)
+        return [spec.description] if spec is not None else []
 
     def snapshot(self, session: Session, action: str, args: Mapping[str, Any]) -> Snapshot:
         hook = getattr(self, f"_snapshot_{action}", None)

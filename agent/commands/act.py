@@ -92,7 +92,7 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE
     if not args.json:
-        _print_plan(plan, dry)
+        _print_plan(plan, dry, commands=getattr(args, "commands", False))
     if dry:
         return exitcodes.DONE
     if not plan.actions:
@@ -242,26 +242,85 @@ def _undo_incident(app: App, plan: Any) -> str | None:
     return incidents.pop() if len(incidents) == 1 else None
 
 
-def _print_plan(plan: Any, dry: bool) -> None:
+def _print_plan(plan: Any, dry: bool, *, commands: bool = False) -> None:
+    """The plan as a person checks it: the effect per step in a line or two, targets grouped when the effect is
+    the same (40 hosts read as one block, not 40); ``--commands`` adds the exact text sent to each target.
+
+    Both come from the same planned actions the engine executes (``summary`` and ``preview``).
+    """
+    import shutil
+    import textwrap
+
+    width = max(60, min(shutil.get_terminal_size((120, 40)).columns, 160))
     head = "Dry run — nothing will be changed" if dry else "Plan"
-    print(color(f"{head}: {plan.runbook.name} on {', '.join(plan.subjects) or '(none)'}", "bold"))
-    for n, pa in enumerate(plan.actions, 1):
-        flags = []
-        if not pa.spec.mutating:
-            flags.append("read-only")
-        elif pa.undo_of:
-            flags.append("undo")
-        elif pa.spec.reversible:
-            flags.append("reversible")
-        else:
-            flags.append(color("NOT reversible", "red"))
-        print(f"  {n}. {pa.describe()}  [{', '.join(flags)}]")
-        if dry:
-            for line in pa.preview:
-                for sub in str(line).splitlines():
-                    print(color(f"       {sub}", "dim"))
+    subjects = plan.subjects
+    named = ", ".join(subjects) if len(subjects) <= 3 else f"{len(subjects)} targets"
+    print(color(f"{head}: {plan.runbook.name} on {named or '(none)'}", "bold"))
+    for n, (label, flags, summary, group) in enumerate(_groups(plan), 1):
+        print(f"  {n}. {label}  [{', '.join(flags)}]")
+        prefix = "on: " if len(group) == 1 else f"on {len(group)} targets: "
+        for line in _wrap_items(prefix, [f"{pa.target.name} ({pa.target.address})" for pa in group], width - 5):
+            print(f"     {line}")
+        for line in summary:
+            for sub in textwrap.wrap(line, width=width - 7) or [""]:
+                print(color(f"     {sub}", "dim"))
+        if commands:
+            for pa in group:
+                if pa.undo_of:
+                    continue
+                print(color(f"     exact text for {pa.target.name}:", "dim"))
+                for line in pa.preview:
+                    for sub in str(line).splitlines():
+                        print(color(f"       | {sub}", "dim"))
+    if dry and not commands and any(pa.preview for pa in plan.actions if not pa.undo_of):
+        print(color("  (--commands shows the exact text sent to each target)", "dim"))
     for note in plan.notes:
         print(color(f"  note: {note}", "yellow"))
+
+
+def _wrap_items(prefix: str, items: list[str], width: int) -> list[str]:
+    """Comma-separated items wrapped between items only (a host name and its address never split)."""
+    lines, line = [], prefix
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if line.strip() and len(line) + len(piece) + 1 > width and line != prefix:
+            lines.append(line.rstrip())
+            line = "    "
+        line += piece + " "
+    lines.append(line.rstrip())
+    return lines
+
+
+def _groups(plan: Any) -> list[tuple[str, list[str], list[str], list[Any]]]:
+    """Consecutive-or-not actions with the same step, action, flags and effect, in plan order."""
+    out: dict[tuple[Any, ...], tuple[str, list[str], list[str], list[Any]]] = {}
+    for pa in plan.actions:
+        flags = _flags(pa)
+        if pa.undo_of:
+            label = f"{pa.step.id}: undo {pa.action}"
+            incidents = sorted({line.rsplit("incident ", 1)[-1].split(")")[0] for line in pa.preview
+                                if "incident " in line})
+            summary = [f"restore the state journaled before {pa.action} (incident {', '.join(incidents)})"
+                       if incidents else "restore the journaled snapshot"]
+            key: tuple[Any, ...] = ("undo", pa.step.id, pa.action, tuple(flags), tuple(summary))
+        else:
+            label = f"{pa.step.id}: {pa.action} via {pa.connector}"
+            summary = list(pa.summary)
+            key = ("apply", pa.step.id, pa.action, pa.connector, tuple(flags), tuple(summary))
+        if key not in out:
+            out[key] = (label, flags, summary, [])
+        out[key][3].append(pa)
+    return list(out.values())
+
+
+def _flags(pa: Any) -> list[str]:
+    if not pa.spec.mutating:
+        return ["read-only"]
+    if pa.undo_of:
+        return ["undo"]
+    if pa.spec.reversible:
+        return ["reversible"]
+    return [color("NOT reversible", "red")]
 
 
 def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timedelta | None) -> None:

@@ -55,6 +55,23 @@ class SshLinuxConnector(ConnectorBase):
             parse_port(target.port, "port")
         parse_isolate_args(args, default_management=None)
 
+    def summarize(self, target: Target, action: str, args: Mapping[str, Any],
+                  ctx: ConnectorContext) -> list[str]:
+        if action != "isolate":
+            return super().summarize(target, action, args, ctx)
+        a = isolate.isolate_args(args, ctx)
+        keep = ", ".join(str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in a.management)
+        effect = (f"nftables (iptables where nft is missing); keep tcp/{a.ssh_port} from {keep}; "
+                  "drop everything else in and out")
+        if a.cut_sessions:
+            effect += "; cut live flows"
+        if a.confirm_seconds:
+            revert = (f"auto-revert in {a.confirm_seconds} s unless a fresh connection confirms" if a.confirm
+                      else f"auto-revert in {a.confirm_seconds} s (not confirmed: reverts by design)")
+        else:
+            revert = "no auto-revert timer"
+        return [effect, f"{revert}; undo: delete only our table/chains, ruleset must equal the snapshot"]
+
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         a = isolate.isolate_args(args, ctx)
         host = f"ssh {target.address}:{target.port or 22}"

@@ -1,0 +1,63 @@
+"""The default plan is for a person at 3 a.m.: the effect per step, targets grouped, fits a screen; the exact text
+sent to each target is one flag away (`--commands`) and comes from the same planned actions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, hosts: int) -> Path:
+    lines = "".join(f"  fin-ws-{i:02d}: {{address: 127.0.3.{i}, os: linux, tags: [outbreak]}}\n"
+                    for i in range(1, hosts + 1))
+    (tmp_path / "inventory.yaml").write_text(
+        "management:\n  addresses: [192.0.2.10]  # the agent's own address: never contacted\n"
+        "defaults:\n  ssh_linux:\n    credentials: {username: root, private_key: file:/nonexistent/key}\n"
+        f"hosts:\n{lines}")
+    (tmp_path / "agent.yaml").write_text(
+        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
+        "evidence_dir: var/evidence\n")
+    return tmp_path / "agent.yaml"
+
+
+def _agent(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AGENT_CONFIG": str(cfg), "NO_COLOR": "1", "AGENT_NO_WARM": "1", "COLUMNS": "120"}
+    return subprocess.run([str(REPO / ".venv" / "bin" / "agent"), *args], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+
+class TestPlanForPeople:
+    def test_ten_hosts_fit_one_screen(self, tmp_path: Path):
+        """10 hosts: the default dry run fits in 40 rows × 120 columns and names every host."""
+        res = _agent(_config(tmp_path, 10), "contain", "--tag", "outbreak", "--dry-run")
+        assert res.returncode == 0, res.stderr
+        rows = res.stdout.splitlines()
+        assert len(rows) <= 40, res.stdout
+        assert max(len(r) for r in rows) <= 120, res.stdout
+        for i in range(1, 11):
+            assert f"fin-ws-{i:02d} (127.0.3.{i})" in res.stdout
+
+    def test_default_shows_effect_not_shell(self, tmp_path: Path):
+        """What stays reachable, from where, and for how long — without the dead-man script text."""
+        res = _agent(_config(tmp_path, 1), "contain", "--host", "fin-ws-01", "--dry-run")
+        assert res.returncode == 0, res.stderr
+        assert "keep tcp/22 from 192.0.2.10" in res.stdout
+        assert "auto-revert in 300 s" in res.stdout
+        assert "<<'EOF'" not in res.stdout and "nft -f" not in res.stdout
+        assert len(res.stdout) < 1500, len(res.stdout)
+
+    def test_commands_shows_the_exact_preview(self, tmp_path: Path):
+        """`--commands` prints every preview line of the plan's JSON, i.e. the same text the engine sends."""
+        cfg = _config(tmp_path, 1)
+        human = _agent(cfg, "contain", "--host", "fin-ws-01", "--dry-run", "--commands")
+        machine = _agent(cfg, "contain", "--host", "fin-ws-01", "--dry-run", "--json")
+        assert human.returncode == 0 and machine.returncode == 0, human.stderr + machine.stderr
+        plan = json.loads(machine.stdout)["plan"]
+        shown = [line.split("| ", 1)[1] for line in human.stdout.splitlines() if "| " in line]
+        expected = [sub for action in plan["actions"] for line in action["preview"] for sub in line.splitlines()]
+        assert shown == expected
+        assert all(action["summary"] for action in plan["actions"])
