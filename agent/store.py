@@ -3,6 +3,7 @@
 Why every transition is a committed row: a crash at any point leaves a record of exactly how far each action got,
 so the engine can reconcile on start (verify the target's real state; finish or mark failed — never apply twice).
 The daemon adds alerts and approvals to the same database; APScheduler's job store shares it too.
+The schema is versioned with Alembic (agent/migrations): a model change here needs a revision there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
@@ -60,7 +61,7 @@ class _UTC(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: _UTC()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: _UTC()}
 
 
 class Incident(Base):
@@ -117,7 +118,8 @@ class Action(Base):
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id, "incident": self.incident_id, "runbook": self.runbook, "step": self.step,
-            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "subject": self.subject, "address": self.address,
+            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "subject": self.subject,
+            "address": self.address,
             "connector": self.connector, "action": self.action, "state": self.state, "changed": self.changed,
             "error": self.error, "error_kind": self.error_kind, "attempts": self.attempts,
             "result": self.result, "verification": self.verification,
@@ -184,7 +186,8 @@ class Store:
                                             connect_args={"timeout": 30} if url.startswith("sqlite") else {})
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        from agent.migrations import ensure_schema
+        ensure_schema(self.engine)  # Alembic: a new journal is created, an older one upgraded (docs/migrations.md)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
