@@ -44,6 +44,9 @@ def _commands_flag(p: argparse.ArgumentParser) -> None:
 def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
     _common(p)
     _commands_flag(p)
+    p.add_argument("--events", metavar="FILE",
+                   help="write one JSON object per journal transition (NDJSON) to FILE; '-' = standard output "
+                        "instead of the human output (--json stays one document per command)")
     p.add_argument("--reason", default="", help="why (recorded in the audit log and the counsel report)")
     p.add_argument("--incident", metavar="ID", help="attach to an existing incident instead of opening one")
     p.add_argument("--discovered", metavar="ISO-TIME",

@@ -9,9 +9,13 @@ import os
 import socket
 import uuid
 from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.store import Action, Incident, Store, Transition, utcnow
+
+if TYPE_CHECKING:
+    from agent.progress import Transition as Transition_
 
 __all__ = ["OWNER", "AuditSink", "Journal"]
 
@@ -25,6 +29,17 @@ class AuditSink(Protocol):
 class Journal:
     def __init__(self, store: Store, audit: AuditSink) -> None:
         self.store, self.audit = store, audit
+        # Called after each committed transition (live progress, --events): they see what the journal says.
+        self.observers: list[Callable[[Transition_], None]] = []
+
+    def _notify(self, row: Action, from_state: str, to_state: str, detail: str) -> None:
+        if not self.observers:
+            return
+        from agent.progress import Transition as Event
+        event = Event(incident=row.incident_id, action_id=row.id, target=row.target, step=row.step,
+                      action=row.action, kind=row.kind, from_state=from_state, to_state=to_state, detail=detail)
+        for observer in list(self.observers):
+            observer(event)
 
     def create(self, row: Action) -> Action:
         row.owner = OWNER
@@ -37,6 +52,7 @@ class Journal:
                           undo_of=row.undo_of, target=row.target, address=row.address, connector=row.connector,
                           action=row.action, args=row.args, runbook=row.runbook, step=row.step,
                           requested_by=row.requested_by, approved_by=row.approved_by, reason=row.reason)
+        self._notify(row, "", row.state, "intent recorded")
         return row
 
     def transition(self, row: Action, to_state: str, detail: str = "", **changes: Any) -> Action:
@@ -70,6 +86,7 @@ class Journal:
         elif to_state == "failed":
             self.audit.record("action.failed", incident=row.incident_id, action_id=row.id, target=row.target,
                               action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind)
+        self._notify(row, from_state, to_state, detail)
         return row
 
     def mark_undone(self, original_id: str, by_action: str) -> None:

@@ -7,6 +7,7 @@ reconcile leftovers of crashed runs → open/attach the incident → execute →
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import timedelta
 from typing import Any
@@ -91,13 +92,15 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE
-    if not args.json:
+    if not args.json and not _events_to_stdout(args):
         _print_plan(plan, dry, commands=getattr(args, "commands", False))
     if dry:
         return exitcodes.DONE
     if not plan.actions:
         if args.json:
             emit_json({"status": "done", "changed": False, "notes": plan.notes, "outcomes": []})
+        elif _events_to_stdout(args):
+            print(json.dumps({"event": "result", "status": "done", "changed": False, "notes": plan.notes}))
         else:
             print(color("Nothing to do.", "green"))
         return exitcodes.DONE
@@ -170,38 +173,88 @@ def _confirm() -> bool:
 
 def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | None) -> int:
     from agent.engine import Interrupted
+    from agent.progress import EventStream, ProgressBoard
+
+    quiet = args.json or _events_to_stdout(args)
+    board = ProgressBoard() if not quiet and sys.stdout.isatty() else None
+    finished: list[Any] = []
 
     def progress(kind: str, obj: Any) -> None:
-        if args.json or kind != "end":
+        if quiet or kind != "end":
             return
-        state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
-        line = f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}"
-        print(line, flush=True)
-        for warning in obj.warnings:
-            print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
+        if board is not None:
+            finished.append(obj)  # printed under the board once it stops redrawing
+        else:
+            _print_outcome(obj)
 
     engine = app.engine(on_event=progress)
+    events_file = _open_events(args)
+    stream = EventStream(events_file) if events_file is not None else None
+    if stream is not None:
+        engine.journal.observers.append(stream)
+        stream.emit("plan", plan=plan.to_dict())
+    if board is not None:
+        engine.journal.observers.append(board)
     incident = args.incident or _undo_incident(app, plan) or new_incident_id()
     title = f"{plan.runbook.name} on {', '.join(plan.subjects)}"
     engine.journal.open_incident(incident, title=title, reason=args.reason, requested_by=app.actor,
                                  trigger="cli", discovered_at=_discovered(args))
-    if not args.json:
+    if not quiet:
         print(color(f"Incident {incident}", "bold"))
+    if board is not None:
+        board.start()
     try:
         result = engine.execute(plan, incident, reason=args.reason, ttl=ttl)
     except Interrupted:
+        if board is not None:
+            board.stop()
+        if stream is not None:
+            stream.emit("interrupted", incident=incident)
         err(f"interrupted: the journal is consistent; unfinished actions of {incident} will be reconciled "
             "on the next run")
         return exitcodes.INTERRUPTED
+    finally:
+        if board is not None:
+            board.stop()
+    for obj in finished:
+        _print_outcome(obj)
     if args.command == "unblock-ip":
         _close_unblocked(app, engine, plan, result)
     status = result.status
+    if stream is not None:
+        stream.emit("result", **result.to_dict())
+        if events_file is not None and events_file is not sys.stdout:
+            events_file.close()
     if args.json:
         emit_json({**result.to_dict(), "notes": plan.notes})
-    else:
+    elif not quiet:
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _print_outcome(obj: Any) -> None:
+    state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
+    print(f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}", flush=True)
+    for warning in obj.warnings:
+        print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
+
+
+def _events_to_stdout(args: argparse.Namespace) -> bool:
+    return getattr(args, "events", None) == "-"
+
+
+def _open_events(args: argparse.Namespace) -> Any:
+    """``--events -``: NDJSON on stdout instead of the human output; ``--events FILE``: NDJSON into FILE."""
+    target = getattr(args, "events", None)
+    if not target:
+        return None
+    if target == "-":
+        return sys.stdout
+    try:
+        return open(target, "a", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--events {target}: cannot open ({exc.strerror})") from None
 
 
 def _discovered(args: argparse.Namespace) -> Any:
@@ -226,7 +279,7 @@ def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:
 def _reconcile(app: App, args: argparse.Namespace) -> None:
     from agent.reconcile import reconcile
     for rec in reconcile(app.engine()):
-        if not args.json:
+        if not args.json and not _events_to_stdout(args):
             print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
                         f"{rec.outcome} — {rec.detail}", "yellow"))
 
@@ -334,6 +387,7 @@ def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timede
     if ttl and status in ("done", "partial"):
         print(f"Automatic release after {args.ttl} (run `agent sweep` or the daemon).")
     if args.command == "contain" and status in ("done", "partial"):
-        hosts = " ".join(f"--host {s}" for s in plan.subjects if s not in result.failed_subjects())
-        print(f"Undo with: agent release {hosts}")
+        hosts = ",".join(s for s in plan.subjects if s not in result.failed_subjects())
+        if hosts:
+            print(f"Undo with: agent release --host {hosts}")
     print("Audit trail: agent audit verify · agent incidents show " + result.incident)
