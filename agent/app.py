@@ -79,11 +79,21 @@ class App:
         return Engine(self.settings, self.inventory, self.store, self.audit, self.registry, self.ctx,
                       actor=self.actor, evidence_sink=self._store_evidence, on_event=on_event)
 
-    def _store_evidence(self, incident: str, target: str, files: dict[str, Any]) -> list[dict[str, Any]]:
+    def _store_evidence(self, incident: str, target: str, files: dict[str, Any],
+                        errors: dict[str, str] | None = None) -> list[dict[str, Any]]:
         from agent.evidence import store_evidence
         items = store_evidence(self.settings.evidence_dir, incident, target, files, self.audit,
-                               collected_by=self.actor, source=socket.gethostname())
+                               collected_by=self.actor, source=self._evidence_source(target),
+                               failures=errors, collector_host=socket.gethostname())
         return [item.to_dict() if hasattr(item, "to_dict") else dict(item.__dict__) for item in items]
+
+    def _evidence_source(self, target: str) -> str:
+        """Chain of custody: where the data came from (connector, target, address), not where we stored it."""
+        for section in (self.inventory.hosts, self.inventory.devices, self.inventory.directories):
+            entry = section.get(target)
+            if entry is not None:
+                return f"{entry.connector}://{entry.name} ({entry.address})"
+        return target
 
     def close(self) -> None:
         if "registry" in self.__dict__:

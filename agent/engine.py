@@ -88,7 +88,8 @@ class RunResult:
 class Engine:
     def __init__(self, settings: Settings, inventory: Inventory, store: Store, audit: AuditSink,
                  registry: Registry, ctx: ConnectorContext, *, actor: str,
-                 evidence_sink: Callable[[str, str, dict[str, Any]], list[dict[str, Any]]] | None = None,
+                 evidence_sink: Callable[[str, str, dict[str, Any], dict[str, str]], list[dict[str, Any]]]
+                 | None = None,
                  on_event: Callable[[str, ActionOutcome | PlannedAction], None] | None = None) -> None:
         self.settings, self.inventory, self.store, self.audit = settings, inventory, store, audit
         self.registry, self.ctx, self.actor = registry, ctx, actor
@@ -104,6 +105,7 @@ class Engine:
         self.audit.record("plan.created", incident=incident, runbook=plan.runbook.name, params=plan.params,
                           subjects=plan.subjects, actions=plan.to_dict()["actions"], notes=plan.notes,
                           requested_by=self.actor, reason=reason)
+        self._snapshot_scope(plan, incident)
         result = RunResult(incident=incident)
         groups = plan.by_subject()
         lock = threading.Lock()
@@ -134,6 +136,17 @@ class Engine:
             pool.shutdown(wait=True)
         self.update_incident_status(incident)
         return result
+
+    def _snapshot_scope(self, plan: Plan, incident: str) -> None:
+        """Record what the touched systems hold (data categories, people per state) as the inventory says now.
+
+        The counsel report reads scope only from these records, so a later inventory edit cannot change it, and
+        it counts people once per data set however many actions touch a system (ARCHITECTURE lesson 14).
+        """
+        from agent.report.scope import snapshot_scope
+
+        self.audit.record("incident.scope", incident=incident, cause="plan", inventory=str(self.inventory.path),
+                          **snapshot_scope(a.entry for a in plan.actions))
 
     # -- one subject ----------------------------------------------------------------------------------------
     def _run_subject(self, plan: Plan, subject: str, actions: list[PlannedAction], incident: str, reason: str,
@@ -193,7 +206,8 @@ class Engine:
                 evidence = details.pop("evidence", None)
                 if evidence and self.evidence_sink:
                     try:
-                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence)
+                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence,
+                                                                       details.get("errors") or {})
                     except Exception as exc:  # noqa: BLE001 - storing evidence must never block containment
                         details["evidence_error"] = f"could not store evidence: {type(exc).__name__}: {exc}"
                         res.warnings.append(details["evidence_error"])

@@ -43,6 +43,9 @@ class EvidenceItem:
     collected_at: str
     collected_by: str
     source: str
+    status: str = "captured"  # "captured" | "partial" (the command failed after writing some output)
+    error: str = ""
+    collector_host: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,13 +64,27 @@ def _component(value: str, field: str) -> str:
 
 
 def store_evidence(evidence_dir: Path, incident: str, target: str, files: Mapping[str, str | bytes],
-                   audit: AuditLog, collected_by: str, source: str) -> list[EvidenceItem]:
+                   audit: AuditLog, collected_by: str, source: str, *, failures: Mapping[str, str] | None = None,
+                   collector_host: str = "") -> list[EvidenceItem]:
     """Write ``files`` (name → content) for ``target``, hash them, audit each one and update the manifest.
 
     ``collected_by`` is the person or runbook step that ordered the capture; ``source`` says where the data came
-    from (e.g. ``ssh_linux://victim (10.0.0.5)``). Raises ``ValueError`` for unsafe ids and ``OSError`` if the
+    from — the target (e.g. ``ssh_linux://victim (10.0.0.5)``), which is the chain of custody — and
+    ``collector_host`` where the agent ran. ``failures`` (name → reason) are captures that failed: an empty one
+    is audited as ``evidence.failed`` and never stored as a file that looks like evidence; a failed one with
+    some output is stored with status ``partial``. Raises ``ValueError`` for unsafe ids and ``OSError`` if the
     files cannot be written; callers treat capture failure as non-blocking and audit it.
     """
+    failures = dict(failures or {})
+    for name in list(failures):
+        content = files.get(name)
+        if content is None or not (content.strip() if isinstance(content, str) else bytes(content).strip()):
+            audit.record("evidence.failed", incident=incident, target=target, original_name=name,
+                         error=failures.pop(name), collected_by=collected_by, source=source,
+                         collector_host=collector_host)
+            files = {k: v for k, v in files.items() if k != name}
+    if not files:
+        return []
     incident_dir = Path(evidence_dir) / _component(incident, "incident")
     now = dt.datetime.now(dt.UTC)
     stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
@@ -99,14 +116,17 @@ def store_evidence(evidence_dir: Path, incident: str, target: str, files: Mappin
             os.close(fd)
         item = EvidenceItem(incident=incident, target=target, name=original, path=path.relative_to(incident_dir)
                             .as_posix(), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                            collected_at=collected_at, collected_by=collected_by, source=source)
+                            collected_at=collected_at, collected_by=collected_by, source=source,
+                            status="partial" if original in failures else "captured",
+                            error=failures.get(original, ""), collector_host=collector_host)
         items.append(item)
     _fsync_dir(folder)
     _append_manifest(incident_dir, items)
     for item in items:
         audit.record("evidence.stored", incident=incident, target=target, file=item.path, original_name=item.name,
                      sha256=item.sha256, size=item.size, collected_at=item.collected_at,
-                     collected_by=collected_by, source=source)
+                     collected_by=collected_by, source=source, collector_host=collector_host, status=item.status,
+                     **({"error": item.error} if item.error else {}))
     return items
 
 
@@ -146,7 +166,9 @@ def read_manifest(evidence_dir: Path, incident: str) -> list[EvidenceItem]:
     path = Path(evidence_dir) / _component(incident, "incident") / "MANIFEST.json"
     if not path.exists():
         return []
-    return [EvidenceItem(**row) for row in json.loads(path.read_text(encoding="utf-8"))["items"]]
+    fields = set(EvidenceItem.__dataclass_fields__)
+    return [EvidenceItem(**{k: v for k, v in row.items() if k in fields})
+            for row in json.loads(path.read_text(encoding="utf-8"))["items"]]
 
 
 def check_evidence(evidence_dir: Path, incident: str) -> list[tuple[EvidenceItem, str | None]]:

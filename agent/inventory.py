@@ -25,7 +25,7 @@ __all__ = ["OS_CONNECTORS", "HostEntry", "Inventory", "load_inventory"]
 OS_CONNECTORS = {"linux": "ssh_linux", "windows": "winrm_windows"}
 _KNOWN_OS = set(OS_CONNECTORS)
 _HOST_FIELDS = {"address", "os", "connector", "port", "credentials", "host_key", "tags", "data", "residents",
-                "options", "users"}
+                "dataset", "options", "users"}
 _DEVICE_FIELDS = {"address", "device_type", "edge", "port", "credentials", "host_key", "tags", "options"}
 _DIR_FIELDS = {"address", "port", "credentials", "options", "default"}
 _CRED_FIELDS = {"username", "password", "private_key", "passphrase", "secret", "token"}
@@ -49,6 +49,8 @@ class HostEntry:
     tags: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
     residents: tuple[str, ...] = ()
+    resident_counts: Mapping[str, int | None] = field(default_factory=dict)  # state -> people (None: unknown)
+    dataset: str | None = None  # systems holding copies of the same records share one name: counted once
     users: tuple[str, ...] = ()  # accounts known to log in here: their sessions are ended with the account
     options: Mapping[str, Any] = field(default_factory=dict)
     edge: bool = False
@@ -230,6 +232,7 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         options["device_type"] = merged.child("device_type").str_(pattern=INVENTORY_NAME, what="device_type")
     port = merged.get("port")
     edge = merged.get("edge")
+    counts = _resident_counts(merged.child("residents"))
     return HostEntry(
         name=name,
         kind=kind,
@@ -240,13 +243,46 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         credentials=creds,
         host_key=hk.str_(pattern=_HOST_KEY, what="host key (\"ssh-ed25519 AAAA...\")") if hk else None,
         tags=tuple(merged.child("tags").str_list()),
-        data=tuple(merged.child("data").str_list()),
-        residents=tuple(merged.child("residents").str_list(pattern=_STATE, what="two-letter state code")),
+        data=_categories(merged.child("data")),
+        residents=tuple(counts),
+        resident_counts=counts,
+        dataset=merged.child("dataset").str_(pattern=INVENTORY_NAME, what="data set name")
+        if merged.get("dataset") is not None else None,
         users=tuple(merged.child("users").str_list()),
         options=options,
         edge=edge.bool_() if edge else False,
         line=node.line,
     )
+
+
+def _categories(node: Node) -> tuple[str, ...]:
+    """Data categories from the closed vocabulary; an unknown one would silently drop the rules that need it."""
+    from agent.obligations import DATA_CATEGORIES
+
+    out = []
+    for element in node.elements():
+        value = element.str_()
+        if value not in DATA_CATEGORIES:
+            raise element.error(f"unknown data category {value!r} (known: {', '.join(DATA_CATEGORIES)})")
+        out.append(value)
+    return tuple(out)
+
+
+def _resident_counts(node: Node) -> dict[str, int | None]:
+    """``residents``: ``{MA: 1225, NY: 300}`` (people whose records the system holds, by state; ``null`` = count
+    unknown) or a list of states when no counts are known. Counts are per data set (see ``dataset``)."""
+    if node.value is None:
+        return {}
+    if isinstance(node.value, list):
+        return {state: None for state in node.str_list(pattern=_STATE, what="two-letter state code")}
+    if not isinstance(node.value, dict):
+        raise node.error("expected {STATE: count, ...} (e.g. {MA: 1225, NY: 300}) or a list of states")
+    counts: dict[str, int | None] = {}
+    for state, child in node.items():
+        if not _STATE.fullmatch(str(state)):
+            raise child.error(f"{state!r} is not a two-letter state code (e.g. MA)")
+        counts[str(state)] = None if child.value is None else child.int_(minimum=0)
+    return counts
 
 
 def _credentials(node: Node, base: Path) -> CredentialsSpec:

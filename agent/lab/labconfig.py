@@ -18,8 +18,9 @@ __all__ = ["agent_settings", "inventory", "to_yaml", "write"]
 
 MANAGED_HOSTS = ("victim", "peer", "legacy")
 # What the demo business keeps where: the counsel report turns this into the notification checklist.
-DATA = {"victim": (["ssn", "financial"], ["MA", "NY"]), "peer": (["health"], ["MA"]),
-        "legacy": (["payment_card"], ["MA", "CA"])}
+# Counts are people per data set, by state (docs in config/inventory.yaml).
+DATA = {"victim": (["ssn", "financial_account"], {"MA": 1225, "NY": 310}), "peer": (["health"], {"MA": 84}),
+        "legacy": (["payment_card"], {"MA": 2210, "CA": 640})}
 
 
 def _scalar(value: Any) -> str:

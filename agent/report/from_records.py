@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
+from agent.report.scope import fold_scope, scope_from_tags
 
 __all__ = ["from_records", "parse_time", "target_tags"]
 
@@ -68,9 +69,8 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
     actions: dict[str, ActionEntry] = {}
     arguments: dict[str, Mapping[str, Any]] = {}
     incident_approvals: list[tuple[str, str]] = []
-    for record in records:
-        if record.get("incident") != incident:
-            continue
+    mine = [r for r in records if r.get("incident") == incident]
+    for record in mine:
         when = parse_time(record.get("ts")) or dt.datetime.now(dt.UTC)
         event = str(record.get("event", ""))
         actor = str(record.get("actor", ""))
@@ -115,11 +115,12 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
                     data.events[str(name)] = parsed
             if record.get("total_affected") is not None:
                 data.total_affected = int(record["total_affected"])
+                data.total_source = _fact_source(record)
     for entry in actions.values():
         if not entry.approved_by and incident_approvals:
             entry.approved_by, entry.approval_reason = incident_approvals[-1]
     data.actions = list(actions.values())
-    _scope(data, arguments, inventory_tags)
+    _scope(data, arguments, inventory_tags, mine)
     done = [a.time for a in data.actions if a.status == "done" and a.time]
     data.containment_complete = bool(data.actions) and all(a.status in ("done", "undone") for a in data.actions)
     if data.contained_at is None and done and data.containment_complete:
@@ -201,22 +202,44 @@ def _summary(record: Mapping[str, Any]) -> str:
         verb = "approved" if event == "approval.granted" else "denied"
         return f"{verb} by {record.get('approver') or record.get('actor')}: {record.get('reason') or ''}".strip()
     if event == "evidence.stored":
-        return f"Evidence stored from {record.get('target')}: {record.get('file')} (SHA-256 {str(record.get('sha256'))[:16]}…)"
+        digest = str(record.get("sha256"))[:16]
+        return f"Evidence stored from {record.get('target')}: {record.get('file')} (SHA-256 {digest}…)"
+    if event == "evidence.failed":
+        what = f"{record.get('target')}: {record.get('original_name')}"
+        return f"Evidence capture FAILED on {what} — {record.get('error')}"
     skip = {"event", "ts", "seq", "prev_hash", "hash", "actor", "host", "pid", "incident"}
     return "; ".join(f"{k}: {_text(v)}" for k, v in record.items() if k not in skip)[:300]
 
 
+def _fact_source(record: Mapping[str, Any]) -> str:
+    who = record.get("recorded_by") or record.get("actor") or "unknown"
+    source = f" — {record['source']}" if record.get("source") else ""
+    return f"recorded by {who} (audit seq {record.get('seq')}){source}"
+
+
 def _scope(data: IncidentReportData, arguments: Mapping[str, Mapping[str, Any]],
-           inventory_tags: Mapping[str, Mapping[str, Any]]) -> None:
+           inventory_tags: Mapping[str, Mapping[str, Any]], mine: list[Mapping[str, Any]]) -> None:
+    """Systems, accounts and IPs from the actions; data categories and counts from the scope snapshots.
+
+    People are counted once per data set (see :mod:`agent.report.scope`), never once per action. Logs written
+    before scope snapshots existed fall back to the inventory tags given, once per distinct target, and say so.
+    """
     hosts: set[str] = set()
     accounts: set[str] = set()
     ips: set[str] = set()
-    categories: set[str] = set()
-    residents: dict[str, int | None] = {}
+    snapshots = [r for r in mine if r.get("event") == "incident.scope"]
+    if not snapshots:
+        legacy = {"event": "incident.scope", "seq": None, "cause": "current inventory (no snapshot in the log)",
+                  **scope_from_tags(inventory_tags, [a.target for a in data.actions])}
+        snapshots = [legacy]
+        data.scope_note = ("The audit log holds no scope snapshot for this incident: data categories and counts "
+                           "were read from the inventory as it is now.")
+    scope = fold_scope([*snapshots, *(r for r in mine if r.get("event") == "incident.facts")])
+    kinds = {name: row["kind"] for name, row in scope.systems.items()}
     for entry in data.actions:
-        tags = target_tags(inventory_tags, entry.target)
-        kind = tags["kind"] or ("account" if "account" in entry.action else "host")
-        (accounts if kind == "account" else hosts).add(entry.target)
+        kind = kinds.get(entry.target) or target_tags(inventory_tags, entry.target)["kind"] or (
+            "account" if "account" in entry.action else "host")
+        (accounts if kind in ("account", "directory") and "account" in entry.action else hosts).add(entry.target)
         args = arguments.get(entry.action_id, {})
         for key in _IP_ARGS:
             for value in _as_list(args.get(key)):
@@ -224,13 +247,19 @@ def _scope(data: IncidentReportData, arguments: Mapping[str, Mapping[str, Any]],
                     ips.add(value)
         for key in _ACCOUNT_ARGS:
             accounts.update(_as_list(args.get(key)))
-        categories |= tags["data"]
-        for state, count in tags["residents"].items():
-            residents[state] = (residents.get(state) or 0) + count if count is not None else residents.get(state)
     data.hosts, data.accounts, data.ips = sorted(hosts), sorted(accounts), sorted(ips)
-    data.data_categories = sorted(categories | set(data.data_categories))
-    data.resident_states = sorted(set(residents) | set(data.resident_states))
-    data.residents_by_state.update({s: c for s, c in residents.items() if c is not None})
+    data.data_categories = sorted(set(scope.data_categories) | set(data.data_categories))
+    data.resident_states = sorted(set(scope.resident_states) | set(data.resident_states))
+    data.residents_by_state.update(scope.residents_by_state())
+    data.count_sources = scope.count_sources()
+    data.datasets = {name: {"data": v["data"], "residents": v["residents"], "audit_seq": v["seq"]}
+                     for name, v in scope.datasets.items()}
+    data.systems = {name: {"kind": v["kind"], "dataset": v["dataset"], "audit_seq": v["seq"]}
+                    for name, v in scope.systems.items()}
+    if data.total_affected is None and data.resident_states and \
+            set(data.resident_states) <= set(data.residents_by_state):
+        data.total_affected = sum(data.residents_by_state[s] for s in data.resident_states)
+        data.total_source = "sum of the per-state counts (each data set counted once)"
 
 
 def _as_list(value: Any) -> list[str]:

@@ -95,3 +95,8 @@ class IncidentReportData:
     timezone: str = "UTC"
     organisation: str = ""
     containment_complete: bool = False
+    total_source: str = ""  # where total_affected comes from
+    count_sources: dict[str, str] = field(default_factory=dict)  # state -> where its count comes from
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # data set -> {data, residents, audit_seq}
+    systems: dict[str, dict[str, Any]] = field(default_factory=dict)  # system -> {kind, dataset, audit_seq}
+    scope_note: str = ""

@@ -26,9 +26,12 @@ COMMANDS: dict[str, str] = {
     "connections.txt": f"timeout -k 1 {PER_COMMAND} ss -tupan",
     "users.txt": (f"echo '# who -a'; timeout -k 1 {PER_COMMAND} who -a; w=$?; echo; echo '# last -n 50'; "
                   f"timeout -k 1 {PER_COMMAND} last -n 50; l=$?; [ $w -eq 0 ] || [ $l -eq 0 ]"),
+    # By syslog identifier, not _COMM=sshd: OpenSSH >= 9.8 (Debian 13, RHEL 10) logs logins from the separate
+    # sshd-session binary (OpenSSH 9.8 release notes: "sshd(8): split into sshd and sshd-session"); several -t
+    # options are ORed (journalctl(1), --identifier).
     "auth_log.txt": (f"if command -v journalctl >/dev/null 2>&1 && out=$(timeout -k 1 {PER_COMMAND} journalctl "
-                     "--no-pager -q -n 200 _COMM=sshd 2>/dev/null) && [ -n \"$out\" ]; then "
-                     "echo '# journalctl -n 200 _COMM=sshd'; printf '%s\\n' \"$out\"; "
+                     "--no-pager -q -n 200 -t sshd -t sshd-session 2>/dev/null) && [ -n \"$out\" ]; then "
+                     "echo '# journalctl -n 200 -t sshd -t sshd-session'; printf '%s\\n' \"$out\"; "
                      "else for f in /var/log/auth.log /var/log/secure; do if [ -r $f ]; then echo \"# tail $f\"; "
                      "tail -n 200 $f; exit 0; fi; done; echo 'no journald sshd entries and no auth log file' >&2; "
                      "exit 1; fi"),

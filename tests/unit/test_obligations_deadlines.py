@@ -145,7 +145,7 @@ class TestFederalAndEu:
 
 class TestHolidaysAndTable:
     def test_federal_holidays_2026_and_observed_rules(self) -> None:
-        """2026 holidays include Thanksgiving 26 Nov and Independence Day observed Fri 3 Jul; 2027 observes Christmas on Fri 24 Dec."""
+        """2026 holidays: Thanksgiving 26 Nov, Independence Day observed Fri 3 Jul; 2027: Christmas on Fri 24 Dec."""
         holidays = us_federal_holidays(2026)
         assert {dt.date(2026, 11, 26), dt.date(2026, 7, 3), dt.date(2026, 1, 19)} <= holidays
         assert dt.date(2027, 12, 24) in us_federal_holidays(2027)
