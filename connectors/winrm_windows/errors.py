@@ -49,7 +49,8 @@ def map_exception(exc: BaseException, *, where: str) -> ConnectorError:
         if exc.code in (401, 403):
             return AuthError(f"{where}: HTTP {exc.code} from the WinRM service")
         if exc.code in (502, 503, 504):
-            return Unreachable(f"{where}: WinRM service unavailable (HTTP {exc.code})", detail={"http_status": exc.code})
+            return Unreachable(f"{where}: WinRM service unavailable (HTTP {exc.code})",
+                               detail={"http_status": exc.code})
         return Rejected(f"{where}: WinRM service answered HTTP {exc.code}", detail={"http_status": exc.code})
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(f"{where}: TLS certificate validation failed ({_short(exc)})")

@@ -1,7 +1,7 @@
 """What isolation means for one host: the rule set, and the test that a state read back matches it.
 
-Both firewall dialects (NetSecurity cmdlets and ``netsh advfirewall``) build the same :class:`IsolationPlan` and
-read state back into the same canonical shape, so "is it isolated?" is decided once, here::
+The NetSecurity scripts build an :class:`IsolationPlan` and read state back into one canonical shape, so
+"is it isolated?" is decided once, here::
 
     {"profiles": [{"Name": "Domain", "Enabled": "True", "DefaultInboundAction": "Block", ...}, ...],
      "rules": [{"Name": ..., "Direction": "Inbound", "Action": "Block", "RemoteAddress": [...], ...}, ...]}
@@ -21,11 +21,9 @@ __all__ = [
     "GROUP",
     "MARKER_FILE",
     "PROFILES",
-    "REVERT_FILE",
     "STATE_DIR",
     "STATE_FILE",
     "TASK_NAME",
-    "TASK_XML_FILE",
     "IsolationPlan",
     "RuleSpec",
     "build_plan",
@@ -39,8 +37,6 @@ TASK_NAME = "IR-Containment-Revert"
 STATE_DIR = "C:\\ProgramData\\IR-Containment"
 STATE_FILE = STATE_DIR + "\\state.json"
 MARKER_FILE = STATE_DIR + "\\reverted-by-deadman.txt"
-REVERT_FILE = STATE_DIR + "\\revert.ps1"
-TASK_XML_FILE = STATE_DIR + "\\revert-task.xml"
 PROFILES = ("Domain", "Private", "Public")
 RDP_PORT = 3389
 

@@ -25,8 +25,10 @@ __all__ = [
     "verify_sessions_gone",
 ]
 
+# 'Continue', not 'Stop': quser writes "No User exists" to stderr when nobody is logged on, which Windows
+# PowerShell 5.1 turns into a terminating NativeCommandError under 'Stop' (PowerShell issue #3996).
 _READ = "\n".join([
-    "$ErrorActionPreference = 'Stop'",
+    "$ErrorActionPreference = 'Continue'",
     "$r = [ordered]@{}",
     "$r.quser = (& quser.exe 2>&1 | Out-String)",
     "$r.klist = (& klist.exe sessions 2>&1 | Out-String)",
@@ -92,7 +94,7 @@ def ticket_counts(sess: WinRMSession, luids: list[str]) -> dict[str, int]:
     """Cached Kerberos tickets per logon session (``klist -li``); -1 when klist's answer is not understood."""
     if not luids:
         return {}
-    lines = ["$ErrorActionPreference = 'Stop'", "$r = [ordered]@{}"]
+    lines = ["$ErrorActionPreference = 'Continue'", "$r = [ordered]@{}"]
     lines += [f"$r.'0x{int(x, 16):x}' = (& klist.exe -li 0x{int(x, 16):x} 2>&1 | Out-String)" for x in luids]
     lines.append("$r | ConvertTo-Json -Compress")
     raw = sess.run_json("\n".join(lines), what="count tickets")

@@ -53,8 +53,8 @@ def parse_settings(target: Target) -> WinRMSettings:
     opts = dict(target.options)
     unknown = sorted(set(opts) - _KNOWN)
     if unknown:
-        raise InvalidInput(f"unknown winrm_windows option(s): {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN))})",
-                           detail={"field": "options"})
+        raise InvalidInput(f"unknown winrm_windows option(s): {', '.join(unknown)} "
+                           f"(known: {', '.join(sorted(_KNOWN))})", detail={"field": "options"})
     allow_insecure = _flag(opts, "allow_insecure")
     transport = opts.get("transport", "ntlm")
     if transport not in TRANSPORTS:

@@ -190,7 +190,7 @@ class WinRMSession:
         try:
             yield
         except ConnectorError as exc:
-            raise exc.with_context(target=self.target.name, connector="winrm_windows")
+            raise exc.with_context(target=self.target.name, connector="winrm_windows") from exc.__cause__
         except Exception as exc:
             raise map_exception(exc, where=where).with_context(
                 target=self.target.name, connector="winrm_windows") from exc

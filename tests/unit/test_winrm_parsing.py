@@ -1,11 +1,10 @@
-"""Pure parts of the WinRM connector: complement ranges, isolation gaps, quser/klist/netsh parsing."""
+"""Pure parts of the WinRM connector: complement ranges, isolation gaps, quser/klist parsing."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from connectors.winrm_windows.addresses import complement_ranges, token_span
-from connectors.winrm_windows.fw_netsh import parse_profiles, parse_rules
 from connectors.winrm_windows.plan import build_plan, isolation_gaps, merged_spans
 from connectors.winrm_windows.sessions import parse_klist_sessions, parse_quser
 
@@ -70,7 +69,8 @@ class TestSessionParsing:
         """Active, disconnected (no session name) and truncated-name rows are parsed."""
         rows = parse_quser(QUSER)
         assert [(r.user, r.session_name, r.session_id, r.state) for r in rows] == [
-            ("alice", "console", 1, "Active"), ("bob", "", 2, "Disc"), ("a.very.long.user.nam", "rdp-tcp#3", 4, "Active")]
+            ("alice", "console", 1, "Active"), ("bob", "", 2, "Disc"),
+            ("a.very.long.user.nam", "rdp-tcp#3", 4, "Active")]
 
     def test_quser_no_users(self) -> None:
         """'No User exists' yields no rows."""
@@ -81,58 +81,3 @@ class TestSessionParsing:
         got = parse_klist_sessions(KLIST)
         assert [(s["luid"], s["domain"], s["user"]) for s in got] == [
             ("0x5b8d9", "CORP", "alice"), ("0x3e7", "CORP", "WIN01$"), ("0x6c001", "CORP", "bob")]
-
-
-NETSH_PROFILES = """
-Domain Profile Settings:
-----------------------------------------------------------------------
-State                                 ON
-Firewall Policy                       BlockInboundAlways,AllowOutbound
-LocalFirewallRules                    N/A (GPO-store only)
-
-Private Profile Settings:
-----------------------------------------------------------------------
-State                                 OFF
-Firewall Policy                       AllowInbound,AllowOutbound
-
-Public Profile Settings:
-----------------------------------------------------------------------
-State                                 ON
-Firewall Policy                       BlockInbound,BlockOutbound
-Ok.
-"""
-NETSH_RULES = """
-Rule Name:                            Core Networking - DNS (UDP-Out)
-----------------------------------------------------------------------
-Enabled:                              Yes
-Direction:                            Out
-Action:                               Allow
-
-Rule Name:                            IR-Containment-Block-In
-----------------------------------------------------------------------
-Enabled:                              Yes
-Direction:                            In
-Profiles:                             Domain,Private,Public
-Grouping:
-LocalIP:                              Any
-RemoteIP:                             0.0.0.0-10.0.0.4,10.0.0.6-255.255.255.255
-Protocol:                             Any
-Edge traversal:                       No
-Action:                               Block
-Ok.
-"""
-
-
-class TestNetshParsing:
-    def test_profiles_keep_netsh_words(self) -> None:
-        """Canonical values plus netsh's own words (BlockInboundAlways) for an exact restore."""
-        got = {p["Name"]: p for p in parse_profiles(NETSH_PROFILES)}
-        assert got["Domain"]["DefaultInboundAction"] == "Block"
-        assert got["Domain"]["FirewallPolicy"] == "BlockInboundAlways,AllowOutbound"
-        assert got["Private"]["Enabled"] == "False" and got["Public"]["DefaultOutboundAction"] == "Block"
-
-    def test_rules_filtered_by_prefix(self) -> None:
-        """Only IR-Containment rules are returned, with their ranges."""
-        [rule] = parse_rules(NETSH_RULES)
-        assert rule["Name"] == "IR-Containment-Block-In" and rule["Direction"] == "Inbound"
-        assert rule["RemoteAddress"] == ["0.0.0.0-10.0.0.4", "10.0.0.6-255.255.255.255"]

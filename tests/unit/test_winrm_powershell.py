@@ -12,7 +12,7 @@ import pytest
 
 from connectors.errors import InvalidInput
 from connectors.types import ConnectorContext, Target
-from connectors.winrm_windows import WinRMWindowsConnector, fw_netsecurity, fw_netsh
+from connectors.winrm_windows import WinRMWindowsConnector, fw_netsecurity
 from connectors.winrm_windows.firewall import revert_script, undo_script
 from connectors.winrm_windows.plan import build_plan
 from connectors.winrm_windows.powershell import (
@@ -116,8 +116,6 @@ class TestGeneratedScripts:
         [line] = fw_netsecurity.create_rule_lines([rule])
         assert _param(line, "Name") == value and _param(line, "DisplayName") == value
         assert tokenize(line)[-2:][0].kind == "pipe"
-        [netsh_line, *_] = fw_netsh.create_rule_lines([rule])
-        assert f"name={value}" in [t.value for t in tokenize(netsh_line)]
 
     @pytest.mark.parametrize("value", CONTROL)
     def test_restored_rule_with_newline_refused(self, value: str) -> None:
@@ -136,16 +134,18 @@ class TestGeneratedScripts:
             fw_netsecurity.checked_rule(rule)
 
     def test_every_generated_line_tokenizes(self) -> None:
-        """Apply, undo and revert scripts of both dialects consist of well-formed single-line statements."""
+        """Apply, undo and revert scripts consist of well-formed single-line statements."""
         plan = build_plan(["127.0.0.1", "2001:db8::1"], winrm_port=5986, allow_rdp=True)
         saved = {"profiles": [{"Name": n, "Enabled": "True", "DefaultInboundAction": "NotConfigured",
                                "DefaultOutboundAction": "NotConfigured", "State": "ON",
-                               "FirewallPolicy": "BlockInbound,AllowOutbound"} for n in ("Domain", "Private", "Public")],
+                               "FirewallPolicy": "BlockInbound,AllowOutbound"}
+                              for n in ("Domain", "Private", "Public")],
                  "rules": [{"Name": HOSTILE[3], "Direction": "Inbound", "Action": "Allow", "RemoteAddress": ["Any"]}]}
-        for dialect in ("netsecurity", "netsh"):
-            for script in (undo_script(dialect, ["IR-Containment-Block-In"], saved), revert_script(dialect, plan, saved)):
+        for dialect in ("netsecurity",):
+            for script in (undo_script(dialect, ["IR-Containment-Block-In"], saved),
+                           revert_script(dialect, plan, saved)):
                 for line in script.splitlines():
-                    if line.startswith(("New-NetFirewallRule", "Invoke-Netsh", "& netsh.exe", "Set-NetFirewallProfile")):
+                    if line.startswith(("New-NetFirewallRule", "Set-NetFirewallProfile")):
                         tokenize(line)
 
     def test_chunks_stay_under_limit(self) -> None:

@@ -19,7 +19,8 @@ __all__ = ["ENC_CONTENT_TYPE", "cert_hash", "decrypt_body", "encrypt_body", "ntl
 
 _BOUNDARY = b"--Encrypted Boundary"
 _PROTO = b"application/HTTP-SPNEGO-session-encrypted"
-ENC_CONTENT_TYPE = 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary"'
+ENC_CONTENT_TYPE = ('multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";'
+                    'boundary="Encrypted Boundary"')
 
 
 def write_ntlm_user_file(path: Path, users: dict[str, str], domain: str) -> Path:

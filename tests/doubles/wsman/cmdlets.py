@@ -225,34 +225,95 @@ def dispatch(it: Interpreter, run: _Run, line: str) -> None:
     handlers[name](it, run, rest)
 
 
+# -- native commands --------------------------------------------------------------------------------------------
+def native_stderr(it: Interpreter, run: _Run, exe: str, text: str) -> str:
+    """What PowerShell does with a native command's stderr redirected by ``2>&1``; returns the merged text.
+
+    Windows PowerShell 5.1 wraps each redirected stderr line in an ErrorRecord (NativeCommandError); with
+    ``$ErrorActionPreference = 'Stop'`` the first one terminates the script — even though the command itself
+    may have succeeded or failed harmlessly (PowerShell issues #3996 and #4002,
+    github.com/PowerShell/PowerShell/issues/3996). PowerShell 7.2 made stderr bypass the error-action
+    preference (PR #13361, "PSNotApplyErrorActionToStderr" made mainstream), so there the lines are plain output.
+    """
+    if not text:
+        return ""
+    if it.host.ps_version.startswith("5") and run.eap == "Stop":
+        first = text.strip().splitlines()[0]
+        raise PSError(first, command=exe, category="NotSpecified", error_id="NativeCommandError", terminating=True)
+    return text
+
+
 # -- scheduled tasks ----------------------------------------------------------------------------------------------
 _TASK_NS = "{http://schemas.microsoft.com/windows/2004/02/mit/task}"
 
 
 def schtasks_query(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     assert run.r is not None
+    if _lit(m.group(1)) not in it.host.tasks:
+        # schtasks writes this to stderr and exits 1 for a task that does not exist.
+        native_stderr(it, run, "schtasks.exe", "ERROR: The system cannot find the file specified.\r\n")
     run.last_exit = 0 if _lit(m.group(1)) in it.host.tasks else 1
     run.r["deadman_task"] = run.last_exit == 0
+
+
+def _parse_task_xml(text: str) -> tuple[str, str, str]:
+    """``(StartBoundary, Command, Arguments)`` of a task definition, or ``ValueError`` like the real parser."""
+    root = ET.fromstring(re.sub(r"^<\?xml[^>]*\?>", "", text.strip()))
+    start = root.find(f"{_TASK_NS}Triggers/{_TASK_NS}TimeTrigger/{_TASK_NS}StartBoundary")
+    exe = root.find(f"{_TASK_NS}Actions/{_TASK_NS}Exec")
+    if start is None or not start.text or exe is None:
+        raise ValueError("missing trigger or action")
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", start.text):
+        raise ValueError(f"bad StartBoundary {start.text!r}")
+    command = exe.findtext(f"{_TASK_NS}Command") or ""
+    arguments = exe.findtext(f"{_TASK_NS}Arguments") or ""
+    # CreateProcess refuses command lines over 32,767 characters: such a task registers but never starts.
+    if len(command) + 1 + len(arguments) >= 32767:
+        raise ValueError("command line longer than CreateProcess accepts")
+    return start.text, command, arguments
 
 
 def schtasks_create(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     name, path = _lit(m.group(1)), _lit(m.group(2))
     try:
         text = it.host.read_file(path)
-        root = ET.fromstring(re.sub(r"^<\?xml[^>]*\?>", "", text.strip()))
-        start = root.find(f"{_TASK_NS}Triggers/{_TASK_NS}TimeTrigger/{_TASK_NS}StartBoundary")
-        exe = root.find(f"{_TASK_NS}Actions/{_TASK_NS}Exec")
-        assert start is not None and start.text and exe is not None
-        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", start.text) or _raise("bad StartBoundary")
-        command = exe.findtext(f"{_TASK_NS}Command") or ""
-        arguments = exe.findtext(f"{_TASK_NS}Arguments") or ""
-    except (FileNotFoundError, ET.ParseError, AssertionError, ValueError) as exc:
-        run.o, run.last_exit = f"ERROR: The task XML is malformed. ({exc})\r\n", 1
+        start, command, arguments = _parse_task_xml(text)
+    except (FileNotFoundError, ET.ParseError, ValueError) as exc:
+        run.o = native_stderr(it, run, "schtasks.exe", f"ERROR: The task XML is malformed. ({exc})\r\n")
+        run.last_exit = 1
         return
     from tests.doubles.wsman.host import Task
 
-    it.host.tasks[name] = Task(name, text, start.text, command, arguments)
+    it.host.tasks[name] = Task(name, text, start, command, arguments)
     run.o, run.last_exit = f'SUCCESS: The scheduled task "{name}" has successfully been created.\r\n', 0
+
+
+def register_task(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
+    """``Register-ScheduledTask -TaskName X -Xml $xml -Force`` (ScheduledTasks module, Windows 8 / 2012+)."""
+    from tests.doubles.wsman.host import Task
+
+    name = _lit(m.group(1))
+    try:
+        start, command, arguments = _parse_task_xml(run.vars.get("xml", ""))
+    except (ET.ParseError, ValueError) as exc:
+        raise PSError(f"Register-ScheduledTask : The task XML is malformed. ({exc})", command="Register-ScheduledTask",
+                      category="NotSpecified", error_id="HRESULT 0x8004131a,Register-ScheduledTask") from None
+    it.host.tasks[name] = Task(name, run.vars["xml"], start, command, arguments)
+
+
+def get_task(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
+    """``[bool](Get-ScheduledTask -TaskName X -ErrorAction SilentlyContinue)``: a missing task is a silenced
+    non-terminating CIM error (no native stderr involved)."""
+    assert run.r is not None
+    run.r["deadman_task"] = _lit(m.group(1)) in it.host.tasks
+
+
+def unregister_task(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
+    name = _lit(m.group(1))
+    if it.host.tasks.pop(name, None) is None and not m.group(2):
+        raise PSError(f"No MSFT_ScheduledTask objects found with property 'TaskName' equal to '{name}'.  Verify "
+                      "the value of the property and retry.", command="Unregister-ScheduledTask",
+                      category="ObjectNotFound", error_id="CmdletizationQuery_NotFound_TaskName")
 
 
 def _raise(msg: str) -> None:
@@ -262,7 +323,8 @@ def _raise(msg: str) -> None:
 def schtasks_delete(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     name = _lit(m.group(1))
     if it.host.tasks.pop(name, None) is None:
-        run.o, run.last_exit = "ERROR: The system cannot find the file specified.\r\n", 1
+        run.o = native_stderr(it, run, "schtasks.exe", "ERROR: The system cannot find the file specified.\r\n")
+        run.last_exit = 1
     else:
         run.o, run.last_exit = f'SUCCESS: The scheduled task "{name}" was successfully deleted.\r\n', 0
 
@@ -280,7 +342,9 @@ def render_quser(it: Interpreter) -> str:
 
 def quser_read(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     assert run.r is not None
-    run.r["quser"] = render_quser(it)
+    # With nobody logged on quser writes "No User exists for *" to stderr and exits 1.
+    text = render_quser(it)
+    run.r["quser"] = native_stderr(it, run, "quser.exe", text) if not it.host.user_sessions else text
     run.last_exit = 0 if it.host.user_sessions else 1
 
 
@@ -344,8 +408,10 @@ def _processes(it: Interpreter) -> str:
 
 def _tcp(it: Interpreter) -> str:
     if not it.host.netsecurity:
-        rows = ["", "Active Connections", "", "  Proto  Local Address          Foreign Address        State           PID"]
-        rows += [f"  TCP    {la}:{lp:<16} {ra}:{rp:<16} {st.upper():<15} {pid}" for la, lp, ra, rp, st, pid in it.host.tcp]
+        rows = ["", "Active Connections", "",
+                "  Proto  Local Address          Foreign Address        State           PID"]
+        rows += [f"  TCP    {la}:{lp:<16} {ra}:{rp:<16} {st.upper():<15} {pid}"
+                 for la, lp, ra, rp, st, pid in it.host.tcp]
         return "\r\n".join(rows) + "\r\n"
     rows = ["", "LocalAddress LocalPort RemoteAddress RemotePort State OwningProcess"]
     rows += [f"{la} {lp} {ra} {rp} {st} {pid}" for la, lp, ra, rp, st, pid in it.host.tcp]

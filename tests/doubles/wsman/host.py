@@ -130,9 +130,12 @@ class WindowsHost:
     """Everything the double's interpreter reads and changes. Guard with :attr:`lock` from other threads."""
 
     def __init__(self, *, hostname: str = "WINHOST", domain: str = "CORP", netsecurity: bool = True,
-                 active_profile: str = "Public") -> None:
+                 active_profile: str = "Public", ps_version: str = "5.1") -> None:
         self.lock = threading.RLock()
         self.hostname = hostname
+        # WinRM's cmd shell starts ``powershell.exe``, which is Windows PowerShell 5.1 on every supported Windows;
+        # "7.4" models a host where the connector's scripts would run under PowerShell 7 (pwsh) instead.
+        self.ps_version = ps_version
         self.domain = domain
         self.netsecurity = netsecurity
         self.active_profile = active_profile
@@ -151,8 +154,14 @@ class WindowsHost:
         self.processes: list[tuple[int, str, int, str]] = [(4, "System", 0, ""),
                                                            (612, "lsass", 0, "C:\\Windows\\system32\\lsass.exe")]
         self.tcp: list[tuple[str, int, str, int, str, int]] = [("0.0.0.0", 5986, "0.0.0.0", 0, "Listen", 4)]
-        self.events: list[tuple[str, int, str]] = [("2024-05-01 08:00:00", 4624, "An account was successfully logged on.")]
+        self.events: list[tuple[str, int, str]] = [
+            ("2024-05-01 08:00:00", 4624, "An account was successfully logged on.")]
         self.deadman_fired: list[str] = []
+        self.task_failures: list[str] = []
+        # Execution policy per scope, as Get-ExecutionPolicy -List prints it (Windows Server default below).
+        self.execution_policy: dict[str, str] = {"MachinePolicy": "Undefined", "UserPolicy": "Undefined",
+                                                 "Process": "Undefined", "CurrentUser": "Undefined",
+                                                 "LocalMachine": "RemoteSigned"}
 
     # -- files ------------------------------------------------------------------------------------------------
     def user_temp(self, user: str) -> str:
@@ -213,11 +222,42 @@ class WindowsHost:
             return prof.effective_inbound == "Allow"
 
     # -- tasks ------------------------------------------------------------------------------------------------
+    def effective_execution_policy(self, process: str | None) -> str:
+        """The policy PowerShell applies to script *files*: the first scope that is set, in precedence order
+        MachinePolicy > UserPolicy > Process > CurrentUser > LocalMachine (about_Execution_Policies,
+        "Execution policy precedence"). A Group Policy scope beats ``-ExecutionPolicy`` (the Process scope)."""
+        scopes = dict(self.execution_policy)
+        if process:
+            scopes["Process"] = process
+        for scope in ("MachinePolicy", "UserPolicy", "Process", "CurrentUser", "LocalMachine"):
+            value = scopes.get(scope, "Undefined")
+            if value != "Undefined":
+                return value
+        return "RemoteSigned"  # Windows Server's default when every scope is Undefined
+
     def fire_task(self, name: str, run_script: object) -> None:
-        """Run a scheduled task now, as its trigger would (``run_script(text)`` is the interpreter)."""
+        """Run a scheduled task now, as its trigger would (``run_script(text)`` is the interpreter).
+
+        ``-EncodedCommand`` is a command, not a script file, so execution policy does not apply to it;
+        ``-File`` loads a script file, which ``AllSigned`` (our unsigned files) and ``Restricted`` refuse —
+        then the task "runs", powershell.exe exits 1, and nothing is reverted."""
+        import base64
+        import re
+
         with self.lock:
             task = self.tasks[name]
-            path = task.arguments.split("-File", 1)[1].strip().strip('"')
-            script = self.read_file(path)
             self.deadman_fired.append(name)
+            args = task.arguments
+            m = re.search(r"-EncodedCommand ([A-Za-z0-9+/=]+)", args)
+            if m:
+                script = base64.b64decode(m.group(1)).decode("utf-16-le")
+            else:
+                path = args.split("-File", 1)[1].strip().strip('"')
+                pol = re.search(r"-ExecutionPolicy (\w+)", args)
+                policy = self.effective_execution_policy(pol.group(1) if pol else None)
+                if policy in ("AllSigned", "Restricted"):
+                    self.task_failures.append(f"{name}: File {path} cannot be loaded. The file {path} is not "
+                                              f"digitally signed (execution policy {policy}).")
+                    return
+                script = self.read_file(path)
         run_script(script)  # type: ignore[operator]

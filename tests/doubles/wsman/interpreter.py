@@ -45,6 +45,7 @@ class _Run:
     when: str = ""
     last_exit: int = 0
     netsh_fn: bool = False
+    vars: dict[str, str] = field(default_factory=dict)
     out: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -70,8 +71,8 @@ class Interpreter:
             try:
                 script = base64.b64decode(m.group(1), validate=True).decode("utf-16-le")
             except (binascii.Error, UnicodeDecodeError):
-                return "", ("Cannot process the command because the value specified with -EncodedCommand is not " \
-                           "properly encoded. The value must be Base64 encoded.\r\n"), 1
+                return "", ("Cannot process the command because the value specified with -EncodedCommand is not "
+                            "properly encoded. The value must be Base64 encoded.\r\n"), 1
             return self.run_script(script)
         m = re.fullmatch(rf'type nul > "%TEMP%\\({_TEMPFILE})"', line)
         if m:
@@ -145,7 +146,8 @@ class Interpreter:
             (rf"& schtasks\.exe /Query /TN ({Q}) 2>&1 \| Out-Null; \$r\.deadman_task = \(\$LASTEXITCODE -eq 0\)",
              b(c.schtasks_query)),
             (rf"\$r\.reverted_by_deadman = \[IO\.File\]::Exists\(({Q})\)", self._marker_exists),
-            (rf"if \(\$r\.reverted_by_deadman\) \{{ \$r\.reverted_at = \[IO\.File\]::ReadAllText\(({Q})\)\.Trim\(\) \}}",
+            ((rf"if \(\$r\.reverted_by_deadman\) \{{ \$r\.reverted_at = "
+             rf"\[IO\.File\]::ReadAllText\(({Q})\)\.Trim\(\) \}}"),
              self._marker_read),
             (rf"if \(\[IO\.File\]::Exists\(({Q})\)\) \{{ \$r\.saved = \[IO\.File\]::ReadAllText\(({Q})\) \}}",
              self._saved_read),
@@ -156,6 +158,13 @@ class Interpreter:
              self._write_now),
             (r"\$when = \(Get-Date\)\.AddMinutes\((\d+)\)\.ToString\('s'\)", self._when),
             (r"\$when", lambda run, m: run.out.append(run.when + "\r\n")),
+            ((r"\$xml = \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::FromBase64String\('([A-Za-z0-9+/=]*)'\)\)"
+              r"\.Replace\('@WHEN@', \$when\)"), self._xml_var),
+            (rf"Register-ScheduledTask -TaskName ({Q}) -Xml \$xml -Force \| Out-Null", b(c.register_task)),
+            (rf"\$r\.deadman_task = \[bool\]\(Get-ScheduledTask -TaskName ({Q}) -ErrorAction SilentlyContinue\)",
+             b(c.get_task)),
+            (rf"Unregister-ScheduledTask -TaskName ({Q}) -Confirm:\$false( -ErrorAction SilentlyContinue)?",
+             b(c.unregister_task)),
             (rf"\$o = \(& schtasks\.exe /Create /TN ({Q}) /XML ({Q}) /F 2>&1 \| Out-String\)", b(c.schtasks_create)),
             (rf"\$o = \(& schtasks\.exe /Delete /TN ({Q}) /F 2>&1 \| Out-String\)", b(c.schtasks_delete)),
             (rf"& schtasks\.exe /Delete /TN ({Q}) /F \| Out-Null", b(c.schtasks_delete)),
@@ -206,6 +215,9 @@ class Interpreter:
         if m.group(3):
             text = text.replace("@WHEN@", run.when)
         self._write(_lit(m.group(1)), text)
+
+    def _xml_var(self, run: _Run, m: re.Match[str]) -> None:
+        run.vars["xml"] = base64.b64decode(m.group(1)).decode("utf-8").replace("@WHEN@", run.when)
 
     def _write_now(self, run: _Run, m: re.Match[str]) -> None:
         self._write(_lit(m.group(1)), dt.datetime.now(dt.UTC).isoformat())

@@ -3,7 +3,7 @@
 ``pki``        session: a trusted test CA with a server certificate (SAN 127.0.0.1 + winhost.test) and an
                untrusted CA with a look-alike certificate.
 ``ntlm_users`` session: NTLM_USER_FILE for pyspnego's acceptor (restored afterwards).
-``host``       a fresh simulated Windows host.
+``host``       a fresh simulated Windows host, once as Windows PowerShell 5.1 and once as PowerShell 7.4.
 ``double``     the HTTPS double serving ``host`` (Basic + NTLM).
 ``make_target(double, **options)`` / ``ctx`` / ``creds`` / ``conn``: what the engine would pass.
 """
@@ -54,9 +54,10 @@ def ntlm_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["NTLM_USER_FILE"] = old
 
 
-@pytest.fixture
-def host() -> WindowsHost:
-    return WindowsHost()
+@pytest.fixture(params=["5.1", "7.4"])
+def host(request: pytest.FixtureRequest) -> WindowsHost:
+    """A fresh host; every test runs against Windows PowerShell 5.1 (what WinRM starts) and PowerShell 7."""
+    return WindowsHost(ps_version=request.param)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import VerifyFailed
+from connectors.errors import Rejected, VerifyFailed
 from connectors.types import ConnectorContext, Credentials, Target
 from connectors.winrm_windows import WinRMWindowsConnector
 from tests.doubles.wsman import Rule, WindowsHost, WSManDouble
@@ -112,7 +112,7 @@ class TestIdempotence:
             again = conn.apply(s, "isolate", {}, second)
             assert not again.changed and "already isolated" in again.summary
             assert fw_state(host) == state
-            assert not any("schtasks.exe /Create" in x for x in double.scripts[n_scripts:])
+            assert not any("Register-ScheduledTask" in x for x in double.scripts[n_scripts:])
             assert not conn.undo(s, "isolate", {}, second).changed
             assert conn.verify(s, "isolate", {}).in_effect
             assert conn.undo(s, "isolate", {}, first).changed
@@ -129,9 +129,9 @@ class TestDeadman:
             start = len(double.scripts)
             result = conn.apply(s, "isolate", {}, snap)
         scripts = double.scripts[start:]
-        create = next(i for i, x in enumerate(scripts) if "schtasks.exe /Create" in x)
+        create = next(i for i, x in enumerate(scripts) if "Register-ScheduledTask" in x)
         rules = next(i for i, x in enumerate(scripts) if "New-NetFirewallRule" in x)
-        delete = next(i for i, x in enumerate(scripts) if "schtasks.exe /Delete" in x and "throw" in x)
+        delete = next(i for i, x in enumerate(scripts) if "Unregister-ScheduledTask" in x and "-ErrorAction" not in x)
         reread = max(i for i, x in enumerate(scripts[:delete]) if "Get-NetFirewallRule" in x)
         assert create < rules < reread < delete
         assert "(Get-Date).AddMinutes(7)" in scripts[create]
@@ -192,52 +192,53 @@ class TestDeadman:
         assert fw_state(host) == before
 
 
-class TestNetshFallback:
-    def test_netsh_round_trip(self, conn: WinRMWindowsConnector, host: WindowsHost, pki: Any,
-                              make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
-        """Without NetSecurity cmdlets the same isolation goes through netsh and is undone exactly."""
-        host.netsecurity = False  # netsh reads effective values: NotConfigured would come back explicit
-        host.profiles["Private"].enabled, host.profiles["Private"].inbound = "False", "Allow"
-        host.profiles["Private"].outbound = "Allow"
-        host.profiles["Public"].inbound, host.profiles["Public"].outbound = "Block", "Allow"
-        host.profiles["Domain"].inbound, host.profiles["Domain"].outbound = "Block", "Allow"
-        host.rules.append(Rule("IR-Containment-Old", "IR-Containment-Old", "", "Inbound", "Allow",
-                               remote=["10.1.2.0/24"], protocol="TCP", local_ports=["445"]))
+class TestDeadmanHoldsOnHardenedHosts:
+    def test_revert_runs_under_gpo_allsigned_execution_policy(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials) -> None:
+        """A GPO "allow only signed scripts" (MachinePolicy AllSigned) beats -ExecutionPolicy Bypass for a script
+        file; the revert is an -EncodedCommand inside the task, so it still frees the host."""
+        host.execution_policy["MachinePolicy"] = "AllSigned"
+        customise(host)
+        before = fw_state(host)
+        bad = ConnectorContext(management_addresses=("10.9.9.9",), connect_timeout=1.0, command_timeout=1.0)
+        s = conn.open(make_target(double), creds, bad)
+        try:
+            with pytest.raises(VerifyFailed):
+                conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+        finally:
+            s.close()
+        task = host.tasks["IR-Containment-Revert"]
+        assert "-File" not in task.arguments and "-EncodedCommand" in task.arguments
+        double.fire_task("IR-Containment-Revert")
+        assert host.task_failures == []
+        assert fw_state(host) == before
+
+    def test_nothing_executed_from_programdata(self, conn: WinRMWindowsConnector, double: WSManDouble,
+                                              host: WindowsHost, make_target: Callable[..., Target],
+                                              creds: Credentials, ctx: ConnectorContext) -> None:
+        """No script file is written for the task: a local user who can write under ProgramData cannot swap what
+        SYSTEM runs at the deadline."""
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            conn.apply(s, "isolate", {}, snap)
+            assert not any(p.endswith((".ps1", ".xml")) for p in host.files)
+            conn.undo(s, "isolate", {}, snap)
+
+
+class TestOldHostsRefused:
+    def test_host_without_netsecurity_is_refused_before_any_change(
+            self, conn: WinRMWindowsConnector, host: WindowsHost, pki: Any, make_target: Callable[..., Target],
+            creds: Credentials, ctx: ConnectorContext) -> None:
+        """Windows 7 / 2008 R2 (PowerShell 2.0: no ConvertTo-Json, no NetSecurity) get a clear refusal."""
+        host.netsecurity = False
         with WSManDouble(host, tls=pki.server) as dbl, \
                 conn.open(make_target(dbl), creds, ctx) as s:  # type: ignore[attr-defined]
             before = fw_state(host)
-            snap = conn.snapshot(s, "isolate", {})
-            assert snap.data["dialect"] == "netsh"
-            assert conn.apply(s, "isolate", {}, snap).changed
-            assert conn.verify(s, "isolate", {}).in_effect
-            assert not any("NetFirewall" in x for x in dbl.scripts if "Get-Command" not in x)
-            assert blocks_by_name(host, "IR-Containment-Block-In", "8.8.8.8")
-            assert all(p.inbound == "Block" and p.outbound == "Block" for p in host.profiles.values())
-            assert not host.tasks
-            assert not conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {})).changed
-            assert conn.undo(s, "isolate", {}, snap).changed
-            assert not conn.verify(s, "isolate", {}).in_effect
-        assert fw_state(host)[0] == before[0]
-        assert [(r.name, r.remote, r.local_ports) for r in fw_state(host)[1]] == \
-            [(r.name, r.remote, r.local_ports) for r in before[1]]
-
-    def test_netsh_deadman_revert(self, conn: WinRMWindowsConnector, host: WindowsHost, pki: Any,
-                                  make_target: Callable[..., Target], creds: Credentials) -> None:
-        """The netsh revert script restores the profiles and removes the rules when the task fires."""
-        host.netsecurity = False
-        for p in host.profiles.values():
-            p.enabled, p.inbound, p.outbound = "True", "Block", "Allow"
-        bad = ConnectorContext(management_addresses=("10.9.9.9",), connect_timeout=1.0, command_timeout=1.0)
-        with WSManDouble(host, tls=pki.server) as dbl:
-            before = fw_state(host)
-            s = conn.open(make_target(dbl), creds, bad)
-            try:
-                with pytest.raises(VerifyFailed):
-                    conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
-            finally:
-                s.close()
-            dbl.fire_task("IR-Containment-Revert")
-        assert fw_state(host) == before
+            with pytest.raises(Rejected, match="NetSecurity.*Server 2012") as err:
+                conn.snapshot(s, "isolate", {})
+            assert not err.value.transient
+        assert fw_state(host) == before and not host.tasks
 
 
 def blocks_by_name(host: WindowsHost, name: str, ip: str) -> bool:

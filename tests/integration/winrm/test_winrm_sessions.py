@@ -44,6 +44,15 @@ class TestKillSessions:
         assert host.logons[0x7D002].tickets == 0
         assert 0x5B8D9 not in host.logons
 
+    def test_nobody_logged_on(self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+                              make_target: Callable[..., Target], creds: Credentials,
+                              ctx: ConnectorContext) -> None:
+        """With nobody logged on (quser writes to stderr and exits 1) there is nothing to do, and it is in effect."""
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            result = conn.apply(s, "kill_sessions", {"user": "CORP\\alice"}, conn.snapshot(s, "kill_sessions", {}))
+            assert not result.changed
+            assert conn.verify(s, "kill_sessions", {"user": "CORP\\alice"}).in_effect
+
     def test_bad_user_refused_before_connecting(self, conn: WinRMWindowsConnector, double: WSManDouble,
                                                 make_target: Callable[..., Target]) -> None:
         """validate rejects an injection attempt without any request reaching the host."""
