@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT")
 
+    p = sub.add_parser("completion", help="shell completion: eval \"$(agent completion bash)\" (also zsh, fish)")
+    p.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"))
+    p.add_argument("--list", dest="list_kind", metavar="KIND",
+                   help="print completion values of one kind (hosts, tags, sites, devices, directories, runbooks, "
+                        "incidents)")
+    p.add_argument("--config", "-c", metavar="FILE")
+
     p = sub.add_parser("approvals", help="approval requests waiting for a decision")
     p.add_argument("--all", action="store_true", help="also decided and expired ones")
     _common(p)
@@ -231,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "lab":
         from agent.lab.cli import main as lab_main
         return lab_main(list(args.lab_args))
+    if args.command == "completion":
+        return _completion(args)
     if args.command == "audit":
         from agent.commands.audit import run_audit
         return run_audit(list(args.audit_args), args.config)
@@ -241,6 +250,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exitcodes.DONE
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agent import completion
+    from agent.config import default_config_path
+
+    if args.list_kind:
+        if args.list_kind not in completion.KINDS:
+            sys.stderr.write(f"error: --list {args.list_kind!r}: one of {', '.join(completion.KINDS)}\n")
+            return exitcodes.USAGE
+        config = Path(args.config) if args.config else default_config_path()
+        for value in completion.list_values(args.list_kind, config):
+            print(value)
+        return exitcodes.DONE
+    if not args.shell:
+        sys.stderr.write("error: name a shell: agent completion bash | zsh | fish\n")
+        return exitcodes.USAGE
+    sys.stdout.write(completion.script(args.shell, parser()))
+    return exitcodes.DONE
 
 
 if __name__ == "__main__":

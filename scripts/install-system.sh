@@ -10,6 +10,7 @@ PKGS=(
   # later waves: real peers in the tests (Kerberos build headers, Alertmanager, PostgreSQL, RabbitMQ, Chromium, SMTP via
   # aiosmtpd from PyPI), sudo/doas for non-root service accounts on lab hosts
   libkrb5-dev prometheus-alertmanager postgresql rabbitmq-server chromium chromium-driver sudo opendoas
+  zsh fish  # the completion scripts are parsed by the real shells in the tests
 )
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
