@@ -1,23 +1,26 @@
-"""Failpoints: named places where a test can make the agent process die, to prove crash recovery for real.
+"""Failpoints: named places where a test can make the agent die, to prove crash recovery for real.
 
-``AGENT_FAILPOINTS=after-apply`` makes the process SIGKILL itself right after a connector's apply returned and
-before the result is journaled — the worst moment for a containment tool; ``after-apply:pause`` sleeps there
-instead (3 s), so a test can press Ctrl-C mid-run deterministically. Read once at import; a no-op otherwise.
+``AGENT_FAILPOINTS=after-apply`` makes the run SIGKILL itself right after a connector's apply returned and before
+the result is journaled — the worst moment for a containment tool; ``after-apply:pause`` sleeps there instead
+(3 s), so a test can press Ctrl-C or kill the process mid-run deterministically. Several names: comma-separated.
+The variable is read when the failpoint is reached (never at import), so a warm child honours its *client's*
+value, and in a warm run the client dies with the child (see :mod:`agent.runctx`). A no-op otherwise.
+
+Every name used in the code is listed in :data:`NAMES` (a test checks the list against the code).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import time
+from agent.runctx import armed, failpoint
 
-__all__ = ["failpoint"]
+__all__ = ["NAMES", "armed", "failpoint"]
 
-_ACTIVE = frozenset(filter(None, os.environ.get("AGENT_FAILPOINTS", "").split(",")))
-
-
-def failpoint(name: str) -> None:
-    if name in _ACTIVE:
-        os.kill(os.getpid(), signal.SIGKILL)
-    if f"{name}:pause" in _ACTIVE:
-        time.sleep(3)
+NAMES = (
+    "after-intent",      # intent journaled, nothing opened yet
+    "before-snapshot",   # session open, snapshot not read
+    "after-snapshot",    # snapshot read, not journaled yet
+    "after-apply",       # apply returned, result not journaled
+    "before-verify",     # result journaled (state verifying), not read back yet
+    "after-verify",      # read back, 'done' not journaled yet
+    "after-undo",        # undo returned, not journaled yet
+)

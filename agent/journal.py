@@ -5,21 +5,18 @@ One place does both so the two can never disagree about what happened, and so no
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.runctx import current_owner
 from agent.store import Action, Incident, Store, Transition, utcnow
 
 if TYPE_CHECKING:
     from agent.progress import Transition as Transition_
 
-__all__ = ["OWNER", "AuditSink", "Journal"]
-
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+__all__ = ["AuditSink", "Journal"]
 
 
 class AuditSink(Protocol):
@@ -29,6 +26,7 @@ class AuditSink(Protocol):
 class Journal:
     def __init__(self, store: Store, audit: AuditSink) -> None:
         self.store, self.audit = store, audit
+        self.owner = str(current_owner())  # per journal (one per command or daemon), never per import
         # Called after each committed transition (live progress, --events): they see what the journal says.
         self.observers: list[Callable[[Transition_], None]] = []
 
@@ -42,7 +40,7 @@ class Journal:
             observer(event)
 
     def create(self, row: Action) -> Action:
-        row.owner = OWNER
+        row.owner = self.owner
         row.id = row.id or str(uuid.uuid4())
         with self.store.session() as s:
             row.seq = self.store.next_seq(s)
@@ -64,7 +62,7 @@ class Journal:
             assert db is not None
             db.state = to_state
             db.updated_at = now
-            db.owner = OWNER
+            db.owner = self.owner
             for key, value in changes.items():
                 setattr(db, key, value)
             s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now, detail=detail))

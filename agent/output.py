@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from agent.runctx import colour_enabled
+
 __all__ = ["color", "emit_json", "err", "table"]
 
-_TTY = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
 _CODES = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
 
 
 def color(text: str, name: str) -> str:
-    return f"\033[{_CODES[name]}m{text}\033[0m" if _TTY else text
+    """``text`` in colour ``name`` when this run's standard output is a terminal (decided per call, not import)."""
+    return f"\033[{_CODES[name]}m{text}\033[0m" if colour_enabled() else text
 
 
 def state_color(state: str) -> str:

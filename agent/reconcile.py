@@ -11,8 +11,6 @@ Only actions whose owning process is gone are touched (owner ``host:pid``), so t
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +18,7 @@ from sqlalchemy import select
 
 from agent.engine import Engine
 from agent.errors import AgentError
+from agent.runctx import owner_alive
 from agent.store import ACTIVE_STATES, Action
 from connectors.errors import ConnectorError
 from connectors.types import Snapshot
@@ -41,30 +40,11 @@ class ReconcileOutcome:
         return dict(self.__dict__)
 
 
-def _owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
-
-
 def reconcile(engine: Engine) -> list[ReconcileOutcome]:
     """Reconcile every unfinished action owned by a dead process; returns what was done."""
     with engine.store.session() as s:
         rows = [r for r in s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq))
-                if not _owner_alive(r.owner)]
+                if not owner_alive(r.owner)]
     outcomes = []
     for row in rows:
         outcomes.append(_reconcile_one(engine, row))

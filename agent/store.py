@@ -126,6 +126,7 @@ class Action(Base):
             "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
             "expires_at": _iso(self.expires_at), "undone_at": _iso(self.undone_at),
             "requested_by": self.requested_by, "approved_by": self.approved_by, "reason": self.reason,
+            "owner": self.owner,
         }
 
 

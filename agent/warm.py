@@ -38,7 +38,7 @@ def _preload() -> None:
     for name in reg.names():
         try:
             reg.get(name)
-        except Exception:  # noqa: BLE001 - a broken plugin is reported when used, not here
+        except Exception:  # noqa: BLE001, S110 - a broken plugin is reported when used, not here
             pass
     for lib in ("paramiko", "structlog", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
                 "pwd", "encodings.idna"):
@@ -149,7 +149,7 @@ def serve(config: str | None) -> int:
                 continue
             conn.settimeout(None)
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
+            peer, uid, _gid = struct.unpack("3i", creds)
             if uid != os.getuid():
                 conn.close()
                 continue
@@ -157,7 +157,7 @@ def serve(config: str | None) -> int:
                 server.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os._exit(_child(conn))
+                os._exit(_child(conn, peer))
             conn.close()
     except (KeyboardInterrupt, SystemExit):
         return 0
@@ -178,7 +178,56 @@ def _request(body: bytes) -> dict[str, Any]:
     return request
 
 
-def _child(conn: socket.socket) -> int:
+def _adopt(request: dict[str, Any], client: int) -> None:
+    """Make this child *the client's run*: its owner identity, its environment switches, its locale and streams.
+
+    The environment is replaced key by key for everything the client may forward (:data:`ENV_KEEP`): a variable
+    the client does not have is removed, so the server's own ``AGENT_FAILPOINTS`` or ``NO_COLOR`` never leaks
+    into a command.
+    """
+    from agent import runctx
+    from agent.warm_client import ENV_KEEP
+
+    runctx.adopt_client(client)
+    env = request["env"]
+    for key in ENV_KEEP:
+        if key in env:
+            os.environ[key] = env[key]
+        else:
+            os.environ.pop(key, None)
+    encoding = request.get("encoding") if isinstance(request.get("encoding"), str) else None
+    if encoding is not None:
+        import codecs
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            encoding = None
+    sys.stdin = open(0, encoding=encoding, closefd=False)  # noqa: SIM115 - rebinding the standard streams
+    sys.stdout = open(1, "w", encoding=encoding, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding=encoding, errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
+def _die_with_client(conn: socket.socket) -> None:
+    """SIGKILL this child as soon as the client's end of the socket closes (the client was killed).
+
+    Why: a cold run killed mid-action stops there; a warm child must not go on changing targets for a client
+    that is gone (and whose pid now owns the journal rows, so the next start reconciles them).
+    """
+    import signal
+    import threading
+
+    def watch() -> None:
+        try:
+            while conn.recv(64):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="warm-client-watch", daemon=True).start()
+
+
+def _child(conn: socket.socket, client: int) -> int:
     code = 1
     try:
         head, fds, _flags, _addr = socket.recv_fds(conn, 4 + 65536, 4)
@@ -197,12 +246,10 @@ def _child(conn: socket.socket) -> int:
             os.dup2(fd, target)
             os.close(fd)
         os.close(netns)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - rebinding the standard streams
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        _adopt(request, client)
         os.chdir(request["cwd"])
-        os.environ.update(request["env"])
         conn.sendall(struct.pack("!i", os.getpid()))
+        _die_with_client(conn)
         from agent.cli import main
         try:
             code = main(request["argv"])

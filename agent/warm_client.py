@@ -19,8 +19,11 @@ __all__ = ["ENV_KEEP", "FORWARDED_COMMANDS", "config_arg", "run_dir", "socket_pa
 
 FORWARDED_COMMANDS = frozenset({"contain", "release", "run", "plan", "block-ip", "unblock-ip", "disable-account",
                                 "enable-account", "status", "sweep", "incidents", "report"})
+# Everything of the client's environment that changes what a command does or prints. The warm child replaces
+# exactly these keys (missing ones are removed), so the server's environment never speaks for a client.
 ENV_KEEP = ("AGENT_CONFIG", "NO_COLOR", "TERM", "SUDO_USER", "USER", "LOGNAME", "HOME", "PATH", "TZ",
-            "AGENT_FAILPOINTS", "COLUMNS")
+            "AGENT_FAILPOINTS", "COLUMNS", "LINES", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES",
+            "LC_TIME", "LC_NUMERIC")
 
 
 def run_dir() -> str:
@@ -66,7 +69,8 @@ def try_forward(argv: list[str]) -> int | None:
         return None
     try:
         request = repr({"argv": list(argv), "cwd": os.getcwd(),
-                        "env": {k: os.environ[k] for k in ENV_KEEP if k in os.environ}}).encode()
+                        "env": {k: os.environ[k] for k in ENV_KEEP if k in os.environ},
+                        "encoding": getattr(sys.stdout, "encoding", None)}).encode()
         netns = os.open("/proc/self/ns/net", os.O_RDONLY)
         try:
             sock.sendmsg([pack("!I", len(request)) + request],
