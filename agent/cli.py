@@ -121,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _acting(p, ttl=False)
 
     p = sub.add_parser("disable-account", help="disable directory account(s) (runbook disable-account)")
-    p.add_argument("users", nargs="+", metavar="USER", help="sAMAccountName or UPN; several are planned together "
-                   "and refused together if any is protected")
+    p.add_argument("users", nargs="+", metavar="USER", help="sAMAccountName, UPN, DOMAIN\\name, DN, objectSid or "
+                   "objectGUID (quote names with ' or ( ) for the shell); several are planned together and "
+                   "refused together if any is protected")
     p.add_argument("--with-groups", action="store_true", help="also remove privileged group memberships")
     p.add_argument("--reset-password", action="store_true", help="also reset the password (NOT reversible)")
     p.add_argument("--directory", metavar="NAME")

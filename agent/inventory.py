@@ -150,6 +150,30 @@ class Inventory:
         return short in {a.lower() for a in self.protected_accounts} or account.lower() in {
             a.lower() for a in self.protected_accounts}
 
+    def account_protected_reason(self, account: str, directory: HostEntry | None = None) -> str | None:
+        """Why ``account`` must never be changed, decided before connecting: listed in protected.accounts, or
+        the agent's own bind account on ``directory`` (in any form: name, UPN, DOMAIN\\name, DN)."""
+        if self.account_protected(account):
+            return f"account {account!r} is listed in protected.accounts"
+        bind = directory.credentials.username if directory and directory.credentials else ""
+        if bind and _same_account(account, bind):
+            return f"account {account!r} is the agent's own bind account on {directory.name}"  # type: ignore[union-attr]
+        return None
+
+
+def _same_account(a: str, b: str) -> bool:
+    """Whether two typed references certainly name the same account (same short name, or same DN)."""
+    from connectors.account_names import parse_account_name
+    try:
+        pa, pb = parse_account_name(a), parse_account_name(b)
+    except ValueError:
+        return a.lower() == b.lower()
+    if pa.kind == pb.kind == "dn":
+        return "".join(pa.value.lower().split()) == "".join(pb.value.lower().split())
+    if pa.kind == "dn" or pb.kind == "dn":  # a DN's first RDN value is the CN, not the logon name
+        return False
+    return bool(pa.short) and pa.short == pb.short
+
 
 def load_inventory(path: Path | str) -> Inventory:
     """Read and validate the inventory; every error names file, line and field."""

@@ -161,9 +161,10 @@ class Planner:
             return [(entry, address, {})]
         if kind == "account":
             username(value, field="user")
-            if inv.account_protected(value):
-                raise GuardRefused(f"refused: account {value!r} is listed in protected.accounts; nothing was touched")
             entry = inv.directory(directory)
+            why = inv.account_protected_reason(value, entry)
+            if why:
+                raise GuardRefused(f"refused: {why}; it is protected, nothing was touched")
             return [(entry, self._pin(entry), {"account": value})]
         net = ip_or_cidr(value, field="address")
         reason = inv.address_protected_reason(net)
@@ -219,6 +220,8 @@ class Planner:
             preview = conn.preview(target, step.action, args, self.ctx)
             summary = conn.summarize(target, step.action, args, self.ctx)
         except ConnectorError as exc:
+            if exc.detail.get("reason") == "protected_account":  # a guard (exit 3), not a typo (exit 2)
+                raise GuardRefused(f"refused: {target.name}: {exc.message}; nothing was touched") from None
             raise InputError(f"{target.name}: {step.action}: {exc.message}") from None
         return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
                              args=args, spec=spec, preview=preview, summary=summary)

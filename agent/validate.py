@@ -15,7 +15,6 @@ from agent.errors import InputError
 __all__ = ["INVENTORY_NAME", "duration", "inventory_name", "ip_or_cidr", "username"]
 
 INVENTORY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})")
-_USERNAME = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,14}\\)?[A-Za-z0-9][A-Za-z0-9._@-]{0,255}")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _ASCII_IP = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:/[0-9]{1,3})?")
 
@@ -34,9 +33,17 @@ def inventory_name(value: str, *, field: str = "host") -> str:
 
 
 def username(value: str, *, field: str = "user") -> str:
-    """An account name (sAMAccountName, UPN, or DOMAIN\\name) without characters that could inject."""
-    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
-        raise InputError(f"{field}: {_shown(value)} is not a valid account name")
+    """A directory account: sAMAccountName, UPN, ``DOMAIN\\name``, DN, objectSid or objectGUID.
+
+    Escape, don't forbid: anything Active Directory accepts as a name passes (``o'brien``, ``a(b)c``,
+    ``ünïcode``); only what cannot name an account is refused — the grammar is shared with the AD connector
+    (:mod:`connectors.account_names`), so the CLI, the daemon and the connector agree.
+    """
+    from connectors.account_names import parse_account_name
+    try:
+        parse_account_name(value)
+    except ValueError as exc:
+        raise InputError(f"{field}: not a valid account name: {exc}") from None
     return value
 
 
@@ -69,7 +76,8 @@ def iso_time(value: str, *, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        raise InputError(f"{field}: {_shown(value)} is not an ISO date/time (example: 2026-11-23T08:15-05:00)") from None
+        raise InputError(f"{field}: {_shown(value)} is not an ISO date/time "
+                         "(example: 2026-11-23T08:15-05:00)") from None
     if moment.tzinfo is None:
         raise InputError(f"{field}: {_shown(value)} needs a time zone offset (example: 2026-11-23T08:15-05:00)")
     return moment

@@ -1,10 +1,12 @@
 """Finding exactly one user account from what a technician typed, and refusing the ones we must never touch.
 
-An account is named by sAMAccountName, userPrincipalName or DN. Input is validated *before* any connection
-(``validate_account``: control characters, NUL, over 256 characters, and for names the characters AD forbids in
-sAMAccountName) and every value that reaches a filter goes through ``escape_filter_chars``. Names are searched
-as ``(|(sAMAccountName=v)(userPrincipalName=v))``: AD allows ``@`` in a sAMAccountName, so ``bob@corp`` can be
-one user's UPN and another's sAMAccountName — more than one match is refused as ambiguous, never guessed.
+An account is named by sAMAccountName, userPrincipalName, ``DOMAIN\\name``, DN, objectSid or objectGUID (the
+grammar is :mod:`connectors.account_names`, shared with the CLI and the daemon). Input is validated *before* any
+connection (``validate_account``) and every value that reaches a filter goes through ``escape_filter_chars``
+(RFC 4515; binary SIDs/GUIDs through ``escape_bytes``), so ``o'brien`` and ``a(b)c`` are ordinary names. Names
+are searched as ``(|(sAMAccountName=v)(userPrincipalName=v))``: AD allows ``@`` in a sAMAccountName, so
+``bob@corp`` can be one user's UPN and another's sAMAccountName — more than one match is refused as ambiguous,
+never guessed. A down-level name must carry this directory's NetBIOS domain.
 
 Protected accounts (built-in Administrator RID 500, krbtgt RID 502 and ``krbtgt_*``, the agent's own bind account
 and ``options.protected_accounts``) are refused by name in ``validate`` and again, by SID/DN/UPN, right after
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import struct
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.conv import escape_bytes, escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
+from connectors.account_names import AccountName, parse_account_name
 from connectors.active_directory.options import DirectoryOptions, dn_within, normalize_dn
 from connectors.active_directory.session import ADSession, Entry
 from connectors.errors import InvalidInput, Rejected
@@ -38,6 +40,7 @@ __all__ = [
     "Resolution",
     "as_int",
     "check_not_protected",
+    "domain_problem",
     "first",
     "guid_value",
     "looks_like_dn",
@@ -47,12 +50,12 @@ __all__ = [
     "resolve",
     "resolve_many",
     "resolve_snapshot",
+    "sid_to_bytes",
     "sid_to_str",
     "validate_account",
 ]
 
 MAX_IDENTIFIER = 256
-SAM_FORBIDDEN = set('"/\\[]:;|=,+*?<>')
 USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 BUILTIN_PROTECTED = ("administrator", "krbtgt")
 PROTECTED_RIDS = {500: "the built-in Administrator (RID 500)", 502: "krbtgt (RID 502)"}
@@ -61,36 +64,37 @@ NAMES_PER_FILTER = 200  # names per OR filter (≤ 400 terms): small requests; m
 
 
 def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "account") -> str:
-    """Return ``value`` if it may name an account, else raise InvalidInput naming the field and value."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{field_name} must be a non-empty string, got {value!r}")
-    if len(value) > MAX_IDENTIFIER:
-        raise InvalidInput(f"{field_name} is {len(value)} characters long (max {MAX_IDENTIFIER}): {value[:40]!r}...")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
-        raise InvalidInput(f"{field_name} {value!r} contains control characters")
-    if value != value.strip():
-        raise InvalidInput(f"{field_name} {value!r} has leading or trailing whitespace")
-    if _looks_like_dn(value):
+    """Return ``value`` if it may name an account, else raise InvalidInput naming the field and value.
+
+    The grammar is :mod:`connectors.account_names` (shared with the CLI and the daemon): sAMAccountName, UPN,
+    ``DOMAIN\\name``, DN, objectSid, objectGUID. Here it is also checked against this directory: a DN must lie
+    under ``base_dn``; a down-level domain must be ``options.netbios_domain`` when that is configured (else it is
+    checked against the directory's crossRef at resolution).
+    """
+    try:
+        parsed = parse_account_name(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{field_name}: not a valid account name: {exc}",
+                           detail={"field": field_name}) from None
+    if parsed.kind == "dn":
         try:
-            if not parse_dn(value, strip=True):
+            if not parse_dn(parsed.value, strip=True):
                 raise LDAPInvalidDnError("empty")
-            inside = dn_within(value, opts.base_dn)
+            inside = dn_within(parsed.value, opts.base_dn)
         except LDAPInvalidDnError:
             raise InvalidInput(f"{field_name} {value!r} is not a valid DN") from None
         if not inside:
             raise InvalidInput(f"{field_name} {value!r} is outside the directory's base DN {opts.base_dn!r}")
-        return value
-    bad = sorted({c for c in value if c in SAM_FORBIDDEN})
-    if bad:
-        raise InvalidInput(f"{field_name} {value!r} contains characters AD does not allow in account names: "
-                           f"{' '.join(bad)}")
-    return value
+    if parsed.kind == "downlevel" and opts.netbios_domain and \
+            parsed.domain.casefold() != opts.netbios_domain.casefold():
+        raise InvalidInput(f"{field_name} {value!r}: domain {parsed.domain!r} is not this directory's NetBIOS "
+                           f"domain {opts.netbios_domain!r}", detail={"field": field_name, "reason": "wrong_domain"})
+    return parsed.value
 
 
 def looks_like_dn(value: str) -> bool:
-    """True if ``value`` is written like a DN (``X=...,...``) rather than an account name."""
-    head = value.split(",", 1)[0]
-    return "=" in head and "," in value
+    """True if ``value`` is a DN rather than a name (``=`` can never be part of an account name)."""
+    return "=" in value
 
 
 _looks_like_dn = looks_like_dn
@@ -98,11 +102,70 @@ _looks_like_dn = looks_like_dn
 
 def check_by_name(value: str, opts: DirectoryOptions, field_name: str = "account") -> None:
     """Pre-connection protection check on the literal name (the SID check follows after resolution)."""
-    plain = value.split("@", 1)[0].lower() if not _looks_like_dn(value) else ""
+    parsed = parse_account_name(value)
+    plain = parsed.short
     protected = {p.lower() for p in opts.protected_accounts}
-    if plain in BUILTIN_PROTECTED or plain.startswith("krbtgt") or value.lower() in protected or plain in protected:
+    rid = parsed.name.rsplit("-", 1)[1] if parsed.kind == "sid" else ""
+    if plain in BUILTIN_PROTECTED or plain.startswith("krbtgt") or value.lower() in protected or \
+            (plain and plain in protected) or (rid and int(rid) in PROTECTED_RIDS):
         raise InvalidInput(f"{field_name} {value!r} is a protected account and is never changed",
                            detail={"reason": "protected_account"})
+
+
+def sid_to_bytes(sid: str) -> bytes:
+    """``S-1-5-21-...`` → binary objectSid (MS-DTYP 2.4.2.2: revision, count, 48-bit big-endian authority,
+    little-endian 32-bit sub-authorities)."""
+    parts = sid.upper().split("-")
+    revision, authority, subs = int(parts[1]), int(parts[2]), [int(x) for x in parts[3:]]
+    return bytes([revision, len(subs)]) + authority.to_bytes(6, "big") + struct.pack(f"<{len(subs)}I", *subs)
+
+
+def _terms(value: str) -> tuple[str, tuple[str, str]]:
+    """The filter terms that find ``value`` (escaped) and the key its entry is matched under locally.
+
+    Names are validated before they get here; a value that does not parse is still only ever an escaped
+    sAMAccountName/UPN value (defence in depth), never filter syntax."""
+    try:
+        parsed = parse_account_name(value)
+    except ValueError:
+        parsed = AccountName("name", value, name=value)
+    if parsed.kind == "dn":
+        return f"(distinguishedName={escape_filter_chars(value)})", ("dn", normalize_dn(value))
+    if parsed.kind == "sid":
+        return f"(objectSid={escape_bytes(sid_to_bytes(parsed.name))})", ("sid", parsed.name)
+    if parsed.kind == "guid":
+        return f"(objectGUID={guid_value(parsed.name)})", ("guid", parsed.name)
+    if parsed.kind == "downlevel":
+        return f"(sAMAccountName={escape_filter_chars(parsed.name)})", ("sam", parsed.name.casefold())
+    esc = escape_filter_chars(value)
+    return f"(sAMAccountName={esc})(userPrincipalName={esc})", ("name", value.casefold())
+
+
+_HOW = {"dn": "DN", "sid": "objectSid", "guid": "objectGUID", "downlevel": "sAMAccountName",
+        "name": "sAMAccountName or userPrincipalName"}
+
+
+def _how(value: str) -> str:
+    try:
+        return _HOW[parse_account_name(value).kind]
+    except ValueError:
+        return _HOW["name"]
+
+
+def domain_problem(session: ADSession, value: str) -> str:
+    """Why a down-level ``DOMAIN\\name`` does not belong to this directory ('' when it does, or is not one)."""
+    try:
+        parsed = parse_account_name(value)
+    except ValueError:
+        return ""
+    if parsed.kind != "downlevel":
+        return ""
+    mine = session.netbios_domain()
+    if not mine:
+        return f"{value!r}: the directory's NetBIOS domain could not be read; name the account without DOMAIN\\"
+    if parsed.domain.casefold() != mine.casefold():
+        return f"{value!r}: domain {parsed.domain!r} is not this directory's NetBIOS domain {mine!r}"
+    return ""
 
 
 def sid_to_str(raw: bytes) -> str:
@@ -158,16 +221,18 @@ class Account:
 
 
 def resolve(session: ADSession, value: str, attributes: Sequence[str] = ()) -> Account:
-    """Exactly one user account named ``value`` (sAMAccountName, UPN or DN), else Rejected naming the value."""
+    """Exactly one user account named ``value`` (any form of :mod:`connectors.account_names`), else Rejected."""
     attrs = sorted({*IDENTITY_ATTRS, *attributes})
+    problem = domain_problem(session, value)
+    if problem:
+        raise Rejected(problem, detail={"reason": "wrong_domain", "account": value})
     if _looks_like_dn(value):
         entries, over = session.search(value, USER_FILTER, attrs, scope=ldap3.BASE)
-        how = "DN"
     else:
-        esc = escape_filter_chars(value)
-        filt = f"(&{USER_FILTER}(|(sAMAccountName={esc})(userPrincipalName={esc})))"
+        terms, _key = _terms(value)
+        filt = f"(&{USER_FILTER}(|{terms}))"
         entries, over = session.search(session.opts.base_dn, filt, attrs, size_limit=2)
-        how = "sAMAccountName or userPrincipalName"
+    how = _how(value)
     if not entries:
         raise Rejected(f"no user account with {how} {value!r} under {session.opts.base_dn!r}",
                        detail={"reason": "not_found", "account": value})
@@ -243,17 +308,14 @@ class Resolution:
 
 
 def name_filter(names: Sequence[str], also: str = "") -> str:
-    """One OR filter for validated ``names`` (DNs by distinguishedName, names by sAMAccountName or UPN), ANDed
-    with the user filter and ``also`` (a constant term of ours, e.g. "enabled only").
+    """One OR filter for validated ``names`` (each by the attribute its form names: distinguishedName,
+    sAMAccountName/userPrincipalName, objectSid, objectGUID), ANDed with the user filter and ``also`` (a
+    constant term of ours, e.g. "enabled only").
 
-    Every value goes through ldap3's ``escape_filter_chars``; the filter is parsed and encoded by ldap3.
+    Every value goes through ldap3's ``escape_filter_chars`` (binary SIDs/GUIDs through ``escape_bytes``);
+    the filter is parsed and encoded by ldap3.
     """
-    terms = []
-    for value in names:
-        esc = escape_filter_chars(value)
-        terms.append(f"(distinguishedName={esc})" if _looks_like_dn(value) else
-                     f"(sAMAccountName={esc})(userPrincipalName={esc})")
-    return f"(&{USER_FILTER}{also}(|{''.join(terms)}))"
+    return f"(&{USER_FILTER}{also}(|{''.join(_terms(v)[0] for v in names)}))"
 
 
 def guid_value(guid: str) -> str:
@@ -268,12 +330,20 @@ def match_keys(entry: Entry, with_dn: bool) -> set[tuple[str, str]]:
         text = _text(entry, attr)
         if text:
             keys.add(("name", text.casefold()))
+    sam = _text(entry, "sAMAccountName")
+    if sam:
+        keys.add(("sam", sam.casefold()))
+    sid, guid = first(entry, "objectSid"), first(entry, "objectGUID")
+    if sid:
+        keys.add(("sid", sid_to_str(sid).upper()))
+    if guid:
+        keys.add(("guid", str(uuid.UUID(bytes_le=guid))))
     return keys
 
 
 def name_key(value: str) -> tuple[str, str]:
-    """How a requested name is looked up among entries: its normalised DN, or its case-folded name."""
-    return ("dn", normalize_dn(value)) if _looks_like_dn(value) else ("name", value.casefold())
+    """How a requested name is looked up among entries: its normalised DN, SID, GUID or case-folded name."""
+    return _terms(value)[1]
 
 
 def resolve_many(session: ADSession, names: Sequence[str], attributes: Sequence[str] = ()) -> list[Resolution]:
@@ -298,6 +368,10 @@ def resolve_many(session: ADSession, names: Sequence[str], attributes: Sequence[
     placed: set[str] = set()
     out: list[Resolution] = []
     for name in names:
+        problem = domain_problem(session, name)
+        if problem:
+            out.append(Resolution(name, problem="wrong_domain", message=problem))
+            continue
         matches = index.get(name_key(name), [])
         placed.update(e["dn"] for e in matches)
         out.append(_resolution(session, name, matches))
@@ -317,7 +391,7 @@ def resolve_many(session: ADSession, names: Sequence[str], attributes: Sequence[
 
 def _resolution(session: ADSession, name: str, matches: list[Entry]) -> Resolution:
     if not matches:
-        how = "DN" if _looks_like_dn(name) else "sAMAccountName or userPrincipalName"
+        how = _how(name)
         return Resolution(name, problem="not_found",
                           message=f"no user account with {how} {name!r} under {session.opts.base_dn!r}")
     if len(matches) > 1:

@@ -10,6 +10,8 @@ address; the account to act on comes in the action's ``account`` argument. Recog
     port: 636
     privileged_groups: [Tier0 Admins] # added to the built-in privileged groups
     protected_accounts: [breakglass]  # added to Administrator (RID 500), krbtgt and the bind account
+    netbios_domain: LAB               # optional: lets DOMAIN\\name be checked before connecting (else read
+                                      # from the directory's crossRef when the name is resolved)
 
 There is deliberately no way to turn TLS or certificate validation off: a simple bind over plain LDAP sends the
 bind password in clear text (and AD/Samba refuse it anyway with ``strongerAuthRequired``).
@@ -42,9 +44,11 @@ DEFAULT_PRIVILEGED_GROUPS: Mapping[str, str] = {
     "Backup Operators": "S-1-5-32-551",
 }
 
-_KNOWN = {"base_dn", "server_name", "ca_file", "starttls", "port", "privileged_groups", "protected_accounts"}
+_KNOWN = {"base_dn", "server_name", "ca_file", "starttls", "port", "privileged_groups", "protected_accounts",
+          "netbios_domain"}
 _INSECURE = {"tls", "use_ssl", "ssl", "insecure", "validate", "verify", "verify_tls", "allow_plain", "plain"}
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
 def _rdns(dn: str) -> list[str]:
@@ -81,6 +85,7 @@ class DirectoryOptions:
     ca_file: str | None
     privileged_groups: tuple[str, ...] = ()
     protected_accounts: tuple[str, ...] = ()
+    netbios_domain: str = ""
 
     @classmethod
     def from_target(cls, target: Target) -> DirectoryOptions:
@@ -120,10 +125,15 @@ class DirectoryOptions:
         ca_file = opts.get("ca_file")
         if ca_file is not None and (not isinstance(ca_file, str) or not ca_file or "\0" in ca_file):
             raise InvalidInput(f"directory {target.name!r}: options.ca_file {ca_file!r} is not a path")
+        netbios = opts.get("netbios_domain") or ""
+        if not isinstance(netbios, str) or len(netbios) > 15 or netbios.startswith(".") or \
+                any(c in '\\/:*?"<>| ' for c in netbios):
+            raise InvalidInput(f"directory {target.name!r}: options.netbios_domain {netbios!r} is not a NetBIOS "
+                               "domain name")
         return cls(address=address, port=port, starttls=starttls, base_dn=base_dn.strip(),
                    server_name=server_name, ca_file=ca_file,
                    privileged_groups=_names(opts, "privileged_groups"),
-                   protected_accounts=_names(opts, "protected_accounts"))
+                   protected_accounts=_names(opts, "protected_accounts"), netbios_domain=netbios)
 
 
 def _is_ip(value: str) -> bool:

@@ -77,8 +77,8 @@ def connect(opts: DirectoryOptions, creds: Credentials, ctx: ConnectorContext) -
     server = ldap3.Server(opts.address, port=opts.port, use_ssl=not opts.starttls, tls=tls, get_info=ldap3.NONE,
                           connect_timeout=ctx.connect_timeout)
     conn = ldap3.Connection(server, user=user, password=creds.password.reveal(), auto_bind=ldap3.AUTO_BIND_NONE,
-                            raise_exceptions=False, receive_timeout=max(1, math.ceil(ctx.command_timeout)), auto_referrals=False,
-                            collect_usage=True, read_only=False)
+                            raise_exceptions=False, receive_timeout=max(1, math.ceil(ctx.command_timeout)),
+                            auto_referrals=False, collect_usage=True, read_only=False)
     step = f"connect to {where}"
     try:
         conn.open(read_server_info=False)
@@ -165,6 +165,7 @@ class ADSession:
         self.broken = False
         self.searches = 0
         self.modifies = 0  # modify requests sent on this session (tests prove refusals send none)
+        self._netbios: str | None = None
 
     @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
@@ -288,6 +289,27 @@ class ADSession:
         if any(r.code in (51, 52) for r in replies):
             self.broken = True
         return [r.result for r in replies]
+
+    def netbios_domain(self) -> str:
+        """The directory's NetBIOS domain name (``LAB`` of ``LAB\\jdoe``): ``options.netbios_domain`` if set,
+        else read once per session from the domain's crossRef (``CN=Partitions`` of the configuration naming
+        context, attribute ``nETBIOSName``, MS-ADTS 6.1.1.2.1.1.3)."""
+        if self.opts.netbios_domain:
+            return self.opts.netbios_domain
+        if self._netbios is None:
+            from connectors.active_directory.options import dn_within
+            root, _ = self.search("", "(objectClass=*)", ["configurationNamingContext"], scope=ldap3.BASE)
+            config = root[0]["attributes"].get("configurationNamingContext", [b""])[0].decode() if root else ""
+            found = ""
+            if config:
+                refs, _ = self.search(f"CN=Partitions,{config}", "(&(objectClass=crossRef)(nETBIOSName=*))",
+                                      ["nETBIOSName", "nCName"], scope=ldap3.LEVEL)
+                for ref in refs:
+                    nc = ref["attributes"].get("nCName", [b""])[0].decode()
+                    if nc and dn_within(self.opts.base_dn, nc):
+                        found = ref["attributes"]["nETBIOSName"][0].decode()
+            self._netbios = found
+        return self._netbios
 
     def close(self) -> None:
         """Return the connection to the pool (or unbind it when pooling is off or it failed)."""

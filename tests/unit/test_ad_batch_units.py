@@ -77,8 +77,8 @@ class TestEncoding:
 class TestFilters:
     def test_name_filter_escapes_every_value(self):
         """Filter metacharacters in names become escapes; ldap3 parses the result into 2 terms per name."""
-        filt = name_filter(["a*", ")(", "x\\y", "CN=q\\, r,DC=lab,DC=test"])
-        assert "a\\2a" in filt and "\\29\\28" in filt and "x\\5cy" in filt and "*" not in filt
+        filt = name_filter(["a*", ")(", "x\\", "CN=q\\, r,DC=lab,DC=test"])
+        assert "a\\2a" in filt and "\\29\\28" in filt and "x\\5c" in filt and "*" not in filt
         assert "(distinguishedName=CN=q\\5c, r,DC=lab,DC=test)" in filt
         tree = parse_filter(filt, None, True, True, None, False)
         assert tree is not None

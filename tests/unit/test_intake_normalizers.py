@@ -63,7 +63,7 @@ class TestWazuh:
         (lambda b: b["rule"].update(level=16), "rule.level"),
         (lambda b: b.pop("agent"), "host"),
         (lambda b: b["agent"].update(name="victim;reboot"), "host"),
-        (lambda b: b["data"].update(dstuser="a$(id)"), "user"),
+        (lambda b: b["data"].update(dstuser="a|id;x"), "user"),
         (lambda b: b["data"].update(srcip="10.0.0.1; rm -rf /"), "source_ip"),
     ])
     def test_malformed(self, mutate, field):

@@ -84,8 +84,9 @@ class TestAmbiguousAndMissing:
         assert isinstance(exc, Rejected) and "nobody-here" in str(exc) and not exc.transient and modifies == 0
 
 
-INVALID = ["*", "a*", "*)(objectClass=*", "\\00", "a\\2a", "x\x00y", "bob\n", " bob", "a" * 257,
-           "a,b", "x=y", "bob)(sAMAccountName=ir-agent", "CN=x,DC=notlab,DC=test", "CN=x,DC=lab", "<script>", "a|b", "CN=x,DC=elsewhere,DC=org", "CN=broken\\", "\u200bbob"]
+INVALID = ["*", "a*", "*)(objectClass=*", "\\00", "\\2a", "a\\2a*", "x\x00y", "bob\n", " bob", "a" * 257,
+           "a,b", "x=y", "bob)(sAMAccountName=ir-agent", "CN=x,DC=notlab,DC=test", "CN=x,DC=lab", "<script>", "a|b",
+           "CN=x,DC=elsewhere,DC=org", "CN=broken\\", "\u200bbob"]
 HARMLESS = [")(", "ir-agent)(cn", "(", "ir-agent)", "ålice", "名前", "a" * 256, "ir-agent@",
             "@lab.test", "CN=ghost,CN=Users,DC=lab,DC=test", "CN=ir-agent)(x,CN=Users,DC=lab,DC=test"]
 
