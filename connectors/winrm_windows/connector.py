@@ -88,8 +88,8 @@ class WinRMWindowsConnector(ConnectorBase):
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         settings = parse_settings(target)
         plan = build_plan(ctx.management_addresses, winrm_port=settings.port, allow_rdp=settings.allow_rdp)
-        return ([f"# register scheduled task {TASK_NAME} (SYSTEM, -EncodedCommand revert): revert in "
-                 f"{settings.deadman_minutes} min"]
+        return ([(f"# register scheduled task {TASK_NAME} (SYSTEM, -EncodedCommand revert): revert in "
+                 f"{settings.deadman_minutes} min")]
                 + firewall.apply_script("netsecurity", plan, [], None).splitlines()
                 + ["# verify over a new connection, then delete the scheduled task",
                    "# (hosts without the NetSecurity module are refused before any change)"])

@@ -77,6 +77,29 @@ _TASK_XML = "\n".join([
 ])
 
 
+#: Owner Administrators, DACL protected from inheritance: SYSTEM and Administrators full control, nobody else.
+STATE_DIR_SDDL = "O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"
+_TRUSTED_SIDS = "@('S-1-5-18','S-1-5-32-544')"
+#: ``$trusted``: the state folder exists, is owned by SYSTEM/Administrators, does not inherit, and grants nobody
+#: else anything. Compared by SID, so a German "VORDEFINIERT\\Administratoren" reads the same.
+STATE_DIR_CHECK = [
+    f"$d = {ps_quote(STATE_DIR)}",
+    "$a = if ([IO.Directory]::Exists($d)) { Get-Acl -LiteralPath $d } else { $null }",
+    (f"$trusted = $a -ne $null -and $a.AreAccessRulesProtected -and {_TRUSTED_SIDS} -contains "
+     "$a.GetOwner([Security.Principal.SecurityIdentifier]).Value -and @($a.GetAccessRules($true, $true, "
+     f"[Security.Principal.SecurityIdentifier]) | Where-Object {{ {_TRUSTED_SIDS} -notcontains "
+     "$_.IdentityReference.Value }).Count -eq 0"),
+]
+#: A folder someone else made is moved aside (kept for the investigation, never read) and ours is created with
+#: :data:`STATE_DIR_SDDL`, so no local user can plant or rewrite state.json or the marker.
+STATE_DIR_ENSURE = STATE_DIR_CHECK + [
+    ("if ($a -ne $null -and -not $trusted) { [IO.Directory]::Move($d, $d + '.untrusted-' + "
+     "[DateTime]::UtcNow.Ticks); $a = $null }"),
+    ("if ($a -eq $null) { $s = New-Object Security.AccessControl.DirectorySecurity; "
+     f"$s.SetSecurityDescriptorSddlForm('{STATE_DIR_SDDL}'); [void][IO.Directory]::CreateDirectory($d, $s) }}"),
+]
+
+
 def _prelude(dialect: str) -> list[str]:
     return list(PRELUDE)
 
@@ -111,11 +134,13 @@ def read_state(sess: WinRMSession, dialect: str) -> dict[str, Any]:
     """Firewall state in canonical shape + ``deadman_task``, ``reverted_by_deadman``, ``reverted_at``, ``saved``."""
     q_marker = ps_quote(MARKER_FILE)
     q_state = ps_quote(STATE_FILE)
-    lines = _prelude(dialect) + ["$r = [ordered]@{}"] + fw_netsecurity.READ_LINES + [
+    lines = _prelude(dialect) + ["$r = [ordered]@{}"] + fw_netsecurity.READ_LINES + STATE_DIR_CHECK + [
         f"$r.deadman_task = [bool](Get-ScheduledTask -TaskName {ps_quote(TASK_NAME)} -ErrorAction SilentlyContinue)",
-        f"$r.reverted_by_deadman = [IO.File]::Exists({q_marker})",
+        "$r.state_dir_exists = $a -ne $null",
+        "$r.state_dir_trusted = $trusted",
+        f"$r.reverted_by_deadman = $trusted -and [IO.File]::Exists({q_marker})",
         f"if ($r.reverted_by_deadman) {{ $r.reverted_at = [IO.File]::ReadAllText({q_marker}).Trim() }}",
-        f"if ([IO.File]::Exists({q_state})) {{ $r.saved = [IO.File]::ReadAllText({q_state}) }}",
+        f"if ($trusted -and [IO.File]::Exists({q_state})) {{ $r.saved = [IO.File]::ReadAllText({q_state}) }}",
         "$r | ConvertTo-Json -Depth 6 -Compress",
     ]
     raw = sess.run_json("\n".join(lines), what="read firewall state")
@@ -126,6 +151,7 @@ def read_state(sess: WinRMSession, dialect: str) -> dict[str, Any]:
     state["deadman_task"] = bool(raw.get("deadman_task"))
     state["reverted_by_deadman"] = bool(raw.get("reverted_by_deadman"))
     state["reverted_at"] = raw.get("reverted_at")
+    state["state_dir_untrusted"] = bool(raw.get("state_dir_exists")) and not raw.get("state_dir_trusted")
     saved = raw.get("saved")
     try:
         state["saved"] = json.loads(saved) if isinstance(saved, str) and saved.strip() else None
@@ -137,7 +163,7 @@ def read_state(sess: WinRMSession, dialect: str) -> dict[str, Any]:
 def apply_script(dialect: str, plan: IsolationPlan, existing_names: Sequence[str],
                  saved: Mapping[str, Any] | None) -> str:
     """Save the pre-isolation state on the host (if given), clear the marker, write the group, block profiles."""
-    lines = _prelude(dialect) + [f"New-Item -ItemType Directory -Force -Path {ps_quote(STATE_DIR)} | Out-Null"]
+    lines = _prelude(dialect) + STATE_DIR_ENSURE
     if saved is not None:
         lines.append(_write_file_line(STATE_FILE, json.dumps(saved, sort_keys=True)))
     lines.append(f"Remove-Item -LiteralPath {ps_quote(MARKER_FILE)} -Force -ErrorAction SilentlyContinue")

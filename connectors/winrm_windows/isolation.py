@@ -19,6 +19,7 @@ from connectors.types import ActionResult, Snapshot, Verification
 from connectors.winrm_windows import firewall
 from connectors.winrm_windows.plan import (
     GROUP,
+    STATE_DIR,
     TASK_NAME,
     IsolationPlan,
     build_plan,
@@ -88,12 +89,16 @@ def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
         raise VerifyFailed(f"isolation not in effect after applying: {'; '.join(gaps)}; the dead-man task "
                            f"will revert at {when} (host time)", detail={"gaps": gaps, "deadman_revert_at": when})
     sess.run_checked(firewall.delete_deadman_script(), what="cancel dead-man task")
+    warnings = ["all other traffic is blocked both ways, including DNS and DHCP"]
+    if state.get("state_dir_untrusted"):
+        warnings.append(f"{STATE_DIR} existed but was not trusted (owner or ACL not SYSTEM/Administrators only): "
+                        "moved aside as .untrusted-<ticks> for the investigation and recreated")
     return ActionResult(True, f"{sess.target.name} isolated: only {', '.join(plan.management)} reach WinRM "
                               f"{sess.settings.port}" + (" and RDP" if sess.settings.allow_rdp else ""),
                         {"dialect": dialect, "rules": plan.rule_names, "management": list(plan.management),
                          "deadman": {"task": TASK_NAME, "minutes": minutes, "revert_at": when,
                                      "registered_before_apply": True, "deleted_after_verify": True}},
-                        ["all other traffic is blocked both ways, including DNS and DHCP"])
+                        warnings)
 
 
 def _observed(state: dict[str, Any]) -> dict[str, Any]:

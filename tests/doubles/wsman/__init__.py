@@ -8,11 +8,12 @@ winrm_windows connector sends, acting on :class:`WindowsHost` state that tests a
 from __future__ import annotations
 
 from tests.doubles.wsman.auth import write_ntlm_user_file
-from tests.doubles.wsman.host import LogonSession, Profile, Rule, UserSession, WindowsHost
+from tests.doubles.wsman.host import DirSecurity, LogonSession, Profile, Rule, UserSession, WindowsHost
 from tests.doubles.wsman.pki import ServerCert, TestCA
 from tests.doubles.wsman.server import InjectedFault, JournalEntry, WSManDouble
 
 __all__ = [
+           "DirSecurity",
            "InjectedFault",
            "JournalEntry",
            "LogonSession",

@@ -77,6 +77,24 @@ class Task:
     arguments: str
 
 
+@dataclass(frozen=True)
+class DirSecurity:
+    """Owner and DACL of a directory, by SID (what Get-Acl reports, locale-independent).
+
+    A folder created under ``C:\\ProgramData`` without an explicit security descriptor inherits ProgramData's
+    DACL: SYSTEM, Administrators, CREATOR OWNER full control and *Users: create files / create folders* on this
+    folder and subfolders — so any local user may pre-create our folder (becoming its owner, who may rewrite its
+    DACL) or drop files into it (Microsoft, "ProgramData" folder permissions; FIDELITY.md)."""
+
+    owner: str
+    protected: bool
+    aces: tuple[str, ...]
+
+
+SYSTEM_SID, ADMINS_SID, USERS_SID, CREATOR_OWNER_SID = "S-1-5-18", "S-1-5-32-544", "S-1-5-32-545", "S-1-3-0"
+INHERITED_FROM_PROGRAMDATA = (SYSTEM_SID, ADMINS_SID, CREATOR_OWNER_SID, USERS_SID)
+
+
 @dataclass
 class LogonSession:
     """A logon session as ``klist sessions`` lists it, with its cached Kerberos ticket count."""
@@ -149,6 +167,8 @@ class WindowsHost:
         self.tasks: dict[str, Task] = {}
         self.files: dict[str, str] = {}
         self.dirs: set[str] = {"c:\\programdata", "c:\\windows\\temp"}
+        self.dir_security: dict[str, DirSecurity] = {}
+        self.user_sids: dict[str, str] = {"Administrator": ADMINS_SID}
         self.logons: dict[int, LogonSession] = {0x3E7: LogonSession(0x3E7, "CORP", f"{hostname}$", "Negotiate:(0)", 3)}
         self.user_sessions: list[UserSession] = []
         self.processes: list[tuple[int, str, int, str]] = [(4, "System", 0, ""),
@@ -167,10 +187,43 @@ class WindowsHost:
     def user_temp(self, user: str) -> str:
         return f"C:\\Users\\{user.split(chr(92))[-1]}\\AppData\\Local\\Temp"
 
-    def ensure_dir(self, path: str) -> None:
+    def ensure_dir(self, path: str, security: DirSecurity | None = None, *, owner: str = ADMINS_SID) -> None:
+        """Create ``path`` (and parents); without ``security`` it inherits ProgramData's DACL."""
         parts = path.rstrip("\\").split("\\")
         for i in range(1, len(parts) + 1):
-            self.dirs.add("\\".join(parts[:i]).lower())
+            key = "\\".join(parts[:i]).lower()
+            if key not in self.dirs:
+                self.dirs.add(key)
+                self.dir_security[key] = security or DirSecurity(owner, False, INHERITED_FROM_PROGRAMDATA)
+
+    def security_of(self, path: str) -> DirSecurity | None:
+        return self.dir_security.get(path.rstrip("\\").lower())
+
+    def move_dir(self, src: str, dst: str) -> None:
+        """``[IO.Directory]::Move``: the folder and everything under it get the new name."""
+        s, d = src.rstrip("\\").lower(), dst.rstrip("\\").lower()
+        for table in (self.files, self.dir_security):
+            for key in [k for k in table if k == s or k.startswith(s + "\\")]:
+                table[d + key[len(s):]] = table.pop(key)  # type: ignore[attr-defined]
+        self.dirs = {d + k[len(s):] if k == s or k.startswith(s + "\\") else k for k in self.dirs}
+
+    def user_can_write(self, user: str, path: str) -> bool:
+        """Whether local user ``user`` may create/replace ``path``: they own the folder (and so may rewrite its
+        DACL), or the folder still inherits "Users: create files" and the file does not exist yet."""
+        sec = self.security_of(path.rsplit("\\", 1)[0])
+        if sec is None:
+            return False
+        sid = self.user_sids.get(user, f"S-1-5-21-1-{user}")
+        if sec.owner == sid:
+            return True
+        return USERS_SID in sec.aces and not self.file_exists(path)
+
+    def write_as_user(self, user: str, path: str, text: str) -> bool:
+        """A local (non-admin) user writing a file; returns False when the ACL refuses it."""
+        if not self.user_can_write(user, path):
+            return False
+        self.write_file(path, text)
+        return True
 
     def write_file(self, path: str, text: str) -> None:
         parent = path.rsplit("\\", 1)[0].lower()

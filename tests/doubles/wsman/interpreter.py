@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.doubles.wsman import cmdlets
-from tests.doubles.wsman.host import WindowsHost
+from tests.doubles.wsman.host import ADMINS_SID, SYSTEM_SID, USERS_SID, DirSecurity, WindowsHost
 from tests.doubles.wsman.netsh import run_netsh
 from tests.doubles.wsman.pslang import PSError, clixml_error, tokenize
 
@@ -145,11 +145,29 @@ class Interpreter:
             (re.escape(c.NETSH_FUNCTION), lambda run, m: setattr(run, "netsh_fn", True)),
             (rf"& schtasks\.exe /Query /TN ({Q}) 2>&1 \| Out-Null; \$r\.deadman_task = \(\$LASTEXITCODE -eq 0\)",
              b(c.schtasks_query)),
-            (rf"\$r\.reverted_by_deadman = \[IO\.File\]::Exists\(({Q})\)", self._marker_exists),
+            (rf"\$d = ({Q})", lambda run, m: run.vars.__setitem__("d", _lit(m.group(1)))),
+            (re.escape("$a = if ([IO.Directory]::Exists($d)) { Get-Acl -LiteralPath $d } else { $null }"),
+             self._get_acl),
+            (re.escape("$trusted = $a -ne $null -and $a.AreAccessRulesProtected -and @('S-1-5-18','S-1-5-32-544') "
+                       "-contains $a.GetOwner([Security.Principal.SecurityIdentifier]).Value -and "
+                       "@($a.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]) | Where-Object { "
+                       "@('S-1-5-18','S-1-5-32-544') -notcontains $_.IdentityReference.Value }).Count -eq 0"),
+             self._trusted),
+            (re.escape("$r.state_dir_exists = $a -ne $null"),
+             lambda run, m: run.r.__setitem__("state_dir_exists", bool(run.vars.get("a")))),
+            (re.escape("$r.state_dir_trusted = $trusted"),
+             lambda run, m: run.r.__setitem__("state_dir_trusted", run.vars.get("trusted") == "1")),
+            (re.escape("if ($a -ne $null -and -not $trusted) { [IO.Directory]::Move($d, $d + '.untrusted-' + "
+                       "[DateTime]::UtcNow.Ticks); $a = $null }"), self._move_untrusted),
+            (re.escape("if ($a -eq $null) { $s = New-Object Security.AccessControl.DirectorySecurity; "
+                       "$s.SetSecurityDescriptorSddlForm('") + r"([^']*)"
+             + re.escape("'); [void][IO.Directory]::CreateDirectory($d, $s) }"), self._create_protected_dir),
+            (rf"\$r\.reverted_by_deadman = \$trusted -and \[IO\.File\]::Exists\(({Q})\)", self._marker_exists),
             ((rf"if \(\$r\.reverted_by_deadman\) \{{ \$r\.reverted_at = "
              rf"\[IO\.File\]::ReadAllText\(({Q})\)\.Trim\(\) \}}"),
              self._marker_read),
-            (rf"if \(\[IO\.File\]::Exists\(({Q})\)\) \{{ \$r\.saved = \[IO\.File\]::ReadAllText\(({Q})\) \}}",
+            ((rf"if \(\$trusted -and \[IO\.File\]::Exists\(({Q})\)\) \{{ "
+              rf"\$r\.saved = \[IO\.File\]::ReadAllText\(({Q})\) \}}"),
              self._saved_read),
             ((rf"\[IO\.File\]::WriteAllText\(({Q}), \[Text\.Encoding\]::UTF8\.GetString\(\[Convert\]::"
              rf"FromBase64String\('([A-Za-z0-9+/=]*)'\)\)(\.Replace\('@WHEN@', \$when\))?"
@@ -196,9 +214,39 @@ class Interpreter:
     def _to_json(self, run: _Run, m: re.Match[str]) -> None:
         run.out.append(json.dumps(run.r, separators=(",", ":")) + "\r\n")
 
+    # -- state folder security (Get-Acl by SID; DirectorySecurity from SDDL) -----------------------------------
+    def _get_acl(self, run: _Run, m: re.Match[str]) -> None:
+        run.vars["a"] = run.vars["d"] if run.vars["d"].lower() in self.host.dirs else ""
+
+    def _trusted(self, run: _Run, m: re.Match[str]) -> None:
+        sec = self.host.security_of(run.vars["a"]) if run.vars.get("a") else None
+        ok = sec is not None and sec.protected and sec.owner in (SYSTEM_SID, ADMINS_SID) and \
+            set(sec.aces) <= {SYSTEM_SID, ADMINS_SID}
+        run.vars["trusted"] = "1" if ok else ""
+
+    def _move_untrusted(self, run: _Run, m: re.Match[str]) -> None:
+        if run.vars.get("a") and not run.vars.get("trusted"):
+            self.host.move_dir(run.vars["d"], f"{run.vars['d']}.untrusted-{dt.datetime.now().timestamp():.0f}")
+            run.vars["a"] = ""
+
+    def _create_protected_dir(self, run: _Run, m: re.Match[str]) -> None:
+        if run.vars.get("a"):
+            return
+        sddl = m.group(1)
+        parsed = re.fullmatch(r"O:(\w+)G:\w+D:(P?)AI?((?:\([^)]*\))*)", sddl)
+        if parsed is None:
+            raise PSError(f'Exception calling "SetSecurityDescriptorSddlForm" with "1" argument(s): "The SDDL '
+                          f'form of a security descriptor object is invalid." ({sddl})', error_id="ArgumentException")
+        aliases = {"SY": SYSTEM_SID, "BA": ADMINS_SID, "BU": USERS_SID}
+        owner = aliases.get(parsed.group(1), parsed.group(1))
+        aces = tuple(aliases.get(a.rsplit(";", 1)[1], a.rsplit(";", 1)[1])
+                     for a in re.findall(r"\(([^)]*)\)", parsed.group(3)))
+        self.host.ensure_dir(run.vars["d"], DirSecurity(owner, parsed.group(2) == "P", aces))
+        run.vars["a"] = run.vars["d"]
+
     def _marker_exists(self, run: _Run, m: re.Match[str]) -> None:
         assert run.r is not None
-        run.r["reverted_by_deadman"] = self.host.file_exists(_lit(m.group(1)))
+        run.r["reverted_by_deadman"] = run.vars.get("trusted") == "1" and self.host.file_exists(_lit(m.group(1)))
 
     def _marker_read(self, run: _Run, m: re.Match[str]) -> None:
         assert run.r is not None
@@ -207,7 +255,7 @@ class Interpreter:
 
     def _saved_read(self, run: _Run, m: re.Match[str]) -> None:
         assert run.r is not None
-        if self.host.file_exists(_lit(m.group(1))):
+        if run.vars.get("trusted") == "1" and self.host.file_exists(_lit(m.group(1))):
             run.r["saved"] = self.host.read_file(_lit(m.group(2)))
 
     def _write_b64(self, run: _Run, m: re.Match[str]) -> None:

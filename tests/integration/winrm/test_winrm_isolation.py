@@ -266,3 +266,36 @@ class TestReleaseAction:
             assert not conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
         assert fw_state(host) == before
         assert not host.file_exists("C:\\ProgramData\\IR-Containment\\state.json")
+
+
+class TestStateDirectory:
+    STATE_DIR = "C:\\ProgramData\\IR-Containment"
+
+    def test_folder_pre_created_by_a_local_user_is_not_trusted(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """mallory pre-creates the state folder (ProgramData lets any user) and later rewrites state.json to add
+        an allow-all rule; release must restore the real pre-isolation state, not hers."""
+        import json
+
+        host.ensure_dir(self.STATE_DIR, owner="S-1-5-21-1-mallory")
+        host.write_as_user("mallory", self.STATE_DIR + "\\reverted-by-deadman.txt", "2020-01-01T00:00:00")
+        before = fw_state(host)
+        target = make_target(double)
+        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            assert not snap.data.get("saved_on_host")
+            result = conn.apply(s, "isolate", {}, snap)
+            assert conn.verify(s, "isolate", {}).observed["reverted_by_deadman"] is False
+        assert any("not trusted" in w for w in result.warnings)
+        sec = host.security_of(self.STATE_DIR)
+        assert sec is not None and sec.protected and sec.owner in ("S-1-5-32-544", "S-1-5-18")
+        assert set(sec.aces) == {"S-1-5-18", "S-1-5-32-544"}
+        forged = {"dialect": "netsecurity", "profiles": [], "rules": [
+            {"Name": "IR-Containment-Backdoor", "DisplayName": "x", "Direction": "Inbound", "Action": "Allow",
+             "Enabled": "True", "Profile": "Any", "RemoteAddress": ["Any"], "Protocol": "Any", "LocalPort": ["Any"]}]}
+        assert not host.write_as_user("mallory", self.STATE_DIR + "\\state.json", json.dumps(forged))
+        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
+            assert conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
+        assert fw_state(host) == before
+        assert not host.rule_named("IR-Containment-Backdoor")
