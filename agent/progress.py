@@ -58,11 +58,22 @@ class EventStream:
 
 
 class ProgressBoard:
-    """One line per action, updated in place on a terminal: target, step, phase, elapsed seconds."""
+    """One line per target, updated in place on a terminal: its current step, phase and elapsed seconds.
 
-    def __init__(self, out: IO[str] | None = None) -> None:
+    Never taller than the terminal (cursor movement cannot reach lines scrolled away): with more targets than
+    rows, targets still working and those that failed are shown, the rest are counted on a last line.
+    """
+
+    def __init__(self, actions_per_target: dict[str, int], out: IO[str] | None = None,
+                 height: int | None = None, width: int | None = None) -> None:
+        import shutil
+
+        size = shutil.get_terminal_size((120, 40))
         self.out = out or sys.stdout
-        self._rows: dict[str, list[Any]] = {}  # action id -> [target, step, phase, started, finished]
+        self.height = max(4, (height or size.lines) - 3)
+        self.width = max(40, (width or size.columns) - 1)
+        self._expected = dict(actions_per_target)
+        self._rows: dict[str, _Row] = {t: _Row(t) for t in actions_per_target}
         self._drawn = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -82,31 +93,60 @@ class ProgressBoard:
 
     def __call__(self, t: Transition) -> None:
         with self._lock:
-            row = self._rows.get(t.action_id)
+            row = self._rows.setdefault(t.target, _Row(t.target))
             now = time.monotonic()
-            if row is None:
-                verb = f"undo {t.action}" if t.kind == "undo" else t.action
-                row = self._rows[t.action_id] = [t.target, verb, "", now, None]
-            row[2] = _PHASES.get(t.to_state, t.to_state)
-            if t.to_state in ("done", "failed", "in_doubt", "rolled_back"):
-                row[4] = now
+            if row.started is None:
+                row.started = now
+            row.verb = f"undo {t.action}" if t.kind == "undo" else t.action
+            row.phase = _PHASES.get(t.to_state, t.to_state)
+            if t.to_state in _FINAL:
+                row.finished_actions += 1
+                row.worst = max(row.worst, _FINAL[t.to_state], key=_SEVERITY.index)
+                if row.finished_actions >= self._expected.get(t.target, 1):
+                    row.finished = now
+                    row.phase = row.worst
             self._draw()
 
     def _tick(self) -> None:
         while not self._stop.wait(1.0):
             with self._lock:
-                if any(r[4] is None for r in self._rows.values()):
+                if any(r.started is not None and r.finished is None for r in self._rows.values()):
                     self._draw()
 
     def _draw(self) -> None:
-        if not self._rows:
-            return
         now = time.monotonic()
-        lines = []
-        for target, verb, phase, started, finished in self._rows.values():
-            elapsed = (finished or now) - started
-            lines.append(f"  {target:<16.16} {verb:<18.18} {phase:<22} {elapsed:5.1f} s")
+        rows = list(self._rows.values())
+        shown = rows
+        if len(rows) > self.height:
+            busy = [r for r in rows if (r.started is not None and r.finished is None) or r.worst != "done"]
+            shown = busy[: self.height - 1]
+        lines = [r.line(now, self.width) for r in shown]
+        if len(shown) < len(rows):
+            rest = [r for r in rows if r not in shown]
+            done = sum(1 for r in rest if r.finished is not None)
+            lines.append(f"  … {len(rest)} more: {done} done, {len(rest) - done} waiting")
         up = f"\033[{self._drawn}F" if self._drawn else ""
-        self.out.write(up + "".join(f"\033[2K{line}\n" for line in lines))
+        self.out.write(up + "".join(f"\033[2K{line}\n" for line in lines)
+                       + "".join("\033[2K\n" for _ in range(self._drawn - len(lines))))
         self.out.flush()
-        self._drawn = len(lines)
+        self._drawn = max(self._drawn, len(lines))
+
+
+_FINAL = {"done": "done", "failed": "failed", "in_doubt": "in doubt", "rolled_back": "rolled back"}
+_SEVERITY = ["done", "rolled back", "in doubt", "failed"]
+
+
+@dataclass
+class _Row:
+    target: str
+    verb: str = ""
+    phase: str = "waiting"
+    started: float | None = None
+    finished: float | None = None
+    finished_actions: int = 0
+    worst: str = "done"
+
+    def line(self, now: float, width: int) -> str:
+        elapsed = "" if self.started is None else f"{(self.finished or now) - self.started:5.1f} s"
+        text = f"  {self.target:<16.16} {self.verb:<18.18} {self.phase:<22.22} {elapsed}"
+        return text[:width]

@@ -176,7 +176,10 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
     from agent.progress import EventStream, ProgressBoard
 
     quiet = args.json or _events_to_stdout(args)
-    board = ProgressBoard() if not quiet and sys.stdout.isatty() else None
+    per_target: dict[str, int] = {}
+    for pa in plan.actions:
+        per_target[pa.target.name] = per_target.get(pa.target.name, 0) + 1
+    board = ProgressBoard(per_target) if not quiet and sys.stdout.isatty() else None
     finished: list[Any] = []
 
     def progress(kind: str, obj: Any) -> None:
@@ -210,14 +213,17 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
             board.stop()
         if stream is not None:
             stream.emit("interrupted", incident=incident)
-        err(f"interrupted: the journal is consistent; unfinished actions of {incident} will be reconciled "
-            "on the next run")
+        err(f"interrupted: the journal is consistent.\n  Unfinished actions of {incident} will be reconciled "
+            "on the next run (`agent status` lists them).")
         return exitcodes.INTERRUPTED
     finally:
         if board is not None:
             board.stop()
-    for obj in finished:
-        _print_outcome(obj)
+    if len(per_target) > 3:
+        _print_outcome_table(finished)
+    else:
+        for obj in finished:
+            _print_outcome(obj)
     if args.command == "unblock-ip":
         _close_unblocked(app, engine, plan, result)
     status = result.status
@@ -231,6 +237,23 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         _print_summary(result, plan, args, ttl)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
+
+
+def _print_outcome_table(outcomes: list[Any]) -> None:
+    """Many targets: one line per target (its worst state, its last action's summary, cut to the width); what
+    went wrong is printed in full by the summary below."""
+    import shutil
+
+    width = shutil.get_terminal_size((120, 40)).columns - 1
+    order = ["done", "rolled_back", "in_doubt", "failed"]
+    by_target: dict[str, list[Any]] = {}
+    for o in outcomes:
+        by_target.setdefault(o.target, []).append(o)
+    for target, rows in sorted(by_target.items()):
+        worst = max((o.state for o in rows), key=lambda st: order.index(st) if st in order else 0)
+        last = rows[-1]
+        text = f"  {target:<14.14} {worst:<9} {', '.join(o.step for o in rows)}: {last.summary}"
+        print(text[:width].replace(f" {worst} ", f" {state_color(worst)} ", 1), flush=True)
 
 
 def _print_outcome(obj: Any) -> None:

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output")
     up = sub.add_parser("up", parents=[common], help="build the lab (keeps a healthy running one)")
     up.add_argument("--rebuild", action="store_true", help="tear down and build afresh even if healthy")
+    up.add_argument("--hosts", type=int, default=None, metavar="N",
+                    help="also N identical Linux hosts h01..hNN (10.77.0.101+, tag 'fleet') for outbreak drills")
     up.add_argument("--with-ad", action="store_true",
                     help="also start a Samba AD domain controller at 10.77.0.50 (directory lab-ad)")
     sub.add_parser("down", parents=[common], help="stop the lab and delete its namespaces")
@@ -48,7 +50,7 @@ def _hosts_table(lab: object) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from agent.lab.lab import Lab
-    lab = Lab(prefix=args.prefix)
+    lab = Lab(prefix=args.prefix, fleet=getattr(args, "hosts", None))
     out = sys.stdout
     if args.command == "up":
         start = time.monotonic()

@@ -21,7 +21,16 @@ from types import MappingProxyType
 from agent.lab import labconfig, netns, network, procs, sshd
 from agent.lab.errors import NEEDS_ROOT, LabCommandError, LabError
 from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect_from, run_probe, wait_until
-from agent.lab.topology import HOSTS, LISTEN_PORT, MGMT_ADDRESS, LabHost, namespace_name, validate_prefix
+from agent.lab.topology import (
+    LISTEN_PORT,
+    MAX_FLEET,
+    MGMT_ADDRESS,
+    LabHost,
+    fleet_names,
+    namespace_name,
+    specs,
+    validate_prefix,
+)
 
 __all__ = ["Lab"]
 
@@ -38,7 +47,10 @@ conntrack -F >/dev/null 2>&1 || true
 class Lab:
     """One practice lab, named by ``prefix`` (namespaces ``<prefix>-<host>``, state in ``state_dir``)."""
 
-    def __init__(self, prefix: str = "cal", state_dir: Path | None = None, config_dir: Path | None = None) -> None:
+    def __init__(self, prefix: str = "cal", state_dir: Path | None = None, config_dir: Path | None = None,
+                 *, fleet: int | None = None) -> None:
+        """``fleet``: extra identical hosts h01..hNN (``lab up --hosts N``); None = the size this lab was built
+        with (recorded in its state directory), so ``down``/``probe`` of a big lab see all of it."""
         if os.geteuid() != 0:
             raise LabError(NEEDS_ROOT)
         try:
@@ -51,12 +63,23 @@ class Lab:
             self.config_dir = Path(config_dir)
         else:
             self.config_dir = REPO / "config" / "lab" if prefix == "cal" else self.state_dir / "config"
+        try:
+            self.fleet = self._recorded_fleet() if fleet is None else len(fleet_names(fleet))
+        except ValueError as exc:
+            raise LabError(str(exc)) from None
+        self.specs = specs(self.fleet)
         self.hosts: Mapping[str, LabHost] = MappingProxyType({
             name: LabHost(name=name, namespace=namespace_name(prefix, name), address=spec.address,
                           has_sshd=spec.sshd, has_nft=spec.nft, has_listener=spec.listener,
                           addresses=tuple(cidr.split("/")[0] for _, cidr in spec.interfaces))
-            for name, spec in HOSTS.items()})
+            for name, spec in self.specs.items()})
         self.timings: dict[str, float] = {}
+
+    def _recorded_fleet(self) -> int:
+        try:
+            return int((self.state_dir / "fleet").read_text(encoding="ascii").strip() or 0)
+        except (OSError, ValueError):
+            return 0
 
     # paths -----------------------------------------------------------------------------------------------
     @property
@@ -72,13 +95,13 @@ class Lab:
     @property
     def namespaces(self) -> list[str]:
         """All namespaces of this lab, the switch first."""
-        return network.namespace_names(self.prefix)
+        return network.namespace_names(self.prefix, self.specs)
 
     def host_dir(self, host: str) -> Path:
         return self.state_dir / "hosts" / host
 
     def _pid_files(self, host: str) -> list[Path]:
-        spec = HOSTS[host]
+        spec = specs(MAX_FLEET)[host] if host not in self.specs else self.specs[host]
         return ([self.host_dir(host) / "sshd.pid"] if spec.sshd else []) + \
                ([self.host_dir(host) / "echo.pid"] if spec.listener else [])
 
@@ -111,7 +134,7 @@ class Lab:
         self.down()
         try:
             self._prepare_files()
-            network.build(self.prefix)
+            network.build(self.prefix, self.specs)
             self._start_daemons()
             self.write_config()
             if not wait_until(self._daemons_started, timeout=10) or not self._answering(timeout=10):
@@ -131,7 +154,8 @@ class Lab:
         inodes = {os.stat(netns.NETNS_DIR / ns).st_ino for ns in self.namespaces if netns.exists(ns)}
         marker = str(self.state_dir)
         roots: set[int] = set()
-        for host in HOSTS:
+        every = specs(max(self.fleet, self._recorded_fleet()))  # a bigger lab built earlier goes entirely
+        for host in every:
             for pid_file in self._pid_files(host):
                 pid = procs.read_pid(pid_file)
                 if pid and procs.is_alive(pid) and (procs.net_ns_inode(pid) in inodes or marker in procs.cmdline(pid)):
@@ -141,10 +165,10 @@ class Lab:
             roots |= {pid for pids in kids.values() for pid in pids
                       if procs.net_ns_inode(pid) in inodes and marker in procs.cmdline(pid)}
         survivors = procs.terminate(roots | procs.descendants(roots, kids))
-        for host in HOSTS:
+        for host in every:
             for pid_file in self._pid_files(host):
                 pid_file.unlink(missing_ok=True)
-        left = network.delete(self.prefix)
+        left = network.delete(self.prefix, every)
         self.timings["down"] = time.monotonic() - start
         if survivors or left:
             raise LabError(f"lab {self.prefix!r} teardown left processes {sorted(survivors)} namespaces {left}")
@@ -156,7 +180,7 @@ class Lab:
         return self._daemons_started()
 
     def _daemons_started(self) -> bool:
-        for host in HOSTS:
+        for host in self.specs:
             inode = os.stat(netns.NETNS_DIR / self.hosts[host].namespace).st_ino
             for pid_file in self._pid_files(host):
                 pid = procs.read_pid(pid_file)
@@ -186,23 +210,24 @@ class Lab:
 
     def _prepare_files(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for host in HOSTS:
+        (self.state_dir / "fleet").write_text(f"{self.fleet}\n", encoding="ascii")
+        for host in self.specs:
             d = self.host_dir(host)
             (d / "home").mkdir(parents=True, exist_ok=True)
             for log in d.glob("*.log"):
                 log.unlink()
         sshd.generate_keys([(self.agent_key, f"lab-agent@{self.prefix}")] +
                            [(self.host_dir(h) / "ssh_host_ed25519_key", f"{h}@{self.prefix}")
-                            for h, spec in HOSTS.items() if spec.sshd])
+                            for h, spec in self.specs.items() if spec.sshd])
         pub = self.agent_key.with_name("agent_key.pub")
-        for host, spec in HOSTS.items():
+        for host, spec in self.specs.items():
             if spec.sshd:
                 d = self.host_dir(host)
                 (d / "sshd_config").write_text(
                     sshd.sshd_config(d / "ssh_host_ed25519_key", d / "sshd.pid", pub), encoding="ascii")
 
     def _start_daemons(self) -> None:
-        for host, spec in HOSTS.items():
+        for host, spec in self.specs.items():
             d, ns = self.host_dir(host), self.hosts[host].namespace
             if spec.sshd:
                 procs.start_detached(sshd.sshd_start_argv(ns, host, d / "home", d / "sshd_config",
@@ -230,12 +255,12 @@ class Lab:
             from agent.audit.keys import generate_keypair
             generate_keypair(signing_key)
         entries = [(address, self.host_dir(h) / "ssh_host_ed25519_key.pub")
-                   for h, spec in HOSTS.items() if spec.sshd for address in self.hosts[h].addresses]
+                   for h, spec in self.specs.items() if spec.sshd for address in self.hosts[h].addresses]
         text = sshd.known_hosts_lines(entries)
         tmp = self.known_hosts.with_name("known_hosts.tmp")
         tmp.write_text(text, encoding="ascii")
         tmp.replace(self.known_hosts)
-        return labconfig.write(self.repo, self.config_dir, self.state_dir, self.prefix)
+        return labconfig.write(self.repo, self.config_dir, self.state_dir, self.prefix, fleet_names(self.fleet))
 
     # using the lab ---------------------------------------------------------------------------------------
     def _host(self, host: str) -> LabHost:

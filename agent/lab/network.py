@@ -8,20 +8,22 @@ namespace (``/proc/sys/net`` follows the opener's namespace). Bridge netfilter i
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from agent.lab import netns
-from agent.lab.topology import BRIDGE, HOSTS, SWITCH, namespace_name, switch_port_name
+from agent.lab.topology import BRIDGE, SWITCH, HostSpec, namespace_name, switch_port_name
 
 __all__ = ["build", "delete", "namespace_names"]
 
 _BRIDGE_NF = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables")
 
 
-def namespace_names(prefix: str) -> list[str]:
+def namespace_names(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     """Every namespace the lab ``prefix`` owns: the switch and one per host."""
-    return [namespace_name(prefix, SWITCH)] + [namespace_name(prefix, h) for h in HOSTS]
+    return [namespace_name(prefix, SWITCH)] + [namespace_name(prefix, h) for h in hosts]
 
 
 def _batch(lines: list[str], namespace: str | None = None) -> subprocess.Popen[str]:
@@ -41,32 +43,31 @@ def _finish(proc: subprocess.Popen[str], what: str) -> None:
         raise RuntimeError(f"{what} failed: {err.strip()}")
 
 
-def _root_lines(prefix: str) -> list[str]:
+def _root_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     switch = namespace_name(prefix, SWITCH)
-    lines = [f"netns add {ns}" for ns in namespace_names(prefix)]
+    lines = [f"netns add {ns}" for ns in namespace_names(prefix, hosts)]
     # Explicit, distinct interface indexes on the two ends of every veth: when a veth's index equals its peer's
     # (easy in fresh namespaces), the kernel's linkwatch treats its carrier change as non-urgent and may delay
     # it by up to a second, and the bridge port only starts forwarding after that.
-    for position, name in enumerate(h for h in HOSTS if h != "attacker"):
-        lines.append(f"link add eth0 index {20 + position} netns {namespace_name(prefix, name)} type veth "
-                     f"peer name {switch_port_name(prefix, name)} index {40 + position} netns {switch}")
+    for position, name in enumerate(h for h in hosts if h != "attacker"):
+        lines.append(f"link add eth0 index {100 + position} netns {namespace_name(prefix, name)} type veth "
+                     f"peer name {switch_port_name(prefix, name)} index {300 + position} netns {switch}")
     lines.append(f"link add eth1 index 30 netns {namespace_name(prefix, 'fw')} type veth "
                  f"peer name eth0 index 31 netns {namespace_name(prefix, 'attacker')}")
     return lines
 
 
-def _switch_lines(prefix: str) -> list[str]:
+def _switch_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     lines = ["link set lo up", f"link add {BRIDGE} type bridge stp_state 0 forward_delay 0",
              f"link set {BRIDGE} up"]
-    for name in HOSTS:
+    for name in hosts:
         if name != "attacker":
             port = switch_port_name(prefix, name)
             lines += [f"link set {port} master {BRIDGE}", f"link set {port} up"]
     return lines
 
 
-def _host_lines(name: str) -> list[str]:
-    spec = HOSTS[name]
+def _host_lines(spec: HostSpec) -> list[str]:
     lines = ["link set lo up"]
     for ifname, cidr in spec.interfaces:
         lines += [f"link set {ifname} up", f"addr add {cidr} dev {ifname}"]
@@ -84,24 +85,31 @@ def _sysctl(namespace: str, key: str, value: str, optional: bool = False) -> Non
             fh.write(value)
 
 
-def build(prefix: str) -> None:
+def build(prefix: str, hosts: Mapping[str, HostSpec]) -> None:
     """Create the lab's namespaces and wire them up (the caller made sure none of them exists)."""
-    _finish(_batch(_root_lines(prefix)), "creating the lab namespaces and links")
-    procs = [(_batch(_switch_lines(prefix), namespace_name(prefix, SWITCH)), "configuring the switch")]
-    procs += [(_batch(_host_lines(h), namespace_name(prefix, h)), f"configuring {h}") for h in HOSTS]
+    _finish(_batch(_root_lines(prefix, hosts)), "creating the lab namespaces and links")
+    procs = [(_batch(_switch_lines(prefix, hosts), namespace_name(prefix, SWITCH)), "configuring the switch")]
+    procs += [(_batch(_host_lines(spec), namespace_name(prefix, h)), f"configuring {h}") for h, spec in hosts.items()]
     for proc, what in procs:
         _finish(proc, what)
     for key in _BRIDGE_NF:
         _sysctl(namespace_name(prefix, SWITCH), f"net/bridge/{key}", "0", optional=True)
-    for name, spec in HOSTS.items():
+    for name, spec in hosts.items():
         if spec.router:
             _sysctl(namespace_name(prefix, name), "net/ipv4/ip_forward", "1")
 
 
-def delete(prefix: str) -> list[str]:
-    """Delete the lab's namespaces that exist; return the names still present afterwards (should be none)."""
-    present = [ns for ns in namespace_names(prefix) if netns.exists(ns)]
+def delete(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
+    """Delete the lab's namespaces that exist; return the names still present afterwards (should be none).
+
+    Fleet namespaces (``<prefix>-hNN``) are found by name too, so a lab whose recorded size was lost still goes.
+    """
+    fleet = re.compile(rf"^{re.escape(prefix)}-h\d\d$")
+    extra = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}-h*") if fleet.match(p.name)) \
+        if netns.NETNS_DIR.exists() else []
+    names = list(dict.fromkeys(namespace_names(prefix, hosts) + extra))
+    present = [ns for ns in names if netns.exists(ns)]
     if present:
         proc = _batch([f"netns delete {ns}" for ns in present])
         proc.communicate(timeout=20)
-    return [ns for ns in namespace_names(prefix) if netns.exists(ns)]
+    return [ns for ns in names if netns.exists(ns)]

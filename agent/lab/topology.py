@@ -15,12 +15,15 @@ __all__ = [
     "HOSTS",
     "LAN_CIDR",
     "LISTEN_PORT",
+    "MAX_FLEET",
     "MGMT_ADDRESS",
     "OUTSIDE_CIDR",
     "SWITCH",
     "HostSpec",
     "LabHost",
+    "fleet_names",
     "namespace_name",
+    "specs",
     "switch_port_name",
     "validate_prefix",
 ]
@@ -75,6 +78,23 @@ HOSTS: dict[str, HostSpec] = {
                          listener=True),
 }
 LISTEN_PORT = 8080
+MAX_FLEET = 99  # fleet hosts h01..h99 at 10.77.0.101-199 (the LAN /24 keeps .1-.100 for the named hosts)
+
+
+def fleet_names(count: int) -> list[str]:
+    """Names of ``count`` extra, identical Linux hosts (``agent lab up --hosts N``): h01, h02, ..."""
+    if not 0 <= count <= MAX_FLEET:
+        raise ValueError(f"--hosts {count}: between 0 and {MAX_FLEET}")
+    return [f"h{i:02d}" for i in range(1, count + 1)]
+
+
+def specs(fleet: int = 0) -> dict[str, HostSpec]:
+    """The named hosts plus ``fleet`` extra sshd+nft+listener hosts on the LAN, for outbreak-sized rehearsals."""
+    out = dict(HOSTS)
+    for i, name in enumerate(fleet_names(fleet), 1):
+        address = f"10.77.0.{100 + i}"
+        out[name] = HostSpec(name, address, (("eth0", f"{address}/24"),), LAN_GATEWAY, sshd=True, listener=True)
+    return out
 
 
 def validate_prefix(prefix: str) -> str:
