@@ -18,16 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.audit.processors import Redactor, add_context, add_timestamp
-    from agent.audit.reader import ExportResult, export_incident, records
+    from agent.audit.anchor import TrustAnchor
+    from agent.audit.export import ExportResult, export_incident, verify_export
+    from agent.audit.reader import records
     from agent.audit.redact import redact_text, redact_value
-    from agent.audit.verify import VerifyError, VerifyReport, verify
+    from agent.audit.chain import VerifyError, VerifyReport, verify
     from agent.audit.writer import AuditClosedError, AuditLog
 
 #: Lazy exports: ``agent audit verify`` should not pay for the writer, and the writer not for the exporter.
 _EXPORTS = {
     "AuditLog": "writer", "AuditClosedError": "writer",
-    "VerifyError": "verify", "VerifyReport": "verify", "verify": "verify",
-    "records": "reader", "export_incident": "reader", "ExportResult": "reader",
+    "VerifyError": "chain", "VerifyReport": "chain", "verify": "chain",
+    "records": "reader", "export_incident": "export", "ExportResult": "export", "verify_export": "export",
+    "TrustAnchor": "anchor",
     "Redactor": "processors", "add_context": "processors", "add_timestamp": "processors",
     "redact_text": "redact", "redact_value": "redact",
 }
@@ -37,6 +40,7 @@ __all__ = [
     "AuditLog",
     "ExportResult",
     "Redactor",
+    "TrustAnchor",
     "VerifyError",
     "VerifyReport",
     "add_context",
@@ -46,6 +50,7 @@ __all__ = [
     "redact_text",
     "redact_value",
     "verify",
+    "verify_export",
 ]
 
 

@@ -121,7 +121,7 @@ _day_cache: tuple[int, str] = (-1, "")
 
 def utc_day() -> str:
     """Today's UTC date as ``YYYY-MM-DD`` (cached per day: the writer asks for it on every record)."""
-    global _day_cache
+    global _day_cache  # noqa: PLW0603 - a per-process cache on the hot path, replaced whole
     number = int(time.time() // 86400)
     if number != _day_cache[0]:
         _day_cache = (number, time.strftime("%Y-%m-%d", time.gmtime(number * 86400)))

@@ -60,10 +60,7 @@ _QUICK_MARKERS = re.compile("|".join(map(re.escape, _QUICK_WORDS)))  # the same 
 
 
 def _has_marker(lowered: str) -> bool:
-    for word in _QUICK_WORDS:
-        if word in lowered:
-            return True
-    return False
+    return any(word in lowered for word in _QUICK_WORDS)
 
 
 @functools.lru_cache(maxsize=4096)

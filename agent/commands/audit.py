@@ -14,7 +14,7 @@ __all__ = ["run_audit"]
 
 def run_audit(argv: list[str], config: str | None) -> int:
     from agent.audit.cli import main as audit_main
-    if argv and argv[0] in ("verify", "export") and "--dir" not in argv:
+    if argv and argv[0] in ("verify", "export", "anchor") and "--dir" not in argv:
         try:
             from agent.config import load_settings
             settings = load_settings(config)
@@ -23,10 +23,17 @@ def run_audit(argv: list[str], config: str | None) -> int:
             return 2
         argv = [argv[0], "--dir", str(settings.audit_dir), *argv[1:]]
         key = settings.audit_signing_key
-        if argv[0] == "verify" and key is not None and "--public-key" not in argv:
-            pub = key.with_name(key.name + ".pub")
-            if pub.exists():
+        pub = key.with_name(key.name + ".pub") if key is not None else None
+        if argv[0] == "verify" and pub is not None and pub.exists() and "--public-key" not in argv:
+            argv += ["--public-key", str(pub)]
+        if argv[0] == "export":
+            # the default export is complete: key, evidence, signed manifest, and the export itself audited
+            if pub is not None and pub.exists() and "--public-key" not in argv:
                 argv += ["--public-key", str(pub)]
+            if key is not None and key.exists() and "--signing-key" not in argv:
+                argv += ["--signing-key", str(key)]
+            if "--evidence-dir" not in argv:
+                argv += ["--evidence-dir", str(settings.evidence_dir)]
     code = audit_main(argv)
     if argv and argv[0] == "verify" and code == 1:
         from agent.exitcodes import NOT_VERIFIED

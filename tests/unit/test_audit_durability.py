@@ -58,7 +58,7 @@ def _last_seq(directory: Path) -> int:
 
 class TestSigkill:
     def test_kill_during_heavy_logging(self, tmp_path: Path, audit_keypair: tuple[Path, Path]) -> None:
-        """After SIGKILL no returned record is lost, the chain verifies, and unsynced records stay within fsync_every."""
+        """After SIGKILL no returned record is lost, the chain verifies, unsynced records stay within fsync_every."""
         directory = tmp_path / "audit"
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(directory), str(audit_keypair[0])],
                                 cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -210,11 +210,11 @@ class TestTampering:
 class TestCli:
     def test_verify_exit_codes(self, log_dir: Path, keypair: tuple[Path, Path],
                                capsys: pytest.CaptureFixture[str]) -> None:
-        """`audit verify` exits 0 on a good log and 1 after tampering, naming the reason."""
+        """`audit verify` exits 0 on a good log and 5 (the agent's NOT_VERIFIED) after tampering, naming why."""
         assert audit_main(["verify", "--dir", str(log_dir), "--public-key", str(keypair[1])]) == 0
         assert "OK" in capsys.readouterr().out
         _rewrite(log_dir, lambda ls: [ls[0], ls[1].replace(b'"host1"', b'"hostX"'), *ls[2:]])
-        assert audit_main(["verify", "--dir", str(log_dir), "--json"]) == 1
+        assert audit_main(["verify", "--dir", str(log_dir), "--json"]) == 5
         out = json.loads(capsys.readouterr().out)
         assert out["ok"] is False and "record edited" in out["first_error"]["reason"]
 
@@ -233,7 +233,8 @@ class TestCli:
         import sys
 
         code = ("import sys, os, tempfile, contextlib, agent.audit.cli as c\n"
-                "with contextlib.redirect_stdout(open(os.devnull, 'w')): c.main(['verify', '--dir', tempfile.mkdtemp()])\n"
+                "with contextlib.redirect_stdout(open(os.devnull, 'w')):\n"
+                "    c.main(['verify', '--dir', tempfile.mkdtemp()])\n"
                 "print('structlog' in sys.modules, 'cryptography' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parents[2]).stdout.split()

@@ -1,4 +1,4 @@
-"""Offline verification of an audit directory: hash chain, sequence, canonical form, checkpoint signatures.
+"""Offline verification of an audit directory: hash chain, sequence, canonical form, checkpoint signatures, anchor.
 
 Why offline and stdlib-first: counsel's expert gets a folder of ``.jsonl`` files and a public key, nothing else.
 The algorithm here is the one documented in docs/audit-format.md; ``cryptography`` is imported only when a
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.audit.anchor import NOT_PROVEN_WITHOUT_ANCHOR, TrustAnchor
 from agent.audit.canonical import GENESIS_HASH, HEAD_FILE, canonical
 from agent.audit.segments import list_segments
 
@@ -33,6 +34,14 @@ BAD_COVER = "checkpoint does not cover the record before it (forged checkpoint)"
 BAD_GENESIS = "first record (seq 1) must have prev_hash of 64 zeros"
 TRUNCATED_SEGMENT = "truncated segment: log ends before the head recorded at the last fsync (records removed)"
 HEAD_MISMATCH = "head file disagrees with the record at its seq (record edited or log replaced)"
+ANCHOR_KEY = "key swap: the public key given is not the expected one"
+ANCHOR_NEEDS_KEY = "a trust anchor needs the public key (--public-key) to check signed coverage"
+ANCHOR_REWRITTEN = "record at the anchor's seq has another hash (chain rewritten since counsel received the anchor)"
+ANCHOR_BEYOND = "log ends before the anchor (records removed from the end)"
+ANCHOR_COVERAGE = "signed coverage ends before the anchor (checkpoints deleted or chain rewritten)"
+ANCHOR_UNSIGNED = "too many records after the last signed checkpoint (checkpoints deleted?)"
+PREFIX_CUT = "log starts after seq 1: earlier records are missing (prefix cut)"
+NO_OPENING = "incident export lacks the incident's opening record (incident.opened)"
 
 
 @dataclass
@@ -64,6 +73,10 @@ class VerifyReport:
     last_checkpoint_seq: int | None = None
     segments: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unsigned_after_checkpoint: int = 0
+    anchor: str | None = None  # what the log was compared against (None: no trust anchor)
+    proven: list[str] = field(default_factory=list)
+    not_proven: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +95,9 @@ class VerifyReport:
         if self.last_hash:
             lines.append(f"head: seq {self.last_seq} hash {self.last_hash}")
         lines.extend(f"note: {note}" for note in self.notes)
+        lines.append(f"trust anchor: {self.anchor or 'NONE'}")
+        lines.extend(f"proven: {text}" for text in self.proven)
+        lines.extend(f"NOT proven: {text}" for text in self.not_proven)
         return "\n".join(lines)
 
 
@@ -91,8 +107,12 @@ class _Stop(Exception):
 
 
 def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | None = None,
-           to_seq: int | None = None) -> VerifyReport:
-    """Check every segment in ``directory`` (optionally only seqs ``from_seq..to_seq``) and return a report."""
+           to_seq: int | None = None, anchor: TrustAnchor | None = None) -> VerifyReport:
+    """Check every segment in ``directory`` (optionally only seqs ``from_seq..to_seq``) and return a report.
+
+    ``anchor``: what counsel received earlier (see :mod:`agent.audit.anchor`); without one the report's
+    ``not_proven`` says what the files alone cannot show.
+    """
     directory = Path(directory)
     key: Any = None
     fingerprint: str | None = None
@@ -110,7 +130,7 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
         report.first_error = VerifyError(str(directory), 0, None, "no audit segments (audit-*.jsonl) found")
         return report
     head = _read_head(directory, report)
-    state = _State(key, fingerprint, from_seq, to_seq, head)
+    state = _State(key, fingerprint, from_seq, to_seq, head, anchor)
     try:
         try:
             for index, path in enumerate(segments):
@@ -118,10 +138,72 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
         except _Done:
             pass
         state.finish(report)
+        if anchor is not None and (anchor.active or anchor.incident):
+            _check_anchor(anchor, state, report)
     except _Stop as stop:
         report.ok = False
         report.first_error = stop.error
+    report.unsigned_after_checkpoint = state.unsigned
+    _statements(report, anchor)
     return report
+
+
+def _check_anchor(anchor: TrustAnchor, state: _State, report: VerifyReport) -> None:
+    """Compare the verified log with what counsel received earlier; the first mismatch stops verification."""
+    def stop(reason: str, seq: int | None = None) -> _Stop:
+        return _Stop(VerifyError("(trust anchor)", 0, seq, reason))
+
+    report.anchor = anchor.describe()
+    if anchor.fingerprint is not None:
+        if state.key is None:
+            raise stop(ANCHOR_NEEDS_KEY)
+        if state.fingerprint != anchor.fingerprint:
+            raise stop(f"{ANCHOR_KEY}: given {state.fingerprint}, expected {anchor.fingerprint}")
+    if anchor.incident is not None and anchor.incident not in state.opened:
+        raise stop(f"{NO_OPENING}: {anchor.incident}", report.first_seq)
+    if anchor.incident is None and anchor.active and report.first_seq not in (None, 1) and state.from_seq is None:
+        raise stop(f"{PREFIX_CUT}: first record is seq {report.first_seq}", report.first_seq)
+    if anchor.seq is not None:
+        if state.key is None:
+            raise stop(ANCHOR_NEEDS_KEY)
+        if (report.last_seq or 0) < anchor.seq:
+            raise stop(f"{ANCHOR_BEYOND}: last record seq {report.last_seq}, anchor seq {anchor.seq}",
+                       report.last_seq)
+        if state.anchor_hash is not None and state.anchor_hash != anchor.hash:
+            raise stop(f"{ANCHOR_REWRITTEN}: seq {anchor.seq} has {state.anchor_hash}, anchor says {anchor.hash}",
+                       anchor.seq)
+        if state.anchor_hash is None:
+            report.notes.append(f"the anchor (seq {anchor.seq}) precedes this excerpt: its hash is not compared; "
+                                "signed coverage is")
+        if (report.last_checkpoint_seq or 0) < anchor.seq:
+            raise stop(f"{ANCHOR_COVERAGE}: last signed record seq {report.last_checkpoint_seq}, anchor seq "
+                       f"{anchor.seq}", report.last_checkpoint_seq)
+    if anchor.active and state.key is not None and state.unsigned > anchor.max_unsigned:
+        raise stop(f"{ANCHOR_UNSIGNED}: {state.unsigned} > {anchor.max_unsigned}", report.last_seq)
+
+
+def _statements(report: VerifyReport, anchor: TrustAnchor | None) -> None:
+    """Say in words what this verification shows and what it cannot (printed by the CLI and the report)."""
+    if not report.ok:
+        report.not_proven.append("the log failed verification: nothing after the first error can be relied on")
+        return
+    report.proven.append(f"records seq {report.first_seq}..{report.last_seq} are internally consistent "
+                         "(hash chain, sequence, canonical form)")
+    if report.checkpoints_verified:
+        report.proven.append(f"records up to seq {report.last_checkpoint_seq} were signed by {report.key_fingerprint}")
+    if report.unsigned_after_checkpoint:
+        report.not_proven.append(f"{report.unsigned_after_checkpoint} record(s) after seq "
+                                 f"{report.last_checkpoint_seq or 0} are not signed by any checkpoint")
+    if anchor is not None and anchor.active:
+        if anchor.fingerprint:
+            report.proven.append(f"the signing key is the expected one ({anchor.fingerprint})")
+        if anchor.seq is not None:
+            report.proven.append(f"the log still contains, unchanged and signed, everything up to the anchor "
+                                 f"(seq {anchor.seq}) counsel received earlier")
+        if not anchor.fingerprint:
+            report.not_proven.append("that the key is the agent's (no expected fingerprint given)")
+    else:
+        report.not_proven.append(NOT_PROVEN_WITHOUT_ANCHOR)
 
 
 def _read_head(directory: Path, report: VerifyReport) -> dict[str, Any] | None:
@@ -144,13 +226,17 @@ class _State:
     """Running chain state across segments."""
 
     def __init__(self, key: Any, fingerprint: str | None, from_seq: int | None, to_seq: int | None,
-                 head: dict[str, Any] | None) -> None:
+                 head: dict[str, Any] | None, anchor: TrustAnchor | None = None) -> None:
         self.key, self.fingerprint = key, fingerprint
         self.from_seq, self.to_seq = from_seq, to_seq
         self.head = head
         self.prev_seq: int | None = None
         self.prev_hash: str | None = None
         self.unsigned = 0
+        self.watch_seq = anchor.seq if anchor is not None else None
+        self.watch_incident = anchor.incident if anchor is not None else None
+        self.anchor_hash: str | None = None
+        self.opened: set[str] = set()
 
     def check_segment(self, path: Path, *, last: bool, report: VerifyReport) -> None:
         with path.open("rb") as handle:
@@ -205,10 +291,15 @@ class _State:
                 raise fail(BROKEN_LINK, seq)
             if seq != (self.prev_seq or 0) + 1:
                 raise fail(SEQ_GAP, seq)
-        if record.get("event") == CHECKPOINT_EVENT:
+        event = record.get("event")
+        if event == CHECKPOINT_EVENT:
             self._check_checkpoint(record, seq, prev_hash, fail, report)
         else:
             self.unsigned += 1
+            if event == "incident.opened" and self.watch_incident is not None:
+                self.opened.add(str(record.get("incident")))
+        if seq == self.watch_seq:
+            self.anchor_hash = stored
         report.records += 1
         if report.first_seq is None:
             report.first_seq = seq
