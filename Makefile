@@ -21,11 +21,16 @@ venv: $(BIN)/agent
 demo: deps
 	@bash scripts/demo.sh
 
-test: deps
-	@$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# The CI gate (.ci/run calls it): lint, typecheck, then the tests. Unit tests are independent and run on
+# UNIT_WORKERS processes (pytest-xdist); everything else shares session-scoped labs and runs in one process.
+UNIT_WORKERS ?= 2
+
+test: deps lint typecheck
+	@$(BIN)/python -m pytest -q -n $(UNIT_WORKERS) tests/unit $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q --ignore=tests/unit $(PYTEST_ARGS)
 
 unit: venv
-	@$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -n $(UNIT_WORKERS) tests/unit $(PYTEST_ARGS)
 
 bench: deps
 	@bash bench/run.sh

@@ -93,7 +93,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         try:
             from zoneinfo import ZoneInfo
             ZoneInfo(timezone)
-        except Exception:
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; malformed keys ValueError
             raise tz.error(f"unknown time zone {timezone!r} (example: America/New_York)") from None
     daemon = root.get("daemon")
     return Settings(

@@ -9,6 +9,7 @@ bounded number of times; permanent ones fail at once. A failure on one subject n
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -174,7 +175,8 @@ class Engine:
                  approved_by: str | None) -> Action:
         expires = utcnow() + ttl if (ttl and not pa.undo_of and pa.spec.reversible and pa.spec.mutating) else None
         row = Action(id=pa.action_id, incident_id=incident, runbook=plan.runbook.name, step=pa.step.id,
-                     kind="undo" if pa.undo_of else "apply", undo_of=pa.undo_of, target=pa.target.name, subject=pa.subject,
+                     kind="undo" if pa.undo_of else "apply", undo_of=pa.undo_of, target=pa.target.name,
+                     subject=pa.subject,
                      target_kind=pa.target.kind, address=pa.target.address, connector=pa.connector,
                      action=pa.action, args=_journal_args(pa.args), reversible=int(pa.spec.reversible),
                      mutating=int(pa.spec.mutating), state="intent", requested_by=self.actor,
@@ -342,10 +344,8 @@ class _SessionCache:
 
     def close_all(self) -> None:
         for session in self._open.values():
-            try:
+            with contextlib.suppress(Exception):  # closing must never mask the real outcome
                 session.close()
-            except Exception:  # noqa: BLE001 - closing must never mask the real outcome
-                pass
         self._open.clear()
 
 

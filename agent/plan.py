@@ -79,7 +79,7 @@ class Plan:
 
 
 def _public_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in args.items() if k not in ("protected",)}
+    return {k: v for k, v in args.items() if k != "protected"}
 
 
 def connector_context(settings: Settings, inventory: Inventory, *, trust_host_key: bool = False) -> ConnectorContext:
@@ -238,11 +238,11 @@ class Planner:
         out: list[PlannedAction] = []
         for row in reversed(rows):
             when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
+            preview = (f"undo {row.action} applied {when} (action {row.id[:8]}, incident {row.incident_id}) "
+                       "from its journaled snapshot")
             out.append(PlannedAction(
                 subject=subject, step=step, entry=entry, target=target, action=row.action, args=dict(row.args),
-                spec=spec, undo_of=row.id, snapshot=row.snapshot,
-                preview=[f"undo {row.action} applied {when} (action {row.id[:8]}, incident {row.incident_id}) "
-                         f"from its journaled snapshot"]))
+                spec=spec, undo_of=row.id, snapshot=row.snapshot, preview=[preview]))
         return out
 
     def build_undo(self, rows: Sequence[Action], name: str) -> Plan:
@@ -258,11 +258,11 @@ class Planner:
             spec = self._spec(target.connector, row.action, step)
             if row.subject not in plan.subjects:
                 plan.subjects.append(row.subject or row.target)
+            preview = f"undo {row.action} (action {row.id[:8]}, incident {row.incident_id}) from its journaled snapshot"
             plan.actions.append(PlannedAction(
                 subject=row.subject or row.target, step=Step(id=row.step, action=row.action, undo=True),
                 entry=entry, target=target, action=row.action, args=dict(row.args), spec=spec, undo_of=row.id,
-                snapshot=row.snapshot, preview=[f"undo {row.action} (action {row.id[:8]}, incident "
-                                                f"{row.incident_id}) from its journaled snapshot"]))
+                snapshot=row.snapshot, preview=[preview]))
         return plan
 
     def entry_for(self, row: Action) -> HostEntry:

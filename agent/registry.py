@@ -7,6 +7,7 @@ instance (not a class attribute) so tests and the daemon can hold independent on
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -65,8 +66,6 @@ class Registry:
         for instance in self._instances.values():
             closer = getattr(instance, "close", None)
             if callable(closer):
-                try:
+                with contextlib.suppress(Exception):  # closing must never mask the command's outcome
                     closer()
-                except Exception:  # noqa: BLE001 - closing must never mask the command's outcome
-                    pass
         self._instances.clear()

@@ -83,7 +83,7 @@ class Runbook:
         """Check and complete parameter values (CLI/alert input); unknown or missing ones are errors."""
         values: dict[str, Any] = {}
         for key in given:
-            if key not in self.parameters and key not in ("target",):
+            if key not in self.parameters and key != "target":
                 raise InputError(f"runbook {self.name}: unknown parameter {key!r} "
                                  f"(known: {', '.join(sorted(self.parameters)) or 'none'})")
         for name, spec in self.parameters.items():

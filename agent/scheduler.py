@@ -68,7 +68,7 @@ class DaemonScheduler:
             timezone=UTC)
 
     def start(self) -> None:
-        global _RUNTIME
+        global _RUNTIME  # noqa: PLW0603 - jobs are module functions (the job store names them) and need the service
         _RUNTIME = self.svc
         cfg = self.svc.config
         self.sched.start()
@@ -78,7 +78,7 @@ class DaemonScheduler:
                            id="reverify", jobstore="periodic", replace_existing=True)
 
     def shutdown(self) -> None:
-        global _RUNTIME
+        global _RUNTIME  # noqa: PLW0603 - see start()
         if self.sched.running:
             self.sched.shutdown(wait=True)
         if _RUNTIME is self.svc:

@@ -202,7 +202,8 @@ def main() -> int:
     n = opts.accounts
     synced = measure("DC as provisioned (Samba fsyncs every write)", False, n, opts.runs)
     fast = measure("DC with ldb:nosync = true (as Samba's selftest runs its DCs)", True, n, opts.runs)
-    print(f"\nmedians of {opts.runs} runs; disable+verify+undo+verify; target: {n} accounts <= {TARGET:.0f}x one account")
+    print(f"\nmedians of {opts.runs} runs; disable+verify+undo+verify; "
+          f"target: {n} accounts <= {TARGET:.0f}x one account")
     for r in (synced, fast):
         report(r, n)
     verdict = "met" if synced.ratio <= TARGET else f"MISSED by {synced.ratio / TARGET:.2f}x"

@@ -202,7 +202,8 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
               f"p99 {pct(lat, .99) * 1000:6.2f} ms   ratio {base_rate / rate:4.2f}x of the floor   "
               f"(target >= 1000/s, p99 < 50 ms)")
         print(f"  {n} posted over {concurrency} connections: statuses {statuses}; {hosts} new hosts, "
-              f"{deduped} deduped; stored {stored} == accepted {accepted}: {'OK' if stored == accepted else 'MISMATCH'}")
+              f"{deduped} deduped; stored {stored} == accepted {accepted}: "
+              f"{'OK' if stored == accepted else 'MISMATCH'}")
         print(f"  CPU seconds while posting ({secs:.2f} s on {os.cpu_count()} cores): daemon {cpu['daemon']:.2f}, "
               f"generator {cpu['generator']:.2f}, other processes {cpu['others']:.2f}")
         if stored != accepted or statuses.get(202, 0) != n:

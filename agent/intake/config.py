@@ -136,11 +136,11 @@ def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonCon
         return parsed
 
     sources: dict[str, SourceConfig] = {}
-    for name, spec in (raw.get("sources") or {}).items():
+    for name, given in (raw.get("sources") or {}).items():
         key = f"sources.{name}"
         if not isinstance(name, str) or not INVENTORY_NAME.fullmatch(name):
             raise _err(settings_path, key, "source name: letters, digits, '.', '_', '-'")
-        spec = spec or {}
+        spec = given or {}
         if not isinstance(spec, Mapping) or set(spec) - {"format", "hmac_secret", "token"}:
             raise _err(settings_path, key, "allowed keys: format, hmac_secret, token")
         fmt = spec.get("format", name)

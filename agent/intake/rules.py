@@ -77,13 +77,14 @@ class Rule:
         """Runbook parameters for ``alert``: ``${field}`` references replaced, empty values dropped."""
         values = alert.fields()
         out: dict[str, Any] = {}
-        for key, value in self.params.items():
-            if isinstance(value, str):
-                whole = _REF.fullmatch(value)
+        for key, template in self.params.items():
+            value = template
+            if isinstance(template, str):
+                whole = _REF.fullmatch(template)
                 if whole:
                     value = values.get(whole.group(1))
                 else:
-                    value = _REF.sub(lambda m: str(values.get(m.group(1)) or ""), value)
+                    value = _REF.sub(lambda m: str(values.get(m.group(1)) or ""), template)
             if value not in (None, ""):
                 out[key] = value
         return out

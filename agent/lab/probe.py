@@ -127,7 +127,7 @@ def run_probe(matrix: Sequence[tuple[str, str, int]], namespaces: Mapping[str, s
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), 64))) as pool:
         states = list(pool.map(lambda j: _check(j[3], j[4], j[2], timeout), jobs))
     checks = tuple(Check(src, dst, port, state, detail)
-                   for (src, dst, port, _, _), (state, detail) in zip(jobs, states))
+                   for (src, dst, port, _, _), (state, detail) in zip(jobs, states, strict=True))
     return ProbeResult(checks, time.monotonic() - start)
 
 

@@ -318,7 +318,8 @@ def undo_batch(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> A
     slots: list[int] = []
     candidates = [i for i in items if not int(i["userAccountControl"]) & ACCOUNTDISABLE]
     changed = _changed_since(session, candidates)
-    for item in items:
+    for given in items:
+        item = given
         recorded = int(item["userAccountControl"])
         if recorded & ACCOUNTDISABLE:
             outcomes.append(_outcome(item, "left_disabled", userAccountControl_before=recorded,

@@ -2,9 +2,9 @@
 
 The Target is the directory (``Target.address`` = the DC, ``Target.options`` see :mod:`.options`); each action
 takes ``args["account"]`` (sAMAccountName, UPN or DN); ``disable_account`` also takes ``args["accounts"]`` (a
-list: one action, one search, pipelined modifies, per-account outcomes — :mod:`.batch`). Every action validates its input and refuses protected
-accounts by name before connecting, resolves exactly one account, refuses protected ones by SID/DN again, and
-only then modifies. Sessions come from a per-connector pool, so a run over 100 accounts binds once.
+list: one action, one search, pipelined modifies, per-account outcomes — :mod:`.batch`). Every action validates its
+input and refuses protected accounts by name before connecting, resolves exactly one account, refuses protected ones
+by SID/DN again, and only then modifies. Sessions come from a per-connector pool, so a run over 100 accounts binds once.
 
 Example::
 
@@ -117,7 +117,8 @@ class ActiveDirectoryConnector(ConnectorBase):
             account = validate_account(args.get("account"), opts)
             check_by_name(account, opts)
         except ConnectorError as exc:
-            raise exc.with_context(target=target.name, connector=self.name, action=action)
+            exc.with_context(target=target.name, connector=self.name, action=action)
+            raise
         return opts, [account]
 
     def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
@@ -141,7 +142,8 @@ class ActiveDirectoryConnector(ConnectorBase):
                 from connectors.active_directory.session import connect
                 conn = connect(opts, creds, ctx)
         except ConnectorError as exc:
-            raise exc.with_context(target=target.name, connector=self.name)
+            exc.with_context(target=target.name, connector=self.name)
+            raise
         return ADSession(conn, opts, creds, self.pool)
 
     def close(self) -> None:
@@ -168,5 +170,6 @@ class ActiveDirectoryConnector(ConnectorBase):
             try:
                 return fn(session, args, *rest)
             except ConnectorError as exc:
-                raise exc.with_context(target=session.opts.address, connector=self.name, action=action)
+                exc.with_context(target=session.opts.address, connector=self.name, action=action)
+                raise
         return hook

@@ -44,7 +44,7 @@ def _filetime(value: int) -> str | None:
 
 
 def _value(attr: str, raw: bytes) -> Any:
-    if attr in ("logonHours",):
+    if attr == "logonHours":
         return raw.hex()
     if attr in ("objectGUID", "objectSid"):
         return base64.b64encode(raw).decode()

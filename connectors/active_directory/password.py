@@ -3,12 +3,12 @@
 Why it is never a substitute for disabling: AD can keep accepting the *previous* password for NTLM during the "old
 password allowed period" (60 min by default; LAB.md saw it for LDAP simple binds and SMB too, while a reset done
 here followed by ``pwdLastSet=0`` made the old password's LDAP bind fail with ``data 52e``), and Kerberos tickets
-already issued stay valid, so an attacker is not reliably locked out by a reset. The password is generated with :mod:`secrets`, sent only over the TLS-protected
-connection as ``unicodePwd``, and never returned, journaled, logged or put into an exception message; ldap3 does
-not echo modify values in errors, and any message is scrubbed anyway. ldap3's own protocol logging (off by
-default) *does* print modify values — measured: the UTF-16 password appears escaped in a ``PROTOCOL:MODIFY``
-line — so a filter on the ``ldap3`` logger drops every record emitted while a password is in flight in that
-thread, and any record naming a password attribute.
+already issued stay valid, so an attacker is not reliably locked out by a reset. The password is generated with
+:mod:`secrets`, sent only over the TLS-protected connection as ``unicodePwd``, and never returned, journaled, logged
+or put into an exception message; ldap3 does not echo modify values in errors, and any message is scrubbed anyway.
+ldap3's own protocol logging (off by default) *does* print modify values — measured: the UTF-16 password appears
+escaped in a ``PROTOCOL:MODIFY`` line — so a filter on the ``ldap3`` logger drops every record emitted while a
+password is in flight in that thread, and any record naming a password attribute.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from connectors.active_directory.session import ADSession
 from connectors.errors import ConnectorError
 from connectors.types import ActionResult, Snapshot, Verification
 
-__all__ = ["OLD_PASSWORD_NOTE", "SecretRecordFilter", "apply_reset", "generate_password", "install_log_filter", "snapshot_reset", "verify_reset"]
+__all__ = ["OLD_PASSWORD_NOTE", "SecretRecordFilter", "apply_reset", "generate_password", "install_log_filter",
+           "snapshot_reset", "verify_reset"]
 
 PASSWORD_LENGTH = 32
 _CLASSES = (string.ascii_uppercase, string.ascii_lowercase, string.digits, "!#%+-.:=?@_~")

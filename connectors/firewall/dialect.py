@@ -199,7 +199,7 @@ class Dialect(abc.ABC):
                         answers = self._send_chunk([st.line for st in chunk])
                     except PartialAnswer as exc:
                         answers, lost = exc.answers, exc
-                    for step, out in zip(chunk, answers):
+                    for step, out in zip(chunk, answers, strict=False):
                         err = self._error_in(step.line, out)
                         if err is None:
                             applied.append(step)
@@ -320,7 +320,7 @@ class Dialect(abc.ABC):
             self.conn.disconnect()
 
     # ----- hooks with defaults -----------------------------------------------------------------------------------
-    def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
+    def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:  # noqa: B027 - optional hook
         """Raise Rejected when the device cannot take these entries as they are (default: it always can)."""
 
     def _finish(self, applied: list[Step]) -> list[str]:
@@ -331,7 +331,7 @@ class Dialect(abc.ABC):
         """After leaving config mode: write the running config to startup where that is a separate step."""
         return []
 
-    def _recover(self) -> None:
+    def _recover(self) -> None:  # noqa: B027 - optional hook
         """After a refusal: get back to the top configuration level before cleaning up."""
 
     def _discard(self, applied: list[Step]) -> list[str]:

@@ -71,7 +71,7 @@ def capture(s: SshSession, args: Mapping[str, Any]) -> ActionResult:
     for fut in pending:
         errors[futures[fut]] = f"not finished within the {TOTAL_BUDGET:g} s evidence budget"
     elapsed = round(time.monotonic() - start, 3)
-    summary = f"captured {len(evidence) - len(set(errors) & set(evidence))}/{len(COMMANDS)} evidence files " \
-              f"in {elapsed:.2f} s" + (f"; failed: {', '.join(sorted(errors))}" if errors else "")
+    summary = (f"captured {len(evidence) - len(set(errors) & set(evidence))}/{len(COMMANDS)} evidence files "
+               f"in {elapsed:.2f} s" + (f"; failed: {', '.join(sorted(errors))}" if errors else ""))
     return ActionResult(False, summary, details={"evidence": dict(sorted(evidence.items())), "errors": errors,
                                                  "seconds": elapsed})

@@ -30,7 +30,8 @@ from connectors.ssh_linux.state import (
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
 
-__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot", "verify"]
+__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot",
+           "verify"]
 
 
 REUSE_STATE_SECONDS = 2.0  # apply/release reuse the snapshot's read when it is this fresh and nothing ran since

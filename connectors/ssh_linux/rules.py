@@ -66,8 +66,8 @@ def nft_script(mgmt: Sequence[Network], port: int) -> str:
     for chain in CHAINS:
         lines.append(f"\tchain {chain} {{")
         lines.append(f"\t\ttype filter hook {chain} priority {PRIORITY}; policy drop;")
-        for rule in expected[chain]:
-            rule = rule.replace("iif lo", 'iif "lo"').replace("oif lo", 'oif "lo"')
+        for written in expected[chain]:
+            rule = written.replace("iif lo", 'iif "lo"').replace("oif lo", 'oif "lo"')
             lines.append(f"\t\t{rule.replace('{', '{ ').replace('}', ' }')}")
         lines.append("\t}")
     lines.append("}")

@@ -3,8 +3,8 @@
 Why a bare ``paramiko.Transport`` instead of ``SSHClient``: the host key is checked by us *before* any credential
 is offered (see :mod:`.hostkeys`), no agent or ``~/.ssh`` keys are ever tried, curve25519 key exchange is put
 first (LAB.md: the post-quantum default costs ≈130 ms per connection), ``TCP_NODELAY`` avoids Nagle delays on
-the many small request/response exchanges and quick ACKs avoid sshd's (see :class:`_QuickAckSocket`). paramiko itself is imported lazily in :func:`open_session` (≈0.3 s of
-start-up that validation and dry runs must not pay).
+the many small request/response exchanges and quick ACKs avoid sshd's (see :class:`_QuickAckSocket`). paramiko
+itself is imported lazily in :func:`open_session` (≈0.3 s of start-up that validation and dry runs must not pay).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ class TestInventoryErrors:
         ("hosts:\n  web:\n    os: linux\n", 2, "hosts.web", "missing required field 'address'"),
         ("hosts:\n  web:\n    address: 10.0.0.3\n    os: linux\n    colour: red\n", 5, "hosts.web.colour",
          "unknown field"),
-        ("hosts:\n  web:\n    address: 10.0.0.3\n    os: linux\n    credentials:\n      username: root\n"
-         "      password: hunter2\n", 7, "hosts.web.credentials.password", "inline secrets are not allowed"),
+        (("hosts:\n  web:\n    address: 10.0.0.3\n    os: linux\n    credentials:\n      username: root\n"
+         "      password: hunter2\n"), 7, "hosts.web.credentials.password", "inline secrets are not allowed"),
         ("protected:\n  cidrs: [10.0.0.0/33]\n", 2, "protected.cidrs[0]", "not a valid"),
         ("management:\n  addresses: [mgmt.example]\n", 2, "management.addresses[0]", "not a valid IP"),
         ("hosts:\n  web:\n    address: 10.0.0.3\n  web:\n    address: 10.0.0.4\n", 4, "hosts.web", "duplicate"),

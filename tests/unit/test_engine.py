@@ -52,7 +52,7 @@ class TestPlanGuards:
     @pytest.mark.parametrize("name", ["web1;rm -rf /", "web1\nweb2", "", "-web1", "a" * 70, "wéb1"])
     def test_malformed_host_name(self, env, name):
         """Malformed host names are rejected with the field named, before anything runs."""
-        app, world = env
+        app, _world = env
         with pytest.raises(InputError, match="host"):
             app.planner().build(find_runbook(app.settings.runbooks, "isolate-host"), [name])
 
@@ -144,7 +144,7 @@ class TestExecution:
 
     def test_evidence_stored_with_hashes(self, env):
         """Evidence from a read-only step becomes files whose hashes are in the journal."""
-        app, world = env
+        app, _world = env
         result, _ = run(app, "isolate-host", ["web1"])
         assert result.status == "done"
         with app.store.session() as s:

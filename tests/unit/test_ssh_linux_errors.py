@@ -22,7 +22,7 @@ def _timeout_banner_error() -> paramiko.SSHException:
         try:
             raise TimeoutError("timed out")
         except TimeoutError:
-            raise paramiko.SSHException("Error reading SSH protocol banner")
+            raise paramiko.SSHException("Error reading SSH protocol banner")  # noqa: B904 - implicit chain, as paramiko
     except paramiko.SSHException as exc:
         return exc
 

@@ -148,9 +148,9 @@ class TestJudgement:
     def test_iptables_duplicate_jump_is_a_problem(self) -> None:
         """A jump inserted twice (the LAB.md pitfall) is reported, not accepted."""
         chains = rules.iptables_expected(MGMT, 22, 4)
-        save = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j CONTAIN_IN\n-A INPUT -j CONTAIN_IN\n" \
-               "-A OUTPUT -j CONTAIN_OUT\n-A FORWARD -j CONTAIN_FWD\n" + \
-               "\n".join(line for c in chains.values() for line in c) + "\nCOMMIT\n"
+        save = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j CONTAIN_IN\n-A INPUT -j CONTAIN_IN\n"
+                "-A OUTPUT -j CONTAIN_OUT\n-A FORWARD -j CONTAIN_FWD\n"
+                + "\n".join(line for c in chains.values() for line in c) + "\nCOMMIT\n")
         out = f"@@SSH 10.77.0.10 1 10.77.0.40 22\n@@TOOL iptables\n@@RULESET\n{save}@@NO_IP6TABLES\n"
         state = parse_state(out)
         assert not state.has_ip6tables

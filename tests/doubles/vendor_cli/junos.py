@@ -81,8 +81,8 @@ class JunosModel(Model):
 
     def reject(self, line: str) -> str:
         if line.strip().startswith("commit"):
-            return "error: commit failed: (statements constraint check failed)\n" \
-                   "error: configuration check-out failed"
+            return ("error: commit failed: (statements constraint check failed)\n"
+                    "error: configuration check-out failed")
         return " " * (len(self.host) + 2) + "^\nunknown command."
 
     def handle(self, line: str) -> str:

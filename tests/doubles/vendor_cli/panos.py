@@ -95,16 +95,16 @@ class PanosModel(Model):
         self.set_format = False
 
     def greeting(self) -> str:
-        return "Last login: Mon May  6 10:00:00 2024 from 127.0.0.1\n\nNumber of failed attempts since last " \
-               "successful login: 0\n\n"
+        return ("Last login: Mon May  6 10:00:00 2024 from 127.0.0.1\n\nNumber of failed attempts since last "
+                "successful login: 0\n\n")
 
     def prompt(self) -> str:
         return f"\n[edit]\n{self.host}# " if self.config else f"{self.host}> "
 
     def reject(self, line: str) -> str:
         if line.strip().startswith("commit"):
-            return "Commit job 7 is in progress. Use Ctrl+C to return to command prompt\n" \
-                   "...55%...75%\nValidation Error:\n address-group -> IR-BLOCKLIST is invalid\nCommit failed"
+            return ("Commit job 7 is in progress. Use Ctrl+C to return to command prompt\n"
+                    "...55%...75%\nValidation Error:\n address-group -> IR-BLOCKLIST is invalid\nCommit failed")
         return "Invalid syntax." if self.config else f"Unknown command: {line.split()[0] if line.split() else ''}"
 
     def handle(self, line: str) -> str:
@@ -121,8 +121,8 @@ class PanosModel(Model):
             self.set_format = True
             return ""
         if cmd == "show system info":
-            return "hostname: PA-VM\nip-address: 192.0.2.1\nmodel: PA-VM\nsw-version: 10.2.4\n" \
-                   "operational-mode: normal\n"
+            return ("hostname: PA-VM\nip-address: 192.0.2.1\nmodel: PA-VM\nsw-version: 10.2.4\n"
+                    "operational-mode: normal\n")
         m = re.fullmatch(r'show config running \| match "?([^"]+)"?', cmd)
         if m:
             if not self.set_format:
@@ -174,7 +174,7 @@ class PanosModel(Model):
             words = m.group(2).split()
             if len(words) % 2 or any(k not in _RULE_KEYS for k in words[::2]):
                 return self.reject(line)
-            cand["rules"].setdefault(m.group(1), {}).update(dict(zip(words[::2], words[1::2])))
+            cand["rules"].setdefault(m.group(1), {}).update(dict(zip(words[::2], words[1::2], strict=True)))
             return ""
         m = re.fullmatch(r"move rulebase security rules (\S+) (top|bottom)", cmd)
         if m:
@@ -193,8 +193,8 @@ class PanosModel(Model):
         m = re.fullmatch(r"delete address (\S+)", cmd)
         if m:
             if any(m.group(1) in mm for mm in cand["address-group"].values()):
-                return f"Server error : {m.group(1)} cannot be deleted because of references from:\n" \
-                       " address-group -> IR-BLOCKLIST -> static"
+                return (f"Server error : {m.group(1)} cannot be deleted because of references from:\n"
+                        " address-group -> IR-BLOCKLIST -> static")
             cand["address"].pop(m.group(1), None)
             return ""
         return self.reject(line)

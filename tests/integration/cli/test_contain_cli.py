@@ -40,7 +40,7 @@ def agent(lab: Lab, cfg: Path, *args: str, env: dict[str, str] | None = None,
           timeout: float = 90) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "AGENT_CONFIG": str(cfg), "NO_COLOR": "1", **(env or {})}
     return subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-mgmt", AGENT, *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+                          text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL, check=False)
 
 
 def ruleset(lab: Lab, host: str) -> str:
@@ -134,7 +134,7 @@ class TestRefusals:
         lab = clean_lab
         kh = tmp_path / "known_hosts"
         wrong = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
-                               capture_output=True)
+                               capture_output=True, check=False)
         assert wrong.returncode == 0
         pub = (tmp_path / "k.pub").read_text().split()[:2]
         kh.write_text(f"10.77.0.20 {pub[0]} {pub[1]}\n")
@@ -221,7 +221,7 @@ class TestAuditTrail:
         assert agent(lab, cfg, "release", "--host", "victim", "--yes").returncode == 0
         res = agent(lab, cfg, "audit", "verify")
         assert res.returncode == 0, res.stdout + res.stderr
-        seg = sorted((cfg.parent / "audit").glob("*.jsonl"))[0]
+        seg = min((cfg.parent / "audit").glob("*.jsonl"))
         lines = seg.read_text().splitlines(keepends=True)
         backup = list(lines)
         idx = next(i for i, line in enumerate(lines) if '"action.done"' in line)

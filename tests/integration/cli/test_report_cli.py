@@ -32,7 +32,8 @@ class TestCounselReport:
         assert res.returncode == 0, res.stderr + res.stdout
         assert agent(lab, cfg, "release", "--host", "victim", "--yes").returncode == 0
         out_html, out_pdf = tmp_path / "r.html", tmp_path / "r.pdf"
-        assert agent(lab, cfg, "report", "--incident", incident, "--format", "html", "-o", str(out_html)).returncode == 0
+        done = agent(lab, cfg, "report", "--incident", incident, "--format", "html", "-o", str(out_html))
+        assert done.returncode == 0
         text = text_of(out_html)
         for expected in (incident, "ransomware beacon", "isolate", "block_ip", "victim", "10.77.1.130",
                          "Massachusetts", "as soon as practicable", "New York", "not legal advice", "Verified"):

@@ -135,7 +135,8 @@ def in_process(clean_lab: Lab, tmp_path: Path) -> Iterator[Callable[..., Daemon]
 
 class TestAlertToContainment:
     def test_wazuh_alert_isolates_victim_and_dedupes(self, clean_lab: Lab, in_process):
-        """A Wazuh alert naming victim isolates it (probe matrix); the same alert again is deduped, nothing re-applied."""
+        """A Wazuh alert naming victim isolates it (probe matrix); the same alert again is deduped, nothing
+        re-applied."""
         lab = clean_lab
         d = in_process()
         ack = post(lab, d.url, "victim")

@@ -344,7 +344,8 @@ class TestEvidenceAndSessions:
         # Only inside the victim's private mount namespace does the user exist.
         lab.exec("victim", ["mount", "--bind", str(passwd), "/etc/passwd"])
         try:
-            sleeper = f"setpriv --reuid={uid} --regid={uid} --clear-groups setsid sleep 300 </dev/null >/dev/null 2>&1 &"
+            sleeper = (f"setpriv --reuid={uid} --regid={uid} --clear-groups setsid sleep 300 "
+                       "</dev/null >/dev/null 2>&1 &")
             lab.exec("victim", ["sh", "-c", sleeper])
             with agent.open("victim") as s:
                 assert not agent.conn.verify(s, "kill_sessions", {"user": "cslvictim"}).in_effect

@@ -1,0 +1,46 @@
+"""Whole-session hooks: the time each test folder took, printed at the end of every run (CI reads it).
+
+Why: CI has a fixed budget (30 minutes for the suite) and many helpers add suites at once; a line per folder in the
+CI log shows which folder grew without anyone running ``--durations`` by hand. The sum covers setup, call and
+teardown, so a session-scoped lab built by a folder's first test is charged to that folder. With pytest-xdist the
+reports reach the controller with their durations, so the same table shows summed worker time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import PurePosixPath
+
+import pytest
+
+_SECONDS: dict[str, float] = defaultdict(float)
+_COUNTS: dict[str, int] = defaultdict(int)
+
+
+def folder_of(nodeid: str) -> str:
+    """``tests/integration/ad/test_x.py::T::t`` → ``integration/ad``; ``tests/unit/test_y.py::t`` → ``unit``."""
+    parts = PurePosixPath(nodeid.split("::", 1)[0]).parts
+    if parts and parts[0] == "tests":
+        parts = parts[1:]
+    dirs = parts[:-1]
+    if not dirs:
+        return "."
+    return "/".join(dirs[:2]) if dirs[0] == "integration" else dirs[0]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    folder = folder_of(report.nodeid)
+    _SECONDS[folder] += report.duration
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        _COUNTS[folder] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _SECONDS:
+        return
+    terminalreporter.write_sep("-", "time per test folder (setup + call + teardown)")
+    width = max(len(name) for name in _SECONDS)
+    for name, secs in sorted(_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{name:<{width}}  {secs:8.1f} s  {_COUNTS[name]:5d} tests")
+    total, count = sum(_SECONDS.values()), sum(_COUNTS.values())
+    terminalreporter.write_line(f"{'total':<{width}}  {total:8.1f} s  {count:5d} tests")
