@@ -7,6 +7,7 @@ budget).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from agent import exitcodes
@@ -246,9 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_audit(list(args.audit_args), args.config)
     from agent.commands import dispatch
     try:
-        return dispatch(args)
+        code = dispatch(args)
+        if argv is None and not os.environ.get("AGENT_NO_WARM"):
+            from agent.warm_client import FORWARDED_COMMANDS
+            if args.command in FORWARDED_COMMANDS:
+                from agent.warm import autostart
+                autostart(getattr(args, "config", None))  # `warm: auto` in agent.yaml; otherwise nothing
+        return code
     except BrokenPipeError:  # `agent ... | head`: the reader left; not an error worth a traceback
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return exitcodes.DONE
 

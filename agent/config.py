@@ -15,7 +15,7 @@ from agent.yamlsrc import Node, load_yaml
 __all__ = ["Settings", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
-        "ssh", "engine", "daemon", "rules", "obligations"}
+        "ssh", "engine", "daemon", "rules", "obligations", "warm"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Settings:
     backoff: float = 0.5
     confirm_timeout: int = 300
     confirm_count_above: int = 5  # CLI: acting on more hosts than this asks for the expected count, not just y/N
+    warm: str = "off"  # "auto": a cold command starts `agent warm` in the background for the next ones
     rules: Path | None = None
     obligations: Path | None = None
     daemon: dict[str, object] = field(default_factory=dict)
@@ -96,7 +97,14 @@ def load_settings(path: Path | str | None = None) -> Settings:
         except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; malformed keys ValueError
             raise tz.error(f"unknown time zone {timezone!r} (example: America/New_York)") from None
     daemon = root.get("daemon")
+    warm = "off"
+    warm_node = root.get("warm")
+    if warm_node is not None:  # YAML 1.1 reads a bare `off` as false: accept it as the word it looks like
+        warm = "off" if warm_node.value is False else str(warm_node.value)
+        if warm not in ("off", "auto"):
+            raise warm_node.error(f"warm: {warm!r} is not one of off, auto")
     return Settings(
+        warm=warm,
         path=cfg_path,
         inventory=_path(root.child("inventory"), base),
         runbooks=opt_path(root.get("runbooks")) or (base.parent / "runbooks"),

@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 from agent.warm_client import FORWARDED_COMMANDS, config_arg, socket_path, try_forward
@@ -138,14 +139,20 @@ def serve(config: str | None) -> int:
     sys.stderr.write(f"agent warm: serving {path}\n")
     follow = os.environ.get("AGENT_WARM_FOLLOW_PARENT", "")
     parent = int(follow) if follow.isdigit() else None  # the daemon's PID, fixed before we even started
-    server.settimeout(1.0)
+    idle = os.environ.get("AGENT_WARM_IDLE_EXIT", "")  # seconds; set when started by `warm: auto`
+    idle_limit = float(idle) if idle.replace(".", "", 1).isdigit() else None
+    last = time.monotonic()
+    server.settimeout(1.0 if idle_limit is None else min(1.0, idle_limit / 2))
     try:
         while True:
             try:
                 conn, _ = server.accept()
+                last = time.monotonic()
             except TimeoutError:
                 if parent is not None and os.getppid() != parent:
                     return 0  # started by a daemon that is gone (even SIGKILLed): do not linger
+                if idle_limit is not None and time.monotonic() - last > idle_limit:
+                    return 0  # started on demand: leave when nobody has used it for a while
                 continue
             conn.settimeout(None)
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -165,6 +172,28 @@ def serve(config: str | None) -> int:
         server.close()
         if path.exists():
             path.unlink()
+
+
+def autostart(config: str | None) -> None:
+    """``warm: auto``: after a cold command, start a warm server in the background for the next commands.
+
+    Detached (own session, no terminal, output to /dev/null) and leaving by itself after an hour unused, so a
+    responder who never asked for a daemon is not left with one forever. Does nothing if one already listens.
+    """
+    from agent.config import load_settings
+
+    try:
+        settings = load_settings(config)
+    except Exception:  # noqa: BLE001 (the command already reported configuration problems; never fail twice)
+        return
+    if settings.warm != "auto" or os.path.exists(socket_path(config or os.environ.get("AGENT_CONFIG"))):
+        return
+    import subprocess
+
+    env = {**os.environ, "AGENT_WARM_IDLE_EXIT": os.environ.get("AGENT_WARM_IDLE_EXIT", "3600")}
+    argv = [sys.executable, "-m", "agent.cli", "warm"] + (["--config", config] if config else [])
+    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, env=env, close_fds=True)
 
 
 def _request(body: bytes) -> dict[str, Any]:

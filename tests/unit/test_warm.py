@@ -131,3 +131,47 @@ class TestPerRequestTerminal:
         finally:
             server.terminate()
             server.wait(timeout=10)
+
+
+class TestWarmAuto:
+    def test_auto_starts_a_server_that_leaves_when_idle(self, tmp_path: Path):
+        """`warm: auto`: a cold command leaves a warm server behind, the next command is served by it with the
+        same result, and the server exits by itself once unused for AGENT_WARM_IDLE_EXIT seconds."""
+        app, _ = make_env(tmp_path)
+        app.close()
+        cfg = tmp_path / "agent.yaml"
+        cfg.write_text(cfg.read_text() + "warm: auto\n")
+        run_dir = tmp_path / "run"
+        env = {**os.environ, "AGENT_RUN_DIR": str(run_dir), "NO_COLOR": "1", "AGENT_WARM_IDLE_EXIT": "3"}
+        env.pop("AGENT_NO_WARM", None)
+        first = agent_cli(["status", "-c", str(cfg)], env)
+        assert first.returncode == 0, first.stderr
+        deadline = time.monotonic() + 20
+        while not (run_dir.exists() and any(run_dir.glob("warm-*.sock"))):
+            assert time.monotonic() < deadline, "warm: auto started no server"
+            time.sleep(0.05)
+        second = agent_cli(["status", "-c", str(cfg)], env)
+        assert (second.returncode, second.stdout) == (first.returncode, first.stdout)
+        deadline = time.monotonic() + 20
+        while any(run_dir.glob("warm-*.sock")):
+            assert time.monotonic() < deadline, "the auto-started server did not leave when idle"
+            time.sleep(0.1)
+
+    def test_off_by_default(self, tmp_path: Path):
+        """Without `warm: auto` nothing is left running."""
+        app, _ = make_env(tmp_path)
+        app.close()
+        run_dir = tmp_path / "run"
+        env = {**os.environ, "AGENT_RUN_DIR": str(run_dir), "NO_COLOR": "1"}
+        env.pop("AGENT_NO_WARM", None)
+        assert agent_cli(["status", "-c", str(tmp_path / "agent.yaml")], env).returncode == 0
+        time.sleep(1.0)
+        assert not (run_dir.exists() and any(run_dir.glob("warm-*.sock")))
+
+    def test_bad_value_names_the_field(self, tmp_path: Path):
+        app, _ = make_env(tmp_path)
+        app.close()
+        cfg = tmp_path / "agent.yaml"
+        cfg.write_text(cfg.read_text() + "warm: sometimes\n")
+        res = agent_cli(["status", "-c", str(cfg)], {**os.environ, "AGENT_NO_WARM": "1"})
+        assert res.returncode == 2 and "warm: 'sometimes' is not one of off, auto" in res.stderr
