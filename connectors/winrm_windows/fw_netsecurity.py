@@ -25,15 +25,25 @@ __all__ = [
     "restore_profiles_lines",
 ]
 
+_PROFILE_FIELDS = ("Name = [string]$_.Name; Enabled = [string]$_.Enabled; DefaultInboundAction = "
+                   "[string]$_.DefaultInboundAction; DefaultOutboundAction = [string]$_.DefaultOutboundAction")
+_RULE_FIELDS = ("$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
+                "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
+                "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
+                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) }")
+#: Three views: the local store (``PersistentStore``, the default; what undo restores), the ActiveStore (what the
+#: firewall enforces: Group Policy merged with local per ``AllowLocalFirewallRules``; what verify judges) and the
+#: Group Policy result (``RSOP``; which settings a GPO forces, so isolation can refuse up front).
 READ_LINES = [
-    ("$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object { [ordered]@{ Name = [string]$_.Name; "
-    "Enabled = [string]$_.Enabled; DefaultInboundAction = [string]$_.DefaultInboundAction; "
-    "DefaultOutboundAction = [string]$_.DefaultOutboundAction } })"),
+    f"$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object {{ [ordered]@{{ {_PROFILE_FIELDS} }} }})",
+    ("$r.active_profiles = @(Get-NetFirewallProfile -PolicyStore ActiveStore | ForEach-Object { [ordered]@{ "
+     f"{_PROFILE_FIELDS}; AllowLocalFirewallRules = [string]$_.AllowLocalFirewallRules }} }})"),
+    ("$r.gpo_profiles = @(Get-NetFirewallProfile -PolicyStore RSOP | ForEach-Object { [ordered]@{ "
+     f"{_PROFILE_FIELDS}; AllowLocalFirewallRules = [string]$_.AllowLocalFirewallRules }} }})"),
     (f"$r.rules = @(Get-NetFirewallRule -Group {ps_quote(GROUP)} -ErrorAction SilentlyContinue | ForEach-Object {{ "
-    "$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
-    "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
-    "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
-    "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) } })"),
+     f"{_RULE_FIELDS} }})"),
+    (f"$r.active_rules = @(Get-NetFirewallRule -PolicyStore ActiveStore -Group {ps_quote(GROUP)} "
+     f"-ErrorAction SilentlyContinue | ForEach-Object {{ {_RULE_FIELDS} }})"),
 ]
 
 _ENUMS = {
@@ -89,16 +99,28 @@ def checked_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _profiles(items: Any, *, merge: bool = False) -> list[dict[str, str]]:
+    out = []
+    for p in items or []:
+        row = {"Name": str(p.get("Name")),
+               "Enabled": _enum("ProfileEnabled", p.get("Enabled"), "Enabled"),
+               "DefaultInboundAction": _enum("DefaultAction", p.get("DefaultInboundAction"), "DefaultInboundAction"),
+               "DefaultOutboundAction": _enum("DefaultAction", p.get("DefaultOutboundAction"),
+                                              "DefaultOutboundAction")}
+        if merge:
+            row["AllowLocalFirewallRules"] = _enum("ProfileEnabled", p.get("AllowLocalFirewallRules") or
+                                                   "NotConfigured", "AllowLocalFirewallRules")
+        out.append(row)
+    return out
+
+
 def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Canonical ``{"profiles", "rules"}`` from the JSON the read lines produced."""
-    profiles = [{"Name": str(p.get("Name")),
-                 "Enabled": _enum("ProfileEnabled", p.get("Enabled"), "Enabled"),
-                 "DefaultInboundAction": _enum("DefaultAction", p.get("DefaultInboundAction"), "DefaultInboundAction"),
-                 "DefaultOutboundAction": _enum("DefaultAction", p.get("DefaultOutboundAction"),
-                                                "DefaultOutboundAction")}
-                for p in raw.get("profiles") or []]
-    rules = [checked_rule(r) for r in raw.get("rules") or []]
-    return {"profiles": profiles, "rules": rules}
+    """Canonical ``{"profiles", "rules"}`` (local store) plus ``effective`` (ActiveStore) and ``gpo`` (RSOP)."""
+    return {"profiles": _profiles(raw.get("profiles")),
+            "rules": [checked_rule(r) for r in raw.get("rules") or []],
+            "effective": {"profiles": _profiles(raw.get("active_profiles"), merge=True),
+                          "rules": [checked_rule(r) for r in raw.get("active_rules") or []]},
+            "gpo": {"profiles": _profiles(raw.get("gpo_profiles"), merge=True)}}
 
 
 def _new_rule(name: str, display: str, direction: str, action: str, remote: Sequence[str], protocol: str,

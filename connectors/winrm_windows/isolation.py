@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.errors import Unreachable, VerifyFailed
+from connectors.errors import Rejected, Unreachable, VerifyFailed
 from connectors.types import ActionResult, Snapshot, Verification
 from connectors.winrm_windows import firewall
 from connectors.winrm_windows.plan import (
@@ -23,6 +23,7 @@ from connectors.winrm_windows.plan import (
     TASK_NAME,
     IsolationPlan,
     build_plan,
+    gpo_conflicts,
     isolation_gaps,
     profiles_equal,
 )
@@ -50,11 +51,21 @@ def _saved_from(state: dict[str, Any]) -> dict[str, Any]:
     return {"dialect": state["dialect"], "profiles": state["profiles"], "rules": state["rules"]}
 
 
+def refuse_gpo_overrides(sess: WinRMSession, state: dict[str, Any]) -> None:
+    """Refuse (permanently, before any change) when Group Policy would make local isolation rules not hold."""
+    conflicts = gpo_conflicts(state)
+    if conflicts:
+        raise Rejected(f"cannot isolate {sess.target.name} with local firewall rules: {'; '.join(conflicts)}. "
+                       "Isolate it through the GPO (or an EDR) instead, or let the GPO merge local rules "
+                       "(see docs/windows.md)", detail={"gpo_conflicts": conflicts})
+
+
 def snapshot_isolate(sess: WinRMSession) -> Snapshot:
     """Profiles and existing group rules, as data ``undo`` and the dead-man script can restore."""
     plan = plan_for(sess)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
-    already = not isolation_gaps(state, plan)
+    refuse_gpo_overrides(sess, state)
+    already = not isolation_gaps(state["effective"], plan)
     data = _saved_from(state)
     data.update(already_isolated=already, management_addresses=list(plan.management))
     if already and state.get("saved"):
@@ -67,7 +78,8 @@ def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
     plan = plan_for(sess)
     dialect = firewall.detect_dialect(sess)
     state = firewall.read_state(sess, dialect)
-    if not isolation_gaps(state, plan):
+    refuse_gpo_overrides(sess, state)
+    if not isolation_gaps(state["effective"], plan):
         return ActionResult(False, f"{sess.target.name} already isolated (group {GROUP} in place)",
                             {"dialect": dialect, "rules": plan.rule_names})
     saved = snapshot.data if snapshot.data.get("profiles") else _saved_from(state)
@@ -84,7 +96,7 @@ def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
         raise VerifyFailed(f"isolation applied but the agent cannot reach {sess.target.name} over a new "
                            f"connection ({exc.message}); the dead-man task {TASK_NAME} will revert it "
                            f"at {when} (host time)", detail={"deadman_revert_at": when}) from exc
-    gaps = isolation_gaps(after, plan)
+    gaps = isolation_gaps(after["effective"], plan)
     if gaps:
         raise VerifyFailed(f"isolation not in effect after applying: {'; '.join(gaps)}; the dead-man task "
                            f"will revert at {when} (host time)", detail={"gaps": gaps, "deadman_revert_at": when})
@@ -113,7 +125,7 @@ def verify_isolate(sess: WinRMSession) -> Verification:
     """Read rules and profiles back; says so when the dead-man task freed the host."""
     plan = plan_for(sess)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
-    gaps = isolation_gaps(state, plan)
+    gaps = isolation_gaps(state["effective"], plan) + gpo_conflicts(state)
     observed = _observed(state) | {"gaps": gaps}
     if not gaps:
         return Verification(True, f"{sess.target.name} isolated ({len(plan.rules)} rules in {GROUP})", observed)

@@ -27,6 +27,7 @@ __all__ = [
     "IsolationPlan",
     "RuleSpec",
     "build_plan",
+    "gpo_conflicts",
     "isolation_gaps",
     "merged_spans",
     "profiles_equal",
@@ -137,6 +138,26 @@ def isolation_gaps(state: Mapping[str, Any], plan: IsolationPlan) -> list[str]:
             gaps.append(f"profile {name} is Enabled={p.get('Enabled')} "
                         f"in={p.get('DefaultInboundAction')} out={p.get('DefaultOutboundAction')}")
     return gaps
+
+
+def gpo_conflicts(state: Mapping[str, Any]) -> list[str]:
+    """Group Policy settings under which local isolation rules cannot hold, each naming the setting.
+
+    GPO profile settings beat local ones, and with "Apply local firewall rules" = No (``AllowLocalFirewallRules``
+    False; registry ``AllowLocalPolicyMerge`` = 0, set by CIS L1 and DISA STIG) the local rules we write are not
+    in the ActiveStore at all. Isolation then refuses instead of reporting an isolation that does not exist."""
+    out = []
+    for p in state.get("gpo", {}).get("profiles", []):
+        name = p.get("Name")
+        if p.get("AllowLocalFirewallRules") == "False":
+            out.append(f"Group Policy sets AllowLocalFirewallRules=False (\"Apply local firewall rules: No\", "
+                       f"AllowLocalPolicyMerge=0) for the {name} profile: local firewall rules are ignored")
+        if p.get("Enabled") == "False":
+            out.append(f"Group Policy sets the {name} profile's firewall state Enabled=False")
+        for key in ("DefaultInboundAction", "DefaultOutboundAction"):
+            if p.get(key) == "Allow":
+                out.append(f"Group Policy sets the {name} profile's {key}=Allow")
+    return out
 
 
 def profiles_equal(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:

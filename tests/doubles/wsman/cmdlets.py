@@ -22,17 +22,20 @@ if TYPE_CHECKING:
 Q = r"'(?:[^']|'')*'"
 NETSH_FUNCTION = ("function Invoke-Netsh { $o = (& netsh.exe @args 2>&1 | Out-String); if ($LASTEXITCODE -ne 0) "
                   "{ throw ('netsh ' + ($args -join ' ') + ' failed: ' + $o.Trim()) }; $o }")
-PROFILES_READ_RE = re.escape(
-    "$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object { [ordered]@{ Name = [string]$_.Name; "
-    "Enabled = [string]$_.Enabled; DefaultInboundAction = [string]$_.DefaultInboundAction; "
-    "DefaultOutboundAction = [string]$_.DefaultOutboundAction } })")
-RULES_READ_RE = (r"\$r\.rules = @\(Get-NetFirewallRule -Group (" + Q + r") -ErrorAction SilentlyContinue \| "
-                 + re.escape(
-                     "ForEach-Object { $a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; "
-                     "[ordered]@{ Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; "
-                     "Direction = [string]$_.Direction; Action = [string]$_.Action; Enabled = [string]$_.Enabled; "
-                     "Profile = [string]$_.Profile; RemoteAddress = @($a.RemoteAddress); "
-                     "Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) } })"))
+_PROFILE_FIELDS = ("Name = [string]$_.Name; Enabled = [string]$_.Enabled; DefaultInboundAction = "
+                   "[string]$_.DefaultInboundAction; DefaultOutboundAction = [string]$_.DefaultOutboundAction")
+_RULE_FIELDS = ("$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
+                "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
+                "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
+                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) }")
+PROFILES_READ_RE = re.escape(f"$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object {{ [ordered]@{{ "
+                             f"{_PROFILE_FIELDS} }} }})")
+STORE_PROFILES_READ_RE = (r"\$r\.(active_profiles|gpo_profiles) = @\(Get-NetFirewallProfile -PolicyStore "
+                          r"(ActiveStore|RSOP) \| " + re.escape(
+                              f"ForEach-Object {{ [ordered]@{{ {_PROFILE_FIELDS}; AllowLocalFirewallRules = "
+                              "[string]$_.AllowLocalFirewallRules } })"))
+RULES_READ_RE = (r"\$r\.(rules|active_rules) = @\(Get-NetFirewallRule( -PolicyStore ActiveStore)? -Group (" + Q
+                 + r") -ErrorAction SilentlyContinue \| " + re.escape(f"ForEach-Object {{ {_RULE_FIELDS} }})"))
 _NETSECURITY = {"Get-NetFirewallProfile", "Get-NetFirewallRule", "New-NetFirewallRule", "Set-NetFirewallProfile",
                 "Remove-NetFirewallRule"}
 
@@ -56,13 +59,34 @@ def read_profiles(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
                           "DefaultOutboundAction": p.outbound} for p in it.host.profiles.values()]
 
 
+def read_store_profiles(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
+    """``-PolicyStore ActiveStore``: what is enforced (GPO beats local); ``RSOP``: only what Group Policy sets."""
+    _need_netsecurity(it, "Get-NetFirewallProfile")
+    assert run.r is not None
+    rows = []
+    for name in ("Domain", "Private", "Public"):
+        gpo = it.host.gpo_profiles[name]
+        if m.group(2) == "RSOP":
+            values = (gpo.enabled, gpo.inbound, gpo.outbound)
+        else:
+            eff = it.host.effective_profile(name)
+            values = (eff.enabled, eff.inbound, eff.outbound)
+        rows.append({"Name": name, "Enabled": values[0], "DefaultInboundAction": values[1],
+                     "DefaultOutboundAction": values[2], "AllowLocalFirewallRules": gpo.allow_local_rules})
+    run.r[m.group(1)] = rows
+
+
 def read_rules(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
+    """Without ``-PolicyStore`` the cmdlet reads the local PersistentStore; the ActiveStore is what is enforced
+    (Get-NetFirewallRule docs: "-PolicyStore ... ActiveStore")."""
     _need_netsecurity(it, "Get-NetFirewallRule")
     assert run.r is not None
-    run.r["rules"] = [{"Name": r.name, "DisplayName": r.display_name, "Direction": r.direction, "Action": r.action,
+    source = it.host.active_rules() if m.group(2) else it.host.rules
+    group = _lit(m.group(3))
+    run.r[m.group(1)] = [{"Name": r.name, "DisplayName": r.display_name, "Direction": r.direction, "Action": r.action,
                        "Enabled": r.enabled, "Profile": r.profile,
                        "RemoteAddress": [display_address(t) for t in r.remote], "Protocol": r.protocol,
-                       "LocalPort": list(r.local_ports)} for r in it.host.group_rules(_lit(m.group(1)))]
+                       "LocalPort": list(r.local_ports)} for r in source if r.group.lower() == group.lower()]
 
 
 def block_all_profiles(it: Interpreter, run: _Run, m: re.Match[str]) -> None:

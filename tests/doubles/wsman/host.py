@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 __all__ = [
+    "GpoProfile",
     "LogonSession",
     "Profile",
     "Rule",
@@ -44,6 +45,21 @@ class Profile:
     @property
     def effective_outbound(self) -> str:
         return "Block" if self.outbound == "Block" else "Allow"
+
+
+@dataclass
+class GpoProfile:
+    """Profile settings a Group Policy sets (``NotConfigured``: the local value applies).
+
+    GPO settings beat local ones in the ActiveStore; ``allow_local_rules`` is "Apply local firewall rules"
+    (registry ``AllowLocalPolicyMerge``; ``AllowLocalFirewallRules`` in Get-NetFirewallProfile). With it ``False``
+    rules from the local store are ignored for that profile — CIS L1 sets it for Public, DISA STIG for Public and
+    Private — which is how Velociraptor's quarantine silently failed (velociraptor issue #2957)."""
+
+    enabled: str = "NotConfigured"
+    inbound: str = "NotConfigured"
+    outbound: str = "NotConfigured"
+    allow_local_rules: str = "NotConfigured"
 
 
 @dataclass
@@ -164,6 +180,8 @@ class WindowsHost:
             Rule("WINRM-HTTPS-In-TCP", "Windows Remote Management (HTTPS-In)", "Windows Remote Management",
                  protocol="TCP", local_ports=["5986"]),
         ]
+        self.gpo_profiles = {n: GpoProfile() for n in ("Domain", "Private", "Public")}
+        self.gpo_rules: list[Rule] = []
         self.tasks: dict[str, Task] = {}
         self.files: dict[str, str] = {}
         self.dirs: set[str] = {"c:\\programdata", "c:\\windows\\temp"}
@@ -261,13 +279,34 @@ class WindowsHost:
             return False
         return any(address_covers(t, ip) for t in rule.remote)
 
+    def effective_profile(self, name: str) -> Profile:
+        """The ActiveStore view of a profile: each Group Policy setting beats the local one."""
+        local, gpo = self.profiles[name], self.gpo_profiles[name]
+        return Profile(name, gpo.enabled if gpo.enabled != "NotConfigured" else local.enabled,
+                       gpo.inbound if gpo.inbound != "NotConfigured" else local.inbound,
+                       gpo.outbound if gpo.outbound != "NotConfigured" else local.outbound)
+
+    def local_rules_apply(self, profile: str) -> bool:
+        return self.gpo_profiles[profile].allow_local_rules != "False"
+
+    def active_rules(self) -> list[Rule]:
+        """The ActiveStore: GPO rules, plus local rules for the profiles whose GPO lets local rules merge."""
+        merged = [r for r in self.rules
+                  if any(self.local_rules_apply(p) for p in self._rule_profiles(r))]
+        return list(self.gpo_rules) + merged
+
+    @staticmethod
+    def _rule_profiles(rule: Rule) -> list[str]:
+        return ["Domain", "Private", "Public"] if rule.profile == "Any" else rule.profile.replace(" ", "").split(",")
+
     def allows_inbound(self, ip: str, port: int) -> bool:
-        """Would Windows Firewall let a new TCP connection from ``ip`` reach local ``port``?"""
+        """Would Windows Firewall let a new TCP connection from ``ip`` reach local ``port``? (ActiveStore)"""
         with self.lock:
-            prof = self.profiles[self.active_profile]
+            prof = self.effective_profile(self.active_profile)
             if not prof.effective_enabled:
                 return True
-            applicable = [r for r in self.rules if self._rule_applies(r, "Inbound", ip, port, prof.name)]
+            rules = list(self.gpo_rules) + (self.rules if self.local_rules_apply(prof.name) else [])
+            applicable = [r for r in rules if self._rule_applies(r, "Inbound", ip, port, prof.name)]
             if any(r.action == "Block" for r in applicable):
                 return False
             if any(r.action == "Allow" for r in applicable):

@@ -191,6 +191,7 @@ class Interpreter:
             (rf"Write-Output ({Q})", lambda run, m: run.out.append(_lit(m.group(1)) + "\r\n")),
             (c.PROFILES_READ_RE, b(c.read_profiles)),
             (c.RULES_READ_RE, b(c.read_rules)),
+            (c.STORE_PROFILES_READ_RE, b(c.read_store_profiles)),
             (r"Set-NetFirewallProfile -All -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Block",
              b(c.block_all_profiles)),
             (r"\$r\.profiles_text = \(Invoke-Netsh 'advfirewall' 'show' 'allprofiles'\)", self._netsh_profiles),

@@ -299,3 +299,46 @@ class TestStateDirectory:
             assert conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
         assert fw_state(host) == before
         assert not host.rule_named("IR-Containment-Backdoor")
+
+
+class TestGroupPolicyFirewall:
+    def test_non_merging_gpo_is_refused_naming_the_setting(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """CIS L1 / STIG: "Apply local firewall rules: No" on the Public profile — local rules would be ignored, so
+        isolation is refused before anything changes, with the GPO setting named (not reported as isolated)."""
+        host.gpo_profiles["Public"].allow_local_rules = "False"
+        host.gpo_rules.append(Rule("GPO-WinRM", "WinRM from GPO", "GPO", protocol="TCP",
+                                   local_ports=[str(double.port)]))  # the GPO must let WinRM in itself
+        before = fw_state(host)
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            with pytest.raises(Rejected, match="AllowLocalFirewallRules.*Public") as err:
+                conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+            assert not err.value.transient
+        assert fw_state(host) == before and not host.tasks
+        assert host.allows_inbound("10.9.9.9", double.port)
+
+    def test_gpo_forcing_outbound_allow_is_refused(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """A GPO that sets the firewall off for a profile beats the local setting: refused, naming it."""
+        host.gpo_profiles["Domain"].enabled = "False"
+        with conn.open(make_target(double), creds, ctx) as s, \
+                pytest.raises(Rejected, match="Group Policy.*Domain.*Enabled"):  # type: ignore[attr-defined]
+            conn.snapshot(s, "isolate", {})
+        assert not host.tasks
+
+    def test_verify_reads_the_active_store(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """A GPO refresh that turns local rule merging off after isolation: the local store still holds our rules,
+        the ActiveStore does not — verify says not isolated."""
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
+            assert conn.verify(s, "isolate", {}).in_effect
+            host.gpo_profiles["Public"].allow_local_rules = "False"
+            host.gpo_rules.append(Rule("GPO-WinRM", "WinRM from GPO", "GPO", protocol="TCP",
+                                       local_ports=[str(double.port)]))
+            check = conn.verify(s, "isolate", {})
+        assert not check.in_effect
+        assert host.allows_inbound("10.9.9.9", double.port)
