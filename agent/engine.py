@@ -22,6 +22,7 @@ from agent.config import Settings
 from agent.errors import ConfigError
 from agent.failpoints import failpoint
 from agent.inventory import Inventory
+from agent.items import item_rows
 from agent.journal import AuditSink, Journal
 from agent.plan import Plan, PlannedAction
 from agent.registry import Registry
@@ -53,6 +54,7 @@ class ActionOutcome:
     error_kind: str | None = None
     warnings: list[str] = field(default_factory=list)
     action_id: str | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)  # a batch: each account/address and its state
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -65,7 +67,23 @@ class RunResult:
     interrupted: bool = False
 
     def failed_subjects(self) -> set[str]:
-        return {o.subject for o in self.outcomes if o.state == "failed"}
+        """Subjects not verified done: a failed action's, and a batch's items that failed or are in doubt."""
+        return self._subjects()[1]
+
+    def _subjects(self) -> tuple[set[str], set[str]]:
+        every: set[str] = set()
+        failed: set[str] = set()
+        for o in self.outcomes:
+            if o.items:
+                for item in o.items:
+                    every.add(item["requested"])
+                    if item["state"] in ("failed", "in_doubt", "intent") or o.state in ("failed", "in_doubt"):
+                        failed.add(item["requested"])
+                continue
+            every.add(o.subject)
+            if o.state in ("failed", "in_doubt"):
+                failed.add(o.subject)
+        return every, failed
 
     @property
     def status(self) -> str:
@@ -75,10 +93,12 @@ class RunResult:
         failed = self.failed_subjects()
         if not failed:
             return "done"
+        every = self._subjects()[0]
         kinds = {o.error_kind for o in self.outcomes if o.state == "failed"}
-        if kinds <= {"host_key", "invalid_input"} and len(failed) == len({o.subject for o in self.outcomes}):
+        if kinds <= {"host_key", "invalid_input"} and len(failed) == len(every) and all(
+                o.state == "failed" for o in self.outcomes if o.items):
             return "refused"
-        ok = {o.subject for o in self.outcomes} - failed
+        ok = every - failed
         return "partial" if ok else "failed"
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,14 +128,38 @@ class Engine:
                           requested_by=self.actor, reason=reason)
         self._snapshot_scope(plan, incident)
         result = RunResult(incident=incident)
-        groups = plan.by_subject()
-        lock = threading.Lock()
+        stopped: set[str] = set()  # subjects a stopping step failed for: their later phases do not run
+        for phase in plan.phases():
+            todo = [pa for pa in phase if pa.batched or pa.subject not in stopped]
+            for pa in phase:
+                if pa not in todo:
+                    result.outcomes.append(ActionOutcome(
+                        subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
+                        kind="undo" if pa.undo_of else "apply", state="skipped",
+                        summary="not run: an earlier step failed for this subject"))
+            outcomes = self._run_phase(plan, todo, incident, reason, ttl, approved_by, result)
+            stopped |= _stopped_subjects(plan, outcomes)
+        self.update_incident_status(incident)
+        return result
 
-        def run_subject(subject: str) -> None:
-            outcomes = self._run_subject(plan, subject, groups[subject], incident, reason, ttl, approved_by)
+    def _run_phase(self, plan: Plan, actions: list[PlannedAction], incident: str, reason: str,
+                   ttl: timedelta | None, approved_by: str | None, result: RunResult) -> list[ActionOutcome]:
+        """Each subject's actions in order, subjects in parallel (a batched action is a subject of its own)."""
+        groups: dict[str, list[PlannedAction]] = {}
+        for pa in actions:
+            groups.setdefault(pa.action_id if pa.batched else pa.subject, []).append(pa)
+        lock = threading.Lock()
+        mine: list[ActionOutcome] = []
+
+        def run_subject(key: str) -> None:
+            outcomes = self._run_subject(plan, groups[key][0].subject, groups[key], incident, reason, ttl,
+                                         approved_by)
             with lock:
                 result.outcomes.extend(outcomes)
+                mine.extend(outcomes)
 
+        if not groups:
+            return mine
         workers = max(1, min(self.settings.max_parallel, len(groups)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="contain")
         futures = [pool.submit(run_subject, s) for s in groups]
@@ -135,8 +179,7 @@ class Engine:
             raise Interrupted(incident) from None
         finally:
             pool.shutdown(wait=True)
-        self.update_incident_status(incident)
-        return result
+        return mine
 
     def _snapshot_scope(self, plan: Plan, incident: str) -> None:
         """Record what the touched systems hold (data categories, people per state) as the inventory says now.
@@ -181,6 +224,7 @@ class Engine:
                      action=pa.action, args=_journal_args(pa.args), reversible=int(pa.spec.reversible),
                      mutating=int(pa.spec.mutating), state="intent", requested_by=self.actor,
                      approved_by=approved_by, reason=reason, expires_at=expires, snapshot=pa.snapshot)
+        row.items = item_rows(pa.items)
         return self.journal.create(row)
 
     def _run_action(self, pa: PlannedAction, row: Action, sessions: _SessionCache) -> ActionOutcome:
@@ -242,6 +286,10 @@ class Engine:
             self.journal.transition(row, "failed", message, error=message, error_kind="internal",
                                     attempts=attempts[0])
             out.error, out.error_kind, out.summary = message, "internal", message
+        if pa.batched:
+            out.items = [{"requested": i.requested, "canonical": i.canonical, "state": i.state,
+                          "outcome": i.outcome, **({"error": i.error} if i.error else {})}
+                         for i in self.journal.items_of(row.id)]
         return out
 
     def _apply(self, conn: Any, session: Session, pa: PlannedAction, snap: Snapshot, attempts: list[int]) -> Any:
@@ -293,15 +341,32 @@ class Engine:
         return outcomes
 
     def update_incident_status(self, incident: str) -> None:
+        """``contained`` only when every item the incident set out to change is verified in effect; while some
+        failed or are in doubt (and no later action of the incident did them) it is ``partial``."""
         from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
         with self.store.session() as s:
-            rows = list(s.scalars(select(Action).where(Action.incident_id == incident, Action.kind == "apply",
-                                                       Action.state == "done", Action.mutating == 1)))
+            every = list(s.scalars(select(Action).where(Action.incident_id == incident, Action.kind == "apply",
+                                                        Action.mutating == 1)
+                                   .options(selectinload(Action.items)).order_by(Action.seq)))
+        rows = [r for r in every if r.state == "done"]
         active = [r for r in rows if r.undone_at is None and r.changed]
-        if active:
+        settled: set[tuple[str, str]] = set()
+        unsettled: set[tuple[str, str]] = set()
+        for r in every:
+            for item in r.items:
+                key = (r.action, item.canonical)
+                if item.state == "done" or item.undone_at is not None:
+                    settled.add(key)
+                    unsettled.discard(key)
+                elif item.state in ("failed", "in_doubt") and key not in settled:
+                    unsettled.add(key)
+        if active and not unsettled:
             first = min(r.updated_at for r in active)
             self.journal.update_incident(incident, status="contained", **(
                 {"contained_at": first} if self._contained_at(incident) is None else {}))
+        elif active or (unsettled and any(r.state == "in_doubt" for r in every)):
+            self.journal.update_incident(incident, status="partial")
         elif rows:
             self.journal.update_incident(incident, status="released")
 
@@ -347,6 +412,20 @@ class _SessionCache:
             with contextlib.suppress(Exception):  # closing must never mask the real outcome
                 session.close()
         self._open.clear()
+
+
+def _stopped_subjects(plan: Plan, outcomes: list[ActionOutcome]) -> set[str]:
+    """Subjects a step with ``on_error: stop`` failed for (per item in a batch): later steps skip them."""
+    stops = {step.id for step in plan.runbook.steps if step.on_error == "stop"}
+    out: set[str] = set()
+    for o in outcomes:
+        if o.step not in stops:
+            continue
+        if o.items:
+            out.update(i["requested"] for i in o.items if i["state"] != "done" or o.state != "done")
+        elif o.state != "done":
+            out.add(o.subject)
+    return out
 
 
 def _journal_args(args: dict[str, Any]) -> dict[str, Any]:

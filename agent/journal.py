@@ -10,8 +10,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.items import on_transition, undone_items
 from agent.runctx import current_owner
-from agent.store import Action, Incident, Store, Transition, utcnow
+from agent.store import Action, ActionItem, Incident, Store, Transition, utcnow
 
 if TYPE_CHECKING:
     from agent.progress import Transition as Transition_
@@ -66,6 +67,7 @@ class Journal:
             for key, value in changes.items():
                 setattr(db, key, value)
             s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now, detail=detail))
+            items = on_transition(s, db, from_state, to_state, changes)
         row.state, row.updated_at = to_state, now
         for key, value in changes.items():
             setattr(row, key, value)
@@ -75,6 +77,8 @@ class Journal:
         for key in ("result", "verification", "error", "error_kind", "changed", "attempts"):
             if key in changes:
                 fields[key] = changes[key]
+        if len(items) > 1:  # a batch: what happened to each account/address is part of the record
+            fields["items"] = items
         self.audit.record("action.transition", **fields)
         if to_state == "done":
             self.audit.record("action.undone" if row.kind == "undo" else "action.done",
@@ -88,12 +92,26 @@ class Journal:
         return row
 
     def mark_undone(self, original_id: str, by_action: str) -> None:
+        """Record that ``by_action`` undid ``original_id`` — per item: the action counts as undone only when
+        every item it changed was restored (``enable-account B`` out of ``disable-account A B C`` leaves it
+        active for A and C)."""
         with self.store.session() as s:
             db = s.get(Action, original_id)
             if db is not None and db.undone_at is None:
-                db.undone_at = utcnow()
+                now = utcnow()
+                if not undone_items(s, db, by_action, now):
+                    s.add(Transition(action_id=original_id, from_state=db.state, to_state=db.state,
+                                     detail=f"some items undone by {by_action}"))
+                    return
+                db.undone_at = now
                 s.add(Transition(action_id=original_id, from_state=db.state, to_state=db.state,
                                  detail=f"undone by {by_action}"))
+
+    def items_of(self, action_id: str) -> list[ActionItem]:
+        from sqlalchemy import select
+        with self.store.session() as s:
+            return list(s.scalars(select(ActionItem).where(ActionItem.action_id == action_id)
+                                  .order_by(ActionItem.position)))
 
     def open_incident(self, incident_id: str, *, title: str, reason: str, requested_by: str, trigger: str,
                       discovered_at: datetime | None = None) -> Incident:

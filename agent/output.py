@@ -21,7 +21,8 @@ def color(text: str, name: str) -> str:
 
 def state_color(state: str) -> str:
     return color(state, {"done": "green", "failed": "red", "skipped": "yellow", "open": "yellow",
-                         "contained": "red", "released": "green", "pending": "yellow"}.get(state, "bold"))
+                         "contained": "red", "released": "green", "pending": "yellow", "partial": "yellow",
+                         "in_doubt": "yellow"}.get(state, "bold"))
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

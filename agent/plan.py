@@ -21,6 +21,8 @@ from agent.errors import GuardRefused, InputError
 from agent.inventory import HostEntry, Inventory
 from agent.registry import Registry
 from agent.runbook import Runbook, Step
+from agent.batching import active_items, items_for, merge_batches, undo_actions
+from agent.items import PlannedItem, account_key, address_key, host_key
 from agent.store import Action, Store
 from agent.validate import inventory_name, ip_or_cidr, username
 from connectors.errors import ConnectorError
@@ -44,7 +46,12 @@ class PlannedAction:
     snapshot: dict[str, Any] | None = None
     preview: list[str] = field(default_factory=list)  # the exact text that will be sent (--commands)
     summary: list[str] = field(default_factory=list)  # the effect in a line or two, for people (the default plan)
+    items: list[PlannedItem] = field(default_factory=list)  # the subjects it covers (several: a batch)
     action_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # the journal row's id, known at planning
+
+    @property
+    def batched(self) -> bool:
+        return len(self.items) > 1
 
     @property
     def connector(self) -> str:
@@ -69,13 +76,41 @@ class Plan:
             out.setdefault(pa.subject, []).append(pa)
         return out
 
+    def phases(self) -> list[list[PlannedAction]]:
+        """Groups of actions run one after the other; inside one, subjects run in parallel, in step order.
+
+        Without a batched action that is the whole plan (today's order: each subject's steps in turn). With
+        one, steps before it run first for every subject, then the batch (one action per device/directory),
+        then the steps after it — the runbook's order holds for every subject.
+        """
+        if not any(pa.batched for pa in self.actions):
+            return [list(self.actions)] if self.actions else []
+        order = {step.id: i for i, step in enumerate(self.runbook.steps)}
+        batched_steps = {pa.step.id for pa in self.actions if pa.batched}
+        out: list[list[PlannedAction]] = []
+        current: list[PlannedAction] = []
+        for step_id in sorted({pa.step.id for pa in self.actions}, key=lambda x: order.get(x, len(order))):
+            mine = [pa for pa in self.actions if pa.step.id == step_id]
+            if step_id in batched_steps:
+                if current:
+                    out.append(current)
+                out.append(mine)
+                current = []
+            else:
+                current.extend(mine)
+        if current:
+            out.append(current)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"runbook": self.runbook.name, "params": self.params, "subjects": self.subjects,
                 "notes": self.notes,
                 "actions": [{"action_id": a.action_id, "subject": a.subject, "step": a.step.id, "target": a.target.name,
                              "address": a.target.address, "connector": a.connector, "action": a.action,
                              "undo_of": a.undo_of, "args": _public_args(a.args), "reversible": a.spec.reversible,
-                             "summary": a.summary, "preview": a.preview} for a in self.actions]}
+                             "summary": a.summary, "preview": a.preview,
+                             **({"items": [{"requested": i.requested, "canonical": i.canonical}
+                                           for i in a.items]} if a.batched else {})} for a in self.actions]}
 
 
 def _public_args(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +141,7 @@ class Planner:
             raise InputError(f"runbook {runbook.name}: no target given")
         values = runbook.bind(dict(params or {}))
         plan = Plan(runbook=runbook, params=values, subjects=list(subjects), actions=[])
+        undos: dict[tuple[str, str], _UndoRequest] = {}
         for subject in subjects:
             for step in runbook.steps:
                 if step.when and not values.get(step.when):
@@ -127,9 +163,15 @@ class Planner:
                 for entry, address, extra in resolved:
                     args = {**runbook.step_args(step, values), **extra}
                     if step.undo:
-                        plan.actions.extend(self._plan_undo(subject, step, entry, address, plan))
+                        req = undos.setdefault((step.id, entry.name), _UndoRequest(step, entry, address))
+                        req.add(subject, kind, args)
                     else:
-                        plan.actions.append(self._plan_apply(subject, step, entry, address, args))
+                        pa = self._plan_apply(subject, step, entry, address, args)
+                        pa.items = items_for(kind, subject, args, entry.name)
+                        plan.actions.append(pa)
+        for req in undos.values():
+            plan.actions.extend(self._plan_undo(req, plan))
+        merge_batches(self, plan)
         return plan
 
     # -- target resolution ---------------------------------------------------------------------------------
@@ -226,43 +268,39 @@ class Planner:
         return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
                              args=args, spec=spec, preview=preview, summary=summary)
 
-    def _plan_undo(self, subject: str, step: Step, entry: HostEntry, address: str,
-                   plan: Plan) -> list[PlannedAction]:
-        target = entry.target(address)
-        spec = self._spec(target.connector, step.action, step)
-        rows = self.active_actions(entry.name, step.action,
-                                   subject=None if target.kind == "host" else subject)
-        if not rows:
-            plan.notes.append(f"{entry.name}: no active {step.action} in the journal — nothing to undo")
+    def _plan_undo(self, req: _UndoRequest, plan: Plan) -> list[PlannedAction]:
+        """Undo of the journaled items the subjects name (by canonical identity), one action per journaled
+        action: ``enable-account A B C`` after one batched disable is one undo of those three items."""
+        target = req.entry.target(req.address)
+        self._spec(target.connector, req.step.action, req.step)
+        found = active_items(self.store, target=req.entry.name, action=req.step.action, keys=req.keys,
+                             names=req.names)
+        matched = {i.canonical for _, items in found.values() for i in items}
+        matched_names = {i.requested.lower() for _, items in found.values() for i in items}
+        for subject, key in req.subjects:
+            if key not in matched and subject.lower() not in matched_names and target.kind != "host":
+                plan.notes.append(f"{subject}: no active {req.step.action} on {req.entry.name} in the journal "
+                                  "— nothing to undo")
+        if not found:
+            if target.kind == "host":
+                plan.notes.append(f"{req.entry.name}: no active {req.step.action} in the journal — nothing to undo")
             return []
-        out: list[PlannedAction] = []
-        for row in reversed(rows):
-            when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
-            preview = (f"undo {row.action} applied {when} (action {row.id[:8]}, incident {row.incident_id}) "
-                       "from its journaled snapshot")
-            out.append(PlannedAction(
-                subject=subject, step=step, entry=entry, target=target, action=row.action, args=dict(row.args),
-                spec=spec, undo_of=row.id, snapshot=row.snapshot, preview=[preview]))
-        return out
+        label = req.subjects[0][0] if len(req.subjects) == 1 else None
+        return undo_actions(self, found, subject=label, step=req.step)
 
     def build_undo(self, rows: Sequence[Action], name: str) -> Plan:
-        """A plan undoing journaled actions newest first (release of an incident, TTL sweep)."""
+        """A plan undoing journaled actions newest first (release of an incident, TTL sweep): each action's
+        items that are still active (an earlier ``enable-account B`` already restored B alone)."""
         from agent.runbook import Runbook
         step = Step(id="undo", action="undo", undo=True)
         book = Runbook(name=name, path=self.settings.runbooks, description="", target="host", steps=(step,),
                        rollback="none")
         plan = Plan(runbook=book, params={}, subjects=[], actions=[])
-        for row in sorted(rows, key=lambda r: r.seq, reverse=True):
-            entry = self.entry_for(row)
-            target = entry.target(row.address or None)
-            spec = self._spec(target.connector, row.action, step)
-            if row.subject not in plan.subjects:
-                plan.subjects.append(row.subject or row.target)
-            preview = f"undo {row.action} (action {row.id[:8]}, incident {row.incident_id}) from its journaled snapshot"
-            plan.actions.append(PlannedAction(
-                subject=row.subject or row.target, step=Step(id=row.step, action=row.action, undo=True),
-                entry=entry, target=target, action=row.action, args=dict(row.args), spec=spec, undo_of=row.id,
-                snapshot=row.snapshot, preview=[preview]))
+        found = active_items(self.store, action_ids=[r.id for r in rows])
+        for pa in undo_actions(self, found, subject=None):
+            if pa.subject not in plan.subjects:
+                plan.subjects.append(pa.subject)
+            plan.actions.append(pa)
         return plan
 
     def entry_for(self, row: Action) -> HostEntry:
@@ -291,3 +329,26 @@ class Planner:
             if expired_before is not None:
                 q = q.where(Action.expires_at.is_not(None), Action.expires_at <= expired_before)
             return list(s.scalars(q.order_by(Action.seq)))
+
+
+class _UndoRequest:
+    """The subjects an undo step names on one target: matched against journaled items all at once."""
+
+    def __init__(self, step: Step, entry: HostEntry, address: str) -> None:
+        self.step, self.entry, self.address = step, entry, address
+        self.subjects: list[tuple[str, str]] = []  # (as given, canonical key)
+        self.keys: list[str] = []
+        self.names: list[str] = []
+
+    def add(self, subject: str, kind: str, args: Mapping[str, Any]) -> None:
+        if kind == "host":
+            key = host_key(self.entry.name)
+        elif kind == "account":
+            name = str(args.get("account") or subject)
+            key = str(args.get("_canonical") or account_key(name))
+            self.names.append(name)
+            self.keys.append(account_key(name))
+        else:
+            key = address_key(str((args.get("addresses") or [subject])[0]))
+        self.subjects.append((subject, key))
+        self.keys.append(key)

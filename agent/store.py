@@ -23,8 +23,10 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ACTIVE_STATES",
+    "ITEM_STATES",
     "TERMINAL_STATES",
     "Action",
+    "ActionItem",
     "Alert",
     "Approval",
     "Base",
@@ -37,6 +39,9 @@ __all__ = [
 # intent -> snapshotted -> applying -> verifying -> done | failed   (undo rows follow the same path)
 ACTIVE_STATES = ("intent", "snapshotted", "applying", "verifying")
 TERMINAL_STATES = ("done", "failed", "skipped")
+# Per item of an action (one account of a batched disable, one address of a block): intent until the action says
+# otherwise; done = changed (or already so) and verified; failed = certainly not changed; in_doubt = may have been.
+ITEM_STATES = ("intent", "done", "failed", "in_doubt", "skipped")
 
 
 def utcnow() -> datetime:
@@ -68,7 +73,8 @@ class Incident(Base):
     __tablename__ = "incidents"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     title: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), default="open")  # open | contained | released | closed
+    # open | contained | partial (some items failed or are in doubt) | released | closed
+    status: Mapped[str] = mapped_column(String(20), default="open")
     trigger: Mapped[str] = mapped_column(String(40), default="cli")  # cli | alert:<source> | schedule
     reason: Mapped[str] = mapped_column(Text, default="")
     requested_by: Mapped[str] = mapped_column(String(200), default="")
@@ -114,6 +120,8 @@ class Action(Base):
     undone_at: Mapped[datetime | None] = mapped_column(default=None)
     incident: Mapped[Incident] = relationship(back_populates="actions")
     transitions: Mapped[list[Transition]] = relationship(order_by="Transition.id")
+    items: Mapped[list[ActionItem]] = relationship(back_populates="parent", order_by="ActionItem.position",
+                                                   cascade="all, delete-orphan")
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -128,6 +136,41 @@ class Action(Base):
             "requested_by": self.requested_by, "approved_by": self.approved_by, "reason": self.reason,
             "owner": self.owner,
         }
+
+
+class ActionItem(Base):
+    """One subject of an action: an account of a batched disable, an address of a block, the host of an isolate.
+
+    Why a table and not ``Action.args``: a batch succeeds per item (58 of 100 accounts disabled), undo matches
+    per item (``enable-account B`` undoes B alone out of ``disable-account A B C``), and "who did we touch"
+    (blast radius, ``unblock-ip`` bookkeeping, status) must be answered by the item's canonical identity, never
+    by how the user happened to spell it. ``canonical`` is ``guid:<objectGUID>`` / ``name:<casefolded name>``
+    for accounts, ``net:<normalised CIDR>`` for addresses, ``host:<inventory name>`` for hosts (the pinned
+    address is the action's ``address``); ``requested`` is the spelling the user gave.
+    """
+
+    __tablename__ = "action_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(20), default="host")  # host | account | address
+    canonical: Mapped[str] = mapped_column(String(255), index=True)
+    requested: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(20), default="intent")  # ITEM_STATES
+    outcome: Mapped[str] = mapped_column(String(40), default="")  # the connector's word: disabled, already_blocked
+    changed: Mapped[int | None] = mapped_column(Integer, default=None)  # 1: this action changed it (undo it)
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(default=None)
+    undone_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    parent: Mapped[Action] = relationship(back_populates="items")
+
+    def summary(self) -> dict[str, Any]:
+        return {"canonical": self.canonical, "requested": self.requested, "kind": self.kind, "state": self.state,
+                "outcome": self.outcome, "changed": self.changed, "error": self.error,
+                "verification": self.verification, "undone_at": _iso(self.undone_at)}
 
 
 class Transition(Base):
@@ -154,8 +197,6 @@ class Alert(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), default=None)
     disposition: Mapped[str] = mapped_column(String(40), default="received")
-    event_time: Mapped[datetime | None] = mapped_column(default=None)  # when the sender says it happened
-    rule_name: Mapped[str | None] = mapped_column(String(300), default=None)  # the sender's name for its rule
 
 
 class Approval(Base):

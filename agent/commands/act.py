@@ -259,6 +259,11 @@ def _print_outcome_table(outcomes: list[Any]) -> None:
 def _print_outcome(obj: Any) -> None:
     state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
     print(f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}", flush=True)
+    for item in getattr(obj, "items", None) or []:  # a batch: every item that is not done, by name
+        if item["state"] != "done":
+            text = state_color(item["state"]) + " " * max(0, 6 - len(item["state"]))
+            why = item.get("error") or item.get("outcome", "").replace("_", " ")
+            print(f"  {'':<14} {'':<10} {text} {item['requested']}: {why}", flush=True)
     for warning in obj.warnings:
         print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
 
@@ -286,17 +291,16 @@ def _discovered(args: argparse.Namespace) -> Any:
 
 
 def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:
-    """Blocks whose every address was just unblocked on that device are no longer active (status, TTL sweep)."""
-    done = {(o.target, o.action_id) for o in result.outcomes if o.state == "done"}
-    planner = app.planner()
+    """Block items whose address was just unblocked on that device are no longer active (status, TTL sweep);
+    a block action is closed when every address it added is (matched by normalised CIDR, not spelling)."""
+    from agent.batching import active_items
+    done = {o.action_id: o.target for o in result.outcomes if o.state == "done"}
     for pa in plan.actions:
-        unblock_id = next((aid for target, aid in done if target == pa.target.name), None)
-        if unblock_id is None:
+        if pa.action_id not in done:
             continue
-        gone = set(pa.args.get("addresses", []))
-        for row in planner.active_actions(pa.target.name, "block_ip"):
-            if set(row.args.get("addresses", [])) <= gone:
-                engine.journal.mark_undone(row.id, unblock_id)
+        keys = [i.canonical for i in pa.items]
+        for row, _items in active_items(app.store, target=pa.target.name, action="block_ip", keys=keys).values():
+            engine.journal.mark_undone(row.id, pa.action_id)
 
 
 def _reconcile(app: App, args: argparse.Namespace) -> None:
@@ -405,8 +409,16 @@ def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timede
     print(f"Result: {state_color(status)} — incident {result.incident}")
     if status != "done":
         for o in result.outcomes:
-            if o.state == "failed":
+            if o.state == "failed" and not o.items:
                 print(color(f"  {o.target}: {o.error}", "red"))
+            bad = [i for i in o.items if i["state"] != "done" or o.state != "done"]
+            for item in bad:
+                why = item.get("error") or o.error or item.get("outcome", "").replace("_", " ")
+                print(color(f"  {o.target}: {item['requested']}: {item['state'].replace('_', ' ')}: {why}",
+                            "red"))
+            if bad:
+                done = len(o.items) - len(bad)
+                print(color(f"  {o.target}: {o.step}: {done} of {len(o.items)} verified done", "yellow"))
     if ttl and status in ("done", "partial"):
         print(f"Automatic release after {args.ttl} (run `agent sweep` or the daemon).")
     if args.command == "contain" and status in ("done", "partial"):

@@ -21,7 +21,7 @@ from typing import Any
 from agent.intake.request import IntakeRejected, Parsed
 from agent.intake.service import IntakeService
 from agent.intake.wire import ALERT, HTTP, READY, REJECT, FrameReader, encode
-from agent.intake.writer import Decision, acknowledgement
+from agent.intake.writer import Decision
 
 __all__ = ["Relay"]
 
@@ -94,7 +94,8 @@ class Relay(asyncio.Protocol):
                 out.append(encode((rid, 503, {"detail": "the alert could not be stored; retry"})))
                 continue
             stored.append(decisions)
-            out.append(encode((rid, 202, acknowledgement(decisions))))
+            answers = [d.answer() for d in decisions]
+            out.append(encode((rid, 202, {**answers[0], "alerts": answers})))
         self._write(b"".join(out))
         svc.count(stored)
 

@@ -38,6 +38,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     cfg.set_main_option("version_locations", str(_HERE / "versions"))
+    cfg.set_main_option("file_template", "%%(rev)s")  # the revision id already carries the slug
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg

@@ -15,7 +15,7 @@ from agent.migrations import HEAD, current_revision
 from agent.migrations.__main__ import schema_diff
 from agent.migrations.runner import SchemaError, alembic_config
 from agent.runbook import find_runbook
-from agent.store import Action, Alert, Approval, Incident, Store, Transition
+from agent.store import Action, ActionItem, Alert, Approval, Incident, Store, Transition
 from tests.unit.engine_env import make_env
 
 V0_DUMP = Path(__file__).with_name("fixtures") / "journal_v0.sql"
@@ -111,3 +111,26 @@ def test_concurrent_first_opens_create_one_schema(tmp_path: Path):
     errors = [p.communicate()[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert sqlite3.connect(db).execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+
+
+def test_pre_alembic_containments_get_items(tmp_path: Path):
+    """Revision 0002 backfills items from journaled args, so undo matching (which reads items) finds the
+    containments of the old release by canonical identity — whatever the spelling asked for now."""
+    from agent.batching import active_items
+    db = tmp_path / "agent.db"
+    _load_v0(db)
+    store = Store(f"sqlite:///{db}")
+    try:
+        with store.session() as s:
+            got = sorted((a.action, i.canonical, i.requested, i.state, i.changed, i.undone_at is not None)
+                         for a, i in s.execute(select(Action, ActionItem).join(ActionItem)))
+        assert ("block_ip", "net:198.51.100.7/32", "198.51.100.7", "done", 1, False) in got
+        assert ("disable_account", "name:jdoe", "jdoe", "done", 1, False) in got
+        assert ("isolate", "host:web1", "web1", "done", 1, False) in got
+        assert ("isolate", "host:web2", "web2", "done", 1, True) in got  # released in v0
+        found = active_items(store, keys=["net:198.51.100.7/32"], action="block_ip")
+        assert [row.subject for row, _ in found.values()] == ["198.51.100.7"]
+        found = active_items(store, action="disable_account", names=["JDOE"])
+        assert [row.subject for row, _ in found.values()] == ["jdoe"]
+    finally:
+        store.close()

@@ -85,5 +85,6 @@ class TestDisableAccount:
         res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "ir-agent", "--dry-run", "--json")
         assert res.returncode == 0, res.stderr + res.stdout
         planned = [a for a in json.loads(res.stdout)["plan"]["actions"] if a["action"] == "disable_account"]
-        assert sorted(a["subject"] for a in planned) == sorted([DEMO_USER, "ir-agent"]), planned
+        assert len(planned) == 1, planned  # one batched action on the directory, one item per account
+        assert sorted(i["requested"] for i in planned[0]["items"]) == sorted([DEMO_USER, "ir-agent"]), planned
 

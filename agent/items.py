@@ -1,0 +1,287 @@
+"""Per-item journal bookkeeping: which subjects an action covers, and what happened to each of them.
+
+Why here and not in the engine: the engine runs an action (snapshot, apply, verify) whether it covers one host
+or two hundred addresses; what a connector's snapshot, result and verification say *per item* differs by
+connector. :func:`on_transition` reads those dicts as the journal commits a transition and updates the items in
+the same database transaction, so an item's state can never disagree with its action's journaled data.
+
+Item states (``agent.store.ITEM_STATES``): ``intent`` → ``done`` (changed or already so, and verified) |
+``failed`` (certainly not changed: not found, refused, the device said no) | ``in_doubt`` (the change may have
+reached the target: the action broke after it was sent) | ``skipped``. ``changed`` says whether *this* action
+changed the item (1) or found it already so (0): undo restores only the former.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.store import Action, ActionItem, utcnow
+
+__all__ = [
+    "BATCHED",
+    "PlannedItem",
+    "account_key",
+    "address_key",
+    "guid_key",
+    "host_key",
+    "item_rows",
+    "on_transition",
+    "slice_for_undo",
+]
+
+# (connector, action) -> the list argument that carries the items; the planner merges subjects into one action.
+BATCHED: Mapping[tuple[str, str], str] = {
+    ("firewall", "block_ip"): "addresses",
+    ("firewall", "unblock_ip"): "addresses",
+    ("active_directory", "disable_account"): "accounts",
+}
+_OK_APPLY = {"disabled", "already_disabled", "added", "already_blocked", "removed", "not_blocked", "changed",
+             "unchanged", "restored", "already_restored", "left_disabled", "already_absent", "kept"}
+_UNCHANGED = {"already_disabled", "already_blocked", "not_blocked", "unchanged", "already_restored",
+              "left_disabled", "already_absent", "kept"}
+
+
+# -- canonical identity ---------------------------------------------------------------------------------------
+def address_key(value: str) -> str:
+    """``net:<network/prefix>``: ``203.0.113.7``, ``203.0.113.7/32`` and ``203.0.113.7/32 `` are one subject."""
+    try:
+        return "net:" + str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        return "net:" + value.strip()
+
+
+def account_key(name: str) -> str:
+    """An account the directory has not resolved yet: its name, case-folded (AD compares names without case)."""
+    return "name:" + name.strip().casefold()
+
+
+def guid_key(guid: str) -> str:
+    """The directory's stable id: survives renames, and every spelling of the name resolves to it."""
+    return "guid:" + guid.strip().strip("{}").lower()
+
+
+def host_key(name: str) -> str:
+    return "host:" + name
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One subject of a planned action: the user's spelling, its canonical key and the connector's value."""
+
+    kind: str  # host | account | address
+    canonical: str
+    requested: str
+    value: str = ""  # the connector argument for it (normalised address text, account name)
+    aliases: tuple[str, ...] = field(default=())  # other canonical keys it is known by (name: beside guid:)
+    snapshot: dict[str, Any] | None = None  # undo: the item's snapshot in the action being undone
+
+
+def item_rows(items: Sequence[PlannedItem]) -> list[ActionItem]:
+    return [ActionItem(position=i, kind=it.kind, canonical=it.canonical, requested=it.requested,
+                       snapshot=it.snapshot, state="intent") for i, it in enumerate(items)]
+
+
+# -- undo of some items of a journaled action -----------------------------------------------------------------
+def slice_for_undo(row: Action, items: Sequence[ActionItem]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(args, snapshot) that make the connector undo exactly ``items`` of ``row`` (all of them: unchanged)."""
+    args, snap = dict(row.args or {}), dict(row.snapshot) if row.snapshot else None
+    key = BATCHED.get((row.connector, row.action))
+    if key is None or not isinstance(args.get(key), list):
+        return args, snap
+    everything = {i.position for i in row.items}
+    chosen = {i.position for i in items}
+    if chosen == everything:
+        return args, snap
+    values = [v for pos, v in enumerate(args[key]) if pos in chosen]
+    args[key] = values
+    if snap is not None and key == "accounts" and isinstance(snap.get("accounts"), list):
+        snap["accounts"] = [e for pos, e in enumerate(snap["accounts"]) if pos in chosen]
+    if snap is not None and key == "addresses" and "was_blocked" in snap:
+        wanted = {address_key(v) for v in values}
+        snap["was_blocked"] = [a for a in snap["was_blocked"] if address_key(a) in wanted]
+    return args, snap
+
+
+# -- journal hook ---------------------------------------------------------------------------------------------
+def on_transition(s: Session, row: Action, from_state: str, to_state: str, changes: Mapping[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """Update ``row``'s items for this transition (in the journal's session); returns them when they changed."""
+    items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == row.id).order_by(ActionItem.position)))
+    if not items:
+        return []
+    now = utcnow()
+    touched = False
+    if "snapshot" in changes and changes["snapshot"] is not None and row.kind == "apply":
+        touched |= _from_snapshot(row, items, changes["snapshot"])
+    if "result" in changes and changes["result"] is not None:
+        touched |= _from_result(row, items, changes["result"])
+    if to_state == "done":
+        _from_verification(row, items, changes.get("verification") or {})
+        touched = True
+    elif to_state in ("failed", "in_doubt"):
+        for item in items:
+            if item.state != "intent":
+                continue
+            if len(items) == 1:
+                item.state = to_state
+            elif to_state == "in_doubt" or from_state in ("applying", "verifying") or item.outcome in _OK_APPLY:
+                item.state = "in_doubt"  # the batch broke after it was sent: this item may have been changed
+            else:
+                item.state = "failed"
+            item.error = item.error or str(changes.get("error") or "")[:2000] or None
+        touched = True
+    elif to_state == "skipped":
+        for item in items:
+            if item.state == "intent":
+                item.state = "skipped"
+        touched = True
+    if not touched:
+        return []
+    for item in items:
+        item.updated_at = now
+    return [{"requested": i.requested, "canonical": i.canonical, "state": i.state, "outcome": i.outcome,
+             **({"error": i.error} if i.error else {})} for i in items]
+
+
+def _by_requested(items: Sequence[ActionItem], entries: Iterable[Mapping[str, Any]]
+                  ) -> list[tuple[ActionItem, Mapping[str, Any]]]:
+    """Pair connector entries with items: by position when the spellings agree, else by the requested name."""
+    entries = list(entries)
+    if len(entries) == len(items) and all(str(e.get("requested")) in (i.requested, _value(i))
+                                          for i, e in zip(items, entries, strict=True)):
+        return list(zip(items, entries, strict=True))
+    out = []
+    for entry in entries:
+        name = str(entry.get("requested"))
+        match = next((i for i in items if name in (i.requested, _value(i))), None)
+        if match is not None:
+            out.append((match, entry))
+    return out
+
+
+def _value(item: ActionItem) -> str:
+    """The connector value of an item: the args entry at its position."""
+    parent = item.parent
+    key = BATCHED.get((parent.connector, parent.action)) if parent is not None else None
+    values = (parent.args or {}).get(key) if key else None
+    if isinstance(values, list) and item.position < len(values):
+        return str(values[item.position])
+    return item.requested
+
+
+def _from_snapshot(row: Action, items: Sequence[ActionItem], snap: Mapping[str, Any]) -> bool:
+    if row.connector == "active_directory":
+        entries = snap.get("accounts") if isinstance(snap.get("accounts"), list) else (
+            [{"requested": items[0].requested, "status": "ok", "account": snap.get("account"),
+              **({"userAccountControl": snap["userAccountControl"]} if "userAccountControl" in snap else {})}]
+            if snap.get("account") else [])
+        for item, entry in _by_requested(items, entries or []):
+            identity = entry.get("account") or {}
+            if identity.get("objectGUID"):
+                item.canonical = guid_key(str(identity["objectGUID"]))
+            if isinstance(snap.get("accounts"), list):
+                item.snapshot = dict(entry)
+            if entry.get("status", "ok") != "ok":
+                item.state, item.outcome, item.changed = "failed", str(entry["status"]), 0
+                item.error = str(entry.get("error") or entry["status"])
+        return True
+    if row.connector == "firewall" and isinstance((row.args or {}).get("addresses"), list):
+        if row.action == "block_ip":
+            before = {address_key(a) for a in snap.get("already_blocked", [])}
+            for item in items:
+                item.snapshot = {"already_blocked": address_key(_value(item)) in before}
+        elif row.action == "unblock_ip":
+            before = {address_key(a) for a in snap.get("was_blocked", [])}
+            for item in items:
+                item.snapshot = {"was_blocked": address_key(_value(item)) in before}
+        return True
+    return False
+
+
+def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, Any]) -> bool:
+    details = result.get("details") or {}
+    if isinstance(details.get("accounts"), list):
+        for item, entry in _by_requested(items, details["accounts"]):
+            outcome = str(entry.get("outcome", ""))
+            item.outcome = outcome
+            if outcome in _OK_APPLY:
+                item.changed = 0 if outcome in _UNCHANGED else 1
+            else:
+                item.state, item.changed = "failed", 0
+                item.error = str(entry.get("error") or outcome.replace("_", " "))
+        return True
+    if row.connector == "firewall" and isinstance((row.args or {}).get("addresses"), list):
+        lists = {k: {address_key(a) for a in v} for k, v in details.items() if isinstance(v, list)
+                 and k in ("added", "already_blocked", "removed", "not_blocked", "already_absent", "kept")}
+        for item in items:
+            key = address_key(_value(item))
+            outcome = next((k for k, v in lists.items() if key in v), "")
+            if outcome:
+                item.outcome = outcome
+                item.changed = 0 if outcome in _UNCHANGED else 1
+            elif row.kind == "undo":
+                item.outcome, item.changed = "kept", 0
+        return True
+    changed = result.get("changed")
+    for item in items:
+        item.outcome = "changed" if changed else "unchanged"
+        item.changed = 1 if changed else 0
+    return True
+
+
+def _from_verification(row: Action, items: Sequence[ActionItem], ver: Mapping[str, Any]) -> None:
+    """The action reached ``done``: settle each item still open from what was read back.
+
+    Apply: an item is done unless the read-back names it as not in effect (an enabled account, a missing
+    address). Undo: the connector's per-item result decides (AD's restore is a compare-and-swap the DC
+    acknowledged; its verify names at most a few enabled accounts, so it cannot confirm each of a hundred),
+    unless the read-back shows the address still blocked.
+    """
+    observed = ver.get("observed") or {}
+    enabled = {str(e.get("requested")) for e in observed.get("enabled", []) if isinstance(e, Mapping)}
+    missing = {address_key(a) for a in observed.get("missing", [])}
+    blocked = {address_key(a) for a in observed.get("blocked", [])}
+    still = {address_key(a) for a in observed.get("still_blocked", [])}
+    for item in items:
+        if item.state not in ("intent", "in_doubt"):
+            continue
+        value, key = _value(item), address_key(_value(item))
+        if row.kind == "apply":
+            in_effect = not (item.requested in enabled or value in enabled or key in missing
+                             or (row.action == "unblock_ip" and key in still))
+        elif row.connector == "firewall" and row.action == "block_ip":
+            in_effect = item.changed == 0 or key not in blocked
+        elif row.connector == "firewall" and row.action == "unblock_ip":
+            in_effect = item.changed == 0 or key in still
+        else:
+            in_effect = len(items) == 1 or item.outcome in _OK_APPLY
+        item.verification = {"in_effect": in_effect, "summary": str(ver.get("summary", ""))[:500]}
+        item.state = "done" if in_effect else "failed"
+        if not in_effect:
+            item.error = item.error or ("applied but not in effect when read back" if row.kind == "apply"
+                                        else "undo sent but the change is still in effect when read back")
+        if item.changed is None:
+            item.changed = int(bool(row.changed))
+
+
+def undone_items(s: Session, original: Action, undo_row_id: str, when: Any) -> bool:
+    """Mark the items of ``original`` that the undo action ``undo_row_id`` restored; True when none is left.
+
+    An item the undo did not restore (it failed, or was never part of the undo) stays active, so ``status``
+    still lists it and a later ``release`` still tries it.
+    """
+    mine = list(s.scalars(select(ActionItem).where(ActionItem.action_id == original.id)))
+    if not mine:
+        return True
+    undo_items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == undo_row_id)))
+    restored = {i.canonical for i in undo_items if i.state == "done"} if undo_items else {i.canonical for i in mine}
+    for item in mine:
+        if item.undone_at is None and item.canonical in restored:
+            item.undone_at, item.undone_by = when, undo_row_id
+    return all(i.undone_at is not None or i.changed == 0 or i.state == "failed" for i in mine)
