@@ -147,7 +147,7 @@ def _forget_if_released(svc: Any, incident: str) -> None:
     with svc.store.session() as s:
         inc = s.get(Incident, incident)
     if inc is not None and inc.status == "released":
-        svc.dedupe.forget_incident(incident)
+        svc.dispatcher.forget(incident)
 
 
 def expire_approval(approval_id: str) -> None:
@@ -157,6 +157,7 @@ def expire_approval(approval_id: str) -> None:
         row = s.get(Approval, approval_id)
     if row is not None and row.status == "pending":
         expire_due(svc.store, svc.audit)
+        svc.dispatcher.forget(row.incident_id)  # an expired approval holds no dedupe claim
 
 
 def retry_action(action_id: str, attempt: int) -> None:

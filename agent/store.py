@@ -197,6 +197,8 @@ class Alert(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), default=None)
     disposition: Mapped[str] = mapped_column(String(40), default="received")
+    event_time: Mapped[datetime | None] = mapped_column(default=None)  # when the sender says it happened
+    rule_name: Mapped[str | None] = mapped_column(String(300), default=None)  # the sender's name for its rule
 
 
 class Approval(Base):

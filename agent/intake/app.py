@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from agent.intake.metrics import CONTENT_TYPE
 from agent.intake.request import IntakeRejected, asgi_chunks, read_body
 from agent.intake.service import IntakeService
+from agent.intake.writer import acknowledgement
 
 __all__ = ["create_app", "handle_alert"]
 
@@ -104,14 +105,14 @@ _API_PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, str], client: str,
-                       chunks: AsyncIterator[bytes]) -> tuple[int, dict[str, Any]]:
+                       chunks: AsyncIterator[bytes], query: str = "") -> tuple[int, dict[str, Any]]:
     """The whole webhook request path, independent of the web framework: (HTTP status, JSON answer)."""
     started = time.monotonic()
     body = b""
     try:
         svc.source_auth(source)
         body = await read_body(headers, chunks, svc.config.max_body_bytes)
-        decisions = svc.prepare(source, headers, body, started)
+        decisions = svc.prepare(source, headers, body, started, query)
     except IntakeRejected as exc:
         svc.reject(source, exc, client, len(body))
         return exc.status, {"detail": exc.reason}
@@ -122,8 +123,7 @@ async def handle_alert(svc: IntakeService, source: str, headers: Mapping[str, st
         svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
         return 503, {"detail": "the alert could not be stored; retry"}
     svc.count([decisions])
-    answers = [d.answer() for d in decisions]
-    return 202, {**answers[0], "alerts": answers}
+    return 202, acknowledgement(decisions)
 
 
 def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
@@ -142,7 +142,7 @@ def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
         client = scope["client"][0] if scope.get("client") else ""
 
         status, answer = await handle_alert(svc, scope["path"][len("/alerts/"):], headers, client,
-                                            asgi_chunks(receive))
+                                            asgi_chunks(receive), scope.get("query_string", b"").decode("latin-1"))
         payload = json.dumps(answer, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
@@ -171,7 +171,8 @@ def create_app(svc: IntakeService) -> Any:
                   "application/json": {"schema": _ALERT_BODY}}}})
     async def post_alert(source: str, request: Request) -> Response:
         client = request.client.host if request.client else ""
-        status, answer = await handle_alert(svc, source, request.headers, client, request.stream())
+        status, answer = await handle_alert(svc, source, request.headers, client, request.stream(),
+                                            request.url.query)
         return JSONResponse(answer, status_code=status)
 
     @app.get("/healthz", summary="Liveness")

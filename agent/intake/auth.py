@@ -1,33 +1,61 @@
 """Request authentication: per-source HMAC-SHA256 signatures or bearer tokens, and API tokens for people.
 
-HMAC: the sender computes ``HMAC-SHA256(secret, raw request body)`` and sends it as
-``X-Agent-Signature: sha256=<hex>`` (``X-Hub-Signature-256`` is accepted too, same format). Bearer:
-``Authorization: Bearer <token>``. Comparisons are constant-time (:func:`hmac.compare_digest`). Secrets are read
-from their references once at start-up and held only in memory; they never appear in a log line or an error.
-A failure raises :class:`AuthFailed` with a reason that is safe to return to the caller (it never echoes the
-presented value).
+HMAC with replay protection (the default for ``hmac_secret`` sources): the sender sends
+``X-Agent-Timestamp: <unix seconds>``, optionally ``X-Agent-Nonce: <unique string>``, and
+``X-Agent-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<nonce>.<raw body>")>`` (with no nonce the
+signed text is ``"<timestamp>..<raw body>"``). A request whose timestamp is more than ``replay_window`` (default
+5 minutes) from the daemon's clock is refused, and so is a nonce seen before within the window: a captured
+request cannot be posted again later. ``require_timestamp: false`` on a source also accepts the older
+body-only signature (``HMAC-SHA256(secret, raw body)``, ``X-Hub-Signature-256`` accepted too) for senders that
+cannot sign a timestamp — such a request **can be replayed**; check-config says so.
+
+Bearer: ``Authorization: Bearer <token>``. URL token (``url_token: true`` on a source with a ``token``):
+``?token=<token>`` in the URL, for senders that cannot set headers (Splunk's built-in webhook action). It is
+**weaker**: URLs end up in proxy logs, the sender's configuration and history; prefer a header, or put a proxy
+that adds one in front of the daemon.
+
+Comparisons are constant-time (:func:`hmac.compare_digest`). Secrets are read from their references once at
+start-up and held only in memory; they never appear in a log line or an error. A failure raises
+:class:`AuthFailed` with a reason that is safe to return to the caller (it never echoes the presented value).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
+from urllib.parse import parse_qs
 
 from agent.intake.config import DaemonConfig, SourceConfig
 
 __all__ = ["ApiAuth", "AuthFailed", "SourceAuth", "sign"]
 
 SIGNATURE_HEADERS = ("x-agent-signature", "x-hub-signature-256")
+TIMESTAMP_HEADER = "x-agent-timestamp"
+NONCE_HEADER = "x-agent-nonce"
+_NONCES_MAX = 100_000
 
 
 class AuthFailed(Exception):
     """The request is not authenticated; ``str()`` is the reason given in the 401 answer."""
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The header value a sender must send for ``body``: ``sha256=<hex>``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def sign(secret: bytes, body: bytes, timestamp: int | None = None, nonce: str = "") -> str:
+    """The signature header value for ``body``: ``sha256=<hex>`` (over ``"<ts>.<nonce>.<body>"`` with a timestamp)."""
+    signed = body if timestamp is None else f"{timestamp}.{nonce}.".encode() + body
+    return "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: bytes, body: bytes, nonce: str = "", now: float | None = None) -> dict[str, str]:
+    """Every header a replay-protected HMAC sender sends (used by the shipped senders and the tests)."""
+    ts = int(time.time() if now is None else now)
+    out = {"X-Agent-Timestamp": str(ts), "X-Agent-Signature": sign(secret, body, ts, nonce)}
+    if nonce:
+        out["X-Agent-Nonce"] = nonce
+    return out
 
 
 def _bearer(headers: Mapping[str, str]) -> str | None:
@@ -47,28 +75,83 @@ class SourceAuth:
         self.name = source.name
         self._hmac = source.hmac_secret.resolve().reveal().encode() if source.hmac_secret else None
         self._token = source.token.resolve().reveal().encode() if source.token else None
+        self.window = source.replay_window.total_seconds()
+        self.require_timestamp = source.require_timestamp
+        self.url_token = source.url_token
+        self._nonces: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def check(self, headers: Mapping[str, str], body: bytes) -> str:
-        """Return how the request authenticated (``hmac`` or ``token``) or raise :class:`AuthFailed`."""
+    def __getstate__(self) -> dict[str, object]:  # sent to the HTTP front process: no lock, no seen nonces
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        state["_nonces"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def check(self, headers: Mapping[str, str], body: bytes, query: str = "", now: float | None = None) -> str:
+        """Return how the request authenticated (``hmac``, ``token``, ``url-token``) or raise :class:`AuthFailed`."""
         if self._hmac is not None:
             presented = next((headers[h] for h in SIGNATURE_HEADERS if h in headers), None)
             if presented is not None:
-                algo, _, digest = presented.partition("=")
-                if algo.strip().lower() != "sha256" or not digest:
-                    raise AuthFailed("signature header must be 'sha256=<hex HMAC-SHA256 of the body>'")
-                expected = hmac.new(self._hmac, body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
-                    raise AuthFailed("signature does not match the body (wrong secret or modified body)")
-                return "hmac"
+                return self._check_hmac(self._hmac, presented, headers, body, time.time() if now is None else now)
         if self._token is not None:
             token = _bearer(headers)
             if token is not None:
                 if not hmac.compare_digest(self._token, token.encode()):
                     raise AuthFailed("bearer token is not valid for this source")
                 return "token"
-        wanted = " or ".join(w for w, on in (("an X-Agent-Signature header", self._hmac),
-                                             ("an Authorization: Bearer token", self._token)) if on)
+            if self.url_token and query:
+                values = parse_qs(query, keep_blank_values=True).get("token")
+                if values:
+                    if len(values) != 1 or not hmac.compare_digest(self._token, values[0].encode()):
+                        raise AuthFailed("URL token is not valid for this source")
+                    return "url-token"
+        wanted = " or ".join(w for w, on in (
+            ("X-Agent-Timestamp and X-Agent-Signature headers" if self.require_timestamp
+             else "an X-Agent-Signature header", self._hmac),
+            ("an Authorization: Bearer token", self._token),
+            ("?token= in the URL", self._token is not None and self.url_token)) if on)
         raise AuthFailed(f"source {self.name!r} requires {wanted}")
+
+    def _check_hmac(self, secret: bytes, presented: str, headers: Mapping[str, str], body: bytes,
+                    now: float) -> str:
+        algo, _, digest = presented.partition("=")
+        if algo.strip().lower() != "sha256" or not digest:
+            raise AuthFailed("signature header must be 'sha256=<hex HMAC-SHA256>'")
+        stamp = headers.get(TIMESTAMP_HEADER)
+        nonce = headers.get(NONCE_HEADER, "")
+        if stamp is None:
+            if self.require_timestamp:
+                raise AuthFailed("X-Agent-Timestamp header is required (the signature covers "
+                                 "'<timestamp>.<nonce>.<body>'; body-only signatures can be replayed)")
+            signed = body
+        else:
+            if not stamp.strip().isdigit():
+                raise AuthFailed("X-Agent-Timestamp must be unix seconds")
+            if len(nonce) > 200:
+                raise AuthFailed("X-Agent-Nonce is longer than 200 characters")
+            signed = f"{stamp.strip()}.{nonce}.".encode() + body
+        expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
+            raise AuthFailed("signature does not match (wrong secret, modified body, or timestamp/nonce not signed)")
+        if stamp is None:
+            return "hmac-body"
+        skew = now - int(stamp)
+        if abs(skew) > self.window:
+            raise AuthFailed(f"X-Agent-Timestamp is {int(abs(skew))} s {'old' if skew > 0 else 'ahead'}; "
+                             f"the replay window is {int(self.window)} s (replayed request or clock skew)")
+        if nonce:
+            with self._lock:
+                while self._nonces and (next(iter(self._nonces.values())) < now - self.window
+                                        or len(self._nonces) > _NONCES_MAX):
+                    self._nonces.popitem(last=False)
+                if nonce in self._nonces:
+                    raise AuthFailed("X-Agent-Nonce was already used within the replay window (replayed request)")
+                self._nonces[nonce] = now
+        return "hmac"
 
 
 class ApiAuth:

@@ -19,10 +19,15 @@ Every key with its default (secrets are *references*, ``env:NAME`` or ``file:PAT
       shutdown_grace: 30s             # on SIGTERM, wait this long for running actions before interrupting them
       sources:                        # POST /alerts/{name}; unknown names get 404
         wazuh:
-          format: wazuh               # wazuh | elastic | splunk | alertmanager | generic (default: the name)
-          hmac_secret: env:AGENT_WAZUH_HMAC   # header X-Agent-Signature: sha256=<hex HMAC-SHA256 of the raw body>
+          format: wazuh               # wazuh | elastic | splunk | alertmanager | suricata | generic (default: name)
+          hmac_secret: env:AGENT_WAZUH_HMAC   # X-Agent-Timestamp + X-Agent-Signature (see agent.intake.auth)
+          replay_window: 5m           # signed timestamps older/newer than this are refused; nonces remembered
+          require_timestamp: true     # false: also accept body-only signatures (replayable; avoid)
         alertmanager:
           token: env:AGENT_AM_TOKEN   # header Authorization: Bearer <token>
+        splunk:
+          token: env:AGENT_SPLUNK_TOKEN
+          url_token: true             # ?token=... accepted: Splunk's webhook action cannot set headers (weaker)
       api_tokens:                     # GET /incidents, /approvals and approve/deny; the name is the identity
         alice: env:AGENT_API_ALICE    # audited as approver "alice"
 
@@ -43,7 +48,7 @@ from agent.validate import INVENTORY_NAME, duration
 
 __all__ = ["FORMATS", "DaemonConfig", "SourceConfig", "load_daemon_config"]
 
-FORMATS = ("wazuh", "elastic", "splunk", "alertmanager", "generic")
+FORMATS = ("wazuh", "elastic", "splunk", "alertmanager", "suricata", "generic")
 _KEYS = {"listen", "max_body_bytes", "dedupe_window", "blast_radius", "approval_ttl", "reverify_interval",
          "drift_policy", "sweep_interval", "retry_interval", "retry_attempts", "shutdown_grace", "sources",
          "api_tokens"}
@@ -57,6 +62,9 @@ class SourceConfig:
     format: str
     hmac_secret: SecretRef | None = None
     token: SecretRef | None = None
+    replay_window: timedelta = timedelta(minutes=5)
+    require_timestamp: bool = True  # False: body-only HMAC signatures are accepted too (replayable)
+    url_token: bool = False  # True: ?token= in the URL is accepted (weaker: URLs get logged)
 
 
 @dataclass(frozen=True)
@@ -141,8 +149,15 @@ def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonCon
         if not isinstance(name, str) or not INVENTORY_NAME.fullmatch(name):
             raise _err(settings_path, key, "source name: letters, digits, '.', '_', '-'")
         spec = given or {}
-        if not isinstance(spec, Mapping) or set(spec) - {"format", "hmac_secret", "token"}:
-            raise _err(settings_path, key, "allowed keys: format, hmac_secret, token")
+        allowed = {"format", "hmac_secret", "token", "replay_window", "require_timestamp", "url_token"}
+        if not isinstance(spec, Mapping) or set(spec) - allowed:
+            bad = min(set(spec) - allowed) if isinstance(spec, Mapping) else ""
+            raise _err(settings_path, f"{key}.{bad}" if bad else key, f"allowed keys: {', '.join(sorted(allowed))}")
+        for flag in ("require_timestamp", "url_token"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                raise _err(settings_path, f"{key}.{flag}", f"{spec[flag]!r} must be true or false")
+        if spec.get("url_token") and "token" not in spec:
+            raise _err(settings_path, f"{key}.url_token", "needs token: the URL carries that token")
         fmt = spec.get("format", name)
         if fmt not in FORMATS:
             raise _err(settings_path, key + ".format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
@@ -150,7 +165,10 @@ def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonCon
         token_ref = ref(spec["token"], key + ".token") if "token" in spec else None
         if hmac_ref is None and token_ref is None:
             raise _err(settings_path, key, "needs hmac_secret or token: unauthenticated sources are not allowed")
-        sources[name] = SourceConfig(name, fmt, hmac_ref, token_ref)
+        sources[name] = SourceConfig(name, fmt, hmac_ref, token_ref,
+                                     replay_window=dur("replay_window", timedelta(minutes=5), spec, key + "."),
+                                     require_timestamp=bool(spec.get("require_timestamp", True)),
+                                     url_token=bool(spec.get("url_token", False)))
     tokens: dict[str, SecretRef] = {}
     for name, value in (raw.get("api_tokens") or {}).items():
         if not isinstance(name, str) or not INVENTORY_NAME.fullmatch(name):

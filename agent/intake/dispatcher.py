@@ -55,6 +55,11 @@ class Dispatcher:
         self._pending: list[tuple[Decision, str, str, str | None]] = []
         self._deduped: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        #: incidents decided not to act (dry-run, refused, empty, error): alerts deduped against them while
+        #: they were undecided are decided again as incidents of their own
+        self._void: set[str] = set()
+        #: (source, sender's alert key) -> incident, to link resolved notifications to what they resolve
+        self._fired: dict[tuple[str, str], str] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -115,8 +120,17 @@ class Dispatcher:
     # -- decisions ------------------------------------------------------------------------------------------
     def handle(self, d: Decision) -> None:
         svc, a = self.svc, d.alert
+        if d.disposition == "deduped" and d.incident in self._void:
+            self._promote(d)  # its holder turned out not to act: this alert gets its own decision
         if d.disposition == "deduped":  # a storm: one audit record per incident per batch, not per alert
             self._deduped.setdefault(d.incident or "", []).append(d.alert_id)
+            return
+        if d.disposition == "resolved":
+            self._resolved(d)
+            return
+        if d.disposition == "invalid":
+            svc.audit.record("alert.invalid", alert_id=d.alert_id, source=a.source, rule_id=a.rule_id,
+                             error=a.invalid, digest=d.digest)
             return
         if d.disposition != "accepted":
             event = {"no-match": "alert.unmatched"}.get(d.disposition, "alert.ignored")
@@ -124,11 +138,22 @@ class Dispatcher:
                              incident=d.incident, digest=d.digest)
             return
         rule = d.rule
+        if a.key and d.incident:
+            self._fired[(a.source, a.key)] = d.incident
+        discovered, discovered_source = d.received_at, "received by the daemon"
+        if a.event_time is not None and a.event_time <= d.received_at:
+            discovered, discovered_source = a.event_time, f"event time given by {a.source}"
         svc.audit.record("incident.opened", incident=d.incident, title=f"{rule.runbook} on {d.target}",
                          reason=f"alert {d.alert_id} matched rule {rule.name}", requested_by=f"alert:{a.source}",
-                         trigger=f"alert:{a.source}", discovered_at=d.received_at.isoformat(), rule=rule.name,
+                         trigger=f"alert:{a.source}", discovered_at=discovered.isoformat(), rule=rule.name,
+                         facts={"discovered_at": {"value": discovered.isoformat(), "source": discovered_source},
+                                "event_time": {"value": a.event_time.isoformat() if a.event_time else None,
+                                               "source": f"alert:{a.source}"},
+                                "received_at": {"value": d.received_at.isoformat(), "source": "agent daemon"}},
                          alert={"id": d.alert_id, "source": a.source, "rule_id": a.rule_id, "severity": a.severity,
-                                "host": a.host, "user": a.user, "source_ip": a.source_ip, "digest": d.digest})
+                                "rule_name": a.rule_name, "host": a.host, "user": a.user, "source_ip": a.source_ip,
+                                "event_time": a.event_time.isoformat() if a.event_time else None,
+                                "digest": d.digest})
         reason = (f"alert {d.alert_id} from {a.source} (rule {a.rule_id}, severity {a.severity}"
                   f"{', ' + a.title if a.title else ''}) matched rule {rule.name}")
         params = rule.bind(a)
@@ -138,6 +163,7 @@ class Dispatcher:
         except AgentError as exc:
             svc.audit.record("alert.refused", alert_id=d.alert_id, incident=d.incident, rule=rule.name,
                              reason=str(exc), incident_status="closed")
+            self._void_incident(d)
             self._set(d, "refused", str(exc), incident_status="closed", batch=True)
             return
         ttl = rule.ttl
@@ -148,16 +174,20 @@ class Dispatcher:
         if policy == "dry-run":
             svc.audit.record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
                              plan=plan.to_dict(), reason=reason, incident_status="closed")
+            self._void_incident(d)
             self._set(d, "dry-run", f"{len(plan.actions)} action(s) planned, nothing executed",
                       incident_status="closed", batch=True)
             return
         if not plan.actions:
             svc.audit.record("plan.empty", incident=d.incident, alert_id=d.alert_id, notes=plan.notes,
                              incident_status="closed")
+            self._void_incident(d)
             self._set(d, "nothing-to-do", "; ".join(plan.notes) or "the plan is empty", incident_status="closed",
                       batch=True)
             return
         now = utcnow()
+        if not self._claim(d, now):
+            return
         slots = wanted_slots(plan)
         why = None
         if policy == "approve":
@@ -181,6 +211,82 @@ class Dispatcher:
         self._set(d, "executing", f"{len(plan.actions)} action(s)")
         svc.runner.submit(plan, d.incident or "", reason=reason, ttl=ttl, started=d.started,
                           on_done=lambda result: self._finished(d, result))
+
+    # -- dedupe claims ---------------------------------------------------------------------------------------
+    def _void_incident(self, d: Decision) -> None:
+        """``d``'s incident will not act: it holds no claim, and alerts deduped against it are decided anew."""
+        if d.incident:
+            self._void.add(d.incident)
+            if len(self._void) > 100_000:
+                self._void.clear()
+            self.svc.dedupe.forget_incident(d.incident)
+
+    def _claim(self, d: Decision, now: Any) -> bool:
+        """Take the database claim before acting; another daemon's acting incident wins (this one joins it)."""
+        from agent.intake.claims import claim
+        svc, rule = self.svc, d.rule
+        won, holder = claim(svc.store.engine, rule.runbook, d.target or "", d.incident or "", now,
+                            svc.config.dedupe_window)
+        if won:
+            return True
+        svc.audit.record("alert.deduped", incident=holder, count=1, alert_ids=[d.alert_id],
+                         detail=f"incident {holder} (another daemon) already acts on {rule.runbook} {d.target}; "
+                                f"incident {d.incident} closed without acting", incident_status="closed",
+                         closed_incident=d.incident)
+        svc.dedupe.forget_incident(d.incident or "")
+        self._void.add(d.incident or "")
+        self._set(d, "deduped", f"joined incident {holder}", incident_status="closed")
+        return False
+
+    def _promote(self, d: Decision) -> None:
+        """An alert deduped against an incident that did not act becomes the opener of a new incident."""
+        from agent.intake.service import dedupe_key
+        svc, rule, a = self.svc, d.rule, d.alert
+        if rule is None or not d.target:
+            return
+        now = utcnow()
+        old = d.incident
+        svc.dedupe.forget_incident(old or "")  # a holder that does not act holds nothing
+        incident, new = svc.dedupe.claim((dedupe_key(rule.policy, rule.runbook), d.target), svc._incident_id(now), now)
+        d.incident, d.new_incident = incident, new
+        if not new:
+            return  # an earlier promoted alert opened it: join that one
+        d.disposition = "accepted"
+        title = f"{rule.runbook} on {d.target}: {a.source} {a.rule_id} {a.title}".strip()[:300]
+        bulk = svc.writer.bulk
+
+        def write(conn: Any) -> None:
+            bulk["incidents"].insert(conn, [{
+                "id": incident, "title": title, "status": "open", "trigger": f"alert:{a.source}"[:40],
+                "reason": f"alert {d.alert_id} ({a.source} rule {a.rule_id}) matched rule {rule.name}; the "
+                          f"incident it first joined ({old}) did not act",
+                "requested_by": f"alert:{a.source}"[:200], "discovered_at": d.received_at,
+                "created_at": now, "contained_at": None}])
+            bulk["intake_incidents"].insert(conn, [{
+                "incident_id": incident, "runbook": rule.runbook, "target": d.target, "rule": rule.name,
+                "policy": rule.policy, "alert_id": d.alert_id, "opened_at": now, "decision": "queued",
+                "detail": ""}])
+            bulk["alerts"].update(conn, "id", [(d.alert_id, {"incident_id": incident, "disposition": "accepted"})])
+        svc.writer.submit_update(write).result()
+        svc.audit.record("alert.promoted", alert_id=d.alert_id, incident=incident, joined=old,
+                         detail=f"incident {old} did not act (dry-run, refused or empty plan); decided anew")
+
+    def _resolved(self, d: Decision) -> None:
+        """A resolved notification: linked to the incident its firing alert opened or joined; never releases."""
+        svc, a = self.svc, d.alert
+        incident = self._fired.get((a.source, a.key)) if a.key else None
+        if incident is None and a.key:
+            incident = _find_fired(svc.store, a)
+        svc.audit.record("alert.resolved", alert_id=d.alert_id, source=a.source, rule_id=a.rule_id, host=a.host,
+                         incident=incident, digest=d.digest,
+                         detail="linked; containment stays until a person or a TTL releases it" if incident
+                         else "no incident of this alert was found")
+        if incident:
+            bulk = svc.writer.bulk
+
+            def link(conn: Any) -> None:
+                bulk["alerts"].update(conn, "id", [(d.alert_id, {"incident_id": incident})])
+            svc.writer.submit_update(link)
 
     def _finished(self, d: Decision, result: Any) -> None:
         if isinstance(result, BaseException):
@@ -235,6 +341,12 @@ class Dispatcher:
         else:
             self.svc.writer.submit_update(write)
 
+    def forget(self, incident: str) -> None:
+        """The incident stopped acting (denied, expired, released): free its claims in memory and in the store."""
+        from agent.intake.claims import give_up
+        self.svc.dedupe.forget_incident(incident)
+        give_up(self.svc.store.engine, incident)
+
     def requeue_undecided(self) -> int:
         """Alerts stored as ``accepted`` but never decided (daemon stopped or killed): decide them now."""
         from agent.intake.service import decision_from_row
@@ -249,3 +361,15 @@ class Dispatcher:
             self.put(decisions)
         return len(decisions)
 
+
+
+def _find_fired(store: Any, alert: Any) -> str | None:
+    """The incident of the newest stored alert from the same source with the same sender key."""
+    with store.session() as s:
+        rows = s.execute(select(Alert.incident_id, Alert.raw).where(
+            Alert.source == alert.source, Alert.rule_id == alert.rule_id, Alert.incident_id.is_not(None),
+            Alert.disposition.in_(("accepted", "deduped"))).order_by(Alert.received_at.desc()).limit(200))
+        for incident, raw in rows:
+            if isinstance(raw, dict) and (raw.get("normalized") or {}).get("key") == alert.key:
+                return str(incident)
+    return None

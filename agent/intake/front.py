@@ -124,7 +124,7 @@ class FrontApp:
         try:
             source = find_source(self.config.sources, name)
             body = await read_body(headers, asgi_chunks(receive), self.config.max_body_bytes)
-            parsed = parse_alerts(source, headers, body)
+            parsed = parse_alerts(source, headers, body, scope.get("query_string", b"").decode("latin-1"))
         except IntakeRejected as exc:  # the core audits it before we answer
             return await self._call(REJECT, name, exc.status, exc.code, exc.reason, client, len(body))
         rules, hosts = self.config.rules, self.config.hosts

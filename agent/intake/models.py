@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agent.store import _UTC, utcnow
 
-__all__ = ["IntakeBase", "IntakeIncident", "create_tables"]
+__all__ = ["IntakeBase", "IntakeClaim", "IntakeIncident", "create_tables"]
 
 
 class IntakeBase(DeclarativeBase):
@@ -32,6 +32,21 @@ class IntakeIncident(IntakeBase):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     decision: Mapped[str] = mapped_column(String(40), default="queued")  # queued|executing|executed|...
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class IntakeClaim(IntakeBase):
+    """A dedupe claim on (runbook, target), held only by an incident that acted or awaits an approval.
+
+    In the database, not only in memory, so two daemons on one database agree: a claim is taken with one
+    conditional statement (:mod:`agent.intake.claims`) when an incident is about to act, and given up when the
+    incident is released, its approval denied or expired, or its plan refused. Dry-run rehearsals never claim.
+    """
+
+    __tablename__ = "intake_claims"
+    runbook: Mapped[str] = mapped_column(String(80), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(40), index=True)
+    since: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def create_tables(engine: Any) -> None:

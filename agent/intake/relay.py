@@ -21,7 +21,7 @@ from typing import Any
 from agent.intake.request import IntakeRejected, Parsed
 from agent.intake.service import IntakeService
 from agent.intake.wire import ALERT, HTTP, READY, REJECT, FrameReader, encode
-from agent.intake.writer import Decision
+from agent.intake.writer import Decision, acknowledgement
 
 __all__ = ["Relay"]
 
@@ -94,8 +94,7 @@ class Relay(asyncio.Protocol):
                 out.append(encode((rid, 503, {"detail": "the alert could not be stored; retry"})))
                 continue
             stored.append(decisions)
-            answers = [d.answer() for d in decisions]
-            out.append(encode((rid, 202, {**answers[0], "alerts": answers})))
+            out.append(encode((rid, 202, acknowledgement(decisions))))
         self._write(b"".join(out))
         svc.count(stored)
 

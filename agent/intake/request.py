@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from agent.intake.auth import AuthFailed, SourceAuth
 from agent.intake.model import MalformedAlert, NormalizedAlert
-from agent.intake.normalizers import normalize
+from agent.intake.normalizers import LINE_FORMATS, normalize
 
 __all__ = ["IntakeRejected", "Parsed", "Source", "asgi_chunks", "find_source", "parse_alerts", "read_body"]
 
@@ -27,7 +27,8 @@ class IntakeRejected(Exception):
 
     status: int
     reason: str
-    code: str  # metric/audit label: unknown_source | too_large | unauthenticated | invalid_json | malformed
+    code: str  # metric/audit label: unknown_source | too_large | unauthenticated | invalid_json | malformed |
+    # media_type
 
     def __str__(self) -> str:
         return self.reason
@@ -87,21 +88,56 @@ async def asgi_chunks(receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-def parse_alerts(source: Source, headers: Mapping[str, str], body: bytes) -> list[Parsed]:
+_JSON_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "text/plain",
+               "application/x-www-form-urlencoded")
+
+
+def check_content_type(headers: Mapping[str, str]) -> None:
+    """Refuse bodies declared as something other than JSON (415), naming what was sent.
+
+    Accepted: ``application/json`` (and ``+json`` types), JSON lines (``application/x-ndjson``), and two types
+    real senders use for JSON bodies: ``text/plain`` (curl-based shippers, Wazuh custom scripts) and
+    ``application/x-www-form-urlencoded`` (curl ``-d`` without ``-H``). A missing header is accepted.
+    """
+    value = headers.get("content-type")
+    if not value:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return
+    raise IntakeRejected(415, f"Content-Type {media[:60]!r} is not JSON (send application/json)", "media_type")
+
+
+def parse_alerts(source: Source, headers: Mapping[str, str], body: bytes, query: str = "") -> list[Parsed]:
     """Authenticate, parse and normalise one request body (no I/O; raises :class:`IntakeRejected`)."""
     try:
-        source.auth.check(headers, body)
+        source.auth.check(headers, body, query)
     except AuthFailed as exc:
         raise IntakeRejected(401, str(exc), "unauthenticated") from None
+    check_content_type(headers)
+    lines = source.format in LINE_FORMATS
     try:
-        payload = json.loads(body)
+        if lines:
+            from agent.intake.normalizers.suricata import parse_lines
+            payload: Any = parse_lines(body)
+        else:
+            payload = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise IntakeRejected(400, f"body is not valid JSON: {str(exc)[:120]}", "invalid_json") from None
+    except MalformedAlert as exc:
+        raise IntakeRejected(400, str(exc)[:500], "invalid_json") from None
     try:
         alerts = normalize(source.format, payload, source.name)
     except (MalformedAlert, RecursionError) as exc:
         raise IntakeRejected(400, str(exc)[:500], "malformed") from None
     digest = hashlib.sha256(body).hexdigest()
+    for alert in alerts:
+        if alert.key:
+            alert.raw["key"] = alert.key
+    if lines:
+        events = [e for e in payload if not isinstance(e, dict) or e.get("event_type") == "alert"]
+        return [Parsed(alert, {"payload": events[i] if i < len(events) and isinstance(events[i], dict) else None,
+                               "normalized": alert.raw}, digest) for i, alert in enumerate(alerts)]
     if len(alerts) == 1:
         return [Parsed(alerts[0], {"payload": payload, "normalized": alerts[0].raw}, digest)]
     return [Parsed(alert, {"payload": _element(payload, i), "normalized": alert.raw}, digest)

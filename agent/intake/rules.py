@@ -7,6 +7,7 @@ Rules are tried in file order; the **first** match wins. An alert no rule matche
       match:
         source: wazuh              # configured source name; glob allowed (default: any)
         rule_id: ["5712", "401*"]  # exact or glob, one or a list (default: any)
+        rule_name: "Impossible*"   # the sender's rule name (Elastic rule name, Splunk search, Wazuh description)
         min_severity: 60           # 0-100 normalised severity (default 0)
         tags: [dmz, web]           # the target host carries at least one of these inventory tags (default: any)
       runbook: contain-compromised-host
@@ -39,7 +40,7 @@ from agent.yamlsrc import Node, load_yaml
 
 __all__ = ["FIELDS", "POLICIES", "HostTags", "Rule", "RuleSet", "load_rules"]
 
-FIELDS = ("host", "user", "source_ip", "rule_id", "severity", "source", "title")
+FIELDS = ("host", "user", "source_ip", "rule_id", "severity", "source", "title", "rule_name")
 POLICIES = ("auto", "approve", "dry-run")
 _REF = re.compile(r"\$\{([a-z_]+)\}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
@@ -54,6 +55,7 @@ class Rule:
     policy: str = "auto"
     sources: tuple[str, ...] = ()
     rule_ids: tuple[str, ...] = ()
+    rule_names: tuple[str, ...] = ()
     min_severity: int = 0
     tags: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -64,6 +66,8 @@ class Rule:
         if self.sources and not any(fnmatch.fnmatchcase(alert.source, p) for p in self.sources):
             return False
         if self.rule_ids and not any(fnmatch.fnmatchcase(alert.rule_id, p) for p in self.rule_ids):
+            return False
+        if self.rule_names and not any(fnmatch.fnmatchcase(alert.rule_name, p) for p in self.rule_names):
             return False
         if alert.severity < self.min_severity:
             return False
@@ -116,7 +120,10 @@ class RuleSet:
 
     def match(self, alert: NormalizedAlert, hosts: Inventory | HostTags) -> Rule | None:
         """The first rule matching ``alert`` (``hosts`` gives the named host's tags), or None."""
-        tags = hosts(alert.host) if isinstance(hosts, HostTags) else _inventory_tags(hosts, alert.host)
+        if not alert.host:
+            tags: tuple[str, ...] = ()
+        else:
+            tags = hosts(alert.host) if isinstance(hosts, HostTags) else _inventory_tags(hosts, alert.host)
         for rule in self.rules:
             if rule.matches(alert, tags):
                 return rule
@@ -166,7 +173,7 @@ def _rule(node: Node, runbooks: Path) -> Rule:
     node.mapping(allowed={"name", "description", "match", "runbook", "target", "params", "policy", "ttl"},
                  required={"name", "runbook"})
     name = node.child("name").str_(pattern=_NAME, what="rule name")
-    match = node.child("match").mapping(allowed={"source", "rule_id", "min_severity", "tags"})
+    match = node.child("match").mapping(allowed={"source", "rule_id", "rule_name", "min_severity", "tags"})
     book_node = node.child("runbook")
     try:
         book = find_runbook(runbooks, book_node.str_())
@@ -199,5 +206,6 @@ def _rule(node: Node, runbooks: Path) -> Rule:
     sev = match.get("min_severity")
     return Rule(name=name, runbook=book.name, target_field=target, policy=policy_value,
                 sources=_strs(match.get("source")), rule_ids=_strs(match.get("rule_id")),
+                rule_names=_strs(match.get("rule_name")),
                 min_severity=sev.int_(minimum=0, maximum=100) if sev else 0, tags=_strs(match.get("tags")),
                 params=params, ttl=ttl, line=node.line)

@@ -27,7 +27,13 @@ from agent.intake.rules import HostTags, Rule, RuleSet, load_rules
 from agent.intake.writer import AlertWriter, Decision
 from agent.store import utcnow
 
-__all__ = ["IntakeRejected", "IntakeService", "decision_from_row"]
+__all__ = ["IntakeRejected", "IntakeService", "decision_from_row", "dedupe_key"]
+
+
+def dedupe_key(policy: str, runbook: str) -> str:
+    """The runbook part of a dedupe key. Dry-run rules rehearse in a key space of their own: a rehearsal
+    coalesces repeated rehearsals, but never makes an alert under an ``auto``/``approve`` rule "deduped"."""
+    return f"dry-run:{runbook}" if policy == "dry-run" else runbook
 
 
 class IntakeService:
@@ -78,11 +84,17 @@ class IntakeService:
         from agent.store import Action, ActionItem, Incident
         now = utcnow()
         since = now - max(self.config.dedupe_window, self.config.blast_window)
+        from agent.intake.claims import live_claims
         with self.store.session() as s:
-            claims = list(s.execute(
+            # claims held in the database (incidents that act or await approval), and undecided incidents
+            # (re-queued below: they claim again when decided)
+            claims = live_claims(s.connection(), now - self.config.dedupe_window)
+            claims += [(dedupe_key(r[4], r[0]), r[1], r[2], r[3]) for r in s.execute(
                 select(IntakeIncident.runbook, IntakeIncident.target, IntakeIncident.incident_id,
-                       IntakeIncident.opened_at).join(Incident, Incident.id == IntakeIncident.incident_id)
-                .where(IntakeIncident.opened_at >= since, Incident.status != "released")))
+                       IntakeIncident.opened_at, IntakeIncident.policy)
+                .join(Incident, Incident.id == IntakeIncident.incident_id)
+                .where(IntakeIncident.opened_at >= since, IntakeIncident.decision == "queued",
+                       Incident.status != "released"))]
             acts = list(s.execute(select(Action.action, Action.target, Action.created_at, ActionItem.canonical)
                                   .join(ActionItem, ActionItem.action_id == Action.id).where(
                 Action.kind == "apply", Action.action.in_(list(LIMITED_ACTIONS)), Action.state != "failed",
@@ -96,9 +108,10 @@ class IntakeService:
     def source_auth(self, name: str) -> SourceAuth:
         return find_source(self.sources, name).auth
 
-    def prepare(self, name: str, headers: Mapping[str, str], body: bytes, started: float) -> list[Decision]:
+    def prepare(self, name: str, headers: Mapping[str, str], body: bytes, started: float,
+                query: str = "") -> list[Decision]:
         """Authenticate, parse, normalise and decide dedupe for one request (no I/O; raises IntakeRejected)."""
-        return self.decide_all(parse_alerts(find_source(self.sources, name), headers, body), started)
+        return self.decide_all(parse_alerts(find_source(self.sources, name), headers, body, query), started)
 
     def decide_all(self, parsed: list[Parsed], started: float,
                    routes: list[tuple[str, str] | None] | None = None) -> list[Decision]:
@@ -127,6 +140,12 @@ class IntakeService:
         """One alert's decision: not actionable, no match, or a dedupe claim on (runbook, target)."""
         d = Decision(alert_id=pool.uuid7(), alert=alert, digest=digest, received_at=now,
                      disposition="no-match", raw=raw, started=started)
+        if alert.invalid:
+            d.disposition = "invalid"
+            return d
+        if alert.resolved:
+            d.disposition = "resolved"  # linked to the firing alert's incident by the dispatcher
+            return d
         if not alert.actionable:
             d.disposition = "not-actionable"
             return d
@@ -134,7 +153,7 @@ class IntakeService:
             return d
         rule, target = routed
         d.rule, d.target = rule, target
-        incident, new = self.dedupe.claim((rule.runbook, target), self._incident_id(now), now)
+        incident, new = self.dedupe.claim((dedupe_key(rule.policy, rule.runbook), target), self._incident_id(now), now)
         d.incident, d.new_incident = incident, new
         d.disposition = "accepted" if new else "deduped"
         return d
@@ -155,7 +174,7 @@ class IntakeService:
         """The write failed: give the dedupe keys back so a retried request is not wrongly deduped."""
         for d in decisions:
             if d.new_incident and d.rule is not None and d.target and d.incident:
-                self.dedupe.release((d.rule.runbook, d.target), d.incident)
+                self.dedupe.release((dedupe_key(d.rule.policy, d.rule.runbook), d.target), d.incident)
 
     def count(self, requests: Iterable[list[Decision]]) -> None:
         """Metrics for stored requests: counters added once per source, latency observed per request."""
@@ -186,8 +205,9 @@ def decision_from_row(svc: IntakeService, alert: Any, intake: Any) -> Decision |
     rule = next((r for r in svc.rules.rules if r.name == intake.rule), None)
     if rule is None:
         return None
-    norm = NormalizedAlert(source=alert.source, rule_id=alert.rule_id, severity=alert.severity, host=alert.host or "",
-                           user=alert.user, source_ip=alert.source_ip, raw=alert.raw or {})
+    norm = NormalizedAlert(source=alert.source, rule_id=alert.rule_id, severity=alert.severity, host=alert.host,
+                           user=alert.user, source_ip=alert.source_ip, raw=alert.raw or {},
+                           rule_name=alert.rule_name or "", event_time=alert.event_time)
     return Decision(alert_id=alert.id, alert=norm, digest=alert.digest, received_at=alert.received_at,
                     disposition="accepted", incident=alert.incident_id, new_incident=True, rule=rule,
                     target=intake.target, raw=alert.raw or {}, started=time.monotonic())

@@ -40,8 +40,9 @@ def incident_view(store: Store, incident_id: str) -> dict[str, Any] | None:
         "created_at": _iso(inc.created_at), "contained_at": _iso(inc.contained_at),
         "alert_count": n_alerts,
         "alerts": [{"id": a.id, "source": a.source, "rule_id": a.rule_id, "severity": a.severity, "host": a.host,
-                    "user": a.user, "source_ip": a.source_ip, "digest": a.digest,
-                    "received_at": _iso(a.received_at), "disposition": a.disposition} for a in alerts],
+                    "user": a.user, "source_ip": a.source_ip, "digest": a.digest, "rule_name": a.rule_name,
+                    "event_time": _iso(a.event_time), "received_at": _iso(a.received_at),
+                    "disposition": a.disposition} for a in alerts],
         "actions": [a.summary() for a in actions],
         "approvals": [approval_dict(a) for a in approvals],
     }
@@ -52,6 +53,7 @@ def decide_and_run(svc: Any, approval_id: str, *, approve: bool, by: str, reason
     from agent.intake.dispatcher import wanted_slots
     row = decide(svc.store, svc.audit, approval_id, approve=approve, by=by, reason=reason)
     if not approve:
+        svc.dispatcher.forget(row.incident_id)  # a denied incident holds no dedupe claim
         return row, False
     try:
         plan, ttl, run_reason = plan_for(svc.app, row)

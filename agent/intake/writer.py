@@ -24,7 +24,7 @@ from agent.intake.model import NormalizedAlert
 from agent.intake.models import IntakeIncident
 from agent.store import Alert, Incident, Store
 
-__all__ = ["AlertWriter", "Decision"]
+__all__ = ["AlertWriter", "Decision", "acknowledgement"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Decision:
     alert: NormalizedAlert
     digest: str
     received_at: datetime
-    disposition: str  # accepted | deduped | no-match | not-actionable
+    disposition: str  # accepted | deduped | no-match | not-actionable | resolved | invalid
     incident: str | None = None
     new_incident: bool = False
     rule: Any = None  # agent.intake.rules.Rule
@@ -44,10 +44,30 @@ class Decision:
     started: float = 0.0  # time.monotonic() at arrival (latency metrics)
 
     def answer(self) -> dict[str, Any]:
-        return {"alert_id": self.alert_id, "incident": self.incident, "disposition": self.disposition}
+        out = {"alert_id": self.alert_id, "incident": self.incident, "disposition": self.disposition}
+        if self.alert.invalid:
+            out["error"] = self.alert.invalid
+        return out
+
+
+def acknowledgement(decisions: list[Decision]) -> dict[str, Any]:
+    """The 202 answer: the first alert's result at the top (single-alert senders read it), every alert's below.
+
+    A batch (Alertmanager group, Elastic documents, Suricata lines) is answered 2xx even when some of its alerts
+    are invalid: they are recorded with disposition ``invalid`` and their ``error``, the valid ones are stored.
+    """
+    answers = [d.answer() for d in decisions]
+    head = answers[0] if answers else {"alert_id": None, "incident": None, "disposition": "no-alert"}
+    invalid = sum(1 for a in answers if a["disposition"] == "invalid")
+    return {**head, "alerts": answers, "stored": len(answers), "invalid": invalid}
 
 
 _STOP = object()
+
+
+def _discovered(event: datetime | None, received: datetime) -> datetime:
+    """The incident's discovery time: the sender's event time when it gives one that is not in the future."""
+    return event if event is not None and event <= received else received
 
 
 def table_of(model: Any) -> Table:
@@ -140,7 +160,8 @@ class AlertWriter:
                                   "trigger": f"alert:{a.source}"[:40],
                                   "reason": f"alert {d.alert_id} ({a.source} rule {a.rule_id}, severity "
                                             f"{a.severity}) matched rule {d.rule.name}",
-                                  "requested_by": f"alert:{a.source}"[:200], "discovered_at": d.received_at,
+                                  "requested_by": f"alert:{a.source}"[:200],
+                                  "discovered_at": _discovered(a.event_time, d.received_at),
                                   "created_at": d.received_at, "contained_at": None})
                 intake.append({"incident_id": d.incident, "runbook": d.rule.runbook, "target": d.target,
                                "rule": d.rule.name, "policy": d.rule.policy, "alert_id": d.alert_id,
@@ -148,7 +169,8 @@ class AlertWriter:
             alerts.append({"id": d.alert_id, "source": a.source, "rule_id": a.rule_id, "severity": a.severity,
                            "host": a.host, "user": a.user, "source_ip": a.source_ip, "digest": d.digest,
                            "raw": d.raw, "received_at": d.received_at, "incident_id": d.incident,
-                           "disposition": d.disposition})
+                           "disposition": d.disposition, "event_time": a.event_time,
+                           "rule_name": a.rule_name[:300] or None})
         with self.store.engine.begin() as conn:  # a plain connection: no ORM session is needed here
             self.bulk["incidents"].insert(conn, incidents)  # parents first: foreign keys
             self.bulk["intake_incidents"].insert(conn, intake)

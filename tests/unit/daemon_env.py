@@ -68,7 +68,7 @@ def configure(tmp: Path, *, daemon: str = "", rules_extra: str = "", retries: in
         "  max_body_bytes: 4096\n"
         "  shutdown_grace: 5s\n"
         "  sources:\n"
-        "    wazuh: {format: wazuh, hmac_secret: env:TEST_WAZUH_HMAC}\n"
+        "    wazuh: {format: wazuh, hmac_secret: env:TEST_WAZUH_HMAC, require_timestamp: false}\n"
         "    gen: {format: generic, token: env:TEST_GEN_TOKEN}\n"
         "    am: {format: alertmanager, token: env:TEST_GEN_TOKEN}\n"
         "  api_tokens: {alice: env:TEST_API_ALICE}\n" + daemon)

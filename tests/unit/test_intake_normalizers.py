@@ -61,7 +61,7 @@ class TestWazuh:
         (lambda b: b.pop("rule"), "rule"),
         (lambda b: b["rule"].update(level="high"), "rule.level"),
         (lambda b: b["rule"].update(level=16), "rule.level"),
-        (lambda b: b.pop("agent"), "host"),
+        (lambda b: (b.pop("agent"), b.pop("data")), "host"),
         (lambda b: b["agent"].update(name="victim;reboot"), "host"),
         (lambda b: b["data"].update(dstuser="a|id;x"), "user"),
         (lambda b: b["data"].update(srcip="10.0.0.1; rm -rf /"), "source_ip"),
@@ -89,10 +89,10 @@ class TestElastic:
         assert a.host == "web01"
 
     def test_document_without_host(self):
-        """A document without a host is refused naming its position."""
+        """A batched document naming nothing to act on is recorded as invalid, naming its position."""
         body = {"alerts": [{"kibana.alert.rule.rule_id": "x", "kibana.alert.risk_score": 50}]}
-        with pytest.raises(MalformedAlert, match=r"alerts\[0\]\.host"):
-            normalize("elastic", body, "elastic")
+        [a] = normalize("elastic", body, "elastic")
+        assert a.invalid and a.invalid.startswith("alerts[0].host") and not a.actionable
 
 
 class TestSplunk:
@@ -128,10 +128,11 @@ class TestAlertmanager:
             normalize("alertmanager", {**ALERTMANAGER, "version": "3"}, "am")
 
     def test_unknown_severity_word(self):
-        """A severity word outside the table is refused rather than guessed."""
+        """A severity word outside the table is not guessed: that alert is recorded invalid, naming the field."""
         body = {**ALERTMANAGER, "commonLabels": {"severity": "spicy"}}
-        with pytest.raises(MalformedAlert, match="severity"):
-            normalize("alertmanager", body, "am")
+        bad, ok = normalize("alertmanager", body, "am")
+        assert bad.invalid and "alerts[0].labels.severity" in bad.invalid and not bad.actionable
+        assert ok.invalid is None and ok.severity == 50  # its own label "warning" wins over the group's
 
 
 class TestGeneric:

@@ -108,10 +108,10 @@ class TestRejections:
         self._nothing_acted(daemon, world)
 
     def test_missing_host(self, env):
-        """An authenticated alert naming no host is 400 and nothing happens."""
+        """An authenticated alert naming no host, user or address is 400 and nothing happens."""
         daemon, world, client, _ = env
         body = wazuh_alert()
-        del body["agent"]
+        del body["agent"], body["data"]
         res = post_wazuh(client, body)
         assert res.status_code == 400 and "host" in res.json()["detail"]
         self._nothing_acted(daemon, world)
@@ -156,7 +156,7 @@ class TestAccept:
         am = {"version": "4", "status": "resolved", "alerts": [
             {"status": "resolved", "labels": {"alertname": "edr-x", "instance": "web2:9100"}}]}
         res = client.post("/alerts/am", json=am, headers=GEN)
-        assert res.status_code == 202 and res.json()["disposition"] == "not-actionable"
+        assert res.status_code == 202 and res.json()["disposition"] == "resolved"
         daemon.service.dispatcher.wait_idle(5)
         assert count(daemon.app.store, Alert) == 2 and world.applies == {}
 

@@ -1,7 +1,7 @@
 """action items: one row per subject of an action (account, address, host), backfilled from journaled args
 
-Revision ID: 0002_action_items
-Revises: 0001_baseline
+Revision ID: 0003_action_items
+Revises: 0002_intake_event_time_claims
 Create Date: 2026-12-04
 
 Existing actions get their items from what the journal already holds, so undo matching, blast-radius counting
@@ -26,8 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_action_items"
-down_revision: str | None = "0001_baseline"
+revision: str = "0003_action_items"
+down_revision: str | None = "0002_intake_event_time_claims"
 branch_labels: str | None = None
 depends_on: str | None = None
 
