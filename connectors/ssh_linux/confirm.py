@@ -16,7 +16,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from connectors.errors import ConnectorError
-from connectors.ssh_linux import deadman
 
 if TYPE_CHECKING:
     from connectors.ssh_linux.session import SshSession
@@ -27,9 +26,9 @@ __all__ = ["FreshConfirmation"]
 class FreshConfirmation:
     """A fresh connection opened in the background; :meth:`finish` runs the confirmation (or nothing) through it."""
 
-    def __init__(self, session: SshSession, *, cancel_timer: bool) -> None:
+    def __init__(self, session: SshSession, *, command: str = "true") -> None:
         self._session = session
-        self._command = deadman.cancel_command() if cancel_timer else "true"
+        self._command = command  # deadman.confirm_command(token), or "true" when no timer is to be cancelled
         self._go = threading.Event()
         self._proceed = False
         self._output = ""

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 from connectors.base import ConnectorBase
 from connectors.errors import InvalidInput
-from connectors.ssh_linux import deadman, evidence, flows, isolate, rules, usersessions
+from connectors.ssh_linux import deadman, evidence, flows, isolate, usersessions
+from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
 from connectors.ssh_linux.state import STATE_SCRIPT, then_read_script
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
@@ -53,6 +54,7 @@ class SshLinuxConnector(ConnectorBase):
     def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
         if target.port is not None:
             parse_port(target.port, "port")
+        parse_privilege(target.options)
         parse_isolate_args(args, default_management=None)
 
     def summarize(self, target: Target, action: str, args: Mapping[str, Any],
@@ -73,28 +75,33 @@ class SshLinuxConnector(ConnectorBase):
         return [effect, f"{revert}; undo: delete only our table/chains, ruleset must equal the snapshot"]
 
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        from connectors.ssh_linux.privilege import parse_privilege, prelude, priv_definition
+        from connectors.ssh_linux.state import FirewallState
+
         a = isolate.isolate_args(args, ctx)
+        privilege = parse_privilege(target.options)
         host = f"ssh {target.address}:{target.port or 22}"
-        out = [f"{host}: read state (tool, ruleset snapshot, SSH_CONNECTION must come from a management address)"]
-        load = f"{rules.NFT_LOAD} <<'EOF'\n{rules.nft_script(a.management, a.ssh_port)}EOF"
-        if a.confirm_seconds:
-            out.append(f"{host}: arm dead-man timer ({a.confirm_seconds} s), then load the ruleset only if it is "
-                       f"armed: {deadman.armed_or_exit(a.confirm_seconds, isolate.revert_script('nft'))}{load}")
-        else:
-            out.append(f"{host}: {load}")
-        for version, tool in ((4, "iptables"), (6, "ip6tables")):
-            out.append(f"{host}: fallback without nft: {rules.IPTABLES_CHECK_JUMPS}; then {tool}-restore -w "
-                       f"--noflush <<'EOF'\n{rules.iptables_restore(a.management, a.ssh_port, version)}EOF")
-        read_back = f"{STATE_SCRIPT}"
+        token = "<token of this action, journaled in its snapshot>"
+        out = [f"{host}: every command starts with: {prelude(privilege)}",
+               (f"{host}: read state (tool, ruleset snapshot, live dead-man timer, SSH_CONNECTION must come "
+                f"from a management address): {STATE_SCRIPT}")]
+        for tool in ("nft", "iptables"):
+            st = FirewallState(tool=tool, ruleset="")
+            cmd, stdin = isolate.load_command(st, a, "0" * 32, "", {}, priv_definition(privilege))
+            what = "under the host's lock, arm the dead-man timer and load" if a.confirm_seconds else "load"
+            cond = "" if tool == "nft" else (" (hosts without nft; without ip6tables IPv6 is switched off per "
+                                             "interface with sysctl disable_ipv6, recorded for undo)")
+            out.append(f"{host}: {what} ({tool}){cond}: {cmd.replace('0' * 32, token)} <<'EOF'\n{stdin}EOF")
         if a.cut_sessions:
-            read_back = (then_read_script(flows.cut_command(a.management, a.ssh_port))
-                         + "; then conntrack -D for each tracked non-management flow")
-            out.append(f"{host}: cut live flows and read the rules back: {read_back}")
+            out.append(f"{host}: cut live flows and read the rules back: "
+                       f"{then_read_script(flows.cut_command(a.management, a.ssh_port))}; then conntrack -D for "
+                       "each tracked non-management flow")
         else:
-            out.append(f"{host}: read the rules back: {read_back}")
-        out.append(f"{host}: meanwhile open a fresh connection; once the rules read back right, "
-                   + (f"cancel the timer through it: {deadman.cancel_command()}" if a.confirm and a.confirm_seconds
-                      else "run `true` through it"))
+            out.append(f"{host}: read the rules back: {STATE_SCRIPT}")
+        confirm = (deadman.confirm_command("0" * 32).replace("0" * 32, token) if a.confirm and a.confirm_seconds
+                   else "true")
+        out.append(f"{host}: meanwhile open a fresh connection; once the rules read back right, run through it: "
+                   f"{confirm}")
         out.append(f"{host}: verify: {STATE_SCRIPT}")
         return out
 

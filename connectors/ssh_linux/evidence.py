@@ -35,10 +35,11 @@ COMMANDS: dict[str, str] = {
                      "else for f in /var/log/auth.log /var/log/secure; do if [ -r $f ]; then echo \"# tail $f\"; "
                      "tail -n 200 $f; exit 0; fi; done; echo 'no journald sshd entries and no auth log file' >&2; "
                      "exit 1; fi"),
-    "firewall.txt": (f"if command -v nft >/dev/null 2>&1; then echo '# nft list ruleset'; timeout -k 1 "
-                     f"{PER_COMMAND} nft list ruleset; else echo '# iptables-save'; timeout -k 1 {PER_COMMAND} "
-                     f"iptables-save; r=$?; echo '# ip6tables-save'; timeout -k 1 {PER_COMMAND} ip6tables-save; "
-                     "exit $r; fi"),
+    # Listing the firewall needs privileges: through ``priv`` (sudo/doas rules name nft/iptables-save, never
+    # ``timeout``, which would run anything), bounded by the capture's own time budget instead.
+    "firewall.txt": ("if command -v nft >/dev/null 2>&1; then echo '# nft list ruleset'; priv nft list ruleset; "
+                     "else echo '# iptables-save'; priv iptables-save; r=$?; echo '# ip6tables-save'; "
+                     "priv ip6tables-save; exit $r; fi"),
 }
 
 

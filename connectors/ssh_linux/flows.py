@@ -43,8 +43,9 @@ def ss_filter(mgmt: Sequence[Network], port: int) -> list[str]:
 def cut_command(mgmt: Sequence[Network], port: int) -> str:
     """Destroy the non-management sockets (printing each), then list tracked flows if conntrack exists."""
     flt = " ".join(shlex.quote(t) for t in ss_filter(mgmt, port))
-    return (f"echo '@@SS'; ss -K -H -n -t -u -p state connected exclude time-wait {flt} 2>&1; echo \"@@SS_RC $?\"; "
-            "if command -v conntrack >/dev/null 2>&1; then echo '@@CT'; conntrack -L 2>/dev/null; "
+    return (f"echo '@@SS'; priv ss -K -H -n -t -u -p state connected exclude time-wait {flt} 2>&1; "
+            "echo \"@@SS_RC $?\"; if command -v conntrack >/dev/null 2>&1; then echo '@@CT'; "
+            "priv conntrack -L 2>/dev/null; "
             "else echo '@@NO_CONNTRACK'; fi; true")
 
 
@@ -87,7 +88,7 @@ def conntrack_delete_script(flows: Sequence[dict[str, Any]]) -> str:
                 "-d", str(ipaddress.ip_address(f["dst"]))]
         if f.get("sport") is not None and f.get("dport") is not None:
             argv += ["--sport", str(int(f["sport"])), "--dport", str(int(f["dport"]))]
-        lines.append(" ".join(shlex.quote(a) for a in argv) + " >/dev/null 2>&1 && n=$((n+1))")
+        lines.append("priv " + " ".join(shlex.quote(a) for a in argv) + " >/dev/null 2>&1 && n=$((n+1))")
     lines.append('echo "CT_DELETED=$n"')
     return "\n".join(lines) + "\n"
 
@@ -108,9 +109,11 @@ def finish_cut(session: SshSession, out: str, mgmt: Sequence[Network], port: int
     result["conntrack_flows"] = [f"{f['proto']} {f['src']}:{f['sport'] or ''} -> {f['dst']}:{f['dport'] or ''}"
                                  for f in flows[:100]]
     if flows:
-        # The script travels on stdin: ``sh -s`` reads it, so no command line grows with the flow count.
-        _, ct_out, _ = session.run("sh -s", input=conntrack_delete_script(flows), timeout=20,
-                                   what="conntrack -D")
+        # The script travels on stdin: ``sh -s`` reads it, so no command line grows with the flow count. That new
+        # shell needs its own ``priv``.
+        from connectors.ssh_linux.privilege import priv_definition
+        _, ct_out, _ = session.run("sh -s", input=priv_definition(session.privilege) + "\n"
+                                   + conntrack_delete_script(flows), timeout=20, what="conntrack -D")
         deleted = ct_out.rpartition("CT_DELETED=")[2].strip()
         result["conntrack_deleted"] = int(deleted) if deleted.isdigit() else 0
     else:

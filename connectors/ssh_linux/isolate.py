@@ -1,26 +1,33 @@
 """Isolate a Linux host (nftables, or iptables/ip6tables where nft is missing), verify it, release it exactly.
 
-apply: refuse if the agent's own session would not survive (its source is not a management address) → arm the
-dead-man timer and load the ruleset atomically from stdin (one round trip; the load runs only if the timer is
-armed) → cut live flows and read the rules back through the same session (one round trip) while a *fresh*
-connection is being opened (:mod:`.confirm`) → once the read-back is right, cancel the timer through the fresh
-connection. Any failure after the ruleset is loaded removes it again at once (the timer is the backstop when even
-that is impossible). The state read by the snapshot is reused when nothing ran since (≈ 1 round trip saved).
-undo: remove only our table / chains and jumps, cancel any timer and read the ruleset back (one round trip); it
-must equal the snapshot.
+apply: refuse a foreign table/chain that holds our name, and refuse if the agent's own session would not survive
+(its source is not a management address) → under the host's lock (:mod:`.deadman`), arm the dead-man timer with
+the action's token and load the ruleset in one round trip → cut live flows and read the rules back through the
+same session while a *fresh* connection is being opened (:mod:`.confirm`) → once the read-back is right, cancel
+*our* timer through the fresh connection. Any failure after the ruleset is loaded removes it again at once, but
+only while the live timer is still ours (the timer is the backstop when even that is impossible).
+
+Another run's live timer means that run is between loading and confirming: wait for it, or take it over when its
+owner is provably dead (same machine, process gone) or its lease ran out — the case of a crashed confirm (issue 14
+finding 1): the host is isolated but the timer would lift it, so "already isolated" is only said once no timer
+is armed. verify says the same: rules with an armed timer are not a containment in effect.
+undo: under the lock, cancel any timer, remove only our table / chains and jumps, restore IPv6 sysctls, and read
+the ruleset back (one round trip); it must equal the snapshot, and any difference is stated.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import ConnectorError, Rejected, VerifyFailed
+from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
 from connectors.ssh_linux import deadman, flows, rules
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import (
     FirewallState,
+    empty_tables_added,
     judge,
     normalise,
     read_state,
@@ -30,20 +37,38 @@ from connectors.ssh_linux.state import (
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
 
-__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "release", "revert_script", "rule_summary", "snapshot",
-           "verify"]
+__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "lease_seconds", "load_command", "release",
+           "revert_script", "rule_summary", "snapshot", "verify"]
 
 
 REUSE_STATE_SECONDS = 2.0  # apply/release reuse the snapshot's read when it is this fresh and nothing ran since
+_POLL = 0.5                # how often a run waiting for another run's confirmation reads the state again
 
 
 def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext) -> IsolateArgs:
     return parse_isolate_args(args, ctx.management_addresses, ctx.confirm_timeout)
 
 
-def revert_script(tool: str) -> str:
-    """What undoes our change on the host (also what the dead-man timer runs)."""
-    return rules.NFT_RELEASE if tool == "nft" else rules.IPTABLES_RELEASE
+def lease_seconds(ctx: ConnectorContext) -> int:
+    """How long another run's unconfirmed timer is presumed in flight: two command timeouts (a live run arms,
+    reads back and confirms within that); after it, or once its process is known dead, it may be taken over."""
+    return max(30, int(2 * ctx.command_timeout))
+
+
+def revert_script(tool: str, ipv6_before: Mapping[str, str] | None = None) -> str:
+    """What undoes our change on the host (also what the dead-man timer runs). ``ipv6_before``: the
+    ``disable_ipv6`` values recorded before isolation on an iptables host without ip6tables."""
+    if tool == "nft":
+        return rules.NFT_RELEASE
+    text = rules.IPTABLES_RELEASE
+    if ipv6_before:
+        text += "; " + rules.ipv6_set_script(_ipv6_names(ipv6_before), ipv6_before)
+    return text
+
+
+def _ipv6_names(sysctls: Mapping[str, str]) -> list[str]:
+    """Interfaces whose disable_ipv6 the fallback sets, plus ``default`` (interfaces created later)."""
+    return rules.ipv6_interfaces(sysctls) + (["default"] if "default" in sysctls else [])
 
 
 def rule_summary(state: FirewallState) -> dict[str, Any]:
@@ -52,15 +77,29 @@ def rule_summary(state: FirewallState) -> dict[str, Any]:
         if state.nft_table is None:
             return {}
         return {c: v.get("rules", []) for c, v in state.nft_table.items()}
-    return {f"v{v}": state.ipt_chains.get(v, {}) for v in (4, 6) if state.ipt_chains.get(v)}
+    out: dict[str, Any] = {f"v{v}": state.ipt_chains.get(v, {}) for v in (4, 6) if state.ipt_chains.get(v)}
+    if state.ipv6_sysctls:
+        out["ipv6_disabled"] = {n: state.ipv6_sysctls[n] == "1" for n in rules.ipv6_interfaces(state.ipv6_sysctls)}
+    return out
+
+
+def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
+    if st.foreign:
+        raise Rejected(f"{', '.join(st.foreign)} already exists on {s.target.address} and is not the agent's (no "
+                       "ownership mark): refusing to replace or delete it; rename or remove it first",
+                       target=s.label, detail={"foreign": list(st.foreign)})
 
 
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     st = read_state(s)
-    data: dict[str, Any] = {"tool": st.tool, "ruleset": st.ruleset, "containment_present": st.present}
+    _refuse_foreign(st, s)
+    data: dict[str, Any] = {"tool": st.tool, "ruleset": st.ruleset, "containment_present": st.present,
+                            "token": deadman.new_token()}
     if st.tool != "nft":
         data["ruleset6"] = st.ruleset6
         data["ip6tables"] = st.has_ip6tables
+        if not st.has_ip6tables:
+            data["ipv6_sysctls"] = dict(st.ipv6_sysctls)
     return Snapshot(data)
 
 
@@ -79,59 +118,78 @@ def _check_own_path(st: FirewallState, a: IsolateArgs, s: SshSession) -> None:
     if st.agent_server_port is not None and st.agent_server_port != a.ssh_port:
         raise Rejected(f"the agent reached sshd on port {st.agent_server_port}, but ssh_port is {a.ssh_port}: "
                        "isolating would cut the agent off", target=s.label)
+    if st.tool != "nft" and not st.has_ip6tables and any(n.version == 6 for n in a.management):
+        raise Rejected("this host has no ip6tables, so IPv6 is blocked by switching it off, but a management "
+                       "address is IPv6: isolating would cut the agent off", target=s.label)
 
 
-def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, details: dict[str, Any]) -> list[str]:
-    """Arm the dead-man timer, then load the ruleset; return warnings. nft: both in one round trip."""
+def load_command(st: FirewallState, a: IsolateArgs, token: str, expect: str, ipv6_before: Mapping[str, str],
+                 priv_def: str, reload_rules: bool = True) -> tuple[str, str]:
+    """(command, stdin) that, under the host's lock, arms our timer (compare-and-swap on ``expect``) and loads
+    the ruleset. The ruleset is read from stdin *before* the lock is taken, so a dead network can never leave
+    the lock held by a half-received command."""
     if st.tool == "nft":
-        script = rules.NFT_LOAD
-        if a.confirm_seconds:
-            script = deadman.armed_or_exit(a.confirm_seconds, revert_script("nft")) + script
-        rc, out, err = s.run(script, input=rules.nft_script(a.management, a.ssh_port), timeout=20,
-                             what="arm dead-man timer and load the ruleset (nft -f -)")
-        if a.confirm_seconds:
-            details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out)}
-        if rc == deadman.ARM_FAILED_EXIT:
-            raise Rejected(f"the dead-man timer could not be armed on {s.target.address}; nothing was loaded: "
-                           f"{(err.strip() or out.strip())[-300:]}", target=s.label)
-        if rc != 0:
-            _undo_now(s, "nft")
-            raise Rejected(f"nft -f - (containment table) failed on {s.target.address} (exit {rc}): "
-                           f"{(err.strip() or out.strip())[-500:]}", target=s.label, detail={"exit_status": rc})
-        return []
+        stdin = rules.nft_script(a.management, a.ssh_port)
+        load = 'printf "%s\\n" "$rs" | ' + rules.NFT_LOAD if reload_rules else "true"
+    else:
+        parts = []
+        for version in (4, 6):
+            text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=())
+            parts.append(text.replace("COMMIT\n", ""))
+        stdin = parts[0] + "@@V6\n" + parts[1]
+        # Jumps are inserted only where ``iptables -C`` finds none (re-running -I blindly duplicates them, LAB.md).
+        load = ('b4=${rs%%@@V6*}; b6=${rs#*@@V6}; for t in iptables ip6tables; do '
+                'command -v $t >/dev/null 2>&1 || continue; if [ $t = iptables ]; then b=$b4; else b=$b6; fi; '
+                'j=; for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do bb=${p%%:*}; c=${p#*:}; '
+                'priv $t -w -C $bb -j $c 2>/dev/null || j="$j-I $bb 1 -j $c\n"; done; '
+                'printf "%s\\n${j}COMMIT\\n" "$b" | priv $t-restore -w --noflush || exit 95; done')
+        if not reload_rules:
+            load = "true"
+        if not st.has_ip6tables and ipv6_before:
+            names = _ipv6_names(ipv6_before)
+            load += "; " + rules.ipv6_set_script(names, dict.fromkeys(names, "1"))
+    body = load
     if a.confirm_seconds:
-        _, out, _ = s.run(deadman.arm_command(a.confirm_seconds, revert_script(st.tool)), timeout=15, check=True,
-                          what="arm dead-man timer")
-        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out)}
+        arm = deadman.arm_command(a.confirm_seconds, revert_script(st.tool, ipv6_before), token,
+                                  deadman.owner_id(), expect, priv_def)
+        body = arm + body
+    return "rs=$(cat) || exit 1; " + deadman.locked(body), stdin
+
+
+def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, expect: str,
+                  ipv6_before: Mapping[str, str], details: dict[str, Any], reload_rules: bool) -> bool:
+    """Arm + load in one round trip. Returns False when another run's timer appeared first (compare failed)."""
+    from connectors.ssh_linux.privilege import priv_definition
+
+    priv_def = priv_definition(s.privilege)
+    cmd, stdin = load_command(st, a, token, expect, ipv6_before, priv_def, reload_rules)
+    rc, out, err = s.run(cmd, input=stdin, timeout=20, what="arm dead-man timer and load the ruleset")
+    if rc == deadman.BUSY_EXIT:
+        return False
+    if a.confirm_seconds:
+        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out), "token": token}
+    text = (err.strip() or out.strip())[-500:]
+    if rc in (deadman.ARM_FAILED_EXIT, deadman.LOCK_EXIT):
+        raise Rejected(f"the dead-man timer could not be armed on {s.target.address}; nothing was loaded: {text}",
+                       target=s.label, detail={"exit_status": rc})
+    if rc != 0:
+        _undo_now(s, st.tool, token, a, ipv6_before)
+        raise Rejected(f"loading the containment ruleset ({st.tool}) failed on {s.target.address} (exit {rc}): "
+                       f"{text}", target=s.label, detail={"exit_status": rc})
+    return True
+
+
+def _undo_now(s: SshSession, tool: str, token: str, a: IsolateArgs, ipv6_before: Mapping[str, str]) -> bool:
+    """Best-effort immediate revert after a failed apply, only while the live timer is still ours (another run
+    may have taken the host over; its containment is not ours to remove). The timer stays as the backstop.
+    Returns True when the host confirmed the revert."""
     try:
-        return _load_iptables(s, a)
+        _, out, _ = s.run(deadman.undo_own_command(token, revert_script(tool, ipv6_before),
+                                                   timer_expected=bool(a.confirm_seconds)),
+                          timeout=10, what="revert after failure")
     except ConnectorError:
-        _undo_now(s, st.tool)
-        raise
-
-
-def _load_iptables(s: SshSession, a: IsolateArgs) -> list[str]:
-    _, out, _ = s.run(rules.IPTABLES_CHECK_JUMPS, timeout=15, what="iptables -C (existing jumps)")
-    warnings: list[str] = []
-    for version, tool in ((4, "iptables"), (6, "ip6tables")):
-        if f"{tool} absent" in out:
-            if version == 4:
-                raise Rejected("neither nft nor iptables is installed: cannot isolate", target=s.label)
-            warnings.append("ip6tables is not installed: IPv6 traffic is NOT blocked on this host")
-            continue
-        missing = [c for _, c, _ in rules.IPT_CHAINS if f"{tool} {c} missing" in out]
-        s.run(f"{tool}-restore -w --noflush", input=rules.iptables_restore(a.management, a.ssh_port, version,
-                                                                       missing),
-              timeout=20, check=True, what=f"{tool}-restore --noflush (containment chains)")
-    return warnings
-
-
-def _undo_now(s: SshSession, tool: str) -> None:
-    """Best-effort immediate revert after a failed apply (the armed timer stays as the backstop)."""
-    try:
-        s.run(revert_script(tool) + "; " + deadman.cancel_command(), timeout=15, what="revert after failure")
-    except ConnectorError:
-        pass
+        return False
+    return "DEADMAN_UNDONE=yes" in out
 
 
 def _cut_and_read(s: SshSession, a: IsolateArgs, details: dict[str, Any], warnings: list[str]) -> FirewallState:
@@ -150,41 +208,101 @@ def _cut_and_read(s: SshSession, a: IsolateArgs, details: dict[str, Any], warnin
     return after
 
 
+def _may_take_over(timer: deadman.TimerRecord, lease: int) -> bool:
+    return deadman.owner_is_dead(timer.owner) or timer.age > lease
+
+
+def _loaded_in_doubt(s: SshSession, a: IsolateArgs, exc: ConnectorError, when: str) -> Timeout:
+    """The ruleset is (probably) loaded but the run lost the host: say what state it is in and when it reverts."""
+    revert = (f"the host's dead-man timer removes the isolation by itself about {a.confirm_seconds} s after it "
+              "was armed unless a later run confirms it" if a.confirm_seconds else
+              "no dead-man timer was armed: the isolation stays until released")
+    return Timeout(f"in doubt: the containment ruleset was loaded on {s.target.address} but the connection was "
+                   f"lost {when} ({exc.message}); {revert}. Re-run contain to confirm it, or release",
+                   target=s.label, detail={"in_doubt": True, "confirm_seconds": a.confirm_seconds})
+
+
 def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
     a = isolate_args(args, s.ctx)
-    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
-    problems = judge(st, a.management, a.ssh_port)
+    token = str(snap.data.get("token") or deadman.new_token())
+    ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
     mgmt = [rules.net_text(n) for n in a.management]
-    if not problems:
-        return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied",
-                            details={"tool": st.tool, "management": mgmt, "ssh_port": a.ssh_port})
-    _check_own_path(st, a, s)
-    details: dict[str, Any] = {"tool": st.tool, "management": mgmt, "ssh_port": a.ssh_port}
-    warnings = _arm_and_load(s, st, a, details)
+    details: dict[str, Any] = {"tool": "", "management": mgmt, "ssh_port": a.ssh_port}
+    lease = lease_seconds(s.ctx)
+    deadline = time.monotonic() + lease + 10
+    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
+    waited = False
+    while True:
+        _refuse_foreign(st, s)
+        details["tool"] = st.tool
+        if st.tool != "nft" and not st.has_ip6tables and not ipv6_before:
+            ipv6_before = dict(st.ipv6_sysctls)
+        timer, expect, took_over = st.timer, "", ""
+        if timer is not None and timer.token != token:
+            if not _may_take_over(timer, lease):
+                if time.monotonic() > deadline:
+                    raise Rejected(f"another run ({timer.owner}) keeps an unconfirmed isolation of "
+                                   f"{s.target.address} in flight; its timer reverts it in {timer.remaining} s",
+                                   target=s.label)
+                waited = True
+                time.sleep(_POLL)
+                st = read_state(s)
+                continue
+            expect, took_over = timer.token, timer.owner
+        elif timer is not None:
+            expect = token  # our own timer from an interrupted attempt (the token is journaled in the snapshot)
+        problems = judge(st, a.management, a.ssh_port)
+        if not problems and (timer is None or not a.confirm):
+            note = " (after waiting for another run to confirm it)" if waited else ""
+            return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied{note}", details=details)
+        _check_own_path(st, a, s)
+        if _arm_and_load(s, st, a, token, expect, ipv6_before, details, reload_rules=bool(problems)):
+            break
+        waited = True
+        st = read_state(s)
+    if took_over or expect == token:
+        details["took_over"] = {"owner": took_over or "this action (interrupted earlier)",
+                                "token": expect, "reason": "owner gone or lease expired"}
+    warnings: list[str] = []
     cancel = bool(a.confirm and a.confirm_seconds)
-    confirmation = FreshConfirmation(s, cancel_timer=cancel).start()
+    confirmation = FreshConfirmation(s, command=deadman.confirm_command(token) if cancel else "true").start()
     try:
         after = _cut_and_read(s, a, details, warnings)
+    except ConnectorError as exc:
+        confirmation.abandon()
+        if not _undo_now(s, st.tool, token, a, ipv6_before) and exc.transient:
+            raise _loaded_in_doubt(s, a, exc, "while reading the rules back") from exc
+        raise
     except BaseException:
         confirmation.abandon()
-        _undo_now(s, st.tool)
+        _undo_now(s, st.tool, token, a, ipv6_before)
         raise
     problems = judge(after, a.management, a.ssh_port)
     if problems:
         confirmation.abandon()
-        _undo_now(s, st.tool)
+        _undo_now(s, st.tool, token, a, ipv6_before)
         raise VerifyFailed(f"isolation rules read back wrong, reverted: {'; '.join(problems)[:600]}",
                            target=s.label)
     details["rules"] = rule_summary(after)
     try:
         out = confirmation.finish(proceed=True)
     except ConnectorError as exc:
-        _undo_now(s, st.tool)
+        if not _undo_now(s, st.tool, token, a, ipv6_before) and exc.transient:
+            raise _loaded_in_doubt(s, a, exc, "while confirming through a fresh connection") from exc
         raise VerifyFailed(f"isolation applied but a fresh management connection failed ({exc.message}); the "
                            "rules were removed again", target=s.label) from exc
     details["fresh_connection"] = "ok"
     if cancel:
-        details["deadman"]["cancelled"] = deadman.parse_cancel(out) is not None
+        outcome, who = deadman.parse_confirm(out)
+        details["deadman"]["confirm"] = outcome
+        details["deadman"]["cancelled"] = outcome == "confirmed"
+        if outcome == "other":
+            raise VerifyFailed(f"another run ({who}) took this host's isolation over before it was confirmed; its "
+                               "dead-man timer decides now (in doubt until it confirms)", target=s.label,
+                               detail={"in_doubt": True})
+        if outcome != "confirmed":
+            warnings.append("our dead-man timer was already gone when confirming (another run confirmed or "
+                            "released in between); verify reads the real state")
     cut = details.get("cut", {})
     summary = (f"isolated with {st.tool}; only tcp/{a.ssh_port} with {', '.join(mgmt)} remains; "
                f"{cut.get('sockets_killed_count', 0)} live socket(s) cut, "
@@ -192,6 +310,10 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     summary += ("dead-man timer cancelled after a fresh connection" if cancel else
                 f"dead-man timer left ARMED: the host reverts in {a.confirm_seconds} s" if a.confirm_seconds else
                 "no dead-man timer")
+    if took_over:
+        summary += f"; completed an unconfirmed isolation left by {took_over}"
+    if ipv6_before and st.tool != "nft":
+        summary += "; IPv6 switched off (no ip6tables on this host)"
     return ActionResult(True, summary, details=details, warnings=warnings)
 
 
@@ -201,10 +323,20 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
     problems = judge(st, a.management, a.ssh_port)
     observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),
                                 "deadman_armed_pid": st.deadman_pid}
+    if st.timer is not None:
+        observed["deadman"] = {"owner": st.timer.owner, "reverts_in_seconds": st.timer.remaining,
+                               "token": st.timer.token}
     if st.deadman_reverted_at:
         observed["deadman_reverted_at"] = st.deadman_reverted_at
     if st.tool != "nft" and not st.has_ip6tables:
-        observed["ipv6"] = "ip6tables missing: IPv6 not filtered"
+        observed["ipv6"] = ("ip6tables missing: IPv6 switched off per interface" if not st.ipv6_open else
+                            f"ip6tables missing: IPv6 open on {', '.join(st.ipv6_open)}")
+    if st.foreign:
+        observed["foreign"] = st.foreign
+    if not problems and st.timer is not None and a.confirm:
+        observed["problems"] = ["unconfirmed: a dead-man timer is armed"]
+        return Verification(False, f"isolation rules loaded but NOT confirmed: the dead-man timer of "
+                                   f"{st.timer.owner} lifts them in {st.timer.remaining} s", observed)
     if not problems:
         return Verification(True, f"isolated ({st.tool}): only tcp/{a.ssh_port} with "
                                   f"{', '.join(rules.net_text(n) for n in a.management)}", observed)
@@ -220,10 +352,15 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
 
 def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
     st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
-    if not st.present:
-        s.run(deadman.cancel_command(), timeout=10, what="cancel dead-man timer")
-        return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
-    _, after = run_then_read(s, f"{revert_script(st.tool)}; {deadman.cancel_command()}",
+    _refuse_foreign(st, s)
+    ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
+    ipv6_changed = any(st.ipv6_sysctls.get(n) != ipv6_before[n] for n in _ipv6_names(ipv6_before))
+    if not st.present and not ipv6_changed:
+        if st.timer is None:
+            return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
+        s.run(deadman.locked(deadman.cancel_any_command()), timeout=10, what="cancel dead-man timer")
+        return ActionResult(False, "not isolated; cancelled a pending dead-man timer", details={"tool": st.tool})
+    _, after = run_then_read(s, deadman.locked(deadman.cancel_any_command() + revert_script(st.tool, ipv6_before)),
                              what="remove containment rules and read the ruleset back")
     if after.present:
         raise VerifyFailed(f"containment rules still present after release: {rule_summary(after)}",
@@ -239,6 +376,24 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
     if diff:
         raise VerifyFailed("ruleset after release differs from the snapshot: " + " | ".join(diff)[:900],
                            target=s.label, detail={"diff": diff})
-    details["ruleset_equal_to_snapshot"] = True
+    warnings: list[str] = []
+    if after.tool != "nft":
+        empty = [f"ip {t}" for t in empty_tables_added(snap.data["ruleset"], after.ruleset)]
+        if snap.data.get("ip6tables", True):
+            empty += [f"ip6 {t}" for t in empty_tables_added(snap.data.get("ruleset6", ""), after.ruleset6)]
+        if empty:
+            details["empty_tables_left"] = empty
+            warnings.append(f"iptables-nft created empty table(s) {', '.join(empty)} (no rules, ACCEPT policies: "
+                            "they filter nothing) that were absent before; no iptables command can delete them "
+                            "(`nft delete table ...` where nft is installed)")
+    if ipv6_before:
+        details["ipv6_restored"] = {n: after.ipv6_sysctls.get(n) for n in rules.ipv6_interfaces(ipv6_before)}
+        wrong = [n for n, v in details["ipv6_restored"].items() if v != ipv6_before.get(n)]
+        if wrong:
+            raise VerifyFailed(f"disable_ipv6 not restored on {', '.join(wrong)}", target=s.label)
+    details["ruleset_equal_to_snapshot"] = not warnings
     details["normalised_lines"] = len(normalise(after.ruleset).splitlines())
-    return ActionResult(True, f"released ({after.tool}); ruleset equals the snapshot", details=details)
+    summary = f"released ({after.tool}); ruleset equals the snapshot"
+    if warnings:
+        summary += f" except empty table(s) {', '.join(details['empty_tables_left'])} left by iptables-nft"
+    return ActionResult(True, summary, details=details, warnings=warnings)

@@ -9,7 +9,9 @@ already-open session alive). Inputs are parsed :mod:`ipaddress` networks and an 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+import shlex
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.ssh_linux.validation import Network
@@ -19,24 +21,35 @@ __all__ = [
     "IPTABLES_CHECK_JUMPS",
     "IPTABLES_RELEASE",
     "IPT_CHAINS",
+    "IPT_MARK",
     "ND_TYPES",
     "NFT_LOAD",
     "NFT_RELEASE",
+    "OWNER_MARK",
     "PRIORITY",
     "TABLE",
+    "TABLE_NAME",
     "iptables_expected",
     "iptables_restore",
+    "ipv6_interfaces",
+    "ipv6_set_script",
     "net_text",
     "nft_expected",
     "nft_script",
     "nft_summary",
 ]
 
-TABLE = "inet containment"
+# A name nobody else uses by accident, and an ownership mark inside it: a table of this name *without* the mark is
+# someone else's and is refused, never replaced or deleted (issue 14 finding 4). nft 1.0.6 prints table comments
+# in ``nft list`` but not in its JSON, so the mark is read from the text listing.
+TABLE_NAME = "containment_agent"
+TABLE = f"inet {TABLE_NAME}"
+OWNER_MARK = "containment-agent: host isolation; lifted by agent release"
+IPT_MARK = "containment-agent"  # every rule of our iptables chains carries ``-m comment --comment`` with this
 CHAINS = ("input", "output", "forward")
 PRIORITY = -10
 # (builtin chain, our chain, direction): inbound matches source + dport, outbound destination + sport.
-IPT_CHAINS = (("INPUT", "CONTAIN_IN", "in"), ("OUTPUT", "CONTAIN_OUT", "out"), ("FORWARD", "CONTAIN_FWD", "fwd"))
+IPT_CHAINS = (("INPUT", "CAGENT_IN", "in"), ("OUTPUT", "CAGENT_OUT", "out"), ("FORWARD", "CAGENT_FWD", "fwd"))
 ND_TYPES = ("nd-neighbor-solicit", "nd-neighbor-advert")
 
 
@@ -62,7 +75,7 @@ def nft_expected(mgmt: Sequence[Network], port: int) -> dict[str, list[str]]:
 def nft_script(mgmt: Sequence[Network], port: int) -> str:
     """One atomic ``nft -f -`` batch: create-if-missing, delete, then the whole table (nft 1.0.6 has no destroy)."""
     expected = nft_expected(mgmt, port)
-    lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{"]
+    lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{", f'\tcomment "{OWNER_MARK}"']
     for chain in CHAINS:
         lines.append(f"\tchain {chain} {{")
         lines.append(f"\t\ttype filter hook {chain} priority {PRIORITY}; policy drop;")
@@ -121,19 +134,20 @@ def nft_summary(listing: dict[str, Any]) -> dict[str, Any]:
 def iptables_expected(mgmt: Sequence[Network], port: int, version: int) -> dict[str, list[str]]:
     """Our chains' rules exactly as ``iptables-save``/``iptables -S`` print them, per chain."""
     nets = [n for n in mgmt if n.version == version]
+    m = f"-m comment --comment {IPT_MARK}"
     return {
-        "CONTAIN_IN": ["-A CONTAIN_IN -i lo -j ACCEPT"]
-        + [f"-A CONTAIN_IN -s {n} -p tcp -m tcp --dport {port} -j ACCEPT" for n in nets]
-        + ["-A CONTAIN_IN -j DROP"],
-        "CONTAIN_OUT": ["-A CONTAIN_OUT -o lo -j ACCEPT"]
-        + [f"-A CONTAIN_OUT -d {n} -p tcp -m tcp --sport {port} -j ACCEPT" for n in nets]
-        + ["-A CONTAIN_OUT -j DROP"],
-        "CONTAIN_FWD": ["-A CONTAIN_FWD -j DROP"],
+        "CAGENT_IN": [f"-A CAGENT_IN -i lo {m} -j ACCEPT"]
+        + [f"-A CAGENT_IN -s {n} -p tcp -m tcp --dport {port} {m} -j ACCEPT" for n in nets]
+        + [f"-A CAGENT_IN {m} -j DROP"],
+        "CAGENT_OUT": [f"-A CAGENT_OUT -o lo {m} -j ACCEPT"]
+        + [f"-A CAGENT_OUT -d {n} -p tcp -m tcp --sport {port} {m} -j ACCEPT" for n in nets]
+        + [f"-A CAGENT_OUT {m} -j DROP"],
+        "CAGENT_FWD": [f"-A CAGENT_FWD {m} -j DROP"],
     }
 
 
 def iptables_restore(mgmt: Sequence[Network], port: int, version: int,
-                     missing_jumps: Sequence[str] = ("CONTAIN_IN", "CONTAIN_OUT", "CONTAIN_FWD")) -> str:
+                     missing_jumps: Sequence[str] = ("CAGENT_IN", "CAGENT_OUT", "CAGENT_FWD")) -> str:
     """``iptables-restore --noflush`` text: (re)declare our chains (which flushes them), fill them, and insert
     the jumps at position 1 only for the chains in ``missing_jumps`` (``iptables -C`` said they are absent;
     re-running ``-I`` blindly duplicates jumps, LAB.md)."""
@@ -147,17 +161,39 @@ def iptables_restore(mgmt: Sequence[Network], port: int, version: int,
 
 
 # Removes only our jumps (in a loop: a duplicated jump must not survive) and our chains, for both families.
-# Static text: also the dead-man timer's revert on iptables hosts.
+# Static text: also the dead-man timer's revert on iptables hosts. Privileged commands go through ``priv``
+# (:mod:`.privilege`).
 IPTABLES_RELEASE = (
     "for t in iptables ip6tables; do command -v $t >/dev/null 2>&1 || continue; "
-    "for p in INPUT:CONTAIN_IN OUTPUT:CONTAIN_OUT FORWARD:CONTAIN_FWD; do b=${p%%:*}; c=${p#*:}; "
-    "n=0; while $t -w -C $b -j $c 2>/dev/null && [ $n -lt 100 ]; do $t -w -D $b -j $c; n=$((n+1)); done; "
-    "$t -w -F $c 2>/dev/null; $t -w -X $c 2>/dev/null; done; done; true")
-NFT_RELEASE = f"nft delete table {TABLE}"
-NFT_LOAD = "nft -f -"  # the ruleset (:func:`nft_script`) travels on stdin, never on a command line
+    "for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do b=${p%%:*}; c=${p#*:}; "
+    "n=0; while priv $t -w -C $b -j $c 2>/dev/null && [ $n -lt 100 ]; do priv $t -w -D $b -j $c; n=$((n+1)); "
+    "done; priv $t -w -F $c 2>/dev/null; priv $t -w -X $c 2>/dev/null; done; done; true")
+NFT_RELEASE = f"priv nft delete table {TABLE}"
+NFT_LOAD = "priv nft -f -"  # the ruleset (:func:`nft_script`) travels on stdin, never on a command line
 # Checks which jumps exist (``iptables -C``) so the restore inserts only the missing ones.
 IPTABLES_CHECK_JUMPS = (
     "for t in iptables ip6tables; do command -v $t >/dev/null 2>&1 || { echo \"$t absent\"; continue; }; "
-    "for p in INPUT:CONTAIN_IN OUTPUT:CONTAIN_OUT FORWARD:CONTAIN_FWD; do b=${p%%:*}; c=${p#*:}; "
-    "if $t -w -C $b -j $c 2>/dev/null; then echo \"$t $c present\"; else echo \"$t $c missing\"; fi; "
+    "for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do b=${p%%:*}; c=${p#*:}; "
+    "if priv $t -w -C $b -j $c 2>/dev/null; then echo \"$t $c present\"; else echo \"$t $c missing\"; fi; "
     "done; done")
+
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def ipv6_interfaces(sysctls: Mapping[str, str]) -> list[str]:
+    """Interfaces whose IPv6 the fallback switches off: every one but ``lo`` (``::1`` stays), ``all`` (writing it
+    would switch lo off too, ip-sysctl.txt) and names a shell or sysctl could misread; plus ``default`` so an
+    interface created later starts without IPv6."""
+    return [n for n in sorted(sysctls) if n not in ("lo", "all") and _IFNAME.fullmatch(n) and n not in (".", "..")]
+
+
+def ipv6_set_script(names: Sequence[str], values: Mapping[str, str]) -> str:
+    """``sysctl -qw net/ipv6/conf/<if>/disable_ipv6=<v>`` per interface. The slash form keeps dots in interface
+    names (VLANs, ``eth0.100``) literal: sysctl(8) "the '/' separator is also accepted in place of a '.'"."""
+    parts = []
+    for name in names:
+        value = values[name]
+        if not _IFNAME.fullmatch(name) or value not in ("0", "1"):
+            raise ValueError(f"refusing sysctl for interface {name!r} value {value!r}")
+        parts.append(f"priv sysctl -qw {shlex.quote(f'net/ipv6/conf/{name}/disable_ipv6={value}')}")
+    return "; ".join(parts) if parts else "true"

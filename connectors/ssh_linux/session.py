@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from connectors.errors import AuthError, Rejected, Timeout
 from connectors.ssh_linux import hostkeys
+from connectors.ssh_linux.privilege import Privilege, parse_privilege, prelude
 from connectors.ssh_linux.errormap import mapped
 from connectors.types import ConnectorContext, Credentials, Target
 
@@ -38,6 +39,8 @@ class SshSession:
         self.port = port
         self.trusted_new_key = trusted_new_key
         self.host_fingerprint = hostkeys.fingerprint(transport.get_remote_server_key().asbytes())
+        self.privilege: Privilege = parse_privilege(target.options)
+        self._prelude = _ENV + prelude(self.privilege)
         self.commands = 0  # commands run so far: a remembered read is only reused if nothing ran after it
         self.remembered: tuple[float, int, Any] | None = None  # (monotonic time, commands, value)
 
@@ -52,6 +55,7 @@ class SshSession:
         ``input`` goes to the command's stdin (rulesets travel this way, never on the command line).
         ``timeout`` bounds the whole command; exceeding it raises :class:`Timeout` (outcome unknown).
         ``check=True`` raises :class:`Rejected` on a non-zero exit status, naming ``what``.
+        Every command starts with the fixed environment and :func:`~.privilege.prelude` (``priv``, ``D``).
         """
         limit = self.ctx.command_timeout if timeout is None else timeout
         what = what or cmd.split(" ", 1)[0]
@@ -59,7 +63,7 @@ class SshSession:
         with mapped(self.label, what):
             chan = self.transport.open_session(timeout=limit)
             try:
-                chan.exec_command(_ENV + cmd)
+                chan.exec_command(self._prelude + cmd)
                 if input is not None:
                     chan.sendall(input.encode())
                 chan.shutdown_write()

@@ -19,19 +19,32 @@ from connectors.ssh_linux import deadman, rules
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.validation import Network
 
-__all__ = ["STATE_SCRIPT", "FirewallState", "judge", "normalise", "parse_state", "read_state", "ruleset_diff",
-           "run_then_read", "then_read_script"]
+__all__ = [
+    "STATE_SCRIPT",
+    "FirewallState",
+    "empty_tables_added",
+    "judge",
+    "nft_table_is_ours",
+    "normalise",
+    "parse_state",
+    "read_state",
+    "ruleset_diff",
+    "run_then_read",
+    "then_read_script",
+]
 
 STATE_SCRIPT = (
     deadman.status_command() + "; "
     'echo "@@SSH $SSH_CONNECTION"; '
     "if command -v nft >/dev/null 2>&1; then echo '@@TOOL nft'; echo '@@RULESET'; "
-    "nft list ruleset 2>&1 || echo '@@FAILED nft list ruleset'; "
-    f"echo '@@TABLE'; nft -j list table {rules.TABLE} 2>/dev/null; "
-    "else echo '@@TOOL iptables'; echo '@@RULESET'; iptables-save 2>&1 || echo '@@FAILED iptables-save'; "
+    "priv nft list ruleset 2>&1 || echo '@@FAILED nft list ruleset'; "
+    f"echo '@@TABLE'; priv nft -j list table {rules.TABLE} 2>/dev/null; "
+    "else echo '@@TOOL iptables'; echo '@@RULESET'; priv iptables-save 2>&1 || echo '@@FAILED iptables-save'; "
     "if command -v ip6tables-save >/dev/null 2>&1; then echo '@@RULESET6'; "
-    "ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
-    "else echo '@@NO_IP6TABLES'; fi; fi; true")
+    "priv ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
+    "else echo '@@NO_IP6TABLES'; echo '@@IPV6'; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do "
+    '[ -r "$f" ] || continue; n=${f#/proc/sys/net/ipv6/conf/}; n=${n%/disable_ipv6}; v=; read -r v < "$f"; '
+    'echo "$n $v"; done; fi; fi; true')
 
 
 @dataclass
@@ -47,15 +60,30 @@ class FirewallState:
     ipt_jumps: dict[int, dict[str, list[int]]] = field(default_factory=dict)   # version -> chain -> positions
     agent_source: str = ""
     agent_server_port: int | None = None
-    deadman_pid: int | None = None
+    timer: deadman.TimerRecord | None = None            # a live dead-man timer (any run's)
     deadman_reverted_at: str = ""
+    foreign: list[str] = field(default_factory=list)   # our table/chain names held by something that is not ours
+    ipv6_sysctls: dict[str, str] = field(default_factory=dict)  # iptables without ip6tables: if -> disable_ipv6
     failed: str = ""
+
+    @property
+    def deadman_pid(self) -> int | None:
+        return self.timer.pid if self.timer else None
+
+    @property
+    def ipv6_open(self) -> list[str]:
+        """iptables hosts without ip6tables: interfaces that still pass IPv6 (empty when IPv6 is absent)."""
+        if self.tool == "nft" or self.has_ip6tables:
+            return []
+        return [n for n in rules.ipv6_interfaces(self.ipv6_sysctls) if self.ipv6_sysctls[n] != "1"]
 
     @property
     def present(self) -> bool:
         """Any trace of our isolation (table, chain or jump) is on the host."""
         if self.tool == "nft":
-            return self.nft_table is not None
+            return self.nft_table is not None and not self.foreign
+        if self.foreign:
+            return False
         return any(self.ipt_chains.get(v) or any(self.ipt_jumps.get(v, {}).values()) for v in (4, 6))
 
 
@@ -94,7 +122,7 @@ def _parse_save(text: str) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
             position[chain] = position.get(chain, 0) + 1
             if chain in ours:
                 chains.setdefault(chain, []).append(line)
-            m = re.fullmatch(r"-A (INPUT|OUTPUT|FORWARD) -j (CONTAIN_IN|CONTAIN_OUT|CONTAIN_FWD)", line)
+            m = re.fullmatch(r"-A (INPUT|OUTPUT|FORWARD) -j (CAGENT_IN|CAGENT_OUT|CAGENT_FWD)", line)
             if m:
                 jumps[m.group(2)].append(position[chain])
     return chains, jumps
@@ -110,9 +138,8 @@ def parse_state(out: str) -> FirewallState:
     if len(ssh) == 4:
         state.agent_source = ssh[0]
         state.agent_server_port = int(ssh[3]) if ssh[3].isdigit() else None
-    pid = fields.get("DEADMAN_PID", "").strip()
-    state.deadman_pid = int(pid) if pid.isdigit() else None
-    state.deadman_reverted_at = fields.get("DEADMAN_REVERTED", "").strip()
+    state.timer = deadman.parse_status(sec.get("_", ""))
+    state.deadman_reverted_at = fields.get("DEADMAN_REVERTED", "").strip().split(" ")[0]
     if state.tool == "nft":
         table = sec.get("TABLE", "").strip()
         if table:
@@ -120,12 +147,31 @@ def parse_state(out: str) -> FirewallState:
                 state.nft_table = rules.nft_summary(json.loads(table))
             except (ValueError, KeyError, TypeError):
                 state.nft_table = {"unparsable": table[:200]}
+            if not nft_table_is_ours(state.ruleset):
+                state.foreign.append(f"nft table {rules.TABLE}")
     else:
         state.ruleset6 = sec.get("RULESET6", "")
         state.has_ip6tables = "NO_IP6TABLES" not in sec
         for version, text in ((4, state.ruleset), (6, state.ruleset6)):
             state.ipt_chains[version], state.ipt_jumps[version] = _parse_save(text)
+            tool = "iptables" if version == 4 else "ip6tables"
+            for chain, lines in state.ipt_chains[version].items():
+                if not lines or any(f"--comment {rules.IPT_MARK} " not in f"{ln} " for ln in lines):
+                    state.foreign.append(f"{tool} chain {chain}")
+        for line in sec.get("IPV6", "").splitlines():
+            name, _, value = line.strip().partition(" ")
+            if name:
+                state.ipv6_sysctls[name] = value.strip()
     return state
+
+
+def nft_table_is_ours(ruleset: str) -> bool:
+    """Our table (by name) in ``nft list ruleset`` text carries :data:`rules.OWNER_MARK` as its comment."""
+    lines = ruleset.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f"table {rules.TABLE} {{":
+            return i + 1 < len(lines) and lines[i + 1].strip() == f'comment "{rules.OWNER_MARK}"'
+    return False
 
 
 _STATE_MARK = "@@@STATE"  # separates the state sections from the output of commands run before them
@@ -170,6 +216,8 @@ def _checked_state(session: SshSession, out: str) -> FirewallState:
 def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]:
     """Differences between the host and the expected isolation; empty means fully in effect."""
     problems: list[str] = []
+    if state.foreign:
+        return [f"{name} exists but is not the agent's (no ownership mark)" for name in state.foreign]
     if state.tool == "nft":
         if state.nft_table is None:
             return [f"table {rules.TABLE} absent"]
@@ -198,6 +246,8 @@ def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]
                 problems.append(f"{tool} {chain}: {chains.get(chain)} != expected {expected[chain]}")
             if jumps.get(chain) != [1]:
                 problems.append(f"{tool} {builtin}: jump to {chain} at positions {jumps.get(chain)} (expected [1])")
+    problems += [f"IPv6 still enabled on {name} (no ip6tables: IPv6 is blocked by disable_ipv6)"
+                 for name in state.ipv6_open]
     return problems
 
 
@@ -205,10 +255,11 @@ _NFT_COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 _IPT_COUNTS = re.compile(r"\[\d+:\d+\]")
 
 
-def normalise(ruleset: str) -> str:
+def normalise(ruleset: str, *, keep_empty_tables: bool = False) -> str:
     """Ruleset text without what changes by itself: packet counters, ``#`` comment lines of iptables-save, and
-    iptables tables holding no rules and only ACCEPT policies (iptables-nft creates those on first use; an
-    absent table and such an empty one filter the same)."""
+    (unless ``keep_empty_tables``) iptables tables holding no rules and only ACCEPT policies (iptables-nft creates
+    those on first use; an absent table and such an empty one filter the same, but they are not the same ruleset:
+    release reports them, see :func:`empty_tables_added`)."""
     out: list[str] = []
     block: list[str] = []
     for raw in ruleset.splitlines():
@@ -223,12 +274,21 @@ def normalise(ruleset: str) -> str:
             if line == "COMMIT":
                 body = block[1:-1]
                 inert = all(b.startswith(":") and b.split()[1] in ("ACCEPT", "-") for b in body)
-                if not inert:
+                if keep_empty_tables or not inert:
                     out.extend(block)
                 block = []
             continue
         out.append(line)
     return "\n".join(out).strip()
+
+
+def empty_tables_added(before: str, after: str) -> list[str]:
+    """iptables tables (``*filter``...) that are in ``after`` but not in ``before`` and hold nothing: what
+    iptables-nft leaves behind on first use and no iptables command can delete (only ``nft delete table``)."""
+    def tables(text: str) -> set[str]:
+        return {ln[1:].strip() for ln in normalise(text, keep_empty_tables=True).splitlines() if ln.startswith("*")}
+    kept = {ln[1:].strip() for ln in normalise(after).splitlines() if ln.startswith("*")}
+    return sorted(tables(after) - tables(before) - kept)
 
 
 def ruleset_diff(before: str, after: str, limit: int = 40) -> list[str]:

@@ -35,8 +35,8 @@ def kill_script(user: UserName) -> str:
               'if [ "$uid" = "$(id -u)" ]; then echo "@@REFUSED self"; exit 0; fi; '
               'echo "@@BEFORE"; ps -o pid=,user=,args= -U "$uid" 2>/dev/null; '
               'echo "@@LOGINCTL"; if command -v loginctl >/dev/null 2>&1; then '
-              'loginctl terminate-user "$uid" 2>&1; echo "rc=$?"; else echo "absent"; fi; '
-              'echo "@@PKILL"; pkill -KILL -U "$uid"; echo "rc=$?"; pkill -KILL -u "$uid"; '
+              'priv loginctl terminate-user "$uid" 2>&1; echo "rc=$?"; else echo "absent"; fi; '
+              'echo "@@PKILL"; priv pkill -KILL -U "$uid"; echo "rc=$?"; priv pkill -KILL -u "$uid"; '
               'i=0; while ps -o stat= -U "$uid" | grep -qv "^Z" && [ $i -lt 25 ]; do sleep 0.04; i=$((i+1)); done; '
               'echo "@@AFTER"; ps -o pid=,stat=,args= -U "$uid" 2>/dev/null; true')
 

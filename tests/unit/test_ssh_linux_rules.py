@@ -11,9 +11,10 @@ from connectors.ssh_linux.validation import parse_management
 
 MGMT = parse_management(["10.77.0.10", "fd00::10"])
 
-GOLDEN_NFT = """table inet containment
-delete table inet containment
-table inet containment {
+GOLDEN_NFT = """table inet containment_agent
+delete table inet containment_agent
+table inet containment_agent {
+\tcomment "containment-agent: host isolation; lifted by agent release"
 \tchain input {
 \t\ttype filter hook input priority -10; policy drop;
 \t\tiif "lo" accept
@@ -35,26 +36,26 @@ table inet containment {
 """
 
 GOLDEN_IPT4 = """*filter
-:CONTAIN_IN - [0:0]
-:CONTAIN_OUT - [0:0]
-:CONTAIN_FWD - [0:0]
--A CONTAIN_IN -i lo -j ACCEPT
--A CONTAIN_IN -s 10.77.0.10/32 -p tcp -m tcp --dport 2222 -j ACCEPT
--A CONTAIN_IN -j DROP
--A CONTAIN_OUT -o lo -j ACCEPT
--A CONTAIN_OUT -d 10.77.0.10/32 -p tcp -m tcp --sport 2222 -j ACCEPT
--A CONTAIN_OUT -j DROP
--A CONTAIN_FWD -j DROP
--I INPUT 1 -j CONTAIN_IN
--I OUTPUT 1 -j CONTAIN_OUT
--I FORWARD 1 -j CONTAIN_FWD
+:CAGENT_IN - [0:0]
+:CAGENT_OUT - [0:0]
+:CAGENT_FWD - [0:0]
+-A CAGENT_IN -i lo -m comment --comment containment-agent -j ACCEPT
+-A CAGENT_IN -s 10.77.0.10/32 -p tcp -m tcp --dport 2222 -m comment --comment containment-agent -j ACCEPT
+-A CAGENT_IN -m comment --comment containment-agent -j DROP
+-A CAGENT_OUT -o lo -m comment --comment containment-agent -j ACCEPT
+-A CAGENT_OUT -d 10.77.0.10/32 -p tcp -m tcp --sport 2222 -m comment --comment containment-agent -j ACCEPT
+-A CAGENT_OUT -m comment --comment containment-agent -j DROP
+-A CAGENT_FWD -m comment --comment containment-agent -j DROP
+-I INPUT 1 -j CAGENT_IN
+-I OUTPUT 1 -j CAGENT_OUT
+-I FORWARD 1 -j CAGENT_FWD
 COMMIT
 """
 
 # What `nft -j list table inet containment` printed for GOLDEN_NFT on nftables 1.0.6 (handles trimmed).
 NFT_JSON = {"nftables": [
-    {"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "containment"}},
-    {"chain": {"family": "inet", "table": "containment", "name": "input", "type": "filter", "hook": "input",
+    {"metainfo": {"version": "1.0.6"}}, {"table": {"family": "inet", "name": "containment_agent"}},
+    {"chain": {"family": "inet", "table": "containment_agent", "name": "input", "type": "filter", "hook": "input",
                "prio": -10, "policy": "drop"}},
     {"rule": {"chain": "input", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "lo"}},
                                          {"accept": None}]}},
@@ -71,9 +72,9 @@ NFT_JSON = {"nftables": [
         {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "fd00::10"}},
         {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
         {"accept": None}]}},
-    {"chain": {"family": "inet", "table": "containment", "name": "output", "type": "filter", "hook": "output",
+    {"chain": {"family": "inet", "table": "containment_agent", "name": "output", "type": "filter", "hook": "output",
                "prio": -10, "policy": "drop"}},
-    {"chain": {"family": "inet", "table": "containment", "name": "forward", "type": "filter", "hook": "forward",
+    {"chain": {"family": "inet", "table": "containment_agent", "name": "forward", "type": "filter", "hook": "forward",
                "prio": -10, "policy": "drop"}},
 ]}
 
@@ -81,7 +82,7 @@ NFT_JSON = {"nftables": [
 def _nft_state(listing: dict[str, object] | None) -> str:
     table = json.dumps(listing) if listing else ""
     return (f"DEADMAN_PID=\nDEADMAN_REVERTED=\n@@SSH 10.77.0.10 50000 10.77.0.20 22\n@@TOOL nft\n@@RULESET\n"
-            f"table inet containment {{\n}}\n@@TABLE\n{table}\n")
+            f"table inet containment_agent {{\n\tcomment \"{rules.OWNER_MARK}\"\n}}\n@@TABLE\n{table}\n")
 
 
 class TestNftRuleset:
@@ -143,18 +144,18 @@ class TestJudgement:
     def test_absent_table(self) -> None:
         """No table at all: not present, one clear problem."""
         state = parse_state(_nft_state(None))
-        assert not state.present and judge(state, MGMT, 22) == ["table inet containment absent"]
+        assert not state.present and judge(state, MGMT, 22) == ["table inet containment_agent absent"]
 
     def test_iptables_duplicate_jump_is_a_problem(self) -> None:
         """A jump inserted twice (the LAB.md pitfall) is reported, not accepted."""
         chains = rules.iptables_expected(MGMT, 22, 4)
-        save = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j CONTAIN_IN\n-A INPUT -j CONTAIN_IN\n"
-                "-A OUTPUT -j CONTAIN_OUT\n-A FORWARD -j CONTAIN_FWD\n"
+        save = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j CAGENT_IN\n-A INPUT -j CAGENT_IN\n"
+                "-A OUTPUT -j CAGENT_OUT\n-A FORWARD -j CAGENT_FWD\n"
                 + "\n".join(line for c in chains.values() for line in c) + "\nCOMMIT\n")
         out = f"@@SSH 10.77.0.10 1 10.77.0.40 22\n@@TOOL iptables\n@@RULESET\n{save}@@NO_IP6TABLES\n"
         state = parse_state(out)
         assert not state.has_ip6tables
-        assert judge(state, MGMT, 22) == ["iptables INPUT: jump to CONTAIN_IN at positions [1, 2] (expected [1])"]
+        assert judge(state, MGMT, 22) == ["iptables INPUT: jump to CAGENT_IN at positions [1, 2] (expected [1])"]
 
 
 class TestIptablesText:
@@ -164,9 +165,10 @@ class TestIptablesText:
 
     def test_present_jumps_not_reinserted(self) -> None:
         """Jumps that iptables -C found are not inserted again."""
-        text = rules.iptables_restore(MGMT, 22, 6, missing_jumps=["CONTAIN_FWD"])
-        assert "-I INPUT" not in text and "-I FORWARD 1 -j CONTAIN_FWD" in text
-        assert "-A CONTAIN_IN -s fd00::10/128 -p tcp -m tcp --dport 22 -j ACCEPT" in text
+        text = rules.iptables_restore(MGMT, 22, 6, missing_jumps=["CAGENT_FWD"])
+        assert "-I INPUT" not in text and "-I FORWARD 1 -j CAGENT_FWD" in text
+        assert ("-A CAGENT_IN -s fd00::10/128 -p tcp -m tcp --dport 22 -m comment --comment containment-agent "
+                "-j ACCEPT") in text
 
     def test_normalise_ignores_counters_comments_and_inert_tables(self) -> None:
         """Counters, '#' lines and an empty all-ACCEPT filter table compare equal to nothing."""
@@ -195,14 +197,34 @@ class TestFlowsAndDeadman:
         assert found == [{"proto": "tcp", "src": "10.77.1.130", "dst": "10.77.0.20", "sport": 41000, "dport": 8080},
                          {"proto": "icmp", "src": "10.77.0.30", "dst": "10.77.0.20", "sport": None, "dport": None}]
         script = flows.conntrack_delete_script(found)
-        assert "conntrack -D -p tcp -s 10.77.1.130 -d 10.77.0.20 --sport 41000 --dport 8080" in script
+        assert "priv conntrack -D -p tcp -s 10.77.1.130 -d 10.77.0.20 --sport 41000 --dport 8080" in script
 
-    def test_deadman_arm_is_detached_and_quoted(self) -> None:
-        """The timer runs in its own session, with its body as one quoted argument and a fixed PID file."""
-        cmd = deadman.arm_command(30, rules.NFT_RELEASE)
-        inner = ("echo $$ > /run/containment-deadman.pid || exit 1; sleep 30; nft delete table inet containment; "
-                 "rm -f /run/containment-deadman.pid; date -u +%Y-%m-%dT%H:%M:%SZ > "
-                 "/run/containment-deadman.reverted")
-        assert f"setsid nohup sh -c {shlex.quote(inner)} </dev/null >/dev/null 2>&1 &" in cmd
-        assert deadman.parse_arm("x\nDEADMAN_PID=4242\n") == 4242 and deadman.parse_cancel("DEADMAN_CANCELLED=none") \
-            is None
+    def test_deadman_arm_is_detached_quoted_and_token_checked(self) -> None:
+        """The timer runs in its own session without the lock's fd, its body one quoted argument that reverts only
+        if the record under the lock still names its own PID and token."""
+        token = "ab" * 16
+        cmd = deadman.arm_command(30, rules.NFT_RELEASE, token, "agent-host:4242")
+        inner = (f': containment-deadman {token}; priv() {{ "$@"; }}; D=$1; echo "$$ {token} agent-host:4242 $2 '
+                 '$(($2 + 30))" > "$D/deadman" || exit 1; sleep 30; exec 9>>"$D/lock"; flock 9; '
+                 'p=; t=; { read -r p t _ < "$D/deadman"; } 2>/dev/null; '
+                 f'if [ "$p" = "$$" ] && [ "$t" = {token} ]; then priv nft delete table inet containment_agent; '
+                 f'rm -f "$D/deadman"; echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) {token}" > "$D/reverted"; fi')
+        assert (f'setsid nohup sh -c {shlex.quote(inner)} containment-deadman "$D" "$now" </dev/null >/dev/null '
+                '2>&1 9>&- &') in cmd
+        assert deadman.parse_arm("x\nDEADMAN_PID=4242\n") == 4242
+        assert deadman.parse_confirm("DEADMAN_CONFIRMED=none") == ("gone", "")
+        assert deadman.parse_confirm("DEADMAN_OTHER=cd x:1") == ("other", "cd x:1")
+
+    def test_deadman_refuses_values_that_are_not_tokens(self) -> None:
+        """Only hex tokens and host:pid owners ever reach the shell text."""
+        import pytest
+        for token, owner in (("ab;id", "h:1"), ("ab" * 16, "h;id:1"), ("ab" * 16, "h:$(id)")):
+            with pytest.raises(ValueError):
+                deadman.arm_command(30, "true", token, owner)
+
+    def test_status_parses_a_live_timer(self) -> None:
+        """The status lines become a record with the host's own clock (remaining and age)."""
+        rec = deadman.parse_status("DEADMAN_PID=77\nDEADMAN_TOKEN=abab\nDEADMAN_OWNER=h:1\nDEADMAN_STARTED=100\n"
+                                   "DEADMAN_DUE=130\nDEADMAN_NOW=110\nDEADMAN_REVERTED=\n")
+        assert rec is not None and rec.remaining == 20 and rec.age == 10 and rec.owner == "h:1"
+        assert deadman.parse_status("DEADMAN_PID=\nDEADMAN_REVERTED=\n") is None

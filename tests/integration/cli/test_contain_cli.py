@@ -105,7 +105,7 @@ class TestContainVictim:
         assert probe.state("mgmt", "legacy", 22) == "open"
         assert probe.state("attacker", "legacy", 8080) == "blocked"
         assert probe.state("legacy", "peer", 8080) == "blocked"
-        assert "CONTAIN_IN" in iptables_state(lab, "legacy")
+        assert "CAGENT_IN" in iptables_state(lab, "legacy")
         assert agent(lab, cfg, "release", "--host", "legacy", "--yes").returncode == 0
         assert iptables_state(lab, "legacy") == before
         assert lab.probe().state("attacker", "legacy", 8080) == "open"
@@ -257,6 +257,6 @@ class TestInterrupt:
         contained = {a["target"] for a in status["active"] if a["action"] == "isolate"}
         for host in ("victim", "peer"):
             assert ("containment" in ruleset(lab, host)) == (host in contained), host
-        assert ("CONTAIN_IN" in iptables_state(lab, "legacy")) == ("legacy" in contained)
+        assert ("CAGENT_IN" in iptables_state(lab, "legacy")) == ("legacy" in contained)
         for host in contained:
             assert agent(lab, cfg, "release", "--host", host, "--yes").returncode == 0

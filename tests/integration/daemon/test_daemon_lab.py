@@ -195,7 +195,7 @@ class TestScheduler:
         d = in_process(daemon="  reverify_interval: 1s\n")
         post(lab, d.url, "victim")
         wait_for(lambda: [a.state for a in journal(d.app.settings.path)] == ["done"])
-        lab.exec("victim", ["nft", "delete", "table", "inet", "containment"])
+        lab.exec("victim", ["nft", "delete", "table", "inet", "containment_agent"])
         assert lab.probe().state("attacker", "victim", 8080) == "open"
         wait_for(lambda: [a.state for a in journal(d.app.settings.path)] == ["done", "done"])
         first, second = journal(d.app.settings.path)

@@ -6,104 +6,28 @@ back with the lab's own tools, never by trusting the connector's report.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.lab import Lab
 from agent.lab.probe import wait_until
 from connectors.errors import HostKeyError, Rejected, Unreachable, VerifyFailed
-from connectors.ssh_linux import SshLinuxConnector, SshSession
 from connectors.ssh_linux.state import normalise
-from connectors.types import ConnectorContext, Credentials, Snapshot, Target
+from connectors.types import Snapshot
+
+from tests.integration.ssh_linux.helpers import (
+    LEGACY_ROWS,
+    VICTIM_ROWS,
+    Agent,
+    ipt_state,
+    nft_ruleset,
+    rows,
+    timers_in,
+)
 
 pytestmark = pytest.mark.root
-
-VICTIM_ROWS = [("mgmt", "victim", 22), ("mgmt", "victim", 8080), ("attacker", "victim", 8080),
-               ("attacker", "victim", 22), ("peer", "victim", 8080), ("peer", "victim", 22),
-               ("victim", "peer", 8080), ("victim", "attacker", 8080)]
-LEGACY_ROWS = [("mgmt", "legacy", 22), ("attacker", "legacy", 8080), ("peer", "legacy", 8080),
-               ("legacy", "peer", 8080)]
-
-
-class Agent:
-    """The connector as the engine drives it, acting from the lab's management host."""
-
-    def __init__(self, lab: Lab, **overrides: Any) -> None:
-        self.lab = lab
-        self.conn = SshLinuxConnector()
-        self.creds = Credentials("root", private_key_path=str(lab.agent_key))
-        ctx: dict[str, Any] = {"management_addresses": (lab.management_address,),
-                               "known_hosts": str(lab.known_hosts), "connect_timeout": 3, "command_timeout": 15,
-                               "confirm_timeout": 60}
-        self.ctx = ConnectorContext(**{**ctx, **overrides})
-
-    def target(self, host: str, address: str | None = None) -> Target:
-        return Target(host, "host", address or self.lab.hosts[host].address, "ssh_linux")
-
-    def open(self, host: str, address: str | None = None) -> SshSession:
-        with self.lab.enter("mgmt"):
-            return self.conn.open(self.target(host, address), self.creds, self.ctx)
-
-    def isolate(self, s: SshSession, args: dict[str, Any] | None = None) -> tuple[Snapshot, Any, Any]:
-        args = args or {}
-        self.conn.validate(s.target, "isolate", args)
-        snap = self.conn.snapshot(s, "isolate", args)
-        result = self.conn.apply(s, "isolate", args, snap)
-        return snap, result, self.conn.verify(s, "isolate", args)
-
-    def release(self, s: SshSession, snap: Snapshot) -> tuple[Any, Any]:
-        result = self.conn.undo(s, "isolate", {}, snap)
-        return result, self.conn.verify(s, "isolate", {})
-
-
-@pytest.fixture
-def agent(clean_lab: Lab) -> Iterator[Agent]:
-    """The connector, with the whole test acting from mgmt (fresh connections are opened from the same place)."""
-    with clean_lab.enter("mgmt"):
-        yield Agent(clean_lab)
-    stop_timer = ('p=$(cat /run/containment-deadman.pid 2>/dev/null) && kill -15 -"$p"; '
-                  "rm -f /run/containment-deadman.pid /run/containment-deadman.reverted; true")
-    for host in ("victim", "legacy"):  # never leave a dead-man timer running into other tests
-        clean_lab.exec(host, ["sh", "-c", stop_timer], check=False)
-
-
-def timers_in(lab: Lab, host: str) -> list[int]:
-    """PIDs of dead-man timer shells running on ``host`` (its mount namespace: the machine's PIDs are shared
-    with every other lab and test run, so a plain ``ps | grep`` would see their timers too)."""
-    from agent.lab import procs
-    sshd_pid = procs.read_pid(lab.host_dir(host) / "sshd.pid")
-    assert sshd_pid is not None
-    mnt = os.readlink(f"/proc/{sshd_pid}/ns/mnt")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if b"containment-deadman.pid" in (entry / "cmdline").read_bytes() and \
-                    os.readlink(entry / "ns" / "mnt") == mnt:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def rows(lab: Lab, matrix: list[tuple[str, str, int]]) -> dict[str, str]:
-    return lab.probe(matrix, timeout=0.5).as_dict()
-
-
-def nft_ruleset(lab: Lab, host: str) -> str:
-    return lab.exec(host, ["nft", "list", "ruleset"]).stdout
-
-
-def ipt_state(lab: Lab, host: str) -> str:
-    from connectors.ssh_linux.state import normalise
-    return normalise(lab.exec(host, ["iptables-save"]).stdout) + "\n--\n" + \
-        normalise(lab.exec(host, ["ip6tables-save"]).stdout)
 
 
 class TestIsolateVictim:
@@ -130,7 +54,7 @@ class TestIsolateVictim:
             assert {k for k, v in isolated.items() if v == "open"} == {"mgmt->victim:22"}, isolated
             assert not attacker.alive(timeout=1) and not outbound.alive(timeout=1)
             assert s.run("echo still-here")[1].strip() == "still-here"  # the agent's own session survived
-            assert lab.exec("victim", ["sh", "-c", "cat /run/containment-deadman.pid 2>/dev/null; true"]).stdout == ""
+            assert lab.exec("victim", ["sh", "-c", "cat /run/containment-agent/deadman 2>/dev/null; true"]).stdout == ""
             undo, after = agent.release(s, snap)
             assert undo.changed and not after.in_effect
         finally:
@@ -201,8 +125,9 @@ class TestLegacyIptables:
             _, again, _ = agent.isolate(s)
             assert not again.changed
             save = lab.exec("legacy", ["iptables-save"]).stdout
-            assert save.count("-A INPUT -j CONTAIN_IN") == 1
-            assert "-A CONTAIN_IN -j DROP" in lab.exec("legacy", ["ip6tables-save"]).stdout
+            assert save.count("-A INPUT -j CAGENT_IN") == 1
+            assert "-A CAGENT_IN -m comment --comment containment-agent -j DROP" in \
+                lab.exec("legacy", ["ip6tables-save"]).stdout
             undo, after = agent.release(s, snap)
             assert undo.changed and not after.in_effect
         assert ipt_state(lab, "legacy") == base_state
@@ -215,13 +140,14 @@ class TestDeadman:
         lab = agent.lab
         baseline = rows(lab, VICTIM_ROWS)
         with agent.open("victim") as s:
-            _, result, check = agent.isolate(s, {"confirm_seconds": 5, "confirm": False})
+            args = {"confirm_seconds": 5, "confirm": False}
+            _, result, check = agent.isolate(s, args)
             assert check.in_effect and check.observed["deadman_armed_pid"] == result.details["deadman"]["pid"]
             assert "ARMED" in result.summary
             assert timers_in(lab, "victim") == [result.details["deadman"]["pid"]]  # (timers_in sees real timers)
             assert rows(lab, [("attacker", "victim", 8080)]) == {"attacker->victim:8080": "blocked"}
-            assert wait_until(lambda: not agent.conn.verify(s, "isolate", {}).in_effect, timeout=9, interval=0.5)
-            check = agent.conn.verify(s, "isolate", {})
+            assert wait_until(lambda: not agent.conn.verify(s, "isolate", args).in_effect, timeout=9, interval=0.5)
+            check = agent.conn.verify(s, "isolate", args)
             assert check.observed["deadman_reverted_at"] and check.observed["deadman_armed_pid"] is None
         assert rows(lab, VICTIM_ROWS) == baseline
         assert "containment" not in nft_ruleset(lab, "victim")
@@ -258,7 +184,7 @@ class TestConfirmOrRevert:
     def test_no_load_without_a_live_timer(self, agent: Agent) -> None:
         """When the dead-man timer cannot start (its PID file cannot be written), the ruleset is never loaded."""
         lab = agent.lab
-        lab.exec("victim", ["mkdir", "-p", "/run/containment-deadman.pid"])
+        lab.exec("victim", ["mkdir", "-p", "/run/containment-agent/deadman"])
         try:
             before = nft_ruleset(lab, "victim")
             with agent.open("victim") as s, pytest.raises(Rejected, match="dead-man timer could not be armed"):
@@ -268,7 +194,7 @@ class TestConfirmOrRevert:
             # and no orphan timer that nobody could cancel is left waiting to "revert" later
             assert timers_in(lab, "victim") == [], "an orphan dead-man timer was left on the host"
         finally:
-            lab.exec("victim", ["rmdir", "/run/containment-deadman.pid"], check=False)
+            lab.exec("victim", ["rmdir", "/run/containment-agent/deadman"], check=False)
 
     def test_snapshot_read_is_reused_only_when_nothing_ran_since(self, agent: Agent,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,79 @@
+"""How commands get root on a host: directly (root login), through ``sudo -n`` or through ``doas -n``.
+
+Why per command and not ``sudo sh -c <script>``: a sudoers rule that allows a shell allows everything. Real fleets
+forbid root SSH logins and grant the service account a short, documented list of commands (docs/linux-hosts.md has
+the sudoers and doas.conf snippets). So every script here runs as the login account, and only the commands that
+need privileges are called through the shell function ``priv`` defined by :func:`prelude`:
+
+- ``root``: ``priv() { "$@"; }``.
+- ``sudo``: ``sudo -n -- /abs/path args``. ``-n`` (sudo(8): "non-interactive: avoid prompting the user for input
+  of any kind; if a password is required for the command to run, sudo will display an error message and exit")
+  turns a missing NOPASSWD rule into an immediate, readable failure instead of a hang on a password prompt. The
+  absolute path is what a sudoers ``Cmnd_List`` matches (sudoers(5): "a fully qualified path name").
+- ``doas``: ``doas -n /abs/path args``. doas.conf(5): "cmd command ... Be advised that it's best to specify
+  absolute paths. If a relative path is specified, only a restricted PATH will be searched", and the rule's
+  ``cmd`` is compared with the command as given, so the path is resolved first.
+
+The management-address check keeps working: ``SSH_CONNECTION`` is read by the login shell itself, never through
+sudo (which resets the environment, sudoers(5) ``env_reset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from connectors.errors import InvalidInput
+
+__all__ = ["STATE_DIRS", "Privilege", "parse_privilege", "prelude", "priv_definition", "state_dir_expr"]
+
+Privilege = Literal["root", "sudo", "doas"]
+
+_DEFS: dict[str, str] = {
+    "root": 'priv() { "$@"; }; ',
+    # ``command -v`` gives the absolute path the sudoers/doas.conf rules name; an unknown command keeps its name
+    # so the error message says which one is missing.
+    "sudo": 'priv() { c=$(command -v "$1") || c=$1; shift; sudo -n -- "$c" "$@"; }; ',
+    "doas": 'priv() { c=$(command -v "$1") || c=$1; shift; doas -n "$c" "$@"; }; ',
+}
+
+# Where the dead-man timer keeps its PID file and the per-host lock. root: /run (a tmpfs, empty after a reboot).
+# A sudo/doas account cannot write /run, so its own home directory (mode 0700) is used; a PID file that survives a
+# reboot there is harmless because a PID is only trusted when /proc/PID/cmdline names the timer and its token.
+STATE_DIRS: dict[str, str] = {"root": "/run/containment-agent", "sudo": "$HOME/.containment-agent",
+                              "doas": "$HOME/.containment-agent"}
+
+
+def parse_privilege(options: Mapping[str, Any], username: str | None = None) -> Privilege:
+    """``options: {sudo: true}`` or ``{doas: true}`` from the inventory; neither means a root login.
+
+    Raises :class:`InvalidInput` naming the option for non-boolean values or both set at once.
+    """
+    chosen: list[Privilege] = []
+    for key in ("sudo", "doas"):
+        value = options.get(key, False)
+        if not isinstance(value, bool):
+            raise InvalidInput(f"options.{key}: {value!r} must be true or false", connector="ssh_linux",
+                               detail={"field": f"options.{key}"})
+        if value:
+            chosen.append("sudo" if key == "sudo" else "doas")
+    if len(chosen) > 1:
+        raise InvalidInput("options: sudo and doas are both true; choose one", connector="ssh_linux",
+                           detail={"field": "options"})
+    return chosen[0] if chosen else "root"
+
+
+def priv_definition(privilege: Privilege) -> str:
+    """Shell text defining only ``priv`` (the dead-man timer's own script needs it: it outlives the session)."""
+    return _DEFS[privilege]
+
+
+def prelude(privilege: Privilege) -> str:
+    """Shell text defining ``priv`` and ``D`` (the agent's state directory on the host) for ``privilege``."""
+    return _DEFS[privilege] + f'D={state_dir_expr(privilege)}; '
+
+
+def state_dir_expr(privilege: Privilege) -> str:
+    """The state directory as a shell word (``$HOME`` expanded by the host's shell, never by us)."""
+    path = STATE_DIRS[privilege]
+    return f'"{path}"' if "$" in path else path
