@@ -70,7 +70,7 @@ class Lab:
         self.specs = specs(self.fleet)
         self.hosts: Mapping[str, LabHost] = MappingProxyType({
             name: LabHost(name=name, namespace=namespace_name(prefix, name), address=spec.address,
-                          has_sshd=spec.sshd, has_nft=spec.nft, has_listener=spec.listener,
+                          has_sshd=spec.sshd, has_nft=spec.nft, has_listener=spec.listener, login=spec.login,
                           addresses=tuple(cidr.split("/")[0] for _, cidr in spec.interfaces))
             for name, spec in self.specs.items()})
         self.timings: dict[str, float] = {}
@@ -224,14 +224,18 @@ class Lab:
             if spec.sshd:
                 d = self.host_dir(host)
                 (d / "sshd_config").write_text(
-                    sshd.sshd_config(d / "ssh_host_ed25519_key", d / "sshd.pid", pub), encoding="ascii")
+                    sshd.sshd_config(d / "ssh_host_ed25519_key", d / "sshd.pid", pub, spec.login), encoding="ascii")
+                if spec.login == "sudo":
+                    sshd.write_privilege_files(d)
 
     def _start_daemons(self) -> None:
+        pub = self.agent_key.with_name("agent_key.pub")
         for host, spec in self.specs.items():
             d, ns = self.host_dir(host), self.hosts[host].namespace
             if spec.sshd:
                 procs.start_detached(sshd.sshd_start_argv(ns, host, d / "home", d / "sshd_config",
-                                                          d / "sshd.log", hide_nft=not spec.nft), d / "start.log")
+                                                          d / "sshd.log", hide_nft=not spec.nft, login=spec.login,
+                                                          host_dir=d, agent_pub=pub), d / "start.log")
             if spec.listener:
                 procs.start_detached(["nsenter", f"--net={netns.NETNS_DIR / ns}", "--", sys.executable, "-I",
                                       "-S", str(_ECHO), "0.0.0.0", str(LISTEN_PORT), str(d / "echo.pid")],

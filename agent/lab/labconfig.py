@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.lab.topology import HOSTS, MGMT_ADDRESS, specs
+from agent.lab.topology import HOSTS, MGMT_ADDRESS, SUDO_ACCOUNT, specs
 
 __all__ = ["agent_settings", "inventory", "to_yaml", "write"]
 
@@ -77,6 +77,10 @@ def inventory(state_dir: Path, directory: dict[str, Any] | None = None,
     for name in fleet:
         hosts[name] = {"address": fleet_specs[name].address, "os": "linux", "connector": "ssh_linux",
                        "credentials": dict(creds), "tags": ["lab", "fleet"]}
+    # sshd refuses root here: the agent logs in as the service account and gets root per command (sudo -n).
+    hosts["sudohost"] = {"address": HOSTS["sudohost"].address, "os": "linux", "connector": "ssh_linux",
+                         "credentials": {**creds, "username": SUDO_ACCOUNT}, "tags": ["sudo"],
+                         "options": {"sudo": True}}
     hosts["mgmt"] = {"address": MGMT_ADDRESS, "os": "linux", "connector": "ssh_linux",
                      "credentials": dict(creds), "tags": ["lab", "management"]}
     inv: dict[str, Any] = {

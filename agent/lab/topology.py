@@ -18,6 +18,8 @@ __all__ = [
     "MAX_FLEET",
     "MGMT_ADDRESS",
     "OUTSIDE_CIDR",
+    "SUDO_ACCOUNT",
+    "SUDO_UID",
     "SWITCH",
     "HostSpec",
     "LabHost",
@@ -50,6 +52,7 @@ class HostSpec:
     listener: bool
     nft: bool = True
     router: bool = False
+    login: str = "root"  # "sudo": sshd refuses root; the agent logs in as SUDO_ACCOUNT and uses sudo -n / doas -n
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class LabHost:
     has_nft: bool
     has_listener: bool
     addresses: tuple[str, ...]
+    login: str = "root"
 
 
 HOSTS: dict[str, HostSpec] = {
@@ -74,6 +78,8 @@ HOSTS: dict[str, HostSpec] = {
     "peer": HostSpec("peer", "10.77.0.30", (("eth0", "10.77.0.30/24"),), LAN_GATEWAY, sshd=True, listener=True),
     "legacy": HostSpec("legacy", "10.77.0.40", (("eth0", "10.77.0.40/24"),), LAN_GATEWAY, sshd=True,
                        listener=True, nft=False),
+    "sudohost": HostSpec("sudohost", "10.77.0.50", (("eth0", "10.77.0.50/24"),), LAN_GATEWAY, sshd=True,
+                         listener=True, login="sudo"),
     "attacker": HostSpec("attacker", "10.77.1.130", (("eth0", "10.77.1.130/24"),), OUTSIDE_GATEWAY, sshd=False,
                          listener=True),
 }
@@ -95,6 +101,8 @@ def specs(fleet: int = 0) -> dict[str, HostSpec]:
         address = f"10.77.0.{100 + i}"
         out[name] = HostSpec(name, address, (("eth0", f"{address}/24"),), LAN_GATEWAY, sshd=True, listener=True)
     return out
+SUDO_ACCOUNT = "svcagent"  # the only login of hosts with login="sudo" (uid SUDO_UID, in their mount namespace)
+SUDO_UID = 47990
 
 
 def validate_prefix(prefix: str) -> str:

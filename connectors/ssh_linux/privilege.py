@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from connectors.errors import InvalidInput
 
-__all__ = ["STATE_DIRS", "Privilege", "parse_privilege", "prelude", "priv_definition", "state_dir_expr"]
+__all__ = ["STATE_DIRS", "Privilege", "doas_conf", "parse_privilege", "prelude", "priv_definition", "state_dir_expr",
+           "sudoers_snippet"]
 
 Privilege = Literal["root", "sudo", "doas"]
 
@@ -77,3 +78,35 @@ def state_dir_expr(privilege: Privilege) -> str:
     """The state directory as a shell word (``$HOME`` expanded by the host's shell, never by us)."""
     path = STATE_DIRS[privilege]
     return f'"{path}"' if "$" in path else path
+
+
+# Least privilege for the service account, as the sudoers(5) and doas.conf(5) rules docs/linux-hosts.md shows and
+# the lab's sudo host uses. Commands are matched by absolute path (what ``priv`` resolves). sudoers(5): command
+# line arguments are matched as one string and ``*`` matches across word boundaries, so the sysctl rule admits any
+# ``.../disable_ipv6`` key and nothing else; doas.conf(5) ``cmd`` without ``args`` admits any arguments.
+_COMMANDS = {
+    "firewall": ("/usr/sbin/nft", "/usr/sbin/iptables", "/usr/sbin/ip6tables", "/usr/sbin/iptables-save",
+                 "/usr/sbin/ip6tables-save", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore"),
+    "flows": ("/usr/bin/ss", "/usr/sbin/conntrack"),
+    "ipv6": ("/usr/sbin/sysctl -qw net/ipv6/conf/*/disable_ipv6=0",
+             "/usr/sbin/sysctl -qw net/ipv6/conf/*/disable_ipv6=1"),
+    "sessions": ("/usr/bin/loginctl terminate-user *", "/usr/bin/pkill -KILL -U *", "/usr/bin/pkill -KILL -u *"),
+}
+
+
+def sudoers_snippet(user: str) -> str:
+    """``/etc/sudoers.d/containment-agent`` for ``user`` (NOPASSWD on exactly what the connector runs)."""
+    aliases = [f"Cmnd_Alias CA_{kind.upper()} = {', '.join(cmds)}" for kind, cmds in _COMMANDS.items()]
+    return "\n".join([
+        "# containment-agent service account: only the commands the ssh_linux connector runs through sudo -n",
+        f'Defaults:{user} !requiretty, !lecture, env_reset, secure_path="/usr/local/sbin:/usr/local/bin:'
+        '/usr/sbin:/usr/bin:/sbin:/bin"',
+        *aliases,
+        f"{user} ALL=(root) NOPASSWD: {', '.join(f'CA_{k.upper()}' for k in _COMMANDS)}",
+        ""])
+
+
+def doas_conf(user: str) -> str:
+    """``/etc/doas.conf`` lines for ``user``: one ``permit nopass`` per command (doas cannot wildcard args)."""
+    paths = dict.fromkeys(c.split(" ", 1)[0] for cmds in _COMMANDS.values() for c in cmds)
+    return "".join(f"permit nopass {user} as root cmd {p}\n" for p in paths)

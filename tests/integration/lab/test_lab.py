@@ -46,7 +46,8 @@ class TestTopology:
         """up() creates the switch and one namespace per host, all named with the lab's prefix."""
         assert set(lab.namespaces) <= set(netns.list_names(lab.prefix + "-"))
         assert {h.namespace for h in lab.hosts.values()} == {f"{lab.prefix}-{n}" for n in
-                                                            ("fw", "mgmt", "victim", "peer", "legacy", "attacker")}
+                                                            ("fw", "mgmt", "victim", "peer", "legacy", "sudohost",
+                                                             "attacker")}
 
     def test_root_namespace_sees_no_lab_interface(self, lab: Lab) -> None:
         """Veth pairs are created directly inside the lab namespaces, never in the machine's own."""
@@ -211,12 +212,12 @@ class TestConfig:
         assert agent["inventory"] == str(lab.config_dir / "inventory.yaml")
         assert inv["management"]["addresses"] == ["10.77.0.10"]
         assert inv["protected"] == {"hosts": ["mgmt"], "cidrs": ["10.77.0.10/32"], "accounts": ["breakglass"]}
-        assert set(inv["hosts"]) == {"victim", "peer", "legacy", "mgmt"}
+        assert set(inv["hosts"]) == {"victim", "peer", "legacy", "sudohost", "mgmt"}
         assert inv["hosts"]["legacy"]["credentials"] == {"username": "root",
                                                         "private_key": f"file:{lab.agent_key}"}
         assert inv["devices"]["fw"]["device_type"] == "linux" and inv["devices"]["fw"]["edge"] is True
         pinned = {line.split()[0] for line in lab.known_hosts.read_text().splitlines()}
-        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40"}
+        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40", "10.77.0.50"}
 
 
 class TestCli:
@@ -249,7 +250,7 @@ class TestLifecycle:
         pid_files = sorted(spare_lab.state_dir.glob("hosts/*/*.pid"))
         started = [procs.read_pid(p) for p in pid_files]
         in_lab = _pids_in_namespaces(spare_lab.namespaces)
-        assert len(started) == 8 and set(started) <= in_lab and len(in_lab) > len(started)
+        assert len(started) == 10 and set(started) <= in_lab and len(in_lab) > len(started)
         spare_lab.down()
         client.close()
         assert not [ns for ns in spare_lab.namespaces if netns.exists(ns)]

@@ -35,12 +35,14 @@ class Agent:
                                "confirm_timeout": 60}
         self.ctx = ConnectorContext(**{**ctx, **overrides})
 
-    def target(self, host: str, address: str | None = None) -> Target:
-        return Target(host, "host", address or self.lab.hosts[host].address, "ssh_linux")
+    def target(self, host: str, address: str | None = None, options: dict[str, Any] | None = None) -> Target:
+        return Target(host, "host", address or self.lab.hosts[host].address, "ssh_linux", options=options or {})
 
-    def open(self, host: str, address: str | None = None) -> SshSession:
+    def open(self, host: str, address: str | None = None, *, user: str = "root",
+             options: dict[str, Any] | None = None) -> SshSession:
+        creds = self.creds if user == "root" else Credentials(user, private_key_path=str(self.lab.agent_key))
         with self.lab.enter("mgmt"):
-            return self.conn.open(self.target(host, address), self.creds, self.ctx)
+            return self.conn.open(self.target(host, address, options), creds, self.ctx)
 
     def isolate(self, s: SshSession, args: dict[str, Any] | None = None) -> tuple[Snapshot, Any, Any]:
         args = args or {}
