@@ -228,3 +228,21 @@ class TestFlowsAndDeadman:
                                    "DEADMAN_DUE=130\nDEADMAN_NOW=110\nDEADMAN_REVERTED=\n")
         assert rec is not None and rec.remaining == 20 and rec.age == 10 and rec.owner == "h:1"
         assert deadman.parse_status("DEADMAN_PID=\nDEADMAN_REVERTED=\n") is None
+
+
+class TestPrivilegeDocs:
+    def test_docs_show_exactly_the_generated_rules(self) -> None:
+        """docs/linux-hosts.md carries the sudoers and doas.conf text the lab installs, verbatim."""
+        from pathlib import Path
+
+        from connectors.ssh_linux.privilege import doas_conf, sudoers_snippet
+        text = (Path(__file__).resolve().parents[2] / "docs" / "linux-hosts.md").read_text()
+        assert sudoers_snippet("svc-contain").strip() in text and doas_conf("svc-contain").strip() in text
+
+    def test_priv_prelude_per_privilege(self) -> None:
+        """root runs commands directly; sudo/doas resolve the absolute path first and never prompt."""
+        from connectors.ssh_linux.privilege import parse_privilege, prelude
+        assert prelude("root").startswith('priv() { "$@"; }')
+        assert 'sudo -n -- "$c"' in prelude("sudo") and 'doas -n "$c"' in prelude("doas")
+        assert 'D="$HOME/.containment-agent"' in prelude("sudo") and "D=/run/containment-agent" in prelude("root")
+        assert parse_privilege({}) == "root" and parse_privilege({"doas": True}) == "doas"
