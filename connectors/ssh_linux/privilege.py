@@ -99,8 +99,8 @@ def sudoers_snippet(user: str) -> str:
     aliases = [f"Cmnd_Alias CA_{kind.upper()} = {', '.join(cmds)}" for kind, cmds in _COMMANDS.items()]
     return "\n".join([
         "# containment-agent service account: only the commands the ssh_linux connector runs through sudo -n",
-        f'Defaults:{user} !requiretty, !lecture, env_reset, secure_path="/usr/local/sbin:/usr/local/bin:'
-        '/usr/sbin:/usr/bin:/sbin:/bin"',
+        (f'Defaults:{user} !requiretty, !lecture, env_reset, secure_path="/usr/local/sbin:/usr/local/bin:'
+         '/usr/sbin:/usr/bin:/sbin:/bin"'),
         *aliases,
         f"{user} ALL=(root) NOPASSWD: {', '.join(f'CA_{k.upper()}' for k in _COMMANDS)}",
         ""])
