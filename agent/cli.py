@@ -113,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--on", action="append", metavar="DEVICE")
     dev.add_argument("--all-edges", action="store_true", help="every device marked edge: true (default)")
-    p.add_argument("--allow-private", action="store_true", help="allow RFC1918/ULA addresses")
+    p.add_argument("--allow-private", action="store_true",
+                   help="allow RFC 1918/ULA/CGNAT addresses (an attacker inside the network); loopback, "
+                        "link-local, multicast and the devices' own addresses are never blocked")
+    p.add_argument("--allow-broad", action="store_true",
+                   help="allow prefixes shorter than the device's minimum (default /16 IPv4, /32 IPv6)")
     _acting(p)
 
     p = sub.add_parser("unblock-ip", help="remove blocks the agent added (from the journal)")

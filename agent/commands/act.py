@@ -79,6 +79,8 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
             book, subjects = _RUNBOOKS[cmd], args.addresses
             if cmd == "block-ip" and args.allow_private:
                 params["allow_private"] = True
+            if cmd == "block-ip" and getattr(args, "allow_broad", False):
+                params["allow_broad"] = True
         else:
             book, subjects = _RUNBOOKS[cmd], list(args.users)
             if cmd == "disable-account":
@@ -88,6 +90,8 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         if runbook.require_reason and not getattr(args, "reason", ""):
             raise InputError(f"runbook {runbook.name} requires --reason")
         plan = planner.build(runbook, subjects, params, devices=devices, directory=directory)
+        if cmd == "enable-account":
+            plan.notes.extend(_resets_not_undone(app, subjects))
     dry = cmd == "plan" or getattr(args, "dry_run", False)
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -283,6 +287,21 @@ def _open_events(args: argparse.Namespace) -> Any:
         return open(target, "a", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"--events {target}: cannot open ({exc.strerror})") from None
+
+
+def _resets_not_undone(app: App, subjects: list[str]) -> list[str]:
+    """enable-account restores what can be restored; a password reset cannot be, and the user must hear it."""
+    from sqlalchemy import select
+
+    from agent.store import Action
+    with app.store.session() as s:
+        rows = list(s.scalars(select(Action).where(
+            Action.kind == "apply", Action.state == "done", Action.changed == 1, Action.reversible == 0,
+            Action.subject.in_(subjects)).order_by(Action.seq)))
+    return [f"{row.subject}: the password reset of {row.updated_at:%Y-%m-%d %H:%M}Z (incident {row.incident_id}) "
+            f"is NOT undone — {row.action} cannot be reversed; the account comes back with a random password "
+            "nobody knows: an administrator must set a new one (e.g. Set-ADAccountPassword / samba-tool user "
+            "setpassword) before the user can log on" for row in rows]
 
 
 def _discovered(args: argparse.Namespace) -> Any:

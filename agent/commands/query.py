@@ -17,6 +17,20 @@ __all__ = ["run_query"]
 
 # Reversible actions that *lift* containment; they are journaled like any other but are not "contained" state.
 LIFTING_ACTIONS = frozenset({"unblock_ip", "release", "enable_account"})
+IRREVERSIBLE_NOTE = ("a done, not reversible change (e.g. reset_password) is never \"released\"; it is listed "
+                     "while other containment of the same account or host is active, then only in the incident")
+
+
+def _split_irreversible(rows: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(reversible active actions, irreversible ones still worth showing).
+
+    An irreversible action (a password reset) cannot be released, so "until released" would be a lie and it
+    would stay in the status forever. It is shown, marked permanent, while a reversible action on the same
+    target and subject is still active (the account is still disabled); after enable-account it is history
+    (``agent incidents show``)."""
+    active = [a for a in rows if a.reversible]
+    live = {(a.target, a.subject) for a in active}
+    return active, [a for a in rows if not a.reversible and (a.target, a.subject) in live]
 
 
 def _ago(when: datetime | None) -> str:
@@ -47,10 +61,12 @@ def _status(app: App, args: argparse.Namespace) -> int:
             Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
             Action.mutating == 1, Action.action.not_in(LIFTING_ACTIONS)).order_by(Action.seq)))
         unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
+    active, permanent = _split_irreversible(active)
     if args.json:
-        emit_json({"active": [a.summary() for a in active], "unfinished": [a.summary() for a in unfinished]})
+        emit_json({"active": [a.summary() for a in active], "unfinished": [a.summary() for a in unfinished],
+                   "irreversible": [{**a.summary(), "note": IRREVERSIBLE_NOTE} for a in permanent]})
         return exitcodes.DONE
-    if not active and not unfinished:
+    if not active and not unfinished and not permanent:
         print(color("Nothing is contained.", "green"))
         return exitcodes.DONE
     rows = []
@@ -61,8 +77,13 @@ def _status(app: App, args: argparse.Namespace) -> int:
                       else f"releases {_ago(a.expires_at)}")
         what = a.action if a.target_kind == "host" else f"{a.action} {a.subject}"
         rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
+    for a in permanent:
+        rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _ago(a.updated_at),
+                     "permanent: cannot be undone"))
     if rows:
         print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "EXPIRY")))
+    if permanent:
+        print(color(f"\nNot reversible: {IRREVERSIBLE_NOTE}", "yellow"))
     if unfinished:
         print(color("\nUnfinished (interrupted) actions — reconciled on the next run:", "yellow"))
         print(table([(a.target, a.action, a.state, a.owner) for a in unfinished],

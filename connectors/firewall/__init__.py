@@ -8,8 +8,9 @@ for the shared rules (read first, stop at the first refused line, clean up, save
 
 Actions (args):
 
-* ``block_ip`` — ``addresses: list[str]``, ``protected: list[str]`` (management, protected CIDRs, the device's own
-  addresses; passed by the engine), ``allow_private: bool``. Snapshot = the group's members before; undo removes
+* ``block_ip`` — ``addresses: list[str]``, ``protected: list[str]`` (management, protected CIDRs, the device's
+  own addresses; passed by the engine), ``allow_private: bool`` (RFC 1918/ULA), ``allow_broad: bool``
+  (prefixes shorter than ``options.min_prefix_v4``/``_v6``, default /16 and /32). Snapshot = the group's members before; undo removes
   exactly the addresses this action added (members present before stay). Undoing the last address leaves the
   scaffold (group with its placeholder, deny rule) in place — it matches nothing.
 * ``unblock_ip`` — same args; undo re-blocks what it removed.
@@ -102,11 +103,13 @@ class FirewallConnector(ConnectorBase):
             protected.append(ipaddress.ip_network(target.address))
         except ValueError:
             pass
-        allow_private = args.get("allow_private", False)
-        if not isinstance(allow_private, bool):
-            raise InvalidInput(f"allow_private: {allow_private!r} must be true or false",
-                               detail={"field": "allow_private"})
-        return parse_addresses(args.get("addresses"), protected=protected, allow_private=allow_private,
+        flags = {}
+        for flag in ("allow_private", "allow_broad"):
+            flags[flag] = args.get(flag, False)
+            if not isinstance(flags[flag], bool):
+                raise InvalidInput(f"{flag}: {flags[flag]!r} must be true or false", detail={"field": flag})
+        return parse_addresses(args.get("addresses"), protected=protected, allow_private=flags["allow_private"],
+                               allow_broad=flags["allow_broad"], min_prefix=_min_prefix(target),
                                families=cls.families)
 
     def _validate_block_ip(self, target: Target, args: Mapping[str, Any]) -> None:
@@ -221,6 +224,21 @@ class FirewallConnector(ConnectorBase):
         return Verification(True, f"{len(state.members)} address(es) in {GROUP}",
                             observed={"blocked": [to_text(m) for m in state.members],
                                       "rule_in_place": state.rule_in_place})
+
+
+def _min_prefix(target: Target) -> dict[int, int]:
+    """``options.min_prefix_v4`` / ``min_prefix_v6``: the shortest prefix blocked without ``allow_broad``."""
+    out: dict[int, int] = {}
+    for version, top in ((4, 32), (6, 128)):
+        key = f"min_prefix_v{version}"
+        value = target.options.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            raise InvalidInput(f"options.{key}: {value!r} must be a prefix length 1..{top}",
+                               target=target.name, detail={"field": f"options.{key}"})
+        out[version] = value
+    return out
 
 
 def _details(report: Any, changed_key: str, unchanged_key: str) -> dict[str, Any]:

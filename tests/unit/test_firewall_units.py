@@ -48,7 +48,7 @@ class TestAddresses:
         """A prefix that swallows private space counts as private."""
         with pytest.raises(InvalidInput, match="private"):
             parse_addresses(["8.0.0.0/5"])
-        assert parse_addresses(["8.0.0.0/5"], allow_private=True)
+        assert parse_addresses(["8.0.0.0/5"], allow_private=True, allow_broad=True)
 
     def test_empty_and_oversized_requests(self) -> None:
         """An empty list, a bare string and more than 5000 addresses are refused."""

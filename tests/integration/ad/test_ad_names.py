@@ -158,3 +158,24 @@ class TestCli:
         res = cli("disable-account", account, "--yes", dc_address="10.79.250.250")
         assert res.returncode == 3, res.stderr + res.stdout
         assert "protected" in res.stderr or "bind account" in res.stderr, res.stderr
+
+
+class TestIrreversibleInStatus:
+    def test_reset_password_is_permanent_not_until_released(self, samba_dc, cli, real_users):
+        """Finding 4: a password reset is listed as permanent (never "until released"), enable-account says it
+        was not undone, and afterwards the status no longer shows it."""
+        name = real_users[0]
+        res = cli("disable-account", name, "--reset-password", "--reason", "spray", "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        status = json.loads(cli("status", "--json").stdout)
+        assert [a["action"] for a in status["irreversible"]] == ["reset_password"]
+        assert "reset_password" not in [a["action"] for a in status["active"]]
+        text = cli("status").stdout
+        reset_row = next(line for line in text.splitlines() if "reset_password" in line)
+        assert "permanent: cannot be undone" in reset_row and "until released" not in reset_row
+        res = cli("enable-account", name, "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert "password reset" in res.stdout and "NOT undone" in res.stdout
+        status = json.loads(cli("status", "--json").stdout)
+        assert status["active"] == [] and status["irreversible"] == []
+        assert not _disabled(samba_dc, name)
