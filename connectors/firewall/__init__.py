@@ -10,9 +10,10 @@ Actions (args):
 
 * ``block_ip`` — ``addresses: list[str]``, ``protected: list[str]`` (management, protected CIDRs, the device's
   own addresses; passed by the engine), ``allow_private: bool`` (RFC 1918/ULA), ``allow_broad: bool``
-  (prefixes shorter than ``options.min_prefix_v4``/``_v6``, default /16 and /32). Snapshot = the group's members before; undo removes
-  exactly the addresses this action added (members present before stay). Undoing the last address leaves the
-  scaffold (group with its placeholder, deny rule) in place — it matches nothing.
+  (prefixes shorter than ``options.min_prefix_v4``/``_v6``, default /16 and /32). Snapshot = the group's
+  members before; undo removes exactly the addresses this action added (members present before stay).
+  Undoing the last address leaves the scaffold (group with its placeholder, deny rule) in place — it matches
+  nothing.
 * ``unblock_ip`` — same args; undo re-blocks what it removed.
 * ``list_blocked`` — read-only; ``details["blocked"]``.
 
