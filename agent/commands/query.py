@@ -54,16 +54,21 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def _status(app: App, args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import selectinload
+
     from agent.store import ACTIVE_STATES, Action, utcnow
     now = utcnow()
     with app.store.session() as s:
+        # what is contained: applied, changed, not lifted since — per item for a batch
         active = list(s.scalars(select(Action).where(
             Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
-            Action.mutating == 1, Action.action.not_in(LIFTING_ACTIONS)).order_by(Action.seq)))
+            Action.mutating == 1, Action.action.not_in(LIFTING_ACTIONS))
+            .options(selectinload(Action.items)).order_by(Action.seq)))
         unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
     active, permanent = _split_irreversible(active)
     if args.json:
-        emit_json({"active": [a.summary() for a in active], "unfinished": [a.summary() for a in unfinished],
+        emit_json({"active": [{**a.summary(), "items": [i.summary() for i in _live(a)]} for a in active],
+                   "unfinished": [a.summary() for a in unfinished],
                    "irreversible": [{**a.summary(), "note": IRREVERSIBLE_NOTE} for a in permanent]})
         return exitcodes.DONE
     if not active and not unfinished and not permanent:
@@ -75,7 +80,14 @@ def _status(app: App, args: argparse.Namespace) -> int:
         if a.expires_at:
             expiry = ("OVERDUE — run `agent sweep`" if a.expires_at <= now
                       else f"releases {_ago(a.expires_at)}")
-        what = a.action if a.target_kind == "host" else f"{a.action} {a.subject}"
+        live = _live(a)
+        if a.target_kind == "host":
+            what = a.action
+        elif len(a.items) > 1:
+            names = [i.requested for i in live]
+            what = f"{a.action} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        else:
+            what = f"{a.action} {a.subject}"
         rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
     for a in permanent:
         rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _ago(a.updated_at),
@@ -89,6 +101,11 @@ def _status(app: App, args: argparse.Namespace) -> int:
         print(table([(a.target, a.action, a.state, a.owner) for a in unfinished],
                     ("TARGET", "ACTION", "STATE", "OWNER")))
     return exitcodes.DONE
+
+
+def _live(action: Any) -> list[Any]:
+    """The items of an active action that are still in effect (a batch may be partly undone)."""
+    return [i for i in action.items if i.undone_at is None and i.changed != 0 and i.state in ("done", "in_doubt")]
 
 
 def _list(app: App, args: argparse.Namespace) -> int:

@@ -82,9 +82,23 @@ class TestDisableAccount:
         res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "breakglass", "--yes")
         assert res.returncode == 3 and "breakglass" in res.stderr and "protected" in res.stderr
         assert user_can_bind(ad_lab) is True
-        res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "ir-agent", "--dry-run", "--json")
+        res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "other.user", "--dry-run", "--json")
         assert res.returncode == 0, res.stderr + res.stdout
         planned = [a for a in json.loads(res.stdout)["plan"]["actions"] if a["action"] == "disable_account"]
         assert len(planned) == 1, planned  # one batched action on the directory, one item per account
-        assert sorted(i["requested"] for i in planned[0]["items"]) == sorted([DEMO_USER, "ir-agent"]), planned
+        assert sorted(i["requested"] for i in planned[0]["items"]) == sorted([DEMO_USER, "other.user"]), planned
 
+
+class TestSeveralAccounts:
+    def test_missing_account_is_named_and_partial(self, ad_lab: Lab, ad_cfg: Path):
+        """`disable-account jdoe ghost`: one batched action; jdoe is disabled, ghost is named as not found,
+        exit 4 (partial), and the incident is not reported as contained."""
+        res = agent(ad_lab, ad_cfg, "disable-account", DEMO_USER, "nosuchuser77", "--reason", "spray", "--yes")
+        assert res.returncode == 4, res.stderr + res.stdout
+        assert "nosuchuser77" in res.stdout and "not found" in res.stdout
+        assert user_can_bind(ad_lab) is not True
+        incidents = json.loads(agent(ad_lab, ad_cfg, "incidents", "list", "--json").stdout)
+        assert [i["status"] for i in incidents] == ["partial"], incidents
+        res = agent(ad_lab, ad_cfg, "enable-account", DEMO_USER, "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert user_can_bind(ad_lab) is True

@@ -51,3 +51,26 @@ class TestBlockIp:
         res = agent(clean_lab, cfg, "block-ip", addr, "--allow-private", "--yes")
         assert res.returncode in (2, 3) and why in res.stderr
         assert clean_lab.exec("fw", ["nft", "list", "ruleset"]).stdout == before
+
+
+class TestBlockSeveral:
+    def test_three_addresses_one_action_per_device_and_per_item_undo(self, clean_lab: Lab, cfg: Path):  # noqa: F811
+        """`block-ip A B C`: one action on the router (one session, one nft transaction) with three items;
+        `unblock-ip` of the attacker (spelled as a /32) lifts that item alone; status lists the other two."""
+        lab = clean_lab
+        others = ["100.64.9.1", "100.64.10.0/28"]
+        res = agent(lab, cfg, "block-ip", ATTACKER, *others, "--allow-private", "--yes", "--json")
+        assert res.returncode == 0, res.stderr + res.stdout
+        outcomes = json.loads(res.stdout)["outcomes"]
+        assert [o["action"] for o in outcomes] == ["block_ip"]
+        assert [i["requested"] for i in outcomes[0]["items"]] == [ATTACKER, *others]
+        assert {i["state"] for i in outcomes[0]["items"]} == {"done"}
+        assert lab.probe().state("attacker", "victim", 8080) == "blocked"
+        res = agent(lab, cfg, "unblock-ip", f"{ATTACKER}/32", "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert lab.probe().state("attacker", "victim", 8080) == "open"
+        active = json.loads(agent(lab, cfg, "status", "--json").stdout)["active"]
+        assert [[i["requested"] for i in a["items"]] for a in active] == [others]
+        res = agent(lab, cfg, "unblock-ip", *others, "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert json.loads(agent(lab, cfg, "status", "--json").stdout)["active"] == []
