@@ -69,6 +69,8 @@ class Plan:
     subjects: list[str]
     actions: list[PlannedAction]
     notes: list[str] = field(default_factory=list)  # e.g. "victim is not isolated: nothing to release"
+    #: steps left out because their target was refused and the step says ``on_refused: skip``
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     def by_subject(self) -> dict[str, list[PlannedAction]]:
         out: dict[str, list[PlannedAction]] = {s: [] for s in self.subjects}
@@ -104,7 +106,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"runbook": self.runbook.name, "params": self.params, "subjects": self.subjects,
-                "notes": self.notes,
+                "notes": self.notes, "skipped": self.skipped,
                 "actions": [{"action_id": a.action_id, "subject": a.subject, "step": a.step.id, "target": a.target.name,
                              "address": a.target.address, "connector": a.connector, "action": a.action,
                              "undo_of": a.undo_of, "args": _public_args(a.args), "reversible": a.spec.reversible,
@@ -156,19 +158,32 @@ class Planner:
                         continue
                 if step.via == "user_hosts":
                     kind = "user_hosts"
-                resolved = self._resolve(kind, str(value), runbook, devices, directory, plan)
+                try:
+                    resolved = self._resolve(kind, str(value), runbook, devices, directory, plan)
+                    applies: list[PlannedAction] = []
+                    undo_args: list[tuple[HostEntry, str, dict[str, Any]]] = []
+                    for entry, address, extra in resolved:
+                        args = {**runbook.step_args(step, values), **extra}
+                        if step.undo:
+                            undo_args.append((entry, address, args))
+                        else:
+                            pa = self._plan_apply(subject, step, entry, address, args)
+                            pa.items = items_for(kind, subject, args, entry.name)
+                            applies.append(pa)
+                except (GuardRefused, InputError) as exc:
+                    if step.on_refused != "skip":
+                        raise
+                    plan.skipped.append({"step": step.id, "subject": subject, "target": str(value),
+                                         "reason": str(exc)})
+                    plan.notes.append(f"{step.id}: skipped (on_refused: skip): {exc}")
+                    continue
                 if not resolved and kind == "user_hosts":
                     plan.notes.append(f"{step.id}: no inventory host lists {value} under users; "
                                       "end its sessions by hand where it is logged in")
-                for entry, address, extra in resolved:
-                    args = {**runbook.step_args(step, values), **extra}
-                    if step.undo:
-                        req = undos.setdefault((step.id, entry.name), _UndoRequest(step, entry, address))
-                        req.add(subject, kind, args)
-                    else:
-                        pa = self._plan_apply(subject, step, entry, address, args)
-                        pa.items = items_for(kind, subject, args, entry.name)
-                        plan.actions.append(pa)
+                for entry, address, args in undo_args:
+                    req = undos.setdefault((step.id, entry.name), _UndoRequest(step, entry, address))
+                    req.add(subject, kind, args)
+                plan.actions.extend(applies)
         for req in undos.values():
             plan.actions.extend(self._plan_undo(req, plan))
         merge_batches(self, plan)

@@ -18,7 +18,17 @@ Example::
       - id: isolate
         action: isolate
         args: {confirm_seconds: "${confirm_seconds}"}
+      - id: block-source
+        action: block_ip
+        target: source_ip
+        on_refused: skip         # a refused target skips this step only (shown in the plan); abort: refuse all
     rollback: reverse            # on failure, undo finished steps in reverse order
+
+``on_refused`` (default ``abort``) decides what a **refusal at planning time** does — a protected or invalid
+target of this step, or arguments its connector rejects: ``abort`` refuses the whole plan before anything is
+sent (the partial-outcome rule, docs/partial-outcomes.md); ``skip`` leaves this step out, says why in the plan
+(``skipped`` in ``--json``, a note in the human plan, audited with the plan), and the other steps run.
+``on_error`` is about failures while running; ``on_refused`` never lets a refused target be touched.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ class Step:
     target: str | None = None  # parameter naming this step's target; None = the runbook's target
     args: Mapping[str, Any] = field(default_factory=dict)
     on_error: str = "stop"  # stop | continue
+    on_refused: str = "abort"  # abort | skip: a refused target of this step refuses the plan, or skips the step
     when: str | None = None  # parameter that must be truthy for the step to run
     via: str | None = None  # "user_hosts": run on every inventory host that lists the target account in `users`
     line: int | None = None
@@ -185,8 +196,8 @@ def _parameter(name: str, node: Node) -> Parameter:
 
 
 def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
-    node.mapping(allowed={"id", "action", "undo", "target", "args", "on_error", "when", "description", "via"},
-                 required={"id"})
+    node.mapping(allowed={"id", "action", "undo", "target", "args", "on_error", "on_refused", "when",
+                          "description", "via"}, required={"id"})
     has_action, has_undo = node.get("action") is not None, node.get("undo") is not None
     if has_action == has_undo:
         raise node.error("a step needs exactly one of 'action' (apply) or 'undo' (undo a previous action)")
@@ -214,6 +225,7 @@ def _step(node: Node, params: Mapping[str, Parameter]) -> Step:
         target=target_param,
         args=dict(args_node.value),
         on_error=_choice(node.get("on_error"), ("stop", "continue"), "stop"),
+        on_refused=_choice(node.get("on_refused"), ("abort", "skip"), "abort"),
         when=when.str_() if when is not None else None,
         via=_choice(node.get("via"), ("user_hosts",), "") or None,
         line=node.line,
