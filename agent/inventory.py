@@ -10,28 +10,49 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agent.datasets import DataSets, load_datasets, refuse_tag_forms
 from agent.errors import GuardRefused, NotFound
-from agent.secrets import CredentialsSpec, parse_ref
+from agent.reach import JumpHost, Reach, Site, load_reach, parse_allow, refuse_old_forms
+from agent.secrets import CredentialsSpec, parse_credentials
 from agent.validate import INVENTORY_NAME
 from agent.yamlsrc import Node, load_yaml
-from connectors.types import Target
+from connectors.types import AllowRule, Hop, Target
 
 __all__ = ["OS_CONNECTORS", "HostEntry", "Inventory", "load_inventory"]
 
 OS_CONNECTORS = {"linux": "ssh_linux", "windows": "winrm_windows"}
 _KNOWN_OS = set(OS_CONNECTORS)
 _HOST_FIELDS = {"address", "os", "connector", "port", "credentials", "host_key", "tags", "data", "residents",
-                "dataset", "options", "users"}
-_DEVICE_FIELDS = {"address", "device_type", "edge", "port", "credentials", "host_key", "tags", "options"}
-_DIR_FIELDS = {"address", "port", "credentials", "options", "default"}
-_CRED_FIELDS = {"username", "password", "private_key", "passphrase", "secret", "token"}
+                "dataset", "options", "users", "site", "jump", "allow"}
+_DEVICE_FIELDS = {"address", "device_type", "edge", "port", "credentials", "host_key", "tags", "options", "site",
+                  "jump"}
+_DIR_FIELDS = {"address", "port", "credentials", "options", "default", "site"}
+_SECTIONS = {"management", "protected", "defaults", "sites", "jump_hosts", "tags", "datasets", "hosts", "devices",
+             "directories"}
 _HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{20,}")
-_STATE = re.compile(r"[A-Z]{2}")
-_SECRET_FIELDS = ("password", "passphrase", "secret", "token")
+# Field names other tools (or earlier drafts) use, answered with the one this schema reads.
+_OTHER_FORMS = {
+    "proxyjump": "write jump: [NAME, ...] (outermost first; jump hosts are declared under jump_hosts:)",
+    "proxy_jump": "write jump: [NAME, ...] (outermost first; jump hosts are declared under jump_hosts:)",
+    "bastion": "write jump: [NAME] (jump hosts are declared under jump_hosts:)",
+    "jump_host": "write jump: [NAME] (jump hosts are declared under jump_hosts:)",
+    "jumphost": "write jump: [NAME] (jump hosts are declared under jump_hosts:)",
+    "via": "write jump: [NAME] (jump hosts are declared under jump_hosts:)",
+    "allowlist": "write allow: [{to: ADDRESS, proto: udp, ports: [53]}, {service: dns}]",
+    "allow_list": "write allow: [{to: ADDRESS, proto: udp, ports: [53]}, {service: dns}]",
+    "whitelist": "write allow: [{to: ADDRESS, proto: udp, ports: [53]}, {service: dns}]",
+    "keep_open": "write allow: [{to: ADDRESS, proto: udp, ports: [53]}, {service: dns}]",
+    "location": "write site: NAME (sites are declared under sites:)",
+    "segment": "write site: NAME (sites are declared under sites:)",
+    "people": "write residents: {MA: 1225, NH: 12} (people per state)",
+    "affected": "write residents: {MA: 1225, NH: 12} (people per state)",
+    "states": "write residents: {MA: 1225, NH: 12} (people per state; null = count unknown)",
+    "data_set": "write dataset: NAME",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,9 @@ class HostEntry:
     credentials: CredentialsSpec | None = None
     host_key: str | None = None
     tags: tuple[str, ...] = ()
+    site: str | None = None  # a declared site: its worker holds the credentials, its jump chain and allow-list apply
+    jump: tuple[Hop, ...] = ()  # ProxyJump chain, outermost first (own ``jump``, else the site's)
+    allow: tuple[AllowRule, ...] = ()  # flows isolation keeps open: connector defaults + site + tags + own
     data: tuple[str, ...] = ()
     residents: tuple[str, ...] = ()
     resident_counts: Mapping[str, int | None] = field(default_factory=dict)  # state -> people (None: unknown)
@@ -60,7 +84,7 @@ class HostEntry:
         kind = {"host": "host", "device": "device", "directory": "account"}[self.kind]
         return Target(name=self.name, kind=kind, address=address or self.address,  # type: ignore[arg-type]
                       connector=self.connector, os=self.os, port=self.port, host_key=self.host_key,
-                      tags=self.tags, options=dict(self.options))
+                      tags=self.tags, options=dict(self.options), site=self.site, jump=self.jump, allow=self.allow)
 
 
 @dataclass
@@ -73,6 +97,8 @@ class Inventory:
     protected_hosts: frozenset[str]
     protected_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     protected_accounts: frozenset[str]
+    sites: dict[str, Site] = field(default_factory=dict)
+    jump_hosts: dict[str, JumpHost] = field(default_factory=dict)
 
     # -- lookups --------------------------------------------------------------------------------------------
     def host(self, name_or_address: str) -> HostEntry:
@@ -178,16 +204,19 @@ def _same_account(a: str, b: str) -> bool:
 def load_inventory(path: Path | str) -> Inventory:
     """Read and validate the inventory; every error names file, line and field."""
     inv_path = Path(path)
-    root = load_yaml(inv_path).root().mapping(
-        allowed={"management", "protected", "defaults", "hosts", "devices", "directories"})
-    base = inv_path.resolve().parent
+    root = load_yaml(inv_path).root()
+    refuse_old_forms(root, {"jump_servers": "write jump_hosts:", "bastions": "write jump_hosts:",
+                            "locations": "write sites:", "data_sets": "write datasets:"})
+    root.mapping(allowed=_SECTIONS)
     mgmt = root.child("management").mapping(allowed={"addresses"})
     management = tuple(n.ip_address() for n in mgmt.child("addresses").elements())
     prot = root.child("protected").mapping(allowed={"hosts", "cidrs", "accounts"})
-    defaults = root.child("defaults").mapping()
-    hosts = {name: _entry(node, name, "host", base, defaults) for name, node in _named(root.child("hosts"))}
-    devices = {name: _entry(node, name, "device", base, defaults) for name, node in _named(root.child("devices"))}
-    directories = {name: _entry(node, name, "directory", base, defaults)
+    sections = _Sections(base=inv_path.resolve().parent, defaults=root.child("defaults").mapping(),
+                         reach=load_reach(root, inv_path.resolve().parent),
+                         datasets=load_datasets(root.child("datasets")))
+    hosts = {name: _entry(node, name, "host", sections) for name, node in _named(root.child("hosts"))}
+    devices = {name: _entry(node, name, "device", sections) for name, node in _named(root.child("devices"))}
+    directories = {name: _entry(node, name, "directory", sections)
                    for name, node in _named(root.child("directories"))}
     protected_hosts = frozenset(prot.child("hosts").str_list(pattern=INVENTORY_NAME, what="host name"))
     return Inventory(
@@ -199,7 +228,19 @@ def load_inventory(path: Path | str) -> Inventory:
         protected_hosts=protected_hosts,
         protected_cidrs=tuple(ipaddress.ip_network(n.cidr()) for n in prot.child("cidrs").elements()),
         protected_accounts=frozenset(prot.child("accounts").str_list()),
+        sites=sections.reach.sites,
+        jump_hosts=sections.reach.jump_hosts,
     )
+
+
+@dataclass(frozen=True)
+class _Sections:
+    """What every entry is read against: the file's folder, connector defaults, sites/jump hosts/tags, data sets."""
+
+    base: Path
+    defaults: Node
+    reach: Reach
+    datasets: DataSets
 
 
 def _named(node: Node) -> list[tuple[str, Node]]:
@@ -221,8 +262,9 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> HostEntry:
+def _entry(node: Node, name: str, kind: str, sections: _Sections) -> HostEntry:
     allowed = {"host": _HOST_FIELDS, "device": _DEVICE_FIELDS, "directory": _DIR_FIELDS}[kind]
+    refuse_old_forms(node, _OTHER_FORMS)
     node.mapping(allowed=allowed, required={"address"})
     if kind == "host":
         os_node = node.get("os")
@@ -240,15 +282,33 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         node.mapping(required={"device_type"})
     else:
         os_name, connector = "", "active_directory"
-    # defaults are keyed by connector; the host's own values win
+    # defaults are keyed by connector; the host's own values win, except allow-lists, which add up
     own = dict(node.value)
-    dflt = defaults.get(connector)
+    dflt = sections.defaults.get(connector)
+    default_allow: tuple[AllowRule, ...] = ()
     if dflt is not None:
         dflt.mapping()
-        own = _merge(dict(dflt.value), own)
+        default_allow = parse_allow(dflt.child("allow"), f"defaults {connector}")
+        own = _merge({k: v for k, v in dflt.value.items() if k != "allow"}, own)
     merged = Node(node.doc, node.at, own)
     cred_node = merged.get("credentials")
-    creds = _credentials(cred_node, base) if cred_node is not None else None
+    creds = parse_credentials(cred_node, sections.base) if cred_node is not None else None
+    site_node = merged.get("site")
+    site = sections.reach.site(site_node) if site_node is not None else None
+    jump_node = merged.get("jump")
+    chain = sections.reach.chain(jump_node) if jump_node is not None else (
+        sections.reach.site_chain(site) if site else ())
+    if chain:
+        if creds is None:
+            raise node.error(f"reached through jump host {chain[0].name}: needs its own credentials "
+                             f"(or defaults.{connector}.credentials)")
+        creds = replace(creds, hops=tuple(j.credentials for j in chain))
+    tags_node = merged.child("tags")
+    refuse_tag_forms(tags_node)
+    tags = tuple(tags_node.str_list())
+    allow = (*default_allow, *(site.allow if site else ()), *sections.reach.tag_rules(tags),
+             *parse_allow(merged.child("allow"), "host")) if kind == "host" else ()
+    dataset = sections.datasets.for_system(merged, name)
     hk = merged.get("host_key")
     opt_node = merged.get("options")
     options = dict(opt_node.mapping().value) if opt_node is not None else {}
@@ -256,7 +316,7 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         options["device_type"] = merged.child("device_type").str_(pattern=INVENTORY_NAME, what="device_type")
     port = merged.get("port")
     edge = merged.get("edge")
-    counts = _resident_counts(merged.child("residents"))
+    counts = dict(dataset.residents) if dataset else {}
     return HostEntry(
         name=name,
         kind=kind,
@@ -266,69 +326,16 @@ def _entry(node: Node, name: str, kind: str, base: Path, defaults: Node) -> Host
         port=port.int_(minimum=1, maximum=65535) if port else None,
         credentials=creds,
         host_key=hk.str_(pattern=_HOST_KEY, what="host key (\"ssh-ed25519 AAAA...\")") if hk else None,
-        tags=tuple(merged.child("tags").str_list()),
-        data=_categories(merged.child("data")),
+        tags=tags,
+        site=site.name if site else None,
+        jump=tuple(j.hop() for j in chain),
+        allow=allow,
+        data=dataset.data if dataset else (),
         residents=tuple(counts),
         resident_counts=counts,
-        dataset=merged.child("dataset").str_(pattern=INVENTORY_NAME, what="data set name")
-        if merged.get("dataset") is not None else None,
+        dataset=dataset.name if dataset else None,
         users=tuple(merged.child("users").str_list()),
         options=options,
         edge=edge.bool_() if edge else False,
         line=node.line,
     )
-
-
-def _categories(node: Node) -> tuple[str, ...]:
-    """Data categories from the closed vocabulary; an unknown one would silently drop the rules that need it."""
-    from agent.obligations import DATA_CATEGORIES
-
-    out = []
-    for element in node.elements():
-        value = element.str_()
-        if value not in DATA_CATEGORIES:
-            raise element.error(f"unknown data category {value!r} (known: {', '.join(DATA_CATEGORIES)})")
-        out.append(value)
-    return tuple(out)
-
-
-def _resident_counts(node: Node) -> dict[str, int | None]:
-    """``residents``: ``{MA: 1225, NY: 300}`` (people whose records the system holds, by state; ``null`` = count
-    unknown) or a list of states when no counts are known. Counts are per data set (see ``dataset``)."""
-    if node.value is None:
-        return {}
-    if isinstance(node.value, list):
-        return {state: None for state in node.str_list(pattern=_STATE, what="two-letter state code")}
-    if not isinstance(node.value, dict):
-        raise node.error("expected {STATE: count, ...} (e.g. {MA: 1225, NY: 300}) or a list of states")
-    counts: dict[str, int | None] = {}
-    for state, child in node.items():
-        if not _STATE.fullmatch(str(state)):
-            raise child.error(f"{state!r} is not a two-letter state code (e.g. MA)")
-        counts[str(state)] = None if child.value is None else child.int_(minimum=0)
-    return counts
-
-
-def _credentials(node: Node, base: Path) -> CredentialsSpec:
-    node.mapping(allowed=_CRED_FIELDS, required={"username"})
-    refs = {}
-    for key in _SECRET_FIELDS:
-        child = node.get(key)
-        if child is None:
-            continue
-        text = child.str_()
-        ref = parse_ref(text, base)
-        if ref is None:
-            raise child.error("inline secrets are not allowed: write env:VARIABLE or file:/path/to/secret")
-        refs[key] = ref
-    key_node = node.get("private_key")
-    private_key = None
-    if key_node is not None:
-        text = key_node.str_()
-        text = text.removeprefix("file:")
-        p = Path(text).expanduser()
-        private_key = str(p if p.is_absolute() else (base / p).resolve())
-    extra = tuple((k, refs[k]) for k in ("secret", "token") if k in refs)
-    return CredentialsSpec(username=node.child("username").str_(), password=refs.get("password"),
-                           private_key=private_key, passphrase=refs.get("passphrase"), extra=extra)
-

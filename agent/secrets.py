@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.yamlsrc import Node
 from connectors.types import Credentials, Secret
 
-__all__ = ["CredentialsSpec", "SecretRef", "parse_ref"]
+__all__ = ["CredentialsSpec", "SecretRef", "parse_credentials", "parse_ref"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CRED_FIELDS = {"username", "password", "private_key", "passphrase", "secret", "token"}
+_SECRET_FIELDS = ("password", "passphrase", "secret", "token")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class CredentialsSpec:
     private_key: str | None = None
     passphrase: SecretRef | None = None
     extra: tuple[tuple[str, SecretRef], ...] = ()
+    hops: tuple[CredentialsSpec, ...] = ()  # the jump hosts' credentials, outermost first (see Target.jump)
 
     def resolve(self) -> Credentials:
         return Credentials(
@@ -69,4 +73,31 @@ class CredentialsSpec:
             private_key_path=self.private_key,
             private_key_passphrase=self.passphrase.resolve() if self.passphrase else None,
             extra={k: ref.resolve() for k, ref in self.extra},
+            hops=tuple(hop.resolve() for hop in self.hops),
         )
+
+
+def parse_credentials(node: Node, base: Path) -> CredentialsSpec:
+    """A ``credentials:`` mapping of the inventory (targets and jump hosts); inline secrets are refused."""
+    node.mapping(allowed=_CRED_FIELDS, required={"username"})
+    refs = {}
+    for key in _SECRET_FIELDS:
+        child = node.get(key)
+        if child is None:
+            continue
+        text = child.str_()
+        ref = parse_ref(text, base)
+        if ref is None:
+            raise child.error("inline secrets are not allowed: write env:VARIABLE or file:/path/to/secret")
+        refs[key] = ref
+    key_node = node.get("private_key")
+    private_key = None
+    if key_node is not None:
+        text = key_node.str_()
+        text = text.removeprefix("file:")
+        p = Path(text).expanduser()
+        private_key = str(p if p.is_absolute() else (base / p).resolve())
+    extra = tuple((k, refs[k]) for k in ("secret", "token") if k in refs)
+    return CredentialsSpec(username=node.child("username").str_(), password=refs.get("password"),
+                           private_key=private_key, passphrase=refs.get("passphrase"), extra=extra)
+

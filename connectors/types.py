@@ -13,8 +13,10 @@ from typing import Any, Literal
 __all__ = [
     "ActionResult",
     "ActionSpec",
+    "AllowRule",
     "ConnectorContext",
     "Credentials",
+    "Hop",
     "Secret",
     "Snapshot",
     "Target",
@@ -60,6 +62,48 @@ class Credentials:
     private_key_path: str | None = None
     private_key_passphrase: Secret | None = None
     extra: Mapping[str, Secret] = field(default_factory=dict)
+    hops: tuple[Credentials, ...] = ()  # one per ``Target.jump`` entry, same order (outermost first)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One jump host on the way to a target (OpenSSH ``ProxyJump``), outermost first.
+
+    Why the key is part of the record: a bastion is the one machine every containment of its site passes through,
+    so its host key is pinned in the inventory like the target's (the inventory refuses a jump host without one).
+    Credentials for the hop arrive as ``Credentials.hops[i]``, never here.
+    """
+
+    name: str
+    address: str
+    port: int
+    host_key: str
+    username: str
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """A flow isolation keeps open besides the management channel (resolvers, DHCP, EDR/SIEM forwarders).
+
+    ``to`` holds IP addresses or networks. A DNS name written in the inventory becomes addresses in one of two
+    ways, chosen per rule by ``resolve``: ``"plan"`` — resolved by the agent (or the site worker) in the read-only
+    resolve step before the plan is shown, so ``to`` holds the pinned addresses the plan displays and the
+    connector sends; ``"target"`` — resolved on the target when isolating (``names`` keeps the names, ``to`` is
+    empty; e.g. a Windows dynamic-keyword address), and the addresses used are recorded in the snapshot.
+    ``service`` rules need no address: ``"dns"`` = the resolvers the host itself is configured with (read from
+    the host), ``"dhcp"`` = DHCP client traffic (UDP 67/68, DHCPv6 546/547). ``source`` says where the rule was
+    declared (``host``, ``site boston``, ``tag dmz``, ``defaults ssh_linux``) so the plan can say why a flow stays.
+    """
+
+    source: str
+    to: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    service: Literal["dns", "dhcp"] | None = None
+    protocol: Literal["tcp", "udp", "any"] = "any"
+    ports: tuple[int, ...] = ()
+    direction: Literal["out", "in", "both"] = "out"
+    resolve: Literal["plan", "target"] = "plan"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +124,9 @@ class Target:
     host_key: str | None = None
     tags: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    site: str | None = None  # the site whose worker holds this target's credentials (None: any / the agent itself)
+    jump: tuple[Hop, ...] = ()  # ProxyJump chain, outermost first; () = connect directly
+    allow: tuple[AllowRule, ...] = ()  # flows isolation keeps open besides management (hosts only)
 
 
 @dataclass(frozen=True)

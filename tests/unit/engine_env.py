@@ -22,7 +22,7 @@ defaults:
   ssh_linux:
     credentials: {username: root, private_key: file:/nonexistent/key}
 hosts:
-  web1: {address: 10.9.0.21, os: linux, tags: [web], data: [ssn], residents: [MA]}
+  web1: {address: 10.9.0.21, os: linux, tags: [web], data: [ssn], residents: {MA: null}}
   web2: {address: 10.9.0.22, os: linux}
   web3: {address: 10.9.0.23, os: linux}
   dc1: {address: 10.9.0.5, os: linux}

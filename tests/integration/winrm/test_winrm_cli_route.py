@@ -35,7 +35,7 @@ hosts:
     credentials: {{username: {USER}, password: env:WIN01_PASSWORD}}
     options: {{port: {win_double.port}, ca_file: {pki.ca_file}, server_name: winhost.test}}
     data: [ssn]
-    residents: [MA]
+    residents: {{MA: null}}
 """)
     (tmp_path / "agent.yaml").write_text(
         "inventory: inventory.yaml\n"
