@@ -1,6 +1,6 @@
 """The shipped flagship rule (config/rules.yaml ``wazuh-bruteforce-success`` → runbook
 ``contain-compromised-host``) contains the host with the shipped inventory, whatever source address the alert
-carries: a block that cannot apply (private or documentation-range address, protected range) is skipped and
+carries: a block that cannot apply (private or link-local address, protected range) is skipped and
 said so in the plan (``on_refused: skip``); it never refuses the isolation.
 
 Found: the shipped inventory made the only edge firewall protected, and any refused step refused the whole
@@ -43,7 +43,7 @@ def _plan(app: App, source_ip: str):
     return app.planner().build(book, ["web01"], {"user": "jdoe", "source_ip": source_ip})
 
 
-@pytest.mark.parametrize("address", ["10.77.1.130", "198.51.100.23", "192.0.2.3"])
+@pytest.mark.parametrize("address", ["10.77.1.130", "169.254.10.10", "192.0.2.3"])
 def test_unblockable_source_is_skipped_and_the_host_still_isolated(app: App, address: str) -> None:
     plan = _plan(app, address)
     steps = [a.step.id for a in plan.actions]
