@@ -108,6 +108,12 @@ class ConnectorBase:
                                connector=self.name, action=action)
         return fn
 
+    def check_target(self, target: Target) -> None:
+        """Target-level options (the inventory entry) no action could work with: raise ``InvalidInput``.
+
+        ``agent check-config`` calls this for every inventory entry (when a connector defines it), so a transport
+        that cannot work shows up before any plan; ``validate`` repeats it per action."""
+
     def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
         hook = getattr(self, f"_validate_{action}", None)
         self._hook("apply", action)  # raises for unknown actions

@@ -47,6 +47,25 @@ def _connectors(app: App, args: argparse.Namespace) -> int:
     return exitcodes.DONE
 
 
+def _check_targets(inv: Any) -> list[str]:
+    """Each entry's connector checks the entry's own options (``check_target``), e.g. a WinRM transport."""
+    from agent.registry import Registry
+    from connectors.errors import ConnectorError
+
+    reg = Registry()
+    out: list[str] = []
+    for entry in [*inv.hosts.values(), *inv.devices.values(), *inv.directories.values()]:
+        try:
+            check = getattr(reg.get(entry.connector), "check_target", None)
+            if check is not None:
+                check(entry.target())
+        except ConnectorError as exc:
+            out.append(f"{inv.path}:{entry.line}: {entry.name}: {exc.message}")
+        except AgentError as exc:
+            out.append(f"{inv.path}:{entry.line}: {entry.name}: {exc}")
+    return out
+
+
 def _check(app: App, args: argparse.Namespace) -> int:
     from agent.runbook import list_runbooks, load_runbook
     problems: list[str] = []
@@ -60,6 +79,7 @@ def _check(app: App, args: argparse.Namespace) -> int:
         for entry in [*inv.hosts.values(), *inv.devices.values(), *inv.directories.values()]:
             if entry.credentials is None and inv.protected_reason(entry) is None:
                 problems.append(f"{inv.path}:{entry.line}: {entry.name}: no credentials configured")
+        problems += _check_targets(inv)
         for path in list_runbooks(settings.runbooks).values():
             try:
                 book = load_runbook(path)

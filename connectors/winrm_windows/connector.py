@@ -70,6 +70,10 @@ class WinRMWindowsConnector(ConnectorBase):
         return _OpenSession(target, creds, ctx, settings).open()  # type: ignore[return-value]
 
     # -- validation (before connecting) -----------------------------------------------------------------------
+    def check_target(self, target: Target) -> None:
+        """Transport and options of an inventory entry (CredSSP, Kerberos without FQDN/realm/KDC/gssapi...)."""
+        parse_settings(target)
+
     def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)
 

@@ -52,6 +52,10 @@ def map_exception(exc: BaseException, *, where: str) -> ConnectorError:
             return Unreachable(f"{where}: WinRM service unavailable (HTTP {exc.code})",
                                detail={"http_status": exc.code})
         return Rejected(f"{where}: WinRM service answered HTTP {exc.code}", detail={"http_status": exc.code})
+    kerberos_errors = _kerberos_error_types()
+    if kerberos_errors and isinstance(exc, kerberos_errors):
+        # Unknown SPN, clock skew, wrong password, KDC refusing: retrying cannot help.
+        return AuthError(f"{where}: Kerberos authentication failed ({type(exc).__name__}: {_short_auth(exc)})")
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(f"{where}: TLS certificate validation failed ({_short(exc)})")
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
@@ -68,6 +72,28 @@ def map_exception(exc: BaseException, *, where: str) -> ConnectorError:
     if isinstance(exc, TimeoutError):
         return Timeout(f"{where}: no answer in time")
     return ConnectorError(f"{where}: unexpected {type(exc).__name__}")
+
+
+def _kerberos_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = []
+    try:
+        from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError, MutualAuthenticationError
+
+        types += [KerberosExchangeError, MutualAuthenticationError]
+    except ImportError:  # pragma: no cover - vendored in pywinrm
+        pass
+    try:
+        from gssapi.raw.misc import GSSError
+
+        types.append(GSSError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _short_auth(exc: BaseException) -> str:
+    """The library's reason, without anything that could be a secret (GSS messages name principals only)."""
+    return " ".join(str(exc).split())[:200]
 
 
 def _spnego_error_type() -> type[BaseException] | None:

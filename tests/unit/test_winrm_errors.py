@@ -93,3 +93,20 @@ class TestDecodeClixml:
     def test_broken_clixml_returned_raw(self) -> None:
         """Unparseable CLIXML is returned verbatim rather than lost."""
         assert decode_clixml("#< CLIXML\r\n<Objs><S") .startswith("#< CLIXML")
+
+
+class TestKerberosErrorsArePermanent:
+    def test_kerberos_exchange_errors_are_auth_errors(self) -> None:
+        """A Kerberos failure (unknown SPN, clock skew, bad password) is permanent: AuthError, never retried."""
+        from winrm.vendor.requests_kerberos.exceptions import KerberosExchangeError, MutualAuthenticationError
+
+        for exc in (KerberosExchangeError("authGSSClientStep() failed: Server not found in Kerberos database"),
+                    MutualAuthenticationError("unable to authenticate the server")):
+            mapped = map_exception(exc, where="open shell")
+            assert isinstance(mapped, AuthError) and not mapped.transient, exc
+
+    def test_gssapi_errors_are_auth_errors(self) -> None:
+        """python-gssapi failures (e.g. KDC unreachable while getting a ticket) are AuthError too."""
+        gssapi = pytest.importorskip("gssapi")
+        err = gssapi.exceptions.GSSError(851968, 2529638919)
+        assert isinstance(map_exception(err, where="open shell"), AuthError)

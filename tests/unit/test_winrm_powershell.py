@@ -178,3 +178,41 @@ class TestValidateBeforeConnect:
                              ConnectorContext(management_addresses=("10.0.0.5",)))
         assert any("IR-Containment-Block-In" in x for x in lines)
         assert any("IR-Containment-Revert" in x for x in lines)
+
+
+class TestTransportChoice:
+    """check-config and validate refuse transports that cannot work or must not be used, before any plan."""
+
+    def _target(self, **options: object) -> Target:
+        return Target("w", "host", "10.0.0.21", "winrm_windows", options=dict(options))
+
+    def test_credssp_refused_for_containment_targets(self) -> None:
+        """CredSSP delegates the operator's password to the host — the compromised one. Refused, named."""
+        with pytest.raises(InvalidInput, match="credssp.*delegat") as err:
+            WinRMWindowsConnector().validate(self._target(transport="credssp"), "isolate", {})
+        assert err.value.detail["field"] == "transport"
+
+    def test_kerberos_needs_a_host_name(self) -> None:
+        """Kerberos asks the KDC for HTTP/<name>; by IP that is HTTP/10.0.0.21, which AD does not have."""
+        conn = WinRMWindowsConnector()
+        with pytest.raises(InvalidInput, match="kerberos needs server_name"):
+            conn.validate(self._target(transport="kerberos", realm="LAB.TEST", kdc=["10.0.0.2"]), "isolate", {})
+        with pytest.raises(InvalidInput, match="kerberos needs server_name"):
+            conn.validate(self._target(transport="kerberos", server_name="10.0.0.21", realm="LAB.TEST",
+                                       kdc=["10.0.0.2"]), "isolate", {})
+
+    def test_kerberos_needs_realm_and_kdc_addresses(self) -> None:
+        """No DNS lookups for the KDC: realm and KDC addresses come from the inventory."""
+        with pytest.raises(InvalidInput, match="kdc"):
+            WinRMWindowsConnector().validate(self._target(transport="kerberos", server_name="ws01.lab.test",
+                                                          realm="LAB.TEST"), "isolate", {})
+
+    def test_kerberos_needs_its_libraries(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without the python-gssapi binding (the 'kerberos' extra) Kerberos is refused up front, naming the fix."""
+        import importlib.util
+
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gssapi" else real(name, *a))
+        with pytest.raises(InvalidInput, match="gssapi.*kerberos"):
+            WinRMWindowsConnector().validate(self._target(transport="kerberos", server_name="ws01.lab.test",
+                                                          realm="LAB.TEST", kdc=["10.0.0.2"]), "isolate", {})
