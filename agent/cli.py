@@ -152,12 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("show")
     q.add_argument("id")
     _common(q)
-    q = isub.add_parser("facts", help="record facts counsel needs for deadlines (determination date, counts)")
+    q = isub.add_parser("facts", help="record facts counsel needs (clock times, counts, organisation) with source")
     q.add_argument("id")
-    q.add_argument("--determined", metavar="ISO-TIME", help="when it was determined that a breach occurred")
-    q.add_argument("--consumers-notified", metavar="ISO-TIME", help="when notices to individuals were sent")
-    q.add_argument("--material", metavar="ISO-TIME", help="when the incident was determined material (SEC)")
-    q.add_argument("--affected", type=int, metavar="N", help="number of affected individuals, if known")
+    from agent.report.facts import add_fact_arguments
+    add_fact_arguments(q)
     _common(q)
 
     p = sub.add_parser("audit", help="verify, export or sign the audit log")
@@ -166,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="counsel report for an incident (HTML or PDF)")
     p.add_argument("--incident", required=True, metavar="ID")
-    p.add_argument("--format", choices=("html", "pdf"), default="pdf")
+    p.add_argument("--format", choices=("html", "pdf", "json"), default="pdf",
+                   help="json: the same content as the PDF, machine-readable")
+    p.add_argument("--expect-key", metavar="FINGERPRINT", help="verify the log against this key fingerprint")
+    p.add_argument("--anchor", metavar="SEQ:HASH|FILE", help="verify the log against this earlier signed head")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     _common(p)
 

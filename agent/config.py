@@ -15,7 +15,7 @@ from agent.yamlsrc import Node, load_yaml
 __all__ = ["Settings", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
-        "ssh", "engine", "daemon", "rules", "obligations", "warm"}
+        "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Settings:
     rules: Path | None = None
     obligations: Path | None = None
     daemon: dict[str, object] = field(default_factory=dict)
+    organisation: dict[str, object] = field(default_factory=dict)  # name + ORGANISATION_FACTS booleans
 
     def database_url(self) -> str:
         if "://" in self.database:
@@ -124,4 +125,18 @@ def load_settings(path: Path | str | None = None) -> Settings:
         rules=opt_path(root.get("rules")),
         obligations=opt_path(root.get("obligations")),
         daemon=dict(daemon.mapping().value) if daemon is not None else {},
+        organisation=_organisation(root.get("organisation")),
     )
+
+
+def _organisation(node: Node | None) -> dict[str, object]:
+    """``organisation:``: the name on the counsel report and the facts that decide which federal rules apply."""
+    if node is None:
+        return {}
+    from agent.report.vocabulary import ORGANISATION_FACTS
+
+    node.mapping(allowed={"name", *ORGANISATION_FACTS})
+    out: dict[str, object] = {}
+    for key, child in node.items():
+        out[key] = child.str_() if key == "name" else child.bool_()
+    return out

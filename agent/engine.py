@@ -190,6 +190,7 @@ class Engine:
         from agent.report.scope import snapshot_scope
 
         self.audit.record("incident.scope", incident=incident, cause="plan", inventory=str(self.inventory.path),
+                          organisation=dict(getattr(self.settings, "organisation", {}) or {}),
                           **snapshot_scope(a.entry for a in plan.actions))
 
     # -- one subject ----------------------------------------------------------------------------------------

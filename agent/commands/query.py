@@ -157,28 +157,21 @@ def _show(app: App, args: argparse.Namespace) -> int:
 
 
 def _facts(app: App, args: argparse.Namespace) -> int:
-    """Record dates and counts that start or size legal clocks; the counsel report computes deadlines from them."""
-    from agent.errors import InputError
+    """Record facts that start or size legal clocks, with their source; the report reads them from the log."""
+    from agent.report.facts import facts_record
     from agent.store import Incident
-    from agent.validate import iso_time
-    events: dict[str, str] = {}
-    for name, value in (("determination", args.determined), ("consumer_notice", args.consumers_notified),
-                        ("materiality_determination", args.material)):
-        if value is not None:
-            events[name] = iso_time(value, field=name).isoformat()
-    if args.affected is not None and args.affected < 0:
-        raise InputError(f"affected: {args.affected} must not be negative")
-    if not events and args.affected is None:
-        raise InputError("nothing to record: give --determined, --consumers-notified, --material or --affected")
+    fields = facts_record(args, recorded_by=app.actor)
     with app.store.session() as s:
         if s.get(Incident, args.id) is None:
             raise NotFound(f"incident {args.id!r} not found (see `agent incidents list`)")
-    record = app.audit.record("incident.facts", incident=args.id, events=events, total_affected=args.affected,
-                              recorded_by=app.actor)
+    record = app.audit.record("incident.facts", incident=args.id, **fields)
     if args.json:
-        emit_json({"incident": args.id, "events": events, "total_affected": args.affected, "seq": record["seq"]})
+        emit_json({"incident": args.id, **fields, "seq": record["seq"]})
     else:
-        print(f"recorded for {args.id}: " + ", ".join([*(f"{k} {v}" for k, v in events.items()),
-                                                     *([f"{args.affected} affected"] if args.affected is not None
-                                                       else [])]))
+        shown = [f"{k} {v}" for k, v in fields["events"].items()]
+        shown += [f"{k}={v}" for k in ("clock_start", "total_affected") if fields.get(k) is not None
+                  for v in [fields[k]]]
+        shown += [f"{k}: {fields[k]}" for k in ("residents", "data_categories", "organisation", "pending")
+                  if fields.get(k)]
+        print(f"recorded for {args.id} (audit seq {record['seq']}; source: {fields['source']}): " + "; ".join(shown))
     return exitcodes.DONE

@@ -1,4 +1,4 @@
-"""``agent report --incident ID --format html|pdf -o FILE``: the counsel report, built from the audit log alone.
+"""``agent report --incident ID --format pdf|html|json -o FILE``: the counsel report, built from the audit log alone.
 
 Why from the audit log and not the journal: the report must show what the tamper-evident record proves, and it
 states the verification result and key fingerprint so counsel can check the same log independently.
@@ -30,6 +30,8 @@ def inventory_tags(app: App) -> dict[str, dict[str, Any]]:
 
 def run_report(args: argparse.Namespace) -> int:
     from agent.audit import records, verify
+    from agent.audit.anchor import AnchorError, parse_anchor
+    from agent.errors import InputError
     from agent.obligations import load_rules
     from agent.report import AuditSummary, build_report, from_records
     app = App(config_path=args.config)
@@ -40,14 +42,21 @@ def run_report(args: argparse.Namespace) -> int:
                        "(see `agent incidents list`)")
     key = settings.audit_signing_key
     pub = key.with_name(key.name + ".pub") if key else None
-    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None))
+    try:
+        anchor = parse_anchor(getattr(args, "anchor", None), fingerprint=getattr(args, "expect_key", None))
+    except AnchorError as exc:
+        raise InputError(str(exc)) from None
+    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None,
+                                              anchor=anchor if anchor.active else None))
     data = from_records(incident_records, args.incident, inventory_tags(app), timezone=settings.timezone,
-                        audit=summary)
+                        audit=summary, organisation_facts=settings.organisation)
     report = build_report(data, rules=load_rules(settings.obligations) if settings.obligations else None)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "html":
         out.write_text(report.to_html(), encoding="utf-8")
+    elif args.format == "json":
+        out.write_text(report.to_json(), encoding="utf-8")
     else:
         report.to_pdf(out)
     if args.json:

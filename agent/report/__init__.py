@@ -2,17 +2,28 @@
 
 Usage::
 
-    data = from_records(records(audit_dir, "INC-1"), "INC-1", inventory_tags, timezone="America/New_York",
+    data = from_records(records(audit_dir, "INC-1"), "INC-1", {}, timezone="America/New_York",
                         audit=AuditSummary.from_verify(verify(audit_dir, public_key=pub)))
     report = build_report(data)
     Path("report.html").write_text(report.to_html()); report.to_pdf(Path("report.pdf"))
+
+Exports load lazily: ``agent incidents facts`` builds its options from :mod:`agent.report.facts` at start-up
+and must not pay for the report renderer.
 """
 
 from __future__ import annotations
 
-from agent.report.from_records import from_records, parse_time, target_tags
-from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
-from agent.report.render import Report, build_report
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.report.from_records import from_records, parse_time, target_tags
+    from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
+    from agent.report.render import Report, build_report
+
+_EXPORTS = {"from_records": "from_records", "parse_time": "from_records", "target_tags": "from_records",
+            "ActionEntry": "model", "AuditSummary": "model", "IncidentReportData": "model", "TimelineEntry": "model",
+            "Report": "render", "build_report": "render"}
 
 __all__ = [
     "ActionEntry",
@@ -25,3 +36,12 @@ __all__ = [
     "parse_time",
     "target_tags",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"agent.report.{module}"), name)
+    globals()[name] = value
+    return value

@@ -32,6 +32,10 @@ class ActionEntry:
     undo_status: str = "not undone"
     error: str = ""
     history: list[tuple[dt.datetime, str]] = field(default_factory=list)  # (time, "from → to")
+    kind: str = "apply"  # "apply" | "undo" (a release / rollback of ``undo_of``)
+    undo_of: str = ""
+    step: str = ""
+    undone_by: str = ""  # action id of the release that undid this one
 
 
 @dataclass
@@ -57,6 +61,10 @@ class AuditSummary:
     last_seq: int | None = None
     last_hash: str | None = None
     notes: list[str] = field(default_factory=list)
+    last_checkpoint_seq: int | None = None
+    anchor: str | None = None
+    proven: list[str] = field(default_factory=list)
+    not_proven: list[str] = field(default_factory=list)
 
     @classmethod
     def from_verify(cls, report: Any) -> AuditSummary:
@@ -64,7 +72,10 @@ class AuditSummary:
         return cls(ok=report.ok, records=report.records, checkpoints_verified=report.checkpoints_verified,
                    key_fingerprint=report.key_fingerprint,
                    first_error=str(report.first_error) if report.first_error else None,
-                   last_seq=report.last_seq, last_hash=report.last_hash, notes=list(report.notes))
+                   last_seq=report.last_seq, last_hash=report.last_hash, notes=list(report.notes),
+                   last_checkpoint_seq=getattr(report, "last_checkpoint_seq", None),
+                   anchor=getattr(report, "anchor", None), proven=list(getattr(report, "proven", [])),
+                   not_proven=list(getattr(report, "not_proven", [])))
 
 
 @dataclass
@@ -100,3 +111,10 @@ class IncidentReportData:
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)  # data set -> {data, residents, audit_seq}
     systems: dict[str, dict[str, Any]] = field(default_factory=dict)  # system -> {kind, dataset, audit_seq}
     scope_note: str = ""
+    # clock facts: event name -> {"time", "source", "confidence", "audit_seq"} (alert_event, discovery,
+    # determination, consumer_notice, materiality_determination)
+    clock_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock_start: str = "discovery"  # which clock fact starts the "from discovery" deadlines
+    clock_start_source: str = "default: the discovery time recorded when the incident was opened"
+    org_facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> {"value", "source"}
+    pending: list[dict[str, Any]] = field(default_factory=list)  # {"text", "source"}

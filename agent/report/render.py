@@ -13,19 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.obligations import Checklist, IncidentFacts, Rules, compute_checklist
+from agent.report.content import report_content
 from agent.report.model import IncidentReportData
+from agent.report.vocabulary import DATA_CATEGORIES
 
 __all__ = ["Report", "build_report"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_CATEGORY_LABELS = {
-    "ssn": "Social Security numbers", "drivers_license": "driver's licence / state ID numbers",
-    "government_id": "passport / military / tax ID numbers", "financial_account": "financial account numbers",
-    "payment_card": "payment card numbers", "health": "medical / health information",
-    "health_insurance": "health-insurance information", "biometric": "biometric data",
-    "credentials": "usernames with passwords", "dob": "dates of birth", "tax": "tax records (W-2)",
-    "genetic": "genetic data", "personal_data": "personal data (GDPR)",
-}
+_CATEGORY_LABELS = DATA_CATEGORIES
 
 
 class Report:
@@ -35,6 +30,15 @@ class Report:
         self.data = data
         self.checklist = checklist
         self.generated_at = generated_at
+
+    def content(self) -> dict[str, Any]:
+        """Everything the report states, as JSON-ready data (``agent report --format json``; the PDF shows it)."""
+        return report_content(self)
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.content(), indent=2, ensure_ascii=False) + "\n"
 
     def context(self) -> dict[str, Any]:
         """Template variables (also handy for tests and other renderers)."""
@@ -49,6 +53,7 @@ class Report:
             "utc": _fmt_utc, "local": lambda t: _fmt_local(t, zone), "elapsed": elapsed, "counts": counts,
             "category_label": lambda c: _CATEGORY_LABELS.get(c, c),
             "jurisdictions": _group(self.checklist) if self.checklist else [],
+            "c": self.content(),
         }
 
     def to_html(self) -> str:

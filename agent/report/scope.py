@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.obligations import check_categories
+from agent.report.vocabulary import check_categories
 
 __all__ = ["Scope", "fold_scope", "scope_from_tags", "snapshot_scope", "system_scope"]
 
@@ -126,9 +126,10 @@ def fold_scope(records: Iterable[Mapping[str, Any]]) -> Scope:
                                                "source": str(record.get("cause") or "snapshot")}
         elif event == "incident.facts":
             for state, count in (record.get("residents") or {}).items():
+                who = str(record.get("recorded_by") or record.get("actor") or "unknown")
                 scope.overrides[str(state)] = {"count": int(count), "seq": seq,
-                                               "source": str(record.get("recorded_by") or record.get("actor") or
-                                                             "unknown"),
+                                               "source": who + (f" — {record['source']}" if record.get("source")
+                                                                else ""),
                                                "confidence": str(record.get("confidence") or "stated")}
             extra = record.get("data_categories") or ()
             if extra:

@@ -129,14 +129,14 @@ class TestReportHtml:
         assert "Offer credit monitoring" in html and "18 months" in html
         assert any(f"For counsel{q}s review — not legal advice" in html for q in ("&#39;", "'"))
         assert "Counting convention" in html
-        due = html[html.index("What is due"):html.index('id="timeline"')]
-        assert due.index("Affected Massachusetts residents") < due.index("Sun 20 Dec 2026 23:59 EST")
+        due = html[html.index("What is due next"):html.index('id="notifications"')]
+        assert due.index("Affected Massachusetts residents") < due.index("2026-12-20 23:59 EST")
 
     def test_actions_scope_evidence_and_key(self, report) -> None:  # type: ignore[no-untyped-def]
         """Every action, the scope, each evidence hash and the key fingerprint appear; secrets do not."""
         html = report.to_html()
         for text in ("ruleset replaced (snapshot kept for undo)", "account bob disabled", "203.0.113.66",
-                     "Social Security numbers", "MA (1200)", report.data.audit.key_fingerprint,
+                     "Social Security numbers", "MA: <strong>1,200</strong>", report.data.audit.key_fingerprint,
                      *(e["sha256"] for e in report.data.evidence)):
             assert text in html, text
         assert "should-not-appear" not in html

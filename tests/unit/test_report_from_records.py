@@ -73,7 +73,7 @@ class TestFromRecords:
     def test_partial_report_says_not_complete(self) -> None:
         """The rendered summary says containment is not complete and lists the failure."""
         html = build_report(from_records(_records(), "INC-3", {})).to_html()
-        assert "Not complete" in html and "AuthError: bind rejected for svc-ad" in html
+        assert "Containment is not complete" in html and "AuthError: bind rejected for svc-ad" in html
 
 
 class TestTargetTags:
