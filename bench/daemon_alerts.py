@@ -70,10 +70,13 @@ def alert_body(host: str, n: int) -> bytes:
 
 
 def request(path: str, body: bytes | None) -> bytes:
+    """A raw HTTP/1.1 request; alerts signed as replay-protected senders sign them (timestamp + nonce + body)."""
     if body is None:
         return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
-    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    stamp, nonce = int(time.time()), os.urandom(8).hex()
+    sig = "sha256=" + hmac.new(SECRET.encode(), f"{stamp}.{nonce}.".encode() + body, hashlib.sha256).hexdigest()
     return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"X-Agent-Timestamp: {stamp}\r\nX-Agent-Nonce: {nonce}\r\n"
             f"X-Agent-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 

@@ -174,7 +174,8 @@ class Dispatcher:
         if policy == "dry-run":
             svc.audit.record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
                              plan=plan.to_dict(), reason=reason, incident_status="closed")
-            self._void_incident(d)
+            # a rehearsal keeps its claim in the dry-run key space (repeated rehearsals coalesce for the window);
+            # that key space is its own, so it never dedupes an alert under an auto/approve rule
             self._set(d, "dry-run", f"{len(plan.actions)} action(s) planned, nothing executed",
                       incident_status="closed", batch=True)
             return
