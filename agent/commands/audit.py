@@ -14,7 +14,9 @@ __all__ = ["run_audit"]
 
 def run_audit(argv: list[str], config: str | None) -> int:
     from agent.audit.cli import main as audit_main
-    if argv and argv[0] in ("verify", "export", "anchor") and "--dir" not in argv:
+    # `agent audit verify EXPORT.zip` needs no configuration: counsel runs it on files alone
+    standalone = bool(argv) and argv[0] == "verify" and any(not a.startswith("-") for a in argv[1:2])
+    if argv and argv[0] in ("verify", "export", "anchor") and "--dir" not in argv and not standalone:
         try:
             from agent.config import load_settings
             settings = load_settings(config)

@@ -164,7 +164,12 @@ def _facts(app: App, args: argparse.Namespace) -> int:
     with app.store.session() as s:
         if s.get(Incident, args.id) is None:
             raise NotFound(f"incident {args.id!r} not found (see `agent incidents list`)")
+    systems = [app.inventory.host(name) for name in getattr(args, "system", None) or []]  # unknown: NotFound
     record = app.audit.record("incident.facts", incident=args.id, **fields)
+    if systems:
+        from agent.report.scope import snapshot_scope
+        app.audit.record("incident.scope", incident=args.id, cause="facts", recorded_by=app.actor,
+                         source=fields["source"], inventory=str(app.inventory.path), **snapshot_scope(systems))
     if args.json:
         emit_json({"incident": args.id, **fields, "seq": record["seq"]})
     else:

@@ -38,6 +38,9 @@ def add_fact_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a data category found to be exposed (repeatable; closed vocabulary)")
     parser.add_argument("--org", action="append", default=[], metavar="FACT=yes|no",
                         help="organisation fact for this incident: " + ", ".join(ORGANISATION_FACTS) + ", or name=TEXT")
+    parser.add_argument("--system", action="append", default=[], metavar="NAME",
+                        help="an inventory system found to be involved (repeatable): its data set is snapshotted "
+                             "into the incident's scope as the inventory describes it now")
     parser.add_argument("--pending", action="append", default=[], metavar="TEXT",
                         help="a decision still pending (repeatable), listed in the report")
     parser.add_argument("--source", metavar="TEXT", help="where these facts come from (e.g. 'forensic report v2')")
@@ -89,8 +92,9 @@ def facts_record(args: argparse.Namespace, *, recorded_by: str) -> dict[str, Any
             record[key] = value
     if clock:
         record["clock_start"] = CLOCK_STARTS[clock]
-    if not (events or residents or categories or organisation or pending or clock or affected is not None):
+    if not (events or residents or categories or organisation or pending or clock or affected is not None
+            or getattr(args, "system", None)):
         raise InputError("nothing to record: give a time (--discovered, --determined, --alert-time, "
-                         "--consumers-notified, --material), --clock-start, --affected, --residents, --data, --org "
-                         "or --pending")
+                         "--consumers-notified, --material), --clock-start, --affected, --residents, --data, --org, "
+                         "--system or --pending")
     return record

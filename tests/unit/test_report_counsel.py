@@ -173,6 +173,20 @@ class TestReportPdf:
         text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
         assert INCIDENT in text and "not legal advice" in text
 
+    def test_every_page_is_marked_privileged(self, report, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        """Each page carries the privilege marking; page 1 opens with the narrative, appendices come last."""
+        pdf = report.to_pdf(tmp_path / "report.pdf")
+        info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+        pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
+        texts = [subprocess.run(["pdftotext", "-f", str(n), "-l", str(n), str(pdf), "-"], capture_output=True,
+                                text=True, check=True).stdout for n in range(1, pages + 1)]
+        assert all("Privileged & Confidential" in t.replace("\n", " ").replace("PRIVILEGED & CONFIDENTIAL",
+                                                                               "Privileged & Confidential")
+                   for t in texts), [n for n, t in enumerate(texts, 1) if "rivileged" not in t.lower()]
+        first = texts[0]
+        assert "What happened" in first and "What is due next" in first and "What is verified" in first
+        assert "Appendix" in texts[-1] and "Example Dental Group LLC" in first
+
 
 def _gray_pixels(png: Path) -> list[int]:
     """Grayscale pixel values of a PNG (Pillow comes with WeasyPrint)."""

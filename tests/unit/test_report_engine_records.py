@@ -32,6 +32,7 @@ hosts:
   crm-b: {address: 10.9.0.22, os: linux, data: [ssn, financial_account], residents: {MA: 1225, CA: 200, NH: 40},
           dataset: crm}
   payroll: {address: 10.9.0.23, os: linux, data: [ssn, tax], residents: {MA: 310, TX: 250}}
+  backup: {address: 10.9.0.24, os: linux, data: [health], residents: {VT: 1001}}
 """
 EXPECTED = {"MA": 1535, "CA": 200, "NH": 40, "TX": 250}
 
@@ -178,3 +179,32 @@ def test_cli_facts_refuses_bad_input(incident: dict[str, Any], capsys: pytest.Ca
     code = main(["incidents", "facts", INC, *argv, "--config", str(incident["base"] / "agent.yaml")])
     assert code == 2 and message in capsys.readouterr().err
     assert len(list(records(incident["audit"], INC))) == before
+
+
+def test_cli_facts_system_adds_a_data_set(incident: dict[str, Any]) -> None:
+    """`--system backup` (found involved later) snapshots its data set into the scope, with the facts' source."""
+    from agent.cli import main
+
+    cfg = str(incident["base"] / "agent.yaml")
+    assert main(["incidents", "facts", INC, "--system", "backup", "--source", "forensic report v3",
+                 "--config", cfg]) == 0
+    data = _report(incident["audit"]).data
+    assert data.residents_by_state == {**EXPECTED, "VT": 1001} and "health" in data.data_categories
+    assert main(["incidents", "facts", INC, "--system", "nosuch", "--config", cfg]) != 0
+
+
+def test_cli_export_then_verify_without_configuration(incident: dict[str, Any], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`agent audit export --out x.zip` (key, evidence from agent.yaml), then `agent audit verify x.zip` where no
+    agent.yaml exists (counsel's machine): exit 0 and the incident's opening record is there."""
+    from agent.cli import main
+
+    cfg = str(incident["base"] / "agent.yaml")
+    out = tmp_path / "inc.zip"
+    assert main(["audit", "--config", cfg, "export", "--incident", INC, "--out", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENT_CONFIG", raising=False)
+    capsys.readouterr()
+    assert main(["audit", "verify", str(out)]) == 0, capsys.readouterr()
+    assert "NOT proven: without a trust anchor" in capsys.readouterr().out
