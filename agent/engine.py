@@ -251,10 +251,11 @@ class Engine:
                 res = self._retry(lambda: conn.apply(session, pa.action, pa.args, Snapshot()), attempts)
                 details = dict(res.details)
                 evidence = details.pop("evidence", None)
-                if evidence and self.evidence_sink:
+                # a capture that failed entirely still reaches the sink, which audits each failure
+                if (evidence is not None or details.get("errors")) and self.evidence_sink:
                     try:
-                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name, evidence,
-                                                                       details.get("errors") or {})
+                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name,
+                                                                       evidence or {}, details.get("errors") or {})
                     except Exception as exc:  # noqa: BLE001 - storing evidence must never block containment
                         details["evidence_error"] = f"could not store evidence: {type(exc).__name__}: {exc}"
                         res.warnings.append(details["evidence_error"])

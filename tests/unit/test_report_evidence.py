@@ -96,3 +96,31 @@ def test_app_evidence_source_is_the_target(tmp_path: Path) -> None:
         assert app._evidence_source("victim") == "ssh_linux://victim (10.0.0.5)"
     finally:
         app.close()
+
+
+def test_engine_audits_a_capture_that_failed_entirely(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Through the real engine: a capture with no output at all is audited as evidence.failed per file, with the
+    target as source — never silently dropped, never a 0-byte file."""
+    from agent.runbook import find_runbook
+    from connectors.types import ActionResult
+    from tests.unit.engine_env import make_env
+    from tests.unit.fake_connector import FakeConnector
+
+    def failed_capture(self, s, args, snap):  # type: ignore[no-untyped-def]
+        return ActionResult(changed=False, summary="captured 0/1 evidence files",
+                            details={"evidence": {}, "errors": {"auth_log.txt": "exit 1: no auth log file"}})
+
+    monkeypatch.setattr(FakeConnector, "_apply_capture_evidence", failed_capture)
+    app, _ = make_env(tmp_path)
+    try:
+        plan = app.planner().build(find_runbook(app.settings.runbooks, "isolate-host"), ["web2"], {})
+        engine = app.engine()
+        engine.journal.open_incident("INC-E", title="t", reason="r", requested_by=app.actor, trigger="cli")
+        engine.execute(plan, "INC-E")
+        failed = [r for r in records(app.settings.audit_dir, "INC-E") if r["event"] == "evidence.failed"]
+    finally:
+        app.close()
+    assert len(failed) == 1 and failed[0]["original_name"] == "auth_log.txt"
+    assert failed[0]["source"] == "ssh_linux://web2 (10.9.0.22)"
+    assert not (tmp_path / "var" / "evidence" / "INC-E").exists() or not any(
+        p.is_file() and p.stat().st_size == 0 for p in (tmp_path / "var" / "evidence" / "INC-E").rglob("*"))
