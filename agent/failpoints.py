@@ -23,4 +23,6 @@ NAMES = (
     "before-verify",     # result journaled (state verifying), not read back yet
     "after-verify",      # read back, 'done' not journaled yet
     "after-undo",        # undo returned, not journaled yet
+    "isolate-after-load",      # ssh_linux: ruleset loaded under an armed dead-man timer, nothing read back
+    "isolate-before-confirm",  # ssh_linux: rules read back right, the timer not confirmed yet
 )

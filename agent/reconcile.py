@@ -11,6 +11,7 @@ Only actions whose owning process is gone are touched (owner ``host:pid``), so t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from agent.store import ACTIVE_STATES, Action
 from connectors.errors import ConnectorError
 from connectors.types import Snapshot
 
-__all__ = ["ReconcileOutcome", "reconcile"]
+__all__ = ["ReconcileOutcome", "reconcile", "unfinished"]
 
 
 @dataclass
@@ -40,11 +41,17 @@ class ReconcileOutcome:
         return dict(self.__dict__)
 
 
-def reconcile(engine: Engine) -> list[ReconcileOutcome]:
-    """Reconcile every unfinished action owned by a dead process; returns what was done."""
+def unfinished(engine: Engine, targets: Collection[str] | None = None) -> list[Action]:
+    """Unfinished actions owned by a dead process (on ``targets`` only, when given), oldest first."""
     with engine.store.session() as s:
-        rows = [r for r in s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq))
-                if not owner_alive(r.owner)]
+        return [r for r in s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq))
+                if (targets is None or r.target in targets) and not owner_alive(r.owner)]
+
+
+def reconcile(engine: Engine, *, targets: Collection[str] | None = None) -> list[ReconcileOutcome]:
+    """Reconcile every unfinished action owned by a dead process — only those on ``targets`` when given (a
+    command reconciles what it is about, never other hosts); returns what was done."""
+    rows = unfinished(engine, targets)
     outcomes = []
     for row in rows:
         outcomes.append(_reconcile_one(engine, row))

@@ -45,53 +45,16 @@ def run_act(args: argparse.Namespace) -> int:
 
 
 def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
-    from agent.runbook import find_runbook
     selected: list[str] = []
     if args.command in ("contain", "release") and not getattr(args, "release_incident", None):
         selected = _select_hosts(app, args)  # bad names stop here, before any reconcile touches a host
-    if args.command != "plan" and not getattr(args, "dry_run", False):
-        _reconcile(app, args)  # finish what a crashed run left before planning on top of it
-    planner = app.planner()
+    # Validate everything first (planning touches nothing); only then finish what a crashed run left on the
+    # targets this command is about, and plan again on top of it (issue 14 finding 5).
+    plan = _build_plan(app, args, selected)
     cmd = args.command
-    devices = getattr(args, "on", None)
-    directory = getattr(args, "directory", None)
-    params = _params(getattr(args, "param", []) or [])
-    if cmd == "release" and getattr(args, "release_incident", None) and not _selection(args).empty():
-        raise InputError("release: give either --incident-all or hosts (--host/--tag/--site/--cidr/--from-file), "
-                         "not both")
-    if cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
-        from agent.store import utcnow
-        if cmd == "sweep":
-            rows = planner.active_actions(None, expired_before=utcnow())
-            plan = planner.build_undo(rows, "ttl-sweep")
-        else:
-            rows = planner.active_actions(None, incident=args.release_incident)
-            plan = planner.build_undo(rows, "release-incident")
-        if not rows:
-            plan.notes.append("nothing is due" if cmd == "sweep" else
-                              f"incident {args.release_incident}: nothing active to undo")
-    else:
-        if cmd == "contain" or cmd == "release":
-            book, subjects = args.runbook, selected
-        elif cmd in ("run", "plan"):
-            book, subjects = args.runbook, args.targets
-        elif cmd in ("block-ip", "unblock-ip"):
-            book, subjects = _RUNBOOKS[cmd], args.addresses
-            if cmd == "block-ip" and args.allow_private:
-                params["allow_private"] = True
-            if cmd == "block-ip" and getattr(args, "allow_broad", False):
-                params["allow_broad"] = True
-        else:
-            book, subjects = _RUNBOOKS[cmd], list(args.users)
-            if cmd == "disable-account":
-                params["with_groups"] = args.with_groups
-                params["reset_password"] = args.reset_password
-        runbook = find_runbook(app.settings.runbooks, str(book))
-        if runbook.require_reason and not getattr(args, "reason", ""):
-            raise InputError(f"runbook {runbook.name} requires --reason")
-        plan = planner.build(runbook, subjects, params, devices=devices, directory=directory)
-        if cmd == "enable-account":
-            plan.notes.extend(_resets_not_undone(app, subjects))
+    if cmd != "plan" and not getattr(args, "dry_run", False) and \
+            _reconcile(app, args, {pa.target.name for pa in plan.actions} | set(selected)):
+        plan = _build_plan(app, args, selected)
     dry = cmd == "plan" or getattr(args, "dry_run", False)
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -162,6 +125,53 @@ def _count_confirmed(args: argparse.Namespace, hosts: int) -> bool:
         return True
     err(f"not confirmed ({answer.strip()!r} is not {hosts}): nothing was changed")
     return False
+
+
+def _build_plan(app: App, args: argparse.Namespace, selected: list[str]) -> Any:
+    """The command's plan: every input checked, guards applied, previews built; nothing is touched."""
+    from agent.runbook import find_runbook
+    planner = app.planner()
+    cmd = args.command
+    devices = getattr(args, "on", None)
+    directory = getattr(args, "directory", None)
+    params = _params(getattr(args, "param", []) or [])
+    if cmd == "release" and getattr(args, "release_incident", None) and not _selection(args).empty():
+        raise InputError("release: give either --incident-all or hosts (--host/--tag/--site/--cidr/--from-file), "
+                         "not both")
+    if cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
+        from agent.store import utcnow
+        if cmd == "sweep":
+            rows = planner.active_actions(None, expired_before=utcnow())
+            plan = planner.build_undo(rows, "ttl-sweep")
+        else:
+            rows = planner.active_actions(None, incident=args.release_incident)
+            plan = planner.build_undo(rows, "release-incident")
+        if not rows:
+            plan.notes.append("nothing is due" if cmd == "sweep" else
+                              f"incident {args.release_incident}: nothing active to undo")
+    else:
+        if cmd == "contain" or cmd == "release":
+            book, subjects = args.runbook, selected
+        elif cmd in ("run", "plan"):
+            book, subjects = args.runbook, args.targets
+        elif cmd in ("block-ip", "unblock-ip"):
+            book, subjects = _RUNBOOKS[cmd], args.addresses
+            if cmd == "block-ip" and args.allow_private:
+                params["allow_private"] = True
+            if cmd == "block-ip" and getattr(args, "allow_broad", False):
+                params["allow_broad"] = True
+        else:
+            book, subjects = _RUNBOOKS[cmd], list(args.users)
+            if cmd == "disable-account":
+                params["with_groups"] = args.with_groups
+                params["reset_password"] = args.reset_password
+        runbook = find_runbook(app.settings.runbooks, str(book))
+        if runbook.require_reason and not getattr(args, "reason", ""):
+            raise InputError(f"runbook {runbook.name} requires --reason")
+        plan = planner.build(runbook, subjects, params, devices=devices, directory=directory)
+        if cmd == "enable-account":
+            plan.notes.extend(_resets_not_undone(app, subjects))
+    return plan
 
 
 def _confirm() -> bool:
@@ -322,12 +332,20 @@ def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:
             engine.journal.mark_undone(row.id, pa.action_id)
 
 
-def _reconcile(app: App, args: argparse.Namespace) -> None:
-    from agent.reconcile import reconcile
-    for rec in reconcile(app.engine()):
-        if not args.json and not _events_to_stdout(args):
+def _reconcile(app: App, args: argparse.Namespace, targets: set[str]) -> bool:
+    """Finish interrupted actions on ``targets`` only (others wait for a command about them); True if any."""
+    from agent.reconcile import reconcile, unfinished
+    engine = app.engine()
+    rows = unfinished(engine, targets)
+    quiet = args.json or _events_to_stdout(args)
+    if rows and not quiet:
+        print(color("finishing what an interrupted run left first: " + ", ".join(
+            f"{r.action} on {r.target} ({r.state})" for r in rows), "yellow"), flush=True)
+    for rec in reconcile(engine, targets=targets):
+        if not quiet:
             print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
                         f"{rec.outcome} — {rec.detail}", "yellow"))
+    return bool(rows)
 
 
 def _undo_incident(app: App, plan: Any) -> str | None:

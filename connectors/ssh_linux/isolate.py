@@ -208,6 +208,15 @@ def _cut_and_read(s: SshSession, a: IsolateArgs, details: dict[str, Any], warnin
     return after
 
 
+def _failpoint(name: str) -> None:
+    """The agent's crash-test hooks (agent.failpoints); absent when the connector runs without the agent."""
+    try:
+        from agent.failpoints import failpoint
+    except ImportError:  # pragma: no cover - a third-party host of the connector
+        return
+    failpoint(name)
+
+
 def _may_take_over(timer: deadman.TimerRecord, lease: int) -> bool:
     return deadman.owner_is_dead(timer.owner) or timer.age > lease
 
@@ -257,6 +266,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
             return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied{note}", details=details)
         _check_own_path(st, a, s)
         if _arm_and_load(s, st, a, token, expect, ipv6_before, details, reload_rules=bool(problems)):
+            _failpoint("isolate-after-load")
             break
         waited = True
         st = read_state(s)
@@ -284,6 +294,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         raise VerifyFailed(f"isolation rules read back wrong, reverted: {'; '.join(problems)[:600]}",
                            target=s.label)
     details["rules"] = rule_summary(after)
+    _failpoint("isolate-before-confirm")
     try:
         out = confirmation.finish(proceed=True)
     except ConnectorError as exc:

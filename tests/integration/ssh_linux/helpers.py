@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from agent.lab import Lab
 from connectors.ssh_linux import SshLinuxConnector, SshSession
 from connectors.types import ConnectorContext, Credentials, Snapshot, Target
 
+REPO = Path(__file__).resolve().parents[3]
 VICTIM_ROWS = [("mgmt", "victim", 22), ("mgmt", "victim", 8080), ("attacker", "victim", 8080),
                ("attacker", "victim", 22), ("peer", "victim", 8080), ("peer", "victim", 22),
                ("victim", "peer", 8080), ("victim", "attacker", 8080)]
@@ -97,3 +99,27 @@ def ipt_state(lab: Lab, host: str) -> str:
         normalise(lab.exec(host, ["ip6tables-save"]).stdout)
 
 
+
+
+def cli_config(lab: Lab, tmp_path: Path) -> Path:
+    """A private copy of the lab's configuration (own journal, audit log and evidence) for CLI runs."""
+    src = lab.config_dir
+    (tmp_path / "inventory.yaml").write_text((src / "inventory.yaml").read_text())
+    text = (src / "agent.yaml").read_text()
+    state = str(lab.state_dir)
+    for name in ("agent.db", "audit", "evidence"):
+        text = text.replace(f'"{state}/{name}"', f'"{tmp_path}/{name}"')
+    text = text.replace(f'"{src}/inventory.yaml"', f'"{tmp_path}/inventory.yaml"')
+    (tmp_path / "agent.yaml").write_text(text)
+    assert str(tmp_path / "agent.db") in text and str(tmp_path / "inventory.yaml") in text
+    return tmp_path / "agent.yaml"
+
+
+def run_agent(lab: Lab, cfg: Path, *args: str, failpoints: str = "",
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The ``agent`` command as a responder runs it, from the lab's management host."""
+    env = {**os.environ, "AGENT_CONFIG": str(cfg), "NO_COLOR": "1", "AGENT_NO_WARM": "1",
+           "AGENT_FAILPOINTS": failpoints}
+    return subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-mgmt", str(REPO / ".venv" / "bin" / "agent"),
+                           *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
