@@ -6,6 +6,8 @@
     ├── AuthError                  bad credentials, insufficient rights to log in
     ├── HostKeyError               unknown or changed SSH host key (pinning refused it)
     ├── TLSError                   certificate not trusted / wrong name / TLS required but not offered
+    ├── Busy     (transient)       the target is held by someone else (configuration lock, other admin's pending
+    │                              edits); nothing was changed — retry later or ask the named holder
     ├── Rejected                   the target refused the command (syntax error, permission denied, commit failure)
     ├── VerifyFailed               the change was applied but reading the state back did not show it
     └── InvalidInput               a value that must never reach a target (injection, bad address); raised before
@@ -21,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "AuthError",
+    "Busy",
     "ConnectorError",
     "HostKeyError",
     "InvalidInput",
@@ -95,6 +98,13 @@ class TLSError(ConnectorError):
     """Certificate validation failed (untrusted CA, wrong name) or the server would not speak TLS."""
 
 
+class Busy(ConnectorError):
+    """Someone else holds the target (a configuration lock, another administrator's uncommitted edits we must
+    neither commit nor discard). Nothing was changed; the message names the holder; a later retry may work."""
+
+    transient = True
+
+
 class Rejected(ConnectorError):
     """The target refused or failed the command (syntax, permission, commit failure)."""
 
@@ -114,6 +124,7 @@ _KINDS = {
     "AuthError": "auth",
     "HostKeyError": "host_key",
     "TLSError": "tls",
+    "Busy": "busy",
     "Rejected": "rejected",
     "VerifyFailed": "verify_failed",
     "InvalidInput": "invalid_input",

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from connectors.errors import ConnectorError, InvalidInput, Rejected, Timeout
+from connectors.errors import Busy, ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
 from connectors.firewall.channel import PartialAnswer, channel_closed, exchange
 from connectors.firewall.errormap import map_exception
@@ -102,6 +102,9 @@ class Dialect(abc.ABC):
     option_names: ClassVar[tuple[str, ...]] = ()
     required_options: ClassVar[tuple[str, ...]] = ()
     pipeline: ClassVar[int] = 50    # lines typed ahead per round trip (1 = wait for each answer)
+    #: device answers meaning "someone else holds the configuration" (a lock, other admins' pending edits):
+    #: raised as :class:`Busy` (transient, nothing changed) instead of :class:`Rejected`
+    busy_re: ClassVar[re.Pattern[str] | None] = None
 
     def __init__(self, conn: Any, options: Mapping[str, Any], *, target: str = "device",
                  timeout: float = 30.0) -> None:
@@ -213,6 +216,11 @@ class Dialect(abc.ABC):
                 persisted += self._finish(applied)
             except DeviceError as err:
                 cleanup = self._cleanup(applied)
+                if self.busy_re is not None and self.busy_re.search(err.message):
+                    raise Busy(f"{self.target} is held by another administrator ({err.line!r}: {err.message}); "
+                               "nothing of theirs was committed or discarded — retry when they are done",
+                               target=self.target, detail=detail(failed_line=err.line, device_message=err.message,
+                                                                 cleanup=cleanup)) from None
                 raise Rejected(f"{self.target} refused {err.line!r}: {err.message}", target=self.target,
                                detail=detail(failed_line=err.line, device_message=err.message,
                                              cleanup=cleanup)) from None

@@ -2,6 +2,14 @@
 the inet input filter the device already uses (``options.filter``); committed with ``commit confirmed N`` and then
 confirmed with ``commit``.
 
+Other administrators: changes are made in ``configure private``, never plain ``configure``. In the shared
+candidate our ``commit`` would activate everyone's half-finished edits and our ``rollback 0`` would throw them
+away (Junos CLI User Guide, "Commit Operation When Multiple Users Configure the Software"); in a private copy
+"only your own changes get committed" and ``rollback 0`` drops only ours. Junos refuses ``configure private``
+while the shared candidate holds someone's uncommitted edits or another session holds ``configure exclusive``
+("error: shared configuration database modified" / "configuration database locked by"): that is raised as
+:class:`~connectors.errors.Busy` naming who, nothing changed, retryable.
+
 Commands (Junos CLI user guide): ``set policy-options prefix-list NAME A/len``, ``set firewall family inet filter
 F term T from source-prefix-list NAME``, ``... then discard``, ``insert firewall family inet filter F term T before
 term FIRST``, ``rollback 0`` (discard candidate changes), ``commit confirmed N`` / ``commit``. The filter is never
@@ -19,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from connectors.errors import Rejected
+from connectors.errors import Busy, Rejected
 from connectors.firewall.addresses import Network
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
 
@@ -36,6 +44,17 @@ class JuniperJunos(Dialect):
     config_prompt = r"#\s*$"
     option_names = ("filter",)
     required_options = ("filter",)
+    busy_re = re.compile(r"configuration database (?:locked|modified)")
+
+    def _enter(self) -> None:
+        """``configure private`` (see the module docstring); Busy when Junos refuses it for someone else."""
+        self.sent.append("configure private")
+        out = self._exchange(["configure private"], r"[>#]\s*$")[0]
+        if "error:" in out:
+            holder = " ".join(out.split("error:", 1)[1].split())[:300]
+            raise Busy(f"{self.target}: Junos refused configure private: {holder} — another administrator "
+                       "has uncommitted changes or an exclusive lock; nothing was changed, retry when they commit "
+                       "or exit", target=self.target, detail={"device_message": holder})
 
     @property
     def _filter(self) -> str:

@@ -7,12 +7,20 @@ of the same, ``commit``; ``revert config`` (PAN-OS 10.0+) discards uncommitted c
 refused line or a failed commit is cleaned up. State is read from the *running* configuration (op mode
 ``show config running`` in set format), never from the candidate, so a commit that timed out is not mistaken for a
 block that is in effect. Object names may not contain ``/`` or ``:``, hence ``IR-2001-db8--1_128``.
+
+Other administrators: the candidate is shared, so a plain ``commit`` would activate everyone's pending edits and
+``revert config`` would drop them. The dialect commits with ``commit partial admin <login>`` and cleans up with
+``revert config partial admin <login>`` (PAN-OS 10.0 configure CLI command hierarchy; XML API "Partial commit
+admin-level changes"), so only the agent's own changes move. A config or commit lock held by another
+administrator ("Manage Locks for Restricting Configuration Changes") is raised as
+:class:`~connectors.errors.Busy`: nothing changed, retryable, the holder named.
 """
 
 from __future__ import annotations
 
 import re
 
+from connectors.errors import InvalidInput
 from connectors.firewall.addresses import Network
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
 from connectors.firewall.fortinet import network_from_name, object_name
@@ -30,7 +38,17 @@ class PaloAltoPanos(Dialect):
     error_re = re.compile(r"(?m)^(Invalid syntax\.?|Unknown command: .*|Server error ?: .*|Validation Error.*"
                           r"|.*[Cc]ommit failed.*)$")
     config_prompt = r"#\s*$"
-    option_names = ("from_zone",)
+    option_names = ("from_zone", "admin")
+    busy_re = re.compile(r"(?i)locked by")
+
+    @property
+    def _admin(self) -> str:
+        """The login the agent's changes are recorded under (the partial commit/revert scope)."""
+        user = str(getattr(self.conn, "username", "") or self.options.get("admin") or "")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}", user):
+            raise InvalidInput(f"{self.target}: login {user!r} cannot scope a partial commit (letters, digits, "
+                               "'.', '_', '@', '-')", target=self.target)
+        return user
 
     def _read_state(self) -> DeviceState:
         if not getattr(self, "_set_format", False):
@@ -105,17 +123,18 @@ class PaloAltoPanos(Dialect):
 
     def _discard(self, applied: list[Step]) -> list[str]:
         """Nothing was committed: dropping the candidate changes removes exactly the accepted lines."""
-        return ["revert config"]
+        return [f"revert config partial admin {self._admin}"]
 
     def _finish(self, applied: list[Step]) -> list[str]:
         timeout = float(self.options.get("commit_timeout") or max(self.timeout, 300.0))
-        self.sent.append("commit")
-        out = self._exchange(["commit"], r"(?i)(committed successfully|commit failed|validation error|error)"
+        line = f"commit partial admin {self._admin}"
+        self.sent.append(line)
+        out = self._exchange([line], r"(?i)(committed successfully|commit failed|validation error|error)"
                              r"[\s\S]*#\s*$", timeout)[0]
         if "committed successfully" not in out.lower():
-            raise DeviceError("commit", " ".join(out.split())[:400])
-        return ["commit"]
+            raise DeviceError(line, " ".join(out.split())[:400])
+        return [line]
 
     def _persist_preview(self) -> list[str]:
-        return ["commit"]
+        return [f"commit partial admin {self.options.get('admin') or '<login user>'}"]
 

@@ -1,7 +1,23 @@
 """Junos console model: ``user@srx>`` operational mode, ``configure`` → ``[edit]`` / ``user@srx#``. The
 configuration is a list of ``set`` statements (candidate and committed); ``insert ... before`` reorders filter
 terms; ``commit confirmed N`` records a pending rollback that ``show system commit`` reports until a plain
-``commit`` confirms it; ``rollback 0`` drops candidate changes; leaving with uncommitted changes asks first."""
+``commit`` confirms it; ``rollback 0`` drops candidate changes; leaving with uncommitted changes asks first.
+
+Other administrators (Junos CLI User Guide, "Commit Operation When Multiple Users Configure the Software",
+juniper.net/documentation/en_US/junos12.2/topics/concept/junos-cli-multiple-users-usage-overview.html; command
+reference "configure", .../junos12.3/topics/reference/command-summary/configure.html):
+
+- plain ``configure`` shares one candidate: "all changes made by all users are visible", and a ``commit``
+  "checks and activates all changes made by all users"; ``rollback 0`` likewise drops everyone's edits.
+- ``configure exclusive`` locks the candidate: "other users can enter and exit configuration mode, but they
+  cannot change the configuration" — their edits fail with ``error: configuration database locked by: ...``.
+- ``configure private`` gives a private copy; "when you commit the configuration, only your own changes get
+  committed". It cannot be entered while the shared candidate holds uncommitted changes
+  (``error: shared configuration database modified`` listing who edits), nor while an exclusive lock is held;
+  a private commit fails likewise if the shared candidate was modified meanwhile (Junos XML protocol guide,
+  "Commit a Private Copy of the Configuration"). Leaving private mode discards uncommitted private changes.
+  ``rollback 0`` in private mode drops only the private changes.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +43,17 @@ class JunosState(StateBase):
         self.candidate = list(self.committed)
         self.pending_confirm: int | None = None
         self.confirmed_commits = 0
+        self.exclusive: str | None = None        # "who" line of the session holding configure exclusive
+        self.editors: list[str] = []             # other users in plain configure mode ("who" lines)
+
+    def foreign_edit(self, who: str, stmt: str) -> None:
+        """Another user's uncommitted edit in the shared candidate (plain ``configure``)."""
+        self.editors.append(who)
+        self.candidate.append(stmt)
+
+    def users_editing(self) -> str:
+        return "Users currently editing the configuration:\n" + "\n".join(
+            f"  {who}\n      [edit]" for who in self.editors or ["(none)"])
 
     @property
     def saved(self) -> Any:  # type: ignore[override]
@@ -70,6 +97,26 @@ class JunosModel(Model):
     def __init__(self, sim: Any) -> None:
         super().__init__(sim)
         self.mode = "op"
+        self.kind = "shared"            # shared | exclusive | private
+        self.private: list[str] = []    # the private candidate (configure private)
+        self.private_base: list[str] = []
+
+    @property
+    def cand(self) -> list[str]:
+        return self.private if self.kind == "private" else self.state.candidate
+
+    @cand.setter
+    def cand(self, value: list[str]) -> None:
+        if self.kind == "private":
+            self.private = value
+        else:
+            self.state.candidate = value
+
+    def _locked_out(self) -> str | None:
+        st: JunosState = self.state
+        if st.exclusive and self.kind != "exclusive":
+            return f"error: configuration database locked by:\n  {st.exclusive}\n      exclusive [edit]"
+        return None
 
     def greeting(self) -> str:
         return "--- JUNOS 21.4R3.15 built 2022-10-12 00:00:00 UTC\n"
@@ -90,7 +137,7 @@ class JunosModel(Model):
         if self.mode == "confirm-exit":
             if cmd in ("yes", ""):
                 self.state.candidate = list(self.state.committed)
-                self.mode = "op"
+                self._leave()
                 return "Exiting configuration mode"
             self.mode = "config"
             return ""
@@ -113,29 +160,70 @@ class JunosModel(Model):
             if st.pending_confirm:
                 head += f" commit confirmed, rollback in {st.pending_confirm}mins"
             return head + "\n1   2024-05-01 09:00:00 UTC by root via cli"
-        if cmd in ("configure", "edit"):
+        m = re.fullmatch(r"(?:configure|edit)(?: (exclusive|private))?", cmd)
+        if m:
+            kind = m.group(1) or "shared"
+            if kind in ("exclusive", "private") and st.exclusive:
+                return f"error: configuration database locked by:\n  {st.exclusive}\n      exclusive [edit]"
+            if kind == "private" and st.candidate != st.committed:
+                return f"error: shared configuration database modified\n{st.users_editing()}"
             st.config_entries += 1
-            self.mode = "config"
+            self.kind, self.mode = kind, "config"
+            if kind == "exclusive":
+                st.exclusive = f"{self.sim.username} terminal pts/0 (pid 5150) on since 2024-05-06 10:00:00 UTC"
+            if kind == "private":
+                self.private, self.private_base = list(st.committed), list(st.committed)
+                return ("warning: uncommitted changes will be discarded on exit\nEntering configuration mode")
             return "Entering configuration mode"
         if cmd in ("exit", "quit"):
             self.closed = True
             return ""
         return self.reject(line)
 
+    def _leave(self) -> None:
+        st: JunosState = self.state
+        if self.kind == "exclusive":
+            st.exclusive = None
+            if st.candidate != st.committed:  # exclusive: uncommitted changes are discarded on exit
+                st.candidate = list(st.committed)
+        self.kind, self.mode, self.private = "shared", "op", []
+
     def _config(self, cmd: str, line: str) -> str:
         st: JunosState = self.state
         if cmd in ("exit configuration-mode", "exit", "quit"):
-            if st.candidate != st.committed:
+            if self.kind == "private":
+                self._leave()
+                return "Exiting configuration mode"
+            if self.cand != st.committed:
                 self.mode = "confirm-exit"
                 return "The configuration has been changed but not committed"
-            self.mode = "op"
+            self._leave()
             return "Exiting configuration mode"
         m = re.fullmatch(r"commit(?: confirmed (\d+))?", cmd)
         if m:
-            problem = st.check(st.candidate)
-            if problem:
-                return f"{problem}\nerror: configuration check-out failed"
-            st.committed = list(st.candidate)
+            locked = self._locked_out()
+            if locked:
+                return locked
+            if self.kind == "private":
+                if st.candidate != st.committed:
+                    return f"error: shared configuration database modified\n{st.users_editing()}"
+                mine_add = [ln for ln in self.private if ln not in self.private_base]
+                mine_del = [ln for ln in self.private_base if ln not in self.private]
+                if st.committed == self.private_base:   # nobody committed meanwhile: the private copy, as is
+                    merged = list(self.private)
+                else:                                    # merge our changes into what others committed
+                    merged = [ln for ln in st.committed if ln not in mine_del] + mine_add
+                problem = st.check(merged)
+                if problem:
+                    return f"{problem}\nerror: configuration check-out failed"
+                st.committed = list(merged)
+                st.candidate = list(merged)
+                self.private, self.private_base = list(merged), list(merged)
+            else:
+                problem = st.check(st.candidate)
+                if problem:
+                    return f"{problem}\nerror: configuration check-out failed"
+                st.committed = list(st.candidate)
             if m.group(1):
                 st.pending_confirm = int(m.group(1))
                 st.confirmed_commits += 1
@@ -146,8 +234,14 @@ class JunosModel(Model):
             st.saves += 1
             return "commit complete"
         if cmd == "rollback 0":
-            st.candidate = list(st.committed)
+            if self.kind == "private":
+                self.private = list(self.private_base)
+            else:
+                st.candidate = list(st.committed)
             return "load complete"
+        locked = self._locked_out()
+        if locked and re.match(r"(set|delete|insert) ", cmd):
+            return locked
         m = re.fullmatch(r"set (policy-options prefix-list \S+ (\S+)|" + r"firewall family inet filter \S+ term \S+ "
                          r"(?:from source-prefix-list \S+|then (?:discard|accept|reject)))", cmd)
         if m:
@@ -156,23 +250,24 @@ class JunosModel(Model):
                     canon(m.group(2))
                 except ValueError:
                     return f"error: invalid prefix: {m.group(2)}\nsyntax error."
-            if cmd not in st.candidate:
-                st.candidate.append(cmd)
+            if cmd not in self.cand:
+                self.cand.append(cmd)
             return ""
         m = re.fullmatch(r"delete (.+)", cmd)
         if m:
             stmt = "set " + m.group(1)
-            before = len(st.candidate)
-            st.candidate = [ln for ln in st.candidate if ln != stmt and not ln.startswith(stmt + " ")]
-            return "" if len(st.candidate) < before else "warning: statement not found"
+            before = len(self.cand)
+            self.cand = [ln for ln in self.cand if ln != stmt and not ln.startswith(stmt + " ")]
+            return "" if len(self.cand) < before else "warning: statement not found"
         m = re.fullmatch(r"insert (firewall family inet filter \S+) term (\S+) before term (\S+)", cmd)
         if m:
             prefix = f"set {m.group(1)} term "
-            mine = [ln for ln in st.candidate if ln.startswith(prefix + m.group(2) + " ")]
-            rest = [ln for ln in st.candidate if ln not in mine]
+            mine = [ln for ln in self.cand if ln.startswith(prefix + m.group(2) + " ")]
+            rest = [ln for ln in self.cand if ln not in mine]
             anchor = next((i for i, ln in enumerate(rest) if ln.startswith(prefix + m.group(3) + " ")), None)
             if not mine or anchor is None:
                 return "error: statement not found"
-            st.candidate = rest[:anchor] + mine + rest[anchor:]
+            self.cand = rest[:anchor] + mine + rest[anchor:]
             return ""
         return " " * (len(self.host) + 2) + "^\nsyntax error."
+

@@ -1,7 +1,20 @@
 """PAN-OS console model: ``admin@PA-VM>`` operational mode, ``configure`` → ``[edit]`` / ``admin@PA-VM#``; a
 candidate configuration edited by ``set``/``delete``/``move``, validated and copied to running by ``commit``,
 dropped by ``revert config``. ``show config running | match X`` answers in set format (what the connector asks
-for after ``set cli config-output-format set``)."""
+for after ``set cli config-output-format set``).
+
+Several administrators (modelled from the vendor documentation, failures first):
+
+- The candidate is shared: every admin's uncommitted edits live in it. A plain ``commit`` commits *all* of them
+  and ``revert config`` drops all of them; ``commit partial admin <name>`` / ``revert config partial admin
+  <name>`` act on that admin's changes only (PAN-OS CLI: "commit partial ... admin [ <admin1> <admin2>... ]",
+  "revert config ... partial ... admin [ <admin1> <admin2>... ]", PAN-OS 10.0 configure CLI command hierarchy,
+  docs.paloaltonetworks.com/pan-os/10-0/cli-reference; PAN-OS XML API "Partial commit admin-level changes").
+  The state keeps each admin's edits as an ordered change log; the candidate is running + the log replayed.
+- A *config lock* "blocks other administrators from changing the candidate configuration"; a *commit lock*
+  "blocks other administrators from committing" (PAN-OS admin guide, "Manage Locks for Restricting
+  Configuration Changes"). The refusal texts here are modelled, not copied: the connector keys on "locked".
+"""
 
 from __future__ import annotations
 
@@ -30,8 +43,29 @@ class PanosState(StateBase):
         self.running["rules"]["allow-web"] = {"from": "untrust", "to": "trust", "source": "any",
                                               "destination": "web-srv", "application": "web-browsing",
                                               "service": "application-default", "action": "allow"}
-        self.candidate = copy.deepcopy(self.running)
+        self.changes: list[tuple[str, str]] = []   # (admin, command) not yet committed, in order
         self.commits = 0
+        self.config_lock: str | None = None    # admin holding a config lock
+        self.commit_lock: str | None = None    # admin holding a commit lock
+
+    @property
+    def candidate(self) -> dict[str, Any]:
+        return self.replay(self.running, self.changes)
+
+    def replay(self, base: dict[str, Any], changes: list[tuple[str, str]]) -> dict[str, Any]:
+        cfg = copy.deepcopy(base)
+        for _admin, cmd in changes:
+            apply_edit(cfg, cmd)
+        return cfg
+
+    def foreign_edit(self, admin: str, cmd: str) -> None:
+        """Another administrator's uncommitted edit (tests: "someone else is half-way through a change")."""
+        problem = apply_edit(copy.deepcopy(self.candidate), cmd)
+        assert problem == "", problem
+        self.changes.append((admin, cmd))
+
+    def pending_of(self, admin: str) -> list[str]:
+        return [cmd for who, cmd in self.changes if who == admin]
 
     @property
     def saved(self) -> Any:  # type: ignore[override]
@@ -139,62 +173,86 @@ class PanosModel(Model):
 
     def _config(self, cmd: str, line: str) -> str:
         st: PanosState = self.state
-        cand = st.candidate
+        admin = self.sim.username
         if cmd in ("exit", "quit"):
             self.config = False
             return ""
-        if cmd == "commit":
-            problem = st.validate(cand)
+        m = re.fullmatch(r"commit(?: partial admin (?:\[ ?)?([\w.@-]+(?: [\w.@-]+)*?)(?: ?\])?)?", cmd)
+        if m:
             head = "Commit job 7 is in progress. Use Ctrl+C to return to command prompt\n...55%...75%...98%...100%\n"
+            if st.commit_lock and st.commit_lock != admin:
+                # Commit lock: "blocks other administrators from committing" (PAN-OS "Manage Locks ...")
+                return f"Commit failed: commit is locked by {st.commit_lock}"
+            admins = set(m.group(1).split()) if m.group(1) else None
+            mine = [c for c in st.changes if admins is None or c[0] in admins]
+            result = st.replay(st.running, mine)
+            problem = st.validate(result)
             if problem:
                 return head + f"Validation Error:\n {problem}\nCommit failed"
-            st.running = copy.deepcopy(cand)
+            st.running = result
+            st.changes = [c for c in st.changes if c not in mine]
             st.commits += 1
             st.saves += 1
             return head + "Configuration committed successfully"
-        if cmd == "revert config":
-            st.candidate = copy.deepcopy(st.running)
+        m = re.fullmatch(r"revert config(?: partial admin (?:\[ ?)?([\w.@-]+(?: [\w.@-]+)*?)(?: ?\])?)?", cmd)
+        if m:
+            admins = set(m.group(1).split()) if m.group(1) else None
+            st.changes = [c for c in st.changes if admins is not None and c[0] not in admins]
             return "Config reverted"
-        m = re.fullmatch(r"set address (\S+) ip-netmask (\S+)", cmd)
-        if m:
-            try:
-                canon(m.group(2))
-            except ValueError:
-                return self.reject(line)
-            cand["address"][m.group(1)] = m.group(2)
-            return ""
-        m = re.fullmatch(r"set address-group (\S+) static (\S+)", cmd)
-        if m:
-            members = cand["address-group"].setdefault(m.group(1), [])
-            if m.group(2) not in members:
-                members.append(m.group(2))
-            return ""
-        m = re.fullmatch(r"set rulebase security rules (\S+) (.+)", cmd)
-        if m:
-            words = m.group(2).split()
-            if len(words) % 2 or any(k not in _RULE_KEYS for k in words[::2]):
-                return self.reject(line)
-            cand["rules"].setdefault(m.group(1), {}).update(dict(zip(words[::2], words[1::2], strict=True)))
-            return ""
-        m = re.fullmatch(r"move rulebase security rules (\S+) (top|bottom)", cmd)
-        if m:
-            if m.group(1) not in cand["rules"]:
-                return f"Server error : move failed. {m.group(1)} does not exist"
-            rule = cand["rules"].pop(m.group(1))
-            rest = list(cand["rules"].items())
-            cand["rules"] = dict([(m.group(1), rule)] + rest if m.group(2) == "top" else rest + [(m.group(1), rule)])
-            return ""
-        m = re.fullmatch(r"delete address-group (\S+) static (\S+)", cmd)
-        if m:
-            members = cand["address-group"].get(m.group(1), [])
-            if m.group(2) in members:
-                members.remove(m.group(2))
-            return ""
-        m = re.fullmatch(r"delete address (\S+)", cmd)
-        if m:
-            if any(m.group(1) in mm for mm in cand["address-group"].values()):
-                return (f"Server error : {m.group(1)} cannot be deleted because of references from:\n"
-                        " address-group -> IR-BLOCKLIST -> static")
-            cand["address"].pop(m.group(1), None)
-            return ""
-        return self.reject(line)
+        if st.config_lock and st.config_lock != admin:
+            # Config lock: other admins cannot change the candidate (PAN-OS "Manage Locks ...")
+            return f"Server error : Config for scope shared is currently locked by {st.config_lock}"
+        problem = apply_edit(copy.deepcopy(st.candidate), cmd)
+        if problem == "syntax":
+            return self.reject(line)
+        if problem:
+            return problem
+        st.changes.append((admin, cmd))
+        return ""
+
+
+def apply_edit(cand: dict[str, Any], cmd: str) -> str:
+    """Apply one configuration command to ``cand``: "" when accepted, "syntax", or the device's error text."""
+    m = re.fullmatch(r"set address (\S+) ip-netmask (\S+)", cmd)
+    if m:
+        try:
+            canon(m.group(2))
+        except ValueError:
+            return "syntax"
+        cand["address"][m.group(1)] = m.group(2)
+        return ""
+    m = re.fullmatch(r"set address-group (\S+) static (\S+)", cmd)
+    if m:
+        members = cand["address-group"].setdefault(m.group(1), [])
+        if m.group(2) not in members:
+            members.append(m.group(2))
+        return ""
+    m = re.fullmatch(r"set rulebase security rules (\S+) (.+)", cmd)
+    if m:
+        words = m.group(2).split()
+        if len(words) % 2 or any(k not in _RULE_KEYS for k in words[::2]):
+            return "syntax"
+        cand["rules"].setdefault(m.group(1), {}).update(dict(zip(words[::2], words[1::2], strict=True)))
+        return ""
+    m = re.fullmatch(r"move rulebase security rules (\S+) (top|bottom)", cmd)
+    if m:
+        if m.group(1) not in cand["rules"]:
+            return f"Server error : move failed. {m.group(1)} does not exist"
+        rule = cand["rules"].pop(m.group(1))
+        rest = list(cand["rules"].items())
+        cand["rules"] = dict([(m.group(1), rule)] + rest if m.group(2) == "top" else rest + [(m.group(1), rule)])
+        return ""
+    m = re.fullmatch(r"delete address-group (\S+) static (\S+)", cmd)
+    if m:
+        members = cand["address-group"].get(m.group(1), [])
+        if m.group(2) in members:
+            members.remove(m.group(2))
+        return ""
+    m = re.fullmatch(r"delete address (\S+)", cmd)
+    if m:
+        if any(m.group(1) in mm for mm in cand["address-group"].values()):
+            return (f"Server error : {m.group(1)} cannot be deleted because of references from:\n"
+                    " address-group -> IR-BLOCKLIST -> static")
+        cand["address"].pop(m.group(1), None)
+        return ""
+    return "syntax"

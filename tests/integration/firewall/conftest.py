@@ -31,7 +31,7 @@ SIM_TYPES = ["cisco_asa", "cisco_ios", "cisco_xe", "fortinet", "paloalto_panos",
 # ASA ``terminal width 511`` in config mode, FortiOS ``config system console`` — is not the connector's doing)
 CONFIG_ENTRY = {"cisco_asa": r"^configure terminal$", "cisco_ios": r"^configure terminal$",
                 "cisco_xe": r"^configure terminal$", "paloalto_panos": r"^configure$",
-                "juniper_junos": r"^configure$", "fortinet": r"^config firewall ",
+                "juniper_junos": r"^configure private$", "fortinet": r"^config firewall ",
                 "mikrotik_routeros": r"^/ip firewall \S+ (add|remove|move) "}
 PREP_ENTRIES = {"cisco_asa": 1}   # per session
 # how each dialect persists: number of save/commit operations after one change

@@ -117,7 +117,7 @@ class TestConnectionErrors:
 
 class TestCommitFailures:
     @pytest.mark.parametrize("device_type,pattern", [("juniper_junos", r"^commit confirmed"),
-                                                     ("paloalto_panos", r"^commit$")])
+                                                     ("paloalto_panos", r"^commit partial admin")])
     def test_commit_failure_discards_candidate(self, device_type: str, pattern: str, sim_factory,
                                                tmp_path: Path, host_key: paramiko.PKey) -> None:
         """A failed commit is Rejected with the device's message and the accepted lines; the candidate is
