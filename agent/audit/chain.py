@@ -71,6 +71,7 @@ class VerifyReport:
     last_seq: int | None = None
     last_hash: str | None = None
     last_checkpoint_seq: int | None = None
+    last_checkpoint_hash: str | None = None  # hash of the last signed record: the anchor to hand to counsel
     segments: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unsigned_after_checkpoint: int = 0
@@ -322,6 +323,7 @@ class _State:
             raise fail(BAD_SIGNATURE, seq)
         report.checkpoints_verified += 1
         report.last_checkpoint_seq = seq - 1
+        report.last_checkpoint_hash = prev_hash
         self.unsigned = 0
 
     def finish(self, report: VerifyReport) -> None:

@@ -118,6 +118,8 @@ def _audit(audit: Any) -> dict[str, Any] | None:
     return {"ok": audit.ok, "records": audit.records, "checkpoints_verified": audit.checkpoints_verified,
             "key_fingerprint": audit.key_fingerprint, "first_error": audit.first_error, "head_seq": audit.last_seq,
             "head_hash": audit.last_hash, "last_signed_seq": audit.last_checkpoint_seq, "anchor": audit.anchor,
+            "anchor_to_keep": (f"{audit.last_checkpoint_seq}:{audit.last_checkpoint_hash}"
+                               if audit.ok and audit.last_checkpoint_hash else None),
             "proven": audit.proven, "not_proven": audit.not_proven, "notes": audit.notes}
 
 

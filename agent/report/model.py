@@ -62,6 +62,7 @@ class AuditSummary:
     last_hash: str | None = None
     notes: list[str] = field(default_factory=list)
     last_checkpoint_seq: int | None = None
+    last_checkpoint_hash: str | None = None
     anchor: str | None = None
     proven: list[str] = field(default_factory=list)
     not_proven: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ class AuditSummary:
                    first_error=str(report.first_error) if report.first_error else None,
                    last_seq=report.last_seq, last_hash=report.last_hash, notes=list(report.notes),
                    last_checkpoint_seq=getattr(report, "last_checkpoint_seq", None),
+                   last_checkpoint_hash=getattr(report, "last_checkpoint_hash", None),
                    anchor=getattr(report, "anchor", None), proven=list(getattr(report, "proven", [])),
                    not_proven=list(getattr(report, "not_proven", [])))
 

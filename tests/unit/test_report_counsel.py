@@ -111,6 +111,17 @@ class TestReportData:
         assert audit.ok and audit.checkpoints_verified >= 2
         assert audit.key_fingerprint.startswith("ed25519:")
 
+    def test_report_carries_the_anchor_to_keep(self, report, lab) -> None:  # type: ignore[no-untyped-def]
+        """The report states the last signed head; that anchor, given back to verify, passes on the same log."""
+        from agent.audit import TrustAnchor
+
+        content = report.content()
+        seq, digest = content["audit"]["anchor_to_keep"].split(":")
+        assert content["audit"]["anchor_to_keep"] in report.to_html()
+        anchored = verify(lab["audit"], public_key=lab["public"],
+                          anchor=TrustAnchor(fingerprint=report.data.audit.key_fingerprint, seq=int(seq), hash=digest))
+        assert anchored.ok, anchored.render()
+
 
 class TestReportHtml:
     def test_timeline_in_utc_and_local(self, report) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +196,8 @@ class TestReportPdf:
                    for t in texts), [n for n, t in enumerate(texts, 1) if "rivileged" not in t.lower()]
         first = texts[0]
         assert "What happened" in first and "What is due next" in first and "What is verified" in first
-        assert "Appendix" in texts[-1] and "Example Dental Group LLC" in first
+        assert "Appendix" in texts[-1] + texts[-2] and "End of report" in texts[-1]
+        assert "Example Dental Group LLC" in first
 
 
 def _gray_pixels(png: Path) -> list[int]:
