@@ -38,8 +38,7 @@ def items_for(kind: str, subject: str, args: dict[str, Any], target_name: str) -
         return [PlannedItem("address", address_key(value), subject, value)]
     if kind == "account" and args.get("account"):
         value = str(args["account"])
-        return [PlannedItem("account", str(args.get("_canonical") or account_key(value)), subject, value,
-                            aliases=(account_key(value),))]
+        return [PlannedItem("account", account_key(value), subject, value)]
     return [PlannedItem("host", host_key(target_name), subject if kind == "host" else target_name, target_name)]
 
 

@@ -184,6 +184,9 @@ class Planner:
                     req = undos.setdefault((step.id, entry.name), _UndoRequest(step, entry, address))
                     req.add(subject, kind, args)
                 plan.actions.extend(applies)
+        if self.store is not None:  # a planner that journals nothing needs no identities (tests, previews)
+            from agent.identify import identify_accounts
+            identify_accounts(self, plan, undos.values())
         for req in undos.values():
             plan.actions.extend(self._plan_undo(req, plan))
         merge_batches(self, plan)
@@ -360,10 +363,14 @@ class _UndoRequest:
             key = host_key(self.entry.name)
         elif kind == "account":
             name = str(args.get("account") or subject)
-            key = str(args.get("_canonical") or account_key(name))
+            key = account_key(name)
             self.names.append(name)
-            self.keys.append(account_key(name))
         else:
             key = address_key(str((args.get("addresses") or [subject])[0]))
         self.subjects.append((subject, key))
         self.keys.append(key)
+
+    def identified(self, keys: Mapping[str, str]) -> None:
+        """The directory's ids for the names (``guid:...``): journaled items are matched by them too."""
+        self.subjects = [(s, keys.get(s, k)) for s, k in self.subjects]
+        self.keys.extend(keys[n] for n in self.names if n in keys)

@@ -146,6 +146,19 @@ class ActiveDirectoryConnector(ConnectorBase):
             raise
         return ADSession(conn, opts, creds, self.pool)
 
+    def identify(self, session: ADSession, names: list[str]) -> list[dict[str, str] | None]:
+        """Read-only: the identity each name resolves to (objectGUID, objectSid, DN, sAMAccountName, UPN), or
+        None when it names no single account (not found, ambiguous, protected). One search per 200 names.
+
+        Why: the agent journals an account by its objectGUID, so ``jdoe``, ``JDOE``, ``jdoe@lab.test`` and
+        ``LAB\\jdoe`` are one subject for undo and counting; the planner calls this before showing the plan.
+        """
+        from connectors.active_directory.accounts import resolve_many
+        if not isinstance(session, ADSession):
+            raise InvalidInput("identify: session is not an active_directory session")
+        return [r.account.identity() if r.account is not None and r.problem in ("", "duplicate") else None
+                for r in resolve_many(session, names)]
+
     def close(self) -> None:
         """Unbind every pooled connection (end of a run, daemon shutdown)."""
         if self.pool is not None:

@@ -1,0 +1,69 @@
+"""The planner's read-only resolve step: account names become the directory's stable id before the plan is shown.
+
+Why: ``disable-account jdoe`` then ``enable-account JDOE`` (or ``jdoe@lab.test``, ``LAB\\jdoe``, its DN) must undo
+it, and a batch naming one account twice must change it once. Names are matched by the directory, not by us: one
+read-only search per directory (the connector's ``identify``) maps every name to its objectGUID, and items are
+journaled as ``guid:<objectGUID>``. It runs after every input check and guard of the plan (never on input that
+was refused), and sends nothing that changes the directory. A directory that cannot be asked leaves the names as
+they are (``name:<casefolded>``; the snapshot later records the GUID) and says so in the plan's notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import AgentError
+from agent.items import guid_key
+from connectors.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from agent.inventory import HostEntry
+    from agent.plan import Plan, Planner
+
+__all__ = ["identify_accounts"]
+
+
+def identify_accounts(planner: Planner, plan: Plan, undo_requests: Iterable[Any]) -> None:
+    """Re-key the plan's account items, and the undo requests' account subjects, by objectGUID."""
+    wanted: dict[str, tuple[HostEntry, str, set[str]]] = {}
+    for pa in plan.actions:
+        for item in pa.items:
+            if item.kind == "account":
+                wanted.setdefault(pa.entry.name, (pa.entry, pa.target.address, set()))[2].add(item.value)
+    requests = [r for r in undo_requests if r.names]
+    for req in requests:
+        wanted.setdefault(req.entry.name, (req.entry, req.address, set()))[2].update(req.names)
+    found: dict[tuple[str, str], str] = {}
+    for name, (entry, address, names) in wanted.items():
+        for value, key in _lookup(planner, plan, entry, address, sorted(names)).items():
+            found[(name, value)] = key
+    if not found:
+        return
+    for pa in plan.actions:
+        pa.items = [replace(i, canonical=found[(pa.entry.name, i.value)], aliases=(i.canonical, *i.aliases))
+                    if i.kind == "account" and (pa.entry.name, i.value) in found else i for i in pa.items]
+    for req in requests:
+        req.identified({v: k for (d, v), k in found.items() if d == req.entry.name})
+
+
+def _lookup(planner: Planner, plan: Plan, entry: HostEntry, address: str, names: list[str]) -> dict[str, str]:
+    conn = planner.registry.get(entry.connector)
+    identify = getattr(conn, "identify", None)
+    if identify is None or entry.credentials is None or not names:
+        return {}
+    target = entry.target(address)
+    try:
+        creds = entry.credentials.resolve()
+        session = conn.open(target, creds, planner.ctx)
+        try:
+            identities = identify(session, names)
+        finally:
+            session.close()
+    except (ConnectorError, AgentError) as exc:
+        plan.notes.append(f"{entry.name}: could not look the accounts up before planning ({exc}); they are "
+                          "matched by name until the directory answers")
+        return {}
+    return {name: guid_key(str(ident["objectGUID"])) for name, ident in zip(names, identities, strict=True)
+            if ident and ident.get("objectGUID")}
