@@ -78,7 +78,8 @@ HOSTS: dict[str, HostSpec] = {
     "peer": HostSpec("peer", "10.77.0.30", (("eth0", "10.77.0.30/24"),), LAN_GATEWAY, sshd=True, listener=True),
     "legacy": HostSpec("legacy", "10.77.0.40", (("eth0", "10.77.0.40/24"),), LAN_GATEWAY, sshd=True,
                        listener=True, nft=False),
-    "sudohost": HostSpec("sudohost", "10.77.0.50", (("eth0", "10.77.0.50/24"),), LAN_GATEWAY, sshd=True,
+    # .50 is the Samba DC of `lab up --with-ad` (agent.lab.ad.DC_ADDRESS): a host there hid the DC from the LAN
+    "sudohost": HostSpec("sudohost", "10.77.0.60", (("eth0", "10.77.0.60/24"),), LAN_GATEWAY, sshd=True,
                          listener=True, login="sudo"),
     "attacker": HostSpec("attacker", "10.77.1.130", (("eth0", "10.77.1.130/24"),), OUTSIDE_GATEWAY, sshd=False,
                          listener=True),

@@ -217,7 +217,7 @@ class TestConfig:
                                                         "private_key": f"file:{lab.agent_key}"}
         assert inv["devices"]["fw"]["device_type"] == "linux" and inv["devices"]["fw"]["edge"] is True
         pinned = {line.split()[0] for line in lab.known_hosts.read_text().splitlines()}
-        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40", "10.77.0.50"}
+        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40", "10.77.0.60"}
 
 
 class TestCli:
