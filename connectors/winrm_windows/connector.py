@@ -29,6 +29,7 @@ from connectors.types import (
     Verification,
 )
 from connectors.winrm_windows import evidence, firewall, isolation, sessions
+from connectors.winrm_windows.allowlist import check_allow_rules, keep_rules
 from connectors.winrm_windows.plan import GROUP, STATE_FILE, TASK_NAME, build_plan
 from connectors.winrm_windows.powershell import validate_user_name
 from connectors.winrm_windows.settings import parse_settings
@@ -76,6 +77,7 @@ class WinRMWindowsConnector(ConnectorBase):
 
     def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)
+        check_allow_rules(target.allow)
 
     def _validate_release(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)
@@ -91,10 +93,17 @@ class WinRMWindowsConnector(ConnectorBase):
     # -- previews (no connection) -----------------------------------------------------------------------------
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         settings = parse_settings(target)
-        plan = build_plan(ctx.management_addresses, winrm_port=settings.port, allow_rdp=settings.allow_rdp)
+        check_allow_rules(target.allow)
+        mgmt = [str(a) for a in ctx.management_addresses]
+        keep = keep_rules(target.allow, management=mgmt, keep_dhcp_dns=settings.keep_dhcp_dns, dns_servers=(),
+                          dhcp_servers=(), domain_controllers=settings.domain_controllers)
+        plan = build_plan(mgmt, winrm_port=settings.port, allow_rdp=settings.allow_rdp, keep=keep)
         return ([(f"# register scheduled task {TASK_NAME} (SYSTEM, -EncodedCommand revert): revert in "
                  f"{settings.deadman_minutes} min")]
                 + firewall.apply_script("netsecurity", plan, [], None).splitlines()
+                + ([("# + keep DNS to the host's own resolvers (UDP/TCP 53) and DHCP to its DHCP servers: their "
+                    "addresses are read from the host when applying and left out of the block ranges")]
+                   if settings.keep_dhcp_dns else [])
                 + ["# verify over a new connection, then delete the scheduled task",
                    "# (hosts without the NetSecurity module are refused before any change)"])
 

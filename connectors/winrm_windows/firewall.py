@@ -26,6 +26,7 @@ from typing import Any
 
 from connectors.errors import Rejected
 from connectors.winrm_windows import fw_netsecurity
+from connectors.winrm_windows.allowlist import host_addresses
 from connectors.winrm_windows.plan import (
     GROUP,
     MARKER_FILE,
@@ -100,6 +101,15 @@ STATE_DIR_ENSURE = STATE_DIR_CHECK + [
 ]
 
 
+#: What isolation keeps for the host's own network configuration (addresses, never localised text).
+HOST_FACT_LINES = [
+    "$r.dns_servers = @(Get-DnsClientServerAddress | ForEach-Object { $_.ServerAddresses } | Where-Object { $_ })",
+    ("$r.dhcp_servers = @(Get-CimInstance -ClassName Win32_NetworkAdapterConfiguration -Filter 'DHCPEnabled = TRUE' "
+     "| ForEach-Object { $_.DHCPServer } | Where-Object { $_ })"),
+    "$r.computer_name = $env:COMPUTERNAME",
+]
+
+
 def _prelude(dialect: str) -> list[str]:
     return list(PRELUDE)
 
@@ -141,6 +151,7 @@ def read_state(sess: WinRMSession, dialect: str) -> dict[str, Any]:
         f"$r.reverted_by_deadman = $trusted -and [IO.File]::Exists({q_marker})",
         f"if ($r.reverted_by_deadman) {{ $r.reverted_at = [IO.File]::ReadAllText({q_marker}).Trim() }}",
         f"if ($trusted -and [IO.File]::Exists({q_state})) {{ $r.saved = [IO.File]::ReadAllText({q_state}) }}",
+        *HOST_FACT_LINES,
         "$r | ConvertTo-Json -Depth 6 -Compress",
     ]
     raw = sess.run_json("\n".join(lines), what="read firewall state")
@@ -151,6 +162,9 @@ def read_state(sess: WinRMSession, dialect: str) -> dict[str, Any]:
     state["deadman_task"] = bool(raw.get("deadman_task"))
     state["reverted_by_deadman"] = bool(raw.get("reverted_by_deadman"))
     state["reverted_at"] = raw.get("reverted_at")
+    state["dns_servers"] = host_addresses(raw.get("dns_servers"))
+    state["dhcp_servers"] = host_addresses(raw.get("dhcp_servers"))
+    state["computer_name"] = str(raw.get("computer_name") or "")
     state["state_dir_untrusted"] = bool(raw.get("state_dir_exists")) and not raw.get("state_dir_trusted")
     saved = raw.get("saved")
     try:

@@ -30,7 +30,8 @@ _PROFILE_FIELDS = ("Name = [string]$_.Name; Enabled = [string]$_.Enabled; Defaul
 _RULE_FIELDS = ("$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
                 "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
                 "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
-                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) }")
+                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort); "
+                "RemotePort = @($p.RemotePort); IcmpType = @($p.IcmpType) }")
 #: Three views: the local store (``PersistentStore``, the default; what undo restores), the ActiveStore (what the
 #: firewall enforces: Group Policy merged with local per ``AllowLocalFirewallRules``; what verify judges) and the
 #: Group Policy result (``RSOP``; which settings a GPO forces, so isolation can refuse up front).
@@ -55,6 +56,7 @@ _ENUMS = {
 }
 _PROTOCOL = re.compile(r"^(Any|TCP|UDP|ICMPv4|ICMPv6|\d{1,3})$", re.IGNORECASE)
 _PORT = re.compile(r"^(\d{1,5}(-\d{1,5})?|[A-Za-z][A-Za-z0-9]{0,30})$")
+_ICMP = re.compile(r"^(Any|\d{1,3}(:\d{1,3})?)$")
 _PROFILE = re.compile(r"^(Any|(Domain|Private|Public)(, ?(Domain|Private|Public)){0,2})$")
 
 
@@ -80,9 +82,15 @@ def checked_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     if not _PROTOCOL.match(protocol):
         raise InvalidInput(f"rule {name}: Protocol {protocol!r} not understood", detail={"field": "Protocol"})
     ports = [p for p in _list(rule.get("LocalPort")) if p]
-    for p in ports:
-        if not _PORT.match(p):
-            raise InvalidInput(f"rule {name}: LocalPort {p!r} not understood", detail={"field": "LocalPort"})
+    rports = [p for p in _list(rule.get("RemotePort")) if p]
+    for field, values in (("LocalPort", ports), ("RemotePort", rports)):
+        for p in values:
+            if not _PORT.match(p):
+                raise InvalidInput(f"rule {name}: {field} {p!r} not understood", detail={"field": field})
+    icmp = [p for p in _list(rule.get("IcmpType")) if p]
+    for p in icmp:
+        if not _ICMP.match(p):
+            raise InvalidInput(f"rule {name}: IcmpType {p!r} not understood", detail={"field": "IcmpType"})
     profile = str(rule.get("Profile") or "Any")
     if not _PROFILE.match(profile):
         raise InvalidInput(f"rule {name}: Profile {profile!r} not understood", detail={"field": "Profile"})
@@ -96,6 +104,8 @@ def checked_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
         "RemoteAddress": [validate_address_token(a) for a in _list(rule.get("RemoteAddress")) or ["Any"]],
         "Protocol": protocol,
         "LocalPort": ports or ["Any"],
+        "RemotePort": rports or ["Any"],
+        "IcmpType": icmp or ["Any"],
     }
 
 
@@ -124,7 +134,8 @@ def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _new_rule(name: str, display: str, direction: str, action: str, remote: Sequence[str], protocol: str,
-              ports: Sequence[str], profile: str, enabled: str) -> str:
+              ports: Sequence[str], profile: str, enabled: str, rports: Sequence[str] = (),
+              icmp: Sequence[str] = ()) -> str:
     parts = [f"New-NetFirewallRule -Name {ps_quote(name, field='rule name')}",
              f"-DisplayName {ps_quote(display, field='rule display name')}", f"-Group {ps_quote(GROUP)}",
              f"-Direction {direction}", f"-Action {action}"]
@@ -133,6 +144,12 @@ def _new_rule(name: str, display: str, direction: str, action: str, remote: Sequ
     real_ports = [p for p in ports if p.lower() != "any"]
     if real_ports:
         parts.append(f"-LocalPort {ps_array(real_ports, field='LocalPort')}")
+    real_rports = [p for p in rports if p.lower() != "any"]
+    if real_rports:
+        parts.append(f"-RemotePort {ps_array(real_rports, field='RemotePort')}")
+    real_icmp = [p for p in icmp if p.lower() != "any"]
+    if real_icmp:
+        parts.append(f"-IcmpType {ps_array(real_icmp, field='IcmpType')}")
     parts += [f"-RemoteAddress {ps_array(list(remote), field='RemoteAddress')}",
               f"-Profile {ps_quote(profile, field='Profile')}", f"-Enabled {enabled}", "| Out-Null"]
     return " ".join(parts)
@@ -140,7 +157,8 @@ def _new_rule(name: str, display: str, direction: str, action: str, remote: Sequ
 
 def _spec_line(spec: RuleSpec) -> str:
     return _new_rule(spec.name, spec.display_name, spec.direction, spec.action, spec.remote, spec.protocol,
-                     [str(p) for p in spec.local_ports], "Any", "True")
+                     [str(p) for p in spec.local_ports], "Any", "True", spec.remote_ports,
+                     [str(t) for t in spec.icmp_types])
 
 
 def create_rule_lines(rules: Sequence[Mapping[str, Any]], *, strict: bool = True) -> list[str]:
@@ -148,7 +166,8 @@ def create_rule_lines(rules: Sequence[Mapping[str, Any]], *, strict: bool = True
     out = []
     for r in (checked_rule(x) for x in rules):
         out.append(_new_rule(r["Name"], r["DisplayName"], r["Direction"], r["Action"], r["RemoteAddress"],
-                             r["Protocol"], r["LocalPort"], r["Profile"], r["Enabled"]))
+                             r["Protocol"], r["LocalPort"], r["Profile"], r["Enabled"], r["RemotePort"],
+                             r["IcmpType"]))
     return out
 
 

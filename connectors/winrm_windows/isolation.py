@@ -12,11 +12,13 @@ Order in ``apply`` (each step only after the previous one succeeded):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import Rejected, Unreachable, VerifyFailed
+from connectors.errors import AuthError, Rejected, Unreachable, VerifyFailed
 from connectors.types import ActionResult, Snapshot, Verification
 from connectors.winrm_windows import firewall
+from connectors.winrm_windows.allowlist import keep_rules
 from connectors.winrm_windows.plan import (
     GROUP,
     STATE_DIR,
@@ -41,10 +43,31 @@ __all__ = [
 ]
 
 
-def plan_for(sess: WinRMSession) -> IsolationPlan:
-    """The isolation plan for this session's host (management addresses from the agent's context)."""
-    return build_plan(sess.ctx.management_addresses, winrm_port=sess.settings.port,
-                      allow_rdp=sess.settings.allow_rdp)
+def plan_for(sess: WinRMSession, state: Mapping[str, Any] | None = None) -> IsolationPlan:
+    """The isolation plan for this session's host: management addresses from the agent's context, kept flows
+    from the inventory and from the host's own network configuration in ``state`` (resolvers, DHCP servers)."""
+    st = state or {}
+    mgmt = [str(a) for a in sess.ctx.management_addresses]
+    keep = keep_rules(sess.target.allow, management=mgmt, keep_dhcp_dns=sess.settings.keep_dhcp_dns,
+                      dns_servers=st.get("dns_servers", ()), dhcp_servers=st.get("dhcp_servers", ()),
+                      domain_controllers=sess.settings.domain_controllers)
+    return build_plan(mgmt, winrm_port=sess.settings.port, allow_rdp=sess.settings.allow_rdp, keep=keep)
+
+
+def refuse_unreachable_reauth(sess: WinRMSession, state: Mapping[str, Any]) -> None:
+    """An NTLM logon of a domain account needs a DC (MS-APDS 3.1): without ``domain_controllers`` kept open the
+    fresh-connection check after isolating would fail and the dead-man revert every time."""
+    if sess.settings.transport != "ntlm" or sess.settings.domain_controllers:
+        return
+    user = sess.username
+    domain = user.split("\\", 1)[0] if "\\" in user else (user.split("@", 1)[1] if "@" in user else "")
+    if not domain or domain == "." or domain.upper() == str(state.get("computer_name", "")).upper():
+        return  # a local account: the host checks it itself
+    raise Rejected(f"{sess.target.name}: the agent logs on as domain account {user} over NTLM, which the host "
+                   "completes by asking a domain controller (MS-APDS 3.1); isolation would block that and lock "
+                   "the agent out. Set options.domain_controllers (kept open on Kerberos/LDAP/Netlogon ports) "
+                   "or use transport kerberos (the ticket is checked on the host)",
+                   detail={"field": "domain_controllers"})
 
 
 def _saved_from(state: dict[str, Any]) -> dict[str, Any]:
@@ -62,9 +85,10 @@ def refuse_gpo_overrides(sess: WinRMSession, state: dict[str, Any]) -> None:
 
 def snapshot_isolate(sess: WinRMSession) -> Snapshot:
     """Profiles and existing group rules, as data ``undo`` and the dead-man script can restore."""
-    plan = plan_for(sess)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    plan = plan_for(sess, state)
     refuse_gpo_overrides(sess, state)
+    refuse_unreachable_reauth(sess, state)
     already = not isolation_gaps(state["effective"], plan)
     data = _saved_from(state)
     data.update(already_isolated=already, management_addresses=list(plan.management))
@@ -75,10 +99,11 @@ def snapshot_isolate(sess: WinRMSession) -> Snapshot:
 
 def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
     """Dead-man first, then the rule group and profiles, then verify over a fresh connection, then confirm."""
-    plan = plan_for(sess)
     dialect = firewall.detect_dialect(sess)
     state = firewall.read_state(sess, dialect)
+    plan = plan_for(sess, state)
     refuse_gpo_overrides(sess, state)
+    refuse_unreachable_reauth(sess, state)
     if not isolation_gaps(state["effective"], plan):
         return ActionResult(False, f"{sess.target.name} already isolated (group {GROUP} in place)",
                             {"dialect": dialect, "rules": plan.rule_names})
@@ -92,7 +117,7 @@ def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
     try:
         sess.reconnect()
         after = firewall.read_state(sess, dialect)
-    except Unreachable as exc:
+    except (Unreachable, AuthError) as exc:
         raise VerifyFailed(f"isolation applied but the agent cannot reach {sess.target.name} over a new "
                            f"connection ({exc.message}); the dead-man task {TASK_NAME} will revert it "
                            f"at {when} (host time)", detail={"deadman_revert_at": when}) from exc
@@ -123,8 +148,8 @@ def _observed(state: dict[str, Any]) -> dict[str, Any]:
 
 def verify_isolate(sess: WinRMSession) -> Verification:
     """Read rules and profiles back; says so when the dead-man task freed the host."""
-    plan = plan_for(sess)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    plan = plan_for(sess, state)
     gaps = isolation_gaps(state["effective"], plan) + gpo_conflicts(state)
     observed = _observed(state) | {"gaps": gaps}
     if not gaps:
@@ -174,8 +199,8 @@ def snapshot_release(sess: WinRMSession) -> Snapshot:
 
 def apply_release(sess: WinRMSession) -> ActionResult:
     """Undo isolation from the state saved on the host (works without the journal of the isolate action)."""
-    plan_names = set(plan_for(sess).rule_names)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    plan_names = set(plan_for(sess, state).rule_names)
     saved = state.get("saved")
     if saved is None:
         if not plan_names & {str(r["Name"]) for r in state["rules"]} and not state["deadman_task"]:
@@ -190,8 +215,8 @@ def apply_release(sess: WinRMSession) -> ActionResult:
 
 def verify_release(sess: WinRMSession) -> Verification:
     """Released means: no rule of the isolation plan is left on the host."""
-    plan = plan_for(sess)
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
+    plan = plan_for(sess, state)
     left = sorted(set(plan.rule_names) & {str(r["Name"]) for r in state["rules"]})
     return Verification(not left, "released" if not left else f"isolation rules still present: {left}",
                         _observed(state))

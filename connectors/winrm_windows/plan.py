@@ -53,6 +53,8 @@ class RuleSpec:
     remote: tuple[str, ...]
     protocol: str = "Any"
     local_ports: tuple[int, ...] = ()
+    remote_ports: tuple[str, ...] = ()  # outbound flows: the far end's ports ("53", "49152-65535")
+    icmp_types: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,19 +69,27 @@ class IsolationPlan:
         return [r.name for r in self.rules]
 
 
-def build_plan(management_addresses: Iterable[str], *, winrm_port: int, allow_rdp: bool) -> IsolationPlan:
-    """Allow management on WinRM (and RDP if asked), block every other address both ways."""
+def build_plan(management_addresses: Iterable[str], *, winrm_port: int, allow_rdp: bool,
+               keep: Sequence[RuleSpec] = ()) -> IsolationPlan:
+    """Allow management on WinRM (and RDP if asked) and the ``keep`` flows (DHCP, DNS, allow-list, DCs, NDP);
+    block every other address both ways.
+
+    Block rules beat allow rules, so the addresses of ``keep`` flows are left out of the block ranges too; what
+    reaches them is then decided by the ``keep`` allow rules (exact protocol and ports) and the profile default,
+    which isolation sets to Block."""
     nets = [validate_network(a, field="management_addresses") for a in management_addresses]
     if not nets:
         raise InvalidInput("isolation needs at least one management address, or it would cut the agent off",
                            detail={"field": "management_addresses"})
     mgmt = tuple(format_networks(nets))
-    others = tuple(complement_ranges(nets))
+    kept = [validate_network(a, field="allow") for spec in keep for a in spec.remote]
+    others = tuple(complement_ranges(nets + kept))
     rules = [RuleSpec(f"{GROUP}-Allow-WinRM-In", f"{GROUP}: allow management on WinRM {winrm_port}",
                       "Inbound", "Allow", mgmt, "TCP", (winrm_port,))]
     if allow_rdp:
         rules.append(RuleSpec(f"{GROUP}-Allow-RDP-In", f"{GROUP}: allow management on RDP {RDP_PORT}",
                               "Inbound", "Allow", mgmt, "TCP", (RDP_PORT,)))
+    rules += list(keep)
     rules.append(RuleSpec(f"{GROUP}-Block-In", f"{GROUP}: block all other remote addresses (in)",
                           "Inbound", "Block", others))
     rules.append(RuleSpec(f"{GROUP}-Block-Out", f"{GROUP}: block all other remote addresses (out)",
@@ -125,6 +135,14 @@ def isolation_gaps(state: Mapping[str, Any], plan: IsolationPlan) -> list[str]:
         ports = sorted(p for p in _as_list(got.get("LocalPort")) if p.lower() != "any")
         if ports != sorted(str(p) for p in spec.local_ports):
             gaps.append(f"rule {spec.name} local ports {ports}")
+        rports = sorted(p for p in _as_list(got.get("RemotePort")) if p.lower() != "any")
+        if rports != sorted(spec.remote_ports):
+            gaps.append(f"rule {spec.name} remote ports {rports}")
+        icmp = sorted(p for p in _as_list(got.get("IcmpType")) if p.lower() != "any")
+        if icmp != sorted(str(t) for t in spec.icmp_types):
+            gaps.append(f"rule {spec.name} ICMP types {icmp}")
+        if str(got.get("Protocol") or "Any").upper() != spec.protocol.upper():
+            gaps.append(f"rule {spec.name} protocol {got.get('Protocol')}")
     extra = sorted(set(rules) - set(plan.rule_names))
     if extra:
         gaps.append(f"unexpected rules in group {GROUP}: {', '.join(extra)}")

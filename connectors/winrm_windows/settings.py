@@ -32,7 +32,7 @@ __all__ = ["TRANSPORTS", "WinRMSettings", "parse_settings"]
 
 TRANSPORTS = ("ntlm", "kerberos", "basic")
 _KNOWN = {"ca_file", "server_name", "transport", "port", "allow_insecure", "allow_rdp", "deadman_minutes",
-          "operation_timeout", "realm", "kdc", "keytab"}
+          "operation_timeout", "realm", "kdc", "keytab", "keep_dhcp_dns", "domain_controllers"}
 _REALM = re.compile(r"^[A-Z0-9](?:[A-Z0-9.-]{0,253}[A-Z0-9])?$")
 
 
@@ -48,6 +48,8 @@ class WinRMSettings:
     allow_insecure: bool
     allow_rdp: bool
     deadman_minutes: int
+    keep_dhcp_dns: bool = True
+    domain_controllers: tuple[str, ...] = field(default=())
     realm: str | None = None
     kdc: tuple[str, ...] = field(default=())
     keytab: str | None = None
@@ -96,6 +98,22 @@ def parse_settings(target: Target) -> WinRMSettings:
         if value is not None and (not isinstance(value, str) or not value or any(c.isspace() for c in value)):
             raise InvalidInput(f"option {key} must be a non-empty string without spaces", detail={"field": key})
     realm, kdc, keytab = _kerberos_options(opts, transport)
+    dcs = opts.get("domain_controllers", [])
+    if isinstance(dcs, str):
+        dcs = [dcs]
+    if not isinstance(dcs, list):
+        raise InvalidInput("option domain_controllers must be a list of IP addresses",
+                           detail={"field": "domain_controllers"})
+    for dc in dcs:
+        try:
+            ipaddress.ip_address(dc)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"option domain_controllers: {dc!r} is not an IP address",
+                               detail={"field": "domain_controllers", "value": dc}) from None
+    keep = opts.get("keep_dhcp_dns", True)
+    if not isinstance(keep, bool):
+        raise InvalidInput(f"option keep_dhcp_dns must be true or false, got {keep!r}",
+                           detail={"field": "keep_dhcp_dns"})
     return WinRMSettings(
         scheme="http" if allow_insecure else "https",
         port=port,
@@ -105,6 +123,8 @@ def parse_settings(target: Target) -> WinRMSettings:
         allow_insecure=allow_insecure,
         allow_rdp=_flag(opts, "allow_rdp"),
         deadman_minutes=minutes,
+        keep_dhcp_dns=keep,
+        domain_controllers=tuple(str(d) for d in dcs),
         realm=realm,
         kdc=kdc,
         keytab=keytab,

@@ -68,6 +68,11 @@ class WinRMSession:
         self._shell_id: str | None = None
         self.dialect: str | None = None  # firewall tooling, detected once (see firewall.detect_dialect)
 
+    @property
+    def username(self) -> str:
+        """The account the agent logs on with (never the password)."""
+        return self._creds.username
+
     # -- connection -------------------------------------------------------------------------------------------
     def open(self) -> WinRMSession:
         """Build the pywinrm Protocol (lazy import) and open the shell; TLS and auth failures surface here."""

@@ -56,7 +56,8 @@ class TestIsolationGaps:
                                "DefaultOutboundAction": "Block"} for n in ("Domain", "Private", "Public")],
                  "rules": [{"Name": r.name, "Direction": r.direction, "Action": r.action, "Enabled": "True",
                             "RemoteAddress": [x + "/32" if "-" not in x and ":" not in x else x for x in r.remote],
-                            "LocalPort": [str(p) for p in r.local_ports] or ["Any"]} for r in plan.rules]}
+                            "LocalPort": [str(p) for p in r.local_ports] or ["Any"],
+                            "Protocol": r.protocol} for r in plan.rules]}
         assert isolation_gaps(state, plan) == []
         state["profiles"][1]["Enabled"] = "False"
         state["rules"].append({"Name": "IR-Containment-Sneaky", "Direction": "Inbound", "Action": "Allow"})

@@ -23,11 +23,16 @@ ENC_CONTENT_TYPE = ('multipart/encrypted;protocol="application/HTTP-SPNEGO-sessi
                     'boundary="Encrypted Boundary"')
 
 
-def write_ntlm_user_file(path: Path, users: dict[str, str], domain: str) -> Path:
-    """Heimdal-format credential file: each user with the host's domain and with none (``.\\user``)."""
+def write_ntlm_user_file(path: Path, users: dict[str, str], domain: str,
+                         domain_users: dict[str, str] | None = None) -> Path:
+    """Heimdal-format credential file: each local user with the host's name as domain and with none
+    (``.\\user``); ``domain_users`` are ``"CORP\\name": password`` accounts of the AD domain."""
     lines = []
     for user, password in users.items():
         lines += [f"{domain}:{user}:{password}", f":{user}:{password}"]
+    for account, password in (domain_users or {}).items():
+        dom, _, user = account.partition("\\")
+        lines.append(f"{dom}:{user}:{password}")
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path

@@ -27,7 +27,8 @@ _PROFILE_FIELDS = ("Name = [string]$_.Name; Enabled = [string]$_.Enabled; Defaul
 _RULE_FIELDS = ("$a = $_ | Get-NetFirewallAddressFilter; $p = $_ | Get-NetFirewallPortFilter; [ordered]@{ "
                 "Name = [string]$_.Name; DisplayName = [string]$_.DisplayName; Direction = [string]$_.Direction; "
                 "Action = [string]$_.Action; Enabled = [string]$_.Enabled; Profile = [string]$_.Profile; "
-                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort) }")
+                "RemoteAddress = @($a.RemoteAddress); Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort); "
+                "RemotePort = @($p.RemotePort); IcmpType = @($p.IcmpType) }")
 PROFILES_READ_RE = re.escape(f"$r.profiles = @(Get-NetFirewallProfile -All | ForEach-Object {{ [ordered]@{{ "
                              f"{_PROFILE_FIELDS} }} }})")
 STORE_PROFILES_READ_RE = (r"\$r\.(active_profiles|gpo_profiles) = @\(Get-NetFirewallProfile -PolicyStore "
@@ -86,7 +87,8 @@ def read_rules(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     run.r[m.group(1)] = [{"Name": r.name, "DisplayName": r.display_name, "Direction": r.direction, "Action": r.action,
                        "Enabled": r.enabled, "Profile": r.profile,
                        "RemoteAddress": [display_address(t) for t in r.remote], "Protocol": r.protocol,
-                       "LocalPort": list(r.local_ports)} for r in source if r.group.lower() == group.lower()]
+                       "LocalPort": list(r.local_ports), "RemotePort": list(r.remote_ports),
+                       "IcmpType": list(r.icmp_types)} for r in source if r.group.lower() == group.lower()]
 
 
 def block_all_profiles(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
@@ -131,6 +133,7 @@ def _new_rule(it: Interpreter, run: _Run, tokens: list[Token]) -> None:
     _need_netsecurity(it, "New-NetFirewallRule")
     params, _ = parse_params("New-NetFirewallRule", tokens, {"Name", "DisplayName", "Group", "Direction", "Action",
                                                              "Protocol", "LocalPort", "RemoteAddress", "Profile",
+                                                             "RemotePort", "IcmpType",
                                                              "Enabled"})
     name = _one(params, "Name")
     if not name or it.host.rule_named(name):
@@ -144,8 +147,13 @@ def _new_rule(it: Interpreter, run: _Run, tokens: list[Token]) -> None:
                       error_id="Windows System Error 87")
     protocol = _one(params, "Protocol", default="Any")
     ports = _many(params, "LocalPort") or ["Any"]
-    if ports != ["Any"] and protocol.upper() not in ("TCP", "UDP"):
+    rports = _many(params, "RemotePort") or ["Any"]
+    icmp = _many(params, "IcmpType") or ["Any"]
+    if (ports != ["Any"] or rports != ["Any"]) and protocol.upper() not in ("TCP", "UDP"):
         raise PSError("The port filter is not valid: a port can only be given with protocol TCP or UDP.",
+                      command="New-NetFirewallRule", category="InvalidArgument", error_id="Windows System Error 87")
+    if icmp != ["Any"] and protocol.upper() not in ("ICMPV4", "ICMPV6"):
+        raise PSError("The ICMP type filter is only valid with protocol ICMPv4 or ICMPv6.",
                       command="New-NetFirewallRule", category="InvalidArgument", error_id="Windows System Error 87")
     it.host.rules.append(Rule(
         name=name, display_name=_one(params, "DisplayName", default=name), group=_one(params, "Group"),
@@ -153,7 +161,8 @@ def _new_rule(it: Interpreter, run: _Run, tokens: list[Token]) -> None:
         action=_one(params, "Action", {"Allow", "Block"}, "Allow"),
         enabled=_one(params, "Enabled", {"True", "False"}, "True"),
         profile=_one(params, "Profile", default="Any"), remote=remote,
-        protocol=protocol.upper() if protocol.upper() in ("TCP", "UDP") else protocol, local_ports=ports))
+        protocol=protocol.upper() if protocol.upper() in ("TCP", "UDP") else protocol, local_ports=ports,
+        remote_ports=rports, icmp_types=icmp))
 
 
 def _set_profile(it: Interpreter, run: _Run, tokens: list[Token]) -> None:

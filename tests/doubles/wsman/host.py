@@ -76,6 +76,8 @@ class Rule:
     remote: list[str] = field(default_factory=lambda: ["Any"])
     protocol: str = "Any"
     local_ports: list[str] = field(default_factory=lambda: ["Any"])
+    remote_ports: list[str] = field(default_factory=lambda: ["Any"])
+    icmp_types: list[str] = field(default_factory=lambda: ["Any"])
 
     def __post_init__(self) -> None:
         # Windows stores addresses in one canonical form whatever notation created them.
@@ -133,6 +135,15 @@ class UserSession:
     luid: int | None = None
 
 
+def _port_matches(spec: str, port: int) -> bool:
+    if spec.lower() == "any":
+        return True
+    if "-" in spec:
+        lo, hi = spec.split("-", 1)
+        return int(lo) <= port <= int(hi)
+    return spec == str(port)
+
+
 def display_address(token: str) -> str:
     """How Get-NetFirewallAddressFilter prints an address: IPv4 CIDR as address/mask, /32 as the bare address."""
     if "-" in token or token.lower() in ("any", "localsubnet"):
@@ -181,6 +192,11 @@ class WindowsHost:
                  protocol="TCP", local_ports=["5986"]),
         ]
         self.gpo_profiles = {n: GpoProfile() for n in ("Domain", "Private", "Public")}
+        # What the host's network configuration says (Get-DnsClientServerAddress, Win32_NetworkAdapterConfiguration).
+        self.dns_servers: list[str] = ["10.0.0.53"]
+        self.dhcp_servers: list[str] = ["10.0.0.1"]
+        # Domain controllers this (domain-joined) host uses for NTLM pass-through (MS-APDS 3.1, MS-NRPC).
+        self.domain_controllers: list[str] = ["10.0.0.2"]
         self.gpo_rules: list[Rule] = []
         self.tasks: dict[str, Task] = {}
         self.files: dict[str, str] = {}
@@ -268,14 +284,20 @@ class WindowsHost:
     def rule_named(self, name: str) -> list[Rule]:
         return [r for r in self.rules if r.name.lower() == name.lower()]
 
-    def _rule_applies(self, rule: Rule, direction: str, ip: str, port: int, profile: str) -> bool:
+    def _rule_applies(self, rule: Rule, direction: str, ip: str, port: int, profile: str,
+                      protocol: str = "TCP") -> bool:
+        """``port`` is the local port of an inbound flow, the remote port of an outbound one, or the ICMP type."""
         if rule.enabled != "True" or rule.direction != direction:
             return False
         if rule.profile != "Any" and profile not in rule.profile.replace(" ", "").split(","):
             return False
-        if rule.protocol not in ("Any", "TCP"):
+        if rule.protocol.upper() not in ("ANY", protocol.upper()):
             return False
-        if not any(p.lower() == "any" or p == str(port) for p in rule.local_ports):
+        if protocol.upper().startswith("ICMP"):
+            ports = rule.icmp_types
+        else:
+            ports = rule.local_ports if direction == "Inbound" else rule.remote_ports
+        if not any(_port_matches(p, port) for p in ports):
             return False
         return any(address_covers(t, ip) for t in rule.remote)
 
@@ -299,19 +321,29 @@ class WindowsHost:
     def _rule_profiles(rule: Rule) -> list[str]:
         return ["Domain", "Private", "Public"] if rule.profile == "Any" else rule.profile.replace(" ", "").split(",")
 
-    def allows_inbound(self, ip: str, port: int) -> bool:
-        """Would Windows Firewall let a new TCP connection from ``ip`` reach local ``port``? (ActiveStore)"""
+    def allows_inbound(self, ip: str, port: int, protocol: str = "TCP") -> bool:
+        """Would Windows Firewall let a new flow from ``ip`` reach local ``port``? (ActiveStore)"""
+        return self.allows("Inbound", ip, port, protocol)
+
+    def allows_outbound(self, ip: str, port: int, protocol: str = "TCP") -> bool:
+        """Would Windows Firewall let this host open a flow to ``ip``:``port``? (ActiveStore)"""
+        return self.allows("Outbound", ip, port, protocol)
+
+    def allows(self, direction: str, ip: str, port: int, protocol: str = "TCP") -> bool:
+        """Block rules beat allow rules, allow rules beat the profile default (MS-FASP 2.2.34 FW_RULE_ACTION:
+        only an authenticated "allow bypass" beats block, and the connector never writes one)."""
         with self.lock:
             prof = self.effective_profile(self.active_profile)
             if not prof.effective_enabled:
                 return True
             rules = list(self.gpo_rules) + (self.rules if self.local_rules_apply(prof.name) else [])
-            applicable = [r for r in rules if self._rule_applies(r, "Inbound", ip, port, prof.name)]
+            applicable = [r for r in rules if self._rule_applies(r, direction, ip, port, prof.name, protocol)]
             if any(r.action == "Block" for r in applicable):
                 return False
             if any(r.action == "Allow" for r in applicable):
                 return True
-            return prof.effective_inbound == "Allow"
+            default = prof.effective_inbound if direction == "Inbound" else prof.effective_outbound
+            return default == "Allow"
 
     # -- tasks ------------------------------------------------------------------------------------------------
     def effective_execution_policy(self, process: str | None) -> str:

@@ -191,6 +191,14 @@ class Interpreter:
             (rf"Write-Output ({Q})", lambda run, m: run.out.append(_lit(m.group(1)) + "\r\n")),
             (c.PROFILES_READ_RE, b(c.read_profiles)),
             (c.RULES_READ_RE, b(c.read_rules)),
+            (re.escape("$r.dns_servers = @(Get-DnsClientServerAddress | ForEach-Object { $_.ServerAddresses } | "
+                       "Where-Object { $_ })"), lambda run, m: run.r.__setitem__(
+                           "dns_servers", [*self.host.dns_servers, "fec0:0:0:ffff::1%1"])),
+            (re.escape("$r.dhcp_servers = @(Get-CimInstance -ClassName Win32_NetworkAdapterConfiguration -Filter "
+                       "'DHCPEnabled = TRUE' | ForEach-Object { $_.DHCPServer } | Where-Object { $_ })"),
+             lambda run, m: run.r.__setitem__("dhcp_servers", list(self.host.dhcp_servers))),
+            (re.escape("$r.computer_name = $env:COMPUTERNAME"),
+             lambda run, m: run.r.__setitem__("computer_name", self.host.hostname)),
             (c.STORE_PROFILES_READ_RE, b(c.read_store_profiles)),
             (r"Set-NetFirewallProfile -All -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Block",
              b(c.block_all_profiles)),

@@ -165,12 +165,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self.ntlm = None
                 self._challenge()
                 return None
-            self.conn_user = str(self.ntlm.client_principal).split("\\")[-1]
+            principal = str(self.ntlm.client_principal)
+            domain = principal.split("\\")[0] if "\\" in principal else ""
+            if domain and domain.upper() not in (dbl.host.hostname.upper(), ".") and not self._dc_reachable():
+                # A domain account's NTLM network logon is completed by the host passing the response to a DC
+                # over Netlogon (MS-APDS 3.1.5, MS-NRPC NetrLogonSamLogonEx): with every DC blocked the logon
+                # fails ("There are currently no logon servers available") and WinRM answers 401.
+                dbl.auth_failures += 1
+                dbl.dc_unreachable_logons += 1
+                self.ntlm = None
+                self._challenge()
+                return None
+            self.conn_user = principal.split("\\")[-1]
             return self.conn_user
         if not header and self.conn_user is not None:
             return self.conn_user
         self._challenge()
         return None
+
+    def _dc_reachable(self) -> bool:
+        """Netlogon to a DC: RPC endpoint mapper (135) or SMB named pipe (445), TCP, as the host's firewall sees it."""
+        host = self.server.double.host
+        return any(host.allows_outbound(dc, port) for dc in host.domain_controllers for port in (135, 445))
 
     def do_POST(self) -> None:
         dbl = self.server.double
@@ -250,6 +266,7 @@ class WSManDouble:
         self.shells: dict[str, _Shell] = {}
         self.faults: list[InjectedFault] = []
         self.connections = self.refused = self.tls_failures = self.auth_failures = 0
+        self.dc_unreachable_logons = 0
         self._stopping = threading.Event()
         self._tls: ssl.SSLContext | None = None
         self._cbt: bytes | None = None

@@ -23,6 +23,7 @@ from connectors.winrm_windows import WinRMWindowsConnector
 from tests.doubles.wsman import ServerCert, TestCA, WindowsHost, WSManDouble, write_ntlm_user_file
 
 USER, PASSWORD = "Administrator", "S3cret!"
+DOMAIN_USER, DOMAIN_PASSWORD = "CORP\\ir-agent", "D0main-S3cret!"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 @pytest.fixture(scope="session", autouse=True)
 def ntlm_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = write_ntlm_user_file(tmp_path_factory.mktemp("winrm-ntlm") / "ntlm_users", {USER: PASSWORD}, "WINHOST")
+    path = write_ntlm_user_file(tmp_path_factory.mktemp("winrm-ntlm") / "ntlm_users", {USER: PASSWORD}, "WINHOST",
+                                {DOMAIN_USER: DOMAIN_PASSWORD})
     old = os.environ.get("NTLM_USER_FILE")
     os.environ["NTLM_USER_FILE"] = str(path)
     yield path
