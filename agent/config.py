@@ -10,12 +10,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.notify.config import NotifyConfig, parse_notifications
 from agent.yamlsrc import Node, load_yaml
 
 __all__ = ["Settings", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
-        "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation"}
+        "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation", "notifications"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Settings:
     obligations: Path | None = None
     daemon: dict[str, object] = field(default_factory=dict)
     organisation: dict[str, object] = field(default_factory=dict)  # name + ORGANISATION_FACTS booleans
+    notifications: NotifyConfig = field(default_factory=NotifyConfig)
 
     def database_url(self) -> str:
         if "://" in self.database:
@@ -106,6 +108,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
             raise warm_node.error(f"warm: {warm!r} is not one of off, auto")
     return Settings(
         warm=warm,
+        notifications=parse_notifications(root.get("notifications")),
         path=cfg_path,
         inventory=_path(root.child("inventory"), base),
         runbooks=opt_path(root.get("runbooks")) or (base.parent / "runbooks"),

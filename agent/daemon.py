@@ -66,6 +66,7 @@ class Daemon:
         self.service: Any = None
         self.scheduler: Any = None
         self.front: Any = None  # agent.intake.supervise.FrontProcess
+        self.notifier: Any = None  # agent.notify.worker.NotifyWorker
         self.api: Any = None
         self.sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -104,6 +105,8 @@ class Daemon:
         self.sock.listen(_BACKLOG)  # connections wait in the backlog until the front accepts them
         self.port = self.sock.getsockname()[1]
         self.service.start()
+        from agent.notify.wiring import start_notifications
+        self.notifier = start_notifications(app)  # e-mail/chat; None when agent.yaml configures no channel
         self.scheduler.start()
         self.api = create_app(self.service)
         self.front = FrontProcess(self.sock, self._front_config())
@@ -227,6 +230,8 @@ class Daemon:
             self.service.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        from agent.notify.wiring import stop_notifications
+        stop_notifications(self.app, self.notifier)
         if self.sock is not None:
             self.sock.close()
         self.app.audit.record("daemon.stopped", pid=_pid())

@@ -84,7 +84,7 @@ class Journal:
             self.audit.record("action.undone" if row.kind == "undo" else "action.done",
                               incident=row.incident_id, action_id=row.id, undo_of=row.undo_of,
                               target=row.target, action=row.action, changed=row.changed,
-                              verification=row.verification)
+                              verification=row.verification, runbook=row.runbook)
         elif to_state == "failed":
             self.audit.record("action.failed", incident=row.incident_id, action_id=row.id, target=row.target,
                               action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind)

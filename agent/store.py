@@ -217,6 +217,22 @@ class Approval(Base):
     decision_reason: Mapped[str] = mapped_column(Text, default="")
 
 
+class Notification(Base):
+    """The notification outbox (agent.notify): one row per notice and channel, delivered with retries."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(80))
+    event: Mapped[str] = mapped_column(String(40))
+    notice: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 

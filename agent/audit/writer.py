@@ -19,7 +19,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +67,8 @@ class AuditLog:
         self.checkpoint_interval = checkpoint_interval
         self.context = add_context(actor)
         self.redactor = Redactor(known_secrets)
+        # Called with each record as written (redacted, chained): the daemon's notifier derives notices from them.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._signer: Any = None
         self.key_fingerprint: str | None = None
         if signing_key is not None:
@@ -113,6 +115,8 @@ class AuditLog:
                     self._checkpoint_locked()
                 elif self._pending >= self.fsync_every:
                     self._fsync_locked()
+        for listener in self.listeners:  # outside the locks: a listener may record in turn (notify)
+            listener(written)
         return written
 
     def processor(self, logger: object, method_name: str, event_dict: EventDict) -> EventDict:
