@@ -135,12 +135,19 @@ def load_rules(path: Path | None = None) -> Rules:
 
 @cache
 def _load_rules(path: Path, mtime_ns: int) -> Rules:
-    import yaml
+    from agent.yamlsrc import load_yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for regime in data["regimes"]:
-        for part in [regime, *(regime.get("notices") or ()), *(regime.get("actions") or ())]:
-            check_categories(part.get("data_any") or (), where=f"{path}: regime {regime.get('id')}")
+    doc = load_yaml(path)
+    root = doc.root()
+    for regime in root.child("regimes").elements():
+        parts = [regime, *regime.child("notices").elements(), *regime.child("actions").elements()]
+        for part in parts:
+            for element in part.child("data_any").elements():
+                try:
+                    check_categories([element.value], where=str(regime.value.get("id")))
+                except UnknownCategory as exc:  # name file and line, like every other configuration error
+                    raise UnknownCategory(str(element.error(str(exc)))) from None
+    data = doc.data
     return Rules(as_of=str(data["as_of"]), disclaimer=str(data.get("disclaimer", "")),
                  regimes=tuple(data["regimes"]))
 

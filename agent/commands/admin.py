@@ -89,6 +89,13 @@ def _check(app: App, args: argparse.Namespace) -> int:
                 checked.append(str(path))
             except AgentError as exc:
                 problems.append(str(exc))
+        if settings.obligations is not None:  # the notification rules table: categories must be known ones
+            from agent.obligations import UnknownCategory, load_rules
+            try:
+                load_rules(settings.obligations)
+                checked.append(str(settings.obligations))
+            except (UnknownCategory, OSError, KeyError) as exc:
+                problems.append(str(exc))
         if settings.known_hosts and not settings.known_hosts.exists():
             warnings.append(f"{settings.path}: ssh.known_hosts: {settings.known_hosts} does not exist "
                             "(hosts can still be pinned with host_key in the inventory)")

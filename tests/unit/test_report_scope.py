@@ -137,7 +137,7 @@ def test_unknown_category_in_rules_table_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "rules.yaml"
     path.write_text("as_of: x\nregimes:\n  - {id: r1, title: t, jurisdiction: j, citation: c, data_any: [financial]}\n")
-    with pytest.raises(UnknownCategory, match="financial"):
+    with pytest.raises(UnknownCategory, match=r"rules.yaml:3: .*'financial'.*known: ssn"):
         load_rules(path)
 
 
@@ -150,3 +150,17 @@ def test_no_snapshot_falls_back_once_per_target_and_says_so() -> None:
     data = from_records(recs, INC, {"web": {"data": ["ssn"], "residents": {"CA": 200}}})
     assert data.residents_by_state == {"CA": 200} and "no scope snapshot" in data.scope_note
     assert dt.datetime(2026, 11, 20, 14, 5, tzinfo=dt.UTC) == data.discovered_at
+
+
+def test_check_config_reports_an_unknown_category_in_the_rules_table(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`agent check-config` loads the rules table too: an unknown category is a problem (exit 2), not "valid"."""
+    from agent.cli import main
+
+    (tmp_path / "inventory.yaml").write_text("hosts: {}\n")
+    (tmp_path / "rules.yaml").write_text("as_of: x\nregimes:\n  - id: r1\n    data_any: [ssn, financial]\n")
+    (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\nobligations: rules.yaml\nruns: x\n"
+                                         .replace("runs: x\n", ""))
+    assert main(["check-config", "--config", str(tmp_path / "agent.yaml")]) == 2
+    out = capsys.readouterr().out
+    assert "rules.yaml:4" in out and "'financial'" in out
