@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="undo containment of host(s) or of a whole incident")
     _host_selectors(p)
     p.add_argument("--incident-all", dest="release_incident", metavar="ID", help="undo every action of an incident")
+    p.add_argument("--by-rule", dest="release_rule", metavar="RULE",
+                   help="undo everything incidents opened by this alert rule applied (with --since)")
+    p.add_argument("--since", dest="release_since", metavar="TIME",
+                   help="with --by-rule: incidents opened at or after TIME (ISO 8601, or a duration ago: 2h)")
     p.add_argument("--runbook", "-r", default="release-host")
     _acting(p, ttl=False)
 
@@ -194,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print completion values of one kind (hosts, tags, sites, devices, directories, runbooks, "
                         "incidents)")
     p.add_argument("--config", "-c", metavar="FILE")
+
+    p = sub.add_parser("automation", help="pause|resume|status: turn every auto rule into approve (the brake)")
+    p.add_argument("automation_command", choices=("pause", "resume", "status"))
+    p.add_argument("--reason", default="", help="why (audited)")
+    _common(p)
 
     p = sub.add_parser("approvals", help="approval requests waiting for a decision")
     p.add_argument("--all", action="store_true", help="also decided and expired ones")

@@ -46,7 +46,8 @@ def run_act(args: argparse.Namespace) -> int:
 
 def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     selected: list[str] = []
-    if args.command in ("contain", "release") and not getattr(args, "release_incident", None):
+    by_rule = getattr(args, "release_rule", None)
+    if args.command in ("contain", "release") and not getattr(args, "release_incident", None) and not by_rule:
         selected = _select_hosts(app, args)  # bad names stop here, before any reconcile touches a host
     # Validate everything first (planning touches nothing); only then finish what a crashed run left on the
     # targets this command is about, and plan again on top of it (issue 14 finding 5).
@@ -78,6 +79,33 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         err("not confirmed: nothing was changed (pass --yes to skip the question)")
         return exitcodes.REFUSED
     return _execute(app, args, plan, ttl)
+
+
+def _rule_actions(app: App, planner: Any, rule: str, since_text: str | None) -> tuple[list[Any], list[str]]:
+    """Active actions of every incident an alert rule opened since ``since_text`` (oldest incident first)."""
+    from sqlalchemy import select
+
+    from agent.intake.models import IntakeIncident, create_tables
+    from agent.store import utcnow
+    if not since_text:
+        raise InputError("release --by-rule: --since TIME is required (ISO 8601 time, or a duration ago: 2h)")
+    try:
+        since = utcnow() - duration(since_text)
+    except InputError:
+        from agent.intake.model import MalformedAlert, event_time
+        try:
+            parsed = event_time(since_text, where="--since")
+        except MalformedAlert as exc:
+            raise InputError(f"{exc} (or a duration such as 2h)") from None
+        if parsed is None:
+            raise InputError(f"--since: {since_text!r} is not a time") from None
+        since = parsed
+    create_tables(app.store.engine)
+    with app.store.session() as s:
+        incidents = list(s.scalars(select(IntakeIncident.incident_id).where(
+            IntakeIncident.rule == rule, IntakeIncident.opened_at >= since).order_by(IntakeIncident.opened_at)))
+    rows = [r for incident in incidents for r in planner.active_actions(None, incident=incident)]
+    return rows, incidents
 
 
 def _selection(args: argparse.Namespace) -> Any:
@@ -138,7 +166,16 @@ def _build_plan(app: App, args: argparse.Namespace, selected: list[str]) -> Any:
     if cmd == "release" and getattr(args, "release_incident", None) and not _selection(args).empty():
         raise InputError("release: give either --incident-all or hosts (--host/--tag/--site/--cidr/--from-file), "
                          "not both")
-    if cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
+    by_rule = getattr(args, "release_rule", None)
+    if cmd == "release" and by_rule:
+        rows, incidents = _rule_actions(app, planner, by_rule, getattr(args, "release_since", None))
+        plan = planner.build_undo(rows, "release-by-rule")
+        plan.notes.append(f"rule {by_rule}: {len(incidents)} incident(s) opened since then"
+                          + (f" ({', '.join(incidents[:10])}{', ...' if len(incidents) > 10 else ''})"
+                             if incidents else ""))
+        if not rows:
+            plan.notes.append(f"rule {by_rule}: nothing active to undo")
+    elif cmd == "sweep" or (cmd == "release" and getattr(args, "release_incident", None)):
         from agent.store import utcnow
         if cmd == "sweep":
             rows = planner.active_actions(None, expired_before=utcnow())

@@ -15,7 +15,7 @@ from agent import exitcodes
 from agent.app import App
 from agent.output import color, emit_json, state_color
 
-__all__ = ["run_approvals", "run_daemon"]
+__all__ = ["run_approvals", "run_automation", "run_daemon"]
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -68,6 +68,8 @@ def _decide(app: App, args: argparse.Namespace) -> int:
     approve = args.command == "approve"
     row = decide(app.store, app.audit, args.id, approve=approve, by=app.actor, reason=args.reason)
     if not approve:
+        from agent.intake.claims import give_up
+        give_up(app.store.engine, row.incident_id)  # a denied incident holds no dedupe claim
         if args.json:
             emit_json({"approval": approval_dict(row)})
         else:
@@ -94,3 +96,29 @@ def _execute(app: App, args: argparse.Namespace, row: Any, plan: Any, ttl: Any, 
         print(f"Result: {state_color(result.status)} — incident {row.incident_id}")
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(result.status, exitcodes.FAILED)
+
+
+def run_automation(args: argparse.Namespace) -> int:
+    """``agent automation pause|resume|status``: the brake on every ``auto`` rule (see agent.intake.automation)."""
+    from agent.intake.automation import automation_state, set_automation
+    app = App(config_path=args.config)
+    try:
+        verb = args.automation_command
+        if verb == "status":
+            state = automation_state(app.store)
+        else:
+            state = set_automation(app.store, app.audit, paused=verb == "pause", by=app.actor,
+                                   reason=args.reason or "")
+        if args.json:
+            emit_json({"automation": state.to_dict()})
+        elif state.paused:
+            print(color("Automation is PAUSED", "yellow") + f": every auto rule asks for approval "
+                  f"(paused by {state.changed_by} at {state.changed_at:%Y-%m-%d %H:%M:%S}Z"
+                  f"{'; ' + state.reason if state.reason else ''}).")
+            print("Resume with: agent automation resume --reason '...'")
+        else:
+            print("Automation is running: rules act under their own policy"
+                  + (f" (resumed by {state.changed_by})." if state.changed_by else "."))
+        return exitcodes.DONE
+    finally:
+        app.close()

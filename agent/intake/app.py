@@ -7,6 +7,7 @@ endpoint                                 what                                   
 ``GET /incidents/{id}``                  incident with its alerts, actions and approvals             API
 ``GET /approvals?status=pending``        approval requests                                           API
 ``POST /approvals/{id}/approve|deny``    decide (body ``{"reason": "..."}``); identity = token name  API
+``GET /automation``, ``POST /automation/pause|resume``  the brake on every ``auto`` rule (audited)  API
 ``GET /healthz``, ``GET /metrics``       liveness (and queue depth); Prometheus text format          none
 ``GET /openapi.json``, ``/docs``         the schema of all of the above                              none
 =======================================  ==========================================================  =======
@@ -213,6 +214,25 @@ def create_app(svc: IntakeService) -> Any:
             raise HTTPException(409, f"approved, but the plan is refused now: {exc}") from None
         from agent.approvals import approval_dict
         return DecisionOut(approval=ApprovalOut(**approval_dict(row)), executing=executing)
+
+    @app.get("/automation", summary="Is automation paused?", responses={401: _API_PROBLEMS[401]})
+    def automation(who: str = Depends(identity)) -> dict[str, Any]:
+        from agent.intake.automation import automation_state
+        return automation_state(svc.store).to_dict()
+
+    def _brake(paused: bool, body: DecisionBody | None, who: str) -> dict[str, Any]:
+        from agent.intake.automation import set_automation
+        return set_automation(svc.store, svc.audit, paused=paused, by=who, reason=body.reason if body else "").to_dict()
+
+    @app.post("/automation/pause", summary="Pause automation: every auto rule asks for approval (audited)",
+              responses={401: _API_PROBLEMS[401]})
+    def pause(body: DecisionBody | None = None, who: str = Depends(identity)) -> dict[str, Any]:
+        return _brake(True, body, who)
+
+    @app.post("/automation/resume", summary="Resume automation: rules act under their own policy (audited)",
+              responses={401: _API_PROBLEMS[401]})
+    def resume(body: DecisionBody | None = None, who: str = Depends(identity)) -> dict[str, Any]:
+        return _brake(False, body, who)
 
     decide_responses: dict[int | str, dict[str, Any]] = {
         **_API_PROBLEMS, 409: {"model": Problem, "description": "already decided or expired"}}

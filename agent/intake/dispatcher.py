@@ -171,6 +171,14 @@ class Dispatcher:
             from agent.validate import duration
             ttl = duration(book.ttl)
         policy = "approve" if rule.policy == "auto" and book.approval == "approve" else rule.policy
+        paused = None
+        if policy == "auto":
+            from agent.intake.automation import automation_state
+            state = automation_state(svc.store)
+            if state.paused:
+                policy = "approve"
+                paused = (f"automation paused by {state.changed_by}"
+                          f"{': ' + state.reason if state.reason else ''} (agent automation resume)")
         if policy == "dry-run":
             svc.audit.record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
                              plan=plan.to_dict(), reason=reason, incident_status="closed")
@@ -192,8 +200,8 @@ class Dispatcher:
         slots = wanted_slots(plan)
         why = None
         if policy == "approve":
-            why = f"rule {rule.name} requires approval" if rule.policy == "approve" else (
-                f"runbook {book.name} requires approval")
+            why = paused or (f"rule {rule.name} requires approval" if rule.policy == "approve" else (
+                f"runbook {book.name} requires approval"))
         else:
             why = svc.blast.check(slots, now)
             if why:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agent.store import _UTC, utcnow
 
-__all__ = ["IntakeBase", "IntakeClaim", "IntakeIncident", "create_tables"]
+__all__ = ["IntakeBase", "IntakeClaim", "IntakeIncident", "IntakeSetting", "create_tables"]
 
 
 class IntakeBase(DeclarativeBase):
@@ -47,6 +47,17 @@ class IntakeClaim(IntakeBase):
     target: Mapped[str] = mapped_column(String(255), primary_key=True)
     incident_id: Mapped[str] = mapped_column(String(40), index=True)
     since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntakeSetting(IntakeBase):
+    """Switches every daemon on the database obeys (``automation``: ``paused`` or ``running``), with who set them."""
+
+    __tablename__ = "intake_settings"
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(40))
+    changed_by: Mapped[str] = mapped_column(String(200), default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
 
 
 def create_tables(engine: Any) -> None:
