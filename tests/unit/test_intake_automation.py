@@ -54,6 +54,7 @@ def test_release_by_rule_undoes_that_rules_work(env):
         client.post("/alerts/gen", json={"rule_id": f"edr-{i}", "host": host}, headers=GEN)
     wait_for(lambda: isolated(world, "web1", "10.9.0.21") and isolated(world, "web2", "10.9.0.22"))
     daemon.service.dispatcher.wait_idle(5)
+    wait_for(lambda: len(daemon.app.planner().active_actions(None)) >= 2)  # both journaled as done
     args = build_parser().parse_args(["release", "--by-rule", "generic-auto", "--since", "1h", "--yes",
                                       "-c", str(cfg)])
     app = fake_app(cfg)
