@@ -177,7 +177,9 @@ def _narrative(report: Report, content: dict[str, Any], local: Any) -> dict[str,
     cats = "; ".join(x["label"] for x in scope["data_categories"]) or "no recorded personal data"
     happened = (f"{d.title or 'An incident'} was discovered {local(d.discovered_at) or 'at an unrecorded time'}"
                 f"{' (' + d.reason + ')' if d.reason else ''}. The systems involved hold {cats} of {people}"
-                f"{' (' + states + ')' if states else ''}, according to the inventory as recorded with the incident.")
+                f"{' (' + states + ')' if states else ''}, according to "
+                + ("the inventory as it is now (no snapshot was recorded with the incident)." if d.scope_note
+                   else "the inventory as recorded with the incident."))
     applied = [a for a in d.actions if a.kind != "undo"]
     released = [a for a in applied if a.undone_by]
     verbs = sorted({a.action.replace("_", " ") for a in applied})

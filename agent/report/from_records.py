@@ -318,6 +318,8 @@ def _organisation(data: IncidentReportData, mine: list[Mapping[str, Any]], confi
              if snapshot else "agent.yaml organisation (current configuration; no snapshot in the log)")
     for key, value in base.items():
         data.org_facts.setdefault(str(key), {"value": value, "source": where})
+    if data.organisation and "name" not in data.org_facts:
+        data.org_facts["name"] = {"value": data.organisation, "source": "given when the report was built"}
     if not data.organisation and data.org_facts.get("name"):
         data.organisation = str(data.org_facts["name"]["value"])
     flags = set(data.flags)
