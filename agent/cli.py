@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="undo everything incidents opened by this alert rule applied (with --since)")
     p.add_argument("--since", dest="release_since", metavar="TIME",
                    help="with --by-rule: incidents opened at or after TIME (ISO 8601, or a duration ago: 2h)")
+    p.add_argument("--forget", metavar="TARGET",
+                   help="close the containments of a target that no longer exists (reimaged, decommissioned) "
+                        "in the journal without contacting it; needs --reason")
     p.add_argument("--runbook", "-r", default="release-host")
     _acting(p, ttl=False)
 
@@ -145,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="what is contained right now (and when TTLs expire)")
     _common(p)
+    p.add_argument("--verify", action="store_true",
+                   help="read every active containment back from its target now and report drift (exit 4)")
 
     p = sub.add_parser("sweep", help="release everything whose TTL has expired")
     _acting(p, ttl=False)

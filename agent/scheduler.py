@@ -196,9 +196,20 @@ def verify_action(svc: Any, row: Action) -> Any:
     conn = svc.app.registry.get(row.connector)
     session = conn.open(entry.target(row.address or None), entry.credentials.resolve(), svc.app.ctx)
     try:
-        return conn.verify(session, row.action, row.args)
+        return conn.verify(session, row.action, _live_args(svc, row))
     finally:
         session.close()
+
+
+def _live_args(svc: Any, row: Action) -> dict[str, Any]:
+    """The row's args for its items still in effect: addresses of a batch unblocked one by one are not drift."""
+    from agent.batching import active_items
+    from agent.items import slice_for_undo
+    found = active_items(svc.store, action_ids=[row.id]).get(row.id)
+    if found is None:
+        return dict(row.args or {})
+    fresh, items = found
+    return slice_for_undo(fresh, items)[0]
 
 
 def reverify_all() -> None:

@@ -39,9 +39,46 @@ def run_act(args: argparse.Namespace) -> int:
     _discovered(args)  # a typo in --discovered must stop the run before anything is planned
     app = App(config_path=args.config, trust_host_key=getattr(args, "trust_new_host_key", False))
     try:
+        if args.command == "release" and getattr(args, "forget", None):
+            return _forget(app, args)
         return _run(app, args, ttl)
     finally:
         app.close()
+
+
+def _forget(app: App, args: argparse.Namespace) -> int:
+    """``release --forget TARGET --reason ...``: close a gone target's containments without contacting it."""
+    from agent.containments import forget
+    from agent.store import Action
+    target = args.forget
+    if not args.reason.strip():
+        raise InputError("release --forget: --reason is required (why the target is gone: reimaged, "
+                         "decommissioned, ...); it is recorded in the audit log")
+    with app.store.session() as s:
+        known = s.scalar(select_count_of(Action, target))
+    if not known:
+        raise InputError(f"release --forget: the journal has no action on {target!r} (give the inventory name "
+                         "the actions were journaled under, as `agent status` shows it)")
+    if args.dry_run:
+        print(f"Dry run — would close the containments of {target} in the journal (nothing is sent to it)")
+        return exitcodes.DONE
+    if not args.yes and not _confirm():
+        err("not confirmed: nothing was changed (pass --yes to skip the question)")
+        return exitcodes.REFUSED
+    closed = forget(app, target, args.reason)
+    if args.json:
+        emit_json({"status": "done", "target": target, "forgotten": closed})
+    elif closed:
+        print(color(f"Closed {len(closed)} journaled action(s) of {target} without contacting it; "
+                    "audited as containment.forgotten with your reason.", "green"))
+    else:
+        print(color(f"Nothing active on {target}: nothing to forget.", "green"))
+    return exitcodes.DONE
+
+
+def select_count_of(model: Any, target: str) -> Any:
+    from sqlalchemy import func, select
+    return select(func.count()).select_from(model).where(model.target == target)
 
 
 def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:

@@ -10,13 +10,12 @@ from sqlalchemy import select
 
 from agent import exitcodes
 from agent.app import App
+from agent.containments import LIFTING_ACTIONS  # lifting actions are not "contained" state
 from agent.errors import NotFound
 from agent.output import color, emit_json, state_color, table
 
 __all__ = ["run_query"]
 
-# Reversible actions that *lift* containment; they are journaled like any other but are not "contained" state.
-LIFTING_ACTIONS = frozenset({"unblock_ip", "release", "enable_account"})
 IRREVERSIBLE_NOTE = ("a done, not reversible change (e.g. reset_password) is never \"released\"; it is listed "
                      "while other containment of the same account or host is active, then only in the incident")
 
@@ -53,7 +52,33 @@ def run_query(args: argparse.Namespace) -> int:
         app.close()
 
 
+def _verify(app: App, args: argparse.Namespace) -> int:
+    """``status --verify``: every active containment read back now; drift or unreadable targets exit 4."""
+    from agent.containments import verify_all
+    checks = verify_all(app)
+    bad = [c for c in checks if c.state != "in_effect"]
+    if args.json:
+        emit_json({"verified": [c.to_dict() for c in checks], "drift": len([c for c in bad if c.state == "drift"]),
+                   "unverified": len([c for c in bad if c.state == "unverified"])})
+    elif not checks:
+        print(color("Nothing is contained.", "green"))
+    else:
+        rows = []
+        for c in checks:
+            shown = ", ".join(c.drifted or c.items[:3]) + ("" if c.drifted or len(c.items) <= 3
+                                                             else f" and {len(c.items) - 3} more")
+            word = {"in_effect": "in effect", "drift": "DRIFT", "unverified": "UNVERIFIED"}[c.state]
+            rows.append((c.action.target, f"{c.action.action} {shown}", c.action.incident_id, word, c.summary))
+        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "NOW", "READ BACK")))
+        if bad:
+            print(color(f"\n{len(bad)} of {len(checks)} containment(s) not confirmed in effect (audited); "
+                        "re-apply with the same command, or release what is no longer wanted", "red"))
+    return exitcodes.PARTIAL if bad else exitcodes.DONE
+
+
 def _status(app: App, args: argparse.Namespace) -> int:
+    if getattr(args, "verify", False):
+        return _verify(app, args)
     from sqlalchemy.orm import selectinload
 
     from agent.store import ACTIVE_STATES, Action, utcnow

@@ -260,3 +260,23 @@ class TestInterrupt:
         assert ("CAGENT_IN" in iptables_state(lab, "legacy")) == ("legacy" in contained)
         for host in contained:
             assert agent(lab, cfg, "release", "--host", host, "--yes").returncode == 0
+
+
+class TestVerifyDrift:
+    def test_status_verify_reports_a_table_deleted_behind_the_agents_back(self, clean_lab: Lab, cfg: Path):
+        """victim and peer isolated; an admin deletes victim's isolation table by hand: `status --verify` reads
+        both hosts now, names victim as drifted and exits 4; peer stays confirmed in effect."""
+        from connectors.ssh_linux.rules import TABLE
+        lab = clean_lab
+        res = agent(lab, cfg, "contain", "--host", "victim,peer", "--reason", "test", "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        res = agent(lab, cfg, "status", "--verify")
+        assert res.returncode == 0, res.stderr + res.stdout
+        lab.exec("victim", ["nft", "delete", "table", *TABLE.split()])
+        res = agent(lab, cfg, "status", "--verify", "--json")
+        assert res.returncode == 4, res.stderr + res.stdout
+        states = {c["target"]: c["state"] for c in json.loads(res.stdout)["verified"]}
+        assert states == {"victim": "drift", "peer": "in_effect"}
+        res = agent(lab, cfg, "status", "--verify")
+        assert res.returncode == 4 and "DRIFT" in res.stdout and "victim" in res.stdout
+        assert agent(lab, cfg, "release", "--host", "victim,peer", "--yes").returncode == 0

@@ -1,0 +1,158 @@
+"""What is contained now, checked against the targets (``status --verify``) or closed without them (``--forget``).
+
+Why ``--verify``: the journal says what the agent did; only the target can say whether it is still so (an admin
+flushed the ruleset, re-enabled the account). Every active containment is read back now — per item, only the
+items still in effect — and drift is reported and audited. Nothing is changed.
+
+Why ``--forget``: a host that was reimaged or decommissioned can never be released; its TTL release would be
+retried forever and ``status`` would list it indefinitely. Forgetting closes its containments in the journal
+(items and actions, unfinished ones too) without contacting it, with the operator's reason in the audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from agent.batching import active_items
+from agent.errors import AgentError, InputError
+from agent.items import address_key, slice_for_undo
+from agent.store import ACTIVE_STATES, Action, ActionItem, Transition, utcnow
+from connectors.errors import ConnectorError
+
+__all__ = ["LIFTING_ACTIONS", "Check", "forget", "verify_all"]
+
+# Reversible actions that *lift* containment (journaled like any other, but not "contained" state).
+LIFTING_ACTIONS = frozenset({"unblock_ip", "release", "enable_account"})
+
+
+@dataclass
+class Check:
+    """One active containment read back now: ``in_effect`` | ``drift`` | ``unverified`` (could not be read)."""
+
+    action: Action
+    items: list[str]
+    state: str
+    summary: str
+    drifted: list[str] = field(default_factory=list)  # the items no longer in effect (a batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action_id": self.action.id, "incident": self.action.incident_id, "target": self.action.target,
+                "action": self.action.action, "items": self.items, "state": self.state, "summary": self.summary,
+                "drifted": self.drifted}
+
+
+def verify_all(app: Any) -> list[Check]:
+    """Read every active containment back from its target (one session per target); audit each drift."""
+    found = active_items(app.store)
+    planner = app.planner()
+    checks: list[Check] = []
+    sessions: dict[str, Any] = {}
+    try:
+        for row, items in sorted(found.values(), key=lambda pair: pair[0].seq):
+            if row.action in LIFTING_ACTIONS or not row.mutating or row.state != "done":
+                continue
+            checks.append(_check(app, planner, sessions, row, items))
+    finally:
+        for session in sessions.values():
+            try:
+                session.close()
+            except Exception:  # noqa: BLE001, S110 - closing must never hide what was read
+                pass
+    for check in checks:
+        if check.state == "in_effect":
+            continue
+        event = "containment.drift" if check.state == "drift" else "containment.unverified"
+        app.audit.record(event, incident=check.action.incident_id, action_id=check.action.id,
+                         target=check.action.target, action=check.action.action, items=check.items,
+                         drifted=check.drifted, detail=check.summary, cause="status --verify")
+    return checks
+
+
+def _check(app: Any, planner: Any, sessions: dict[str, Any], row: Action, items: list[ActionItem]) -> Check:
+    names = [i.requested for i in items]
+    args, _snap = slice_for_undo(row, items)
+    try:
+        entry = planner.entry_for(row)
+    except AgentError as exc:
+        return Check(row, names, "unverified", f"{row.target} is not in the inventory ({exc}); if it is gone: "
+                     f"agent release --forget {row.target} --reason ...")
+    conn = app.registry.get(row.connector)
+    try:
+        session = sessions.get(row.target)
+        if session is None:
+            if entry.credentials is None:
+                return Check(row, names, "unverified", f"no credentials configured for {row.target}")
+            session = conn.open(entry.target(row.address or None), entry.credentials.resolve(), app.ctx)
+            sessions[row.target] = session
+        ver = conn.verify(session, row.action, args)
+    except (ConnectorError, AgentError) as exc:
+        return Check(row, names, "unverified", f"could not read {row.target}: {exc}")
+    if ver.in_effect:
+        return Check(row, names, "in_effect", ver.summary)
+    return Check(row, names, "drift", f"no longer in effect: {ver.summary}", _drifted(row, items, ver.observed))
+
+
+def _drifted(row: Action, items: list[ActionItem], observed: dict[str, Any]) -> list[str]:
+    """The items the read-back names as not in effect (all of them when it names none: a single action)."""
+    if len(items) == 1:
+        return [items[0].requested]
+    missing = {address_key(str(a)) for a in observed.get("missing", [])}
+    enabled = {str(e.get("requested")) for e in observed.get("enabled", []) if isinstance(e, dict)}
+    out = [i.requested for i in items if address_key(_value(row, i)) in missing or i.requested in enabled
+           or _value(row, i) in enabled]
+    return out or [i.requested for i in items]
+
+
+def _value(row: Action, item: ActionItem) -> str:
+    for key in ("addresses", "accounts"):
+        values = (row.args or {}).get(key)
+        if isinstance(values, list) and item.position < len(values):
+            return str(values[item.position])
+    return item.requested
+
+
+def forget(app: Any, target: str, reason: str) -> list[str]:
+    """Close every containment of ``target`` in the journal without contacting it; the action ids closed.
+
+    Active (applied, not undone) actions get ``undone_at`` and their items too, with a transition saying who
+    forgot them and why; unfinished ones (interrupted, in doubt) end ``failed`` with error kind ``forgotten`` so
+    reconciliation stops retrying them. Audited as ``containment.forgotten`` with the reason.
+    """
+    if not reason.strip():
+        raise InputError("release --forget: --reason is required (why the target is gone: reimaged, "
+                         "decommissioned, ...); it is recorded in the audit log")
+    now = utcnow()
+    closed: list[str] = []
+    incidents: set[str] = set()
+    with app.store.session() as s:
+        rows = list(s.scalars(select(Action).where(Action.target == target).order_by(Action.seq)))
+        for row in rows:
+            active = row.kind == "apply" and row.state in ("done", "in_doubt") and row.undone_at is None
+            unfinished = row.state in (*ACTIVE_STATES, "in_doubt")
+            if not (active or unfinished):
+                continue
+            detail = f"forgotten by {app.actor}: {target} no longer exists ({reason}); not contacted"
+            for item in row.items:
+                if item.undone_at is None:
+                    item.undone_at = now
+            if unfinished:
+                s.add(Transition(action_id=row.id, from_state=row.state, to_state="failed", at=now, detail=detail))
+                row.state, row.error, row.error_kind = "failed", detail, "forgotten"
+            else:
+                s.add(Transition(action_id=row.id, from_state=row.state, to_state=row.state, at=now, detail=detail))
+            if row.kind == "apply":
+                row.undone_at = now
+            row.updated_at = now
+            closed.append(row.id)
+            incidents.add(row.incident_id)
+    if closed:
+        app.audit.record("containment.forgotten", target=target, reason=reason, by=app.actor, action_ids=closed,
+                         incidents=sorted(incidents),
+                         detail="closed in the journal without contacting the target")
+        engine = app.engine()
+        for incident in sorted(incidents):
+            engine.update_incident_status(incident)
+    return closed
