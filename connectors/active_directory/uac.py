@@ -39,7 +39,9 @@ ACCOUNTDISABLE = 0x2
 CAS_MISMATCH = (16, 20, 32)  # noSuchAttribute (not the expected value), attributeOrValueExists, noSuchObject (moved)
 CAS_ATTEMPTS = 3
 TICKETS_NOTE = ("Kerberos tickets already issued stay valid until they expire (10 h by default) and existing "
-                "sessions on hosts continue: end them on the hosts (WinRM/SSH kill_sessions) as well.")
+                "sessions on hosts continue: end them on the hosts (WinRM/SSH kill_sessions) as well. In a hybrid "
+                "domain, Entra ID / Microsoft 365 sessions and refresh tokens stay valid until the next sync and "
+                "the token lifetime: revoke them with Graph revokeSignInSessions (docs/hybrid-identity.md).")
 
 
 def uac_of(account: Account) -> int:
