@@ -31,6 +31,11 @@ from connectors.types import ActionSpec, ConnectorContext, Target
 __all__ = ["Plan", "PlannedAction", "Planner", "connector_context"]
 
 
+class Unsupported(InputError):
+    """A target that cannot carry the request out at all (an IPv6 block on an IPv4-only device). With other
+    targets that can, the plan goes ahead without it and the run is ``partial``; alone, it is refused."""
+
+
 @dataclass
 class PlannedAction:
     """One connector action on one target (or the undo of a journaled action)."""
@@ -162,14 +167,24 @@ class Planner:
                     resolved = self._resolve(kind, str(value), runbook, devices, directory, plan)
                     applies: list[PlannedAction] = []
                     undo_args: list[tuple[HostEntry, str, dict[str, Any]]] = []
+                    unsupported: list[Unsupported] = []
                     for entry, address, extra in resolved:
                         args = {**runbook.step_args(step, values), **extra}
                         if step.undo:
                             undo_args.append((entry, address, args))
-                        else:
+                            continue
+                        try:
                             pa = self._plan_apply(subject, step, entry, address, args)
-                            pa.items = items_for(kind, subject, args, entry.name)
-                            applies.append(pa)
+                        except Unsupported as exc:  # block where possible, report where not (partial)
+                            unsupported.append(exc)
+                            plan.skipped.append({"step": step.id, "subject": subject, "target": entry.name,
+                                                 "reason": str(exc), "outcome": "not_supported"})
+                            plan.notes.append(f"{step.id}: {subject} NOT done on {entry.name}: {exc}")
+                            continue
+                        pa.items = items_for(kind, subject, args, entry.name)
+                        applies.append(pa)
+                    if unsupported and not applies and not undo_args:
+                        raise unsupported[0]  # nowhere to do it: the whole request is refused
                 except (GuardRefused, InputError) as exc:
                     if step.on_refused != "skip":
                         raise
@@ -282,6 +297,8 @@ class Planner:
         except ConnectorError as exc:
             if exc.detail.get("reason") == "protected_account":  # a guard (exit 3), not a typo (exit 2)
                 raise GuardRefused(f"refused: {target.name}: {exc.message}; nothing was touched") from None
+            if exc.detail.get("reason") == "family":  # the target cannot do it at all (IPv6 on IPv4-only)
+                raise Unsupported(f"{target.name}: {step.action}: {exc.message}") from None
             raise InputError(f"{target.name}: {step.action}: {exc.message}") from None
         return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
                              args=args, spec=spec, preview=preview, summary=summary)

@@ -315,14 +315,16 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
     if args.command == "unblock-ip":
         _close_unblocked(app, engine, plan, result)
     status = result.status
+    if status == "done" and any(s.get("outcome") == "not_supported" for s in plan.skipped):
+        status = "partial"  # e.g. an IPv6 block that an IPv4-only device could not take: said in the notes
     if stream is not None:
-        stream.emit("result", **result.to_dict())
+        stream.emit("result", **{**result.to_dict(), "status": status})
         if events_file is not None and events_file is not sys.stdout:
             events_file.close()
     if args.json:
-        emit_json({**result.to_dict(), "notes": plan.notes})
+        emit_json({**result.to_dict(), "status": status, "notes": plan.notes, "skipped": plan.skipped})
     elif not quiet:
-        _print_summary(result, plan, args, ttl)
+        _print_summary(result, plan, args, ttl, status)
     return {"done": exitcodes.DONE, "partial": exitcodes.PARTIAL,
             "refused": exitcodes.REFUSED}.get(status, exitcodes.FAILED)
 
@@ -514,10 +516,14 @@ def _flags(pa: Any) -> list[str]:
     return [color("NOT reversible", "red")]
 
 
-def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timedelta | None) -> None:
-    status = result.status
+def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timedelta | None,
+                   status: str | None = None) -> None:
+    status = status or result.status
     print()
     print(f"Result: {state_color(status)} — incident {result.incident}")
+    for skipped in plan.skipped:
+        if skipped.get("outcome") == "not_supported":
+            print(color(f"  {skipped['target']}: NOT done — {skipped['reason']}", "red"))
     if status != "done":
         for o in result.outcomes:
             if o.state == "failed" and not o.items:

@@ -164,7 +164,14 @@ class Dialect(abc.ABC):
             steps += self._add_steps(todo, state)
         if steps or state.facts.get("needs_persist"):
             report.applied_lines, report.persist_lines = self._change(steps)
+        note = self.persistence_note()
+        if note and (todo or state.members):
+            report.warnings.append(note)
         return report
+
+    def persistence_note(self) -> str | None:
+        """What a responder must know about the block surviving a reboot (None: the device saves it)."""
+        return None
 
     def unblock(self, addrs: Sequence[Network]) -> ChangeReport:
         state = self.read_state(reuse=True)

@@ -156,6 +156,15 @@ class LinuxNft(Dialect):
         status = m.group(1) if m else "unknown"
         return DeviceError(line, f"exit status {status}: {' '.join(_RC.sub('', out).split())[:300]}")
 
+    def persistence_note(self) -> str | None:
+        path = self.options.get("persist_file")
+        if not path:
+            return (f"NOT persistent: table inet {TABLE} lives in the running kernel only and is gone after a "
+                    "reboot of the router (set options.persist_file and include that file from the boot-time "
+                    "nftables configuration to keep blocks)")
+        return (f"saved to {path}; it survives a reboot only if the boot-time nftables configuration includes it "
+                f"(e.g. include \"{path}\" in /etc/nftables.conf)")
+
     def _save(self) -> list[str]:
         path = self.options.get("persist_file")
         if not path:

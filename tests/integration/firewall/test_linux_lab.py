@@ -64,6 +64,7 @@ class TestLinuxRouter:
         args = fw.args(ATTACKER)
         snap, result, check = fw.run("block_ip", args)
         assert result.changed and check.in_effect and result.details["scaffold_created"]
+        assert any("NOT persistent" in w and "reboot" in w for w in result.warnings), result.warnings
         assert fw.path_state() == "blocked"
         assert not live.alive(timeout=1.0)   # the drop rules carry no "established" exception
         live.close()
