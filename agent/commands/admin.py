@@ -66,6 +66,51 @@ def _check_targets(inv: Any) -> list[str]:
     return out
 
 
+def _check_daemon(settings: Any) -> tuple[list[str], list[str], list[str]]:
+    """``rules.yaml`` and the ``daemon:`` section, checked exactly as ``agent daemon`` reads them (secrets too)."""
+    from agent.intake.config import load_daemon_config
+    from agent.intake.rules import load_rules
+    problems: list[str] = []
+    warnings: list[str] = []
+    checked: list[str] = []
+    if settings.rules is not None:
+        try:
+            rules = load_rules(settings.rules, settings.runbooks)
+            checked.append(str(settings.rules))
+            if settings.daemon:
+                known = set(settings.daemon.get("sources") or {})
+                for rule in rules.rules:
+                    import fnmatch
+                    if rule.sources and not any(fnmatch.filter(known, p) for p in rule.sources):
+                        warnings.append(f"{settings.rules}:{rule.line}: rule {rule.name}: source "
+                                        f"{', '.join(rule.sources)} is not configured under daemon.sources "
+                                        "(the rule can never match)")
+        except (AgentError, OSError) as exc:
+            problems.append(str(exc))
+    if settings.daemon:
+        try:
+            config = load_daemon_config(settings.daemon, settings.path)
+            refs = [(f"daemon.sources.{name}.{key}", ref) for name, source in config.sources.items()
+                    for key, ref in (("hmac_secret", source.hmac_secret), ("token", source.token)) if ref]
+            refs += [(f"daemon.api_tokens.{name}", ref) for name, ref in config.api_tokens.items()]
+            for where, ref in refs:
+                try:
+                    ref.resolve()  # a missing env variable or file refuses the daemon's start: say so now
+                except AgentError as exc:
+                    problems.append(f"{settings.path}: {where}: {str(exc).split(' (')[0]}")
+            for name, source in config.sources.items():
+                if source.hmac_secret is not None and not source.require_timestamp:
+                    warnings.append(f"{settings.path}: daemon.sources.{name}.require_timestamp: false — body-only "
+                                    "signatures are accepted and can be replayed")
+                if source.url_token:
+                    warnings.append(f"{settings.path}: daemon.sources.{name}.url_token: true — the token travels "
+                                    "in the URL (proxy and sender logs); prefer a header where the sender can")
+            checked.append(f"{settings.path} (daemon: {len(config.sources)} source(s))")
+        except AgentError as exc:
+            problems.append(str(exc))
+    return problems, warnings, checked
+
+
 def _check(app: App, args: argparse.Namespace) -> int:
     from agent.runbook import list_runbooks, load_runbook
     problems: list[str] = []
@@ -96,6 +141,10 @@ def _check(app: App, args: argparse.Namespace) -> int:
                 checked.append(str(settings.obligations))
             except (UnknownCategory, OSError, KeyError) as exc:
                 problems.append(str(exc))
+        problems_d, warnings_d, checked_d = _check_daemon(settings)
+        problems += problems_d
+        warnings += warnings_d
+        checked += checked_d
         if settings.known_hosts and not settings.known_hosts.exists():
             warnings.append(f"{settings.path}: ssh.known_hosts: {settings.known_hosts} does not exist "
                             "(hosts can still be pinned with host_key in the inventory)")

@@ -80,6 +80,51 @@ class DecisionOut(BaseModel):
     executing: bool
 
 
+SECURITY_SCHEMES: dict[str, Any] = {
+    "sourceHmac": {"type": "apiKey", "in": "header", "name": "X-Agent-Signature",
+                   "description": "sha256=<hex HMAC-SHA256(secret, '<X-Agent-Timestamp>.<X-Agent-Nonce>.<body>')>; "
+                                  "the timestamp must be within the source's replay_window, a nonce is accepted once "
+                                  "(agent/intake/auth.py)"},
+    "sourceToken": {"type": "http", "scheme": "bearer",
+                    "description": "the source's token (daemon.sources.NAME.token)"},
+    "sourceUrlToken": {"type": "apiKey", "in": "query", "name": "token",
+                       "description": "?token=<the source's token>, only for sources with url_token: true "
+                                      "(senders that cannot set headers, e.g. Splunk's webhook action); weaker: "
+                                      "URLs get logged"},
+    "apiToken": {"type": "http", "scheme": "bearer",
+                 "description": "a person's or tool's API token (daemon.api_tokens); its name is the audited identity"},
+}
+_SOURCE_SECURITY: list[dict[str, list[str]]] = [{"sourceHmac": []}, {"sourceToken": []}, {"sourceUrlToken": []}]
+_API_SECURITY: list[dict[str, list[str]]] = [{"apiToken": []}]
+
+_EXAMPLES: dict[str, Any] = {
+    "wazuh": {"summary": "Wazuh alert (format wazuh; also integratord's all_fields and execd's parameters.alert)",
+              "value": {"timestamp": "2022-06-17T14:46:27.816+0000", "id": "1655477187.49701",
+                        "rule": {"level": 15, "description": "Shellshock attack detected", "id": "31168"},
+                        "agent": {"id": "005", "name": "linux-agent"}, "data": {"srcip": "192.168.56.3"}}},
+    "elastic": {"summary": "Elastic Webhook connector body (format elastic)",
+                "value": {"rule": {"id": "7d3b5c10", "name": "Impossible travel login"},
+                          "alerts": [{"kibana.alert.rule.name": "Impossible travel login",
+                                      "kibana.alert.risk_score": 73,
+                                      "kibana.alert.rule.rule_id": "impossible-travel-001",
+                                      "user": {"name": "jdoe"}, "source": {"ip": "198.51.100.23"}}]}},
+    "splunk": {"summary": "Splunk webhook alert action (format splunk)",
+               "value": {"result": {"username": "jdoe", "srcip": "198.51.100.23", "_time": "1714619580"},
+                         "sid": "scheduler_admin_search_W2_at_14232356_132", "search_name": None,
+                         "owner": "admin", "app": "search"}},
+    "alertmanager": {"summary": "Alertmanager webhook v4 (format alertmanager; answered 2xx with per-alert results)",
+                     "value": {"version": "4", "status": "firing", "alerts": [
+                         {"status": "firing", "labels": {"alertname": "CryptominerDetected", "instance": "web01:9100",
+                                                         "severity": "critical"},
+                          "startsAt": "2026-11-23T03:10:00Z", "fingerprint": "c2d14f0a"}]}},
+    "generic": {"summary": "generic format",
+                "value": {"rule_id": "edr-4471", "host": "web01", "severity": 80, "user": "alice",
+                          "source_ip": "203.0.113.7", "title": "beacon", "event_time": "2026-12-04T18:01:02Z"}},
+}
+_SURICATA_EXAMPLE = ('{"timestamp":"2017-04-07T22:24:37.251547+0100","event_type":"alert","src_ip":"192.168.2.14",'
+                     '"dest_ip":"209.53.113.5","alert":{"signature_id":2018358,"signature":"ET HUNTING ...",'
+                     '"severity":2}}\n{"timestamp":"...","event_type":"flow", "...": "skipped"}\n')
+
 _ALERT_BODY: dict[str, Any] = {
     "type": "object",
     "description": "The source's alert JSON (Wazuh alert, Elastic webhook-connector body, Splunk webhook, "
@@ -155,8 +200,28 @@ def _fast_path(svc: IntakeService, api: FastAPI) -> Any:
 
 def create_app(svc: IntakeService) -> Any:
     """The FastAPI application serving ``svc`` (one per daemon; tests build their own)."""
-    app = FastAPI(title="containment-agent daemon", version="1",
+    app = FastAPI(title="containment-agent daemon", version="1", docs_url=None, redoc_url=None,
                   description="Alert intake, incidents and approvals of the containment agent.")
+
+    def openapi() -> dict[str, Any]:
+        """The generated schema plus the security schemes (sources vs people) and per-operation requirements."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            for path, ops in schema.get("paths", {}).items():
+                for op in ops.values():
+                    if "security" not in op and not path.startswith(("/healthz", "/metrics")):
+                        op["security"] = _API_SECURITY
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        from agent.intake.docs_page import render_docs
+        return Response(render_docs(app.openapi()), media_type="text/html; charset=utf-8")
 
     def identity(request: Request) -> str:
         from agent.intake.auth import AuthFailed
@@ -168,8 +233,12 @@ def create_app(svc: IntakeService) -> Any:
             raise HTTPException(401, str(exc)) from None
 
     @app.post("/alerts/{source}", status_code=202, response_model=AlertAccepted, responses=_PROBLEMS,
-              summary="Post an alert", openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": _ALERT_BODY}}}})
+              summary="Post an alert", openapi_extra={"security": _SOURCE_SECURITY, "requestBody": {
+                  "required": True, "content": {
+                      "application/json": {"schema": _ALERT_BODY, "examples": _EXAMPLES},
+                      "application/x-ndjson": {"schema": {"type": "string"}, "examples": {"suricata": {
+                          "summary": "Suricata EVE lines (format suricata): one JSON object per line",
+                          "value": _SURICATA_EXAMPLE}}}}}})
     async def post_alert(source: str, request: Request) -> Response:
         client = request.client.host if request.client else ""
         status, answer = await handle_alert(svc, source, request.headers, client, request.stream(),
@@ -178,7 +247,8 @@ def create_app(svc: IntakeService) -> Any:
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "sources": sorted(svc.sources), "rules": len(svc.rules.rules)}
+        return {"status": "ok", "sources": sorted(svc.sources), "rules": len(svc.rules.rules),
+                "queue": {"decisions": svc.dispatcher.depth(), "writes": svc.writer.depth()}}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

@@ -97,6 +97,10 @@ class Dispatcher:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def depth(self) -> int:
+        """Alerts stored and waiting for their decision (``/healthz``: a growing number means falling behind)."""
+        return self._queue.qsize()
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         return self.idle.wait(timeout)
 

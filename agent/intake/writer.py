@@ -108,6 +108,10 @@ class AlertWriter:
         self._queue.put((update, fut))
         return fut
 
+    def depth(self) -> int:
+        """Requests and bookkeeping updates waiting for the next group commit."""
+        return self._queue.qsize()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(_STOP)
         if self._thread.is_alive():
