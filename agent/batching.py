@@ -139,6 +139,21 @@ def active_items(store: Store | None, *, target: str | None = None, action: str 
         return out
 
 
+def irreversible_done(store: Store | None, *, target: str, keys: Sequence[str], names: Sequence[str]
+                      ) -> list[tuple[Action, ActionItem]]:
+    """Done, not reversible actions (a password reset) on these subjects: an undo must say it cannot undo them."""
+    if store is None or not (keys or names):
+        return []
+    with store.session() as s:
+        q = (select(Action, ActionItem).join(ActionItem, ActionItem.action_id == Action.id)
+             .where(Action.kind == "apply", Action.state == "done", Action.reversible == 0, Action.mutating == 1,
+                    Action.target == target,
+                    ActionItem.canonical.in_(list(keys))
+                    | func.lower(ActionItem.requested).in_([n.lower() for n in names]))
+             .order_by(Action.seq))
+        return [(a, i) for a, i in s.execute(q).tuples()]
+
+
 def undo_actions(planner: Planner, found: dict[str, tuple[Action, list[ActionItem]]], *, subject: str | None,
                  step: Any = None) -> list[PlannedAction]:
     """One undo action per journaled action, covering exactly ``found``'s items of it (newest action first)."""

@@ -129,7 +129,9 @@ class Engine:
         self._snapshot_scope(plan, incident)
         result = RunResult(incident=incident)
         stopped: set[str] = set()  # subjects a stopping step failed for: their later phases do not run
-        for phase in plan.phases():
+        phases = plan.phases()
+        applied: list[tuple[PlannedAction, ActionOutcome]] = []  # done applies of earlier phases, in order
+        for phase in phases:
             todo = [pa for pa in phase if pa.batched or pa.subject not in stopped]
             for pa in phase:
                 if pa not in todo:
@@ -138,9 +140,37 @@ class Engine:
                         kind="undo" if pa.undo_of else "apply", state="skipped",
                         summary="not run: an earlier step failed for this subject"))
             outcomes = self._run_phase(plan, todo, incident, reason, ttl, approved_by, result)
-            stopped |= _stopped_subjects(plan, outcomes)
+            newly = _stopped_subjects(plan, outcomes) - stopped
+            stopped |= newly
+            if newly and applied and plan.runbook.rollback == "reverse" and not self.cancel.is_set():
+                self._rollback_earlier(plan, newly, applied, incident, result)
+            by_id = {pa.action_id: pa for pa in todo}
+            applied.extend((by_id[o.action_id], o) for o in outcomes
+                           if o.state == "done" and o.kind == "apply" and o.action_id in by_id)
         self.update_incident_status(incident)
         return result
+
+    def _rollback_earlier(self, plan: Plan, subjects: set[str], applied: list[tuple[PlannedAction, ActionOutcome]],
+                          incident: str, result: RunResult) -> None:
+        """Undo, newest first, what earlier phases did for ``subjects`` (a step failed for them and the runbook
+        rolls back): their own actions, and their items of a batch — the batch's other items stay applied."""
+        from agent.batching import active_items, undo_actions
+        from agent.plan import Planner
+        planner = Planner(self.settings, self.inventory, self.registry, self.store, self.ctx)
+        undos: list[PlannedAction] = []
+        for pa, outcome in reversed(applied):
+            if not pa.spec.reversible or not pa.spec.mutating or not outcome.action_id:
+                continue
+            if not pa.batched and pa.subject not in subjects:
+                continue
+            found = active_items(self.store, action_ids=[outcome.action_id])
+            for action_id, (row, items) in found.items():
+                mine = [i for i in items if i.requested in subjects] if pa.batched else items
+                if mine:
+                    undos.extend(undo_actions(planner, {action_id: (row, mine)},
+                                              subject=None if pa.batched else pa.subject))
+        if undos:
+            self._run_phase(plan, undos, incident, "rollback after a failed step", None, None, result)
 
     def _run_phase(self, plan: Plan, actions: list[PlannedAction], incident: str, reason: str,
                    ttl: timedelta | None, approved_by: str | None, result: RunResult) -> list[ActionOutcome]:

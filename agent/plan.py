@@ -21,7 +21,7 @@ from agent.errors import GuardRefused, InputError
 from agent.inventory import HostEntry, Inventory
 from agent.registry import Registry
 from agent.runbook import Runbook, Step
-from agent.batching import active_items, items_for, merge_batches, undo_actions
+from agent.batching import active_items, irreversible_done, items_for, merge_batches, undo_actions
 from agent.items import PlannedItem, account_key, address_key, host_key
 from agent.store import Action, Store
 from agent.validate import inventory_name, ip_or_cidr, username
@@ -310,6 +310,12 @@ class Planner:
         self._spec(target.connector, req.step.action, req.step)
         found = active_items(self.store, target=req.entry.name, action=req.step.action, keys=req.keys,
                              names=req.names)
+        if target.kind == "account" and req.step.action == "disable_account":
+            for row, item in irreversible_done(self.store, target=req.entry.name, keys=req.keys, names=req.names):
+                when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
+                plan.notes.append(f"{item.requested}: {row.action} was done {when} (incident {row.incident_id}) and "
+                                  "cannot be undone — enabling the account does not bring the old password back; "
+                                  "an administrator sets a new one")
         matched = {i.canonical for _, items in found.values() for i in items}
         matched_names = {i.requested.lower() for _, items in found.values() for i in items}
         for subject, key in req.subjects:
