@@ -113,8 +113,12 @@ class WinRMWindowsConnector(ConnectorBase):
 
     def _preview_kill_sessions(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         validate_user_name(args.get("user"), field="user")
-        return [f"# find sessions of {args.get('user')} with quser.exe and klist.exe sessions",
-                "& klist.exe purge -li <each logon id of the user>", "& logoff.exe <each session id of the user>"]
+        return ([(f"# find what {args.get('user')} has running (CIM: Win32_LoggedOnUser, Win32_LogonSession, "
+                 "Win32_SessionProcess, Win32_Process; Get-SmbSession; WinRM shells):")]
+                + sessions.READ_SCRIPT.splitlines()
+                + [("# then, by the ids found: & logoff.exe <session id>; Close-SmbSession -SessionId <id> -Force; "
+                   "Remove-WSManInstance -ResourceURI shell -SelectorSet @{ ShellId = '<guid>' }; "
+                   "Stop-Process -Id <pid> -Force; & klist.exe purge -li <logon id> (best effort)")])
 
     def _preview_capture_evidence(self, target: Target, args: Mapping[str, Any],
                                   ctx: ConnectorContext) -> list[str]:

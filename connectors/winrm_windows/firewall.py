@@ -55,8 +55,12 @@ __all__ = [
 ]
 
 PRELUDE = ["$ErrorActionPreference = 'Stop'", "$ProgressPreference = 'SilentlyContinue'"]
-DETECT_SCRIPT = ("if (Get-Command New-NetFirewallRule -ErrorAction SilentlyContinue) "
-                 "{ 'netsecurity' } else { 'netsh' }")
+#: Language mode first: under an AppLocker/WDAC script policy PowerShell runs in ConstrainedLanguage, where the
+#: .NET calls the isolation scripts make ([IO.File], [Convert], Get-Acl's methods) fail (about_Language_Modes).
+DETECT_SCRIPT = "\n".join([
+    "[string]$ExecutionContext.SessionState.LanguageMode",
+    "if (Get-Command New-NetFirewallRule -ErrorAction SilentlyContinue) { 'netsecurity' } else { 'netsh' }",
+])
 #: CreateProcess refuses command lines over 32,767 characters (including the terminating NUL); the task's
 #: command line is ``powershell.exe`` + a space + the arguments.
 TASK_ARGUMENTS_LIMIT = 32767 - 1 - len("powershell.exe ")
@@ -128,7 +132,13 @@ def _write_file_line(path: str, text: str) -> str:
 def detect_dialect(sess: WinRMSession) -> str:
     """``netsecurity``, asked of the host once and cached on the session; older hosts are refused."""
     if sess.dialect is None:
-        out = sess.run_checked(DETECT_SCRIPT, what="detect firewall cmdlets").strip()
+        lines = sess.run_checked(DETECT_SCRIPT, what="detect firewall cmdlets").split()
+        mode, out = (lines + ["", ""])[:2] if len(lines) >= 2 else ("", lines[0] if lines else "")
+        if mode and mode != "FullLanguage":
+            raise Rejected(f"PowerShell on {sess.target.name} runs in {mode} mode (an AppLocker or WDAC script "
+                           "policy): the connector's scripts need FullLanguage for their .NET calls. Exempt the "
+                           "agent's account/scripts from the policy, or contain this host through the EDR",
+                           detail={"language_mode": mode})
         if out == "netsh":
             raise Rejected(f"{sess.target.name} has no NetSecurity module (New-NetFirewallRule): the connector "
                            "needs Windows 8 / Server 2012 or later (PowerShell 3+, NetSecurity and ScheduledTasks "

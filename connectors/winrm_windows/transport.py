@@ -187,8 +187,9 @@ class WinRMSession:
                 if time.monotonic() >= deadline:
                     raise Timeout("command did not finish in time; its outcome is unknown")
             self._protocol.cleanup_command(self._shell_id, command_id)
-        stderr = b"".join(err).decode("utf-8", "replace")
-        return ScriptResult(b"".join(out).decode("utf-8", "replace"), decode_clixml(stderr), code)
+        # With code page 65001 a UTF-8 BOM may lead a stream (pywinrm issue 111): "utf-8-sig" drops it.
+        stderr = b"".join(err).decode("utf-8-sig", "replace")
+        return ScriptResult(b"".join(out).decode("utf-8-sig", "replace"), decode_clixml(stderr), code)
 
     @contextmanager
     def _mapped(self, where: str) -> Iterator[None]:

@@ -1,24 +1,16 @@
-"""Pure parts of the WinRM connector: complement ranges, isolation gaps, quser/klist parsing."""
+"""Pure parts of the WinRM connector: complement ranges, isolation gaps, CIM session footprints."""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any, ClassVar
 
 from connectors.winrm_windows.addresses import complement_ranges, token_span
 from connectors.winrm_windows.plan import build_plan, isolation_gaps, merged_spans
-from connectors.winrm_windows.sessions import parse_klist_sessions, parse_quser
+from connectors.winrm_windows.sessions import footprint, kill_script
 
-QUSER = """ USERNAME              SESSIONNAME        ID  STATE   IDLE TIME  LOGON TIME
->alice                 console             1  Active      none   5/1/2024 8:00 AM
- bob                                       2  Disc         5     5/1/2024 7:00 AM
- a.very.long.user.nam  rdp-tcp#3           4  Active       .     5/1/2024 9:00 AM
-"""
-KLIST = """
-Current LogonId is 0:0x5b8d9
-[0] Session 1 0:0x5b8d9 CORP\\alice Kerberos:Interactive
-[1] Session 0 0:0x3e7 CORP\\WIN01$ Negotiate:(0)
-[2] Session 2 0:0x6C001 CORP\\bob Kerberos:RemoteInteractive
-"""
+
+
 
 
 class TestComplementRanges:
@@ -65,20 +57,41 @@ class TestIsolationGaps:
         assert any("Private" in g for g in gaps) and any("Sneaky" in g for g in gaps)
 
 
-class TestSessionParsing:
-    def test_quser(self) -> None:
-        """Active, disconnected (no session name) and truncated-name rows are parsed."""
-        rows = parse_quser(QUSER)
-        assert [(r.user, r.session_name, r.session_id, r.state) for r in rows] == [
-            ("alice", "console", 1, "Active"), ("bob", "", 2, "Disc"),
-            ("a.very.long.user.nam", "rdp-tcp#3", 4, "Active")]
+class TestFootprint:
+    RAW: ClassVar[dict[str, Any]] = {
+        "logons": [{"Domain": "CORP", "Name": "alice", "LogonId": "375001"},
+                   {"Domain": "CORP", "Name": "Alice", "LogonId": "375002"},
+                   {"Domain": "OTHER", "Name": "alice", "LogonId": "375003"},
+                   {"Domain": "CORP", "Name": "bob", "LogonId": "375004"},
+                   {"Domain": "NT AUTHORITY", "Name": "SYSTEM", "LogonId": "999"}],
+        "logon_types": [{"LogonId": "375001", "LogonType": 10}, {"LogonId": "375002", "LogonType": 3},
+                        {"LogonId": "375003", "LogonType": 2}, {"LogonId": "375004", "LogonType": 2}],
+        "session_processes": [{"LogonId": "375001", "ProcessId": "100"}, {"LogonId": "375002", "ProcessId": "200"},
+                              {"LogonId": "375003", "ProcessId": "300"}, {"LogonId": "375004", "ProcessId": "400"}],
+        "processes": [{"ProcessId": 100, "SessionId": 2, "Name": "explorer.exe"},
+                      {"ProcessId": 200, "SessionId": 0, "Name": "beacon.exe"},
+                      {"ProcessId": 300, "SessionId": 5, "Name": "x.exe"},
+                      {"ProcessId": 400, "SessionId": 1, "Name": "explorer.exe"}],
+        "smb": {"SessionId": "274877906961", "ClientUserName": "corp\\ALICE"},
+        "shells": [{"ShellId": "0b5e1d2c-3a4b-4c5d-8e9f-a0b1c2d3e4f5", "Owner": "CORP\\alice", "ProcessId": 200},
+                   {"ShellId": "not-a-guid'; calc", "Owner": "CORP\\alice", "ProcessId": 1}],
+    }
 
-    def test_quser_no_users(self) -> None:
-        """'No User exists' yields no rows."""
-        assert parse_quser("No User exists for *\r\n") == []
+    def test_domain_qualified_user(self) -> None:
+        """CORP\\alice: her two logons (case-insensitive), the RDP session only (session 0 is never logged off),
+        her SMB session (a single object, as ConvertTo-Json writes one element) and her shell with a valid GUID."""
+        fp = footprint(self.RAW, "CORP\\alice")
+        assert fp.logon_ids == [375001, 375002] and fp.ts_sessions == [2]
+        assert sorted(p["pid"] for p in fp.processes) == [100, 200]
+        assert fp.smb_sessions == [274877906961]
+        assert fp.shells == ["0B5E1D2C-3A4B-4C5D-8E9F-A0B1C2D3E4F5"]
 
-    def test_klist_sessions(self) -> None:
-        """Logon IDs are lower-cased hex with their account."""
-        got = parse_klist_sessions(KLIST)
-        assert [(s["luid"], s["domain"], s["user"]) for s in got] == [
-            ("0x5b8d9", "CORP", "alice"), ("0x3e7", "CORP", "WIN01$"), ("0x6c001", "CORP", "bob")]
+    def test_bare_user_matches_every_domain(self) -> None:
+        """alice without a domain: OTHER\\alice too."""
+        assert footprint(self.RAW, "alice").logon_ids == [375001, 375002, 375003]
+
+    def test_kill_script_names_only_numbers_and_guids(self) -> None:
+        """The user name never reaches the kill script."""
+        script = kill_script(footprint(self.RAW, "CORP\\alice"))
+        assert "alice" not in script.lower() and "& logoff.exe 2;" in script
+        assert "Close-SmbSession -SessionId 274877906961 -Force" in script

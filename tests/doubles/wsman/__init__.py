@@ -8,21 +8,32 @@ winrm_windows connector sends, acting on :class:`WindowsHost` state that tests a
 from __future__ import annotations
 
 from tests.doubles.wsman.auth import write_ntlm_user_file
-from tests.doubles.wsman.host import DirSecurity, LogonSession, Profile, Rule, UserSession, WindowsHost
+from tests.doubles.wsman.host import (
+    DirSecurity,
+    LogonSession,
+    Process,
+    Profile,
+    Rule,
+    SmbSession,
+    UserSession,
+    WindowsHost,
+)
 from tests.doubles.wsman.pki import ServerCert, TestCA
 from tests.doubles.wsman.server import InjectedFault, JournalEntry, WSManDouble
 
 __all__ = [
-           "DirSecurity",
-           "InjectedFault",
-           "JournalEntry",
-           "LogonSession",
-           "Profile",
-           "Rule",
-           "ServerCert",
-           "TestCA",
-           "UserSession",
-           "WSManDouble",
-           "WindowsHost",
-           "write_ntlm_user_file",
+    "DirSecurity",
+    "InjectedFault",
+    "JournalEntry",
+    "LogonSession",
+    "Process",
+    "Profile",
+    "Rule",
+    "ServerCert",
+    "SmbSession",
+    "TestCA",
+    "UserSession",
+    "WSManDouble",
+    "WindowsHost",
+    "write_ntlm_user_file",
 ]

@@ -363,13 +363,24 @@ def schtasks_delete(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
 
 
 # -- sessions and tickets -----------------------------------------------------------------------------------------
+_QUSER_DE = {"Active": "Aktiv", "Disc": "Getr."}
+
+
 def render_quser(it: Interpreter) -> str:
+    """``quser`` as the host's display language prints it. de-DE header, states and dates follow a German Windows
+    capture (github.com/Fr3db3rt/Windows-For-Kids README: "BENUTZERNAME  SITZUNGSNAME  ID  STATUS  LEERLAUF
+    ANMELDEZEIT", "Aktiv", "Getr.", "Kein", "28.04.2025 12:03"). The empty case keeps the English text: its German
+    wording is not modelled, and nothing parses it."""
     if not it.host.user_sessions:
         return "No User exists for *\r\n"
-    lines = [" USERNAME              SESSIONNAME        ID  STATE   IDLE TIME  LOGON TIME"]
+    german = it.host.locale == "de-DE"
+    head = (" BENUTZERNAME          SITZUNGSNAME       ID  STATUS  LEERLAUF   ANMELDEZEIT" if german else
+            " USERNAME              SESSIONNAME        ID  STATE   IDLE TIME  LOGON TIME")
+    lines = [head]
     for s in it.host.user_sessions:
-        lines.append(f" {s.user[:20]:<22}{s.session_name:<17}{s.session_id:>4}  {s.state:<6}{'none':>11}  "
-                     "5/1/2024 8:00 AM")
+        state = _QUSER_DE.get(s.state, s.state) if german else s.state
+        idle, when = ("Kein", "01.05.2024 08:00") if german else ("none", "5/1/2024 8:00 AM")
+        lines.append(f" {s.user[:20]:<22}{s.session_name:<17}{s.session_id:>4}  {state:<6}{idle:>11}  {when}")
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 __all__ = [
     "GpoProfile",
     "LogonSession",
+    "Process",
     "Profile",
     "Rule",
+    "SmbSession",
     "Task",
     "UserSession",
     "WindowsHost",
@@ -115,13 +117,35 @@ INHERITED_FROM_PROGRAMDATA = (SYSTEM_SID, ADMINS_SID, CREATOR_OWNER_SID, USERS_S
 
 @dataclass
 class LogonSession:
-    """A logon session as ``klist sessions`` lists it, with its cached Kerberos ticket count."""
+    """A logon session (``Win32_LogonSession`` + ``Win32_LoggedOnUser``; ``klist sessions``), with its cached
+    Kerberos ticket count. ``logon_type`` as LSA numbers it: 2 interactive, 3 network (SMB, WinRM), 10 RDP."""
 
     luid: int
     domain: str
     user: str
     kind: str = "Kerberos:Interactive"
     tickets: int = 2
+    logon_type: int = 2
+
+
+@dataclass
+class SmbSession:
+    """A session of the SMB server (``Get-SmbSession``); closing it ends its network logon."""
+
+    session_id: int
+    client_user: str  # DOMAIN\\user
+    client_computer: str
+    luid: int
+
+
+@dataclass
+class Process:
+    """A process (``Win32_Process``) and the logon session it belongs to (``Win32_SessionProcess``)."""
+
+    pid: int
+    name: str
+    session_id: int
+    luid: int
 
 
 @dataclass
@@ -205,6 +229,14 @@ class WindowsHost:
         self.user_sids: dict[str, str] = {"Administrator": ADMINS_SID}
         self.logons: dict[int, LogonSession] = {0x3E7: LogonSession(0x3E7, "CORP", f"{hostname}$", "Negotiate:(0)", 3)}
         self.user_sessions: list[UserSession] = []
+        self.smb_sessions: list[SmbSession] = []
+        self.user_processes: list[Process] = []
+        # WinRM shells by id: (owner "DOMAIN\\user", process id). The double's own shells are registered here too.
+        self.wsman_shells: dict[str, tuple[str, int]] = {}
+        self.language_mode = "FullLanguage"  # "ConstrainedLanguage" under an AppLocker/WDAC script policy
+        self.locale = "en-US"  # what localised tools (quser, klist) print in
+        # With the UTF-8 code page (65001) a BOM can precede a stream's bytes (pywinrm issue 111).
+        self.output_bom = False
         self.processes: list[tuple[int, str, int, str]] = [(4, "System", 0, ""),
                                                            (612, "lsass", 0, "C:\\Windows\\system32\\lsass.exe")]
         self.tcp: list[tuple[str, int, str, int, str, int]] = [("0.0.0.0", 5986, "0.0.0.0", 0, "Listen", 4)]
@@ -344,6 +376,30 @@ class WindowsHost:
                 return True
             default = prof.effective_inbound if direction == "Inbound" else prof.effective_outbound
             return default == "Allow"
+
+    # -- logon sessions ---------------------------------------------------------------------------------------
+    def end_logon_if_unused(self, luid: int) -> None:
+        """LSA deletes a logon session when nothing references it any more (no process, no SMB session, no TS
+        session); its Kerberos tickets go with it."""
+        if luid == 0x3E7:
+            return
+        used = any(p.luid == luid for p in self.user_processes) or \
+            any(s.luid == luid for s in self.smb_sessions) or any(u.luid == luid for u in self.user_sessions)
+        if not used:
+            self.logons.pop(luid, None)
+
+    def logoff(self, session_id: int) -> bool:
+        """``logoff <id>``: the TS session ends with every process in it; session 0 cannot be logged off."""
+        match = [u for u in self.user_sessions if u.session_id == session_id]
+        if session_id == 0 or not match:
+            return False
+        self.user_sessions = [u for u in self.user_sessions if u.session_id != session_id]
+        gone = {p.luid for p in self.user_processes if p.session_id == session_id} | {u.luid for u in match if u.luid}
+        self.user_processes = [p for p in self.user_processes if p.session_id != session_id]
+        for luid in gone:
+            if luid is not None:
+                self.end_logon_if_unused(luid)
+        return True
 
     # -- tasks ------------------------------------------------------------------------------------------------
     def effective_execution_policy(self, process: str | None) -> str:

@@ -21,12 +21,15 @@ from tests.doubles.wsman import cmdlets
 from tests.doubles.wsman.host import ADMINS_SID, SYSTEM_SID, USERS_SID, DirSecurity, WindowsHost
 from tests.doubles.wsman.netsh import run_netsh
 from tests.doubles.wsman.pslang import PSError, clixml_error, tokenize
+from tests.doubles.wsman.sessions import statements as session_statements
 
 __all__ = ["CMD_LINE_LIMIT", "Interpreter"]
 
 CMD_LINE_LIMIT = 8191
 Q = r"'(?:[^']|'')*'"
 _TEMPFILE = r"ir-[0-9a-f]{8,32}\.b64"
+_CLM_BLOCKED = re.compile(r"\[(IO\.|Convert\]|Text\.Encoding|ScriptBlock\])|New-Object Security\.|\.GetOwner\(|"
+                          r"\.GetAccessRules\(")
 
 
 def _lit(quoted: str) -> str:
@@ -113,6 +116,12 @@ class Interpreter:
                 run.errors.append(clixml_error(err, no, line))
 
     def _statement(self, line: str, run: _Run) -> None:
+        if self.host.language_mode == "ConstrainedLanguage" and _CLM_BLOCKED.search(line):
+            # about_Language_Modes: in ConstrainedLanguage only core types' methods may be invoked and
+            # New-Object is limited to allowed types; [IO.File], [Convert], Get-Acl's rule methods are not.
+            raise PSError("Cannot invoke method. Method invocation is supported only on core types in this language "
+                          "mode.", category="InvalidOperation",
+                          error_id="MethodInvocationNotSupportedInConstrainedLanguage", terminating=True)
         for pattern, fn in self._statements:
             m = pattern.fullmatch(line)
             if m:
@@ -139,6 +148,8 @@ class Interpreter:
             (r"\$ProgressPreference = 'SilentlyContinue'", lambda run, m: None),
             (r"\$r = \[ordered\]@\{\}", lambda run, m: setattr(run, "r", {})),
             (r"\$r \| ConvertTo-Json( -Depth \d)? -Compress", self._to_json),
+            (re.escape("[string]$ExecutionContext.SessionState.LanguageMode"),
+             lambda run, m: run.out.append(self.host.language_mode + "\r\n")),
             ((r"if \(Get-Command New-NetFirewallRule -ErrorAction SilentlyContinue\) \{ 'netsecurity' \} "
              r"else \{ 'netsh' \}"), lambda run, m: run.out.append(
                  ("netsecurity" if self.host.netsecurity else "netsh") + "\r\n")),
@@ -214,6 +225,7 @@ class Interpreter:
              r"FromBase64String\(\[IO\.File\]::ReadAllText\(\$p\)\)\); Remove-Item -LiteralPath \$p -Force; "
              r"& \(\[ScriptBlock\]::Create\(\$s\)\)"), self._run_chunked),
             *[(p, b(fn)) for p, fn in c.evidence_statements()],
+            *[(p, b(fn)) for p, fn in session_statements()],
         ]
 
     # -- statement handlers -----------------------------------------------------------------------------------

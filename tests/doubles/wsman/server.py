@@ -333,9 +333,12 @@ class WSManDouble:
             shell_id = str(uuid.uuid4()).upper()
             with self.host.lock:
                 self.shells[shell_id] = _Shell(user)
+                self.host.wsman_shells[shell_id] = (f"{self.host.hostname}\\{user}", 7000 + len(self.shells))
                 self.host.ensure_dir(self.host.user_temp(user))
             return 200, soap.created(req.message_id, shell_id, f"{self.scheme}://{host_header}/wsman")
         shell = self.shells.get(req.shell_id or "")
+        if shell is not None and (req.shell_id or "") not in self.host.wsman_shells:
+            shell = None  # removed on the host (Remove-WSManInstance)
         if shell is None:
             return 500, soap.fault(req.message_id, "InvalidSelectors", f"The request for the Windows Remote Shell "
                                    f"with ShellId {req.shell_id} failed because the shell was not found on the "
@@ -349,7 +352,9 @@ class WSManDouble:
             with self.host.lock:
                 out, err, rc = Interpreter(self.host, shell.owner, self.scripts).run_cmdline(line)
             command_id = str(uuid.uuid4()).upper()
-            shell.commands[command_id] = {"stdout": out.encode(), "stderr": err.encode(), "rc": rc, "stdin": b""}
+            bom = b"\xef\xbb\xbf" if self.host.output_bom else b""
+            shell.commands[command_id] = {"stdout": (bom + out.encode()) if out else b"",
+                                          "stderr": (bom + err.encode()) if err else b"", "rc": rc, "stdin": b""}
             return 200, soap.envelope("Command", req.message_id, f"<rsp:CommandResponse><rsp:CommandId>{command_id}"
                                       "</rsp:CommandId></rsp:CommandResponse>")
         if req.action == "Receive":
@@ -372,6 +377,7 @@ class WSManDouble:
             return 200, soap.envelope("Signal", req.message_id, "<rsp:SignalResponse/>")
         if req.action == "Delete":
             self.shells.pop(req.shell_id or "", None)
+            self.host.wsman_shells.pop(req.shell_id or "", None)
             return 200, soap.envelope("Delete", req.message_id, "")
         return 500, soap.fault(req.message_id, "ActionNotSupported", f"The action {req.action} is not supported "
                                "by the service.", 2150858760)

@@ -346,3 +346,30 @@ class TestGroupPolicyFirewall:
             check = conn.verify(s, "isolate", {})
         assert not check.in_effect
         assert host.allows_inbound("10.9.9.9", double.port)
+
+
+class TestHostQuirks:
+    def test_constrained_language_mode_is_refused_clearly(
+            self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+            make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
+        """Under an AppLocker/WDAC script policy PowerShell runs in ConstrainedLanguage (about_Language_Modes) and
+        .NET method calls fail; isolation is refused up front with that reason, not half-applied."""
+        host.language_mode = "ConstrainedLanguage"
+        before = fw_state(host)
+        with conn.open(make_target(double), creds, ctx) as s, \
+                pytest.raises(Rejected, match="runs in ConstrainedLanguage mode.*AppLocker"):  # type: ignore[attr-defined]
+            conn.snapshot(s, "isolate", {})
+        assert fw_state(host) == before and not host.tasks
+
+    def test_utf8_bom_in_front_of_output(self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
+                                         make_target: Callable[..., Target], creds: Credentials,
+                                         ctx: ConnectorContext) -> None:
+        """With code page 65001 output can start with a UTF-8 BOM (pywinrm issue 111): JSON and CLIXML still
+        parse."""
+        host.output_bom = True
+        with conn.open(make_target(double), creds, ctx) as s:  # type: ignore[attr-defined]
+            snap = conn.snapshot(s, "isolate", {})
+            assert conn.apply(s, "isolate", {}, snap).changed
+            res = s.run_script("Write-Nonsense 'x'")
+            assert res.stderr.startswith("Write-Nonsense : The term 'Write-Nonsense' is not recognized")
+            conn.undo(s, "isolate", {}, snap)
