@@ -118,8 +118,11 @@ class Daemon:
     def _front_config(self) -> Any:
         from agent.intake.wire import FrontConfig
         svc = self.service
-        return FrontConfig(sources=dict(svc.sources), max_body_bytes=self.config.max_body_bytes, rules=svc.rules,
-                           hosts=svc.host_tags, graceful_timeout=_GRACEFUL)
+        cfg = self.config
+        return FrontConfig(sources=dict(svc.sources), max_body_bytes=cfg.max_body_bytes, rules=svc.rules,
+                           hosts=svc.host_tags, graceful_timeout=_GRACEFUL,
+                           header_timeout=cfg.header_timeout.total_seconds(),
+                           body_timeout=cfg.body_timeout.total_seconds(), tls=cfg.tls)
 
     def serve(self) -> None:
         """Answer the front until SIGTERM/SIGINT (main thread) or :meth:`stop`."""
@@ -240,7 +243,7 @@ class Daemon:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
 
 
 _BACKLOG = 2048

@@ -17,6 +17,12 @@ Every key with its default (secrets are *references*, ``env:NAME`` or ``file:PAT
       retry_interval: 1m              # transient failures (unreachable, timeout) are retried after this ...
       retry_attempts: 3               # ... at most this many times
       shutdown_grace: 30s             # on SIGTERM, wait this long for running actions before interrupting them
+      header_timeout: 10s             # request line + headers must arrive within this, else 408 and close
+      body_timeout: 30s               # the whole body within this after the headers, else 408 and close
+      tls:                            # HTTPS instead of HTTP (recommended off loopback)
+        cert: /etc/containment-agent/daemon.crt   # PEM certificate chain
+        key: /etc/containment-agent/daemon.key    # PEM private key (a file path; never inline)
+        client_ca: /etc/containment-agent/senders-ca.pem  # optional: mTLS, senders must present a cert from it
       sources:                        # POST /alerts/{name}; unknown names get 404
         wazuh:
           format: wazuh               # wazuh | elastic | splunk | alertmanager | suricata | generic (default: name)
@@ -51,7 +57,7 @@ __all__ = ["FORMATS", "DaemonConfig", "SourceConfig", "load_daemon_config"]
 FORMATS = ("wazuh", "elastic", "splunk", "alertmanager", "suricata", "generic")
 _KEYS = {"listen", "max_body_bytes", "dedupe_window", "blast_radius", "approval_ttl", "reverify_interval",
          "drift_policy", "sweep_interval", "retry_interval", "retry_attempts", "shutdown_grace", "sources",
-         "api_tokens"}
+         "api_tokens", "header_timeout", "body_timeout", "tls"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class DaemonConfig:
     shutdown_grace: timedelta = timedelta(seconds=30)
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     api_tokens: Mapping[str, SecretRef] = field(default_factory=dict)
+    header_timeout: timedelta = timedelta(seconds=10)
+    body_timeout: timedelta = timedelta(seconds=30)
+    tls: dict[str, str] | None = None
 
 
 def _err(path: Path, key: str, message: str) -> ConfigError:
@@ -98,6 +107,29 @@ def parse_listen(text: str, *, where: str = "listen") -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise InputError(f"{where}: {text!r} is not HOST:PORT (example: 127.0.0.1:8787)")
     return host, int(port)
+
+
+def _tls(raw: Any, base: Path, settings_path: Path) -> dict[str, str] | None:
+    """``daemon.tls``: cert and key files (and client_ca for mTLS), relative to agent.yaml, checked readable now."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or set(raw) - {"cert", "key", "client_ca"} or not {"cert", "key"} <= set(raw):
+        raise _err(settings_path, "tls", "a mapping with cert and key (and optionally client_ca for mTLS)")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        path = (base / str(value)).resolve()
+        if not path.is_file():
+            raise _err(settings_path, f"tls.{key}", f"{value!r} is not a readable file")
+        out[key] = str(path)
+    import ssl
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(out["cert"], out["key"])
+        if "client_ca" in out:
+            ctx.load_verify_locations(out["client_ca"])
+    except (ssl.SSLError, OSError) as exc:
+        raise _err(settings_path, "tls", f"the certificate, key or CA cannot be loaded: {exc}") from None
+    return out
 
 
 def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonConfig:
@@ -174,8 +206,11 @@ def load_daemon_config(raw: Mapping[str, Any], settings_path: Path) -> DaemonCon
         if not isinstance(name, str) or not INVENTORY_NAME.fullmatch(name):
             raise _err(settings_path, f"api_tokens.{name}", "identity: letters, digits, '.', '_', '-'")
         tokens[name] = ref(value, f"api_tokens.{name}")
+    tls = _tls(raw.get("tls"), base, settings_path)
     return DaemonConfig(
-        host=host, port=port,
+        host=host, port=port, tls=tls,
+        header_timeout=dur("header_timeout", timedelta(seconds=10)),
+        body_timeout=dur("body_timeout", timedelta(seconds=30)),
         max_body_bytes=integer("max_body_bytes", 256 * 1024, 1024, 64 * 1024 * 1024),
         dedupe_window=dur("dedupe_window", timedelta(hours=1)),
         max_hosts=integer("hosts", 5, 0, 100000, blast, "blast_radius."),

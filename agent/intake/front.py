@@ -183,8 +183,16 @@ def serve(listen_sock: socket.socket, link_sock: socket.socket) -> None:
         if server is not None:
             server.should_exit = True
     link = CoreLink(core_gone)
+    from agent.intake.slowguard import guarded
+    tls: dict[str, Any] = {}
+    if config.tls:
+        import ssl
+        tls = {"ssl_certfile": config.tls["cert"], "ssl_keyfile": config.tls["key"]}
+        if config.tls.get("client_ca"):  # mTLS: only clients with a certificate from this CA get a connection
+            tls.update(ssl_ca_certs=config.tls["client_ca"], ssl_cert_reqs=ssl.CERT_REQUIRED)
     uv = uvicorn.Config(FrontApp(config, link), log_level="warning", access_log=False, lifespan="off",
-                        http="auto", loop="auto", backlog=2048, timeout_graceful_shutdown=config.graceful_timeout)
+                        http=guarded(config.header_timeout, config.body_timeout), loop="auto", backlog=2048,
+                        timeout_graceful_shutdown=config.graceful_timeout, **tls)
     server = _server_class()(uv, link_sock, link)
     gc.collect()
     gc.freeze()  # the start-up heap (modules, configuration) is never scanned again: no long collection pauses

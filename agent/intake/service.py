@@ -52,6 +52,8 @@ class IntakeService:
         self._rules_by_name = {r.name: r for r in self.rules.rules}
         self.sources = {name: Source(name, src.format, SourceAuth(src)) for name, src in config.sources.items()}
         self.api = ApiAuth(config)
+        from agent.intake.rejections import RejectionLog
+        self.rejections = RejectionLog(self.audit)
         self.dedupe = DedupeIndex(config.dedupe_window)
         self.blast = BlastRadius(config.max_hosts, config.max_accounts, config.blast_window)
         self.runner = Runner(self.engine, max_parallel=app.settings.max_parallel,
@@ -75,6 +77,7 @@ class IntakeService:
         self.dispatcher.stop()
         self.runner.shutdown(self.config.shutdown_grace.total_seconds() if grace is None else grace)
         self.writer.stop()
+        self.rejections.close()
 
     def _load_state(self) -> None:
         from sqlalchemy import select
@@ -196,8 +199,8 @@ class IntakeService:
     def reject(self, name: str, exc: IntakeRejected, client: str, size: int) -> None:
         known = name if name in self.sources else "(unknown)"
         self.metrics.rejected.labels(known, exc.code).inc()
-        self.audit.record("alert.rejected", source=name[:80], status=exc.status, code=exc.code, reason=exc.reason,
-                          client=client, size=size)
+        self.rejections.reject(name[:80] if known != "(unknown)" else "(unknown)", exc.status, exc.code, exc.reason,
+                               client, size)
 
 
 def decision_from_row(svc: IntakeService, alert: Any, intake: Any) -> Decision | None:

@@ -49,6 +49,9 @@ class FrontConfig:
     rules: RuleSet
     hosts: HostTags
     graceful_timeout: int = 10  # seconds the front gives requests in flight when it is asked to stop
+    header_timeout: float = 10.0  # request line + headers must arrive within this (agent/intake/slowguard.py)
+    body_timeout: float = 30.0  # the whole body within this after the headers
+    tls: dict[str, str] | None = None  # {"cert": PATH, "key": PATH, "client_ca": PATH?}: HTTPS, mTLS with client_ca
 
 
 def encode(message: Any) -> bytes:
