@@ -12,7 +12,7 @@ deps: system venv
 system:
 	@bash scripts/install-system.sh
 
-$(BIN)/agent: pyproject.toml
+$(BIN)/agent: pyproject.toml constraints.txt
 	@PY=$(PY) bash scripts/install-venv.sh
 	@touch $(BIN)/agent
 

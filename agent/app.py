@@ -1,7 +1,7 @@
 """Wiring: build settings, inventory, store, audit log, registry and engine for one command or the daemon.
 
 Kept apart from the CLI so the daemon, tests and the CLI assemble the same objects the same way, and so heavy
-imports (SQLAlchemy, structlog, connector libraries) happen only when a command actually needs them.
+imports (SQLAlchemy, the audit writer, connector libraries) happen only when a command actually needs them.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ first minutes of an incident:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="agent.yaml (default: $AGENT_CONFIG or ./config/agent.yaml)")
+    p.add_argument("--config", "-c", metavar="FILE", help="agent.yaml (default: $AGENT_CONFIG, ./config/agent.yaml, "
+                   "/etc/containment-agent/agent.yaml as root, else ~/.config/containment-agent/agent.yaml)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     _common(p)
 
+    p = sub.add_parser("init", help="write an annotated configuration folder (agent.yaml, inventory, rules)")
+    p.add_argument("directory", metavar="DIR", help="where to write it (the default config folder: "
+                   "/etc/containment-agent for root, ~/.config/containment-agent otherwise)")
+    p.add_argument("--force", action="store_true", help="replace files that already exist")
+    p.add_argument("--runbooks", action="store_true", help="also copy the shipped runbooks into DIR/runbooks")
+
     p = sub.add_parser("check-config", help="validate agent.yaml, the inventory and every runbook")
     _common(p)
 
@@ -261,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return lab_main(list(args.lab_args))
     if args.command == "completion":
         return _completion(args)
+    if args.command == "init":
+        from agent.commands.init import run_init
+        return run_init(args)
     if args.command == "audit":
         from agent.commands.audit import run_audit
         return run_audit(list(args.audit_args), args.config)

@@ -13,6 +13,8 @@ import argparse
 import sqlite3
 from pathlib import Path
 
+from agent import paths
+
 __all__ = ["KINDS", "list_values", "script"]
 
 KINDS = ("hosts", "tags", "sites", "devices", "directories", "runbooks", "incidents")
@@ -122,10 +124,12 @@ def list_values(kind: str, config: Path) -> list[str]:
         settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         base = config.parent
         if kind == "runbooks":
-            folder = _resolve(base, settings.get("runbooks", "runbooks"))
+            given = settings.get("runbooks")
+            folder = _resolve(base, given) if given else paths.shipped_runbooks()
             return sorted(p.stem for p in folder.glob("*.yaml"))
         if kind == "incidents":
-            return _incidents(_resolve(base, settings.get("database", "agent.db")))
+            database = settings.get("database")
+            return _incidents(_resolve(base, database) if database else paths.state_dir() / "agent.db")
         inventory = yaml.safe_load(_resolve(base, settings.get("inventory", "inventory.yaml"))
                                    .read_text(encoding="utf-8")) or {}
     except (OSError, ValueError, AttributeError, TypeError, ImportError, sqlite3.Error):

@@ -1,6 +1,9 @@
 """Agent settings (``agent.yaml``): where the journal, audit log and runbooks live, and engine tunables.
 
-Relative paths are resolved against the config file's directory so the same tree works from any cwd.
+Relative paths are resolved against the config file's directory so the same tree works from any cwd. Paths
+left out follow :mod:`agent.paths`: the shipped runbooks and obligations table, the journal and evidence in the
+state folder (``/var/lib/containment-agent``), the audit log in ``/var/log/containment-agent`` — or the
+``$XDG_STATE_HOME`` equivalents when not root. Never next to the configuration in ``/etc``.
 Secrets are never stored here; see :mod:`agent.secrets` for ``env:``/``file:`` references.
 """
 
@@ -10,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent import paths
+from agent.paths import default_config_path
 from agent.notify.config import NotifyConfig, parse_notifications
 from agent.yamlsrc import Node, load_yaml
 
@@ -50,17 +55,6 @@ class Settings:
         return f"sqlite:///{self.database}"
 
 
-def default_config_path() -> Path:
-    """``$AGENT_CONFIG``, else ``./config/agent.yaml``, else ``/etc/containment-agent/agent.yaml``."""
-    env = os.environ.get("AGENT_CONFIG")
-    if env:
-        return Path(env)
-    local = Path("config/agent.yaml")
-    if local.exists():
-        return local
-    return Path("/etc/containment-agent/agent.yaml")
-
-
 def _path(node: Node, base: Path) -> Path:
     text = node.str_()
     text = text.removeprefix("file:")
@@ -80,7 +74,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
     if db is not None and "://" in db.str_():
         database = db.str_()
     else:
-        database = str(_path(db, base)) if db is not None else str(base / "agent.db")
+        database = str(_path(db, base)) if db is not None else str(paths.state_dir() / "agent.db")
 
     def opt_path(node: Node | None) -> Path | None:
         return _path(node, base) if node is not None else None
@@ -111,10 +105,10 @@ def load_settings(path: Path | str | None = None) -> Settings:
         notifications=parse_notifications(root.get("notifications")),
         path=cfg_path,
         inventory=_path(root.child("inventory"), base),
-        runbooks=opt_path(root.get("runbooks")) or (base.parent / "runbooks"),
+        runbooks=opt_path(root.get("runbooks")) or paths.shipped_runbooks(),
         database=database,
-        audit_dir=opt_path(root.get("audit_dir")) or base / "audit",
-        evidence_dir=opt_path(root.get("evidence_dir")) or base / "evidence",
+        audit_dir=opt_path(root.get("audit_dir")) or paths.audit_dir(),
+        evidence_dir=opt_path(root.get("evidence_dir")) or paths.state_dir() / "evidence",
         audit_signing_key=opt_path(root.get("audit_signing_key")),
         timezone=timezone,
         known_hosts=opt_path(ssh.get("known_hosts")),
@@ -126,7 +120,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         confirm_timeout=integer(eng.get("confirm_timeout"), 300, 10, 86400),
         confirm_count_above=integer(eng.get("confirm_count_above"), 5, 1, 100000),
         rules=opt_path(root.get("rules")),
-        obligations=opt_path(root.get("obligations")),
+        obligations=opt_path(root.get("obligations")) or paths.shipped_obligations(),
         daemon=dict(daemon.mapping().value) if daemon is not None else {},
         organisation=_organisation(root.get("organisation")),
     )

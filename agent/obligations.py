@@ -1,4 +1,4 @@
-"""Breach-notification checklist: which rules from ``config/obligations.yaml`` may apply, and by when.
+"""Breach-notification checklist: which rules of the obligations table (shipped in the package) apply, and by when.
 
 Why the rules are data: laws change (California and New York moved to 30 days in 2025-2026) and counsel must be
 able to read and correct them without reading Python. This module only evaluates the table against the facts
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.paths import shipped_obligations
 from agent.report.vocabulary import DATA_CATEGORIES, ORGANISATION_FACTS, UnknownCategory, check_categories
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "us_federal_holidays",
 ]
 
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "config" / "obligations.yaml"
+DEFAULT_RULES = shipped_obligations()  # package data (importlib.resources), not a checkout's config/ folder
 CONVENTION = (
     "Deadlines count calendar days from the day after the trigger (trigger day excluded) and end at 23:59 on the "
     "last day in the incident's time zone, with no roll-forward for weekends or holidays; business-day deadlines "
@@ -128,7 +129,7 @@ class Rules:
 
 
 def load_rules(path: Path | None = None) -> Rules:
-    """Read the YAML table (default ``config/obligations.yaml``); re-read only when the file changes."""
+    """Read the YAML table (default: the shipped one); re-read only when the file changes."""
     target = (path or DEFAULT_RULES).resolve()
     return _load_rules(target, target.stat().st_mtime_ns)
 

@@ -29,7 +29,22 @@ def installed_points() -> dict[str, EntryPoint]:
     Installing a connector therefore needs a new process — also for ``agent warm``/``agent daemon``, which
     imported the connectors they serve anyway.
     """
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    found: dict[str, EntryPoint] = {}
+    clashes: dict[str, list[str]] = {}
+    for ep in entry_points(group=GROUP):
+        first = found.setdefault(ep.name, ep)
+        if first is not ep and first.value != ep.value:
+            clashes.setdefault(ep.name, [_origin(first)]).append(_origin(ep))
+    if clashes:  # like nornir: two plugins under one name is an installation error, never "the last one wins"
+        raise ConfigError("connector names registered more than once in the agent.connectors entry points: "
+                          + "; ".join(f"{name!r} by {' and by '.join(where)}" for name, where in clashes.items())
+                          + " — uninstall one of them")
+    return found
+
+
+def _origin(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{ep.value} ({dist.name} {dist.version})" if dist is not None else ep.value
 
 
 class Registry:
@@ -37,7 +52,7 @@ class Registry:
 
     def __init__(self, extra: Mapping[str, type[Any]] | None = None) -> None:
         self._points = installed_points()
-        self._extra = dict(extra or {})
+        self._extra = dict(extra or {})  # in-code connectors (tests' doubles); they replace an installed one
         self._instances: dict[str, Connector] = {}
 
     def names(self) -> list[str]:
@@ -49,7 +64,11 @@ class Registry:
             return self._instances[name]
         if not INVENTORY_NAME.fullmatch(name) or name not in self.names():
             raise ConfigError(f"unknown connector {name!r} (installed: {', '.join(self.names()) or 'none'})")
-        cls = self._extra.get(name) or self._points[name].load()
+        try:
+            cls = self._extra.get(name) or self._points[name].load()
+        except ModuleNotFoundError as exc:
+            from agent.extras import missing_extra
+            raise missing_extra(exc.name, f"connector {name!r}") from None
         instance = cls()
         missing = [m for m in ("validate", "preview", "open", "snapshot", "apply", "verify", "undo")
                    if not callable(getattr(instance, m, None))]

@@ -1,6 +1,6 @@
 """Warm start: a pre-imported server that forks one child per CLI command, so `agent contain` starts in ms.
 
-Why: importing SQLAlchemy, paramiko and structlog costs ~0.8 s — three times the ``ssh host 'nft -f -'`` the
+Why: importing SQLAlchemy and paramiko costs ~0.7 s — three times the ``ssh host 'nft -f -'`` the
 agent replaces (ARCHITECTURE.md start-up budget). ``agent warm`` (and ``agent daemon``, which starts one) imports
 everything once and listens on a root-only Unix socket. The thin client in :func:`try_forward` (standard library
 only) passes its stdin/stdout/stderr, its network namespace, cwd, environment and argv over the socket
@@ -41,7 +41,7 @@ def _preload() -> None:
             reg.get(name)
         except Exception:  # noqa: BLE001, S110 - a broken plugin is reported when used, not here
             pass
-    for lib in ("paramiko", "structlog", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
+    for lib in ("paramiko", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
                 "pwd", "encodings.idna"):
         try:
             __import__(lib)

@@ -44,10 +44,10 @@ def socket_path(config: str | None) -> str:
     """One socket per configuration file (MSSPs run one agent per client configuration)."""
     if config:
         path = config
-    elif os.path.exists("config/agent.yaml"):  # same order as agent.config.default_config_path, without yaml
-        path = "config/agent.yaml"
     else:
-        path = "/etc/containment-agent/agent.yaml"
+        from agent.paths import default_config_path  # standard library only, like this module
+
+        path = str(default_config_path())
     from _sha256 import sha256  # the interpreter's own implementation: no OpenSSL load
 
     digest = sha256(os.path.realpath(path).encode()).hexdigest()[:16]

@@ -144,7 +144,7 @@ def dc_config(nosync: bool, n: int) -> Iterator[tuple[str, Path, list[str], floa
                 f"    credentials: {{username: ir-agent@lab.test, password: 'file:{pw}'}}\n")
             (Path(tmp) / "runbooks").mkdir()
             for book in ("disable-account.yaml", "enable-account.yaml"):
-                shutil.copy(REPO / "runbooks" / book, Path(tmp) / "runbooks" / book)
+                shutil.copy(REPO / "agent" / "data" / "runbooks" / book, Path(tmp) / "runbooks" / book)
             (Path(tmp) / "agent.yaml").write_text(
                 "inventory: inventory.yaml\nrunbooks: runbooks\ndatabase: agent.db\naudit_dir: audit\n"
                 "evidence_dir: evidence\n")

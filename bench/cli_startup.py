@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
+CONFIG = REPO / "agent" / "data" / "config"  # the annotated example configuration
 AGENT = str(REPO / ".venv" / "bin" / "agent")
 ANSIBLE = [str(REPO / "var" / "bench" / "ansible" / "bin" / "ansible"), shutil.which("ansible") or ""]
 
@@ -40,7 +42,7 @@ def config(tmp: Path, warm: bool) -> Path:
         "defaults:\n  ssh_linux:\n    credentials: {username: root, private_key: file:/nonexistent/key}\n"
         "hosts:\n  web01: {address: 127.0.1.21, os: linux}\n")
     (tmp / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: agent.db\naudit_dir: audit\n"
         "evidence_dir: evidence\n" + ("warm: auto\n" if warm else ""))
     return tmp / "agent.yaml"
 

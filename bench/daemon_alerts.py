@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
 sys.path.insert(0, str(REPO))
 
 SECRET = "bench-wazuh-secret"
@@ -55,7 +56,7 @@ def write_config(tmp: Path, hosts: int, port: int, policy: str = "dry-run") -> P
         "rules:\n  - name: bench\n    match: {source: wazuh, rule_id: '5712'}\n    runbook: isolate-host\n"
         f"    params: {{capture_evidence: false}}\n    policy: {policy}\n")
     (tmp / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: agent.db\naudit_dir: audit\n"
         "rules: rules.yaml\n"
         f"daemon:\n  listen: 127.0.0.1:{port}\n  sources:\n    wazuh: {{format: wazuh, hmac_secret: env:BENCH_HMAC}}\n")
     return tmp / "agent.yaml"
@@ -239,7 +240,7 @@ def lab_latency(rounds: int = 3) -> None:
                 "rules:\n  - name: bench\n    match: {source: wazuh, rule_id: '5712'}\n    runbook: isolate-host\n"
                 "    params: {capture_evidence: false}\n")
             (tmp / "agent.yaml").write_text(
-                f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\n"
+                f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: agent.db\naudit_dir: audit\n"
                 f"rules: rules.yaml\nssh: {{known_hosts: {lab.state_dir / 'known_hosts'}}}\n"
                 "daemon:\n  listen: 127.0.0.1:0\n  sources:\n    wazuh: {format: wazuh, hmac_secret: env:BENCH_HMAC}\n")
             os.environ["BENCH_HMAC"] = SECRET

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-python3.11}"
 test -x .venv/bin/python || "$PY" -m venv .venv
-if ! .venv/bin/pip install --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat \
+# constraints.txt: the versions CI tests (pyproject.toml keeps the accepted ranges)
+if ! .venv/bin/pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat \
     >.venv/install.log 2>&1; then
   tail -n 40 .venv/install.log >&2
   echo "install-venv: pip failed; full log in .venv/install.log" >&2

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 
+from agent import paths
 from agent.lab import labconfig, netns, network, procs, sshd
 from agent.lab.errors import NEEDS_ROOT, LabCommandError, LabError
 from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect_from, run_probe, wait_until
@@ -58,11 +59,15 @@ class Lab:
         except ValueError as exc:
             raise LabError(str(exc)) from None
         self.repo = REPO
-        self.state_dir = Path(state_dir) if state_dir else REPO / "var" / "lab" / prefix
+        # In a working copy the lab keeps its state in var/ (and the demo's configuration in config/lab/); an
+        # installed agent has no working copy, so there it lives in the state folder (agent.paths).
+        checkout = (REPO / "pyproject.toml").is_file() and (REPO / "agent" / "lab").is_dir()
+        lab_root = REPO / "var" / "lab" if checkout else paths.state_dir() / "lab"
+        self.state_dir = Path(state_dir) if state_dir else lab_root / prefix
         if config_dir is not None:
             self.config_dir = Path(config_dir)
         else:
-            self.config_dir = REPO / "config" / "lab" if prefix == "cal" else self.state_dir / "config"
+            self.config_dir = REPO / "config" / "lab" if checkout and prefix == "cal" else self.state_dir / "config"
         try:
             self.fleet = self._recorded_fleet() if fleet is None else len(fleet_names(fleet))
         except ValueError as exc:

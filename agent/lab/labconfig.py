@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent import paths
 from agent.lab.topology import HOSTS, MGMT_ADDRESS, SUDO_ACCOUNT, specs
 
 __all__ = ["agent_settings", "inventory", "to_yaml", "write"]
@@ -51,13 +52,13 @@ def agent_settings(repo: Path, config_dir: Path, state_dir: Path) -> dict[str, A
     """agent.yaml contents: every path absolute, all state under the lab's state directory."""
     return {
         "inventory": str(config_dir / "inventory.yaml"),
-        "runbooks": str(repo / "runbooks"),
+        "runbooks": str(paths.shipped_runbooks()),
         "database": str(state_dir / "agent.db"),
         "audit_dir": str(state_dir / "audit"),
         "evidence_dir": str(state_dir / "evidence"),
         "audit_signing_key": str(state_dir / "audit-signing.key"),
         "timezone": "America/New_York",
-        "obligations": str(repo / "config" / "obligations.yaml"),
+        "obligations": str(paths.shipped_obligations()),
         "ssh": {"known_hosts": str(state_dir / "known_hosts"), "connect_timeout": 5, "command_timeout": 30},
         "engine": {"max_parallel": 8, "retries": 3, "backoff": 0.5, "confirm_timeout": 300},
     }

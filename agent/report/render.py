@@ -68,6 +68,9 @@ class Report:
 
     def to_pdf(self, path: Path) -> Path:
         """Render the HTML to a PDF file at ``path`` and return it."""
+        from agent.extras import require
+
+        require("weasyprint", "agent report --format pdf")
         import weasyprint
 
         path = Path(path)

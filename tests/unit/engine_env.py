@@ -34,7 +34,7 @@ hosts:
 def make_env(tmp: Path, *, retries: int = 3) -> tuple[App, FakeWorld]:
     (tmp / "runbooks").mkdir()
     for name in ("isolate-host.yaml", "release-host.yaml"):
-        shutil.copy(REPO / "runbooks" / name, tmp / "runbooks" / name)
+        shutil.copy(REPO / "agent" / "data" / "runbooks" / name, tmp / "runbooks" / name)
     (tmp / "runbooks" / "two-steps.yaml").write_text(
         "name: two-steps\ntarget: host\nsteps:\n  - {id: isolate, action: isolate}\n"
         "  - {id: broken, action: fail_step}\nrollback: reverse\n")

@@ -24,7 +24,7 @@ def cfg(tmp_path: Path) -> Path:
         "  \"o'brien-pc\": {address: 127.0.1.23, os: linux}\n"
         "devices:\n  edge1: {address: 127.0.1.1, device_type: linux, edge: true}\n")
     (tmp_path / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: var/agent.db\n")
+        f"inventory: inventory.yaml\nrunbooks: {REPO / 'agent' / 'data' / 'runbooks'}\ndatabase: var/agent.db\n")
     (tmp_path / "var").mkdir()
     with sqlite3.connect(tmp_path / "var" / "agent.db") as db:
         db.execute("CREATE TABLE incidents (id TEXT, created_at TEXT)")

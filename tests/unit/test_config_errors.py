@@ -24,7 +24,7 @@ def write(tmp: Path, name: str, text: str) -> Path:
 class TestInventoryErrors:
     def test_shipped_examples_are_valid(self):
         """The annotated example configuration loads."""
-        settings = load_settings(REPO / "config" / "agent.yaml")
+        settings = load_settings(REPO / "agent" / "data" / "config" / "agent.yaml")
         inv = load_inventory(settings.inventory)
         assert "web01" in inv.hosts and inv.devices["fw-edge"].options["device_type"] == "cisco_asa"
 
@@ -85,12 +85,12 @@ class TestRunbookErrors:
 
     def test_shipped_runbooks_load(self):
         """Every shipped runbook is valid."""
-        for path in (REPO / "runbooks").glob("*.yaml"):
+        for path in (REPO / "agent" / "data" / "runbooks").glob("*.yaml"):
             assert load_runbook(path).name == path.stem
 
     def test_parameter_type_checked(self):
         """A wrong parameter type is an input error naming the parameter."""
-        book = load_runbook(REPO / "runbooks" / "isolate-host.yaml")
+        book = load_runbook(REPO / "agent" / "data" / "runbooks" / "isolate-host.yaml")
         with pytest.raises(InputError, match="confirm_seconds must be int"):
             book.bind({"confirm_seconds": "soon"})
         with pytest.raises(InputError, match="unknown parameter"):

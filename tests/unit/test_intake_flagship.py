@@ -21,6 +21,8 @@ from agent.intake.rules import HostTags
 from agent.runbook import find_runbook, load_runbook
 
 REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
+CONFIG = REPO / "agent" / "data" / "config"  # the annotated example configuration
 CORPUS = REPO / "tests" / "corpus" / "alerts"
 
 
@@ -28,12 +30,12 @@ CORPUS = REPO / "tests" / "corpus" / "alerts"
 def app(tmp_path_factory: pytest.TempPathFactory) -> App:
     """The shipped configuration as is, with its journal and audit log moved to a scratch directory."""
     tmp = tmp_path_factory.mktemp("shipped")
-    text = (REPO / "config" / "agent.yaml").read_text()
-    text = text.replace("inventory: inventory.yaml", f"inventory: {REPO / 'config' / 'inventory.yaml'}")
-    text = text.replace("runbooks: ../runbooks", f"runbooks: {REPO / 'runbooks'}")
+    text = (CONFIG / "agent.yaml").read_text()
+    text = text.replace("inventory: inventory.yaml", f"inventory: {CONFIG / 'inventory.yaml'}")
+    text = text.replace("runbooks: ../runbooks", f"runbooks: {RUNBOOKS}")
     text = text.replace("database: ../var/agent.db", f"database: {tmp / 'agent.db'}")
     text = text.replace("audit_dir: ../var/audit", f"audit_dir: {tmp / 'audit'}")
-    text = text.replace("rules: rules.yaml", f"rules: {REPO / 'config' / 'rules.yaml'}")
+    text = text.replace("rules: rules.yaml", f"rules: {CONFIG / 'rules.yaml'}")
     (tmp / "agent.yaml").write_text(text)
     return App(config_path=tmp / "agent.yaml", actor="test")
 
@@ -84,7 +86,7 @@ def test_the_flagship_rule_routes_a_wazuh_alert(app: App) -> None:
 
 def test_abort_is_the_default(tmp_path: Path, app: App) -> None:
     """Without on_refused: skip, one refused step still refuses the whole plan (nothing half-applied)."""
-    text = (REPO / "runbooks" / "contain-compromised-host.yaml").read_text().replace("on_refused: skip", "")
+    text = (RUNBOOKS / "contain-compromised-host.yaml").read_text().replace("on_refused: skip", "")
     (tmp_path / "strict.yaml").write_text(text.replace("name: contain-compromised-host", "name: strict"))
     book = load_runbook(tmp_path / "strict.yaml")
     with pytest.raises(GuardRefused):

@@ -162,7 +162,7 @@ class TestSchema:
 
     def test_shipped_example_uses_every_section(self) -> None:
         """config/inventory.yaml (the annotated example) loads and shows sites, jump hosts, tags, data sets."""
-        inv = load_inventory(REPO / "config" / "inventory.yaml")
+        inv = load_inventory(REPO / "agent" / "data" / "config" / "inventory.yaml")
         assert inv.sites and inv.jump_hosts
         assert any(h.jump for h in inv.hosts.values()) and any(h.allow for h in inv.hosts.values())
         shared = [h for h in inv.hosts.values() if h.dataset and sum(

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
+CONFIG = REPO / "agent" / "data" / "config"  # the annotated example configuration
 
 
 def _config(tmp_path: Path, hosts: int) -> Path:
@@ -19,7 +21,7 @@ def _config(tmp_path: Path, hosts: int) -> Path:
         "defaults:\n  ssh_linux:\n    credentials: {username: root, private_key: file:/nonexistent/key}\n"
         f"hosts:\n{lines}")
     (tmp_path / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
         "evidence_dir: var/evidence\n")
     return tmp_path / "agent.yaml"
 

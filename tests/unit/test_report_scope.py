@@ -126,7 +126,7 @@ def test_shipped_examples_use_known_categories() -> None:
     from agent.obligations import DATA_CATEGORIES
 
     repo = Path(__file__).resolve().parents[2]
-    inv = load_inventory(repo / "config" / "inventory.yaml")
+    inv = load_inventory(repo / "agent" / "data" / "config" / "inventory.yaml")
     assert {c for h in inv.hosts.values() for c in h.data} <= set(DATA_CATEGORIES)
     assert {c for cats, _ in DATA.values() for c in cats} <= set(DATA_CATEGORIES)
 

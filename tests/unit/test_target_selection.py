@@ -17,6 +17,8 @@ from agent.inventory import load_inventory
 from agent.targets import Selection, TargetSelector, suggest
 
 REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
+CONFIG = REPO / "agent" / "data" / "config"  # the annotated example configuration
 
 # Loopback addresses only: even a broken test that connected would never leave the machine.
 INVENTORY = """\
@@ -124,7 +126,7 @@ class TestRefusals:
 def _config(tmp_path: Path) -> Path:
     (tmp_path / "inventory.yaml").write_text(INVENTORY)
     (tmp_path / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
         "evidence_dir: var/evidence\nengine: {confirm_count_above: 3}\n")
     return tmp_path / "agent.yaml"
 

@@ -119,7 +119,7 @@ def cli(samba_env, tmp_path: Path):
                                                           "password": f"file:{pw}"}}}}
         (tmp_path / "inventory.yaml").write_text(json.dumps(inv))
         (tmp_path / "agent.yaml").write_text(json.dumps({
-            "inventory": str(tmp_path / "inventory.yaml"), "runbooks": str(REPO / "runbooks"),
+            "inventory": str(tmp_path / "inventory.yaml"), "runbooks": str(REPO / "agent" / "data" / "runbooks"),
             "database": str(tmp_path / "agent.db"), "audit_dir": str(tmp_path / "audit"),
             "evidence_dir": str(tmp_path / "evidence"), "audit_signing_key": str(tmp_path / "audit.key"),
             "ssh": {"connect_timeout": 2, "command_timeout": 10},

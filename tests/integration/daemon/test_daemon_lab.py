@@ -52,7 +52,7 @@ def write_config(lab: Lab, tmp: Path, *, daemon: str = "", rule: str = "") -> Pa
         "    runbook: isolate-host\n"
         "    params: {capture_evidence: false}\n" + rule)
     (tmp / "agent.yaml").write_text(
-        f'inventory: "{tmp / "inventory.yaml"}"\nrunbooks: "{REPO / "runbooks"}"\n'
+        f'inventory: "{tmp / "inventory.yaml"}"\nrunbooks: "{REPO / "agent" / "data" / "runbooks"}"\n'
         f'database: "{tmp / "agent.db"}"\naudit_dir: "{tmp / "audit"}"\nevidence_dir: "{tmp / "evidence"}"\n'
         f'rules: "{tmp / "rules.yaml"}"\n'
         f'ssh: {{known_hosts: "{lab.state_dir / "known_hosts"}", connect_timeout: 1, command_timeout: 30}}\n'

@@ -33,7 +33,7 @@ def env(tmp_path: Path, sim_factory: Callable[..., CliSimulator], host_key: para
     monkeypatch.setenv("SIM_EN", "en-s3cret")
     (tmp_path / "runbooks").mkdir()
     for name in ("block-ip.yaml", "unblock-ip.yaml"):
-        shutil.copy(REPO / "runbooks" / name, tmp_path / "runbooks" / name)
+        shutil.copy(REPO / "agent" / "data" / "runbooks" / name, tmp_path / "runbooks" / name)
     (tmp_path / "inventory.yaml").write_text(
         "management:\n  addresses: [10.9.0.10]\n"
         "devices:\n  edge1:\n    address: 127.0.0.1\n    device_type: cisco_ios\n    edge: true\n"

@@ -13,6 +13,7 @@ from tests.doubles.wsman import WindowsHost, WSManDouble
 from tests.integration.winrm.conftest import PASSWORD, PKI, USER
 
 REPO = Path(__file__).resolve().parents[3]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ hosts:
 """)
     (tmp_path / "agent.yaml").write_text(
         "inventory: inventory.yaml\n"
-         f"runbooks: {REPO / 'runbooks'}\ndatabase: agent.db\naudit_dir: audit\nevidence_dir: evidence\n"
+         f"runbooks: {RUNBOOKS}\ndatabase: agent.db\naudit_dir: audit\nevidence_dir: evidence\n"
         "ssh: {connect_timeout: 2, command_timeout: 5}\nengine: {retries: 2, backoff: 0.1}\n")
     return tmp_path / "agent.yaml"
 
