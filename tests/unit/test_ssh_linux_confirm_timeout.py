@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "agent" / "data" / "runbooks"  # shipped as package data
 INVENTORY = """\
 management:
   addresses: [192.0.2.10]
@@ -21,7 +22,7 @@ hosts:
 def _plan(tmp_path: Path, engine: str, *args: str) -> dict[str, object]:
     (tmp_path / "inventory.yaml").write_text(INVENTORY)
     (tmp_path / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {REPO / 'runbooks'}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
         f"evidence_dir: var/evidence\nengine: {engine}\n")
     env = {**os.environ, "AGENT_CONFIG": str(tmp_path / "agent.yaml"), "NO_COLOR": "1", "AGENT_NO_WARM": "1"}
     res = subprocess.run([str(REPO / ".venv" / "bin" / "agent"), *args, "--dry-run", "--json"], capture_output=True,

@@ -24,7 +24,7 @@ def app(samba_dc: Any, tmp_path: Path) -> Iterator[App]:
     (tmp_path / "pw").write_text(AGENT_PASSWORD)
     (tmp_path / "runbooks").mkdir()
     for book in ("disable-account.yaml", "enable-account.yaml"):
-        shutil.copy(REPO / "runbooks" / book, tmp_path / "runbooks" / book)
+        shutil.copy(REPO / "agent" / "data" / "runbooks" / book, tmp_path / "runbooks" / book)
     dc = samba_dc
     (tmp_path / "inventory.yaml").write_text(
         "management:\n  addresses: [10.79.0.10]\n"

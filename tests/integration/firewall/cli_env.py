@@ -38,7 +38,7 @@ class SimCli:
                 "options": {**SIM_OPTIONS[device_type], **device_options.get(name, {})}}
         (root / "inventory.yaml").write_text(json.dumps(inv))
         (root / "agent.yaml").write_text(json.dumps({
-            "inventory": str(root / "inventory.yaml"), "runbooks": str(REPO / "runbooks"),
+            "inventory": str(root / "inventory.yaml"), "runbooks": str(REPO / "agent" / "data" / "runbooks"),
             "database": str(root / "agent.db"), "audit_dir": str(root / "audit"),
             "evidence_dir": str(root / "evidence"), "audit_signing_key": str(root / "audit.key"),
             "ssh": {"connect_timeout": 5, "command_timeout": 15}, "engine": {"retries": 1, "backoff": 0.1}}))
