@@ -194,17 +194,19 @@ class Lab:
         return True
 
     def _answering(self, timeout: float) -> bool:
-        """Wait until each sshd sends its banner and each listener accepts, as seen from mgmt."""
-        targets = [(h.address, 22) for h in self.hosts.values() if h.has_sshd]
-        targets += [(h.address, LISTEN_PORT) for h in self.hosts.values() if h.has_listener]
-        mgmt_ns = self.hosts["mgmt"].namespace
+        """Wait until each sshd sends its banner and each listener accepts, as seen from mgmt (from fw for the
+        dmz host, which only its bastion reaches)."""
+        def source(h: LabHost) -> str:
+            return self.hosts["fw" if self.specs[h.name].segment == "dmz" else "mgmt"].namespace
+        targets = [(source(h), h.address, 22) for h in self.hosts.values() if h.has_sshd]
+        targets += [(source(h), h.address, LISTEN_PORT) for h in self.hosts.values() if h.has_listener]
 
-        def answers(target: tuple[str, int]) -> bool:
-            address, port = target
+        def answers(target: tuple[str, str, int]) -> bool:
+            ns, address, port = target
 
             def once() -> bool:
                 try:
-                    with connect_from(mgmt_ns, address, port, 0.5) as sock:
+                    with connect_from(ns, address, port, 0.5) as sock:
                         return port != 22 or sock.recv(8).startswith(b"SSH-")
                 except OSError:
                     return False

@@ -82,11 +82,16 @@ def inventory(state_dir: Path, directory: dict[str, Any] | None = None,
     hosts["sudohost"] = {"address": HOSTS["sudohost"].address, "os": "linux", "connector": "ssh_linux",
                          "credentials": {**creds, "username": SUDO_ACCOUNT}, "tags": ["sudo"],
                          "options": {"sudo": True}}
+    # Only fw reaches dmz: the agent goes through fw as a ProxyJump bastion whose host key is pinned here.
+    hosts["dmz"] = {"address": HOSTS["dmz"].address, "os": "linux", "connector": "ssh_linux",
+                    "credentials": dict(creds), "tags": ["dmz"], "jump": ["bastion"]}
     hosts["mgmt"] = {"address": MGMT_ADDRESS, "os": "linux", "connector": "ssh_linux",
                      "credentials": dict(creds), "tags": ["lab", "management"]}
     inv: dict[str, Any] = {
         "management": {"addresses": [MGMT_ADDRESS]},
         "protected": {"hosts": ["mgmt"], "cidrs": [f"{MGMT_ADDRESS}/32"], "accounts": ["breakglass"]},
+        "jump_hosts": {"bastion": {"address": HOSTS["fw"].address, "port": 22, "credentials": dict(creds),
+                                   "host_key": _host_key(state_dir, "fw")}},
         "hosts": hosts,
         "devices": {"fw": {"address": HOSTS["fw"].address, "device_type": "linux", "edge": True,
                            "credentials": dict(creds), "options": {}}},
@@ -95,6 +100,15 @@ def inventory(state_dir: Path, directory: dict[str, Any] | None = None,
         inv["directories"] = {"lab-ad": directory}
         hosts["victim"]["users"] = ["jdoe"]
     return inv
+
+
+def _host_key(state_dir: Path, host: str) -> str:
+    """``ssh-ed25519 AAAA...`` of a lab host (its public key file without the comment)."""
+    path = state_dir / "hosts" / host / "ssh_host_ed25519_key.pub"
+    try:
+        return " ".join(path.read_text(encoding="ascii").split()[:2])
+    except OSError:
+        return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPendingLabUpWritesTheRealKeyHere0000000"
 
 
 def write(repo: Path, config_dir: Path, state_dir: Path, prefix: str, fleet: Sequence[str] = ()) -> Path:

@@ -49,19 +49,22 @@ def _root_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     # Explicit, distinct interface indexes on the two ends of every veth: when a veth's index equals its peer's
     # (easy in fresh namespaces), the kernel's linkwatch treats its carrier change as non-urgent and may delay
     # it by up to a second, and the bridge port only starts forwarding after that.
-    for position, name in enumerate(h for h in hosts if h != "attacker"):
+    for position, name in enumerate(h for h, spec in hosts.items() if spec.segment == "lan"):
         lines.append(f"link add eth0 index {100 + position} netns {namespace_name(prefix, name)} type veth "
                      f"peer name {switch_port_name(prefix, name)} index {300 + position} netns {switch}")
     lines.append(f"link add eth1 index 30 netns {namespace_name(prefix, 'fw')} type veth "
                  f"peer name eth0 index 31 netns {namespace_name(prefix, 'attacker')}")
+    if "dmz" in hosts:  # a link of its own behind fw: the bastion is the only way in
+        lines.append(f"link add eth2 index 32 netns {namespace_name(prefix, 'fw')} type veth "
+                     f"peer name eth0 index 33 netns {namespace_name(prefix, 'dmz')}")
     return lines
 
 
 def _switch_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     lines = ["link set lo up", f"link add {BRIDGE} type bridge stp_state 0 forward_delay 0",
              f"link set {BRIDGE} up"]
-    for name in hosts:
-        if name != "attacker":
+    for name, spec in hosts.items():
+        if spec.segment == "lan":
             port = switch_port_name(prefix, name)
             lines += [f"link set {port} master {BRIDGE}", f"link set {port} up"]
     return lines

@@ -34,6 +34,7 @@ LAN_CIDR = "10.77.0.0/24"
 OUTSIDE_CIDR = "10.77.1.0/24"
 LAN_GATEWAY = "10.77.0.1"
 OUTSIDE_GATEWAY = "10.77.1.1"
+DMZ_GATEWAY = "10.77.2.1"
 MGMT_ADDRESS = "10.77.0.10"
 SWITCH = "sw"
 BRIDGE = "br0"
@@ -53,6 +54,7 @@ class HostSpec:
     nft: bool = True
     router: bool = False
     login: str = "root"  # "sudo": sshd refuses root; the agent logs in as SUDO_ACCOUNT and uses sudo -n / doas -n
+    segment: str = "lan"  # "lan" (the bridge), "outside" (fw eth1) or "dmz" (fw eth2: reachable only via fw)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class LabHost:
 
 
 HOSTS: dict[str, HostSpec] = {
-    "fw": HostSpec("fw", LAN_GATEWAY, (("eth0", f"{LAN_GATEWAY}/24"), ("eth1", f"{OUTSIDE_GATEWAY}/24")),
+    "fw": HostSpec("fw", LAN_GATEWAY, (("eth0", f"{LAN_GATEWAY}/24"), ("eth1", f"{OUTSIDE_GATEWAY}/24"),
+                                       ("eth2", f"{DMZ_GATEWAY}/24")),
                    gateway=None, sshd=True, listener=False, router=True),
     "mgmt": HostSpec("mgmt", MGMT_ADDRESS, (("eth0", f"{MGMT_ADDRESS}/24"),), LAN_GATEWAY, sshd=False,
                      listener=False),
@@ -82,7 +85,10 @@ HOSTS: dict[str, HostSpec] = {
     "sudohost": HostSpec("sudohost", "10.77.0.60", (("eth0", "10.77.0.60/24"),), LAN_GATEWAY, sshd=True,
                          listener=True, login="sudo"),
     "attacker": HostSpec("attacker", "10.77.1.130", (("eth0", "10.77.1.130/24"),), OUTSIDE_GATEWAY, sshd=False,
-                         listener=True),
+                         listener=True, segment="outside"),
+    # Behind fw on its own link and with no route beyond it: only fw (the bastion, ProxyJump) reaches it.
+    "dmz": HostSpec("dmz", "10.77.2.10", (("eth0", "10.77.2.10/24"),), None, sshd=True, listener=True,
+                    segment="dmz"),
 }
 LISTEN_PORT = 8080
 MAX_FLEET = 99  # fleet hosts h01..h99 at 10.77.0.101-199 (the LAN /24 keeps .1-.100 for the named hosts)

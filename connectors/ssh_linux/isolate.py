@@ -83,6 +83,20 @@ def rule_summary(state: FirewallState) -> dict[str, Any]:
     return out
 
 
+def _through_jump(s: SshSession, st: FirewallState, a: IsolateArgs) -> IsolateArgs:
+    """A target reached through jump hosts sees the agent as its last bastion (``SSH_CONNECTION``), so that
+    address is what isolation must keep open on tcp/ssh_port: added to the management set (host-sized)."""
+    import dataclasses
+    import ipaddress
+
+    if not s.target.jump or not st.agent_source:
+        return a
+    src = ipaddress.ip_address(st.agent_source)
+    if any(src.version == n.version and src in n for n in a.management):
+        return a
+    return dataclasses.replace(a, management=(*a.management, ipaddress.ip_network(src)))
+
+
 def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
     if st.foreign:
         raise Rejected(f"{', '.join(st.foreign)} already exists on {s.target.address} and is not the agent's (no "
@@ -240,6 +254,9 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     lease = lease_seconds(s.ctx)
     deadline = time.monotonic() + lease + 10
     st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
+    a = _through_jump(s, st, a)
+    mgmt = [rules.net_text(n) for n in a.management]
+    details["management"] = mgmt
     waited = False
     while True:
         _refuse_foreign(st, s)
@@ -331,6 +348,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
 def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
     a = isolate_args(args, s.ctx)
     st = read_state(s)
+    a = _through_jump(s, st, a)
     problems = judge(st, a.management, a.ssh_port)
     observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),
                                 "deadman_armed_pid": st.deadman_pid}

@@ -43,6 +43,7 @@ class SshSession:
         self._prelude = _ENV + prelude(self.privilege)
         self.commands = 0  # commands run so far: a remembered read is only reused if nothing ran after it
         self.remembered: tuple[float, int, Any] | None = None  # (monotonic time, commands, value)
+        self.hops: list[Any] = []  # transports of the jump hosts this session runs through, outermost first
 
     @property
     def label(self) -> str:
@@ -122,6 +123,8 @@ class SshSession:
 
     def close(self) -> None:
         self.transport.close()
+        for hop in reversed(self.hops):
+            hop.close()
 
     def __enter__(self) -> Self:
         return self
@@ -175,18 +178,58 @@ def _load_key(creds: Credentials, label: str) -> Any:
 
 
 def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> SshSession:
-    """Connect to ``target.address:port``, check the host key against the pins, then authenticate."""
-    import paramiko
-
+    """Connect to ``target.address:port`` — directly, or through its ``jump`` chain like OpenSSH ``ProxyJump``
+    (ssh(1) -J: "connect to the target host by first making a ssh connection to the jump host ... and then
+    establishing a TCP forwarding to the ultimate destination from there") — check every host key against its
+    pins (a bastion's comes from the inventory, required), then authenticate."""
     port = target.port or 22
     label = target.name or target.address
-    pins = hostkeys.pins_for(target.address, port, target.host_key, ctx.known_hosts)
-    with mapped(label, "connect"):
-        sock = socket.create_connection((target.address, port), timeout=ctx.connect_timeout)
+    if len(creds.hops) != len(target.jump):
+        raise AuthError(f"{label} is reached through {len(target.jump)} jump host(s) but {len(creds.hops)} "
+                        "credential(s) were given for them", target=label)
+    hops: list[Any] = []
     try:
+        via: Any = None
+        for hop, hop_creds in zip(target.jump, creds.hops, strict=True):
+            sock = _open_sock(via, hop.address, hop.port, f"{label} via jump host {hop.name}", ctx)
+            transport, _ = _login(sock, hop.address, hop.port, f"jump host {hop.name}", hop.host_key, hop_creds,
+                                  ctx, pin_required=True)
+            hops.append(transport)
+            via = transport
+        sock = _open_sock(via, target.address, port, label, ctx)
+        transport, decision = _login(sock, target.address, port, label, target.host_key, creds, ctx)
+    except BaseException:
+        for t in reversed(hops):
+            t.close()
+        raise
+    session = SshSession(target, creds, ctx, transport, port, trusted_new_key=decision == "trust-new")
+    session.hops = hops
+    return session
+
+
+def _open_sock(via: Any, address: str, port: int, label: str, ctx: ConnectorContext) -> Any:
+    """A TCP connection to ``address:port``: a socket, or a ``direct-tcpip`` channel through the previous hop
+    (RFC 4254 7.2; sshd's ``AllowTcpForwarding`` must permit it on the bastion)."""
+    if via is None:
+        with mapped(label, "connect"):
+            sock = socket.create_connection((address, port), timeout=ctx.connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _QuickAckSocket(sock)
+    with mapped(label, "connect through the jump host"):
+        return via.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=ctx.connect_timeout)
+
+
+def _login(sock: Any, address: str, port: int, label: str, host_key: str | None, creds: Credentials,
+           ctx: ConnectorContext, *, pin_required: bool = False) -> tuple[Any, str]:
+    """Key exchange, host-key decision and authentication over ``sock``; returns (transport, decision)."""
+    import paramiko
+
+    # A jump host's pin is the inventory's key alone (required there): a known_hosts line for the same address
+    # must not widen what the one machine every containment passes through may present.
+    pins = hostkeys.pins_for(address, port, host_key, None if pin_required else ctx.known_hosts)
+    try:
         with mapped(label, "key exchange"):
-            transport = paramiko.Transport(_QuickAckSocket(sock))  # type: ignore[arg-type]  # duck-typed socket
+            transport = paramiko.Transport(sock)
     except BaseException:
         sock.close()
         raise
@@ -199,11 +242,12 @@ def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> S
         with mapped(label, "key exchange"):
             transport.start_client(timeout=ctx.connect_timeout)
             if transport.host_key is None:  # start_client returns quietly when its timeout passes
-                raise Timeout(f"{target.address}:{port} did not complete the SSH handshake within "
+                raise Timeout(f"{address}:{port} did not complete the SSH handshake within "
                               f"{ctx.connect_timeout:g} s", target=label)
             key = transport.get_remote_server_key()
-        decision = hostkeys.decide(target.address, port, key.get_name(), key.asbytes(), pins,
-                                   ctx.trust_unknown_host_key)
+        # A jump host's key is never trusted on first use: it is pinned in the inventory (or known_hosts).
+        decision = hostkeys.decide(address, port, key.get_name(), key.asbytes(), pins,
+                                   ctx.trust_unknown_host_key and not pin_required)
         with mapped(label, "authentication"):
             if creds.private_key_path:
                 transport.auth_publickey(creds.username, _load_key(creds, label))
@@ -212,12 +256,12 @@ def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> S
             else:
                 raise AuthError(f"no private key or password configured for {label}", target=label)
         if not transport.is_authenticated():
-            raise AuthError(f"authentication to {target.address} failed", target=label)
+            raise AuthError(f"authentication to {address} failed", target=label)
         if decision == "trust-new":
-            hostkeys.record_trusted(ctx.known_hosts, target.address, port, key.get_name(), key.asbytes())
+            hostkeys.record_trusted(ctx.known_hosts, address, port, key.get_name(), key.asbytes())
     except BaseException as exc:
         transport.close()
         if hasattr(exc, "with_context"):
             exc.with_context(target=label, connector="ssh_linux")
         raise
-    return SshSession(target, creds, ctx, transport, port, trusted_new_key=decision == "trust-new")
+    return transport, decision

@@ -47,7 +47,7 @@ class TestTopology:
         assert set(lab.namespaces) <= set(netns.list_names(lab.prefix + "-"))
         assert {h.namespace for h in lab.hosts.values()} == {f"{lab.prefix}-{n}" for n in
                                                             ("fw", "mgmt", "victim", "peer", "legacy", "sudohost",
-                                                             "attacker")}
+                                                             "attacker", "dmz")}
 
     def test_root_namespace_sees_no_lab_interface(self, lab: Lab) -> None:
         """Veth pairs are created directly inside the lab namespaces, never in the machine's own."""
@@ -57,7 +57,7 @@ class TestTopology:
     def test_addresses_and_routes(self, lab: Lab) -> None:
         """LAN hosts route via fw .1, the attacker via fw's outside address, and fw has no default route."""
         assert lab.hosts["victim"].address == "10.77.0.20"
-        assert lab.hosts["fw"].addresses == ("10.77.0.1", "10.77.1.1")
+        assert lab.hosts["fw"].addresses == ("10.77.0.1", "10.77.1.1", "10.77.2.1")
         assert "default via 10.77.0.1" in lab.exec("peer", ["ip", "route"]).stdout
         assert "default via 10.77.1.1" in lab.exec("attacker", ["ip", "route"]).stdout
         fw_routes = lab.exec("fw", ["ip", "route"]).stdout
@@ -212,12 +212,13 @@ class TestConfig:
         assert agent["inventory"] == str(lab.config_dir / "inventory.yaml")
         assert inv["management"]["addresses"] == ["10.77.0.10"]
         assert inv["protected"] == {"hosts": ["mgmt"], "cidrs": ["10.77.0.10/32"], "accounts": ["breakglass"]}
-        assert set(inv["hosts"]) == {"victim", "peer", "legacy", "sudohost", "mgmt"}
+        assert set(inv["hosts"]) == {"victim", "peer", "legacy", "sudohost", "dmz", "mgmt"}
         assert inv["hosts"]["legacy"]["credentials"] == {"username": "root",
                                                         "private_key": f"file:{lab.agent_key}"}
         assert inv["devices"]["fw"]["device_type"] == "linux" and inv["devices"]["fw"]["edge"] is True
         pinned = {line.split()[0] for line in lab.known_hosts.read_text().splitlines()}
-        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40", "10.77.0.60"}
+        assert pinned == {"10.77.0.1", "10.77.1.1", "10.77.0.20", "10.77.0.30", "10.77.0.40", "10.77.0.60",
+                          "10.77.2.1", "10.77.2.10"}
 
 
 class TestCli:
@@ -250,7 +251,7 @@ class TestLifecycle:
         pid_files = sorted(spare_lab.state_dir.glob("hosts/*/*.pid"))
         started = [procs.read_pid(p) for p in pid_files]
         in_lab = _pids_in_namespaces(spare_lab.namespaces)
-        assert len(started) == 10 and set(started) <= in_lab and len(in_lab) > len(started)
+        assert len(started) == 12 and set(started) <= in_lab and len(in_lab) > len(started)
         spare_lab.down()
         client.close()
         assert not [ns for ns in spare_lab.namespaces if netns.exists(ns)]

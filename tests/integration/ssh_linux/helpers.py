@@ -58,7 +58,7 @@ class Agent:
         return result, self.conn.verify(s, "isolate", {})
 
 
-def stop_timers(lab: Lab, hosts: tuple[str, ...] = ("victim", "legacy")) -> None:
+def stop_timers(lab: Lab, hosts: tuple[str, ...] = ("victim", "legacy", "dmz")) -> None:
     """Never leave a dead-man timer running into other tests."""
     for host in hosts:
         lab.exec(host, ["sh", "-c", STOP_TIMER], check=False)
