@@ -68,8 +68,10 @@ def _decide(app: App, args: argparse.Namespace) -> int:
     approve = args.command == "approve"
     row = decide(app.store, app.audit, args.id, approve=approve, by=app.actor, reason=args.reason)
     if not approve:
-        from agent.intake.claims import give_up
-        give_up(app.store.engine, row.incident_id)  # a denied incident holds no dedupe claim
+        from agent.intake.claims import denied
+        if denied(app.store.engine, row.incident_id):  # no dedupe claim; closed when nothing was applied
+            app.audit.record("incident.closed", incident=row.incident_id,
+                             reason=f"approval {row.id} denied by {app.actor}", incident_status="closed")
         if args.json:
             emit_json({"approval": approval_dict(row)})
         else:

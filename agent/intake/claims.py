@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.intake.models import IntakeClaim, IntakeIncident
 
-__all__ = ["ACTING", "NOT_ACTING", "claim", "give_up", "holder", "live_claims"]
+__all__ = ["ACTING", "NOT_ACTING", "claim", "denied", "give_up", "holder", "live_claims"]
 
 #: intake decisions of an incident that holds its claim
 ACTING = ("queued", "executing", "approval-pending", "approved")
@@ -74,6 +74,24 @@ def give_up(engine: Any, incident: str) -> None:
     """``incident`` no longer acts (refused, denied, expired, released): its claims are free."""
     with engine.begin() as conn:
         conn.execute(delete(IntakeClaim).where(IntakeClaim.incident_id == incident))
+
+
+def denied(engine: Any, incident: str) -> bool:
+    """A person denied the incident's plan: free its claims, and close it when nothing was ever applied for it.
+
+    Returns True when the incident was closed (an incident with applied actions stays as it is: it has a
+    containment to release).
+    """
+    from agent.store import Action, Incident
+    give_up(engine, incident)
+    with engine.begin() as conn:
+        conn.execute(update(IntakeIncident).where(IntakeIncident.incident_id == incident)
+                     .values(decision="denied"))
+        applied = conn.execute(select(Action.id).where(Action.incident_id == incident).limit(1)).first()
+        if applied is not None:
+            return False
+        return bool(conn.execute(update(Incident).where(Incident.id == incident, Incident.status == "open")
+                                 .values(status="closed")).rowcount)
 
 
 def live_claims(conn: Any, since: datetime) -> list[tuple[str, str, str, datetime]]:

@@ -53,7 +53,11 @@ def decide_and_run(svc: Any, approval_id: str, *, approve: bool, by: str, reason
     from agent.intake.dispatcher import wanted_slots
     row = decide(svc.store, svc.audit, approval_id, approve=approve, by=by, reason=reason)
     if not approve:
-        svc.dispatcher.forget(row.incident_id)  # a denied incident holds no dedupe claim
+        from agent.intake.claims import denied
+        svc.dedupe.forget_incident(row.incident_id)  # a denied incident holds no dedupe claim ...
+        if denied(svc.store.engine, row.incident_id):  # ... and, when nothing was applied for it, is closed
+            svc.audit.record("incident.closed", incident=row.incident_id, reason=f"approval {row.id} denied by {by}",
+                             incident_status="closed")
         return row, False
     try:
         plan, ttl, run_reason = plan_for(svc.app, row)

@@ -76,6 +76,7 @@ def test_denied_approval_frees_the_key(env):
     first = post(client, "ask-1", "web2")
     approval = wait_for(lambda: client.get("/approvals", headers=API).json())
     assert client.post(f"/approvals/{approval[0]['id']}/deny", json={"reason": "no"}, headers=API).status_code == 200
+    assert incident_decision(client, first["incident"])["status"] == "closed"  # denied: nothing stays open
     second = post(client, "edr-2", "web2")
     assert second["disposition"] == "accepted" and second["incident"] != first["incident"]
     wait_for(lambda: world.isolated.get("10.9.0.22") or world.isolated.get("web2"))
