@@ -5,7 +5,8 @@ Usage: python bench/audit_throughput.py [--records N] [--write-records N] [--thr
 * append: records/s through AuditLog (redaction, chain, flock, fsync every 64 records / 0.2 s) — target ≥ 5000/s —
   versus a bare baseline that only json-dumps and appends the same records with the same fsync cadence.
 * verify: records/s for `agent audit verify` with signature checks over --records records (default 1,000,000)
-  versus a parse-only pass (json.loads of every line), i.e. the floor any verifier pays.
+  versus a parse-only pass (json.loads of every line), i.e. the floor any verifier pays — target ≥ 100,000/s;
+  also in CPU time (a shared machine's load halves wall-clock rates) and with a trust anchor.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.audit import AuditLog, verify
+from agent.audit import AuditLog, TrustAnchor, verify
 from agent.audit.canonical import GENESIS_HASH, encode_line, segment_name
 from agent.audit.keys import fingerprint, generate_keypair, load_private_key, public_raw, sign_checkpoint
 
 TARGET_APPEND = 5000.0
+TARGET_VERIFY = 100_000.0
 
 
 def _fields(i: int) -> dict[str, object]:
@@ -124,15 +126,25 @@ def main() -> int:
         print(f"verify fixture: {args.records} records, {size / 1e6:.0f} MB "
               f"(generated in {time.perf_counter() - generated:.1f} s)")
         floor = bench_parse_only(base / "v")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = verify(base / "v", public_key=public)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         assert report.ok, report.render()
+        rate = report.records / elapsed
         print(f"verify, parse-only baseline          : {floor:9.0f} records/s")
         print(f"verify, chain + {report.checkpoints_verified} signatures        : "
-              f"{report.records / elapsed:9.0f} records/s  ({elapsed:.1f} s total; "
-              f"ratio {report.records / elapsed / floor:.2f} of parse-only)")
-        return 0 if durable >= TARGET_APPEND else 1
+              f"{rate:9.0f} records/s  ({elapsed:.1f} s total; ratio {rate / floor:.2f} of parse-only; "
+              f"target ≥ {TARGET_VERIFY:.0f}: {'MET' if rate >= TARGET_VERIFY else 'NOT MET'})")
+        print(f"verify, same run in CPU time         : {report.records / cpu:9.0f} records/s  "
+              f"(what the verifier costs when it has a core to itself; load average {os.getloadavg()[0]:.1f})")
+        anchor = TrustAnchor(fingerprint=report.key_fingerprint, seq=report.last_checkpoint_seq,
+                             hash=report.last_checkpoint_hash)
+        started = time.perf_counter()
+        anchored = verify(base / "v", public_key=public, anchor=anchor)
+        anchored_rate = anchored.records / (time.perf_counter() - started)
+        assert anchored.ok, anchored.render()
+        print(f"verify with a trust anchor           : {anchored_rate:9.0f} records/s")
+        return 0 if durable >= TARGET_APPEND and rate >= TARGET_VERIFY else 1
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

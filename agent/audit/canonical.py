@@ -42,9 +42,23 @@ _SEGMENT_RE = re.compile(r"audit-\d{4}-\d{2}-\d{2}\.jsonl")
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _not_serialisable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder ``JSONEncoder.encode`` builds afresh on every call, built once: the same bytes (same separators,
+# key order, escaping and float repr; tested against json.dumps) for a third of the cost on the verify and append
+# hot paths. No circular-reference markers: a record parsed from JSON cannot be circular.
+_C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # CPython's _json accelerator (not in typeshed)
+_C_ENCODE: Any = (_C_MAKE(None, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+                  if _C_MAKE is not None else None)
+
+
 def canonical(body: dict[str, Any]) -> bytes:
     """Serialise a record body the one way every verifier agrees on (same as ``json.dumps`` with those options)."""
-    return _ENCODER.encode(body).encode("utf-8")
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C accelerator
+        return _ENCODER.encode(body).encode("utf-8")
+    return "".join(_C_ENCODE(body, 0)).encode("utf-8")
 
 
 def body_hash(body: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from agent.audit.segments import list_segments
 __all__ = ["CHECKPOINT_EVENT", "VerifyError", "VerifyReport", "verify"]
 
 CHECKPOINT_EVENT = "audit.checkpoint"
-_DECODE = json.JSONDecoder().decode
+#: json's C scanner called directly (what ``decode`` does after two whitespace regex matches per line).
+_SCAN: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: context
 
 EDITED = "hash mismatch (record edited)"
 BROKEN_LINK = "prev_hash does not match previous record (record deleted or reordered)"
@@ -240,15 +242,17 @@ class _State:
         self.opened: set[str] = set()
 
     def check_segment(self, path: Path, *, last: bool, report: VerifyReport) -> None:
+        name = path.name
+        check_line = self.check_line
         with path.open("rb") as handle:
             for lineno, line in enumerate(handle, 1):
                 if not line.endswith(b"\n"):
                     if last and self._is_final(handle):
-                        report.notes.append(f"{path.name}:{lineno}: incomplete final line ({len(line)} bytes) "
+                        report.notes.append(f"{name}:{lineno}: incomplete final line ({len(line)} bytes) "
                                             "ignored — a writer was killed mid-write; it was never committed")
                         return
-                    raise _Stop(VerifyError(path.name, lineno, self._next_seq(), TRUNCATED_LINE))
-                self.check_line(path.name, lineno, line, report)
+                    raise _Stop(VerifyError(name, lineno, self._next_seq(), TRUNCATED_LINE))
+                check_line(name, lineno, line, report)
 
     @staticmethod
     def _is_final(handle: Any) -> bool:
@@ -262,11 +266,14 @@ class _State:
             return _Stop(VerifyError(name, lineno, seq, reason))
 
         try:
-            record = _DECODE(line.decode("utf-8"))
+            text = line.decode("utf-8")
+            record, end = _SCAN(text, 0)
+            if end != len(text) - 1:  # anything but the newline after the object: not one record per line
+                raise ValueError(text)
             stored = record.pop("hash")
             seq = record["seq"]
             prev_hash = record["prev_hash"]
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
             raise fail(MALFORMED, self._next_seq()) from None
         if not isinstance(seq, int) or not isinstance(stored, str) or not isinstance(prev_hash, str):
             raise fail(MALFORMED, self._next_seq())

@@ -239,3 +239,36 @@ class TestCli:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parents[2]).stdout.split()
         assert out == ["False", "False"]
+
+
+CORPUS: list[dict] = [  # type: ignore[type-arg]
+    {"b": 1, "a": [True, False, None], "é": "naïve — ünïcode 🚀", "ctl": "tab\tnl\nquote\"back\\slash\x01"},
+    {"floats": [0.1, -0.0, 1e16, 1.5e-300, 123456789.123456789, float("nan"), float("inf")],
+     "ints": [0, -1, 2**70, -(2**63)], "nested": {"z": {"y": [{"x": "", "w": []}]}, "a": {}}},
+    {"keys need escaping": {"\"": 1, "\n": 2, "\u2028": 3, "a\u0000b": 4}, "o'brien": "a(b)c", "": ""},
+]
+
+
+class TestCanonicalEncoder:
+
+    @pytest.mark.parametrize("body", CORPUS)
+    def test_same_bytes_as_json_dumps(self, body: dict) -> None:  # type: ignore[type-arg]
+        """The reused C encoder writes exactly what docs/audit-format.md's json.dumps rule writes."""
+        from agent.audit.canonical import canonical
+
+        expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        assert canonical(body) == expected
+        assert canonical(body) == canonical(json.loads(expected))  # stable across a round trip
+
+    def test_unserialisable_value_is_a_type_error(self) -> None:
+        """Like json.dumps: a value JSON cannot hold is a TypeError naming its type, not silent output."""
+        from agent.audit.canonical import canonical
+
+        with pytest.raises(TypeError, match="set"):
+            canonical({"a": {1, 2}})
+
+    def test_trailing_bytes_after_the_object_are_malformed(self, log_dir: Path) -> None:
+        """Two objects on one line (or junk after the record) are refused as malformed, not half-read."""
+        _rewrite(log_dir, lambda ls: [ls[0], ls[1][:-1] + b' {"x":1}\n', *ls[2:]])
+        report = verify(log_dir)
+        assert not report.ok and "malformed" in report.first_error.reason  # type: ignore[union-attr]
