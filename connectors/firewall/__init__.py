@@ -38,7 +38,7 @@ from connectors.base import ConnectorBase, Session
 from connectors.errors import InvalidInput
 from connectors.firewall.addresses import Network, parse_addresses, parse_network, parse_protected, to_text
 from connectors.firewall.cisco import CiscoAsa, CiscoIos
-from connectors.firewall.dialect import GROUP, Dialect
+from connectors.firewall.dialect import GROUP, DeviceState, Dialect
 from connectors.firewall.fortinet import Fortinet
 from connectors.firewall.junos import JuniperJunos
 from connectors.firewall.linux import LinuxNft
@@ -123,6 +123,31 @@ class FirewallConnector(ConnectorBase):
         dialect_for(target).validate_options(target.options)
 
     # ----- dry run ----------------------------------------------------------------------------------------------
+    def resolve(self, session: Session, action: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Read-only resolve step (docs/architecture.md, decision 1): the device state the exact preview and
+        the apply are computed from — group members, scaffold, rule order, pending commits, our login. Sends
+        only ``show`` commands."""
+        s = _session(session)
+        if action in ("block_ip", "unblock_ip"):
+            self._addresses(s.target, args)  # validated again: a resolve step never reads for bad input
+        state = s.dialect.read_state()
+        return {"device_type": s.dialect.device_type, "members": [to_text(m) for m in state.members],
+                "group_exists": state.group_exists, "rule_in_place": state.rule_in_place,
+                "facts": dict(state.facts), "login": str(getattr(s.dialect.conn, "username", "") or "")}
+
+    def preview(self, target: Target, action: str, args: Mapping[str, Any], ctx: ConnectorContext,
+                facts: Mapping[str, Any] | None = None) -> list[str]:
+        """Exactly the lines that will be sent, from ``facts`` (see :meth:`resolve`); without facts (offline)
+        the state-dependent lines are shown as conditional ones."""
+        if facts is None or action not in ("block_ip", "unblock_ip"):
+            return super().preview(target, action, args, ctx)
+        state = DeviceState(members=[parse_network(m) for m in facts.get("members", [])],
+                            group_exists=bool(facts.get("group_exists")),
+                            rule_in_place=bool(facts.get("rule_in_place")), facts=dict(facts.get("facts") or {}))
+        return dialect_for(target).preview(target.options, self._addresses(target, args),
+                                           remove=action == "unblock_ip", state=state,
+                                           login=str(facts.get("login") or "") or None)
+
     def _preview_block_ip(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         return dialect_for(target).preview(target.options, self._addresses(target, args))
 

@@ -121,7 +121,7 @@ class CiscoAsa(Dialect):
                            f"{' '.join(out.split())[:300]}", target=self.target, detail={"saved": False})
         return ["write memory"]
 
-    def _persist_preview(self) -> list[str]:
+    def _persist_preview(self, applied: bool) -> list[str]:
         return ["write memory"]
 
 
@@ -136,6 +136,9 @@ class CiscoIos(CiscoAsa):
     option_names = ("acl", "interface")
     required_options = ()
     own_acl = f"{GROUP}-IN"
+
+    def _offline_facts(self) -> dict[str, Any]:
+        return {} if self.options.get("acl") else {"acl_exists": False}  # interface mode creates its ACL
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> None:

@@ -112,8 +112,10 @@ class Dialect(abc.ABC):
         self.options = dict(options)
         self.target = target
         self.timeout = timeout
+        self.login: str | None = None  # the login changes are recorded under (preview without a session)
         self.journal: list[str] = []   # every configuration line the device accepted in this session
         self.sent: list[str] = []      # every line sent, shows included (for debugging and tests)
+        self.reads: list[str] = []     # the read-only (show) commands among them
         self._cached: tuple[float, DeviceState] | None = None
 
     # ----- options -----------------------------------------------------------------------------------------
@@ -150,8 +152,8 @@ class Dialect(abc.ABC):
         missing = [to_text(a) for a in addrs if not covered_by(a, state.members)]
         return (not missing and state.scaffold), blocked, missing, state
 
-    def block(self, addrs: Sequence[Network]) -> ChangeReport:
-        state = self.read_state(reuse=True)
+    def _block_plan(self, addrs: Sequence[Network], state: DeviceState) -> tuple[list[Step], ChangeReport]:
+        """The exact lines a block sends on a device in ``state`` (shared by :meth:`block` and the preview)."""
         todo = [a for a in addrs if not covered_by(a, state.members)]
         report = ChangeReport(changed=[to_text(a) for a in todo],
                               unchanged=[to_text(a) for a in addrs if a not in todo])
@@ -162,6 +164,21 @@ class Dialect(abc.ABC):
         if todo:
             self._check_conflicts(todo, state)
             steps += self._add_steps(todo, state)
+        return steps, report
+
+    def _unblock_plan(self, addrs: Sequence[Network], state: DeviceState) -> tuple[list[Step], ChangeReport]:
+        todo = [a for a in addrs if a in state.members]
+        report = ChangeReport(changed=[to_text(a) for a in todo],
+                              unchanged=[to_text(a) for a in addrs if a not in todo])
+        for a in addrs:
+            if a not in todo and covered_by(a, state.members):
+                report.warnings.append(f"{to_text(a)} stays blocked by a broader entry of {GROUP}")
+        return (self._remove_steps(todo, state) if todo else []), report
+
+    def block(self, addrs: Sequence[Network]) -> ChangeReport:
+        state = self.read_state(reuse=True)
+        steps, report = self._block_plan(addrs, state)
+        todo = report.changed
         if steps or state.facts.get("needs_persist"):
             report.applied_lines, report.persist_lines = self._change(steps)
         note = self.persistence_note()
@@ -175,14 +192,8 @@ class Dialect(abc.ABC):
 
     def unblock(self, addrs: Sequence[Network]) -> ChangeReport:
         state = self.read_state(reuse=True)
-        todo = [a for a in addrs if a in state.members]
-        report = ChangeReport(changed=[to_text(a) for a in todo],
-                              unchanged=[to_text(a) for a in addrs if a not in todo])
-        for a in addrs:
-            if a not in todo and covered_by(a, state.members):
-                report.warnings.append(f"{to_text(a)} stays blocked by a broader entry of {GROUP}")
-        if todo or state.facts.get("needs_persist"):
-            steps = self._remove_steps(todo, state) if todo else []
+        steps, report = self._unblock_plan(addrs, state)
+        if steps or state.facts.get("needs_persist"):
             report.applied_lines, report.persist_lines = self._change(steps)
         return report
 
@@ -286,6 +297,7 @@ class Dialect(abc.ABC):
     def _show(self, command: str) -> str:
         """An exec/operational-mode command; its answer ends at the session's own prompt."""
         self.sent.append(command)
+        self.reads.append(command)
         prompt = rf"{re.escape(self.conn.base_prompt)}[^\n]*[>#$\]]\s*$"
         answer = self._exchange([command], prompt)[0]
         return answer.rsplit("\n", 1)[0] if "\n" in answer else ""
@@ -372,14 +384,40 @@ class Dialect(abc.ABC):
 
     # ----- dry run --------------------------------------------------------------------------------------------
     @classmethod
-    def preview(cls, options: Mapping[str, Any], addrs: Sequence[Network], remove: bool = False) -> list[str]:
-        """Lines a first-time block (or an unblock) would send, assuming nothing is configured yet."""
+    def preview(cls, options: Mapping[str, Any], addrs: Sequence[Network], remove: bool = False,
+                state: DeviceState | None = None, login: str | None = None) -> list[str]:
+        """Exactly the lines :meth:`block` (or :meth:`unblock`) sends to a device in ``state`` — the state read
+        by the read-only resolve step (docs/architecture.md, decision 1). Without a state (``--offline``) the
+        state-dependent lines are shown as conditional ones (:meth:`offline_preview`)."""
         d = cls(None, options)
-        state = DeviceState(members=list(addrs) if remove else [],
-                            facts={"acl_exists": True, "filter_exists": True, "next_id": 1})
-        steps = d._remove_steps(list(addrs), state) if remove else (
-            d._scaffold_steps(state) + d._add_steps(list(addrs), state))
-        return [s.line for s in steps] + d._persist_preview()
+        d.login = login
+        if state is None:
+            return d.offline_preview(addrs, remove)
+        steps, _ = d._unblock_plan(addrs, state) if remove else d._block_plan(addrs, state)
+        if not steps and not state.facts.get("needs_persist"):
+            return []
+        return [s.line for s in steps] + d._persist_preview(bool(steps))
 
-    def _persist_preview(self) -> list[str]:
+    #: facts of a device whose state is unknown: placeholders make the state-dependent lines visible
+    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {}
+
+    def offline_preview(self, addrs: Sequence[Network], remove: bool) -> list[str]:
+        """No device read (``--dry-run --offline``): the lines for a device that has none of our objects yet,
+        each state-dependent line marked with its condition; lines with ``<…>`` are filled in from the device."""
+        if remove:
+            state = DeviceState(members=list(addrs), group_exists=True, rule_in_place=True)
+            return [f"if {to_text(a)} is in {GROUP}: " + s.line for a in addrs for s in self._remove_steps([a], state)
+                    ] + [f"after a change: {line}" for line in self._persist_preview(True)]
+        state = DeviceState(facts={"acl_exists": True, "filter_exists": True, "next_id": "<next free id>",
+                                   **self._offline_facts()})
+        scaffold = [f"if {GROUP}/{RULE} are not in place yet: {s.line}" for s in self._scaffold_steps(state)]
+        adds = [f"if not already blocked: {s.line}" for s in self._add_steps(list(addrs), state)]
+        return (["(offline: the device was not read; conditional lines are sent only when the device needs them)"]
+                + scaffold + adds + [f"after a change: {line}" for line in self._persist_preview(True)])
+
+    def _offline_facts(self) -> dict[str, Any]:
+        return dict(self.OFFLINE_FACTS)
+
+    def _persist_preview(self, applied: bool) -> list[str]:
+        """The commit/save lines sent after the change lines (``applied``: some change line was sent)."""
         return []

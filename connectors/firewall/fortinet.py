@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any, ClassVar
 
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceState, Dialect, Step
@@ -52,6 +53,7 @@ class Fortinet(Dialect):
 
     device_type = "fortinet"
     families = frozenset({4})
+    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"first": "<first policy id>"}
     error_re = re.compile(r"(?m)^(Command fail\. Return code.*|Unknown action.*|node_check_object fail.*"
                           r"|entry not found.*|value parse error.*)$")
     uses_config_mode = False

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any, ClassVar
 
 from connectors.errors import Busy, Rejected
 from connectors.firewall.addresses import Network
@@ -130,5 +131,8 @@ class JuniperJunos(Dialect):
         self._commit("commit", "commit complete")
         return done + ["commit"]
 
-    def _persist_preview(self) -> list[str]:
-        return [f"commit confirmed {max(1, int(self.options.get('confirm_minutes') or 5))}", "commit"]
+    def _persist_preview(self, applied: bool) -> list[str]:
+        minutes = max(1, int(self.options.get("confirm_minutes") or 5))
+        return ([f"commit confirmed {minutes}"] if applied else []) + ["commit"]
+
+    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"first_term": "<first term of the filter>"}

@@ -156,6 +156,10 @@ class LinuxNft(Dialect):
         status = m.group(1) if m else "unknown"
         return DeviceError(line, f"exit status {status}: {' '.join(_RC.sub('', out).split())[:300]}")
 
+    def _persist_preview(self, applied: bool) -> list[str]:
+        path = self.options.get("persist_file")
+        return [f"nft list table inet {TABLE} > {path}"] if path else []
+
     def persistence_note(self) -> str | None:
         path = self.options.get("persist_file")
         if not path:

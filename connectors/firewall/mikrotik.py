@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any, ClassVar
 
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, RULE, DeviceState, Dialect, Step
@@ -28,6 +29,7 @@ class MikrotikRouterOs(Dialect):
 
     device_type = "mikrotik_routeros"
     families = frozenset({4})
+    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"rules": 1}   # place-before=0 whenever the raw table has rules
     error_re = re.compile(r"(?m)^(bad command name.*|failure: .*|syntax error.*|expected end of command.*"
                           r"|input does not match.*|no such item.*|invalid value.*)$")
     uses_config_mode = False

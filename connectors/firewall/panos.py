@@ -44,7 +44,7 @@ class PaloAltoPanos(Dialect):
     @property
     def _admin(self) -> str:
         """The login the agent's changes are recorded under (the partial commit/revert scope)."""
-        user = str(getattr(self.conn, "username", "") or self.options.get("admin") or "")
+        user = str(getattr(self.conn, "username", "") or self.login or self.options.get("admin") or "")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}", user):
             raise InvalidInput(f"{self.target}: login {user!r} cannot scope a partial commit (letters, digits, "
                                "'.', '_', '@', '-')", target=self.target)
@@ -135,6 +135,6 @@ class PaloAltoPanos(Dialect):
             raise DeviceError(line, " ".join(out.split())[:400])
         return [line]
 
-    def _persist_preview(self) -> list[str]:
-        return [f"commit partial admin {self.options.get('admin') or '<login user>'}"]
+    def _persist_preview(self, applied: bool) -> list[str]:
+        return [f"commit partial admin {self._admin if (self.conn or self.login) else '<login user>'}"]
 

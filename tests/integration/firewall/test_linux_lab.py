@@ -97,3 +97,20 @@ class TestLinuxRouter:
         with pytest.raises(Rejected, match="overlaps"):
             fw.run("block_ip", fw.args("10.77.1.128/25"))
         assert fw.path_state() == "blocked"
+
+
+class TestLinuxPreviewExact:
+    @pytest.mark.parametrize("populated", [False, True], ids=["empty", "populated"])
+    def test_preview_equals_sent(self, fw: Fw, populated: bool) -> None:
+        """The real router: the preview from the resolve step's facts is exactly what is sent (finding 7)."""
+        if populated:
+            fw.run("block_ip", fw.args("45.35.1.1"))
+        args = fw.args(ATTACKER, "45.33.7.9")
+        fw.conn.validate(fw.target, "block_ip", args)
+        with fw.lab.enter("mgmt"), fw.conn.open(fw.target, fw.creds, fw.ctx) as s:
+            facts = fw.conn.resolve(s, "block_ip", args)
+            preview = fw.conn.preview(fw.target, "block_ip", args, fw.ctx, facts=facts)
+            result = fw.conn.apply(s, "block_ip", args, fw.conn.snapshot(s, "block_ip", args))
+        assert preview == result.details["applied_lines"] + result.details["persist"]
+        assert any(ln.startswith("nft add element") for ln in preview)
+        assert any(ln.startswith("nft add table") for ln in preview) is not populated
