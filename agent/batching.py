@@ -43,7 +43,10 @@ def items_for(kind: str, subject: str, args: dict[str, Any], target_name: str) -
 
 
 def merge_batches(planner: Planner, plan: Plan) -> None:
-    """Fold the actions of a batched step on one device/directory into one action (kept at the first's place)."""
+    """Fold the actions of a batched step on one device/directory into one action (kept at the first's place);
+    drop a per-subject action that repeats an earlier one on the same subject (``jdoe`` and ``JDOE@lab.test``
+    are one account once the directory has said so: its evidence is captured once, its sessions ended once)."""
+    _drop_repeats(plan)
     groups: dict[tuple[str, str, str], list[PlannedAction]] = {}
     for pa in plan.actions:
         if pa.undo_of is None and (pa.connector, pa.action) in BATCHED:
@@ -59,6 +62,23 @@ def merge_batches(planner: Planner, plan: Plan) -> None:
     if replaced:
         kept = [replaced.get(id(pa), pa) for pa in plan.actions]
         plan.actions = [pa for pa in kept if pa is not None]
+
+
+def _drop_repeats(plan: Plan) -> None:
+    seen: set[tuple[str, ...]] = set()
+    kept: list[PlannedAction] = []
+    for pa in plan.actions:
+        if pa.undo_of is None and (pa.connector, pa.action) not in BATCHED:
+            if pa.items and all(i.kind == "account" for i in pa.items):
+                what = tuple(i.canonical for i in pa.items)
+            else:
+                what = tuple(sorted(f"{k}={v!r}" for k, v in pa.args.items()))
+            key = (pa.step.id, pa.target.name, pa.action, *what)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(pa)
+    plan.actions = kept
 
 
 def _merge(planner: Planner, plan: Plan, parts: list[PlannedAction]) -> PlannedAction:

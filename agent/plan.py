@@ -219,7 +219,7 @@ class Planner:
                 if reason:
                     plan.notes.append(f"sessions of {value} on {host.name} not ended: {reason}")
                     continue
-                out.append((host, self._pin(host), {"user": value}))
+                out.append((host, self._pin(host), {"user": _local_user(host, value)}))
             return out
         if kind == "host":
             try:
@@ -397,3 +397,10 @@ class _UndoRequest:
         """The directory's ids for the names (``guid:...``): journaled items are matched by them too."""
         self.subjects = [(s, keys.get(s, k)) for s, k in self.subjects]
         self.keys.extend(keys[n] for n in self.names if n in keys)
+
+
+def _local_user(host: HostEntry, account: str) -> str:
+    """The user as ``host``'s inventory entry spells it: ``JDOE@lab.test`` or ``LAB\\jdoe`` is ``jdoe`` there (the
+    host-side kill needs the host's own login name, not the directory's other forms)."""
+    short = account.split("\\")[-1].split("@")[0].lower()
+    return next((u for u in host.users if u.split("\\")[-1].split("@")[0].lower() == short), account)

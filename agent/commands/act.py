@@ -349,12 +349,16 @@ def _print_outcome_table(outcomes: list[Any]) -> None:
 def _print_outcome(obj: Any) -> None:
     state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
     print(f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}", flush=True)
+    named = []
     for item in getattr(obj, "items", None) or []:  # a batch: every item that is not done, by name
         if item["state"] != "done":
             text = state_color(item["state"]) + " " * max(0, 6 - len(item["state"]))
             why = item.get("error") or item.get("outcome", "").replace("_", " ")
             print(f"  {'':<14} {'':<10} {text} {item['requested']}: {why}", flush=True)
+            named.append(f"{item['requested']}: ")
     for warning in obj.warnings:
+        if any(warning.startswith(prefix) for prefix in named):
+            continue  # the item's line above already says it
         print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
 
 

@@ -258,3 +258,13 @@ def test_enable_account_says_a_password_reset_is_not_undone(env):
     plan, result = run(app, "enable-account", ["ALICE"], incident="INC-B")
     assert result.status == "done" and not d.disabled["alice"]
     assert any("reset_password" in n and "cannot be undone" in n for n in plan.notes), plan.notes
+
+
+def test_one_account_named_twice_is_planned_once(env):
+    """`alice` and `ALICE@lab.test` are one account (the directory says so): every step runs once for it."""
+    app, d = env
+    plan, result = run(app, "disable-account", ["alice", "ALICE@lab.test", "bob"])
+    steps = [[(pa.step.id, tuple(i.requested for i in pa.items)) for pa in phase] for phase in plan.phases()]
+    assert steps == [[("evidence", ("alice",)), ("evidence", ("bob",))], [("disable", ("alice", "bob"))],
+                     [("sessions", ("alice",)), ("sessions", ("bob",))]], steps
+    assert result.status == "done" and d.disabled["alice"] and d.disabled["bob"]
