@@ -27,10 +27,24 @@ def replan(planner: Planner, row: Action) -> Plan:
     book = Runbook(name=row.runbook, path=planner.settings.runbooks, description=f"re-apply {row.action}",
                    target=kind, steps=(step,), rollback="none")
     subject = row.subject or row.target
+    subjects = _subjects(planner, row)  # a batch: every account/address of it, as the user spelled them
     if kind == "account":
         subject = str((row.args or {}).get("account") or subject)
-        return planner.build(book, [subject], {}, directory=row.target)
+        return planner.build(book, subjects or [subject], {}, directory=row.target)
     if kind == "address":
         addresses = (row.args or {}).get("addresses") or [subject]
-        return planner.build(book, [str(addresses[0])], {}, devices=[row.target])
+        return planner.build(book, subjects or [str(addresses[0])], {}, devices=[row.target])
     return planner.build(book, [row.target], {})
+
+
+def _subjects(planner: Planner, row: Action) -> list[str]:
+    """The journaled items of ``row`` that were not undone, as requested (empty for a row without items)."""
+    if planner.store is None:
+        return []
+    from sqlalchemy import select
+
+    from agent.store import ActionItem
+    with planner.store.session() as s:
+        items = s.scalars(select(ActionItem).where(ActionItem.action_id == row.id, ActionItem.undone_at.is_(None))
+                          .order_by(ActionItem.position))
+        return [i.requested for i in items if i.kind in ("account", "address")]

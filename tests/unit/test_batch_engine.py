@@ -268,3 +268,14 @@ def test_one_account_named_twice_is_planned_once(env):
     assert steps == [[("evidence", ("alice",)), ("evidence", ("bob",))], [("disable", ("alice", "bob"))],
                      [("sessions", ("alice",)), ("sessions", ("bob",))]], steps
     assert result.status == "done" and d.disabled["alice"] and d.disabled["bob"]
+
+
+def test_replan_of_a_batch_covers_every_item(env):
+    """The daemon's retry and drift re-apply rebuild a journaled action: a batch comes back whole (it used to
+    come back as its label, 'alice, bob', taken for one account name)."""
+    from agent.replan import replan
+    app, _d = env
+    run(app, "disable-account", ["alice", "bob"])
+    [row] = app.planner().active_actions(None, "disable_account")
+    plan = replan(app.planner(), row)
+    assert [(pa.action, pa.args.get("accounts")) for pa in plan.actions] == [("disable_account", ["alice", "bob"])]
