@@ -83,7 +83,7 @@ def generate(directory: Path, count: int, key_path: Path, checkpoint_every: int 
             else:
                 body = {"event": "action.transition", **_fields(seq)}
             body.update(seq=seq, prev_hash=prev, ts=f"2026-11-23T10:00:00.{seq % 1000000:06d}Z",
-                        actor="bench", host="bench", pid=1)
+                        actor="bench", host="bench", pid=1, v=2)  # the record version AuditLog writes
             line, prev = encode_line(body)
             out.write(line)
 

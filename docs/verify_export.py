@@ -79,17 +79,26 @@ def _openssl_ok(pem, signature, message):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+STUB_KEYS = {"body_sha256", "incident_tag", "prev_hash", "seq", "v", "withheld"}
+
+
+def chain_hash(seq, prev_hash, tag, body_sha256):
+    """Hash rule of version-2 records (docs/audit-format.md)."""
+    text = f"containment-agent/audit-record/v2\n{seq}\n{prev_hash}\n{tag}\n{body_sha256}\n"
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def canonical(body):
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def verify_chain(audit_dir, pem, fingerprint):
+def verify_chain(audit_dir, pem, fingerprint, incident):
     """Steps 1-5 of the documented algorithm; returns the facts the anchor checks need."""
     names = sorted(n for n in os.listdir(audit_dir) if n.startswith("audit-") and n.endswith(".jsonl"))
     if not names:
         raise Failed("no audit segments")
     state = {"first": None, "last": None, "hashes": {}, "signed_to": None, "unsigned": 0, "opened": set(),
-             "evidence": []}
+             "evidence": [], "withheld": 0, "our_tag": hashlib.sha256(incident.encode()).hexdigest()}
     prev_hash = None
     for name in names:
         with open(os.path.join(audit_dir, name), "rb") as handle:
@@ -102,7 +111,20 @@ def verify_chain(audit_dir, pem, fingerprint):
             stored = record.pop("hash")
             seq = record["seq"]
             body = canonical(record)
-            if hashlib.sha256(body).hexdigest() != stored:
+            if record.get("v") == 2 and record.get("withheld") is True:  # another incident's record, withheld
+                if set(record) != STUB_KEYS:
+                    raise Failed(f"seq {seq}: malformed stub")
+                if record["incident_tag"] == state["our_tag"]:
+                    raise Failed(f"seq {seq}: a record of the exported incident itself was withheld")
+                expected = chain_hash(seq, record["prev_hash"], record["incident_tag"], record["body_sha256"])
+                state["withheld"] += 1
+            elif record.get("v") == 2:
+                tag = hashlib.sha256(record["incident"].encode()).hexdigest() if isinstance(
+                    record.get("incident"), str) else "-"
+                expected = chain_hash(seq, record["prev_hash"], tag, hashlib.sha256(body).hexdigest())
+            else:
+                expected = hashlib.sha256(body).hexdigest()
+            if expected != stored:
                 raise Failed(f"seq {seq}: hash mismatch (record edited)")
             if body[:-1] + b',"hash":"' + stored.encode() + b'"}' != line:
                 raise Failed(f"seq {seq}: not canonical")
@@ -115,7 +137,7 @@ def verify_chain(audit_dir, pem, fingerprint):
                     raise Failed(f"seq {seq}: prev_hash mismatch (record deleted or reordered)")
                 if seq != state["last"] + 1:
                     raise Failed(f"seq {seq}: seq gap")
-            if record["event"] == "audit.checkpoint":
+            if record.get("event") == "audit.checkpoint":
                 if record["covers_seq"] != seq - 1 or record["covers_hash"] != record["prev_hash"]:
                     raise Failed(f"seq {seq}: forged checkpoint")
                 if pem is not None:
@@ -127,9 +149,9 @@ def verify_chain(audit_dir, pem, fingerprint):
                     state["signed_to"], state["unsigned"] = seq - 1, 0
             else:
                 state["unsigned"] += 1
-            if record["event"] == "incident.opened":
+            if record.get("event") == "incident.opened":
                 state["opened"].add(record.get("incident"))
-            if record["event"] == "evidence.stored":
+            if record.get("event") == "evidence.stored":
                 state["evidence"].append(record)
             state["hashes"][seq] = stored
             state["last"], prev_hash = seq, stored
@@ -170,8 +192,8 @@ def main(argv=None):
             signature = base64.b64decode(read(sig_path).strip())
             if not ed25519_ok(pem, signature, MANIFEST_DOMAIN + manifest_bytes):
                 raise Failed("manifest signature invalid")
-        state = verify_chain(os.path.join(root, "audit"), pem, fingerprint)
         incident = manifest["incident"]
+        state = verify_chain(os.path.join(root, "audit"), pem, fingerprint, incident)
         if incident not in state["opened"]:
             raise Failed(f"the export lacks {incident}'s opening record (incident.opened)")
         for record in state["evidence"]:
@@ -200,7 +222,8 @@ def main(argv=None):
         if not args.expect_key:
             not_proven.append("no expected key: the key could be anyone's")
         proven.append(f"seq {state['first']}..{state['last']} consistent; signed up to seq {state['signed_to']} "
-                      f"by {fingerprint}; evidence matches its signed hashes")
+                      f"by {fingerprint}; evidence matches its signed hashes; {state['withheld']} record(s) of "
+                      "other incidents withheld (their links verify)")
     except (Failed, OSError, ValueError, KeyError) as exc:
         print(f"FAILED: {exc}")
         return 5

@@ -6,7 +6,13 @@ depend on exactly these few rules, so they live in one place with no third-party
 * The **body** of a record is every field except ``hash``.
 * ``canonical(body)`` is ``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
   encoded as UTF-8.
-* ``hash = sha256(canonical(body)).hexdigest()``.
+* version 1 (records without ``v``): ``hash = sha256(canonical(body)).hexdigest()``.
+* version 2 (``"v": 2``, written since records of one incident had to be exportable without the others'):
+  ``body_sha256 = sha256(canonical(body)).hexdigest()``, ``incident_tag = sha256(incident).hexdigest()`` (``-``
+  when the record names no incident) and ``hash = sha256("containment-agent/audit-record/v2\n" + seq + "\n" +
+  prev_hash + "\n" + incident_tag + "\n" + body_sha256 + "\n")`` — so another incident's record can be
+  *withheld* from an export as a stub ``{body_sha256, incident_tag, prev_hash, seq, v, withheld}`` whose link in
+  the chain still verifies and which provably is not a record of the exported incident.
 * A line in a segment is ``canonical(body)`` with ``,"hash":"<hex>"`` inserted before the final ``}``, then ``\\n``
   (the writer serialises once). A verifier re-encodes the parsed body and requires the line to be exactly this
   form, which also rejects duplicate keys and hand-reformatted records.
@@ -14,6 +20,7 @@ depend on exactly these few rules, so they live in one place with no third-party
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -23,15 +30,24 @@ __all__ = [
     "GENESIS_HASH",
     "HEAD_FILE",
     "LOCK_FILE",
+    "RECORD_DOMAIN",
+    "RECORD_VERSION",
     "SEGMENT_GLOB",
+    "STUB_KEYS",
     "body_hash",
     "canonical",
+    "chain_hash",
     "encode_line",
+    "incident_tag",
     "is_segment_name",
     "segment_name",
+    "withheld_line",
 ]
 
 GENESIS_HASH = "0" * 64
+RECORD_VERSION = 2
+RECORD_DOMAIN = b"containment-agent/audit-record/v2\n"
+STUB_KEYS = frozenset({"body_sha256", "incident_tag", "prev_hash", "seq", "v", "withheld"})
 SEGMENT_GLOB = "audit-*.jsonl"
 HEAD_FILE = "audit.head"
 LOCK_FILE = ".audit.lock"
@@ -61,16 +77,46 @@ def canonical(body: dict[str, Any]) -> bytes:
     return "".join(_C_ENCODE(body, 0)).encode("utf-8")
 
 
+def incident_tag(incident: Any) -> str:
+    """What a version-2 hash commits to about the record's incident: SHA-256 of its id, ``-`` for none."""
+    return _tag(incident) if isinstance(incident, str) else "-"
+
+
+@functools.lru_cache(maxsize=4096)  # a log names few incidents; verify asks once per record
+def _tag(incident: str) -> str:
+    return hashlib.sha256(incident.encode("utf-8")).hexdigest()
+
+
+def chain_hash(seq: int, prev_hash: str, tag: str, body_sha256: str) -> str:
+    """A version-2 record's ``hash``: its place in the chain, its incident tag and the digest of its body."""
+    return hashlib.sha256(RECORD_DOMAIN + f"{seq}\n{prev_hash}\n{tag}\n{body_sha256}\n".encode("ascii")).hexdigest()
+
+
+def _hash(body: dict[str, Any], raw: bytes) -> str:
+    digest = hashlib.sha256(raw).hexdigest()
+    if body.get("v") == RECORD_VERSION:
+        return chain_hash(body["seq"], body["prev_hash"], incident_tag(body.get("incident")), digest)
+    return digest
+
+
 def body_hash(body: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical body — the record's ``hash`` field."""
-    return hashlib.sha256(canonical(body)).hexdigest()
+    """The record's ``hash`` field for ``body`` (the record without ``hash``), by the rule of its version."""
+    return _hash(body, canonical(body))
 
 
 def encode_line(body: dict[str, Any]) -> tuple[bytes, str]:
     """Return the segment line for ``body`` and its hash; the body is serialised exactly once."""
     raw = canonical(body)
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = _hash(body, raw)
     return raw[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
+
+
+def withheld_line(body: dict[str, Any], stored_hash: str) -> bytes:
+    """The stub that stands for a version-2 record in an export that must not show it (another incident's)."""
+    stub = {"body_sha256": hashlib.sha256(canonical(body)).hexdigest(),
+            "incident_tag": incident_tag(body.get("incident")), "prev_hash": body["prev_hash"],
+            "seq": body["seq"], "v": RECORD_VERSION, "withheld": True}
+    return canonical(stub)[:-1] + b',"hash":"' + stored_hash.encode("ascii") + b'"}\n'
 
 
 def segment_name(day: str) -> str:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit.anchor import NOT_PROVEN_WITHOUT_ANCHOR, TrustAnchor
-from agent.audit.canonical import GENESIS_HASH, HEAD_FILE, canonical
+from agent.audit.canonical import (
+    GENESIS_HASH,
+    HEAD_FILE,
+    RECORD_VERSION,
+    STUB_KEYS,
+    canonical,
+    chain_hash,
+    incident_tag,
+)
 from agent.audit.segments import list_segments
 
 __all__ = ["CHECKPOINT_EVENT", "VerifyError", "VerifyReport", "verify"]
@@ -44,6 +52,8 @@ ANCHOR_COVERAGE = "signed coverage ends before the anchor (checkpoints deleted o
 ANCHOR_UNSIGNED = "too many records after the last signed checkpoint (checkpoints deleted?)"
 PREFIX_CUT = "log starts after seq 1: earlier records are missing (prefix cut)"
 NO_OPENING = "incident export lacks the incident's opening record (incident.opened)"
+WITHHELD_IN_LOG = "withheld record (a stub) in an audit log: only exports may withhold other incidents' records"
+WITHHELD_OURS = "a record of the exported incident itself was withheld"
 
 
 @dataclass
@@ -77,6 +87,7 @@ class VerifyReport:
     segments: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unsigned_after_checkpoint: int = 0
+    withheld: int = 0  # other incidents' records present only as stubs (exports)
     anchor: str | None = None  # what the log was compared against (None: no trust anchor)
     proven: list[str] = field(default_factory=list)
     not_proven: list[str] = field(default_factory=list)
@@ -110,11 +121,13 @@ class _Stop(Exception):
 
 
 def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | None = None,
-           to_seq: int | None = None, anchor: TrustAnchor | None = None) -> VerifyReport:
+           to_seq: int | None = None, anchor: TrustAnchor | None = None,
+           allow_withheld: bool = False) -> VerifyReport:
     """Check every segment in ``directory`` (optionally only seqs ``from_seq..to_seq``) and return a report.
 
     ``anchor``: what counsel received earlier (see :mod:`agent.audit.anchor`); without one the report's
-    ``not_proven`` says what the files alone cannot show.
+    ``not_proven`` says what the files alone cannot show. ``allow_withheld``: an export, where other incidents'
+    records may stand as stubs (never the anchored incident's own).
     """
     directory = Path(directory)
     key: Any = None
@@ -134,6 +147,7 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
         return report
     head = _read_head(directory, report)
     state = _State(key, fingerprint, from_seq, to_seq, head, anchor)
+    state.allow_withheld = allow_withheld
     try:
         try:
             for index, path in enumerate(segments):
@@ -147,6 +161,10 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
         report.ok = False
         report.first_error = stop.error
     report.unsigned_after_checkpoint = state.unsigned
+    report.withheld = state.withheld
+    if state.withheld:
+        report.notes.append(f"{state.withheld} record(s) of other incidents are withheld (stubs): their place in the "
+                            "chain and their incident tag verify, their content is not shown")
     _statements(report, anchor)
     return report
 
@@ -240,6 +258,8 @@ class _State:
         self.watch_incident = anchor.incident if anchor is not None else None
         self.anchor_hash: str | None = None
         self.opened: set[str] = set()
+        self.allow_withheld = False
+        self.withheld = 0
 
     def check_segment(self, path: Path, *, last: bool, report: VerifyReport) -> None:
         name = path.name
@@ -284,7 +304,13 @@ class _State:
             self.prev_seq, self.prev_hash = seq, stored
             return
         body = canonical(record)
-        if hashlib.sha256(body).hexdigest() != stored:
+        if record.get("v") == RECORD_VERSION:
+            if record.get("withheld") is True:
+                self._check_stub(record, seq, prev_hash, stored, fail)
+            elif chain_hash(seq, prev_hash, incident_tag(record.get("incident")),
+                            hashlib.sha256(body).hexdigest()) != stored:
+                raise fail(EDITED, seq)
+        elif hashlib.sha256(body).hexdigest() != stored:
             raise fail(EDITED, seq)
         if body[:-1] + b',"hash":"' + stored.encode() + b'"}\n' != line:
             raise fail(NOT_CANONICAL, seq)
@@ -315,6 +341,19 @@ class _State:
         if self.head is not None and seq == self.head["seq"] and stored != self.head["hash"]:
             raise fail(HEAD_MISMATCH, seq)
         self.prev_seq, self.prev_hash = seq, stored
+
+    def _check_stub(self, record: dict[str, Any], seq: int, prev_hash: str, stored: str, fail: Any) -> None:
+        """A withheld record (exports only): its link must verify and it must not be the exported incident's."""
+        if not self.allow_withheld:
+            raise fail(WITHHELD_IN_LOG, seq)
+        if set(record) != STUB_KEYS or not isinstance(record["body_sha256"], str) \
+                or not isinstance(record["incident_tag"], str):
+            raise fail(MALFORMED, seq)
+        if chain_hash(seq, prev_hash, record["incident_tag"], record["body_sha256"]) != stored:
+            raise fail(EDITED, seq)
+        if self.watch_incident is not None and record["incident_tag"] == incident_tag(self.watch_incident):
+            raise fail(f"{WITHHELD_OURS}: {self.watch_incident}", seq)
+        self.withheld += 1
 
     def _check_checkpoint(self, record: dict[str, Any], seq: int, prev_hash: str, fail: Any,
                           report: VerifyReport) -> None:

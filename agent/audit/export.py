@@ -3,9 +3,10 @@
 What an export holds (docs/audit-format.md, "Exports"):
 
 * ``audit/audit-YYYY-MM-DD.jsonl`` — the chain **from the incident's first record to the first checkpoint that
-  signs its last one**, cut at record boundaries. That is the incident's own records plus what verification
-  needs: the records of other incidents interleaved in that stretch (the chain links through them; a v1 record
-  cannot be withheld without breaking the link) and the checkpoint. Nothing before the incident is included.
+  signs its last one**, cut at record boundaries: the incident's own records and the checkpoints in full; every
+  other record in that stretch as a *stub* (version-2 records: seq, prev_hash, incident tag, body digest — its
+  link verifies, its content is not shown, and it provably belongs to another incident). Version-1 records
+  (written before version 2) cannot be withheld and appear in full. Nothing before the incident is included.
 * ``audit-signing-key.pub`` — the Ed25519 public key (its fingerprint is in the manifest; compare it with the one
   counsel received earlier).
 * ``evidence/…`` — the incident's evidence files; their SHA-256 are in the signed ``evidence.stored`` records.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit.anchor import TrustAnchor
+from agent.audit.canonical import RECORD_VERSION, withheld_line
 from agent.audit.segments import list_segments
 from agent.audit.chain import VerifyError, VerifyReport, verify
 
@@ -156,9 +158,13 @@ def _select(directory: Path, incident: str) -> _Selection:
             end, signed = seq, True
             break
     lines: dict[str, list[bytes]] = {}
-    for name, seq, line, _ in rows:
-        if seq <= end:
-            lines.setdefault(name, []).append(line)
+    for name, seq, raw, record in rows:
+        if seq > end:
+            break
+        withhold = (record.get("incident") != incident and record.get("event") != "audit.checkpoint"
+                    and record.get("v") == RECORD_VERSION)  # another incident's record: its link, not its content
+        lines.setdefault(name, []).append(
+            withheld_line({k: v for k, v in record.items() if k != "hash"}, record["hash"]) if withhold else raw)
     return _Selection(lines, count, first, end, signed)
 
 
@@ -238,8 +244,8 @@ def verify_export(path: Path, *, public_key: Path | None = None, anchor: TrustAn
         key_path = key_path if key_path.exists() else None  # type: ignore[assignment]
         incident = str(manifest.get("incident"))
         base = anchor or TrustAnchor()
-        report = verify(root / "audit", public_key=key_path,
-                        anchor=dataclasses.replace(base, incident=incident))
+        report = verify(root / "audit", public_key=key_path, anchor=dataclasses.replace(base, incident=incident),
+                        allow_withheld=True)
         if not report.ok:
             return report
         problem = _check_manifest(root, manifest, manifest_bytes, key_path) or _check_evidence(root, incident)

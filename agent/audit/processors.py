@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from agent.audit.canonical import encode_line
+from agent.audit.canonical import RECORD_VERSION, encode_line
 from agent.audit.redact import REDACTED, redact_value
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 EventDict = MutableMapping[str, Any]
 
 #: Fields the pipeline owns; callers may not pass them to ``record()``.
-RESERVED_FIELDS = frozenset({"seq", "ts", "prev_hash", "hash"})
+RESERVED_FIELDS = frozenset({"seq", "ts", "prev_hash", "hash", "v"})
 
 
 class add_context:
@@ -155,6 +155,7 @@ class Chainer:
         self.head = head
 
     def __call__(self, logger: object, method_name: str, event_dict: EventDict) -> EventDict:
+        event_dict["v"] = RECORD_VERSION  # hash rule 2: another incident's record can be withheld from an export
         event_dict["seq"] = self.head.seq + 1
         event_dict["prev_hash"] = self.head.hash
         line, digest = encode_line(dict(event_dict))

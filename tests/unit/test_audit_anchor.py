@@ -377,3 +377,64 @@ def test_independent_verifier_openssl_path(log: dict[str, Any], keys: dict[str, 
     assert module._openssl_ok(pem, signer.sign(b"message"), b"message")
     assert not module._openssl_ok(pem, signer.sign(b"message"), b"messagE")
     assert module.raw_public_key(pem) == public_raw(signer)
+
+
+@pytest.fixture()
+def interleaved(tmp_path: Path, keys: dict[str, Path]) -> Path:
+    """INC-1 and a confidential INC-OTHER (another client of the same deployment) written in turns."""
+    directory = tmp_path / "audit"
+    with AuditLog(directory, signing_key=keys["private"], checkpoint_every=7) as audit:
+        audit.record("incident.opened", incident=INC, title="ours")
+        for i in range(5):
+            audit.record("action.done", incident="INC-OTHER", target="other-client-db", secret_ish=f"CLIENT-B-{i}")
+            audit.record("action.done", incident=INC, target="victim", i=i)
+        audit.record("scheduler.tick")  # a record of no incident
+        audit.record("action.done", incident=INC, target="victim", i=99)
+    return directory
+
+
+def test_export_withholds_other_incidents_records(interleaved: Path, keys: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Other incidents' records are stubs in the export: no content, links verify, both verifiers accept."""
+    out = tmp_path / "export"
+    export_incident(interleaved, INC, out, signing_key=keys["private"])
+    text = b"".join(p.read_bytes() for p in (out / "audit").glob("audit-*.jsonl"))
+    assert b"INC-OTHER" not in text and b"CLIENT-B" not in text and b"other-client-db" not in text
+    assert text.count(b'"withheld":true') == 6  # five INC-OTHER records and the incident-less one
+    report = verify_export(out)
+    assert report.ok and report.withheld == 6, report.render()
+    code, shown = _independent(out, cwd=tmp_path)
+    assert code == 0 and "6 record(s) of other incidents withheld" in shown, shown
+    assert not verify(out / "audit").ok  # stubs are for exports only: the same files as a "log" fail
+
+
+def test_a_record_of_the_incident_itself_cannot_be_withheld(interleaved: Path, keys: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    """Hiding one of the incident's own records behind a stub (say an action.failed) is caught by its tag."""
+    from agent.audit.canonical import withheld_line
+
+    out = tmp_path / "export"
+    export_incident(interleaved, INC, out, signing_key=keys["private"])
+    segment = next((out / "audit").glob("audit-*.jsonl"))
+    lines = segment.read_bytes().splitlines(keepends=True)
+    index = next(i for i, ln in enumerate(lines) if b'"i":2' in ln)
+    row = json.loads(lines[index])
+    stored = row.pop("hash")
+    lines[index] = withheld_line(row, stored)
+    segment.write_bytes(b"".join(lines))
+    _fix_manifest(out, signer=load_private_key(keys["private"]))
+    report = verify_export(out)
+    assert not report.ok and "record of the exported incident itself was withheld" in str(report.first_error)
+    code, shown = _independent(out, cwd=tmp_path)
+    assert code == 5 and "itself was withheld" in shown
+    # ...and lying about the tag breaks the record's hash
+    stub = json.loads(lines[index])
+    stub["incident_tag"] = "0" * 64
+    body = {k: v for k, v in stub.items() if k != "hash"}
+    from agent.audit.canonical import canonical
+
+    lines[index] = canonical(body)[:-1] + b',"hash":"' + stub["hash"].encode() + b'"}\n'
+    segment.write_bytes(b"".join(lines))
+    _fix_manifest(out, signer=load_private_key(keys["private"]))
+    report = verify_export(out)
+    assert not report.ok and "record edited" in str(report.first_error)
