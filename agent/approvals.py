@@ -68,7 +68,8 @@ def request_approval(store: Store, audit: AuditSink, req: ApprovalRequest, *, ex
     row = Approval(incident_id=req.incident, runbook=req.runbook, target=req.target,
                    params={"params": req.params, "ttl_seconds": req.ttl.total_seconds() if req.ttl else None,
                            "alert_id": req.alert_id, "rule": req.rule, "reason": req.reason},
-                   status="pending", reason=req.why, requested_at=now, expires_at=now + expires_in)
+                   status="pending", reason=req.why, requested_at=now, expires_at=now + expires_in,
+                   requested_by=requested_by)
     with store.session() as s:
         s.add(row)
     audit.record("approval.requested", incident=req.incident, approval_id=row.id, runbook=req.runbook,

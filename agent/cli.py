@@ -204,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT")
 
+    p = sub.add_parser("console", help="the web console: incidents, contained now, approvals (operators sign in)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="default: console.listen in agent.yaml, 127.0.0.1:8443")
+    _common(p)
+
+    p = sub.add_parser("operators", help="who may sign in to the console: add | list | disable")
+    osub = p.add_subparsers(dest="operators_command", metavar="add|list|disable")
+    q = osub.add_parser("add", help="add an operator (password from --password-file, a pipe, or typed twice)")
+    q.add_argument("name")
+    q.add_argument("--role", required=True, choices=("viewer", "responder", "approver", "admin"))
+    q.add_argument("--password-file", metavar="FILE")
+    _common(q)
+    q = osub.add_parser("list")
+    _common(q)
+    q = osub.add_parser("disable", help="disable an operator and end their sessions")
+    q.add_argument("name")
+    _common(q)
+
     p = sub.add_parser("completion", help="shell completion: eval \"$(agent completion bash)\" (also zsh, fish)")
     p.add_argument("shell", nargs="?", choices=("bash", "zsh", "fish"))
     p.add_argument("--list", dest="list_kind", metavar="KIND",

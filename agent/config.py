@@ -21,7 +21,8 @@ from agent.yamlsrc import Node, load_yaml
 __all__ = ["Settings", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
-        "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation", "notifications"}
+        "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation", "notifications",
+        "console"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Settings:
     daemon: dict[str, object] = field(default_factory=dict)
     organisation: dict[str, object] = field(default_factory=dict)  # name + ORGANISATION_FACTS booleans
     notifications: NotifyConfig = field(default_factory=NotifyConfig)
+    console: dict[str, object] = field(default_factory=dict)  # agent/console/settings.py reads it
 
     def database_url(self) -> str:
         if "://" in self.database:
@@ -103,6 +105,9 @@ def load_settings(path: Path | str | None = None) -> Settings:
     return Settings(
         warm=warm,
         notifications=parse_notifications(root.get("notifications")),
+        console=dict(root.child("console").mapping(
+            allowed={"listen", "four_eyes", "session_idle", "session_lifetime", "tls_cert", "tls_key"}).value)
+        if root.get("console") is not None else {},
         path=cfg_path,
         inventory=_path(root.child("inventory"), base),
         runbooks=opt_path(root.get("runbooks")) or paths.shipped_runbooks(),

@@ -23,6 +23,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "netmiko": ("firewall", "firewalls and routers (netmiko)"),
     "weasyprint": ("report", "PDF counsel reports (WeasyPrint)"),
     "gssapi": ("kerberos", "Kerberos authentication (python-gssapi)"),
+    "argon2": ("console", "the web console's operator passwords (argon2-cffi)"),
+    "multipart": ("console", "the web console's forms (python-multipart)"),
+    "python_multipart": ("console", "the web console's forms (python-multipart)"),
 }
 
 

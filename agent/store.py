@@ -215,6 +215,29 @@ class Approval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     decision_reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(200), default="")  # four-eyes: the approver must differ
+
+
+class Operator(Base):
+    """A person who signs in to the console (agent/console): name, role, argon2id password hash."""
+
+    __tablename__ = "operators"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))  # viewer | responder | approver | admin
+    password_hash: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session: only a hash of the cookie's value is stored, with its CSRF token."""
+
+    __tablename__ = "console_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(ForeignKey("operators.name"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Notification(Base):

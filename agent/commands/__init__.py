@@ -33,6 +33,14 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "automation":
             from agent.commands.daemon import run_automation
             return run_automation(args)
+        if args.command == "console":
+            from agent.commands.console import run_console
+            return run_console(args)
+        if args.command == "operators":
+            from agent.commands.console import run_operators
+            if not args.operators_command:
+                raise InputError("agent operators: name a subcommand (add, list, disable)")
+            return run_operators(args)
         if args.command in ("approvals", "approve", "deny"):
             from agent.commands.daemon import run_approvals
             return run_approvals(args)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 __all__ = ["HEAD", "current_revision", "ensure_schema"]
 
-HEAD = "0005_intake_settings"
+HEAD = "0006_console_operators"
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,0 +1,110 @@
+"""What each console page shows, read from the journal, the approvals table and the audit log (nothing here
+changes anything; decisions go through :mod:`agent.approvals`, like the CLI's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from agent.store import Action, Approval, Incident, Transition, utcnow
+
+__all__ = ["Contained", "approval_detail", "contained_now", "incident_detail", "incidents", "pending_approvals"]
+
+_LIFTING = ("unblock_ip", "enable_account", "release")
+
+
+@dataclass(frozen=True)
+class Contained:
+    target: str
+    action: str
+    incident: str
+    since: datetime
+    expires_at: datetime | None
+    last_verified: datetime | None
+    verified_ok: bool | None
+    state: str
+
+
+def contained_now(app: Any) -> list[Contained]:
+    """Applied, changed, not undone mutating actions (and in-doubt ones, which may be in force)."""
+    out = []
+    with app.store.session() as s:
+        rows = list(s.scalars(select(Action).where(
+            Action.kind == "apply", Action.state.in_(("done", "in_doubt")), Action.undone_at.is_(None),
+            Action.mutating == 1, Action.action.not_in(_LIFTING)).order_by(Action.seq)))
+        rows = [r for r in rows if r.changed == 1 or r.state == "in_doubt"]
+        verified = {r.id: s.scalar(select(Transition.at).where(Transition.action_id == r.id,
+                                                               Transition.from_state == "verifying")
+                                   .order_by(Transition.at.desc()).limit(1)) for r in rows}
+    for r in rows:
+        check = r.verification or {}
+        ok = check.get("in_effect") if isinstance(check, dict) else None
+        out.append(Contained(target=r.target, action=r.action if r.target_kind == "host" else
+                             f"{r.action} {r.subject}", incident=r.incident_id, since=r.created_at,
+                             expires_at=r.expires_at, last_verified=verified.get(r.id) or r.updated_at,
+                             verified_ok=ok if isinstance(ok, bool) else None, state=r.state))
+    return out
+
+
+def pending_approvals(app: Any) -> list[Approval]:
+    from agent.approvals import expire_due, list_approvals
+    expire_due(app.store, app.audit)
+    return list_approvals(app.store, "pending")
+
+
+def approval_detail(app: Any, approval_id: str) -> tuple[Approval, list[str], str]:
+    """The approval, the exact plan it will run (as the notification shows it), and an error if it cannot."""
+    from agent.approvals import get_approval
+    from agent.notify.wiring import approval_plan_lines
+    row = get_approval(app.store, approval_id)
+    lines = approval_plan_lines(app, approval_id) if row.status == "pending" else []
+    return row, lines, ""
+
+
+def incidents(app: Any, limit: int = 200) -> list[Incident]:
+    with app.store.session() as s:
+        return list(s.scalars(select(Incident).order_by(Incident.created_at.desc()).limit(limit)))
+
+
+def incident_detail(app: Any, incident_id: str) -> dict[str, Any]:
+    """The incident, its actions with their transitions (the timeline), and the counsel view of it: evidence
+    hashes, audit verification and the notification checklist, built exactly as ``agent report`` builds it."""
+    from agent.errors import NotFound
+    with app.store.session() as s:
+        inc = s.get(Incident, incident_id)
+        if inc is None:
+            raise NotFound(f"no incident {incident_id!r}")
+        acts = list(s.scalars(select(Action).where(Action.incident_id == incident_id).order_by(Action.seq)))
+        steps = list(s.scalars(select(Transition).where(Transition.action_id.in_([a.id for a in acts]))
+                               .order_by(Transition.at, Transition.id)))
+    by_id = {a.id: a for a in acts}
+    timeline = [{"at": t.at, "target": by_id[t.action_id].target, "action": by_id[t.action_id].action,
+                 "kind": by_id[t.action_id].kind, "from": t.from_state, "to": t.to_state, "detail": t.detail}
+                for t in steps]
+    return {"incident": inc, "actions": acts, "timeline": timeline, "counsel": _counsel(app, incident_id),
+            "now": utcnow()}
+
+
+def _counsel(app: Any, incident_id: str) -> dict[str, Any] | None:
+    """The counsel report's content for this incident (None when the audit log has no records for it)."""
+    from agent.audit import records, verify
+    from agent.commands.report import inventory_tags
+    from agent.obligations import load_rules
+    from agent.report import AuditSummary, build_report, from_records
+    from agent.report.content import report_content
+
+    settings = app.settings
+    mine = list(records(settings.audit_dir, incident_id))
+    if not mine:
+        return None
+    key = settings.audit_signing_key
+    pub = key.with_name(key.name + ".pub") if key else None
+    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None))
+    data = from_records(mine, incident_id, inventory_tags(app), timezone=settings.timezone, audit=summary,
+                        organisation_facts=settings.organisation)
+    report = build_report(data, rules=load_rules(settings.obligations) if settings.obligations else None)
+    content: dict[str, Any] = report_content(report)
+    return content
