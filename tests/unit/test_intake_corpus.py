@@ -57,3 +57,14 @@ def test_corpus_payload_normalises(path: Path, monkeypatch: pytest.MonkeyPatch) 
         for key, value in want.items():
             assert got[key] == value, (key, got)
         assert a.actionable is not want.get("resolved", False)
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_alerts_cross_the_front_link_unchanged(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the HTTP front pickles to the core (compact form, event time as epoch seconds) is what it parsed."""
+    import pickle
+    spec, body = _load(path)
+    monkeypatch.setenv("CORPUS_TOKEN", TOKEN)
+    auth = SourceAuth(SourceConfig(spec["format"], spec["format"], token=parse_ref("env:CORPUS_TOKEN", path.parent)))
+    parsed = parse_alerts(Source(spec["format"], spec["format"], auth), {"authorization": f"Bearer {TOKEN}"}, body)
+    assert [p.alert for p in pickle.loads(pickle.dumps(parsed))] == [p.alert for p in parsed]
