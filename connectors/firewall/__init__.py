@@ -183,11 +183,18 @@ class FirewallConnector(ConnectorBase):
 
     def _verify_block_ip(self, session: Session, args: Mapping[str, Any]) -> Verification:
         s = _session(session)
-        ok, blocked, missing, state = s.dialect.verify(self._addresses(s.target, args))
+        nets = self._addresses(s.target, args)
+        ok, blocked, missing, state = s.dialect.verify(nets)
         summary = "all addresses blocked" if ok else (
             f"{len(missing)} address(es) not blocked" if missing else f"{GROUP} is not referenced by the deny rule")
+        left = {a: n for a, n in s.dialect.sessions_left(nets).items() if n}
+        if ok and left:
+            ok, summary = False, (f"blocked, but established sessions remain: "
+                                  f"{', '.join(f'{a} ({n})' for a, n in left.items())}")
+        elif ok and s.dialect.has_session_table:
+            summary += "; no established session of them remains"
         return Verification(ok, summary, observed={"blocked": blocked, "missing": missing,
-                                                   "rule_in_place": state.rule_in_place})
+                                                   "rule_in_place": state.rule_in_place, "sessions_left": left})
 
     def _undo_block_ip(self, session: Session, args: Mapping[str, Any], snapshot: Snapshot) -> ActionResult:
         s = _session(session)
@@ -269,4 +276,5 @@ def _min_prefix(target: Target) -> dict[int, int]:
 
 def _details(report: Any, changed_key: str, unchanged_key: str) -> dict[str, Any]:
     return {changed_key: report.changed, unchanged_key: report.unchanged, "applied_lines": report.applied_lines,
-            "persist": report.persist_lines, "scaffold_created": report.scaffold_created, "group": GROUP}
+            "persist": report.persist_lines, "sessions": report.session_lines,
+            "scaffold_created": report.scaffold_created, "group": GROUP}

@@ -124,6 +124,20 @@ class CiscoAsa(Dialect):
     def _persist_preview(self, applied: bool) -> list[str]:
         return ["write memory"]
 
+    @staticmethod
+    def _conn_range(net: Network) -> str:
+        return str(net.network_address) if net.num_addresses == 1 else \
+            f"{net.network_address}-{net.broadcast_address}"
+
+    def _session_lines(self, net: Network) -> list[str]:
+        """ASA ACLs are checked at connection setup only; ``clear conn address ip1[-ip2]`` ends the flows with
+        the address at either end (Cisco ASA Series Command Reference, "clear conn")."""
+        return [f"clear conn address {self._conn_range(net)}"]
+
+    def _sessions_left(self, net: Network) -> int | None:
+        out = self._show(f"show conn address {self._conn_range(net)}")
+        return sum(1 for ln in out.splitlines() if re.match(r"^\s*(TCP|UDP|ICMP|SCTP|GRE)\s", ln))
+
 
 class CiscoIos(CiscoAsa):
     """Cisco IOS and IOS-XE (netmiko ``cisco_ios``, ``cisco_xe``)."""
@@ -136,6 +150,13 @@ class CiscoIos(CiscoAsa):
     option_names = ("acl", "interface")
     required_options = ()
     own_acl = f"{GROUP}-IN"
+
+    def _session_lines(self, net: Network) -> list[str]:
+        """An IOS extended ACL is stateless: every packet of an established flow meets the deny."""
+        return []
+
+    def _sessions_left(self, net: Network) -> int | None:
+        return None
 
     def _offline_facts(self) -> dict[str, Any]:
         return {} if self.options.get("acl") else {"acl_exists": False}  # interface mode creates its ACL

@@ -77,6 +77,7 @@ class ChangeReport:
     unchanged: list[str] = field(default_factory=list)
     applied_lines: list[str] = field(default_factory=list)
     persist_lines: list[str] = field(default_factory=list)
+    session_lines: list[str] = field(default_factory=list)   # commands that ended established flows
     scaffold_created: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -181,10 +182,52 @@ class Dialect(abc.ABC):
         todo = report.changed
         if steps or state.facts.get("needs_persist"):
             report.applied_lines, report.persist_lines = self._change(steps)
+        if steps and todo:
+            nets = [a for a in addrs if to_text(a) in set(todo)]
+            report.session_lines, problems = self.clear_sessions(nets)
+            report.warnings += problems
         note = self.persistence_note()
         if note and (todo or state.members):
             report.warnings.append(note)
         return report
+
+    # ----- established sessions ------------------------------------------------------------------------------
+    def _session_lines(self, net: Network) -> list[str]:
+        """Exec-mode commands ending the flows the device tracks with ``net`` at either end. Default: none —
+        the dialect's block is a stateless filter that drops every packet of a flow, established or not."""
+        return []
+
+    def _sessions_left(self, net: Network) -> int | None:
+        """Flows with ``net`` at either end the device still tracks (None: no table to read)."""
+        return None
+
+    @property
+    def has_session_table(self) -> bool:
+        return type(self)._sessions_left is not Dialect._sessions_left
+
+    def clear_sessions(self, nets: Sequence[Network]) -> tuple[list[str], list[str]]:
+        """End established flows of ``nets`` after the block is in effect (a stateful firewall checks a new
+        rule only when a connection is set up). Stops at the first refused line — a refused session *filter*
+        must never be followed by the clear, which without a filter clears every session on a FortiGate."""
+        sent: list[str] = []
+        for net in nets:
+            for line in self._session_lines(net):
+                out = self._guard(self._show, line)
+                err = self._error_in(line, out)
+                if err is not None:
+                    return sent, [(f"established sessions of {to_text(net)} NOT cleared: {line!r} was refused "
+                                   f"({err.message[:200]}); they end when idle or by hand")]
+                sent.append(line)
+        return sent, []
+
+    def sessions_left(self, nets: Sequence[Network]) -> dict[str, int]:
+        """``{address: flows still tracked}`` for dialects with a readable session table."""
+        out: dict[str, int] = {}
+        for net in nets:
+            left = self._guard(self._sessions_left, net)
+            if left is not None:
+                out[to_text(net)] = left
+        return out
 
     def persistence_note(self) -> str | None:
         """What a responder must know about the block surviving a reboot (None: the device saves it)."""
@@ -393,10 +436,12 @@ class Dialect(abc.ABC):
         d.login = login
         if state is None:
             return d.offline_preview(addrs, remove)
-        steps, _ = d._unblock_plan(addrs, state) if remove else d._block_plan(addrs, state)
+        steps, report = d._unblock_plan(addrs, state) if remove else d._block_plan(addrs, state)
         if not steps and not state.facts.get("needs_persist"):
             return []
-        return [s.line for s in steps] + d._persist_preview(bool(steps))
+        sessions = [] if remove or not steps else [
+            line for a in addrs if to_text(a) in set(report.changed) for line in d._session_lines(a)]
+        return [s.line for s in steps] + d._persist_preview(bool(steps)) + sessions
 
     #: facts of a device whose state is unknown: placeholders make the state-dependent lines visible
     OFFLINE_FACTS: ClassVar[dict[str, Any]] = {}
@@ -412,8 +457,9 @@ class Dialect(abc.ABC):
                                    **self._offline_facts()})
         scaffold = [f"if {GROUP}/{RULE} are not in place yet: {s.line}" for s in self._scaffold_steps(state)]
         adds = [f"if not already blocked: {s.line}" for s in self._add_steps(list(addrs), state)]
+        sessions = [f"if newly blocked: {line}" for a in addrs for line in self._session_lines(a)]
         return (["(offline: the device was not read; conditional lines are sent only when the device needs them)"]
-                + scaffold + adds + [f"after a change: {line}" for line in self._persist_preview(True)])
+                + scaffold + adds + [f"after a change: {line}" for line in self._persist_preview(True)] + sessions)
 
     def _offline_facts(self) -> dict[str, Any]:
         return dict(self.OFFLINE_FACTS)

@@ -80,6 +80,31 @@ class Fortinet(Dialect):
                            facts={"first": first[0] if first else None, "ours": ours[0] if ours else None,
                                   "next_id": max(ids, default=0) + 1})
 
+    @staticmethod
+    def _span(net: Network) -> str:
+        return str(net.network_address) if net.num_addresses == 1 else \
+            f"{net.network_address} {net.broadcast_address}"
+
+    def _session_lines(self, net: Network) -> list[str]:
+        """FortiOS matches a policy when a session starts; existing sessions are cleared with a session filter
+        (source, then destination) and ``diagnose sys session clear`` (Fortinet KB "clear sessions matching a
+        filter"). The filter is reset first and last: a clear with no filter would end every session."""
+        out = []
+        for side in ("src", "dst"):
+            out += ["diagnose sys session filter clear", f"diagnose sys session filter {side} {self._span(net)}",
+                    "diagnose sys session clear"]
+        return out + ["diagnose sys session filter clear"]
+
+    def _sessions_left(self, net: Network) -> int | None:
+        total = 0
+        for side in ("src", "dst"):
+            self._show("diagnose sys session filter clear")
+            self._show(f"diagnose sys session filter {side} {self._span(net)}")
+            m = re.search(r"total session (\d+)", self._show("diagnose sys session list"))
+            total += int(m.group(1)) if m else 0
+        self._show("diagnose sys session filter clear")
+        return total
+
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         steps = self._scaffold_lines(state)
         return [Step(s.line, s.undo, barrier=True) for s in steps]   # policy lines depend on each other

@@ -98,6 +98,19 @@ class JuniperJunos(Dialect):
                 steps.append(Step(f"insert {self._filter} term {RULE} before term {first}"))
         return steps
 
+    def _session_lines(self, net: Network) -> list[str]:
+        """SRX flow sessions outlive a new filter term until cleared: ``clear security flow session
+        source-prefix|destination-prefix`` (Junos OS CLI reference)."""
+        return [f"clear security flow session {side}-prefix {net}" for side in ("source", "destination")]
+
+    def _sessions_left(self, net: Network) -> int | None:
+        total = 0
+        for side in ("source", "destination"):
+            out = self._show(f"show security flow session {side}-prefix {net} summary")
+            m = re.search(r"Total sessions: (\d+)", out)
+            total += int(m.group(1)) if m else 0
+        return total
+
     def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return [Step(f"set policy-options prefix-list {GROUP} {n}") for n in todo]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 
 from connectors.errors import InvalidInput
-from connectors.firewall.addresses import Network
+from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
 from connectors.firewall.fortinet import network_from_name, object_name
 
@@ -74,6 +74,19 @@ class PaloAltoPanos(Dialect):
             rule_lines
         return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
                            facts={"rule_exists": RULE in names})
+
+    def _session_lines(self, net: Network) -> list[str]:
+        """Sessions established before the deny rule are ended with ``clear session all filter source|destination``
+        (PAN-OS CLI, operational mode)."""
+        return [f"clear session all filter {side} {to_text(net)}" for side in ("source", "destination")]
+
+    def _sessions_left(self, net: Network) -> int | None:
+        total = 0
+        for side in ("source", "destination"):
+            out = self._show(f"show session all filter {side} {to_text(net)} count yes")
+            m = re.search(r"match filter: (\d+)", out)
+            total += int(m.group(1)) if m else 0
+        return total
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         steps: list[Step] = []

@@ -118,6 +118,16 @@ class AsaModel(Model):
             st.saved = st.running()
             st.saves += 1
             return "Building configuration...\nCryptochecksum: 8c2d4e1f 0b9a7c3e 55aa01f2 9e8d7c6b\n\n[OK]"
+        m = re.fullmatch(r"(clear|show) conn address ([0-9A-Fa-f:.]+)(?:-([0-9A-Fa-f:.]+))?", cmd)
+        if m:
+            # Cisco ASA command reference, "clear conn": "address ip1[-ip2] ... clears connections with the
+            # specified source or destination IP address"; "show conn address" lists them
+            flows = st.sessions.matching(either=(m.group(2), m.group(3) or m.group(2)))
+            if m.group(1) == "clear":
+                return f"{st.sessions.remove(flows)} connection(s) deleted."
+            body = [f"{p} outside {s}:{sp} inside {d}:{dp}, idle 0:00:01, bytes 1024, flags UIO"
+                    for p, s, sp, d, dp in flows]
+            return "\n".join([f"{len(st.sessions.flows)} in use, {len(st.sessions.flows)} most used", *body])
         m = re.fullmatch(r"show running-config object-group id (\S+)", cmd)
         if m:
             members = st.groups.get(m.group(1))

@@ -67,6 +67,7 @@ class FortiModel(Model):
 
     def __init__(self, sim: Any) -> None:
         super().__init__(sim)
+        self.filter: dict[str, tuple[str, str | None]] = {}   # the CLI session's session filter
         self.path: str | None = None
         self.entry: tuple[str, dict[str, str]] | None = None
 
@@ -99,6 +100,8 @@ class FortiModel(Model):
             return "Version: FortiGate-VM64 v7.2.5,build1517,230606 (GA.F)"
         if cmd == "get system console":
             return f"output              : {st.console_output}\nlogin-timeout       : 300"
+        if cmd.startswith("diagnose sys session"):
+            return self._sessions(cmd, line)
         m = re.fullmatch(r"config (firewall address|firewall addrgrp|firewall policy|system console)", cmd)
         if m:
             st.config_entries += 1
@@ -118,6 +121,28 @@ class FortiModel(Model):
         if cmd in ("exit", "quit"):
             self.closed = True
             return ""
+        return self.reject(line)
+
+    def _sessions(self, cmd: str, line: str) -> str:
+        """FortiOS session table (Fortinet KB "clear sessions matching a filter": ``diagnose sys session filter
+        src|dst <from> [<to>]``, then ``diagnose sys session list`` / ``clear``). The filter belongs to the CLI
+        session; ``clear`` with no filter set clears EVERY session on the unit — failures first."""
+        st: FortiState = self.state
+        if cmd == "diagnose sys session filter clear":
+            self.filter = {}
+            return ""
+        m = re.fullmatch(r"diagnose sys session filter (src|dst) ([0-9.]+)(?: ([0-9.]+))?", cmd)
+        if m:
+            self.filter[m.group(1)] = (m.group(2), m.group(3) or m.group(2))
+            return ""
+        flows = st.sessions.matching(src=self.filter.get("src"), dst=self.filter.get("dst"))
+        if cmd == "diagnose sys session clear":
+            st.sessions.remove(flows)
+            return ""
+        if cmd == "diagnose sys session list":
+            body = [f"session info: proto=6 proto_state=01 duration=42 expire=3599 timeout=3600\n"
+                    f"hook=pre dir=org act=noop {s}:{sp}->{d}:{dp}(0.0.0.0:0)" for _, s, sp, d, dp in flows]
+            return "\n".join([*body, f"total session {len(flows)}"])
         return self.reject(line)
 
     def _table(self, cmd: str, line: str) -> str:

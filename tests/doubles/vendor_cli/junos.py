@@ -155,6 +155,18 @@ class JunosModel(Model):
         m = re.fullmatch(r"show configuration (.+?) \| display set", cmd)
         if m:
             return "\n".join(ln for ln in st.committed if ln.startswith(f"set {m.group(1)} "))
+        m = re.fullmatch(r"(clear|show) security flow session (source|destination)-prefix (\S+)( summary)?", cmd)
+        if m:
+            # Junos OS "clear security flow session" / "show security flow session ... summary" (SRX)
+            side = {"source": "src", "destination": "dst"}[m.group(2)]
+            try:
+                flows = st.sessions.matching(**{side: (m.group(3), None)})
+            except ValueError:
+                return self.reject(line)
+            if m.group(1) == "clear":
+                return f"{st.sessions.remove(flows)} sessions cleared"
+            return (f"Valid sessions: {len(flows)}\nPending sessions: 0\nInvalidated sessions: 0\n"
+                    f"Sessions in other states: 0\nTotal sessions: {len(flows)}")
         if cmd == "show system commit":
             head = "0   2024-05-06 10:00:00 UTC by user via cli"
             if st.pending_confirm:

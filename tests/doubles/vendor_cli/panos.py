@@ -162,6 +162,18 @@ class PanosModel(Model):
             if not self.set_format:
                 return "config {\n  ...\n}"
             return "\n".join(ln for ln in st.set_lines(st.running) if m.group(1) in ln)
+        m = re.fullmatch(r"(clear|show) session all filter (source|destination) (\S+)( count yes)?", cmd)
+        if m:
+            # PAN-OS CLI: "show session all filter source|destination <ip>" and "clear session all filter ...";
+            # established sessions stay until cleared or re-matched
+            side = {"source": "src", "destination": "dst"}[m.group(2)]
+            try:
+                flows = st.sessions.matching(**{side: (m.group(3), None)})
+            except ValueError:
+                return self.reject(line)
+            if m.group(1) == "clear":
+                return f"Number of sessions that match filter: {st.sessions.remove(flows)}\nsessions cleared"
+            return f"Number of sessions that match filter: {len(flows)}"
         if cmd == "configure":
             st.config_entries += 1
             self.config = True

@@ -111,6 +111,6 @@ class TestLinuxPreviewExact:
             facts = fw.conn.resolve(s, "block_ip", args)
             preview = fw.conn.preview(fw.target, "block_ip", args, fw.ctx, facts=facts)
             result = fw.conn.apply(s, "block_ip", args, fw.conn.snapshot(s, "block_ip", args))
-        assert preview == result.details["applied_lines"] + result.details["persist"]
+        assert preview == result.details["applied_lines"] + result.details["persist"] + result.details["sessions"]
         assert any(ln.startswith("nft add element") for ln in preview)
         assert any(ln.startswith("nft add table") for ln in preview) is not populated

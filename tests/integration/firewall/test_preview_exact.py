@@ -38,7 +38,7 @@ def test_preview_equals_sent(device: Device, populated: bool) -> None:
         # what reached the device besides the dialect's reads and netmiko's own mode changes
         received = [ln.strip() for ln in device.sim.lines[mark:]
                     if ln.strip() in shown or (ln not in reads and not MODE.match(ln.strip()))]
-    sent = result.details["applied_lines"] + result.details["persist"]
+    sent = result.details["applied_lines"] + result.details["persist"] + result.details["sessions"]
     assert preview == sent, (preview, sent)
     assert received == [ln.strip() for ln in preview], (received, preview)
     if not populated and device.device_type in STATE_DEPENDENT:

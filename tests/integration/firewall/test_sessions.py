@@ -1,0 +1,59 @@
+"""Established sessions do not survive a block (issue 17, finding 6).
+
+On stateful firewalls a deny rule is checked when a connection is set up; flows that were already established —
+the attacker's open shell, an implant's outbound C2 channel — live on until cleared. The simulators keep a
+session table (tests/doubles/vendor_cli/base.py ``Flows``); the connector clears the blocked addresses' flows in
+both directions after the block is in effect and ``verify`` reads the table back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.firewall.conftest import Device
+
+A, NET = "45.33.7.9", "45.34.0.0/24"
+INSIDE, BYSTANDER = "192.0.2.80", "198.51.100.20"
+STATEFUL = ["cisco_asa", "fortinet", "paloalto_panos", "juniper_junos"]
+
+
+def _seed(dev: Device) -> None:
+    flows = dev.sim.state.sessions
+    flows.add(A, INSIDE, 40001, 22)            # inbound: the attacker's open shell
+    flows.add(INSIDE, A, 51515, 443)           # outbound: the implant's C2 channel
+    flows.add(INSIDE, "45.34.0.77", 51516, 443)  # into the blocked prefix
+    flows.add(BYSTANDER, INSIDE, 40002, 443)   # someone else: must survive
+
+
+@pytest.mark.parametrize("device", STATEFUL, indirect=True)
+def test_block_clears_established_flows_both_ways(device: Device) -> None:
+    _seed(device)
+    _, result, check = device.run("block_ip", {"addresses": [A, NET]})
+    flows = device.sim.state.sessions.flows
+    assert [f[1] for f in flows] == [BYSTANDER], flows
+    assert result.details["sessions"], result.details
+    assert check.in_effect and check.observed["sessions_left"] == {}, check.summary
+
+
+@pytest.mark.parametrize("device", STATEFUL, indirect=True)
+def test_verify_sees_a_flow_that_survived(device: Device) -> None:
+    """A flow still in the table (re-established, or a clear that did not take) is 'not in effect'."""
+    device.run("block_ip", {"addresses": [A]})
+    device.sim.state.sessions.add(INSIDE, A, 52000, 443)
+    with device.session() as s:
+        check = device.conn.verify(s, "block_ip", {"addresses": [A]})
+    assert not check.in_effect and check.observed["sessions_left"] == {A: 1}, check.summary
+    assert "established sessions remain" in check.summary
+
+
+def test_fortigate_never_clears_without_its_filter(sim_factory, tmp_path, host_key) -> None:
+    """Failures first: if FortiOS refuses the session filter, a following 'diagnose sys session clear' would
+    end every session on the unit. The connector stops and says the flows were not cleared."""
+    from tests.integration.firewall.conftest import make_device
+    dev = make_device(sim_factory("fortinet"), "fortinet", tmp_path, host_key)
+    _seed(dev)
+    dev.sim.inject(r"^diagnose sys session filter src", "reject", message="Command fail. Return code -1")
+    _, result, check = dev.run("block_ip", {"addresses": [A]})
+    assert len(dev.sim.state.sessions.flows) == 4, "sessions were cleared without a filter"
+    assert any("NOT cleared" in w for w in result.warnings), result.warnings
+    assert not check.in_effect and check.observed["sessions_left"][A] == 2
