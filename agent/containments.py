@@ -22,10 +22,14 @@ from agent.items import address_key, slice_for_undo
 from agent.store import ACTIVE_STATES, Action, ActionItem, Transition, utcnow
 from connectors.errors import ConnectorError
 
-__all__ = ["LIFTING_ACTIONS", "Check", "forget", "verify_all"]
+__all__ = ["Check", "forget", "lifts", "verify_all"]
 
-# Reversible actions that *lift* containment (journaled like any other, but not "contained" state).
-LIFTING_ACTIONS = frozenset({"unblock_ip", "release", "enable_account"})
+
+def lifts(registry: Any, connector: str, action: str) -> bool:
+    """Whether ``action`` *lifts* containment (its connector declares ``ActionSpec.lifts``: unblock lifts
+    block). Such actions are journaled like any other but are never "contained" state."""
+    spec = registry.spec(connector, action)
+    return spec is not None and bool(spec.lifts)
 
 
 @dataclass
@@ -52,7 +56,7 @@ def verify_all(app: Any) -> list[Check]:
     sessions: dict[str, Any] = {}
     try:
         for row, items in sorted(found.values(), key=lambda pair: pair[0].seq):
-            if row.action in LIFTING_ACTIONS or not row.mutating or row.state != "done":
+            if lifts(app.registry, row.connector, row.action) or not row.mutating or row.state != "done":
                 continue
             checks.append(_check(app, planner, sessions, row, items))
     finally:

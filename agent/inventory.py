@@ -22,15 +22,14 @@ from agent.validate import INVENTORY_NAME
 from agent.yamlsrc import Node, load_yaml
 from connectors.types import AllowRule, Hop, Target
 
-__all__ = ["OS_CONNECTORS", "HostEntry", "Inventory", "load_inventory"]
+__all__ = ["HostEntry", "Inventory", "load_inventory"]
 
-OS_CONNECTORS = {"linux": "ssh_linux", "windows": "winrm_windows"}
-_KNOWN_OS = set(OS_CONNECTORS)
 _HOST_FIELDS = {"address", "os", "connector", "port", "credentials", "host_key", "tags", "data", "residents",
                 "dataset", "options", "users", "site", "jump", "allow"}
 _DEVICE_FIELDS = {"address", "device_type", "edge", "port", "credentials", "host_key", "tags", "options", "site",
-                  "jump"}
-_DIR_FIELDS = {"address", "port", "credentials", "options", "default", "site"}
+                  "jump", "connector"}
+_DIR_FIELDS = {"address", "port", "credentials", "options", "default", "site", "connector"}
+_SECTION = {"host": "hosts", "device": "devices", "directory": "directories"}
 _SECTIONS = {"management", "protected", "defaults", "sites", "jump_hosts", "tags", "datasets", "hosts", "devices",
              "directories"}
 _HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{20,}")
@@ -262,26 +261,36 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _connector_of(node: Node, kind: str) -> tuple[str, str]:
+    """``(connector, os)`` of an entry: its own ``connector``, else the one the installed connectors declare for
+    its section (hosts: for its ``os``). The inventory names no connector itself (docs/architecture.md)."""
+    from agent.registry import default_connector, host_os_names
+
+    section = _SECTION[kind]
+    os_node = node.get("os") if kind == "host" else None
+    os_name = os_node.str_() if os_node else ""
+    conn_node = node.get("connector")
+    if conn_node is not None:
+        return conn_node.str_(pattern=INVENTORY_NAME, what="connector name"), os_name
+    if kind == "host":
+        if os_node is None:
+            raise node.error(f"needs 'os' ({', '.join(host_os_names()) or 'none installed'}) or 'connector'")
+        connector = default_connector(section, os_name)
+        if connector is None:
+            raise os_node.error(f"unknown os {os_name!r} (known: {', '.join(host_os_names()) or 'none'}); "
+                                "or name a connector explicitly")
+        return connector, os_name
+    connector = default_connector(section)
+    if connector is None:
+        raise node.error(f"no installed connector serves {section}: name one with 'connector:'")
+    return connector, ""
+
+
 def _entry(node: Node, name: str, kind: str, sections: _Sections) -> HostEntry:
     allowed = {"host": _HOST_FIELDS, "device": _DEVICE_FIELDS, "directory": _DIR_FIELDS}[kind]
     refuse_old_forms(node, _OTHER_FORMS)
     node.mapping(allowed=allowed, required={"address"})
-    if kind == "host":
-        os_node = node.get("os")
-        os_name = os_node.str_() if os_node else ""
-        if os_node and os_name not in _KNOWN_OS and node.get("connector") is None:
-            raise os_node.error(f"unknown os {os_name!r} (known: {', '.join(sorted(_KNOWN_OS))}); "
-                                "or name a connector explicitly")
-        conn_node = node.get("connector")
-        connector = conn_node.str_(pattern=INVENTORY_NAME, what="connector name") if conn_node else \
-            OS_CONNECTORS.get(os_name, "")
-        if not connector:
-            raise node.error("needs 'os' (linux or windows) or 'connector'")
-    elif kind == "device":
-        os_name, connector = "", "firewall"
-        node.mapping(required={"device_type"})
-    else:
-        os_name, connector = "", "active_directory"
+    connector, os_name = _connector_of(node, kind)
     # defaults are keyed by connector; the host's own values win, except allow-lists, which add up
     own = dict(node.value)
     dflt = sections.defaults.get(connector)
@@ -312,7 +321,7 @@ def _entry(node: Node, name: str, kind: str, sections: _Sections) -> HostEntry:
     hk = merged.get("host_key")
     opt_node = merged.get("options")
     options = dict(opt_node.mapping().value) if opt_node is not None else {}
-    if kind == "device":
+    if merged.get("device_type") is not None:  # devices: the dialect (netmiko's name); the connector checks it
         options["device_type"] = merged.child("device_type").str_(pattern=INVENTORY_NAME, what="device_type")
     port = merged.get("port")
     edge = merged.get("edge")

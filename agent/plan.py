@@ -345,9 +345,10 @@ class Planner:
         return plan
 
     def entry_for(self, row: Action) -> HostEntry:
-        if row.connector == "firewall":
+        """The inventory entry a journaled action acted on, by the kind of target it journaled."""
+        if row.target_kind == "device":
             return self.inventory.device(row.target)
-        if row.connector == "active_directory":
+        if row.target_kind == "account":
             return self.inventory.directory(row.target)
         return self.inventory.host(row.target)
 

@@ -16,10 +16,15 @@ from typing import Any
 from agent.errors import ConfigError
 from agent.validate import INVENTORY_NAME
 from connectors.base import Connector
+from connectors.types import ActionSpec
 
-__all__ = ["Registry"]
+__all__ = ["INVENTORY_GROUP", "Registry", "default_connector", "host_os_names"]
 
 GROUP = "agent.connectors"
+# Which connector serves an inventory section by default ("hosts.linux", "devices", "directories"), advertised by
+# the connector's distribution so the inventory can choose one without importing any connector (start-up cost).
+# The connector class declares the same (``inventory_section``, ``host_os``); Registry.get checks they agree.
+INVENTORY_GROUP = "agent.inventory"
 
 
 @cache
@@ -40,6 +45,45 @@ def installed_points() -> dict[str, EntryPoint]:
                           + "; ".join(f"{name!r} by {' and by '.join(where)}" for name, where in clashes.items())
                           + " — uninstall one of them")
     return found
+
+
+@cache
+def advertised_defaults() -> dict[str, str]:
+    """``{"hosts.linux": "ssh_linux", "devices": "firewall", ...}``; one error when two connectors claim a key.
+
+    Without advertisements (a distribution that registers only ``agent.connectors``) the classes are loaded and
+    their declarations read instead: slower, same answer.
+    """
+    found: dict[str, list[str]] = {}
+    for ep in entry_points(group=INVENTORY_GROUP):
+        if ep.value not in found.setdefault(ep.name, []):
+            found[ep.name].append(ep.value)
+    if not found:
+        for name, ep in installed_points().items():
+            try:
+                cls = ep.load()
+            except ModuleNotFoundError:
+                continue  # reported when the connector is used
+            section = getattr(cls, "inventory_section", "hosts")
+            keys = [f"{section}.{os}" for os in getattr(cls, "host_os", ())] or ([] if section == "hosts" else
+                                                                               [section])
+            for key in keys:
+                found.setdefault(key, []).append(name)
+    clashes = {key: names for key, names in found.items() if len(names) > 1}
+    if clashes:
+        raise ConfigError("more than one connector is the default for "
+                          + "; ".join(f"{key} ({', '.join(names)})" for key, names in sorted(clashes.items()))
+                          + ": name the connector on each inventory entry, or uninstall one")
+    return {key: names[0] for key, names in found.items()}
+
+
+def default_connector(section: str, os_name: str = "") -> str | None:
+    """The connector serving ``section`` entries (hosts: with inventory ``os`` = ``os_name``), or None."""
+    return advertised_defaults().get(f"{section}.{os_name}" if os_name else section)
+
+
+def host_os_names() -> list[str]:
+    return sorted(key.split(".", 1)[1] for key in advertised_defaults() if key.startswith("hosts."))
 
 
 def _origin(ep: EntryPoint) -> str:
@@ -77,6 +121,8 @@ class Registry:
                               f"connector interface (missing: {', '.join(missing) or 'actions'})")
         if getattr(instance, "name", name) != name:
             raise ConfigError(f"connector registered as {name!r} calls itself {instance.name!r}")
+        if name not in self._extra:
+            _check_advertised(name, instance)
         self._instances[name] = instance
         return instance  # type: ignore[no-any-return]
 
@@ -88,3 +134,33 @@ class Registry:
                 with contextlib.suppress(Exception):  # closing must never mask the command's outcome
                     closer()
         self._instances.clear()
+
+    def spec(self, connector: str, action: str) -> ActionSpec | None:
+        """What ``connector`` declares about ``action``; None when either is unknown (an uninstalled plugin's
+        journaled actions are still listed, just without their capabilities)."""
+        try:
+            return self.get(connector).actions.get(action)
+        except ConfigError:
+            return None
+
+    def all_specs(self) -> list[tuple[str, ActionSpec]]:
+        """Every (connector, action spec) of the connectors that load (the daemon's blast-radius categories)."""
+        out = []
+        for name in self.names():
+            try:
+                out += [(name, spec) for spec in self.get(name).actions.values()]
+            except ConfigError:
+                continue
+        return out
+
+
+def _check_advertised(name: str, instance: Any) -> None:
+    """The distribution's advertisement and the class's own declaration must say the same."""
+    section = getattr(instance, "inventory_section", "hosts")
+    for key, owner in advertised_defaults().items():
+        if owner != name:
+            continue
+        wanted_section, _, os_name = key.partition(".")
+        if wanted_section != section or (os_name and os_name not in getattr(instance, "host_os", ())):
+            raise ConfigError(f"connector {name!r} is advertised as the default for {key} but declares "
+                              f"inventory_section={section!r}, host_os={getattr(instance, 'host_os', ())!r}")

@@ -52,6 +52,8 @@ class Connector(Protocol):
 
     name: ClassVar[str]
     actions: ClassVar[Mapping[str, ActionSpec]]
+    inventory_section: ClassVar[str]  # "hosts" | "devices" | "directories": the inventory entries it acts on
+    host_os: ClassVar[tuple[str, ...]]  # hosts: the inventory ``os`` values it serves when no connector is named
 
     def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
         """Reject bad arguments before any connection is opened (raise ``InvalidInput``)."""
@@ -96,6 +98,8 @@ class ConnectorBase:
 
     name: ClassVar[str] = ""
     actions: ClassVar[Mapping[str, ActionSpec]] = {}
+    inventory_section: ClassVar[str] = "hosts"
+    host_os: ClassVar[tuple[str, ...]] = ()
 
     def _hook(self, kind: str, action: str) -> Any:
         if action not in self.actions:

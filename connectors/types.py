@@ -156,6 +156,10 @@ class ActionSpec:
     reversible: bool = True
     mutating: bool = True
     undo_description: str = ""
+    # Capabilities the application reads instead of naming actions (docs/architecture.md, never 6):
+    active_as: str = ""  # how its containment reads in `agent status` while in effect ("isolated", "blocked")
+    lifts: str = ""  # the containment action this one lifts (unblock_ip lifts block_ip): never "contained" itself
+    blast: str = ""  # blast-radius category counted for automatic runs ("hosts", "accounts"; "" = not limited)
 
 
 @dataclass

@@ -312,8 +312,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
     else:
         for obj in finished:
             _print_outcome(obj)
-    if args.command == "unblock-ip":
-        _close_unblocked(app, engine, plan, result)
+    _close_lifted(app, engine, plan, result)
     status = result.status
     if status == "done" and any(s.get("outcome") == "not_supported" for s in plan.skipped):
         status = "partial"  # e.g. an IPv6 block that an IPv4-only device could not take: said in the notes
@@ -399,16 +398,18 @@ def _discovered(args: argparse.Namespace) -> Any:
     return iso_time(value, field="discovered") if value else None
 
 
-def _close_unblocked(app: App, engine: Any, plan: Any, result: Any) -> None:
-    """Block items whose address was just unblocked on that device are no longer active (status, TTL sweep);
-    a block action is closed when every address it added is (matched by normalised CIDR, not spelling)."""
+def _close_lifted(app: App, engine: Any, plan: Any, result: Any) -> None:
+    """Items a lifting action just lifted on that target are no longer active (status, TTL sweep): e.g. the
+    addresses an unblock removed close the block actions that added them (matched by canonical identity, a
+    normalised CIDR, not by spelling). Which action lifts which, each connector declares (``ActionSpec.lifts``)."""
     from agent.batching import active_items
     done = {o.action_id: o.target for o in result.outcomes if o.state == "done"}
     for pa in plan.actions:
-        if pa.action_id not in done:
+        if pa.action_id not in done or pa.undo_of or not pa.spec.lifts:
             continue
         keys = [i.canonical for i in pa.items]
-        for row, _items in active_items(app.store, target=pa.target.name, action="block_ip", keys=keys).values():
+        for row, _items in active_items(app.store, target=pa.target.name, action=pa.spec.lifts,
+                                        keys=keys).values():
             engine.journal.mark_undone(row.id, pa.action_id)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from agent import exitcodes
 from agent.app import App
-from agent.containments import LIFTING_ACTIONS  # lifting actions are not "contained" state
+from agent.containments import lifts  # lifting actions are not "contained" state
 from agent.errors import NotFound
 from agent.output import color, emit_json, state_color, table
 
@@ -87,9 +87,11 @@ def _status(app: App, args: argparse.Namespace) -> int:
         # what is contained: applied, changed, not lifted since — per item for a batch
         active = list(s.scalars(select(Action).where(
             Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
-            Action.mutating == 1, Action.action.not_in(LIFTING_ACTIONS))
+            Action.mutating == 1)
             .options(selectinload(Action.items)).order_by(Action.seq)))
         unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
+    # only the connectors named by these rows are loaded, so an empty status imports none
+    active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
     active, permanent = _split_irreversible(active)
     if args.json:
         emit_json({"active": [{**a.summary(), "items": [i.summary() for i in _live(a)]} for a in active],
@@ -106,13 +108,15 @@ def _status(app: App, args: argparse.Namespace) -> int:
             expiry = ("OVERDUE — run `agent sweep`" if a.expires_at <= now
                       else f"releases {_ago(a.expires_at)}")
         live = _live(a)
+        spec = app.registry.spec(a.connector, a.action)
+        verb = spec.active_as if spec is not None and spec.active_as else a.action  # "isolated", "blocked"
         if a.target_kind == "host":
-            what = a.action
+            what = verb
         elif len(a.items) > 1:
             names = [i.requested for i in live]
-            what = f"{a.action} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            what = f"{verb} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         else:
-            what = f"{a.action} {a.subject}"
+            what = f"{verb} {a.subject}"
         rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
     for a in permanent:
         rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _ago(a.updated_at),

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
-from agent.intake.limits import LIMITED_ACTIONS
 from agent.intake.models import IntakeIncident
 from agent.intake.writer import Decision
 from agent.store import Alert, utcnow
@@ -31,10 +30,11 @@ _FLUSH_EVERY = 64
 
 
 def wanted_slots(plan: Any) -> dict[str, set[str]]:
-    """Blast-radius categories a plan would use: hosts to isolate, accounts to disable."""
+    """Blast-radius categories a plan would use (each action's connector declares its ``blast`` category):
+    hosts to isolate, accounts to disable."""
     out: dict[str, set[str]] = {}
     for pa in plan.actions:
-        category = LIMITED_ACTIONS.get(pa.action)
+        category = pa.spec.blast
         if category and not pa.undo_of and pa.spec.mutating:
             if category == "accounts":  # every account of a batch, by canonical identity (not its spelling)
                 names = {i.canonical for i in pa.items} or {str(pa.args.get("account") or pa.subject)}

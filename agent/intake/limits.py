@@ -19,10 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["LIMITED_ACTIONS", "BlastRadius", "DedupeIndex"]
-
-# connector action -> blast-radius category
-LIMITED_ACTIONS = {"isolate": "hosts", "disable_account": "accounts"}
+__all__ = ["BlastRadius", "DedupeIndex"]
 
 
 @dataclass
@@ -105,10 +102,10 @@ class BlastRadius:
                     self._seen[category].setdefault(name, now)
 
     def load(self, rows: Iterable[tuple[str, str, datetime]], now: datetime) -> None:
-        """Rebuild from ``(action, target, created_at)`` rows of journaled actions."""
-        for action, target, at in rows:
-            category = LIMITED_ACTIONS.get(action)
-            if category and now - at < self.window:
+        """Rebuild from ``(category, name, created_at)`` rows of journaled actions (the category each action's
+        connector declares: ``ActionSpec.blast``)."""
+        for category, target, at in rows:
+            if category in self._seen and now - at < self.window:
                 with self._lock:
                     self._seen[category][target] = max(at, self._seen[category].get(target, at))
 

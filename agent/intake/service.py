@@ -82,7 +82,8 @@ class IntakeService:
     def _load_state(self) -> None:
         from sqlalchemy import select
 
-        from agent.intake.limits import LIMITED_ACTIONS
+        # (connector, action) -> blast-radius category, as the installed connectors declare them
+        limited = {(name, spec.name): spec.blast for name, spec in self.app.registry.all_specs() if spec.blast}
         from agent.intake.models import IntakeIncident
         from agent.store import Action, ActionItem, Incident
         now = utcnow()
@@ -98,14 +99,17 @@ class IntakeService:
                 .join(Incident, Incident.id == IntakeIncident.incident_id)
                 .where(IntakeIncident.opened_at >= since, IntakeIncident.decision == "queued",
                        Incident.status != "released"))]
-            acts = list(s.execute(select(Action.action, Action.target, Action.created_at, ActionItem.canonical)
+            acts = list(s.execute(select(Action.connector, Action.action, Action.target, Action.created_at,
+                                         ActionItem.canonical)
                                   .join(ActionItem, ActionItem.action_id == Action.id).where(
-                Action.kind == "apply", Action.action.in_(list(LIMITED_ACTIONS)), Action.state != "failed",
+                Action.kind == "apply", Action.action.in_({a for _, a in limited}), Action.state != "failed",
                 ActionItem.state != "failed", Action.created_at >= since)))
         self.dedupe.load([(r[0], r[1], r[2], r[3]) for r in claims], now)
         # accounts by the items' canonical identity (every account of a batch counts), hosts by name
-        self.blast.load([(action, canonical if action == "disable_account" else target, at)
-                         for action, target, at, canonical in acts], now)
+        rows = [(limited[(conn, action)], target, at, canonical) for conn, action, target, at, canonical in acts
+                if (conn, action) in limited]
+        self.blast.load([(category, canonical if category == "accounts" else target, at)
+                         for category, target, at, canonical in rows], now)
 
     # -- request path ---------------------------------------------------------------------------------------
     def source_auth(self, name: str) -> SourceAuth:

@@ -36,11 +36,12 @@ ACTIONS: Mapping[str, ActionSpec] = {
     "disable_account": ActionSpec(
         "disable_account", "Disable the account (userAccountControl |= ACCOUNTDISABLE); its logons fail at once. "
         "Issued Kerberos tickets stay valid until expiry.", "account",
-        undo_description="restore the exact userAccountControl value recorded before"),
+        undo_description="restore the exact userAccountControl value recorded before", active_as="disabled",
+        blast="accounts"),
     "remove_privileged_groups": ActionSpec(
         "remove_privileged_groups", "Remove the account's direct memberships in privileged groups and in groups "
         "nested in them (found via LDAP_MATCHING_RULE_IN_CHAIN).", "account",
-        undo_description="re-add exactly the memberships that were removed"),
+        undo_description="re-add exactly the memberships that were removed", active_as="out of privileged groups"),
     "reset_password": ActionSpec(
         "reset_password", "OPT-IN, NOT REVERSIBLE: set a random password nobody knows and require a change at "
         "next logon. The old password keeps working for NTLM/LDAP for a while: never instead of disabling.",
@@ -48,7 +49,7 @@ ACTIONS: Mapping[str, ActionSpec] = {
     "expire_sessions": ActionSpec(
         "expire_sessions", "Allow no logon hours (logonHours = 21 zero bytes) so new logons fail; issued Kerberos "
         "tickets and open host sessions are NOT ended — chain host-side kill_sessions.", "account",
-        undo_description="restore the recorded logonHours (or remove the attribute)"),
+        undo_description="restore the recorded logonHours (or remove the attribute)", active_as="no logon hours"),
     "capture_evidence": ActionSpec(
         "capture_evidence", "Record the account's attributes and group memberships as an evidence file.",
         "account", mutating=False, undo_description="nothing to undo"),
@@ -100,6 +101,7 @@ class ActiveDirectoryConnector(ConnectorBase):
 
     name: ClassVar[str] = "active_directory"
     actions: ClassVar[Mapping[str, ActionSpec]] = ACTIONS
+    inventory_section: ClassVar[str] = "directories"
 
     def __init__(self, *, pooled: bool = True) -> None:
         self.pool = ConnectionPool() if pooled else None

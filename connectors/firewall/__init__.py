@@ -84,11 +84,13 @@ class FirewallConnector(ConnectorBase):
     """Block/unblock addresses on network devices (see module docstring)."""
 
     name: ClassVar[str] = "firewall"
+    inventory_section: ClassVar[str] = "devices"
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "block_ip": ActionSpec("block_ip", f"add addresses to {GROUP} (denied at the top of the policy) and save",
-                               "device", undo_description="remove exactly the addresses this action added"),
+                               "device", undo_description="remove exactly the addresses this action added",
+                               active_as="blocked"),
         "unblock_ip": ActionSpec("unblock_ip", f"remove addresses from {GROUP} and save", "device",
-                                 undo_description="block again the addresses this action removed"),
+                                 undo_description="block again the addresses this action removed", lifts="block_ip"),
         "list_blocked": ActionSpec("list_blocked", f"list the members of {GROUP}", "device", reversible=False,
                                    mutating=False),
     }

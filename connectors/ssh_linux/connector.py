@@ -33,12 +33,14 @@ class SshLinuxConnector(ConnectorBase):
     """Linux hosts over SSH (paramiko): nftables isolation with an iptables/ip6tables fallback."""
 
     name: ClassVar[str] = "ssh_linux"
+    inventory_section: ClassVar[str] = "hosts"
+    host_os: ClassVar[tuple[str, ...]] = ("linux",)
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "isolate": ActionSpec(
             "isolate", "drop all traffic except SSH with the management addresses (one atomic nftables "
             "transaction, iptables fallback), cut live flows, dead-man timer until a fresh connection confirms",
             "host", undo_description="delete only the containment table/chains; the ruleset must then equal the "
-            "snapshot exactly"),
+            "snapshot exactly", active_as="isolated", blast="hosts"),
         "capture_evidence": ActionSpec(
             "capture_evidence", "processes, connections, users, auth log and firewall state (read-only, ≤10 s)",
             "host", reversible=False, mutating=False),

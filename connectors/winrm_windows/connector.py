@@ -52,12 +52,15 @@ class WinRMWindowsConnector(ConnectorBase):
     """Windows Firewall isolation with a dead-man switch, session kill and evidence capture over WinRM."""
 
     name: ClassVar[str] = "winrm_windows"
+    inventory_section: ClassVar[str] = "hosts"
+    host_os: ClassVar[tuple[str, ...]] = ("windows",)
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "isolate": ActionSpec("isolate", "Windows Firewall group IR-Containment: only the management addresses "
                               "reach WinRM (and RDP if allowed); everything else blocked both ways",
-                              "host", undo_description="remove the group, restore the saved profile settings"),
+                              "host", undo_description="remove the group, restore the saved profile settings",
+                              active_as="isolated", blast="hosts"),
         "release": ActionSpec("release", "Remove the isolation and restore the firewall state saved on the host",
-                              "host", reversible=False, undo_description="run isolate again"),
+                              "host", reversible=False, undo_description="run isolate again", lifts="isolate"),
         "kill_sessions": ActionSpec("kill_sessions", "Purge a user's Kerberos tickets and log off their sessions",
                                     "host", reversible=False),
         "capture_evidence": ActionSpec("capture_evidence", "Processes, TCP connections, sessions, logon events, "

@@ -50,9 +50,10 @@ class FakeSession:
 
 class FakeConnector(ConnectorBase):
     name: ClassVar[str] = "ssh_linux"
+    host_os: ClassVar[tuple[str, ...]] = ("linux",)
     world: ClassVar[FakeWorld] = FakeWorld()
     actions: ClassVar[Mapping[str, ActionSpec]] = {
-        "isolate": ActionSpec("isolate", "isolate the host", "host"),
+        "isolate": ActionSpec("isolate", "isolate the host", "host", active_as="isolated", blast="hosts"),
         "capture_evidence": ActionSpec("capture_evidence", "collect state", "host", reversible=False,
                                        mutating=False),
         "fail_step": ActionSpec("fail_step", "always fails", "host"),

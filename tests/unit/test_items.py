@@ -131,7 +131,7 @@ def test_undone_per_item_keeps_the_action_active_for_the_rest(tmp_path: Path):
 
 def test_blast_radius_counts_every_account_of_a_batch():
     """A batched disable of three accounts takes three account slots, not one."""
-    pa = SimpleNamespace(action="disable_account", undo_of=None, spec=SimpleNamespace(mutating=True),
+    pa = SimpleNamespace(action="disable_account", undo_of=None, spec=SimpleNamespace(mutating=True, blast="accounts"),
                          args={"accounts": ["a", "B", "c"]}, subject="a, B, c", target=SimpleNamespace(name="dc"),
                          items=[PlannedItem("account", account_key(n), n, n) for n in ("a", "B", "c")])
     assert wanted_slots(SimpleNamespace(actions=[pa])) == {"accounts": {"name:a", "name:b", "name:c"}}
