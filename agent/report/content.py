@@ -204,7 +204,9 @@ def _narrative(report: Report, content: dict[str, Any], local: Any) -> dict[str,
                     if audit["key_fingerprint"] else
                     f"The audit log's hash chain verified ({audit['records']} records) but no public key was given: "
                     "signatures were not checked.")
-        if not audit["anchor"]:
+        if audit["anchor"]:
+            verified += " It matches the trust anchor counsel received earlier (expected key and signed head)."
+        else:
             verified += " It was not compared with a trust anchor held by counsel (see the integrity appendix)."
     due = [n for n in content["notifications"] if n["status"] == "applies" and n["kind"] == "notice"]
     now_items = [n for n in due if n["deadline"] is None and n["clock"] == "asap" and n["starts"] == "discovery"]
