@@ -7,13 +7,12 @@ crash test. Effects are proven with the probe matrix, decisions with the journal
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from sqlalchemy import select
 
 from agent.app import App
 from agent.daemon import Daemon
+from agent.intake.auth import signed_headers
 from agent.lab import Lab
 from agent.store import Action, Approval, Store
 from tests.unit.daemon_env import wait_for as _wait_for
@@ -76,9 +76,9 @@ def wazuh(host: str) -> bytes:
 
 def post(lab: Lab, url: str, host: str) -> dict[str, Any]:
     body = wazuh(host)
-    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = signed_headers(SECRET.encode(), body, nonce=uuid.uuid4().hex)  # replay-protected HMAC (issue 16)
     with lab.enter("mgmt"), httpx.Client(base_url=url, timeout=10) as client:
-        res = client.post("/alerts/wazuh", content=body, headers={"X-Agent-Signature": sig})
+        res = client.post("/alerts/wazuh", content=body, headers=headers)
     assert res.status_code == 202, res.text
     return res.json()
 
