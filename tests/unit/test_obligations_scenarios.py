@@ -91,6 +91,8 @@ def _facts(residents: dict[str, int], **extra: Any) -> IncidentFacts:
 
 def _find(items: list[ChecklistItem], jurisdiction: str, keyword: str) -> ChecklistItem:
     found = [i for i in items if i.jurisdiction == jurisdiction and keyword.lower() in i.party.lower()]
+    exact = [i for i in found if i.party == keyword]
+    found = exact or found
     assert len(found) == 1, (jurisdiction, keyword, [i.party for i in items if i.jurisdiction == jurisdiction])
     return found[0]
 
@@ -136,6 +138,10 @@ THRESHOLDS: list[tuple[str, str, str, int, str, frozenset[str]]] = [
     ("United States (HHS OCR)", "media", ">", 500, "state_max", frozenset({"hipaa_entity"})),
     ("United States (FTC)", "Federal Trade Commission (online form)", ">=", 500, "total",
      frozenset({"glba_financial"})),
+    # us-fed-ftc-hbnr (vendors of personal health records): FTC >= 500, annual log < 500, media > 500 in a state
+    ("United States (FTC)", "Federal Trade Commission", ">=", 500, "total", frozenset({"phr_vendor"})),
+    ("United States (FTC)", "annual log", "<", 500, "total", frozenset({"phr_vendor"})),
+    ("United States (FTC)", "media", ">", 500, "state_max", frozenset({"phr_vendor"})),
 ]
 
 
