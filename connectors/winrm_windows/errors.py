@@ -88,6 +88,12 @@ def _kerberos_error_types() -> tuple[type[BaseException], ...]:
         types.append(GSSError)
     except ImportError:
         pass
+    try:  # the KDC refusing a password or keytab while pyspnego gets the first ticket
+        from krb5 import Krb5Error
+
+        types.append(Krb5Error)
+    except ImportError:
+        pass
     return tuple(types)
 
 

@@ -12,7 +12,7 @@ Refused up front (``validate`` and ``check-config``, before any plan is shown):
 * ``kerberos`` without ``server_name`` (or with an IP there): the ticket is for ``HTTP/<server_name>``; by IP the
   KDC is asked for ``HTTP/<ip>``, which Active Directory does not have ("Server not found in Kerberos database").
 * ``kerberos`` without ``realm`` and ``kdc`` addresses (the agent never asks DNS for a KDC) or without the
-  python-gssapi binding (``pip install 'containment-agent[kerberos]'``).
+  python-gssapi and python-krb5 bindings (``pip install 'containment-agent[kerberos]'``).
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ def _kerberos_options(opts: Mapping[str, Any], transport: str) -> tuple[str | No
     keytab = opts.get("keytab")
     if keytab is not None and (not isinstance(keytab, str) or not keytab):
         raise InvalidInput("option keytab must be a file path", detail={"field": "keytab"})
-    if importlib.util.find_spec("gssapi") is None:
-        raise InvalidInput("transport kerberos needs the python-gssapi binding, which is not installed: "
+    missing = [m for m in ("gssapi", "krb5") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InvalidInput(f"transport kerberos needs the python {' and '.join(missing)} binding(s), not installed: "
                            "pip install 'containment-agent[kerberos]' (needs libkrb5-dev to build)",
                            detail={"field": "transport", "value": "kerberos"})
     return realm, tuple(str(k) for k in kdc), keytab

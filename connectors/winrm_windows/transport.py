@@ -93,14 +93,22 @@ class WinRMSession:
                 read_timeout_sec=op_timeout + max(1, int(self.ctx.connect_timeout)),
                 proxy=None,
             )
+            if self.settings.transport == "kerberos":
+                from connectors.winrm_windows import kerberos
+
+                kerberos.install(self._protocol.transport, self.settings, self._creds.username,
+                                 self._creds.password.reveal() if self._creds.password is not None else None)
             self._install_name_override()
             self._shell_id = self._protocol.open_shell(codepage=65001, noprofile=True)
         return self
 
     def _install_name_override(self) -> None:
-        """With ``server_name``, connect to the pinned address but check the certificate for that name (no DNS)."""
+        """With ``server_name``, connect to the pinned address but check the certificate for that name (no DNS).
+        Building the session here also runs the Kerberos handshake (and message-encryption setup) at open."""
         name = self.settings.server_name
         if not name or self.settings.scheme != "https":
+            if self.settings.transport == "kerberos":
+                self._protocol.transport.build_session()
             return
         from requests.adapters import HTTPAdapter
 

@@ -110,3 +110,9 @@ class TestKerberosErrorsArePermanent:
         gssapi = pytest.importorskip("gssapi")
         err = gssapi.exceptions.GSSError(851968, 2529638919)
         assert isinstance(map_exception(err, where="open shell"), AuthError)
+
+    def test_krb5_errors_are_auth_errors(self) -> None:
+        """The KDC refusing the password (pre-authentication failed) is AuthError, never Unreachable."""
+        krb5 = pytest.importorskip("krb5")
+        err = krb5.Krb5Error(krb5.init_context(), -1765328360)
+        assert isinstance(map_exception(err, where="open shell"), AuthError)

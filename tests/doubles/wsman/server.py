@@ -118,6 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         for k, v in headers or []:
             self.send_header(k, v)
+        if getattr(self, "mutual_token", None):
+            self.send_header("WWW-Authenticate", "Negotiate " + base64.b64encode(self.mutual_token).decode())
+            self.mutual_token = None
         if body:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -130,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         if token is not None:
             headers.append(("WWW-Authenticate", f"Negotiate {token}"))
         else:
-            if "ntlm" in dbl.auth:
+            if "ntlm" in dbl.auth or "kerberos" in dbl.auth:
                 headers.append(("WWW-Authenticate", "Negotiate"))
             if "basic" in dbl.auth and (dbl._tls is not None or dbl.allow_basic_http):
                 headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
@@ -148,6 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
             dbl.auth_failures += 1
             self._challenge()
             return None
+        if scheme.lower() == "negotiate" and "kerberos" in dbl.auth and value and \
+                not base64.b64decode(value).startswith(b"NTLMSSP\x00"):
+            return self._kerberos(base64.b64decode(value))
         if scheme.lower() in ("negotiate", "ntlm") and "ntlm" in dbl.auth and value:
             import spnego.exceptions
 
@@ -182,6 +188,31 @@ class _Handler(BaseHTTPRequestHandler):
             return self.conn_user
         self._challenge()
         return None
+
+    def _kerberos(self, token: bytes) -> str | None:
+        """Accept a Kerberos AP-REQ for ``HTTP/<fqdn>`` with the service key from the keytab in ``KRB5_KTNAME``
+        (exported from the lab's Samba DC). The ticket is checked with that key alone — no DC is asked, which is
+        why Kerberos keeps working on an isolated host — and the AP-REP goes back for mutual authentication."""
+        import spnego
+        import spnego.exceptions
+
+        dbl = self.server.double
+        try:
+            ctx = spnego.server(protocol="kerberos")
+            answer = ctx.step(token)
+        except spnego.exceptions.SpnegoError:
+            dbl.auth_failures += 1
+            self._challenge()
+            return None
+        if not ctx.complete:
+            dbl.auth_failures += 1
+            self._challenge()
+            return None
+        self.ntlm = ctx  # the security context that seals messages (named for NTLM, which came first)
+        self.mutual_token = answer
+        dbl.kerberos_logons += 1
+        self.conn_user = str(ctx.client_principal).split("@")[0]
+        return self.conn_user
 
     def _dc_reachable(self) -> bool:
         """Netlogon to a DC: RPC endpoint mapper (135) or SMB named pipe (445), TCP, as the host's firewall sees it."""
@@ -267,6 +298,7 @@ class WSManDouble:
         self.faults: list[InjectedFault] = []
         self.connections = self.refused = self.tls_failures = self.auth_failures = 0
         self.dc_unreachable_logons = 0
+        self.kerberos_logons = 0
         self._stopping = threading.Event()
         self._tls: ssl.SSLContext | None = None
         self._cbt: bytes | None = None
