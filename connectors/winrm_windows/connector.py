@@ -93,6 +93,36 @@ class WinRMWindowsConnector(ConnectorBase):
         parse_settings(target)
         evidence.validate_max_events(args.get("max_events"))
 
+    # -- plan summary (no connection) -------------------------------------------------------------------------
+    def summarize(self, target: Target, action: str, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
+        """Effect, what stays reachable, how the agent logs on again after isolating, auto-revert and undo."""
+        if action != "isolate":
+            return super().summarize(target, action, args, ctx)
+        settings = parse_settings(target)
+        mgmt = ", ".join(str(a) for a in ctx.management_addresses)
+        kept = [f"WinRM {settings.port} from {mgmt}" + (" (and RDP)" if settings.allow_rdp else "")]
+        if settings.keep_dhcp_dns:
+            kept.append("DHCP and DNS to the host's own servers")
+        listed = [r for r in target.allow if r.to]
+        if listed:
+            kept.append(f"{len(listed)} allow-list entr{'y' if len(listed) == 1 else 'ies'} "
+                        f"({', '.join(sorted({r.source for r in listed}))})")
+        if settings.domain_controllers:
+            kept.append(f"domain controllers {', '.join(settings.domain_controllers)}")
+        if settings.transport == "kerberos":
+            reauth = "re-authentication: Kerberos, the ticket is checked on the host (no domain controller needed)"
+        elif settings.domain_controllers:
+            reauth = (f"re-authentication: NTLM, completed through the kept domain controllers "
+                      f"{', '.join(settings.domain_controllers)} (MS-APDS)")
+        else:
+            reauth = ("re-authentication: NTLM without domain_controllers — fine for a local account; a domain "
+                      "account will be refused before any change")
+        return [(f"Windows Firewall group IR-Containment, all profiles default Block; keep {'; '.join(kept)}; "
+                "block everything else in and out"),
+                reauth,
+                (f"dead-man task reverts in {settings.deadman_minutes} min unless a fresh connection confirms; "
+                "undo: remove the group, restore profiles and pre-existing group rules exactly")]
+
     # -- previews (no connection) -----------------------------------------------------------------------------
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         settings = parse_settings(target)

@@ -216,3 +216,31 @@ class TestTransportChoice:
         with pytest.raises(InvalidInput, match="gssapi.*kerberos"):
             WinRMWindowsConnector().validate(self._target(transport="kerberos", server_name="ws01.lab.test",
                                                           realm="LAB.TEST", kdc=["10.0.0.2"]), "isolate", {})
+
+
+class TestPlanSummary:
+    """The plan a person approves says what stays reachable and how the agent will log on again afterwards."""
+
+    def _summary(self, **options: object) -> str:
+        target = Target("w", "host", "10.0.0.21", "winrm_windows", options=dict(options))
+        ctx = ConnectorContext(management_addresses=("10.0.0.5",))
+        return "\n".join(WinRMWindowsConnector().summarize(target, "isolate", {}, ctx))
+
+    def test_ntlm_with_domain_controllers(self) -> None:
+        """NTLM: the kept DCs are named as what re-authentication needs."""
+        text = self._summary(domain_controllers=["10.0.0.2"])
+        assert "WinRM 5986 from 10.0.0.5" in text and "DHCP and DNS" in text
+        assert "NTLM" in text and "10.0.0.2" in text and "dead-man" in text
+
+    def test_ntlm_without_domain_controllers_warns(self) -> None:
+        """Without DCs the plan says a domain account will be refused."""
+        assert "domain account will be refused" in self._summary()
+
+    def test_kerberos_needs_no_dc(self) -> None:
+        """Kerberos: the ticket is checked on the host."""
+        import importlib.util
+
+        if importlib.util.find_spec("krb5") is None:
+            pytest.skip("kerberos extra not installed")
+        text = self._summary(transport="kerberos", server_name="ws01.lab.test", realm="LAB.TEST", kdc=["10.0.0.2"])
+        assert "Kerberos" in text and "no domain controller" in text
