@@ -233,6 +233,11 @@ class Interpreter:
         run.eap = _lit(m.group(1))
 
     def _to_json(self, run: _Run, m: re.Match[str]) -> None:
+        if self.host.ps_version.startswith("2"):
+            # ConvertTo-Json arrived with PowerShell 3.0 (Windows 7 / 2008 R2 ship 2.0).
+            raise PSError("The term 'ConvertTo-Json' is not recognized as the name of a cmdlet, function, script "
+                          "file, or operable program.", command="ConvertTo-Json", category="ObjectNotFound",
+                          error_id="CommandNotFoundException", terminating=True)
         run.out.append(json.dumps(run.r, separators=(",", ":")) + "\r\n")
 
     # -- state folder security (Get-Acl by SID; DirectorySecurity from SDDL) -----------------------------------

@@ -97,7 +97,8 @@ def _purge(it: Interpreter, run: _Run, m: re.Match[str]) -> None:
     luid = int(m.group(1), 16)
     session = it.host.logons.get(luid)
     if session is None or it.user != "SYSTEM":
-        # klist prints the failure (0xc0000061 STATUS_PRIVILEGE_NOT_HELD, or no such session) and exits 1.
+        # LsaCallAuthenticationPackage answers STATUS_ACCESS_DENIED without SeTcbPrivilege (or the session is
+        # gone); klist prints the failure and exits 1.
         run.last_exit = 1
     else:
         session.tickets = 0

@@ -236,6 +236,7 @@ class TestOldHostsRefused:
             creds: Credentials, ctx: ConnectorContext) -> None:
         """Windows 7 / 2008 R2 (PowerShell 2.0: no ConvertTo-Json, no NetSecurity) get a clear refusal."""
         host.netsecurity = False
+        host.ps_version = "2.0"
         with WSManDouble(host, tls=pki.server) as dbl, \
                 conn.open(make_target(dbl), creds, ctx) as s:  # type: ignore[attr-defined]
             before = fw_state(host)
