@@ -330,8 +330,13 @@ class Engine:
             attempts[0] += 1
             try:
                 return conn.apply(session, pa.action, pa.args, snap)
-            except Timeout:
-                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
+            except Timeout as timed_out:
+                try:
+                    ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
+                except ConnectorError as unreadable:
+                    # The state cannot be read either: the apply's own account of where it stopped (e.g. ssh_linux
+                    # "in doubt: isolated but unconfirmed, the timer lifts it at ...") is the most exact one.
+                    raise timed_out from unreadable
                 if ver.in_effect:
                     from connectors.types import ActionResult
                     return ActionResult(changed=True, summary=f"applied (confirmed by reading state after a "

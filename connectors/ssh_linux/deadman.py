@@ -47,6 +47,7 @@ __all__ = [
     "owner_is_dead",
     "parse_arm",
     "parse_confirm",
+    "parse_due",
     "parse_status",
     "status_command",
     "undo_own_command",
@@ -205,6 +206,12 @@ def parse_status(out: str) -> TimerRecord | None:
 
 def parse_arm(out: str) -> int | None:
     value = _values(out).get("DEADMAN_PID", "")
+    return int(value) if value.isdigit() else None
+
+
+def parse_due(out: str) -> int | None:
+    """When the timer just armed will fire (host clock, epoch seconds), from :func:`arm_command`'s output."""
+    value = _values(out).get("DEADMAN_DUE", "")
     return int(value) if value.isdigit() else None
 
 

@@ -181,7 +181,9 @@ def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, 
     if rc == deadman.BUSY_EXIT:
         return False
     if a.confirm_seconds:
-        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out), "token": token}
+        due = deadman.parse_due(out)
+        details["deadman"] = {"armed_seconds": a.confirm_seconds, "pid": deadman.parse_arm(out), "token": token,
+                              "reverts_at": _utc(due) if due else None}
     text = (err.strip() or out.strip())[-500:]
     if rc in (deadman.ARM_FAILED_EXIT, deadman.LOCK_EXIT):
         raise Rejected(f"the dead-man timer could not be armed on {s.target.address}; nothing was loaded: {text}",
@@ -235,14 +237,22 @@ def _may_take_over(timer: deadman.TimerRecord, lease: int) -> bool:
     return deadman.owner_is_dead(timer.owner) or timer.age > lease
 
 
-def _loaded_in_doubt(s: SshSession, a: IsolateArgs, exc: ConnectorError, when: str) -> Timeout:
+def _utc(epoch: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _loaded_in_doubt(s: SshSession, a: IsolateArgs, exc: ConnectorError, when: str,
+                     details: Mapping[str, Any]) -> Timeout:
     """The ruleset is (probably) loaded but the run lost the host: say what state it is in and when it reverts."""
-    revert = (f"the host's dead-man timer removes the isolation by itself about {a.confirm_seconds} s after it "
-              "was armed unless a later run confirms it" if a.confirm_seconds else
-              "no dead-man timer was armed: the isolation stays until released")
-    return Timeout(f"in doubt: the containment ruleset was loaded on {s.target.address} but the connection was "
-                   f"lost {when} ({exc.message}); {revert}. Re-run contain to confirm it, or release",
-                   target=s.label, detail={"in_doubt": True, "confirm_seconds": a.confirm_seconds})
+    at = details.get("deadman", {}).get("reverts_at")
+    revert = (f"the host's dead-man timer lifts it by itself at {at} (host clock) unless a later run confirms it"
+              if at else "no dead-man timer was armed: the isolation stays until released")
+    return Timeout(f"in doubt: the host is isolated but unconfirmed — the containment ruleset was loaded on "
+                   f"{s.target.address} and the connection was lost {when} ({exc.message}); {revert}. Re-run "
+                   "contain to confirm it, or release", target=s.label,
+                   detail={"in_doubt": True, "confirm_seconds": a.confirm_seconds, "reverts_at": at})
 
 
 def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
@@ -298,7 +308,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     except ConnectorError as exc:
         confirmation.abandon()
         if not _undo_now(s, st.tool, token, a, ipv6_before) and exc.transient:
-            raise _loaded_in_doubt(s, a, exc, "while reading the rules back") from exc
+            raise _loaded_in_doubt(s, a, exc, "while reading the rules back", details) from exc
         raise
     except BaseException:
         confirmation.abandon()
@@ -316,7 +326,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         out = confirmation.finish(proceed=True)
     except ConnectorError as exc:
         if not _undo_now(s, st.tool, token, a, ipv6_before) and exc.transient:
-            raise _loaded_in_doubt(s, a, exc, "while confirming through a fresh connection") from exc
+            raise _loaded_in_doubt(s, a, exc, "while confirming through a fresh connection", details) from exc
         raise VerifyFailed(f"isolation applied but a fresh management connection failed ({exc.message}); the "
                            "rules were removed again", target=s.label) from exc
     details["fresh_connection"] = "ok"

@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any, Self
 
-from connectors.errors import AuthError, Rejected, Timeout
+from connectors.errors import AuthError, Rejected, Timeout, Unreachable
 from connectors.ssh_linux import hostkeys
 from connectors.ssh_linux.privilege import Privilege, parse_privilege, prelude
 from connectors.ssh_linux.errormap import mapped
@@ -61,16 +61,24 @@ class SshSession:
         limit = self.ctx.command_timeout if timeout is None else timeout
         what = what or cmd.split(" ", 1)[0]
         self.commands += 1
-        with mapped(self.label, what):
-            chan = self.transport.open_session(timeout=limit)
-            try:
-                chan.exec_command(self._prelude + cmd)
-                if input is not None:
-                    chan.sendall(input.encode())
-                chan.shutdown_write()
-                rc, out, err = self._collect(chan, time.monotonic() + limit, what, limit)
-            finally:
-                chan.close()
+        try:
+            with mapped(self.label, what):
+                chan = self.transport.open_session(timeout=limit)
+                try:
+                    chan.exec_command(self._prelude + cmd)
+                    if input is not None:
+                        chan.sendall(input.encode())
+                    chan.shutdown_write()
+                    rc, out, err = self._collect(chan, time.monotonic() + limit, what, limit)
+                finally:
+                    chan.close()
+        except (Timeout, Unreachable):
+            # A connection that let a command time out (or lost its transport) is not trusted with the next one:
+            # closed, every later command on it fails at once (issue 14 finding 9: after a network cut each
+            # retry, revert and read-back waited out its own timeout, ≈80 s without a word). Whoever wants to
+            # try again opens a fresh connection.
+            self.close()
+            raise
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if check and rc != 0:
             text = (stderr.strip() or stdout.strip())[-500:]
