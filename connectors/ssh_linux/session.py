@@ -195,17 +195,22 @@ def open_session(target: Target, creds: Credentials, ctx: ConnectorContext) -> S
     if len(creds.hops) != len(target.jump):
         raise AuthError(f"{label} is reached through {len(target.jump)} jump host(s) but {len(creds.hops)} "
                         "credential(s) were given for them", target=label)
+    # Pins first: a malformed pin is refused before any connection is opened. A jump host's pin is the
+    # inventory's key alone (required there): a known_hosts line for the same address must not widen what the
+    # one machine every containment passes through may present.
+    hop_pins = [hostkeys.pins_for(h.address, h.port, h.host_key, None) for h in target.jump]
+    pins = hostkeys.pins_for(target.address, port, target.host_key, ctx.known_hosts)
     hops: list[Any] = []
     try:
         via: Any = None
-        for hop, hop_creds in zip(target.jump, creds.hops, strict=True):
+        for hop, hop_creds, hop_pin in zip(target.jump, creds.hops, hop_pins, strict=True):
             sock = _open_sock(via, hop.address, hop.port, f"{label} via jump host {hop.name}", ctx)
-            transport, _ = _login(sock, hop.address, hop.port, f"jump host {hop.name}", hop.host_key, hop_creds,
+            transport, _ = _login(sock, hop.address, hop.port, f"jump host {hop.name}", hop_pin, hop_creds,
                                   ctx, pin_required=True)
             hops.append(transport)
             via = transport
         sock = _open_sock(via, target.address, port, label, ctx)
-        transport, decision = _login(sock, target.address, port, label, target.host_key, creds, ctx)
+        transport, decision = _login(sock, target.address, port, label, pins, creds, ctx)
     except BaseException:
         for t in reversed(hops):
             t.close()
@@ -227,14 +232,11 @@ def _open_sock(via: Any, address: str, port: int, label: str, ctx: ConnectorCont
         return via.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=ctx.connect_timeout)
 
 
-def _login(sock: Any, address: str, port: int, label: str, host_key: str | None, creds: Credentials,
+def _login(sock: Any, address: str, port: int, label: str, pins: list[hostkeys.Pin], creds: Credentials,
            ctx: ConnectorContext, *, pin_required: bool = False) -> tuple[Any, str]:
     """Key exchange, host-key decision and authentication over ``sock``; returns (transport, decision)."""
     import paramiko
 
-    # A jump host's pin is the inventory's key alone (required there): a known_hosts line for the same address
-    # must not widen what the one machine every containment passes through may present.
-    pins = hostkeys.pins_for(address, port, host_key, None if pin_required else ctx.known_hosts)
     try:
         with mapped(label, "key exchange"):
             transport = paramiko.Transport(sock)
