@@ -25,6 +25,7 @@ from agent.store import Approval, Store, utcnow
 __all__ = [
     "ApprovalRequest",
     "approval_dict",
+    "authorize_decision",
     "decide",
     "expire_due",
     "get_approval",
@@ -117,6 +118,37 @@ def decide(store: Store, audit: AuditSink, approval_id: str, *, approve: bool, b
     audit.record(f"approval.{status}", incident=row.incident_id, approval_id=approval_id, runbook=row.runbook,
                  target=row.target, decided_by=by, reason=reason)
     return get_approval(store, approval_id)
+
+
+def authorize_decision(store: Store, audit: AuditSink, approval_id: str, who: str, *, four_eyes: bool,
+                       channel: str) -> None:
+    """Refuse (GuardRefused, audited) a decision ``who`` may not make; the same rule for API, CLI and console.
+
+    ``who`` is an operator's name (console), an API token's name (daemon.api_tokens) or the CLI's OS user. When
+    an operator of that name exists, its role decides (approver or admin) and a disabled operator is refused;
+    a token or user without an operator row keeps working as before, with an audited deprecation note. With
+    four-eyes on, nobody decides an approval they requested.
+    """
+    from agent.errors import GuardRefused
+    from agent.store import Operator
+    row = get_approval(store, approval_id)
+    with store.session() as s:
+        op = s.get(Operator, who)
+    why = ""
+    if op is not None and op.disabled:
+        why = f"operator {who} is disabled"
+    elif op is not None and op.role not in ("approver", "admin"):
+        why = f"operator {who} has the role {op.role}, which may not decide approvals"
+    elif four_eyes and row.requested_by and row.requested_by == who:
+        why = f"four-eyes: {who} requested this action; another approver must decide"
+    if why:
+        audit.record("approval.decision_refused", incident=row.incident_id, approval_id=approval_id, by=who,
+                     channel=channel, reason=why)
+        raise GuardRefused(f"refused: {why}; nothing was changed")
+    if op is None and channel == "api":
+        audit.record("approval.legacy_identity", approval_id=approval_id, by=who, channel=channel,
+                     note="API token without an operator of the same name: add one with `agent operators add "
+                          f"{who} --role approver` (tokens without an operator are deprecated)")
 
 
 def expire_due(store: Store, audit: AuditSink, now: datetime | None = None) -> list[str]:

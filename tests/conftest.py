@@ -9,6 +9,7 @@ reports reach the controller with their durations, so the same table shows summe
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 import pytest
@@ -44,3 +45,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{name:<{width}}  {secs:8.1f} s  {_COUNTS[name]:5d} tests")
     total, count = sum(_SECONDS.values()), sum(_COUNTS.values())
     terminalreporter.write_line(f"{'total':<{width}}  {total:8.1f} s  {count:5d} tests")
+
+
+# Addresses the tests name (10.x inventories of fake or absent hosts, documentation ranges) must never leave the
+# machine, even when a test is wrong and a real connector tries one: while the session runs, the root namespace
+# routes them into a blackhole (lab namespaces have their own routes and are not affected). Only where it cannot
+# break someone's network: as root in CI, or when AGENT_TEST_BLACKHOLE=1 asks for it.
+_BLACKHOLES = ("10.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_test_address_leaves_the_machine() -> Iterator[list[str] | None]:
+    import os
+    import shutil
+    import subprocess
+
+    wanted = os.environ.get("CI") == "true" or os.environ.get("AGENT_TEST_BLACKHOLE") == "1"
+    ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
+    if not wanted or os.geteuid() != 0 or ip is None:
+        yield None
+        return
+    added = []
+    for net in _BLACKHOLES:
+        present = subprocess.run([ip, "route", "show", "type", "blackhole", net], capture_output=True, text=True,
+                                 check=False).stdout.strip()
+        if not present and subprocess.run([ip, "route", "add", "blackhole", net], capture_output=True,
+                                          check=False).returncode == 0:
+            added.append(net)
+    yield added
+    # left in place: another test session on this machine may still rely on them (they only drop test ranges)

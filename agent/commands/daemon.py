@@ -65,7 +65,10 @@ def _list(app: App, args: argparse.Namespace) -> int:
 
 def _decide(app: App, args: argparse.Namespace) -> int:
     from agent.approvals import approval_dict, decide, plan_for
+    from agent.approvals import authorize_decision
     approve = args.command == "approve"
+    authorize_decision(app.store, app.audit, args.id, app.actor, channel="cli",
+                       four_eyes=bool(app.settings.console.get("four_eyes", True)))
     row = decide(app.store, app.audit, args.id, approve=approve, by=app.actor, reason=args.reason)
     if not approve:
         from agent.intake.claims import denied

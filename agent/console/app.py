@@ -157,14 +157,15 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
             app.audit.record("console.refused", operator=who.operator, approval_id=approval_id,
                              reason=f"role {who.role} may not decide approvals")
             return refuse(who, f"your role ({who.role}) may not decide approvals")
+        from agent.approvals import authorize_decision, plan_for
         from agent.approvals import decide as record_decision
-        from agent.approvals import get_approval, plan_for
+        from agent.errors import GuardRefused
         try:
-            row = get_approval(app.store, approval_id)
-            if settings.four_eyes and row.requested_by and row.requested_by == who.operator:
-                app.audit.record("console.refused", operator=who.operator, approval_id=approval_id,
-                                 reason="four-eyes: the requester may not decide")
-                return refuse(who, "four-eyes rule: you requested this action, another approver must decide")
+            try:
+                authorize_decision(app.store, app.audit, approval_id, who.operator, four_eyes=settings.four_eyes,
+                                   channel="console")
+            except GuardRefused as exc:
+                return refuse(who, str(exc))
             row = record_decision(app.store, app.audit, approval_id, approve=verdict == "approve",
                                   by=who.operator, reason=reason.strip() or f"decided in the console by {who.operator}")
             if verdict == "approve":
@@ -172,8 +173,10 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
                 threading.Thread(target=_run, args=(app, plan, row.incident_id, run_reason, ttl, who.operator),
                                  name=f"approved-{approval_id}", daemon=True).start()
             else:
-                from agent.intake.claims import give_up
-                give_up(app.store.engine, row.incident_id)  # a denied incident holds no dedupe claim
+                from agent.intake.claims import denied
+                if denied(app.store.engine, row.incident_id):  # no dedupe claim; closed when nothing applied
+                    app.audit.record("incident.closed", incident=row.incident_id, incident_status="closed",
+                                     reason=f"approval {row.id} denied by {who.operator} in the console")
         except AgentError as exc:
             return refuse(who, str(exc), 409)
         return RedirectResponse(f"/incidents/{row.incident_id}", status_code=303, headers=_HEADERS)

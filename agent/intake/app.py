@@ -271,8 +271,16 @@ def create_app(svc: IntakeService) -> Any:
         return [approval_dict(r) for r in list_approvals(svc.store, None if status == "all" else status)]
 
     def _decide(approval_id: str, approve: bool, body: DecisionBody | None, who: str) -> DecisionOut:
-        from agent.errors import AgentError, InputError, NotFound
+        from agent.approvals import authorize_decision
+        from agent.errors import AgentError, GuardRefused, InputError, NotFound
         from agent.intake.views import decide_and_run
+        try:
+            authorize_decision(svc.store, svc.audit, approval_id, who, channel="api",
+                               four_eyes=bool(svc.app.settings.console.get("four_eyes", True)))
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except GuardRefused as exc:
+            raise HTTPException(403, str(exc)) from None
         try:
             row, executing = decide_and_run(svc, approval_id, approve=approve, by=who,
                                             reason=body.reason if body else "")
