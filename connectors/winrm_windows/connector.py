@@ -75,8 +75,10 @@ class WinRMWindowsConnector(ConnectorBase):
 
     # -- validation (before connecting) -----------------------------------------------------------------------
     def check_target(self, target: Target) -> None:
-        """Transport and options of an inventory entry (CredSSP, Kerberos without FQDN/realm/KDC/gssapi...)."""
+        """Transport and options of an inventory entry (CredSSP, Kerberos without FQDN/realm/KDC/gssapi...) and
+        allow-list entries this connector cannot express."""
         parse_settings(target)
+        check_allow_rules(target.allow)
 
     def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)

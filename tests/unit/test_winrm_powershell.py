@@ -244,3 +244,15 @@ class TestPlanSummary:
             pytest.skip("kerberos extra not installed")
         text = self._summary(transport="kerberos", server_name="ws01.lab.test", realm="LAB.TEST", kdc=["10.0.0.2"])
         assert "Kerberos" in text and "no domain controller" in text
+
+
+class TestRevertLength:
+    def test_revert_too_long_for_a_task_is_refused(self) -> None:
+        """A revert script whose -EncodedCommand exceeds CreateProcess's 32,767 characters would register and
+        never run: refused before anything is sent, with the numbers."""
+        from connectors.errors import Rejected
+        from connectors.winrm_windows.firewall import task_arguments
+
+        with pytest.raises(Rejected, match="over Windows' limit"):
+            task_arguments("Write-Output 'x'\n" * 1200)
+        assert len(task_arguments("Write-Output 'x'\n" * 100)) < 32767

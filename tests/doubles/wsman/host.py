@@ -428,6 +428,11 @@ class WindowsHost:
             task = self.tasks[name]
             self.deadman_fired.append(name)
             args = task.arguments
+            if len(task.command) + 1 + len(args) >= 32767:
+                # CreateProcess refuses command lines of 32,767 characters or more: the task registered, but its
+                # action never starts (the scheduler logs the launch failure).
+                self.task_failures.append(f"{name}: command line too long for CreateProcess")
+                return
             m = re.search(r"-EncodedCommand ([A-Za-z0-9+/=]+)", args)
             if m:
                 script = base64.b64decode(m.group(1)).decode("utf-16-le")
