@@ -12,8 +12,12 @@ explains a slow run).
 Part 2 (root, lab): one Wazuh alert naming ``victim`` → the isolation is applied and verified on the target;
 reported: time from POST to the action's ``done`` in the journal (target ≤ 1 s).
 
+Part 1b (no root needed): durability — alerts posted while the daemon is killed with SIGKILL part-way; every
+alert that was answered 202 must be in the store afterwards (the answer is only sent after the commit).
+
 Options: ``--alerts N`` (default 5000), ``--concurrency C`` (default 32), ``--runs R`` (default 1: repeat part 1
-with a fresh daemon R times and also print the median run), ``--no-lab``.
+with a fresh daemon R times and also print the median run), ``--kill-after K`` (default 500 acknowledged alerts
+before SIGKILL; 0 skips part 1b), ``--no-lab``.
 """
 
 from __future__ import annotations
@@ -221,6 +225,70 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sigkill_durability(n: int, kill_after: int, concurrency: int) -> bool:
+    """Part 1b: SIGKILL the daemon after ``kill_after`` acknowledgements; every acknowledged alert must be stored."""
+    import signal
+    tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-kill-"))
+    port = free_port()
+    cfg = write_config(tmp, max(1, n // 2), port)
+    env = {**os.environ, "BENCH_HMAC": SECRET, "NO_COLOR": "1"}
+    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "agent"), "daemon", "-c", str(cfg)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    acked: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    return False
+                time.sleep(0.05)
+        posts = [request("/alerts/wazuh", alert_body(f"h{i % (n // 2):05d}", i)) for i in range(n)]
+
+        async def worker(items: list[bytes]) -> None:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                for req in items:
+                    writer.write(req)
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    status = int(line.split()[1])
+                    length = 0
+                    while (h := await reader.readline()) not in (b"\r\n", b""):
+                        if h.lower().startswith(b"content-length:"):
+                            length = int(h.split(b":")[1])
+                    body = await reader.readexactly(length)
+                    if status == 202:
+                        acked.append(json.loads(body)["alert_id"])
+                        if len(acked) == kill_after:
+                            os.killpg(proc.pid, signal.SIGKILL)  # the core and its HTTP front, mid-storm
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                return
+
+        async def run() -> None:
+            chunks = [posts[i::concurrency] for i in range(concurrency)]
+            await asyncio.gather(*(worker(c) for c in chunks if c))
+        asyncio.run(run())
+        proc.wait(30)
+        from sqlalchemy import create_engine, text
+        engine = create_engine(f"sqlite:///{tmp / 'agent.db'}")
+        with engine.connect() as conn:
+            stored = {r[0] for r in conn.execute(text("SELECT id FROM alerts"))}
+        engine.dispose()
+        lost = [a for a in acked if a not in stored]
+        print(f"SIGKILL after {kill_after} acknowledgements: {len(acked)} acknowledged (202), {len(stored)} stored, "
+              f"{len(lost)} acknowledged alerts lost (target 0): {'OK' if not lost else 'LOST'}")
+        return not lost
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def lab_latency(rounds: int = 3) -> None:
     from sqlalchemy import select
 
@@ -278,6 +346,7 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=int(os.environ.get("BENCH_ALERTS", "5000")))
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runs", type=int, default=1, help="repeat part 1 with a fresh daemon; print the median")
+    parser.add_argument("--kill-after", type=int, default=500, help="part 1b: SIGKILL after K acks (0: skip)")
     parser.add_argument("--no-lab", action="store_true")
     args = parser.parse_args()
     runs = []
@@ -293,6 +362,8 @@ def main() -> int:
         others = ", ".join(f"{r['others']:.1f}" for r in runs)
         print(f"median of {len(runs)} runs: {mid['rate']:.0f} alerts/s, p50 {mid['p50']:.2f} ms, "
               f"p99 {mid['p99']:.2f} ms (p99 per run: {p99s} ms; other processes' CPU per run: {others} s)")
+    if ok and args.kill_after > 0:
+        ok = sigkill_durability(max(args.kill_after * 2, 1000), args.kill_after, args.concurrency)
     if not args.no_lab and os.geteuid() == 0 and shutil.which("sshd", path="/usr/sbin:/usr/bin"):
         lab_latency()
     return 0 if ok else 1
