@@ -74,7 +74,8 @@ class TestKerberosEndToEnd:
     def test_password_isolate_and_release_encrypted(self, kerberos_double: WSManDouble,
                                                     samba_env: DCEnv) -> None:  # noqa: F811
         """A domain account over Kerberos isolates (the fresh connection after isolating authenticates without
-        the host asking a DC) and releases; every message is sealed; no ticket cache file is written."""
+        the host asking a DC), undoes, isolates again, releases from the host's saved state and runs
+        kill_sessions; every message is sealed; the process environment is left as it was."""
         dbl, conn = kerberos_double, WinRMWindowsConnector()
         before_cc = os.environ.get("KRB5CCNAME")
         with netns.enter(samba_env.client_ns), \
@@ -84,6 +85,11 @@ class TestKerberosEndToEnd:
             assert conn.apply(s, "isolate", {}, snap).changed
             assert conn.verify(s, "isolate", {}).in_effect
             assert conn.undo(s, "isolate", {}, snap).changed
+            assert conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {})).changed
+            assert conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
+            assert conn.verify(s, "release", {}).in_effect
+            assert not conn.apply(s, "kill_sessions", {"user": "LAB\\mallory"},
+                                  conn.snapshot(s, "kill_sessions", {})).changed
         assert dbl.kerberos_logons >= 2  # the first connection and the fresh one after isolating
         work = [e for e in dbl.journal if e.action in ("Create", "Command", "Receive")]
         assert work and all(e.encrypted for e in work)
