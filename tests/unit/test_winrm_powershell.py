@@ -7,6 +7,7 @@ independently of the connector's quoting code.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -256,3 +257,28 @@ class TestRevertLength:
         with pytest.raises(Rejected, match="over Windows' limit"):
             task_arguments("Write-Output 'x'\n" * 1200)
         assert len(task_arguments("Write-Output 'x'\n" * 100)) < 32767
+
+
+class TestPrivateKrb5Config:
+    def test_only_the_inventory_kdcs_no_dns(self) -> None:
+        """The agent's krb5.conf names only the configured KDCs and turns every DNS lookup off, and the process
+        environment is restored after use (nothing steers tickets elsewhere, nothing lingers)."""
+        import os
+
+        from connectors.winrm_windows.kerberos import krb5_environment
+        from connectors.winrm_windows.settings import WinRMSettings
+
+        settings = WinRMSettings(scheme="https", port=5986, transport="kerberos", ca_file=None,
+                                 server_name="ws01.lab.test", allow_insecure=False, allow_rdp=False, deadman_minutes=10,
+                                 realm="LAB.TEST", kdc=("10.79.1.50", "2001:db8::50"))
+        before = {k: os.environ.get(k) for k in ("KRB5_CONFIG", "KRB5CCNAME")}
+        with krb5_environment(settings):
+            conf = Path(os.environ["KRB5_CONFIG"]).read_text()
+            assert os.environ["KRB5CCNAME"].startswith("MEMORY:")
+            mode = os.stat(os.environ["KRB5_CONFIG"]).st_mode & 0o777
+        assert {k: os.environ.get(k) for k in ("KRB5_CONFIG", "KRB5CCNAME")} == before
+        assert mode == 0o600
+        for line in ("dns_lookup_kdc = false", "dns_lookup_realm = false", "rdns = false",
+                     "kdc = 10.79.1.50", "kdc = [2001:db8::50]", ".lab.test = LAB.TEST"):
+            assert line in conf, line
+        assert conf.count("    kdc = ") == 2
