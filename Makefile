@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-.PHONY: deps system venv demo test unit bench lint typecheck clean
+.PHONY: deps system venv demo demo-alert test unit bench lint typecheck clean
 
 deps: system venv
 
@@ -20,6 +20,9 @@ venv: $(BIN)/agent
 
 demo: deps
 	@bash scripts/demo.sh
+
+demo-alert: deps
+	@bash scripts/demo-alert.sh
 
 # The CI gate (.ci/run calls it): lint, typecheck, then the tests. Unit tests are independent and run on
 # UNIT_WORKERS processes (pytest-xdist); everything else shares session-scoped labs and runs in one process.

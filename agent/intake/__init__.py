@@ -4,6 +4,9 @@ Modules: :mod:`~agent.intake.config` (the ``daemon:`` settings), :mod:`~agent.in
 alert, severity scale), :mod:`~agent.intake.normalizers` (one per source format), :mod:`~agent.intake.auth`
 (HMAC / bearer), :mod:`~agent.intake.request` (the request checks: size, source, signature, JSON, format),
 :mod:`~agent.intake.rules` (``rules.yaml``), :mod:`~agent.intake.limits` (dedupe, blast radius),
+:mod:`~agent.intake.claims` (dedupe claims in the database), :mod:`~agent.intake.automation` (the brake),
+:mod:`~agent.intake.rejections` (unauthenticated floods summed up), :mod:`~agent.intake.slowguard` (header and
+body deadlines), :mod:`~agent.intake.docs_page` (``/docs`` without a CDN),
 :mod:`~agent.intake.ids` (alert and incident ids), :mod:`~agent.intake.writer` (group commit) with
 :mod:`~agent.intake.bulk` (multi-row statements), :mod:`~agent.intake.dispatcher` (decisions),
 :mod:`~agent.intake.runner` (execution), :mod:`~agent.intake.service` (the request path's state),
