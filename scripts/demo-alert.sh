@@ -21,6 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 say "1. build the practice lab '$PREFIX' (network namespaces, real sshd, nftables)"
+rm -rf "var/lab/$PREFIX/agent.db"* "var/lab/$PREFIX/audit" "var/lab/$PREFIX/evidence"   # a fresh journal
 run agent lab up --prefix "$PREFIX" --rebuild
 LABCFG=$(agent lab status --prefix "$PREFIX" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"])')
 DIR=$(dirname "$LABCFG")/alert-demo
