@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.scanner
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from agent.audit.segments import list_segments
 __all__ = ["CHECKPOINT_EVENT", "VerifyError", "VerifyReport", "verify"]
 
 CHECKPOINT_EVENT = "audit.checkpoint"
+#: Below this much data one process is faster than starting workers (agent/audit/parallel.py).
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 #: json's C scanner called directly (what ``decode`` does after two whitespace regex matches per line).
 _SCAN: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: context
 
@@ -122,12 +125,14 @@ class _Stop(Exception):
 
 def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | None = None,
            to_seq: int | None = None, anchor: TrustAnchor | None = None,
-           allow_withheld: bool = False) -> VerifyReport:
+           allow_withheld: bool = False, workers: int | None = None, chunks: int | None = None) -> VerifyReport:
     """Check every segment in ``directory`` (optionally only seqs ``from_seq..to_seq``) and return a report.
 
     ``anchor``: what counsel received earlier (see :mod:`agent.audit.anchor`); without one the report's
     ``not_proven`` says what the files alone cannot show. ``allow_withheld``: an export, where other incidents'
-    records may stand as stubs (never the anchored incident's own).
+    records may stand as stubs (never the anchored incident's own). ``workers``: processes for a whole-log check
+    (default: the cores available once the log is large, see :mod:`agent.audit.parallel`); ``chunks``: how many
+    ranges to cut it into (tests).
     """
     directory = Path(directory)
     key: Any = None
@@ -150,8 +155,13 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
     state.allow_withheld = allow_withheld
     try:
         try:
-            for index, path in enumerate(segments):
-                state.check_segment(path, last=index == len(segments) - 1, report=report)
+            if from_seq is None and to_seq is None and _parallel(segments, workers) > 1:
+                from agent.audit.parallel import verify_chunks
+
+                verify_chunks(segments, state, report, public_key, _parallel(segments, workers), chunks)
+            else:
+                for index, path in enumerate(segments):
+                    state.check_segment(path, last=index == len(segments) - 1, report=report)
         except _Done:
             pass
         state.finish(report)
@@ -167,6 +177,19 @@ def verify(directory: Path, *, public_key: Path | None = None, from_seq: int | N
                             "chain and their incident tag verify, their content is not shown")
     _statements(report, anchor)
     return report
+
+
+def _parallel(segments: list[Path], workers: int | None) -> int:
+    """Worker processes to use: as asked, else several only for logs big enough to repay starting them."""
+    if workers is not None:
+        return workers
+    if sum(p.stat().st_size for p in segments) < PARALLEL_MIN_BYTES:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))  # beyond four, reading the files is the limit
 
 
 def _check_anchor(anchor: TrustAnchor, state: _State, report: VerifyReport) -> None:
@@ -260,6 +283,7 @@ class _State:
         self.opened: set[str] = set()
         self.allow_withheld = False
         self.withheld = 0
+        self.first_prev_hash: str | None = None
 
     def check_segment(self, path: Path, *, last: bool, report: VerifyReport) -> None:
         name = path.name
@@ -315,6 +339,7 @@ class _State:
         if body[:-1] + b',"hash":"' + stored.encode() + b'"}\n' != line:
             raise fail(NOT_CANONICAL, seq)
         if self.prev_hash is None:
+            self.first_prev_hash = prev_hash
             if seq == 1 and prev_hash != GENESIS_HASH:
                 raise fail(BAD_GENESIS, seq)
             if seq != 1 and self.from_seq is None:
