@@ -86,6 +86,7 @@ class KerberosAuth:
         self._settings = settings
         self.context: Any = None
         self.winrm_encryption_available = True
+        self._resending = False
 
     def __call__(self, request: Any) -> Any:
         if self.context is None:
@@ -93,11 +94,13 @@ class KerberosAuth:
                 self.context = self._new_context()
                 token = self.context.step()
             request.headers["Authorization"] = "Negotiate " + base64.b64encode(token or b"").decode()
-            request.register_hook("response", self._on_response)
+        request.register_hook("response", self._on_response)
         return request
 
-    def _on_response(self, response: Any, **_: Any) -> Any:
+    def _on_response(self, response: Any, **kwargs: Any) -> Any:
         if response.status_code == 401:
+            if self._may_resend(response):
+                return self._authenticate_again(response, **kwargs)
             return response  # pywinrm raises InvalidCredentialsError -> AuthError
         header = response.headers.get("WWW-Authenticate", "")
         if header.lower().startswith("negotiate ") and not self.context.complete:
@@ -106,6 +109,30 @@ class KerberosAuth:
         if not self.context.complete:
             raise AuthError("Kerberos: the WinRM service did not complete mutual authentication")
         return response
+
+    def _may_resend(self, response: Any) -> bool:
+        """A 401 after the context was complete means a new TCP connection (the server closed the old one, e.g.
+        HTTP.sys's idle timeout): authenticate again and resend — unless the body was sealed with the old context
+        (HTTP with message encryption), which only a new session can redo."""
+        sealed = "multipart/encrypted" in str(response.request.headers.get("Content-Type", ""))
+        return bool(self.context is not None and self.context.complete and not self._resending and not sealed)
+
+    def _authenticate_again(self, response: Any, **kwargs: Any) -> Any:
+        _ = response.content
+        response.close()
+        request = response.request.copy()
+        with krb5_environment(self._settings):
+            self.context = self._new_context()
+            token = self.context.step()
+        request.headers["Authorization"] = "Negotiate " + base64.b64encode(token or b"").decode()
+        self._resending = True
+        try:
+            again = response.connection.send(request, **kwargs)
+        finally:
+            self._resending = False
+        again.history.append(response)
+        again.request = request
+        return self._on_response(again, **kwargs)
 
     def wrap_winrm(self, host: Any, message: bytes) -> tuple[bytes, bytes]:
         wrapped = self.context.wrap_winrm(message)

@@ -8,7 +8,7 @@
 New TCP connections are filtered by the simulated Windows Firewall (a denied connection is black-holed, like a
 dropped SYN, until the client gives up). Faults can be injected per action: ``delay`` (seconds before
 answering), ``timeout_fault`` (w:TimedOut), ``status`` (an HTTP status with a non-SOAP body), ``drop`` (close
-without answering).
+without answering), ``close_after`` (answer, then close the connection).
 """
 
 from __future__ import annotations
@@ -118,6 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         for k, v in headers or []:
             self.send_header(k, v)
+        if getattr(self, "close_after", False):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.close_after = False
         if getattr(self, "mutual_token", None):
             self.send_header("WWW-Authenticate", "Negotiate " + base64.b64encode(self.mutual_token).decode())
             self.mutual_token = None
@@ -262,6 +266,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(int(injected.value), b"<html><body>Service Unavailable</body></html>",
                            content_type="text/html")
                 return
+            elif injected.kind == "close_after":
+                # Answer, then close the TCP connection (HTTP.sys does so on its idle timeout): the client's next
+                # request arrives on a new connection, which must authenticate again.
+                self.close_after = True
             elif injected.kind == "timeout_fault":
                 self._reply(soap.fault(req.message_id, "TimedOut", "The WS-Management service cannot complete the "
                                        "operation within the time specified in OperationTimeout.", 2150858793),

@@ -106,6 +106,26 @@ class TestKerberosEndToEnd:
                           CTX) as s:  # type: ignore[attr-defined]
             assert conn.verify(s, "isolate", {}).in_effect is False
 
+    def test_https_and_a_new_tcp_connection_authenticates_again(
+            self, samba_env: DCEnv, service_keytab: Path, tmp_path: Path,  # noqa: F811
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """Over HTTPS (certificate for the FQDN), when the service closes the connection between two commands,
+        the next request authenticates again on the new connection instead of failing."""
+        from tests.doubles.wsman import TestCA
+
+        ca = TestCA(tmp_path, "Lab CA")
+        cert = ca.issue("winhost-krb", dns_names=(FQDN,))
+        monkeypatch.setenv("KRB5_KTNAME", f"FILE:{service_keytab}")
+        conn = WinRMWindowsConnector()
+        with netns.enter(samba_env.client_ns), WSManDouble(WindowsHost(), auth=("kerberos",), tls=cert) as dbl:
+            target = _target(dbl, samba_env, allow_insecure=False, ca_file=str(ca.ca_file))
+            with conn.open(target, Credentials("ir-agent", Secret(AGENT_PASSWORD)), CTX) as s:  # type: ignore[attr-defined]
+                assert s.run_script("Write-Output 'one'").stdout.strip() == "one"
+                dbl.inject("Command", "close_after")
+                assert s.run_script("Write-Output 'two'").stdout.strip() == "two"
+                assert s.run_script("Write-Output 'three'").stdout.strip() == "three"
+        assert dbl.kerberos_logons == 2
+
     def test_unknown_spn_is_a_permanent_auth_error(self, kerberos_double: WSManDouble,
                                                    samba_env: DCEnv) -> None:  # noqa: F811
         """A name the KDC has no SPN for (here: what connecting by IP would ask for) fails as AuthError, which the
