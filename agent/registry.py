@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, distributions
 from typing import Any
 
 from agent.errors import ConfigError
@@ -28,6 +28,23 @@ INVENTORY_GROUP = "agent.inventory"
 
 
 @cache
+def _scan() -> dict[str, list[EntryPoint]]:
+    """Both of the agent's entry-point groups from one pass over the installed distributions (each pass reads
+    every distribution's metadata: ≈ 10 ms, paid once per process)."""
+    out: dict[str, list[EntryPoint]] = {}
+    seen: set[str] = set()
+    for dist in distributions():  # as entry_points() does: the first distribution of a name wins
+        name = getattr(dist, "_normalized_name", None) or str(dist.metadata["Name"]).lower().replace("-", "_")
+        if name in seen:
+            continue
+        seen.add(name)
+        for ep in dist.entry_points:
+            if ep.group in (GROUP, INVENTORY_GROUP):
+                out.setdefault(ep.group, []).append(ep)
+    return out
+
+
+@cache
 def installed_points() -> dict[str, EntryPoint]:
     """The entry points of the group, scanned once per process (≈ 9 ms: every installed distribution is read).
 
@@ -36,7 +53,7 @@ def installed_points() -> dict[str, EntryPoint]:
     """
     found: dict[str, EntryPoint] = {}
     clashes: dict[str, list[str]] = {}
-    for ep in entry_points(group=GROUP):
+    for ep in _scan().get(GROUP, []):
         first = found.setdefault(ep.name, ep)
         if first is not ep and first.value != ep.value:
             clashes.setdefault(ep.name, [_origin(first)]).append(_origin(ep))
@@ -55,7 +72,7 @@ def advertised_defaults() -> dict[str, str]:
     their declarations read instead: slower, same answer.
     """
     found: dict[str, list[str]] = {}
-    for ep in entry_points(group=INVENTORY_GROUP):
+    for ep in _scan().get(INVENTORY_GROUP, []):
         if ep.value not in found.setdefault(ep.name, []):
             found[ep.name].append(ep.value)
     if not found:

@@ -93,7 +93,7 @@ class TestRegistryDuplicates:
         points = [EntryPoint("ssh_linux", "connectors.ssh_linux:SshLinuxConnector", registry.GROUP),
                   EntryPoint("ssh_linux", "evil_plugin:Impostor", registry.GROUP),
                   EntryPoint("firewall", "connectors.firewall:FirewallConnector", registry.GROUP)]
-        monkeypatch.setattr(registry, "entry_points", lambda group: points)
+        monkeypatch.setattr(registry, "_scan", lambda: {registry.GROUP: points})
         registry.installed_points.cache_clear()
         try:
             with pytest.raises(ConfigError, match=r"'ssh_linux' by connectors\.ssh_linux:SshLinuxConnector "
@@ -106,7 +106,7 @@ class TestRegistryDuplicates:
         from agent import registry
 
         same = EntryPoint("ssh_linux", "connectors.ssh_linux:SshLinuxConnector", registry.GROUP)
-        monkeypatch.setattr(registry, "entry_points", lambda group: [same, same])
+        monkeypatch.setattr(registry, "_scan", lambda: {registry.GROUP: [same, same]})
         registry.installed_points.cache_clear()
         try:
             assert registry.Registry().names() == ["ssh_linux"]
