@@ -472,6 +472,9 @@ def _print_plan(plan: Any, dry: bool, *, commands: bool = False) -> None:
                         print(color(f"       | {sub}", "dim"))
     if dry and not commands and any(pa.preview for pa in plan.actions if not pa.undo_of):
         print(color("  (--commands shows the exact text sent to each target)", "dim"))
+    if plan.runbook.irreversible_note and any(pa.spec.mutating and not pa.spec.reversible and not pa.undo_of
+                                              for pa in plan.actions):
+        print(color(f"  NOT reversible: {plan.runbook.irreversible_note}", "red"))
     for note in plan.notes:
         print(color(f"  note: {note}", "yellow"))
 
@@ -504,6 +507,8 @@ def _groups(plan: Any) -> list[tuple[str, list[str], list[str], list[Any]]]:
         else:
             label = f"{pa.step.id}: {pa.action} via {pa.connector}"
             summary = list(pa.summary)
+            if pa.spec.mutating and not pa.spec.reversible and pa.spec.undo_description:
+                summary.append(f"undo: {pa.spec.undo_description}")
             key = ("apply", pa.step.id, pa.action, pa.connector, tuple(flags), tuple(summary))
         if key not in out:
             out[key] = (label, flags, summary, [])

@@ -119,8 +119,10 @@ def _status(app: App, args: argparse.Namespace) -> int:
             what = f"{verb} {a.subject}"
         rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
     for a in permanent:
+        spec = app.registry.spec(a.connector, a.action)
+        why = f" ({spec.undo_description})" if spec is not None and spec.undo_description else ""
         rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _ago(a.updated_at),
-                     "permanent: cannot be undone"))
+                     f"permanent: cannot be undone{why}"))
     if rows:
         print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "EXPIRY")))
     if permanent:

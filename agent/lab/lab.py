@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from agent import paths
-from agent.lab import labconfig, netns, network, procs, sshd
+from agent.lab import guard, labconfig, netns, network, procs, sshd
 from agent.lab.errors import NEEDS_ROOT, LabCommandError, LabError
 from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect_from, run_probe, wait_until
 from agent.lab.topology import (
@@ -138,6 +138,7 @@ class Lab:
             return
         self.down()
         try:
+            guard.add_blackholes()  # before any lab address exists: nothing aimed at the lab can leave the machine
             self._prepare_files()
             network.build(self.prefix, self.specs)
             self._start_daemons()
@@ -174,6 +175,8 @@ class Lab:
             for pid_file in self._pid_files(host):
                 pid_file.unlink(missing_ok=True)
         left = network.delete(self.prefix, every)
+        if not left:
+            guard.remove_blackholes_if_last()  # kept while another lab on this machine still runs
         self.timings["down"] = time.monotonic() - start
         if survivors or left:
             raise LabError(f"lab {self.prefix!r} teardown left processes {sorted(survivors)} namespaces {left}")
