@@ -147,7 +147,8 @@ class Dispatcher:
         discovered, discovered_source = d.received_at, "received by the daemon"
         if a.event_time is not None and a.event_time <= d.received_at:
             discovered, discovered_source = a.event_time, f"event time given by {a.source}"
-        svc.audit.record("incident.opened", incident=d.incident, title=f"{rule.runbook} on {d.target}",
+        record = self._once(d)
+        record("incident.opened", incident=d.incident, title=f"{rule.runbook} on {d.target}",
                          reason=f"alert {d.alert_id} matched rule {rule.name}", requested_by=f"alert:{a.source}",
                          trigger=f"alert:{a.source}", discovered_at=discovered.isoformat(), rule=rule.name,
                          facts={"discovered_at": {"value": discovered.isoformat(), "source": discovered_source},
@@ -164,8 +165,8 @@ class Dispatcher:
             book = self._book(rule.runbook)
             plan = svc.app.planner().build(book, [d.target], params)
         except AgentError as exc:
-            svc.audit.record("alert.refused", alert_id=d.alert_id, incident=d.incident, rule=rule.name,
-                             reason=str(exc), incident_status="closed")
+            record("alert.refused", alert_id=d.alert_id, incident=d.incident, rule=rule.name,
+                   reason=str(exc), incident_status="closed")
             self._void_incident(d)
             self._set(d, "refused", str(exc), incident_status="closed", batch=True)
             return
@@ -183,16 +184,16 @@ class Dispatcher:
                 paused = (f"automation paused by {state.changed_by}"
                           f"{': ' + state.reason if state.reason else ''} (agent automation resume)")
         if policy == "dry-run":
-            svc.audit.record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
-                             plan=plan.to_dict(), reason=reason, incident_status="closed")
+            record("plan.dry_run", incident=d.incident, alert_id=d.alert_id, rule=rule.name,
+                   plan=plan.to_dict(), reason=reason, incident_status="closed")
             # a rehearsal keeps its claim in the dry-run key space (repeated rehearsals coalesce for the window);
             # that key space is its own, so it never dedupes an alert under an auto/approve rule
             self._set(d, "dry-run", f"{len(plan.actions)} action(s) planned, nothing executed",
                       incident_status="closed", batch=True)
             return
         if not plan.actions:
-            svc.audit.record("plan.empty", incident=d.incident, alert_id=d.alert_id, notes=plan.notes,
-                             incident_status="closed")
+            record("plan.empty", incident=d.incident, alert_id=d.alert_id, notes=plan.notes,
+                   incident_status="closed")
             self._void_incident(d)
             self._set(d, "nothing-to-do", "; ".join(plan.notes) or "the plan is empty", incident_status="closed",
                       batch=True)
@@ -223,6 +224,22 @@ class Dispatcher:
         self._set(d, "executing", f"{len(plan.actions)} action(s)")
         svc.runner.submit(plan, d.incident or "", reason=reason, ttl=ttl, started=d.started,
                           on_done=lambda result: self._finished(d, result))
+
+    def _once(self, d: Decision) -> Any:
+        """``audit.record``, except for events a crashed run already wrote for this re-queued incident.
+
+        Why: dry-run, refused and empty decisions are written in batches after their audit records; a daemon
+        killed in between decides them again after the restart, and the counsel report counted the incident's
+        opening (and its plan) twice.
+        """
+        if not d.recorded:
+            return self.svc.audit.record
+
+        def record(event: str, **fields: Any) -> Any:
+            if event in d.recorded:
+                return None
+            return self.svc.audit.record(event, **fields)
+        return record
 
     # -- dedupe claims ---------------------------------------------------------------------------------------
     def _void_incident(self, d: Decision) -> None:
@@ -369,6 +386,9 @@ class Dispatcher:
                 Alert.disposition == "accepted").order_by(Alert.received_at)))
         decisions = [d for d in (decision_from_row(svc, alert, intake) for alert, intake in rows) if d]
         if decisions:
+            written = _audited(svc.app.settings.audit_dir, {d.incident for d in decisions if d.incident})
+            for d in decisions:
+                d.recorded = frozenset(written.get(d.incident or "", ()))
             svc.audit.record("daemon.requeued", alerts=[d.alert_id for d in decisions])
             self.put(decisions)
         return len(decisions)
@@ -385,3 +405,19 @@ def _find_fired(store: Any, alert: Any) -> str | None:
             if isinstance(raw, dict) and (raw.get("normalized") or {}).get("key") == alert.key:
                 return str(incident)
     return None
+
+
+_ONCE_EVENTS = ("incident.opened", "alert.refused", "plan.dry_run", "plan.empty")
+
+
+def _audited(directory: Any, incidents: set[str]) -> dict[str, set[str]]:
+    """Which of :data:`_ONCE_EVENTS` the audit log already holds for each of ``incidents`` (read at restart)."""
+    from agent.audit.reader import records
+    out: dict[str, set[str]] = {}
+    if not incidents or directory is None:
+        return out
+    for rec in records(directory):
+        incident = rec.get("incident")
+        if incident in incidents and rec.get("event") in _ONCE_EVENTS:
+            out.setdefault(incident, set()).add(str(rec["event"]))
+    return out

@@ -42,6 +42,8 @@ class Decision:
     target: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0  # time.monotonic() at arrival (latency metrics)
+    #: events already in the audit log for this incident (a decision re-queued after a crash): not written twice
+    recorded: frozenset[str] = frozenset()
 
     def answer(self) -> dict[str, Any]:
         out = {"alert_id": self.alert_id, "incident": self.incident, "disposition": self.disposition}
