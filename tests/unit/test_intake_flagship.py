@@ -91,3 +91,15 @@ def test_abort_is_the_default(tmp_path: Path, app: App) -> None:
     book = load_runbook(tmp_path / "strict.yaml")
     with pytest.raises(GuardRefused):
         app.planner().build(book, ["web01"], {"user": "jdoe", "source_ip": "192.0.2.3"})
+
+
+def test_shipped_elastic_rule_matches_by_rule_name(app: App) -> None:
+    """Elastic's rule ids are UUIDs: the shipped identity rule matches the rule *name*, and targets the user
+    (the alert names no host)."""
+    from agent.intake.rules import load_rules
+    from agent.intake.normalizers import normalize
+    rules = load_rules(app.settings.rules, app.settings.runbooks)
+    body = json.loads((CORPUS / "elastic-webhook-connector.json").read_text())["body"]
+    alert = normalize("elastic", body, "elastic")[0]
+    routed = rules.route(alert, HostTags(app.inventory))
+    assert routed is not None and routed[0].name == "elastic-impossible-travel" and routed[1] == "jdoe"
