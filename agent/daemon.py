@@ -180,16 +180,37 @@ class Daemon:
         The warm CLI server starts first: its one-time imports (≈ 2 s of CPU) then overlap the daemon's own
         start-up instead of its first seconds of serving.
         """
+        from agent.sdnotify import Watchdog, watchdog_interval
         warm = self._start_warm()
+        dog = Watchdog(self._healthy, watchdog_interval()) if os.environ.get("NOTIFY_SOCKET") else None
         try:
             self.start()
+            if dog is not None:  # systemd (Type=notify): READY once /healthz answers, then the watchdog
+                dog.start()
             self.serve()
         finally:
+            if dog is not None:
+                dog.stop()
             if warm is not None:
                 warm.terminate()
                 warm.wait(10)
             self.shutdown()
         return self.exit_code
+
+    def _healthy(self) -> bool:
+        """What the systemd watchdog is fed on: ``GET /healthz`` answered through the front by the core."""
+        if not self._serving.is_set() or self._stopping:
+            return False
+        if self.config.tls is not None:  # no client certificate here: the front process being alive must do
+            return self.front is not None and self.front.proc.poll() is None
+        import urllib.request
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        url = f"http://[{host}]:{self.port}/healthz" if ":" in host else f"http://{host}:{self.port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:  # our own endpoint, http only
+                return bool(answer.status == 200)
+        except OSError:
+            return False
 
     def _start_warm(self) -> subprocess.Popen[bytes] | None:
         """A pre-imported fork server beside the daemon, so CLI commands on this host start in milliseconds
