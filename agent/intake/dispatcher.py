@@ -316,6 +316,26 @@ class Dispatcher:
             def link(conn: Any) -> None:
                 bulk["alerts"].update(conn, "id", [(d.alert_id, {"incident_id": incident})])
             svc.writer.submit_update(link)
+            self._release_if_rule_says(d, incident)
+
+    def _release_if_rule_says(self, d: Decision, incident: str) -> None:
+        """``on_resolved: release`` on the rule that opened ``incident``: undo what it applied (audited)."""
+        svc = self.svc
+        with svc.store.session() as s:
+            row = s.get(IntakeIncident, incident)
+            rule_name = row.rule if row is not None else None
+        rule = svc.rules.named(rule_name) if rule_name else None
+        if rule is None or rule.on_resolved != "release":
+            return
+        rows = svc.app.planner().active_actions(None, incident=incident)
+        if not rows:
+            return
+        plan = svc.app.planner().build_undo(rows, "resolved-release")
+        reason = (f"alert {d.alert_id} from {d.alert.source} says the condition is resolved; rule {rule.name} "
+                  "releases on resolved (on_resolved: release)")
+        svc.audit.record("incident.release_on_resolved", incident=incident, alert_id=d.alert_id, rule=rule.name,
+                         actions=[r.id for r in rows])
+        svc.runner.submit(plan, incident, reason=reason)
 
     def _finished(self, d: Decision, result: Any) -> None:
         if isinstance(result, BaseException):

@@ -17,6 +17,9 @@ Rules are tried in file order; the **first** match wins. An alert no rule matche
         source_ip: ${source_ip}
       policy: auto                 # auto | approve | dry-run  (a runbook saying `approval: approve` wins)
       ttl: 4h                      # optional: automatic release of what this rule applied
+      on_resolved: record          # record (default): a resolved alert is stored and linked, nothing is undone;
+                                   # release: the sender saying "resolved" releases what this rule's incident
+                                   # applied (only for senders you trust to say so)
 
 Matching runs in the webhook's request path, so it is pure and in memory (no I/O).
 """
@@ -60,6 +63,7 @@ class Rule:
     tags: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     ttl: timedelta | None = None
+    on_resolved: str = "record"  # record | release
     line: int | None = None
 
     def matches(self, alert: NormalizedAlert, host_tags: Sequence[str]) -> bool:
@@ -170,8 +174,8 @@ def _strs(node: Node | None) -> tuple[str, ...]:
 
 
 def _rule(node: Node, runbooks: Path) -> Rule:
-    node.mapping(allowed={"name", "description", "match", "runbook", "target", "params", "policy", "ttl"},
-                 required={"name", "runbook"})
+    node.mapping(allowed={"name", "description", "match", "runbook", "target", "params", "policy", "ttl",
+                          "on_resolved"}, required={"name", "runbook"})
     name = node.child("name").str_(pattern=_NAME, what="rule name")
     match = node.child("match").mapping(allowed={"source", "rule_id", "rule_name", "min_severity", "tags"})
     book_node = node.child("runbook")
@@ -203,9 +207,13 @@ def _rule(node: Node, runbooks: Path) -> Rule:
             ttl = duration(ttl_node.str_(), field="ttl")
         except InputError as exc:
             raise ttl_node.error(str(exc)) from None
+    resolved_node = node.get("on_resolved")
+    on_resolved = resolved_node.str_() if resolved_node else "record"
+    if on_resolved not in ("record", "release"):
+        raise node.child("on_resolved").error(f"{on_resolved!r} is not one of record, release")
     sev = match.get("min_severity")
     return Rule(name=name, runbook=book.name, target_field=target, policy=policy_value,
                 sources=_strs(match.get("source")), rule_ids=_strs(match.get("rule_id")),
                 rule_names=_strs(match.get("rule_name")),
                 min_severity=sev.int_(minimum=0, maximum=100) if sev else 0, tags=_strs(match.get("tags")),
-                params=params, ttl=ttl, line=node.line)
+                params=params, ttl=ttl, on_resolved=on_resolved, line=node.line)
