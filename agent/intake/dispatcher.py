@@ -157,6 +157,8 @@ class Dispatcher:
                                 "received_at": {"value": d.received_at.isoformat(), "source": "agent daemon"}},
                          alert={"id": d.alert_id, "source": a.source, "rule_id": a.rule_id, "severity": a.severity,
                                 "rule_name": a.rule_name, "host": a.host, "user": a.user, "source_ip": a.source_ip,
+                                # the counsel report's "alerted event happened" clock fact (agent/report)
+                                "event_time": a.event_time.isoformat() if a.event_time else None,
                                 "digest": d.digest})
         reason = (f"alert {d.alert_id} from {a.source} (rule {a.rule_id}, severity {a.severity}"
                   f"{', ' + a.title if a.title else ''}) matched rule {rule.name}")

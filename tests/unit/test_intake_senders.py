@@ -121,6 +121,7 @@ def test_event_time_is_the_incident_discovery_fact(env, tmp_path):
     opened = wait_for(lambda: [json.loads(line) for p in (tmp_path / "var" / "audit").glob("*.jsonl")
                                for line in p.read_text().splitlines()
                                if '"incident.opened"' in line and ack["incident"] in line])
+    assert opened[0]["alert"]["event_time"].startswith("2026-12-04T10:00:00")  # the report's alert_event clock
     facts = opened[0]["facts"]
     assert facts["discovered_at"]["source"] == "event time given by gen"
     assert facts["received_at"]["value"] > facts["discovered_at"]["value"]
