@@ -194,7 +194,8 @@ def undo_actions(planner: Planner, found: dict[str, tuple[Action, list[ActionIte
         out.append(PlannedAction(
             subject=subject or _label(planned), step=the_step, entry=entry, target=target, action=row.action,
             args=args, spec=spec, undo_of=row.id, snapshot=snap, items=planned,
-            preview=[(f"undo {row.action} applied {when} (action {row.id[:8]}, incident {row.incident_id})"
+            preview=[(f"undo {row.action} {'in doubt since' if row.state == 'in_doubt' else 'applied'} {when} "
+                      f"(action {row.id[:8]}, incident {row.incident_id})"
                       f"{which} from its journaled snapshot")]))
     return out
 

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="read every active containment back from its target now and report drift (exit 4)")
 
-    p = sub.add_parser("sweep", help="release everything whose TTL has expired")
+    p = sub.add_parser("sweep", help="release what is past its TTL; settle interrupted and in-doubt actions")
     _acting(p, ttl=False)
 
     p = sub.add_parser("incidents", help="list or show incidents")

@@ -53,18 +53,15 @@ def verify_all(app: Any) -> list[Check]:
     found = active_items(app.store)
     planner = app.planner()
     checks: list[Check] = []
-    sessions: dict[str, Any] = {}
+    runner = app.engine().runner  # the one place that opens sessions and reads state (agent.lifecycle)
+    sessions = runner.sessions()
     try:
         for row, items in sorted(found.values(), key=lambda pair: pair[0].seq):
             if lifts(app.registry, row.connector, row.action) or not row.mutating or row.state != "done":
                 continue
-            checks.append(_check(app, planner, sessions, row, items))
+            checks.append(_check(runner, planner, sessions, row, items))
     finally:
-        for session in sessions.values():
-            try:
-                session.close()
-            except Exception:  # noqa: BLE001, S110 - closing must never hide what was read
-                pass
+        sessions.close_all()
     for check in checks:
         if check.state == "in_effect":
             continue
@@ -75,7 +72,7 @@ def verify_all(app: Any) -> list[Check]:
     return checks
 
 
-def _check(app: Any, planner: Any, sessions: dict[str, Any], row: Action, items: list[ActionItem]) -> Check:
+def _check(runner: Any, planner: Any, sessions: Any, row: Action, items: list[ActionItem]) -> Check:
     names = [i.requested for i in items]
     args, _snap = slice_for_undo(row, items)
     try:
@@ -83,15 +80,8 @@ def _check(app: Any, planner: Any, sessions: dict[str, Any], row: Action, items:
     except AgentError as exc:
         return Check(row, names, "unverified", f"{row.target} is not in the inventory ({exc}); if it is gone: "
                      f"agent release --forget {row.target} --reason ...")
-    conn = app.registry.get(row.connector)
     try:
-        session = sessions.get(row.target)
-        if session is None:
-            if entry.credentials is None:
-                return Check(row, names, "unverified", f"no credentials configured for {row.target}")
-            session = conn.open(entry.target(row.address or None), entry.credentials.resolve(), app.ctx)
-            sessions[row.target] = session
-        ver = conn.verify(session, row.action, args)
+        ver = runner.read_state(row, entry, args=args, sessions=sessions, patient=False)
     except (ConnectorError, AgentError) as exc:
         return Check(row, names, "unverified", f"could not read {row.target}: {exc}")
     if ver.in_effect:

@@ -1,63 +1,36 @@
 """The engine: executes a :class:`~agent.plan.Plan` as journaled, verified, reversible actions.
 
-Per action: ``intent → snapshotted → applying → verifying → done | failed``; each transition is committed (store +
-audit) before the next step, so a crash leaves a journal :meth:`Engine.reconcile` can finish on the next start by
-reading the target's real state — never applying twice. Subjects run in parallel (thread pool); steps of one
-subject run in order on sessions opened once per target. Transient connector errors are retried with backoff a
-bounded number of times; permanent ones fail at once. A failure on one subject never escapes it.
+Per action: ``intent → snapshotted → applying → verifying → done | failed | in_doubt``; each transition is
+committed (store + audit) before the next step, so a crash leaves a journal that reconciliation
+(:mod:`agent.reconcile`) finishes on the next start by reading the target's real state — never applying twice.
+The lifecycle of one action (sessions, retries, error mapping, read-back after failures, transitions) lives in
+:class:`agent.lifecycle.ActionRunner`; this module orders actions: plans run in phases (a batch between the
+steps before and after it), subjects in parallel (thread pool), steps of one subject in order on sessions opened
+once per target, a failed step stops or rolls back its subject as the runbook says. A failure on one subject
+never escapes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from agent.config import Settings
-from agent.errors import ConfigError
-from agent.failpoints import failpoint
 from agent.inventory import Inventory
 from agent.items import item_rows
 from agent.journal import AuditSink, Journal
+from agent.lifecycle import IN_DOUBT, ActionOutcome, ActionRunner, Interrupted, SessionCache
 from agent.plan import Plan, PlannedAction
 from agent.registry import Registry
 from agent.store import Action, Store, utcnow
-from connectors.base import Session
-from connectors.errors import ConnectorError, Timeout, VerifyFailed
-from connectors.types import ConnectorContext, Snapshot
+from connectors.types import ConnectorContext
 
 __all__ = ["ActionOutcome", "Engine", "Interrupted", "RunResult"]
-
-T = TypeVar("T")
-
-
-class Interrupted(Exception):
-    """The run was cancelled (Ctrl-C); actions in flight stay journaled for reconciliation."""
-
-
-@dataclass
-class ActionOutcome:
-    subject: str
-    step: str
-    target: str
-    action: str
-    kind: str
-    state: str  # done | failed | skipped
-    changed: bool = False
-    summary: str = ""
-    error: str | None = None
-    error_kind: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    action_id: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)  # a batch: each account/address and its state
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -85,11 +58,20 @@ class RunResult:
                 failed.add(o.subject)
         return every, failed
 
+    def in_doubt(self) -> list[ActionOutcome]:
+        """Outcomes with an action or an item in doubt (a change may be on the target, not verified)."""
+        return [o for o in self.outcomes if o.state == IN_DOUBT or any(i["state"] == IN_DOUBT for i in o.items)]
+
     @property
     def status(self) -> str:
-        """``done`` | ``partial`` | ``failed`` | ``interrupted`` (drives the CLI exit code)."""
+        """``done`` | ``partial`` | ``failed`` | ``refused`` | ``interrupted`` (drives the CLI exit code).
+
+        Anything in doubt makes the run ``partial`` (exit 4), never ``failed``: it may be in effect.
+        """
         if self.interrupted:
             return "interrupted"
+        if self.in_doubt():
+            return "partial"
         failed = self.failed_subjects()
         if not failed:
             return "done"
@@ -118,6 +100,8 @@ class Engine:
         self.evidence_sink = evidence_sink
         self.on_event = on_event or (lambda kind, obj: None)
         self.cancel = threading.Event()
+        self.runner = ActionRunner(settings, registry, ctx, self.journal, cancel=self.cancel,
+                                   evidence_sink=evidence_sink)
 
     # -- public ---------------------------------------------------------------------------------------------
     def execute(self, plan: Plan, incident: str, *, reason: str = "", ttl: timedelta | None = None,
@@ -258,114 +242,16 @@ class Engine:
         row.items = item_rows(pa.items)
         return self.journal.create(row)
 
-    def _run_action(self, pa: PlannedAction, row: Action, sessions: _SessionCache) -> ActionOutcome:
-        conn = self.registry.get(pa.connector)
-        out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
-                            kind=row.kind, state="failed", action_id=row.id)
-        attempts = [0]
-        try:
-            session = self._retry(lambda: sessions.get(pa, self), attempts)
-            if row.kind == "undo":
-                snap = Snapshot(dict(pa.snapshot or {}))
-                self.journal.transition(row, "applying", "undo from journaled snapshot")
-                res = self._retry(lambda: conn.undo(session, pa.action, pa.args, snap), attempts)
-                self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
-                                        changed=int(res.changed), attempts=attempts[0])
-                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
-                if ver.in_effect:
-                    raise VerifyFailed(f"still in effect after undo: {ver.summary}")
-                self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
-                self.journal.mark_undone(pa.undo_of or "", row.id)
-            elif not pa.spec.mutating:
-                self.journal.transition(row, "applying", "read-only action")
-                res = self._retry(lambda: conn.apply(session, pa.action, pa.args, Snapshot()), attempts)
-                details = dict(res.details)
-                evidence = details.pop("evidence", None)
-                # a capture that failed entirely still reaches the sink, which audits each failure
-                if (evidence is not None or details.get("errors")) and self.evidence_sink:
-                    try:
-                        details["evidence_files"] = self.evidence_sink(row.incident_id, pa.target.name,
-                                                                       evidence or {}, details.get("errors") or {})
-                    except Exception as exc:  # noqa: BLE001 - storing evidence must never block containment
-                        details["evidence_error"] = f"could not store evidence: {type(exc).__name__}: {exc}"
-                        res.warnings.append(details["evidence_error"])
-                res.details = details
-                self.journal.transition(row, "done", res.summary, result=res.to_dict(), changed=0,
-                                        attempts=attempts[0])
-            else:
-                snap = self._retry(lambda: conn.snapshot(session, pa.action, pa.args), attempts)
-                self.journal.transition(row, "snapshotted", "state needed to undo recorded", snapshot=snap.to_dict())
-                self.journal.transition(row, "applying")
-                res = self._apply(conn, session, pa, snap, attempts)
-                failpoint("after-apply")
-                self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
-                                        changed=int(res.changed), attempts=attempts[0])
-                ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
-                if not ver.in_effect:
-                    raise VerifyFailed(f"applied but not in effect: {ver.summary}")
-                self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
-            out.state, out.changed, out.summary, out.warnings = "done", bool(res.changed), res.summary, res.warnings
-        except ConnectorError as exc:
-            exc.with_context(target=pa.target.name, connector=pa.connector, action=pa.action)
-            self.journal.transition(row, "failed", exc.message, error=str(exc), error_kind=exc.kind,
-                                    attempts=attempts[0])
-            out.error, out.error_kind = str(exc), exc.kind
-            out.summary = ("target unreachable after retries" if exc.transient else "failed") + f": {exc.message}"
-        except Interrupted:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug on one target must not escape it (or hide the others)
-            message = f"internal error in {pa.connector}.{pa.action}: {type(exc).__name__}: {exc}"
-            self.journal.transition(row, "failed", message, error=message, error_kind="internal",
-                                    attempts=attempts[0])
-            out.error, out.error_kind, out.summary = message, "internal", message
+    def _run_action(self, pa: PlannedAction, row: Action, sessions: SessionCache) -> ActionOutcome:
+        out = self.runner.run(pa, row, sessions)
         if pa.batched:
             out.items = [{"requested": i.requested, "canonical": i.canonical, "state": i.state,
                           "outcome": i.outcome, **({"error": i.error} if i.error else {})}
                          for i in self.journal.items_of(row.id)]
         return out
 
-    def _apply(self, conn: Any, session: Session, pa: PlannedAction, snap: Snapshot, attempts: list[int]) -> Any:
-        """Apply once; after a timeout read the target's state before deciding to retry (lesson 6)."""
-        for attempt in range(1, self.settings.retries + 1):
-            attempts[0] += 1
-            try:
-                return conn.apply(session, pa.action, pa.args, snap)
-            except Timeout as timed_out:
-                try:
-                    ver = self._retry(lambda: conn.verify(session, pa.action, pa.args), attempts)
-                except ConnectorError as unreadable:
-                    # The state cannot be read either: the apply's own account of where it stopped (e.g. ssh_linux
-                    # "in doubt: isolated but unconfirmed, the timer lifts it at ...") is the most exact one.
-                    raise timed_out from unreadable
-                if ver.in_effect:
-                    from connectors.types import ActionResult
-                    return ActionResult(changed=True, summary=f"applied (confirmed by reading state after a "
-                                        f"timeout): {ver.summary}")
-                if attempt == self.settings.retries:
-                    raise
-            except ConnectorError as exc:
-                if not exc.transient or attempt == self.settings.retries:
-                    raise
-            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
-
-    def _retry(self, fn: Callable[[], T], attempts: list[int]) -> T:
-        for attempt in range(1, self.settings.retries + 1):
-            attempts[0] += 1
-            try:
-                return fn()
-            except ConnectorError as exc:
-                if not exc.transient or attempt == self.settings.retries:
-                    raise
-            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
-
-    def _sleep(self, seconds: float) -> None:
-        if self.cancel.wait(seconds):
-            raise Interrupted("cancelled")
-
     def _rollback(self, plan: Plan, done: list[tuple[PlannedAction, Action]], incident: str,
-                  sessions: _SessionCache) -> list[ActionOutcome]:
+                  sessions: SessionCache) -> list[ActionOutcome]:
         outcomes = []
         for pa, row in reversed(done):
             if not pa.spec.reversible or not pa.spec.mutating or row.kind == "undo" or not row.changed:
@@ -414,41 +300,12 @@ class Engine:
             return inc.contained_at if inc else None
 
     @contextmanager
-    def _sessions(self) -> Iterator[_SessionCache]:
-        cache = _SessionCache()
+    def _sessions(self) -> Iterator[SessionCache]:
+        cache = self.runner.sessions()
         try:
             yield cache
         finally:
             cache.close_all()
-
-
-class _SessionCache:
-    """Sessions opened once per (connector, target) within one subject's run."""
-
-    def __init__(self) -> None:
-        self._open: dict[tuple[str, str], Session] = {}
-
-    def get(self, pa: PlannedAction, engine: Engine) -> Session:
-        key = (pa.connector, pa.target.name)
-        if key not in self._open:
-            creds = pa.entry.credentials
-            if creds is None:
-                from connectors.errors import AuthError
-                raise AuthError(f"no credentials configured for {pa.target.name} in the inventory")
-            conn = engine.registry.get(pa.connector)
-            try:
-                resolved = creds.resolve()
-            except ConfigError as exc:
-                from connectors.errors import AuthError
-                raise AuthError(f"credentials for {pa.target.name}: {exc.reason}") from None
-            self._open[key] = conn.open(pa.target, resolved, engine.ctx)
-        return self._open[key]
-
-    def close_all(self) -> None:
-        for session in self._open.values():
-            with contextlib.suppress(Exception):  # closing must never mask the real outcome
-                session.close()
-        self._open.clear()
 
 
 def _stopped_subjects(plan: Plan, outcomes: list[ActionOutcome]) -> set[str]:

@@ -19,6 +19,7 @@ NAMES = (
     "after-intent",      # intent journaled, nothing opened yet
     "before-snapshot",   # session open, snapshot not read
     "after-snapshot",    # snapshot read, not journaled yet
+    "before-apply",      # snapshot journaled, state applying, nothing sent yet
     "after-apply",       # apply returned, result not journaled
     "before-verify",     # result journaled (state verifying), not read back yet
     "after-verify",      # read back, 'done' not journaled yet

@@ -85,16 +85,31 @@ class Journal:
                               incident=row.incident_id, action_id=row.id, undo_of=row.undo_of,
                               target=row.target, action=row.action, changed=row.changed,
                               verification=row.verification, runbook=row.runbook)
+        elif to_state == "in_doubt":
+            self.audit.record("action.in_doubt", incident=row.incident_id, action_id=row.id, target=row.target,
+                              action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind,
+                              detail=detail)
         elif to_state == "failed":
             self.audit.record("action.failed", incident=row.incident_id, action_id=row.id, target=row.target,
                               action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind)
         self._notify(row, from_state, to_state, detail)
         return row
 
+    def claim(self, row: Action) -> bool:
+        """Take over ``row`` for resolution: compare-and-swap on (state, owner), so only one process wins."""
+        from sqlalchemy import update
+        with self.store.session() as s:
+            result = s.execute(update(Action).where(Action.id == row.id, Action.state == row.state,
+                                                    Action.owner == row.owner).values(owner=self.owner))
+            won = getattr(result, "rowcount", 0) == 1
+        if won:
+            row.owner = self.owner
+        return won
+
     def mark_undone(self, original_id: str, by_action: str) -> None:
         """Record that ``by_action`` undid ``original_id`` — per item: the action counts as undone only when
         every item it changed was restored (``enable-account B`` out of ``disable-account A B C`` leaves it
-        active for A and C)."""
+        active for A and C). An action in doubt that is undone is settled: possibly applied, now restored."""
         with self.store.session() as s:
             db = s.get(Action, original_id)
             if db is not None and db.undone_at is None:
@@ -104,8 +119,11 @@ class Journal:
                                      detail=f"some items undone by {by_action}"))
                     return
                 db.undone_at = now
-                s.add(Transition(action_id=original_id, from_state=db.state, to_state=db.state,
-                                 detail=f"undone by {by_action}"))
+                to_state = "done" if db.state == "in_doubt" else db.state
+                detail = (f"undone by {by_action}" if to_state == db.state else
+                          f"was in doubt (possibly applied); undone from its snapshot by {by_action}")
+                s.add(Transition(action_id=original_id, from_state=db.state, to_state=to_state, detail=detail))
+                db.state = to_state
 
     def items_of(self, action_id: str) -> list[ActionItem]:
         from sqlalchemy import select

@@ -337,6 +337,8 @@ class Planner:
         book = Runbook(name=name, path=self.settings.runbooks, description="", target="host", steps=(step,),
                        rollback="none")
         plan = Plan(runbook=book, params={}, subjects=[], actions=[])
+        if not rows:  # nothing asked for: an empty id list must not mean "every active item"
+            return plan
         found = active_items(self.store, action_ids=[r.id for r in rows])
         for pa in undo_actions(self, found, subject=None):
             if pa.subject not in plan.subjects:
@@ -354,12 +356,17 @@ class Planner:
 
     def active_actions(self, target: str | None, action: str | None = None, *, subject: str | None = None,
                        incident: str | None = None, expired_before: Any = None) -> list[Action]:
-        """Applied, reversible, not yet undone actions (oldest first), filtered as given."""
+        """Applied, reversible, not yet undone actions (oldest first), filtered as given.
+
+        Actions in doubt count as possibly applied: undoing one reads the real state and restores the journaled
+        snapshot (the connectors' undo is a no-op where nothing changed).
+        """
         if self.store is None:
             return []
         with self.store.session() as s:
-            q = select(Action).where(Action.kind == "apply", Action.state == "done",
-                                     Action.undone_at.is_(None), Action.reversible == 1, Action.changed == 1)
+            q = select(Action).where(Action.kind == "apply", Action.undone_at.is_(None), Action.reversible == 1,
+                                     ((Action.state == "done") & (Action.changed == 1))
+                                     | (Action.state == "in_doubt"))
             if target:
                 q = q.where(Action.target == target)
             if action:

@@ -8,8 +8,19 @@ job id                            when                            does
 ================================  ==============================  ============================================
 ``ttl:<action id>``               the action's ``expires_at``     undo that action (from its snapshot), verify
 ``approval-expiry:<approval id>`` the approval's ``expires_at``   pending → expired (audited)
-``retry:<action id>``             failure + ``retry_interval``    apply a transiently failed action again
+``recheck:<action id>``           ``retry_interval`` × 2^(n-1),   an action *in doubt*: verify first (through
+                                  at most 1 h (backoff)           the ActionRunner); in effect → done, else
+                                                                  applied once from the *journaled* snapshot —
+                                                                  never re-snapshotted; unreadable → again
+                                                                  later. An action that *failed* transiently
+                                                                  (nothing was sent) is planned afresh, at
+                                                                  most ``retry_attempts`` times.
 ================================  ==============================  ============================================
+
+"failed" means the change did not reach the target (see :mod:`agent.lifecycle`), so planning it afresh takes a
+snapshot of an unchanged target; anything that may have reached the target is ``in_doubt`` and is only ever
+re-verified and completed from its own snapshot (re-planning it would snapshot the already-changed state, and a
+later undo would restore the wrong thing).
 
 Job ids are derived from the object they concern and added with ``replace_existing``, so a job is never
 duplicated. ``misfire_grace_time=None`` and ``coalesce=True``: a job missed while the daemon was down runs
@@ -36,8 +47,9 @@ from agent.store import Action, Approval, utcnow
 __all__ = [
     "DaemonScheduler",
     "expire_approval",
+    "recheck_action",
+    "recheck_delay",
     "release_action",
-    "retry_action",
     "reverify_all",
     "sweep",
     "verify_action",
@@ -94,8 +106,8 @@ class DaemonScheduler:
     def schedule_approval_expiry(self, approval_id: str, when: datetime) -> None:
         self._add(expire_approval, f"approval-expiry:{approval_id}", when, [approval_id])
 
-    def schedule_retry(self, action_id: str, attempt: int, when: datetime) -> None:
-        self._add(retry_action, f"retry:{action_id}", when, [action_id, attempt])
+    def schedule_recheck(self, action_id: str, attempt: int, when: datetime) -> None:
+        self._add(recheck_action, f"recheck:{action_id}", when, [action_id, attempt])
 
     def job_ids(self) -> list[str]:
         return sorted(j.id for j in self.sched.get_jobs())
@@ -160,45 +172,76 @@ def expire_approval(approval_id: str) -> None:
         svc.dispatcher.forget(row.incident_id)  # an expired approval holds no dedupe claim
 
 
-def retry_action(action_id: str, attempt: int) -> None:
-    """Apply a transiently failed action again (unless something since made it moot)."""
-    from agent.errors import AgentError
-    from agent.replan import replan
+MAX_RECHECK_DELAY = timedelta(hours=1)
+
+
+def recheck_delay(interval: timedelta, attempt: int) -> timedelta:
+    """Backoff for re-verifying an action in doubt: ``interval`` doubled per attempt, at most an hour."""
+    delay: timedelta = min(interval * 2 ** max(0, attempt - 1), MAX_RECHECK_DELAY)
+    return delay
+
+
+def recheck_action(action_id: str, attempt: int) -> None:
+    """Settle an action in doubt (verify first), or plan a transiently failed one afresh."""
+    started = time.monotonic()
     svc = _svc()
     with svc.store.session() as s:
         row = s.get(Action, action_id)
-        if row is None or row.state != "failed":
+    if row is None or row.undone_at is not None:
+        return
+    if row.state == "in_doubt":
+        _recheck_in_doubt(svc, row, attempt)
+    elif row.state == "failed":
+        _retry_failed(svc, row, attempt)
+    _timed("recheck", started)
+
+
+def _recheck_in_doubt(svc: Any, row: Action, attempt: int) -> None:
+    from agent.reconcile import resolve_one
+    with svc.runner.locked([row.target]):
+        with svc.store.session() as s:
+            fresh = s.get(Action, row.id)
+        if fresh is None or fresh.state != "in_doubt" or fresh.undone_at is not None:
             return
+        out = resolve_one(svc.engine, fresh)
+    svc.audit.record("recheck.done", action_id=row.id, incident=row.incident_id, attempt=attempt,
+                     outcome=out.outcome, detail=out.detail)
+    if out.outcome in ("in_doubt", "pending"):
+        svc.scheduler.schedule_recheck(row.id, attempt + 1,
+                                       utcnow() + recheck_delay(svc.config.retry_interval, attempt + 1))
+    elif out.outcome == "done":
+        with svc.store.session() as s:
+            done = s.get(Action, row.id)
+        if done is not None and done.kind == "apply" and done.expires_at is not None and done.undone_at is None:
+            svc.scheduler.schedule_release(done.id, done.expires_at)
+
+
+def _retry_failed(svc: Any, row: Action, attempt: int) -> None:
+    """A transient failure before anything was sent: plan it afresh (the target is unchanged)."""
+    from agent.errors import AgentError
+    from agent.replan import replan
+    with svc.store.session() as s:
         later = s.scalar(select(Action.id).where(Action.incident_id == row.incident_id, Action.target == row.target,
                                                  Action.action == row.action, Action.kind == "apply",
-                                                 Action.state == "done", Action.seq > row.seq).limit(1))
+                                                 Action.state.in_(("done", "in_doubt")),
+                                                 Action.seq > row.seq).limit(1))
     if later is not None:
         return
     try:
         plan = replan(svc.app.planner(), row)
     except AgentError as exc:
-        svc.audit.record("retry.refused", action_id=action_id, incident=row.incident_id, error=str(exc))
+        svc.audit.record("retry.refused", action_id=row.id, incident=row.incident_id, error=str(exc))
         return
     ttl = (row.expires_at - row.created_at) if row.expires_at else None
-    svc.audit.record("retry.start", action_id=action_id, incident=row.incident_id, attempt=attempt,
+    svc.audit.record("retry.start", action_id=row.id, incident=row.incident_id, attempt=attempt,
                      target=row.target, action=row.action, previous_error=row.error)
     svc.runner.run(plan, row.incident_id, reason=f"retry {attempt} after a transient failure: {row.error}",
                    ttl=ttl, approved_by=row.approved_by, retry_attempt=attempt)
 
 
 def verify_action(svc: Any, row: Action) -> Any:
-    """Open a session to the row's target and read back whether its effect is in place."""
-    planner = svc.app.planner()
-    entry = planner.entry_for(row)
-    if entry.credentials is None:
-        from connectors.errors import AuthError
-        raise AuthError(f"no credentials configured for {row.target}")
-    conn = svc.app.registry.get(row.connector)
-    session = conn.open(entry.target(row.address or None), entry.credentials.resolve(), svc.app.ctx)
-    try:
-        return conn.verify(session, row.action, _live_args(svc, row))
-    finally:
-        session.close()
+    """Read back whether the row's live items are in effect (through the engine's ActionRunner)."""
+    return svc.engine.runner.read_state(row, svc.app.planner().entry_for(row), args=_live_args(svc, row))
 
 
 def _live_args(svc: Any, row: Action) -> dict[str, Any]:
@@ -218,7 +261,7 @@ def reverify_all() -> None:
     svc = _svc()
     now = utcnow()
     rows = [r for r in svc.app.planner().active_actions(None)
-            if r.mutating and (r.expires_at is None or r.expires_at > now + timedelta(seconds=2))]
+            if r.state == "done" and r.mutating and (r.expires_at is None or r.expires_at > now + timedelta(seconds=2))]
     for row in rows:
         if svc.runner.engine.cancel.is_set():
             return
@@ -283,4 +326,9 @@ def sweep() -> None:
     for row in rows:
         if f"ttl:{row.id}" not in ids and row.expires_at is not None:
             svc.scheduler.schedule_release(row.id, row.expires_at)
+    with svc.store.session() as s:  # in doubt after a CLI run (or before a restart): re-verify it here too
+        doubtful = list(s.scalars(select(Action.id).where(Action.state == "in_doubt", Action.undone_at.is_(None))))
+    for action_id in doubtful:
+        if f"recheck:{action_id}" not in ids:
+            svc.scheduler.schedule_recheck(action_id, 1, utcnow() + svc.config.retry_interval)
     expire_due(svc.store, svc.audit)

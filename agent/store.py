@@ -36,7 +36,8 @@ __all__ = [
     "utcnow",
 ]
 
-# intent -> snapshotted -> applying -> verifying -> done | failed   (undo rows follow the same path)
+# intent -> snapshotted -> applying -> verifying -> done | failed | in_doubt   (undo rows follow the same path)
+# in_doubt: a change may have reached the target but is not verified; re-verified until known (agent.lifecycle)
 ACTIVE_STATES = ("intent", "snapshotted", "applying", "verifying")
 TERMINAL_STATES = ("done", "failed", "skipped")
 # Per item of an action (one account of a batched disable, one address of a block): intent until the action says

@@ -90,8 +90,9 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     # targets this command is about, and plan again on top of it (issue 14 finding 5).
     plan = _build_plan(app, args, selected)
     cmd = args.command
-    if cmd != "plan" and not getattr(args, "dry_run", False) and \
-            _reconcile(app, args, {pa.target.name for pa in plan.actions} | set(selected)):
+    # `sweep` is the catch-all maintenance run: it settles every interrupted or in-doubt action, on any target
+    targets = None if cmd == "sweep" else {pa.target.name for pa in plan.actions} | set(selected)
+    if cmd != "plan" and not getattr(args, "dry_run", False) and _reconcile(app, args, targets):
         plan = _build_plan(app, args, selected)
     dry = cmd == "plan" or getattr(args, "dry_run", False)
     if args.json and dry:
@@ -413,8 +414,9 @@ def _close_lifted(app: App, engine: Any, plan: Any, result: Any) -> None:
             engine.journal.mark_undone(row.id, pa.action_id)
 
 
-def _reconcile(app: App, args: argparse.Namespace, targets: set[str]) -> bool:
-    """Finish interrupted actions on ``targets`` only (others wait for a command about them); True if any."""
+def _reconcile(app: App, args: argparse.Namespace, targets: set[str] | None) -> bool:
+    """Finish interrupted actions and settle those in doubt on ``targets`` only (others wait for a command about
+    them); True if any."""
     from agent.reconcile import reconcile, unfinished
     engine = app.engine()
     rows = unfinished(engine, targets)
@@ -424,8 +426,8 @@ def _reconcile(app: App, args: argparse.Namespace, targets: set[str]) -> bool:
             f"{r.action} on {r.target} ({r.state})" for r in rows), "yellow"), flush=True)
     for rec in reconcile(engine, targets=targets):
         if not quiet:
-            print(color(f"reconciled {rec.action} on {rec.target} (left {rec.from_state} by an interrupted run): "
-                        f"{rec.outcome} — {rec.detail}", "yellow"))
+            why = "in doubt" if rec.from_state == "in_doubt" else f"left {rec.from_state} by an interrupted run"
+            print(color(f"reconciled {rec.action} on {rec.target} ({why}): {rec.outcome} — {rec.detail}", "yellow"))
     return bool(rows)
 
 
@@ -538,6 +540,9 @@ def _print_summary(result: Any, plan: Any, args: argparse.Namespace, ttl: timede
         for o in result.outcomes:
             if o.state == "failed" and not o.items:
                 print(color(f"  {o.target}: {o.error}", "red"))
+            if o.state == "in_doubt" and not o.items:
+                print(color(f"  {o.target}: in doubt — verifying ({o.error}); it may be in effect: re-verified on "
+                            "the next run and by the daemon, and `release`/undo treats it as applied", "yellow"))
             bad = [i for i in o.items if i["state"] != "done" or o.state != "done"]
             for item in bad:
                 why = item.get("error") or o.error or item.get("outcome", "").replace("_", " ")

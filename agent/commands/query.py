@@ -90,15 +90,18 @@ def _status(app: App, args: argparse.Namespace) -> int:
             Action.mutating == 1)
             .options(selectinload(Action.items)).order_by(Action.seq)))
         unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
+        doubtful = list(s.scalars(select(Action).where(Action.state == "in_doubt", Action.undone_at.is_(None))
+                                  .order_by(Action.seq)))
     # only the connectors named by these rows are loaded, so an empty status imports none
     active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
     active, permanent = _split_irreversible(active)
     if args.json:
         emit_json({"active": [{**a.summary(), "items": [i.summary() for i in _live(a)]} for a in active],
                    "unfinished": [a.summary() for a in unfinished],
+                   "in_doubt": [a.summary() for a in doubtful],
                    "irreversible": [{**a.summary(), "note": IRREVERSIBLE_NOTE} for a in permanent]})
         return exitcodes.DONE
-    if not active and not unfinished and not permanent:
+    if not active and not unfinished and not permanent and not doubtful:
         print(color("Nothing is contained.", "green"))
         return exitcodes.DONE
     rows = []
@@ -127,6 +130,12 @@ def _status(app: App, args: argparse.Namespace) -> int:
         print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "EXPIRY")))
     if permanent:
         print(color(f"\nNot reversible: {IRREVERSIBLE_NOTE}", "yellow"))
+    if doubtful:  # may be in effect: a change was sent but not verified (agent.lifecycle)
+        print(color("\nIn doubt — verifying (may be in effect; re-verified on the next run and by the daemon; "
+                    "release undoes them from their snapshots):", "yellow"))
+        print(table([(a.target, a.action if a.kind == "apply" else f"undo {a.action}", a.incident_id,
+                      _ago(a.updated_at), a.error or "") for a in doubtful],
+                    ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "WHY")))
     if unfinished:
         print(color("\nUnfinished (interrupted) actions — reconciled on the next run:", "yellow"))
         print(table([(a.target, a.action, a.state, a.owner) for a in unfinished],

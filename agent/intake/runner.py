@@ -5,8 +5,9 @@ concern the same host at the same moment; each holds the target's lock while it 
 re-verifier can never mistake a release in progress for drift. Locks are re-entrant (a drift re-apply runs
 while its verifier holds the lock) and taken in sorted order (no deadlock between multi-target plans).
 
-After a run: every applied action with a TTL gets its release job; transient failures (unreachable, timeout)
-of mutating actions get a retry job, at most ``daemon.retry_attempts`` times.
+After a run: every applied action with a TTL gets its release job; every action in doubt gets a re-verification
+job (``recheck:<id>``, with backoff: verify first, never re-snapshot); transient failures (unreachable before
+anything was sent) of mutating actions are planned afresh, at most ``daemon.retry_attempts`` times.
 """
 
 from __future__ import annotations
@@ -100,9 +101,11 @@ class Runner:
                 continue
             if row.state == "done" and row.expires_at is not None and row.changed:
                 self.scheduler.schedule_release(row.id, row.expires_at)
+            elif row.state == "in_doubt":
+                self.scheduler.schedule_recheck(row.id, 1, utcnow() + self.retry_interval)
             elif (row.state == "failed" and row.mutating and row.error_kind in TRANSIENT_KINDS
                   and retry_attempt < self.retry_attempts):
-                self.scheduler.schedule_retry(row.id, retry_attempt + 1, utcnow() + self.retry_interval)
+                self.scheduler.schedule_recheck(row.id, retry_attempt + 1, utcnow() + self.retry_interval)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no plan is running (True) or ``timeout`` passed (False)."""

@@ -33,6 +33,11 @@ class FakeWorld:
     fail_apply: dict[str, list[type[Exception]]] = field(default_factory=dict)
     timeout_after_apply: set[str] = field(default_factory=set)
     crash_after_apply: set[str] = field(default_factory=set)  # raise SystemExit-like BaseException
+    # the connection drops after the change was sent: "half" = part of it landed and the host stays unreachable
+    # (until the test removes it from `down`), "all" = all of it landed and the host is still reachable
+    reset_after_apply: dict[str, str] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)  # targets that cannot be reached at all (open raises)
+    snapshots: dict[str, int] = field(default_factory=dict)
 
 
 class Crash(BaseException):
@@ -61,6 +66,8 @@ class FakeConnector(ConnectorBase):
 
     def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> FakeSession:
         self.world.opens += 1
+        if target.name in self.world.down:
+            raise Unreachable(f"no route to {target.address}")
         errors = self.world.fail_open.get(target.name)
         if errors:
             raise errors.pop(0)(f"injected failure opening {target.address}")
@@ -81,6 +88,7 @@ class FakeConnector(ConnectorBase):
 
     def _snapshot_isolate(self, s: FakeSession, args: Mapping[str, Any]) -> Snapshot:
         t = s.target.name
+        self.world.snapshots[t] = self.world.snapshots.get(t, 0) + 1
         return Snapshot({"ruleset": self.world.rules.get(t, "baseline"),
                          "was_isolated": self.world.isolated.get(t, False)})
 
@@ -91,6 +99,14 @@ class FakeConnector(ConnectorBase):
             raise errors.pop(0)(f"injected apply failure on {t}")
         if self.world.isolated.get(t):
             return ActionResult(changed=False, summary="already isolated")
+        if t in self.world.down:
+            raise Unreachable(f"connection to {t} lost")
+        reset = self.world.reset_after_apply.pop(t, None)
+        if reset == "half":  # the first half of the change landed, then the host went away
+            self.world.rules[t] = "half-applied"
+            self.world.applies[t] = self.world.applies.get(t, 0) + 1
+            self.world.down.add(t)
+            raise Unreachable("connection reset by peer after the ruleset was sent")
         self.world.isolated[t] = True
         self.world.rules[t] = "containment"
         self.world.applies[t] = self.world.applies.get(t, 0) + 1
@@ -99,15 +115,19 @@ class FakeConnector(ConnectorBase):
             raise Timeout("no answer after sending the ruleset")
         if t in self.world.crash_after_apply:
             raise Crash()
+        if reset == "all":
+            raise Unreachable("connection reset by peer after the ruleset was sent")
         return ActionResult(changed=True, summary="isolated", details={"tool": "fake"})
 
     def _verify_isolate(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
+        if s.target.name in self.world.down:
+            raise Unreachable(f"connection to {s.target.name} lost")
         on = self.world.isolated.get(s.target.name, False)
         return Verification(in_effect=on, summary="isolated" if on else "not isolated")
 
     def _undo_isolate(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-        t = s.target.name
-        if not self.world.isolated.get(t):
+        t = s.target.name  # like the real connectors: restore the snapshot's state, whatever is there now
+        if not self.world.isolated.get(t) and self.world.rules.get(t, "baseline") == snap.data["ruleset"]:
             return ActionResult(changed=False, summary="not isolated")
         self.world.isolated[t] = False
         self.world.rules[t] = snap.data["ruleset"]

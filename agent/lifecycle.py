@@ -1,0 +1,454 @@
+"""One action's life in one place: :class:`ActionRunner` opens sessions, retries, maps errors, reads state after
+failures and writes every transition. The engine (fresh runs), reconciliation (crashed runs) and the daemon's
+re-verification (actions in doubt) all call it, so a fix to the lifecycle lands everywhere at once.
+
+States (``agent.store``)::
+
+    intent → snapshotted → applying → verifying → done
+                                  ╰──────────────┴─→ in_doubt → (re-verified) → done | in_doubt
+    any state before ``applying`` ─→ failed           (nothing was sent: the target is as it was)
+
+The one rule: **once a change may have reached the target, the action is never "failed".** An error after the
+``applying`` transition (timeout, connection reset, server gone after the request was written, verification
+that does not show the effect, a bug in a connector) is answered by reading the target's state on a fresh
+session: the effect is there → ``done``; otherwise (or unreadable) → ``in_doubt``. Only a refusal the target
+itself answered to the apply (``Rejected``, ``AuthError``, ``InvalidInput``, ``HostKeyError``, ``TLSError``:
+nothing changed) is ``failed`` after ``applying``.
+
+Resolving an action left unfinished (dead owner) or in doubt — :meth:`ActionRunner.resolve` — always verifies
+first, and never takes a new snapshot of a target that may already be changed: the journaled one (taken before
+anything was sent) is the state to restore. Effect present → done, not applied again; absent → applied once
+from the journaled snapshot (undo: undone once) and verified. Rows are claimed by compare-and-swap on
+(state, owner) first, so two processes never resolve the same action.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from agent.config import Settings
+from agent.errors import AgentError, ConfigError
+from agent.failpoints import failpoint
+from agent.journal import Journal
+from agent.plan import PlannedAction
+from agent.registry import Registry
+from agent.store import Action
+from connectors.base import Session
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    HostKeyError,
+    InvalidInput,
+    Rejected,
+    TLSError,
+    VerifyFailed,
+)
+from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
+
+__all__ = ["IN_DOUBT", "ActionOutcome", "ActionRunner", "Interrupted", "Resolution", "SessionCache"]
+
+T = TypeVar("T")
+IN_DOUBT = "in_doubt"
+# The target answered "no" to the change itself: nothing was changed, so "failed" is the truth.
+_REFUSALS = (Rejected, AuthError, InvalidInput, HostKeyError, TLSError)
+
+
+class Interrupted(Exception):
+    """The run was cancelled (Ctrl-C); actions in flight stay journaled for reconciliation."""
+
+
+@dataclass
+class ActionOutcome:
+    subject: str
+    step: str
+    target: str
+    action: str
+    kind: str
+    state: str  # done | failed | in_doubt | skipped
+    changed: bool = False
+    summary: str = ""
+    error: str | None = None
+    error_kind: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    action_id: str | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)  # a batch: each account/address and its state
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Resolution:
+    """What :meth:`ActionRunner.resolve` did with one unfinished or in-doubt action."""
+
+    action_id: str
+    target: str
+    action: str
+    kind: str
+    from_state: str
+    outcome: str  # done | failed | in_doubt | pending (left for later: unreachable) | skipped (claimed elsewhere)
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SessionCache:
+    """Sessions opened once per (connector, target) within one subject's run (or one resolution)."""
+
+    def __init__(self, registry: Registry, ctx: ConnectorContext) -> None:
+        self.registry, self.ctx = registry, ctx
+        self._open: dict[tuple[str, str], Session] = {}
+
+    def get(self, connector: str, target: Target, entry: Any) -> Session:
+        key = (connector, target.name)
+        if key not in self._open:
+            self._open[key] = self._connect(connector, target, entry)
+        return self._open[key]
+
+    def fresh(self, connector: str, target: Target, entry: Any) -> Session:
+        """Drop the cached session (it failed) and open a new one."""
+        old = self._open.pop((connector, target.name), None)
+        if old is not None:
+            _close(old)
+        return self.get(connector, target, entry)
+
+    def _connect(self, connector: str, target: Target, entry: Any) -> Session:
+        creds = entry.credentials
+        if creds is None:
+            raise AuthError(f"no credentials configured for {target.name} in the inventory")
+        try:
+            resolved = creds.resolve()
+        except ConfigError as exc:
+            raise AuthError(f"credentials for {target.name}: {exc.reason}") from None
+        session: Session = self.registry.get(connector).open(target, resolved, self.ctx)
+        return session
+
+    def close_all(self) -> None:
+        for session in self._open.values():
+            _close(session)
+        self._open.clear()
+
+
+def _close(session: Session) -> None:
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001, S110 - closing must never mask the real outcome
+        pass
+
+
+@dataclass
+class _Job:
+    """One action being run or resolved: what to call and where."""
+
+    row: Action
+    connector: str
+    target: Target
+    entry: Any
+    action: str
+    args: dict[str, Any]
+    sessions: SessionCache
+    attempts: list[int] = field(default_factory=lambda: [0])
+    unreadable: bool = False  # a read-back already failed: do not wait for the target a second time
+
+    @property
+    def conn(self) -> Any:
+        return self.sessions.registry.get(self.connector)
+
+
+class ActionRunner:
+    """The single owner of the action lifecycle (see the module docstring for the rules)."""
+
+    def __init__(self, settings: Settings, registry: Registry, ctx: ConnectorContext, journal: Journal, *,
+                 cancel: threading.Event | None = None,
+                 evidence_sink: Callable[..., list[dict[str, Any]]] | None = None) -> None:
+        self.settings, self.registry, self.ctx, self.journal = settings, registry, ctx, journal
+        self.cancel = cancel or threading.Event()
+        self.evidence_sink = evidence_sink
+
+    def sessions(self) -> SessionCache:
+        return SessionCache(self.registry, self.ctx)
+
+    # -- a fresh run ----------------------------------------------------------------------------------------
+    def run(self, pa: PlannedAction, row: Action, sessions: SessionCache) -> ActionOutcome:
+        """Run one planned action whose intent is journaled; never raises for a connector's failure."""
+        job = _Job(row, pa.connector, pa.target, pa.entry, pa.action, dict(pa.args), sessions)
+        out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
+                            kind=row.kind, state="failed", action_id=row.id)
+        sent = False
+        try:
+            failpoint("after-intent")
+            session = self._retry(lambda: sessions.get(job.connector, job.target, job.entry), job)
+            if row.kind == "undo":
+                sent = True  # the undo's first transition is 'applying'
+                res = self._undo(job, session, Snapshot(dict(pa.snapshot or {})), "undo from journaled snapshot")
+            elif not pa.spec.mutating:
+                res = self._read_only(job, session)
+            else:
+                failpoint("before-snapshot")
+                snap = self._retry(lambda: job.conn.snapshot(session, job.action, job.args), job)
+                failpoint("after-snapshot")
+                self.journal.transition(row, "snapshotted", "state needed to undo recorded", snapshot=snap.to_dict())
+                sent = True
+                res = self._apply_and_verify(job, session, snap, "applying", "")
+            out.state, out.changed, out.summary, out.warnings = "done", bool(res.changed), res.summary, res.warnings
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failure on one target never escapes it
+            self._settle(job, exc, sent, out)
+        return out
+
+    def _apply_and_verify(self, job: _Job, session: Session, snap: Snapshot, state: str,
+                          detail: str) -> ActionResult:
+        row = job.row
+        if row.state != state:
+            self.journal.transition(row, state, detail)
+        failpoint("before-apply")
+        res = self._apply(job, session, snap)
+        failpoint("after-apply")
+        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(), changed=int(res.changed),
+                                attempts=job.attempts[0])
+        failpoint("before-verify")
+        ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
+        failpoint("after-verify")
+        if not ver.in_effect:
+            raise VerifyFailed(f"applied but not in effect: {ver.summary}")
+        self.journal.transition(row, "done", detail or ver.summary, verification=ver.to_dict())
+        return res
+
+    def _undo(self, job: _Job, session: Session, snap: Snapshot, detail: str) -> ActionResult:
+        row = job.row
+        if row.state != "applying":
+            self.journal.transition(row, "applying", detail)
+        res: ActionResult = self._retry(lambda: job.conn.undo(session, job.action, job.args, snap), job)
+        failpoint("after-undo")
+        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(), changed=int(res.changed),
+                                attempts=job.attempts[0])
+        failpoint("before-verify")
+        ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
+        failpoint("after-verify")
+        if ver.in_effect:
+            raise VerifyFailed(f"still in effect after undo: {ver.summary}")
+        self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
+        self.journal.mark_undone(row.undo_of or "", row.id)
+        return res
+
+    def _read_only(self, job: _Job, session: Session) -> ActionResult:
+        row = job.row
+        self.journal.transition(row, "applying", "read-only action")
+        res: ActionResult = self._retry(lambda: job.conn.apply(session, job.action, job.args, Snapshot()), job)
+        details = dict(res.details)
+        evidence = details.pop("evidence", None)
+        # a capture that failed entirely still reaches the sink, which audits each failure
+        if (evidence is not None or details.get("errors")) and self.evidence_sink:
+            try:
+                details["evidence_files"] = self.evidence_sink(row.incident_id, job.target.name, evidence or {},
+                                                               details.get("errors") or {})
+            except Exception as exc:  # noqa: BLE001 - storing evidence must never block containment
+                details["evidence_error"] = f"could not store evidence: {type(exc).__name__}: {exc}"
+                res.warnings.append(details["evidence_error"])
+        res.details = details
+        self.journal.transition(row, "done", res.summary, result=res.to_dict(), changed=0,
+                                attempts=job.attempts[0])
+        return res
+
+    def _apply(self, job: _Job, session: Session, snap: Snapshot) -> ActionResult:
+        """Apply; after a transient error read the target's state (fresh session) before sending it again.
+
+        Why (lesson 6): a timeout or a reset may come after the change landed. Applying again from the same,
+        journaled snapshot is safe (connectors' apply is idempotent); a new snapshot never is.
+        """
+        for attempt in range(1, self.settings.retries + 1):
+            job.attempts[0] += 1
+            try:
+                res: ActionResult = job.conn.apply(session, job.action, job.args, snap)
+                return res
+            except ConnectorError as exc:
+                if not exc.transient:
+                    raise
+                error = exc
+            ver = self._read_back(job)
+            if ver is not None and ver.in_effect:
+                return ActionResult(changed=True, summary=f"applied (confirmed by reading state after: "
+                                    f"{error.message}): {ver.summary}")
+            if ver is None or attempt == self.settings.retries:
+                # unreadable: the apply's own account of where it stopped (ssh_linux: "in doubt: isolated but
+                # unconfirmed, the timer lifts it at ...") is the most exact one there is
+                raise error
+            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
+            session = self._retry(lambda: job.sessions.fresh(job.connector, job.target, job.entry), job)
+        raise AssertionError("unreachable")
+
+    # -- errors ---------------------------------------------------------------------------------------------
+    def _settle(self, job: _Job, exc: Exception, sent: bool, out: ActionOutcome) -> None:
+        """Journal the end of a run that raised: failed if nothing can have changed, else read state or doubt."""
+        row = job.row
+        if isinstance(exc, ConnectorError):
+            exc.with_context(target=job.target.name, connector=job.connector, action=job.action)
+            message, kind = exc.message, exc.kind
+            text = str(exc)
+        else:
+            message = f"internal error in {job.connector}.{job.action}: {type(exc).__name__}: {exc}"
+            kind, text = "internal", message
+        out.error, out.error_kind = text, kind
+        refused = isinstance(exc, _REFUSALS) and row.state == "applying"
+        if not sent or refused or not row.mutating:
+            self.journal.transition(row, "failed", message, error=text, error_kind=kind, attempts=job.attempts[0])
+            transient = isinstance(exc, ConnectorError) and exc.transient
+            out.summary = ("target unreachable after retries" if transient else "failed") + f": {message}"
+            return
+        ver = self._read_back(job)
+        want = row.kind == "apply"
+        if ver is not None and ver.in_effect == want:
+            detail = f"{'applied' if want else 'undone'} (confirmed by reading state after: {message})"
+            self.journal.transition(row, "done", detail, verification=ver.to_dict(), attempts=job.attempts[0],
+                                    **({"changed": 1} if row.changed is None else {}))
+            if not want:
+                self.journal.mark_undone(row.undo_of or "", row.id)
+            out.state, out.changed, out.summary, out.error, out.error_kind = "done", True, detail, None, None
+            return
+        seen = "the state could not be read back" if ver is None else f"the target shows: {ver.summary}"
+        detail = f"in doubt: {message}; {seen} — re-verified until known"
+        self.journal.transition(row, IN_DOUBT, detail, error=text, error_kind=kind, attempts=job.attempts[0])
+        out.state, out.summary = IN_DOUBT, f"in doubt — verifying: {message}"
+
+    def _read_back(self, job: _Job) -> Verification | None:
+        """The target's state read on a fresh session (the old one may be what failed); None if unreadable.
+
+        One attempt, no backoff: the caller decides what to do when the target does not answer.
+        """
+        if job.unreadable:
+            return None
+        try:
+            session = job.sessions.fresh(job.connector, job.target, job.entry)
+            ver: Verification = job.conn.verify(session, job.action, job.args)
+            return ver
+        except Interrupted:
+            raise
+        except Exception:  # noqa: BLE001 - unreadable: the action stays in doubt, which is the truth
+            job.unreadable = True
+            return None
+
+    def _retry(self, fn: Callable[[], T], job: _Job) -> T:
+        for attempt in range(1, self.settings.retries + 1):
+            job.attempts[0] += 1
+            try:
+                return fn()
+            except ConnectorError as exc:
+                if not exc.transient or attempt == self.settings.retries:
+                    raise
+            self._sleep(self.settings.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Interrupted("cancelled")
+
+    # -- unfinished and in-doubt actions --------------------------------------------------------------------
+    def resolve(self, row: Action, entry: Any) -> Resolution:
+        """Finish an action a dead process left mid-way, or settle one in doubt — verify first, never twice."""
+        from_state = row.state
+        out = Resolution(row.id, row.target, row.action, row.kind, from_state, "pending", "")
+        if not self.journal.claim(row):
+            out.outcome, out.detail = "skipped", "being resolved by another process"
+            return out
+        self.journal.audit.record("reconcile.start", incident=row.incident_id, action_id=row.id, target=row.target,
+                                  action=row.action, kind=row.kind, state=from_state)
+        if not row.mutating:
+            out.outcome, out.detail = "failed", "interrupted read-only action; nothing to reconcile on the target"
+            self.journal.transition(row, "failed", out.detail, error=out.detail, error_kind="interrupted")
+            return out
+        target: Target = entry.target(row.address or None)
+        sessions = self.sessions()
+        job = _Job(row, row.connector, target, entry, row.action, dict(row.args or {}), sessions)
+        try:
+            if from_state == IN_DOUBT:
+                self.journal.transition(row, "verifying", "re-verifying an action in doubt")
+            session = self._retry(lambda: sessions.get(job.connector, target, entry), job)
+            ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
+            want = row.kind == "apply"
+            if ver.in_effect == want:
+                what = "was in doubt" if from_state == IN_DOUBT else f"after interruption in state {from_state}"
+                detail = (f"reconciled {what}: target shows the {'change' if want else 'undo'} in effect; "
+                          "not re-applied")
+                self.journal.transition(row, "done", detail, verification=ver.to_dict(),
+                                        changed=row.changed if row.changed is not None else 1)
+                if not want:
+                    self.journal.mark_undone(row.undo_of or "", row.id)
+            elif want:
+                detail = self._finish_apply(job, session, from_state)
+            else:
+                self._undo(job, session, Snapshot(dict(row.snapshot or {})), "completing interrupted undo")
+                detail = f"reconciled: interrupted undo completed from the journaled snapshot (was {from_state})"
+            out.outcome, out.detail = "done", detail
+        except Interrupted:
+            raise
+        except ConnectorError as exc:
+            out.outcome, out.detail = self._unresolved(job, exc, from_state)
+        except AgentError as exc:
+            out.outcome, out.detail = "failed", f"reconciliation failed: {exc}"
+            self.journal.transition(row, "failed", out.detail, error=str(exc), error_kind="config")
+        except Exception as exc:  # noqa: BLE001 - a connector bug leaves the action in doubt, not lost
+            out.outcome, out.detail = self._unresolved(job, exc, from_state)
+        finally:
+            sessions.close_all()
+        return out
+
+    def _finish_apply(self, job: _Job, session: Session, from_state: str) -> str:
+        """The effect is absent: apply once — from the journaled snapshot when one exists (never re-snapshot)."""
+        row = job.row
+        if row.snapshot is not None:
+            snap = Snapshot(dict(row.snapshot))
+        else:  # interrupted before its snapshot was journaled: nothing was sent, the target is as it was
+            snap = self._retry(lambda: job.conn.snapshot(session, job.action, job.args), job)
+            self.journal.transition(row, "snapshotted", "snapshot taken during reconciliation",
+                                    snapshot=snap.to_dict())
+        what = "was in doubt" if from_state == IN_DOUBT else f"interrupted in state {from_state}"
+        detail = f"reconciled: {what}; the change was not in effect; applied once"
+        self._apply_and_verify(job, session, snap, "applying", detail)
+        return detail
+
+    def _unresolved(self, job: _Job, exc: Exception, from_state: str) -> tuple[str, str]:
+        """Resolution failed: in doubt if a change may be on the target, else failed (refused) or pending."""
+        row = job.row
+        message = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
+        kind = exc.kind if isinstance(exc, ConnectorError) else "internal"
+        if from_state in ("applying", "verifying", IN_DOUBT) or row.state in ("applying", "verifying"):
+            detail = f"in doubt: {message} — re-verified until known"
+            self.journal.transition(row, IN_DOUBT, detail, error=str(exc), error_kind=kind)
+            return IN_DOUBT, detail
+        if isinstance(exc, _REFUSALS):  # nothing was sent, and retrying cannot help
+            detail = f"reconciliation failed: {message}"
+            self.journal.transition(row, "failed", detail, error=str(exc), error_kind=kind)
+            return "failed", detail
+        self.journal.audit.record("reconcile.pending", incident=row.incident_id, action_id=row.id,
+                                  target=row.target, error=str(exc))
+        return "pending", f"target unreachable, will retry on next start: {message}"
+
+    def read_state(self, row: Action, entry: Any, *, args: Mapping[str, Any] | None = None,
+                   sessions: SessionCache | None = None, patient: bool = True) -> Verification:
+        """Read whether ``row``'s effect is in place now (drift re-verification, ``status --verify``).
+
+        ``args``: the row's arguments narrowed to the items still in effect (a batch undone in part);
+        ``sessions``: a cache the caller shares across rows (and closes); ``patient=False``: one attempt, no
+        backoff (an interactive check reports an unreachable target instead of waiting for it). Raises
+        ConnectorError when the target cannot be read.
+        """
+        target: Target = entry.target(row.address or None)
+        own = sessions is None
+        cache = self.sessions() if sessions is None else sessions
+        job = _Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), cache)
+        try:
+            if not patient:
+                session = cache.get(job.connector, target, entry)
+                ver: Verification = job.conn.verify(session, job.action, job.args)
+                return ver
+            session = self._retry(lambda: cache.get(job.connector, target, entry), job)
+            ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
+            return ver
+        finally:
+            if own:
+                cache.close_all()
