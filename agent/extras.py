@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "argon2": ("console", "the web console's operator passwords (argon2-cffi)"),
     "multipart": ("console", "the web console's forms (python-multipart)"),
     "python_multipart": ("console", "the web console's forms (python-multipart)"),
+    "psycopg": ("postgres", "a PostgreSQL journal (psycopg)"),
 }
 
 

@@ -266,6 +266,9 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        if url.startswith("postgresql+psycopg"):
+            from agent.extras import require
+            require("psycopg", "database " + url.split("://")[0])
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True,
