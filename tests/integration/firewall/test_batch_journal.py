@@ -86,10 +86,10 @@ def test_unblock_one_address_keeps_the_others_active(env):
     run(app, "block-ip", ADDRS, "INC-B")
     _, result = run(app, "unblock-ip", ["45.77.1.2/32"], "INC-U")
     assert result.status == "done"
-    from agent.commands.act import _close_unblocked
+    from agent.commands.act import _close_lifted
     plan = app.planner().build(find_runbook(app.settings.runbooks, "unblock-ip"), ["45.77.1.2/32"])
     plan.actions[0].action_id = result.outcomes[0].action_id
-    _close_unblocked(app, app.engine(), plan, result)
+    _close_lifted(app, app.engine(), plan, result)
     state = {(a, r): u for a, r, _c, _s, _ch, u in items(app) if a == "block_ip"}
     assert state == {("block_ip", "45.77.1.2"): True, ("block_ip", "45.77.1.3/32"): False,
                      ("block_ip", "45.77.9.0/24"): False}
