@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import AgentError
+from agent.errors import AgentError, GuardRefused
 from agent.items import guid_key
 from connectors.errors import ConnectorError
 
@@ -65,5 +65,10 @@ def _lookup(planner: Planner, plan: Plan, entry: HostEntry, address: str, names:
         plan.notes.append(f"{entry.name}: could not look the accounts up before planning ({exc}); they are "
                           "matched by name until the directory answers")
         return {}
+    protected = [f"{name!r} ({ident.get('message') or 'protected'})" for name, ident in
+                 zip(names, identities, strict=True) if ident and ident.get("problem") == "protected_account"]
+    if protected:  # resolved to a protected account (by SID/DN/alias): the whole command is refused, nothing sent
+        raise GuardRefused(f"refused: {', '.join(protected)} on {entry.name} resolve(s) to a protected account; "
+                           "nothing was changed")
     return {name: guid_key(str(ident["objectGUID"])) for name, ident in zip(names, identities, strict=True)
             if ident and ident.get("objectGUID")}

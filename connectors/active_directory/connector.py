@@ -149,8 +149,10 @@ class ActiveDirectoryConnector(ConnectorBase):
         return ADSession(conn, opts, creds, self.pool)
 
     def identify(self, session: ADSession, names: list[str]) -> list[dict[str, str] | None]:
-        """Read-only: the identity each name resolves to (objectGUID, objectSid, DN, sAMAccountName, UPN), or
-        None when it names no single account (not found, ambiguous, protected). One search per 200 names.
+        """Read-only: the identity each name resolves to (objectGUID, objectSid, DN, sAMAccountName, UPN);
+        ``{"problem": "protected_account", "message": ...}`` for a name that resolves to a protected account
+        (by SID, DN or alias: the planner refuses the command before anything is sent); None when it names no
+        single account (not found, ambiguous). One search per 200 names.
 
         Why: the agent journals an account by its objectGUID, so ``jdoe``, ``JDOE``, ``jdoe@lab.test`` and
         ``LAB\\jdoe`` are one subject for undo and counting; the planner calls this before showing the plan.
@@ -158,8 +160,15 @@ class ActiveDirectoryConnector(ConnectorBase):
         from connectors.active_directory.accounts import resolve_many
         if not isinstance(session, ADSession):
             raise InvalidInput("identify: session is not an active_directory session")
-        return [r.account.identity() if r.account is not None and r.problem in ("", "duplicate") else None
-                for r in resolve_many(session, names)]
+        out: list[dict[str, str] | None] = []
+        for r in resolve_many(session, names):
+            if r.problem == "protected_account":
+                out.append({"problem": r.problem, "message": r.message})
+            elif r.account is not None and r.problem in ("", "duplicate"):
+                out.append(r.account.identity())
+            else:
+                out.append(None)
+        return out
 
     def close(self) -> None:
         """Unbind every pooled connection (end of a run, daemon shutdown)."""

@@ -21,6 +21,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def app(samba_dc: Any, tmp_path: Path) -> Iterator[App]:
+    the_app = _app(samba_dc, tmp_path)
+    yield the_app
+    the_app.close()
+
+
+def _app(samba_dc: Any, tmp_path: Path, protected: str = "") -> App:
     (tmp_path / "pw").write_text(AGENT_PASSWORD)
     (tmp_path / "runbooks").mkdir()
     for book in ("disable-account.yaml", "enable-account.yaml"):
@@ -30,14 +36,12 @@ def app(samba_dc: Any, tmp_path: Path) -> Iterator[App]:
         "management:\n  addresses: [10.79.0.10]\n"
         f"directories:\n  lab-ad:\n    address: {dc.address}\n"
         f"    options: {{base_dn: '{dc.base_dn}', server_name: '{dc.server_name}', ca_file: '{dc.ca_file}', "
-        "port: 636}\n"
+        f"port: 636{protected}}}\n"
         f"    credentials: {{username: ir-agent@lab.test, password: 'file:{tmp_path / 'pw'}'}}\n")
     (tmp_path / "agent.yaml").write_text(
         "inventory: inventory.yaml\nrunbooks: runbooks\ndatabase: agent.db\naudit_dir: audit\n"
         "evidence_dir: evidence\nengine: {retries: 1, backoff: 0.01}\n")
-    the_app = App(config_path=tmp_path / "agent.yaml", actor="tester@lab")
-    yield the_app
-    the_app.close()
+    return App(config_path=tmp_path / "agent.yaml", actor="tester@lab")
 
 
 def run(app: App, book: str, names: list[str], incident: str = "INC-ID") -> Any:
@@ -75,3 +79,19 @@ def test_journaled_by_guid_and_one_account_named_twice_is_one_item(app, samba_dc
     assert result.status == "done", result.to_dict()
     _, result = run(app, "enable-account", [b.upper()])
     assert result.status == "done" and not uac(samba_dc, b) & 2 and uac(samba_dc, a) & 2
+
+
+def test_a_name_resolving_to_a_protected_account_refuses_the_whole_command(samba_dc, make_user, tmp_path):
+    """The inventory protects an account by DN; naming it by its UPN passes the by-name checks, but the resolve
+    step finds the protected DN: the whole command is refused before anything is sent (the other account too)."""
+    from agent.errors import GuardRefused
+    vip, _ = make_user("vip")
+    other, _ = make_user("idp")
+    dn = f"CN={vip},CN=Users,{samba_dc.base_dn}"
+    app = _app(samba_dc, tmp_path, protected=f", protected_accounts: ['{dn}']")
+    try:
+        with pytest.raises(GuardRefused, match="protected"):
+            app.planner().build(find_runbook(app.settings.runbooks, "disable-account"), [other, f"{vip}@lab.test"])
+        assert not uac(samba_dc, vip) & 2 and not uac(samba_dc, other) & 2
+    finally:
+        app.close()
