@@ -7,14 +7,20 @@ All four are idempotent: applying to a target where the effect is present report
 
 Example (what the engine does)::
 
-    conn = registry.create("ssh_linux")
+    conn = registry.get(target.connector)            # agent.registry.Registry: entry point agent.connectors
     conn.validate(target, "isolate", args)           # before any connection: raises InvalidInput
-    with conn.open(target, creds, ctx) as session:
-        snap = conn.snapshot(session, "isolate", args)   # journaled
+    session = conn.open(target, creds, ctx)
+    try:
+        snap = conn.snapshot(session, "isolate", args)   # journaled before anything changes
         result = conn.apply(session, "isolate", args, snap)
         check = conn.verify(session, "isolate", args)    # check.in_effect must be True
         ...
-        conn.undo(session, "isolate", args, snap)        # restores exactly what snap recorded
+        conn.undo(session, "isolate", args, snap)        # later: restores exactly what snap recorded
+    finally:
+        session.close()
+
+What a connector serves is declared, not assumed by the agent: ``inventory_section`` and ``host_os`` on the class,
+``active_as`` / ``lifts`` / ``blast`` on each :class:`~connectors.types.ActionSpec` (docs/architecture.md).
 
 ``preview`` returns the exact commands/changes that would run, for ``--dry-run``, without connecting.
 Errors are :mod:`connectors.errors`; library exceptions never escape a connector.

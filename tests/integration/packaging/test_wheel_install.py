@@ -68,7 +68,7 @@ def test_wheel_ships_the_data_files_and_license(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("agent/data/obligations.yaml", "agent/data/config/agent.yaml", "agent/data/config/inventory.yaml",
                    "agent/data/config/rules.yaml", "agent/data/runbooks/isolate-host.yaml",
-                   "agent/report/templates/report.html.j2"):
+                   "agent/report/templates/report.html.j2", "agent/data/deploy/containment-agent.service"):
         assert needed in names, needed
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
