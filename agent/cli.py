@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.USAGE
     if args.command == "warm":
         from agent.warm import serve
-        return serve(args.config)
+        return serve(args.config, main, parser)
     if args.command == "lab":
         from agent.lab.cli import main as lab_main
         return lab_main(list(args.lab_args))

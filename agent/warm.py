@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.warm_client import FORWARDED_COMMANDS, config_arg, socket_path, try_forward
@@ -25,7 +26,7 @@ from agent.warm_client import FORWARDED_COMMANDS, config_arg, socket_path, try_f
 __all__ = ["FORWARDED_COMMANDS", "serve", "socket_path", "try_forward"]
 
 
-def _preload() -> None:
+def _preload(build_parser: Callable[[], object]) -> None:
     """Import what commands need, so children start warm."""
     import agent.audit
     import agent.commands.act
@@ -47,8 +48,7 @@ def _preload() -> None:
             __import__(lib)
         except ImportError:
             pass
-    from agent.cli import parser
-    parser()
+    build_parser()
     try:
         _exercise_store()
     except Exception as exc:  # noqa: BLE001 - an optimisation: a failure here must not stop the server
@@ -116,10 +116,12 @@ def _settle() -> None:
     gc.freeze()
 
 
-def serve(config: str | None) -> int:
-    """Run the warm server in the foreground until SIGTERM/SIGINT."""
+def serve(config: str | None, run: Callable[[list[str]], int], build_parser: Callable[[], object]) -> int:
+    """Run the warm server in the foreground until SIGTERM/SIGINT. ``run`` is the CLI's ``main`` (each child runs
+    it with the client's argv) and ``build_parser`` builds its parser once here; both are passed in by
+    :mod:`agent.cli` so this module never imports the CLI back (no cycle)."""
     config = config or os.environ.get("AGENT_CONFIG")  # the same lookup order as the client's
-    _preload()
+    _preload(build_parser)
     _read_config(config)
     _settle()
     import signal
@@ -164,7 +166,7 @@ def serve(config: str | None) -> int:
                 server.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os._exit(_child(conn, peer))
+                os._exit(_child(conn, peer, run))
             conn.close()
     except (KeyboardInterrupt, SystemExit):
         return 0
@@ -256,7 +258,7 @@ def _die_with_client(conn: socket.socket) -> None:
     threading.Thread(target=watch, name="warm-client-watch", daemon=True).start()
 
 
-def _child(conn: socket.socket, client: int) -> int:
+def _child(conn: socket.socket, client: int, run: Callable[[list[str]], int]) -> int:
     code = 1
     try:
         head, fds, _flags, _addr = socket.recv_fds(conn, 4 + 65536, 4)
@@ -279,9 +281,8 @@ def _child(conn: socket.socket, client: int) -> int:
         os.chdir(request["cwd"])
         conn.sendall(struct.pack("!i", os.getpid()))
         _die_with_client(conn)
-        from agent.cli import main
         try:
-            code = main(request["argv"])
+            code = run(request["argv"])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except KeyboardInterrupt:
@@ -296,7 +297,9 @@ def _child(conn: socket.socket, client: int) -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(serve(config_arg(sys.argv[1:]) or os.environ.get("AGENT_CONFIG")))
+if __name__ == "__main__":  # `python -m agent.warm` (agent daemon starts it): the entry point picks the CLI
+    from agent.cli import main, parser
+
+    sys.exit(serve(config_arg(sys.argv[1:]) or os.environ.get("AGENT_CONFIG"), main, parser))
 
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import select
 
 from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
+from agent.intake.limits import dedupe_key
+from agent.intake.model import NormalizedAlert
 from agent.intake.models import IntakeIncident
 from agent.intake.writer import Decision
 from agent.store import Alert, utcnow
 
-__all__ = ["Dispatcher", "wanted_slots"]
+__all__ = ["Dispatcher", "decision_from_row", "wanted_slots"]
 
 _STOP = object()
 # Decisions recorded per bookkeeping write when the queue is busy: each write shares a group commit with the
@@ -271,7 +274,6 @@ class Dispatcher:
 
     def _promote(self, d: Decision) -> None:
         """An alert deduped against an incident that did not act becomes the opener of a new incident."""
-        from agent.intake.service import dedupe_key
         svc, rule, a = self.svc, d.rule, d.alert
         if rule is None or not d.target:
             return
@@ -400,7 +402,6 @@ class Dispatcher:
 
     def requeue_undecided(self) -> int:
         """Alerts stored as ``accepted`` but never decided (daemon stopped or killed): decide them now."""
-        from agent.intake.service import decision_from_row
         svc = self.svc
         with svc.store.session() as s:
             rows = list(s.execute(select(Alert, IntakeIncident).join(
@@ -443,3 +444,15 @@ def _audited(directory: Any, incidents: set[str]) -> dict[str, set[str]]:
         if incident in incidents and rec.get("event") in _ONCE_EVENTS:
             out.setdefault(incident, set()).add(str(rec["event"]))
     return out
+
+def decision_from_row(svc: Any, alert: Any, intake: Any) -> Decision | None:
+    """Rebuild an undecided :class:`Decision` from its stored rows (restart)."""
+    rule = next((r for r in svc.rules.rules if r.name == intake.rule), None)
+    if rule is None:
+        return None
+    norm = NormalizedAlert(source=alert.source, rule_id=alert.rule_id, severity=alert.severity, host=alert.host,
+                           user=alert.user, source_ip=alert.source_ip, raw=alert.raw or {},
+                           rule_name=alert.rule_name or "", event_time=alert.event_time)
+    return Decision(alert_id=alert.id, alert=norm, digest=alert.digest, received_at=alert.received_at,
+                    disposition="accepted", incident=alert.incident_id, new_incident=True, rule=rule,
+                    target=intake.target, raw=alert.raw or {}, started=time.monotonic())

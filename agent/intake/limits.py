@@ -19,7 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["BlastRadius", "DedupeIndex"]
+__all__ = ["BlastRadius", "DedupeIndex", "dedupe_key"]
+
+
+def dedupe_key(policy: str, runbook: str) -> str:
+    """The runbook part of a dedupe key. Dry-run rules rehearse in a key space of their own: a rehearsal
+    coalesces repeated rehearsals, but never makes an alert under an ``auto``/``approve`` rule "deduped"."""
+    return f"dry-run:{runbook}" if policy == "dry-run" else runbook
 
 
 @dataclass

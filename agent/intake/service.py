@@ -13,13 +13,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.app import App
 from agent.intake.auth import ApiAuth, SourceAuth
 from agent.intake.config import DaemonConfig
 from agent.intake.ids import incident_id, pool
-from agent.intake.limits import BlastRadius, DedupeIndex
+from agent.intake.dispatcher import Dispatcher, decision_from_row
+from agent.intake.limits import BlastRadius, DedupeIndex, dedupe_key
 from agent.intake.metrics import Metrics
 from agent.intake.model import NormalizedAlert
 from agent.intake.request import IntakeRejected, Parsed, Source, find_source, parse_alerts
@@ -27,19 +27,15 @@ from agent.intake.rules import HostTags, Rule, RuleSet, load_rules
 from agent.intake.writer import AlertWriter, Decision
 from agent.store import utcnow
 
+if TYPE_CHECKING:  # the composition root builds this service; importing it at run time would be a cycle
+    from agent.app import App
+
 __all__ = ["IntakeRejected", "IntakeService", "decision_from_row", "dedupe_key"]
-
-
-def dedupe_key(policy: str, runbook: str) -> str:
-    """The runbook part of a dedupe key. Dry-run rules rehearse in a key space of their own: a rehearsal
-    coalesces repeated rehearsals, but never makes an alert under an ``auto``/``approve`` rule "deduped"."""
-    return f"dry-run:{runbook}" if policy == "dry-run" else runbook
 
 
 class IntakeService:
     def __init__(self, app: App, config: DaemonConfig, *, engine: Any = None, metrics: Metrics | None = None,
                  rules: RuleSet | None = None) -> None:
-        from agent.intake.dispatcher import Dispatcher
         from agent.intake.models import create_tables
         from agent.intake.runner import Runner
         self.app, self.config = app, config
@@ -207,14 +203,3 @@ class IntakeService:
                                client, size)
 
 
-def decision_from_row(svc: IntakeService, alert: Any, intake: Any) -> Decision | None:
-    """Rebuild an undecided :class:`Decision` from its stored rows (restart)."""
-    rule = next((r for r in svc.rules.rules if r.name == intake.rule), None)
-    if rule is None:
-        return None
-    norm = NormalizedAlert(source=alert.source, rule_id=alert.rule_id, severity=alert.severity, host=alert.host,
-                           user=alert.user, source_ip=alert.source_ip, raw=alert.raw or {},
-                           rule_name=alert.rule_name or "", event_time=alert.event_time)
-    return Decision(alert_id=alert.id, alert=norm, digest=alert.digest, received_at=alert.received_at,
-                    disposition="accepted", incident=alert.incident_id, new_incident=True, rule=rule,
-                    target=intake.target, raw=alert.raw or {}, started=time.monotonic())
