@@ -53,7 +53,10 @@ def _acting(p: argparse.ArgumentParser, *, ttl: bool = True) -> None:
     p.add_argument("--incident", metavar="ID", help="attach to an existing incident instead of opening one")
     p.add_argument("--discovered", metavar="ISO-TIME",
                    help="when the breach was discovered, if earlier than now (starts the legal clocks in the report)")
-    p.add_argument("--dry-run", action="store_true", help="show exactly what would run; change nothing")
+    p.add_argument("--dry-run", action="store_true", help="show exactly what would run; change nothing (reads "
+                   "devices that support it, read-only, so the lines are exact)")
+    p.add_argument("--offline", action="store_true", help="with --dry-run: do not read any target; "
+                   "state-dependent lines are shown with their condition")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--trust-new-host-key", action="store_true",
                    help="accept and pin an SSH host key seen for the first time (a changed key is still refused)")
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="+", metavar="TARGET")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--on", action="append", metavar="DEVICE")
+    p.add_argument("--offline", action="store_true", help="do not read any target (conditional lines)")
     _common(p)
     _commands_flag(p)
 

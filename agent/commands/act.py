@@ -95,6 +95,9 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     if cmd != "plan" and not getattr(args, "dry_run", False) and _reconcile(app, args, targets):
         plan = _build_plan(app, args, selected)
     dry = cmd == "plan" or getattr(args, "dry_run", False)
+    if dry and not getattr(args, "offline", False):
+        from agent.previews import exact_previews
+        exact_previews(app.planner(), plan)  # read-only look at the targets: preview == what would be sent
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE
