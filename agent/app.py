@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings, load_settings
 from agent.inventory import Inventory, load_inventory
+
+if TYPE_CHECKING:  # imported where used: a command pays only for the parts it touches (start-up budget)
+    from agent.audit import AuditLog
+    from agent.engine import Engine
+    from agent.plan import Planner
+    from agent.registry import Registry
+    from agent.store import Store
+    from connectors.types import ConnectorContext
 
 __all__ = ["App", "default_actor", "new_incident_id"]
 
@@ -49,32 +57,32 @@ class App:
         return load_inventory(self.settings.inventory)
 
     @cached_property
-    def store(self) -> Any:
+    def store(self) -> Store:
         from agent.store import Store
         return Store(self.settings.database_url())
 
     @cached_property
-    def audit(self) -> Any:
+    def audit(self) -> AuditLog:
         from agent.audit import AuditLog
         key = self.settings.audit_signing_key
         return AuditLog(self.settings.audit_dir, signing_key=key if key and key.exists() else None,
                         actor=self.actor)
 
     @cached_property
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         from agent.registry import Registry
         return Registry()
 
     @cached_property
-    def ctx(self) -> Any:
+    def ctx(self) -> ConnectorContext:
         from agent.plan import connector_context
         return connector_context(self.settings, self.inventory, trust_host_key=self.trust_host_key)
 
-    def planner(self) -> Any:
+    def planner(self) -> Planner:
         from agent.plan import Planner
         return Planner(self.settings, self.inventory, self.registry, self.store, self.ctx)
 
-    def engine(self, on_event: Any = None) -> Any:
+    def engine(self, on_event: Any = None) -> Engine:
         from agent.engine import Engine
         return Engine(self.settings, self.inventory, self.store, self.audit, self.registry, self.ctx,
                       actor=self.actor, evidence_sink=self._store_evidence, on_event=on_event)

@@ -38,11 +38,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from agent.store import Action, Approval, utcnow
+
+if TYPE_CHECKING:  # the service passes itself in; importing it here would be a cycle
+    from agent.intake.service import IntakeService
 
 __all__ = [
     "DaemonScheduler",
@@ -55,7 +58,7 @@ __all__ = [
     "verify_action",
 ]
 
-_RUNTIME: Any = None  # the running IntakeService (jobs are module functions so the job store can name them)
+_RUNTIME: IntakeService | None = None  # the running service (jobs are module functions the job store can name)
 JOBS_TABLE = "scheduler_jobs"
 
 
@@ -66,7 +69,7 @@ def _svc() -> Any:
 
 
 class DaemonScheduler:
-    def __init__(self, svc: Any) -> None:
+    def __init__(self, svc: IntakeService) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -119,7 +122,7 @@ def _timed(name: str, started: float) -> None:
         svc.metrics.job_latency.labels(name).observe(time.monotonic() - started)
 
 
-def _active(svc: Any, action_id: str) -> Action | None:
+def _active(svc: IntakeService, action_id: str) -> Action | None:
     with svc.store.session() as s:
         row: Action | None = s.get(Action, action_id)
     if row is None or row.kind != "apply" or row.state != "done" or row.undone_at is not None or not row.changed:
@@ -154,7 +157,7 @@ def release_action(action_id: str) -> None:
     _timed("ttl", started)
 
 
-def _forget_if_released(svc: Any, incident: str) -> None:
+def _forget_if_released(svc: IntakeService, incident: str) -> None:
     from agent.store import Incident
     with svc.store.session() as s:
         inc = s.get(Incident, incident)
@@ -196,7 +199,7 @@ def recheck_action(action_id: str, attempt: int) -> None:
     _timed("recheck", started)
 
 
-def _recheck_in_doubt(svc: Any, row: Action, attempt: int) -> None:
+def _recheck_in_doubt(svc: IntakeService, row: Action, attempt: int) -> None:
     from agent.reconcile import resolve_one
     with svc.runner.locked([row.target]):
         with svc.store.session() as s:
@@ -216,7 +219,7 @@ def _recheck_in_doubt(svc: Any, row: Action, attempt: int) -> None:
             svc.scheduler.schedule_release(done.id, done.expires_at)
 
 
-def _retry_failed(svc: Any, row: Action, attempt: int) -> None:
+def _retry_failed(svc: IntakeService, row: Action, attempt: int) -> None:
     """A transient failure before anything was sent: plan it afresh (the target is unchanged)."""
     from agent.errors import AgentError
     from agent.replan import replan
@@ -239,12 +242,12 @@ def _retry_failed(svc: Any, row: Action, attempt: int) -> None:
                    ttl=ttl, approved_by=row.approved_by, retry_attempt=attempt)
 
 
-def verify_action(svc: Any, row: Action) -> Any:
+def verify_action(svc: IntakeService, row: Action) -> Any:
     """Read back whether the row's live items are in effect (through the engine's ActionRunner)."""
     return svc.engine.runner.read_state(row, svc.app.planner().entry_for(row), args=_live_args(svc, row))
 
 
-def _live_args(svc: Any, row: Action) -> dict[str, Any]:
+def _live_args(svc: IntakeService, row: Action) -> dict[str, Any]:
     """The row's args for its items still in effect: addresses of a batch unblocked one by one are not drift."""
     from agent.batching import active_items
     from agent.items import slice_for_undo
@@ -269,7 +272,7 @@ def reverify_all() -> None:
     _timed("reverify", started)
 
 
-def _reverify_one(svc: Any, row: Action) -> None:
+def _reverify_one(svc: IntakeService, row: Action) -> None:
     from agent.errors import AgentError
     from connectors.errors import ConnectorError
     with svc.runner.locked([row.target]):
@@ -294,7 +297,7 @@ def _reverify_one(svc: Any, row: Action) -> None:
         _reapply(svc, fresh, ver.summary)
 
 
-def _reapply(svc: Any, row: Action, why: str) -> None:
+def _reapply(svc: IntakeService, row: Action, why: str) -> None:
     from agent.errors import AgentError
     from agent.replan import replan
     try:

@@ -161,7 +161,7 @@ def _list(app: App, args: argparse.Namespace) -> int:
     elif not data:
         print("No incidents yet.")
     else:
-        print(table([(d["id"], state_color(d["status"]), d["title"], d["requested_by"], d["actions"])
+        print(table([(d["id"], state_color(str(d["status"])), d["title"], d["requested_by"], d["actions"])
                      for d in data], ("INCIDENT", "STATUS", "TITLE", "BY", "ACTIONS")))
     return exitcodes.DONE
 
@@ -184,7 +184,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
         emit_json({**head, "actions": [{**a, "transitions": transitions[a["id"]]} for a in actions]})
         return exitcodes.DONE
     print(color(f"{head['id']}  {head['title']}", "bold"))
-    print(f"  status: {state_color(head['status'])}   trigger: {head['trigger']}   by: {head['requested_by']}")
+    print(f"  status: {state_color(str(head['status']))}   trigger: {head['trigger']}   by: {head['requested_by']}")
     print(f"  reason: {head['reason'] or '-'}")
     print(f"  discovered: {head['discovered_at']}   contained: {head['contained_at'] or '-'}")
     for a in actions:

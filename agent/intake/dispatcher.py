@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -23,6 +23,9 @@ from agent.intake.model import NormalizedAlert
 from agent.intake.models import IntakeIncident
 from agent.intake.writer import Decision
 from agent.store import Alert, utcnow
+
+if TYPE_CHECKING:  # the service builds its dispatcher and passes itself in
+    from agent.intake.service import IntakeService
 
 __all__ = ["Dispatcher", "decision_from_row", "wanted_slots"]
 
@@ -48,7 +51,7 @@ def wanted_slots(plan: Any) -> dict[str, set[str]]:
 
 
 class Dispatcher:
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: IntakeService) -> None:
         self.svc = service
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="alert-dispatcher", daemon=True)
@@ -168,7 +171,7 @@ class Dispatcher:
         params = rule.bind(a)
         try:
             book = self._book(rule.runbook)
-            plan = svc.app.planner().build(book, [d.target], params)
+            plan = svc.app.planner().build(book, [d.target or ""], params)  # no target: refused by the planner
         except AgentError as exc:
             record("alert.refused", alert_id=d.alert_id, incident=d.incident, rule=rule.name,
                    reason=str(exc), incident_status="closed")
