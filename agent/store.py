@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -285,6 +285,11 @@ class Store:
             yield s
 
     def next_seq(self, s: Session) -> int:
+        """The next journal order number, unique across processes: SQLite serialises writers by itself; on
+        PostgreSQL two read-committed transactions would both read the same maximum, so a transaction-scoped
+        advisory lock (released at commit) makes taking the number and inserting the row one step."""
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(7781001)"))  # 7781001: the journal's seq lock
         last = s.scalar(select(Action.seq).order_by(Action.seq.desc()).limit(1))
         return (last or 0) + 1
 

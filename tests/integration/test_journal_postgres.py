@@ -106,3 +106,26 @@ def test_contain_and_release_journal_items_on_postgres(pg, tmp_path: Path):
         assert [r.target for r in app.planner().active_actions(None)] == ["web1"] and row.expires_at is None
     finally:
         app.close()
+
+
+def test_parallel_actions_get_distinct_journal_numbers_on_postgres(pg, tmp_path: Path):
+    """Hosts run in parallel; each action's journal number (seq, the undo order) is unique. On PostgreSQL two
+    read-committed transactions read the same maximum unless next_seq serialises them (failed before: {1, 2} for
+    three actions)."""
+    from sqlalchemy import select
+
+    from agent.store import Action
+    url = _fresh(pg, "seqs")
+    app, _world = make_env(tmp_path)
+    app.settings.__dict__["database"] = url
+    try:
+        engine = app.engine()
+        engine.journal.open_incident("INC-SEQ", title="t", reason="t", requested_by=app.actor, trigger="cli")
+        plan = app.planner().build(find_runbook(app.settings.runbooks, "isolate-host"), ["web1", "web2", "web3"],
+                                   {"capture_evidence": False})
+        assert engine.execute(plan, "INC-SEQ").status == "done"
+        with app.store.session() as s:
+            seqs = [r.seq for r in s.scalars(select(Action))]
+        assert len(seqs) == 3 and len(set(seqs)) == 3, seqs
+    finally:
+        app.close()
