@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from agent.errors import InputError
-from agent.items import BATCHED, PlannedItem, account_key, address_key, host_key, slice_for_undo
+from agent.items import PlannedItem, account_key, address_key, host_key, slice_for_undo
 from agent.store import Action, ActionItem, Store
 from connectors.errors import ConnectorError
 
@@ -49,7 +49,7 @@ def merge_batches(planner: Planner, plan: Plan) -> None:
     _drop_repeats(plan)
     groups: dict[tuple[str, str, str], list[PlannedAction]] = {}
     for pa in plan.actions:
-        if pa.undo_of is None and (pa.connector, pa.action) in BATCHED:
+        if pa.undo_of is None and pa.spec.batch:
             groups.setdefault((pa.step.id, pa.target.name, pa.action), []).append(pa)
     replaced: dict[int, PlannedAction | None] = {}
     for parts in groups.values():
@@ -68,7 +68,7 @@ def _drop_repeats(plan: Plan) -> None:
     seen: set[tuple[str, ...]] = set()
     kept: list[PlannedAction] = []
     for pa in plan.actions:
-        if pa.undo_of is None and (pa.connector, pa.action) not in BATCHED:
+        if pa.undo_of is None and not pa.spec.batch:
             if pa.items and all(i.kind == "account" for i in pa.items):
                 what = tuple(i.canonical for i in pa.items)
             else:
@@ -84,7 +84,7 @@ def _drop_repeats(plan: Plan) -> None:
 def _merge(planner: Planner, plan: Plan, parts: list[PlannedAction]) -> PlannedAction:
     from agent.plan import PlannedAction
     first = parts[0]
-    key = BATCHED[(first.connector, first.action)]
+    key = first.spec.batch
     items: list[PlannedItem] = []
     values: list[str] = []
     seen: dict[str, PlannedItem] = {}
@@ -98,7 +98,7 @@ def _merge(planner: Planner, plan: Plan, parts: list[PlannedAction]) -> PlannedA
             seen[item.canonical] = item
             items.append(item)
             values.append(item.value)
-    args = {k: v for k, v in first.args.items() if k not in ("account", "accounts", "addresses")}
+    args = {k: v for k, v in first.args.items() if k != key and not (isinstance(v, str) and v in values)}
     args[key] = values
     if len(values) == 1:  # every other subject named the same one: the single form, as planned
         return first

@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 from agent.store import Action, ActionItem, utcnow
 
 __all__ = [
-    "BATCHED",
     "PlannedItem",
     "account_key",
     "address_key",
+    "batch_key",
     "guid_key",
     "host_key",
     "item_rows",
@@ -35,12 +35,6 @@ __all__ = [
     "slice_for_undo",
 ]
 
-# (connector, action) -> the list argument that carries the items; the planner merges subjects into one action.
-BATCHED: Mapping[tuple[str, str], str] = {
-    ("firewall", "block_ip"): "addresses",
-    ("firewall", "unblock_ip"): "addresses",
-    ("active_directory", "disable_account"): "accounts",
-}
 _OK_APPLY = {"disabled", "already_disabled", "added", "already_blocked", "removed", "not_blocked", "changed",
              "unchanged", "restored", "already_restored", "left_disabled", "already_absent", "kept"}
 _UNCHANGED = {"already_disabled", "already_blocked", "not_blocked", "unchanged", "already_restored",
@@ -91,21 +85,36 @@ def item_rows(items: Sequence[PlannedItem]) -> list[ActionItem]:
 def slice_for_undo(row: Action, items: Sequence[ActionItem]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(args, snapshot) that make the connector undo exactly ``items`` of ``row`` (all of them: unchanged)."""
     args, snap = dict(row.args or {}), dict(row.snapshot) if row.snapshot else None
-    key = BATCHED.get((row.connector, row.action))
-    if key is None or not isinstance(args.get(key), list):
+    key = batch_key(row)
+    if key is None:
         return args, snap
     everything = {i.position for i in row.items}
     chosen = {i.position for i in items}
     if chosen == everything:
         return args, snap
+    every = [str(v) for v in args[key]]
     values = [v for pos, v in enumerate(args[key]) if pos in chosen]
     args[key] = values
-    if snap is not None and key == "accounts" and isinstance(snap.get("accounts"), list):
-        snap["accounts"] = [e for pos, e in enumerate(snap["accounts"]) if pos in chosen]
-    if snap is not None and key == "addresses" and "was_blocked" in snap:
-        wanted = {address_key(v) for v in values}
-        snap["was_blocked"] = [a for a in snap["was_blocked"] if address_key(a) in wanted]
+    if snap is not None:
+        for name, entries in list(snap.items()):
+            if not isinstance(entries, list):
+                continue
+            if name == key and len(entries) == len(every):  # per-item entries in item order (AD's accounts)
+                snap[name] = [e for pos, e in enumerate(entries) if pos in chosen]
+            elif entries and all(isinstance(e, str) for e in entries) and \
+                    {address_key(e) for e in entries} <= {address_key(v) for v in every}:
+                wanted = {address_key(str(v)) for v in values}  # a subset of the items (was_blocked)
+                snap[name] = [e for e in entries if address_key(e) in wanted]
     return args, snap
+
+
+def batch_key(row: Action) -> str | None:
+    """The list argument of a journaled action that holds one value per item (its connector declared it as
+    ``ActionSpec.batch`` when the planner folded the subjects), or None for a one-subject action."""
+    for name, value in (row.args or {}).items():
+        if isinstance(value, list) and value and len(value) == len(row.items):
+            return str(name)
+    return None
 
 
 # -- journal hook ---------------------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ def _by_requested(items: Sequence[ActionItem], entries: Iterable[Mapping[str, An
 def _value(item: ActionItem) -> str:
     """The connector value of an item: the args entry at its position."""
     parent = item.parent
-    key = BATCHED.get((parent.connector, parent.action)) if parent is not None else None
+    key = batch_key(parent) if parent is not None else None
     values = (parent.args or {}).get(key) if key else None
     if isinstance(values, list) and item.position < len(values):
         return str(values[item.position])

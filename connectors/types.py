@@ -160,6 +160,9 @@ class ActionSpec:
     active_as: str = ""  # how its containment reads in `agent status` while in effect ("isolated", "blocked")
     lifts: str = ""  # the containment action this one lifts (unblock_ip lifts block_ip): never "contained" itself
     blast: str = ""  # blast-radius category counted for automatic runs ("hosts", "accounts"; "" = not limited)
+    # the list argument that takes several subjects in one call (one session, one commit): the planner folds the
+    # subjects of one step on one target into it ("addresses", "accounts"; "" = one subject per action)
+    batch: str = ""
 
 
 @dataclass

@@ -62,7 +62,7 @@ class FakeDirectory(ConnectorBase):
     d: ClassVar[Directory] = Directory()
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "capture_evidence": ActionSpec("capture_evidence", "read", "account", mutating=False),
-        "disable_account": ActionSpec("disable_account", "disable", "account"),
+        "disable_account": ActionSpec("disable_account", "disable", "account", batch="accounts"),
         "remove_privileged_groups": ActionSpec("remove_privileged_groups", "groups", "account"),
         "reset_password": ActionSpec("reset_password", "reset", "account", reversible=False),
         "expire_sessions": ActionSpec("expire_sessions", "hours", "account"),
