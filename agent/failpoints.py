@@ -26,4 +26,5 @@ NAMES = (
     "after-undo",        # undo returned, not journaled yet
     "isolate-after-load",      # ssh_linux: ruleset loaded under an armed dead-man timer, nothing read back
     "isolate-before-confirm",  # ssh_linux: rules read back right, the timer not confirmed yet
+    "isolate-after-confirm",   # ssh_linux: timer confirmed through a fresh connection, result not returned yet
 )

@@ -330,6 +330,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         raise VerifyFailed(f"isolation applied but a fresh management connection failed ({exc.message}); the "
                            "rules were removed again", target=s.label) from exc
     details["fresh_connection"] = "ok"
+    _failpoint("isolate-after-confirm")
     if cancel:
         outcome, who = deadman.parse_confirm(out)
         details["deadman"]["confirm"] = outcome

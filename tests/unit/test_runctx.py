@@ -53,3 +53,17 @@ class TestOwner:
         assert runctx.armed() == {"x", "y:pause"}
         monkeypatch.delenv("AGENT_FAILPOINTS")
         assert runctx.armed() == frozenset()
+
+
+class TestFailpointCatalogue:
+    def test_every_failpoint_in_the_code_is_listed_and_every_listed_one_exists(self):
+        """agent.failpoints.NAMES is exactly the set of names the code can stop at (crash tests rely on it)."""
+        import re
+        from pathlib import Path
+
+        from agent.failpoints import NAMES
+        root = Path(__file__).resolve().parents[2]
+        used: set[str] = set()
+        for path in [*(root / "agent").rglob("*.py"), *(root / "connectors").rglob("*.py")]:
+            used |= set(re.findall(r"""_?failpoint\(["']([a-z0-9-]+)["']\)""", path.read_text()))
+        assert used == set(NAMES)

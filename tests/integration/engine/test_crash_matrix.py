@@ -1,0 +1,106 @@
+"""Crash matrix (issue 12): SIGKILL at every failpoint of `contain` and `release`, and at random moments, cold
+and warm, against the lab's real sshd + nftables host. After the next start: the journal equals the host's real
+state, nothing is applied twice, no dead-man timer is left behind, and `agent status` agrees.
+
+One lab and one configuration per mode (with its warm server) are shared by every case; each case starts from
+an empty journal and the host's baseline. A case is: the killed command, the next start (the same command
+again: it settles what was left first), the checks, then a release back to the baseline.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent.lab import Lab
+from tests.integration.engine.runs import Runner, private_config, ruleset
+from tests.integration.ssh_linux.helpers import timers_in
+
+pytestmark = pytest.mark.root
+
+CONTAIN = ["contain", "--host", "victim", "-p", "capture_evidence=false", "-p", "confirm_seconds=30",
+           "--reason", "crash matrix", "--yes"]
+RELEASE = ["release", "--host", "victim", "--yes"]
+CONTAIN_POINTS = ["after-intent", "before-snapshot", "after-snapshot", "before-apply", "isolate-after-load",
+                  "isolate-before-confirm", "isolate-after-confirm", "after-apply", "before-verify", "after-verify"]
+RELEASE_POINTS = ["after-intent", "after-undo", "before-verify", "after-verify"]
+DELAYS = [round(random.Random(12).uniform(0.05, 1.2), 2) for _ in range(3)]
+
+
+@pytest.fixture(scope="module", params=["cold", "warm"])
+def runner(request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    if not lab.is_up():
+        lab.up()
+    tmp = tmp_path_factory.mktemp(f"crash-{request.param}")
+    run = Runner(lab, private_config(lab, tmp), request.param)
+    with run.serving():
+        yield run
+
+
+@pytest.fixture
+def run(runner: Runner) -> Iterator[Runner]:
+    """The mode's runner with an empty journal and the host at its baseline (no rules, no timer)."""
+    for path in runner.cfg.parent.glob("agent.db*"):
+        path.unlink()
+    runner.lab.reset()
+    assert timers_in(runner.lab, "victim") == []
+    yield runner
+    runner.lab.reset()
+
+
+def settle_and_check(run: Runner, case: str, *, contained: bool) -> None:
+    """The next start settles what was left; then the journal, the host and `status` agree."""
+    res = run(*(CONTAIN if contained else RELEASE))
+    assert res.returncode == 0, f"{case}: {res.stdout}{res.stderr}"
+    status = run.status()
+    assert status["unfinished"] == [] and status["in_doubt"] == [], f"{case}: {status}"
+    isolates = [a for a in status["active"] if a["action"] == "isolate"]
+    assert len(isolates) == (1 if contained else 0), f"{case}: applied twice or lost: {isolates}"
+    assert ("containment" in ruleset(run.lab, "victim")) == contained, f"{case}: journal != host"
+    assert timers_in(run.lab, "victim") == [], f"{case}: dead-man timer left behind"
+
+
+def release_to_baseline(run: Runner, case: str, baseline: str) -> None:
+    res = run(*RELEASE)
+    assert res.returncode == 0, f"{case}: {res.stdout}{res.stderr}"
+    assert ruleset(run.lab, "victim") == baseline, f"{case}: release did not restore the baseline"
+    assert not any(run.status().values()), f"{case}: status not empty after release"
+    assert timers_in(run.lab, "victim") == []
+
+
+@pytest.mark.parametrize("point", CONTAIN_POINTS)
+def test_contain_killed_at(run: Runner, point: str) -> None:
+    """SIGKILL at ``point`` during contain; the next contain finishes it once; release restores the baseline."""
+    baseline = ruleset(run.lab, "victim")
+    res = run(*CONTAIN, env={"AGENT_FAILPOINTS": point})
+    assert res.returncode == -signal.SIGKILL, f"{point}: not killed: {res.returncode} {res.stdout}{res.stderr}"
+    settle_and_check(run, f"contain@{point}", contained=True)
+    release_to_baseline(run, f"contain@{point}", baseline)
+
+
+@pytest.mark.parametrize("point", RELEASE_POINTS)
+def test_release_killed_at(run: Runner, point: str) -> None:
+    """SIGKILL at ``point`` during release; the next release finishes the undo once; nothing stays contained."""
+    baseline = ruleset(run.lab, "victim")
+    assert run(*CONTAIN).returncode == 0
+    res = run(*RELEASE, env={"AGENT_FAILPOINTS": point})
+    assert res.returncode == -signal.SIGKILL, f"{point}: not killed: {res.returncode} {res.stdout}{res.stderr}"
+    settle_and_check(run, f"release@{point}", contained=False)
+    assert ruleset(run.lab, "victim") == baseline
+
+
+@pytest.mark.parametrize("delay", DELAYS)
+def test_contain_killed_at_a_random_moment(run: Runner, delay: float) -> None:
+    """SIGKILL of the CLI process ``delay`` s into contain, wherever that is; the next start settles it."""
+    baseline = ruleset(run.lab, "victim")
+    proc = run.popen(*CONTAIN)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    time.sleep(0.2)  # a warm child notices its client's death at once; let it be gone before the next start
+    settle_and_check(run, f"contain killed after {delay} s", contained=True)
+    release_to_baseline(run, f"contain killed after {delay} s", baseline)
