@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -53,6 +53,17 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303, headers=_HEADERS)
+
+    def signed_in(request: Request) -> SessionInfo:
+        """Dependency of every page: the operator, or (via _SignInFirst) a redirect to the sign-in page."""
+        who = current(request)
+        if who is None:
+            raise _SignInFirst
+        return who
+
+    @web.exception_handler(_SignInFirst)
+    def sign_in_first(request: Request, _exc: _SignInFirst) -> Response:
+        return to_login(request)
 
     def same_origin(request: Request) -> bool:
         origin = request.headers.get("origin") or request.headers.get("referer")
@@ -97,25 +108,16 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
         return response
 
     @web.get("/")
-    def home(request: Request) -> Response:
-        who = current(request)
-        if who is None:
-            return to_login(request)
+    def home(who: SessionInfo = Depends(signed_in)) -> Response:
         return page("home.html.j2", who, contained=contained_now(app), approvals=pending_approvals(app),
                     incidents=incidents(app, limit=10))
 
     @web.get("/incidents")
-    def incident_list(request: Request) -> Response:
-        who = current(request)
-        if who is None:
-            return to_login(request)
+    def incident_list(who: SessionInfo = Depends(signed_in)) -> Response:
         return page("incidents.html.j2", who, incidents=incidents(app))
 
     @web.get("/incidents/{incident_id}")
-    def incident(request: Request, incident_id: str) -> Response:
-        who = current(request)
-        if who is None:
-            return to_login(request)
+    def incident(incident_id: str, who: SessionInfo = Depends(signed_in)) -> Response:
         try:
             detail = incident_detail(app, incident_id)
         except NotFound as exc:
@@ -123,17 +125,11 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
         return page("incident.html.j2", who, **detail)
 
     @web.get("/approvals")
-    def approval_list(request: Request) -> Response:
-        who = current(request)
-        if who is None:
-            return to_login(request)
+    def approval_list(who: SessionInfo = Depends(signed_in)) -> Response:
         return page("approvals.html.j2", who, approvals=pending_approvals(app))
 
     @web.get("/approvals/{approval_id}")
-    def approval(request: Request, approval_id: str) -> Response:
-        who = current(request)
-        if who is None:
-            return to_login(request)
+    def approval(approval_id: str, who: SessionInfo = Depends(signed_in)) -> Response:
         try:
             row, plan, error = approval_detail(app, approval_id)
         except NotFound as exc:
@@ -182,6 +178,10 @@ def create_console(app: Any, settings: ConsoleSettings, *, secure_cookie: bool) 
         return RedirectResponse(f"/incidents/{row.incident_id}", status_code=303, headers=_HEADERS)
 
     return web
+
+
+class _SignInFirst(Exception):
+    """Raised by the pages' dependency when nobody is signed in; answered with a redirect to /login."""
 
 
 def _run(app: Any, plan: Any, incident: str, reason: str, ttl: Any, approver: str) -> None:
