@@ -33,7 +33,9 @@ def _preload(build_parser: Callable[[], object]) -> None:
     import agent.commands.query
     import agent.engine
     import agent.plan
+    import agent.lifecycle
     import agent.reconcile
+    import agent.runctx
     import agent.store  # noqa: F401
     from agent.registry import Registry
     reg = Registry()
@@ -43,7 +45,8 @@ def _preload(build_parser: Callable[[], object]) -> None:
         except Exception:  # noqa: BLE001, S110 - a broken plugin is reported when used, not here
             pass
     for lib in ("paramiko", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
-                "pwd", "encodings.idna"):
+                "pwd", "encodings.idna", "agent.audit.keys", "agent.identify", "agent.progress",
+                "agent.report.scope", "agent.targets", "agent.batching", "agent.items", "agent.containments"):
         try:
             __import__(lib)
         except ImportError:
