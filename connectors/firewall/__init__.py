@@ -169,6 +169,7 @@ class FirewallConnector(ConnectorBase):
         s = _session(session)
         nets = self._addresses(s.target, args)
         state = s.dialect.read_state()
+        s.dialect._check_own([n for n in nets if n not in state.members], state)  # before any intent is applied
         from connectors.firewall.addresses import covered_by
         return Snapshot({"device_type": s.dialect.device_type, "group": GROUP,
                          "members": [to_text(m) for m in state.members],

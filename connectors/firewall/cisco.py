@@ -124,6 +124,10 @@ class CiscoAsa(Dialect):
     def _persist_preview(self, applied: bool) -> list[str]:
         return ["write memory"]
 
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("show interface ip brief")
+        return re.findall(r"(?m)^\S+\s+(\d{1,3}(?:\.\d{1,3}){3})\s", out)
+
     @staticmethod
     def _conn_range(net: Network) -> str:
         return str(net.network_address) if net.num_addresses == 1 else \
@@ -150,6 +154,10 @@ class CiscoIos(CiscoAsa):
     option_names = ("acl", "interface")
     required_options = ()
     own_acl = f"{GROUP}-IN"
+
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("show ip interface brief")
+        return re.findall(r"(?m)^\S+\s+(\d{1,3}(?:\.\d{1,3}){3})\s", out)
 
     def _session_lines(self, net: Network) -> list[str]:
         """An IOS extended ACL is stateless: every packet of an established flow meets the deny."""

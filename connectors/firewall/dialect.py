@@ -17,6 +17,7 @@ precedes with ``verify``) re-reads the device and sends only what is actually mi
 from __future__ import annotations
 
 import abc
+import ipaddress
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -143,8 +144,26 @@ class Dialect(abc.ABC):
         if reuse and self._cached is not None and time.monotonic() - self._cached[0] < 10.0:
             return self._cached[1]
         state: DeviceState = self._guard(self._read_state)
+        own = self._guard(self._own_addresses)
+        if own is not None:
+            state.facts["own"] = own
         self._cached = (time.monotonic(), state)
         return state
+
+    def _own_addresses(self) -> list[str] | None:
+        """The device's own interface addresses (text), read from the device; None: this dialect cannot."""
+        return None
+
+    def _check_own(self, todo: Sequence[Network], state: DeviceState) -> None:
+        """Refuse a block that contains one of the device's own addresses (it would cut the device off itself);
+        the engine passes the management address already, this catches the others (other interfaces)."""
+        for text in state.facts.get("own") or []:
+            own = ipaddress.ip_address(text)
+            for net in todo:
+                if net.version == own.version and own in net:
+                    raise InvalidInput(f"addresses: {to_text(net)!r} contains {self.target}'s own address {own}; "
+                                       "a device never blocks itself", target=self.target,
+                                       detail={"field": "addresses", "value": to_text(net), "reason": "own_address"})
 
     def verify(self, addrs: Sequence[Network]) -> tuple[bool, list[str], list[str], DeviceState]:
         """(all blocked and rule in place, blocked, missing, state) — read from the device, never assumed."""
@@ -163,6 +182,7 @@ class Dialect(abc.ABC):
             steps += self._scaffold_steps(state)
             report.scaffold_created = True
         if todo:
+            self._check_own(todo, state)
             self._check_conflicts(todo, state)
             steps += self._add_steps(todo, state)
         return steps, report

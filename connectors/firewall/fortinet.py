@@ -80,6 +80,10 @@ class Fortinet(Dialect):
                            facts={"first": first[0] if first else None, "ours": ours[0] if ours else None,
                                   "next_id": max(ids, default=0) + 1})
 
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("get system interface")
+        return [a for a in re.findall(r"\bip: (\d{1,3}(?:\.\d{1,3}){3}) ", out) if a != "0.0.0.0"]
+
     @staticmethod
     def _span(net: Network) -> str:
         return str(net.network_address) if net.num_addresses == 1 else \

@@ -98,6 +98,10 @@ class JuniperJunos(Dialect):
                 steps.append(Step(f"insert {self._filter} term {RULE} before term {first}"))
         return steps
 
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("show interfaces terse")
+        return re.findall(r"\binet6?\s+([0-9A-Fa-f:.]+)/\d+", out)
+
     def _session_lines(self, net: Network) -> list[str]:
         """SRX flow sessions outlive a new filter term until cleared: ``clear security flow session
         source-prefix|destination-prefix`` (Junos OS CLI reference)."""

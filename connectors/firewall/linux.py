@@ -102,6 +102,10 @@ class LinuxNft(Dialect):
         return DeviceState(members=sets.get("v4", []) + sets.get("v6", []),
                            group_exists={"v4", "v6"} <= set(sets), rule_in_place=ok, facts={"table": True})
 
+    def _own_addresses(self) -> list[str] | None:
+        rc, out = self._run("ip -o addr show")
+        return re.findall(r"\binet6?\s+([0-9A-Fa-f:.]+)/\d+", out) if rc == 0 else None
+
     def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:
         for i, net in enumerate(todo):
             for other in list(state.members) + todo[i + 1:]:

@@ -48,6 +48,10 @@ class MikrotikRouterOs(Dialect):
         return DeviceState(members=members, group_exists=True, rule_in_place=in_place,
                            facts={"rules": len(rules), "ours": bool(ours)})
 
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("/ip address print terse without-paging")
+        return re.findall(r"\baddress=([0-9.]+)/\d+", out)
+
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         if state.facts.get("ours"):
             return [Step(f"{_RAW} move [find comment={RULE}] destination=0")]

@@ -75,6 +75,10 @@ class PaloAltoPanos(Dialect):
         return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
                            facts={"rule_exists": RULE in names})
 
+    def _own_addresses(self) -> list[str] | None:
+        out = self._show("show interface logical")
+        return re.findall(r"\s([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)/\d+\s*$", out, re.MULTILINE)
+
     def _session_lines(self, net: Network) -> list[str]:
         """Sessions established before the deny rule are ended with ``clear session all filter source|destination``
         (PAN-OS CLI, operational mode)."""

@@ -69,6 +69,8 @@ class StateBase:
         self.config_entries = 0
         self.saved: Any = None
         self.sessions = Flows()
+        # the device's own interface addresses (a block of one of them cuts the device off itself)
+        self.addresses: dict[str, str] = {"outside": "198.51.100.1/24", "inside": "10.1.0.1/24"}
 
     def snapshot(self, obj: Any) -> Any:
         return copy.deepcopy(obj)

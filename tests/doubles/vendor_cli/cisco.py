@@ -118,6 +118,10 @@ class AsaModel(Model):
             st.saved = st.running()
             st.saves += 1
             return "Building configuration...\nCryptochecksum: 8c2d4e1f 0b9a7c3e 55aa01f2 9e8d7c6b\n\n[OK]"
+        if cmd == "show interface ip brief":
+            return "Interface                  IP-Address      OK? Method Status                Protocol\n" + "\n".join(
+                f"GigabitEthernet0/{i}         {a.split('/')[0]:<15} YES manual up                    up"
+                for i, a in enumerate(st.addresses.values()))
         m = re.fullmatch(r"(clear|show) conn address ([0-9A-Fa-f:.]+)(?:-([0-9A-Fa-f:.]+))?", cmd)
         if m:
             # Cisco ASA command reference, "clear conn": "address ip1[-ip2] ... clears connections with the
@@ -307,6 +311,10 @@ class IosModel(Model):
             if members is None:
                 return ""
             return "\n".join([f"Network object group {m.group(1)}"] + [f" {x}" for x in members])
+        if cmd == "show ip interface brief":
+            return "Interface              IP-Address      OK? Method Status                Protocol\n" + "\n".join(
+                f"GigabitEthernet0/{i}     {a.split('/')[0]:<15} YES NVRAM  up                    up"
+                for i, a in enumerate(st.addresses.values()))
         m = re.fullmatch(r"show ip access-lists (\S+)", cmd)
         if m:
             entries = st.acls.get(m.group(1))

@@ -100,6 +100,11 @@ class FortiModel(Model):
             return "Version: FortiGate-VM64 v7.2.5,build1517,230606 (GA.F)"
         if cmd == "get system console":
             return f"output              : {st.console_output}\nlogin-timeout       : 300"
+        if cmd == "get system interface":
+            import ipaddress
+            return "\n".join(f"== [ port{i + 1} ]\nname: port{i + 1}   mode: static    ip: {a.split('/')[0]} "
+                             f"{ipaddress.ip_network(a, strict=False).netmask}   status: up    type: physical"
+                             for i, a in enumerate(st.addresses.values()))
         if cmd.startswith("diagnose sys session"):
             return self._sessions(cmd, line)
         m = re.fullmatch(r"config (firewall address|firewall addrgrp|firewall policy|system console)", cmd)

@@ -155,6 +155,9 @@ class JunosModel(Model):
         m = re.fullmatch(r"show configuration (.+?) \| display set", cmd)
         if m:
             return "\n".join(ln for ln in st.committed if ln.startswith(f"set {m.group(1)} "))
+        if cmd == "show interfaces terse":
+            return "Interface               Admin Link Proto    Local                 Remote\n" + "\n".join(
+                f"ge-0/0/{i}.0              up    up   inet     {a}" for i, a in enumerate(st.addresses.values()))
         m = re.fullmatch(r"(clear|show) security flow session (source|destination)-prefix (\S+)( summary)?", cmd)
         if m:
             # Junos OS "clear security flow session" / "show security flow session ... summary" (SRX)

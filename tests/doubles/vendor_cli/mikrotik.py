@@ -66,6 +66,9 @@ class MikrotikModel(Model):
         if cmd == "quit":
             self.closed = True
             return "interrupted"
+        if cmd == "/ip address print terse without-paging":
+            return "\n".join(f"{i:>2}     address={a} network={a.split('/')[0]} interface=ether{i + 1}"
+                             for i, a in enumerate(self.state.addresses.values()))
         m = re.fullmatch(r"/ip firewall (address-list|raw) (.+)", cmd)
         if not m:
             return self.reject(line)

@@ -162,6 +162,11 @@ class PanosModel(Model):
             if not self.set_format:
                 return "config {\n  ...\n}"
             return "\n".join(ln for ln in st.set_lines(st.running) if m.group(1) in ln)
+        if cmd == "show interface logical":
+            return ("name                id    vsys zone             forwarding               tag    address\n"
+                    "------------------- ----- ---- ---------------- ------------------------ ------ ------------\n"
+                    + "\n".join(f"ethernet1/{i + 1}          {16 + i}    1    {zone:<16} vr:default"
+                                f"               0      {a}" for i, (zone, a) in enumerate(st.addresses.items())))
         m = re.fullmatch(r"(clear|show) session all filter (source|destination) (\S+)( count yes)?", cmd)
         if m:
             # PAN-OS CLI: "show session all filter source|destination <ip>" and "clear session all filter ...";

@@ -114,3 +114,17 @@ class TestLinuxPreviewExact:
         assert preview == result.details["applied_lines"] + result.details["persist"] + result.details["sessions"]
         assert any(ln.startswith("nft add element") for ln in preview)
         assert any(ln.startswith("nft add table") for ln in preview) is not populated
+
+
+class TestLinuxOwnAddresses:
+    def test_other_interface_address_is_refused(self, fw: Fw) -> None:
+        """The router's other interface addresses (read with ``ip -o addr``) are never blocked (finding 8)."""
+        import re as _re
+        out = fw.lab.exec("fw", ["ip", "-o", "-4", "addr", "show"]).stdout
+        others = [a for a in _re.findall(r"inet (\S+)/\d+", out) if a not in (fw.target.address, "127.0.0.1")]
+        assert others, out
+        from connectors.errors import InvalidInput
+        with pytest.raises(InvalidInput, match="own address"):
+            fw.run("block_ip", fw.args(others[0]))
+        listing = fw.lab.exec("fw", ["nft", "list", "tables"]).stdout
+        assert "ir_block" not in listing
