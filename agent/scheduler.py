@@ -7,6 +7,8 @@ Persistent jobs live in APScheduler's SQLAlchemy job store on the agent's own da
 job id                            when                            does
 ================================  ==============================  ============================================
 ``ttl:<action id>``               the action's ``expires_at``     undo that action (from its snapshot), verify
+``ttl-warn:<action id>``          15 min (at most half the TTL)   ``ttl.release_due`` audited (notifications)
+                                  before ``expires_at``
 ``approval-expiry:<approval id>`` the approval's ``expires_at``   pending → expired (audited)
 ``recheck:<action id>``           ``retry_interval`` × 2^(n-1),   an action *in doubt*: verify first (through
                                   at most 1 h (backoff)           the ActionRunner); in effect → done, else
@@ -103,8 +105,11 @@ class DaemonScheduler:
         self.sched.add_job(func, "date", run_date=max(when, utcnow()), id=job_id, args=args,
                            replace_existing=True)
 
-    def schedule_release(self, action_id: str, when: datetime) -> None:
+    def schedule_release(self, action_id: str, when: datetime, *, warn: bool = True) -> None:
         self._add(release_action, f"ttl:{action_id}", when, [action_id])
+        lead = min(TTL_WARNING, (when - utcnow()) / 2)
+        if warn and lead >= timedelta(seconds=5):  # people hear of an automatic release before it happens
+            self._add(warn_release, f"ttl-warn:{action_id}", when - lead, [action_id])
 
     def schedule_approval_expiry(self, approval_id: str, when: datetime) -> None:
         self._add(expire_approval, f"approval-expiry:{approval_id}", when, [approval_id])
@@ -131,6 +136,19 @@ def _active(svc: IntakeService, action_id: str) -> Action | None:
 
 
 # -- jobs ------------------------------------------------------------------------------------------------------
+TTL_WARNING = timedelta(minutes=15)  # how long before a TTL release the audit log (and so people) hear of it
+
+
+def warn_release(action_id: str) -> None:
+    """A TTL release is coming: audited as ``ttl.release_due`` (notifications tell people), if still active."""
+    svc = _svc()
+    row = _active(svc, action_id)
+    if row is None or row.expires_at is None:
+        return
+    svc.audit.record("ttl.release_due", action_id=action_id, incident=row.incident_id, target=row.target,
+                     action=row.action, expires_at=row.expires_at.isoformat())
+
+
 def release_action(action_id: str) -> None:
     """TTL reached: undo one applied action from its journaled snapshot (no-op if already undone)."""
     started = time.monotonic()
@@ -151,7 +169,7 @@ def release_action(action_id: str) -> None:
     if result.status != "done":
         svc.audit.record("ttl.release_failed", action_id=action_id, incident=row.incident_id,
                          detail="; ".join(o.summary for o in result.outcomes))
-        svc.scheduler.schedule_release(action_id, utcnow() + svc.config.retry_interval)
+        svc.scheduler.schedule_release(action_id, utcnow() + svc.config.retry_interval, warn=False)
     else:
         _forget_if_released(svc, row.incident_id)
     _timed("ttl", started)

@@ -84,6 +84,13 @@ def notice_for(record: dict[str, Any], console_url: str = "") -> Notice | None:
         return Notice("ttl_release", f"TTL release done on {target}", "The containment expired and was undone.",
                       _facts([("Incident", incident), ("Target", target), ("Action", action)]),
                       _incident_link(console_url, incident), "info", key)
+    if event == "ttl.release_due":
+        return Notice("ttl_release", f"TTL release coming on {target}",
+                      f"The containment ({action}) will be undone automatically at {record.get('expires_at', '?')} "
+                      "UTC (the TTL given when it was applied). Releasing it earlier is `agent release`.",
+                      _facts([("Incident", incident), ("Target", target), ("Action", action),
+                              ("Releases at (UTC)", str(record.get("expires_at", "")))]),
+                      _incident_link(console_url, incident), "warning", key)
     if event == "ttl.release_failed":
         return Notice("ttl_release", f"TTL release FAILED on {target}",
                       str(record.get("error", "") or "the automatic release failed; the host stays contained"),

@@ -61,3 +61,28 @@ class TestApprovalNotice:
         sent = [json.loads(line) for line in audit.splitlines() if '"notification.sent"' in line]
         assert {r["channel"] for r in sent} == {"soc-mail", "soc-teams"}
         assert PASSWORD not in audit and "T0KEN-SECRET-PATH" not in audit
+
+
+class TestTtlNotices:
+    def test_release_coming_then_done(self, tmp_path: Path, monkeypatch):
+        """A 12 s TTL: a 'TTL release coming' notice (at half the TTL, at most 15 min before) reaches the chat
+        channel while the host is still contained, then a 'TTL release done' notice after the release."""
+        with ChatReceiver() as chat:
+            monkeypatch.setenv("TEST_MM_URL", chat.url("mattermost"))
+            cfg, world = configure(tmp_path, rules_extra=(
+                "  - name: short\n    match: {source: gen, rule_id: ttl-*}\n    runbook: isolate-host\n"
+                "    params: {capture_evidence: false}\n    ttl: 12s\n"))
+            cfg.write_text(cfg.read_text() + "notifications:\n  channels:\n    mm:\n      kind: mattermost\n"
+                           "      url: env:TEST_MM_URL\n      events: [ttl_release]\n")
+            with running(cfg) as daemon, httpx.Client(base_url=daemon.url) as client:
+                res = client.post("/alerts/gen", json={"rule_id": "ttl-1", "host": "web2", "severity": 90},
+                                  headers=GEN)
+                assert res.status_code == 202, res.text
+                wait_for(lambda: world.isolated.get("web2"))
+                first = wait_for(lambda: chat.received, timeout=20)
+                assert "coming" in first[0][1]["text"] and world.isolated.get("web2") is True
+                wait_for(lambda: len(chat.received) >= 2, timeout=30)
+            titles = [body["attachments"][0]["title"] for _, body in chat.received]
+            assert titles[0].startswith("TTL release coming on web2")
+            assert titles[1].startswith("TTL release done on web2")
+            assert not chat.rejected
