@@ -51,7 +51,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # machine, even when a test is wrong and a real connector tries one: while the session runs, the root namespace
 # routes them into a blackhole (lab namespaces have their own routes and are not affected). Only where it cannot
 # break someone's network: as root in CI, or when AGENT_TEST_BLACKHOLE=1 asks for it.
-_BLACKHOLES = ("10.0.0.0/8", "198.51.100.0/24", "203.0.113.0/24")
+# The /16s the tests' inventories use — not all of 10/8 and not the documentation ranges: on build machines the
+# resolver (10.255.255.53 here) and package mirrors (pypi.org resolved to 203.0.113.80 here) can live there, and a
+# blackhole over them breaks every install on the machine. Resolvers are skipped explicitly as well.
+_BLACKHOLES = ("10.0.0.0/16", "10.1.0.0/16", "10.9.0.0/16", "10.20.0.0/16", "10.30.0.0/16", "10.66.0.0/16")
+
+
+def _resolvers() -> list[str]:
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    return [line.split()[1] for line in lines if line.startswith("nameserver") and len(line.split()) > 1]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,8 +77,13 @@ def _no_test_address_leaves_the_machine() -> Iterator[list[str] | None]:
     if not wanted or os.geteuid() != 0 or ip is None:
         yield None
         return
+    import ipaddress
+
+    resolvers = [ipaddress.ip_address(r) for r in _resolvers() if r.replace(".", "").isdigit()]
     added = []
     for net in _BLACKHOLES:
+        if any(r in ipaddress.ip_network(net) for r in resolvers):
+            continue  # never cut the machine's own name service
         present = subprocess.run([ip, "route", "show", "type", "blackhole", net], capture_output=True, text=True,
                                  check=False).stdout.strip()
         if not present and subprocess.run([ip, "route", "add", "blackhole", net], capture_output=True,
