@@ -48,8 +48,9 @@ class Check:
                 "drifted": self.drifted}
 
 
-def verify_all(app: Any) -> list[Check]:
-    """Read every active containment back from its target (one session per target); audit each drift."""
+def verify_all(app: Any, cause: str = "status --verify") -> list[Check]:
+    """Read every active containment back from its target (one session per target); audit each drift and
+    journal every result (agent.proof), so the next plain ``agent status`` shows when and how it was proved."""
     found = active_items(app.store)
     planner = app.planner()
     checks: list[Check] = []
@@ -62,13 +63,15 @@ def verify_all(app: Any) -> list[Check]:
             checks.append(_check(runner, planner, sessions, row, items))
     finally:
         sessions.close_all()
+    from agent.proof import record_all
+    record_all(app.store, checks, cause)
     for check in checks:
         if check.state == "in_effect":
             continue
         event = "containment.drift" if check.state == "drift" else "containment.unverified"
         app.audit.record(event, incident=check.action.incident_id, action_id=check.action.id,
                          target=check.action.target, action=check.action.action, items=check.items,
-                         drifted=check.drifted, detail=check.summary, cause="status --verify")
+                         drifted=check.drifted, detail=check.summary, cause=cause)
     return checks
 
 

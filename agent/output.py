@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.runctx import colour_enabled
 
-__all__ = ["color", "emit_json", "err", "table"]
+__all__ = ["color", "emit_json", "err", "table", "terminal_width"]
 
 _CODES = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
 
@@ -25,14 +25,43 @@ def state_color(state: str) -> str:
                          "in_doubt": "yellow"}.get(state, "bold"))
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int | None = None) -> str:
+    """Columns padded to their widest cell. With ``width`` (the terminal's columns) no line is wider: the widest
+    column is narrowed until the table fits, and cells too long for it are cut with "…" (a wrapped table
+    cannot be read at a glance)."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(_visible(row[i]) for row in cells) for i in range(len(headers))]
+    if width is not None:
+        widths = _fit(widths, width)
+        cells = [[c if _visible(c) <= widths[i] else _clip(c, widths[i]) for i, c in enumerate(row)]
+                 for row in cells]
     lines = []
     for n, row in enumerate(cells):
         text = "  ".join(c + " " * (widths[i] - _visible(c)) for i, c in enumerate(row)).rstrip()
         lines.append(color(text, "bold") if n == 0 else text)
     return "\n".join(lines)
+
+
+def terminal_width() -> int:
+    """Columns of this run's terminal (``COLUMNS`` first, as POSIX says), 120 when it is not a terminal."""
+    import shutil
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def _fit(widths: list[int], width: int, floor: int = 8) -> list[int]:
+    out = list(widths)
+    while sum(out) + 2 * (len(out) - 1) > width:
+        widest = max(range(len(out)), key=lambda i: out[i])
+        if out[widest] <= floor:
+            break
+        out[widest] -= 1
+    return out
+
+
+def _clip(text: str, width: int) -> str:
+    import re
+    plain = re.sub(r"\033\[[0-9;]*m", "", text)  # colour codes are dropped from a cut cell
+    return plain[: max(width - 1, 0)] + "…"
 
 
 def _visible(text: str) -> int:

@@ -292,6 +292,7 @@ def reverify_all() -> None:
 
 def _reverify_one(svc: IntakeService, row: Action) -> None:
     from agent.errors import AgentError
+    from agent.proof import record_check
     from connectors.errors import ConnectorError
     with svc.runner.locked([row.target]):
         fresh = _active(svc, row.id)
@@ -300,9 +301,12 @@ def _reverify_one(svc: IntakeService, row: Action) -> None:
         try:
             ver = verify_action(svc, fresh)
         except (ConnectorError, AgentError) as exc:
+            record_check(svc.store, row.id, "unverified", f"could not read {row.target}: {exc}", "daemon")
             svc.audit.record("containment.unverified", incident=row.incident_id, action_id=row.id,
                              target=row.target, action=row.action, error=str(exc))
             return
+        record_check(svc.store, row.id, "in_effect" if ver.in_effect else "drift",
+                     ver.summary if ver.in_effect else f"no longer in effect: {ver.summary}", "daemon")
         if ver.in_effect:
             return
         policy = svc.config.drift_policy

@@ -12,7 +12,7 @@ from agent import exitcodes
 from agent.app import App
 from agent.containments import lifts  # lifting actions are not "contained" state
 from agent.errors import NotFound
-from agent.output import color, emit_json, state_color, table
+from agent.output import color, emit_json, state_color, table, terminal_width
 
 __all__ = ["run_query"]
 
@@ -32,10 +32,62 @@ def _split_irreversible(rows: list[Any]) -> tuple[list[Any], list[Any]]:
     return active, [a for a in rows if not a.reversible and (a.target, a.subject) in live]
 
 
-def _ago(when: datetime | None) -> str:
+def _say(text: str, colour: str) -> None:
+    """A note under a table, wrapped to the terminal (a leading blank line is kept)."""
+    import textwrap
+    head = "\n" if text.startswith("\n") else ""
+    print(head + color(textwrap.fill(text.lstrip("\n"), width=terminal_width()), colour))
+
+
+def _when(when: datetime | None, now: datetime) -> str:
+    """A time at a glance: today's as HH:MM:SSZ, another day's with its date."""
     if when is None:
         return ""
-    return when.strftime("%Y-%m-%d %H:%M:%SZ")
+    return when.strftime("%H:%MZ" if when.date() == now.date() else "%Y-%m-%d %H:%MZ")
+
+
+def _span(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+_RESULT_WORDS = {"in_effect": "in effect", "drift": "DRIFT", "unverified": "UNVERIFIED"}
+_BY = {"apply": "run", "status --verify": "verify", "daemon": "daemon"}
+
+
+def _verified(check: Any, now: datetime) -> str:
+    """'in effect 3m ago (verify)': the result of the newest read-back, how old it is, who read it."""
+    if check is None:
+        return color("never", "yellow")
+    word = _RESULT_WORDS.get(check.result, check.result)
+    text = f"{word} {_span((now - check.at).total_seconds())} ago ({_BY.get(check.cause, check.cause)})"
+    return color(text, "green" if check.result == "in_effect" else "red")
+
+
+def _timer(timer: dict[str, Any] | None, now: datetime) -> str:
+    """The dead-man timer as the journal recorded it at apply (``agent status --verify`` reads the live one)."""
+    if timer is None:
+        return "none"
+    if timer["state"] == "cancelled":
+        return "confirmed, cancelled"
+    due = datetime.fromisoformat(timer["reverts_at"]) if timer.get("reverts_at") else None
+    if timer["state"] == "expired":
+        return color(f"fired? due {_when(due, now)}", "red")
+    return color(f"ARMED, reverts in {_span((due - now).total_seconds())}" if due else "ARMED", "yellow")
+
+
+def _ttl(expires_at: datetime | None, now: datetime) -> str:
+    if expires_at is None:
+        return "until released"
+    if expires_at <= now:
+        return color("OVERDUE — run `agent sweep`", "red")
+    return f"in {_span((expires_at - now).total_seconds())}, {_when(expires_at, now)}"
 
 
 def run_query(args: argparse.Namespace) -> int:
@@ -69,10 +121,11 @@ def _verify(app: App, args: argparse.Namespace) -> int:
                                                              else f" and {len(c.items) - 3} more")
             word = {"in_effect": "in effect", "drift": "DRIFT", "unverified": "UNVERIFIED"}[c.state]
             rows.append((c.action.target, f"{c.action.action} {shown}", c.action.incident_id, word, c.summary))
-        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "NOW", "READ BACK")))
+        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "NOW", "READ BACK"), width=terminal_width()))
+        _say("recorded in the journal: `agent status` shows these as LAST VERIFIED", "dim")
         if bad:
-            print(color(f"\n{len(bad)} of {len(checks)} containment(s) not confirmed in effect (audited); "
-                        "re-apply with the same command, or release what is no longer wanted", "red"))
+            _say(f"\n{len(bad)} of {len(checks)} containment(s) not confirmed in effect (audited); "
+                 "re-apply with the same command, or release what is no longer wanted", "red")
     return exitcodes.PARTIAL if bad else exitcodes.DONE
 
 
@@ -95,21 +148,24 @@ def _status(app: App, args: argparse.Namespace) -> int:
     # only the connectors named by these rows are loaded, so an empty status imports none
     active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
     active, permanent = _split_irreversible(active)
+    from agent.proof import last_checks, timer_of, ttl_of
+    checks = last_checks(app.store, [a.id for a in (*active, *doubtful)])
     if args.json:
-        emit_json({"active": [{**a.summary(), "items": [i.summary() for i in _live(a)]} for a in active],
+        def proof(a: Any) -> dict[str, Any]:
+            check = checks.get(a.id)
+            return {"last_verified": check.to_dict() if check else None, "timer": timer_of(a, now),
+                    "ttl": ttl_of(a, now)}
+        emit_json({"active": [{**a.summary(), "items": [i.summary() for i in _live(a)], **proof(a)} for a in active],
                    "unfinished": [a.summary() for a in unfinished],
-                   "in_doubt": [a.summary() for a in doubtful],
+                   "in_doubt": [{**a.summary(), **proof(a)} for a in doubtful],
                    "irreversible": [{**a.summary(), "note": IRREVERSIBLE_NOTE} for a in permanent]})
         return exitcodes.DONE
     if not active and not unfinished and not permanent and not doubtful:
         print(color("Nothing is contained.", "green"))
         return exitcodes.DONE
+    width = terminal_width()
     rows = []
     for a in active:
-        expiry = ""
-        if a.expires_at:
-            expiry = ("OVERDUE — run `agent sweep`" if a.expires_at <= now
-                      else f"releases {_ago(a.expires_at)}")
         live = _live(a)
         spec = app.registry.spec(a.connector, a.action)
         verb = spec.active_as if spec is not None and spec.active_as else a.action  # "isolated", "blocked"
@@ -120,26 +176,30 @@ def _status(app: App, args: argparse.Namespace) -> int:
             what = f"{verb} {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         else:
             what = f"{verb} {a.subject}"
-        rows.append((a.target, what, a.incident_id, _ago(a.updated_at), expiry or "until released"))
+        rows.append((a.target, what, a.incident_id, _when(a.updated_at, now), _verified(checks.get(a.id), now),
+                     _timer(timer_of(a, now), now), _ttl(a.expires_at, now)))
     for a in permanent:
         spec = app.registry.spec(a.connector, a.action)
         why = f" ({spec.undo_description})" if spec is not None and spec.undo_description else ""
-        rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _ago(a.updated_at),
+        rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _when(a.updated_at, now), "", "",
                      f"permanent: cannot be undone{why}"))
     if rows:
-        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "EXPIRY")))
+        print(table(rows, ("TARGET", "ACTION", "INCIDENT", "SINCE", "LAST VERIFIED", "DEAD-MAN TIMER", "TTL"),
+                    width=width))
+        _say("LAST VERIFIED: read back from the target by the run itself (run), by `agent status --verify` "
+             "(verify: reads every target now) or by the daemon; TTL: when it is released by itself; times UTC", "dim")
     if permanent:
-        print(color(f"\nNot reversible: {IRREVERSIBLE_NOTE}", "yellow"))
+        _say(f"\nNot reversible: {IRREVERSIBLE_NOTE}", "yellow")
     if doubtful:  # may be in effect: a change was sent but not verified (agent.lifecycle)
-        print(color("\nIn doubt — verifying (may be in effect; re-verified on the next run and by the daemon; "
-                    "release undoes them from their snapshots):", "yellow"))
+        _say("\nIn doubt — verifying (may be in effect; re-verified on the next run and by the daemon; "
+             "release undoes them from their snapshots):", "yellow")
         print(table([(a.target, a.action if a.kind == "apply" else f"undo {a.action}", a.incident_id,
-                      _ago(a.updated_at), a.error or "") for a in doubtful],
-                    ("TARGET", "ACTION", "INCIDENT", "SINCE (UTC)", "WHY")))
+                      _when(a.updated_at, now), "in doubt — verifying", a.error or "") for a in doubtful],
+                    ("TARGET", "ACTION", "INCIDENT", "SINCE", "STATE", "WHY"), width=width))
     if unfinished:
-        print(color("\nUnfinished (interrupted) actions — reconciled on the next run:", "yellow"))
+        _say("\nUnfinished (interrupted) actions — reconciled on the next run:", "yellow")
         print(table([(a.target, a.action, a.state, a.owner) for a in unfinished],
-                    ("TARGET", "ACTION", "STATE", "OWNER")))
+                    ("TARGET", "ACTION", "STATE", "OWNER"), width=width))
     return exitcodes.DONE
 
 
