@@ -6,7 +6,8 @@ the result is journaled — the worst moment for a containment tool; ``after-app
 The variable is read when the failpoint is reached (never at import), so a warm child honours its *client's*
 value, and in a warm run the client dies with the child (see :mod:`agent.runctx`). A no-op otherwise.
 
-Every name used in the code is listed in :data:`NAMES` (a test checks the list against the code).
+Every name used in the code is listed in :data:`NAMES` (a test checks the list against the code); ``K`` stands for
+a number in a name (``batch-after-item:3``).
 """
 
 from __future__ import annotations
@@ -27,4 +28,5 @@ NAMES = (
     "isolate-after-load",      # ssh_linux: ruleset loaded under an armed dead-man timer, nothing read back
     "isolate-before-confirm",  # ssh_linux: rules read back right, the timer not confirmed yet
     "isolate-after-confirm",   # ssh_linux: timer confirmed through a fresh connection, result not returned yet
+    "batch-after-item:K",      # firewall dialects: the device accepted the K-th line of a batch (K = 1, 2, ...)
 )

@@ -288,6 +288,7 @@ class Dialect(abc.ABC):
                         if err is None:
                             applied.append(step)
                             self.journal.append(step.line)
+                            _failpoint(f"batch-after-item:{len(applied)}")
                         elif failed is None:
                             failed = err
                     if failed is not None:
@@ -487,3 +488,13 @@ class Dialect(abc.ABC):
     def _persist_preview(self, applied: bool) -> list[str]:
         """The commit/save lines sent after the change lines (``applied``: some change line was sent)."""
         return []
+
+
+def _failpoint(name: str) -> None:
+    """The agent's crash-test hooks (agent.failpoints): ``batch-after-item:K`` stops the run right after the
+    device accepted the K-th configuration line of a batch. Absent when the connector runs without the agent."""
+    try:
+        from agent.failpoints import failpoint
+    except ImportError:  # pragma: no cover - the connector used as a library
+        return
+    failpoint(name)

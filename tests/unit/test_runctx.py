@@ -66,4 +66,5 @@ class TestFailpointCatalogue:
         used: set[str] = set()
         for path in [*(root / "agent").rglob("*.py"), *(root / "connectors").rglob("*.py")]:
             used |= set(re.findall(r"""_?failpoint\(["']([a-z0-9-]+)["']\)""", path.read_text()))
+            used |= {f"{m}K" for m in re.findall(r"""_?failpoint\(f["']([a-z0-9-]+:)\{""", path.read_text())}
         assert used == set(NAMES)
