@@ -14,7 +14,10 @@ Start-up order (each step before the next, so nothing runs against a half-known 
 3. rebuild the dedupe index and blast-radius counts from the database; load the rules' runbooks and the
    inventory's connectors; start the alert writer and the dispatcher, and decide alerts that were stored but
    not yet decided when the last daemon stopped;
-4. start the scheduler: persistent jobs missed while down run once now; the sweep re-creates missing TTL jobs;
+4. start the scheduler: persistent jobs missed while down run once now; the sweep re-creates missing TTL jobs.
+   Only the *leader* runs it (:mod:`agent.leader`): with two daemons on one PostgreSQL the other keeps its
+   scheduler paused (its jobs still go to the shared job store) and takes over when the leader's lock session
+   ends; on SQLite the daemon is always leader;
 5. bind ``daemon.listen`` and start the front on that socket (it reports when it serves); freeze the start-up
    heap, so the garbage collector never pauses serving to walk it; answer the front.
 
@@ -65,6 +68,7 @@ class Daemon:
                                                                                      self.config.port)
         self.service: Any = None
         self.scheduler: Any = None
+        self.leadership: Any = None  # agent.leader.Leadership: runs the scheduler only while leader
         self.front: Any = None  # agent.intake.supervise.FrontProcess
         self.notifier: Any = None  # agent.notify.worker.NotifyWorker
         self.api: Any = None
@@ -107,13 +111,36 @@ class Daemon:
         self.service.start()
         from agent.notify.wiring import start_notifications
         self.notifier = start_notifications(app)  # e-mail/chat; None when agent.yaml configures no channel
-        self.scheduler.start()
+        self._start_scheduler_when_leader()
         self.api = create_app(self.service)
         self.front = FrontProcess(self.sock, self._front_config())
         self.front.start()
         _settle_heap()
         app.audit.record("daemon.started", listen=f"{self.host}:{self.port}", rules=len(self.service.rules.rules),
                          front_pid=self.front.proc.pid)
+
+    def _start_scheduler_when_leader(self) -> None:
+        """Start the scheduler paused, and let leadership resume/pause it (agent.leader). Alerts are accepted
+        either way: only scheduled jobs (TTL releases, re-checks, re-verification, sweep) need one runner."""
+        from agent.leader import Leadership
+        audit = self.app.audit
+        sched = self.scheduler
+
+        def acquired() -> None:
+            if shared:  # one machine (SQLite): always leader, nothing worth recording
+                audit.record("daemon.leader_acquired", pid=_pid())
+            sched.resume()
+
+        def lost(why: str) -> None:
+            sched.pause()
+            audit.record("daemon.leader_lost", pid=_pid(), reason=why)
+
+        self.leadership = Leadership(self.app.store.engine, on_acquired=acquired, on_lost=lost)
+        shared = self.leadership.shared
+        self.leadership.on_tick = sched.wakeup  # jobs another daemon added to the shared store
+        sched.guard = self.leadership.confirm
+        sched.start(paused=True)
+        self.leadership.start()
 
     def _front_config(self) -> Any:
         from agent.intake.wire import FrontConfig
@@ -252,6 +279,8 @@ class Daemon:
             self.front.stop()
         if self.service is not None:
             self.service.stop()
+        if self.leadership is not None:  # before the scheduler: another daemon may lead at its next poll
+            self.leadership.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
         from agent.notify.wiring import stop_notifications

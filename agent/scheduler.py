@@ -38,7 +38,9 @@ expires overdue approvals.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,38 +63,65 @@ __all__ = [
 ]
 
 _RUNTIME: IntakeService | None = None  # the running service (jobs are module functions the job store can name)
+_BOUND = threading.local()  # .svc: the service of the scheduler whose executor thread runs the job
 JOBS_TABLE = "scheduler_jobs"
 
 
 def _svc() -> Any:
-    if _RUNTIME is None:
+    # A job runs on its own scheduler's executor thread, bound to that scheduler's service: two daemons in one
+    # process (tests of leadership) each run their jobs with their own service, not the last one started.
+    svc = getattr(_BOUND, "svc", None) or _RUNTIME
+    if svc is None:
         raise RuntimeError("no daemon is running in this process")
-    return _RUNTIME
+    return svc
+
+
+def _bind(svc: IntakeService) -> None:
+    _BOUND.svc = svc
 
 
 class DaemonScheduler:
     def __init__(self, svc: IntakeService) -> None:
-        from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
         self.svc = svc
+        #: asked before each job runs; False skips it (leadership lost: see agent.leader). The journal keeps
+        #: what a skipped job was for, and the next leader's sweep schedules it again.
+        self.guard: Callable[[], bool] = lambda: True
         self.sched = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=svc.store.engine, tablename=JOBS_TABLE),
                        "periodic": MemoryJobStore()},
-            executors={"default": ThreadPoolExecutor(4)},
+            executors={"default": _guarded_executor(self, svc)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
             timezone=UTC)
 
-    def start(self) -> None:
+    def start(self, *, paused: bool = False) -> None:
+        """Start; ``paused`` (a daemon that is not leader): jobs added are written to the shared job store but
+        nothing runs until :meth:`resume`."""
         global _RUNTIME  # noqa: PLW0603 - jobs are module functions (the job store names them) and need the service
         _RUNTIME = self.svc
         cfg = self.svc.config
-        self.sched.start()
+        self.sched.start(paused=paused)
         self.sched.add_job(sweep, "interval", seconds=cfg.sweep_interval.total_seconds(), id="sweep",
                            jobstore="periodic", replace_existing=True, next_run_time=utcnow())
         self.sched.add_job(reverify_all, "interval", seconds=cfg.reverify_interval.total_seconds(),
                            id="reverify", jobstore="periodic", replace_existing=True)
+
+    def resume(self) -> None:
+        """Leader now: run due jobs (the sweep first, as at a start) and keep running them."""
+        if self.sched.running:
+            self.sched.resume()
+
+    def pause(self) -> None:
+        """No longer leader: run nothing more (a job already running finishes; the journal orders its steps)."""
+        if self.sched.running:
+            self.sched.pause()
+
+    def wakeup(self) -> None:
+        """Look at the shared job store now: another daemon may have added a job due sooner than we knew."""
+        if self.sched.running:
+            self.sched.wakeup()
 
     def shutdown(self) -> None:
         global _RUNTIME  # noqa: PLW0603 - see start()
@@ -121,8 +150,22 @@ class DaemonScheduler:
         return sorted(j.id for j in self.sched.get_jobs())
 
 
+def _guarded_executor(owner: DaemonScheduler, svc: IntakeService) -> Any:
+    """A 4-thread pool whose threads are bound to ``svc`` and which skips jobs ``owner.guard`` refuses."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+
+    class Guarded(ThreadPoolExecutor):  # type: ignore[misc]
+        def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+            if not owner.guard():
+                self._run_job_success(job.id, [])  # releases the instance count; nothing ran
+                return
+            super()._do_submit_job(job, run_times)
+
+    return Guarded(4, pool_kwargs={"initializer": _bind, "initargs": (svc,)})
+
+
 def _timed(name: str, started: float) -> None:
-    svc = _RUNTIME
+    svc = getattr(_BOUND, "svc", None) or _RUNTIME
     if svc is not None:
         svc.metrics.job_latency.labels(name).observe(time.monotonic() - started)
 

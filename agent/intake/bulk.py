@@ -29,6 +29,9 @@ class BulkTable:
     def __init__(self, table: Table, dialect: Any) -> None:
         self.table = table
         self.mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        # identifiers quoted where the dialect needs it: ``user`` is a column of ``alerts`` and a reserved word
+        # in PostgreSQL (the insert failed there with a syntax error; SQLite accepts it bare)
+        self._q: Callable[[str], str] = dialect.identifier_preparer.quote
         self._procs: dict[str, Callable[[Any], Any] | None] = {
             c.name: c.type._cached_bind_processor(dialect) for c in table.c}
         version = getattr(dialect.dbapi, "sqlite_version_info", None) if dialect.name == "sqlite" else None
@@ -44,7 +47,7 @@ class BulkTable:
             return
         procs = [self._procs[n] for n in names]
         one = "(" + ", ".join([self.mark] * len(names)) + ")"
-        head = f"INSERT INTO {self.table.name} ({', '.join(names)}) VALUES "
+        head = f"INSERT INTO {self._q(self.table.name)} ({', '.join(map(self._q, names))}) VALUES "
         step = max(1, MAX_PARAMS // len(names))
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
@@ -72,12 +75,12 @@ class BulkTable:
         procs = [self._procs[key], *(self._procs[c] for c in columns)]
         names = [key, *columns]
         one = "(" + ", ".join([self.mark] * len(names)) + ")"
-        sets = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(columns, start=2))
-        table = self.table.name
+        sets = ", ".join(f"{self._q(c)} = v.column{i}" for i, c in enumerate(columns, start=2))
+        table = self._q(self.table.name)
         items = [(k, *(v[c] for c in columns)) for k, v in latest.items()]
         step = max(1, MAX_PARAMS // len(names))
         for start in range(0, len(items), step):
             chunk = items[start:start + step]
             params = [v if p is None else p(v) for item in chunk for v, p in zip(item, procs, strict=True)]
             conn.exec_driver_sql(f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([one] * len(chunk))}) AS v "
-                                 f"WHERE {table}.{key} = v.column1", tuple(params))
+                                 f"WHERE {table}.{self._q(key)} = v.column1", tuple(params))

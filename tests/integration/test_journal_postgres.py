@@ -1,17 +1,12 @@
 """The journal on a real PostgreSQL (the multi-node database): migrations, items, concurrent first opens.
 
-A private server per test module: initdb into a temp dir as the ``postgres`` user (initdb refuses root), listening
-on 127.0.0.1 at a free port and a socket in the temp dir, stopped by its PID file at teardown.
+A private server per test module (tests/integration/pg_server.py), stopped by its PID file at teardown.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,50 +16,17 @@ from agent.migrations import HEAD, current_revision
 from agent.migrations.__main__ import schema_diff
 from agent.runbook import find_runbook
 from agent.store import Store
+from tests.integration.pg_server import fresh_database, private_postgres
 from tests.unit.engine_env import make_env
-
-BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[str]:
-    if BIN is None or not (BIN / "initdb").exists():
-        pytest.skip("PostgreSQL is not installed: scripts/install-system.sh")
-    if os.geteuid() != 0:
-        pytest.skip("starting a private PostgreSQL as the postgres user needs root")
-    base = Path(tempfile.mkdtemp(prefix="journal-pg-"))  # not under pytest's root-only dir: postgres must enter it
-    data = base / "data"
-    shutil.chown(base, "postgres", "postgres")
-    port = _free_port()
-
-    def as_pg(*argv: str) -> None:
-        subprocess.run(list(argv), user="postgres", check=True, capture_output=True, cwd=str(base))
-
-    as_pg(str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    as_pg(str(BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-          f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} -c fsync=off", "start")
-    try:
-        as_pg(str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "journal")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/journal"
-    finally:
-        subprocess.run([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], user="postgres",
-                       capture_output=True, check=False, cwd=str(base))
-        shutil.rmtree(base, ignore_errors=True)
+    with private_postgres("journal-pg-") as url:
+        yield url
 
 
-def _fresh(pg: str, name: str) -> str:
-    """A new database on the server for one test."""
-    store = Store(pg)
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    store.close()
-    return pg.rsplit("/", 1)[0] + f"/{name}"
+_fresh = fresh_database
 
 
 def test_models_equal_migrated_schema_on_postgres(pg):

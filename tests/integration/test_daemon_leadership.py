@@ -1,0 +1,143 @@
+"""Two daemons on one real PostgreSQL (issue 19): both accept alerts and dedupe through the database; exactly
+one — the holder of the leadership advisory lock (agent/leader.py) — runs the scheduler; when it dies the other
+takes over within 10 s and the TTL releases still fire, once.
+
+Daemons run in this process over the fake connector (tests/unit/daemon_env.py), each with its own config dir
+and audit log, both on one private PostgreSQL (tests/integration/pg_server.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from agent.store import Action
+from tests.integration.pg_server import fresh_database, private_postgres
+from tests.unit.daemon_env import TOKEN, configure, running, wait_for
+from tests.unit.fake_connector import FakeConnector, FakeWorld
+from tests.unit.test_intake_webhook import audit_events
+
+GEN = {"Authorization": f"Bearer {TOKEN}"}
+TTL_RULE = ("  - name: short\n    match: {{source: gen, rule_id: ttl-*}}\n    runbook: isolate-host\n"
+            "    params: {{capture_evidence: false}}\n    ttl: {ttl}\n")
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[str]:
+    with private_postgres("leader-pg-") as url:
+        yield url
+
+
+def two_configs(tmp: Path, url: str, ttl: str) -> tuple[Path, Path, FakeWorld]:
+    """Two daemon configurations on one database (one set of targets: the fake world is shared)."""
+    cfgs = []
+    for name in ("a", "b"):
+        (tmp / name).mkdir()
+        cfg, world = configure(tmp / name, rules_extra=TTL_RULE.format(ttl=ttl))
+        cfg.write_text(cfg.read_text().replace("database: var/agent.db", f"database: {url}"))
+        cfgs.append(cfg)
+    FakeConnector.world = world
+    return cfgs[0], cfgs[1], world
+
+
+def post(daemon: Any, host: str, rule: str) -> dict[str, Any]:
+    res = httpx.post(daemon.url + "/alerts/gen", json={"rule_id": rule, "host": host, "severity": 90},
+                     headers=GEN, timeout=10)
+    assert res.status_code == 202, res.text
+    return dict(res.json())
+
+
+def journal(daemon: Any, target: str) -> list[Action]:
+    with daemon.app.store.session() as s:
+        return list(s.scalars(select(Action).where(Action.target == target).order_by(Action.seq)))
+
+
+def events(cfg: Path, name: str) -> list[dict[str, Any]]:
+    return [e for e in audit_events(cfg.parent) if e["event"] == name]
+
+
+def leaders(*daemons: Any) -> list[Any]:
+    return [d for d in daemons if d.leadership.is_leader]
+
+
+def test_one_leader_ttl_fires_once_and_dedupe_is_shared(pg, tmp_path: Path):
+    """Exactly one leader; a TTL job scheduled by the follower fires once (by the leader); the same alert posted
+    to A then B makes one incident, one action (failed before: no leadership — both schedulers fired every job,
+    and the follower's paused scheduler did not exist)."""
+    url = fresh_database(pg, "leader_one")
+    cfg_a, cfg_b, world = two_configs(tmp_path, url, ttl="3s")
+    with ExitStack() as stack:
+        a = stack.enter_context(running(cfg_a))
+        b = stack.enter_context(running(cfg_b))
+        assert a.leadership.is_leader and not b.leadership.is_leader
+        time.sleep(b.leadership.poll * 1.5)  # B has tried the lock since
+        assert leaders(a, b) == [a]
+        assert [e["event"] for e in events(cfg_a, "daemon.leader_acquired")] == ["daemon.leader_acquired"]
+        assert events(cfg_b, "daemon.leader_acquired") == []
+
+        post(b, "web2", "ttl-1")  # the follower acts on it and schedules the release into the shared store
+        wait_for(lambda: world.isolated.get("web2"))
+        wait_for(lambda: world.isolated.get("web2") is False, timeout=15)
+        time.sleep(3)  # long enough for a second firing (B's scheduler, if it ran) to show
+        assert [r.kind for r in journal(a, "web2")] == ["apply", "undo"]
+        assert not events(cfg_a, "ttl.skipped") and not events(cfg_b, "ttl.skipped")
+
+        post(a, "web1", "edr-1")
+        wait_for(lambda: world.isolated.get("web1"))
+        post(b, "web1", "edr-1")  # same alert through the other daemon (a load balancer's choice)
+        a.service.dispatcher.wait_idle(10)
+        b.service.dispatcher.wait_idle(10)
+        assert a.service.runner.wait_idle(10) and b.service.runner.wait_idle(10)
+        assert [r.kind for r in journal(a, "web1")] == ["apply"]
+        assert world.applies.get("web1") == 1
+
+
+def test_leader_dies_follower_takes_over_and_ttl_fires_once(pg, tmp_path: Path):
+    """The leader dies (its lock session ends, its scheduler is gone): the follower leads within 10 s, and a TTL
+    the dead leader scheduled fires once, from the new leader."""
+    url = fresh_database(pg, "leader_dies")
+    cfg_a, cfg_b, world = two_configs(tmp_path, url, ttl="8s")
+    with ExitStack() as stack:
+        a = stack.enter_context(running(cfg_a))
+        b = stack.enter_context(running(cfg_b))
+        assert leaders(a, b) == [a]
+        post(a, "web3", "ttl-1")
+        wait_for(lambda: world.isolated.get("web3"))
+        wait_for(lambda: "ttl:" in " ".join(a.scheduler.job_ids()))
+        # what SIGKILL does to A: its connections close (the server ends the lock session), nothing runs on
+        a.leadership.halt()
+        a.scheduler.sched.shutdown(wait=False)
+        died = time.monotonic()
+        wait_for(lambda: b.leadership.is_leader, timeout=10)
+        assert time.monotonic() - died <= 10
+        assert events(cfg_b, "daemon.leader_acquired")
+        wait_for(lambda: world.isolated.get("web3") is False, timeout=20)
+        time.sleep(2)
+        assert [r.kind for r in journal(b, "web3")] == ["apply", "undo"]
+
+
+def test_lock_session_killed_leader_steps_down(pg, tmp_path: Path):
+    """The leader's lock session is ended by the server (pg_terminate_backend: a dropped connection): the leader
+    records daemon.leader_lost and pauses; within 10 s exactly one daemon leads."""
+    url = fresh_database(pg, "leader_lost")
+    cfg_a, cfg_b, _world = two_configs(tmp_path, url, ttl="1h")
+    with ExitStack() as stack:
+        a = stack.enter_context(running(cfg_a))
+        b = stack.enter_context(running(cfg_b))
+        assert leaders(a, b) == [a]
+        with a.app.store.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": a.leadership.backend_pid}).scalar()
+        wait_for(lambda: events(cfg_a, "daemon.leader_lost"), timeout=10)
+        assert a.scheduler.sched.state != 1 or a.leadership.is_leader  # runs (STATE_RUNNING) only as leader
+        wait_for(lambda: len(leaders(a, b)) == 1, timeout=10)
+        for _ in range(10):  # never two at once while they settle
+            assert len(leaders(a, b)) <= 1
+            time.sleep(0.3)
+        assert len(leaders(a, b)) == 1
