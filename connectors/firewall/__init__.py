@@ -182,8 +182,12 @@ class FirewallConnector(ConnectorBase):
         changed = bool(report.applied_lines or report.persist_lines)
         summary = (f"blocked {len(report.changed)} address(es) on {s.target.name}" if changed else
                    f"all {len(report.unchanged)} address(es) already blocked on {s.target.name}")
+        warnings = list(report.warnings)
+        if not s.dialect.blocks_outbound:
+            warnings.append(f"outbound traffic TO the address(es) (call-backs, C2) is NOT blocked on "
+                            f"{s.target.name}: the {s.dialect.device_type} rule matches sources only")
         return ActionResult(changed, summary, details=_details(report, "added", "already_blocked"),
-                            warnings=report.warnings)
+                            warnings=warnings)
 
     def _verify_block_ip(self, session: Session, args: Mapping[str, Any]) -> Verification:
         s = _session(session)

@@ -104,6 +104,9 @@ class Dialect(abc.ABC):
     option_names: ClassVar[tuple[str, ...]] = ()
     required_options: ClassVar[tuple[str, ...]] = ()
     pipeline: ClassVar[int] = 50    # lines typed ahead per round trip (1 = wait for each answer)
+    #: whether the scaffold also drops traffic *to* the blocked addresses (outbound call-backs, C2); dialects
+    #: that cannot yet say so in every block result
+    blocks_outbound: ClassVar[bool] = False
     #: device answers meaning "someone else holds the configuration" (a lock, other admins' pending edits):
     #: raised as :class:`Busy` (transient, nothing changed) instead of :class:`Rejected`
     busy_re: ClassVar[re.Pattern[str] | None] = None

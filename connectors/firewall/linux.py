@@ -68,6 +68,7 @@ class LinuxNft(Dialect):
     device_type = "linux"
     error_re = re.compile(r"__RC=[1-9]\d*")
     uses_config_mode = False
+    blocks_outbound = True   # the forward chain drops daddr too
     pipeline = 1   # bash echoes typed-ahead input into running commands' output
     config_prompt = r"[#$]\s*$"
 

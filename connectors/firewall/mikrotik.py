@@ -22,6 +22,7 @@ __all__ = ["MikrotikRouterOs"]
 
 _ALIST = "/ip firewall address-list"
 _RAW = "/ip firewall raw"
+_RULE_OUT = f"{RULE}-OUT"
 
 
 class MikrotikRouterOs(Dialect):
@@ -29,6 +30,7 @@ class MikrotikRouterOs(Dialect):
 
     device_type = "mikrotik_routeros"
     families = frozenset({4})
+    blocks_outbound = True
     OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"rules": 1}   # place-before=0 whenever the raw table has rules
     error_re = re.compile(r"(?m)^(bad command name.*|failure: .*|syntax error.*|expected end of command.*"
                           r"|input does not match.*|no such item.*|invalid value.*)$")
@@ -41,23 +43,43 @@ class MikrotikRouterOs(Dialect):
         members = [ipaddress.ip_network(m.group(1), strict=False)
                    for m in re.finditer(r"(?m)\blist=" + GROUP + r" address=(\S+)", alist)]
         rules = [ln for ln in raw.splitlines() if re.match(r"^\s*\d+\s", ln)]
-        ours = [ln for ln in rules if f"comment={RULE}" in ln]
+
+        def tagged(ln: str, comment: str) -> bool:
+            return re.search(rf"\bcomment={re.escape(comment)}(\s|$)", ln) is not None
+
+        ours = [ln for ln in rules if tagged(ln, RULE)]
+        ours_out = [ln for ln in rules if tagged(ln, _RULE_OUT)]
         first = rules[0] if rules else ""
-        in_place = f"comment={RULE}" in first and "chain=prerouting" in first and "action=drop" in first and \
-            f"src-address-list={GROUP}" in first
+        second = rules[1] if len(rules) > 1 else ""
+        in_place = tagged(first, RULE) and "chain=prerouting" in first and "action=drop" in first and \
+            f"src-address-list={GROUP}" in first and tagged(second, _RULE_OUT) and "action=drop" in second and \
+            f"dst-address-list={GROUP}" in second
         return DeviceState(members=members, group_exists=True, rule_in_place=in_place,
-                           facts={"rules": len(rules), "ours": bool(ours)})
+                           facts={"rules": len(rules) - len(ours) - len(ours_out), "ours": bool(ours),
+                                  "ours_out": bool(ours_out)})
 
     def _own_addresses(self) -> list[str] | None:
         out = self._show("/ip address print terse without-paging")
         return re.findall(r"\baddress=([0-9.]+)/\d+", out)
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
+        """Rule 0 drops packets *from* the list (inbound), rule 1 packets *to* it (outbound call-backs); raw
+        prerouting sees both directions of forwarded traffic before connection tracking."""
+        steps: list[Step] = []
+        others = bool(state.facts.get("rules"))
         if state.facts.get("ours"):
-            return [Step(f"{_RAW} move [find comment={RULE}] destination=0")]
-        place = " place-before=0" if state.facts.get("rules") else ""
-        return [Step(f"{_RAW} add chain=prerouting action=drop src-address-list={GROUP} comment={RULE}{place}",
-                     undo=(f"{_RAW} remove [find comment={RULE}]",))]
+            steps.append(Step(f"{_RAW} move [find comment={RULE}] destination=0"))
+        else:
+            place = " place-before=0" if others or state.facts.get("ours_out") else ""
+            steps.append(Step(f"{_RAW} add chain=prerouting action=drop src-address-list={GROUP} comment={RULE}"
+                              f"{place}", undo=(f"{_RAW} remove [find comment={RULE}]",)))
+        if state.facts.get("ours_out"):
+            steps.append(Step(f"{_RAW} move [find comment={_RULE_OUT}] destination=1"))
+        else:
+            place = " place-before=1" if others else ""
+            steps.append(Step(f"{_RAW} add chain=prerouting action=drop dst-address-list={GROUP} "
+                              f"comment={_RULE_OUT}{place}", undo=(f"{_RAW} remove [find comment={_RULE_OUT}]",)))
+        return steps
 
     def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return [Step(f"{_ALIST} add list={GROUP} address={to_text(n)}",

@@ -36,6 +36,25 @@ class MikrotikState(StateBase):
 
     saved_blocklist = blocklist
 
+    def drops(self, src: str, dst: str) -> bool:
+        """What the raw prerouting chain does with a packet src → dst: rules in order, first match wins
+        (RouterOS manual, "Firewall → Raw"); no match → the packet goes on (not dropped here)."""
+        import ipaddress
+
+        def listed(name: str, addr: str) -> bool:
+            return any(e["list"] == name and ipaddress.ip_address(addr) in ipaddress.ip_network(e["address"])
+                       for e in self.lists)
+
+        for rule in self.raw:
+            if rule.get("chain") != "prerouting":
+                continue
+            if "src-address-list" in rule and not listed(rule["src-address-list"], src):
+                continue
+            if "dst-address-list" in rule and not listed(rule["dst-address-list"], dst):
+                continue
+            return rule.get("action") == "drop"
+        return False
+
     @property
     def rule_references_group(self) -> bool:
         return bool(self.raw) and self.raw[0].get("src-address-list") == "IR-BLOCKLIST" and \
