@@ -19,8 +19,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from connectors.active_directory import batch, disable, evidence, groups, password
 from connectors.active_directory.accounts import NAMES_PER_FILTER, check_by_name, validate_account
@@ -28,9 +27,11 @@ from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, Direc
 from connectors.active_directory.session import ADSession, ConnectionPool
 from connectors.base import ConnectorBase
 from connectors.errors import ConnectorError, InvalidInput
-from connectors.types import ActionSpec, ConnectorContext, Credentials, Snapshot, Target
+from connectors.types import ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target, Verification
 
 __all__ = ["ACTIONS", "ActiveDirectoryConnector"]
+
+_R = TypeVar("_R")
 
 ACTIONS: Mapping[str, ActionSpec] = {
     "disable_account": ActionSpec(
@@ -55,13 +56,6 @@ ACTIONS: Mapping[str, ActionSpec] = {
         "account", mutating=False, undo_description="nothing to undo"),
 }
 
-_MODULES: Mapping[str, tuple[ModuleType, str]] = {
-    "disable_account": (disable, "disable"),
-    "remove_privileged_groups": (groups, "groups"),
-    "reset_password": (password, "reset"),
-    "expire_sessions": (disable, "sessions"),
-    "capture_evidence": (evidence, "evidence"),
-}
 
 _PRIVILEGED = ", ".join(DEFAULT_PRIVILEGED_GROUPS)
 _PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
@@ -175,25 +169,67 @@ class ActiveDirectoryConnector(ConnectorBase):
         if self.pool is not None:
             self.pool.close_all()
 
-    def __getattr__(self, attr: str) -> Any:
-        """``_<kind>_<action>`` hooks, served from the action's module (``apply_disable`` ...)."""
-        for kind in ("snapshot", "apply", "verify", "undo"):
-            prefix = f"_{kind}_"
-            if attr.startswith(prefix) and attr[len(prefix):] in _MODULES:
-                action = attr[len(prefix):]
-                module, stem = _MODULES[action]
-                fn = getattr(module, f"{kind}_{stem}", None)
-                if fn is not None:
-                    return self._wrap(fn, action)
-        raise AttributeError(attr)
+    # -- hooks: one explicit method per (kind, action), so a reader and an IDE go from ``apply`` to the code --
+    def _run(self, action: str, fn: Callable[..., _R], session: Any, *rest: Any) -> _R:
+        """Call ``fn`` (the action module's function) on an AD session, adding context to its errors."""
+        if not isinstance(session, ADSession):
+            raise InvalidInput(f"{action}: session is not an active_directory session")
+        try:
+            return fn(session, *rest)
+        except ConnectorError as exc:
+            exc.with_context(target=session.opts.address, connector=self.name, action=action)
+            raise
 
-    def _wrap(self, fn: Callable[..., Any], action: str) -> Callable[..., Any]:
-        def hook(session: ADSession, args: Mapping[str, Any], *rest: Snapshot) -> Any:
-            if not isinstance(session, ADSession):
-                raise InvalidInput(f"{action}: session is not an active_directory session")
-            try:
-                return fn(session, args, *rest)
-            except ConnectorError as exc:
-                exc.with_context(target=session.opts.address, connector=self.name, action=action)
-                raise
-        return hook
+    def _snapshot_disable_account(self, session: Any, args: Mapping[str, Any]) -> Snapshot:
+        return self._run("disable_account", disable.snapshot_disable, session, args)
+
+    def _apply_disable_account(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("disable_account", disable.apply_disable, session, args, snap)
+
+    def _verify_disable_account(self, session: Any, args: Mapping[str, Any]) -> Verification:
+        return self._run("disable_account", disable.verify_disable, session, args)
+
+    def _undo_disable_account(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("disable_account", disable.undo_disable, session, args, snap)
+
+    def _snapshot_remove_privileged_groups(self, session: Any, args: Mapping[str, Any]) -> Snapshot:
+        return self._run("remove_privileged_groups", groups.snapshot_groups, session, args)
+
+    def _apply_remove_privileged_groups(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("remove_privileged_groups", groups.apply_groups, session, args, snap)
+
+    def _verify_remove_privileged_groups(self, session: Any, args: Mapping[str, Any]) -> Verification:
+        return self._run("remove_privileged_groups", groups.verify_groups, session, args)
+
+    def _undo_remove_privileged_groups(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("remove_privileged_groups", groups.undo_groups, session, args, snap)
+
+    def _snapshot_reset_password(self, session: Any, args: Mapping[str, Any]) -> Snapshot:
+        return self._run("reset_password", password.snapshot_reset, session, args)
+
+    def _apply_reset_password(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("reset_password", password.apply_reset, session, args, snap)
+
+    def _verify_reset_password(self, session: Any, args: Mapping[str, Any]) -> Verification:
+        return self._run("reset_password", password.verify_reset, session, args)
+
+    def _snapshot_expire_sessions(self, session: Any, args: Mapping[str, Any]) -> Snapshot:
+        return self._run("expire_sessions", disable.snapshot_sessions, session, args)
+
+    def _apply_expire_sessions(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("expire_sessions", disable.apply_sessions, session, args, snap)
+
+    def _verify_expire_sessions(self, session: Any, args: Mapping[str, Any]) -> Verification:
+        return self._run("expire_sessions", disable.verify_sessions, session, args)
+
+    def _undo_expire_sessions(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("expire_sessions", disable.undo_sessions, session, args, snap)
+
+    def _apply_capture_evidence(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("capture_evidence", evidence.apply_evidence, session, args, snap)
+
+    def _verify_capture_evidence(self, session: Any, args: Mapping[str, Any]) -> Verification:
+        return self._run("capture_evidence", evidence.verify_evidence, session, args)
+
+    def _undo_capture_evidence(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        return self._run("capture_evidence", evidence.undo_evidence, session, args, snap)
