@@ -3,11 +3,17 @@ one — the holder of the leadership advisory lock (agent/leader.py) — runs th
 takes over within 10 s and the TTL releases still fire, once.
 
 Daemons run in this process over the fake connector (tests/unit/daemon_env.py), each with its own config dir
-and audit log, both on one private PostgreSQL (tests/integration/pg_server.py).
+and audit log, both on one private PostgreSQL (tests/integration/pg_server.py); the last test runs two real
+``agent daemon`` processes and SIGKILLs the leader.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -18,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from agent.leader import LEADER_LOCK_KEY
 from agent.store import Action
 from tests.integration.pg_server import fresh_database, private_postgres
 from tests.unit.daemon_env import TOKEN, configure, running, wait_for
@@ -141,3 +148,68 @@ def test_lock_session_killed_leader_steps_down(pg, tmp_path: Path):
             assert len(leaders(a, b)) <= 1
             time.sleep(0.3)
         assert len(leaders(a, b)) == 1
+
+
+def _lock_holders(url: str) -> int:
+    """Sessions holding the leadership lock (a bigint key is classid = high, objid = low 32 bits, objsubid 1:
+    https://www.postgresql.org/docs/current/view-pg-locks.html)."""
+    from agent.store import Store
+    store = Store(url)
+    try:
+        with store.engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                "AND classid = :hi AND objid = :lo"),
+                {"hi": LEADER_LOCK_KEY >> 32, "lo": LEADER_LOCK_KEY & 0xFFFFFFFF}).scalar_one())
+    finally:
+        store.close()
+
+
+def test_two_daemon_processes_sigkill_leader(pg, tmp_path: Path):
+    """Two ``agent daemon`` processes: A leads, B follows (one lock holder); SIGKILL A → B leads within 10 s."""
+    url = fresh_database(pg, "leader_procs")
+    cfg_a, cfg_b, _world = two_configs(tmp_path, url, ttl="1h")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "AGENT_NO_WARM": "1", "PYTHONPATH": str(repo)}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(cfg: Path) -> subprocess.Popen[bytes]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with open(cfg.parent / "daemon.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "daemon", "-c", str(cfg), "--listen",
+                                     f"127.0.0.1:{port}"], env=env, cwd=cfg.parent, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        procs.append(proc)
+
+        def up() -> bool:
+            assert proc.poll() is None, (cfg.parent / "daemon.log").read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 30)
+        return proc
+
+    try:
+        a = spawn(cfg_a)
+        wait_for(lambda: events(cfg_a, "daemon.leader_acquired"))
+        spawn(cfg_b)
+        time.sleep(3)  # more than one poll of B's
+        assert events(cfg_b, "daemon.leader_acquired") == [] and _lock_holders(url) == 1
+        a.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        a.wait(10)
+        wait_for(lambda: events(cfg_b, "daemon.leader_acquired"), timeout=10, interval=0.1)
+        assert time.monotonic() - killed <= 10
+        assert _lock_holders(url) == 1
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
