@@ -188,6 +188,10 @@ def _status(app: App, args: argparse.Namespace) -> int:
                     width=width))
         _say("LAST VERIFIED: read back from the target by the run itself (run), by `agent status --verify` "
              "(verify: reads every target now) or by the daemon; TTL: when it is released by itself; times UTC", "dim")
+        unproved = [a.target for a in active if (c := checks.get(a.id)) is not None and c.result != "in_effect"]
+        if unproved:
+            _say(f"\nNot in effect at the last read-back: {', '.join(unproved)} — re-apply with the same command, "
+                 "or release what is no longer wanted; `agent status --verify` reads them again", "red")
     if permanent:
         _say(f"\nNot reversible: {IRREVERSIBLE_NOTE}", "yellow")
     if doubtful:  # may be in effect: a change was sent but not verified (agent.lifecycle)

@@ -86,6 +86,7 @@ def test_status_verify_is_journaled_and_shown_by_the_next_status(env, capsys):
     assert got["web2"]["result"] == "drift" and "no longer in effect" in got["web2"]["summary"]
     _code, out = _status(capsys)
     assert "DRIFT" in _row(out, "web2") and "in effect" in _row(out, "web1")
+    assert "Not in effect at the last read-back: web2 —" in out
     assert "(verify)" in _row(out, "web2") and "status --verify" in out  # who verified; the footnote says
 
 
@@ -108,3 +109,28 @@ def test_status_shows_the_dead_man_timer_the_journal_recorded(env, capsys):
     _code, out = _status(capsys)
     assert "confirmed, cancelled" in _row(out, "web1") and "ARMED, reverts in" in _row(out, "web2")
     assert "cd" * 16 not in out
+
+
+def test_the_daemons_reverification_is_journaled_as_proof(tmp_path: Path):
+    """The daemon re-verifies every containment periodically: its read-backs (in effect, then drift) are what the
+    next `status` shows, attributed to the daemon."""
+    import httpx
+
+    from agent.proof import last_checks
+    from tests.unit.daemon_env import configure, running, wait_for
+    from tests.unit.test_intake_decisions import actions, post
+
+    cfg, world = configure(tmp_path, daemon="  reverify_interval: 1s\n  drift_policy: alert\n")
+    with running(cfg) as daemon, httpx.Client(base_url=daemon.url) as client:
+        post(client, "web1")
+        [row] = wait_for(lambda: [a for a in actions(daemon) if a.state == "done"])
+        store = daemon.service.store
+
+        def check(result: str) -> object:
+            got = last_checks(store, [row.id]).get(row.id)
+            return got if got is not None and got.cause == "daemon" and got.result == result else None
+
+        wait_for(lambda: check("in_effect"))
+        world.isolated["web1"] = False  # someone flushed the firewall
+        drift = wait_for(lambda: check("drift"))
+        assert "no longer in effect" in drift.summary

@@ -280,3 +280,35 @@ class TestVerifyDrift:
         res = agent(lab, cfg, "status", "--verify")
         assert res.returncode == 4 and "DRIFT" in res.stdout and "victim" in res.stdout
         assert agent(lab, cfg, "release", "--host", "victim,peer", "--yes").returncode == 0
+
+
+class TestStatusProof:
+    def test_status_shows_proof_and_the_drift_status_verify_found(self, clean_lab: Lab, cfg: Path):
+        """Issue 21: after contain, plain `status` shows each host verified by the run, its dead-man timer
+        confirmed and cancelled, and its TTL; an admin deletes victim's table; `status --verify` exits 4 and the
+        next plain `status` shows victim DRIFT and peer in effect, both read back by --verify — at 120 columns."""
+        from connectors.ssh_linux.rules import TABLE
+        lab = clean_lab
+        narrow = {"COLUMNS": "120"}
+        res = agent(lab, cfg, "contain", "--host", "victim,peer", "--ttl", "2h", "--reason", "test", "--yes")
+        assert res.returncode == 0, res.stderr + res.stdout
+        res = agent(lab, cfg, "status", env=narrow)
+        assert res.returncode == 0, res.stderr + res.stdout
+        rows = {ln.split()[0]: ln for ln in res.stdout.splitlines() if ln.split()[:1] in (["victim"], ["peer"])}
+        for host in ("victim", "peer"):
+            assert "in effect" in rows[host] and "(run)" in rows[host], res.stdout
+            assert "confirmed, cancelled" in rows[host] and ("in 1h59m" in rows[host] or "in 2h" in rows[host])
+        assert max(len(ln) for ln in res.stdout.splitlines()) <= 120, res.stdout
+        lab.exec("victim", ["nft", "delete", "table", *TABLE.split()])
+        res = agent(lab, cfg, "status", "--verify", env=narrow)
+        assert res.returncode == 4, res.stderr + res.stdout
+        res = agent(lab, cfg, "status", env=narrow)
+        rows = {ln.split()[0]: ln for ln in res.stdout.splitlines() if ln.split()[:1] in (["victim"], ["peer"])}
+        assert "DRIFT" in rows["victim"] and "(verify)" in rows["victim"], res.stdout
+        assert "in effect" in rows["peer"] and "(verify)" in rows["peer"], res.stdout
+        assert "Not in effect at the last read-back: victim —" in res.stdout
+        assert max(len(ln) for ln in res.stdout.splitlines()) <= 120, res.stdout
+        proof = {a["target"]: a for a in json.loads(agent(lab, cfg, "status", "--json").stdout)["active"]}
+        assert proof["victim"]["last_verified"]["result"] == "drift"
+        assert proof["peer"]["timer"]["state"] == "cancelled" and proof["peer"]["ttl"]["overdue"] is False
+        assert agent(lab, cfg, "release", "--host", "victim,peer", "--yes").returncode == 0
