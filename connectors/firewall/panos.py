@@ -28,6 +28,7 @@ from connectors.firewall.fortinet import network_from_name, object_name
 __all__ = ["PaloAltoPanos"]
 
 _PLACEHOLDER_NAME = "IR-PLACEHOLDER"
+_RULE_OUT = f"{RULE}-OUT"
 _PREFIX = r"^set (?:vsys \S+ |shared )?"
 
 
@@ -40,6 +41,7 @@ class PaloAltoPanos(Dialect):
     config_prompt = r"#\s*$"
     option_names = ("from_zone", "admin")
     busy_re = re.compile(r"(?i)locked by")
+    blocks_outbound = True
 
     @property
     def _admin(self) -> str:
@@ -68,10 +70,13 @@ class PaloAltoPanos(Dialect):
                         members.append(net)
         names = [m.group(1) for m in (re.match(_PREFIX + r"rulebase security rules (\S+) ", ln.strip())
                                       for ln in rules.splitlines()) if m]
-        rule_lines = {ln.strip().split(f" rules {RULE} ", 1)[1] for ln in rules.splitlines()
-                      if f" rules {RULE} " in ln}
-        in_place = bool(names) and names[0] == RULE and f"source {GROUP}" in rule_lines and "action deny" in \
-            rule_lines
+        def settings(rule: str) -> set[str]:
+            return {ln.strip().split(f" rules {rule} ", 1)[1] for ln in rules.splitlines() if f" rules {rule} " in ln}
+
+        inbound, outbound = settings(RULE), settings(_RULE_OUT)
+        order = list(dict.fromkeys(names))
+        in_place = order[:2] == [RULE, _RULE_OUT] and f"source {GROUP}" in inbound and "action deny" in inbound \
+            and f"destination {GROUP}" in outbound and "action deny" in outbound
         return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
                            facts={"rule_exists": RULE in names})
 
@@ -98,9 +103,14 @@ class PaloAltoPanos(Dialect):
             steps += [Step(f"set address {_PLACEHOLDER_NAME} ip-netmask {PLACEHOLDER}/32"),
                       Step(f"set address-group {GROUP} static {_PLACEHOLDER_NAME}")]
         if not state.rule_in_place:
+            # IR-BLOCK denies traffic from the group (inbound), IR-BLOCK-OUT traffic to it (call-backs, C2);
+            # source and destination of one rule are ANDed, so the two directions need two rules, both on top
             zone = self.options.get("from_zone") or "any"
             steps += [Step(f"set rulebase security rules {RULE} from {zone} to any source {GROUP} destination any "
                            "application any service any action deny"),
+                      Step(f"set rulebase security rules {_RULE_OUT} from any to any source any destination "
+                           f"{GROUP} application any service any action deny"),
+                      Step(f"move rulebase security rules {_RULE_OUT} top"),
                       Step(f"move rulebase security rules {RULE} top")]
         return steps
 

@@ -96,6 +96,25 @@ class PanosState(StateBase):
         return bool(rules) and rules[0][0] == "IR-BLOCK" and rules[0][1].get("source") == "IR-BLOCKLIST" and \
             rules[0][1].get("action") == "deny"
 
+    def drops(self, src: str, dst: str) -> bool:
+        """The running security policy's verdict for src → dst: rules in order, first match wins (zones are not
+        modelled); a rule's source/destination is ``any``, an address object or an address group."""
+        import ipaddress
+        cfg = self.running
+
+        def contains(ref: str, addr: str) -> bool:
+            if ref == "any":
+                return True
+            if ref in cfg["address-group"]:
+                return any(contains(m, addr) for m in cfg["address-group"][ref])
+            cidr = cfg["address"].get(ref)
+            return cidr is not None and ipaddress.ip_address(addr) in ipaddress.ip_network(cidr, strict=False)
+
+        for rule in cfg["rules"].values():
+            if contains(rule.get("source", "any"), src) and contains(rule.get("destination", "any"), dst):
+                return rule.get("action") == "deny"
+        return False
+
     def set_lines(self, cfg: dict[str, Any]) -> list[str]:
         out = [f"set address {n} ip-netmask {v}" for n, v in cfg["address"].items()]
         out += [f"set address-group {n} static [ {' '.join(m)} ]" for n, m in cfg["address-group"].items()]

@@ -1,8 +1,8 @@
 """Blocks cut both directions — the attacker's inbound traffic and the inside's call-backs to it (finding 6).
 
-Where the dialect's rules match sources only (today: ASA, IOS, FortiGate, PAN-OS, Junos) the result says so
-in a warning; MikroTik and the Linux router drop both directions (MikroTik's simulator decides packets by its
-raw rules, first match wins).
+Where the dialect's rules match sources only (today: ASA, IOS, FortiGate, Junos) the result says so in a
+warning; PAN-OS (a second rule IR-BLOCK-OUT), MikroTik (a second raw rule) and the Linux router drop both
+directions — the PAN-OS and MikroTik simulators decide packets by their rules, first match wins.
 """
 
 from __future__ import annotations
@@ -17,18 +17,20 @@ from tests.integration.firewall.conftest import SIM_TYPES, Device, make_device
 A, INSIDE, OTHER = "45.33.7.9", "10.1.0.50", "45.99.0.1"
 
 
-def test_mikrotik_drops_both_directions(sim_factory, tmp_path: Path, host_key: paramiko.PKey) -> None:
-    dev = make_device(sim_factory("mikrotik_routeros"), "mikrotik_routeros", tmp_path, host_key)
+@pytest.mark.parametrize("device_type", ["mikrotik_routeros", "paloalto_panos"])
+def test_panos_and_mikrotik_drop_both_directions(device_type: str, sim_factory, tmp_path: Path,
+                                                 host_key: paramiko.PKey) -> None:
+    dev = make_device(sim_factory(device_type), device_type, tmp_path, host_key)
     st = dev.sim.state
     assert not st.drops(A, INSIDE) and not st.drops(INSIDE, A)
     _, result, check = dev.run("block_ip", {"addresses": [A]})
     assert check.in_effect and not any("NOT blocked" in w for w in result.warnings)
-    assert st.drops(A, INSIDE), "inbound from the attacker still passes"
-    assert st.drops(INSIDE, A), "outbound call-back to the attacker still passes"
+    assert st.drops(A, INSIDE) and st.drops(INSIDE, A)
     assert not st.drops(INSIDE, OTHER) and not st.drops(OTHER, INSIDE)
 
 
-@pytest.mark.parametrize("device", [t for t in SIM_TYPES if t != "mikrotik_routeros"], indirect=True)
+@pytest.mark.parametrize("device", [t for t in SIM_TYPES if t not in ("mikrotik_routeros", "paloalto_panos")],
+                         indirect=True)
 def test_source_only_dialects_say_outbound_is_not_blocked(device: Device) -> None:
     _, result, _ = device.run("block_ip", {"addresses": [A]})
     assert any("outbound traffic TO the address" in w and "NOT blocked" in w for w in result.warnings), \
