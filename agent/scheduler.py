@@ -89,6 +89,7 @@ class DaemonScheduler:
         #: asked before each job runs; False skips it (leadership lost: see agent.leader). The journal keeps
         #: what a skipped job was for, and the next leader's sweep schedules it again.
         self.guard: Callable[[], bool] = lambda: True
+        self.leading = False  # running jobs (leader) or only storing them (paused follower); /healthz shows it
         self.sched = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=svc.store.engine, tablename=JOBS_TABLE),
                        "periodic": MemoryJobStore()},
@@ -110,11 +111,13 @@ class DaemonScheduler:
 
     def resume(self) -> None:
         """Leader now: run due jobs (the sweep first, as at a start) and keep running them."""
+        self.leading = True
         if self.sched.running:
             self.sched.resume()
 
     def pause(self) -> None:
         """No longer leader: run nothing more (a job already running finishes; the journal orders its steps)."""
+        self.leading = False
         if self.sched.running:
             self.sched.pause()
 

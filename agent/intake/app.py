@@ -8,7 +8,7 @@ endpoint                                 what                                   
 ``GET /approvals?status=pending``        approval requests                                           API
 ``POST /approvals/{id}/approve|deny``    decide (body ``{"reason": "..."}``); identity = token name  API
 ``GET /automation``, ``POST /automation/pause|resume``  the brake on every ``auto`` rule (audited)  API
-``GET /healthz``, ``GET /metrics``       liveness (and queue depth); Prometheus text format          none
+``GET /healthz``, ``GET /metrics``       liveness, queue depth, scheduler role; Prometheus text      none
 ``GET /openapi.json``, ``/docs``         the schema of all of the above                              none
 =======================================  ==========================================================  =======
 
@@ -247,8 +247,12 @@ def create_app(svc: IntakeService) -> Any:
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
+        # "scheduler": does this daemon run the scheduled jobs (agent.leader)? With two daemons on one
+        # PostgreSQL exactly one says "leader"; an operator (or a check) sees which without reading audit logs.
+        leading = svc.scheduler is not None and svc.scheduler.leading
         return {"status": "ok", "sources": sorted(svc.sources), "rules": len(svc.rules.rules),
-                "queue": {"decisions": svc.dispatcher.depth(), "writes": svc.writer.depth()}}
+                "queue": {"decisions": svc.dispatcher.depth(), "writes": svc.writer.depth()},
+                "scheduler": "leader" if leading else "follower"}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

@@ -88,6 +88,7 @@ def test_one_leader_ttl_fires_once_and_dedupe_is_shared(pg, tmp_path: Path):
         assert leaders(a, b) == [a]
         assert [e["event"] for e in events(cfg_a, "daemon.leader_acquired")] == ["daemon.leader_acquired"]
         assert events(cfg_b, "daemon.leader_acquired") == []
+        assert [httpx.get(d.url + "/healthz").json()["scheduler"] for d in (a, b)] == ["leader", "follower"]
 
         post(b, "web2", "ttl-1")  # the follower acts on it and schedules the release into the shared store
         wait_for(lambda: world.isolated.get("web2"))
@@ -173,7 +174,7 @@ def test_two_daemon_processes_sigkill_leader(pg, tmp_path: Path):
     env = {**os.environ, "AGENT_NO_WARM": "1", "PYTHONPATH": str(repo)}
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(cfg: Path) -> subprocess.Popen[bytes]:
+    def spawn(cfg: Path) -> tuple[subprocess.Popen[bytes], str]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -190,20 +191,22 @@ def test_two_daemon_processes_sigkill_leader(pg, tmp_path: Path):
             except httpx.HTTPError:
                 return False
         wait_for(up, 30)
-        return proc
+        return proc, f"http://127.0.0.1:{port}"
 
     try:
-        a = spawn(cfg_a)
+        a, _ = spawn(cfg_a)
         wait_for(lambda: events(cfg_a, "daemon.leader_acquired"))
-        spawn(cfg_b)
+        _, url_b = spawn(cfg_b)
         time.sleep(3)  # more than one poll of B's
         assert events(cfg_b, "daemon.leader_acquired") == [] and _lock_holders(url) == 1
+        assert httpx.get(url_b + "/healthz").json()["scheduler"] == "follower"
         a.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         a.wait(10)
         wait_for(lambda: events(cfg_b, "daemon.leader_acquired"), timeout=10, interval=0.1)
         assert time.monotonic() - killed <= 10
         assert _lock_holders(url) == 1
+        assert httpx.get(url_b + "/healthz").json()["scheduler"] == "leader"
     finally:
         for proc in procs:
             if proc.poll() is None:
