@@ -65,3 +65,22 @@ class TestWarmIdentity:
         assert "reconciled isolate on victim" in res.stdout
         assert "containment" not in ruleset(run.lab, "victim")
         assert nothing_left(run.status())
+
+    def test_ctrl_c_mid_action_exits_130_and_leaves_a_consistent_journal(self, run: Runner):
+        """Ctrl-C (SIGINT to the CLI process) while the action pauses after apply: exit 130 warm as cold; the next
+        start settles what was left and the journal equals the host."""
+        proc = run.popen("contain", "--host", "victim", "-p", "capture_evidence=false", "--yes",
+                         env={"AGENT_FAILPOINTS": "after-apply:pause"})
+        wait_until(lambda: "containment" in ruleset(run.lab, "victim"), what="the isolation to be applied")
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "journal is consistent" in err
+        res = run("sweep", "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        status = run.status()
+        assert status["unfinished"] == [] and status["in_doubt"] == []
+        contained = [a for a in status["active"] if a["action"] == "isolate"]
+        assert ("containment" in ruleset(run.lab, "victim")) == bool(contained)
+        assert run("release", "--host", "victim", "--yes").returncode == 0
+        assert "containment" not in ruleset(run.lab, "victim")
