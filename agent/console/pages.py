@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agent.proof import last_checks
 from agent.store import Action, Approval, Incident, Transition, utcnow
 
 __all__ = ["Contained", "approval_detail", "contained_now", "incident_detail", "incidents", "pending_approvals"]
@@ -36,16 +37,15 @@ def contained_now(app: Any) -> list[Contained]:
             Action.kind == "apply", Action.state.in_(("done", "in_doubt")), Action.undone_at.is_(None),
             Action.mutating == 1, Action.action.not_in(_LIFTING)).order_by(Action.seq)))
         rows = [r for r in rows if r.changed == 1 or r.state == "in_doubt"]
-        verified = {r.id: s.scalar(select(Transition.at).where(Transition.action_id == r.id,
-                                                               Transition.from_state == "verifying")
-                                   .order_by(Transition.at.desc()).limit(1)) for r in rows}
+    # the newest read-back, as `agent status` shows it: the run's own, `status --verify`'s or the daemon's
+    checks = last_checks(app.store, [r.id for r in rows])
     for r in rows:
-        check = r.verification or {}
-        ok = check.get("in_effect") if isinstance(check, dict) else None
+        check = checks.get(r.id)
+        ok = None if check is None or check.result == "unverified" else check.result == "in_effect"
         out.append(Contained(target=r.target, action=r.action if r.target_kind == "host" else
                              f"{r.action} {r.subject}", incident=r.incident_id, since=r.created_at,
-                             expires_at=r.expires_at, last_verified=verified.get(r.id) or r.updated_at,
-                             verified_ok=ok if isinstance(ok, bool) else None, state=r.state))
+                             expires_at=r.expires_at, last_verified=check.at if check else None,
+                             verified_ok=ok, state=r.state))
     return out
 
 

@@ -134,3 +134,18 @@ def test_the_daemons_reverification_is_journaled_as_proof(tmp_path: Path):
         world.isolated["web1"] = False  # someone flushed the firewall
         drift = wait_for(lambda: check("drift"))
         assert "no longer in effect" in drift.summary
+
+
+def test_the_console_shows_the_same_last_verification_as_status(env):
+    """The web console's "contained now" read the apply-time verification only: after `status --verify` found
+    drift it still said verified. It now shows the newest read-back, like `agent status`."""
+    from agent.console.pages import contained_now
+    from agent.containments import verify_all
+
+    app, world, _tmp = env
+    assert _contain(app, ["web1", "web2"]) == "done"
+    world.isolated["web2"] = False
+    verify_all(app)
+    shown = {c.target: c for c in contained_now(app)}
+    assert shown["web1"].verified_ok is True and shown["web2"].verified_ok is False
+    assert shown["web2"].last_verified is not None
