@@ -29,7 +29,7 @@ __all__ = ["Relay"]
 class Relay(asyncio.Protocol):
     def __init__(self, svc: IntakeService, api: Any, *, server: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.svc, self.api, self.server = svc, api, server
-        self._reader = FrameReader()
+        self._reader = FrameReader(from_front=True)  # restricted globals: the front is not trusted with code
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: list[tuple[int, list[Decision], BaseException | None]] = []

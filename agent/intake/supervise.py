@@ -41,7 +41,7 @@ class FrontProcess:
         try:
             core_end.settimeout(self.ready_timeout)
             core_end.sendall(encode((CONFIG, self.config)))
-            kind, _pid = recv_frame(core_end)
+            kind, _pid = recv_frame(core_end, from_front=True)
             if kind != READY:
                 raise RuntimeError(f"the HTTP front process answered {kind!r} instead of {READY!r}")
             core_end.settimeout(None)
