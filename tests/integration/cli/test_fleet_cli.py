@@ -75,7 +75,45 @@ def _journal(lab: Lab, cfg: Path) -> tuple[set[str], set[str]]:
     return active, unfinished
 
 
+def _pty_run(lab: Lab, cfg: Path, *args: str, timeout: float = 120) -> tuple[int, str]:
+    """Run the CLI on a 120×40 pseudo-terminal from the management host; (exit code, what the terminal got)."""
+    master, slave = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-mgmt", AGENT, *args], stdin=slave,
+                            stdout=slave, stderr=slave, env=_env(cfg), start_new_session=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
 class TestOutbreakDrill:
+    def test_plan_for_ten_hosts_fits_one_terminal(self, fleet_lab: Lab, cfg: Path):
+        """On a 120×40 terminal the default dry-run plan for 10 hosts fits: ≤ 40 rows, none wider than 120."""
+        code, text = _pty_run(fleet_lab, cfg, "contain", "--host", ",".join(FLEET[:10]), "--dry-run")
+        assert code == 0, text
+        rows = _ANSI.sub("", text).replace("\r", "").rstrip("\n").split("\n")
+        assert len(rows) <= 40, "\n".join(rows)
+        assert max(len(r) for r in rows) <= 120
+        assert all(f"{h} (10.77.0.{100 + i})" in text for i, h in enumerate(FLEET[:10], 1))
+
     def test_tty_progress_ctrl_c_and_finish(self, fleet_lab: Lab, cfg: Path):
         lab = fleet_lab
         master, slave = pty.openpty()
