@@ -1,11 +1,15 @@
-"""Whole-process `agent contain --host victim` + `agent release` vs raw `ssh root@victim 'nft -f -'` (apply + delete).
+"""Whole-process `agent contain` + `agent release` vs raw `ssh root@victim 'nft -f -'` (apply + delete).
 
 Also the cost of the per-request run identity a warm child takes on (agent.runctx, issue 12): adopting the
 client (pid + start time from /proc), replacing the forwarded environment keys, the client-death watcher thread,
 the journal owner string, and the per-call failpoint/colour checks a command makes (target ≤ 5 ms per command).
 
 Both run from the lab's management namespace against the same real sshd, in the same run; the ratio is what
-matters (target ≤ 1.5×). Evidence capture is switched off for the agent so both sides do the same job: one
+matters (target ≤ 1.5×). The same comparison runs on two more paths (issue 14): ``sudohost``, whose sshd refuses
+root (the agent and raw ssh both log in as the service account and use ``sudo -n``), and ``dmz``, reachable only
+through ``fw`` (the agent's ProxyJump chain vs ``ssh -o ProxyCommand='ssh -W %h:%p fw'``: ssh_config(5) notes that
+command-line options of ``-J`` apply to the destination only, so the jump is spelt out with the same options).
+Evidence capture is switched off for the agent so both sides do the same job: one
 ruleset applied, then removed. The agent additionally snapshots, verifies, arms and cancels the dead-man timer
 and journals every step — that is the price of safety this figure makes visible.
 """
@@ -25,14 +29,19 @@ sys.path.insert(0, str(REPO))
 import ipaddress  # noqa: E402
 
 from agent.lab import Lab  # noqa: E402
-from connectors.ssh_linux.rules import nft_script  # noqa: E402
+from agent.lab.topology import HOSTS, SUDO_ACCOUNT  # noqa: E402
+from connectors.ssh_linux.rules import TABLE, nft_script  # noqa: E402
 
 RULESET = nft_script([ipaddress.ip_network("10.77.0.10/32")], 22)  # exactly what the agent applies
+# dmz sees the agent as fw's dmz address (the last bastion), which the agent keeps open there as well
+RULESET_DMZ = nft_script([ipaddress.ip_network("10.77.0.10/32"), ipaddress.ip_network("10.77.2.1/32")], 22)
 
 
 def timed(argv: list[str], **kw: object) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+    done = subprocess.run(argv, capture_output=True, timeout=120, check=False, **kw)  # type: ignore[call-overload]
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[-3:])} exited {done.returncode}: {done.stderr[-600:]!r}")
     return time.perf_counter() - start
 
 
@@ -80,30 +89,45 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["AGENT_CONFIG"] = str(lab.config_dir / "agent.yaml")
         key, kh = str(lab.state_dir / "agent_key"), str(lab.state_dir / "known_hosts")
-        ssh = [*ns, "ssh", "-i", key, "-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes",
-               "-o", "BatchMode=yes", "root@10.77.0.20"]
+        opts = ["-i", key, "-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+        jump = "ssh " + " ".join(opts) + " -W %h:%p root@10.77.0.1"
+        paths = {  # name: (raw ssh argv, privilege prefix on the host, ruleset)
+            "victim": ([*ns, "ssh", *opts, "root@10.77.0.20"], "", RULESET),
+            "sudohost": ([*ns, "ssh", *opts, f"{SUDO_ACCOUNT}@{HOSTS['sudohost'].address}"], "sudo -n ", RULESET),
+            "dmz": ([*ns, "ssh", *opts, "-o", f"ProxyCommand={jump}", f"root@{HOSTS['dmz'].address}"], "",
+                    RULESET_DMZ),
+        }
         agent = [*ns, str(REPO / ".venv" / "bin" / "agent")]
-        contain = [*agent, "contain", "--host", "victim", "-p", "capture_evidence=false", "--yes"]
-        release = [*agent, "release", "--host", "victim", "--yes"]
         cold_env = {**env, "AGENT_NO_WARM": "1"}
-        raw, cold, warm = [], [], []
+        raw: dict[str, list[float]] = {h: [] for h in paths}
+        warm: dict[str, list[float]] = {h: [] for h in paths}
+        cold: list[float] = []
+
+        def contain_release(host: str, run_env: dict[str, str]) -> float:
+            return (timed([*agent, "contain", "--host", host, "-p", "capture_evidence=false", "--yes"], env=run_env)
+                    + timed([*agent, "release", "--host", host, "--yes"], env=run_env))
         for _ in range(rounds):
-            raw.append(timed([*ssh, "nft -f -"], input=RULESET.encode())
-                       + timed([*ssh, "nft delete table inet containment_agent"]))
-            cold.append(timed(contain, env=cold_env) + timed(release, env=cold_env))
+            for host, (ssh, priv, ruleset) in paths.items():
+                raw[host].append(timed([*ssh, f"{priv}nft -f -"], input=ruleset.encode())
+                                 + timed([*ssh, f"{priv}nft delete table {TABLE}"]))
+            cold.append(contain_release("victim", cold_env))
         server = subprocess.Popen([str(REPO / ".venv" / "bin" / "agent"), "warm"], env=env,
                                   stderr=subprocess.DEVNULL)
         try:
             time.sleep(3)  # imports
             for _ in range(rounds):
-                warm.append(timed(contain, env=env) + timed(release, env=env))
+                for host in paths:
+                    warm[host].append(contain_release(host, env))
         finally:
             server.terminate()
             server.wait(timeout=10)
-        r, c, w = statistics.median(raw), statistics.median(cold), statistics.median(warm)
+        r, c = statistics.median(raw["victim"]), statistics.median(cold)
         print(f"raw ssh apply+delete            median {r * 1000:7.1f} ms over {rounds} rounds (baseline)")
         print(f"agent contain+release, cold     median {c * 1000:7.1f} ms   ratio {c / r:5.2f}x")
-        print(f"agent contain+release, warm     median {w * 1000:7.1f} ms   ratio {w / r:5.2f}x   (target <= 1.5x)")
+        for host, label in (("victim", "root"), ("sudohost", "sudo -n"), ("dmz", "via bastion")):
+            r, w = statistics.median(raw[host]), statistics.median(warm[host])
+            print(f"{host:<9}{label:<12} raw {r * 1000:7.1f} ms   agent warm {w * 1000:7.1f} ms   ratio "
+                  f"{w / r:5.2f}x   (target <= 1.5x)")
         print("the agent also snapshots, verifies from the target, arms/cancels the dead-man timer over a fresh")
         print("connection, cuts live flows and journals every transition (store + audit log)")
         ident = identity_cost()

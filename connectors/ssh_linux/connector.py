@@ -12,12 +12,14 @@ from typing import Any, ClassVar
 from connectors.base import ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import deadman, evidence, flows, isolate, usersessions
+from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
 from connectors.ssh_linux.state import STATE_SCRIPT, then_read_script
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
 from connectors.types import (
     ActionResult,
+    AllowRule,
     ActionSpec,
     ConnectorContext,
     Credentials,
@@ -27,6 +29,16 @@ from connectors.types import (
 )
 
 __all__ = ["SshLinuxConnector"]
+
+
+def _describe(rule: AllowRule) -> str:
+    """One allow-list entry for the plan: what stays open and who declared it."""
+    if rule.service:
+        return f"{rule.service} ({rule.source})"
+    what = "/".join(str(p) for p in rule.ports) if rule.ports else "all ports"
+    proto = "" if rule.protocol == "any" else f"{rule.protocol} "
+    note = f": {rule.note}" if rule.note else ""
+    return f"{rule.direction} {proto}{what} with {', '.join(rule.to)} ({rule.source}{note})"
 
 
 class SshLinuxConnector(ConnectorBase):
@@ -58,15 +70,18 @@ class SshLinuxConnector(ConnectorBase):
             parse_port(target.port, "port")
         parse_privilege(target.options)
         parse_isolate_args(args, default_management=None)
+        flows_from(target.allow)
 
     def summarize(self, target: Target, action: str, args: Mapping[str, Any],
                   ctx: ConnectorContext) -> list[str]:
         if action != "isolate":
             return super().summarize(target, action, args, ctx)
-        a = isolate.isolate_args(args, ctx)
+        a = isolate.isolate_args(args, ctx, target)
         keep = ", ".join(str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in a.management)
         effect = (f"nftables (iptables where nft is missing); keep tcp/{a.ssh_port} from {keep}; "
                   "drop everything else in and out")
+        if target.allow:
+            effect += "; also keep " + "; ".join(_describe(r) for r in target.allow)
         if a.cut_sessions:
             effect += "; cut live flows"
         if a.confirm_seconds:
@@ -80,7 +95,7 @@ class SshLinuxConnector(ConnectorBase):
         from connectors.ssh_linux.privilege import parse_privilege, prelude, priv_definition
         from connectors.ssh_linux.state import FirewallState
 
-        a = isolate.isolate_args(args, ctx)
+        a = isolate.isolate_args(args, ctx, target)
         privilege = parse_privilege(target.options)
         host = f"ssh {target.address}:{target.port or 22}"
         token = "<token of this action, journaled in its snapshot>"

@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
 from connectors.ssh_linux import deadman, flows, rules
+from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import (
@@ -35,7 +36,7 @@ from connectors.ssh_linux.state import (
     run_then_read,
 )
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
-from connectors.types import ActionResult, ConnectorContext, Snapshot, Verification
+from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
 
 __all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "lease_seconds", "load_command", "release",
            "revert_script", "rule_summary", "snapshot", "verify"]
@@ -45,8 +46,12 @@ REUSE_STATE_SECONDS = 2.0  # apply/release reuse the snapshot's read when it is 
 _POLL = 0.5                # how often a run waiting for another run's confirmation reads the state again
 
 
-def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext) -> IsolateArgs:
-    return parse_isolate_args(args, ctx.management_addresses, ctx.confirm_timeout)
+def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext, target: Target | None = None) -> IsolateArgs:
+    """Parsed arguments, management resolved against the context and the target's allow-list as flows."""
+    import dataclasses
+
+    a = parse_isolate_args(args, ctx.management_addresses, ctx.confirm_timeout)
+    return dataclasses.replace(a, allow=flows_from(target.allow)) if target is not None and target.allow else a
 
 
 def lease_seconds(ctx: ConnectorContext) -> int:
@@ -143,12 +148,12 @@ def load_command(st: FirewallState, a: IsolateArgs, token: str, expect: str, ipv
     the ruleset. The ruleset is read from stdin *before* the lock is taken, so a dead network can never leave
     the lock held by a half-received command."""
     if st.tool == "nft":
-        stdin = rules.nft_script(a.management, a.ssh_port)
+        stdin = rules.nft_script(a.management, a.ssh_port, a.allow)
         load = 'printf "%s\\n" "$rs" | ' + rules.NFT_LOAD if reload_rules else "true"
     else:
         parts = []
         for version in (4, 6):
-            text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=())
+            text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=(), allow=a.allow)
             parts.append(text.replace("COMMIT\n", ""))
         stdin = parts[0] + "@@V6\n" + parts[1]
         # Jumps are inserted only where ``iptables -C`` finds none (re-running -I blindly duplicates them, LAB.md).
@@ -256,7 +261,7 @@ def _loaded_in_doubt(s: SshSession, a: IsolateArgs, exc: ConnectorError, when: s
 
 
 def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-    a = isolate_args(args, s.ctx)
+    a = isolate_args(args, s.ctx, s.target)
     token = str(snap.data.get("token") or deadman.new_token())
     ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
     mgmt = [rules.net_text(n) for n in a.management]
@@ -287,7 +292,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
             expect, took_over = timer.token, timer.owner
         elif timer is not None:
             expect = token  # our own timer from an interrupted attempt (the token is journaled in the snapshot)
-        problems = judge(st, a.management, a.ssh_port)
+        problems = judge(st, a.management, a.ssh_port, a.allow)
         if not problems and (timer is None or not a.confirm):
             note = " (after waiting for another run to confirm it)" if waited else ""
             return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied{note}", details=details)
@@ -314,7 +319,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         confirmation.abandon()
         _undo_now(s, st.tool, token, a, ipv6_before)
         raise
-    problems = judge(after, a.management, a.ssh_port)
+    problems = judge(after, a.management, a.ssh_port, a.allow)
     if problems:
         confirmation.abandon()
         _undo_now(s, st.tool, token, a, ipv6_before)
@@ -357,10 +362,10 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
 
 
 def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
-    a = isolate_args(args, s.ctx)
+    a = isolate_args(args, s.ctx, s.target)
     st = read_state(s)
     a = _through_jump(s, st, a)
-    problems = judge(st, a.management, a.ssh_port)
+    problems = judge(st, a.management, a.ssh_port, a.allow)
     observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),
                                 "deadman_armed_pid": st.deadman_pid}
     if st.timer is not None:

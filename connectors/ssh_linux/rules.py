@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connectors.ssh_linux.allowlist import Flow, iptables_rules, nft_rules
 from connectors.ssh_linux.validation import Network
 
 __all__ = [
@@ -63,18 +64,20 @@ def _family(net: Network) -> str:
     return "ip" if net.version == 4 else "ip6"
 
 
-def nft_expected(mgmt: Sequence[Network], port: int) -> dict[str, list[str]]:
-    """Rules per chain in the canonical form :func:`nft_summary` renders from ``nft -j`` output."""
+def nft_expected(mgmt: Sequence[Network], port: int, allow: Sequence[Flow] = ()) -> dict[str, list[str]]:
+    """Rules per chain in the canonical form :func:`nft_summary` renders from ``nft -j`` output; the allow-list's
+    flows (:mod:`.allowlist`) follow the management rules."""
     has_v6 = any(n.version == 6 for n in mgmt)
     nd = [f"icmpv6 type {{{', '.join(ND_TYPES)}}} ip6 hoplimit 255 accept"] if has_v6 else []
     inp = ["iif lo accept"] + nd + [f"{_family(n)} saddr {net_text(n)} tcp dport {port} accept" for n in mgmt]
     out = ["oif lo accept"] + nd + [f"{_family(n)} daddr {net_text(n)} tcp sport {port} accept" for n in mgmt]
-    return {"input": inp, "output": out, "forward": []}
+    kept = nft_rules(allow)
+    return {"input": inp + kept["input"], "output": out + kept["output"], "forward": []}
 
 
-def nft_script(mgmt: Sequence[Network], port: int) -> str:
+def nft_script(mgmt: Sequence[Network], port: int, allow: Sequence[Flow] = ()) -> str:
     """One atomic ``nft -f -`` batch: create-if-missing, delete, then the whole table (nft 1.0.6 has no destroy)."""
-    expected = nft_expected(mgmt, port)
+    expected = nft_expected(mgmt, port, allow)
     lines = [f"table {TABLE}", f"delete table {TABLE}", f"table {TABLE} {{", f'\tcomment "{OWNER_MARK}"']
     for chain in CHAINS:
         lines.append(f"\tchain {chain} {{")
@@ -131,27 +134,30 @@ def nft_summary(listing: dict[str, Any]) -> dict[str, Any]:
     return chains
 
 
-def iptables_expected(mgmt: Sequence[Network], port: int, version: int) -> dict[str, list[str]]:
+def iptables_expected(mgmt: Sequence[Network], port: int, version: int,
+                      allow: Sequence[Flow] = ()) -> dict[str, list[str]]:
     """Our chains' rules exactly as ``iptables-save``/``iptables -S`` print them, per chain."""
     nets = [n for n in mgmt if n.version == version]
     m = f"-m comment --comment {IPT_MARK}"
+    kept = iptables_rules(allow, version, m)
     return {
         "CAGENT_IN": [f"-A CAGENT_IN -i lo {m} -j ACCEPT"]
         + [f"-A CAGENT_IN -s {n} -p tcp -m tcp --dport {port} {m} -j ACCEPT" for n in nets]
-        + [f"-A CAGENT_IN {m} -j DROP"],
+        + kept["CAGENT_IN"] + [f"-A CAGENT_IN {m} -j DROP"],
         "CAGENT_OUT": [f"-A CAGENT_OUT -o lo {m} -j ACCEPT"]
         + [f"-A CAGENT_OUT -d {n} -p tcp -m tcp --sport {port} {m} -j ACCEPT" for n in nets]
-        + [f"-A CAGENT_OUT {m} -j DROP"],
+        + kept["CAGENT_OUT"] + [f"-A CAGENT_OUT {m} -j DROP"],
         "CAGENT_FWD": [f"-A CAGENT_FWD {m} -j DROP"],
     }
 
 
 def iptables_restore(mgmt: Sequence[Network], port: int, version: int,
-                     missing_jumps: Sequence[str] = ("CAGENT_IN", "CAGENT_OUT", "CAGENT_FWD")) -> str:
+                     missing_jumps: Sequence[str] = ("CAGENT_IN", "CAGENT_OUT", "CAGENT_FWD"),
+                     allow: Sequence[Flow] = ()) -> str:
     """``iptables-restore --noflush`` text: (re)declare our chains (which flushes them), fill them, and insert
     the jumps at position 1 only for the chains in ``missing_jumps`` (``iptables -C`` said they are absent;
     re-running ``-I`` blindly duplicates jumps, LAB.md)."""
-    expected = iptables_expected(mgmt, port, version)
+    expected = iptables_expected(mgmt, port, version, allow)
     out = ["*filter"] + [f":{chain} - [0:0]" for _, chain, _ in IPT_CHAINS]
     for _, chain, _ in IPT_CHAINS:
         out += expected[chain]

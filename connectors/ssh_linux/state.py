@@ -17,6 +17,7 @@ from typing import Any
 from connectors.errors import Rejected
 from connectors.ssh_linux import deadman, rules
 from connectors.ssh_linux.session import SshSession
+from connectors.ssh_linux.allowlist import Flow
 from connectors.ssh_linux.validation import Network
 
 __all__ = [
@@ -213,7 +214,7 @@ def _checked_state(session: SshSession, out: str) -> FirewallState:
     return state
 
 
-def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]:
+def judge(state: FirewallState, mgmt: Sequence[Network], port: int, allow: Sequence[Flow] = ()) -> list[str]:
     """Differences between the host and the expected isolation; empty means fully in effect."""
     problems: list[str] = []
     if state.foreign:
@@ -221,7 +222,7 @@ def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]
     if state.tool == "nft":
         if state.nft_table is None:
             return [f"table {rules.TABLE} absent"]
-        expected = rules.nft_expected(mgmt, port)
+        expected = rules.nft_expected(mgmt, port, allow)
         for chain in rules.CHAINS:
             got = state.nft_table.get(chain)
             if got is None:
@@ -238,7 +239,7 @@ def judge(state: FirewallState, mgmt: Sequence[Network], port: int) -> list[str]
     versions = (4, 6) if state.has_ip6tables else (4,)
     for version in versions:
         tool = "iptables" if version == 4 else "ip6tables"
-        expected = rules.iptables_expected(mgmt, port, version)
+        expected = rules.iptables_expected(mgmt, port, version, allow)
         chains = state.ipt_chains.get(version, {})
         jumps = state.ipt_jumps.get(version, {})
         for builtin, chain, _ in rules.IPT_CHAINS:

@@ -13,9 +13,12 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from connectors.ssh_linux.allowlist import Flow
 
 __all__ = [
     "MIN_PREFIX",
@@ -110,6 +113,7 @@ class IsolateArgs:
     confirm_seconds: int
     cut_sessions: bool
     confirm: bool
+    allow: tuple[Flow, ...] = ()  # the target's allow-list (Target.allow), kept open besides management
 
 
 _ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm"}
