@@ -3,7 +3,8 @@
 Why per-target locks: the TTL release, the drift re-verification, a retry and a freshly approved plan can all
 concern the same host at the same moment; each holds the target's lock while it reads and changes it, so the
 re-verifier can never mistake a release in progress for drift. Locks are re-entrant (a drift re-apply runs
-while its verifier holds the lock) and taken in sorted order (no deadlock between multi-target plans).
+while its verifier holds the lock) and taken in sorted order (no deadlock between multi-target plans). On
+PostgreSQL they also hold across daemons (:mod:`agent.target_locks`).
 
 After a run: every applied action with a TTL gets its release job; every action in doubt gets a re-verification
 job (``recheck:<id>``, with backoff: verify first, never re-snapshot); transient failures (unreachable before
@@ -39,18 +40,34 @@ class Runner:
         self.pool = ThreadPoolExecutor(max_workers=max(1, max_parallel), thread_name_prefix="daemon-run")
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        # across daemons on one PostgreSQL: the outermost hold of a target also takes its database lock
+        from agent.target_locks import TargetLocks
+        self.xlocks = TargetLocks(engine.store.engine)
+        self._depth: dict[str, int] = {}  # holds per target (changed only by the thread holding its RLock)
         self._inflight = 0
         self._idle = threading.Condition()
 
     # -- locks ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self, targets: Iterable[str]) -> Iterator[None]:
+        names = sorted(set(targets))
         with self._guard:
-            locks = [self._locks.setdefault(t, threading.RLock()) for t in sorted(set(targets))]
+            locks = [self._locks.setdefault(t, threading.RLock()) for t in names]
         with contextlib.ExitStack() as stack:
             for lock in locks:
                 stack.enter_context(lock)
+            # the database lock only at the outermost hold: a nested hold (drift re-apply) would otherwise
+            # wait on a second session for the lock its own thread's first session holds
+            outer = [t for t in names if not self._depth.get(t)]
+            for t in names:
+                self._depth[t] = self._depth.get(t, 0) + 1
+            stack.callback(self._leave, names)
+            stack.enter_context(self.xlocks.hold(outer))
             yield
+
+    def _leave(self, names: list[str]) -> None:
+        for t in names:
+            self._depth[t] -= 1
 
     # -- running --------------------------------------------------------------------------------------------
     def submit(self, plan: Any, incident: str, *, reason: str, ttl: timedelta | None = None,
@@ -126,4 +143,5 @@ class Runner:
             self.engine.audit.record("daemon.interrupting", detail="shutdown grace period over: running plans "
                                      "stop before their next step; the journal shows how far each got")
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.xlocks.close()
         return finished

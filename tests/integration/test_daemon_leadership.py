@@ -151,6 +151,33 @@ def test_lock_session_killed_leader_steps_down(pg, tmp_path: Path):
         assert len(leaders(a, b)) == 1
 
 
+def test_target_lock_spans_daemons(pg, tmp_path: Path):
+    """What one daemon does to web1 (a TTL release as leader, a plan from an alert) waits for what the other is
+    doing to web1: the runner's per-target lock holds across processes (failed before: in-process locks only,
+    B entered while A held web1)."""
+    import threading
+    url = fresh_database(pg, "target_lock")
+    cfg_a, cfg_b, _world = two_configs(tmp_path, url, ttl="1h")
+    with ExitStack() as stack:
+        a = stack.enter_context(running(cfg_a))
+        b = stack.enter_context(running(cfg_b))
+        entered = threading.Event()
+
+        def b_takes_web1() -> None:
+            with b.service.runner.locked(["web1"]):
+                entered.set()
+
+        # the second hold is nested: re-entrant within one daemon, as before
+        with a.service.runner.locked(["web2", "web1"]), a.service.runner.locked(["web1"]):
+            other = threading.Thread(target=b_takes_web1)
+            other.start()
+            assert not entered.wait(1.5), "B took web1 while A held it"
+            with b.service.runner.locked(["web3"]):  # another target is free
+                pass
+        assert entered.wait(10)
+        other.join(10)
+
+
 def _lock_holders(url: str) -> int:
     """Sessions holding the leadership lock (a bigint key is classid = high, objid = low 32 bits, objsubid 1:
     https://www.postgresql.org/docs/current/view-pg-locks.html)."""
