@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceState, Dialect, Step
 
+_RULE_OUT = f"{RULE}-OUT"
+
 __all__ = ["Fortinet", "network_from_name", "object_name"]
 
 _PLACEHOLDER_NAME = "IR-PLACEHOLDER"
@@ -53,6 +55,7 @@ class Fortinet(Dialect):
 
     device_type = "fortinet"
     families = frozenset({4})
+    blocks_outbound = True
     OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"first": "<first policy id>"}
     error_re = re.compile(r"(?m)^(Command fail\. Return code.*|Unknown action.*|node_check_object fail.*"
                           r"|entry not found.*|value parse error.*)$")
@@ -71,13 +74,18 @@ class Fortinet(Dialect):
                     if net is not None:
                         members.append(net)
         policies = _policies(self._show("show firewall policy"))
-        first = policies[0] if policies else None
         ours = [pid for pid, s in policies if s.get("name") == f'"{RULE}"']
-        in_place = bool(first and first[1].get("name") == f'"{RULE}"' and first[1].get("srcaddr") == f'"{GROUP}"'
-                        and first[1].get("action") == "deny")
+        ours_out = [pid for pid, s in policies if s.get("name") == f'"{_RULE_OUT}"']
+        others = [pid for pid, s in policies if pid not in ours + ours_out]
+        top = policies[:2]
+        in_place = len(top) == 2 and top[0][1].get("name") == f'"{RULE}"' and \
+            top[0][1].get("srcaddr") == f'"{GROUP}"' and top[0][1].get("action") == "deny" and \
+            top[1][1].get("name") == f'"{_RULE_OUT}"' and top[1][1].get("dstaddr") == f'"{GROUP}"' and \
+            top[1][1].get("action") == "deny"
         ids = [int(pid) for pid, _ in policies]
         return DeviceState(members=members, group_exists=exists, rule_in_place=in_place,
-                           facts={"first": first[0] if first else None, "ours": ours[0] if ours else None,
+                           facts={"first": others[0] if others else None, "ours": ours[0] if ours else None,
+                                  "ours_out": ours_out[0] if ours_out else None,
                                   "next_id": max(ids, default=0) + 1})
 
     def _own_addresses(self) -> list[str] | None:
@@ -122,14 +130,28 @@ class Fortinet(Dialect):
                       Step(f"set member {_PLACEHOLDER_NAME}"), Step("next"), Step("end")]
         if state.rule_in_place:
             return steps
-        pid = str(state.facts.get("ours") or self.options.get("policy_id") or state.facts["next_id"])
+        # IR-BLOCK: from the group (inbound); IR-BLOCK-OUT: to the group (call-backs, C2). srcaddr and dstaddr
+        # of one policy are ANDed, so the two directions need two policies, both above every other policy.
+        next_id = state.facts["next_id"]
+        pid = str(state.facts.get("ours") or self.options.get("policy_id") or next_id)
+        if state.facts.get("ours_out"):
+            out_id = str(state.facts["ours_out"])
+        elif isinstance(next_id, int):
+            out_id = str(next_id + 1 if pid == str(next_id) else next_id)
+        else:
+            out_id = f"{next_id} + 1"
         steps += [Step("config firewall policy"), Step(f"edit {pid}"), Step(f"set name {RULE}"),
                   Step(f"set srcintf {self.options.get('interface') or 'any'}"), Step("set dstintf any"),
                   Step(f"set srcaddr {GROUP}"), Step("set dstaddr all"), Step("set action deny"),
-                  Step("set schedule always"), Step("set service ALL"), Step("next")]
+                  Step("set schedule always"), Step("set service ALL"), Step("next"),
+                  Step(f"edit {out_id}"), Step(f"set name {_RULE_OUT}"), Step("set srcintf any"),
+                  Step("set dstintf any"), Step("set srcaddr all"), Step(f"set dstaddr {GROUP}"),
+                  Step("set action deny"), Step("set schedule always"), Step("set service ALL"), Step("next")]
         first = state.facts.get("first")
-        if first and first != pid:
-            steps.append(Step(f"move {pid} before {first}"))
+        if first:
+            steps += [Step(f"move {out_id} before {first}"), Step(f"move {pid} before {out_id}")]
+        elif state.facts.get("ours_out") and not state.facts.get("ours"):
+            steps.append(Step(f"move {pid} before {out_id}"))
         return steps + [Step("end")]
 
     def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:

@@ -54,6 +54,28 @@ class FortiState(StateBase):
         return bool(policies) and policies[0].get("srcaddr") == '"IR-BLOCKLIST"' and \
             policies[0].get("action") == "deny"
 
+    def drops(self, src: str, dst: str) -> bool:
+        """The policy table's verdict for src → dst: policies in order, first match wins (FortiOS evaluates
+        policies top down; interfaces are not modelled). Addresses are ``all``, address objects or groups."""
+        import ipaddress
+        addrs, groups = self.tables["firewall address"], self.tables["firewall addrgrp"]
+
+        def contains(ref: str, ip: str) -> bool:
+            names = [n.strip('"') for n in ref.split()]
+            for name in names:
+                if name in groups and contains(groups[name].get("member", ""), ip):
+                    return True
+                subnet = addrs.get(name, {}).get("subnet")
+                if subnet and ipaddress.ip_address(ip) in ipaddress.ip_network(
+                        "/".join(subnet.split()), strict=False):
+                    return True
+            return False
+
+        for policy in self.tables["firewall policy"].values():
+            if contains(policy.get("srcaddr", ""), src) and contains(policy.get("dstaddr", ""), dst):
+                return policy.get("action") == "deny"
+        return False
+
     def referenced(self, name: str) -> bool:
         q = f'"{name}"'
         return any(q in v for t in ("firewall addrgrp", "firewall policy") for e in self.tables[t].values()

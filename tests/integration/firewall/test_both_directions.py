@@ -1,8 +1,8 @@
 """Blocks cut both directions — the attacker's inbound traffic and the inside's call-backs to it (finding 6).
 
-Where the dialect's rules match sources only (today: ASA, IOS, FortiGate, Junos) the result says so in a
-warning; PAN-OS (a second rule IR-BLOCK-OUT), MikroTik (a second raw rule) and the Linux router drop both
-directions — the PAN-OS and MikroTik simulators decide packets by their rules, first match wins.
+Where the dialect's rules match sources only (today: ASA, IOS, Junos) the result says so in a warning;
+PAN-OS and FortiGate (a second rule/policy IR-BLOCK-OUT), MikroTik (a second raw rule) and the Linux router drop
+both directions — those simulators decide packets by their rules, first match wins.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.integration.firewall.conftest import SIM_TYPES, Device, make_device
 A, INSIDE, OTHER = "45.33.7.9", "10.1.0.50", "45.99.0.1"
 
 
-@pytest.mark.parametrize("device_type", ["mikrotik_routeros", "paloalto_panos"])
+@pytest.mark.parametrize("device_type", ["mikrotik_routeros", "paloalto_panos", "fortinet"])
 def test_panos_and_mikrotik_drop_both_directions(device_type: str, sim_factory, tmp_path: Path,
                                                  host_key: paramiko.PKey) -> None:
     dev = make_device(sim_factory(device_type), device_type, tmp_path, host_key)
@@ -29,8 +29,8 @@ def test_panos_and_mikrotik_drop_both_directions(device_type: str, sim_factory, 
     assert not st.drops(INSIDE, OTHER) and not st.drops(OTHER, INSIDE)
 
 
-@pytest.mark.parametrize("device", [t for t in SIM_TYPES if t not in ("mikrotik_routeros", "paloalto_panos")],
-                         indirect=True)
+@pytest.mark.parametrize("device", [t for t in SIM_TYPES if t not in ("mikrotik_routeros", "paloalto_panos",
+                                                                      "fortinet")], indirect=True)
 def test_source_only_dialects_say_outbound_is_not_blocked(device: Device) -> None:
     _, result, _ = device.run("block_ip", {"addresses": [A]})
     assert any("outbound traffic TO the address" in w and "NOT blocked" in w for w in result.warnings), \

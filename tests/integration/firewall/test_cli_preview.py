@@ -1,7 +1,8 @@
 """`agent block-ip --dry-run` shows exactly what the real run then sends (finding 7, through the real CLI).
 
 Devices are simulators with existing rules, so the state-dependent lines matter: Junos inserts its term before
-``allow-ssh``, FortiGate creates policy 2 (1 exists) and moves it before 1, MikroTik places its rule first.
+``allow-ssh``, FortiGate creates policies 2 and 3 (1 exists) and moves them before 1, MikroTik places its rules
+first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.integration.firewall.cli_env import SimCli
 A = "45.33.7.9"
 TYPES = ["juniper_junos", "fortinet", "mikrotik_routeros", "cisco_asa", "paloalto_panos"]
 EXPECT = {"juniper_junos": "insert firewall family inet filter EDGE-IN term IR-BLOCK before term allow-ssh",
-          "fortinet": "move 2 before 1", "mikrotik_routeros": "place-before=0"}
+          "fortinet": "move 3 before 1", "mikrotik_routeros": "place-before=0"}
 
 
 @pytest.mark.parametrize("device_type", TYPES)
@@ -56,4 +57,4 @@ def test_offline_dry_run_is_conditional_and_connects_nowhere(sim_factory, tmp_pa
     res = cli("block-ip", A, "--dry-run", "--offline", "--commands")
     assert res.returncode == 0, res.stderr + res.stdout
     assert sim.connections == 0
-    assert re.search(r"if .*: move <next free id> before <first policy id>", res.stdout), res.stdout
+    assert re.search(r"if .*: move <next free id> \+ 1 before <first policy id>", res.stdout), res.stdout
