@@ -39,6 +39,7 @@ def env(tmp_path: Path) -> tuple[dict[str, str], Path]:
         f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: var/agent.db\naudit_dir: var/audit\n"
         "evidence_dir: var/evidence\n")
     environ = {**os.environ, "AGENT_CONFIG": str(tmp_path / "agent.yaml"), "NO_COLOR": "1", "AGENT_NO_WARM": "1",
+               "COLUMNS": "250",
                "PYTHONPATH": str(site), "TOYBOX_PASSWORD": "not-a-real-secret"}
     return environ, state
 
