@@ -178,6 +178,37 @@ def test_target_lock_spans_daemons(pg, tmp_path: Path):
         other.join(10)
 
 
+def test_same_ttl_job_run_by_both_daemons_undoes_once(pg, tmp_path: Path):
+    """The split-brain window: the old and the new leader run the same TTL release at once. The target's
+    cross-daemon lock serialises them and the second finds the action undone (one undo, one ttl.skipped)."""
+    import threading
+
+    from agent import scheduler
+    url = fresh_database(pg, "ttl_twice")
+    cfg_a, cfg_b, world = two_configs(tmp_path, url, ttl="1h")
+    with ExitStack() as stack:
+        a = stack.enter_context(running(cfg_a))
+        b = stack.enter_context(running(cfg_b))
+        post(a, "web2", "ttl-1")
+        wait_for(lambda: [r.state for r in journal(a, "web2")] == ["done"])
+        [row] = journal(a, "web2")
+        go = threading.Barrier(2)
+
+        def release(daemon: Any) -> None:
+            scheduler._bind(daemon.service)  # as on that daemon's scheduler thread
+            go.wait()
+            scheduler.release_action(row.id)
+
+        threads = [threading.Thread(target=release, args=(d,)) for d in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert [r.kind for r in journal(a, "web2")] == ["apply", "undo"]
+        assert len(events(cfg_a, "ttl.skipped") + events(cfg_b, "ttl.skipped")) == 1
+        assert world.isolated["web2"] is False
+
+
 def _lock_holders(url: str) -> int:
     """Sessions holding the leadership lock (a bigint key is classid = high, objid = low 32 bits, objsubid 1:
     https://www.postgresql.org/docs/current/view-pg-locks.html)."""
