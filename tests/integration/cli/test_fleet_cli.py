@@ -12,7 +12,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,12 +75,15 @@ def _journal(lab: Lab, cfg: Path) -> tuple[set[str], set[str]]:
     return active, unfinished
 
 
-def _pty_run(lab: Lab, cfg: Path, *args: str, timeout: float = 120) -> tuple[int, str]:
-    """Run the CLI on a 120×40 pseudo-terminal from the management host; (exit code, what the terminal got)."""
-    master, slave = pty.openpty()
+def _pty_run(lab: Lab, cfg: Path, *args: str, timeout: float = 120,
+             watch: Callable[[bytes, subprocess.Popen[bytes]], None] | None = None) -> tuple[int, str]:
+    """Run the CLI on a 120×40 pseudo-terminal from the management host; (exit code, what the terminal got).
+
+    ``watch(seen, proc)`` is called after every read (the Ctrl-C test interrupts from there)."""
     import fcntl
     import struct
     import termios
+    master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     proc = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-mgmt", AGENT, *args], stdin=slave,
                             stdout=slave, stderr=slave, env=_env(cfg), start_new_session=True)
@@ -97,9 +100,11 @@ def _pty_run(lab: Lab, cfg: Path, *args: str, timeout: float = 120) -> tuple[int
             if not chunk:
                 break
             seen += chunk
-        elif proc.poll() is not None:
+        if watch is not None:
+            watch(seen, proc)
+        if not ready and proc.poll() is not None:
             break
-    proc.wait(timeout=30)
+    proc.wait(timeout=60)
     os.close(master)
     return proc.returncode, seen.decode(errors="replace")
 
@@ -116,34 +121,17 @@ class TestOutbreakDrill:
 
     def test_tty_progress_ctrl_c_and_finish(self, fleet_lab: Lab, cfg: Path):
         lab = fleet_lab
-        master, slave = pty.openpty()
-        proc = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-mgmt", AGENT, "contain", "--tag", "fleet",
-                                 "--yes", "--count", "20", "--reason", "outbreak drill"],
-                                stdin=slave, stdout=slave, stderr=slave, env=_env(cfg), start_new_session=True)
-        os.close(slave)
-        seen = b""
-        interrupted = False
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
+        interrupted: list[bool] = []
+
+        def ctrl_c(seen: bytes, proc: subprocess.Popen[bytes]) -> None:
             if not interrupted and b"isolate            done" in seen:
                 os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's foreground group
-                interrupted = True
-            if proc.poll() is not None and not ready:
-                break
-        proc.wait(timeout=60)
-        os.close(master)
-        text = seen.decode(errors="replace")
+                interrupted.append(True)
+
+        code, text = _pty_run(lab, cfg, "contain", "--tag", "fleet", "--yes", "--count", "20", "--reason",
+                              "outbreak drill", watch=ctrl_c)
         assert interrupted, text[-2000:]
-        assert proc.returncode == 130, text[-2000:]
+        assert code == 130, text[-2000:]
         assert "\x1b[2K" in text and re.search(r"\x1b\[\d+F", text), "the board never redrew in place"
         plain = _ANSI.sub("", text)
         wide = [line for line in plain.splitlines() if len(line) > 120]
