@@ -28,29 +28,42 @@ def inventory_tags(app: App) -> dict[str, dict[str, Any]]:
     return tags
 
 
-def run_report(args: argparse.Namespace) -> int:
+def build_incident_report(app: App, incident: str, anchor: Any = None) -> tuple[Any, Any] | None:
+    """The counsel report of ``incident`` from its audit records, and the audit summary it states; None when
+    the audit log holds no records of it. ``agent report`` and the console's incident page both use this.
+
+    ``anchor``: a parsed trust anchor (agent.audit.anchor) to verify against, or None.
+    """
     from agent.audit import records, verify
-    from agent.audit.anchor import AnchorError, parse_anchor
-    from agent.errors import InputError
     from agent.obligations import load_rules
     from agent.report import AuditSummary, build_report, from_records
-    app = App(config_path=args.config)
     settings = app.settings
-    incident_records = list(records(settings.audit_dir, args.incident))
+    incident_records = list(records(settings.audit_dir, incident))
     if not incident_records:
-        raise NotFound(f"incident {args.incident!r} has no records in the audit log {settings.audit_dir} "
-                       "(see `agent incidents list`)")
+        return None
     key = settings.audit_signing_key
     pub = key.with_name(key.name + ".pub") if key else None
+    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None,
+                                              anchor=anchor))
+    data = from_records(incident_records, incident, inventory_tags(app), timezone=settings.timezone,
+                        audit=summary, organisation_facts=settings.organisation)
+    report = build_report(data, rules=load_rules(settings.obligations) if settings.obligations else None)
+    return report, summary
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from agent.audit.anchor import AnchorError, parse_anchor
+    from agent.errors import InputError
+    app = App(config_path=args.config)
     try:
         anchor = parse_anchor(getattr(args, "anchor", None), fingerprint=getattr(args, "expect_key", None))
     except AnchorError as exc:
         raise InputError(str(exc)) from None
-    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None,
-                                              anchor=anchor if anchor.active else None))
-    data = from_records(incident_records, args.incident, inventory_tags(app), timezone=settings.timezone,
-                        audit=summary, organisation_facts=settings.organisation)
-    report = build_report(data, rules=load_rules(settings.obligations) if settings.obligations else None)
+    built = build_incident_report(app, args.incident, anchor if anchor.active else None)
+    if built is None:
+        raise NotFound(f"incident {args.incident!r} has no records in the audit log {app.settings.audit_dir} "
+                       "(see `agent incidents list`)")
+    report, summary = built
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "html":

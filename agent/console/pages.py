@@ -9,13 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agent.containments import lifts
 from agent.proof import last_checks
 from agent.store import Action, Approval, Incident, Transition, utcnow
 
 __all__ = ["Contained", "approval_detail", "contained_now", "incident_detail", "incidents", "pending_approvals"]
-
-_LIFTING = ("unblock_ip", "enable_account", "release")
-
 
 @dataclass(frozen=True)
 class Contained:
@@ -35,8 +33,10 @@ def contained_now(app: Any) -> list[Contained]:
     with app.store.session() as s:
         rows = list(s.scalars(select(Action).where(
             Action.kind == "apply", Action.state.in_(("done", "in_doubt")), Action.undone_at.is_(None),
-            Action.mutating == 1, Action.action.not_in(_LIFTING)).order_by(Action.seq)))
-        rows = [r for r in rows if r.changed == 1 or r.state == "in_doubt"]
+            Action.mutating == 1).order_by(Action.seq)))
+    # lifting actions (unblock lifts block) are never contained state: the connectors declare which they are
+    rows = [r for r in rows if (r.changed == 1 or r.state == "in_doubt")
+            and not lifts(app.registry, r.connector, r.action)]
     # the newest read-back, as `agent status` shows it: the run's own, `status --verify`'s or the daemon's
     checks = last_checks(app.store, [r.id for r in rows])
     for r in rows:
@@ -89,22 +89,13 @@ def incident_detail(app: Any, incident_id: str) -> dict[str, Any]:
 
 
 def _counsel(app: Any, incident_id: str) -> dict[str, Any] | None:
-    """The counsel report's content for this incident (None when the audit log has no records for it)."""
-    from agent.audit import records, verify
-    from agent.commands.report import inventory_tags
-    from agent.obligations import load_rules
-    from agent.report import AuditSummary, build_report, from_records
+    """The counsel report's content for this incident, built as ``agent report`` builds it (None when the audit
+    log has no records for it)."""
+    from agent.commands.report import build_incident_report
     from agent.report.content import report_content
 
-    settings = app.settings
-    mine = list(records(settings.audit_dir, incident_id))
-    if not mine:
+    built = build_incident_report(app, incident_id)
+    if built is None:
         return None
-    key = settings.audit_signing_key
-    pub = key.with_name(key.name + ".pub") if key else None
-    summary = AuditSummary.from_verify(verify(settings.audit_dir, public_key=pub if pub and pub.exists() else None))
-    data = from_records(mine, incident_id, inventory_tags(app), timezone=settings.timezone, audit=summary,
-                        organisation_facts=settings.organisation)
-    report = build_report(data, rules=load_rules(settings.obligations) if settings.obligations else None)
-    content: dict[str, Any] = report_content(report)
+    content: dict[str, Any] = report_content(built[0])
     return content
