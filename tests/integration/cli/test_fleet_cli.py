@@ -45,6 +45,9 @@ def cfg(fleet_lab: Lab, tmp_path: Path) -> Path:
     state = str(fleet_lab.state_dir)
     for name in ("agent.db", "audit", "evidence"):
         text = text.replace(f'"{state}/{name}"', f'"{tmp_path}/{name}"')
+    # two hosts at a time: on a quiet machine eight at a time finished all 20 before Ctrl-C landed
+    assert "max_parallel: 8" in text
+    text = text.replace("max_parallel: 8", "max_parallel: 2")
     (tmp_path / "agent.yaml").write_text(text)
     return tmp_path / "agent.yaml"
 
