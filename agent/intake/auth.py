@@ -27,11 +27,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from agent.intake.config import DaemonConfig, SourceConfig
 
-__all__ = ["ApiAuth", "AuthFailed", "SourceAuth", "sign"]
+__all__ = ["ApiAuth", "AuthFailed", "AuthState", "SourceAuth", "sign"]
 
 SIGNATURE_HEADERS = ("x-agent-signature", "x-hub-signature-256")
 TIMESTAMP_HEADER = "x-agent-timestamp"
@@ -68,6 +69,18 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+@dataclass(frozen=True)
+class AuthState:
+    """A source's resolved authentication settings as plain data (the front link's ``Config`` carries them)."""
+
+    name: str
+    hmac: bytes | None = field(repr=False)
+    token: bytes | None = field(repr=False)
+    window: float
+    require_timestamp: bool
+    url_token: bool
+
+
 class SourceAuth:
     """Checks one source's requests. Built from :class:`SourceConfig`; resolves its secret references now."""
 
@@ -81,15 +94,19 @@ class SourceAuth:
         self._nonces: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, object]:  # sent to the HTTP front process: no lock, no seen nonces
-        state = dict(self.__dict__)
-        state["_lock"] = None
-        state["_nonces"] = OrderedDict()
-        return state
+    def state(self) -> AuthState:
+        """What the HTTP front process needs to check this source's requests (sent over the link)."""
+        return AuthState(self.name, self._hmac, self._token, self.window, self.require_timestamp, self.url_token)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    @classmethod
+    def restore(cls, state: AuthState) -> SourceAuth:
+        """The front's copy, from :meth:`state`: same secrets, its own (empty) record of seen nonces."""
+        auth = cls.__new__(cls)
+        auth.name, auth._hmac, auth._token = state.name, state.hmac, state.token
+        auth.window, auth.require_timestamp, auth.url_token = state.window, state.require_timestamp, state.url_token
+        auth._nonces = OrderedDict()
+        auth._lock = threading.Lock()
+        return auth
 
     def check(self, headers: Mapping[str, str], body: bytes, query: str = "", now: float | None = None) -> str:
         """Return how the request authenticated (``hmac``, ``token``, ``url-token``) or raise :class:`AuthFailed`."""

@@ -12,8 +12,9 @@ Rejections are audited by the core before the front answers the 4xx. Every other
 application as is.
 
 Life: ``agent daemon`` starts ``python -m agent.intake.front --listen-fd N --link-fd M`` with the listening
-socket and its end of the link inherited, sends the :class:`~agent.intake.wire.FrontConfig` over the link and
-waits for ``READY``. SIGTERM (from the core at shutdown) stops accepting and finishes the requests in flight.
+socket and its end of the link inherited, sends the :class:`~agent.intake.wire.Config` over the link and
+waits for :class:`~agent.intake.wire.Ready`.
+SIGTERM (from the core at shutdown) stops accepting and finishes the requests in flight.
 When the link closes (the core stopped or died) the front answers what is in flight with 503 and exits.
 """
 
@@ -30,7 +31,21 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.intake.request import IntakeRejected, asgi_chunks, find_source, parse_alerts, read_body
-from agent.intake.wire import ALERT, CONFIG, HTTP, READY, REJECT, FrameReader, FrontConfig, encode, recv_frame
+from agent.intake.wire import (
+    FROM_CORE,
+    VERSION,
+    AlertRequest,
+    Answer,
+    Config,
+    FrontConfig,
+    HttpRequest,
+    LinkError,
+    Ready,
+    RejectRequest,
+    encode,
+    front_reader,
+    recv_frame,
+)
 
 __all__ = ["CoreGone", "CoreLink", "FrontApp", "main"]
 
@@ -47,7 +62,7 @@ class CoreLink(asyncio.Protocol):
 
     def __init__(self, on_lost: Callable[[], None]) -> None:
         self._on_lost = on_lost
-        self._reader = FrameReader()
+        self._reader = front_reader(self._bad_frame)
         self._pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self._out: list[bytes] = []
         self._next = 0
@@ -58,10 +73,17 @@ class CoreLink(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        for rid, status, answer in self._reader.feed(data):
-            fut = self._pending.pop(rid, None)
+        for msg in self._reader.feed(data):
+            if isinstance(msg, Config):  # only ever the first message, read by serve()
+                continue
+            fut = self._pending.pop(msg.rid, None)
             if fut is not None and not fut.done():
-                fut.set_result((status, answer))
+                fut.set_result((msg.status, msg.body if isinstance(msg, Answer) else (msg.headers, msg.body)))
+
+    def _bad_frame(self, error: LinkError, rid: int | None) -> None:
+        fut = self._pending.pop(rid, None) if rid is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result((500, {"detail": f"internal error: {error}"}))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -71,18 +93,19 @@ class CoreLink(asyncio.Protocol):
                 fut.set_exception(CoreGone())
         self._on_lost()
 
-    async def call(self, kind: str, *fields: Any) -> tuple[int, Any]:
-        """Send one request to the core and wait for its ``(status, answer)``; :class:`CoreGone` if it is gone."""
+    async def call(self, make: Callable[[int], AlertRequest | RejectRequest | HttpRequest]) -> tuple[int, Any]:
+        """Send one request (``make(rid)``) to the core and wait for its ``(status, answer)``; :class:`CoreGone`
+        if it is gone."""
         if self.closed:
             raise CoreGone()
         self._next += 1
         rid = self._next
         fut: asyncio.Future[tuple[int, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self.send((kind, rid, *fields))
+        self.send(make(rid))
         return await fut
 
-    def send(self, message: Any) -> None:
+    def send(self, message: AlertRequest | RejectRequest | HttpRequest | Ready) -> None:
         self._out.append(encode(message))
         if len(self._out) == 1:  # one write per loop turn for every request that arrived in it
             asyncio.get_running_loop().call_soon(self._flush)
@@ -126,10 +149,11 @@ class FrontApp:
             body = await read_body(headers, asgi_chunks(receive), self.config.max_body_bytes)
             parsed = parse_alerts(source, headers, body, scope.get("query_string", b"").decode("latin-1"))
         except IntakeRejected as exc:  # the core audits it before we answer
-            return await self._call(REJECT, name, exc.status, exc.code, exc.reason, client, len(body))
+            status, code, reason, size = exc.status, exc.code, exc.reason, len(body)
+            return await self._call(lambda rid: RejectRequest(rid, name, status, code, reason, client, size))
         rules, hosts = self.config.rules, self.config.hosts
         routes = [(r[0].name, r[1]) if (r := rules.route(p.alert, hosts)) else None for p in parsed]
-        return await self._call(ALERT, name, client, started, parsed, routes)
+        return await self._call(lambda rid: AlertRequest(rid, name, client, started, parsed, routes))
 
     async def _relay(self, scope: dict[str, Any], receive: Any) -> tuple[int, Any]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -137,12 +161,14 @@ class FrontApp:
             body = await read_body(headers, asgi_chunks(receive), self.config.max_body_bytes)
         except IntakeRejected as exc:
             return exc.status, {"detail": exc.reason}
-        return await self._call(HTTP, scope["method"], scope["path"], scope.get("query_string", b""),
-                                [(bytes(k), bytes(v)) for k, v in scope["headers"]], scope.get("client"), body)
+        client = scope.get("client")
+        return await self._call(lambda rid: HttpRequest(
+            rid, scope["method"], scope["path"], bytes(scope.get("query_string", b"")),
+            [(bytes(k), bytes(v)) for k, v in scope["headers"]], (client[0], client[1]) if client else None, body))
 
-    async def _call(self, kind: str, *fields: Any) -> tuple[int, Any]:
+    async def _call(self, make: Callable[[int], AlertRequest | RejectRequest | HttpRequest]) -> tuple[int, Any]:
         try:
-            return await self.link.call(kind, *fields)
+            return await self.link.call(make)
         except CoreGone:
             return _GONE
 
@@ -162,7 +188,7 @@ def _server_class() -> Any:
             await loop.create_unix_connection(lambda: self.link, sock=self.link_sock)
             await super().startup(sockets=sockets)
             if self.started:
-                self.link.send((READY, os.getpid()))
+                self.link.send(Ready(os.getpid(), VERSION))
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
@@ -174,9 +200,10 @@ def serve(listen_sock: socket.socket, link_sock: socket.socket) -> None:
     """Read the configuration from the link, then serve until SIGTERM/SIGINT or until the core is gone."""
     import uvicorn
 
-    kind, config = recv_frame(link_sock)
-    if kind != CONFIG or not isinstance(config, FrontConfig):
-        raise RuntimeError(f"the core sent {kind!r} instead of the configuration")
+    first = recv_frame(link_sock, FROM_CORE)
+    if not isinstance(first, Config):
+        raise LinkError(f"the core sent {type(first).__name__} instead of the configuration")
+    config = FrontConfig.from_message(first)
     server: Any = None
 
     def core_gone() -> None:

@@ -79,28 +79,10 @@ class NormalizedAlert:
     resolved: bool = False  # the sender says the condition is over (Alertmanager "resolved", Wazuh AR "delete")
     key: str | None = None  # the sender's identity of the alert (Alertmanager fingerprint), links resolved to firing
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickle compactly (the front sends every alert to the core): the event time as epoch seconds.
-
-        Why: an aware ``datetime`` pickles through ``copyreg`` with its ``timezone`` object, which cost more than
-        the rest of the alert together on the storm path.
-        """
-        when = self.event_time.timestamp() if self.event_time is not None else None
-        return (_rebuild, (self.source, self.rule_id, self.severity, self.host, self.user, self.source_ip,
-                           self.title, self.tags, self.raw, self.actionable, self.rule_name, when, self.invalid,
-                           self.resolved, self.key))
-
     def fields(self) -> dict[str, Any]:
         """Values rules may map into runbook parameters (``${host}`` …)."""
         return {"host": self.host, "user": self.user, "source_ip": self.source_ip, "rule_id": self.rule_id,
                 "severity": self.severity, "source": self.source, "title": self.title, "rule_name": self.rule_name}
-
-
-def _rebuild(source: str, rule_id: str, severity: int, host: str | None, user: str | None, source_ip: str | None,
-             title: str, tags: tuple[str, ...], raw: dict[str, Any], actionable: bool, rule_name: str,
-             when: float | None, invalid: str | None, resolved: bool, key: str | None) -> NormalizedAlert:
-    return NormalizedAlert(source, rule_id, severity, host, user, source_ip, title, tags, raw, actionable, rule_name,
-                           datetime.fromtimestamp(when, UTC) if when is not None else None, invalid, resolved, key)
 
 
 def severity_from_word(word: str, *, where: str) -> int:

@@ -18,9 +18,18 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from agent.intake.request import IntakeRejected, Parsed
+from agent.intake.request import IntakeRejected
 from agent.intake.service import IntakeService
-from agent.intake.wire import ALERT, HTTP, READY, REJECT, FrameReader, encode
+from agent.intake.wire import (
+    AlertRequest,
+    Answer,
+    HttpAnswer,
+    HttpRequest,
+    LinkError,
+    RejectRequest,
+    core_reader,
+    encode,
+)
 from agent.intake.writer import Decision, acknowledgement
 
 __all__ = ["Relay"]
@@ -29,7 +38,7 @@ __all__ = ["Relay"]
 class Relay(asyncio.Protocol):
     def __init__(self, svc: IntakeService, api: Any, *, server: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.svc, self.api, self.server = svc, api, server
-        self._reader = FrameReader(from_front=True)  # restricted globals: the front is not trusted with code
+        self._reader = core_reader(self._bad_frame)  # typed, checked messages: the front is not trusted
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: list[tuple[int, list[Decision], BaseException | None]] = []
@@ -45,31 +54,35 @@ class Relay(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         for message in self._reader.feed(data):
-            kind = message[0]
-            if kind == ALERT:
-                self._alert(*message[1:])
-            elif kind == REJECT:
-                self._reject(*message[1:])
-            elif kind == HTTP:
-                task = asyncio.ensure_future(self._http(*message[1:]))
+            if isinstance(message, AlertRequest):
+                self._alert(message)
+            elif isinstance(message, RejectRequest):
+                self._reject(message)
+            elif isinstance(message, HttpRequest):
+                task = asyncio.ensure_future(self._http(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            elif kind == READY:  # a late duplicate of the start-up handshake: nothing to do
-                continue
+            # Ready: a late duplicate of the start-up handshake, nothing to do
+
+    def _bad_frame(self, error: LinkError, rid: int | None) -> None:
+        """A frame that is not a message of the link's schema: audited, answered 500 when it names its request,
+        and skipped; the link and every other request go on."""
+        self.svc.audit.record("link.refused", error=str(error)[:500], rid=rid)
+        if rid is not None:
+            self._write(encode(Answer(rid, 500, {"detail": "internal error: the core refused the front's message"})))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
 
     # -- alerts ---------------------------------------------------------------------------------------------
-    def _alert(self, rid: int, source: str, client: str, started: float, parsed: list[Parsed],
-               routes: list[tuple[str, str] | None]) -> None:
-        svc = self.svc
+    def _alert(self, msg: AlertRequest) -> None:
+        svc, rid = self.svc, msg.rid
         try:
-            decisions = svc.decide_all(parsed, started, routes)
+            decisions = svc.decide_all(msg.parsed, msg.started, msg.routes)
         except Exception as exc:  # noqa: BLE001 - a bug must cost one request, not the link
-            svc.audit.record("alert.error", source=source, error=f"{type(exc).__name__}: {exc}"[:500])
-            self._write(encode((rid, 500, {"detail": "internal error; nothing was stored"})))
+            svc.audit.record("alert.error", source=msg.source, error=f"{type(exc).__name__}: {exc}"[:500])
+            self._write(encode(Answer(rid, 500, {"detail": "internal error; nothing was stored"})))
             return
         svc.writer.submit(decisions).add_done_callback(lambda fut: self._stored(rid, decisions, fut))
 
@@ -91,24 +104,24 @@ class Relay(asyncio.Protocol):
                 svc.unclaim(decisions)
                 source = decisions[0].alert.source if decisions else ""
                 svc.audit.record("alert.store_failed", source=source, error=f"{type(exc).__name__}: {exc}")
-                out.append(encode((rid, 503, {"detail": "the alert could not be stored; retry"})))
+                out.append(encode(Answer(rid, 503, {"detail": "the alert could not be stored; retry"})))
                 continue
             stored.append(decisions)
-            out.append(encode((rid, 202, acknowledgement(decisions))))
+            out.append(encode(Answer(rid, 202, acknowledgement(decisions))))
         self._write(b"".join(out))
         svc.count(stored)
 
     # -- rejections and everything else ---------------------------------------------------------------------
-    def _reject(self, rid: int, source: str, status: int, code: str, reason: str, client: str, size: int) -> None:
-        self.svc.reject(source, IntakeRejected(status, reason, code), client, size)
-        self._write(encode((rid, status, {"detail": reason})))
+    def _reject(self, msg: RejectRequest) -> None:
+        self.svc.reject(msg.source, IntakeRejected(msg.status, msg.reason, msg.code), msg.client, msg.size)
+        self._write(encode(Answer(msg.rid, msg.status, {"detail": msg.reason})))
 
-    async def _http(self, rid: int, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                    client: tuple[str, int] | None, body: bytes) -> None:
+    async def _http(self, msg: HttpRequest) -> None:
         """Run the FastAPI application on a relayed request (bodies are complete; responses are small)."""
+        method, path, body = msg.method, msg.path, msg.body
         scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
                  "method": method, "scheme": "http", "path": path, "raw_path": path.encode("latin-1"),
-                 "query_string": query, "root_path": "", "headers": headers, "client": client,
+                 "query_string": msg.query, "root_path": "", "headers": msg.headers, "client": msg.client,
                  "server": self.server}
         status, out_headers, chunks = 500, [], []
         complete = asyncio.Event()
@@ -137,7 +150,7 @@ class Relay(asyncio.Protocol):
             status, out_headers, chunks = 500, [(b"content-type", b"application/json")], [
                 b'{"detail":"internal error"}']
         complete.set()
-        self._write(encode((rid, status, (out_headers, b"".join(chunks)))))
+        self._write(encode(HttpAnswer(msg.rid, status, out_headers, b"".join(chunks))))
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -102,7 +102,7 @@ class HostTags:
     """The inventory tags of a host named by name or address: all rule matching needs of the inventory.
 
     Built once from the inventory (dictionary lookups on the request path instead of a scan by address), and
-    small and picklable, so the daemon's HTTP front process can match rules too.
+    two plain maps, so the daemon's HTTP front process can match rules too (:meth:`from_maps`).
     """
 
     def __init__(self, inventory: Inventory) -> None:
@@ -110,6 +110,13 @@ class HostTags:
         self.by_address: dict[str, tuple[str, ...]] = {}
         for h in inventory.hosts.values():
             self.by_address.setdefault(h.address, tuple(h.tags))  # the first host with the address, as before
+
+    @classmethod
+    def from_maps(cls, by_name: dict[str, tuple[str, ...]], by_address: dict[str, tuple[str, ...]]) -> HostTags:
+        """The front's copy, from the two maps the link carries."""
+        tags = cls.__new__(cls)
+        tags.by_name, tags.by_address = by_name, by_address
+        return tags
 
     def __call__(self, host: str) -> tuple[str, ...]:
         if host in self.by_name:

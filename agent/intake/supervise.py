@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 
-from agent.intake.wire import CONFIG, READY, FrontConfig, encode, recv_frame
+from agent.intake.wire import FROM_FRONT, VERSION, FrontConfig, LinkError, Ready, encode, recv_frame
 
 __all__ = ["FrontProcess"]
 
@@ -40,10 +40,12 @@ class FrontProcess:
             front_end.close()
         try:
             core_end.settimeout(self.ready_timeout)
-            core_end.sendall(encode((CONFIG, self.config)))
-            kind, _pid = recv_frame(core_end, from_front=True)
-            if kind != READY:
-                raise RuntimeError(f"the HTTP front process answered {kind!r} instead of {READY!r}")
+            core_end.sendall(encode(self.config.message()))
+            ready = recv_frame(core_end, FROM_FRONT)
+            if not isinstance(ready, Ready):
+                raise LinkError(f"the HTTP front process answered {type(ready).__name__} instead of Ready")
+            if ready.version != VERSION:
+                raise LinkError(f"the HTTP front process speaks link version {ready.version}, the core {VERSION}")
             core_end.settimeout(None)
         except (OSError, EOFError, ValueError, RuntimeError) as exc:
             core_end.close()
