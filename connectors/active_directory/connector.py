@@ -25,7 +25,7 @@ from connectors.active_directory import batch, disable, evidence, groups, passwo
 from connectors.active_directory.accounts import NAMES_PER_FILTER, check_by_name, validate_account
 from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, DirectoryOptions
 from connectors.active_directory.session import ADSession, ConnectionPool
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import ConnectorError, InvalidInput
 from connectors.types import ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target, Verification
 
@@ -118,12 +118,12 @@ class ActiveDirectoryConnector(ConnectorBase):
         return opts, [account]
 
     def validate(self, target: Target, action: str, args: Mapping[str, Any]) -> None:
-        self._hook("apply", action)
+        self._entry(action)
         self._check(target, action, args)
 
     def preview(self, target: Target, action: str, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         _opts, names = self._check(target, action, args)
-        self._hook("apply", action)
+        self._entry(action)
         if "accounts" in args:
             return _preview_batch(names)
         return list(_PREVIEW[action](names[0]))
@@ -233,3 +233,20 @@ class ActiveDirectoryConnector(ConnectorBase):
 
     def _undo_capture_evidence(self, session: Any, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
         return self._run("capture_evidence", evidence.undo_evidence, session, args, snap)
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "disable_account": ActionHooks(apply=self._apply_disable_account, verify=self._verify_disable_account,
+                                           snapshot=self._snapshot_disable_account, undo=self._undo_disable_account),
+            "remove_privileged_groups": ActionHooks(apply=self._apply_remove_privileged_groups,
+                                                    verify=self._verify_remove_privileged_groups,
+                                                    snapshot=self._snapshot_remove_privileged_groups,
+                                                    undo=self._undo_remove_privileged_groups),
+            "reset_password": ActionHooks(apply=self._apply_reset_password, verify=self._verify_reset_password,
+                                          snapshot=self._snapshot_reset_password),
+            "expire_sessions": ActionHooks(apply=self._apply_expire_sessions, verify=self._verify_expire_sessions,
+                                           snapshot=self._snapshot_expire_sessions, undo=self._undo_expire_sessions),
+            "capture_evidence": ActionHooks(apply=self._apply_capture_evidence, verify=self._verify_capture_evidence,
+                                            undo=self._undo_capture_evidence),
+        }

@@ -34,7 +34,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorBase, Session
+from connectors.base import ActionHooks, ConnectorBase, Session
 from connectors.errors import InvalidInput
 from connectors.firewall.addresses import Network, parse_addresses, parse_network, parse_protected, to_text
 from connectors.firewall.cisco import CiscoAsa, CiscoIos
@@ -265,6 +265,19 @@ class FirewallConnector(ConnectorBase):
         return Verification(True, f"{len(state.members)} address(es) in {GROUP}",
                             observed={"blocked": [to_text(m) for m in state.members],
                                       "rule_in_place": state.rule_in_place})
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "block_ip": ActionHooks(apply=self._apply_block_ip, verify=self._verify_block_ip,
+                                    validate=self._validate_block_ip, preview=self._preview_block_ip,
+                                    snapshot=self._snapshot_block_ip, undo=self._undo_block_ip),
+            "unblock_ip": ActionHooks(apply=self._apply_unblock_ip, verify=self._verify_unblock_ip,
+                                      validate=self._validate_unblock_ip, preview=self._preview_unblock_ip,
+                                      snapshot=self._snapshot_unblock_ip, undo=self._undo_unblock_ip),
+            "list_blocked": ActionHooks(apply=self._apply_list_blocked, verify=self._verify_list_blocked,
+                                        validate=self._validate_list_blocked, preview=self._preview_list_blocked),
+        }
 
 
 def _min_prefix(target: Target) -> dict[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import deadman, evidence, flows, isolate, usersessions
 from connectors.ssh_linux.allowlist import flows_from
@@ -166,3 +166,16 @@ class SshLinuxConnector(ConnectorBase):
 
     def _verify_kill_sessions(self, s: SshSession, args: Mapping[str, Any]) -> Verification:
         return usersessions.verify_killed(s, args)
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "isolate": ActionHooks(apply=self._apply_isolate, verify=self._verify_isolate,
+                                   validate=self._validate_isolate, preview=self._preview_isolate,
+                                   snapshot=self._snapshot_isolate, undo=self._undo_isolate),
+            "capture_evidence": ActionHooks(apply=self._apply_capture_evidence, verify=self._verify_capture_evidence,
+                                            validate=self._validate_capture_evidence,
+                                            preview=self._preview_capture_evidence),
+            "kill_sessions": ActionHooks(apply=self._apply_kill_sessions, verify=self._verify_kill_sessions,
+                                         validate=self._validate_kill_sessions, preview=self._preview_kill_sessions),
+        }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.types import (
     ActionResult,
     ActionSpec,
@@ -195,3 +195,19 @@ class WinRMWindowsConnector(ConnectorBase):
 
     def _verify_capture_evidence(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
         return Verification(True, "evidence capture changes nothing on the host")
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "isolate": ActionHooks(apply=self._apply_isolate, verify=self._verify_isolate,
+                                   validate=self._validate_isolate, preview=self._preview_isolate,
+                                   snapshot=self._snapshot_isolate, undo=self._undo_isolate),
+            "release": ActionHooks(apply=self._apply_release, verify=self._verify_release,
+                                   validate=self._validate_release, preview=self._preview_release,
+                                   snapshot=self._snapshot_release),
+            "kill_sessions": ActionHooks(apply=self._apply_kill_sessions, verify=self._verify_kill_sessions,
+                                         validate=self._validate_kill_sessions, preview=self._preview_kill_sessions),
+            "capture_evidence": ActionHooks(apply=self._apply_capture_evidence, verify=self._verify_capture_evidence,
+                                            validate=self._validate_capture_evidence,
+                                            preview=self._preview_capture_evidence),
+        }

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import AuthError, InvalidInput, Timeout, Unreachable
 from connectors.types import (
     ActionResult,
@@ -143,6 +143,18 @@ class FakeConnector(ConnectorBase):
 
     def _verify_fail_step(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
         return Verification(False, "never")
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "isolate": ActionHooks(apply=self._apply_isolate, verify=self._verify_isolate,
+                                   validate=self._validate_isolate, preview=self._preview_isolate,
+                                   snapshot=self._snapshot_isolate, undo=self._undo_isolate),
+            "capture_evidence": ActionHooks(apply=self._apply_capture_evidence,
+                                            preview=self._preview_capture_evidence),
+            "fail_step": ActionHooks(apply=self._apply_fail_step, verify=self._verify_fail_step,
+                                     preview=self._preview_fail_step),
+        }
 
 
 __all__ = ["AuthError", "Crash", "FakeConnector", "FakeWorld", "Timeout", "Unreachable"]

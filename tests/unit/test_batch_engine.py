@@ -22,7 +22,7 @@ from agent.app import App
 from agent.registry import Registry
 from agent.runbook import find_runbook
 from agent.store import Action, ActionItem, Incident
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import Rejected
 from connectors.types import ActionResult, ActionSpec, Snapshot, Verification
 
@@ -75,11 +75,21 @@ class FakeDirectory(ConnectorBase):
     def identify(self, session, names):
         return [{"objectGUID": self.d.guids[k]} if (k := self.d.find(n)) else None for n in names]
 
-    def __getattr__(self, attr: str) -> Any:
-        for prefix in ("_validate_", "_preview_"):
-            if attr.startswith(prefix):
-                return (lambda *a, **k: None) if prefix == "_validate_" else (lambda *a, **k: ["fake"])
-        raise AttributeError(attr)
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        def preview(*a: Any) -> list[str]:
+            return ["fake"]
+        return {
+            "disable_account": ActionHooks(self._apply_disable_account, self._verify_disable_account, preview,
+                                           self._snapshot_disable_account, self._undo_disable_account),
+            "remove_privileged_groups": ActionHooks(
+                self._apply_remove_privileged_groups, self._verify_remove_privileged_groups, preview,
+                self._snapshot_remove_privileged_groups, self._undo_remove_privileged_groups),
+            "reset_password": ActionHooks(self._apply_reset_password, self._verify_reset_password, preview,
+                                          self._snapshot_reset_password),
+            "expire_sessions": ActionHooks(self._apply_expire_sessions, self._verify_expire_sessions, preview,
+                                           self._snapshot_expire_sessions, self._undo_expire_sessions),
+            "capture_evidence": ActionHooks(self._apply_capture_evidence, preview=preview),
+        }
 
     # disable_account: one account or a batch, per-account outcomes as batch.py reports them
     def _names(self, args):

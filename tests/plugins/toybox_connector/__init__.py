@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorBase
+from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.types import ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target, Verification
 
@@ -102,3 +102,14 @@ class ToyboxConnector(ConnectorBase):
         return ActionResult(changed=True, summary="restored the block list")
 
     _undo_unblock_ip = _undo_block_ip
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
+        return {
+            "block_ip": ActionHooks(apply=self._apply_block_ip, verify=self._verify_block_ip,
+                                    validate=self._validate_block_ip, preview=self._preview_block_ip,
+                                    snapshot=self._snapshot_block_ip, undo=self._undo_block_ip),
+            "unblock_ip": ActionHooks(apply=self._apply_unblock_ip, verify=self._verify_unblock_ip,
+                                      validate=self._validate_unblock_ip, preview=self._preview_unblock_ip,
+                                      snapshot=self._snapshot_unblock_ip, undo=self._undo_unblock_ip),
+        }
