@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -224,6 +226,8 @@ class Lab:
         for host in self.specs:
             d = self.host_dir(host)
             (d / "home").mkdir(parents=True, exist_ok=True)
+            if (d / "etc").exists():  # the host's /etc upper layer (agent.lab.sshd): every build starts clean
+                shutil.rmtree(d / "etc")
             for log in d.glob("*.log"):
                 log.unlink()
         sshd.generate_keys([(self.agent_key, f"lab-agent@{self.prefix}")] +
@@ -238,14 +242,18 @@ class Lab:
                 if spec.login == "sudo":
                     sshd.write_privilege_files(d)
 
+    def _start_sshd(self, host: str) -> None:
+        spec, d, ns = self.specs[host], self.host_dir(host), self.hosts[host].namespace
+        procs.start_detached(sshd.sshd_start_argv(ns, host, d / "home", d / "sshd_config", d / "sshd.log",
+                                                  hide_nft=not spec.nft, host_dir=d, login=spec.login,
+                                                  agent_pub=self.agent_key.with_name("agent_key.pub")),
+                             d / "start.log")
+
     def _start_daemons(self) -> None:
-        pub = self.agent_key.with_name("agent_key.pub")
         for host, spec in self.specs.items():
             d, ns = self.host_dir(host), self.hosts[host].namespace
             if spec.sshd:
-                procs.start_detached(sshd.sshd_start_argv(ns, host, d / "home", d / "sshd_config",
-                                                          d / "sshd.log", hide_nft=not spec.nft, login=spec.login,
-                                                          host_dir=d, agent_pub=pub), d / "start.log")
+                self._start_sshd(host)
             if spec.listener:
                 procs.start_detached(["nsenter", f"--net={netns.NETNS_DIR / ns}", "--", sys.executable, "-I",
                                       "-S", str(_ECHO), "0.0.0.0", str(LISTEN_PORT), str(d / "echo.pid")],
@@ -333,6 +341,53 @@ class Lab:
         except (TimeoutError, OSError) as exc:
             raise LabError(f"cannot open a connection {src} -> {dst}:{port}: {exc}") from exc
         return LiveConnection(src, dst, port, sock)
+
+    def reboot(self, host: str) -> None:
+        """What a reboot does to ``host``, short of running its boot units (issue 14: isolation that survives a
+        reboot): every process of the host's mount namespace (sshd, its sessions, a dead-man timer) is killed, the
+        kernel's state in its network namespace is lost (nftables/iptables ruleset, tracked flows, IPv6 sysctls
+        back to their defaults), /run starts empty; /etc (its overlay's upper layer, the "disk") is kept. sshd is
+        started again as at boot. The caller then runs what the host's enabled units would run."""
+        target = self._host(host)
+        if not target.has_sshd:
+            raise LabError(f"lab host {host!r} has no sshd (no mount namespace of its own) to reboot")
+        pid_file = self.host_dir(host) / "sshd.pid"
+        pid = procs.read_pid(pid_file)
+        if pid is None or not procs.is_alive(pid):
+            raise LabError(f"sshd of lab host {host!r} is not running: run lab up")
+        mnt = os.readlink(f"/proc/{pid}/ns/mnt")
+        members = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(entry / "ns" / "mnt") == mnt:
+                        members.add(int(entry.name))
+                except OSError:
+                    continue
+        members.discard(os.getpid())
+        for member in members:  # power off: no SIGTERM first, nothing gets to clean up
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+        if not wait_until(lambda: not any(procs.is_alive(m) for m in members), timeout=5):
+            left = [m for m in members if procs.is_alive(m)]
+            raise LabError(f"rebooting {host!r}: processes {left} survived")
+        pid_file.unlink(missing_ok=True)
+        kernel = ("nft flush ruleset; conntrack -F >/dev/null 2>&1; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; "
+                  'do echo 0 > "$f" 2>/dev/null; done; true')
+        netns.run(target.namespace, ["sh", "-c", kernel])
+        self._start_sshd(host)
+        if not wait_until(lambda: (p := procs.read_pid(pid_file)) is not None and procs.is_alive(p), timeout=10):
+            raise LabError(f"sshd of {host!r} did not come back after the reboot: {self._log_tail()}")
+
+        def banner() -> bool:
+            src = self.hosts["fw" if self.specs[host].segment == "dmz" else "mgmt"].namespace
+            try:
+                with connect_from(src, target.address, 22, 0.5) as sock:
+                    return sock.recv(8).startswith(b"SSH-")
+            except OSError:
+                return False
+        if not wait_until(banner, timeout=10):
+            raise LabError(f"sshd of {host!r} does not answer after the reboot")
 
     def reset(self) -> None:
         """Restore the baseline on every host: no nftables/iptables rules, no tracked connections."""

@@ -6,11 +6,13 @@ machine's shell start-up files cost seconds per command), per-host ed25519 host 
 known_hosts file, and curve25519 key exchange (OpenSSH's default sntrup761 costs ≈130 ms per connection).
 On ``legacy`` the ``nft`` binary is hidden so connectors take their iptables fallback: /usr/sbin is overlaid with
 a tmpfs of symlinks to the real directory minus ``nft``, so ``command -v nft`` fails in every shell.
+Every sshd host has its own /etc: an overlay on the machine's /etc whose upper layer is the host's state directory
+(``hosts/NAME/etc``, wiped by ``lab up``), so what a connector writes there (issue 14: a unit that re-applies the
+isolation at boot) never reaches the machine's /etc and survives :meth:`~agent.lab.Lab.reboot` like a disk would.
 A ``login="sudo"`` host (issue 14: real fleets forbid root SSH logins) refuses root (``PermitRootLogin no``,
 ``AllowUsers``) and has one account, :data:`~agent.lab.topology.SUDO_ACCOUNT`, whose sudoers and doas.conf rules are
 the least-privilege snippets of :mod:`connectors.ssh_linux.privilege`. The account exists only inside the host's
-mount namespace: /etc is an overlay there (its upper layer in the private /run), /home a private tmpfs, so the
-machine's own /etc is never written.
+mount namespace (its /etc overlay, /home a private tmpfs).
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ mount -t tmpfs -o mode=0755,size=16m lab-run /run
 mkdir -p /run/sshd
 mount --bind "$1" /root
 hostname "$2"
-if [ "$6" = sudo ]; then
-  mkdir -p /run/lab-etc/up /run/lab-etc/work
-  mount -t overlay lab-etc -o lowerdir=/etc,upperdir=/run/lab-etc/up,workdir=/run/lab-etc/work /etc
+mkdir -p "$7/etc/up" "$7/etc/work"
+mount -t overlay lab-etc -o lowerdir=/etc,upperdir="$7/etc/up",workdir="$7/etc/work" /etc
+if [ "$6" = sudo ] && ! grep -q "^$9:" /etc/passwd; then
   echo "$9:x:${10}:${10}:lab sudo account:/home/$9:/bin/sh" >> /etc/passwd
   echo "$9:x:${10}:" >> /etc/group
   echo "$9:*:19000:0:99999:7:::" >> /etc/shadow
   printf '127.0.1.1 %s\n' "$2" >> /etc/hosts
+fi
+if [ "$6" = sudo ]; then
   rm -rf /etc/sudoers.d
   install -o root -g root -m 0440 "$7/sudoers" /etc/sudoers
   install -o root -g root -m 0400 "$7/doas.conf" /etc/doas.conf
@@ -117,11 +121,11 @@ def sshd_config(host_key: Path, pid_file: Path, authorized_keys: Path, login: st
 
 
 def sshd_start_argv(namespace: str, host: str, home: Path, config: Path, log: Path, hide_nft: bool,
-                    login: str = "root", host_dir: Path | None = None, agent_pub: Path | None = None) -> list[str]:
+                    host_dir: Path, login: str = "root", agent_pub: Path | None = None) -> list[str]:
     """argv that starts sshd for ``host`` inside ``namespace`` plus private mount and UTS namespaces."""
     return ["ip", "netns", "exec", namespace, "unshare", "--mount", "--uts", "--propagation", "private",
             "sh", "-c", _SETUP, "lab-sshd", str(home), host, str(config), "hide-nft" if hide_nft else "keep",
-            str(log), login, str(host_dir or ""), str(agent_pub or ""), SUDO_ACCOUNT, str(SUDO_UID)]
+            str(log), login, str(host_dir), str(agent_pub or ""), SUDO_ACCOUNT, str(SUDO_UID)]
 
 
 def known_hosts_lines(entries: Iterable[tuple[str, Path]]) -> str:

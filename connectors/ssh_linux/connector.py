@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
-from connectors.ssh_linux import deadman, evidence, flows, isolate, usersessions
+from connectors.ssh_linux import deadman, evidence, flows, isolate, persist, usersessions
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
@@ -89,7 +89,11 @@ class SshLinuxConnector(ConnectorBase):
                       else f"auto-revert in {a.confirm_seconds} s (not confirmed: reverts by design)")
         else:
             revert = "no auto-revert timer"
-        return [effect, f"{revert}; undo: delete only our table/chains, ruleset must equal the snapshot"]
+        lines = [effect, f"{revert}; undo: delete only our table/chains, ruleset must equal the snapshot"]
+        if a.survive_reboot:
+            lines.append(f"survives a reboot: once confirmed, {persist.UNIT_NAME} (enabled) re-applies it at boot; "
+                         "release removes it")
+        return lines
 
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         from connectors.ssh_linux.privilege import parse_privilege, prelude, priv_definition
@@ -119,6 +123,12 @@ class SshLinuxConnector(ConnectorBase):
                    else "true")
         out.append(f"{host}: meanwhile open a fresh connection; once the rules read back right, run through it: "
                    f"{confirm}")
+        if a.survive_reboot:
+            for tool in ("nft", "iptables"):
+                boot = isolate.boot_text(FirewallState(tool=tool, ruleset=""), a)
+                out.append(f"{host}: once confirmed ({tool}), write and enable the boot unit: "
+                           f"{persist.install_command('0' * 32, '…').replace('0' * 32, token)} <<'EOF'\n"
+                           f"{persist.install_stdin(boot)}EOF")
         out.append(f"{host}: verify: {STATE_SCRIPT}")
         return out
 

@@ -35,11 +35,13 @@ from dataclasses import dataclass
 __all__ = [
     "ARM_FAILED_EXIT",
     "BUSY_EXIT",
+    "LIVE",
     "LOCK_EXIT",
     "MARKER",
     "TimerRecord",
     "arm_command",
     "cancel_any_command",
+    "check_token",
     "confirm_command",
     "locked",
     "new_token",
@@ -70,6 +72,14 @@ _LOCK = ('[ -d "$D" ] || mkdir -p -m 700 "$D" || { echo "cannot create the agent
 _LIVE = ('p=; t=; o=; s=; u=; { read -r p t o s u < "$D/deadman"; } 2>/dev/null; '
          'case "$p" in ""|*[!0-9]*) p="";; esac; case "$t" in ""|*[!0-9a-f]*) p="";; esac; '
          f'if [ -n "$p" ] && ! grep -qa "{MARKER} $t" /proc/"$p"/cmdline 2>/dev/null; then p=""; fi; ')
+
+
+LIVE = _LIVE  # for other locked sections on the host (:mod:`.persist`): which timer is live
+
+
+def check_token(token: str) -> None:
+    """Raise ValueError unless ``token`` has the form :func:`new_token` makes (it is put in shell text)."""
+    _check(token)
 
 
 def new_token() -> str:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
-from connectors.ssh_linux import deadman, flows, rules
+from connectors.ssh_linux import deadman, flows, persist, rules
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
@@ -38,7 +38,8 @@ from connectors.ssh_linux.state import (
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
 
-__all__ = ["REUSE_STATE_SECONDS", "apply", "isolate_args", "lease_seconds", "load_command", "release",
+__all__ = ["REUSE_STATE_SECONDS", "apply", "boot_text", "isolate_args", "lease_seconds", "load_command",
+           "load_parts", "release",
            "revert_script", "rule_summary", "snapshot", "verify"]
 
 
@@ -64,8 +65,8 @@ def revert_script(tool: str, ipv6_before: Mapping[str, str] | None = None) -> st
     """What undoes our change on the host (also what the dead-man timer runs). ``ipv6_before``: the
     ``disable_ipv6`` values recorded before isolation on an iptables host without ip6tables."""
     if tool == "nft":
-        return rules.NFT_RELEASE
-    text = rules.IPTABLES_RELEASE
+        return f"{persist.remove_script()}; {rules.NFT_RELEASE}"
+    text = f"{persist.remove_script()}; {rules.IPTABLES_RELEASE}"
     if ipv6_before:
         text += "; " + rules.ipv6_set_script(_ipv6_names(ipv6_before), ipv6_before)
     return text
@@ -109,11 +110,29 @@ def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
                        target=s.label, detail={"foreign": list(st.foreign)})
 
 
+def _refuse_boot_unit(st: FirewallState, s: SshSession) -> None:
+    """``survive_reboot`` needs systemd's unit directory and no foreign file at our paths (:mod:`.persist`)."""
+    if not st.persist.systemd:
+        raise Rejected(f"survive_reboot: {s.target.address} has no /etc/systemd/system (not a systemd host), so no "
+                       "boot unit can re-apply the isolation; nothing was changed (isolate without survive_reboot)",
+                       target=s.label)
+    if st.persist.foreign:
+        raise Rejected(f"survive_reboot: {', '.join(st.persist.foreign)} already exist(s) on {s.target.address} and "
+                       "is not the agent's (no ownership mark): refusing to overwrite it; nothing was changed",
+                       target=s.label, detail={"foreign": list(st.persist.foreign)})
+
+
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     st = read_state(s)
     _refuse_foreign(st, s)
+    a = isolate_args(args, s.ctx, s.target)
+    if a.survive_reboot:
+        _refuse_boot_unit(st, s)
     data: dict[str, Any] = {"tool": st.tool, "ruleset": st.ruleset, "containment_present": st.present,
-                            "token": deadman.new_token()}
+                            "token": deadman.new_token(),
+                            # what release removes (each only while it still carries our mark), and what was there
+                            "boot_unit": {"paths": [persist.BOOT_SCRIPT, persist.UNIT, persist.WANTS],
+                                          "present_before": sorted(st.persist.found)}}
     if st.tool != "nft":
         data["ruleset6"] = st.ruleset6
         data["ip6tables"] = st.has_ip6tables
@@ -147,32 +166,77 @@ def load_command(st: FirewallState, a: IsolateArgs, token: str, expect: str, ipv
     """(command, stdin) that, under the host's lock, arms our timer (compare-and-swap on ``expect``) and loads
     the ruleset. The ruleset is read from stdin *before* the lock is taken, so a dead network can never leave
     the lock held by a half-received command."""
-    if st.tool == "nft":
-        stdin = rules.nft_script(a.management, a.ssh_port, a.allow)
-        load = 'printf "%s\\n" "$rs" | ' + rules.NFT_LOAD if reload_rules else "true"
-    else:
-        parts = []
-        for version in (4, 6):
-            text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=(), allow=a.allow)
-            parts.append(text.replace("COMMIT\n", ""))
-        stdin = parts[0] + "@@V6\n" + parts[1]
-        # Jumps are inserted only where ``iptables -C`` finds none (re-running -I blindly duplicates them, LAB.md).
-        load = ('b4=${rs%%@@V6*}; b6=${rs#*@@V6}; for t in iptables ip6tables; do '
-                'command -v $t >/dev/null 2>&1 || continue; if [ $t = iptables ]; then b=$b4; else b=$b6; fi; '
-                'j=; for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do bb=${p%%:*}; c=${p#*:}; '
-                'priv $t -w -C $bb -j $c 2>/dev/null || j="$j-I $bb 1 -j $c\n"; done; '
-                'printf "%s\\n${j}COMMIT\\n" "$b" | priv $t-restore -w --noflush || exit 95; done')
-        if not reload_rules:
-            load = "true"
-        if not st.has_ip6tables and ipv6_before:
-            names = _ipv6_names(ipv6_before)
-            load += "; " + rules.ipv6_set_script(names, dict.fromkeys(names, "1"))
+    load, stdin = load_parts(st, a, ipv6_before)
+    if not reload_rules:
+        load = "true"
     body = load
     if a.confirm_seconds:
         arm = deadman.arm_command(a.confirm_seconds, revert_script(st.tool, ipv6_before), token,
                                   deadman.owner_id(), expect, priv_def)
         body = arm + body
     return "rs=$(cat) || exit 1; " + deadman.locked(body), stdin
+
+
+def load_parts(st: FirewallState, a: IsolateArgs, ipv6_before: Mapping[str, str]) -> tuple[str, str]:
+    """(commands that load the ruleset held in ``$rs`` through ``priv``, the ruleset text): what apply runs
+    under the lock and what the boot unit (:mod:`.persist`) runs at boot."""
+    if st.tool == "nft":
+        return 'printf "%s\\n" "$rs" | ' + rules.NFT_LOAD, rules.nft_script(a.management, a.ssh_port, a.allow)
+    parts = []
+    for version in (4, 6):
+        text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=(), allow=a.allow)
+        parts.append(text.replace("COMMIT\n", ""))
+    stdin = parts[0] + "@@V6\n" + parts[1]
+    # Jumps are inserted only where ``iptables -C`` finds none (re-running -I blindly duplicates them, LAB.md).
+    load = ('b4=${rs%%@@V6*}; b6=${rs#*@@V6}; for t in iptables ip6tables; do '
+            'command -v $t >/dev/null 2>&1 || continue; if [ $t = iptables ]; then b=$b4; else b=$b6; fi; '
+            'j=; for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do bb=${p%%:*}; c=${p#*:}; '
+            'priv $t -w -C $bb -j $c 2>/dev/null || j="$j-I $bb 1 -j $c\n"; done; '
+            'printf "%s\\n${j}COMMIT\\n" "$b" | priv $t-restore -w --noflush || exit 95; done')
+    if not st.has_ip6tables and ipv6_before:
+        names = _ipv6_names(ipv6_before)
+        load += "; " + rules.ipv6_set_script(names, dict.fromkeys(names, "1"))
+    return load, stdin
+
+
+def boot_text(st: FirewallState, a: IsolateArgs) -> str:
+    """The boot script for the isolation ``a`` on a host like ``st`` (:mod:`.persist`)."""
+    v6 = st.ipv6_sysctls if st.tool != "nft" and not st.has_ip6tables else {}
+    load, ruleset = load_parts(st, a, v6)
+    return persist.boot_script(load, ruleset)
+
+
+def _table_check(tool: str) -> str:
+    return f"priv nft list table {rules.TABLE}" if tool == "nft" else "priv iptables -w -S CAGENT_IN"
+
+
+def _settle_persistence(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, details: dict[str, Any],
+                        warnings: list[str]) -> bool:
+    """After a confirmed isolation: make the boot unit match it — installed (``survive_reboot``) or absent.
+    Returns True when something was written or removed."""
+    if not a.survive_reboot:
+        if not st.persist.installed:
+            return False
+        s.run(deadman.locked(persist.remove_script()), timeout=10, check=True, what="remove the boot unit")
+        details["boot_unit_removed"] = sorted(st.persist.found)
+        return True
+    boot = boot_text(st, a)
+    want = persist.expected(boot)
+    record = {"unit": persist.UNIT, "boot_script": persist.BOOT_SCRIPT, "enabled_by": persist.WANTS,
+              "boot_script_sha256": want[persist.BOOT_SCRIPT]}
+    if not st.persist.problems(want):
+        details["survives_reboot"] = {**record, "installed": "already"}
+        return False
+    rc, out, err = s.run(persist.install_command(token, _table_check(st.tool)), input=persist.install_stdin(boot),
+                         timeout=20, what="install the boot unit that re-applies the isolation")
+    if rc == 0 and "PERSIST=installed" in out:
+        details["survives_reboot"] = {**record, "installed": "now"}
+        return True
+    why = (out.strip() or err.strip())[-300:]
+    details["survives_reboot"] = {**record, "installed": "no", "why": why}
+    warnings.append(f"the isolation is in force but will NOT survive a reboot: installing {persist.UNIT} failed "
+                    f"(exit {rc}): {why}")
+    return False
 
 
 def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, expect: str,
@@ -295,7 +359,13 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         problems = judge(st, a.management, a.ssh_port, a.allow)
         if not problems and (timer is None or not a.confirm):
             note = " (after waiting for another run to confirm it)" if waited else ""
-            return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied{note}", details=details)
+            warned: list[str] = []
+            if timer is None and _settle_persistence(s, st, a, token, details, warned):
+                what = "installed the boot unit" if a.survive_reboot else "removed the boot unit"
+                return ActionResult(True, f"already isolated ({st.tool}); {what}{note}", details=details,
+                                    warnings=warned)
+            return ActionResult(False, f"already isolated ({st.tool}); nothing re-applied{note}", details=details,
+                                warnings=warned)
         _check_own_path(st, a, s)
         if _arm_and_load(s, st, a, token, expect, ipv6_before, details, reload_rules=bool(problems)):
             _failpoint("isolate-after-load")
@@ -347,6 +417,8 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         if outcome != "confirmed":
             warnings.append("our dead-man timer was already gone when confirming (another run confirmed or "
                             "released in between); verify reads the real state")
+    if not cancel or details["deadman"].get("cancelled"):
+        _settle_persistence(s, after, a, token, details, warnings)
     cut = details.get("cut", {})
     summary = (f"isolated with {st.tool}; only tcp/{a.ssh_port} with {', '.join(mgmt)} remains; "
                f"{cut.get('sockets_killed_count', 0)} live socket(s) cut, "
@@ -358,6 +430,8 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         summary += f"; completed an unconfirmed isolation left by {took_over}"
     if ipv6_before and st.tool != "nft":
         summary += "; IPv6 switched off (no ip6tables on this host)"
+    if details.get("survives_reboot", {}).get("installed") in ("now", "already"):
+        summary += f"; survives a reboot ({persist.UNIT_NAME} re-applies it at boot until release)"
     return ActionResult(True, summary, details=details, warnings=warnings)
 
 
@@ -368,6 +442,12 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
     problems = judge(st, a.management, a.ssh_port, a.allow)
     observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),
                                 "deadman_armed_pid": st.deadman_pid}
+    if a.survive_reboot:
+        boot_problems = st.persist.problems(persist.expected(boot_text(st, a)))
+        observed["survives_reboot"] = not boot_problems
+        problems += [f"will not survive a reboot: {p}" for p in boot_problems]
+    elif st.persist.installed:
+        observed["boot_unit"] = f"{persist.UNIT} re-applies an isolation at boot"
     if st.timer is not None:
         observed["deadman"] = {"owner": st.timer.owner, "reverts_in_seconds": st.timer.remaining,
                                "token": st.timer.token}
@@ -383,7 +463,8 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
         return Verification(False, f"isolation rules loaded but NOT confirmed: the dead-man timer of "
                                    f"{st.timer.owner} lifts them in {st.timer.remaining} s", observed)
     if not problems:
-        return Verification(True, f"isolated ({st.tool}): only tcp/{a.ssh_port} with "
+        reboot = " (survives a reboot)" if a.survive_reboot else ""
+        return Verification(True, f"isolated ({st.tool}){reboot}: only tcp/{a.ssh_port} with "
                                   f"{', '.join(rules.net_text(n) for n in a.management)}", observed)
     observed["problems"] = problems
     if not st.present:
@@ -400,7 +481,7 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
     _refuse_foreign(st, s)
     ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
     ipv6_changed = any(st.ipv6_sysctls.get(n) != ipv6_before[n] for n in _ipv6_names(ipv6_before))
-    if not st.present and not ipv6_changed:
+    if not st.present and not ipv6_changed and not st.persist.installed:
         if st.timer is None:
             return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
         s.run(deadman.locked(deadman.cancel_any_command()), timeout=10, what="cancel dead-man timer")
@@ -410,7 +491,12 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
     if after.present:
         raise VerifyFailed(f"containment rules still present after release: {rule_summary(after)}",
                            target=s.label)
+    if after.persist.installed:
+        raise VerifyFailed(f"the boot unit is still there after release: {'; '.join(after.persist.problems(None))}",
+                           target=s.label)
     details: dict[str, Any] = {"tool": after.tool}
+    if st.persist.installed:
+        details["boot_unit_removed"] = sorted(st.persist.found)
     if snap.data.get("containment_present") or "ruleset" not in snap.data:
         return ActionResult(True, f"released ({after.tool}); the snapshot already held isolation rules, so the "
                                   "ruleset was not compared", details=details,

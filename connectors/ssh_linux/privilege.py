@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from connectors.errors import InvalidInput
+from connectors.ssh_linux import persist as _P
 
 __all__ = ["STATE_DIRS", "Privilege", "doas_conf", "parse_privilege", "prelude", "priv_definition", "state_dir_expr",
            "sudoers_snippet"]
@@ -91,6 +92,11 @@ _COMMANDS = {
     "ipv6": ("/usr/sbin/sysctl -qw net/ipv6/conf/*/disable_ipv6=0",
              "/usr/sbin/sysctl -qw net/ipv6/conf/*/disable_ipv6=1"),
     "sessions": ("/usr/bin/loginctl terminate-user *", "/usr/bin/pkill -KILL -U *", "/usr/bin/pkill -KILL -u *"),
+    # survive_reboot (connectors.ssh_linux.persist): fixed paths only, so these admit nothing else.
+    "boot_unit": (f"/usr/bin/mkdir -p {_P.DIR}", f"/usr/bin/mkdir -p {_P.WANTS_DIR}",
+                  f"/usr/bin/tee {_P.BOOT_SCRIPT}", f"/usr/bin/tee {_P.UNIT}", f"/usr/bin/ln -sfn {_P.UNIT} {_P.WANTS}",
+                  f"/usr/bin/rm -f {_P.WANTS}", f"/usr/bin/rm -f {_P.UNIT}", f"/usr/bin/rm -f {_P.BOOT_SCRIPT}",
+                  f"/usr/bin/rmdir {_P.DIR}"),
 }
 
 
@@ -107,6 +113,13 @@ def sudoers_snippet(user: str) -> str:
 
 
 def doas_conf(user: str) -> str:
-    """``/etc/doas.conf`` lines for ``user``: one ``permit nopass`` per command (doas cannot wildcard args)."""
-    paths = dict.fromkeys(c.split(" ", 1)[0] for cmds in _COMMANDS.values() for c in cmds)
-    return "".join(f"permit nopass {user} as root cmd {p}\n" for p in paths)
+    """``/etc/doas.conf`` lines for ``user``: one ``permit nopass`` per command (doas cannot wildcard args, so
+    commands with a ``*`` are admitted with any arguments); the boot unit's commands are pinned with ``args``
+    (doas.conf(5): "args [argument ...] Arguments to command. The command arguments provided by the user need
+    to match those specified")."""
+    paths = dict.fromkeys(c.split(" ", 1)[0] for kind, cmds in _COMMANDS.items() if kind != "boot_unit"
+                          for c in cmds)
+    lines = [f"permit nopass {user} as root cmd {p}\n" for p in paths]
+    lines += [f"permit nopass {user} as root cmd {c.split(' ', 1)[0]} args {c.split(' ', 1)[1]}\n"
+              for c in _COMMANDS["boot_unit"]]
+    return "".join(lines)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import Rejected
-from connectors.ssh_linux import deadman, rules
+from connectors.ssh_linux import deadman, persist, rules
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.allowlist import Flow
 from connectors.ssh_linux.validation import Network
@@ -45,7 +45,7 @@ STATE_SCRIPT = (
     "priv ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
     "else echo '@@NO_IP6TABLES'; echo '@@IPV6'; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do "
     '[ -r "$f" ] || continue; n=${f#/proc/sys/net/ipv6/conf/}; n=${n%/disable_ipv6}; v=; read -r v < "$f"; '
-    'echo "$n $v"; done; fi; fi; true')
+    'echo "$n $v"; done; fi; fi; ' + persist.state_script() + "true")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class FirewallState:
     foreign: list[str] = field(default_factory=list)   # our table/chain names held by something that is not ours
     ipv6_sysctls: dict[str, str] = field(default_factory=dict)  # iptables without ip6tables: if -> disable_ipv6
     failed: str = ""
+    persist: persist.PersistState = field(default_factory=lambda: persist.PersistState(False, {}, ()))
 
     @property
     def deadman_pid(self) -> int | None:
@@ -140,6 +141,7 @@ def parse_state(out: str) -> FirewallState:
         state.agent_source = ssh[0]
         state.agent_server_port = int(ssh[3]) if ssh[3].isdigit() else None
     state.timer = deadman.parse_status(sec.get("_", ""))
+    state.persist = persist.parse_section(sec.get("PERSIST", ""))
     state.deadman_reverted_at = fields.get("DEADMAN_REVERTED", "").strip().split(" ")[0]
     if state.tool == "nft":
         table = sec.get("TABLE", "").strip()

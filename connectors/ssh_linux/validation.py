@@ -114,9 +114,10 @@ class IsolateArgs:
     cut_sessions: bool
     confirm: bool
     allow: tuple[Flow, ...] = ()  # the target's allow-list (Target.allow), kept open besides management
+    survive_reboot: bool = False  # also install a boot unit that re-applies the isolation (:mod:`.persist`)
 
 
-_ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm"}
+_ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm", "survive_reboot"}
 
 
 def parse_isolate_args(args: Mapping[str, Any], default_management: Iterable[str] | None = (),
@@ -134,12 +135,17 @@ def parse_isolate_args(args: Mapping[str, Any], default_management: Iterable[str
         mgmt = parse_management(args["management"])
     elif default_management is not None:
         mgmt = parse_management(list(default_management), field="management_addresses")
+    survive_reboot = parse_bool(args.get("survive_reboot", False), "survive_reboot")
+    if survive_reboot and args.get("confirm") is False:
+        raise _bad("survive_reboot", True, "needs confirm: true (an unconfirmed isolation is lifted by its dead-man "
+                                           "timer, so it is never written for boot)")
     return IsolateArgs(
         management=mgmt,
         ssh_port=parse_port(args.get("ssh_port", 22)),
         confirm_seconds=parse_confirm_seconds(args.get("confirm_seconds", default_confirm)),
         cut_sessions=parse_bool(args.get("cut_sessions", True), "cut_sessions"),
         confirm=parse_bool(args.get("confirm", True), "confirm"),
+        survive_reboot=survive_reboot,
     )
 
 
