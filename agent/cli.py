@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "link-local, multicast and the devices' own addresses are never blocked")
     p.add_argument("--allow-broad", action="store_true",
                    help="allow prefixes shorter than the device's minimum (default /16 IPv4, /32 IPv6)")
+    p.add_argument("--inbound-only", action="store_true",
+                   help="block traffic FROM the addresses only, on devices whose inventory entry names no outbound "
+                        "ACL/filter (options.acl_out, options.filter_out); by default both directions are blocked "
+                        "and such devices are refused")
     _acting(p)
 
     p = sub.add_parser("unblock-ip", help="remove blocks the agent added (from the journal)")

@@ -209,6 +209,8 @@ def _build_plan(app: App, args: argparse.Namespace, selected: list[str]) -> Any:
                 params["allow_private"] = True
             if cmd == "block-ip" and getattr(args, "allow_broad", False):
                 params["allow_broad"] = True
+            if cmd == "block-ip" and getattr(args, "inbound_only", False):
+                params["outbound"] = False
         else:
             book, subjects = _RUNBOOKS[cmd], list(args.users)
             if cmd == "disable-account":

@@ -10,7 +10,10 @@ Actions (args):
 
 * ``block_ip`` — ``addresses: list[str]``, ``protected: list[str]`` (management, protected CIDRs, the device's
   own addresses; passed by the engine), ``allow_private: bool`` (RFC 1918/ULA), ``allow_broad: bool``
-  (prefixes shorter than ``options.min_prefix_v4``/``_v6``, default /16 and /32). Snapshot = the group's
+  (prefixes shorter than ``options.min_prefix_v4``/``_v6``, default /16 and /32), ``outbound: bool`` (require
+  that traffic TO the addresses is dropped too: refused before connecting on a device whose options do not
+  name where outbound traffic is filtered — ``acl_out``, ``filter_out``; absent: whatever the device's options
+  allow, with a warning when that is inbound only). Snapshot = the group's
   members before; undo removes exactly the addresses this action added (members present before stay).
   Undoing the last address leaves the scaffold (group with its placeholder, deny rule) in place — it matches
   nothing.
@@ -108,10 +111,17 @@ class FirewallConnector(ConnectorBase):
         except ValueError:
             pass
         flags = {}
-        for flag in ("allow_private", "allow_broad"):
+        for flag in ("allow_private", "allow_broad", "outbound"):
             flags[flag] = args.get(flag, False)
             if not isinstance(flags[flag], bool):
                 raise InvalidInput(f"{flag}: {flags[flag]!r} must be true or false", detail={"field": flag})
+        if flags["outbound"] and not cls.outbound_for(target.options):
+            option = cls.outbound_option or "device_type"
+            raise InvalidInput(
+                f"options.{option}: not set for {target.name} ({cls.device_type}), so traffic TO the address(es) "
+                f"(call-backs, C2) cannot be blocked there; name {_OUTBOUND_HINT.get(cls.device_type, 'it')} in "
+                "the inventory, or block inbound only (--inbound-only, or outbound: false in a runbook)",
+                target=target.name, connector="firewall", detail={"field": f"options.{option}"})
         return parse_addresses(args.get("addresses"), protected=protected, allow_private=flags["allow_private"],
                                allow_broad=flags["allow_broad"], min_prefix=_min_prefix(target),
                                families=cls.families)
@@ -183,7 +193,7 @@ class FirewallConnector(ConnectorBase):
         summary = (f"blocked {len(report.changed)} address(es) on {s.target.name}" if changed else
                    f"all {len(report.unchanged)} address(es) already blocked on {s.target.name}")
         warnings = list(report.warnings)
-        if not s.dialect.blocks_outbound:
+        if not s.dialect.outbound:
             warnings.append(f"outbound traffic TO the address(es) (call-backs, C2) is NOT blocked on "
                             f"{s.target.name}: the {s.dialect.device_type} rule matches sources only")
         return ActionResult(changed, summary, details=_details(report, "added", "already_blocked"),
@@ -278,6 +288,17 @@ class FirewallConnector(ConnectorBase):
             "list_blocked": ActionHooks(apply=self._apply_list_blocked, verify=self._verify_list_blocked,
                                         validate=self._validate_list_blocked, preview=self._preview_list_blocked),
         }
+
+
+#: what the outbound option names, per dialect (the refusal says what to write)
+_OUTBOUND_HINT = {
+    "cisco_asa": "the ACL outbound traffic passes (bound `in` on the inside interface or `out` on the outside "
+                 "one) as options.acl_out",
+    "cisco_ios": "the ACL outbound traffic passes as options.acl_out, or the outside interface as "
+                 "options.interface",
+    "juniper_junos": "the inet filter outbound traffic passes (`output` on the outside unit or `input` on the "
+                     "inside one) as options.filter_out",
+}
 
 
 def _min_prefix(target: Target) -> dict[int, int]:

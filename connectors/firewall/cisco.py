@@ -14,6 +14,16 @@ named extended ACL ``options.acl``; or, with only ``options.interface``, a dedic
 (deny the group, permit the rest) applied inbound there — refused when that interface already has an inbound
 ACL (set ``options.acl`` to it instead). IPv4 only. Persist: ``write memory``.
 
+Outbound (call-backs, C2): traffic *to* a blocked address is denied by a second entry, ``deny ip any object-group
+IR-BLOCKLIST``, at the top of the ACL that outbound traffic passes, named by ``options.acl_out`` (ASA: an ACL bound
+``in`` on the inside interface or ``out`` on the outside one — Cisco ASA CLI configuration guide, "Inbound and
+Outbound Rules": inbound rules apply to traffic entering an interface, outbound ones to traffic exiting it; IOS:
+likewise, ``ip access-group NAME {in|out}``). The ACL must exist and be applied (``access-group`` / ``ip
+access-group``): an entry in an unbound ACL blocks nothing, and a new ACL bound here would drop everything else at
+its implicit deny. When ``acl_out`` is the inbound ``acl`` too, the outbound entry is the second one. IOS with
+``options.interface`` and no ``acl_out`` gets a dedicated ``IR-BLOCKLIST-OUT`` (deny to the group, permit the
+rest) applied ``out`` on that interface — refused when the interface already filters outbound.
+
 Undo of the last address leaves the scaffold (group with placeholder + the deny entry) in place: it matches
 nothing, and removing it would touch the operator's ACL again for no gain.
 """
@@ -61,13 +71,22 @@ class CiscoAsa(Dialect):
 
     device_type = "cisco_asa"
     error_re = re.compile(r"(?m)^(ERROR: .*|% Invalid input detected.*|% Incomplete command.*)$")
-    option_names: ClassVar[tuple[str, ...]] = ("acl",)
+    option_names: ClassVar[tuple[str, ...]] = ("acl", "acl_out")
     required_options: ClassVar[tuple[str, ...]] = ("acl",)
+    outbound_option = "acl_out"
     config_prompt = r"#\s*$"
 
     @property
     def _ace(self) -> str:
         return f"access-list {self.options['acl']} extended deny ip object-group {GROUP} any"
+
+    @property
+    def _acl_out(self) -> str | None:
+        return str(self.options["acl_out"]) if self.options.get("acl_out") else None
+
+    @property
+    def _ace_out(self) -> str:
+        return f"access-list {self._acl_out} extended deny ip any object-group {GROUP}"
 
     def _member_text(self, net: Network) -> str:
         if net.prefixlen == net.max_prefixlen:
@@ -76,14 +95,28 @@ class CiscoAsa(Dialect):
             return f"network-object {net.network_address} {net.netmask}"
         return f"network-object {net}"
 
+    def _aces(self, name: str) -> list[str]:
+        text = self._show(f"show running-config access-list {name}")
+        return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("access-list ")]
+
     def _read_state(self) -> DeviceState:
         group = self._show(f"show running-config object-group id {GROUP}")
-        acl = self._show(f"show running-config access-list {self.options['acl']}")
-        aces = [ln.strip() for ln in acl.splitlines() if ln.strip().startswith("access-list ")]
+        aces = self._aces(str(self.options["acl"]))
+        in_ok = bool(aces) and aces[0] == self._ace
+        facts: dict[str, Any] = {"acl_exists": bool(aces), "ace_elsewhere": self._ace in aces[1:], "in_ok": in_ok,
+                                 "out_ok": True}
+        if self._acl_out:
+            same = self._acl_out == self.options["acl"]
+            out = aces if same else self._aces(self._acl_out)
+            at = 1 if same else 0   # the outbound entry comes right after the inbound one in a shared ACL
+            groups = self._show("show running-config access-group")
+            bound = {m.group(1) for m in re.finditer(r"(?m)^access-group (\S+) (?:in|out) interface \S+", groups)}
+            facts.update(acl_out_exists=bool(out), acl_out_bound=self._acl_out in bound,
+                         out_ok=len(out) > at and out[at] == self._ace_out,
+                         out_elsewhere=self._ace_out in out and out.index(self._ace_out) != at)
         return DeviceState(members=_members(group, _ASA_MEMBER),
                            group_exists=f"object-group network {GROUP}" in group,
-                           rule_in_place=bool(aces) and aces[0] == self._ace,
-                           facts={"acl_exists": bool(aces), "ace_elsewhere": self._ace in aces[1:]})
+                           rule_in_place=in_ok and facts["out_ok"], facts=facts)
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         if not state.facts.get("acl_exists", True):
@@ -93,12 +126,30 @@ class CiscoAsa(Dialect):
         if not state.group_exists:
             steps += [Step(f"object-group network {GROUP}"), Step(f" network-object host {PLACEHOLDER}"),
                       Step("exit")]
-        if not state.rule_in_place:
+        if not state.facts.get("in_ok"):
             if state.facts.get("ace_elsewhere"):
                 steps.append(Step(f"no {self._ace}", undo=(self._ace,)))
             steps.append(Step(f"access-list {self.options['acl']} line 1 extended deny ip object-group {GROUP} any",
                               undo=(f"no {self._ace}",)))
+        if self._acl_out and not state.facts.get("out_ok"):
+            self._check_out_acl(state)
+            if state.facts.get("out_elsewhere"):
+                steps.append(Step(f"no {self._ace_out}", undo=(self._ace_out,)))
+            line = 2 if self._acl_out == self.options["acl"] else 1
+            steps.append(Step(f"access-list {self._acl_out} line {line} extended deny ip any object-group {GROUP}",
+                              undo=(f"no {self._ace_out}",)))
         return steps
+
+    def _check_out_acl(self, state: DeviceState) -> None:
+        """The outbound ACL must exist and be applied: a deny in an unbound ACL blocks nothing."""
+        if not state.facts.get("acl_out_exists", True):
+            raise Rejected(f"access-list {self._acl_out!r} (options.acl_out) does not exist on {self.target}; it "
+                           "must name the ACL outbound traffic already passes", target=self.target,
+                           detail={"field": "options.acl_out"})
+        if not state.facts.get("acl_out_bound", True):
+            raise Rejected(f"access-list {self._acl_out!r} (options.acl_out) is not applied to any interface on "
+                           f"{self.target} (no access-group): a deny there blocks nothing; apply it or name the "
+                           "ACL that is", target=self.target, detail={"field": "options.acl_out"})
 
     def _group_steps(self, todo: list[Network], negate: bool) -> list[Step]:
         steps = [Step(f"object-group network {GROUP}")]
@@ -151,9 +202,15 @@ class CiscoIos(CiscoAsa):
     families = frozenset({4})
     error_re = re.compile(r"(?m)^\s*% ?(Invalid input detected|Incomplete command|Ambiguous command|Duplicate"
                           r"|Unknown|.*[Ee]rror).*$")
-    option_names = ("acl", "interface")
+    option_names = ("acl", "interface", "acl_out")
     required_options = ()
     own_acl = f"{GROUP}-IN"
+    own_acl_out = f"{GROUP}-OUT"
+
+    @classmethod
+    def outbound_for(cls, options: Mapping[str, Any]) -> bool:
+        """``acl_out`` names the ACL, or ``interface`` gets the agent's own ACL applied ``out``."""
+        return bool(options.get("acl_out") or options.get("interface"))
 
     def _own_addresses(self) -> list[str] | None:
         out = self._show("show ip interface brief")
@@ -180,32 +237,69 @@ class CiscoIos(CiscoAsa):
     def _acl(self) -> str:
         return str(self.options.get("acl") or self.own_acl)
 
+    @property
+    def _out_acl(self) -> str:
+        return str(self.options.get("acl_out") or self.own_acl_out)
+
+    @property
+    def _out_seq(self) -> int:
+        """Reserved sequence of the outbound entry: 1, or 2 when it shares the inbound ACL (1 is inbound's)."""
+        return 2 if self.options.get("acl_out") and self.options.get("acl_out") == self._acl else 1
+
     def _member_text(self, net: Network) -> str:
         if net.prefixlen == net.max_prefixlen:
             return f"host {net.network_address}"
         return f"{net.network_address} {net.netmask}"
 
+    def _entries(self, name: str) -> tuple[bool, list[str]]:
+        acl = self._show(f"show ip access-lists {name}")
+        return "access list" in acl, [ln.strip() for ln in acl.splitlines() if re.match(r"^\s+\d+ ", ln)]
+
     def _read_state(self) -> DeviceState:
         group = self._show(f"show object-group name {GROUP}")
-        acl = self._show(f"show ip access-lists {self._acl}")
-        entries = [ln.strip() for ln in acl.splitlines() if re.match(r"^\s+\d+ ", ln)]
+        exists, entries = self._entries(self._acl)
         deny = f"deny ip object-group {GROUP} any"
-        facts: dict[str, object] = {"acl_exists": "access list" in acl, "seq1": entries[0] if entries else ""}
+        facts: dict[str, Any] = {"acl_exists": exists, "seq1": entries[0] if entries else ""}
         in_place = bool(entries) and entries[0].split(" ", 1)[1].startswith(deny)
-        if not self.options.get("acl"):
+        iface = ""
+        if self.options.get("interface") and (not self.options.get("acl") or not self.options.get("acl_out")):
             iface = self._show(f"show running-config interface {self.options['interface']}")
+        if not self.options.get("acl"):
             bound = re.search(r"(?m)^\s*ip access-group (\S+) in\s*$", iface)
             facts["bound_in"] = bound.group(1) if bound else ""
             in_place = in_place and facts["bound_in"] == self.own_acl
+        facts["in_ok"] = in_place
+        out_ok = True
+        if self.outbound:
+            out_exists, out = (exists, entries) if self._out_acl == self._acl else self._entries(self._out_acl)
+            at = 1 if self._out_acl == self._acl else 0   # after the inbound entry in a shared ACL
+            out_ok = len(out) > at and f"{out[at]} ".split(" ", 1)[1].startswith(f"deny ip any object-group {GROUP}")
+            facts["acl_out_exists"] = out_exists
+            if self.options.get("acl_out"):
+                out_ok = out_ok and out[at].split(" ", 1)[0] == str(self._out_seq)
+                facts["out_seq"] = next((e for e in out if e.split(" ", 1)[0] == str(self._out_seq)), "")
+                bindings = self._show("show running-config | include ip access-group")
+                facts["acl_out_bound"] = bool(re.search(
+                    rf"(?m)^\s*ip access-group {re.escape(self._out_acl)} (?:in|out)\s*$", bindings))
+            else:
+                bound_out = re.search(r"(?m)^\s*ip access-group (\S+) out\s*$", iface)
+                facts["bound_out"] = bound_out.group(1) if bound_out else ""
+                out_ok = out_ok and facts["bound_out"] == self.own_acl_out
+        facts["out_ok"] = out_ok
         return DeviceState(members=_members(group, _IOS_MEMBER), group_exists=f"object-group {GROUP}" in group
-                           or f"group {GROUP}" in group, rule_in_place=in_place, facts=facts)
+                           or f"group {GROUP}" in group, rule_in_place=in_place and out_ok, facts=facts)
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         steps: list[Step] = []
         if not state.group_exists:
             steps += [Step(f"object-group network {GROUP}"), Step(f" host {PLACEHOLDER}"), Step("exit")]
-        if state.rule_in_place:
-            return steps
+        if not state.facts.get("in_ok"):
+            steps += self._inbound_steps(state)
+        if self.outbound and not state.facts.get("out_ok"):
+            steps += self._outbound_steps(state)
+        return steps
+
+    def _inbound_steps(self, state: DeviceState) -> list[Step]:
         deny = f"deny ip object-group {GROUP} any"
         if self.options.get("acl"):
             if not state.facts.get("acl_exists"):
@@ -213,9 +307,10 @@ class CiscoIos(CiscoAsa):
             if str(state.facts.get("seq1", "")).startswith("1 "):
                 raise Rejected(f"sequence 1 of access list {self._acl!r} is used by another entry "
                                f"({state.facts['seq1']!r}); the agent reserves it", target=self.target)
-            return steps + [Step(f"ip access-list extended {self._acl}"),
-                            Step(f" 1 {deny}", undo=(f"ip access-list extended {self._acl}", " no 1", "exit")),
-                            Step("exit")]
+            return [Step(f"ip access-list extended {self._acl}"),
+                    Step(f" 1 {deny}", undo=(f"ip access-list extended {self._acl}", " no 1", "exit")),
+                    Step("exit")]
+        steps: list[Step] = []
         bound = state.facts.get("bound_in")
         if bound and bound != self.own_acl:
             raise Rejected(f"interface {self.options['interface']} already filters inbound with {bound!r}; "
@@ -227,4 +322,38 @@ class CiscoIos(CiscoAsa):
                         Step(f" ip access-group {self.own_acl} in",
                              undo=(f"interface {self.options['interface']}",
                                    f" no ip access-group {self.own_acl} in", "exit")),
+                        Step("exit")]
+
+    def _outbound_steps(self, state: DeviceState) -> list[Step]:
+        """Deny traffic TO the group: at reserved sequence ``_out_seq`` of ``acl_out`` (which must exist and be
+        applied), or in IR-BLOCKLIST-OUT applied ``out`` on ``options.interface``."""
+        deny = f"deny ip any object-group {GROUP}"
+        seq = self._out_seq
+        if self.options.get("acl_out"):
+            if not state.facts.get("acl_out_exists", True):
+                raise Rejected(f"access list {self._out_acl!r} (options.acl_out) does not exist on {self.target}",
+                               target=self.target, detail={"field": "options.acl_out"})
+            if not state.facts.get("acl_out_bound", True):
+                raise Rejected(f"access list {self._out_acl!r} (options.acl_out) is not applied to any interface "
+                               f"on {self.target} (no ip access-group): a deny there blocks nothing; apply it or "
+                               "name the ACL that is", target=self.target, detail={"field": "options.acl_out"})
+            if state.facts.get("out_seq"):
+                raise Rejected(f"sequence {seq} of access list {self._out_acl!r} is used by another entry "
+                               f"({state.facts['out_seq']!r}); the agent reserves it", target=self.target)
+            return [Step(f"ip access-list extended {self._out_acl}"),
+                    Step(f" {seq} {deny}", undo=(f"ip access-list extended {self._out_acl}", f" no {seq}", "exit")),
+                    Step("exit")]
+        steps: list[Step] = []
+        iface = self.options["interface"]
+        bound = state.facts.get("bound_out")
+        if bound and bound != self.own_acl_out:
+            raise Rejected(f"interface {iface} already filters outbound with {bound!r}; set options.acl_out: "
+                           f"{bound} so the agent adds its entry there", target=self.target,
+                           detail={"field": "options.acl_out"})
+        if not state.facts.get("acl_out_exists"):
+            steps += [Step(f"ip access-list extended {self.own_acl_out}"), Step(f" 10 {deny}"),
+                      Step(" 20 permit ip any any"), Step("exit")]
+        return steps + [Step(f"interface {iface}"),
+                        Step(f" ip access-group {self.own_acl_out} out",
+                             undo=(f"interface {iface}", f" no ip access-group {self.own_acl_out} out", "exit")),
                         Step("exit")]

@@ -104,9 +104,11 @@ class Dialect(abc.ABC):
     option_names: ClassVar[tuple[str, ...]] = ()
     required_options: ClassVar[tuple[str, ...]] = ()
     pipeline: ClassVar[int] = 50    # lines typed ahead per round trip (1 = wait for each answer)
-    #: whether the scaffold also drops traffic *to* the blocked addresses (outbound call-backs, C2); dialects
-    #: that cannot yet say so in every block result
+    #: whether the scaffold always drops traffic *to* the blocked addresses too (outbound call-backs, C2)
     blocks_outbound: ClassVar[bool] = False
+    #: the option naming where outbound traffic is filtered, for dialects whose outbound rule needs a place
+    #: the inventory must name (ASA/IOS ``acl_out``, Junos ``filter_out``); None: nothing to name
+    outbound_option: ClassVar[str | None] = None
     #: device answers meaning "someone else holds the configuration" (a lock, other admins' pending edits):
     #: raised as :class:`Busy` (transient, nothing changed) instead of :class:`Rejected`
     busy_re: ClassVar[re.Pattern[str] | None] = None
@@ -136,6 +138,15 @@ class Dialect(abc.ABC):
             if value is not None and (not isinstance(value, str) or not NAME_RE.match(value)):
                 raise InvalidInput(f"options.{key}: {value!r} is not a valid name",
                                    detail={"field": f"options.{key}", "value": str(value)[:64]})
+
+    @classmethod
+    def outbound_for(cls, options: Mapping[str, Any]) -> bool:
+        """Whether a block with these options also drops traffic *to* the addresses (default: the class says)."""
+        return cls.blocks_outbound or bool(cls.outbound_option and options.get(cls.outbound_option))
+
+    @property
+    def outbound(self) -> bool:
+        return type(self).outbound_for(self.options)
 
     # ----- shared public interface ---------------------------------------------------------------------------
     def list_blocked(self) -> list[Network]:

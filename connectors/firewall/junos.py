@@ -16,6 +16,14 @@ term FIRST``, ``rollback 0`` (discard candidate changes), ``commit confirmed N``
 created or bound here: it must already be applied inbound, otherwise a new filter would drop everything after its
 implicit final discard. The prefix-list keeps a placeholder (255.255.255.255/32) so it never becomes empty.
 
+Outbound (call-backs, C2): term ``IR-BLOCK-OUT`` (``from destination-prefix-list IR-BLOCKLIST``, ``then discard``)
+goes first in the inet filter outbound traffic passes, ``options.filter_out`` — applied ``output`` on the outside
+unit or ``input`` on the inside one (``set interfaces IF unit N family inet filter {input|output} F``; Junos
+"Applying Firewall Filters to Interfaces": an input filter sees packets received on the interface, an output filter
+packets transmitted). The filter must exist and be applied to some interface (``show configuration interfaces``):
+a term in an unapplied filter blocks nothing. When ``filter_out`` is the inbound ``filter`` the term goes right
+after ``IR-BLOCK`` (``insert … after term IR-BLOCK``).
+
 Timeouts (lesson #6): a ``commit confirmed`` that was never confirmed (session lost before the second ``commit``)
 rolls back by itself after N minutes. ``_read_state`` therefore also reads ``show system commit``; a pending
 confirmation marks the state ``needs_persist`` and the next block/unblock — even one with nothing to add — confirms
@@ -34,6 +42,8 @@ from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, D
 
 __all__ = ["JuniperJunos"]
 
+_RULE_OUT = f"{RULE}-OUT"
+
 
 class JuniperJunos(Dialect):
     """Junos (netmiko ``juniper_junos``)."""
@@ -43,8 +53,9 @@ class JuniperJunos(Dialect):
     families = frozenset({4})
     error_re = re.compile(r"(?m)^\s*(error: .*|syntax error.*|unknown command.*|missing argument.*)$")
     config_prompt = r"#\s*$"
-    option_names = ("filter",)
+    option_names = ("filter", "filter_out")
     required_options = ("filter",)
+    outbound_option = "filter_out"
     busy_re = re.compile(r"configuration database (?:locked|modified)")
 
     def _enter(self) -> None:
@@ -61,6 +72,24 @@ class JuniperJunos(Dialect):
     def _filter(self) -> str:
         return f"firewall family inet filter {self.options['filter']}"
 
+    @property
+    def _filter_out(self) -> str:
+        return f"firewall family inet filter {self.options['filter_out']}"
+
+    @staticmethod
+    def _terms(text: str, path: str) -> list[str]:
+        terms: list[str] = []
+        for m in re.finditer(rf"(?m)^set {re.escape(path)} term (\S+) ", text):
+            if m.group(1) not in terms:
+                terms.append(m.group(1))
+        return terms
+
+    @staticmethod
+    def _term_ok(text: str, path: str, term: str, match: str) -> bool:
+        lines = {ln.strip() for ln in text.splitlines()}
+        return f"set {path} term {term} from {match} {GROUP}" in lines and f"set {path} term {term} then discard" \
+            in lines
+
     def _read_state(self) -> DeviceState:
         plist = self._show(f"show configuration policy-options prefix-list {GROUP} | display set")
         filt = self._show(f"show configuration {self._filter} | display set")
@@ -70,18 +99,26 @@ class JuniperJunos(Dialect):
             net = ipaddress.ip_network(m.group(1), strict=False)
             if str(net.network_address) != PLACEHOLDER:
                 members.append(net)
-        terms: list[str] = []
-        for m in re.finditer(rf"(?m)^set {re.escape(self._filter)} term (\S+) ", filt):
-            if m.group(1) not in terms:
-                terms.append(m.group(1))
-        ours = {ln.strip() for ln in filt.splitlines() if f" term {RULE} " in ln}
-        in_place = bool(terms) and terms[0] == RULE and \
-            f"set {self._filter} term {RULE} from source-prefix-list {GROUP}" in ours and \
-            f"set {self._filter} term {RULE} then discard" in ours
+        terms = self._terms(filt, self._filter)
+        in_ok = bool(terms) and terms[0] == RULE and self._term_ok(filt, self._filter, RULE, "source-prefix-list")
+        facts: dict[str, Any] = {"filter_exists": bool(terms), "first_term": terms[0] if terms else None,
+                                 "needs_persist": bool(re.search(r"rollback in \d+", commits)), "in_ok": in_ok,
+                                 "out_ok": True}
+        if self.options.get("filter_out"):
+            same = self.options["filter_out"] == self.options["filter"]
+            out = filt if same else self._show(f"show configuration {self._filter_out} | display set")
+            out_terms = self._terms(out, self._filter_out)
+            at = 1 if same else 0   # after IR-BLOCK in a shared filter
+            ifaces = self._show("show configuration interfaces | display set")
+            facts.update(filter_out_exists=bool(out_terms), first_term_out=(
+                             out_terms[at] if len(out_terms) > at else None),
+                         filter_out_bound=bool(re.search(
+                             rf"(?m)family inet filter (?:input|output) {re.escape(self.options['filter_out'])}\s*$",
+                             ifaces)),
+                         out_ok=len(out_terms) > at and out_terms[at] == _RULE_OUT and self._term_ok(
+                             out, self._filter_out, _RULE_OUT, "destination-prefix-list"))
         return DeviceState(members=members, group_exists=f"prefix-list {GROUP} {PLACEHOLDER}/32" in plist,
-                           rule_in_place=in_place,
-                           facts={"filter_exists": bool(terms), "first_term": terms[0] if terms else None,
-                                  "needs_persist": bool(re.search(r"rollback in \d+", commits))})
+                           rule_in_place=in_ok and facts["out_ok"], facts=facts)
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         if not state.facts.get("filter_exists"):
@@ -90,12 +127,34 @@ class JuniperJunos(Dialect):
         steps: list[Step] = []
         if not state.group_exists:
             steps.append(Step(f"set policy-options prefix-list {GROUP} {PLACEHOLDER}/32"))
-        if not state.rule_in_place:
+        if not state.facts.get("in_ok"):
             steps += [Step(f"set {self._filter} term {RULE} from source-prefix-list {GROUP}"),
                       Step(f"set {self._filter} term {RULE} then discard")]
             first = state.facts.get("first_term")
             if first and first != RULE:
                 steps.append(Step(f"insert {self._filter} term {RULE} before term {first}"))
+        if self.options.get("filter_out") and not state.facts.get("out_ok"):
+            steps += self._outbound_steps(state)
+        return steps
+
+    def _outbound_steps(self, state: DeviceState) -> list[Step]:
+        name = self.options["filter_out"]
+        if not state.facts.get("filter_out_exists", True):
+            raise Rejected(f"{self.target}: filter {name!r} (options.filter_out) has no terms or does not exist",
+                           target=self.target, detail={"field": "options.filter_out"})
+        if not state.facts.get("filter_out_bound", True):
+            raise Rejected(f"{self.target}: filter {name!r} (options.filter_out) is not applied to any interface "
+                           "(no 'family inet filter input|output'): a term there blocks nothing; apply it or name "
+                           "the filter that is", target=self.target, detail={"field": "options.filter_out"})
+        path = self._filter_out
+        steps = [Step(f"set {path} term {_RULE_OUT} from destination-prefix-list {GROUP}"),
+                 Step(f"set {path} term {_RULE_OUT} then discard")]
+        if name == self.options["filter"]:
+            steps.append(Step(f"insert {path} term {_RULE_OUT} after term {RULE}"))
+        else:
+            first = state.facts.get("first_term_out")
+            if first and first != _RULE_OUT:
+                steps.append(Step(f"insert {path} term {_RULE_OUT} before term {first}"))
         return steps
 
     def _own_addresses(self) -> list[str] | None:
@@ -152,4 +211,5 @@ class JuniperJunos(Dialect):
         minutes = max(1, int(self.options.get("confirm_minutes") or 5))
         return ([f"commit confirmed {minutes}"] if applied else []) + ["commit"]
 
-    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"first_term": "<first term of the filter>"}
+    OFFLINE_FACTS: ClassVar[dict[str, Any]] = {"first_term": "<first term of the filter>",
+                                               "first_term_out": "<first term of the outbound filter>"}

@@ -1,7 +1,18 @@
-"""Cisco ASA and IOS console models: exec/enable/config modes, object-groups, ACLs, write memory."""
+"""Cisco ASA and IOS console models: exec/enable/config modes, object-groups, ACLs, write memory.
+
+Packet verdicts (``drops(src, dst)``, a TCP packet to port 80) follow the vendors' documented order: the ACL bound
+``in`` on the ingress interface, then the one bound ``out`` on the egress interface; ACEs in order, first match
+wins, an implicit deny ends every ACL (Cisco ASA Series CLI Configuration Guide, "Configuring Access Rules":
+"Inbound access rules apply to traffic as it enters an interface ... Outbound ACLs apply to traffic as it exits an
+interface", "ACLs have an implicit deny at the end of the list"; IOS command reference ``ip access-group {in |
+out}``). Without an inbound ACL the ASA passes traffic only from a higher to a lower security level (inside 100 →
+outside 0); IOS passes everything on an interface without an ACL. The inside networks are 10.1.0.0/24 and
+192.0.2.0/24 (published servers); every other address is outside.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -11,6 +22,54 @@ __all__ = ["AsaModel", "AsaState", "IosModel", "IosState"]
 
 _ASA_ERR = "{pad}^\nERROR: % Invalid input detected at '^' marker."
 _IOS_ERR = "{pad}^\n% Invalid input detected at '^' marker."
+
+
+_INSIDE = tuple(ipaddress.ip_network(n) for n in ("10.1.0.0/24", "192.0.2.0/24"))
+_PORTS = {"www": 80, "https": 443, "ssh": 22}
+
+
+def _inside(addr: str) -> bool:
+    return any(ipaddress.ip_address(addr) in net for net in _INSIDE)
+
+
+def _ace_verdict(ace: str, src: str, dst: str, groups: dict[str, list[str]]) -> str | None:
+    """``permit``/``deny`` when the ACE (``[extended] permit|deny ip|tcp SRC DST [eq PORT]``, SRC/DST ``any``,
+    ``host A`` or ``object-group G``) matches a TCP packet src → dst:80, else None."""
+    words = ace.split()
+    if words and words[0] == "extended":
+        words = words[1:]
+    action, proto, rest = words[0], words[1], words[2:]
+    if proto not in ("ip", "tcp"):
+        return None
+
+    def take(addr: str) -> bool | None:
+        nonlocal rest
+        if rest[0] == "any":
+            rest = rest[1:]
+            return True
+        if rest[0] == "host":
+            hit, rest = rest[1] == addr, rest[2:]
+            return hit
+        if rest[0] == "object-group":
+            hit = addr in _members_canon(groups.get(rest[1], [])) or any(
+                ipaddress.ip_address(addr) in ipaddress.ip_network(m) for m in _members_canon(groups.get(rest[1], [])))
+            rest = rest[2:]
+            return hit
+        return None
+
+    if not take(src) or not take(dst):
+        return None
+    if rest[:1] == ["eq"] and _PORTS.get(rest[1], int(rest[1]) if rest[1].isdigit() else -1) != 80:
+        return None
+    return action
+
+
+def _acl_drops(aces: list[str], src: str, dst: str, groups: dict[str, list[str]]) -> bool:
+    for ace in aces:
+        verdict = _ace_verdict(ace, src, dst, groups)
+        if verdict is not None:
+            return verdict == "deny"
+    return True   # implicit deny
 
 
 def _members_canon(lines: list[str]) -> set[str]:
@@ -30,15 +89,41 @@ def _members_canon(lines: list[str]) -> set[str]:
 class AsaState(StateBase):
     """Running config: network object-groups (member lines) and ACLs (ACE lines); ``saved`` = startup."""
 
-    def __init__(self, acl: str = "outside_access_in") -> None:
+    def __init__(self, acl: str = "outside_access_in", acl_out: str = "inside_access_in") -> None:
         super().__init__()
         self.acl = acl
         self.groups: dict[str, list[str]] = {}
-        self.acls: dict[str, list[str]] = {acl: ["extended permit tcp any host 192.0.2.80 eq www"]}
+        self.acls: dict[str, list[str]] = {acl: ["extended permit tcp any host 192.0.2.80 eq www"],
+                                           acl_out: ["extended permit ip any any"]}
+        # access-group bindings: (acl, direction, interface nameif)
+        self.access_groups: list[tuple[str, str, str]] = [(acl, "in", "outside"), (acl_out, "in", "inside")]
         self.saved = self.running()
 
     def running(self) -> dict[str, Any]:
-        return self.snapshot({"groups": self.groups, "acls": self.acls})
+        return self.snapshot({"groups": self.groups, "acls": self.acls, "access_groups": self.access_groups})
+
+    def unbind_outbound(self) -> None:
+        """The inside ACL exists but is applied nowhere (an operator removed its access-group)."""
+        self.access_groups = [g for g in self.access_groups if g[2] != "inside"]
+
+    def drops(self, src: str, dst: str) -> bool:
+        """ASA verdict for a TCP packet src → dst:80 (see the module docstring for the order)."""
+        ingress, egress = ("inside" if _inside(src) else "outside"), ("inside" if _inside(dst) else "outside")
+        if ingress == egress:
+            return False
+        level = {"inside": 100, "outside": 0}
+        for acl, direction, iface in self.access_groups:
+            if (direction, iface) == ("in", ingress):
+                if _acl_drops(self.acls.get(acl, []), src, dst, self.groups):
+                    return True
+                break
+        else:
+            if level[ingress] <= level[egress]:
+                return True   # lower → higher security level needs an inbound ACL that permits it
+        for acl, direction, iface in self.access_groups:
+            if (direction, iface) == ("out", egress):
+                return _acl_drops(self.acls.get(acl, []), src, dst, self.groups)
+        return False
 
     @property
     def blocklist(self) -> set[str]:
@@ -54,7 +139,8 @@ class AsaState(StateBase):
         return bool(aces) and aces[0] == "extended deny ip object-group IR-BLOCKLIST any"
 
     def group_in_use(self, name: str) -> bool:
-        return any(f"object-group {name} " in ace for aces in self.acls.values() for ace in aces)
+        return any(re.search(rf"object-group {re.escape(name)}(\s|$)", ace) for aces in self.acls.values()
+                   for ace in aces)
 
 
 class AsaModel(Model):
@@ -141,6 +227,8 @@ class AsaModel(Model):
         m = re.fullmatch(r"show running-config access-list (\S+)", cmd)
         if m:
             return "\n".join(f"access-list {m.group(1)} {ace}" for ace in st.acls.get(m.group(1), []))
+        if cmd == "show running-config access-group":
+            return "\n".join(f"access-group {acl} {d} interface {i}" for acl, d, i in st.access_groups)
         if cmd in ("exit", "logout", "quit"):
             self.closed = True
             return "Logoff"
@@ -161,11 +249,12 @@ class AsaModel(Model):
             self.group, self.mode = m.group(1), "group"
             return ""
         m = re.fullmatch(r"(no )?access-list (\S+)(?: line (\d+))? (extended (?:deny|permit) ip "
-                         r"(?:object-group (\S+)|any|host \S+) any)", cmd)
+                         r"(?:object-group (\S+)|any|host \S+) (?:object-group (\S+)|any|host \S+))", cmd)
         if m:
-            neg, acl, pos, ace, grp = m.groups()
-            if grp and grp not in st.groups:
-                return f"ERROR: specified object group <{grp}> not found"
+            neg, acl, pos, ace, grp, dgrp = m.groups()
+            for g in (grp, dgrp):
+                if g and g not in st.groups:
+                    return f"ERROR: specified object group <{g}> not found"
             aces = st.acls.setdefault(acl, [])
             if neg:
                 if ace not in aces:
@@ -210,18 +299,37 @@ class AsaModel(Model):
 class IosState(StateBase):
     """Running config: object-groups, named extended ACLs with sequence numbers, interfaces' inbound ACL."""
 
-    def __init__(self, acl: str | None = "OUTSIDE-IN", interface: str = "GigabitEthernet0/0") -> None:
+    def __init__(self, acl: str | None = "OUTSIDE-IN", interface: str = "GigabitEthernet0/0",
+                 inside: str = "GigabitEthernet0/1", acl_out: str = "INSIDE-IN") -> None:
         super().__init__()
         self.acl = acl
+        self.outside, self.inside = interface, inside
         self.groups: dict[str, list[str]] = {}
-        self.acls: dict[str, dict[int, str]] = {}
-        self.interfaces: dict[str, str | None] = {interface: acl}
+        self.acls: dict[str, dict[int, str]] = {acl_out: {10: "permit ip any any"}}
+        self.interfaces: dict[str, str | None] = {interface: acl, inside: acl_out}        # inbound ACL
+        self.interfaces_out: dict[str, str | None] = {interface: None, inside: None}     # outbound ACL
         if acl:
             self.acls[acl] = {10: "permit tcp any host 192.0.2.80 eq www", 20: "permit ip any any"}
         self.saved = self.running()
 
     def running(self) -> dict[str, Any]:
-        return self.snapshot({"groups": self.groups, "acls": self.acls, "interfaces": self.interfaces})
+        return self.snapshot({"groups": self.groups, "acls": self.acls, "interfaces": self.interfaces,
+                              "interfaces_out": self.interfaces_out})
+
+    def unbind_outbound(self) -> None:
+        """The inside ACL exists but is applied nowhere (an operator removed its ``ip access-group``)."""
+        self.interfaces[self.inside] = None
+
+    def drops(self, src: str, dst: str) -> bool:
+        """IOS verdict for a TCP packet src → dst:80: ingress ``in`` ACL, then egress ``out`` ACL."""
+        ingress = self.inside if _inside(src) else self.outside
+        egress = self.inside if _inside(dst) else self.outside
+        if ingress == egress:
+            return False
+        for acl in (self.interfaces.get(ingress), self.interfaces_out.get(egress)):
+            if acl and _acl_drops([v for _, v in sorted(self.acls.get(acl, {}).items())], src, dst, self.groups):
+                return True
+        return False
 
     @property
     def blocklist(self) -> set[str]:
@@ -324,14 +432,23 @@ class IosModel(Model):
                              [f"    {seq} {ace}" for seq, ace in sorted(entries.items())])
         m = re.fullmatch(r"show running-config interface (\S+)", cmd)
         if m and m.group(1) in st.interfaces:
-            acl = st.interfaces[m.group(1)]
-            body = [f"interface {m.group(1)}", " ip address 198.51.100.1 255.255.255.0"]
-            body += [f" ip access-group {acl} in"] if acl else []
-            return "Building configuration...\n\nCurrent configuration : 120 bytes\n!\n" + "\n".join(body) + "\nend"
+            return "Building configuration...\n\nCurrent configuration : 120 bytes\n!\n" + "\n".join(
+                self._iface_lines(m.group(1))) + "\nend"
+        if cmd == "show running-config | include ip access-group":
+            return "\n".join(ln for name in st.interfaces for ln in self._iface_lines(name)
+                             if ln.startswith(" ip access-group"))
         if cmd in ("exit", "logout"):
             self.closed = True
             return ""
         return self.reject(line)
+
+    def _iface_lines(self, name: str) -> list[str]:
+        st: IosState = self.state
+        address = "10.1.0.1" if name == st.inside else "198.51.100.1"
+        body = [f"interface {name}", f" ip address {address} 255.255.255.0"]
+        body += [f" ip access-group {st.interfaces[name]} in"] if st.interfaces.get(name) else []
+        body += [f" ip access-group {st.interfaces_out[name]} out"] if st.interfaces_out.get(name) else []
+        return body
 
     def _group(self, cmd: str) -> str | None:
         m = re.fullmatch(r"(no )?(host \S+|\d+\.\d+\.\d+\.\d+ \d+\.\d+\.\d+\.\d+)", cmd)
@@ -357,20 +474,23 @@ class IosModel(Model):
         if m:
             entries.pop(int(m.group(1)), None)
             return ""
-        m = re.fullmatch(r"(\d+ )?((?:deny|permit) ip (?:object-group (\S+)|any|host \S+) any)", cmd)
+        m = re.fullmatch(r"(\d+ )?((?:deny|permit) ip (?:object-group (\S+)|any|host \S+) "
+                         r"(?:object-group (\S+)|any|host \S+))", cmd)
         if not m:
             return None
         seq = int(m.group(1)) if m.group(1) else max(entries, default=0) + 10
-        if m.group(3) and m.group(3) not in self.state.groups:
-            return f"% object-group {m.group(3)} not found"
+        for grp in (m.group(3), m.group(4)):
+            if grp and grp not in self.state.groups:
+                return f"% object-group {grp} not found"
         if seq in entries:
             return "% Duplicate sequence number"
         entries[seq] = m.group(2)
         return ""
 
     def _if(self, cmd: str) -> str | None:
-        m = re.fullmatch(r"(no )?ip access-group (\S+) in", cmd)
+        m = re.fullmatch(r"(no )?ip access-group (\S+) (in|out)", cmd)
         if not m:
             return None
-        self.state.interfaces[self.ctx] = None if m.group(1) else m.group(2)
+        table = self.state.interfaces if m.group(3) == "in" else self.state.interfaces_out
+        table[self.ctx] = None if m.group(1) else m.group(2)
         return ""

@@ -33,12 +33,12 @@ MODELS = tuple(sorted(("cisco_asa", "cisco_ios", "cisco_xe", "fortinet", "paloal
 
 # Target.options the connector needs to drive each simulator's default configuration.
 SIM_OPTIONS: dict[str, dict[str, Any]] = {
-    "cisco_asa": {"acl": "outside_access_in"},
-    "cisco_ios": {"acl": "OUTSIDE-IN"},
-    "cisco_xe": {"acl": "OUTSIDE-IN"},
+    "cisco_asa": {"acl": "outside_access_in", "acl_out": "inside_access_in"},
+    "cisco_ios": {"acl": "OUTSIDE-IN", "acl_out": "INSIDE-IN"},
+    "cisco_xe": {"acl": "OUTSIDE-IN", "acl_out": "INSIDE-IN"},
     "fortinet": {"interface": "port1"},
     "paloalto_panos": {},
-    "juniper_junos": {"filter": "EDGE-IN", "confirm_minutes": 5},
+    "juniper_junos": {"filter": "EDGE-IN", "filter_out": "EDGE-OUT", "confirm_minutes": 5},
     "mikrotik_routeros": {},
 }
 

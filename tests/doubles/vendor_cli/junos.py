@@ -17,10 +17,18 @@ reference "configure", .../junos12.3/topics/reference/command-summary/configure.
   a private commit fails likewise if the shared candidate was modified meanwhile (Junos XML protocol guide,
   "Commit a Private Copy of the Configuration"). Leaving private mode discards uncommitted private changes.
   ``rollback 0`` in private mode drops only the private changes.
+
+Packet verdicts (``drops(src, dst)``, a TCP packet): the ``input`` filter of the unit the packet arrives on, then
+the ``output`` filter of the unit it leaves by (Junos OS "Firewall Filters Overview" / "Applying Firewall Filters
+to Interfaces": ``family inet filter input`` filters received packets, ``filter output`` transmitted ones); terms
+in order, first matching term decides (``accept`` passes, ``discard``/``reject`` drop), and a packet no term
+matches is discarded (the implicit ``discard`` at the end of every filter). ge-0/0/0 is outside, ge-0/0/1 inside
+(10.1.0.0/24, 192.0.2.0/24).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -29,6 +37,8 @@ from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
 __all__ = ["JunosModel", "JunosState"]
 
 _FILTER = "firewall family inet filter EDGE-IN"
+_FILTER_OUT = "firewall family inet filter EDGE-OUT"
+_INSIDE = tuple(ipaddress.ip_network(n) for n in ("10.1.0.0/24", "192.0.2.0/24"))
 
 
 class JunosState(StateBase):
@@ -39,7 +49,9 @@ class JunosState(StateBase):
         self.committed = [f"set {_FILTER} term allow-ssh from protocol tcp",
                           f"set {_FILTER} term allow-ssh then accept",
                           f"set {_FILTER} term default then accept",
-                          "set interfaces ge-0/0/0 unit 0 family inet filter input EDGE-IN"]
+                          f"set {_FILTER_OUT} term default then accept",
+                          "set interfaces ge-0/0/0 unit 0 family inet filter input EDGE-IN",
+                          "set interfaces ge-0/0/0 unit 0 family inet filter output EDGE-OUT"]
         self.candidate = list(self.committed)
         self.pending_confirm: int | None = None
         self.confirmed_commits = 0
@@ -81,9 +93,57 @@ class JunosState(StateBase):
             f"set {_FILTER} term IR-BLOCK from source-prefix-list IR-BLOCKLIST" in self.committed and \
             f"set {_FILTER} term IR-BLOCK then discard" in self.committed
 
+    def unbind_outbound(self) -> None:
+        """EDGE-OUT exists but no interface applies it any more."""
+        self.committed = [ln for ln in self.committed if not ln.endswith("filter output EDGE-OUT")]
+        self.candidate = list(self.committed)
+
+    def drops(self, src: str, dst: str) -> bool:
+        """Junos verdict for a TCP packet src → dst (see the module docstring)."""
+        def unit(addr: str) -> str:
+            return "ge-0/0/1" if any(ipaddress.ip_address(addr) in n for n in _INSIDE) else "ge-0/0/0"
+
+        ingress, egress = unit(src), unit(dst)
+        if ingress == egress:
+            return False
+        for iface, direction in ((ingress, "input"), (egress, "output")):
+            prefix = f"set interfaces {iface} unit 0 family inet filter {direction} "
+            name = next((ln[len(prefix):] for ln in self.committed if ln.startswith(prefix)), None)
+            if name and self._filter_drops(name, src, dst):
+                return True
+        return False
+
+    def _filter_drops(self, name: str, src: str, dst: str) -> bool:
+        prefix = f"set firewall family inet filter {name} term "
+        terms: dict[str, list[str]] = {}
+        for ln in self.committed:
+            if ln.startswith(prefix):
+                term, rest = ln[len(prefix):].split(" ", 1)
+                terms.setdefault(term, []).append(rest)
+
+        def listed(plist: str, addr: str) -> bool:
+            return any(ipaddress.ip_address(addr) in ipaddress.ip_network(ln.split()[-1], strict=False)
+                       for ln in self.committed if ln.startswith(f"set policy-options prefix-list {plist} "))
+
+        for body in terms.values():
+            matched, action = True, None
+            for rest in body:
+                words = rest.split()
+                if words[:2] == ["from", "source-prefix-list"]:
+                    matched = matched and listed(words[2], src)
+                elif words[:2] == ["from", "destination-prefix-list"]:
+                    matched = matched and listed(words[2], dst)
+                elif words[:2] == ["from", "protocol"]:
+                    matched = matched and words[2] == "tcp"
+                elif words[0] == "then":
+                    action = words[1]
+            if matched and action:
+                return action in ("discard", "reject")
+        return True   # implicit discard at the end of every filter
+
     def check(self, cfg: list[str]) -> str | None:
         for ln in cfg:
-            m = re.search(r"source-prefix-list (\S+)$", ln)
+            m = re.search(r"(?:source|destination)-prefix-list (\S+)$", ln)
             if m and not any(x.startswith(f"set policy-options prefix-list {m.group(1)} ") for x in cfg):
                 return f"error: prefix-list {m.group(1)} referenced in a firewall filter is not defined"
         return None
@@ -258,7 +318,7 @@ class JunosModel(Model):
         if locked and re.match(r"(set|delete|insert) ", cmd):
             return locked
         m = re.fullmatch(r"set (policy-options prefix-list \S+ (\S+)|" + r"firewall family inet filter \S+ term \S+ "
-                         r"(?:from source-prefix-list \S+|then (?:discard|accept|reject)))", cmd)
+                         r"(?:from (?:source|destination)-prefix-list \S+|then (?:discard|accept|reject)))", cmd)
         if m:
             if m.group(2):
                 try:
@@ -274,14 +334,15 @@ class JunosModel(Model):
             before = len(self.cand)
             self.cand = [ln for ln in self.cand if ln != stmt and not ln.startswith(stmt + " ")]
             return "" if len(self.cand) < before else "warning: statement not found"
-        m = re.fullmatch(r"insert (firewall family inet filter \S+) term (\S+) before term (\S+)", cmd)
+        m = re.fullmatch(r"insert (firewall family inet filter \S+) term (\S+) (before|after) term (\S+)", cmd)
         if m:
             prefix = f"set {m.group(1)} term "
             mine = [ln for ln in self.cand if ln.startswith(prefix + m.group(2) + " ")]
             rest = [ln for ln in self.cand if ln not in mine]
-            anchor = next((i for i, ln in enumerate(rest) if ln.startswith(prefix + m.group(3) + " ")), None)
-            if not mine or anchor is None:
+            at = [i for i, ln in enumerate(rest) if ln.startswith(prefix + m.group(4) + " ")]
+            if not mine or not at:
                 return "error: statement not found"
+            anchor = at[0] if m.group(3) == "before" else at[-1] + 1
             self.cand = rest[:anchor] + mine + rest[anchor:]
             return ""
         return " " * (len(self.host) + 2) + "^\nsyntax error."

@@ -35,7 +35,8 @@ class SimCli:
                 "address": "127.0.0.1", "port": sim.port, "device_type": device_type, "edge": True,
                 "host_key": f"{host_key.get_name()} {host_key.get_base64()}",
                 "credentials": {"username": "admin", "password": f"file:{pw}", "secret": f"file:{secret}"},
-                "options": {**SIM_OPTIONS[device_type], **device_options.get(name, {})}}
+                "options": {k: v for k, v in {**SIM_OPTIONS[device_type], **device_options.get(name, {})}.items()
+                            if v is not None}}
         (root / "inventory.yaml").write_text(json.dumps(inv))
         (root / "agent.yaml").write_text(json.dumps({
             "inventory": str(root / "inventory.yaml"), "runbooks": str(REPO / "agent" / "data" / "runbooks"),

@@ -92,7 +92,8 @@ def make_device(sim: CliSimulator, device_type: str, tmp_path: Path, host_key: p
                 timeout: float = 10.0, **options: Any) -> Device:
     kh = write_known_hosts(tmp_path / f"known_hosts_{sim.port}", [(sim.port, host_key)])
     target = Target(f"sim-{device_type}", "device", "127.0.0.1", "firewall", port=sim.port,
-                    options={"device_type": device_type, **SIM_OPTIONS[device_type], **options})
+                    options={k: v for k, v in {"device_type": device_type, **SIM_OPTIONS[device_type],
+                                               **options}.items() if v is not None})
     creds = Credentials("admin", Secret("s3cret-pw"), extra={"secret": Secret("en-s3cret")})
     ctx = ConnectorContext(known_hosts=str(kh), connect_timeout=5, command_timeout=timeout)
     return Device(sim, device_type, target, creds, ctx, FirewallConnector())

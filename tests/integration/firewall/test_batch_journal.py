@@ -37,7 +37,7 @@ def env(tmp_path: Path, sim_factory: Callable[..., CliSimulator], host_key: para
     (tmp_path / "inventory.yaml").write_text(
         "management:\n  addresses: [10.9.0.10]\n"
         "devices:\n  edge1:\n    address: 127.0.0.1\n    device_type: cisco_ios\n    edge: true\n"
-        f"    port: {sim.port}\n    options: {{acl: OUTSIDE-IN}}\n"
+        f"    port: {sim.port}\n    options: {{acl: OUTSIDE-IN, acl_out: INSIDE-IN}}\n"
         "    credentials: {username: admin, password: 'env:SIM_PW', secret: 'env:SIM_EN'}\n")
     (tmp_path / "agent.yaml").write_text(
         "inventory: inventory.yaml\nrunbooks: runbooks\ndatabase: var/agent.db\naudit_dir: var/audit\n"
