@@ -11,6 +11,7 @@ PKGS=(
   # aiosmtpd from PyPI), sudo/doas for non-root service accounts on lab hosts
   libkrb5-dev prometheus-alertmanager postgresql rabbitmq-server chromium chromium-driver sudo opendoas
   zsh fish  # the completion scripts are parsed by the real shells in the tests
+  firewalld ufw  # issue 14: their reloads are tested on lab hosts (never started on the machine itself)
 )
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
-from connectors.ssh_linux import deadman, flows, persist, rules
+from connectors.ssh_linux import deadman, flows, fwmanagers, persist, rules
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
@@ -103,6 +103,14 @@ def _through_jump(s: SshSession, st: FirewallState, a: IsolateArgs) -> IsolateAr
     return dataclasses.replace(a, management=(*a.management, ipaddress.ip_network(src)))
 
 
+def _refuse_reload_hazard(st: FirewallState, s: SshSession) -> None:
+    """A firewall manager whose reload would silently drop the isolation (:mod:`.fwmanagers`): refuse contain."""
+    hazard = fwmanagers.reload_hazard(st)
+    if hazard:
+        raise Rejected(f"{s.target.address}: {hazard}; nothing was changed", target=s.label,
+                       detail={"firewall_manager": dict(st.managers)})
+
+
 def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
     if st.foreign:
         raise Rejected(f"{', '.join(st.foreign)} already exists on {s.target.address} and is not the agent's (no "
@@ -125,6 +133,7 @@ def _refuse_boot_unit(st: FirewallState, s: SshSession) -> None:
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     st = read_state(s)
     _refuse_foreign(st, s)
+    _refuse_reload_hazard(st, s)
     a = isolate_args(args, s.ctx, s.target)
     if a.survive_reboot:
         _refuse_boot_unit(st, s)
@@ -339,6 +348,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     waited = False
     while True:
         _refuse_foreign(st, s)
+        _refuse_reload_hazard(st, s)
         details["tool"] = st.tool
         if st.tool != "nft" and not st.has_ip6tables and not ipv6_before:
             ipv6_before = dict(st.ipv6_sysctls)
@@ -430,6 +440,8 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         summary += f"; completed an unconfirmed isolation left by {took_over}"
     if ipv6_before and st.tool != "nft":
         summary += "; IPv6 switched off (no ip6tables on this host)"
+    if fwmanagers.describe(after):
+        details["firewall_manager"] = fwmanagers.describe(after)
     if details.get("survives_reboot", {}).get("installed") in ("now", "already"):
         summary += f"; survives a reboot ({persist.UNIT_NAME} re-applies it at boot until release)"
     return ActionResult(True, summary, details=details, warnings=warnings)

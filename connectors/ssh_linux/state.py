@@ -45,7 +45,13 @@ STATE_SCRIPT = (
     "priv ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
     "else echo '@@NO_IP6TABLES'; echo '@@IPV6'; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do "
     '[ -r "$f" ] || continue; n=${f#/proc/sys/net/ipv6/conf/}; n=${n%/disable_ipv6}; v=; read -r v < "$f"; '
-    'echo "$n $v"; done; fi; fi; ' + persist.state_script() + "true")
+    'echo "$n $v"; done; fi; fi; ' + persist.state_script() +
+    # firewalld (its PID file in this host's /run, and the backend it was configured with) and ufw (enabled, and
+    # whether it manages the builtin chains): what a reload of theirs does to our rules (:mod:`.fwmanagers`).
+    "echo '@@FWMGR'; fp=; { read -r fp < /run/firewalld.pid; } 2>/dev/null; case \"$fp\" in ''|*[!0-9]*) ;; "
+    "*) [ -d /proc/$fp ] && echo \"firewalld $(sed -n 's/^FirewallBackend=//p' /etc/firewalld/firewalld.conf "
+    "2>/dev/null | tail -n 1)\";; esac; if grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf; then "
+    "echo \"ufw $(sed -n 's/^MANAGE_BUILTINS=//p' /etc/default/ufw 2>/dev/null | tail -n 1)\"; fi; true")
 
 
 @dataclass
@@ -67,6 +73,7 @@ class FirewallState:
     ipv6_sysctls: dict[str, str] = field(default_factory=dict)  # iptables without ip6tables: if -> disable_ipv6
     failed: str = ""
     persist: persist.PersistState = field(default_factory=lambda: persist.PersistState(False, {}, ()))
+    managers: dict[str, str] = field(default_factory=dict)  # "firewalld" -> backend, "ufw" -> MANAGE_BUILTINS
 
     @property
     def deadman_pid(self) -> int | None:
@@ -142,6 +149,10 @@ def parse_state(out: str) -> FirewallState:
         state.agent_server_port = int(ssh[3]) if ssh[3].isdigit() else None
     state.timer = deadman.parse_status(sec.get("_", ""))
     state.persist = persist.parse_section(sec.get("PERSIST", ""))
+    for line in sec.get("FWMGR", "").splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name in ("firewalld", "ufw"):
+            state.managers[name] = value.strip().strip('"').lower()
     state.deadman_reverted_at = fields.get("DEADMAN_REVERTED", "").strip().split(" ")[0]
     if state.tool == "nft":
         table = sec.get("TABLE", "").strip()
