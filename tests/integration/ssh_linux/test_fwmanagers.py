@@ -34,9 +34,9 @@ def isolated(host: str) -> dict[str, str]:
 
 def start_firewalld(lab: Lab, host: str, backend: str) -> None:
     """A private system bus and firewalld in ``host``'s mount namespace (its /run is the host's own)."""
-    lab.exec(host, ["sh", "-c", f"sed -i 's/^FirewallBackend=.*/FirewallBackend={backend}/' "
-                                "/etc/firewalld/firewalld.conf && mkdir -p /run/dbus && "
-                                "dbus-daemon --system --fork && firewalld"], timeout=30)
+    script = (f"sed -i 's/^FirewallBackend=.*/FirewallBackend={backend}/' /etc/firewalld/firewalld.conf && "
+              "mkdir -p /run/dbus && dbus-daemon --system --fork && firewalld")
+    lab.exec(host, ["sh", "-c", script], timeout=30)
     assert wait_until(lambda: lab.exec(host, ["firewall-cmd", "--state"], check=False).stdout.strip() == "running",
                       timeout=30, interval=0.3), lab.exec(host, ["firewall-cmd", "--state"], check=False)
 
@@ -46,9 +46,9 @@ def rebooted(agent: Agent) -> Iterator[Agent]:
     """Whatever a test starts on victim/legacy (daemons, rules) is gone afterwards: the hosts are rebooted."""
     yield agent
     for host in ("victim", "legacy"):
-        agent.lab.exec(host, ["sh", "-c", "ufw --force disable >/dev/null 2>&1; "
-                                          "sed -i 's/^MANAGE_BUILTINS=.*/MANAGE_BUILTINS=no/' /etc/default/ufw"],
-                       check=False)
+        undo = ("ufw --force disable >/dev/null 2>&1; "
+                "sed -i 's/^MANAGE_BUILTINS=.*/MANAGE_BUILTINS=no/' /etc/default/ufw")
+        agent.lab.exec(host, ["sh", "-c", undo], check=False)
         agent.lab.reboot(host)
 
 
@@ -89,8 +89,9 @@ def test_ufw_reload_keeps_the_isolation(rebooted: Agent) -> None:
 def test_iptables_host_whose_manager_flushes_everything_is_refused(rebooted: Agent) -> None:
     """legacy has no nft: the agent's iptables chains would not survive these managers' reloads."""
     agent, lab = rebooted, rebooted.lab
-    lab.exec("legacy", ["sh", "-c", "sed -i 's/^MANAGE_BUILTINS=.*/MANAGE_BUILTINS=yes/' /etc/default/ufw && "
-                                    "ufw allow 22/tcp && ufw allow 8080/tcp && ufw --force enable"], timeout=30)
+    enable = ("sed -i 's/^MANAGE_BUILTINS=.*/MANAGE_BUILTINS=yes/' /etc/default/ufw && "
+              "ufw allow 22/tcp && ufw allow 8080/tcp && ufw --force enable")
+    lab.exec("legacy", ["sh", "-c", enable], timeout=30)
     with agent.open("legacy") as s, pytest.raises(Rejected, match="MANAGE_BUILTINS=yes"):
         agent.isolate(s)
     assert rows(lab, check("legacy"))["attacker->legacy:8080"] == "open"  # nothing was sent
