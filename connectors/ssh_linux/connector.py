@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
-from connectors.ssh_linux import deadman, evidence, flows, isolate, persist, usersessions
+from connectors.ssh_linux import deadman, evidence, flows, isolate, outside, persist, usersessions
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
@@ -69,6 +69,7 @@ class SshLinuxConnector(ConnectorBase):
         if target.port is not None:
             parse_port(target.port, "port")
         parse_privilege(target.options)
+        outside.parse_probe_from(target.options)
         parse_isolate_args(args, default_management=None)
         flows_from(target.allow)
 
