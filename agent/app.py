@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings, load_settings
-from agent.inventory import Inventory, load_inventory
 
 if TYPE_CHECKING:  # imported where used: a command pays only for the parts it touches (start-up budget)
     from agent.audit import AuditLog
     from agent.engine import Engine
+    from agent.inventory import Inventory
     from agent.plan import Planner
     from agent.registry import Registry
     from agent.store import Store
@@ -54,6 +54,7 @@ class App:
 
     @cached_property
     def inventory(self) -> Inventory:
+        from agent.inventory import load_inventory  # `agent status` never reads the inventory
         return load_inventory(self.settings.inventory)
 
     @cached_property

@@ -18,7 +18,7 @@ from agent.paths import default_config_path
 from agent.notify.config import NotifyConfig, parse_notifications
 from agent.yamlsrc import Node, load_yaml
 
-__all__ = ["Settings", "default_config_path", "load_settings"]
+__all__ = ["Settings", "already_loaded", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
         "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation", "notifications",
@@ -64,9 +64,24 @@ def _path(node: Node, base: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+# What this process has read, by the path it was asked for: `warm: auto` asks after the command whether to start
+# a warm server, and must not parse and validate agent.yaml a second time to find out (memory only, per process).
+_LOADED: dict[Path, Settings] = {}
+
+
+def already_loaded(path: Path | str | None = None) -> Settings | None:
+    """The settings :func:`load_settings` last returned for ``path`` in this process, if it was called."""
+    return _LOADED.get(Path(path) if path else default_config_path())
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
     """Read and validate ``agent.yaml``; every error names file, line and field."""
     cfg_path = Path(path) if path else default_config_path()
+    _LOADED[cfg_path] = settings = _read(cfg_path)
+    return settings
+
+
+def _read(cfg_path: Path) -> Settings:
     root = load_yaml(cfg_path).root().mapping(allowed=_TOP, required={"inventory"})
     base = cfg_path.resolve().parent
     ssh = root.child("ssh").mapping(allowed={"known_hosts", "connect_timeout", "command_timeout"})

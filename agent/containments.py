@@ -19,17 +19,11 @@ from sqlalchemy import select
 from agent.batching import active_items
 from agent.errors import AgentError, InputError
 from agent.items import address_key, slice_for_undo
+from agent.registry import lifts
 from agent.store import ACTIVE_STATES, Action, ActionItem, Transition, utcnow
 from connectors.errors import ConnectorError
 
 __all__ = ["Check", "forget", "lifts", "verify_all"]
-
-
-def lifts(registry: Any, connector: str, action: str) -> bool:
-    """Whether ``action`` *lifts* containment (its connector declares ``ActionSpec.lifts``: unblock lifts
-    block). Such actions are journaled like any other but are never "contained" state."""
-    spec = registry.spec(connector, action)
-    return spec is not None and bool(spec.lifts)
 
 
 @dataclass

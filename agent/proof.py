@@ -14,13 +14,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select
+if TYPE_CHECKING:  # agent status reads through agent.journal_view and never loads the mapped models
+    from agent.journal_view import JournalView
+    from agent.store import Store
 
-from agent.store import Action, Store, Transition, utcnow
-
-__all__ = ["LastCheck", "last_checks", "record_all", "record_check", "timer_of", "ttl_of"]
+__all__ = ["LastCheck", "checks_in", "last_checks", "record_all", "record_check", "timer_of", "ttl_of"]
 
 RESULTS = ("in_effect", "drift", "unverified")
 _REVERIFIED = re.compile(r"re-verified (in_effect|drift|unverified) \(([^)]*)\): (.*)", re.DOTALL)
@@ -44,6 +44,8 @@ def record_check(store: Store, action_id: str, result: str, summary: str, cause:
     """Journal one read-back of an active (``done``) action; its state does not change."""
     if result not in RESULTS:
         raise ValueError(f"verification result {result!r} is not one of {', '.join(RESULTS)}")
+    from agent.store import Action, Transition, utcnow
+
     cause = cause.replace("(", "[").replace(")", "]")  # the detail's grammar: the cause sits in parentheses
     with store.session() as s:
         row = s.get(Action, action_id)
@@ -55,23 +57,37 @@ def record_check(store: Store, action_id: str, result: str, summary: str, cause:
 
 def last_checks(store: Store, action_ids: Sequence[str]) -> dict[str, LastCheck]:
     """Per action, its newest verification in the journal (absent: never verified — e.g. an in-doubt row)."""
+    from agent.journal_view import JournalView
+
+    view = JournalView.of_store(store)
+    try:
+        return checks_in(view, action_ids)
+    finally:
+        view.close()
+
+
+def checks_in(view: JournalView, action_ids: Sequence[str]) -> dict[str, LastCheck]:
+    """:func:`last_checks` through an open journal view (``agent status`` reads everything through one)."""
     out: dict[str, LastCheck] = {}
-    if not action_ids:
-        return out
-    with store.session() as s:
-        rows = s.execute(select(Transition.action_id, Transition.from_state, Transition.at, Transition.detail)
-                         .where(Transition.action_id.in_(list(action_ids)), Transition.to_state == "done")
-                         .order_by(Transition.id)).all()
-    for action_id, from_state, at, detail in rows:
-        found = _REVERIFIED.fullmatch(detail or "")
+    for action_id, from_state, at, detail in view.done_transitions(action_ids):
+        found = _REVERIFIED.fullmatch(detail)
         if found:
             out[action_id] = LastCheck(at, found.group(1), found.group(2), found.group(3))
         elif from_state != "done":  # the engine read the effect back before it marked the action done
-            out[action_id] = LastCheck(at, "in_effect", "apply", detail or "")
+            out[action_id] = LastCheck(at, "in_effect", "apply", detail)
     return out
 
 
-def timer_of(row: Action, now: datetime | None = None) -> dict[str, Any] | None:
+class _Journaled(Protocol):
+    """What the proof reads of an action row (agent.store.Action or agent.journal_view.ActionRow)."""
+
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def timer_of(row: _Journaled, now: datetime | None = None) -> dict[str, Any] | None:
     """The dead-man timer the apply recorded (ssh_linux: ``result.details.deadman``), as the journal knows it:
     ``state`` is ``cancelled`` (confirmed through a fresh connection), ``armed`` (still due) or ``expired``
     (its due time passed: the host has reverted by itself unless confirmed since). None: no timer was armed.
@@ -83,7 +99,7 @@ def timer_of(row: Action, now: datetime | None = None) -> dict[str, Any] | None:
     due = _parse(timer.get("reverts_at"))
     if timer.get("cancelled"):
         state = "cancelled"
-    elif due is not None and due <= (now or utcnow()):
+    elif due is not None and due <= (now or datetime.now(UTC)):
         state = "expired"
     else:
         state = "armed"
@@ -91,7 +107,7 @@ def timer_of(row: Action, now: datetime | None = None) -> dict[str, Any] | None:
             "reverts_at": due.isoformat() if due else None, "confirm": timer.get("confirm")}
 
 
-def ttl_of(row: Action, now: datetime) -> dict[str, Any] | None:
+def ttl_of(row: _Journaled, now: datetime) -> dict[str, Any] | None:
     """The action's TTL: when it is released by itself, seconds left, and whether that is overdue."""
     if row.expires_at is None:
         return None

@@ -18,7 +18,7 @@ from agent.validate import INVENTORY_NAME
 from connectors.base import Connector
 from connectors.types import ActionSpec
 
-__all__ = ["INVENTORY_GROUP", "Registry", "default_connector", "host_os_names"]
+__all__ = ["INVENTORY_GROUP", "Registry", "default_connector", "host_os_names", "lifts"]
 
 GROUP = "agent.connectors"
 # Which connector serves an inventory section by default ("hosts.linux", "devices", "directories"), advertised by
@@ -169,6 +169,13 @@ class Registry:
             except ConfigError:
                 continue
         return out
+
+
+def lifts(registry: Any, connector: str, action: str) -> bool:
+    """Whether ``action`` *lifts* containment (its connector declares ``ActionSpec.lifts``: unblock lifts
+    block). Such actions are journaled like any other but are never "contained" state."""
+    spec = registry.spec(connector, action)
+    return spec is not None and bool(spec.lifts)
 
 
 def _check_advertised(name: str, instance: Any) -> None:

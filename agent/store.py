@@ -21,6 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from agent.journal_view import action_summary, item_summary
+from agent.states import ACTIVE_STATES, ITEM_STATES, TERMINAL_STATES
+
 __all__ = [
     "ACTIVE_STATES",
     "ITEM_STATES",
@@ -36,13 +39,7 @@ __all__ = [
     "utcnow",
 ]
 
-# intent -> snapshotted -> applying -> verifying -> done | failed | in_doubt   (undo rows follow the same path)
-# in_doubt: a change may have reached the target but is not verified; re-verified until known (agent.lifecycle)
-ACTIVE_STATES = ("intent", "snapshotted", "applying", "verifying")
-TERMINAL_STATES = ("done", "failed", "skipped")
-# Per item of an action (one account of a batched disable, one address of a block): intent until the action says
-# otherwise; done = changed (or already so) and verified; failed = certainly not changed; in_doubt = may have been.
-ITEM_STATES = ("intent", "done", "failed", "in_doubt", "skipped")
+# State names live in agent.states (read without loading these models); re-exported here.
 
 
 def utcnow() -> datetime:
@@ -125,18 +122,7 @@ class Action(Base):
                                                    cascade="all, delete-orphan")
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "incident": self.incident_id, "runbook": self.runbook, "step": self.step,
-            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "subject": self.subject,
-            "address": self.address,
-            "connector": self.connector, "action": self.action, "state": self.state, "changed": self.changed,
-            "error": self.error, "error_kind": self.error_kind, "attempts": self.attempts,
-            "result": self.result, "verification": self.verification,
-            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
-            "expires_at": _iso(self.expires_at), "undone_at": _iso(self.undone_at),
-            "requested_by": self.requested_by, "approved_by": self.approved_by, "reason": self.reason,
-            "owner": self.owner,
-        }
+        return action_summary(self)
 
 
 class ActionItem(Base):
@@ -169,9 +155,7 @@ class ActionItem(Base):
     parent: Mapped[Action] = relationship(back_populates="items")
 
     def summary(self) -> dict[str, Any]:
-        return {"canonical": self.canonical, "requested": self.requested, "kind": self.kind, "state": self.state,
-                "outcome": self.outcome, "changed": self.changed, "error": self.error,
-                "verification": self.verification, "undone_at": _iso(self.undone_at)}
+        return item_summary(self)
 
 
 class Transition(Base):
@@ -255,10 +239,6 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 class Store:

@@ -46,7 +46,8 @@ def _preload(build_parser: Callable[[], object]) -> None:
             pass
     for lib in ("paramiko", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
                 "pwd", "encodings.idna", "agent.audit.keys", "agent.identify", "agent.progress",
-                "agent.report.scope", "agent.targets", "agent.batching", "agent.items", "agent.containments"):
+                "agent.report.scope", "agent.targets", "agent.batching", "agent.items", "agent.containments",
+                "agent.proof", "agent.journal_view", "sqlite3"):
         try:
             __import__(lib)
         except ImportError:
@@ -185,12 +186,14 @@ def autostart(config: str | None) -> None:
     Detached (own session, no terminal, output to /dev/null) and leaving by itself after an hour unused, so a
     responder who never asked for a daemon is not left with one forever. Does nothing if one already listens.
     """
-    from agent.config import load_settings
+    from agent.config import already_loaded, load_settings
 
-    try:
-        settings = load_settings(config)
-    except Exception:  # noqa: BLE001 (the command already reported configuration problems; never fail twice)
-        return
+    settings = already_loaded(config)  # the command just read agent.yaml: not parsed and validated twice
+    if settings is None:  # the command stopped before reading it (a usage error)
+        try:
+            settings = load_settings(config)
+        except Exception:  # noqa: BLE001 (the command already reported configuration problems; never fail twice)
+            return
     if settings.warm != "auto" or os.path.exists(socket_path(config or os.environ.get("AGENT_CONFIG"))):
         return
     import subprocess

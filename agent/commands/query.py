@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any
 
 from agent import exitcodes
 from agent.app import App
-from agent.containments import lifts  # lifting actions are not "contained" state
 from agent.errors import NotFound
 from agent.output import color, emit_json, state_color, table, terminal_width
+
+if TYPE_CHECKING:
+    from agent.journal_view import ActionRow, ItemRow
 
 __all__ = ["run_query"]
 
@@ -20,7 +20,7 @@ IRREVERSIBLE_NOTE = ("a done, not reversible change (e.g. reset_password) is nev
                      "while other containment of the same account or host is active, then only in the incident")
 
 
-def _split_irreversible(rows: list[Any]) -> tuple[list[Any], list[Any]]:
+def _split_irreversible(rows: list[ActionRow]) -> tuple[list[ActionRow], list[ActionRow]]:
     """(reversible active actions, irreversible ones still worth showing).
 
     An irreversible action (a password reset) cannot be released, so "until released" would be a lie and it
@@ -132,26 +132,27 @@ def _verify(app: App, args: argparse.Namespace) -> int:
 def _status(app: App, args: argparse.Namespace) -> int:
     if getattr(args, "verify", False):
         return _verify(app, args)
-    from sqlalchemy.orm import selectinload
+    # Read through the journal view (no ORM, no SQLAlchemy on a SQLite journal at the head): cold status must
+    # stay under 0.25 s (issue 21); agent/journal_view.py says why and how it shares the schema.
+    from datetime import UTC
 
-    from agent.store import ACTIVE_STATES, Action, utcnow
-    now = utcnow()
-    with app.store.session() as s:
-        # what is contained: applied, changed, not lifted since — per item for a batch
-        active = list(s.scalars(select(Action).where(
-            Action.kind == "apply", Action.state == "done", Action.undone_at.is_(None), Action.changed == 1,
-            Action.mutating == 1)
-            .options(selectinload(Action.items)).order_by(Action.seq)))
-        unfinished = list(s.scalars(select(Action).where(Action.state.in_(ACTIVE_STATES)).order_by(Action.seq)))
-        doubtful = list(s.scalars(select(Action).where(Action.state == "in_doubt", Action.undone_at.is_(None))
-                                  .order_by(Action.seq)))
-    # only the connectors named by these rows are loaded, so an empty status imports none
-    active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
-    active, permanent = _split_irreversible(active)
-    from agent.proof import last_checks, timer_of, ttl_of
-    checks = last_checks(app.store, [a.id for a in (*active, *doubtful)])
+    from agent.journal_view import open_view
+    from agent.proof import checks_in, timer_of, ttl_of
+    now = datetime.now(UTC)
+    view = open_view(app.settings.database_url(), lambda: app.store)
+    try:
+        active = view.contained()
+        unfinished = view.unfinished()
+        doubtful = view.in_doubt()
+        if active:  # only the connectors named by these rows are loaded, so an empty status imports none
+            from agent.registry import lifts  # lifting actions (unblock) are not "contained" state
+            active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
+        active, permanent = _split_irreversible(active)
+        checks = checks_in(view, [a.id for a in (*active, *doubtful)])
+    finally:
+        view.close()
     if args.json:
-        def proof(a: Any) -> dict[str, Any]:
+        def proof(a: ActionRow) -> dict[str, Any]:
             check = checks.get(a.id)
             return {"last_verified": check.to_dict() if check else None, "timer": timer_of(a, now),
                     "ttl": ttl_of(a, now)}
@@ -207,12 +208,14 @@ def _status(app: App, args: argparse.Namespace) -> int:
     return exitcodes.DONE
 
 
-def _live(action: Any) -> list[Any]:
+def _live(action: ActionRow) -> list[ItemRow]:
     """The items of an active action that are still in effect (a batch may be partly undone)."""
     return [i for i in action.items if i.undone_at is None and i.changed != 0 and i.state in ("done", "in_doubt")]
 
 
 def _list(app: App, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from agent.store import Incident
     with app.store.session() as s:
         incidents = list(s.scalars(select(Incident).order_by(Incident.created_at.desc())))

@@ -1,0 +1,163 @@
+"""A cold ``agent status`` imports only what it needs (issue 21: cold status ≤ 0.25 s; the number lives in
+bench/cli_startup.py, these tests guard the cause without timing anything).
+
+Measured on this machine (callgrind instruction counts, python3.11): ``import sqlalchemy`` alone is ≈ 0.73 G
+instructions and the mapped journal models ≈ 1.1 G — more than the whole 0.25 s budget — so the status path on a
+SQLite journal reads through :mod:`agent.journal_view` with the standard library's sqlite3, and the connector
+libraries, the engine and the planner stay out of it. Each test runs the real entry point in a fresh interpreter
+over a journal written by the ORM, the way a responder's shell would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.store import Action, ActionItem, Incident, Store, Transition, utcnow
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Modules the status path must not import: SQLAlchemy and what only the ORM needs, the acting machinery, the
+# connector libraries (paramiko, pywinrm, ldap3, netmiko are each 50-300 ms), the daemon's and the report's stacks.
+HEAVY = ("sqlalchemy", "alembic", "agent.store", "agent.batching", "agent.items", "agent.containments",
+         "agent.engine", "agent.plan", "agent.lifecycle", "agent.journal", "agent.inventory", "agent.audit",
+         "paramiko", "winrm", "ldap3", "netmiko", "fastapi", "starlette", "uvicorn", "apscheduler", "jinja2",
+         "weasyprint", "asyncio")
+
+PROBE = """
+import sys
+from agent.cli import main
+code = main(sys.argv[1:])
+with open(MODULES, "w") as fh:
+    fh.write("\\n".join(sorted(sys.modules)))
+sys.exit(code)
+"""
+
+
+def _config(tmp: Path, extra: str = "") -> Path:
+    (tmp / "inventory.yaml").write_text(
+        "management: {addresses: [192.0.2.10]}\n"
+        "defaults:\n  ssh_linux:\n    credentials: {username: root, private_key: file:/nonexistent/key}\n"
+        "hosts:\n  web01: {address: 127.0.1.21, os: linux}\n")
+    (tmp / "agent.yaml").write_text(f"inventory: inventory.yaml\ndatabase: agent.db\naudit_dir: audit\n"
+                                    f"evidence_dir: evidence\n{extra}")
+    return tmp / "agent.yaml"
+
+
+def _journal(db: Path) -> None:
+    """One isolated host (verified, dead-man timer confirmed, TTL), one blocked address batch (two items, one
+    undone), one action in doubt and one interrupted — every section of the status table."""
+    store = Store(f"sqlite:///{db}")
+    now = utcnow()
+    with store.session() as s:
+        s.add(Incident(id="INC-1", title="t", requested_by="tester"))
+        s.flush()
+        iso = Action(incident_id="INC-1", seq=1, runbook="isolate-host", step="isolate", target="web01",
+                     subject="web01", address="127.0.1.21", connector="ssh_linux", action="isolate", state="done",
+                     changed=1, expires_at=now + timedelta(hours=2),
+                     result={"details": {"deadman": {"reverts_at": (now + timedelta(minutes=5)).isoformat(),
+                                                     "cancelled": True, "token": "secret-token"}}})
+        block = Action(incident_id="INC-1", seq=2, runbook="block-ip", step="block", target="edge1",
+                       subject="203.0.113.7", target_kind="device", address="192.0.2.1", connector="firewall",
+                       action="block_ip", state="done", changed=1)
+        doubt = Action(incident_id="INC-1", seq=3, runbook="isolate-host", step="isolate", target="web02",
+                       subject="web02", address="127.0.1.22", connector="ssh_linux", action="isolate",
+                       state="in_doubt", error="connection lost after the load")
+        stuck = Action(incident_id="INC-1", seq=4, runbook="isolate-host", step="isolate", target="web03",
+                       subject="web03", address="127.0.1.23", connector="ssh_linux", action="isolate",
+                       state="applying", owner="host:1")
+        s.add_all([iso, block, doubt, stuck])
+        s.flush()
+        s.add(ActionItem(action_id=iso.id, canonical="host:web01", requested="web01", state="done", changed=1))
+        s.add(ActionItem(action_id=block.id, position=0, kind="address", canonical="net:203.0.113.7/32",
+                         requested="203.0.113.7", state="done", changed=1))
+        s.add(ActionItem(action_id=block.id, position=1, kind="address", canonical="net:203.0.113.8/32",
+                         requested="203.0.113.8", state="done", changed=1, undone_at=now))
+        s.add(Transition(action_id=iso.id, from_state="verifying", to_state="done", detail="isolated"))
+        s.add(Transition(action_id=block.id, from_state="verifying", to_state="done", detail="blocked"))
+    store.close()
+
+
+def _run(config: Path, tmp: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    modules = tmp / "modules.txt"
+    env = {**os.environ, "AGENT_CONFIG": str(config), "AGENT_NO_WARM": "1", "NO_COLOR": "1", "COLUMNS": "160"}
+    proc = subprocess.run([sys.executable, "-c", f"MODULES = {str(modules)!r}\n" + PROBE, *argv], env=env, check=False,
+                          capture_output=True, text=True, timeout=60, cwd=tmp)
+    return proc, set(modules.read_text().split()) if modules.exists() else set()
+
+
+@pytest.mark.parametrize("argv", [("status",), ("status", "--json")])
+def test_status_with_containments_imports_nothing_heavy(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    config = _config(tmp_path)
+    _journal(tmp_path / "agent.db")
+    proc, modules = _run(config, tmp_path, *argv)
+    assert proc.returncode == 0, proc.stderr
+    if "--json" in argv:
+        doc = json.loads(proc.stdout)
+        assert [a["target"] for a in doc["active"]] == ["web01", "edge1"]
+        assert [i["requested"] for i in doc["active"][1]["items"]] == ["203.0.113.7"]
+        assert [a["target"] for a in doc["in_doubt"]] == ["web02"]
+        assert [a["target"] for a in doc["unfinished"]] == ["web03"]
+        assert doc["active"][0]["timer"]["state"] == "cancelled"
+    else:
+        assert "isolated" in proc.stdout and "blocked 203.0.113.7" in proc.stdout, proc.stdout
+    loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert loaded == [], f"agent {' '.join(argv)} imported {sorted({m.split('.')[0] for m in loaded})}: {loaded}"
+
+
+def test_empty_status_loads_no_connector(tmp_path: Path) -> None:
+    """Nothing contained: not even the connector registry's scan of installed distributions is needed."""
+    config = _config(tmp_path)
+    Store(f"sqlite:///{tmp_path / 'agent.db'}").close()
+    proc, modules = _run(config, tmp_path, "status")
+    assert proc.returncode == 0 and "Nothing is contained." in proc.stdout, proc.stderr
+    connectors = {"connectors.ssh_linux", "connectors.winrm_windows", "connectors.active_directory",
+                  "connectors.firewall", "agent.registry", "importlib.metadata", *HEAVY}
+    loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in connectors))
+    assert loaded == []
+
+
+def test_status_on_a_new_journal_creates_it_at_head(tmp_path: Path) -> None:
+    """No journal yet: status creates and migrates it as before (through the store), then reports."""
+    config = _config(tmp_path)
+    proc, _modules = _run(config, tmp_path, "status")
+    assert proc.returncode == 0 and "Nothing is contained." in proc.stdout, proc.stderr
+    from agent.migrations import HEAD, current_revision
+    store = Store(f"sqlite:///{tmp_path / 'agent.db'}")
+    try:
+        assert current_revision(store.engine) == HEAD
+    finally:
+        store.close()
+
+
+def test_warm_auto_reads_agent_yaml_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`warm: auto`: after a cold command the CLI starts a warm server with the settings the command already
+    read — agent.yaml is parsed and validated once per command, not again to find `warm: auto`."""
+    import agent.config
+    import agent.warm
+    import agent.warm_client
+    from agent import cli
+
+    config = _config(tmp_path, "warm: auto\n")
+    Store(f"sqlite:///{tmp_path / 'agent.db'}").close()
+    monkeypatch.setenv("AGENT_CONFIG", str(config))
+    monkeypatch.setenv("AGENT_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("AGENT_NO_WARM", raising=False)
+    monkeypatch.setattr(agent.config, "_LOADED", {})
+    monkeypatch.setattr(agent.warm_client, "try_forward", lambda argv: None)  # no server listens yet
+    monkeypatch.setattr("sys.argv", ["agent", "status"])
+    parsed: list[Path] = []
+    real_load_yaml = agent.config.load_yaml
+    monkeypatch.setattr(agent.config, "load_yaml", lambda path: parsed.append(Path(path)) or real_load_yaml(path))
+    started: list[list[str]] = []
+    monkeypatch.setattr("subprocess.Popen", lambda argv, **_kw: started.append(argv))
+
+    assert cli.main() == 0
+    assert parsed == [config]  # once, by the command
+    assert len(started) == 1 and started[0][-2:] == ["agent.cli", "warm"]  # the warm server is still started
