@@ -91,3 +91,34 @@ def test_parallel_actions_get_distinct_journal_numbers_on_postgres(pg, tmp_path:
         assert len(seqs) == 3 and len(set(seqs)) == 3, seqs
     finally:
         app.close()
+
+
+def test_status_reads_the_same_on_postgres(pg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`agent status` reads through agent/journal_view.py on every database: on PostgreSQL the same SQL runs
+    through the store's engine (psycopg returns JSON and times decoded) and shows what the models wrote."""
+    import json
+    from datetime import timedelta
+
+    from agent import cli
+    from agent.commands import query
+    from agent.store import Action
+
+    url = _fresh(pg, "status")
+    app, world = make_env(tmp_path)
+    app.settings.__dict__["database"] = url
+    monkeypatch.setattr(query, "App", lambda config_path: app)
+    try:
+        engine = app.engine()
+        engine.journal.open_incident("INC-ST", title="t", reason="t", requested_by=app.actor, trigger="cli")
+        plan = app.planner().build(find_runbook(app.settings.runbooks, "isolate-host"), ["web1"],
+                                   {"capture_evidence": False})
+        assert engine.execute(plan, "INC-ST", ttl=timedelta(hours=1)).status == "done"
+        with app.store.session() as s:
+            [want] = [a.summary() for a in s.query(Action).all()]
+        assert cli.main(["status", "--json"]) == 0
+        [got] = json.loads(capsys.readouterr().out)["active"]
+        assert {k: got[k] for k in want} == json.loads(json.dumps(want))
+        assert got["last_verified"]["result"] == "in_effect" and got["ttl"]["seconds_left"] > 3500
+        assert world.isolated == {"web1": True}
+    finally:
+        app.close()
