@@ -127,7 +127,7 @@ def _rule_actions(app: App, planner: Any, rule: str, since_text: str | None) -> 
     """Active actions of every incident an alert rule opened since ``since_text`` (oldest incident first)."""
     from sqlalchemy import select
 
-    from agent.intake.models import IntakeIncident, create_tables
+    from agent.intake.tables import IntakeIncident, create_tables
     from agent.store import utcnow
     if not since_text:
         raise InputError("release --by-rule: --since TIME is required (ISO 8601 time, or a duration ago: 2h)")

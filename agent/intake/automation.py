@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent.intake.models import IntakeSetting, create_tables
+from agent.intake.tables import IntakeSetting, create_tables
 from agent.store import utcnow
 
 __all__ = ["AutomationState", "automation_state", "set_automation"]

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agent.intake.models import IntakeClaim, IntakeIncident
+from agent.intake.tables import IntakeClaim, IntakeIncident
 
 __all__ = ["ACTING", "NOT_ACTING", "claim", "denied", "give_up", "holder", "live_claims"]
 

@@ -20,7 +20,7 @@ from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
 from agent.intake.limits import dedupe_key
 from agent.intake.model import NormalizedAlert
-from agent.intake.models import IntakeIncident
+from agent.intake.tables import IntakeIncident
 from agent.intake.writer import Decision
 from agent.store import Alert, utcnow
 

@@ -36,7 +36,7 @@ __all__ = ["IntakeRejected", "IntakeService", "decision_from_row", "dedupe_key"]
 class IntakeService:
     def __init__(self, app: App, config: DaemonConfig, *, engine: Any = None, metrics: Metrics | None = None,
                  rules: RuleSet | None = None) -> None:
-        from agent.intake.models import create_tables
+        from agent.intake.tables import create_tables
         from agent.intake.runner import Runner
         self.app, self.config = app, config
         self.store, self.audit = app.store, app.audit
@@ -80,7 +80,7 @@ class IntakeService:
 
         # (connector, action) -> blast-radius category, as the installed connectors declare them
         limited = {(name, spec.name): spec.blast for name, spec in self.app.registry.all_specs() if spec.blast}
-        from agent.intake.models import IntakeIncident
+        from agent.intake.tables import IntakeIncident
         from agent.store import Action, ActionItem, Incident
         now = utcnow()
         since = now - max(self.config.dedupe_window, self.config.blast_window)

@@ -21,7 +21,7 @@ from sqlalchemy import Table
 
 from agent.intake.bulk import BulkTable
 from agent.intake.model import NormalizedAlert
-from agent.intake.models import IntakeIncident
+from agent.intake.tables import IntakeIncident
 from agent.store import Alert, Incident, Store
 
 __all__ = ["AlertWriter", "Decision", "acknowledgement"]

@@ -13,7 +13,7 @@ FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 
 def target_metadata() -> list[MetaData]:
-    from agent.intake.models import IntakeBase
+    from agent.intake.tables import IntakeBase
     from agent.store import Base
     return [Base.metadata, IntakeBase.metadata]
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from connectors.errors import Busy, ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
 from connectors.firewall.channel import PartialAnswer, channel_closed, exchange
-from connectors.firewall.errormap import map_exception
+from connectors.firewall.errors import map_exception
 
 __all__ = [
     "GROUP",

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from connectors.errors import ConnectorError, HostKeyError
 from connectors.firewall.dialect import Dialect
-from connectors.firewall.errormap import map_exception
+from connectors.firewall.errors import map_exception
 from connectors.types import ConnectorContext, Credentials, Target
 
 __all__ = ["DeviceSession", "connect_params", "open_session"]

@@ -17,7 +17,7 @@ from typing import Any, Self
 from connectors.errors import AuthError, Rejected, Timeout, Unreachable
 from connectors.ssh_linux import hostkeys
 from connectors.ssh_linux.privilege import Privilege, parse_privilege, prelude
-from connectors.ssh_linux.errormap import mapped
+from connectors.ssh_linux.errors import mapped
 from connectors.types import ConnectorContext, Credentials, Target
 
 __all__ = ["FAST_KEX", "SshSession", "open_session"]

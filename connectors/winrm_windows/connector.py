@@ -28,12 +28,12 @@ from connectors.types import (
     Target,
     Verification,
 )
-from connectors.winrm_windows import evidence, firewall, isolation, sessions
+from connectors.winrm_windows import evidence, firewall, isolation, usersessions
 from connectors.winrm_windows.allowlist import check_allow_rules, keep_rules
 from connectors.winrm_windows.plan import GROUP, STATE_FILE, TASK_NAME, build_plan
 from connectors.winrm_windows.powershell import validate_user_name
-from connectors.winrm_windows.settings import parse_settings
-from connectors.winrm_windows.transport import WinRMSession
+from connectors.winrm_windows.options import parse_settings
+from connectors.winrm_windows.session import WinRMSession
 
 __all__ = ["WinRMWindowsConnector"]
 
@@ -150,7 +150,7 @@ class WinRMWindowsConnector(ConnectorBase):
         validate_user_name(args.get("user"), field="user")
         return ([(f"# find what {args.get('user')} has running (CIM: Win32_LoggedOnUser, Win32_LogonSession, "
                  "Win32_SessionProcess, Win32_Process; Get-SmbSession; WinRM shells):")]
-                + sessions.READ_SCRIPT.splitlines()
+                + usersessions.READ_SCRIPT.splitlines()
                 + [("# then, by the ids found: & logoff.exe <session id>; Close-SmbSession -SessionId <id> -Force; "
                    "Remove-WSManInstance -ResourceURI shell -SelectorSet @{ ShellId = '<guid>' }; "
                    "Stop-Process -Id <pid> -Force; & klist.exe purge -li <logon id> (best effort)")])
@@ -184,10 +184,10 @@ class WinRMWindowsConnector(ConnectorBase):
 
     # -- kill_sessions ----------------------------------------------------------------------------------------
     def _apply_kill_sessions(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-        return sessions.kill_sessions(s, str(args.get("user")))
+        return usersessions.kill_sessions(s, str(args.get("user")))
 
     def _verify_kill_sessions(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
-        return sessions.verify_sessions_gone(s, str(args.get("user")))
+        return usersessions.verify_sessions_gone(s, str(args.get("user")))
 
     # -- capture_evidence -------------------------------------------------------------------------------------
     def _apply_capture_evidence(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:

@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.errors import InvalidInput, Rejected
 from connectors.types import ActionResult
-from connectors.winrm_windows.transport import WinRMSession
+from connectors.winrm_windows.session import WinRMSession
 
 __all__ = ["MAX_FILE_CHARS", "capture_evidence", "evidence_script", "validate_max_events"]
 

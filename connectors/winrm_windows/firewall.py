@@ -36,7 +36,7 @@ from connectors.winrm_windows.plan import (
     IsolationPlan,
 )
 from connectors.winrm_windows.powershell import encode_command, ps_quote
-from connectors.winrm_windows.transport import WinRMSession
+from connectors.winrm_windows.session import WinRMSession
 
 __all__ = [
     "DETECT_SCRIPT",

@@ -29,7 +29,7 @@ from connectors.winrm_windows.plan import (
     isolation_gaps,
     profiles_equal,
 )
-from connectors.winrm_windows.transport import WinRMSession
+from connectors.winrm_windows.session import WinRMSession
 
 __all__ = [
     "apply_isolate",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.errors import AuthError
-from connectors.winrm_windows.settings import WinRMSettings
+from connectors.winrm_windows.options import WinRMSettings
 
 __all__ = ["KerberosAuth", "install", "krb5_environment"]
 

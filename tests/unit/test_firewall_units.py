@@ -19,7 +19,7 @@ from connectors.errors import (
 )
 from connectors.firewall import DIALECTS, FirewallConnector
 from connectors.firewall.addresses import parse_addresses, parse_network, to_text
-from connectors.firewall.errormap import map_exception
+from connectors.firewall.errors import map_exception
 from connectors.types import ConnectorContext, Target
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from agent.intake.model import NormalizedAlert
-from agent.intake.models import IntakeClaim
+from agent.intake.tables import IntakeClaim
 from agent.intake.writer import Decision
 from agent.store import Alert, Incident, utcnow
 from tests.unit.daemon_env import API_TOKEN, TOKEN, configure, running, wait_for

@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.intake.model import NormalizedAlert
-from agent.intake.models import IntakeIncident, create_tables
+from agent.intake.tables import IntakeIncident, create_tables
 from agent.intake.rules import Rule
 from agent.intake.writer import AlertWriter, Decision
 from agent.store import Alert, Incident, Store

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.errors import AuthError, ConnectorError, HostKeyError, Rejected, Timeout, Unreachable
 from connectors.ssh_linux import open_session
-from connectors.ssh_linux.errormap import map_exception
+from connectors.ssh_linux.errors import map_exception
 from connectors.types import ConnectorContext, Credentials, Secret, Target
 
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from connectors.winrm_windows.addresses import complement_ranges, token_span
 from connectors.winrm_windows.plan import build_plan, isolation_gaps, merged_spans
-from connectors.winrm_windows.sessions import footprint, kill_script
+from connectors.winrm_windows.usersessions import footprint, kill_script
 
 
 

@@ -24,7 +24,7 @@ from connectors.winrm_windows.powershell import (
     validate_network,
     validate_user_name,
 )
-from connectors.winrm_windows.transport import chunk_commands
+from connectors.winrm_windows.session import chunk_commands
 from tests.doubles.wsman.pslang import tokenize
 
 HOSTILE = [
@@ -266,7 +266,7 @@ class TestPrivateKrb5Config:
         import os
 
         from connectors.winrm_windows.kerberos import krb5_environment
-        from connectors.winrm_windows.settings import WinRMSettings
+        from connectors.winrm_windows.options import WinRMSettings
 
         settings = WinRMSettings(scheme="https", port=5986, transport="kerberos", ca_file=None,
                                  server_name="ws01.lab.test", allow_insecure=False, allow_rdp=False, deadman_minutes=10,

@@ -25,7 +25,7 @@ from connectors.errors import ConnectorError, Rejected, Timeout
 from connectors.types import ConnectorContext, Credentials, Target
 from connectors.winrm_windows.errors import decode_clixml, map_exception
 from connectors.winrm_windows.powershell import CMD_LINE_LIMIT, command_line
-from connectors.winrm_windows.settings import WinRMSettings
+from connectors.winrm_windows.options import WinRMSettings
 
 __all__ = ["ScriptResult", "WinRMSession", "chunk_commands"]
 

@@ -38,7 +38,7 @@ _REALM = re.compile(r"^[A-Z0-9](?:[A-Z0-9.-]{0,253}[A-Z0-9])?$")
 
 @dataclass(frozen=True)
 class WinRMSettings:
-    """What :class:`~connectors.winrm_windows.transport.WinRMSession` needs to build its pywinrm Protocol."""
+    """What :class:`~connectors.winrm_windows.session.WinRMSession` needs to build its pywinrm Protocol."""
 
     scheme: str
     port: int

@@ -27,7 +27,7 @@ from typing import Any
 from connectors.errors import InvalidInput, Rejected
 from connectors.types import ActionResult, Verification
 from connectors.winrm_windows.powershell import validate_user_name
-from connectors.winrm_windows.transport import WinRMSession
+from connectors.winrm_windows.session import WinRMSession
 
 __all__ = ["UserFootprint", "footprint", "kill_sessions", "read_sessions", "refuse_own_account",
            "verify_sessions_gone"]
