@@ -11,7 +11,18 @@ from typing import Any, ClassVar
 
 from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
-from connectors.ssh_linux import deadman, evidence, flows, isolate, outside, persist, usersessions
+from connectors.ssh_linux import (
+    deadman,
+    evidence,
+    flows,
+    isolate,
+    loading,
+    outside,
+    persist,
+    reboot,
+    usersessions,
+    verifying,
+)
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
@@ -94,6 +105,10 @@ class SshLinuxConnector(ConnectorBase):
         if a.survive_reboot:
             lines.append(f"survives a reboot: once confirmed, {persist.UNIT_NAME} (enabled) re-applies it at boot; "
                          "release removes it")
+        vantage = outside.parse_probe_from(target.options)
+        if vantage:
+            lines.append(f"proof from outside: after verify, {vantage} tries the host's listening TCP ports "
+                         "(each must time out); recorded with the verification")
         return lines
 
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
@@ -109,7 +124,7 @@ class SshLinuxConnector(ConnectorBase):
                 f"from a management address): {STATE_SCRIPT}")]
         for tool in ("nft", "iptables"):
             st = FirewallState(tool=tool, ruleset="")
-            cmd, stdin = isolate.load_command(st, a, "0" * 32, "", {}, priv_definition(privilege))
+            cmd, stdin = loading.load_command(st, a, "0" * 32, "", {}, priv_definition(privilege))
             what = "under the host's lock, arm the dead-man timer and load" if a.confirm_seconds else "load"
             cond = "" if tool == "nft" else (" (hosts without nft; without ip6tables IPv6 is switched off per "
                                              "interface with sysctl disable_ipv6, recorded for undo)")
@@ -126,7 +141,7 @@ class SshLinuxConnector(ConnectorBase):
                    f"{confirm}")
         if a.survive_reboot:
             for tool in ("nft", "iptables"):
-                boot = isolate.boot_text(FirewallState(tool=tool, ruleset=""), a)
+                boot = reboot.boot_text(FirewallState(tool=tool, ruleset=""), a)
                 out.append(f"{host}: once confirmed ({tool}), write and enable the boot unit: "
                            f"{persist.install_command('0' * 32, '…').replace('0' * 32, token)} <<'EOF'\n"
                            f"{persist.install_stdin(boot)}EOF")
@@ -140,7 +155,7 @@ class SshLinuxConnector(ConnectorBase):
         return isolate.apply(s, args, snap)
 
     def _verify_isolate(self, s: SshSession, args: Mapping[str, Any]) -> Verification:
-        return isolate.verify(s, args)
+        return verifying.verify(s, args)
 
     def _undo_isolate(self, s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
         return isolate.release(s, args, snap)

@@ -10,9 +10,12 @@ only while the live timer is still ours (the timer is the backstop when even tha
 Another run's live timer means that run is between loading and confirming: wait for it, or take it over when its
 owner is provably dead (same machine, process gone) or its lease ran out — the case of a crashed confirm (issue 14
 finding 1): the host is isolated but the timer would lift it, so "already isolated" is only said once no timer
-is armed. verify says the same: rules with an armed timer are not a containment in effect.
-undo: under the lock, cancel any timer, remove only our table / chains and jumps, restore IPv6 sysctls, and read
-the ruleset back (one round trip); it must equal the snapshot, and any difference is stated.
+is armed. verify (:mod:`.verifying`) says the same: rules with an armed timer are not a containment in effect.
+With ``survive_reboot``, once confirmed, the boot unit is made to match (:mod:`.reboot`, :mod:`.persist`); hosts
+whose firewall manager would flush our rules on reload are refused (:mod:`.fwmanagers`). The load and revert
+texts are in :mod:`.loading`.
+undo: under the lock, cancel any timer, remove the boot unit and only our table / chains and jumps, restore IPv6
+sysctls, and read the ruleset back (one round trip); it must equal the snapshot, and any difference is stated.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
-from connectors.ssh_linux import deadman, flows, fwmanagers, outside, persist, rules
+from connectors.ssh_linux import deadman, flows, fwmanagers, persist, reboot, rules
+from connectors.ssh_linux.loading import ipv6_names, load_command, revert_script
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
@@ -36,11 +40,18 @@ from connectors.ssh_linux.state import (
     run_then_read,
 )
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
-from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
+from connectors.types import ActionResult, ConnectorContext, Snapshot, Target
 
-__all__ = ["REUSE_STATE_SECONDS", "apply", "boot_text", "isolate_args", "lease_seconds", "load_command",
-           "load_parts", "release",
-           "revert_script", "rule_summary", "snapshot", "verify"]
+__all__ = [
+    "REUSE_STATE_SECONDS",
+    "apply",
+    "isolate_args",
+    "lease_seconds",
+    "release",
+    "rule_summary",
+    "snapshot",
+    "through_jump",
+]
 
 
 REUSE_STATE_SECONDS = 2.0  # apply/release reuse the snapshot's read when it is this fresh and nothing ran since
@@ -61,22 +72,6 @@ def lease_seconds(ctx: ConnectorContext) -> int:
     return max(30, int(2 * ctx.command_timeout))
 
 
-def revert_script(tool: str, ipv6_before: Mapping[str, str] | None = None) -> str:
-    """What undoes our change on the host (also what the dead-man timer runs). ``ipv6_before``: the
-    ``disable_ipv6`` values recorded before isolation on an iptables host without ip6tables."""
-    if tool == "nft":
-        return f"{persist.remove_script()}; {rules.NFT_RELEASE}"
-    text = f"{persist.remove_script()}; {rules.IPTABLES_RELEASE}"
-    if ipv6_before:
-        text += "; " + rules.ipv6_set_script(_ipv6_names(ipv6_before), ipv6_before)
-    return text
-
-
-def _ipv6_names(sysctls: Mapping[str, str]) -> list[str]:
-    """Interfaces whose disable_ipv6 the fallback sets, plus ``default`` (interfaces created later)."""
-    return rules.ipv6_interfaces(sysctls) + (["default"] if "default" in sysctls else [])
-
-
 def rule_summary(state: FirewallState) -> dict[str, Any]:
     """A short, JSON-friendly view of our rules as read back from the host."""
     if state.tool == "nft":
@@ -89,7 +84,7 @@ def rule_summary(state: FirewallState) -> dict[str, Any]:
     return out
 
 
-def _through_jump(s: SshSession, st: FirewallState, a: IsolateArgs) -> IsolateArgs:
+def through_jump(s: SshSession, st: FirewallState, a: IsolateArgs) -> IsolateArgs:
     """A target reached through jump hosts sees the agent as its last bastion (``SSH_CONNECTION``), so that
     address is what isolation must keep open on tcp/ssh_port: added to the management set (host-sized)."""
     import dataclasses
@@ -118,25 +113,13 @@ def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
                        target=s.label, detail={"foreign": list(st.foreign)})
 
 
-def _refuse_boot_unit(st: FirewallState, s: SshSession) -> None:
-    """``survive_reboot`` needs systemd's unit directory and no foreign file at our paths (:mod:`.persist`)."""
-    if not st.persist.systemd:
-        raise Rejected(f"survive_reboot: {s.target.address} has no /etc/systemd/system (not a systemd host), so no "
-                       "boot unit can re-apply the isolation; nothing was changed (isolate without survive_reboot)",
-                       target=s.label)
-    if st.persist.foreign:
-        raise Rejected(f"survive_reboot: {', '.join(st.persist.foreign)} already exist(s) on {s.target.address} and "
-                       "is not the agent's (no ownership mark): refusing to overwrite it; nothing was changed",
-                       target=s.label, detail={"foreign": list(st.persist.foreign)})
-
-
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     st = read_state(s)
     _refuse_foreign(st, s)
     _refuse_reload_hazard(st, s)
     a = isolate_args(args, s.ctx, s.target)
     if a.survive_reboot:
-        _refuse_boot_unit(st, s)
+        reboot.refuse_boot_unit(st, s)
     data: dict[str, Any] = {"tool": st.tool, "ruleset": st.ruleset, "containment_present": st.present,
                             "token": deadman.new_token(),
                             # what release removes (each only while it still carries our mark), and what was there
@@ -168,84 +151,6 @@ def _check_own_path(st: FirewallState, a: IsolateArgs, s: SshSession) -> None:
     if st.tool != "nft" and not st.has_ip6tables and any(n.version == 6 for n in a.management):
         raise Rejected("this host has no ip6tables, so IPv6 is blocked by switching it off, but a management "
                        "address is IPv6: isolating would cut the agent off", target=s.label)
-
-
-def load_command(st: FirewallState, a: IsolateArgs, token: str, expect: str, ipv6_before: Mapping[str, str],
-                 priv_def: str, reload_rules: bool = True) -> tuple[str, str]:
-    """(command, stdin) that, under the host's lock, arms our timer (compare-and-swap on ``expect``) and loads
-    the ruleset. The ruleset is read from stdin *before* the lock is taken, so a dead network can never leave
-    the lock held by a half-received command."""
-    load, stdin = load_parts(st, a, ipv6_before)
-    if not reload_rules:
-        load = "true"
-    body = load
-    if a.confirm_seconds:
-        arm = deadman.arm_command(a.confirm_seconds, revert_script(st.tool, ipv6_before), token,
-                                  deadman.owner_id(), expect, priv_def)
-        body = arm + body
-    return "rs=$(cat) || exit 1; " + deadman.locked(body), stdin
-
-
-def load_parts(st: FirewallState, a: IsolateArgs, ipv6_before: Mapping[str, str]) -> tuple[str, str]:
-    """(commands that load the ruleset held in ``$rs`` through ``priv``, the ruleset text): what apply runs
-    under the lock and what the boot unit (:mod:`.persist`) runs at boot."""
-    if st.tool == "nft":
-        return 'printf "%s\\n" "$rs" | ' + rules.NFT_LOAD, rules.nft_script(a.management, a.ssh_port, a.allow)
-    parts = []
-    for version in (4, 6):
-        text = rules.iptables_restore(a.management, a.ssh_port, version, missing_jumps=(), allow=a.allow)
-        parts.append(text.replace("COMMIT\n", ""))
-    stdin = parts[0] + "@@V6\n" + parts[1]
-    # Jumps are inserted only where ``iptables -C`` finds none (re-running -I blindly duplicates them, LAB.md).
-    load = ('b4=${rs%%@@V6*}; b6=${rs#*@@V6}; for t in iptables ip6tables; do '
-            'command -v $t >/dev/null 2>&1 || continue; if [ $t = iptables ]; then b=$b4; else b=$b6; fi; '
-            'j=; for p in INPUT:CAGENT_IN OUTPUT:CAGENT_OUT FORWARD:CAGENT_FWD; do bb=${p%%:*}; c=${p#*:}; '
-            'priv $t -w -C $bb -j $c 2>/dev/null || j="$j-I $bb 1 -j $c\n"; done; '
-            'printf "%s\\n${j}COMMIT\\n" "$b" | priv $t-restore -w --noflush || exit 95; done')
-    if not st.has_ip6tables and ipv6_before:
-        names = _ipv6_names(ipv6_before)
-        load += "; " + rules.ipv6_set_script(names, dict.fromkeys(names, "1"))
-    return load, stdin
-
-
-def boot_text(st: FirewallState, a: IsolateArgs) -> str:
-    """The boot script for the isolation ``a`` on a host like ``st`` (:mod:`.persist`)."""
-    v6 = st.ipv6_sysctls if st.tool != "nft" and not st.has_ip6tables else {}
-    load, ruleset = load_parts(st, a, v6)
-    return persist.boot_script(load, ruleset)
-
-
-def _table_check(tool: str) -> str:
-    return f"priv nft list table {rules.TABLE}" if tool == "nft" else "priv iptables -w -S CAGENT_IN"
-
-
-def _settle_persistence(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, details: dict[str, Any],
-                        warnings: list[str]) -> bool:
-    """After a confirmed isolation: make the boot unit match it — installed (``survive_reboot``) or absent.
-    Returns True when something was written or removed."""
-    if not a.survive_reboot:
-        if not st.persist.installed:
-            return False
-        s.run(deadman.locked(persist.remove_script()), timeout=10, check=True, what="remove the boot unit")
-        details["boot_unit_removed"] = sorted(st.persist.found)
-        return True
-    boot = boot_text(st, a)
-    want = persist.expected(boot)
-    record = {"unit": persist.UNIT, "boot_script": persist.BOOT_SCRIPT, "enabled_by": persist.WANTS,
-              "boot_script_sha256": want[persist.BOOT_SCRIPT]}
-    if not st.persist.problems(want):
-        details["survives_reboot"] = {**record, "installed": "already"}
-        return False
-    rc, out, err = s.run(persist.install_command(token, _table_check(st.tool)), input=persist.install_stdin(boot),
-                         timeout=20, what="install the boot unit that re-applies the isolation")
-    if rc == 0 and "PERSIST=installed" in out:
-        details["survives_reboot"] = {**record, "installed": "now"}
-        return True
-    why = (out.strip() or err.strip())[-300:]
-    details["survives_reboot"] = {**record, "installed": "no", "why": why}
-    warnings.append(f"the isolation is in force but will NOT survive a reboot: installing {persist.UNIT} failed "
-                    f"(exit {rc}): {why}")
-    return False
 
 
 def _arm_and_load(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, expect: str,
@@ -342,7 +247,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     lease = lease_seconds(s.ctx)
     deadline = time.monotonic() + lease + 10
     st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
-    a = _through_jump(s, st, a)
+    a = through_jump(s, st, a)
     mgmt = [rules.net_text(n) for n in a.management]
     details["management"] = mgmt
     waited = False
@@ -370,7 +275,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         if not problems and (timer is None or not a.confirm):
             note = " (after waiting for another run to confirm it)" if waited else ""
             warned: list[str] = []
-            if timer is None and _settle_persistence(s, st, a, token, details, warned):
+            if timer is None and reboot.settle(s, st, a, token, details, warned):
                 what = "installed the boot unit" if a.survive_reboot else "removed the boot unit"
                 return ActionResult(True, f"already isolated ({st.tool}); {what}{note}", details=details,
                                     warnings=warned)
@@ -428,7 +333,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
             warnings.append("our dead-man timer was already gone when confirming (another run confirmed or "
                             "released in between); verify reads the real state")
     if not cancel or details["deadman"].get("cancelled"):
-        _settle_persistence(s, after, a, token, details, warnings)
+        reboot.settle(s, after, a, token, details, warnings)
     cut = details.get("cut", {})
     summary = (f"isolated with {st.tool}; only tcp/{a.ssh_port} with {', '.join(mgmt)} remains; "
                f"{cut.get('sockets_killed_count', 0)} live socket(s) cut, "
@@ -447,64 +352,11 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     return ActionResult(True, summary, details=details, warnings=warnings)
 
 
-def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
-    a = isolate_args(args, s.ctx, s.target)
-    st = read_state(s)
-    a = _through_jump(s, st, a)
-    problems = judge(st, a.management, a.ssh_port, a.allow)
-    observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),
-                                "deadman_armed_pid": st.deadman_pid}
-    if a.survive_reboot:
-        boot_problems = st.persist.problems(persist.expected(boot_text(st, a)))
-        observed["survives_reboot"] = not boot_problems
-        problems += [f"will not survive a reboot: {p}" for p in boot_problems]
-    elif st.persist.installed:
-        observed["boot_unit"] = f"{persist.UNIT} re-applies an isolation at boot"
-    if st.timer is not None:
-        observed["deadman"] = {"owner": st.timer.owner, "reverts_in_seconds": st.timer.remaining,
-                               "token": st.timer.token}
-    if st.deadman_reverted_at:
-        observed["deadman_reverted_at"] = st.deadman_reverted_at
-    if st.tool != "nft" and not st.has_ip6tables:
-        observed["ipv6"] = ("ip6tables missing: IPv6 switched off per interface" if not st.ipv6_open else
-                            f"ip6tables missing: IPv6 open on {', '.join(st.ipv6_open)}")
-    if st.foreign:
-        observed["foreign"] = st.foreign
-    if not problems and st.timer is not None and a.confirm:
-        observed["problems"] = ["unconfirmed: a dead-man timer is armed"]
-        return Verification(False, f"isolation rules loaded but NOT confirmed: the dead-man timer of "
-                                   f"{st.timer.owner} lifts them in {st.timer.remaining} s", observed)
-    if not problems:
-        seen = outside.probe(s, a.ssh_port)
-        if seen is not None:
-            observed["outside_probe"] = seen
-            reached = {p: v for p, v in seen["ports"].items() if v != "blocked"}
-            if reached or seen.get("error"):
-                observed["problems"] = [f"from {seen['from']}: port {p} {v}" for p, v in reached.items()] + \
-                    ([seen["error"]] if seen.get("error") else [])
-                return Verification(False, f"rules in place but the host is NOT isolated as seen from "
-                                           f"{seen['from']}: {'; '.join(observed['problems'])}", observed)
-        reboot = " (survives a reboot)" if a.survive_reboot else ""
-        proof = ""
-        if seen is not None and seen["ports"]:
-            proof = f"; from {seen['from']} tcp/{','.join(seen['ports'])} time out"
-        return Verification(True, f"isolated ({st.tool}){reboot}: only tcp/{a.ssh_port} with "
-                                  f"{', '.join(rules.net_text(n) for n in a.management)}{proof}", observed)
-    observed["problems"] = problems
-    if not st.present:
-        why = f"not isolated ({st.tool}: no containment rules)"
-        if st.deadman_reverted_at:
-            why += f"; the dead-man timer reverted it at {st.deadman_reverted_at}"
-        return Verification(False, why, observed)
-    return Verification(False, f"containment rules present but not as expected: {'; '.join(problems)[:300]}",
-                        observed)
-
-
 def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
     st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
     _refuse_foreign(st, s)
     ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
-    ipv6_changed = any(st.ipv6_sysctls.get(n) != ipv6_before[n] for n in _ipv6_names(ipv6_before))
+    ipv6_changed = any(st.ipv6_sysctls.get(n) != ipv6_before[n] for n in ipv6_names(ipv6_before))
     if not st.present and not ipv6_changed and not st.persist.installed:
         if st.timer is None:
             return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
@@ -549,6 +401,8 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
     details["ruleset_equal_to_snapshot"] = not warnings
     details["normalised_lines"] = len(normalise(after.ruleset).splitlines())
     summary = f"released ({after.tool}); ruleset equals the snapshot"
+    if st.persist.installed:
+        summary += f"; boot unit {persist.UNIT_NAME} removed"
     if warnings:
         summary += f" except empty table(s) {', '.join(details['empty_tables_left'])} left by iptables-nft"
     return ActionResult(True, summary, details=details, warnings=warnings)

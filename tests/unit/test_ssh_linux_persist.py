@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.ssh_linux import isolate, persist
+from connectors.ssh_linux import loading, persist, reboot
 from connectors.ssh_linux.state import FirewallState, parse_state
 from connectors.ssh_linux.validation import parse_isolate_args
 
@@ -36,9 +36,9 @@ def test_unit_runs_the_boot_script_before_the_network_after_other_firewalls() ->
 @pytest.mark.parametrize("tool", ["nft", "iptables"])
 def test_boot_script_is_valid_sh_and_holds_the_loaded_ruleset(tool: str) -> None:
     st = FirewallState(tool=tool, ruleset="")
-    boot = isolate.boot_text(st, ARGS)
+    boot = reboot.boot_text(st, ARGS)
     assert subprocess.run(["sh", "-n"], input=boot, text=True, check=False).returncode == 0
-    load, ruleset = isolate.load_parts(st, ARGS, {})
+    load, ruleset = loading.load_parts(st, ARGS, {})
     assert ruleset.rstrip("\n") in boot and load in boot and persist.BOOT_SCRIPT not in boot
     assert boot.splitlines()[1] == f"# {persist.rules.OWNER_MARK}"
 
