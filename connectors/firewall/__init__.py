@@ -319,4 +319,5 @@ def _min_prefix(target: Target) -> dict[int, int]:
 def _details(report: Any, changed_key: str, unchanged_key: str) -> dict[str, Any]:
     return {changed_key: report.changed, unchanged_key: report.unchanged, "applied_lines": report.applied_lines,
             "persist": report.persist_lines, "sessions": report.session_lines,
+            "sessions_cleared": report.sessions_cleared,
             "scaffold_created": report.scaffold_created, "group": GROUP}

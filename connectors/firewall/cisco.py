@@ -189,6 +189,10 @@ class CiscoAsa(Dialect):
         the address at either end (Cisco ASA Series Command Reference, "clear conn")."""
         return [f"clear conn address {self._conn_range(net)}"]
 
+    def _cleared_count(self, line: str, out: str) -> int | None:
+        m = re.search(r"(\d+) connection\(s\) deleted", out)
+        return int(m.group(1)) if m else None
+
     def _sessions_left(self, net: Network) -> int | None:
         out = self._show(f"show conn address {self._conn_range(net)}")
         return sum(1 for ln in out.splitlines() if re.match(r"^\s*(TCP|UDP|ICMP|SCTP|GRE)\s", ln))

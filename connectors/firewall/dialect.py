@@ -79,6 +79,7 @@ class ChangeReport:
     applied_lines: list[str] = field(default_factory=list)
     persist_lines: list[str] = field(default_factory=list)
     session_lines: list[str] = field(default_factory=list)   # commands that ended established flows
+    sessions_cleared: dict[str, int] = field(default_factory=dict)   # flows ended per address, where counted
     scaffold_created: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -124,6 +125,7 @@ class Dialect(abc.ABC):
         self.sent: list[str] = []      # every line sent, shows included (for debugging and tests)
         self.reads: list[str] = []     # the read-only (show) commands among them
         self._cached: tuple[float, DeviceState] | None = None
+        self.cleared: dict[str, int] = {}   # flows the last clear_sessions ended, per address (where counted)
 
     # ----- options -----------------------------------------------------------------------------------------
     @classmethod
@@ -219,6 +221,7 @@ class Dialect(abc.ABC):
         if steps and todo:
             nets = [a for a in addrs if to_text(a) in set(todo)]
             report.session_lines, problems = self.clear_sessions(nets)
+            report.sessions_cleared = dict(self.cleared)
             report.warnings += problems
         note = self.persistence_note()
         if note and (todo or state.members):
@@ -235,6 +238,10 @@ class Dialect(abc.ABC):
         """Flows with ``net`` at either end the device still tracks (None: no table to read)."""
         return None
 
+    def _cleared_count(self, line: str, out: str) -> int | None:
+        """How many flows the session line ``line`` ended, read from its answer (None: the device does not say)."""
+        return None
+
     @property
     def has_session_table(self) -> bool:
         return type(self)._sessions_left is not Dialect._sessions_left
@@ -244,6 +251,7 @@ class Dialect(abc.ABC):
         rule only when a connection is set up). Stops at the first refused line — a refused session *filter*
         must never be followed by the clear, which without a filter clears every session on a FortiGate."""
         sent: list[str] = []
+        self.cleared = {}
         for net in nets:
             for line in self._session_lines(net):
                 out = self._guard(self._show, line)
@@ -252,6 +260,9 @@ class Dialect(abc.ABC):
                     return sent, [(f"established sessions of {to_text(net)} NOT cleared: {line!r} was refused "
                                    f"({err.message[:200]}); they end when idle or by hand")]
                 sent.append(line)
+                count = self._cleared_count(line, out)
+                if count is not None:
+                    self.cleared[to_text(net)] = self.cleared.get(to_text(net), 0) + count
         return sent, []
 
     def sessions_left(self, nets: Sequence[Network]) -> dict[str, int]:

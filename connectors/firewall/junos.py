@@ -166,6 +166,10 @@ class JuniperJunos(Dialect):
         source-prefix|destination-prefix`` (Junos OS CLI reference)."""
         return [f"clear security flow session {side}-prefix {net}" for side in ("source", "destination")]
 
+    def _cleared_count(self, line: str, out: str) -> int | None:
+        m = re.search(r"(\d+) sessions? cleared", out)
+        return int(m.group(1)) if m else None
+
     def _sessions_left(self, net: Network) -> int | None:
         total = 0
         for side in ("source", "destination"):

@@ -9,6 +9,13 @@ first (``nft -j``) and a request that would *contain* an existing entry is refus
 a device error. The scaffold is repaired in place (``add`` of table/sets/chains is idempotent, each chain's rules
 are flushed and re-added in one nft transaction), never by deleting the table — that would drop the members.
 Persistence is optional: ``options.persist_file`` receives ``nft list table inet ir_block`` after each change.
+
+Established flows: the drop rules carry no "established" exception, so every later packet of a flow dies; the
+router's connection-tracking entries of the blocked addresses (NAT state, the flow a conntrack-based rule would
+still accept) are deleted after the block is in effect with ``conntrack -D -s A`` and ``conntrack -D -d A``
+(conntrack(8): ``-s``/``-d`` match the original source/destination, a CIDR is accepted; "N flow entries have
+been deleted" on stderr, exit status 1 when none matched) and read back with ``conntrack -L``. A router without
+the conntrack tool gets a warning saying the entries were not cleared, never a silent success.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.errors import InvalidInput, Rejected
@@ -27,6 +34,8 @@ __all__ = ["TABLE", "LinuxNft"]
 
 TABLE = "ir_block"
 _RC = re.compile(r"__RC=(\d+)")
+_DELETED = re.compile(r"(\d+) flow entries have been deleted")
+_SHOWN = re.compile(r"(\d+) flow entries have been shown")
 _PATH_RE = re.compile(r"\A/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\Z", re.ASCII)
 _LINE_BUDGET = 360
 _INPUT_RULES = ("ip saddr @v4 drop", "ip6 saddr @v6 drop")
@@ -102,6 +111,37 @@ class LinuxNft(Dialect):
         ok = list(_INPUT_RULES) == rules["input"] and list(_FORWARD_RULES) == rules["forward"]
         return DeviceState(members=sets.get("v4", []) + sets.get("v6", []),
                            group_exists={"v4", "v6"} <= set(sets), rule_in_place=ok, facts={"table": True})
+
+    # ----- established flows (conntrack) ------------------------------------------------------------------------
+    def _session_lines(self, net: Network) -> list[str]:
+        return [f"conntrack -D {flag} {to_text(net)}" for flag in ("-s", "-d")]
+
+    def clear_sessions(self, nets: Sequence[Network]) -> tuple[list[str], list[str]]:
+        """Delete each address's entries, both directions; a failure other than "0 deleted" stops with a
+        warning (the tool missing, no privilege), so "cleared" is never claimed unchecked."""
+        sent: list[str] = []
+        self.cleared = {}
+        for net in nets:
+            for line in self._session_lines(net):
+                rc, out = self._guard(self._run, line)
+                m = _DELETED.search(out)
+                if m is None or rc not in (0, 1):
+                    return sent, [(f"connection-tracking entries of {to_text(net)} NOT cleared: {line!r} failed "
+                                   f"(exit status {rc}: {' '.join(out.split())[:200]}); install conntrack "
+                                   "(conntrack-tools) on the router, or they expire by themselves")]
+                sent.append(line)
+                self.cleared[to_text(net)] = self.cleared.get(to_text(net), 0) + int(m.group(1))
+        return sent, []
+
+    def _sessions_left(self, net: Network) -> int | None:
+        total = 0
+        for flag in ("-s", "-d"):
+            rc, out = self._run(f"conntrack -L {flag} {to_text(net)}")
+            m = _SHOWN.search(out)
+            if rc != 0 or m is None:
+                return None   # no readable table (tool missing): verify says nothing about flows
+            total += int(m.group(1))
+        return total
 
     def _own_addresses(self) -> list[str] | None:
         rc, out = self._run("ip -o addr show")

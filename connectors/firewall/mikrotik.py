@@ -7,20 +7,30 @@ src-address-list=L comment=C place-before=0`` (``place-before`` only when the ta
 ``/ip firewall raw move [find comment=C] destination=0``. RouterOS applies and saves every command at once: there
 is no configuration mode and no persist step. An empty address-list matches nothing, so no placeholder is kept.
 IPv4 only (``/ipv6 firewall`` is not handled).
+
+Established connections (RouterOS manual, "Connection tracking": ``/ip firewall connection``, whose
+``src-address``/``dst-address`` read ``ip[:port]``): the raw rules drop every packet before connection tracking,
+but the entries of flows set up before the block stay in the table until they time out (a day for established
+TCP). They are removed with ``remove [find src-address~"RE"]`` / ``dst-address~`` and read back with ``print
+count-only where ...``. The regular expression is built from the parsed address only — digits, ``[.]``, ``|``,
+``(`` ``)`` — anchored at the start and ended by the ``:`` before the port (or the ``.`` of the next octet), so
+45.33.7.9 never matches 45.33.7.90 and a prefix that does not end on an octet boundary lists its octet values.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from connectors.firewall.addresses import Network, to_text
 from connectors.firewall.dialect import GROUP, RULE, DeviceState, Dialect, Step
 
-__all__ = ["MikrotikRouterOs"]
+__all__ = ["MikrotikRouterOs", "conn_regex", "ros_string"]
 
 _ALIST = "/ip firewall address-list"
+_CONN = "/ip firewall connection"
 _RAW = "/ip firewall raw"
 _RULE_OUT = f"{RULE}-OUT"
 
@@ -88,3 +98,54 @@ class MikrotikRouterOs(Dialect):
     def _remove_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return [Step(f"{_ALIST} remove [find list={GROUP} address={to_text(n)}]",
                      undo=(f"{_ALIST} add list={GROUP} address={to_text(n)}",)) for n in todo]
+
+    # ----- established connections ----------------------------------------------------------------------------
+    def _session_lines(self, net: Network) -> list[str]:
+        rx = ros_string(conn_regex(net))
+        return [f'{_CONN} remove [find {side}-address~"{rx}"]' for side in ("src", "dst")]
+
+    def _count(self, side: str, net: Network) -> int:
+        out = self._show(f'{_CONN} print count-only where {side}-address~"{ros_string(conn_regex(net))}"')
+        m = re.search(r"(?m)^\s*(\d+)\s*$", out)
+        return int(m.group(1)) if m else 0
+
+    def clear_sessions(self, nets: Sequence[Network]) -> tuple[list[str], list[str]]:
+        """RouterOS' ``remove`` prints no count: each side's matches are counted just before removing them."""
+        sent: list[str] = []
+        self.cleared = {}
+        for net in nets:
+            for side, line in zip(("src", "dst"), self._session_lines(net), strict=True):
+                found = self._guard(self._count, side, net)
+                out = self._guard(self._show, line)
+                err = self._error_in(line, out)
+                if err is not None:
+                    return sent, [(f"established connections of {to_text(net)} NOT cleared: {line!r} was refused "
+                                   f"({err.message[:200]}); they end when idle or by hand")]
+                sent.append(line)
+                self.cleared[to_text(net)] = self.cleared.get(to_text(net), 0) + found
+        return sent, []
+
+    def _sessions_left(self, net: Network) -> int | None:
+        return sum(self._count(side, net) for side in ("src", "dst"))
+
+
+def conn_regex(net: Network) -> str:
+    """A POSIX ERE matching the ``ip:port`` (or bare ``ip``) text of addresses inside ``net`` (IPv4), and only
+    those: ``^45[.]33[.]7[.]9(:|$)``, ``^45[.]34[.]0[.]``, ``^45[.](32|33)[.]`` for 45.32.0.0/15."""
+    octets = str(net.network_address).split(".")
+    full, rest = divmod(net.prefixlen, 8)
+    if full == 4:
+        return "^" + "[.]".join(octets) + "(:|$)"
+    head = octets[:full]
+    if rest:
+        base = int(octets[full])
+        values = "|".join(str(v) for v in range(base, base + 2 ** (8 - rest)))
+        head.append(f"({values})")
+        full += 1
+    return "^" + "[.]".join(head) + ("[.]" if full < 4 else "(:|$)")
+
+
+def ros_string(text: str) -> str:
+    """``text`` as the inside of a RouterOS double-quoted string: ``\\``, ``"``, ``$`` (variable substitution) and
+    ``?`` are escaped with a backslash (RouterOS manual, "Scripting": escape sequences)."""
+    return re.sub(r'([\\"$?])', r"\\\1", text)

@@ -89,6 +89,10 @@ class PaloAltoPanos(Dialect):
         (PAN-OS CLI, operational mode)."""
         return [f"clear session all filter {side} {to_text(net)}" for side in ("source", "destination")]
 
+    def _cleared_count(self, line: str, out: str) -> int | None:
+        m = re.search(r"Number of sessions that match filter: (\d+)", out)
+        return int(m.group(1)) if m else None
+
     def _sessions_left(self, net: Network) -> int | None:
         total = 0
         for side in ("source", "destination"):

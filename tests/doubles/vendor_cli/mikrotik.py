@@ -1,6 +1,13 @@
 """RouterOS console model: ``[admin@MikroTik] >``, ``/ip firewall address-list`` and ``/ip firewall raw`` with
 ``add``/``remove [find ...]``/``move``/``print terse without-paging [where ...]``. Every command is applied and
-saved at once (``saved`` mirrors running)."""
+saved at once (``saved`` mirrors running).
+
+Connection tracking (RouterOS manual, "Connection tracking", ``/ip firewall connection``): the table holds the
+state's flows with ``src-address``/``dst-address`` as ``ip:port``; ``remove [find src-address~"RE"]`` and ``print
+count-only where dst-address~"RE"`` match a POSIX regular expression against that text. The expression is a
+RouterOS double-quoted string: a backslash escapes a backslash, quote, dollar or question mark, and a bare ``$``
+starts a variable substitution ("Scripting" manual) — refused here as the undefined variable it would be.
+"""
 
 from __future__ import annotations
 
@@ -88,11 +95,39 @@ class MikrotikModel(Model):
         if cmd == "/ip address print terse without-paging":
             return "\n".join(f"{i:>2}     address={a} network={a.split('/')[0]} interface=ether{i + 1}"
                              for i, a in enumerate(self.state.addresses.values()))
+        m = re.fullmatch(r'/ip firewall connection (remove \[find|print count-only where) (src|dst)-address~"(.*)"\]?',
+                         cmd)
+        if m:
+            return self._connections(m.group(1).split()[0], m.group(2), m.group(3))
         m = re.fullmatch(r"/ip firewall (address-list|raw) (.+)", cmd)
         if not m:
             return self.reject(line)
         table = self.state.lists if m.group(1) == "address-list" else self.state.raw
         return self._table(table, m.group(1), m.group(2), line)
+
+    def _connections(self, verb: str, side: str, quoted: str) -> str:
+        text, i = "", 0
+        while i < len(quoted):
+            ch = quoted[i]
+            if ch == "\\":
+                if i + 1 >= len(quoted) or quoted[i + 1] not in '\\"$?':
+                    return f"syntax error (line 1 column {i + 1})"
+                text, i = text + quoted[i + 1], i + 2
+                continue
+            if ch in '"$':
+                return f"syntax error (line 1 column {i + 1})" if ch == '"' else \
+                    f"expected variable name (line 1 column {i + 2})"
+            text, i = text + ch, i + 1
+        try:
+            rx = re.compile(text)
+        except re.error:
+            return "invalid regular expression"
+        flows = self.state.sessions
+        hits = [f for f in flows.flows if rx.search(f"{f[1]}:{f[2]}" if side == "src" else f"{f[3]}:{f[4]}")]
+        if verb == "print":
+            return str(len(hits))
+        flows.remove(hits)
+        return ""
 
     def _table(self, table: list[dict[str, str]], kind: str, rest: str, line: str) -> str:
         m = re.fullmatch(r"print terse without-paging(?: where (.+))?", rest)

@@ -58,9 +58,17 @@ class TestLinuxRouter:
     def test_block_drops_attacker_and_undo_restores(self, fw: Fw) -> None:
         """While the attacker is blocked on fw its traffic to victim:8080 is dropped; blocking twice changes
         nothing; undo lets it flow again."""
+        # the router's own stateful ruleset (as a real edge router has): connection tracking runs in its netns
+        for argv in (["add", "table", "inet", "site"],
+                     ["add", "chain", "inet", "site", "stateful",
+                      "{ type filter hook forward priority 0; policy accept; }"],
+                     ["add", "rule", "inet", "site", "stateful", "ct", "state", "established,related", "accept"]):
+            fw.lab.exec("fw", ["nft", *argv])
         assert fw.path_state() == "open"
         live = fw.lab.open_session("attacker", "victim", 8080)
         assert live.alive()
+        tracked = fw.lab.exec("fw", ["conntrack", "-L", "-s", ATTACKER]).stderr
+        assert "0 flow entries" not in tracked, tracked
         args = fw.args(ATTACKER)
         snap, result, check = fw.run("block_ip", args)
         assert result.changed and check.in_effect and result.details["scaffold_created"]
@@ -68,6 +76,13 @@ class TestLinuxRouter:
         assert fw.path_state() == "blocked"
         assert not live.alive(timeout=1.0)   # the drop rules carry no "established" exception
         live.close()
+        # the router's connection-tracking entries of the attacker are deleted (conntrack -D -s/-d), counted in
+        # the result (journaled), and verify read back that none remains
+        assert result.details["sessions_cleared"].get(ATTACKER, 0) >= 1, result.details
+        assert result.details["sessions"] == [f"conntrack -D -s {ATTACKER}", f"conntrack -D -d {ATTACKER}"]
+        assert check.observed["sessions_left"] == {} and "no established session" in check.summary, check.summary
+        shown = fw.lab.exec("fw", ["conntrack", "-L", "-s", ATTACKER]).stderr
+        assert "0 flow entries" in shown, shown
         listing = fw.lab.exec("fw", ["nft", "list", "set", "inet", "ir_block", "v4"]).stdout
         assert ATTACKER in listing
 

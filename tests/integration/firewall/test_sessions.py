@@ -14,7 +14,10 @@ from tests.integration.firewall.conftest import Device
 
 A, NET = "45.33.7.9", "45.34.0.0/24"
 INSIDE, BYSTANDER = "192.0.2.80", "198.51.100.20"
-STATEFUL = ["cisco_asa", "fortinet", "paloalto_panos", "juniper_junos"]
+STATEFUL = ["cisco_asa", "fortinet", "paloalto_panos", "juniper_junos", "mikrotik_routeros"]
+# dialects whose clear reports how many flows it ended (FortiOS' clear says nothing; MikroTik's count is read
+# before the remove): the count is journaled with the result
+COUNTED = ["cisco_asa", "paloalto_panos", "juniper_junos", "mikrotik_routeros"]
 
 
 def _seed(dev: Device) -> None:
@@ -33,6 +36,24 @@ def test_block_clears_established_flows_both_ways(device: Device) -> None:
     assert [f[1] for f in flows] == [BYSTANDER], flows
     assert result.details["sessions"], result.details
     assert check.in_effect and check.observed["sessions_left"] == {}, check.summary
+    if device.device_type in COUNTED:
+        assert result.details["sessions_cleared"] == {A: 2, NET: 1}, result.details
+
+
+def test_mikrotik_clears_only_the_blocked_address(sim_factory, tmp_path, host_key) -> None:
+    """RouterOS matches connections by a regular expression on "address:port" (``src-address~``): 45.33.7.9 must
+    not also end 45.33.7.90's flows, nor a /23 miss its second half."""
+    from tests.integration.firewall.conftest import make_device
+    dev = make_device(sim_factory("mikrotik_routeros"), "mikrotik_routeros", tmp_path, host_key)
+    flows = dev.sim.state.sessions
+    flows.add(A, INSIDE)
+    flows.add("45.33.7.90", INSIDE)            # a neighbour whose text starts the same
+    flows.add(INSIDE, "45.40.1.200")           # inside the /23 below, second half
+    flows.add(INSIDE, "45.40.2.1")             # just outside it
+    _, result, check = dev.run("block_ip", {"addresses": [A, "45.40.0.0/23"]})
+    assert sorted(f[1] if f[1] != INSIDE else f[3] for f in flows.flows) == ["45.33.7.90", "45.40.2.1"]
+    assert result.details["sessions_cleared"] == {A: 1, "45.40.0.0/23": 1}
+    assert check.in_effect, check.summary
 
 
 @pytest.mark.parametrize("device", STATEFUL, indirect=True)
