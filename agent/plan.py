@@ -23,6 +23,7 @@ from agent.registry import Registry
 from agent.runbook import Runbook, Step
 from agent.batching import active_items, irreversible_done, items_for, merge_batches, undo_actions
 from agent.items import PlannedItem, account_key, address_key, host_key
+from agent.reach import agent_source
 from agent.store import Action, Store
 from agent.validate import inventory_name, ip_or_cidr, username
 from connectors.errors import ConnectorError
@@ -260,6 +261,14 @@ class Planner:
                     raise GuardRefused(f"refused: {net} contains {dev.name}'s own address {own}")
             except ValueError:
                 pass
+            source = agent_source(address, dev.port or 22, dev.jump)
+            if source is not None:
+                src = ipaddress.ip_address(source[0])
+                if src.version == net.version and src in net:
+                    raise GuardRefused(f"refused: {net} contains {src}, where {dev.name} sees the agent's sessions "
+                                       f"come from ({source[1]}); blocking it would cut the agent off the device; "
+                                       "nothing was touched")
+                protected.append(str(src))
             found.append((dev, address, {"addresses": [str(net) if net.prefixlen != net.max_prefixlen
                                                        else str(net.network_address)],
                                          "protected": protected}))

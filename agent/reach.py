@@ -210,6 +210,24 @@ def _named(node: Node, what: str) -> list[tuple[str, Node]]:
 Resolver = Callable[[str], Sequence[str]]
 
 
+def agent_source(address: str, port: int, jump: Sequence[Hop] = ()) -> tuple[str, str] | None:
+    """The address a target sees the agent's sessions come from, and how it was found, without contacting it.
+
+    Why: blocking that address on a device cuts the agent off the device it is changing (and every later
+    release), so it is a protected address even when ``management`` does not list it. Behind jump hosts it is
+    the innermost hop's address; otherwise the kernel's route lookup for ``address`` — a UDP socket "connected"
+    to it sends no packet. None when there is no route (the connection would fail anyway)."""
+    if jump:
+        return jump[-1].address, f"jump host {jump[-1].name}"
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((address, port or 22))
+            return str(sock.getsockname()[0]), "the agent's own address on the route to it"
+    except OSError:
+        return None
+
+
 def _system_resolver(name: str) -> list[str]:
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
