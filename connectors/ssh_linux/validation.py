@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Management entries may be networks, but never so wide that "keep the agent reachable" means "keep everyone".
 MIN_PREFIX = {4: 16, 6: 48}
 _ADDR_CHARS = re.compile(r"[0-9A-Fa-f:./]{2,49}")
-_USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 MAX_CONFIRM = 86400
 
@@ -167,15 +167,21 @@ class UserName:
 
 
 def parse_user(raw: object, field: str = "user") -> UserName:
-    """A POSIX/AD user name: ``[A-Za-z0-9._-]`` (not starting with ``-``), ≤64, optional ``DOMAIN\\`` prefix."""
-    if not isinstance(raw, str) or not raw.isascii() or len(raw) > 130:
-        raise _bad(field, raw, "is not a user name")
+    """Any name the host's NSS may know (local, winbind ``DOMAIN\\user``, sssd ``user@domain``): ``o'brien``,
+    ``a(b)c``, ``ünïcode``, spaces. Escape, don't forbid — the name reaches the host only inside ``shlex.quote`` and
+    is resolved there to a UID that every later command uses. Refused: not a string, empty, over 256 characters,
+    control characters (a newline would split the script's line-based answer), ``.``/``..``, and a ``DOMAIN\\``
+    part that is not a NetBIOS/DNS domain name."""
+    if not isinstance(raw, str) or not raw or len(raw) > 256:
+        raise _bad(field, raw, "is not a user name (1 to 256 characters)")
+    if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        raise _bad(field, raw, "is not a user name (control characters such as newline or NUL)")
     domain: str | None = None
     name = raw
     if "\\" in raw:
         domain, _, name = raw.partition("\\")
         if not _DOMAIN_RE.fullmatch(domain):
             raise _bad(field, raw, "has an invalid domain part (letters, digits, '.', '-')")
-    if not _USER_RE.fullmatch(name) or name in {".", ".."}:
-        raise _bad(field, raw, "is not a user name (letters, digits, '.', '_', '-'; at most 64; no leading '-')")
+    if not name or name in {".", ".."}:
+        raise _bad(field, raw, "is not a user name")
     return UserName(user=name, domain=domain)

@@ -17,10 +17,15 @@ BAD_ADDRESSES = [
     "127.0.0.1", "10.0.0.1/33", "10.0.0.5/24", "host.example", "", "10.0.0.1' accept", "a" * 300, "fe80::1%eth0",
     "fe80::1%;reboot",
 ]
+# what can never be a name (issue 17: escape, don't forbid — everything else reaches the host shlex-quoted)
 BAD_USERS = [
-    "bob; id", "bob\nid", "$(id)", "`id`", "bob smith", "-bob", "--help", "ｂob", "bob٣", "b" * 65, "",
-    "bob/..", "../etc", "DOMAIN\\", "\\bob", "DOM AIN\\bob", "DOMAIN\\bob;id", "DOMAIN\\\\bob", "bob\x00",
-    "bob*", "bob?", "bob'", 'bob"', "bob|cat", ".", "..", None, 5,
+    "bob\nid", "", "b" * 257, "DOMAIN\\", "\\bob", "DOM AIN\\bob", "DOMAIN\\bob\n", "bob\x00", "tab\tbob",
+    ".", "..", None, 5,
+]
+# names a host's NSS may know, shell metacharacters included: accepted, and inert on the host
+ESCAPED_USERS = [
+    "o'brien", "bob; id", "$(touch {marker})", "`touch {marker}`", "bob smith", "-bob", "--help", "ｂob", "bob٣",
+    "b" * 65, "bob/..", "bob*", "bob?", 'bob"', "bob|touch {marker}", "DOMAIN\\bob;touch {marker}", "a(b)c",
 ]
 
 
@@ -84,10 +89,23 @@ class TestIsolateArguments:
 class TestUserNames:
     @pytest.mark.parametrize("value", BAD_USERS)
     def test_bad_user_names_refused(self, value: object) -> None:
-        """Shell metacharacters, unicode look-alikes, option-like and overlong names are refused."""
+        """Empty, overlong, control characters, '.'/'..', a malformed DOMAIN\\ part: refused before connecting."""
         with pytest.raises(InvalidInput) as err:
             SshLinuxConnector().validate(TARGET, "kill_sessions", {"user": value})
         assert "user" in str(err.value)
+
+    @pytest.mark.parametrize("value", ESCAPED_USERS)
+    def test_any_other_name_is_accepted_and_inert_in_the_shell(self, value: str, tmp_path) -> None:
+        """The resolve step the host runs, run here by bash: the name is data (no command runs), unknown → NOUSER."""
+        import subprocess
+
+        from connectors.ssh_linux.usersessions import _resolve
+        marker = tmp_path / "ran"
+        user = parse_user(value.format(marker=marker))
+        SshLinuxConnector().validate(TARGET, "kill_sessions", {"user": str(user)})
+        out = subprocess.run(["bash", "-c", _resolve(user)], capture_output=True, text=True, timeout=10, check=False)
+        assert "@@NOUSER" in out.stdout, out
+        assert not marker.exists()
 
     @pytest.mark.parametrize("value,candidates", [
         ("alice", ["alice"]), ("svc.backup-01", ["svc.backup-01"]), ("_apt", ["_apt"]),
