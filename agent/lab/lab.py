@@ -226,8 +226,9 @@ class Lab:
         for host in self.specs:
             d = self.host_dir(host)
             (d / "home").mkdir(parents=True, exist_ok=True)
-            if (d / "etc").exists():  # the host's /etc upper layer (agent.lab.sshd): every build starts clean
-                shutil.rmtree(d / "etc")
+            for disk in ("etc", "homes"):  # the host's /etc upper layer and /home (agent.lab.sshd): start clean
+                if (d / disk).exists():
+                    shutil.rmtree(d / disk)
             for log in d.glob("*.log"):
                 log.unlink()
         sshd.generate_keys([(self.agent_key, f"lab-agent@{self.prefix}")] +

@@ -12,7 +12,8 @@ isolation at boot) never reaches the machine's /etc and survives :meth:`~agent.l
 A ``login="sudo"`` host (issue 14: real fleets forbid root SSH logins) refuses root (``PermitRootLogin no``,
 ``AllowUsers``) and has one account, :data:`~agent.lab.topology.SUDO_ACCOUNT`, whose sudoers and doas.conf rules are
 the least-privilege snippets of :mod:`connectors.ssh_linux.privilege`. The account exists only inside the host's
-mount namespace (its /etc overlay, /home a private tmpfs).
+mount namespace (its /etc overlay; /home is the host's ``hosts/NAME/homes``, kept across a reboot like a disk, so
+the service account's dead-man record outlives the timer process as it would on a real host).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ if [ "$6" = sudo ]; then
   rm -rf /etc/sudoers.d
   install -o root -g root -m 0440 "$7/sudoers" /etc/sudoers
   install -o root -g root -m 0400 "$7/doas.conf" /etc/doas.conf
-  mount -t tmpfs -o mode=0755,size=4m lab-home /home
+  mkdir -p "$7/homes"
+  mount --bind "$7/homes" /home
   install -d -o "${10}" -g "${10}" -m 0700 "/home/$9" "/home/$9/.ssh"
   install -o "${10}" -g "${10}" -m 0600 "$8" "/home/$9/.ssh/authorized_keys"
 fi

@@ -52,8 +52,8 @@ else:
 conn = SshLinuxConnector()
 ctx = ConnectorContext(management_addresses=(p["mgmt"],), known_hosts=p["known_hosts"], connect_timeout=3,
                        command_timeout=15)
-s = conn.open(Target("victim", "host", p["address"], "ssh_linux"), Credentials("root", private_key_path=p["key"]),
-              ctx)
+s = conn.open(Target(p["host"], "host", p["address"], "ssh_linux", options=p["options"]),
+              Credentials(p["user"], private_key_path=p["key"]), ctx)
 args = {"confirm_seconds": p["delay"], **p.get("args", {})}
 snap = conn.snapshot(s, "isolate", args)
 print(json.dumps(snap.data), flush=True)
@@ -62,11 +62,12 @@ os._exit(3)  # not reached: the crash point is inside apply
 """
 
 
-def crash_between_load_and_confirm(lab: Lab, point: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+def crash_between_load_and_confirm(lab: Lab, point: str, args: dict[str, Any] | None = None, *, host: str = "victim",
+                                   user: str = "root", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a contain that dies at ``point``; return its journaled snapshot (what the engine would have kept)."""
     params = {"point": point, "mgmt": lab.management_address, "known_hosts": str(lab.known_hosts),
-              "key": str(lab.agent_key), "address": lab.hosts["victim"].address, "delay": DELAY,
-              "args": args or {}}
+              "key": str(lab.agent_key), "address": lab.hosts[host].address, "delay": DELAY,
+              "args": args or {}, "host": host, "user": user, "options": options or {}}
     proc = subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-mgmt", sys.executable, "-c", _CRASHER,
                            json.dumps(params)], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert proc.returncode == 9, proc.stdout + proc.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from agent.lab import Lab
+from agent.lab.probe import wait_until
 from agent.lab.topology import SUDO_ACCOUNT
 from connectors.errors import Rejected
 from connectors.ssh_linux import persist
@@ -136,3 +137,42 @@ def test_foreign_unit_of_our_name_is_refused_and_kept(agent: Agent) -> None:
         assert "ExecStart=/bin/true" in lab.exec("victim", ["cat", persist.UNIT]).stdout
     finally:
         lab.exec("victim", ["rm", "-f", persist.UNIT])
+
+
+def test_a_timer_record_that_outlives_the_reboot_never_acts(agent: Agent) -> None:
+    """A service account keeps its dead-man record in its home, which survives a reboot (the timer process does
+    not). A contain after the reboot is neither held up nor undone by it: the record names a PID that is no longer
+    a timer with that token, so it is ignored."""
+    lab = agent.lab
+    sudo = {"options": {"sudo": True}}
+    crash_between_load_and_confirm(lab, "before-confirm", {"survive_reboot": True}, host="sudohost",
+                                   user=SUDO_ACCOUNT, **sudo)
+    assert reboot_and_boot(lab, "sudohost") == []
+    record = f"/home/{SUDO_ACCOUNT}/.containment-agent/deadman"
+    assert lab.exec("sudohost", ["cat", record]).stdout.strip(), "the record should have survived the reboot"
+    with agent.open("sudohost", user=SUDO_ACCOUNT, **sudo) as s:
+        start = time.monotonic()
+        _, result, ver = agent.isolate(s, {"survive_reboot": True, "confirm_seconds": DELAY})
+        assert ver.in_effect and time.monotonic() - start < 10, (result, ver)
+        assert "took_over" not in result.details, result.details
+    time.sleep(DELAY + 1)
+    assert rows(lab, check("sudohost")) == isolated("sudohost")
+    reboot_and_boot(lab, "sudohost")
+    assert rows(lab, check("sudohost")) == isolated("sudohost")
+    with agent.open("sudohost", user=SUDO_ACCOUNT, **sudo) as s:
+        assert agent.conn.verify(s, "isolate", {"survive_reboot": True}).in_effect
+        agent.conn.undo(s, "isolate", {}, agent.conn.snapshot(s, "isolate", {}))
+
+
+def test_a_timer_that_fires_removes_the_boot_unit_too(agent: Agent) -> None:
+    """A later, unconfirmed re-isolation whose timer fires lifts everything: the live rules and the boot unit, so
+    the next boot agrees with the host's state (open) and with verify."""
+    lab = agent.lab
+    with agent.open("victim") as s:
+        agent.isolate(s, {"survive_reboot": True, "confirm_seconds": DELAY})
+        wider = {"management": [lab.management_address, lab.hosts["fw"].address], "confirm": False,
+                 "confirm_seconds": DELAY}
+        agent.isolate(s, wider)
+        assert wait_until(lambda: not agent.conn.verify(s, "isolate", wider).observed["present"], timeout=DELAY + 10)
+    assert reboot_and_boot(lab, "victim") == []
+    assert rows(lab, check("victim")) == open_("victim")
