@@ -60,40 +60,59 @@ def listening_ports(ss_out: str, ssh_port: int) -> list[int]:
 
 
 def _command(address: str, ports: list[int]) -> str:
-    parts = [f"timeout {_TIMEOUT} bash -c 'exec 3<>/dev/tcp/{address}/{p}' 2>/dev/null; echo \"PROBE {p} $?\""
+    """All ports at once (each attempt in the background), so the probe takes one timeout, not one per port."""
+    parts = [f"(timeout {_TIMEOUT} bash -c 'exec 3<>/dev/tcp/{address}/{p}' 2>/dev/null; echo \"PROBE {p} $?\") &"
              for p in ports]
-    return "; ".join(parts) or "true"
+    return " ".join(parts) + " wait"
 
 
-def probe(session: Any, ssh_port: int) -> dict[str, Any] | None:
-    """Run the outside probe for ``session``'s target (None when the host has no ``probe_from``)."""
+def _verdict(code: int) -> str:
+    # timeout(1): "If the command times out ... exit with status 124"; bash: 1 when connect() failed (refused,
+    # unreachable), 126/127 when the command could not run at all.
+    return {0: "open", 124: "blocked", 1: "refused"}.get(code, f"no result (exit {code})")
+
+
+def probe(session: Any, address: str, ssh_port: int) -> dict[str, Any] | None:
+    """Run the outside probe for ``session``'s target at ``address`` (the IP sshd answered on, from
+    ``SSH_CONNECTION``); None when the host has no ``probe_from``. The vantage host is reached the same way as the
+    target (its jump chain, the target's credentials, pinned keys). ``error``: the probe could not run (that says
+    nothing about the host); ``ports``: port -> open | refused | blocked."""
     from connectors.ssh_linux.session import open_session
 
     vantage = parse_probe_from(session.target.options)
     if vantage is None:
         return None
-    _, out, _ = session.run(LISTEN_SCRIPT, timeout=10, what="list listening ports")
-    ports = listening_ports(out, ssh_port)
     at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     record: dict[str, Any] = {"from": vantage, "at": at, "ports": {}, "management_path": "ok (this session)"}
+    try:
+        target_ip = str(ipaddress.ip_address(address))
+    except ValueError:
+        record["error"] = f"the host's own address is unknown ({address!r}): nothing probed"
+        return record
+    _, out, _ = session.run(LISTEN_SCRIPT, timeout=10, what="list listening ports")
+    ports = listening_ports(out, ssh_port)
     if not ports:
         record["note"] = "the host listens on no port besides SSH: nothing to try"
         return record
-    target = dataclasses.replace(session.target, address=vantage, name=f"{session.target.name}-probe",
-                                 options={}, jump=())
+    target = dataclasses.replace(session.target, address=vantage, name=f"{session.target.name}-probe", options={})
     try:
-        peer = open_session(target, dataclasses.replace(session.creds, hops=()), session.ctx)
+        peer = open_session(target, session.creds, session.ctx)
     except ConnectorError as exc:
         record["error"] = f"cannot reach the vantage host {vantage}: {exc.message}"
         return record
     try:
-        address = str(ipaddress.ip_address(session.target.address))
-        _, out, _ = peer.run(_command(address, ports), timeout=_TIMEOUT * len(ports) + 10, what="outside probe")
+        _, out, _ = peer.run(_command(target_ip, ports), timeout=_TIMEOUT + 10, what="outside probe")
+    except ConnectorError as exc:
+        record["error"] = f"the probe from {vantage} did not finish: {exc.message}"
+        return record
     finally:
         peer.close()
     for line in out.splitlines():
         bits = line.split()
-        if len(bits) == 3 and bits[0] == "PROBE":
-            code = int(bits[2]) if bits[2].isdigit() else -1
-            record["ports"][bits[1]] = {0: "open", 124: "blocked"}.get(code, "refused" if code == 1 else f"exit {code}")
+        if len(bits) == 3 and bits[0] == "PROBE" and bits[2].isdigit():
+            record["ports"][bits[1]] = _verdict(int(bits[2]))
+    failed = sorted(p for p, v in record["ports"].items() if v.startswith("no result"))
+    if failed or len(record["ports"]) != len(ports):
+        record["error"] = (f"the probe could not run on {vantage} for port(s) {', '.join(failed) or 'some'} "
+                           "(it needs timeout and bash there)")
     return record

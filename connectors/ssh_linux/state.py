@@ -67,6 +67,7 @@ class FirewallState:
     ipt_jumps: dict[int, dict[str, list[int]]] = field(default_factory=dict)   # version -> chain -> positions
     agent_source: str = ""
     agent_server_port: int | None = None
+    agent_server_address: str = ""  # the host's address the agent's session reached (SSH_CONNECTION field 3)
     timer: deadman.TimerRecord | None = None            # a live dead-man timer (any run's)
     deadman_reverted_at: str = ""
     foreign: list[str] = field(default_factory=list)   # our table/chain names held by something that is not ours
@@ -146,6 +147,7 @@ def parse_state(out: str) -> FirewallState:
                           failed=sec.get("FAILED", "").strip())
     if len(ssh) == 4:
         state.agent_source = ssh[0]
+        state.agent_server_address = ssh[2]
         state.agent_server_port = int(ssh[3]) if ssh[3].isdigit() else None
     state.timer = deadman.parse_status(sec.get("_", ""))
     state.persist = persist.parse_section(sec.get("PERSIST", ""))

@@ -44,18 +44,19 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
         return Verification(False, f"isolation rules loaded but NOT confirmed: the dead-man timer of "
                                    f"{st.timer.owner} lifts them in {st.timer.remaining} s", observed)
     if not problems:
-        seen = outside.probe(s, a.ssh_port)
+        seen = outside.probe(s, st.agent_server_address, a.ssh_port)
         if seen is not None:
             observed["outside_probe"] = seen
-            reached = {p: v for p, v in seen["ports"].items() if v != "blocked"}
-            if reached or seen.get("error"):
-                observed["problems"] = [f"from {seen['from']}: port {p} {v}" for p, v in reached.items()] + \
-                    ([seen["error"]] if seen.get("error") else [])
+            reached = {p: v for p, v in seen["ports"].items() if v in ("open", "refused")}
+            if reached:
+                observed["problems"] = [f"from {seen['from']}: port {p} {v}" for p, v in reached.items()]
                 return Verification(False, f"rules in place but the host is NOT isolated as seen from "
                                            f"{seen['from']}: {'; '.join(observed['problems'])}", observed)
         reboot = "; survives a reboot" if a.survive_reboot else ""
         proof = ""
-        if seen is not None and seen["ports"]:
+        if seen is not None and seen.get("error"):
+            proof = f"; outside probe failed: {seen['error']}"
+        elif seen is not None and seen["ports"]:
             proof = f"; from {seen['from']} tcp/{','.join(seen['ports'])} time out"
         return Verification(True, f"isolated ({st.tool}{proof}{reboot}): only tcp/{a.ssh_port} with "
                                   f"{', '.join(rules.net_text(n) for n in a.management)}", observed)

@@ -52,18 +52,23 @@ def rebooted(agent: Agent) -> Iterator[Agent]:
         agent.lab.reboot(host)
 
 
-def test_firewalld_reload_keeps_the_isolation(rebooted: Agent) -> None:
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_firewalld_reload_keeps_the_isolation(rebooted: Agent, backend: str) -> None:
+    """On an nft host, with either firewalld backend: its reload and restart leave our table alone."""
     agent, lab = rebooted, rebooted.lab
-    start_firewalld(lab, "victim", "nftables")
+    start_firewalld(lab, "victim", backend)
     lab.exec("victim", ["firewall-cmd", "--add-port=8080/tcp"])
     assert rows(lab, check("victim"))["attacker->victim:8080"] == "open"
     with agent.open("victim") as s:
         _, result, ver = agent.isolate(s)
         assert ver.in_effect and "firewalld" in result.details["firewall_manager"], result.details
         assert rows(lab, check("victim")) == isolated("victim")
-        lab.exec("victim", ["firewall-cmd", "--reload"], timeout=30)
-        lab.exec("victim", ["firewall-cmd", "--add-port=8080/tcp"])  # firewalld now accepts 8080 again
-        assert "table inet firewalld" in nft_ruleset(lab, "victim")  # the reload really rebuilt its table
+        for reload in ("--reload", "--complete-reload"):
+            lab.exec("victim", ["firewall-cmd", reload], timeout=30)
+            lab.exec("victim", ["firewall-cmd", "--add-port=8080/tcp"])  # firewalld now accepts 8080 again
+            # the reload really rebuilt firewalld's own rules
+            assert ("table inet firewalld" if backend == "nftables" else "IN_public") in nft_ruleset(lab, "victim")
+            assert rows(lab, check("victim")) == isolated("victim"), f"firewall-cmd {reload} dropped the isolation"
         assert rows(lab, check("victim")) == isolated("victim")
         assert agent.conn.verify(s, "isolate", {}).in_effect
         lab.exec("victim", ["sh", "-c", "kill $(cat /run/firewalld.pid); sleep 0.5; firewalld"], timeout=30)

@@ -43,3 +43,13 @@ def test_probe_from_must_be_an_address(agent: Agent) -> None:
     target = agent.target("victim", options={"probe_from": "peer; id"})
     with pytest.raises(InvalidInput, match="probe_from"):
         agent.conn.validate(target, "isolate", {})
+
+
+def test_an_unreachable_vantage_point_is_reported_not_taken_for_drift(agent: Agent) -> None:
+    """The probe could not run (nothing answers at probe_from): that says nothing about the host, so verify still
+    reads the rules as in effect and says the outside proof is missing."""
+    with agent.open("victim", options={"probe_from": "10.77.0.99"}) as s:
+        _, _, ver = agent.isolate(s)
+    assert ver.in_effect and "outside probe failed" in ver.summary, ver
+    assert "cannot reach the vantage host 10.77.0.99" in ver.observed["outside_probe"]["error"]
+    assert ver.observed["outside_probe"]["ports"] == {}
