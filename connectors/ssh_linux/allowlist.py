@@ -6,7 +6,10 @@ reply: ``out`` to a resolver on udp/53 is ``daddr R udp dport 53`` on output plu
 input; ``in`` from a scanner on tcp/9100 is ``saddr S tcp dport 9100`` in and ``daddr S tcp sport 9100`` out.
 ``service: dhcp`` keeps the DHCP client (UDP 67/68, DHCPv6 546/547: RFC 2131, RFC 8415) so a lease can be
 renewed while contained. Addresses must be pinned at plan time (``resolve: plan``); names resolved on the target
-and ``service: dns`` (the host's own resolvers) are refused clearly: this connector does not read them yet.
+(``resolve: target``) and ``service: dns`` (the host's own resolvers) are refused on purpose: the host being
+isolated is the suspect, and both would let its /etc/hosts, resolv.conf or resolver choose which address stays
+reachable (a DNS tunnel endpoint, say) while status says "contained". The issue's ask — FQDNs "resolved and pinned
+at plan time; shown in the plan" — is ``resolve: plan``, done on the agent's side (docs/linux-hosts.md).
 Every value is re-parsed here (:mod:`ipaddress`, ``int``), never passed through as text.
 """
 
@@ -47,11 +50,13 @@ def flows_from(rules: Sequence[AllowRule]) -> tuple[Flow, ...]:
             out += [Flow(None, "udp", (67,), "out", rule.source, 4), Flow(None, "udp", (547,), "out", rule.source, 6)]
             continue
         if rule.service is not None:
-            raise _bad(rule, f"service: {rule.service} is not supported by ssh_linux yet: list the addresses under "
-                             "to: (e.g. the resolvers with proto: udp, ports: [53])")
+            raise _bad(rule, f"service: {rule.service} is refused by ssh_linux: it would let the suspect host's own "
+                             "configuration choose what stays open; list the resolvers under to: (with proto: udp, "
+                             "ports: [53]) so they are pinned and shown in the plan")
         if rule.resolve == "target" or not rule.to:
-            raise _bad(rule, "names resolved on the target (resolve: target) are not supported by ssh_linux: use "
-                             "resolve: plan so the agent pins the addresses")
+            raise _bad(rule, "names resolved on the target (resolve: target) are refused by ssh_linux: the suspect "
+                             "host's resolver would choose the address; use resolve: plan so the agent pins the "
+                             "addresses and the plan shows them")
         protocol = None if rule.protocol == "any" else rule.protocol
         ports = tuple(int(p) for p in rule.ports)
         if any(not 1 <= p <= 65535 for p in ports):
