@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from agent.batching import active_items
 from agent.errors import AgentError, InputError
-from agent.items import address_key, slice_for_undo
+from agent.items import absent_items, address_key, item_value, slice_for_undo
 from agent.registry import lifts
 from agent.store import ACTIVE_STATES, Action, ActionItem, Transition, utcnow
 from connectors.errors import ConnectorError
@@ -90,19 +90,10 @@ def _drifted(row: Action, items: list[ActionItem], observed: dict[str, Any]) -> 
     """The items the read-back names as not in effect (all of them when it names none: a single action)."""
     if len(items) == 1:
         return [items[0].requested]
-    missing = {address_key(str(a)) for a in observed.get("missing", [])}
-    enabled = {str(e.get("requested")) for e in observed.get("enabled", []) if isinstance(e, dict)}
-    out = [i.requested for i in items if address_key(_value(row, i)) in missing or i.requested in enabled
-           or _value(row, i) in enabled]
+    absent = absent_items(row, observed)
+    out = [i.requested for i in items if address_key(item_value(row, i)) in absent
+           or address_key(i.requested) in absent]
     return out or [i.requested for i in items]
-
-
-def _value(row: Action, item: ActionItem) -> str:
-    for key in ("addresses", "accounts"):
-        values = (row.args or {}).get(key)
-        if isinstance(values, list) and item.position < len(values):
-            return str(values[item.position])
-    return item.requested
 
 
 def forget(app: Any, target: str, reason: str) -> list[str]:

@@ -16,21 +16,28 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.store import Action, ActionItem, utcnow
+from connectors.types import ActionSpec
+
+if TYPE_CHECKING:
+    from agent.registry import Registry
 
 __all__ = [
     "PlannedItem",
+    "absent_items",
     "account_key",
     "address_key",
     "batch_key",
     "guid_key",
     "host_key",
     "item_rows",
+    "item_value",
     "on_transition",
     "slice_for_undo",
 ]
@@ -177,46 +184,76 @@ def _by_requested(items: Sequence[ActionItem], entries: Iterable[Mapping[str, An
 def _value(item: ActionItem) -> str:
     """The connector value of an item: the args entry at its position."""
     parent = item.parent
-    key = batch_key(parent) if parent is not None else None
-    values = (parent.args or {}).get(key) if key else None
+    return item_value(parent, item) if parent is not None else item.requested
+
+
+def item_value(row: Action, item: ActionItem) -> str:
+    """The connector value of ``item`` of ``row``: the batch argument's entry at its position."""
+    key = batch_key(row)
+    values = (row.args or {}).get(key) if key else None
     if isinstance(values, list) and item.position < len(values):
         return str(values[item.position])
     return item.requested
 
 
+def _spec(row: Action) -> ActionSpec | None:
+    """What the action's connector declares about it (None for a connector that is not installed)."""
+    return _registry().spec(row.connector, row.action)
+
+
+@cache
+def _registry() -> Registry:
+    from agent.registry import Registry
+    return Registry()
+
+
+def absent_items(row: Action, observed: Mapping[str, Any]) -> set[str]:
+    """Canonical keys of the subjects a read-back names as not in effect, from the key the connector declares
+    (``ActionSpec.items_absent``); entries are values or mappings with ``requested``."""
+    spec = _spec(row)
+    raw = observed.get(spec.items_absent) if spec is not None and spec.items_absent else None
+    if not isinstance(raw, list):
+        return set()
+    return {address_key(str(e.get("requested")) if isinstance(e, Mapping) else str(e)) for e in raw}
+
+
 def _from_snapshot(row: Action, items: Sequence[ActionItem], snap: Mapping[str, Any]) -> bool:
-    if row.connector == "active_directory":
-        entries = snap.get("accounts") if isinstance(snap.get("accounts"), list) else (
-            [{"requested": items[0].requested, "status": "ok", "account": snap.get("account"),
-              **({"userAccountControl": snap["userAccountControl"]} if "userAccountControl" in snap else {})}]
-            if snap.get("account") else [])
-        for item, entry in _by_requested(items, entries or []):
+    key = batch_key(row)
+    listed = snap.get(key) if key else None
+    entries: list[Mapping[str, Any]] | None = None
+    if isinstance(listed, list) and listed and all(isinstance(e, Mapping) for e in listed):
+        entries = listed  # one entry per item (a directory's accounts)
+    elif isinstance(snap.get("account"), Mapping):  # one subject with its directory identity
+        entries = [{"requested": items[0].requested, "status": "ok", "account": snap["account"]}]
+    if entries is not None:
+        for item, entry in _by_requested(items, entries):
             identity = entry.get("account") or {}
             if identity.get("objectGUID"):
                 item.canonical = guid_key(str(identity["objectGUID"]))
-            if isinstance(snap.get("accounts"), list):
+            if entries is listed:
                 item.snapshot = dict(entry)
             if entry.get("status", "ok") != "ok":
                 item.state, item.outcome, item.changed = "failed", str(entry["status"]), 0
                 item.error = str(entry.get("error") or entry["status"])
         return True
-    if row.connector == "firewall" and isinstance((row.args or {}).get("addresses"), list):
-        if row.action == "block_ip":
-            before = {address_key(a) for a in snap.get("already_blocked", [])}
-            for item in items:
-                item.snapshot = {"already_blocked": address_key(_value(item)) in before}
-        elif row.action == "unblock_ip":
-            before = {address_key(a) for a in snap.get("was_blocked", [])}
-            for item in items:
-                item.snapshot = {"was_blocked": address_key(_value(item)) in before}
+    spec = _spec(row)
+    if key is not None and spec is not None and spec.items_before:
+        before = {address_key(str(a)) for a in snap.get(spec.items_before, [])}
+        for item in items:
+            item.snapshot = {spec.items_before: address_key(_value(item)) in before}
         return True
     return False
 
 
+_OUTCOME_LISTS = ("added", "already_blocked", "removed", "not_blocked", "already_absent", "kept")
+
+
 def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, Any]) -> bool:
     details = result.get("details") or {}
-    if isinstance(details.get("accounts"), list):
-        for item, entry in _by_requested(items, details["accounts"]):
+    key = batch_key(row)
+    listed = details.get(key) if key else None
+    if isinstance(listed, list) and listed and all(isinstance(e, Mapping) for e in listed):
+        for item, entry in _by_requested(items, listed):
             outcome = str(entry.get("outcome", ""))
             item.outcome = outcome
             if outcome in _OK_APPLY:
@@ -225,12 +262,13 @@ def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, 
                 item.state, item.changed = "failed", 0
                 item.error = str(entry.get("error") or outcome.replace("_", " "))
         return True
-    if row.connector == "firewall" and isinstance((row.args or {}).get("addresses"), list):
-        lists = {k: {address_key(a) for a in v} for k, v in details.items() if isinstance(v, list)
-                 and k in ("added", "already_blocked", "removed", "not_blocked", "already_absent", "kept")}
+    spec = _spec(row)
+    if key is not None and spec is not None and spec.items_before:  # the result lists the values per outcome
+        lists = {k: {address_key(str(a)) for a in v} for k, v in details.items() if isinstance(v, list)
+                 and k in _OUTCOME_LISTS}
         for item in items:
-            key = address_key(_value(item))
-            outcome = next((k for k, v in lists.items() if key in v), "")
+            value = address_key(_value(item))
+            outcome = next((k for k, v in lists.items() if value in v), "")
             if outcome:
                 item.outcome = outcome
                 item.changed = 0 if outcome in _UNCHANGED else 1
@@ -247,27 +285,22 @@ def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, 
 def _from_verification(row: Action, items: Sequence[ActionItem], ver: Mapping[str, Any]) -> None:
     """The action reached ``done``: settle each item still open from what was read back.
 
-    Apply: an item is done unless the read-back names it as not in effect (an enabled account, a missing
-    address). Undo: the connector's per-item result decides (AD's restore is a compare-and-swap the DC
-    acknowledged; its verify names at most a few enabled accounts, so it cannot confirm each of a hundred),
-    unless the read-back shows the address still blocked.
+    Apply: an item is done unless the read-back names it as not in effect (``ActionSpec.items_absent``: an
+    enabled account, a missing address). Undo of an action whose items were in effect before or not
+    (``items_before``): done when the read-back names the item's effect absent again, or when this action never
+    changed it. Other undos: the connector's per-item result decides (AD's restore is a compare-and-swap the DC
+    acknowledged; its verify names at most a few enabled accounts, so it cannot confirm each of a hundred).
     """
-    observed = ver.get("observed") or {}
-    enabled = {str(e.get("requested")) for e in observed.get("enabled", []) if isinstance(e, Mapping)}
-    missing = {address_key(a) for a in observed.get("missing", [])}
-    blocked = {address_key(a) for a in observed.get("blocked", [])}
-    still = {address_key(a) for a in observed.get("still_blocked", [])}
+    absent = absent_items(row, ver.get("observed") or {})
+    spec = _spec(row)
     for item in items:
         if item.state not in ("intent", "in_doubt"):
             continue
-        value, key = _value(item), address_key(_value(item))
+        gone = address_key(_value(item)) in absent or address_key(item.requested) in absent
         if row.kind == "apply":
-            in_effect = not (item.requested in enabled or value in enabled or key in missing
-                             or (row.action == "unblock_ip" and key in still))
-        elif row.connector == "firewall" and row.action == "block_ip":
-            in_effect = item.changed == 0 or key not in blocked
-        elif row.connector == "firewall" and row.action == "unblock_ip":
-            in_effect = item.changed == 0 or key in still
+            in_effect = not gone
+        elif spec is not None and spec.items_before and spec.items_absent:
+            in_effect = item.changed == 0 or gone
         else:
             in_effect = len(items) == 1 or item.outcome in _OK_APPLY
         item.verification = {"in_effect": in_effect, "summary": str(ver.get("summary", ""))[:500]}

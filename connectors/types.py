@@ -163,6 +163,13 @@ class ActionSpec:
     # the list argument that takes several subjects in one call (one session, one commit): the planner folds the
     # subjects of one step on one target into it ("addresses", "accounts"; "" = one subject per action)
     batch: str = ""
+    # Per-item journal of a batch action (agent/items.py), read instead of knowing the connector: the snapshot
+    # key listing the subjects already in effect before it (their undo leaves them: "already_blocked"), and the
+    # verification ``observed`` key listing the subjects whose effect is absent (values, or mappings with
+    # "requested": "missing", "enabled" accounts). Per-item entries in the snapshot/result under the ``batch``
+    # key ({"requested", "status" | "outcome", "error", "account": identity}) need no declaration.
+    items_before: str = ""
+    items_absent: str = ""
 
 
 @dataclass

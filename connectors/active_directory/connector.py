@@ -38,7 +38,7 @@ ACTIONS: Mapping[str, ActionSpec] = {
         "disable_account", "Disable the account (userAccountControl |= ACCOUNTDISABLE); its logons fail at once. "
         "Issued Kerberos tickets stay valid until expiry.", "account",
         undo_description="restore the exact userAccountControl value recorded before", active_as="disabled",
-        blast="accounts", batch="accounts"),
+        blast="accounts", batch="accounts", items_absent="enabled"),
     "remove_privileged_groups": ActionSpec(
         "remove_privileged_groups", "Remove the account's direct memberships in privileged groups and in groups "
         "nested in them (found via LDAP_MATCHING_RULE_IN_CHAIN).", "account",

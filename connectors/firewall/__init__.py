@@ -91,10 +91,11 @@ class FirewallConnector(ConnectorBase):
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "block_ip": ActionSpec("block_ip", f"add addresses to {GROUP} (denied at the top of the policy) and save",
                                "device", undo_description="remove exactly the addresses this action added",
-                               active_as="blocked", batch="addresses"),
+                               active_as="blocked", batch="addresses", items_before="already_blocked",
+                               items_absent="missing"),
         "unblock_ip": ActionSpec("unblock_ip", f"remove addresses from {GROUP} and save", "device",
                                  undo_description="block again the addresses this action removed", lifts="block_ip",
-                                 batch="addresses"),
+                                 batch="addresses", items_before="was_blocked", items_absent="still_blocked"),
         "list_blocked": ActionSpec("list_blocked", f"list the members of {GROUP}", "device", reversible=False,
                                    mutating=False),
     }

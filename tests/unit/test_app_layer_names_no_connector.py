@@ -20,10 +20,6 @@ EXEMPT_DIRS = ("lab", "migrations", "data")
 # (file, literal) allowed, each with its reason. Keep this short.
 ALLOWED = {
     ("extras.py", "firewall"): "the name of the pip extra [firewall], not the connector",
-    # Known debt (issue 13 report): per-item bookkeeping reads connector-specific result shapes; it needs a
-    # typed per-item outcome from every connector before it can stop naming them.
-    ("items.py", "firewall"): "known debt: per-item shapes",
-    ("items.py", "active_directory"): "known debt: per-item shapes",
 }
 
 

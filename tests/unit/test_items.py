@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
 
+from agent import items
 from agent.intake.dispatcher import wanted_slots
 from agent.items import PlannedItem, account_key, address_key, guid_key, item_rows, slice_for_undo
 from agent.journal import Journal
+from agent.registry import Registry
 from agent.store import Action, ActionItem, Store
+from connectors.base import ActionHooks, ConnectorBase
+from connectors.types import ActionSpec
 
 
 class _NoAudit:
@@ -135,3 +141,42 @@ def test_blast_radius_counts_every_account_of_a_batch():
                          args={"accounts": ["a", "B", "c"]}, subject="a, B, c", target=SimpleNamespace(name="dc"),
                          items=[PlannedItem("account", account_key(n), n, n) for n in ("a", "B", "c")])
     assert wanted_slots(SimpleNamespace(actions=[pa])) == {"accounts": {"name:a", "name:b", "name:c"}}
+
+
+class _AcmeFirewall(ConnectorBase):
+    """A device connector from another distribution: it declares where its per-item data is, nothing else."""
+
+    name: ClassVar[str] = "acme_fw"
+    inventory_section: ClassVar[str] = "devices"
+    actions: ClassVar[Mapping[str, ActionSpec]] = {
+        "block_ip": ActionSpec("block_ip", "block", "device", batch="addresses", items_before="there_before",
+                               items_absent="not_there")}
+
+    def open(self, target: object, creds: object, ctx: object) -> object:
+        raise AssertionError("the journal never connects")
+
+    def hooks(self) -> Mapping[str, ActionHooks]:
+        return {}
+
+
+@pytest.mark.parametrize("absent", [[], ["203.0.113.7"]], ids=["read-back-ok", "one-missing"])
+def test_a_third_party_batch_is_journaled_per_item_from_its_declarations(tmp_path: Path, monkeypatch, absent):
+    """Nothing in agent/items.py knows acme_fw: the snapshot key, the result's outcome lists and the read-back key
+    it declares decide each address's snapshot, outcome, changed flag and state."""
+    monkeypatch.setattr(items, "_registry", lambda: Registry(extra={"acme_fw": _AcmeFirewall}))
+    store, journal = _journal(tmp_path)
+    addresses = ["203.0.113.7", "198.51.100.0/24"]
+    row = Action(incident_id="INC-1", runbook="block-ip", step="block", target="edge", subject="x",
+                 target_kind="device", connector="acme_fw", action="block_ip", args={"addresses": addresses},
+                 state="intent")
+    row.items = item_rows([PlannedItem("address", address_key(a), a, a) for a in addresses])
+    journal.create(row)
+    journal.transition(row, "snapshotted", snapshot={"there_before": ["198.51.100.0/24"]})
+    journal.transition(row, "applying")
+    journal.transition(row, "verifying", changed=1, result={"changed": True, "details": {
+        "added": ["203.0.113.7/32"], "already_blocked": ["198.51.100.0/24"]}})
+    journal.transition(row, "done", verification={"in_effect": not absent, "observed": {"not_there": absent}})
+    got = [(i.requested, i.snapshot, i.outcome, i.changed, i.state) for i in journal.items_of(row.id)]
+    assert got == [("203.0.113.7", {"there_before": False}, "added", 1, "failed" if absent else "done"),
+                   ("198.51.100.0/24", {"there_before": True}, "already_blocked", 0, "done")]
+    store.close()
