@@ -1,6 +1,6 @@
 """What a responder sees (issue 14): ``agent contain --param survive_reboot=true`` on a host whose inventory entry
 names a probe vantage point (``options.probe_from``) — the plan says the isolation survives a reboot, the journal
-keeps the outside probe with the verification, the host comes back isolated after a reboot, and ``agent release``
+keeps the outside probe with the verification and the counsel report shows it, the host comes back isolated after a reboot, and ``agent release``
 leaves it open after the next one."""
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def test_contain_survive_reboot_with_outside_probe(clean_lab: Lab, tmp_path: Pat
         assert probe["from"] == lab.hosts["peer"].address and probe["ports"] == {"8080": "blocked"}, probe
         assert action["verification"]["observed"]["survives_reboot"] is True
         assert "time out" in action["verification"]["summary"]
+        report = tmp_path / "r.json"
+        made = run_agent(lab, cfg, "report", "--incident", incident, "--format", "json", "-o", str(report))
+        assert made.returncode == 0, made.stdout + made.stderr
+        proof = f"from {lab.hosts['peer'].address} tcp/8080 time out"
+        assert proof in report.read_text(), "the counsel report does not show the outside probe"
 
         lab.reboot("victim")
         assert rows(lab, check("victim")) == open_("victim")
