@@ -1,7 +1,7 @@
 """What a responder sees (issue 14): ``agent contain --param survive_reboot=true`` on a host whose inventory entry
 names a probe vantage point (``options.probe_from``) — the plan says the isolation survives a reboot, the journal
-keeps the outside probe with the verification and the counsel report shows it, the host comes back isolated after a reboot, and ``agent release``
-leaves it open after the next one."""
+keeps the outside probe with the verification and the counsel report shows it, the host comes back isolated after
+a reboot, and ``agent release`` leaves it open after the next one."""
 
 from __future__ import annotations
 
