@@ -212,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--listen", default=None, metavar="HOST:PORT")
 
+    p = sub.add_parser("worker", help="run a site's worker: actions on that site's targets, from its queue")
+    _common(p)
+    p.add_argument("--site", required=True, metavar="SITE", help="the inventory site whose queue to consume")
+    p.add_argument("--slots", type=int, metavar="N", help="actions run at once (default: engine.max_parallel)")
+
     p = sub.add_parser("console", help="the web console: incidents, contained now, approvals (operators sign in)")
     p.add_argument("--listen", metavar="HOST:PORT", help="default: console.listen in agent.yaml, 127.0.0.1:8443")
     _common(p)

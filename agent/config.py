@@ -16,13 +16,14 @@ from pathlib import Path
 from agent import paths
 from agent.paths import default_config_path
 from agent.notify.config import NotifyConfig, parse_notifications
+from agent.workers.config import WorkersConfig, parse_workers
 from agent.yamlsrc import Node, load_yaml
 
 __all__ = ["Settings", "already_loaded", "default_config_path", "load_settings"]
 
 _TOP = {"inventory", "runbooks", "database", "audit_dir", "evidence_dir", "audit_signing_key", "timezone",
         "ssh", "engine", "daemon", "rules", "obligations", "warm", "organisation", "notifications",
-        "console"}
+        "console", "workers"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Settings:
     organisation: dict[str, object] = field(default_factory=dict)  # name + ORGANISATION_FACTS booleans
     notifications: NotifyConfig = field(default_factory=NotifyConfig)
     console: dict[str, object] = field(default_factory=dict)  # agent/console/settings.py reads it
+    workers: WorkersConfig | None = None  # per-site workers (agent/workers); None: every action runs here
 
     def database_url(self) -> str:
         if "://" in self.database:
@@ -143,6 +145,7 @@ def _read(cfg_path: Path) -> Settings:
         obligations=opt_path(root.get("obligations")) or paths.shipped_obligations(),
         daemon=dict(daemon.mapping().value) if daemon is not None else {},
         organisation=_organisation(root.get("organisation")),
+        workers=parse_workers(root.get("workers"), base),
     )
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
 from agent.inventory import Inventory
@@ -29,6 +29,9 @@ from agent.plan import Plan, PlannedAction
 from agent.registry import Registry
 from agent.store import Action, Store, utcnow
 from connectors.types import ConnectorContext
+
+if TYPE_CHECKING:
+    from agent.workers.dispatch import SiteDispatcher
 
 __all__ = ["ActionOutcome", "Engine", "Interrupted", "RunResult"]
 
@@ -102,6 +105,10 @@ class Engine:
         self.cancel = threading.Event()
         self.runner = ActionRunner(settings, registry, ctx, self.journal, cancel=self.cancel,
                                    evidence_sink=evidence_sink)
+        self.dispatcher: SiteDispatcher | None = None  # per-site workers (agent/workers): set when configured
+        if settings.workers is not None and settings.workers.sites:
+            from agent.workers.dispatch import SiteDispatcher
+            self.dispatcher = SiteDispatcher(settings.workers, self.journal, self.cancel)
 
     # -- public ---------------------------------------------------------------------------------------------
     def execute(self, plan: Plan, incident: str, *, reason: str = "", ttl: timedelta | None = None,
@@ -174,7 +181,7 @@ class Engine:
 
         if not groups:
             return mine
-        workers = max(1, min(self.settings.max_parallel, len(groups)))
+        workers = max(1, min(self._parallel(actions), len(groups)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="contain")
         futures = [pool.submit(run_subject, s) for s in groups]
         try:
@@ -194,6 +201,13 @@ class Engine:
         finally:
             pool.shutdown(wait=True)
         return mine
+
+    def _parallel(self, actions: list[PlannedAction]) -> int:
+        """Subjects run at once: ``max_parallel`` here; when every action goes to a site's workers, this process
+        only waits on the journal (the workers' slots bound the real parallelism), so up to 256 are in flight."""
+        if self.dispatcher is not None and actions and all(self.dispatcher.handles(pa) for pa in actions):
+            return max(self.settings.max_parallel, 256)
+        return self.settings.max_parallel
 
     def _snapshot_scope(self, plan: Plan, incident: str) -> None:
         """Record what the touched systems hold (data categories, people per state) as the inventory says now.
@@ -238,12 +252,16 @@ class Engine:
                      target_kind=pa.target.kind, address=pa.target.address, connector=pa.connector,
                      action=pa.action, args=_journal_args(pa.args), reversible=int(pa.spec.reversible),
                      mutating=int(pa.spec.mutating), state="intent", requested_by=self.actor,
-                     approved_by=approved_by, reason=reason, expires_at=expires, snapshot=pa.snapshot)
+                     approved_by=approved_by, reason=reason, expires_at=expires, snapshot=pa.snapshot,
+                     site=pa.entry.site if self.dispatcher is not None and self.dispatcher.handles(pa) else None)
         row.items = item_rows(pa.items)
         return self.journal.create(row)
 
     def _run_action(self, pa: PlannedAction, row: Action, sessions: SessionCache) -> ActionOutcome:
-        out = self.runner.run(pa, row, sessions)
+        if self.dispatcher is not None and self.dispatcher.handles(pa):
+            out = self.dispatcher.run(pa, row)  # a worker of the target's site runs it with the same runner
+        else:
+            out = self.runner.run(pa, row, sessions)
         if pa.batched:
             out.items = [{"requested": i.requested, "canonical": i.canonical, "state": i.state,
                           "outcome": i.outcome, **({"error": i.error} if i.error else {})}

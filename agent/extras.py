@@ -27,6 +27,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "multipart": ("console", "the web console's forms (python-multipart)"),
     "python_multipart": ("console", "the web console's forms (python-multipart)"),
     "psycopg": ("postgres", "a PostgreSQL journal (psycopg)"),
+    "celery": ("workers", "per-site workers (Celery on RabbitMQ)"),
+    "kombu": ("workers", "per-site workers (Celery on RabbitMQ)"),
 }
 
 

@@ -5,11 +5,13 @@ One place does both so the two can never disagree about what happened, and so no
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from agent.errors import AgentError
 from agent.items import on_transition, undone_items
 from agent.runctx import current_owner
 from agent.store import Action, ActionItem, Incident, Store, Transition, utcnow
@@ -17,7 +19,21 @@ from agent.store import Action, ActionItem, Incident, Store, Transition, utcnow
 if TYPE_CHECKING:
     from agent.progress import Transition as Transition_
 
-__all__ = ["AuditSink", "Journal"]
+__all__ = ["AuditSink", "Journal", "JournalUnavailable"]
+
+
+T = TypeVar("T")
+JOURNAL_WAIT = 60.0
+
+
+class JournalUnavailable(AgentError):
+    """The shared journal stayed unreachable: the write was not recorded (and nothing after it was done)."""
+
+
+def _unreachable(exc: Exception) -> bool:
+    """A lost or refused database connection (as opposed to a bad statement)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class AuditSink(Protocol):
@@ -31,6 +47,14 @@ class Journal:
         # Called after each committed transition (live progress, --events): they see what the journal says.
         self.observers: list[Callable[[Transition_], None]] = []
 
+    #: seconds a shared journal may be unreachable before a write gives up (the write is retried meanwhile)
+    wait = JOURNAL_WAIT
+    #: a per-site worker's journal (agent.workers.worker) locks the row and checks its lease in each transition
+    fenced = False
+
+    def fence(self, s: Any, db: Action) -> None:
+        """Refuse a transition this journal may no longer write (overridden by the workers' fenced journal)."""
+
     def _notify(self, row: Action, from_state: str, to_state: str, detail: str) -> None:
         if not self.observers:
             return
@@ -40,13 +64,38 @@ class Journal:
         for observer in list(self.observers):
             observer(event)
 
+    def _durably(self, what: str, body: Callable[[], T]) -> T:
+        """Run one journal write; while a shared (PostgreSQL) journal is unreachable, retry it for up to
+        :attr:`wait` seconds, then raise :class:`JournalUnavailable`. Each write is one transaction, so a try
+        that failed left nothing half-written; the bodies are idempotent for a commit whose answer was lost."""
+        if self.store.engine.dialect.name != "postgresql":
+            return body()
+        deadline, delay = time.monotonic() + self.wait, 0.2
+        while True:
+            try:
+                return body()
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    cause = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+                    raise JournalUnavailable(f"the journal database is unreachable; {what} not recorded after "
+                                             f"{self.wait:g}s of retries ({cause})") from None
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+
     def create(self, row: Action) -> Action:
         row.owner = self.owner
         row.id = row.id or str(uuid.uuid4())
-        with self.store.session() as s:
-            row.seq = self.store.next_seq(s)
-            s.add(row)
-            s.add(Transition(action_id=row.id, from_state="", to_state=row.state, detail="intent recorded"))
+
+        def body() -> None:
+            with self.store.session() as s:
+                if s.get(Action, row.id) is not None:  # a retry after a commit whose answer was lost
+                    return
+                row.seq = self.store.next_seq(s)
+                s.add(row)
+                s.add(Transition(action_id=row.id, from_state="", to_state=row.state, detail="intent recorded"))
+        self._durably(f"the intent of {row.action} on {row.target}", body)
         self.audit.record("action.intent", incident=row.incident_id, action_id=row.id, kind=row.kind,
                           undo_of=row.undo_of, target=row.target, address=row.address, connector=row.connector,
                           action=row.action, args=row.args, runbook=row.runbook, step=row.step,
@@ -58,16 +107,23 @@ class Journal:
         """Persist ``row`` moving to ``to_state`` (plus column changes) and audit it, in that order."""
         from_state = row.state
         now = utcnow()
-        with self.store.session() as s:
-            db = s.get(Action, row.id)
-            assert db is not None
-            db.state = to_state
-            db.updated_at = now
-            db.owner = self.owner
-            for key, value in changes.items():
-                setattr(db, key, value)
-            s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now, detail=detail))
-            items = on_transition(s, db, from_state, to_state, changes)
+
+        def body() -> list[dict[str, Any]]:
+            with self.store.session() as s:
+                db = s.get(Action, row.id, with_for_update=self.fenced)
+                assert db is not None
+                if db.state == to_state and db.updated_at == now:  # a retry after a commit whose answer was lost
+                    return []
+                self.fence(s, db)
+                db.state = to_state
+                db.updated_at = now
+                db.owner = self.owner
+                for key, value in changes.items():
+                    setattr(db, key, value)
+                s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now,
+                                 detail=detail))
+                return on_transition(s, db, from_state, to_state, changes)
+        items = self._durably(f"{row.action} on {row.target} -> {to_state}", body)
         row.state, row.updated_at = to_state, now
         for key, value in changes.items():
             setattr(row, key, value)

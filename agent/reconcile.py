@@ -6,7 +6,8 @@ process is gone (owner ``host:pid:start``, see :mod:`agent.runctx`; a live owner
 action ``in_doubt``, whoever recorded it. Each is settled by :meth:`agent.lifecycle.ActionRunner.resolve` —
 verify first; effect present → done, never applied twice; absent → applied (or undone) once from the journaled
 snapshot; unreadable → in doubt (re-verified on the next start and by the daemon) or, when nothing was sent yet,
-left for the next start.
+left for the next start. Actions routed to a site's workers are not settled here: the site's workers hold the
+credentials and settle them (lease takeovers and in-doubt sweeps, agent/workers/worker.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def unfinished(engine: Engine, targets: Collection[str] | None = None, ids: Coll
     whose owner is dead and actions in doubt (not undone since)."""
     with engine.store.session() as s:
         q = select(Action).where(or_(Action.state.in_(ACTIVE_STATES),
-                                     (Action.state == IN_DOUBT) & Action.undone_at.is_(None)))
+                                     (Action.state == IN_DOUBT) & Action.undone_at.is_(None)),
+                                 Action.site.is_(None))  # routed to a site: its workers settle it (leases)
         if ids is not None:
             q = q.where(Action.id.in_(list(ids)))
         return [r for r in s.scalars(q.order_by(Action.seq))

@@ -112,6 +112,10 @@ class Action(Base):
     approved_by: Mapped[str | None] = mapped_column(String(200), default=None)
     reason: Mapped[str] = mapped_column(Text, default="")
     owner: Mapped[str] = mapped_column(String(80), default="")  # "host:pid" of the process executing it
+    # per-site workers (agent/workers): the site queue it was routed to (None: run by the process that planned
+    # it) and the claim of the worker running it, renewed by heartbeat; expired = that worker is gone
+    site: Mapped[str | None] = mapped_column(String(80), default=None, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)  # TTL: release due

@@ -30,6 +30,9 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "daemon":
             from agent.commands.daemon import run_daemon
             return run_daemon(args)
+        if args.command == "worker":
+            from agent.commands.daemon import run_worker
+            return run_worker(args)
         if args.command == "automation":
             from agent.commands.daemon import run_automation
             return run_automation(args)

@@ -15,7 +15,7 @@ from agent import exitcodes
 from agent.app import App
 from agent.output import color, emit_json, state_color
 
-__all__ = ["run_approvals", "run_automation", "run_daemon"]
+__all__ = ["run_approvals", "run_automation", "run_daemon", "run_worker"]
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -26,6 +26,30 @@ def run_daemon(args: argparse.Namespace) -> int:
         daemon = Daemon(app, listen=args.listen)
         print(f"agent daemon: listening on {daemon.host}:{daemon.port} (SIGTERM or Ctrl-C stops it)", flush=True)
         return daemon.run()
+    finally:
+        app.close()
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """``agent worker --site S``: consume site S's queue until SIGTERM (agent/workers/worker.py)."""
+    from agent.errors import InputError
+    from agent.workers.config import SITE_NAME
+    from agent.workers.worker import serve
+    if not SITE_NAME.fullmatch(args.site):
+        raise InputError(f"--site {args.site!r}: a site name is letters, digits, '.', '_' or '-'")
+    app = App(config_path=args.config, actor=f"worker:{args.site}@{__import__('socket').gethostname()}")
+    try:
+        known = {e.site for section in (app.inventory.hosts, app.inventory.devices, app.inventory.directories)
+                 for e in section.values() if e.site}
+        if args.site not in known:
+            raise InputError(f"--site {args.site!r}: no target of this worker's inventory is at that site "
+                             f"(sites: {', '.join(sorted(known)) or 'none'})")
+        slots = args.slots or app.settings.max_parallel
+        if slots < 1:
+            raise InputError(f"--slots {slots}: at least 1")
+        print(f"agent worker: site {args.site}, {slots} slots (SIGTERM stops it after the running actions)",
+              flush=True)
+        return serve(app, args.site, slots)
     finally:
         app.close()
 

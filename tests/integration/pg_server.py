@@ -22,7 +22,7 @@ from agent.store import Store
 
 BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
 
-__all__ = ["BIN", "fresh_database", "private_postgres"]
+__all__ = ["BIN", "PgServer", "fresh_database", "private_postgres", "private_postgres_server"]
 
 
 def _free_port() -> int:
@@ -31,32 +31,59 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PgServer:
+    """One private server: ``url`` of its database ``journal``; :meth:`stop` / :meth:`start` (same data dir) to
+    make it unreachable and bring it back. With ``netns``, it runs inside that network namespace (its loopback)."""
+
+    def __init__(self, base: Path, netns: str | None) -> None:
+        self.base, self.netns, self.data = base, netns, base / "data"
+        self.port = _free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/journal"
+
+    def as_pg(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        if self.netns:  # setns needs root: enter the namespace first, then drop to postgres
+            return subprocess.run(["ip", "netns", "exec", self.netns, "runuser", "-u", "postgres", "--", *argv],
+                                  check=check, capture_output=True, cwd=str(self.base))
+        return subprocess.run(list(argv), user="postgres", check=check, capture_output=True, cwd=str(self.base))
+
+    def start(self) -> None:
+        assert BIN is not None
+        self.as_pg(str(BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.base / "log"), "-o",
+                   f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.base} "
+                   "-c fsync=off", "start")
+
+    def stop(self) -> None:
+        assert BIN is not None
+        self.as_pg(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop", check=False)
+
+
 @contextmanager
-def private_postgres(prefix: str = "agent-pg-") -> Iterator[str]:
-    """Start a server; yield the SQLAlchemy URL of its database ``journal``; stop it. Skips the test when
-    PostgreSQL is not installed or the test does not run as root (needed to run it as ``postgres``)."""
+def private_postgres_server(prefix: str = "agent-pg-", netns: str | None = None) -> Iterator[PgServer]:
+    """Start a server; yield it; stop it. Skips the test when PostgreSQL is not installed or the test does not
+    run as root (needed to run it as ``postgres``)."""
     if BIN is None or not (BIN / "initdb").exists():
         pytest.skip("PostgreSQL is not installed: scripts/install-system.sh")
     if os.geteuid() != 0:
         pytest.skip("starting a private PostgreSQL as the postgres user needs root")
     base = Path(tempfile.mkdtemp(prefix=prefix))  # not under pytest's root-only dir: postgres must enter it
-    data = base / "data"
     shutil.chown(base, "postgres", "postgres")
-    port = _free_port()
-
-    def as_pg(*argv: str) -> None:
-        subprocess.run(list(argv), user="postgres", check=True, capture_output=True, cwd=str(base))
-
-    as_pg(str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    as_pg(str(BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-          f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} -c fsync=off", "start")
+    server = PgServer(base, netns)
+    server.as_pg(str(BIN / "initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync")
+    server.start()
     try:
-        as_pg(str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "journal")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/journal"
+        server.as_pg(str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "journal")
+        yield server
     finally:
-        subprocess.run([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], user="postgres",
-                       capture_output=True, check=False, cwd=str(base))
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres(prefix: str = "agent-pg-") -> Iterator[str]:
+    """Start a server; yield the SQLAlchemy URL of its database ``journal``; stop it (see
+    :func:`private_postgres_server`)."""
+    with private_postgres_server(prefix) as server:
+        yield server.url
 
 
 def fresh_database(pg: str, name: str) -> str:

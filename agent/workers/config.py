@@ -1,0 +1,86 @@
+"""The ``workers:`` section of agent.yaml: the broker and which sites' actions go to per-site workers.
+
+Example::
+
+    workers:
+      broker: amqp://agent@mq.example.org:5672/containment   # no password in the URL: it is a secret
+      broker_password: env:AGENT_BROKER_PASSWORD
+      sites: [boston, lyon]   # actions on targets at these sites are queued; others run in this process
+      lease: 15               # seconds a worker's claim lasts without a heartbeat (it beats every lease/3)
+      wait: 900               # seconds the engine waits for a site to settle an action before reporting it in doubt
+
+Kept apart from :mod:`agent.config` and free of Celery imports: every command reads the settings, few send work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from agent.secrets import SecretRef, parse_ref
+from agent.yamlsrc import Node
+
+__all__ = ["SITE_NAME", "WorkersConfig", "parse_workers", "queue_for"]
+
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_FIELDS = {"broker", "broker_password", "sites", "lease", "wait"}
+
+
+def queue_for(site: str) -> str:
+    """The RabbitMQ queue (and routing key) of ``site``'s workers."""
+    return f"agent.site.{site}"
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    broker: str  # without the password
+    password: SecretRef | None = None
+    sites: tuple[str, ...] = ()
+    lease: float = 15.0
+    wait: float = 900.0
+
+    def routes(self, site: str | None) -> bool:
+        """Does an action on a target at ``site`` go to that site's workers?"""
+        return site is not None and site in self.sites
+
+    def broker_url(self) -> str:
+        """The URL with the password read from its reference now (never stored, never logged)."""
+        if self.password is None:
+            return self.broker
+        parts = urlsplit(self.broker)
+        user = parts.username or "guest"
+        host = parts.hostname or "localhost"
+        netloc = f"{quote(user, safe='')}:{quote(self.password.resolve().reveal(), safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def parse_workers(node: Node | None, base: Path) -> WorkersConfig | None:
+    """Read ``workers:``; None when the section is absent (everything runs in this process)."""
+    if node is None:
+        return None
+    node.mapping(allowed=_FIELDS, required={"broker"})
+    broker_node = node.child("broker")
+    broker = broker_node.str_()
+    parts = urlsplit(broker)
+    if parts.scheme not in ("amqp", "amqps", "pyamqp"):
+        raise broker_node.error(f"workers.broker: {parts.scheme or broker!r} is not an AMQP URL "
+                                "(amqp://user@host:5672/vhost)")
+    if parts.password is not None:
+        raise broker_node.error("workers.broker: the password must not be written in the URL; "
+                                "use broker_password: env:NAME or file:PATH")
+    password = None
+    pw_node = node.get("broker_password")
+    if pw_node is not None:
+        password = parse_ref(pw_node.str_(), base)
+        if password is None:
+            raise pw_node.error("workers.broker_password: write env:NAME or file:PATH (never the password itself)")
+    sites_node = node.get("sites")
+    sites = tuple(sites_node.str_list(pattern=SITE_NAME, what="site name")) if sites_node is not None else ()
+    lease_node, wait_node = node.get("lease"), node.get("wait")
+    lease = lease_node.float_(minimum=1.0) if lease_node is not None else 15.0
+    wait = wait_node.float_(minimum=1.0) if wait_node is not None else 900.0
+    return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait)

@@ -1,0 +1,165 @@
+"""The engine's side of per-site workers: queue a journaled action to its target's site and wait for the journal.
+
+Why the engine waits on the journal and not on a Celery result: the journal row is what the worker commits at
+every step (the same transitions as a single machine), so the engine's outcome is whatever the row says — done,
+failed, in doubt — and a worker that died, a redelivery or a takeover changes nothing about where to look. One
+poller thread reads every awaited row in one query per tick, so 100 actions in flight cost one query, not 100.
+
+An action not settled within ``workers.wait`` is reported **in doubt** (the worker may still apply it; the
+journal settles it), never failed. The engine's run does not write that row: its worker owns it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from agent.lifecycle import IN_DOUBT, ActionOutcome, Interrupted
+from agent.store import Action
+from agent.workers.config import WorkersConfig, queue_for
+
+if TYPE_CHECKING:
+    from agent.journal import Journal
+    from agent.plan import PlannedAction
+
+__all__ = ["SETTLED", "SiteDispatcher"]
+
+SETTLED = ("done", "failed", "skipped", IN_DOUBT)
+
+
+@dataclass
+class _Waiter:
+    event: threading.Event = field(default_factory=threading.Event)
+    row: Action | None = None
+
+
+class SiteDispatcher:
+    """Routes actions on targets at worker sites to those sites' queues (``workers.sites`` in agent.yaml)."""
+
+    def __init__(self, cfg: WorkersConfig, journal: Journal, cancel: threading.Event, *, tick: float = 0.1) -> None:
+        self.cfg, self.journal, self.cancel, self.tick = cfg, journal, cancel, tick
+        self.store, self.audit = journal.store, journal.audit
+        self._celery: Any = None
+        self._lock = threading.Lock()
+        self._waiting: dict[str, _Waiter] = {}
+        self._poller: threading.Thread | None = None
+
+    def handles(self, pa: PlannedAction) -> bool:
+        return self.cfg.routes(pa.entry.site)
+
+    def run(self, pa: PlannedAction, row: Action) -> ActionOutcome:
+        """Queue ``row`` (already journaled as intent) for its site and return its outcome once settled."""
+        site = str(pa.entry.site)
+        waiter = _Waiter()
+        with self._lock:
+            self._waiting[row.id] = waiter
+            if self._poller is None or not self._poller.is_alive():
+                self._poller = threading.Thread(target=self._poll, name="site-dispatch", daemon=True)
+                self._poller.start()
+        try:
+            try:
+                self._send(site, row.id, _task_args(pa.args))
+            except Exception as exc:  # noqa: BLE001 - the broker stayed unreachable: see _unsent
+                unsent = self._unsent(pa, row, site, exc)
+                if unsent is not None:
+                    return unsent
+            self.audit.record("action.queued", incident=row.incident_id, action_id=row.id, target=row.target,
+                              action=row.action, kind=row.kind, site=site, queue=queue_for(site))
+            deadline = time.monotonic() + self.cfg.wait
+            while not waiter.event.wait(0.2):
+                if self.cancel.is_set():
+                    raise Interrupted("cancelled while a site worker runs the action")
+                if time.monotonic() > deadline:
+                    return _outcome(pa, row, None, site, self.cfg.wait)
+            return _outcome(pa, row, waiter.row, site, self.cfg.wait)
+        finally:
+            with self._lock:
+                self._waiting.pop(row.id, None)
+
+    def _unsent(self, pa: PlannedAction, row: Action, site: str, exc: Exception) -> ActionOutcome | None:
+        """Publishing failed for good. If no worker has claimed the action (the message may still have reached
+        the broker unconfirmed), claim it here and record it failed — nothing was sent to the target, and a late
+        delivery now finds it settled and drops it. If a worker did claim it, its outcome is awaited as usual."""
+        from agent.workers.lease import ClaimResult, claim
+        got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site)
+        if got.result is not ClaimResult.FRESH:
+            return None
+        message = f"not queued for site {site}: the broker could not be reached ({type(exc).__name__}: {exc})"
+        self.journal.transition(row, "failed", message, error=message, error_kind="unreachable")
+        out = _outcome(pa, row, None, site, self.cfg.wait)
+        out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
+        return out
+
+    def _send(self, site: str, action_id: str, args: dict[str, Any]) -> None:
+        from agent.workers.celery_app import make_celery, send_action
+        with self._lock:
+            if self._celery is None:
+                self._celery = make_celery(self.cfg)
+            app = self._celery
+        send_action(app, site, action_id, args)
+
+    def _poll(self) -> None:
+        """One query per tick for every awaited row; wakes the waiters whose row settled."""
+        while True:
+            with self._lock:
+                ids = list(self._waiting)
+            if not ids:
+                with self._lock:
+                    if not self._waiting:
+                        self._poller = None
+                        return
+                continue
+            try:
+                with self.store.session() as s:
+                    rows = list(s.scalars(select(Action).where(Action.id.in_(ids), Action.state.in_(SETTLED))))
+                    for row in rows:
+                        s.expunge(row)
+            except Exception:  # noqa: BLE001 - the database is unreachable: keep waiting, it may return
+                rows = []
+            with self._lock:
+                for row in rows:
+                    waiter = self._waiting.get(row.id)
+                    if waiter is not None and not waiter.event.is_set():
+                        waiter.row = row
+                        waiter.event.set()
+            time.sleep(self.tick)
+
+    def close(self) -> None:
+        app, self._celery = self._celery, None
+        if app is not None:
+            app.close()
+
+
+def _task_args(args: dict[str, Any]) -> dict[str, Any]:
+    """The planned arguments as JSON (protected CIDRs included: the worker's connector guards with them too)."""
+    import json
+    out: dict[str, Any] = json.loads(json.dumps(args, default=str))
+    return out
+
+
+def _outcome(pa: PlannedAction, row: Action, settled: Action | None, site: str, wait: float) -> ActionOutcome:
+    out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
+                        kind=row.kind, state=IN_DOUBT, action_id=row.id)
+    if settled is None:
+        out.summary = (f"in doubt — queued for site {site}, not settled within {wait:g}s; a worker of the site "
+                       "may still run it (the journal settles it)")
+        out.error, out.error_kind = out.summary, "timeout"
+        return out
+    row.state, row.changed, row.owner = settled.state, settled.changed, settled.owner
+    row.result, row.verification, row.error, row.error_kind = (settled.result, settled.verification,
+                                                                settled.error, settled.error_kind)
+    out.state = settled.state
+    out.changed = bool(settled.changed)
+    result = settled.result or {}
+    verification = settled.verification or {}
+    out.summary = str(result.get("summary") or verification.get("summary") or "")
+    out.warnings = list(result.get("warnings") or [])
+    if settled.state in ("failed", IN_DOUBT):
+        out.error, out.error_kind = settled.error, settled.error_kind
+        out.summary = (("in doubt — verifying: " if settled.state == IN_DOUBT else "failed: ")
+                       + str(settled.error or out.summary))
+    return out

@@ -1,0 +1,51 @@
+"""The ``workers:`` section of agent.yaml: clear errors naming the field and value; the broker password only by
+reference, never in the URL, never in an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_settings
+from agent.errors import ConfigError
+
+
+def settings(tmp: Path, workers: str):
+    (tmp / "inventory.yaml").write_text("hosts: {}\n")
+    path = tmp / "agent.yaml"
+    path.write_text(f"inventory: inventory.yaml\ndatabase: agent.db\nworkers:\n{workers}")
+    return load_settings(path)
+
+
+def test_absent_means_everything_runs_here(tmp_path: Path):
+    (tmp_path / "inventory.yaml").write_text("hosts: {}\n")
+    (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\n")
+    assert load_settings(tmp_path / "agent.yaml").workers is None
+
+
+def test_parsed_and_password_read_from_its_reference(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MQ_PW", "p@ss/w:rd")
+    cfg = settings(tmp_path, "  broker: amqp://agent@mq.example.org:5672/containment\n"
+                             "  broker_password: env:MQ_PW\n  sites: [boston, lyon]\n  lease: 5\n  wait: 60\n").workers
+    assert cfg is not None and cfg.sites == ("boston", "lyon") and cfg.lease == 5 and cfg.wait == 60
+    assert cfg.routes("boston") and not cfg.routes("paris") and not cfg.routes(None)
+    assert cfg.broker_url() == "amqp://agent:p%40ss%2Fw%3Ard@mq.example.org:5672/containment"
+    assert "p@ss" not in repr(cfg)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("  broker: amqp://agent:hunter2@mq:5672//\n", "must not be written in the URL"),
+    ("  broker: redis://mq:6379/0\n", "'redis' is not an AMQP URL"),
+    ("  sites: [boston]\n", "missing required field 'broker'"),
+    ("  broker: amqp://agent@mq//\n  broker_password: hunter2\n", "write env:NAME or file:PATH"),
+    ("  broker: amqp://agent@mq//\n  sites: ['bad site!']\n", "site name"),
+    ("  broker: amqp://agent@mq//\n  lease: 0\n", "lease"),
+    ("  broker: amqp://agent@mq//\n  queue: x\n", "unknown field"),
+])
+def test_errors_name_the_field(tmp_path: Path, body: str, message: str):
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, body)
+    assert message in str(info.value)
+    assert "workers" in str(info.value)
+    assert "hunter2" not in str(info.value)
