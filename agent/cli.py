@@ -78,12 +78,35 @@ def _host_selectors(p: argparse.ArgumentParser) -> None:
                    help="with --yes on more hosts than engine.confirm_count_above: the number of hosts you expect")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands in for the parser of a command that is not being run: accepts and ignores every call that would
+    build it (add_argument, add_subparsers, add_parser, groups)."""
+
+    def __getattr__(self, _name: str) -> object:
+        return lambda *_args, **_kwargs: self
+
+
+class _Commands:
+    """The subcommands of one parser: every command is listed (``agent --help``, "invalid choice" errors), but
+    with ``only`` just that command gets its arguments — building all of them is a fifth of a cold
+    ``agent status`` (≈ 75 M instructions of ≈ 500 M)."""
+
+    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], only: str | None) -> None:
+        self._sub, self._only = sub, only
+
+    def add_parser(self, name: str, *, help: str | None = None) -> argparse.ArgumentParser:
+        parser = self._sub.add_parser(name, help=help)
+        return parser if self._only in (None, name) else _Unused()  # type: ignore[return-value]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` (a command name) one on which only that command has its arguments:
+    what a cold command needs (tests/unit/test_cli_parser.py: the same help and the same parse)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="agent", description=DESCRIPTION, epilog=exitcodes.TABLE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
 
     p = sub.add_parser("contain", help="isolate host(s) from the network (runbook isolate-host)")
     _host_selectors(p)
@@ -172,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
     q = isub.add_parser("facts", help="record facts counsel needs (clock times, counts, organisation) with source")
     q.add_argument("id")
-    from agent.report.facts import add_fact_arguments
-    add_fact_arguments(q)
+    if not isinstance(q, _Unused):  # another command runs: not even the module that knows the arguments
+        from agent.report.facts import add_fact_arguments
+        add_fact_arguments(q)
     _common(q)
 
     p = sub.add_parser("audit", help="verify, export or sign the audit log")
@@ -273,11 +297,21 @@ def _exit_now(code: int) -> None:
 _PARSER: list[argparse.ArgumentParser] = []
 
 
-def parser() -> argparse.ArgumentParser:
-    """The parser, built once per process (≈ 14 ms; the warm server builds it before forking its children)."""
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, built once per process (≈ 14 ms; the warm server builds it before forking its children).
+
+    With ``command`` and no parser built yet (a cold command): one on which only that command has its
+    arguments, not kept — a later ``parser()`` builds the whole one."""
+    if not _PARSER and command is not None:
+        return build_parser(command)
     if not _PARSER:
         _PARSER.append(build_parser())
     return _PARSER[0]
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word; ``agent`` itself has no option but -h)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         forwarded = try_forward(sys.argv[1:])
         if forwarded is not None:
             _exit_now(forwarded)
-    args = parser().parse_args(argv)
+    args = parser(_command_word(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     if args.command is None:
         parser().print_help()
         return exitcodes.USAGE

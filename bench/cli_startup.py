@@ -2,11 +2,15 @@
 
 Prints, from one run on this machine (medians of BENCH_ROUNDS):
 - the interpreter's own floor (`python3 -c pass`) and `agent --help`;
-- cold `agent status` (SQLite journal) and cold `agent contain --dry-run` of one host (no connection is made:
-  dry runs never connect), each as a ratio to the floor — goal: `status` ≤ 0.25 s;
+- cold `agent status` (SQLite journal: empty, and with an isolated host and a blocked address, which loads their
+  two connectors to name them) and cold `agent contain --dry-run` of one host (no connection is made: dry runs
+  never connect), each as a ratio to the floor — goal: `status` ≤ 0.25 s;
 - the same two with `warm: auto` (a warm server started by the first command);
 - `ansible --version` as the yardstick of the tool responders would otherwise script (installed into
-  var/bench/ansible by bench/run.sh; skipped with a note if absent).
+  var/bench/ansible by bench/run.sh; skipped with a note if absent);
+- the machine's load average before and after, and — because 8 people share these 2 cores and wall-clock is
+  noisy — each cold command's instruction count under valgrind's callgrind (deterministic: compare these between
+  commits; BENCH_INSTRUCTIONS=0 skips them, ≈ 20 s).
 """
 
 from __future__ import annotations
@@ -36,6 +40,40 @@ def median(argv: list[str], env: dict[str, str], rounds: int) -> float:
     return statistics.median(runs)
 
 
+def instructions(argv: list[str], env: dict[str, str]) -> int | None:
+    """Instructions one run executes (callgrind's total), or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if not valgrind or os.environ.get("BENCH_INSTRUCTIONS") == "0":
+        return None
+    out = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv], env=env,
+                         check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL).stderr
+    found = [line.rsplit(":", 1)[1] for line in out.splitlines() if "Collected :" in line]
+    return int(found[-1].strip()) if found else None
+
+
+def contained(db: Path) -> None:
+    """A journal with what a responder's status shows mid-incident: an isolated host and a blocked address."""
+    from agent.store import Action, ActionItem, Incident, Store, Transition
+
+    store = Store(f"sqlite:///{db}")
+    with store.session() as s:
+        s.add(Incident(id="INC-BENCH", title="bench"))
+        s.flush()
+        rows = [Action(incident_id="INC-BENCH", seq=1, runbook="isolate-host", step="isolate", target="web01",
+                       subject="web01", address="127.0.1.21", connector="ssh_linux", action="isolate",
+                       state="done", changed=1),
+                Action(incident_id="INC-BENCH", seq=2, runbook="block-ip", step="block", target="edge1",
+                       subject="203.0.113.7", target_kind="device", connector="firewall", action="block_ip",
+                       state="done", changed=1)]
+        s.add_all(rows)
+        s.flush()
+        for row in rows:
+            s.add(ActionItem(action_id=row.id, canonical=f"x:{row.subject}", requested=row.subject, state="done",
+                             changed=1))
+            s.add(Transition(action_id=row.id, from_state="verifying", to_state="done", detail="read back"))
+    store.close()
+
+
 def config(tmp: Path, warm: bool) -> Path:
     (tmp / "inventory.yaml").write_text(
         "management: {addresses: [192.0.2.10]}\n"
@@ -52,15 +90,24 @@ def main() -> int:
     base = {**os.environ, "NO_COLOR": "1"}
     base.pop("AGENT_NO_WARM", None)
     rows: list[tuple[str, float]] = []
+    counts: dict[str, int | None] = {}
+    load_before = os.getloadavg()
     floor = median([sys.executable, "-c", "pass"], base, rounds)
     rows.append(("python3 -c pass (floor)", floor))
-    with tempfile.TemporaryDirectory() as cold_dir, tempfile.TemporaryDirectory() as warm_dir:
+    counts["python3 -c pass (floor)"] = instructions([sys.executable, "-c", "pass"], base)
+    with (tempfile.TemporaryDirectory() as cold_dir, tempfile.TemporaryDirectory() as warm_dir,
+          tempfile.TemporaryDirectory() as busy_dir):
         cold_env = {**base, "AGENT_CONFIG": str(config(Path(cold_dir), False)), "AGENT_NO_WARM": "1"}
+        busy_env = {**cold_env, "AGENT_CONFIG": str(config(Path(busy_dir), False))}
+        contained(Path(busy_dir) / "agent.db")
         rows.append(("agent --help", median([AGENT, "--help"], cold_env, rounds)))
         subprocess.run([AGENT, "status"], env=cold_env, check=True, capture_output=True)  # create the journal
-        rows.append(("agent status (cold)", median([AGENT, "status"], cold_env, rounds)))
-        rows.append(("agent contain --dry-run (cold)",
-                     median([AGENT, "contain", "--host", "web01", "--dry-run"], cold_env, rounds)))
+        for name, argv, env in (("agent status (cold)", [AGENT, "status"], cold_env),
+                                ("agent status, 2 contained (cold)", [AGENT, "status"], busy_env),
+                                ("agent contain --dry-run (cold)", [AGENT, "contain", "--host", "web01", "--dry-run"],
+                                 cold_env)):
+            rows.append((name, median(argv, env, rounds)))
+            counts[name] = instructions([sys.executable, *argv], env)
         run_dir = Path(warm_dir) / "run"
         warm_env = {**base, "AGENT_CONFIG": str(config(Path(warm_dir), True)), "AGENT_RUN_DIR": str(run_dir),
                     "AGENT_WARM_IDLE_EXIT": "30"}
@@ -76,15 +123,23 @@ def main() -> int:
     if ansible:
         rows.append(("ansible --version", median([ansible, "--version"], base, rounds)))
     width = max(len(r[0]) for r in rows)
-    print(f"{'command':<{width}}  {'median':>8}  {'× floor':>7}")
+    print(f"{'command':<{width}}  {'median':>8}  {'× floor':>7}  {'instructions':>12}")
     for name, seconds in rows:
-        print(f"{name:<{width}}  {seconds * 1000:7.0f} ms  {seconds / floor:6.1f}×")
+        count = counts.get(name)
+        shown = f"{count / 1e6:10.0f} M" if count else ""
+        print(f"{name:<{width}}  {seconds * 1000:7.0f} ms  {seconds / floor:6.1f}×  {shown:>12}")
+    load_after = os.getloadavg()
+    print(f"load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+          f"{', '.join(f'{v:.2f}' for v in load_after)} on {os.cpu_count()} CPUs")
     status = dict(rows)["agent status (cold)"]
     if ansible:
         print(f"agent status (cold) / ansible --version: {status / dict(rows)['ansible --version']:.2f}×")
     else:
         print("ansible not installed here (bench/run.sh installs it into var/bench/ansible): no yardstick")
-    print(f"goal: cold `agent status` ≤ 250 ms — {'met' if status <= 0.25 else 'NOT met'} ({status * 1000:.0f} ms)")
+    for name in ("agent status (cold)", "agent status, 2 contained (cold)"):
+        took = dict(rows)[name]
+        print(f"goal: cold `{name.split(' (')[0]}` ≤ 250 ms — {'met' if took <= 0.25 else 'NOT met'} "
+              f"({took * 1000:.0f} ms)")
     return 0
 
 

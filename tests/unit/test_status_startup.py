@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("sqlalchemy", "alembic", "agent.store", "agent.batching", "agent.items", "agent.containments",
          "agent.engine", "agent.plan", "agent.lifecycle", "agent.journal", "agent.inventory", "agent.audit",
          "paramiko", "winrm", "ldap3", "netmiko", "fastapi", "starlette", "uvicorn", "apscheduler", "jinja2",
-         "weasyprint", "asyncio")
+         "weasyprint", "asyncio", "agent.report")
 
 PROBE = """
 import sys
