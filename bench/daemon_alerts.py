@@ -15,9 +15,16 @@ reported: time from POST to the action's ``done`` in the journal (target ≤ 1 s
 Part 1b (no root needed): durability — alerts posted while the daemon is killed with SIGKILL part-way; every
 alert that was answered 202 must be in the store afterwards (the answer is only sent after the commit).
 
+Baseline in the same run: ``--baseline DIR`` runs part 1 also against another checkout of this repository
+(e.g. ``git worktree add --detach ../old COMMIT``), with this checkout's interpreter and that checkout's sources
+first on ``PYTHONPATH``, alternating old and new runs so both see the same machine load. Printed: alerts/s,
+p99 and the daemon's CPU seconds per 1000 alerts of each, and new/old ratios (the issue's bar: throughput no
+more than 10% below the baseline). CPU per alert is the steadier figure on a shared machine: throughput and
+latency move with whatever else runs, CPU per alert much less.
+
 Options: ``--alerts N`` (default 5000), ``--concurrency C`` (default 32), ``--runs R`` (default 1: repeat part 1
 with a fresh daemon R times and also print the median run), ``--kill-after K`` (default 500 acknowledged alerts
-before SIGKILL; 0 skips part 1b), ``--no-lab``.
+before SIGKILL; 0 skips part 1b), ``--baseline DIR``, ``--no-lab``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,13 +53,46 @@ sys.path.insert(0, str(REPO))
 SECRET = "bench-wazuh-secret"
 
 
+@dataclass(frozen=True)
+class Tree:
+    """A checkout whose daemon is measured: its runbooks, how its intake wants alerts signed, its import path."""
+
+    root: Path
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runbooks(self) -> Path:
+        shipped = self.root / "agent" / "data" / "runbooks"  # package data since 21aee5c; runbooks/ before
+        return shipped if shipped.is_dir() else self.root / "runbooks"
+
+    @property
+    def stamped(self) -> bool:
+        """Replay protection (signed timestamp + nonce) exists in this checkout; older ones sign the body only."""
+        auth = self.root / "agent" / "intake" / "auth.py"
+        return auth.is_file() and "x-agent-timestamp" in auth.read_text().lower()
+
+
+def this_tree() -> Tree:
+    return Tree(REPO, "new")
+
+
+def baseline_tree(root: Path) -> Tree:
+    """Another checkout run by this checkout's interpreter: its sources first on the import path (the
+    daemon's front and warm server are started with ``sys.executable -m`` and inherit it)."""
+    root = root.resolve()
+    if not (root / "agent" / "daemon.py").is_file():
+        raise SystemExit(f"--baseline {root}: not a checkout of this repository (no agent/daemon.py)")
+    return Tree(root, "old", {"PYTHONPATH": str(root)})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, hosts: int, port: int, policy: str = "dry-run") -> Path:
+def write_config(tmp: Path, hosts: int, port: int, policy: str = "dry-run", runbooks: Path = RUNBOOKS) -> Path:
     inv = ["management:\n  addresses: [10.99.0.10]\nhosts:\n"]
     inv += [f"  h{i:05d}: {{address: 10.98.{i // 250}.{i % 250 + 1}, os: linux, credentials: "
             f"{{username: root, private_key: file:/nonexistent}}}}\n" for i in range(hosts)]
@@ -60,7 +101,7 @@ def write_config(tmp: Path, hosts: int, port: int, policy: str = "dry-run") -> P
         "rules:\n  - name: bench\n    match: {source: wazuh, rule_id: '5712'}\n    runbook: isolate-host\n"
         f"    params: {{capture_evidence: false}}\n    policy: {policy}\n")
     (tmp / "agent.yaml").write_text(
-        f"inventory: inventory.yaml\nrunbooks: {RUNBOOKS}\ndatabase: agent.db\naudit_dir: audit\n"
+        f"inventory: inventory.yaml\nrunbooks: {runbooks}\ndatabase: agent.db\naudit_dir: audit\n"
         "rules: rules.yaml\n"
         f"daemon:\n  listen: 127.0.0.1:{port}\n  sources:\n    wazuh: {{format: wazuh, hmac_secret: env:BENCH_HMAC}}\n")
     return tmp / "agent.yaml"
@@ -74,12 +115,14 @@ def alert_body(host: str, n: int) -> bytes:
                        "location": "/var/log/auth.log"}).encode()
 
 
-def request(path: str, body: bytes | None) -> bytes:
-    """A raw HTTP/1.1 request; alerts signed as replay-protected senders sign them (timestamp + nonce + body)."""
+def request(path: str, body: bytes | None, stamped: bool = True) -> bytes:
+    """A raw HTTP/1.1 request; alerts signed as replay-protected senders sign them (timestamp + nonce + body),
+    or over the body alone for a baseline from before replay protection (``stamped=False``)."""
     if body is None:
         return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
     stamp, nonce = int(time.time()), os.urandom(8).hex()
-    sig = "sha256=" + hmac.new(SECRET.encode(), f"{stamp}.{nonce}.".encode() + body, hashlib.sha256).hexdigest()
+    signed = f"{stamp}.{nonce}.".encode() + body if stamped else body
+    sig = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     return (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             f"X-Agent-Timestamp: {stamp}\r\nX-Agent-Nonce: {nonce}\r\n"
             f"X-Agent-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
@@ -122,20 +165,31 @@ def _ticks(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its living children (the daemon's HTTP front, its warm CLI server)."""
-    total = _ticks(f"/proc/{pid}/stat")
-    for task in Path(f"/proc/{pid}/task").iterdir():
+def process_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of ``pid`` (the core) and its living descendants by role: the HTTP front, the warm CLI server."""
+    out = {"core": _ticks(f"/proc/{pid}/stat")}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
         try:
-            kids = (task / "children").read_text().split()
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
         except OSError:
             continue
-        for kid in kids:
+        for task in tasks:
             try:
-                total += _ticks(f"/proc/{kid}/stat")
+                kids = [int(k) for k in (task / "children").read_text().split()]
             except OSError:
-                pass
-    return total
+                continue
+            for kid in kids:
+                try:
+                    cmdline = Path(f"/proc/{kid}/cmdline").read_bytes()
+                    role = ("front" if b"agent.intake.front" in cmdline else
+                            "warm" if b"agent.warm" in cmdline else "other")
+                    out[role] = out.get(role, 0.0) + _ticks(f"/proc/{kid}/stat")
+                except OSError:
+                    continue
+                todo.append(kid)
+    return out
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -146,33 +200,38 @@ def machine_cpu() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU used by the generator (this process), the daemon and everything else, between start() and stop()."""
+    """CPU used by the generator (this process), the daemon (by process) and everything else, between start() and
+    stop()."""
 
     def __init__(self, daemon_pid: int) -> None:
         self.pid = daemon_pid
 
-    def _sample(self) -> tuple[float, float, float]:
-        me = sum(os.times()[:2])
-        return me, process_cpu(self.pid), machine_cpu()[0]
+    def _sample(self) -> tuple[float, dict[str, float], float]:
+        return sum(os.times()[:2]), process_cpu(self.pid), machine_cpu()[0]
 
     def start(self) -> None:
         self._start = self._sample()
 
     def stop(self) -> dict[str, float]:
-        me, daemon, busy = (b - a for a, b in zip(self._start, self._sample(), strict=True))
-        return {"generator": me, "daemon": daemon, "others": max(0.0, busy - me - daemon)}
+        (me0, procs0, busy0), (me1, procs1, busy1) = self._start, self._sample()
+        parts = {role: procs1.get(role, 0.0) - procs0.get(role, 0.0) for role in procs1}
+        daemon = sum(parts.values())
+        return {"generator": me1 - me0, "daemon": daemon, "others": max(0.0, busy1 - busy0 - (me1 - me0) - daemon),
+                **{f"daemon.{role}": v for role, v in parts.items()}}
 
 
-def intake(n: int, concurrency: int) -> dict[str, float] | None:
-    """Part 1 once, with a fresh daemon; the figures, or None when it could not run or lost an alert."""
+def intake(n: int, concurrency: int, tree: Tree | None = None) -> dict[str, float] | None:
+    """Part 1 once, with a fresh daemon of ``tree``; the figures, or None when it could not run or lost an alert."""
+    tree = tree or this_tree()
     tmp = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     port = free_port()
     hosts = max(1, n // 2)
-    cfg = write_config(tmp, hosts, port)
-    env = {**os.environ, "BENCH_HMAC": SECRET, "NO_COLOR": "1"}
+    cfg = write_config(tmp, hosts, port, runbooks=tree.runbooks)
+    env = {**os.environ, "BENCH_HMAC": SECRET, "NO_COLOR": "1", **tree.env}
     log = open(tmp / "daemon.log", "w")  # noqa: SIM115 - closed below
+    # cwd: the daemon starts its front with ``python -m``, which puts the working directory first on sys.path
     proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "agent"), "daemon", "-c", str(cfg)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -188,7 +247,7 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
         names = [f"h{i:05d}" for i in range(hosts)]
         order = names + [rng.choice(names) for _ in range(n - hosts)]  # every host once (new) + duplicates
         rng.shuffle(order)
-        posts = [request("/alerts/wazuh", alert_body(h, i)) for i, h in enumerate(order)]
+        posts = [request("/alerts/wazuh", alert_body(h, i), tree.stamped) for i, h in enumerate(order)]
         asyncio.run(load(port, [request("/healthz", None)] * 500, concurrency))  # warm-up
         base_s, base_lat, _ = asyncio.run(load(port, [request("/healthz", None)] * n, concurrency))
         meter = CpuMeter(proc.pid)
@@ -196,7 +255,7 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
         secs, lat, statuses = asyncio.run(load(port, posts, concurrency))
         cpu = meter.stop()
         accepted = statuses.get(202, 0)
-        rate, base_rate = accepted / secs, n / base_s
+        rate, base_rate = max(accepted, 1) / secs, n / base_s  # max: a run that stored nothing still prints
         time.sleep(0.5)
         from sqlalchemy import create_engine, text
         engine = create_engine(f"sqlite:///{tmp / 'agent.db'}")
@@ -204,6 +263,7 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
             stored = conn.execute(text("SELECT count(*) FROM alerts")).scalar()
             deduped = conn.execute(text("SELECT count(*) FROM alerts WHERE disposition = 'deduped'")).scalar()
         engine.dispose()
+        print(f"[{tree.label}: {tree.root}]")
         print(f"GET /healthz (HTTP floor)      {base_rate:8.0f} req/s   p50 {pct(base_lat, .5) * 1000:6.2f} ms   "
               f"p99 {pct(base_lat, .99) * 1000:6.2f} ms (baseline)")
         print(f"POST /alerts/wazuh              {rate:8.0f} alerts/s p50 {pct(lat, .5) * 1000:6.2f} ms   "
@@ -212,12 +272,14 @@ def intake(n: int, concurrency: int) -> dict[str, float] | None:
         print(f"  {n} posted over {concurrency} connections: statuses {statuses}; {hosts} new hosts, "
               f"{deduped} deduped; stored {stored} == accepted {accepted}: "
               f"{'OK' if stored == accepted else 'MISMATCH'}")
-        print(f"  CPU seconds while posting ({secs:.2f} s on {os.cpu_count()} cores): daemon {cpu['daemon']:.2f}, "
-              f"generator {cpu['generator']:.2f}, other processes {cpu['others']:.2f}")
+        parts = ", ".join(f"{k[7:]} {v:.2f}" for k, v in cpu.items() if k.startswith("daemon."))
+        print(f"  CPU seconds while posting ({secs:.2f} s on {os.cpu_count()} cores): daemon {cpu['daemon']:.2f} "
+              f"({cpu['daemon'] / n * 1e6:.0f} us per alert; {parts}), generator {cpu['generator']:.2f}, "
+              f"other processes {cpu['others']:.2f}")
         if stored != accepted or statuses.get(202, 0) != n:
             return None
         return {"rate": rate, "p50": pct(lat, .5) * 1000, "p99": pct(lat, .99) * 1000, "floor": base_rate,
-                "others": cpu["others"]}
+                "others": cpu["others"], "cpu_us": cpu["daemon"] / n * 1e6}
     finally:
         proc.terminate()
         proc.wait(60)
@@ -233,7 +295,7 @@ def sigkill_durability(n: int, kill_after: int, concurrency: int) -> bool:
     cfg = write_config(tmp, max(1, n // 2), port)
     env = {**os.environ, "BENCH_HMAC": SECRET, "NO_COLOR": "1"}
     proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "agent"), "daemon", "-c", str(cfg)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
     acked: list[str] = []
     try:
         deadline = time.monotonic() + 30
@@ -341,33 +403,59 @@ def lab_latency(rounds: int = 3) -> None:
         lab.down()
 
 
+def summary(label: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median run by throughput (and the median CPU per alert over all runs), printed when there are several."""
+    mid = dict(sorted(runs, key=lambda r: r["rate"])[len(runs) // 2])
+    mid["cpu_us"] = statistics.median(r["cpu_us"] for r in runs)
+    if len(runs) > 1:
+        p99s = ", ".join(f"{r['p99']:.1f}" for r in runs)
+        others = ", ".join(f"{r['others']:.1f}" for r in runs)
+        print(f"{label}median of {len(runs)} runs: {mid['rate']:.0f} alerts/s, p50 {mid['p50']:.2f} ms, "
+              f"p99 {mid['p99']:.2f} ms, daemon CPU {mid['cpu_us']:.0f} us per alert (p99 per run: {p99s} ms; "
+              f"other processes' CPU per run: {others} s)")
+    return mid
+
+
+def compare(new: dict[str, float], old: dict[str, float]) -> bool:
+    """New against the baseline measured in this run; True when throughput is at most 10% below it."""
+    ok = new["rate"] >= 0.9 * old["rate"]
+    print(f"new vs old (same run): {new['rate']:.0f} vs {old['rate']:.0f} alerts/s = "
+          f"{new['rate'] / old['rate']:.2f}x (bar >= 0.90: {'OK' if ok else 'BELOW'}); p99 {new['p99']:.1f} vs "
+          f"{old['p99']:.1f} ms = {new['p99'] / old['p99']:.2f}x; daemon CPU per alert {new['cpu_us']:.0f} vs "
+          f"{old['cpu_us']:.0f} us = {new['cpu_us'] / old['cpu_us']:.2f}x")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=int(os.environ.get("BENCH_ALERTS", "5000")))
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runs", type=int, default=1, help="repeat part 1 with a fresh daemon; print the median")
     parser.add_argument("--kill-after", type=int, default=500, help="part 1b: SIGKILL after K acks (0: skip)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure in the same run (part 1)")
     parser.add_argument("--no-lab", action="store_true")
     args = parser.parse_args()
-    runs = []
-    for _ in range(max(1, args.runs)):
-        result = intake(args.alerts, args.concurrency)
-        if result is None:
+    trees = [this_tree()] + ([baseline_tree(args.baseline)] if args.baseline else [])
+    runs: dict[str, list[dict[str, float]]] = {t.label: [] for t in trees}
+    ok = True
+    for i in range(max(1, args.runs)):
+        for tree in trees if i % 2 else trees[::-1]:  # old, new, new, old, ...: both meet the same load
+            result = intake(args.alerts, args.concurrency, tree)
+            if result is None:
+                ok = False
+                break
+            runs[tree.label].append(result)
+        if not ok:
             break
-        runs.append(result)
-    ok = len(runs) == max(1, args.runs)
-    if ok and len(runs) > 1:
-        mid = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
-        p99s = ", ".join(f"{r['p99']:.1f}" for r in runs)
-        others = ", ".join(f"{r['others']:.1f}" for r in runs)
-        print(f"median of {len(runs)} runs: {mid['rate']:.0f} alerts/s, p50 {mid['p50']:.2f} ms, "
-              f"p99 {mid['p99']:.2f} ms (p99 per run: {p99s} ms; other processes' CPU per run: {others} s)")
+    if ok:
+        mids = {label: summary(f"{label}: " if args.baseline else "", r) for label, r in runs.items()}
+        if args.baseline:
+            compare(mids["new"], mids["old"])  # printed for the reader; the exit status is about correctness
     if ok and args.kill_after > 0:
         ok = sigkill_durability(max(args.kill_after * 2, 1000), args.kill_after, args.concurrency)
     if not args.no_lab and os.geteuid() == 0 and shutil.which("sshd", path="/usr/sbin:/usr/bin"):
         lab_latency()
     return 0 if ok else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())
