@@ -56,11 +56,6 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _QUICK_WORDS: tuple[str, ...] = (
     "private key", "authorization", "cookie", "bearer", "basic", "digest", "negotiate", "ntlm", "token", "pass",
     "pwd", "secret", "key", "credential", "://", "eyj", "akia", "asia", "auth")
-_QUICK_MARKERS = re.compile("|".join(map(re.escape, _QUICK_WORDS)))  # the same test as one regex
-
-
-def _has_marker(lowered: str) -> bool:
-    return any(word in lowered for word in _QUICK_WORDS)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,28 +71,51 @@ _known_clean: set[str] = set()
 
 
 def redact_text(text: str) -> str:
-    """Mask secret-looking substrings in free text (error messages, command output, headers)."""
+    """Mask secret-looking substrings in free text (error messages, command output, headers).
+
+    Why it is shaped like this: every audit record goes through here, dry-run plan records with ~12 KB of command
+    previews among them, on the daemon's dispatcher thread. So the text is lower-cased once, the marker words it
+    holds are found once (plain substring tests, the cheapest scan CPython has), and each pattern runs only when
+    a word it needs is there; the key=value pattern is then tried only where a secret word sits. The result is
+    the same as applying every pattern's own ``re.sub`` in turn (tested on generated texts).
+    """
     if text in _known_clean:
         return text
-    if not _has_marker(text.lower()):
+    lowered = text.lower()
+    present = [word for word in _QUICK_WORDS if word in lowered]
+    if not present:
         if len(text) <= 128:  # remember short clean values (target names, states): they repeat in every record
             if len(_known_clean) >= 8192:
                 _known_clean.clear()
             _known_clean.add(text)
         return text
-    lowered = text.lower() if text.isascii() else None
-    for (pattern, replacement), needs in zip(_TEXT_PATTERNS, _NEEDS, strict=True):
-        if lowered is not None and not any(word in lowered for word in needs):
+    if not text.isascii():  # lower-casing is exact for ASCII only (ſ, the Kelvin sign): every pattern, as written
+        for pattern, replacement in _TEXT_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+    # A replacement only puts "***" where a value was: it never creates a marker word, so ``found`` stays a
+    # superset of the words in the text and is safe for skipping patterns.
+    found = frozenset(present)
+    for (pattern, replacement), needs, quick in zip(_TEXT_PATTERNS, _NEEDS, _NEEDS_QUICK, strict=True):
+        if found.isdisjoint(quick) or not _holds_any(lowered, needs, found):
             continue  # ASCII text without any word this pattern requires: it cannot match
         if pattern is _KEY_VALUE:
-            text = _sub_key_value(text)
-        elif lowered is not None and pattern in _ANCHORED:
-            text = _sub_anchored(pattern, replacement, text, lowered, _ANCHORED[pattern])
+            changed = _sub_key_value(text, lowered, found)
+        elif pattern in _ANCHORED:
+            changed = _sub_anchored(pattern, replacement, text, lowered,
+                                    tuple(w for w in _ANCHORED[pattern] if _ANCHOR_QUICK[w] <= found))
         else:
-            text = pattern.sub(replacement, text)
-        if lowered is not None:
-            lowered = text.lower()
+            changed = pattern.sub(replacement, text)
+        if changed != text:
+            text, lowered = changed, changed.lower()
     return text
+
+
+def _holds_any(lowered: str, words: tuple[str, ...], found: frozenset[str]) -> bool:
+    """Whether ``lowered`` contains one of ``words``; a word that is itself a marker word is answered from
+    ``found`` (the marker words of the text, or a superset) before the text is scanned for the others."""
+    return any(word in found for word in words) or any(
+        word in lowered for word in words if word not in _QUICK_SET and _WORD_QUICK[word] <= found)
 
 
 def _sub_anchored(pattern: re.Pattern[str], replacement: str, text: str, lowered: str,
@@ -156,46 +174,86 @@ _NEEDS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Per pattern: the marker words (:data:`_QUICK_WORDS`) inside its needed words; when none of them is in a text,
+# none of the needed words is either (the cheap test run first).
+_NEEDS_QUICK: tuple[frozenset[str], ...] = tuple(
+    frozenset(q for q in _QUICK_WORDS for word in needs if q in word) for needs in _NEEDS)
+# Per anchor word: the marker words inside it; all of them are in any text holding the anchor word.
+_ANCHOR_QUICK: dict[str, frozenset[str]] = {
+    word: frozenset(q for q in _QUICK_WORDS if q in word) for words in _ANCHORED.values() for word in words}
+assert all(quick for quick in _NEEDS_QUICK) and all(_ANCHOR_QUICK.values()), "a needed word holds no marker word"
+_QUICK_SET = frozenset(_QUICK_WORDS)
+# Per needed word: the marker words inside it (a text lacking one of them cannot hold the word).
+_WORD_QUICK: dict[str, frozenset[str]] = {
+    word: frozenset(q for q in _QUICK_WORDS if q in word) for needs in _NEEDS for word in needs}
+
 _KEY_VALUE = _TEXT_PATTERNS[3][0]
 _KEY_VALUE_REPL = _TEXT_PATTERNS[3][1]
 # The secret words of the key=value pattern, to be searched in lower-cased ASCII text: every match of the pattern
 # contains one of them.
 _KV_WORDS = re.compile(r"pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|access[_-]?key"
                        r"|private[_-]?key|unicodepwd|credential")
+# Literal words every _KV_WORDS match contains (found with str.find, which is far cheaper than scanning the text
+# with the alternation), and the name parts that may precede a "key" in a match.
+_KV_LITERALS = ("pass", "pwd", "secret", "token", "credential")
+_KEY_PREFIXES = ("api", "api_", "api-", "access", "access_", "access-", "private", "private_", "private-")
 _NAME_CHAR = re.compile(r"[\w.-]")
 
 
-def _sub_key_value(text: str) -> str:
+def _kv_hits(lowered: str, found: frozenset[str] | None = None) -> list[int]:
+    """Sorted positions inside every occurrence of a :data:`_KV_WORDS` word in ``lowered`` (a superset of
+    ``finditer``'s leftmost, non-overlapping ones): each literal where the word starts, "key" where it ends one.
+    ``found``: the marker words of the text (or a superset), when known: words not among them are not searched."""
+    hits = []
+    for word in _KV_LITERALS:
+        if found is not None and word not in found:
+            continue
+        at = lowered.find(word)
+        while at >= 0:
+            if _KV_WORDS.match(lowered, at):
+                hits.append(at)
+            at = lowered.find(word, at + 1)
+    at = lowered.find("key") if found is None or "key" in found else -1
+    while at >= 0:
+        if lowered.endswith(_KEY_PREFIXES, 0, at):
+            hits.append(at)
+        at = lowered.find("key", at + 1)
+    hits.sort()
+    return hits
+
+
+def _sub_key_value(text: str, lowered: str | None = None, found: frozenset[str] | None = None) -> str:
     r"""``_KEY_VALUE.sub`` with the same result, trying only where a match can start.
 
     Why: that pattern opens with ``[\w.-]*``, so ``re.sub`` retries it from every position of every long word
     — quadratic in a word's length, ~5 ms for a 13 KB command preview holding the word "token" once, which every
-    dry-run plan record paid. A match must contain one of :data:`_KV_WORDS` inside the run of name characters it
-    starts in (or just after a quote before that run); so only the positions from the run's start up to each
-    occurrence are tried, in order, with the pattern itself (``match`` at a position sees the characters before
-    it, so ``\b`` behaves as in ``sub``). Matches are taken leftmost and non-overlapping, as ``sub`` takes them.
-    The words are found in the lower-cased text, which is exact for ASCII; other text (``ſ`` and the Kelvin sign
-    match ``s`` and ``k`` case-insensitively, and lower-casing can change lengths) goes through ``re.sub``.
+    dry-run plan record paid. A match must contain a secret word (:func:`_kv_hits`) inside the run of name
+    characters it starts in (or just after a quote before that run); so only the positions from the run's start
+    up to each such word are tried, in order, with the pattern itself (``match`` at a position sees the characters
+    before it, so ``\b`` behaves as in ``sub``). Matches are taken leftmost and non-overlapping, as ``sub`` takes
+    them. The words are found in the lower-cased text (``lowered``, when the caller has it), which is exact for
+    ASCII; other text (``ſ`` and the Kelvin sign match ``s`` and ``k`` case-insensitively, and lower-casing can
+    change lengths) goes through ``re.sub``.
     """
     if not text.isascii():
         return _KEY_VALUE.sub(_KEY_VALUE_REPL, text)
     out: list[str] = []
     last = 0  # end of the previous match: nothing before it can start a match
     tried = 0  # every position below this was tried and starts no match
-    for hit in _KV_WORDS.finditer(text.lower()):
-        if hit.start() < last:
+    for hit in _kv_hits(text.lower() if lowered is None else lowered, found):
+        if hit < last:
             continue
-        start = hit.start()
+        start = hit
         while start > last and _NAME_CHAR.match(text, start - 1):
             start -= 1
         if start > last:
             start -= 1  # an opening quote before the name
         found = None
-        for q in range(max(start, tried, last), hit.start() + 1):
+        for q in range(max(start, tried, last), hit + 1):
             found = _KEY_VALUE.match(text, q)
             if found is not None:
                 break
-        tried = max(tried, hit.start() + 1)
+        tried = max(tried, hit + 1)
         if found is None:
             continue
         out.append(text[last:found.start()])
