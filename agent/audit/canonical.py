@@ -68,12 +68,24 @@ def _not_serialisable(value: Any) -> Any:
 _C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # CPython's _json accelerator (not in typeshed)
 _C_ENCODE: Any = (_C_MAKE(None, _not_serialisable, json.encoder.encode_basestring, None, ":", ",", True, False, True)
                   if _C_MAKE is not None else None)
+# The same encoder with ASCII escaping, which CPython's C code does about twice as fast as the Unicode form.
+_C_ENCODE_ASCII: Any = (_C_MAKE(None, _not_serialisable, json.encoder.encode_basestring_ascii, None, ":", ",", True,
+                                False, True) if _C_MAKE is not None else None)
 
 
 def canonical(body: dict[str, Any]) -> bytes:
-    """Serialise a record body the one way every verifier agrees on (same as ``json.dumps`` with those options)."""
+    """Serialise a record body the one way every verifier agrees on (same as ``json.dumps`` with those options).
+
+    Records are mostly ASCII (plan previews of several KB among them), so the ASCII form is written first: when
+    it holds no ``\\u`` escape, no character needed one, the two forms escape the rest (``\\"``, ``\\\\``,
+    ``\\n``, ``\\t``, ...) identically, and it is the canonical form. Otherwise (non-ASCII text, DEL, control
+    characters — or a literal backslash before a ``u``) the Unicode form is written as the rule says.
+    """
     if _C_ENCODE is None:  # pragma: no cover - CPython always has the C accelerator
         return _ENCODER.encode(body).encode("utf-8")
+    text = "".join(_C_ENCODE_ASCII(body, 0))
+    if "\\u" not in text:
+        return text.encode("ascii")
     return "".join(_C_ENCODE(body, 0)).encode("utf-8")
 
 

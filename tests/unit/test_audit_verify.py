@@ -246,6 +246,10 @@ CORPUS: list[dict] = [  # type: ignore[type-arg]
     {"floats": [0.1, -0.0, 1e16, 1.5e-300, 123456789.123456789, float("nan"), float("inf")],
      "ints": [0, -1, 2**70, -(2**63)], "nested": {"z": {"y": [{"x": "", "w": []}]}, "a": {}}},
     {"keys need escaping": {"\"": 1, "\n": 2, "\u2028": 3, "a\u0000b": 4}, "o'brien": "a(b)c", "": ""},
+    # ASCII only (written through the ASCII form): short escapes, DEL (raw in the canonical form, \u007f in the
+    # ASCII one), a literal backslash before "u", an escaped control character
+    {"preview": "priv() { \"$@\"; }; printf '%s\\n' \"$rs\" <<'EOF'\n\ttable inet x\r\x08\x0c", "n": [1, 2.5, None]},
+    {"del": "a\x7fb", "backslash-u": "C:\\users\\u1", "ctl": "\x1f", "k\x7f": 1},
 ]
 
 
@@ -259,6 +263,24 @@ class TestCanonicalEncoder:
         expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         assert canonical(body) == expected
         assert canonical(body) == canonical(json.loads(expected))  # stable across a round trip
+
+    def test_generated_bodies_same_bytes_as_json_dumps(self) -> None:
+        """Either path of canonical() (ASCII form first, Unicode form when an escape is needed) writes json.dumps's
+        bytes, whatever mix of ASCII, escapes, DEL, control and non-ASCII characters the strings hold."""
+        import random
+
+        from agent.audit.canonical import canonical
+
+        rng = random.Random(3)
+        alphabet = ["a", "Z", " ", "\"", "\\", "\\u", "u", "\n", "\t", "\r", "\x08", "\x0c", "\x00", "\x1f", "\x7f",
+                    "é", "\u2028", "🚀", "{", ":", ","]
+
+        def text() -> str:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        for _ in range(3000):
+            body = {text(): text() for _ in range(rng.randint(1, 4))} | {"l": [text(), rng.random(), None]}
+            expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            assert canonical(body) == expected, body
 
     def test_unserialisable_value_is_a_type_error(self) -> None:
         """Like json.dumps: a value JSON cannot hold is a TypeError naming its type, not silent output."""
