@@ -65,6 +65,8 @@ def merge_batches(planner: Planner, plan: Plan) -> None:
 
 
 def _drop_repeats(plan: Plan) -> None:
+    if len(plan.actions) < 2:  # nothing to repeat (an alert's plan for one host): skip rendering the arguments
+        return
     seen: set[tuple[str, ...]] = set()
     kept: list[PlannedAction] = []
     for pa in plan.actions:
