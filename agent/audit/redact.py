@@ -222,7 +222,7 @@ def _kv_hits(lowered: str, found: frozenset[str] | None = None) -> list[int]:
     return hits
 
 
-def _sub_key_value(text: str, lowered: str | None = None, found: frozenset[str] | None = None) -> str:
+def _sub_key_value(text: str, lowered: str | None = None, markers: frozenset[str] | None = None) -> str:
     r"""``_KEY_VALUE.sub`` with the same result, trying only where a match can start.
 
     Why: that pattern opens with ``[\w.-]*``, so ``re.sub`` retries it from every position of every long word
@@ -231,16 +231,16 @@ def _sub_key_value(text: str, lowered: str | None = None, found: frozenset[str] 
     characters it starts in (or just after a quote before that run); so only the positions from the run's start
     up to each such word are tried, in order, with the pattern itself (``match`` at a position sees the characters
     before it, so ``\b`` behaves as in ``sub``). Matches are taken leftmost and non-overlapping, as ``sub`` takes
-    them. The words are found in the lower-cased text (``lowered``, when the caller has it), which is exact for
-    ASCII; other text (``ſ`` and the Kelvin sign match ``s`` and ``k`` case-insensitively, and lower-casing can
-    change lengths) goes through ``re.sub``.
+    them. The words are found in the lower-cased text (``lowered``, when the caller has it; ``markers``: the
+    marker words it holds, when known), which is exact for ASCII; other text (``ſ`` and the Kelvin sign match
+    ``s`` and ``k`` case-insensitively, and lower-casing can change lengths) goes through ``re.sub``.
     """
     if not text.isascii():
         return _KEY_VALUE.sub(_KEY_VALUE_REPL, text)
     out: list[str] = []
     last = 0  # end of the previous match: nothing before it can start a match
     tried = 0  # every position below this was tried and starts no match
-    for hit in _kv_hits(text.lower() if lowered is None else lowered, found):
+    for hit in _kv_hits(text.lower() if lowered is None else lowered, markers):
         if hit < last:
             continue
         start = hit

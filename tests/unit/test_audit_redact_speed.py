@@ -22,7 +22,8 @@ SAMPLES = [
 def test_same_result_as_the_pattern() -> None:
     rng = random.Random(1)
     alphabet = ["password", "token", "pwd", "secret", "api_key", "=", ":", " ", "\n", "'", '"', ".", "-", "_", "a",
-                "Z", "9", ",", ";", "}", "]", "&", "ü", "\t", "api-key", "PRIVATE_KEY", "credential"]
+                "Z", "9", ",", ";", "}", "]", "&", "ü", "\t", "api-key", "PRIVATE_KEY", "credential", "key", "Key",
+                "monkey", "access", "private", "api", "accesskey", "passphrase", "pass", "unicodepwd"]
     cases = SAMPLES + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
     for text in cases:
         assert redact._sub_key_value(text) == PATTERN.sub(REPL, text), text
@@ -48,7 +49,8 @@ def test_prefilters_never_skip_a_match() -> None:
              "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----", "https://u:p@h/",
              "eyJhbGciOi.eyJzdWIiOi.sig", "AKIAABCDEFGHIJKLMNOP", "password=1", "x-api-key: k", " ", "\n", "ü",
              "plain", "Negotiate YIIabcdef", "NTLM TlRMTVNTUAAB", "Set-Cookie: s=1", "api_key='z'", "x",
-             "Proxy-Authorization: x", "xtoken abcdefg", "tokenbearer  qwertyuiop", "-", "set-", ":", "="]
+             "Proxy-Authorization: x", "xtoken abcdefg", "tokenbearer  qwertyuiop", "-", "set-", ":", "=",
+             "X-Auth-Token: t", "api-", "key=v", "access_key: k", "monkey=1", "DEADMAN_TOKEN=$t", "'", '"']
     for _ in range(3000):
         text = "".join(rng.choice(words) for _ in range(rng.randint(1, 8)))
         expected = text
