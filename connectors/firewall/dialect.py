@@ -285,10 +285,6 @@ class Dialect(abc.ABC):
             report.applied_lines, report.persist_lines = self._change(steps)
         return report
 
-    def persist(self) -> list[str]:
-        """Save/commit whatever is pending (normally done by block/unblock already)."""
-        return self._change([])[1]
-
     # ----- the one place lines are sent ------------------------------------------------------------------------
     def _change(self, steps: list[Step]) -> tuple[list[str], list[str]]:
         self._cached = None
