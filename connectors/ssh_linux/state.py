@@ -46,11 +46,16 @@ STATE_SCRIPT = (
     "else echo '@@NO_IP6TABLES'; echo '@@IPV6'; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do "
     '[ -r "$f" ] || continue; n=${f#/proc/sys/net/ipv6/conf/}; n=${n%/disable_ipv6}; v=; read -r v < "$f"; '
     'echo "$n $v"; done; fi; fi; ' + persist.state_script() +
-    # firewalld (its PID file in this host's /run, and the backend it was configured with) and ufw (enabled, and
-    # whether it manages the builtin chains): what a reload of theirs does to our rules (:mod:`.fwmanagers`).
-    "echo '@@FWMGR'; fp=; { read -r fp < /run/firewalld.pid; } 2>/dev/null; case \"$fp\" in ''|*[!0-9]*) ;; "
-    "*) [ -d /proc/$fp ] && echo \"firewalld $(sed -n 's/^FirewallBackend=//p' /etc/firewalld/firewalld.conf "
-    "2>/dev/null | tail -n 1)\";; esac; if grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf; then "
+    # firewalld and ufw: what a reload of theirs does to our rules (:mod:`.fwmanagers`). firewalld runs: its unit
+    # is active (systemd starts it with --nofork --nopid, so there is no PID file; /run/systemd/system exists only
+    # when systemd is PID 1, sd_booted(3)) or, started by hand, its PID file /run/firewalld.pid names a live
+    # process; then the backend it was configured with. ufw: enabled in ufw.conf, and whether it manages the
+    # builtin chains (/etc/default/ufw).
+    "echo '@@FWMGR'; fw=; if [ -d /run/systemd/system ]; then systemctl is-active --quiet firewalld.service "
+    "2>/dev/null && fw=1; fi; fp=; { read -r fp < /run/firewalld.pid; } 2>/dev/null; case \"$fp\" in "
+    "''|*[!0-9]*) ;; *) [ -d /proc/$fp ] && fw=1;; esac; if [ -n \"$fw\" ]; then echo \"firewalld "
+    "$(sed -n 's/^FirewallBackend=//p' /etc/firewalld/firewalld.conf 2>/dev/null | tail -n 1)\"; fi; "
+    "if grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf; then "
     "echo \"ufw $(sed -n 's/^MANAGE_BUILTINS=//p' /etc/default/ufw 2>/dev/null | tail -n 1)\"; fi; true")
 
 

@@ -69,3 +69,34 @@ def test_survive_reboot_must_be_a_boolean() -> None:
     from connectors.errors import InvalidInput
     with pytest.raises(InvalidInput, match="survive_reboot"):
         parse_isolate_args({"survive_reboot": "yes"}, ["10.0.0.5"])
+
+
+def test_firewall_managers_are_read_like_a_systemd_host_runs_them(tmp_path: Path) -> None:
+    """The state script's firewalld/ufw section, run by sh with the host's files replaced: a systemd host's
+    firewalld has no PID file (firewalld.service: ExecStart=/usr/sbin/firewalld --nofork --nopid), so its unit's
+    state is asked; ``systemctl`` here is a stub that answers "active"."""
+    from connectors.ssh_linux import state
+    section = state.STATE_SCRIPT[state.STATE_SCRIPT.index("echo '@@FWMGR'"):]
+    root = tmp_path
+    (root / "bin").mkdir()
+    (root / "bin" / "systemctl").write_text("#!/bin/sh\n[ \"$3\" = firewalld.service ]\n")
+    (root / "bin" / "systemctl").chmod(0o755)
+    script = (section.replace("/run/systemd/system", str(root / "run-systemd"))
+              .replace("/etc/firewalld/firewalld.conf", str(root / "firewalld.conf"))
+              .replace("/etc/ufw/ufw.conf", str(root / "ufw.conf")).replace("/etc/default/ufw", str(root / "ufw")))
+    env = {"PATH": f"{root / 'bin'}:/usr/bin:/bin"}
+
+    def managers() -> dict[str, str]:
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+        return parse_state("@@TOOL iptables\n@@RULESET\n" + out).managers
+
+    assert managers() == {}  # not a systemd host, no PID file, ufw not enabled
+    (root / "run-systemd").mkdir()
+    (root / "firewalld.conf").write_text("FirewallBackend=iptables\n")
+    (root / "ufw.conf").write_text("ENABLED=yes\n")
+    (root / "ufw").write_text("MANAGE_BUILTINS=yes\n")
+    st = FirewallState(tool="iptables", ruleset="")
+    st.managers = managers()
+    assert st.managers == {"firewalld": "iptables", "ufw": "yes"}
+    from connectors.ssh_linux import fwmanagers
+    assert "FirewallBackend=iptables" in fwmanagers.reload_hazard(st)
