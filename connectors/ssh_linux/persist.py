@@ -143,6 +143,7 @@ def remove_script() -> str:
 def state_script() -> str:
     """Read-only: whether systemd's unit directory exists, and our paths (sha256 + ownership, link target)."""
     return ("echo '@@PERSIST'; [ -d /etc/systemd/system ] && echo 'systemd yes'; "
+            "[ -d /run/systemd/system ] && echo 'booted yes'; "
             f"for f in {BOOT_SCRIPT} {UNIT}; do if [ -f \"$f\" ]; then s=$(sha256sum < \"$f\" 2>/dev/null); "
             f"m=foreign; grep -qsF {_MARK} \"$f\" && m=ours; echo \"file $f ${{s%% *}} $m\"; fi; done; "
             f"if [ -L {WANTS} ]; then echo \"link {WANTS} $(readlink {WANTS})\"; "
@@ -153,9 +154,10 @@ def state_script() -> str:
 class PersistState:
     """What :func:`state_script` found: systemd present, our paths as path -> sha256/link target, foreign ones."""
 
-    systemd: bool
+    systemd: bool  # /etc/systemd/system exists: a unit can be installed
     found: dict[str, str]
     foreign: tuple[str, ...]
+    booted: bool = False  # /run/systemd/system exists: systemd is PID 1 now (sd_booted(3))
 
     @property
     def installed(self) -> bool:
@@ -174,11 +176,13 @@ class PersistState:
 def parse_section(text: str) -> PersistState:
     found: dict[str, str] = {}
     foreign: list[str] = []
-    systemd = False
+    systemd = booted = False
     for line in text.splitlines():
         parts = line.split()
         if parts[:2] == ["systemd", "yes"]:
             systemd = True
+        elif parts[:2] == ["booted", "yes"]:
+            booted = True
         elif len(parts) == 4 and parts[0] == "file":
             if parts[3] == "ours":
                 found[parts[1]] = parts[2]
@@ -189,4 +193,4 @@ def parse_section(text: str) -> PersistState:
                 found[parts[1]] = parts[2]
             else:
                 foreign.append(parts[1])
-    return PersistState(systemd, found, tuple(foreign))
+    return PersistState(systemd, found, tuple(foreign), booted)

@@ -59,6 +59,9 @@ def settle(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, details
                          timeout=20, what="install the boot unit that re-applies the isolation")
     if rc == 0 and "PERSIST=installed" in out:
         details["survives_reboot"] = {**record, "installed": "now"}
+        if not st.persist.booted:
+            warnings.append(f"{s.target.address} is not running systemd now (no /run/systemd/system): the boot "
+                            "unit re-applies the isolation only if the host boots with systemd")
         return True
     why = (out.strip() or err.strip())[-300:]
     details["survives_reboot"] = {**record, "installed": "no", "why": why}
