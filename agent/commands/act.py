@@ -96,9 +96,11 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
     if cmd != "plan" and not getattr(args, "dry_run", False) and _reconcile(app, args, targets):
         plan = _build_plan(app, args, selected)
     dry = cmd == "plan" or getattr(args, "dry_run", False)
-    if dry and not getattr(args, "offline", False):
+    if not getattr(args, "offline", False) and (dry or cmd != "sweep"):
         from agent.previews import exact_previews
-        exact_previews(app.planner(), plan)  # read-only look at the targets: preview == what would be sent
+        # read-only look at the targets: preview == what would be sent; a real run pins those lines, and the
+        # connector refuses an item whose device changed before apply (docs/architecture.md, decision 1, step 4)
+        exact_previews(app.planner(), plan, pin=not dry)
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from connectors.base import ActionHooks, ConnectorBase, Session
-from connectors.errors import InvalidInput
+from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network, parse_addresses, parse_network, parse_protected, to_text
 from connectors.firewall.cisco import CiscoAsa, CiscoIos
 from connectors.firewall.dialect import GROUP, DeviceState, Dialect
@@ -88,6 +88,9 @@ class FirewallConnector(ConnectorBase):
 
     name: ClassVar[str] = "firewall"
     inventory_section: ClassVar[str] = "devices"
+    #: a real run pins the exact lines it showed (``args["planned_lines"]``, agent/previews.py); snapshot refuses
+    #: the action, nothing sent, when the device now needs other lines (it changed since the plan was shown)
+    checks_planned_lines: ClassVar[bool] = True
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "block_ip": ActionSpec("block_ip", f"add addresses to {GROUP} (denied at the top of the policy) and save",
                                "device", undo_description="remove exactly the addresses this action added",
@@ -176,11 +179,42 @@ class FirewallConnector(ConnectorBase):
         return open_session(dialect_for(target), target, creds, ctx)
 
     # ----- block_ip -----------------------------------------------------------------------------------------------
+    def _check_planned(self, s: DeviceSession, args: Mapping[str, Any], nets: list[Network], state: DeviceState,
+                       remove: bool) -> None:
+        """Refuse (nothing sent) when the lines this device now needs differ from the ones the plan showed.
+
+        Why: the person confirmed those lines; a device that changed in between (another admin blocked the address,
+        edited the ACL, committed a pending change) would get something nobody saw. Re-running shows the new plan.
+        """
+        planned = args.get("planned_lines")
+        if planned is None:
+            return
+        if not isinstance(planned, list) or not all(isinstance(x, str) for x in planned):
+            raise InvalidInput("planned_lines: must be the list of lines the plan showed", target=s.target.name,
+                               detail={"field": "planned_lines"})
+        login = str(getattr(s.dialect.conn, "username", "") or "") or None
+        now = type(s.dialect).preview(s.target.options, nets, remove=remove, state=state, login=login)
+        if now == planned:
+            return
+        from connectors.firewall.addresses import covered_by
+        gone, new = [x for x in planned if x not in now], [x for x in now if x not in planned]
+        what = [f"no longer sent: {gone[0]!r}" + (f" (+{len(gone) - 1} more)" if len(gone) > 1 else "")] if gone \
+            else []
+        what += [f"now also needed: {new[0]!r}" + (f" (+{len(new) - 1} more)" if len(new) > 1 else "")] if new else []
+        blocked = [to_text(n) for n in nets if covered_by(n, state.members)]
+        if blocked and not remove:
+            what.insert(0, f"already in {GROUP} now: {', '.join(blocked[:5])}{' ...' if len(blocked) > 5 else ''}")
+        raise Rejected(f"{s.target.name} changed since the plan was shown ({'; '.join(what) or 'other order'}); "
+                       "nothing was sent — run the command again to see and confirm the new plan",
+                       target=s.target.name, detail={"reason": "changed_since_plan", "planned": planned[:50],
+                                                     "now": now[:50]})
+
     def _snapshot_block_ip(self, session: Session, args: Mapping[str, Any]) -> Snapshot:
         s = _session(session)
         nets = self._addresses(s.target, args)
         state = s.dialect.read_state()
         s.dialect._check_own([n for n in nets if n not in state.members], state)  # before any intent is applied
+        self._check_planned(s, args, nets, state, remove=False)
         from connectors.firewall.addresses import covered_by
         return Snapshot({"device_type": s.dialect.device_type, "group": GROUP,
                          "members": [to_text(m) for m in state.members],
@@ -233,6 +267,7 @@ class FirewallConnector(ConnectorBase):
         s = _session(session)
         nets = self._addresses(s.target, args)
         state = s.dialect.read_state()
+        self._check_planned(s, args, nets, state, remove=True)
         return Snapshot({"device_type": s.dialect.device_type, "group": GROUP,
                          "members": [to_text(m) for m in state.members],
                          "was_blocked": [to_text(n) for n in nets if n in state.members]})
