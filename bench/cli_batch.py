@@ -3,6 +3,9 @@ with 100 accounts vs 1 — one batched action per device / directory (issue 17, 
 
 - **block-ip** on the practice lab's Linux router (``fw``, real nftables over SSH), run from the management host
   as the CLI tests do. Target: 200 addresses ≤ 2× one address.
+- **block-ip** on each vendor CLI simulator (tests/doubles/vendor_cli: a real SSH server on loopback driven by
+  netmiko's own drivers; ASA, IOS, IOS-XE, FortiGate, PAN-OS, Junos, MikroTik), both directions blocked where the
+  inventory names the outbound ACL/filter. Same target: ≤ 2×.
 - **disable-account** on a real Samba AD DC started with ``ldb:nosync = true`` (as Samba's selftest runs its
   DCs), its own namespaces. Target: 100 accounts ≤ 8× one account. ``--fsync`` adds the DC as provisioned
   (every directory write flushed to this VM's disk) beside it, with that DC's measured cost of one modify.
@@ -11,7 +14,7 @@ Every timed run is a fresh ``agent`` process (Python start, config, journal, aud
 change, its read-back); the undo after it is timed too and printed, never folded into the ratio.
 
     .venv/bin/python bench/cli_batch.py [--lab PREFIX | --build-lab] [--runs 3] [--addresses 200]
-                                        [--accounts 100] [--fsync] [--skip-fw] [--skip-ad]
+                                        [--accounts 100] [--fsync] [--skip-fw] [--skip-sims] [--skip-ad]
 """
 
 from __future__ import annotations
@@ -113,6 +116,48 @@ def bench_fw(ns: str, cfg: Path, n: int, runs: int) -> None:
     _line("block-ip", t1, tn, u1, un, n, FW_TARGET)
 
 
+# -- block-ip on the vendor simulators --------------------------------------------------------------------------
+SIM_TYPES = ("cisco_asa", "cisco_ios", "cisco_xe", "fortinet", "paloalto_panos", "juniper_junos", "mikrotik_routeros")
+
+
+def bench_sims(n: int, runs: int) -> None:
+    """The same whole-process comparison against each simulator (the agent CLI is a subprocess; the simulator
+    answers from a thread of this process, so both share the machine like a small appliance would not)."""
+    from tests.doubles.vendor_cli import make_simulator, new_host_key
+    from tests.integration.firewall.cli_env import SimCli
+    key = new_host_key()
+    many, one = addresses(n), ["100.67.0.1"]
+    flags = ("--allow-private", "--yes", "--reason", "bench")
+    print(f"\nagent block-ip, whole process, vendor CLI simulators (loopback SSH, netmiko drivers), "
+          f"medians of {runs} runs")
+    for device_type in SIM_TYPES:
+        sim = make_simulator(device_type, key)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                run = SimCli(Path(tmp), key, {"edge": (device_type, sim)})
+
+                def timed(*args: str, run: Any = run) -> float:
+                    start = time.perf_counter()
+                    res = run(*args)
+                    if res.returncode != 0:
+                        raise RuntimeError(f"agent {' '.join(args[:2])} ... exited {res.returncode}:\n"
+                                           f"{res.stdout}\n{res.stderr}")
+                    return time.perf_counter() - start
+
+                timed("block-ip", *one, *flags)   # warm-up: scaffold created once, page cache
+                timed("unblock-ip", *one, "--yes")
+                t1, tn, u1, un = [], [], [], []
+                for _ in range(runs):
+                    t1.append(timed("block-ip", *one, *flags))
+                    u1.append(timed("unblock-ip", *one, "--yes"))
+                    tn.append(timed("block-ip", *many, *flags))
+                    un.append(timed("unblock-ip", *many, "--yes"))
+                print(f" {device_type}")
+                _line(f"block-ip {device_type}", t1, tn, u1, un, n, FW_TARGET)
+        finally:
+            sim.stop()
+
+
 # -- disable-account on a Samba DC ------------------------------------------------------------------------------
 @contextmanager
 def dc_config(nosync: bool, n: int) -> Iterator[tuple[str, Path, list[str], float]]:
@@ -206,9 +251,12 @@ def main() -> int:
     ap.add_argument("--fsync", action="store_true", help="also measure a DC that fsyncs every write")
     ap.add_argument("--skip-fw", action="store_true")
     ap.add_argument("--skip-ad", action="store_true")
+    ap.add_argument("--skip-sims", action="store_true")
     opts = ap.parse_args()
+    if not opts.skip_sims:
+        bench_sims(opts.addresses, opts.runs)   # loopback only: no namespaces, no root
     if os.geteuid() != 0:
-        print("cli_batch: skipped (needs root: network namespaces)")
+        print("cli_batch: lab router and DC skipped (needs root: network namespaces)")
         return 0
     if not opts.skip_fw:
         with lab_config(opts.lab, opts.build_lab) as found:
