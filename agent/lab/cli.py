@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--rebuild", action="store_true", help="tear down and build afresh even if healthy")
     up.add_argument("--hosts", type=int, default=None, metavar="N",
                     help="also N identical Linux hosts h01..hNN (10.77.0.101+, tag 'fleet') for outbreak drills")
+    up.add_argument("--sites", type=int, default=None, metavar="K",
+                    help="split the --hosts over K site segments (10.77.(16+k).0/24, sites site1..siteK), each "
+                         "reached only from its worker host wkK (run `agent worker --site siteK` there)")
     up.add_argument("--with-ad", action="store_true",
                     help="also start a Samba AD domain controller at 10.77.0.50 (directory lab-ad)")
     sub.add_parser("down", parents=[common], help="stop the lab and delete its namespaces")
@@ -50,7 +53,7 @@ def _hosts_table(lab: object) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from agent.lab.lab import Lab
-    lab = Lab(prefix=args.prefix, fleet=getattr(args, "hosts", None))
+    lab = Lab(prefix=args.prefix, fleet=getattr(args, "hosts", None), sites=getattr(args, "sites", None))
     out = sys.stdout
     if args.command == "up":
         start = time.monotonic()

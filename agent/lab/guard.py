@@ -11,11 +11,11 @@ because labs with other prefixes share the ranges. Only these routes are ever to
 from __future__ import annotations
 
 from agent.lab import netns
-from agent.lab.topology import LAN_CIDR, OUTSIDE_CIDR
+from agent.lab.topology import LAN_CIDR, OUTSIDE_CIDR, SITES_CIDR
 
 __all__ = ["LAB_RANGES", "add_blackholes", "blackholes", "remove_blackholes_if_last"]
 
-LAB_RANGES = (LAN_CIDR, OUTSIDE_CIDR)
+LAB_RANGES = (LAN_CIDR, OUTSIDE_CIDR, SITES_CIDR)
 _LAB_MARKER = "-mgmt"  # every lab has a management-host namespace PREFIX-mgmt
 
 

@@ -27,12 +27,17 @@ from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect
 from agent.lab.topology import (
     LISTEN_PORT,
     MAX_FLEET,
+    MAX_PER_SITE,
+    MAX_SITES,
     MGMT_ADDRESS,
+    HostSpec,
     LabHost,
     fleet_names,
     namespace_name,
+    site_of,
     specs,
     validate_prefix,
+    worker_host,
 )
 
 __all__ = ["Lab"]
@@ -51,9 +56,10 @@ class Lab:
     """One practice lab, named by ``prefix`` (namespaces ``<prefix>-<host>``, state in ``state_dir``)."""
 
     def __init__(self, prefix: str = "cal", state_dir: Path | None = None, config_dir: Path | None = None,
-                 *, fleet: int | None = None) -> None:
+                 *, fleet: int | None = None, sites: int | None = None) -> None:
         """``fleet``: extra identical hosts h01..hNN (``lab up --hosts N``); None = the size this lab was built
-        with (recorded in its state directory), so ``down``/``probe`` of a big lab see all of it."""
+        with (recorded in its state directory), so ``down``/``probe`` of a big lab see all of it. ``sites``: split
+        them over K site segments, each reached only from its worker host wkK (``--sites K``; None: as recorded)."""
         if os.geteuid() != 0:
             raise LabError(NEEDS_ROOT)
         try:
@@ -71,10 +77,13 @@ class Lab:
         else:
             self.config_dir = REPO / "config" / "lab" if checkout and prefix == "cal" else self.state_dir / "config"
         try:
-            self.fleet = self._recorded_fleet() if fleet is None else len(fleet_names(fleet))
+            # sites not given: as recorded when the fleet is not given either (down/probe), else none
+            self.sites = sites if sites is not None else 0 if fleet is not None else self._recorded("sites")
+            self.fleet = self._recorded("fleet") if fleet is None else len(fleet_names(fleet, self.sites))
+            fleet_names(self.fleet, self.sites)
         except ValueError as exc:
             raise LabError(str(exc)) from None
-        self.specs = specs(self.fleet)
+        self.specs = specs(self.fleet, self.sites)
         self.hosts: Mapping[str, LabHost] = MappingProxyType({
             name: LabHost(name=name, namespace=namespace_name(prefix, name), address=spec.address,
                           has_sshd=spec.sshd, has_nft=spec.nft, has_listener=spec.listener, login=spec.login,
@@ -83,10 +92,33 @@ class Lab:
         self.timings: dict[str, float] = {}
 
     def _recorded_fleet(self) -> int:
+        return self._recorded("fleet")
+
+    def _recorded(self, what: str) -> int:
+        """The fleet size or site count this lab was last built with (0 when never recorded)."""
         try:
-            return int((self.state_dir / "fleet").read_text(encoding="ascii").strip() or 0)
+            return int((self.state_dir / what).read_text(encoding="ascii").strip() or 0)
         except (OSError, ValueError):
             return 0
+
+    def _every_sited(self) -> dict[str, HostSpec]:
+        """The specs of this lab as built now and as last recorded (with sites), for a complete teardown."""
+        out: dict[str, HostSpec] = {}
+        for fleet, sites in ((self.fleet, self.sites), (self._recorded("fleet"), self._recorded("sites"))):
+            if sites:
+                out.update(specs(fleet, sites))
+        return out
+
+    def source_host(self, host: str) -> str:
+        """Where ``host`` is reached from: mgmt; fw for the dmz host; wkK for a host of siteK."""
+        segment = self.specs[host].segment
+        if segment == "dmz":
+            return "fw"
+        return worker_host(segment) if segment.startswith("site") else "mgmt"
+
+    def site_of(self) -> dict[str, str]:
+        """Fleet host → its site (``--sites K``; empty without sites)."""
+        return site_of(self.fleet, self.sites)
 
     # paths -----------------------------------------------------------------------------------------------
     @property
@@ -108,7 +140,8 @@ class Lab:
         return self.state_dir / "hosts" / host
 
     def _pid_files(self, host: str) -> list[Path]:
-        spec = specs(MAX_FLEET)[host] if host not in self.specs else self.specs[host]
+        spec = self.specs[host] if host in self.specs else specs(MAX_FLEET).get(host) or \
+            specs(MAX_PER_SITE * MAX_SITES, MAX_SITES)[host]
         return ([self.host_dir(host) / "sshd.pid"] if spec.sshd else []) + \
                ([self.host_dir(host) / "echo.pid"] if spec.listener else [])
 
@@ -162,7 +195,8 @@ class Lab:
         inodes = {os.stat(netns.NETNS_DIR / ns).st_ino for ns in self.namespaces if netns.exists(ns)}
         marker = str(self.state_dir)
         roots: set[int] = set()
-        every = specs(max(self.fleet, self._recorded_fleet()))  # a bigger lab built earlier goes entirely
+        # a bigger lab built earlier goes entirely (its fleet and, with sites, its worker hosts)
+        every = {**specs(min(max(self.fleet, self._recorded_fleet()), MAX_FLEET)), **self._every_sited()}
         for host in every:
             for pid_file in self._pid_files(host):
                 pid = procs.read_pid(pid_file)
@@ -202,7 +236,7 @@ class Lab:
         """Wait until each sshd sends its banner and each listener accepts, as seen from mgmt (from fw for the
         dmz host, which only its bastion reaches)."""
         def source(h: LabHost) -> str:
-            return self.hosts["fw" if self.specs[h.name].segment == "dmz" else "mgmt"].namespace
+            return self.hosts[self.source_host(h.name)].namespace
         targets = [(source(h), h.address, 22) for h in self.hosts.values() if h.has_sshd]
         targets += [(source(h), h.address, LISTEN_PORT) for h in self.hosts.values() if h.has_listener]
 
@@ -223,6 +257,7 @@ class Lab:
     def _prepare_files(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "fleet").write_text(f"{self.fleet}\n", encoding="ascii")
+        (self.state_dir / "sites").write_text(f"{self.sites}\n", encoding="ascii")
         for host in self.specs:
             d = self.host_dir(host)
             (d / "home").mkdir(parents=True, exist_ok=True)
@@ -283,7 +318,8 @@ class Lab:
         tmp = self.known_hosts.with_name("known_hosts.tmp")
         tmp.write_text(text, encoding="ascii")
         tmp.replace(self.known_hosts)
-        return labconfig.write(self.repo, self.config_dir, self.state_dir, self.prefix, fleet_names(self.fleet))
+        return labconfig.write(self.repo, self.config_dir, self.state_dir, self.prefix,
+                               fleet_names(self.fleet, self.sites), self.site_of())
 
     # using the lab ---------------------------------------------------------------------------------------
     def _host(self, host: str) -> LabHost:
@@ -381,7 +417,7 @@ class Lab:
             raise LabError(f"sshd of {host!r} did not come back after the reboot: {self._log_tail()}")
 
         def banner() -> bool:
-            src = self.hosts["fw" if self.specs[host].segment == "dmz" else "mgmt"].namespace
+            src = self.hosts[self.source_host(host)].namespace
             try:
                 with connect_from(src, target.address, 22, 0.5) as sock:
                     return sock.recv(8).startswith(b"SSH-")

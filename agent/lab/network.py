@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agent.lab import netns
-from agent.lab.topology import BRIDGE, SWITCH, HostSpec, namespace_name, switch_port_name
+from agent.lab.topology import BRIDGE, SWITCH, HostSpec, namespace_name, switch_port_name, worker_host
 
 __all__ = ["build", "delete", "namespace_names"]
 
@@ -57,7 +57,24 @@ def _root_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
     if "dmz" in hosts:  # a link of its own behind fw: the bastion is the only way in
         lines.append(f"link add eth2 index 32 netns {namespace_name(prefix, 'fw')} type veth "
                      f"peer name eth0 index 33 netns {namespace_name(prefix, 'dmz')}")
+    # `lab up --sites K`: each site host on its site's bridge; each site's worker host with a second leg there
+    for position, name in enumerate(h for h, spec in hosts.items() if spec.segment.startswith("site")):
+        lines.append(f"link add eth0 index {1000 + position} netns {namespace_name(prefix, name)} type veth "
+                     f"peer name {switch_port_name(prefix, name)} index {2000 + position} netns {switch}")
+    for k, site in enumerate(_sites(hosts), 1):
+        worker = worker_host(site)
+        lines.append(f"link add eth1 index {3000 + k} netns {namespace_name(prefix, worker)} type veth "
+                     f"peer name {_site_port(prefix, worker)} index {3100 + k} netns {switch}")
     return lines
+
+
+def _sites(hosts: Mapping[str, HostSpec]) -> list[str]:
+    return sorted({spec.segment for spec in hosts.values() if spec.segment.startswith("site")},
+                  key=lambda s: int(s.removeprefix("site")))
+
+
+def _site_port(prefix: str, worker: str) -> str:
+    return f"{prefix}-{worker}s"[:15]
 
 
 def _switch_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
@@ -67,6 +84,13 @@ def _switch_lines(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
         if spec.segment == "lan":
             port = switch_port_name(prefix, name)
             lines += [f"link set {port} master {BRIDGE}", f"link set {port} up"]
+    for site in _sites(hosts):  # a bridge per site segment, nothing routed to it
+        bridge = "br" + site
+        lines += [f"link add {bridge} type bridge stp_state 0 forward_delay 0", f"link set {bridge} up"]
+        ports = [switch_port_name(prefix, n) for n, spec in hosts.items() if spec.segment == site]
+        ports.append(_site_port(prefix, worker_host(site)))
+        for port in ports:
+            lines += [f"link set {port} master {bridge}", f"link set {port} up"]
     return lines
 
 
@@ -107,8 +131,8 @@ def delete(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
 
     Fleet namespaces (``<prefix>-hNN``) are found by name too, so a lab whose recorded size was lost still goes.
     """
-    fleet = re.compile(rf"^{re.escape(prefix)}-h\d\d$")
-    extra = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}-h*") if fleet.match(p.name)) \
+    fleet = re.compile(rf"^{re.escape(prefix)}-(h\d{{2,3}}|wk\d)$")
+    extra = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}-*") if fleet.match(p.name)) \
         if netns.NETNS_DIR.exists() else []
     names = list(dict.fromkeys(namespace_names(prefix, hosts) + extra))
     present = [ns for ns in names if netns.exists(ns)]

@@ -16,21 +16,28 @@ __all__ = [
     "LAN_CIDR",
     "LISTEN_PORT",
     "MAX_FLEET",
+    "MAX_SITES",
     "MGMT_ADDRESS",
     "OUTSIDE_CIDR",
+    "SITES_CIDR",
     "SUDO_ACCOUNT",
     "SUDO_UID",
     "SWITCH",
     "HostSpec",
     "LabHost",
     "fleet_names",
+    "max_fleet",
     "namespace_name",
+    "site_names",
+    "site_of",
     "specs",
     "switch_port_name",
     "validate_prefix",
+    "worker_host",
 ]
 
 LAN_CIDR = "10.77.0.0/24"
+SITES_CIDR = "10.77.16.0/20"  # `lab up --sites K`: site k at 10.77.(16+k).0/24
 OUTSIDE_CIDR = "10.77.1.0/24"
 LAN_GATEWAY = "10.77.0.1"
 OUTSIDE_GATEWAY = "10.77.1.1"
@@ -54,7 +61,7 @@ class HostSpec:
     nft: bool = True
     router: bool = False
     login: str = "root"  # "sudo": sshd refuses root; the agent logs in as SUDO_ACCOUNT and uses sudo -n / doas -n
-    segment: str = "lan"  # "lan" (the bridge), "outside" (fw eth1) or "dmz" (fw eth2: reachable only via fw)
+    segment: str = "lan"  # "lan" (the bridge), "outside" (fw eth1), "dmz" (fw eth2: only via fw), "siteK" (wkK)
 
 
 @dataclass(frozen=True)
@@ -92,21 +99,77 @@ HOSTS: dict[str, HostSpec] = {
 }
 LISTEN_PORT = 8080
 MAX_FLEET = 99  # fleet hosts h01..h99 at 10.77.0.101-199 (the LAN /24 keeps .1-.100 for the named hosts)
+MAX_SITES = 9  # `lab up --sites K`: site k is 10.77.(16+k).0/24, its worker wkK is 10.77.0.(80+k) on the LAN
+MAX_PER_SITE = 99  # fleet hosts of one site at 10.77.(16+k).101-199
 
 
-def fleet_names(count: int) -> list[str]:
-    """Names of ``count`` extra, identical Linux hosts (``agent lab up --hosts N``): h01, h02, ..."""
-    if not 0 <= count <= MAX_FLEET:
-        raise ValueError(f"--hosts {count}: between 0 and {MAX_FLEET}")
+def max_fleet(sites: int = 0) -> int:
+    return MAX_PER_SITE * sites if sites else MAX_FLEET
+
+
+def fleet_names(count: int, sites: int = 0) -> list[str]:
+    """Names of ``count`` extra, identical Linux hosts (``agent lab up --hosts N``): h01, h02, ... (h100 on)."""
+    if not 0 <= sites <= MAX_SITES:
+        raise ValueError(f"--sites {sites}: between 0 and {MAX_SITES}")
+    if not 0 <= count <= max_fleet(sites):
+        raise ValueError(f"--hosts {count}: between 0 and {max_fleet(sites)}"
+                         + (f" ({MAX_PER_SITE} per site)" if sites else " (more with --sites K)"))
     return [f"h{i:02d}" for i in range(1, count + 1)]
 
 
-def specs(fleet: int = 0) -> dict[str, HostSpec]:
-    """The named hosts plus ``fleet`` extra sshd+nft+listener hosts on the LAN, for outbreak-sized rehearsals."""
+def site_names(sites: int) -> list[str]:
+    """The lab's site names (inventory ``sites:``): site1, site2, ..."""
+    return [f"site{k}" for k in range(1, sites + 1)]
+
+
+def site_of(fleet: int, sites: int) -> dict[str, str]:
+    """Which site each fleet host is at: contiguous blocks, as even as possible (h01-h34 site1, ...)."""
+    names = fleet_names(fleet, sites)
+    if not sites:
+        return {}
+    out: dict[str, str] = {}
+    per, extra = divmod(len(names), sites)
+    i = 0
+    for k in range(1, sites + 1):
+        for _ in range(per + (1 if k <= extra else 0)):
+            out[names[i]] = f"site{k}"
+            i += 1
+    return out
+
+
+def worker_host(site: str) -> str:
+    """The lab host a site's worker runs on (``wk1`` for site1): on the LAN and on the site's own segment."""
+    return "wk" + site.removeprefix("site")
+
+
+def specs(fleet: int = 0, sites: int = 0) -> dict[str, HostSpec]:
+    """The named hosts plus ``fleet`` extra sshd+nft+listener hosts, for outbreak-sized rehearsals.
+
+    Without sites they sit on the LAN. With ``sites`` K they are split over K site segments
+    (10.77.(16+k).0/24, a bridge each) that nothing routes to: only the site's worker host ``wkK``, which has a
+    leg on the LAN (to reach the journal and the broker on mgmt) and one on the segment, reaches them — so a
+    test that contains them from mgmt through the workers proves the routing, not just the queues.
+    """
     out = dict(HOSTS)
-    for i, name in enumerate(fleet_names(fleet), 1):
-        address = f"10.77.0.{100 + i}"
-        out[name] = HostSpec(name, address, (("eth0", f"{address}/24"),), LAN_GATEWAY, sshd=True, listener=True)
+    where = site_of(fleet, sites)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(fleet_names(fleet, sites), 1):
+        site = where.get(name)
+        if site is None:
+            address = f"10.77.0.{100 + i}"
+            out[name] = HostSpec(name, address, (("eth0", f"{address}/24"),), LAN_GATEWAY, sshd=True,
+                                 listener=True)
+            continue
+        k = int(site.removeprefix("site"))
+        seen[site] = seen.get(site, 0) + 1
+        address = f"10.77.{16 + k}.{100 + seen[site]}"
+        out[name] = HostSpec(name, address, (("eth0", f"{address}/24"),), None, sshd=True, listener=True,
+                             segment=site)
+    for k, site in enumerate(site_names(sites), 1):
+        lan = f"10.77.0.{80 + k}"
+        out[worker_host(site)] = HostSpec(worker_host(site), lan, (("eth0", f"{lan}/24"),
+                                                                   ("eth1", f"10.77.{16 + k}.1/24")),
+                                          LAN_GATEWAY, sshd=False, listener=False, segment="lan")
     return out
 SUDO_ACCOUNT = "svcagent"  # the only login of hosts with login="sudo" (uid SUDO_UID, in their mount namespace)
 SUDO_UID = 47990

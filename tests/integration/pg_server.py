@@ -35,10 +35,10 @@ class PgServer:
     """One private server: ``url`` of its database ``journal``; :meth:`stop` / :meth:`start` (same data dir) to
     make it unreachable and bring it back. With ``netns``, it runs inside that network namespace (its loopback)."""
 
-    def __init__(self, base: Path, netns: str | None) -> None:
-        self.base, self.netns, self.data = base, netns, base / "data"
+    def __init__(self, base: Path, netns: str | None, host: str = "127.0.0.1") -> None:
+        self.base, self.netns, self.data, self.host = base, netns, base / "data", host
         self.port = _free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/journal"
+        self.url = f"postgresql+psycopg://postgres@{host}:{self.port}/journal"
 
     def as_pg(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         if self.netns:  # setns needs root: enter the namespace first, then drop to postgres
@@ -49,7 +49,7 @@ class PgServer:
     def start(self) -> None:
         assert BIN is not None
         self.as_pg(str(BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.base / "log"), "-o",
-                   f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.base} "
+                   f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.base} "
                    "-c fsync=off", "start")
 
     def stop(self) -> None:
@@ -58,20 +58,25 @@ class PgServer:
 
 
 @contextmanager
-def private_postgres_server(prefix: str = "agent-pg-", netns: str | None = None) -> Iterator[PgServer]:
+def private_postgres_server(prefix: str = "agent-pg-", netns: str | None = None, host: str = "127.0.0.1"
+                            ) -> Iterator[PgServer]:
     """Start a server; yield it; stop it. Skips the test when PostgreSQL is not installed or the test does not
-    run as root (needed to run it as ``postgres``)."""
+    run as root (needed to run it as ``postgres``). ``host``: the listen address (loopback, or a lab address
+    inside ``netns``)."""
     if BIN is None or not (BIN / "initdb").exists():
         pytest.skip("PostgreSQL is not installed: scripts/install-system.sh")
     if os.geteuid() != 0:
         pytest.skip("starting a private PostgreSQL as the postgres user needs root")
     base = Path(tempfile.mkdtemp(prefix=prefix))  # not under pytest's root-only dir: postgres must enter it
     shutil.chown(base, "postgres", "postgres")
-    server = PgServer(base, netns)
+    server = PgServer(base, netns, host)
     server.as_pg(str(BIN / "initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres", "--no-sync")
+    if host != "127.0.0.1":  # the lab's hosts on the listen address's own subnet (pg_hba.conf: samenet)
+        with open(server.data / "pg_hba.conf", "a", encoding="utf-8") as hba:
+            hba.write("host all all samenet trust\n")
     server.start()
     try:
-        server.as_pg(str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "journal")
+        server.as_pg(str(BIN / "createdb"), "-h", host, "-p", str(server.port), "-U", "postgres", "journal")
         yield server
     finally:
         server.stop()

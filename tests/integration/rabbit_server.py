@@ -1,10 +1,10 @@
 """A private RabbitMQ broker for tests (the per-site work queues), started from Debian's rabbitmq-server.
 
-Everything is private and on loopback: its own Mnesia and log dirs in a temp dir, its own node name, AMQP port
-and Erlang distribution port on 127.0.0.1, no plugins, and its own ``epmd`` (Erlang's port mapper) started by us
-on a free port bound to 127.0.0.1 (``ERL_EPMD_ADDRESS``/``ERL_EPMD_PORT``, erl(1) and epmd(1): otherwise the
-node starts a shared epmd on 0.0.0.0:4369 that outlives it). Both are stopped by their PIDs at the end. With
-``netns``, both run inside that network namespace (the lab's management host), so its loopback is theirs.
+Everything is private: its own Mnesia and log dirs in a temp dir, its own node name, its AMQP port (on 127.0.0.1,
+or on a lab address inside the lab's namespace) and Erlang distribution port on 127.0.0.1, no plugins, and its
+own ``epmd`` (Erlang's port mapper) started by us on a free port bound to 127.0.0.1 (``ERL_EPMD_ADDRESS`` /
+``ERL_EPMD_PORT``, erl(1) and epmd(1): otherwise the node starts a shared epmd on 0.0.0.0:4369 that outlives
+it). Both are stopped by their PIDs at the end. With ``netns``, both run inside that network namespace.
 
 :meth:`Broker.restart` stops the node and starts it again on the same Mnesia dir (durable queues and persistent
 messages survive, as RabbitMQ documents: https://www.rabbitmq.com/docs/queues#durability).
@@ -41,18 +41,18 @@ def _free_port() -> int:
 class Broker:
     """One private RabbitMQ node (and its epmd); ``url`` is the AMQP URL clients use."""
 
-    def __init__(self, base: Path, netns: str | None) -> None:
-        self.base, self.netns = base, netns
+    def __init__(self, base: Path, netns: str | None, host: str = "127.0.0.1") -> None:
+        self.base, self.netns, self.host = base, netns, host
         self.port, self.dist_port, self.epmd_port = _free_port(), _free_port(), _free_port()
         self.node = f"agent{uuid.uuid4().hex[:8]}@localhost"
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.url = f"amqp://guest:guest@{host}:{self.port}//"
         self.proc: subprocess.Popen[bytes] | None = None
         self.epmd: subprocess.Popen[bytes] | None = None
         (base / "plugins").write_text("[].\n")  # no plugins (no management UI port)
         (base / "home").mkdir()
         (base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
-            "loopback_users = none\n"  # guest over 127.0.0.1 only anyway: the node listens nowhere else
+            f"listeners.tcp.1 = {host}:{self.port}\n"
+            "loopback_users = none\n"  # guest from the lab's workers too: the node listens on nothing else
             "log.console = false\n")
 
     def _argv(self, *argv: str) -> list[str]:
@@ -64,7 +64,7 @@ class Broker:
             "HOME": str(self.base / "home"),  # the Erlang cookie goes here
             "LANG": "C.UTF-8",
             "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
@@ -172,8 +172,10 @@ def _wait_gone(pid: int, timeout: float) -> None:
 
 
 @contextmanager
-def private_rabbitmq(netns: str | None = None, prefix: str = "agent-rmq-") -> Iterator[Broker]:
-    """Start a private broker (skips the test when rabbitmq-server is not installed); stop it at the end."""
+def private_rabbitmq(netns: str | None = None, prefix: str = "agent-rmq-", host: str = "127.0.0.1"
+                     ) -> Iterator[Broker]:
+    """Start a private broker (skips the test when rabbitmq-server is not installed); stop it at the end.
+    ``host``: the AMQP listener's address (loopback, or the lab management host's address inside ``netns``)."""
     if not SERVER.exists():
         pytest.skip("RabbitMQ is not installed: scripts/install-system.sh")
     try:
@@ -181,7 +183,7 @@ def private_rabbitmq(netns: str | None = None, prefix: str = "agent-rmq-") -> It
     except ImportError:
         pytest.skip("celery/kombu are not installed: pip install -e '.[workers]'")
     base = Path(tempfile.mkdtemp(prefix=prefix))
-    broker = Broker(base, netns)
+    broker = Broker(base, netns, host)
     try:
         broker.start()
         yield broker

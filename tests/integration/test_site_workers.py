@@ -1,10 +1,12 @@
 """Per-site workers over a real RabbitMQ and a real PostgreSQL, acting on real lab hosts (issue 19).
 
-A 6-host fleet lab split over two sites (h01-h03 ``boston``, h04-h06 ``lyon``). PostgreSQL and RabbitMQ run
-privately inside the lab's management namespace (its loopback only), as do the central CLI and the workers. The
-central configuration's inventory has **no credentials** for the fleet: an action it ran itself would fail with
-"no credentials configured" — so every host contained proves its action went through a site worker, and the
-journal names which one (``owner``) and which queue (``site``).
+A 6-host fleet lab split over two sites (``agent lab up --hosts 6 --sites 2``: h01-h03 at ``site1`` on
+10.77.17.0/24, h04-h06 at ``site2`` on 10.77.18.0/24). Nothing routes to a site segment: only its worker host
+(``wk1``, ``wk2``: a leg on the LAN and one on the segment) reaches its hosts. PostgreSQL and RabbitMQ run
+privately on the management host (10.77.0.10, inside the lab), as does the central CLI; the workers run on the
+worker hosts. The central configuration's inventory has **no credentials** for the fleet, and mgmt cannot even
+reach it — so every host contained proves its action went through a worker of its site, and the journal names
+which one (``owner``) and which queue (``site``).
 
 What is shown, each test on a fresh database and a clean lab:
 - routing: every action runs on a worker of its target's site, once;
@@ -36,7 +38,7 @@ from sqlalchemy.pool import NullPool
 
 from agent.lab import Lab
 from agent.lab import labconfig
-from agent.lab.topology import fleet_names
+from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host
 from agent.store import Action, Transition
 from tests.integration.cli.test_contain_cli import AGENT
 from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
@@ -46,7 +48,7 @@ from tests.integration.rabbit_server import Broker, private_rabbitmq
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 FLEET = fleet_names(6)
-SITES = {"boston": FLEET[:3], "lyon": FLEET[3:]}
+SITES = {"site1": FLEET[:3], "site2": FLEET[3:]}
 SITE_OF = {h: s for s, hosts in SITES.items() for h in hosts}
 LEASE = 3  # seconds: a dead worker's action is taken over within ~1.5 leases
 
@@ -65,12 +67,13 @@ def scale() -> Iterator[Scale]:
     _skip_unless_lab_possible()
     with ExitStack() as stack:
         prefix = stack.enter_context(claim_prefix("ciw"))
-        lab = Lab(prefix=prefix, fleet=len(FLEET))
+        lab = Lab(prefix=prefix, fleet=len(FLEET), sites=len(SITES))
         lab.up(rebuild=True)
         stack.callback(lab.down)
+        assert lab.site_of() == SITE_OF
         mgmt = f"{prefix}-mgmt"
-        pg = stack.enter_context(private_postgres_server("workers-pg-", netns=mgmt))
-        broker = stack.enter_context(private_rabbitmq(netns=mgmt))
+        pg = stack.enter_context(private_postgres_server("workers-pg-", netns=mgmt, host=MGMT_ADDRESS))
+        broker = stack.enter_context(private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS))
         yield Scale(lab, pg, broker, mgmt)
 
 
@@ -107,7 +110,8 @@ class Deployment:
     def worker(self, name: str, site: str, *, slots: int = 2, **env: str) -> subprocess.Popen[bytes]:
         cfg = write_configs(self.scale, self.root, self.url, name, central=False)
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", self.scale.mgmt, AGENT, "worker", "--site", site,
+        on = self.scale.lab.hosts[worker_host(site)].namespace  # the only host that reaches the site
+        proc = subprocess.Popen(["ip", "netns", "exec", on, AGENT, "worker", "--site", site,
                                  "--slots", str(slots), "--config", str(cfg)],
                                 stdout=log, stderr=subprocess.STDOUT, env=self.env(**env), stdin=subprocess.DEVNULL)
         log.close()
@@ -149,10 +153,9 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
     lab = scale.lab
     folder = root / name
     folder.mkdir(exist_ok=True)
-    inv = labconfig.inventory(lab.state_dir, None, FLEET)
-    inv["sites"] = {site: {} for site in SITES}
+    inv = labconfig.inventory(lab.state_dir, None, FLEET, lab.site_of())
     for host in FLEET:
-        inv["hosts"][host]["site"] = SITE_OF[host]
+        assert inv["hosts"][host]["site"] == SITE_OF[host]
         if central:
             del inv["hosts"][host]["credentials"]
     (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
@@ -239,7 +242,9 @@ def test_actions_route_to_their_site_workers(deploy: Deployment):
     """Each action is queued for its target's site and run by a worker of that site; the central process (no
     credentials for the fleet) runs none itself. Fails before: no `agent worker`, no routing."""
     d = deploy
-    workers = {"boston": d.worker("boston-1", "boston"), "lyon": d.worker("lyon-1", "lyon")}
+    reach = d.scale.lab.probe([("mgmt", "h01", 22), ("wk2", "h01", 22), ("wk1", "h01", 22)])
+    assert [reach.state(src, "h01", 22) == "open" for src in ("mgmt", "wk2", "wk1")] == [False, False, True]
+    workers = {"site1": d.worker("site1-a", "site1"), "site2": d.worker("site2-a", "site2")}
     result = contain_result(d.start_contain())
     assert result["status"] == "done", result
     acts = assert_exactly_once(d)
@@ -256,23 +261,23 @@ def test_actions_route_to_their_site_workers(deploy: Deployment):
 
 
 def test_worker_killed_mid_action_is_taken_over_not_reapplied(deploy: Deployment):
-    """boston's first worker is SIGKILLed right after its first apply reached a host; a second boston worker
+    """site1's first worker is SIGKILLed right after its first apply reached a host; a second site1 worker
     takes the action over when the lease lapses, reads the host, finds it isolated and does not apply again."""
     d = deploy
-    doomed = d.worker("boston-1", "boston", AGENT_FAILPOINTS="after-apply")
-    d.worker("lyon-1", "lyon")
+    doomed = d.worker("site1-a", "site1", AGENT_FAILPOINTS="after-apply")
+    d.worker("site2-a", "site2")
     contain = d.start_contain()
-    wait_for(lambda: doomed.poll() is not None, 60, "the failpoint to kill boston-1")
-    assert doomed.returncode == -signal.SIGKILL, d.log("boston-1")
-    survivor = d.worker("boston-2", "boston")
+    wait_for(lambda: doomed.poll() is not None, 60, "the failpoint to kill site1-a")
+    assert doomed.returncode == -signal.SIGKILL, d.log("site1-a")
+    survivor = d.worker("site1-b", "site1")
     result = contain_result(contain)
     assert result["status"] == "done", result
     acts = assert_exactly_once(d)
     killed = [r for r in acts if owner_pid(r.owner) == survivor.pid and any(
         "not re-applied" in t.detail for t in transitions(d) if t.action_id == r.id)]
     assert len(killed) >= 1, [(r.target, r.owner) for r in acts]
-    assert all(r.site == "boston" for r in killed)
-    assert {owner_pid(r.owner) for r in acts if r.site == "boston"} == {survivor.pid}
+    assert all(r.site == "site1" for r in killed)
+    assert {owner_pid(r.owner) for r in acts if r.site == "site1"} == {survivor.pid}
 
 
 def test_rabbitmq_restart_mid_run_loses_and_doubles_nothing(deploy: Deployment):
@@ -280,9 +285,9 @@ def test_rabbitmq_restart_mid_run_loses_and_doubles_nothing(deploy: Deployment):
     unacknowledged messages come back; redeliveries of running or finished actions are dropped by the claim."""
     d = deploy
     pause = {"AGENT_FAILPOINTS": "before-apply:pause"}
-    d.worker("boston-1", "boston", slots=1, **pause)
-    d.worker("boston-2", "boston", slots=1, **pause)
-    d.worker("lyon-1", "lyon", slots=1, **pause)
+    d.worker("site1-a", "site1", slots=1, **pause)
+    d.worker("site1-b", "site1", slots=1, **pause)
+    d.worker("site2-a", "site2", slots=1, **pause)
     contain = d.start_contain()
     wait_for(lambda: any(r.state == "applying" for r in rows(d)), 60, "a worker to be mid-action")
     d.scale.broker.restart()
@@ -298,8 +303,8 @@ def test_postgres_unreachable_mid_run_never_failed(deploy: Deployment):
     when the journal returns, the lapsed leases are taken over and settled from the hosts' real state."""
     d = deploy
     pause = {"AGENT_FAILPOINTS": "before-apply:pause"}
-    d.worker("boston-1", "boston", slots=3, **pause)
-    d.worker("lyon-1", "lyon", slots=3, **pause)
+    d.worker("site1-a", "site1", slots=3, **pause)
+    d.worker("site2-a", "site2", slots=3, **pause)
     contain = d.start_contain()
     wait_for(lambda: sum(r.state == "applying" for r in rows(d)) >= 2, 60, "workers to be mid-action")
     d.scale.pg.stop()
