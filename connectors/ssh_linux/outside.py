@@ -3,9 +3,10 @@
 Why: verify reads the rules from the host itself, and a compromised host's answers are what is in question. A
 probe from elsewhere observes the network: the host option ``probe_from`` names a peer (a second management host
 or a site worker, reached over SSH with the target's credentials and pinned host keys, the same way as the
-target). From there each TCP port the host listens on (``ss -Htln``, the SSH port left out, at most
-:data:`MAX_PORTS`) must *time out*: a refusal means packets reached the host's stack, a connection means it is
-open. The management path is proven by the verify session itself. The outcome goes into the verification's
+target). From there each TCP port the host listens on (``ss -Htln``, at most :data:`MAX_PORTS`, loopback
+left out) and the SSH port (only management addresses may reach it; skipped when the vantage point is one) must
+*time out*: a refusal means packets reached the host's stack, a connection means it is open. The management path
+is proven by the verify session itself. The outcome goes into the verification's
 ``observed`` (journaled with it, shown by status and the counsel report); an open port fails the verification.
 
 The probe runs ``timeout`` + bash's ``/dev/tcp`` on the vantage host; address and ports are parsed values.
@@ -17,10 +18,11 @@ import dataclasses
 import datetime
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.errors import ConnectorError, InvalidInput
+from connectors.ssh_linux.validation import Network
 
 __all__ = ["LISTEN_SCRIPT", "MAX_PORTS", "parse_probe_from", "probe"]
 
@@ -72,7 +74,7 @@ def _verdict(code: int) -> str:
     return {0: "open", 124: "blocked", 1: "refused"}.get(code, f"no result (exit {code})")
 
 
-def probe(session: Any, address: str, ssh_port: int) -> dict[str, Any] | None:
+def probe(session: Any, address: str, ssh_port: int, management: Sequence[Network] = ()) -> dict[str, Any] | None:
     """Run the outside probe for ``session``'s target at ``address`` (the IP sshd answered on, from
     ``SSH_CONNECTION``); None when the host has no ``probe_from``. The vantage host is reached the same way as the
     target (its jump chain, the target's credentials, pinned keys). ``error``: the probe could not run (that says
@@ -91,8 +93,11 @@ def probe(session: Any, address: str, ssh_port: int) -> dict[str, Any] | None:
         return record
     _, out, _ = session.run(LISTEN_SCRIPT, timeout=10, what="list listening ports")
     ports = listening_ports(out, ssh_port)
+    here = ipaddress.ip_address(vantage)
+    if not any(here.version == n.version and here in n for n in management):
+        ports.append(ssh_port)  # only the management addresses may reach sshd: from here it must time out too
     if not ports:
-        record["note"] = "the host listens on no port besides SSH: nothing to try"
+        record["note"] = "the vantage point is a management address and the host listens on nothing else"
         return record
     target = dataclasses.replace(session.target, address=vantage, name=f"{session.target.name}-probe", options={})
     try:
@@ -107,10 +112,12 @@ def probe(session: Any, address: str, ssh_port: int) -> dict[str, Any] | None:
         return record
     finally:
         peer.close()
-    for line in out.splitlines():
+    got = {}
+    for line in out.splitlines():  # the attempts ran in parallel: lines come in any order
         bits = line.split()
         if len(bits) == 3 and bits[0] == "PROBE" and bits[2].isdigit():
-            record["ports"][bits[1]] = _verdict(int(bits[2]))
+            got[bits[1]] = _verdict(int(bits[2]))
+    record["ports"] = {str(p): got[str(p)] for p in ports if str(p) in got}
     failed = sorted(p for p, v in record["ports"].items() if v.startswith("no result"))
     if failed or len(record["ports"]) != len(ports):
         record["error"] = (f"the probe could not run on {vantage} for port(s) {', '.join(failed) or 'some'} "

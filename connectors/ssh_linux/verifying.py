@@ -44,7 +44,7 @@ def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
         return Verification(False, f"isolation rules loaded but NOT confirmed: the dead-man timer of "
                                    f"{st.timer.owner} lifts them in {st.timer.remaining} s", observed)
     if not problems:
-        seen = outside.probe(s, st.agent_server_address, a.ssh_port)
+        seen = outside.probe(s, st.agent_server_address, a.ssh_port, a.management)
         if seen is not None:
             observed["outside_probe"] = seen
             reached = {p: v for p, v in seen["ports"].items() if v in ("open", "refused")}

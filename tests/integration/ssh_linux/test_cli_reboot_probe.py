@@ -40,13 +40,14 @@ def test_contain_survive_reboot_with_outside_probe(clean_lab: Lab, tmp_path: Pat
         doc = json.loads(run_agent(lab, cfg, "incidents", "show", incident, "--json").stdout)
         [action] = [a for a in doc["actions"] if a["action"] == "isolate"]
         probe = action["verification"]["observed"]["outside_probe"]
-        assert probe["from"] == lab.hosts["peer"].address and probe["ports"] == {"8080": "blocked"}, probe
+        assert probe["from"] == lab.hosts["peer"].address, probe
+        assert probe["ports"] == {"8080": "blocked", "22": "blocked"}, probe
         assert action["verification"]["observed"]["survives_reboot"] is True
         assert "time out" in action["verification"]["summary"]
         report = tmp_path / "r.json"
         made = run_agent(lab, cfg, "report", "--incident", incident, "--format", "json", "-o", str(report))
         assert made.returncode == 0, made.stdout + made.stderr
-        proof = f"from {lab.hosts['peer'].address} tcp/8080 time out"
+        proof = f"from {lab.hosts['peer'].address} tcp/8080,22 time out"
         assert proof in report.read_text(), "the counsel report does not show the outside probe"
 
         lab.reboot("victim")

@@ -19,8 +19,8 @@ def test_verify_probes_from_a_peer_and_records_it(agent: Agent) -> None:
         _, _, ver = agent.isolate(s)
     assert ver.in_effect, ver
     seen = ver.observed["outside_probe"]
-    assert seen["from"] == peer and seen["ports"] == {"8080": "blocked"}, seen
-    assert seen["management_path"].startswith("ok") and "8080 time out" in ver.summary
+    assert seen["from"] == peer and seen["ports"] == {"8080": "blocked", "22": "blocked"}, seen
+    assert seen["management_path"].startswith("ok") and "tcp/8080,22 time out" in ver.summary
 
 
 def test_a_port_reachable_from_outside_fails_the_verification(agent: Agent) -> None:
@@ -35,7 +35,7 @@ def test_a_port_reachable_from_outside_fails_the_verification(agent: Agent) -> N
     with s:
         _, _, ver = agent.isolate(s)
     assert not ver.in_effect and "NOT isolated as seen from" in ver.summary, ver
-    assert ver.observed["outside_probe"]["ports"] == {"8080": "open"}
+    assert ver.observed["outside_probe"]["ports"] == {"8080": "open", "22": "blocked"}
 
 
 def test_probe_from_must_be_an_address(agent: Agent) -> None:
