@@ -120,7 +120,7 @@ def bench_fw(ns: str, cfg: Path, n: int, runs: int) -> None:
 SIM_TYPES = ("cisco_asa", "cisco_ios", "cisco_xe", "fortinet", "paloalto_panos", "juniper_junos", "mikrotik_routeros")
 
 
-def bench_sims(n: int, runs: int) -> None:
+def bench_sims(n: int, runs: int, only: list[str] | None = None) -> None:
     """The same whole-process comparison against each simulator (the agent CLI is a subprocess; the simulator
     answers from a thread of this process, so both share the machine like a small appliance would not)."""
     from tests.doubles.vendor_cli import make_simulator, new_host_key
@@ -130,7 +130,7 @@ def bench_sims(n: int, runs: int) -> None:
     flags = ("--allow-private", "--yes", "--reason", "bench")
     print(f"\nagent block-ip, whole process, vendor CLI simulators (loopback SSH, netmiko drivers), "
           f"medians of {runs} runs")
-    for device_type in SIM_TYPES:
+    for device_type in [t for t in SIM_TYPES if not only or t in only]:
         sim = make_simulator(device_type, key)
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -252,9 +252,10 @@ def main() -> int:
     ap.add_argument("--skip-fw", action="store_true")
     ap.add_argument("--skip-ad", action="store_true")
     ap.add_argument("--skip-sims", action="store_true")
+    ap.add_argument("--sim", action="append", choices=SIM_TYPES, help="only these simulators (repeatable)")
     opts = ap.parse_args()
     if not opts.skip_sims:
-        bench_sims(opts.addresses, opts.runs)   # loopback only: no namespaces, no root
+        bench_sims(opts.addresses, opts.runs, opts.sim)   # loopback only: no namespaces, no root
     if os.geteuid() != 0:
         print("cli_batch: lab router and DC skipped (needs root: network namespaces)")
         return 0

@@ -234,6 +234,10 @@ class Dialect(abc.ABC):
         the dialect's block is a stateless filter that drops every packet of a flow, established or not."""
         return []
 
+    def _session_lines_for(self, nets: Sequence[Network]) -> list[str]:
+        """The session lines for several addresses (default: each one's, in order; a dialect may batch them)."""
+        return [line for net in nets for line in self._session_lines(net)]
+
     def _sessions_left(self, net: Network) -> int | None:
         """Flows with ``net`` at either end the device still tracks (None: no table to read)."""
         return None
@@ -481,8 +485,8 @@ class Dialect(abc.ABC):
         steps, report = d._unblock_plan(addrs, state) if remove else d._block_plan(addrs, state)
         if not steps and not state.facts.get("needs_persist"):
             return []
-        sessions = [] if remove or not steps else [
-            line for a in addrs if to_text(a) in set(report.changed) for line in d._session_lines(a)]
+        sessions = [] if remove or not steps else d._session_lines_for(
+            [a for a in addrs if to_text(a) in set(report.changed)])
         return [s.line for s in steps] + d._persist_preview(bool(steps)) + sessions
 
     #: facts of a device whose state is unknown: placeholders make the state-dependent lines visible
@@ -499,7 +503,7 @@ class Dialect(abc.ABC):
                                    **self._offline_facts()})
         scaffold = [f"if {GROUP}/{RULE} are not in place yet: {s.line}" for s in self._scaffold_steps(state)]
         adds = [f"if not already blocked: {s.line}" for s in self._add_steps(list(addrs), state)]
-        sessions = [f"if newly blocked: {line}" for a in addrs for line in self._session_lines(a)]
+        sessions = [f"if newly blocked: {line}" for line in self._session_lines_for(list(addrs))]
         return (["(offline: the device was not read; conditional lines are sent only when the device needs them)"]
                 + scaffold + adds + [f"after a change: {line}" for line in self._persist_preview(True)] + sessions)
 

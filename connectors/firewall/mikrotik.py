@@ -11,10 +11,11 @@ IPv4 only (``/ipv6 firewall`` is not handled).
 Established connections (RouterOS manual, "Connection tracking": ``/ip firewall connection``, whose
 ``src-address``/``dst-address`` read ``ip[:port]``): the raw rules drop every packet before connection tracking,
 but the entries of flows set up before the block stay in the table until they time out (a day for established
-TCP). They are removed with ``remove [find src-address~"RE"]`` / ``dst-address~`` and read back with ``print
-count-only where ...``. The regular expression is built from the parsed address only — digits, ``[.]``, ``|``,
-``(`` ``)`` — anchored at the start and ended by the ``:`` before the port (or the ``.`` of the next octet), so
-45.33.7.9 never matches 45.33.7.90 and a prefix that does not end on an octet boundary lists its octet values.
+TCP). They are listed, then removed with ``remove [find where src-address~"RE" or dst-address~"RE"]``, and read
+back with ``print terse where ...`` — a few dozen addresses per expression, one round trip each. The regular
+expression is built from the parsed addresses only — digits, ``[.]``, ``|``, ``(`` ``)`` — anchored at the start
+and ended by the ``:`` before the port (or the ``.`` of the next octet), so 45.33.7.9 never matches 45.33.7.90 and
+a prefix that does not end on an octet boundary lists its octet values.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = ["MikrotikRouterOs", "conn_regex", "ros_string"]
 
 _ALIST = "/ip firewall address-list"
 _CONN = "/ip firewall connection"
+_RE_BUDGET = 300   # characters of one connection-matching expression (lines stay well inside the terminal)
 _RAW = "/ip firewall raw"
 _RULE_OUT = f"{RULE}-OUT"
 
@@ -100,33 +102,61 @@ class MikrotikRouterOs(Dialect):
                      undo=(f"{_ALIST} add list={GROUP} address={to_text(n)}",)) for n in todo]
 
     # ----- established connections ----------------------------------------------------------------------------
-    def _session_lines(self, net: Network) -> list[str]:
-        rx = ros_string(conn_regex(net))
-        return [f'{_CONN} remove [find {side}-address~"{rx}"]' for side in ("src", "dst")]
+    def _chunks(self, nets: Sequence[Network]) -> list[tuple[list[Network], str]]:
+        """Addresses grouped so that one RouterOS expression ``^(p1|p2|...)`` stays under ~300 characters: one
+        round trip clears (or reads) a few dozen addresses instead of two per address."""
+        out: list[tuple[list[Network], list[str]]] = []
+        for net in nets:
+            part = conn_regex(net)[1:]
+            if not out or sum(len(p) + 1 for p in out[-1][1]) + len(part) > _RE_BUDGET:
+                out.append(([], []))
+            out[-1][0].append(net)
+            out[-1][1].append(part)
+        return [(group, ros_string("^(" + "|".join(parts) + ")")) for group, parts in out]
 
-    def _count(self, side: str, net: Network) -> int:
-        out = self._show(f'{_CONN} print count-only where {side}-address~"{ros_string(conn_regex(net))}"')
-        m = re.search(r"(?m)^\s*(\d+)\s*$", out)
-        return int(m.group(1)) if m else 0
+    @staticmethod
+    def _where(rx: str) -> str:
+        return f'src-address~"{rx}" or dst-address~"{rx}"'
+
+    def _session_lines_for(self, nets: Sequence[Network]) -> list[str]:
+        return [f"{_CONN} remove [find where {self._where(rx)}]" for _, rx in self._chunks(nets)]
+
+    def _session_lines(self, net: Network) -> list[str]:
+        return self._session_lines_for([net])
+
+    def _tracked(self, group: list[Network], rx: str) -> dict[str, int]:
+        """Connections with an address of ``group`` at either end, per address (one ``print`` for the group)."""
+        out = self._show(f"{_CONN} print terse without-paging where {self._where(rx)}")
+        rows = [(m.group(1), m.group(2)) for m in re.finditer(
+            r"(?m)\bsrc-address=([0-9.]+)\S*\s.*?\bdst-address=([0-9.]+)", out)]
+        return {to_text(net): sum(1 for src, dst in rows if ipaddress.ip_address(src) in net
+                                  or ipaddress.ip_address(dst) in net) for net in group}
 
     def clear_sessions(self, nets: Sequence[Network]) -> tuple[list[str], list[str]]:
-        """RouterOS' ``remove`` prints no count: each side's matches are counted just before removing them."""
+        """RouterOS' ``remove`` prints no count: each group's connections are listed just before removing them."""
         sent: list[str] = []
         self.cleared = {}
-        for net in nets:
-            for side, line in zip(("src", "dst"), self._session_lines(net), strict=True):
-                found = self._guard(self._count, side, net)
-                out = self._guard(self._show, line)
-                err = self._error_in(line, out)
-                if err is not None:
-                    return sent, [(f"established connections of {to_text(net)} NOT cleared: {line!r} was refused "
-                                   f"({err.message[:200]}); they end when idle or by hand")]
-                sent.append(line)
-                self.cleared[to_text(net)] = self.cleared.get(to_text(net), 0) + found
+        for group, rx in self._chunks(nets):
+            found = self._guard(self._tracked, group, rx)
+            line = f"{_CONN} remove [find where {self._where(rx)}]"
+            out = self._guard(self._show, line)
+            err = self._error_in(line, out)
+            if err is not None:
+                return sent, [(f"established connections of {', '.join(to_text(n) for n in group[:5])} NOT "
+                               f"cleared: {line[:80]!r}... was refused ({err.message[:200]}); they end when idle "
+                               "or by hand")]
+            sent.append(line)
+            self.cleared.update(found)
         return sent, []
 
+    def sessions_left(self, nets: Sequence[Network]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for group, rx in self._chunks(nets):
+            out.update(self._guard(self._tracked, group, rx))
+        return out
+
     def _sessions_left(self, net: Network) -> int | None:
-        return sum(self._count(side, net) for side in ("src", "dst"))
+        return self.sessions_left([net])[to_text(net)]
 
 
 def conn_regex(net: Network) -> str:

@@ -95,37 +95,39 @@ class MikrotikModel(Model):
         if cmd == "/ip address print terse without-paging":
             return "\n".join(f"{i:>2}     address={a} network={a.split('/')[0]} interface=ether{i + 1}"
                              for i, a in enumerate(self.state.addresses.values()))
-        m = re.fullmatch(r'/ip firewall connection (remove \[find|print count-only where) (src|dst)-address~"(.*)"\]?',
+        m = re.fullmatch(r"/ip firewall connection (remove \[find where|print terse without-paging where) (.*?)\]?",
                          cmd)
         if m:
-            return self._connections(m.group(1).split()[0], m.group(2), m.group(3))
+            return self._connections(m.group(1).split()[0], m.group(2))
         m = re.fullmatch(r"/ip firewall (address-list|raw) (.+)", cmd)
         if not m:
             return self.reject(line)
         table = self.state.lists if m.group(1) == "address-list" else self.state.raw
         return self._table(table, m.group(1), m.group(2), line)
 
-    def _connections(self, verb: str, side: str, quoted: str) -> str:
-        text, i = "", 0
-        while i < len(quoted):
-            ch = quoted[i]
-            if ch == "\\":
-                if i + 1 >= len(quoted) or quoted[i + 1] not in '\\"$?':
-                    return f"syntax error (line 1 column {i + 1})"
-                text, i = text + quoted[i + 1], i + 2
-                continue
-            if ch in '"$':
-                return f"syntax error (line 1 column {i + 1})" if ch == '"' else \
-                    f"expected variable name (line 1 column {i + 2})"
-            text, i = text + ch, i + 1
-        try:
-            rx = re.compile(text)
-        except re.error:
-            return "invalid regular expression"
+    def _connections(self, verb: str, where: str) -> str:
+        """``where`` is ``(src|dst)-address~"RE"`` terms joined by ``or``; RE is a RouterOS string (see above)."""
+        tests: list[tuple[str, re.Pattern[str]]] = []
+        for term in where.split(" or "):
+            m = re.fullmatch(r'(src|dst)-address~"(.*)"', term.strip())
+            if not m:
+                return "syntax error (line 1 column 1)"
+            text = _unquote(m.group(2))
+            if text.startswith("syntax error") or text.startswith("expected"):
+                return text
+            try:
+                tests.append((m.group(1), re.compile(text)))
+            except re.error:
+                return "invalid regular expression"
         flows = self.state.sessions
-        hits = [f for f in flows.flows if rx.search(f"{f[1]}:{f[2]}" if side == "src" else f"{f[3]}:{f[4]}")]
+
+        def hit(f: tuple[str, str, int, str, int]) -> bool:
+            return any(rx.search(f"{f[1]}:{f[2]}" if side == "src" else f"{f[3]}:{f[4]}") for side, rx in tests)
+
+        hits = [f for f in flows.flows if hit(f)]
         if verb == "print":
-            return str(len(hits))
+            return "\n".join(f"{i:>2}    protocol={p.lower()} src-address={s}:{sp} dst-address={d}:{dp} "
+                             "tcp-state=established" for i, (p, s, sp, d, dp) in enumerate(hits))
         flows.remove(hits)
         return ""
 
@@ -167,3 +169,21 @@ class MikrotikModel(Model):
             table[int(m.group(2)):int(m.group(2))] = found
             return ""
         return "syntax error (line 1 column 21)"
+
+
+def _unquote(quoted: str) -> str:
+    """The value of a RouterOS double-quoted string body; a bare ``"`` or ``$`` is the error RouterOS gives."""
+    text, i = "", 0
+    while i < len(quoted):
+        ch = quoted[i]
+        if ch == "\\":
+            if i + 1 >= len(quoted) or quoted[i + 1] not in '\\"$?':
+                return f"syntax error (line 1 column {i + 1})"
+            text, i = text + quoted[i + 1], i + 2
+            continue
+        if ch == '"':
+            return f"syntax error (line 1 column {i + 1})"
+        if ch == "$":
+            return f"expected variable name (line 1 column {i + 2})"
+        text, i = text + ch, i + 1
+    return text
