@@ -53,6 +53,8 @@ class TestDefaults:
         import agent
         package = Path(agent.__file__).parent
         assert paths.shipped_runbooks().is_relative_to(package)
+        from importlib.resources import files  # where the package's resources are: the same folder
+        assert paths.shipped("runbooks") == Path(str(files("agent").joinpath("data", "runbooks"))).resolve()
         assert (paths.shipped("config") / "inventory.yaml").exists()
         with pytest.raises(FileNotFoundError, match="reinstall"):
             paths.shipped("nope.yaml")

@@ -112,13 +112,14 @@ def test_status_with_containments_imports_nothing_heavy(tmp_path: Path, argv: tu
 
 
 def test_empty_status_loads_no_connector(tmp_path: Path) -> None:
-    """Nothing contained: not even the connector registry's scan of installed distributions is needed."""
+    """Nothing contained: not even the connector registry's scan of installed distributions is needed (nor
+    importlib.resources for the default runbooks and obligations paths this configuration leaves out)."""
     config = _config(tmp_path)
     Store(f"sqlite:///{tmp_path / 'agent.db'}").close()
     proc, modules = _run(config, tmp_path, "status")
     assert proc.returncode == 0 and "Nothing is contained." in proc.stdout, proc.stderr
     connectors = {"connectors.ssh_linux", "connectors.winrm_windows", "connectors.active_directory",
-                  "connectors.firewall", "agent.registry", "importlib.metadata", *HEAVY}
+                  "connectors.firewall", "agent.registry", "importlib.metadata", "importlib.resources", *HEAVY}
     loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in connectors))
     assert loaded == []
 
