@@ -259,11 +259,21 @@ class Dispatcher:
             self.svc.dedupe.forget_incident(d.incident)
 
     def _claim(self, d: Decision, now: Any) -> bool:
-        """Take the database claim before acting; another daemon's acting incident wins (this one joins it)."""
+        """Take the database claim before acting; another daemon's acting incident wins (this one joins it).
+
+        The claim is written in the alert writer's next group commit and waited for (durable before anything
+        acts): a transaction of the dispatcher's own cost one more fsync per acting incident and made the
+        webhook's commits wait behind SQLite's one write lock.
+        """
         from agent.intake.claims import claim
         svc, rule = self.svc, d.rule
-        won, holder = claim(svc.store.engine, rule.runbook, d.target or "", d.incident or "", now,
-                            svc.config.dedupe_window)
+        answers: list[tuple[bool, str]] = []
+
+        def take(conn: Any) -> None:  # run again alone if its group commit failed: claiming twice is a no-op
+            answers.append(claim(conn, rule.runbook, d.target or "", d.incident or "", now,
+                                 svc.config.dedupe_window))
+        svc.writer.submit_update(take).result()
+        won, holder = answers[-1]
         if won:
             return True
         svc.audit.record("alert.deduped", incident=holder, count=1, alert_ids=[d.alert_id],

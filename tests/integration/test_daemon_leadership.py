@@ -274,3 +274,10 @@ def test_two_daemon_processes_sigkill_leader(pg, tmp_path: Path):
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
+
+
+def test_lost_claim_race_keeps_the_writers_transaction_on_postgres(pg, monkeypatch):
+    """The claim's INSERT runs in a savepoint on PostgreSQL, so losing the race does not abort the writer's
+    group commit (tests/unit/test_intake_dedupe.py runs the same on SQLite)."""
+    from tests.unit.test_intake_dedupe import lost_claim_race_keeps_the_transaction
+    lost_claim_race_keeps_the_transaction(fresh_database(pg, "claim_race"), monkeypatch)

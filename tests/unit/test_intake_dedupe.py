@@ -117,3 +117,97 @@ def test_two_daemons_on_one_database_agree(tmp_path: Path):
                 claim = s.scalars(select(IntakeClaim)).one()
             assert claim.incident_id == first["incident"]
             assert not (world.isolated.get("10.9.0.22") or world.isolated.get("web2"))
+
+
+def test_acting_claims_share_the_writers_commit(env):
+    """An acting incident's claim is written in the alert writer's group commit, not in a transaction of the
+    dispatcher's own: with SQLite ``synchronous=FULL`` every commit is an fsync, and a second writing thread makes
+    the webhook's commits wait behind SQLite's one write lock. Counted with a SQLAlchemy statement listener:
+    the dispatcher thread itself writes nothing, the claims are written by the writer thread."""
+    import threading
+
+    from sqlalchemy import event
+
+    daemon, world, client, _ = env
+    engine = daemon.app.store.engine
+    writes: list[tuple[str, str]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE", "DELETE"):
+            writes.append((threading.current_thread().name, " ".join(statement.split()[:3])))
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for i, host in enumerate(("web1", "web2", "web3")):
+            post(client, f"edr-{i}", host)
+        wait_for(lambda: all(world.isolated.get(a) or world.isolated.get(h) for a, h in (
+            ("10.9.0.21", "web1"), ("10.9.0.22", "web2"), ("10.9.0.23", "web3"))))
+        daemon.service.dispatcher.wait_idle(5)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    claims = [thread for thread, statement in writes if "intake_claims" in statement]
+    assert len(claims) == 3 and set(claims) == {"alert-writer"}, writes
+    assert [w for w in writes if w[0] == "alert-dispatcher"] == []
+
+
+def lost_claim_race_keeps_the_transaction(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another daemon commits its claim between this one's read and INSERT, inside the writer's transaction:
+    the claim answers "held by the other incident", and the transaction's other writes still commit (PostgreSQL
+    aborts a whole transaction on a failed statement unless it ran in a savepoint; SQLite aborts the statement)."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from agent.intake import claims
+    from agent.intake.tables import IntakeIncident, IntakeSetting, create_tables
+    from agent.store import Store
+
+    store = Store(url)
+    create_tables(store.engine)
+    now = utcnow()
+    with store.engine.begin() as conn:  # the other daemon's acting incident and its claim, committed
+        conn.execute(insert(IntakeIncident).values(incident_id="INC-A", runbook="isolate-host", target="web1",
+                                                   rule="r", policy="auto", alert_id="a", decision="executing"))
+        conn.execute(insert(IntakeClaim).values(runbook="isolate-host", target="web1", incident_id="INC-A",
+                                                since=now))
+    reads: list[int] = []
+    real = claims.holder
+
+    def read_before_the_other_insert(conn: Any, runbook: str, target: str) -> Any:
+        reads.append(1)
+        return None if len(reads) == 1 else real(conn, runbook, target)
+    monkeypatch.setattr(claims, "holder", read_before_the_other_insert)
+    try:
+        with store.engine.begin() as conn:  # the writer's group commit: an alert's row, then the claim
+            conn.execute(insert(IntakeSetting).values(key="written-before", value="kept"))
+            assert claims.claim(conn, "isolate-host", "web1", "INC-B", now, timedelta(minutes=10)) == (False, "INC-A")
+        with store.engine.connect() as conn:
+            assert conn.execute(select(IntakeSetting.value)).scalars().all() == ["kept"]
+            assert conn.execute(select(IntakeClaim.incident_id)).scalars().all() == ["INC-A"]
+    finally:
+        store.engine.dispose()
+
+
+def test_lost_claim_race_keeps_the_writers_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lost_claim_race_keeps_the_transaction(f"sqlite:///{tmp_path / 'agent.db'}", monkeypatch)
+
+
+def test_claim_first_in_the_writers_transaction_commits_with_it(tmp_path: Path) -> None:
+    """SQLite through pysqlite: a SAVEPOINT before the transaction's first write opens a transaction of its own and
+    its RELEASE commits it — one more fsync, the thing claiming in the group commit avoids. The claim as the
+    first statement leaves the writer's transaction open, so it commits with the rest of the group."""
+    from datetime import timedelta
+
+    from agent.intake import claims
+    from agent.intake.tables import create_tables
+    from agent.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'agent.db'}")
+    create_tables(store.engine)
+    try:
+        with store.engine.begin() as conn:
+            assert claims.claim(conn, "isolate-host", "web1", "INC-B", utcnow(), timedelta(minutes=10)) == (
+                True, "INC-B")
+            assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+    finally:
+        store.engine.dispose()
