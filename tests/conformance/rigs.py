@@ -23,6 +23,9 @@ from tests.conformance.connector_suite import Rig
 __all__ = ["RIGS"]
 
 RigBuilder = Callable[[pytest.FixtureRequest, Registry, Path], Iterator[Rig]]
+# a host connector gets no protected subject: protection of hosts is the inventory's, checked by the planner
+_HOSTS_PROTECTED = ("hosts are protected by the inventory: the planner refuses them before any connector is asked "
+                    "(tests/unit/test_engine.py::test_protected_host_refused_before_connecting)")
 
 
 # -- toybox: the third-party plugin; the device is a JSON file and its log --------------------------------------
@@ -131,8 +134,7 @@ def winrm_windows(request: pytest.FixtureRequest, registry: Registry, tmp: Path)
         yield Rig(registry.get("winrm_windows"), target, Credentials(USER, Secret(PASSWORD)), ctx, "isolate", {},
                   state=lambda: _windows_state(host), sent=lambda: [ln for s in dbl.scripts for ln in s.splitlines()],
                   drop_after_write=drop, refused=[], secrets=[PASSWORD],
-                  protected_elsewhere="hosts are protected by the inventory: the planner refuses them before any "
-                                      "connector is asked (tests/unit/test_protected_*)",
+                  protected_elsewhere=_HOSTS_PROTECTED,
                   compare=_script_lines_sent)
 
 
@@ -180,8 +182,7 @@ def ssh_linux(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> 
         yield Rig(registry.get("ssh_linux"), helper.target("victim"), helper.creds, helper.ctx, "isolate", {},
                   state=lambda: nft_ruleset(lab, "victim"), sent=lambda: list(sent), drop_after_write=drop,
                   refused=[], secrets=[], around=lambda: lab.enter("mgmt"), compare=_shell_commands_sent,
-                  protected_elsewhere="hosts are protected by the inventory: the planner refuses them before any "
-                                      "connector is asked (tests/unit/test_protected_*)")
+                  protected_elsewhere=_HOSTS_PROTECTED)
     stop_timers(lab)
 
 
