@@ -1,4 +1,4 @@
-"""``winrm_windows``: Windows hosts over WinRM (pywinrm) — isolate, release, kill sessions, capture evidence.
+"""``winrm_windows``: Windows hosts over WinRM (pywinrm) — isolate, kill sessions, capture evidence.
 
 Example::
 
@@ -30,7 +30,7 @@ from connectors.types import (
 )
 from connectors.winrm_windows import evidence, firewall, isolation, usersessions
 from connectors.winrm_windows.allowlist import check_allow_rules, keep_rules
-from connectors.winrm_windows.plan import GROUP, STATE_FILE, TASK_NAME, build_plan
+from connectors.winrm_windows.plan import TASK_NAME, build_plan
 from connectors.winrm_windows.powershell import validate_user_name
 from connectors.winrm_windows.options import parse_settings
 from connectors.winrm_windows.session import WinRMSession
@@ -59,8 +59,6 @@ class WinRMWindowsConnector(ConnectorBase):
                               "reach WinRM (and RDP if allowed); everything else blocked both ways",
                               "host", undo_description="remove the group, restore the saved profile settings",
                               active_as="isolated", blast="hosts"),
-        "release": ActionSpec("release", "Remove the isolation and restore the firewall state saved on the host",
-                              "host", reversible=False, undo_description="run isolate again", lifts="isolate"),
         "kill_sessions": ActionSpec("kill_sessions", "Purge a user's Kerberos tickets and log off their sessions",
                                     "host", reversible=False),
         "capture_evidence": ActionSpec("capture_evidence", "Processes, TCP connections, sessions, logon events, "
@@ -83,9 +81,6 @@ class WinRMWindowsConnector(ConnectorBase):
     def _validate_isolate(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)
         check_allow_rules(target.allow)
-
-    def _validate_release(self, target: Target, args: Mapping[str, Any]) -> None:
-        parse_settings(target)
 
     def _validate_kill_sessions(self, target: Target, args: Mapping[str, Any]) -> None:
         parse_settings(target)
@@ -142,10 +137,6 @@ class WinRMWindowsConnector(ConnectorBase):
                 + ["# verify over a new connection, then delete the scheduled task",
                    "# (hosts without the NetSecurity module are refused before any change)"])
 
-    def _preview_release(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
-        return [(f"# remove firewall group {GROUP}; restore profiles from "
-                f"{STATE_FILE} on the host")]
-
     def _preview_kill_sessions(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
         validate_user_name(args.get("user"), field="user")
         return ([(f"# find what {args.get('user')} has running (CIM: Win32_LoggedOnUser, Win32_LogonSession, "
@@ -172,16 +163,6 @@ class WinRMWindowsConnector(ConnectorBase):
     def _undo_isolate(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
         return isolation.undo_isolate(s, snap)
 
-    # -- release ----------------------------------------------------------------------------------------------
-    def _snapshot_release(self, s: WinRMSession, args: Mapping[str, Any]) -> Snapshot:
-        return isolation.snapshot_release(s)
-
-    def _apply_release(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-        return isolation.apply_release(s)
-
-    def _verify_release(self, s: WinRMSession, args: Mapping[str, Any]) -> Verification:
-        return isolation.verify_release(s)
-
     # -- kill_sessions ----------------------------------------------------------------------------------------
     def _apply_kill_sessions(self, s: WinRMSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
         return usersessions.kill_sessions(s, str(args.get("user")))
@@ -202,9 +183,6 @@ class WinRMWindowsConnector(ConnectorBase):
             "isolate": ActionHooks(apply=self._apply_isolate, verify=self._verify_isolate,
                                    validate=self._validate_isolate, preview=self._preview_isolate,
                                    snapshot=self._snapshot_isolate, undo=self._undo_isolate),
-            "release": ActionHooks(apply=self._apply_release, verify=self._verify_release,
-                                   validate=self._validate_release, preview=self._preview_release,
-                                   snapshot=self._snapshot_release),
             "kill_sessions": ActionHooks(apply=self._apply_kill_sessions, verify=self._verify_kill_sessions,
                                          validate=self._validate_kill_sessions, preview=self._preview_kill_sessions),
             "capture_evidence": ActionHooks(apply=self._apply_capture_evidence, verify=self._verify_capture_evidence,

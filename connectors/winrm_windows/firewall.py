@@ -1,8 +1,8 @@
 """Scripts that read, isolate and restore Windows Firewall (NetSecurity cmdlets), plus the dead-man switch.
 
 State comes back as one JSON document with the firewall (canonical shape, see :mod:`plan`), the dead-man task's
-presence, the revert marker and the saved pre-isolation state (``state.json``, so ``release`` works without the
-agent's journal).
+presence, the revert marker and the saved pre-isolation state (``state.json``, recorded in the snapshot of a host
+found already isolated; only read from a trusted folder).
 
 Dead-man switch: a scheduled task running as SYSTEM whose action is ``powershell.exe -EncodedCommand <revert>``.
 The revert script lives *inside* the task definition, not in a file: nothing under ``C:\\ProgramData`` is ever

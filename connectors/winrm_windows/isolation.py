@@ -1,4 +1,4 @@
-"""The ``isolate`` / ``release`` actions: snapshot, dead-man switch, apply, verify through a fresh connection.
+"""The ``isolate`` action: snapshot, dead-man switch, apply, verify through a fresh connection.
 
 Order in ``apply`` (each step only after the previous one succeeded):
 
@@ -33,13 +33,10 @@ from connectors.winrm_windows.session import WinRMSession
 
 __all__ = [
     "apply_isolate",
-    "apply_release",
     "plan_for",
     "snapshot_isolate",
-    "snapshot_release",
     "undo_isolate",
     "verify_isolate",
-    "verify_release",
 ]
 
 
@@ -188,35 +185,3 @@ def undo_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
     state = firewall.read_state(sess, firewall.detect_dialect(sess))
     saved = {"profiles": snapshot.data.get("profiles", []), "rules": snapshot.data.get("rules", [])}
     return _restore(sess, saved, state)
-
-
-def snapshot_release(sess: WinRMSession) -> Snapshot:
-    """Current state plus the pre-isolation state the host kept in ``state.json``."""
-    state = firewall.read_state(sess, firewall.detect_dialect(sess))
-    return Snapshot({"dialect": state["dialect"], "profiles": state["profiles"], "rules": state["rules"],
-                     "saved_on_host": state.get("saved")})
-
-
-def apply_release(sess: WinRMSession) -> ActionResult:
-    """Undo isolation from the state saved on the host (works without the journal of the isolate action)."""
-    state = firewall.read_state(sess, firewall.detect_dialect(sess))
-    plan_names = set(plan_for(sess, state).rule_names)
-    saved = state.get("saved")
-    if saved is None:
-        if not plan_names & {str(r["Name"]) for r in state["rules"]} and not state["deadman_task"]:
-            return ActionResult(False, f"{sess.target.name} not isolated; nothing to release",
-                                {"reverted_by_deadman": state["reverted_by_deadman"]})
-        keep = [r for r in state["rules"] if str(r["Name"]) not in plan_names]
-        result = _restore(sess, {"profiles": state["profiles"], "rules": keep}, state)
-        result.warnings.append("no saved pre-isolation state on the host: rules removed, profiles left as found")
-        return result
-    return _restore(sess, {"profiles": saved.get("profiles", []), "rules": saved.get("rules", [])}, state)
-
-
-def verify_release(sess: WinRMSession) -> Verification:
-    """Released means: no rule of the isolation plan is left on the host."""
-    state = firewall.read_state(sess, firewall.detect_dialect(sess))
-    plan = plan_for(sess, state)
-    left = sorted(set(plan.rule_names) & {str(r["Name"]) for r in state["rules"]})
-    return Verification(not left, "released" if not left else f"isolation rules still present: {left}",
-                        _observed(state))

@@ -252,27 +252,6 @@ def blocks_by_name(host: WindowsHost, name: str, ip: str) -> bool:
     return any(address_covers(t, ip) for r in host.rule_named(name) for t in r.remote)
 
 
-class TestReleaseAction:
-    def test_release_uses_state_saved_on_host(self, conn: WinRMWindowsConnector, double: WSManDouble,
-                                              host: WindowsHost, make_target: Callable[..., Target],
-                                              creds: Credentials, ctx: ConnectorContext) -> None:
-        """release restores from the host's state.json without the isolate snapshot, and is idempotent."""
-        customise(host)
-        before = fw_state(host)
-        target = make_target(double)
-        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
-            conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {}))
-        assert host.file_exists("C:\\ProgramData\\IR-Containment\\state.json")
-        with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
-            rel_snap = conn.snapshot(s, "release", {})
-            assert rel_snap.data["saved_on_host"]["profiles"]
-            assert conn.apply(s, "release", {}, rel_snap).changed
-            assert conn.verify(s, "release", {}).in_effect
-            assert not conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
-        assert fw_state(host) == before
-        assert not host.file_exists("C:\\ProgramData\\IR-Containment\\state.json")
-
-
 class TestStateDirectory:
     STATE_DIR = "C:\\ProgramData\\IR-Containment"
 
@@ -280,7 +259,8 @@ class TestStateDirectory:
             self, conn: WinRMWindowsConnector, double: WSManDouble, host: WindowsHost,
             make_target: Callable[..., Target], creds: Credentials, ctx: ConnectorContext) -> None:
         """mallory pre-creates the state folder (ProgramData lets any user) and later rewrites state.json to add
-        an allow-all rule; release must restore the real pre-isolation state, not hers."""
+        an allow-all rule; what the agent reads back from state.json (the pre-isolation state it records when it
+        finds the host already isolated) is the real one, not hers, and undo restores the real state."""
         import json
 
         host.ensure_dir(self.STATE_DIR, owner="S-1-5-21-1-mallory")
@@ -301,7 +281,10 @@ class TestStateDirectory:
              "Enabled": "True", "Profile": "Any", "RemoteAddress": ["Any"], "Protocol": "Any", "LocalPort": ["Any"]}]}
         assert not host.write_as_user("mallory", self.STATE_DIR + "\\state.json", json.dumps(forged))
         with conn.open(target, creds, ctx) as s:  # type: ignore[attr-defined]
-            assert conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
+            again = conn.snapshot(s, "isolate", {})
+            assert again.data["already_isolated"] and again.data["saved_on_host"]["profiles"]
+            assert "IR-Containment-Backdoor" not in json.dumps(again.data["saved_on_host"])
+            assert conn.undo(s, "isolate", {}, snap).changed
         assert fw_state(host) == before
         assert not host.rule_named("IR-Containment-Backdoor")
 

@@ -74,7 +74,7 @@ class TestKerberosEndToEnd:
     def test_password_isolate_and_release_encrypted(self, kerberos_double: WSManDouble,
                                                     samba_env: DCEnv) -> None:  # noqa: F811
         """A domain account over Kerberos isolates (the fresh connection after isolating authenticates without
-        the host asking a DC), undoes, isolates again, releases from the host's saved state and runs
+        the host asking a DC), undoes, isolates and undoes again, and runs
         kill_sessions; every message is sealed; the process environment is left as it was."""
         dbl, conn = kerberos_double, WinRMWindowsConnector()
         before_cc = os.environ.get("KRB5CCNAME")
@@ -85,9 +85,10 @@ class TestKerberosEndToEnd:
             assert conn.apply(s, "isolate", {}, snap).changed
             assert conn.verify(s, "isolate", {}).in_effect
             assert conn.undo(s, "isolate", {}, snap).changed
-            assert conn.apply(s, "isolate", {}, conn.snapshot(s, "isolate", {})).changed
-            assert conn.apply(s, "release", {}, conn.snapshot(s, "release", {})).changed
-            assert conn.verify(s, "release", {}).in_effect
+            again = conn.snapshot(s, "isolate", {})
+            assert conn.apply(s, "isolate", {}, again).changed
+            assert conn.undo(s, "isolate", {}, again).changed
+            assert not conn.verify(s, "isolate", {}).in_effect
             assert not conn.apply(s, "kill_sessions", {"user": "LAB\\mallory"},
                                   conn.snapshot(s, "kill_sessions", {})).changed
         assert dbl.kerberos_logons >= 2  # the first connection and the fresh one after isolating
