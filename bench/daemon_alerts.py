@@ -4,7 +4,9 @@ Part 1 (no root needed): a real ``agent daemon`` process on loopback; a load gen
 connections) posts N signed Wazuh alerts — half naming a new host, half duplicates — matched by a ``dry-run``
 rule, so plans are built and recorded but no target is touched. Reported: accepted alerts/s, p50/p99 latency,
 the ratio against ``GET /healthz`` from the same generator in the same run (the HTTP stack's floor), and a count
-check that every accepted (202) alert is in the store. Target ≥ 1000 alerts/s, p99 < 50 ms. The generator shares
+check that every accepted (202) alert is in the store. Target ≥ 1000 alerts/s, p99 < 50 ms. The dispatcher decides
+in the background (plans built and recorded after the 202), so the end-to-end figure is printed too: seconds until
+no stored alert waits for its decision, and the daemon's CPU seconds per alert until then. The generator shares
 the machine's cores with the daemon; the CPU seconds each side used during the alert phase are reported, and so
 are those of every other process on the machine (another job running at the same time shows up there, and
 explains a slow run).
@@ -17,10 +19,12 @@ alert that was answered 202 must be in the store afterwards (the answer is only 
 
 Baseline in the same run: ``--baseline DIR`` runs part 1 also against another checkout of this repository
 (e.g. ``git worktree add --detach ../old COMMIT``), with this checkout's interpreter and that checkout's sources
-first on ``PYTHONPATH``, alternating old and new runs so both see the same machine load. Printed: alerts/s,
-p99 and the daemon's CPU seconds per 1000 alerts of each, and new/old ratios (the issue's bar: throughput no
-more than 10% below the baseline). CPU per alert is the steadier figure on a shared machine: throughput and
-latency move with whatever else runs, CPU per alert much less.
+first on ``PYTHONPATH`` (and as the daemon's working directory), alternating old and new runs so both see the
+same machine load; a checkout from before replay protection gets body-only signatures. Printed per side: alerts/s,
+p99, decided/s and the daemon's CPU per alert until all are decided, then new/old ratios (the issue's bar:
+throughput no more than 10% below the baseline). CPU per alert is the steadier figure on a shared machine:
+throughput and latency move with whatever else runs, CPU per alert much less. ``make bench`` passes
+``$BENCH_ALERTS_BASELINE`` as ``--baseline`` when it is set.
 
 Options: ``--alerts N`` (default 5000), ``--concurrency C`` (default 32), ``--runs R`` (default 1: repeat part 1
 with a fresh daemon R times and also print the median run), ``--kill-after K`` (default 500 acknowledged alerts

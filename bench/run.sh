@@ -15,6 +15,8 @@ for b in bench/cli_startup.py bench/contain_vs_ssh.py bench/firewall_batch.py be
   args=()
   [ "$b" = bench/audit_throughput.py ] && args=(--records "${BENCH_VERIFY_RECORDS:-1000000}")
   [ "$b" = bench/cli_batch.py ] && args=(--build-lab --fsync)
+  # the intake bench against a checkout of the code before a change, in the same run (see its docstring)
+  [ "$b" = bench/daemon_alerts.py ] && [ -n "${BENCH_ALERTS_BASELINE:-}" ] && args=(--baseline "$BENCH_ALERTS_BASELINE")
   python "$b" "${args[@]}" || status=1
 done
 exit $status
