@@ -78,3 +78,17 @@ def test_fortigate_never_clears_without_its_filter(sim_factory, tmp_path, host_k
     assert len(dev.sim.state.sessions.flows) == 4, "sessions were cleared without a filter"
     assert any("NOT cleared" in w for w in result.warnings), result.warnings
     assert not check.in_effect and check.observed["sessions_left"][A] == 2
+
+
+def test_fortigate_typed_ahead_never_clears_after_a_refused_filter(sim_factory, tmp_path, host_key) -> None:
+    """The FortiGate dialect types the filter lines ahead and each clear only after its filter was answered:
+    when the second address's destination filter is refused, the first address's flows are gone, nothing after
+    the refusal ran, and the bystander's session (what an unfiltered clear would end) survives."""
+    from tests.integration.firewall.conftest import make_device
+    dev = make_device(sim_factory("fortinet"), "fortinet", tmp_path, host_key)
+    _seed(dev)
+    dev.sim.inject(r"^diagnose sys session filter dst", "reject", nth=2, message="Command fail. Return code -1")
+    _, result, _ = dev.run("block_ip", {"addresses": [A, NET]})
+    left = sorted((f[1], f[3]) for f in dev.sim.state.sessions.flows)
+    assert left == sorted([(INSIDE, "45.34.0.77"), (BYSTANDER, INSIDE)]), left
+    assert any("NOT cleared" in w and "45.34.0.0" in w for w in result.warnings), result.warnings
