@@ -19,6 +19,7 @@ Contracts (docs/architecture.md, the nevers):
 * the preview is what is sent;
 * a connection dropped after the change was sent is never a refusal (the engine then says ``in_doubt``), and
   the connector maps it to its error tree;
+* a target where nothing answers is ``Unreachable`` (the error tree's "retry may help, nothing changed");
 * secrets never appear in results, snapshots, verifications or exceptions (wrong password included).
 """
 
@@ -35,7 +36,7 @@ import pytest
 
 from agent.lifecycle import _REFUSALS
 from connectors.base import ConnectorBase
-from connectors.errors import AuthError, ConnectorError, InvalidInput
+from connectors.errors import AuthError, ConnectorError, InvalidInput, Unreachable
 from connectors.types import ConnectorContext, Credentials, Secret, Snapshot, Target
 
 __all__ = ["CHECKS", "Rig", "check_capabilities"]
@@ -61,6 +62,7 @@ class Rig:
     refused: list[tuple[Target, dict[str, Any]]]   # protected targets / subjects: validate refuses them
     secrets: list[str] = field(default_factory=list)
     protected_elsewhere: str = ""                  # when ``refused`` is empty: where protection is enforced instead
+    unreachable: Target | None = None              # the same target where nothing answers (a closed port)
     around: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     compare: Callable[[list[str], list[str]], None] = _exact  # (preview, sent lines) -> assertion
 
@@ -198,6 +200,18 @@ def check_dropped_after_write_is_in_doubt(rig: Rig) -> None:
     assert rig.state() == before, "undo after the resolution did not restore the journaled snapshot"
 
 
+def check_unreachable_is_mapped(rig: Rig) -> None:
+    """Nothing answers: the connector's ``Unreachable`` (retry may help, nothing was changed), never a library
+    exception or a refusal, and no secret in it."""
+    assert rig.unreachable is not None, f"{rig.connector.name}: the rig names no unreachable target"
+    before = rig.state()
+    with rig.around(), pytest.raises(Exception) as caught:
+        rig.connector.open(rig.unreachable, rig.creds, rig.ctx).close()
+    assert isinstance(caught.value, Unreachable), f"{type(caught.value).__name__}: {caught.value}"
+    _no_secret(rig, caught.value)
+    assert rig.state() == before
+
+
 def check_secrets_stay_out(rig: Rig) -> None:
     conn = rig.connector
     wrong = Credentials(rig.creds.username, Secret("Wr0ng-pa55word-x9"), private_key_path=None)
@@ -233,4 +247,5 @@ CHECKS: dict[str, Callable[[Rig], None]] = {
     "preview_equals_sent": check_preview_equals_sent,
     "dropped_is_in_doubt": check_dropped_after_write_is_in_doubt,
     "secrets_stay_out": check_secrets_stay_out,
+    "unreachable_is_mapped": check_unreachable_is_mapped,
 }

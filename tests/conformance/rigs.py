@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,16 @@ def toybox(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> Ite
               drop_after_write=lambda: _touch(tmp / "toybox.json.drop"),
               refused=[(target, {**args, "addresses": ["192.0.2.0/24"]}),
                        (target, {**args, "addresses": ["198.51.100.1"]})],
-              secrets=["t0ybox-s3cret"])
+              secrets=["t0ybox-s3cret"],
+              unreachable=dataclasses.replace(target, options={**target.options,
+                                                               "state_file": str(tmp / "gone" / "toybox.json")}))
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -87,7 +98,8 @@ def firewall(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> I
                   drop_after_write=drop,
                   refused=[(target, {**base, "addresses": ["192.0.2.0/24"]}),
                            (target, {**base, "addresses": ["198.51.100.1"]})],
-                  secrets=["s3cret-pw", "en-s3cret"], compare=_firewall_sent)
+                  secrets=["s3cret-pw", "en-s3cret"], compare=_firewall_sent,
+                  unreachable=dataclasses.replace(target, port=_closed_port()))
     finally:
         sim.stop()
 
@@ -134,8 +146,8 @@ def winrm_windows(request: pytest.FixtureRequest, registry: Registry, tmp: Path)
         yield Rig(registry.get("winrm_windows"), target, Credentials(USER, Secret(PASSWORD)), ctx, "isolate", {},
                   state=lambda: _windows_state(host), sent=lambda: [ln for s in dbl.scripts for ln in s.splitlines()],
                   drop_after_write=drop, refused=[], secrets=[PASSWORD],
-                  protected_elsewhere=_HOSTS_PROTECTED,
-                  compare=_script_lines_sent)
+                  protected_elsewhere=_HOSTS_PROTECTED, compare=_script_lines_sent,
+                  unreachable=dataclasses.replace(target, options={**target.options, "port": _closed_port()}))
 
 
 def _windows_state(host: Any) -> Any:
@@ -182,7 +194,8 @@ def ssh_linux(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> 
         yield Rig(registry.get("ssh_linux"), helper.target("victim"), helper.creds, helper.ctx, "isolate", {},
                   state=lambda: nft_ruleset(lab, "victim"), sent=lambda: list(sent), drop_after_write=drop,
                   refused=[], secrets=[], around=lambda: lab.enter("mgmt"), compare=_shell_commands_sent,
-                  protected_elsewhere=_HOSTS_PROTECTED)
+                  protected_elsewhere=_HOSTS_PROTECTED,
+                  unreachable=dataclasses.replace(helper.target("victim"), port=1))
     stop_timers(lab)
 
 
@@ -240,7 +253,7 @@ def active_directory(request: pytest.FixtureRequest, registry: Registry, tmp: Pa
                   drop_after_write=drop, refused=[(target, {"account": "Administrator"}),
                                                   (target, {"account": "krbtgt"})],
                   secrets=[AGENT_PASSWORD, password], around=lambda: netns.enter(env.client_ns),
-                  compare=_ldap_changes_sent)
+                  compare=_ldap_changes_sent, unreachable=target_for(dc, port=1))
 
 
 def _ldap_changes_sent(preview: list[str], sent: list[str]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.base import ActionHooks, ConnectorBase
-from connectors.errors import AuthError, ConnectorError, InvalidInput
+from connectors.errors import AuthError, ConnectorError, InvalidInput, Unreachable
 from connectors.types import ActionResult, ActionSpec, ConnectorContext, Credentials, Snapshot, Target, Verification
 
 PASSWORD_OPTION = "password"  # the device's own password (options.password), as a real device would check it
@@ -85,7 +85,10 @@ class ToyboxConnector(ConnectorBase):
         if expected is not None and (creds.password is None or creds.password.reveal() != expected):
             raise AuthError(f"{target.name}: the device refused the login of {creds.username!r}",
                             target=target.name)
-        return ToyboxSession(target, Path(str(target.options["state_file"])))
+        path = Path(str(target.options["state_file"]))
+        if not path.parent.is_dir():  # the device is not there: nothing answers
+            raise Unreachable(f"{target.name}: no toybox device at {path.parent}", target=target.name)
+        return ToyboxSession(target, path)
 
     def _validate_block_ip(self, target: Target, args: Mapping[str, Any]) -> None:
         self._nets(target, args)
