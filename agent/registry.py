@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, distributions
 from typing import Any
@@ -16,21 +17,26 @@ from typing import Any
 from agent.errors import ConfigError
 from agent.validate import INVENTORY_NAME
 from connectors.base import Connector
+from connectors.capabilities import status_words
 from connectors.types import ActionSpec
 
-__all__ = ["INVENTORY_GROUP", "Registry", "default_connector", "host_os_names", "lifts"]
+__all__ = ["CAPABILITIES_GROUP", "INVENTORY_GROUP", "Registry", "StatusWords", "default_connector", "host_os_names",
+           "lifts"]
 
 GROUP = "agent.connectors"
 # Which connector serves an inventory section by default ("hosts.linux", "devices", "directories"), advertised by
 # the connector's distribution so the inventory can choose one without importing any connector (start-up cost).
 # The connector class declares the same (``inventory_section``, ``host_os``); Registry.get checks they agree.
 INVENTORY_GROUP = "agent.inventory"
+# What `agent status` reads of each connector's actions (how an active containment reads, which action lifts
+# which), advertised so status names them without importing any connector (connectors/capabilities.py says why).
+CAPABILITIES_GROUP = "agent.capabilities"
 
 
 @cache
 def _scan() -> dict[str, list[EntryPoint]]:
-    """Both of the agent's entry-point groups from one pass over the installed distributions (each pass reads
-    every distribution's metadata: ≈ 10 ms, paid once per process)."""
+    """The agent's entry-point groups from one pass over the installed distributions (each pass reads every
+    distribution's metadata: ≈ 10 ms, paid once per process)."""
     out: dict[str, list[EntryPoint]] = {}
     seen: set[str] = set()
     for dist in distributions():  # as entry_points() does: the first distribution of a name wins
@@ -39,7 +45,7 @@ def _scan() -> dict[str, list[EntryPoint]]:
             continue
         seen.add(name)
         for ep in dist.entry_points:
-            if ep.group in (GROUP, INVENTORY_GROUP):
+            if ep.group in (GROUP, INVENTORY_GROUP, CAPABILITIES_GROUP):
                 out.setdefault(ep.group, []).append(ep)
     return out
 
@@ -103,6 +109,35 @@ def host_os_names() -> list[str]:
     return sorted(key.split(".", 1)[1] for key in advertised_defaults() if key.startswith("hosts."))
 
 
+@dataclass(frozen=True)
+class StatusWords:
+    """What ``agent status`` shows of an action: how it reads while in effect, the action it lifts (then it is
+    never "contained" itself), and for an irreversible change its undo description."""
+
+    active_as: str = ""
+    lifts: str = ""
+    undo_description: str = ""
+
+
+_WORDS = ("active_as", "lifts", "undo_description")
+
+
+@cache
+def advertised_words(name: str) -> Mapping[str, Mapping[str, str]] | None:
+    """The ``agent.capabilities`` advertisement of connector ``name`` (loaded from its light module), or None
+    when its distribution advertises none or the advertisement is not a mapping of action → words."""
+    eps = [ep for ep in _scan().get(CAPABILITIES_GROUP, []) if ep.name == name]
+    if len(eps) != 1:
+        return None
+    try:
+        words = eps[0].load()
+    except (ImportError, AttributeError):
+        return None
+    if not (isinstance(words, Mapping) and all(isinstance(v, Mapping) for v in words.values())):
+        return None
+    return words
+
+
 def _origin(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"{ep.value} ({dist.name} {dist.version})" if dist is not None else ep.value
@@ -160,6 +195,20 @@ class Registry:
         except ConfigError:
             return None
 
+    def words(self, connector: str, action: str) -> StatusWords:
+        """What ``agent status`` shows of ``connector``'s ``action``: from the distribution's advertisement when
+        there is one (no connector imported), else from the loaded class; empty for an unknown connector or
+        action (an uninstalled plugin's journaled actions are still listed, just without their words)."""
+        if connector in self._points and connector not in self._extra:
+            advertised = advertised_words(connector)
+            if advertised is not None:
+                words = advertised.get(action, {})
+                return StatusWords(**{key: str(words[key]) for key in _WORDS if key in words})
+        spec = self.spec(connector, action)
+        if spec is None:
+            return StatusWords()
+        return StatusWords(**status_words({action: spec}).get(action, {}))
+
     def all_specs(self) -> list[tuple[str, ActionSpec]]:
         """Every (connector, action spec) of the connectors that load (the daemon's blast-radius categories)."""
         out = []
@@ -179,7 +228,14 @@ def lifts(registry: Any, connector: str, action: str) -> bool:
 
 
 def _check_advertised(name: str, instance: Any) -> None:
-    """The distribution's advertisement and the class's own declaration must say the same."""
+    """The distribution's advertisements and the class's own declarations must say the same."""
+    advertised = advertised_words(name)
+    if advertised is not None:
+        declared = status_words(instance.actions)
+        if {a: dict(w) for a, w in advertised.items()} != declared:
+            raise ConfigError(f"connector {name!r}: its {CAPABILITIES_GROUP} entry point advertises "
+                              f"{dict(advertised)!r} but its actions declare {declared!r} — update the "
+                              "advertisement (the words `agent status` shows without loading the connector)")
     section = getattr(instance, "inventory_section", "hosts")
     for key, owner in advertised_defaults().items():
         if owner != name:

@@ -144,9 +144,8 @@ def _status(app: App, args: argparse.Namespace) -> int:
         active = view.contained()
         unfinished = view.unfinished()
         doubtful = view.in_doubt()
-        if active:  # only the connectors named by these rows are loaded, so an empty status imports none
-            from agent.registry import lifts  # lifting actions (unblock) are not "contained" state
-            active = [a for a in active if not lifts(app.registry, a.connector, a.action)]
+        if active:  # lifting actions (unblock) are never "contained" state; their connectors advertise which
+            active = [a for a in active if not app.registry.words(a.connector, a.action).lifts]
         active, permanent = _split_irreversible(active)
         checks = checks_in(view, [a.id for a in (*active, *doubtful)])
     finally:
@@ -168,8 +167,7 @@ def _status(app: App, args: argparse.Namespace) -> int:
     rows = []
     for a in active:
         live = _live(a)
-        spec = app.registry.spec(a.connector, a.action)
-        verb = spec.active_as if spec is not None and spec.active_as else a.action  # "isolated", "blocked"
+        verb = app.registry.words(a.connector, a.action).active_as or a.action  # "isolated", "blocked"
         if a.target_kind == "host":
             what = verb
         elif len(a.items) > 1:
@@ -180,8 +178,8 @@ def _status(app: App, args: argparse.Namespace) -> int:
         rows.append((a.target, what, a.incident_id, _when(a.updated_at, now), _verified(checks.get(a.id), now),
                      _timer(timer_of(a, now), now), _ttl(a.expires_at, now)))
     for a in permanent:
-        spec = app.registry.spec(a.connector, a.action)
-        why = f" ({spec.undo_description})" if spec is not None and spec.undo_description else ""
+        undo = app.registry.words(a.connector, a.action).undo_description
+        why = f" ({undo})" if undo else ""
         rows.append((a.target, f"{a.action} {a.subject}", a.incident_id, _when(a.updated_at, now), "", "",
                      f"permanent: cannot be undone{why}"))
     if rows:

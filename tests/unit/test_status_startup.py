@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 # connector libraries (paramiko, pywinrm, ldap3, netmiko are each 50-300 ms), the daemon's and the report's stacks.
 HEAVY = ("sqlalchemy", "alembic", "agent.store", "agent.batching", "agent.items", "agent.containments",
          "agent.engine", "agent.plan", "agent.lifecycle", "agent.journal", "agent.inventory", "agent.audit",
+         "connectors.ssh_linux", "connectors.winrm_windows", "connectors.active_directory", "connectors.firewall",
          "paramiko", "winrm", "ldap3", "netmiko", "fastapi", "starlette", "uvicorn", "apscheduler", "jinja2",
          "weasyprint", "asyncio", "agent.report")
 
@@ -52,7 +53,9 @@ def _config(tmp: Path, extra: str = "") -> Path:
 
 def _journal(db: Path) -> None:
     """One isolated host (verified, dead-man timer confirmed, TTL), one blocked address batch (two items, one
-    undone), one action in doubt and one interrupted — every section of the status table."""
+    undone), a disabled account with its (irreversible) password reset, an unblock (it lifts a block: never
+    contained itself), one action in doubt and one interrupted — every section of the status table, and
+    the words of every connector."""
     store = Store(f"sqlite:///{db}")
     now = utcnow()
     with store.session() as s:
@@ -72,7 +75,16 @@ def _journal(db: Path) -> None:
         stuck = Action(incident_id="INC-1", seq=4, runbook="isolate-host", step="isolate", target="web03",
                        subject="web03", address="127.0.1.23", connector="ssh_linux", action="isolate",
                        state="applying", owner="host:1")
-        s.add_all([iso, block, doubt, stuck])
+        disable = Action(incident_id="INC-1", seq=5, runbook="disable-account", step="disable", target="lab.test",
+                         subject="jdoe", target_kind="account", connector="active_directory",
+                         action="disable_account", state="done", changed=1)
+        reset = Action(incident_id="INC-1", seq=6, runbook="disable-account", step="reset", target="lab.test",
+                       subject="jdoe", target_kind="account", connector="active_directory", action="reset_password",
+                       state="done", changed=1, reversible=0)
+        lifted = Action(incident_id="INC-1", seq=7, runbook="unblock-ip", step="unblock", target="edge2",
+                        subject="198.51.100.4", target_kind="device", connector="firewall", action="unblock_ip",
+                        state="done", changed=1)  # lifts block_ip: never "contained" itself
+        s.add_all([iso, block, doubt, stuck, disable, reset, lifted])
         s.flush()
         s.add(ActionItem(action_id=iso.id, canonical="host:web01", requested="web01", state="done", changed=1))
         s.add(ActionItem(action_id=block.id, position=0, kind="address", canonical="net:203.0.113.7/32",
@@ -100,13 +112,16 @@ def test_status_with_containments_imports_nothing_heavy(tmp_path: Path, argv: tu
     assert proc.returncode == 0, proc.stderr
     if "--json" in argv:
         doc = json.loads(proc.stdout)
-        assert [a["target"] for a in doc["active"]] == ["web01", "edge1"]
+        assert [a["target"] for a in doc["active"]] == ["web01", "edge1", "lab.test"]
+        assert [a["action"] for a in doc["irreversible"]] == ["reset_password"]
         assert [i["requested"] for i in doc["active"][1]["items"]] == ["203.0.113.7"]
         assert [a["target"] for a in doc["in_doubt"]] == ["web02"]
         assert [a["target"] for a in doc["unfinished"]] == ["web03"]
         assert doc["active"][0]["timer"]["state"] == "cancelled"
     else:
         assert "isolated" in proc.stdout and "blocked 203.0.113.7" in proc.stdout, proc.stdout
+        assert "disabled jdoe" in proc.stdout and "permanent: cannot be undone (cannot" in proc.stdout
+        assert "edge2" not in proc.stdout
     loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert loaded == [], f"agent {' '.join(argv)} imported {sorted({m.split('.')[0] for m in loaded})}: {loaded}"
 
