@@ -87,7 +87,10 @@ def _ttl(expires_at: datetime | None, now: datetime) -> str:
         return "until released"
     if expires_at <= now:
         return color("OVERDUE — run `agent sweep`", "red")
-    return f"in {_span((expires_at - now).total_seconds())}, {_when(expires_at, now)}"
+    left = (expires_at - now).total_seconds()
+    # within a day "in 1h59m" already says which day, so the clock time goes without a date: the column stays
+    # narrow enough for the table to fit 120 columns at any hour (past 22:00 a 2 h TTL used to carry one)
+    return f"in {_span(left)}, {expires_at.strftime('%H:%MZ') if left < 86400 else _when(expires_at, now)}"
 
 
 def run_query(args: argparse.Namespace) -> int:

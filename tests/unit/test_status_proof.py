@@ -149,3 +149,13 @@ def test_the_console_shows_the_same_last_verification_as_status(env):
     shown = {c.target: c for c in contained_now(app)}
     assert shown["web1"].verified_ok is True and shown["web2"].verified_ok is False
     assert shown["web2"].last_verified is not None
+
+
+def test_ttl_within_a_day_shows_the_clock_time_without_a_date():
+    """A 2 h TTL set at 22:30 ends tomorrow at 00:30: "in 2h00m, 00:30Z" (the table must fit 120 columns at any
+    hour); a TTL more than a day away keeps its date."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 4, 22, 30, tzinfo=UTC)
+    assert query._ttl(now + timedelta(hours=2), now) == "in 2h00m, 00:30Z"
+    assert query._ttl(now + timedelta(days=2), now) == "in 2d0h, 2026-12-06 22:30Z"
