@@ -50,7 +50,8 @@ def test_prefilters_never_skip_a_match() -> None:
              "eyJhbGciOi.eyJzdWIiOi.sig", "AKIAABCDEFGHIJKLMNOP", "password=1", "x-api-key: k", " ", "\n", "ü",
              "plain", "Negotiate YIIabcdef", "NTLM TlRMTVNTUAAB", "Set-Cookie: s=1", "api_key='z'", "x",
              "Proxy-Authorization: x", "xtoken abcdefg", "tokenbearer  qwertyuiop", "-", "set-", ":", "=",
-             "X-Auth-Token: t", "api-", "key=v", "access_key: k", "monkey=1", "DEADMAN_TOKEN=$t", "'", '"']
+             "X-Auth-Token: t", "api-", "key=v", "access_key: k", "monkey=1", "DEADMAN_TOKEN=$t", "'", '"',
+             "-----BEGIN RSA PRIVATE KEY-----", "AUTHORIZATION: q", "author", "ization"]
     for _ in range(3000):
         text = "".join(rng.choice(words) for _ in range(rng.randint(1, 8)))
         expected = text
