@@ -121,7 +121,7 @@ def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     if a.survive_reboot:
         reboot.refuse_boot_unit(st, s)
     data: dict[str, Any] = {"tool": st.tool, "ruleset": st.ruleset, "containment_present": st.present,
-                            "token": deadman.new_token(),
+                            "token": deadman.new_token(), "firewall_managers": dict(st.managers),
                             # what release removes (each only while it still carries our mark), and what was there
                             "boot_unit": {"paths": [persist.BOOT_SCRIPT, persist.UNIT, persist.WANTS],
                                           "present_before": sorted(st.persist.found)}}
