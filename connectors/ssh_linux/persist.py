@@ -114,12 +114,14 @@ def expected(boot: str) -> dict[str, str]:
 
 def install_command(token: str, table_check: str) -> str:
     """Under the host's lock: unless another run's dead-man timer is live or the isolation is gone
-    (``table_check`` fails), write :data:`BOOT_SCRIPT` and :data:`UNIT` from stdin (``BOOT@@UNIT@@\\nUNIT``) and
-    enable the unit last (a half-written set is never enabled). Prints ``PERSIST=installed`` or
+    (``table_check`` fails), write :data:`BOOT_SCRIPT` and :data:`UNIT` from stdin (``BOOT@@UNIT@@\\nUNIT``):
+    disabled first, enabled last, so a half-written set is never enabled (a crash in between leaves the host
+    isolated now and open after a reboot, and the next contain writes it). Prints ``PERSIST=installed`` or
     ``PERSIST=skipped <why>``."""
     deadman.check_token(token)
     body = (deadman.LIVE + f'if [ -n "$p" ] && [ "$t" != {token} ]; then echo "PERSIST=skipped timer $t $o"; '
             f'exit 0; fi; if ! {{ {table_check}; }} >/dev/null 2>&1; then echo "PERSIST=skipped absent"; exit 0; fi; '
+            f'if [ -L {WANTS} ]; then priv rm -f {WANTS} || exit {PERSIST_EXIT}; fi; '
             f'[ -d {DIR} ] || priv mkdir -p {DIR} || exit {PERSIST_EXIT}; '
             f'printf "%s" "${{rs%%@@UNIT@@*}}" | priv tee {BOOT_SCRIPT} >/dev/null || exit {PERSIST_EXIT}; '
             f'printf "%s\\n" "${{rs#*@@UNIT@@?}}" | priv tee {UNIT} >/dev/null || exit {PERSIST_EXIT}; '

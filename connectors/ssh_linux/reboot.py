@@ -39,7 +39,7 @@ def _table_check(tool: str) -> str:
 
 
 def settle(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, details: dict[str, Any],
-                        warnings: list[str]) -> bool:
+           warnings: list[str]) -> bool:
     """After a confirmed isolation: make the boot unit match it — installed (``survive_reboot``) or absent.
     Returns True when something was written or removed."""
     if not a.survive_reboot:
@@ -65,6 +65,12 @@ def settle(s: SshSession, st: FirewallState, a: IsolateArgs, token: str, details
         return True
     why = (out.strip() or err.strip())[-300:]
     details["survives_reboot"] = {**record, "installed": "no", "why": why}
-    warnings.append(f"the isolation is in force but will NOT survive a reboot: installing {persist.UNIT} failed "
-                    f"(exit {rc}): {why}")
+    if rc == 0 and "PERSIST=skipped absent" in out:
+        warnings.append(f"{persist.UNIT_NAME} not written: the isolation was lifted (released) meanwhile")
+    elif rc == 0 and "PERSIST=skipped timer" in out:
+        warnings.append(f"{persist.UNIT_NAME} not written: another run's unconfirmed isolation is in flight "
+                        f"({why}); the next contain writes it")
+    else:
+        warnings.append(f"the isolation is in force but will NOT survive a reboot: installing {persist.UNIT} "
+                        f"failed (exit {rc}): {why}")
     return False

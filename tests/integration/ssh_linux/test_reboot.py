@@ -178,3 +178,18 @@ def test_a_timer_that_fires_removes_the_boot_unit_too(agent: Agent) -> None:
         assert wait_until(lambda: not agent.conn.verify(s, "isolate", wider).observed["present"], timeout=DELAY + 10)
     assert reboot_and_boot(lab, "victim") == []
     assert rows(lab, check("victim")) == open_("victim")
+
+
+def test_a_new_isolation_rewrites_the_boot_unit(agent: Agent) -> None:
+    """Re-isolating with other arguments (a wider management set) replaces what boot applies: after the reboot the
+    host is isolated as the newest containment says, not as the first one did."""
+    lab = agent.lab
+    wider = {"survive_reboot": True, "confirm_seconds": DELAY,
+             "management": [lab.management_address, lab.hosts["fw"].address]}
+    with agent.open("victim") as s:
+        agent.isolate(s, {"survive_reboot": True, "confirm_seconds": DELAY})
+        _, result, ver = agent.isolate(s, wider)
+    assert ver.in_effect and result.details["survives_reboot"]["installed"] == "now", result.details
+    reboot_and_boot(lab, "victim")
+    with agent.open("victim") as s:
+        assert agent.conn.verify(s, "isolate", wider).in_effect
