@@ -29,4 +29,7 @@ NAMES = (
     "isolate-before-confirm",  # ssh_linux: rules read back right, the timer not confirmed yet
     "isolate-after-confirm",   # ssh_linux: timer confirmed through a fresh connection, result not returned yet
     "batch-after-item:K",      # firewall dialects: the device accepted the K-th line of a batch (K = 1, 2, ...)
+    "ad-batch-sent:K",         # active_directory: the first K pipelined modifies of a batch (disable or its
+                               # undo) are written to the DC, no answer to them read yet
+    "ad-batch-answered:K",     # active_directory: the DC's answer to the K-th modify of a batch was read
 )

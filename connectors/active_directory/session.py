@@ -37,6 +37,31 @@ Entry = dict[str, Any]  # {"dn": str, "attributes": {name: [bytes, ...]}}
 PoolKey = tuple[str, int, bool, str, str, str, Secret]
 
 
+def _failpoint(name: str) -> None:
+    """The agent's crash-test hooks (agent.failpoints); absent when the connector runs without the agent."""
+    try:
+        from agent.failpoints import failpoint
+    except ImportError:  # pragma: no cover - the connector used as a library
+        return
+    failpoint(name)
+
+
+def _batch_failpoints() -> dict[str, Any]:
+    """Hooks that let a crash test stop a pipelined batch of modifies at item K (``ad-batch-sent:K``: the first
+    K modifies are written to the DC and none of their answers read; ``ad-batch-answered:K``: the answer to the
+    K-th was read, later ones may be in flight). Nothing when no such failpoint is armed (the usual case)."""
+    try:
+        from agent.failpoints import armed
+    except ImportError:  # pragma: no cover - the connector used as a library
+        return {}
+    names = [n for n in armed() if n.startswith(("ad-batch-sent:", "ad-batch-answered:"))]
+    if not names:
+        return {}
+    cuts = {int(n.split(":")[1]) for n in names if n.startswith("ad-batch-sent:") and n.split(":")[1].isdigit()}
+    return {"cuts": cuts, "on_sent": lambda n: _failpoint(f"ad-batch-sent:{n}"),
+            "on_answered": lambda n: _failpoint(f"ad-batch-answered:{n}")}
+
+
 class StrictTls(ldap3.Tls):  # type: ignore[misc]
     """ldap3 ``Tls`` (CERT_REQUIRED, our CA, valid_names) whose handshake OpenSSL checks against ``server_name``."""
 
@@ -285,7 +310,7 @@ class ADSession:
         ops = [(wire.encode_modify(dn, changes), b"") for dn, changes in requests]
         with self._mapped(what):
             self.modifies += len(ops)
-            replies = wire.exchange(self.conn, ops)
+            replies = wire.exchange(self.conn, ops, **_batch_failpoints())
         if any(r.code in (51, 52) for r in replies):
             self.broken = True
         return [r.result for r in replies]

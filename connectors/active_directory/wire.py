@@ -26,7 +26,7 @@ disconnection raises ``LDAPSessionTerminatedByServerError``. Result codes are re
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import ldap3
@@ -151,8 +151,16 @@ def _messages(conn: ldap3.Connection) -> Iterator[dict[str, Any]]:
 
 
 def exchange(conn: ldap3.Connection, requests: Sequence[tuple[bytes, bytes]],
-             window: int = WINDOW) -> list[Reply]:
-    """Send ``(protocolOp, controls)`` requests pipelined on ``conn``; return one Reply per request, in order."""
+             window: int = WINDOW, *, cuts: Collection[int] = (),
+             on_sent: Callable[[int], None] | None = None,
+             on_answered: Callable[[int], None] | None = None) -> list[Reply]:
+    """Send ``(protocolOp, controls)`` requests pipelined on ``conn``; return one Reply per request, in order.
+
+    Crash tests (the agent's failpoints) need to stop a batch at an exact item although requests leave in
+    bursts: ``cuts`` ends a burst once that many requests are written; ``on_sent(n)`` runs after each write
+    with the number written so far (before any answer to them is read), ``on_answered(n)`` after the answer
+    to the n-th request to complete was read. Without them the exchange is unchanged.
+    """
     replies: list[Reply] = [Reply() for _ in requests]
     by_id: dict[int, int] = {}
     sent = done = 0
@@ -161,8 +169,8 @@ def exchange(conn: ldap3.Connection, requests: Sequence[tuple[bytes, bytes]],
             raise lx.LDAPSocketOpenError("the connection is not open")
         while done < len(requests):
             if sent < len(requests) and sent - done < window:
-                burst = []
-                while sent < len(requests) and sent - done < window:
+                burst: list[bytes] = []
+                while sent < len(requests) and sent - done < window and not (burst and sent in cuts):
                     message_id = conn.server.next_message_id()
                     by_id[message_id] = sent
                     burst.append(frame(message_id, *requests[sent]))
@@ -171,6 +179,8 @@ def exchange(conn: ldap3.Connection, requests: Sequence[tuple[bytes, bytes]],
                     conn.socket.sendall(b"".join(burst))
                 except OSError as exc:
                     raise lx.LDAPSocketSendError(f"error sending data: {exc}") from exc
+                if on_sent is not None:
+                    on_sent(sent)
             for message in _messages(conn):
                 message_id = int(message["messageID"])
                 if message_id == 0 or message_id not in by_id:
@@ -188,6 +198,8 @@ def exchange(conn: ldap3.Connection, requests: Sequence[tuple[bytes, bytes]],
                         reply.controls = _controls(message["controls"])
                     del by_id[message_id]
                     done += 1
+                    if on_answered is not None:
+                        on_answered(done)
     return replies
 
 

@@ -160,6 +160,35 @@ class TestExchange:
         ops = [(wire.encode_modify(f"CN=u{i},DC=x", [(R, "description", ["v"])]), b"") for i in range(10)]
         assert len(wire.exchange(conn, ops, window=4)) == 10 and conn.bursts == 3
 
+    def test_cuts_stop_a_burst_at_an_exact_request_for_the_failpoints(self):
+        """A crash test stops the batch at item K: a burst ends once K requests are written, ``on_sent`` sees
+        K before any answer to them is read, ``on_answered`` counts answers; without cuts: one burst."""
+        events: list[tuple[str, int, int]] = []
+        conn = FakeConn(_modify_answers("in order"))
+        ops = [(wire.encode_modify(f"CN=u{i},DC=x", [(R, "description", ["v"])]), b"") for i in range(10)]
+        wire.exchange(conn, ops, cuts={3}, on_sent=lambda n: events.append(("sent", n, len(conn.answered))),
+                      on_answered=lambda n: events.append(("answered", n, 0)))
+        assert events[0] == ("sent", 3, 0) and ("sent", 10, 3) in events  # 3 written, none answered yet
+        assert [e[1] for e in events if e[0] == "answered"] == list(range(1, 11))
+        plain = FakeConn(_modify_answers("in order"))
+        wire.exchange(plain, ops)
+        assert plain.bursts == 1 and conn.bursts == 2
+
+    def test_session_arms_the_batch_failpoints_only_when_asked(self, monkeypatch):
+        """``AGENT_FAILPOINTS=ad-batch-sent:K`` reaches the exchange as a cut at K and hooks calling the
+        agent's failpoints (``ad-batch-sent:K``, ``ad-batch-answered:K``); unarmed, the exchange gets nothing."""
+        from connectors.active_directory import session
+        monkeypatch.delenv("AGENT_FAILPOINTS", raising=False)
+        assert session._batch_failpoints() == {}
+        monkeypatch.setenv("AGENT_FAILPOINTS", "ad-batch-sent:7:pause,after-apply")
+        hooks = session._batch_failpoints()
+        assert hooks["cuts"] == {7}
+        reached: list[str] = []
+        monkeypatch.setattr("agent.failpoints.failpoint", reached.append)
+        hooks["on_sent"](7)
+        hooks["on_answered"](2)
+        assert reached == ["ad-batch-sent:7", "ad-batch-answered:2"]
+
     def test_search_entries_references_and_result(self):
         """Entries (raw values), a continuation reference (skipped) and the result with a paged cookie."""
         cookie = _tlv(0x30, _tlv(0x02, b"\x00") + _tlv(0x04, b"next"))
