@@ -257,7 +257,7 @@ def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, 
             outcome = str(entry.get("outcome", ""))
             item.outcome = outcome
             if outcome in _OK_APPLY:
-                item.changed = 0 if outcome in _UNCHANGED else 1
+                item.changed = _changed(item, outcome not in _UNCHANGED)
             else:
                 item.state, item.changed = "failed", 0
                 item.error = str(entry.get("error") or outcome.replace("_", " "))
@@ -271,15 +271,21 @@ def _from_result(row: Action, items: Sequence[ActionItem], result: Mapping[str, 
             outcome = next((k for k, v in lists.items() if value in v), "")
             if outcome:
                 item.outcome = outcome
-                item.changed = 0 if outcome in _UNCHANGED else 1
+                item.changed = _changed(item, outcome not in _UNCHANGED)
             elif row.kind == "undo":
                 item.outcome, item.changed = "kept", 0
         return True
     changed = result.get("changed")
     for item in items:
         item.outcome = "changed" if changed else "unchanged"
-        item.changed = 1 if changed else 0
+        item.changed = _changed(item, bool(changed))
     return True
+
+
+def _changed(item: ActionItem, now: bool) -> int:
+    """1 once this action changed the item: an apply again from the action's own snapshot (a resolution after a
+    crash, a drift re-apply) that finds the change already there ("already disabled") must not make undo skip it."""
+    return 1 if now or item.changed == 1 else 0
 
 
 def _from_verification(row: Action, items: Sequence[ActionItem], ver: Mapping[str, Any]) -> None:

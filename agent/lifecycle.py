@@ -209,7 +209,10 @@ class ActionRunner:
         failpoint("before-apply")
         res = self._apply(job, session, snap)
         failpoint("after-apply")
-        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(), changed=int(res.changed),
+        # once this action changed the target it stays "changed": an apply again from its own snapshot (a
+        # resolution, a drift re-apply) that finds its change already there must not make undo skip it
+        changed = max(int(res.changed), row.changed or 0)
+        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(), changed=changed,
                                 attempts=job.attempts[0])
         failpoint("before-verify")
         ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
@@ -393,6 +396,49 @@ class ActionRunner:
             self.journal.transition(row, "failed", out.detail, error=str(exc), error_kind="config")
         except Exception as exc:  # noqa: BLE001 - a connector bug leaves the action in doubt, not lost
             out.outcome, out.detail = self._unresolved(job, exc, from_state)
+        finally:
+            sessions.close_all()
+        return out
+
+    def reapply(self, row: Action, entry: Any, why: str, *, args: Mapping[str, Any] | None = None,
+                snapshot: Mapping[str, Any] | None = None) -> Resolution:
+        """Drift: ``row`` is done but no longer (wholly) in effect. Apply it again *in place*, from its journaled
+        snapshot (``args``/``snapshot``: narrowed to the items still live), and verify.
+
+        Why never a new snapshot (or a new planned action): the target is partly changed by this very action — 49
+        of 50 accounts still disabled, 19 of 20 addresses still blocked — and a snapshot of that records them as
+        "already so", which every later undo then leaves alone. The same row keeps its TTL and its undo.
+        Nothing sent (target unreachable) → the row stays done and drifted; the target refused → the same,
+        with the refusal recorded; anything after sending → ``in_doubt`` (re-verified, then completed from the
+        same snapshot).
+        """
+        out = Resolution(row.id, row.target, row.action, row.kind, row.state, "pending", "")
+        if row.snapshot is None or row.kind != "apply" or row.state != "done":
+            out.outcome, out.detail = "skipped", f"not re-applied: {row.kind} in state {row.state}, no snapshot"
+            return out
+        target: Target = entry.target(row.address or None)
+        sessions = self.sessions()
+        job = _Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), sessions)
+        detail = f"re-applied after drift ({why}) from the journaled snapshot"
+        snap = Snapshot(dict(row.snapshot if snapshot is None else snapshot))
+        try:
+            session = self._retry(lambda: sessions.get(job.connector, target, entry), job)
+            self._apply_and_verify(job, session, snap, "applying", detail)
+            out.outcome, out.detail = "done", detail
+        except Interrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failure on one target never escapes it
+            message = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
+            if row.state == "done":  # the session could not be opened: nothing was sent
+                out.outcome, out.detail = "pending", f"not re-applied, target unreachable: {message}"
+            elif isinstance(exc, _REFUSALS) and row.state == "applying":
+                out.outcome, out.detail = "failed", f"re-apply refused by the target: {message}; still drifted"
+                self.journal.transition(row, "done", out.detail)
+            else:
+                result = ActionOutcome(subject=row.subject or "", step=row.step, target=row.target,
+                                       action=row.action, kind=row.kind, state="failed", action_id=row.id)
+                self._settle(job, exc, True, result)
+                out.outcome, out.detail = result.state, result.summary
         finally:
             sessions.close_all()
         return out

@@ -31,7 +31,8 @@ does nothing if it is already undone), so even a job re-created by the sweep can
 
 Periodic jobs (re-created at every start, in memory): ``reverify`` every ``daemon.reverify_interval`` verifies
 each active containment on its target — drift (someone removed it) is audited and, with
-``drift_policy: reapply``, applied again as a new journaled action (the drifted one is marked undone); ``sweep``
+``drift_policy: reapply``, applied again in place from the action's journaled snapshot — never a new one: the
+target is still partly changed by that action, see :meth:`agent.lifecycle.ActionRunner.reapply`; ``sweep``
 every ``daemon.sweep_interval`` creates missing TTL jobs (e.g. for ``agent contain --ttl`` run by hand) and
 expires overdue approvals.
 """
@@ -366,21 +367,18 @@ def _reverify_one(svc: IntakeService, row: Action) -> None:
 
 
 def _reapply(svc: IntakeService, row: Action, why: str) -> None:
-    from agent.errors import AgentError
-    from agent.replan import replan
-    try:
-        plan = replan(svc.app.planner(), row)
-    except AgentError as exc:
-        svc.audit.record("containment.reapply_refused", incident=row.incident_id, action_id=row.id, error=str(exc))
-        return
-    svc.engine.journal.mark_undone(row.id, f"drift detected ({why}); re-applied as a new action")
-    ttl = (row.expires_at - utcnow()) if row.expires_at else None
-    result = svc.runner.run(plan, row.incident_id, reason=f"re-applied after drift: {why}",
-                            ttl=ttl if ttl is None or ttl.total_seconds() > 1 else timedelta(seconds=1),
-                            approved_by=row.approved_by)
-    svc.audit.record("containment.reapplied", incident=row.incident_id, action_id=row.id, target=row.target,
-                     action=row.action, status=result.status,
-                     new_actions=[o.action_id for o in result.outcomes])
+    """Apply the drifted action again in place, from its journaled snapshot (:meth:`ActionRunner.reapply`)."""
+    from agent.batching import active_items
+    from agent.items import slice_for_undo
+    found = active_items(svc.store, action_ids=[row.id]).get(row.id)
+    args, snapshot = slice_for_undo(*found) if found is not None else (None, None)
+    out = svc.engine.runner.reapply(row, svc.app.planner().entry_for(row), why, args=args, snapshot=snapshot)
+    svc.engine.update_incident_status(row.incident_id)
+    if out.outcome == "in_doubt":
+        svc.scheduler.schedule_recheck(row.id, 1, utcnow() + svc.config.retry_interval)
+    svc.audit.record("containment.reapplied" if out.outcome == "done" else "containment.reapply_failed",
+                     incident=row.incident_id, action_id=row.id, target=row.target, action=row.action,
+                     outcome=out.outcome, detail=out.detail)
 
 
 def sweep() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from agent.lab.samba import SambaDC
 
-__all__ = ["HOURS", "UAC", "Account", "Writes", "accounts", "calibrate", "create_accounts"]
+__all__ = ["HOURS", "UAC", "Account", "Writes", "accounts", "calibrate", "create_accounts", "reset_accounts"]
 
 UAC = 0x00090008    # attributeID of userAccountControl (1.2.840.113556.1.4.8, [MS-ADA3])
 HOURS = 0x00090040  # attributeID of logonHours (1.2.840.113556.1.4.64, [MS-ADA1] "Logon-Hours")
@@ -124,3 +124,16 @@ def calibrate(dc: SambaDC, prefix: str) -> Writes:
         hours_change[own] = mid.version(HOURS) - before.version(HOURS)
         hours_both[own] = end.version(HOURS) - before.version(HOURS)
     return Writes(uac_change, uac_both, hours_change, hours_both)
+
+
+def reset_accounts(dc: SambaDC, prefix: str, baseline: dict[str, tuple[int, bytes | None]]) -> None:
+    """Put back, as Administrator, any account not at its baseline (userAccountControl, logonHours): the cases
+    of a module share one set of accounts, and a failed case must not decide the next one."""
+    import ldap3
+
+    conn = dc.admin_connection()
+    for name, account in accounts(dc, prefix).items():
+        uac, hours = baseline[name]
+        if (account.uac, account.hours) != (uac, hours):
+            conn.modify(dc.dn_of(name), {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(uac)])],
+                                         "logonHours": [(ldap3.MODIFY_REPLACE, [hours] if hours else [])]})

@@ -13,15 +13,15 @@ then proves on the DC itself — not from the journal:
   exactly twice in all (the change and its undo), and says so truthfully (exit 0 only when all are restored;
   exit 4 while the DC is down).
 
-One DC and one configuration per mode (with its warm server) serve every case; each case uses 50 fresh accounts.
+One DC, one set of 50 accounts and one configuration per mode (with its warm server) serve every case.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -33,13 +33,21 @@ from agent.lab import Lab
 from agent.lab.ad import DC_ADDRESS
 from agent.lab.samba import SambaDC
 from agent.lab.topology import namespace_name
-from tests.integration.engine.ad_state import HOURS, UAC, Account, Writes, accounts, calibrate, create_accounts
+from tests.integration.engine.ad_state import (
+    HOURS,
+    UAC,
+    Account,
+    Writes,
+    accounts,
+    calibrate,
+    create_accounts,
+    reset_accounts,
+)
 from tests.integration.engine.runs import Runner, private_config, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.samba]
 
 N = 50
-_cases = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +81,25 @@ def runner(request: pytest.FixtureRequest, lab: Lab, dc: SambaDC,
         yield run
 
 
+@pytest.fixture(scope="module")
+def pool(dc: SambaDC, writes: Writes) -> tuple[str, list[str], dict[str, tuple[int, bytes | None]]]:
+    """50 accounts for every case of the module (each case leaves them as it found them — that is what it
+    checks — and the next case starts by putting back any that a failed case did not)."""
+    prefix = "cmp"
+    names = [f"{prefix}u{i:02d}" for i in range(N)]
+    create_accounts(dc, names)
+    return prefix, names, {n: (a.uac, a.hours) for n, a in accounts(dc, prefix).items()}
+
+
 @pytest.fixture
-def batch(runner: Runner, dc: SambaDC, writes: Writes) -> Iterator[tuple[Runner, SambaDC, str, list[str]]]:
-    """An empty journal, the DC running, and 50 fresh enabled accounts (prefix ``cmNNN``)."""
+def batch(runner: Runner, dc: SambaDC, pool: tuple[str, list[str], dict[str, tuple[int, bytes | None]]]
+          ) -> Iterator[tuple[Runner, SambaDC, str, list[str]]]:
+    """An empty journal, the DC running, and the 50 accounts at their baseline."""
     for path in runner.cfg.parent.glob("agent.db*"):
         path.unlink()
     dc.start()
-    prefix = f"cm{runner.mode[0]}{next(_cases):03d}"
-    names = [f"{prefix}u{i:02d}" for i in range(N)]
-    create_accounts(dc, names)
+    prefix, names, baseline = pool
+    reset_accounts(dc, prefix, baseline)
     yield runner, dc, prefix, names
 
 
@@ -141,9 +159,12 @@ def journal_is_dc(run: Runner, dc: SambaDC, writes: Writes, prefix: str, before:
 
 
 def restored(run: Runner, dc: SambaDC, writes: Writes, prefix: str, before: dict[str, Account], case: str,
-             changed: tuple[set[str], set[str]]) -> None:
+             changed: tuple[set[str], set[str]], *, kill: str = "") -> None:
     """`enable-account` of all 50 says done (exit 0), and the DC has every account's exact pre-state back:
-    each attribute the run changed written once more (its undo), nothing else written."""
+    each attribute the run changed written once more (its undo), nothing else written. ``kill``: a failpoint
+    where a first enable-account is SIGKILLed (the second one finishes that undo once)."""
+    if kill:
+        killed(run, ["enable-account", *before, "--yes"], kill)
     res = run("enable-account", *before, "--yes", timeout=120)
     assert res.returncode == 0, f"{case}: {res.returncode} {res.stdout[-3000:]}{res.stderr[-2000:]}"
     now = accounts(dc, prefix)
@@ -168,7 +189,8 @@ BATCH_POINTS = [pytest.param("cold", "ad-batch-sent:1", id="cold-ad-batch-sent:1
 @pytest.mark.parametrize(("runner", "point"), BATCH_POINTS, indirect=["runner"])
 def test_disable_killed_at_item(batch: tuple[Runner, SambaDC, str, list[str]], writes: Writes, point: str) -> None:
     """SIGKILL inside the pipelined batch; the next start (``sweep``) settles it from the journaled snapshot:
-    the whole batch disabled, each account once; enable-account restores every account exactly."""
+    the whole batch disabled, each account once. Then SIGKILL inside the undo's batch after 20 restores were
+    sent; the next enable-account finishes it, and every account is exactly as before, each restored once."""
     run, dc, prefix, names = batch
     before = accounts(dc, prefix)
     killed(run, disable(names), point)
@@ -180,18 +202,7 @@ def test_disable_killed_at_item(batch: tuple[Runner, SambaDC, str, list[str]], w
     assert res.returncode == 0, f"{point}: {res.stdout}{res.stderr}"
     changed = journal_is_dc(run, dc, writes, prefix, before, point)
     assert changed[0] == set(names), f"{point}: the batch was not completed: {set(names) - changed[0]}"
-    restored(run, dc, writes, prefix, before, point, changed)
-
-
-def test_enable_killed_at_item(batch: tuple[Runner, SambaDC, str, list[str]], writes: Writes) -> None:
-    """SIGKILL inside the undo's batch after 20 restores were sent; the next enable-account finishes it once."""
-    run, dc, prefix, names = batch
-    before = accounts(dc, prefix)
-    res = run(*disable(names), timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    changed = journal_is_dc(run, dc, writes, prefix, before, "enable@20")
-    killed(run, ["enable-account", *names, "--yes"], "ad-batch-sent:20")
-    restored(run, dc, writes, prefix, before, "enable@20", changed)
+    restored(run, dc, writes, prefix, before, point, changed, kill="ad-batch-sent:20")
 
 
 def stop_dc_at(dc: SambaDC, count: Any) -> threading.Thread:
@@ -265,3 +276,43 @@ def test_disable_killed_at_a_random_moment(batch: tuple[Runner, SambaDC, str, li
     changed = journal_is_dc(run, dc, writes, prefix, before, case)
     assert changed == (set(names), set(names)), f"{case}: not finished: {changed}"
     restored(run, dc, writes, prefix, before, case, changed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["cold"], indirect=True)
+def test_drift_reapply_keeps_the_recorded_state(batch: tuple[Runner, SambaDC, str, list[str]]) -> None:
+    """The daemon re-verifies a 10-account disable, finds one account re-enabled behind its back and applies the
+    batch again (drift_policy: reapply, the default). Before: the re-apply of a batch was refused every second
+    ("give either 'account' or 'accounts'"), the drift never repaired. And it must not take a new snapshot: the
+    other 9 are disabled — by this very action — and a snapshot of them would make every later undo leave them
+    disabled. enable-account of all 10 afterwards restores each account exactly and says so."""
+    run, dc, prefix, names = batch
+    names = names[:10]  # the re-verification reads every action of the run each second: keep it short
+    before = {n: a for n, a in accounts(dc, prefix).items() if n in names}
+    res = run(*disable(names), timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    import ldap3
+    dc.admin_connection().modify(dc.dn_of(names[5]), {  # someone re-enables one account
+        "userAccountControl": [(ldap3.MODIFY_REPLACE, [str(before[names[5]].uac)])]})
+    cfg = run.cfg.parent / "agent-daemon.yaml"
+    cfg.write_text(run.cfg.read_text() + "daemon:\n  listen: 127.0.0.1:0\n  reverify_interval: 1s\n")
+    log = run.cfg.parent / "daemon.log"
+    with open(log, "a") as out:
+        daemon = subprocess.Popen(run.argv("daemon", "-c", str(cfg)), env=run.env({"AGENT_CONFIG": str(cfg)}),
+                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: names[5] in disabled_on(dc, prefix) or daemon.poll() is not None, timeout=60,
+                   what="the daemon to re-apply the drifted account")
+        assert daemon.poll() is None, log.read_text()[-3000:]
+        wait_until(lambda: not run.status()["unfinished"], timeout=30, what="the re-apply to finish")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+    res = run("enable-account", *names, "--yes", timeout=120)
+    now = accounts(dc, prefix)
+    assert not disabled_on(dc, prefix) - set(names)
+    wrong = {n: (hex(b.uac), b.hours, hex(now[n].uac), now[n].hours) for n, b in before.items()
+             if (now[n].uac, now[n].hours) != (b.uac, b.hours)}
+    assert not wrong, (f"not restored after a drift re-apply ({len(wrong)} accounts; exit {res.returncode}): "
+                       f"{dict(list(wrong.items())[:5])}\n{res.stdout[-2000:]}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
