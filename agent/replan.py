@@ -16,7 +16,7 @@ from agent.store import Action
 __all__ = ["replan"]
 
 _KIND = {"host": "host", "account": "account", "device": "address"}
-_RESOLVED = ("account", "addresses", "protected")  # filled in by the planner from the subject, not step args
+_RESOLVED = ("account", "accounts", "addresses", "protected")  # filled in by the planner from the subjects
 
 
 def replan(planner: Planner, row: Action) -> Plan:

@@ -75,6 +75,12 @@ class FakeDirectory(ConnectorBase):
     def identify(self, session, names):
         return [{"objectGUID": self.d.guids[k]} if (k := self.d.find(n)) else None for n in names]
 
+    def validate(self, target, action, args):
+        super().validate(target, action, args)
+        if "account" in args and "accounts" in args:  # as the real one refuses it (connector.py, _check)
+            from connectors.errors import InvalidInput
+            raise InvalidInput("give either 'account' or 'accounts', not both")
+
     def hooks(self) -> Mapping[str, ActionHooks]:
         def preview(*a: Any) -> list[str]:
             return ["fake"]
@@ -281,8 +287,10 @@ def test_one_account_named_twice_is_planned_once(env):
 
 
 def test_replan_of_a_batch_covers_every_item(env):
-    """The daemon's retry and drift re-apply rebuild a journaled action: a batch comes back whole (it used to
-    come back as its label, 'alice, bob', taken for one account name)."""
+    """The daemon's retry rebuilds a journaled action: a batch comes back whole (it used to come back as its
+    label, 'alice, bob', taken for one account name) and is valid for the directory (it used to carry the
+    journaled ``accounts`` beside each subject's ``account``, which the AD connector refuses: every retry of a
+    transiently failed batch was refused)."""
     from agent.replan import replan
     app, _d = env
     run(app, "disable-account", ["alice", "bob"])
