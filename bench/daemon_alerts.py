@@ -47,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,38 +56,9 @@ sys.path.insert(0, str(REPO))
 
 SECRET = "bench-wazuh-secret"
 
-
-@dataclass(frozen=True)
-class Tree:
-    """A checkout whose daemon is measured: its runbooks, how its intake wants alerts signed, its import path."""
-
-    root: Path
-    label: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def runbooks(self) -> Path:
-        shipped = self.root / "agent" / "data" / "runbooks"  # package data since 21aee5c; runbooks/ before
-        return shipped if shipped.is_dir() else self.root / "runbooks"
-
-    @property
-    def stamped(self) -> bool:
-        """Replay protection (signed timestamp + nonce) exists in this checkout; older ones sign the body only."""
-        auth = self.root / "agent" / "intake" / "auth.py"
-        return auth.is_file() and "x-agent-timestamp" in auth.read_text().lower()
-
-
-def this_tree() -> Tree:
-    return Tree(REPO, "new")
-
-
-def baseline_tree(root: Path) -> Tree:
-    """Another checkout run by this checkout's interpreter: its sources first on the import path (the
-    daemon's front and warm server are started with ``sys.executable -m`` and inherit it)."""
-    root = root.resolve()
-    if not (root / "agent" / "daemon.py").is_file():
-        raise SystemExit(f"--baseline {root}: not a checkout of this repository (no agent/daemon.py)")
-    return Tree(root, "old", {"PYTHONPATH": str(root)})
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import Tree, baseline_tree, this_tree  # noqa: E402 - bench/ is not a package
+from cpu_meter import CpuMeter  # noqa: E402
 
 
 def free_port() -> int:
@@ -162,67 +132,6 @@ async def load(port: int, requests: list[bytes], concurrency: int) -> tuple[floa
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
-
-
-def _ticks(path: str) -> float:
-    fields = Path(path).read_text()
-    fields = fields[fields.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def process_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of ``pid`` (the core) and its living descendants by role: the HTTP front, the warm CLI server."""
-    out = {"core": _ticks(f"/proc/{pid}/stat")}
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{parent}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            for kid in kids:
-                try:
-                    cmdline = Path(f"/proc/{kid}/cmdline").read_bytes()
-                    role = ("front" if b"agent.intake.front" in cmdline else
-                            "warm" if b"agent.warm" in cmdline else "other")
-                    out[role] = out.get(role, 0.0) + _ticks(f"/proc/{kid}/stat")
-                except OSError:
-                    continue
-                todo.append(kid)
-    return out
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(values[:8]) / os.sysconf("SC_CLK_TCK")
-    return total - (values[3] + values[4]) / os.sysconf("SC_CLK_TCK"), total
-
-
-class CpuMeter:
-    """CPU used by the generator (this process), the daemon (by process) and everything else, between start() and
-    stop()."""
-
-    def __init__(self, daemon_pid: int) -> None:
-        self.pid = daemon_pid
-
-    def _sample(self) -> tuple[float, dict[str, float], float]:
-        return sum(os.times()[:2]), process_cpu(self.pid), machine_cpu()[0]
-
-    def start(self) -> None:
-        self._start = self._sample()
-
-    def stop(self) -> dict[str, float]:
-        (me0, procs0, busy0), (me1, procs1, busy1) = self._start, self._sample()
-        parts = {role: procs1.get(role, 0.0) - procs0.get(role, 0.0) for role in procs1}
-        daemon = sum(parts.values())
-        return {"generator": me1 - me0, "daemon": daemon, "others": max(0.0, busy1 - busy0 - (me1 - me0) - daemon),
-                **{f"daemon.{role}": v for role, v in parts.items()}}
 
 
 def wait_decided(engine: Any, posted_s: float, deadline: float) -> float:
