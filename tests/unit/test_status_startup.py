@@ -106,6 +106,9 @@ def _run(config: Path, tmp: Path, *argv: str) -> tuple[subprocess.CompletedProce
 
 @pytest.mark.parametrize("argv", [("status",), ("status", "--json")])
 def test_status_with_containments_imports_nothing_heavy(tmp_path: Path, argv: tuple[str, ...]) -> None:
+    from agent.registry import advertised_words
+    assert advertised_words("ssh_linux") is not None, (
+        "no agent.capabilities entry points installed: pip install -e '.[dev]' (pyproject.toml gained them)")
     config = _config(tmp_path)
     _journal(tmp_path / "agent.db")
     proc, modules = _run(config, tmp_path, *argv)
