@@ -74,6 +74,7 @@ class CiscoAsa(Dialect):
     option_names: ClassVar[tuple[str, ...]] = ("acl", "acl_out")
     required_options: ClassVar[tuple[str, ...]] = ("acl",)
     outbound_option = "acl_out"
+    session_lines_independent = True
     config_prompt = r"#\s*$"
 
     @property
@@ -193,9 +194,11 @@ class CiscoAsa(Dialect):
         m = re.search(r"(\d+) connection\(s\) deleted", out)
         return int(m.group(1)) if m else None
 
-    def _sessions_left(self, net: Network) -> int | None:
-        out = self._show(f"show conn address {self._conn_range(net)}")
-        return sum(1 for ln in out.splitlines() if re.match(r"^\s*(TCP|UDP|ICMP|SCTP|GRE)\s", ln))
+    def _session_count_lines(self, net: Network) -> list[str]:
+        return [f"show conn address {self._conn_range(net)}"]
+
+    def _session_count(self, answers: list[str]) -> int:
+        return sum(1 for ln in answers[0].splitlines() if re.match(r"^\s*(TCP|UDP|ICMP|SCTP|GRE)\s", ln))
 
 
 class CiscoIos(CiscoAsa):
@@ -224,8 +227,12 @@ class CiscoIos(CiscoAsa):
         """An IOS extended ACL is stateless: every packet of an established flow meets the deny."""
         return []
 
-    def _sessions_left(self, net: Network) -> int | None:
-        return None
+    def _session_count_lines(self, net: Network) -> list[str]:
+        return []   # stateless ACL: no session table to read
+
+    @property
+    def has_session_table(self) -> bool:
+        return False
 
     def _offline_facts(self) -> dict[str, Any]:
         return {} if self.options.get("acl") else {"acl_exists": False}  # interface mode creates its ACL

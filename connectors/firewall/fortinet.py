@@ -127,24 +127,17 @@ class Fortinet(Dialect):
             batch.append(line)
             if i + 1 < len(lines) and lines[i + 1] != self._CLEAR:
                 continue   # keep typing ahead until the next line would be a clear (or the end)
-            answers = self._guard(self._exchange_shown, batch)
+            answers = self._guard(self._show_many, batch)
             for text, out in zip(batch, answers, strict=True):
                 err = self._error_in(text, out)
                 if err is not None:
                     net = next((n for n in nets if self._span(n) in text), None)
-                    self._guard(self._exchange_shown, [self._FCLEAR])
+                    self._guard(self._show_many, [self._FCLEAR])
                     return sent, [(f"established sessions{' of ' + to_text(net) if net else ''} NOT cleared: "
                                    f"{text!r} was refused ({err.message[:200]}); they end when idle or by hand")]
                 sent.append(text)
             batch = []
         return sent, []
-
-    def _exchange_shown(self, lines: list[str]) -> list[str]:
-        """Exec-mode lines typed ahead in one write; each answer ends where the next echo starts."""
-        self.sent.extend(lines)
-        self.reads.extend(lines)
-        prompt = rf"{re.escape(self.conn.base_prompt)}[^\n]*[>#$\]]\s*$"
-        return [a.rsplit("\n", 1)[0] if "\n" in a else "" for a in self._exchange(lines, prompt)]
 
     def sessions_left(self, nets: Sequence[Network]) -> dict[str, int]:
         """Reset, filter, list — per address and side — all read-only, so typed ahead for up to 20 addresses per
@@ -155,12 +148,12 @@ class Fortinet(Dialect):
             group = nets[start:start + 20]
             lines = [line for net in group for side in ("src", "dst") for line in (
                 self._FCLEAR, f"diagnose sys session filter {side} {self._span(net)}", "diagnose sys session list")]
-            answers = self._guard(self._exchange_shown, lines)
+            answers = self._guard(self._show_many, lines)
             for i, net in enumerate(group):
                 counts = [re.search(r"total session (\d+)", answers[6 * i + k]) for k in (2, 5)]
                 out[to_text(net)] = sum(int(m.group(1)) for m in counts if m)
         if nets:
-            self._guard(self._exchange_shown, [self._FCLEAR])
+            self._guard(self._show_many, [self._FCLEAR])
         return out
 
     def _sessions_left(self, net: Network) -> int | None:

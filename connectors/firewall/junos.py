@@ -57,6 +57,7 @@ class JuniperJunos(Dialect):
     required_options = ("filter",)
     outbound_option = "filter_out"
     busy_re = re.compile(r"configuration database (?:locked|modified)")
+    session_lines_independent = True
 
     def _enter(self) -> None:
         """``configure private`` (see the module docstring); Busy when Junos refuses it for someone else."""
@@ -170,13 +171,11 @@ class JuniperJunos(Dialect):
         m = re.search(r"(\d+) sessions? cleared", out)
         return int(m.group(1)) if m else None
 
-    def _sessions_left(self, net: Network) -> int | None:
-        total = 0
-        for side in ("source", "destination"):
-            out = self._show(f"show security flow session {side}-prefix {net} summary")
-            m = re.search(r"Total sessions: (\d+)", out)
-            total += int(m.group(1)) if m else 0
-        return total
+    def _session_count_lines(self, net: Network) -> list[str]:
+        return [f"show security flow session {side}-prefix {net} summary" for side in ("source", "destination")]
+
+    def _session_count(self, answers: list[str]) -> int:
+        return sum(int(m.group(1)) for m in (re.search(r"Total sessions: (\d+)", a) for a in answers) if m)
 
     def _add_steps(self, todo: list[Network], state: DeviceState) -> list[Step]:
         return [Step(f"set policy-options prefix-list {GROUP} {n}") for n in todo]

@@ -42,6 +42,7 @@ class PaloAltoPanos(Dialect):
     option_names = ("from_zone", "admin")
     busy_re = re.compile(r"(?i)locked by")
     blocks_outbound = True
+    session_lines_independent = True
 
     @property
     def _admin(self) -> str:
@@ -93,13 +94,11 @@ class PaloAltoPanos(Dialect):
         m = re.search(r"Number of sessions that match filter: (\d+)", out)
         return int(m.group(1)) if m else None
 
-    def _sessions_left(self, net: Network) -> int | None:
-        total = 0
-        for side in ("source", "destination"):
-            out = self._show(f"show session all filter {side} {to_text(net)} count yes")
-            m = re.search(r"match filter: (\d+)", out)
-            total += int(m.group(1)) if m else 0
-        return total
+    def _session_count_lines(self, net: Network) -> list[str]:
+        return [f"show session all filter {side} {to_text(net)} count yes" for side in ("source", "destination")]
+
+    def _session_count(self, answers: list[str]) -> int:
+        return sum(int(m.group(1)) for m in (re.search(r"match filter: (\d+)", a) for a in answers) if m)
 
     def _scaffold_steps(self, state: DeviceState) -> list[Step]:
         steps: list[Step] = []

@@ -92,3 +92,22 @@ def test_fortigate_typed_ahead_never_clears_after_a_refused_filter(sim_factory, 
     left = sorted((f[1], f[3]) for f in dev.sim.state.sessions.flows)
     assert left == sorted([(INSIDE, "45.34.0.77"), (BYSTANDER, INSIDE)]), left
     assert any("NOT cleared" in w and "45.34.0.0" in w for w in result.warnings), result.warnings
+
+
+@pytest.mark.parametrize("device_type", ["cisco_asa", "paloalto_panos", "juniper_junos"])
+def test_self_contained_clears_are_typed_ahead_and_a_refusal_stays_local(device_type: str, sim_factory, tmp_path,
+                                                                         host_key) -> None:
+    """ASA/PAN-OS/Junos session lines are complete commands, sent 40 per round trip: the device refusing the
+    first address's line leaves that address's flows (and says so); the next address's flows are still cleared
+    and nobody else's are touched."""
+    from tests.integration.firewall.conftest import make_device
+    dev = make_device(sim_factory(device_type), device_type, tmp_path, host_key)
+    _seed(dev)
+    first = {"cisco_asa": r"^clear conn address 45\.33\.7\.9$", "paloalto_panos": r"^clear session .* 45\.33\.7\.9$",
+             "juniper_junos": r"^clear security flow session \S+ 45\.33\.7\.9/32$"}[device_type]
+    dev.sim.inject(first, "reject", nth=0)
+    _, result, check = dev.run("block_ip", {"addresses": [A, NET]})
+    left = sorted((f[1], f[3]) for f in dev.sim.state.sessions.flows)
+    assert left == sorted([(A, INSIDE), (INSIDE, A), (BYSTANDER, INSIDE)]), left
+    assert any("NOT cleared" in w and A in w for w in result.warnings), result.warnings
+    assert not check.in_effect and check.observed["sessions_left"] == {A: 2}
