@@ -127,9 +127,17 @@ class Journal:
         row.state, row.updated_at = to_state, now
         for key, value in changes.items():
             setattr(row, key, value)
+        self.record_transition(row, from_state, to_state, detail, changes, items)
+        self._notify(row, from_state, to_state, detail)
+        return row
+
+    def record_transition(self, row: Action, from_state: str, to_state: str, detail: str,
+                          changes: dict[str, Any], items: list[dict[str, Any]], **extra: Any) -> None:
+        """The audit records of one transition (also written by the engine for an action a site worker settled:
+        the worker's own audit log has every step, this process's log the outcome, from the journal)."""
         fields: dict[str, Any] = {"incident": row.incident_id, "action_id": row.id, "target": row.target,
                                   "connector": row.connector, "action": row.action, "kind": row.kind,
-                                  "from_state": from_state, "to_state": to_state, "detail": detail}
+                                  "from_state": from_state, "to_state": to_state, "detail": detail, **extra}
         for key in ("result", "verification", "error", "error_kind", "changed", "attempts"):
             if key in changes:
                 fields[key] = changes[key]
@@ -148,8 +156,6 @@ class Journal:
         elif to_state == "failed":
             self.audit.record("action.failed", incident=row.incident_id, action_id=row.id, target=row.target,
                               action=row.action, kind=row.kind, error=row.error, error_kind=row.error_kind)
-        self._notify(row, from_state, to_state, detail)
-        return row
 
     def claim(self, row: Action) -> bool:
         """Take over ``row`` for resolution: compare-and-swap on (state, owner), so only one process wins."""

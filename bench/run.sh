@@ -9,7 +9,7 @@ if [ ! -x var/bench/ansible/bin/ansible ]; then
   python3 -m venv var/bench/ansible && var/bench/ansible/bin/pip install -q 'ansible-core>=2.17,<2.18' >/dev/null 2>&1 \
     || echo "bench: could not install ansible-core (the start-up bench runs without its yardstick)"
 fi
-for b in bench/cli_startup.py bench/contain_vs_ssh.py bench/firewall_batch.py bench/ad_disable.py bench/cli_batch.py bench/audit_throughput.py bench/front_link.py bench/daemon_alerts.py bench/alert_path.py; do
+for b in bench/cli_startup.py bench/contain_vs_ssh.py bench/firewall_batch.py bench/ad_disable.py bench/cli_batch.py bench/audit_throughput.py bench/front_link.py bench/daemon_alerts.py bench/alert_path.py bench/fanout_vs_ssh.py bench/scaleout_sites.py; do
   [ -f "$b" ] || continue
   printf '\n\033[1m== %s\033[0m\n' "$b"
   args=()

@@ -61,6 +61,6 @@ def make_celery(cfg: WorkersConfig, *, name: str = "containment-agent") -> Any:
 def send_action(app: Any, site: str, action_id: str, args: dict[str, Any]) -> None:
     """Queue one journaled action for ``site``'s workers (durable queue, persistent message, confirmed)."""
     queue = queue_for(site)
-    # a broker restart takes seconds: keep trying for about a minute before the caller gives the action up
+    # kombu retries a few times within the call; the caller (agent/workers/dispatch.py) retries for longer
     app.send_task(RUN_ACTION, args=[action_id, args], queue=queue, routing_key=queue, retry=True,
-                  retry_policy={"max_retries": 40, "interval_start": 0, "interval_step": 0.5, "interval_max": 2})
+                  retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1})

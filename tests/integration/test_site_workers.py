@@ -212,6 +212,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def audit_records(directory: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for p in sorted(directory.glob("*.jsonl"))
+            for line in p.read_text().splitlines() if line.strip()]
+
+
 def owner_pid(owner: str) -> int:
     return int(owner.split(":")[1])
 
@@ -232,6 +237,8 @@ def assert_exactly_once(d: Deployment) -> list[Action]:
 
 def contain_result(proc: subprocess.Popen[str], timeout: float = 240) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0 and os.environ.get("SITE_WORKERS_DEBUG"):
+        Path(os.environ["SITE_WORKERS_DEBUG"]).write_text(out + "\n----\n" + err)
     assert proc.returncode == 0, (proc.returncode, out[-3000:], err[-3000:])
     data: dict[str, Any] = json.loads(out)
     return data
@@ -251,6 +258,18 @@ def test_actions_route_to_their_site_workers(deploy: Deployment):
     for row in acts:
         assert row.site == SITE_OF[row.target]
         assert owner_pid(row.owner) == workers[row.site].pid, (row.target, row.owner)
+    # the central's own audit log records each outcome (read from the journal, naming the worker), so the
+    # counsel report and the export built from it show the routed actions; every log verifies on its own
+    done = [r for r in audit_records(d.root / "central" / "audit") if r["event"] == "action.done"
+            and r["action"] == "isolate"]
+    assert sorted(r["target"] for r in done) == FLEET
+    settled = {r["action_id"]: r for r in audit_records(d.root / "central" / "audit")
+               if r["event"] == "action.transition" and r.get("worker")}
+    assert {settled[row.id]["worker"] for row in acts} == {row.owner for row in acts}
+    for name in ("central", "site1-a", "site2-a"):
+        res = subprocess.run([AGENT, "audit", "verify", "--dir", str(d.root / name / "audit")],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, (name, res.stdout[-1500:], res.stderr[-1500:])
     # and back: release goes the same way (undo from the journaled snapshot, on the site's worker)
     res = d.agent("release", "--tag", "fleet", "--yes", "--count", str(len(FLEET)), "--json")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

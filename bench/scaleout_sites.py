@@ -1,0 +1,277 @@
+"""Issue 19 acceptance as a bench: N hosts over K sites, W workers per site, one worker of each site SIGKILLed
+mid-run; plus the per-action latency the queue and PostgreSQL add, measured against the single-machine path.
+
+    python bench/scaleout_sites.py [--hosts 100] [--sites 3] [--workers 2] [--no-kill] [--sample 10]
+
+Everything is real and private: ``agent lab up --hosts N --sites K`` (each site reachable only from its worker
+host), PostgreSQL and RabbitMQ on the lab's management host, ``agent worker`` processes on the worker hosts, the
+central ``agent contain --tag fleet`` on mgmt with no credentials for the fleet.
+
+1. **Overhead** (issue target: ≤ 50 ms p50, ≤ 200 ms p99 added per action): ``--sample`` site1 hosts contained one
+   command at a time, (a) by the single-machine path (the agent on wk1, SQLite journal) and (b) routed (central on
+   mgmt, PostgreSQL journal, RabbitMQ, one worker on wk1); per action the journal's intent → done time, so CLI
+   start-up is not counted. (b) adds publish, delivery, claim and PostgreSQL commits; the central sees the result
+   within one poll tick more (agent/workers/dispatch.py).
+2. **Outbreak**: all N hosts contained by one command while the first worker of every site dies by SIGKILL right
+   after its first apply (failpoint ``after-apply``); checks every host isolated exactly once (one ``applying``
+   transition per action, the hosts' rulesets == the journal), then one release restores all. Prints the wall
+   times and the throughput (for information: workers, brokers and sshds share the machine's cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
+
+from agent.lab import Lab, labconfig  # noqa: E402
+from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host  # noqa: E402
+from agent.store import Action, Transition  # noqa: E402
+from tests.integration.pg_server import private_postgres_server  # noqa: E402
+from tests.integration.rabbit_server import private_rabbitmq  # noqa: E402
+from tests.slots import claim  # noqa: E402
+
+AGENT = str(REPO / ".venv" / "bin" / "agent")
+
+
+def write_config(lab: Lab, folder: Path, fleet: list[str], *, database: str, broker: str | None,
+                 sites: list[str], central: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    inv = labconfig.inventory(lab.state_dir, None, fleet, lab.site_of())
+    if central:
+        for host in fleet:
+            del inv["hosts"][host]["credentials"]
+    (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
+    settings: dict[str, Any] = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
+    settings.update(database=database, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"))
+    if broker:
+        settings["workers"] = {"broker": broker, "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": sites,
+                               "lease": 5, "wait": 600}
+    (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
+    return folder / "agent.yaml"
+
+
+class Run:
+    def __init__(self, lab: Lab, root: Path) -> None:
+        self.lab, self.root = lab, root
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "AGENT_BROKER_PASSWORD": "guest", "NO_COLOR": "1", "AGENT_NO_WARM": "1"}
+        env.pop("AGENT_FAILPOINTS", None)
+        env.update(extra)
+        return env
+
+    def agent(self, on: str, cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(["ip", "netns", "exec", self.lab.hosts[on].namespace, AGENT, *args, "--config",
+                              str(cfg)], capture_output=True, text=True, timeout=1800, env=self.env(),
+                             stdin=subprocess.DEVNULL, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"agent {' '.join(args[:3])} on {on} exited {res.returncode}: "
+                               f"{res.stdout[-1500:]}{res.stderr[-1500:]}")
+        return res
+
+    def worker(self, site: str, cfg: Path, name: str, slots: int, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(["ip", "netns", "exec", self.lab.hosts[worker_host(site)].namespace, AGENT,
+                                 "worker", "--site", site, "--slots", str(slots), "--config", str(cfg)],
+                                stdout=log, stderr=subprocess.STDOUT, env=self.env(**env), stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+
+def journal(url: str, lab: Lab) -> tuple[list[Action], list[Transition]]:
+    with lab.enter("mgmt"):
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with Session(engine) as s:
+                return (list(s.scalars(select(Action).order_by(Action.seq))),
+                        list(s.scalars(select(Transition).order_by(Transition.id))))
+        finally:
+            engine.dispose()
+
+
+def isolate_latencies(rows: list[Action], trans: list[Transition], label: str = "") -> list[float]:
+    """Seconds from intent to done of each isolate action (from the journal's own timestamps); with ``label``,
+    also print the median time into each state (where the time goes)."""
+    ids = {r.id for r in rows if r.action == "isolate" and r.kind == "apply"}
+    first: dict[str, Any] = {}
+    done: dict[str, Any] = {}
+    steps: dict[str, list[float]] = {}
+    last: dict[str, Any] = {}
+    for t in trans:
+        if t.action_id in ids and t.action_id not in done:  # up to its first done (release adds done -> done)
+            first.setdefault(t.action_id, t.at)
+            if t.action_id in last:
+                steps.setdefault(t.to_state, []).append((t.at - last[t.action_id]).total_seconds() * 1000)
+            last[t.action_id] = t.at
+            if t.to_state == "done":
+                done[t.action_id] = t.at
+    if label:
+        print(f"  {label}: median ms into " + ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in steps.items()))
+    return [(done[i] - first[i]).total_seconds() for i in ids if i in done]
+
+
+def isolated(lab: Lab, hosts: list[str]) -> set[str]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rulesets = list(pool.map(lambda h: lab.exec(h, ["nft", "list", "ruleset"]).stdout, hosts))
+    return {h for h, rs in zip(hosts, rulesets, strict=True) if "table" in rs}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def create_db(url: str, lab: Lab, name: str) -> str:
+    with lab.enter("mgmt"):
+        engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--sites", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2, help="workers per site")
+    ap.add_argument("--slots", type=int, default=8, help="actions at once per worker")
+    ap.add_argument("--sample", type=int, default=10, help="site1 hosts for the per-action overhead")
+    ap.add_argument("--no-kill", action="store_true", help="do not SIGKILL a worker of each site mid-run")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("scaleout_sites: needs root (the lab)", file=sys.stderr)
+        return 2
+    fleet = fleet_names(args.hosts, args.sites)
+    with claim(["cbs", "cbs2", "cbs3"], "bench lab prefixes") as prefix, \
+            tempfile.TemporaryDirectory(prefix="scaleout-bench-") as tmp:
+        root = Path(tmp)
+        lab = Lab(prefix=prefix, fleet=args.hosts, sites=args.sites)
+        start = time.monotonic()
+        lab.up(rebuild=True)
+        print(f"lab: {args.hosts} hosts over {args.sites} sites up in {time.monotonic() - start:.1f} s")
+        run = Run(lab, root)
+        try:
+            mgmt = lab.hosts["mgmt"].namespace
+            with private_postgres_server("bench-pg-", netns=mgmt, host=MGMT_ADDRESS) as pg, \
+                    private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS) as mq:
+                return bench(run, lab, fleet, args, pg.url, mq.url.replace("guest:guest@", "guest@"))
+        finally:
+            run.stop_workers()
+            lab.down()
+
+
+def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: str, broker: str) -> int:
+    root = run.root
+    where = lab.site_of()
+    sites = sorted(set(where.values()))
+    site1 = [h for h in fleet if where[h] == "site1"]
+    warm, sample = site1[0], site1[1:args.sample + 1]  # the first action of a process pays its imports: not counted
+    ok = True
+
+    # 1. per-action overhead: single-machine path on wk1 vs routed through the queue, one host per command
+    local = write_config(lab, root / "local", fleet, database=str(root / "local" / "agent.db"), broker=None,
+                         sites=[], central=False)
+    for host in sample:
+        run.agent("wk1", local, "contain", "--host", host, "--yes", "-p", "capture_evidence=false")
+    run.agent("wk1", local, "release", "--host", ",".join(sample), "--yes", "--count", str(len(sample)))
+    run.agent("wk1", local, "contain", "--host", warm, "--yes", "-p", "capture_evidence=false")  # like routed
+    run.agent("wk1", local, "release", "--host", warm, "--yes")
+    from agent.store import Store
+    store = Store(f"sqlite:///{root / 'local' / 'agent.db'}")
+    with store.session() as s:
+        base = isolate_latencies([r for r in s.scalars(select(Action)) if r.target != warm],
+                                 list(s.scalars(select(Transition))), "single machine")
+    store.close()
+    url = create_db(pg, lab, "overhead")
+    central = write_config(lab, root / "central1", fleet, database=url, broker=broker, sites=sites, central=True)
+    worker_cfg = write_config(lab, root / "worker1", fleet, database=url, broker=broker, sites=sites, central=False)
+    run.worker("site1", worker_cfg, "overhead-w", slots=1)
+    run.agent("mgmt", central, "contain", "--host", warm, "--yes", "-p", "capture_evidence=false")
+    run.agent("mgmt", central, "release", "--host", warm, "--yes")
+    for host in sample:
+        run.agent("mgmt", central, "contain", "--host", host, "--yes", "-p", "capture_evidence=false")
+    run.agent("mgmt", central, "release", "--host", ",".join(sample), "--yes", "--count", str(len(sample)))
+    run.stop_workers()
+    rows, trans = journal(url, lab)
+    routed = isolate_latencies([r for r in rows if r.target != warm], trans, "routed")
+    added50 = (statistics.median(routed) - statistics.median(base)) * 1000
+    added99 = (pct(routed, 0.99) - pct(base, 0.99)) * 1000
+    print(f"per action, intent -> done ({len(sample)} isolates each): single machine p50 "
+          f"{statistics.median(base) * 1000:.0f} ms p99 {pct(base, 0.99) * 1000:.0f} ms; routed p50 "
+          f"{statistics.median(routed) * 1000:.0f} ms p99 {pct(routed, 0.99) * 1000:.0f} ms")
+    print(f"added by queue + PostgreSQL: p50 {added50:+.0f} ms (target <= 50), p99 {added99:+.0f} ms "
+          f"(target <= 200)")
+
+    # 2. the outbreak: all hosts, W workers per site, the first of each site killed after its first apply
+    url = create_db(pg, lab, "outbreak")
+    central = write_config(lab, root / "central2", fleet, database=url, broker=broker, sites=sites, central=True)
+    worker_cfg = write_config(lab, root / "worker2", fleet, database=url, broker=broker, sites=sites, central=False)
+    doomed = []
+    for site in sites:
+        for n in range(args.workers):
+            kill = {"AGENT_FAILPOINTS": "after-apply"} if n == 0 and not args.no_kill else {}
+            proc = run.worker(site, worker_cfg, f"{site}-{n}", args.slots, **kill)
+            if kill:
+                doomed.append(proc)
+    start = time.monotonic()
+    run.agent("mgmt", central, "contain", "--tag", "fleet", "--yes", "--count", str(len(fleet)),
+              "-p", "capture_evidence=false", "--reason", "outbreak bench")
+    took = time.monotonic() - start
+    killed = sum(p.poll() == -signal.SIGKILL for p in doomed)
+    rows, trans = journal(url, lab)
+    acts = [r for r in rows if r.action == "isolate" and r.kind == "apply"]
+    applying: dict[str, int] = {}
+    for t in trans:
+        if t.to_state == "applying" and t.from_state != "applying":
+            applying[t.action_id] = applying.get(t.action_id, 0) + 1
+    taken_over = sum(1 for t in trans if "not re-applied" in t.detail)
+    on_hosts = isolated(lab, fleet)
+    once = sorted(r.target for r in acts) == sorted(fleet) and all(r.state == "done" for r in acts) \
+        and all(applying.get(r.id) == 1 for r in acts)
+    print(f"contain {len(fleet)} hosts: {took:.1f} s ({len(fleet) / took:.1f} hosts/s); workers SIGKILLed "
+          f"{killed}/{len(doomed)}; taken over and found applied: {taken_over}; every host isolated exactly "
+          f"once: {once}; hosts isolated (nft) {len(on_hosts)}/{len(fleet)}")
+    ok &= once and on_hosts == set(fleet) and killed == len(doomed)
+    start = time.monotonic()
+    run.agent("mgmt", central, "release", "--tag", "fleet", "--yes", "--count", str(len(fleet)))
+    took = time.monotonic() - start
+    left = isolated(lab, fleet)
+    print(f"release {len(fleet)} hosts: {took:.1f} s; hosts still isolated: {len(left)}")
+    ok &= not left
+    print("RESULT:", "ok" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
