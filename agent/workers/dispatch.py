@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from agent.failpoints import failpoint
 from agent.lifecycle import IN_DOUBT, ActionOutcome, Interrupted
 from agent.store import Action
 from agent.workers.config import WorkersConfig, queue_for
@@ -83,6 +84,7 @@ class SiteDispatcher:
                 self._poller = threading.Thread(target=self._poll, name="site-dispatch", daemon=True)
                 self._poller.start()
         try:
+            failpoint("after-intent")  # as in the runner: journaled, nothing sent (here: nothing published)
             try:
                 self._send(site, row.id, _task_args(pa.args))
             except Exception as exc:  # noqa: BLE001 - the broker stayed unreachable: see _unsent

@@ -14,7 +14,8 @@ broker, and an inventory that holds the site's credentials (the central daemon's
    be ours), so a worker that lost its lease cannot overwrite its successor's record.
 
 A sweeper takes over, within one lease, the actions of this site whose worker died (lease expired) even when no
-message comes back for them. See docs/workers.md.
+message comes back for them, and actions journaled but never published (the engine died in between) once they
+are older than ``workers.wait``. See docs/workers.md.
 """
 
 from __future__ import annotations
@@ -183,6 +184,11 @@ class SiteWorker:
             q = select(Action.id).where(Action.site == self.site, Action.state.in_(ACTIVE_STATES),
                                         Action.lease_until.is_not(None), Action.lease_until < now)
             ids = list(s.scalars(q.order_by(Action.seq)))
+            # journaled but never claimed for longer than the engine waits: its publisher died between intent and
+            # publish (or gave up); settled like any unfinished action — read the target first
+            orphans = list(s.scalars(select(Action.id).where(
+                Action.site == self.site, Action.state == "intent", Action.lease_until.is_(None),
+                Action.created_at < now - timedelta(seconds=self.cfg.wait)).order_by(Action.seq)))
             if in_doubt:
                 ids += list(s.scalars(select(Action.id).where(Action.site == self.site, Action.state == IN_DOUBT,
                                                               Action.undone_at.is_(None), expired)
@@ -192,6 +198,10 @@ class SiteWorker:
             got = self._claim(action_id, in_doubt=in_doubt)
             if got.result is ClaimResult.TAKEOVER:
                 done.append(self._run(got, {}))
+        for action_id in orphans:
+            got = self._claim(action_id)
+            if got.result is ClaimResult.FRESH:  # no message will come: reconcile it as a takeover
+                done.append(self._run(Claim(ClaimResult.TAKEOVER, got.row, got.previous_owner), {}))
         return done
 
     def sweep_forever(self) -> None:

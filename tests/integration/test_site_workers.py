@@ -107,8 +107,9 @@ class Deployment:
                                 stdin=subprocess.DEVNULL)
         return self.contain
 
-    def worker(self, name: str, site: str, *, slots: int = 2, **env: str) -> subprocess.Popen[bytes]:
-        cfg = write_configs(self.scale, self.root, self.url, name, central=False)
+    def worker(self, name: str, site: str, *, slots: int = 2, wait: float = 120, **env: str
+               ) -> subprocess.Popen[bytes]:
+        cfg = write_configs(self.scale, self.root, self.url, name, central=False, wait=wait)
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
         on = self.scale.lab.hosts[worker_host(site)].namespace  # the only host that reaches the site
         proc = subprocess.Popen(["ip", "netns", "exec", on, AGENT, "worker", "--site", site,
@@ -147,7 +148,7 @@ class Deployment:
         return run
 
 
-def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool) -> Path:
+def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool, wait: float = 120) -> Path:
     """agent.yaml + inventory.yaml for one process: the lab's own, with sites, PostgreSQL, the broker and its own
     audit log; the central one without the fleet's credentials."""
     lab = scale.lab
@@ -163,7 +164,7 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
     settings.update(database=url, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"),
                     workers={"broker": scale.broker.url.replace("guest:guest@", "guest@"),
                              "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": list(SITES),
-                             "lease": LEASE, "wait": 120})
+                             "lease": LEASE, "wait": wait})
     (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
     return folder / "agent.yaml"
 
@@ -338,3 +339,31 @@ def test_postgres_unreachable_mid_run_never_failed(deploy: Deployment):
     wait_for(lambda: {r.state for r in rows(d) if r.action == "isolate"} == {"done"}, 60,
              "every action settled done after PostgreSQL returned")
     assert_exactly_once(d)
+
+
+def test_engine_dies_between_intent_and_publish_nothing_lost(deploy: Deployment):
+    """The central process is SIGKILLed after journaling an action's intent and before publishing it (failpoint
+    ``after-intent``): no message will ever come. The site's worker settles the orphan once it is older than
+    ``workers.wait`` — reading the host first, then applying once — so every journaled action ends done, each
+    host whose action was journaled is isolated exactly once and the others are untouched (journal == hosts)."""
+    d = deploy
+    d.worker("site1-a", "site1", wait=4)
+    d.worker("site2-a", "site2", wait=4)
+    res = subprocess.run(["ip", "netns", "exec", d.scale.mgmt, AGENT, "contain", "--tag", "fleet", "--yes",
+                          "--count", str(len(FLEET)), "-p", "capture_evidence=false", "--config", str(d.central)],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                         env=d.env(AGENT_FAILPOINTS="after-intent"), check=False)
+    assert res.returncode == -signal.SIGKILL, (res.returncode, res.stdout[-1500:], res.stderr[-1500:])
+    orphans = [r for r in rows(d) if r.action == "isolate" and r.state == "intent"]
+    assert orphans, "the failpoint should leave a journaled, unpublished intent"
+    wait_for(lambda: {r.state for r in rows(d) if r.action == "isolate"} == {"done"}, 60,
+             "the site workers to settle the orphaned intents")
+    acts = [r for r in rows(d) if r.action == "isolate"]
+    journaled = {r.target for r in acts}
+    assert isolated(d.scale.lab) == journaled
+    trans = transitions(d)
+    for r in acts:
+        assert sum(1 for t in trans if t.action_id == r.id and t.to_state == "applying"
+                   and t.from_state != "applying") == 1
+    for r in orphans:
+        assert any("reconciled" in t.detail for t in trans if t.action_id == r.id)
