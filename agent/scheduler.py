@@ -257,7 +257,7 @@ def recheck_action(action_id: str, attempt: int) -> None:
         row = s.get(Action, action_id)
     if row is None or row.undone_at is not None:
         return
-    if row.state == "in_doubt":
+    if row.state == "in_doubt" and not _left_to_workers(svc, row):
         _recheck_in_doubt(svc, row, attempt)
     elif row.state == "failed":
         _retry_failed(svc, row, attempt)
@@ -307,6 +307,19 @@ def _retry_failed(svc: IntakeService, row: Action, attempt: int) -> None:
                    ttl=ttl, approved_by=row.approved_by, retry_attempt=attempt)
 
 
+def _left_to_workers(svc: IntakeService, row: Action) -> bool:
+    """A site-routed action whose target this daemon has no credentials for (agent/workers/config.py)."""
+    from agent.errors import AgentError
+    from agent.workers.config import left_to_workers
+    if row.site is None:
+        return False
+    try:
+        entry = svc.app.planner().entry_for(row)
+    except AgentError:
+        return False
+    return left_to_workers(svc.app.settings.workers, row.site, entry.credentials)
+
+
 def verify_action(svc: IntakeService, row: Action) -> Any:
     """Read back whether the row's live items are in effect (through the engine's ActionRunner)."""
     return svc.engine.runner.read_state(row, svc.app.planner().entry_for(row), args=_live_args(svc, row))
@@ -343,7 +356,7 @@ def _reverify_one(svc: IntakeService, row: Action) -> None:
     from connectors.errors import ConnectorError
     with svc.runner.locked([row.target]):
         fresh = _active(svc, row.id)
-        if fresh is None:
+        if fresh is None or _left_to_workers(svc, fresh):
             return
         try:
             ver = verify_action(svc, fresh)

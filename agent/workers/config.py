@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from agent.secrets import SecretRef, parse_ref
 from agent.yamlsrc import Node
 
-__all__ = ["SITE_NAME", "WorkersConfig", "parse_workers", "queue_for"]
+__all__ = ["SITE_NAME", "WorkersConfig", "left_to_workers", "parse_workers", "queue_for"]
 
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _FIELDS = {"broker", "broker_password", "sites", "lease", "wait"}
@@ -84,3 +84,10 @@ def parse_workers(node: Node | None, base: Path) -> WorkersConfig | None:
     lease = lease_node.float_(minimum=1.0) if lease_node is not None else 15.0
     wait = wait_node.float_(minimum=1.0) if wait_node is not None else 900.0
     return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait)
+
+
+def left_to_workers(cfg: WorkersConfig | None, site: str | None, credentials: object) -> bool:
+    """Is an action at ``site`` read and settled by that site's workers only? Yes when it is routed there and
+    this process holds no credentials for its target (the central daemon need not): re-verifying it here could
+    only fail ("no credentials"), so the daemon leaves drift reads and in-doubt re-checks to the site's sweep."""
+    return cfg is not None and cfg.routes(site) and credentials is None

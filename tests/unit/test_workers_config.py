@@ -49,3 +49,14 @@ def test_errors_name_the_field(tmp_path: Path, body: str, message: str):
     assert message in str(info.value)
     assert "workers" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+def test_daemon_leaves_routed_targets_without_credentials_to_the_workers():
+    """The central daemon re-verifies (drift, in doubt) only what it can read: a routed action whose target it has
+    no credentials for is the site workers' (their sweep); with credentials, or not routed, it reads it itself."""
+    from agent.workers.config import WorkersConfig, left_to_workers
+    cfg = WorkersConfig(broker="amqp://agent@mq//", sites=("boston",))
+    assert left_to_workers(cfg, "boston", None)
+    assert not left_to_workers(cfg, "boston", object())  # this daemon holds the credentials too
+    assert not left_to_workers(cfg, "lyon", None)  # not routed: run (and read) here
+    assert not left_to_workers(None, "boston", None)
