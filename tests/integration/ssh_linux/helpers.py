@@ -71,7 +71,7 @@ def timers_in(lab: Lab, host: str) -> list[int]:
     sshd_pid = procs.read_pid(lab.host_dir(host) / "sshd.pid")
     assert sshd_pid is not None
     mnt = os.readlink(f"/proc/{sshd_pid}/ns/mnt")
-    found = []
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -79,10 +79,13 @@ def timers_in(lab: Lab, host: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             if len(argv) > 2 and argv[:2] == [b"sh", b"-c"] and argv[2].startswith(TIMER_SCRIPTS) and \
                     os.readlink(entry / "ns" / "mnt") == mnt:
-                found.append(int(entry.name))
-        except OSError:
+                stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+                found[int(entry.name)] = int(stat.rsplit(") ", 1)[-1].split()[1])
+        except (OSError, ValueError):
             continue
-    return found
+    # The timer shell forks to run `sleep`; until the child calls execve it carries the same command line. On a
+    # loaded machine that moment lasts long enough to be seen: it is the same timer, not a second one.
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def rows(lab: Lab, matrix: list[tuple[str, str, int]]) -> dict[str, str]:

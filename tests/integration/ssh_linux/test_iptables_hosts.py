@@ -96,7 +96,8 @@ class TestNoIp6tables:
             assert check.in_effect and disable_ipv6(lab, "legacy") == "1"
             assert wait_until(lambda: not agent.conn.verify(s, "isolate", args).in_effect, timeout=10,
                               interval=0.5)
-        assert disable_ipv6(lab, "legacy") == "0"
+        # the timer removes the rules first and then restores the sysctls: verify may see the first step done
+        assert wait_until(lambda: disable_ipv6(lab, "legacy") == "0", timeout=5, interval=0.1)
 
 
 class TestExactRelease:
