@@ -15,7 +15,9 @@ What is shown, each test on a fresh database and a clean lab:
   nothing lost, nothing applied twice (one ``applying`` transition per action), journal == hosts;
 - RabbitMQ restarted while the workers are mid-action: every host isolated once, no action twice;
 - PostgreSQL stopped while the workers are mid-action and started again: no action ``failed``; each ends done
-  once the journal is back (the lease lapses, a worker of the site reconciles from the host).
+  once the journal is back (the lease lapses, a worker of the site reconciles from the host);
+- the central SIGKILLed between an intent and its publish: the site's sweep settles the orphan;
+- two daemons, the leader SIGKILLed: the other leads and the TTL releases still fire, through the workers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +42,7 @@ from sqlalchemy.pool import NullPool
 from agent.lab import Lab
 from agent.lab import labconfig
 from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host
-from agent.store import Action, Transition
+from agent.store import Action, Transition, utcnow
 from tests.integration.cli.test_contain_cli import AGENT
 from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
 from tests.integration.pg_server import PgServer, private_postgres_server
@@ -367,3 +370,67 @@ def test_engine_dies_between_intent_and_publish_nothing_lost(deploy: Deployment)
                    and t.from_state != "applying") == 1
     for r in orphans:
         assert any("reconciled" in t.detail for t in trans if t.action_id == r.id)
+
+
+def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy: Deployment):
+    """Two ``agent daemon`` processes on the journal (no fleet credentials), workers on both sites. An alert with
+    a TTL contains h01 (site1) and h04 (site2) through the workers; the leader daemon is SIGKILLed; the other
+    takes over the scheduler and the TTL releases still fire — routed to the sites' workers, each undone once."""
+    import httpx
+    d = deploy
+    d.worker("site1-a", "site1")
+    d.worker("site2-a", "site2")
+    (d.root / "rules.yaml").write_text(
+        "rules:\n  - name: outbreak\n    match: {source: gen, rule_id: ttl-*}\n    runbook: isolate-host\n"
+        "    params: {capture_evidence: false}\n    ttl: 25s\n")
+    daemons: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for name in ("daemon-a", "daemon-b"):
+        cfg = write_configs(d.scale, d.root, d.url, name, central=True)
+        with d.scale.lab.enter("mgmt"), socket.socket() as probe:  # a free port on mgmt's loopback
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cfg.write_text(cfg.read_text() + (
+            f"rules: \"{d.root / 'rules.yaml'}\"\ndaemon:\n  listen: \"127.0.0.1:{port}\"\n"
+            "  sweep_interval: 2s\n  sources:\n    gen: {format: generic, token: env:TEST_GEN_TOKEN}\n"))
+        log = open(d.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(["ip", "netns", "exec", d.scale.mgmt, AGENT, "daemon", "--config", str(cfg)],
+                                stdout=log, stderr=subprocess.STDOUT, env=d.env(TEST_GEN_TOKEN="tok-123456789"),
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        d.procs[name] = proc
+        daemons[name] = (proc, f"http://127.0.0.1:{port}")
+
+        def up(url: str = daemons[name][1], who: str = name) -> bool:
+            assert d.procs[who].poll() is None, d.log(who)
+            try:
+                with d.scale.lab.enter("mgmt"):
+                    return httpx.get(url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 60, f"{name} to answer")
+
+    def health(name: str) -> str:
+        with d.scale.lab.enter("mgmt"):
+            return str(httpx.get(daemons[name][1] + "/healthz", timeout=5).json()["scheduler"])
+
+    wait_for(lambda: sorted(health(n) for n in daemons) == ["follower", "leader"], 20, "one leader")
+    leader = next(n for n in daemons if health(n) == "leader")
+    other = next(n for n in daemons if n != leader)
+    for host in ("h01", "h04"):
+        with d.scale.lab.enter("mgmt"):
+            res = httpx.post(daemons[other][1] + "/alerts/gen", json={"rule_id": "ttl-1", "host": host,
+                                                                      "severity": 90},
+                             headers={"Authorization": "Bearer tok-123456789"}, timeout=10)
+        assert res.status_code == 202, res.text
+    wait_for(lambda: isolated(d.scale.lab) == {"h01", "h04"}, 60, "both hosts isolated through the workers")
+    daemons[leader][0].kill()  # SIGKILL: its lock session ends with its connection
+    killed_at = utcnow()
+    assert daemons[leader][0].wait(10) == -signal.SIGKILL
+    wait_for(lambda: health(other) == "leader", 15, "the other daemon to lead")
+    wait_for(lambda: isolated(d.scale.lab) == set(), 90, "the TTL releases, fired by the new leader")
+    time.sleep(2)
+    acts = [r for r in rows(d) if r.action == "isolate"]
+    assert sorted((r.target, r.kind, r.state) for r in acts) == [
+        ("h01", "apply", "done"), ("h01", "undo", "done"), ("h04", "apply", "done"), ("h04", "undo", "done")]
+    assert all(r.site == SITE_OF[r.target] for r in acts)
+    assert all(r.created_at > killed_at for r in acts if r.kind == "undo")  # fired after the leader died
