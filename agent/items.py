@@ -314,8 +314,18 @@ def _from_verification(row: Action, items: Sequence[ActionItem], ver: Mapping[st
         if not in_effect:
             item.error = item.error or ("applied but not in effect when read back" if row.kind == "apply"
                                         else "undo sent but the change is still in effect when read back")
-        if item.changed is None:
-            item.changed = int(bool(row.changed))
+        if item.changed is None:  # no per-item result journaled (a crash): the item's own snapshot may tell
+            item.changed = 0 if _was_so(row, item) else int(bool(row.changed))
+
+
+def _was_so(row: Action, item: ActionItem) -> bool:
+    """The item's snapshot (taken before anything was sent) shows the change already there."""
+    snap = item.snapshot or {}
+    if row.kind != "apply":
+        return False
+    if row.action == "disable_account" and "userAccountControl" in snap:
+        return bool(int(snap["userAccountControl"]) & 2)  # ACCOUNTDISABLE
+    return row.action == "block_ip" and snap.get("already_blocked") is True
 
 
 def undone_items(s: Session, original: Action, undo_row_id: str, when: Any) -> bool:

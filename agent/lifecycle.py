@@ -133,6 +133,21 @@ class SessionCache:
         self._open.clear()
 
 
+def _changed_when_found(job: _Job) -> int:
+    """An action found in effect whose result was never journaled (a crash, a dropped connection) after it may
+    have sent its change: 0 when its journaled snapshot — read before anything was sent — already showed the
+    effect (the connector's ``already_so``), else 1 (undo then restores the snapshot: a no-op if nothing had
+    changed). One found in effect before anything was sent (intent, snapshotted) did not change it: 0."""
+    row = job.row
+    if row.changed is not None:
+        return row.changed
+    if row.kind == "apply" and row.snapshot is not None:
+        check = getattr(job.conn, "already_so", None)
+        if check is not None and check(row.action, Snapshot(dict(row.snapshot))) is True:
+            return 0
+    return 1
+
+
 def _close(session: Session) -> None:
     try:
         session.close()
@@ -308,7 +323,7 @@ class ActionRunner:
         if ver is not None and ver.in_effect == want:
             detail = f"{'applied' if want else 'undone'} (confirmed by reading state after: {message})"
             self.journal.transition(row, "done", detail, verification=ver.to_dict(), attempts=job.attempts[0],
-                                    **({"changed": 1} if row.changed is None else {}))
+                                    **({"changed": _changed_when_found(job)} if row.changed is None else {}))
             if not want:
                 self.journal.mark_undone(row.undo_of or "", row.id)
             out.state, out.changed, out.summary, out.error, out.error_kind = "done", True, detail, None, None
@@ -377,8 +392,9 @@ class ActionRunner:
                 what = "was in doubt" if from_state == IN_DOUBT else f"after interruption in state {from_state}"
                 detail = (f"reconciled {what}: target shows the {'change' if want else 'undo'} in effect; "
                           "not re-applied")
+                sent = from_state in ("applying", "verifying", IN_DOUBT)  # before 'applying' nothing was sent
                 self.journal.transition(row, "done", detail, verification=ver.to_dict(),
-                                        changed=row.changed if row.changed is not None else 1)
+                                        changed=_changed_when_found(job) if sent else 0)
                 if not want:
                     self.journal.mark_undone(row.undo_of or "", row.id)
             elif want:

@@ -202,3 +202,13 @@ class ConnectorBase:
         if entry.undo is None:
             raise self._missing("undo", action)
         return entry.undo(session, args, snapshot)
+
+    def already_so(self, action: str, snapshot: Snapshot) -> bool | None:
+        """Did ``snapshot`` — read before anything was sent — already show ``action``'s effect? None: cannot tell.
+
+        Why: a run killed between the snapshot and its journaled result is settled by reading the target; when
+        the effect is there, the journal must still say truthfully whether the agent changed anything (an
+        account that had no privileged membership was not "removed from privileged groups" by it). Unknown is
+        taken as changed: undo then restores the snapshot, a no-op if nothing had changed.
+        """
+        return None

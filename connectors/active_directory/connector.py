@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -58,6 +59,7 @@ ACTIONS: Mapping[str, ActionSpec] = {
 
 
 _PRIVILEGED = ", ".join(DEFAULT_PRIVILEGED_GROUPS)
+NO_HOURS_B64 = base64.b64encode(disable.NO_LOGON_HOURS).decode()  # expire_sessions' snapshot form of "no hours"
 _PREVIEW: Mapping[str, Callable[[str], list[str]]] = {
     "disable_account": lambda a: [
         (f"search user {a!r}; modify its DN: userAccountControl delete <old> add <old | 0x2> (ACCOUNTDISABLE; "
@@ -168,6 +170,22 @@ class ActiveDirectoryConnector(ConnectorBase):
         """Unbind every pooled connection (end of a run, daemon shutdown)."""
         if self.pool is not None:
             self.pool.close_all()
+
+    def already_so(self, action: str, snapshot: Snapshot) -> bool | None:
+        """The snapshot shows the effect already there: disabled (every account of a batch that resolved), no
+        privileged membership to remove, no logon hours (:meth:`ConnectorBase.already_so`)."""
+        data = snapshot.data
+        if action == "disable_account":
+            if isinstance(data.get("accounts"), list):
+                return all(i.get("status") != "ok" or int(i["userAccountControl"]) & disable.ACCOUNTDISABLE
+                           for i in data["accounts"])
+            return bool(int(data["userAccountControl"]) & disable.ACCOUNTDISABLE) if "userAccountControl" in data \
+                else None
+        if action == "remove_privileged_groups":
+            return not data["to_remove"] if "to_remove" in data else None
+        if action == "expire_sessions":
+            return data.get("logonHours") == NO_HOURS_B64 if "logonHours" in data else None
+        return None
 
     # -- hooks: one explicit method per (kind, action), so a reader and an IDE go from ``apply`` to the code --
     def _run(self, action: str, fn: Callable[..., _R], session: Any, *rest: Any) -> _R:

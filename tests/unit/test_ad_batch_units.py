@@ -276,3 +276,26 @@ class TestAccountsArgument:
         lines = ad.ActiveDirectoryConnector().preview(target(), "disable_account", {"account": "alice"},
                                                       ConnectorContext())
         assert "delete <old> add <old | 0x2>" in lines[0]
+
+
+class TestAlreadySo:
+    def test_snapshots_that_already_show_the_effect(self):
+        """What the AD connector answers the engine after a crash (ConnectorBase.already_so): from the snapshot
+        shapes its own snapshot functions write (disable.py, batch.py, groups.py)."""
+        import base64
+
+        from connectors.active_directory import ActiveDirectoryConnector
+        from connectors.types import Snapshot
+        conn = ActiveDirectoryConnector(pooled=False)
+        zero = base64.b64encode(bytes(21)).decode()
+        assert conn.already_so("disable_account", Snapshot({"account": {}, "userAccountControl": 0x202})) is True
+        assert conn.already_so("disable_account", Snapshot({"account": {}, "userAccountControl": 0x200})) is False
+        batch_snap = {"accounts": [{"status": "ok", "userAccountControl": 0x202}, {"status": "not_found"}]}
+        assert conn.already_so("disable_account", Snapshot(batch_snap)) is True
+        batch_snap["accounts"].append({"status": "ok", "userAccountControl": 0x10200})
+        assert conn.already_so("disable_account", Snapshot(batch_snap)) is False
+        assert conn.already_so("remove_privileged_groups", Snapshot({"to_remove": []})) is True
+        assert conn.already_so("remove_privileged_groups", Snapshot({"to_remove": ["CN=x"]})) is False
+        assert conn.already_so("expire_sessions", Snapshot({"logonHours": zero})) is True
+        assert conn.already_so("expire_sessions", Snapshot({"logonHours": None})) is False
+        assert conn.already_so("reset_password", Snapshot({})) is None

@@ -151,6 +151,9 @@ class FakeDirectory(ConnectorBase):
     def _snapshot_remove_privileged_groups(self, s, args):
         return Snapshot({"groups": list(self.d.groups[self.d.find(args["account"]) or ""])})
 
+    def already_so(self, action, snapshot):  # as the real connector answers (connector.py, already_so)
+        return not snapshot.data["groups"] if action == "remove_privileged_groups" else None
+
     def _apply_remove_privileged_groups(self, s, args, snap):
         if args["account"].lower() in self.d.fail_groups:
             raise Rejected("insufficient access rights on IT-Admins")
@@ -297,3 +300,50 @@ def test_replan_of_a_batch_covers_every_item(env):
     [row] = app.planner().active_actions(None, "disable_account")
     plan = replan(app.planner(), row)
     assert [(pa.action, pa.args.get("accounts")) for pa in plan.actions] == [("disable_account", ["alice", "bob"])]
+
+
+def test_a_crashed_change_found_in_effect_is_not_claimed_when_its_snapshot_shows_it_was_so(env, monkeypatch):
+    """A run dies between a step's snapshot and its result: remove_privileged_groups for bob, who has no
+    privileged membership. The next start reads the target — in effect — and must not record that the agent
+    changed it: before, ``changed`` became 1, so `status` listed bob "out of privileged groups" and the report
+    said the agent removed memberships it never touched (found by the AD crash matrix at a random kill)."""
+    from agent.lifecycle import Interrupted
+    from agent.reconcile import reconcile
+    app, d = env
+    d.groups["bob"] = []
+
+    def dies(self, s, args, snap):  # the process dies here: nothing after this is journaled
+        raise Interrupted("killed")
+    applies = FakeDirectory._apply_remove_privileged_groups
+    monkeypatch.setattr(FakeDirectory, "_apply_remove_privileged_groups", dies)
+    with pytest.raises(Interrupted):
+        run(app, "disable-account", ["bob"], with_groups=True)
+    monkeypatch.setattr(FakeDirectory, "_apply_remove_privileged_groups", applies)
+    outcomes = reconcile(app.engine())
+    assert [o.outcome for o in outcomes] == ["done"], outcomes
+    with app.store.session() as s:
+        row = s.scalars(select(Action).where(Action.action == "remove_privileged_groups")).one()
+        items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == row.id)))
+    assert row.state == "done" and row.changed == 0 and [i.changed for i in items] == [0]
+    assert "remove_privileged_groups" not in [a.action for a in app.planner().active_actions(None)]
+
+
+def test_a_change_found_in_effect_before_anything_was_sent_is_not_claimed(env, monkeypatch):
+    """The run dies before a step's snapshot is journaled (state intent: nothing was sent); the next start finds
+    the effect there (bob has no privileged membership) — it was so before, the agent did not change it."""
+    from agent.lifecycle import Interrupted
+    from agent.reconcile import reconcile
+    app, d = env
+    d.groups["bob"] = []
+
+    def dies(self, s, args):
+        raise Interrupted("killed")
+    snapshots = FakeDirectory._snapshot_remove_privileged_groups
+    monkeypatch.setattr(FakeDirectory, "_snapshot_remove_privileged_groups", dies)
+    with pytest.raises(Interrupted):
+        run(app, "disable-account", ["bob"], with_groups=True)
+    monkeypatch.setattr(FakeDirectory, "_snapshot_remove_privileged_groups", snapshots)
+    assert [o.outcome for o in reconcile(app.engine())] == ["done"]
+    with app.store.session() as s:
+        row = s.scalars(select(Action).where(Action.action == "remove_privileged_groups")).one()
+    assert row.state == "done" and row.changed == 0

@@ -32,6 +32,12 @@ class Account:
     uac: int
     hours: bytes | None  # None: no logonHours attribute (every hour allowed)
     versions: dict[int, int]  # attributeID -> how many originating writes it has had
+    groups: frozenset[str] = frozenset()  # memberOf: DNs of the groups it is a direct member of
+
+    @property
+    def state(self) -> tuple[int, bytes | None, frozenset[str]]:
+        """What an undo must bring back exactly."""
+        return self.uac, self.hours, self.groups
 
     def version(self, attid: int) -> int:
         return self.versions.get(attid, 0)
@@ -55,7 +61,7 @@ def accounts(dc: SambaDC, prefix: str) -> dict[str, Account]:
 
     conn = dc.admin_connection()
     conn.search(dc.base_dn, f"(&(objectClass=user)(sAMAccountName={escape_filter_chars(prefix)}*))",
-                attributes=["sAMAccountName", "userAccountControl", "logonHours", "replPropertyMetaData"])
+                attributes=["sAMAccountName", "userAccountControl", "logonHours", "replPropertyMetaData", "memberOf"])
     out = {}
     for entry in conn.response or []:
         if entry.get("type") != "searchResEntry":
@@ -64,7 +70,8 @@ def accounts(dc: SambaDC, prefix: str) -> dict[str, Account]:
         hours = raw.get("logonHours") or []
         out[raw["sAMAccountName"][0].decode()] = Account(
             int(raw["userAccountControl"][0]), bytes(hours[0]) if hours else None,
-            _versions(bytes(raw["replPropertyMetaData"][0])))
+            _versions(bytes(raw["replPropertyMetaData"][0])),
+            frozenset(bytes(g).decode().lower() for g in raw.get("memberOf") or []))
     return out
 
 
@@ -126,14 +133,19 @@ def calibrate(dc: SambaDC, prefix: str) -> Writes:
     return Writes(uac_change, uac_both, hours_change, hours_both)
 
 
-def reset_accounts(dc: SambaDC, prefix: str, baseline: dict[str, tuple[int, bytes | None]]) -> None:
-    """Put back, as Administrator, any account not at its baseline (userAccountControl, logonHours): the cases
-    of a module share one set of accounts, and a failed case must not decide the next one."""
+def reset_accounts(dc: SambaDC, prefix: str, baseline: dict[str, tuple[int, bytes | None, frozenset[str]]]
+                   ) -> None:
+    """Put back, as Administrator, any account not at its baseline (userAccountControl, logonHours, group
+    memberships): the cases of a module share one set of accounts, and a failed case must not decide the next."""
     import ldap3
 
     conn = dc.admin_connection()
     for name, account in accounts(dc, prefix).items():
-        uac, hours = baseline[name]
+        uac, hours, groups = baseline[name]
         if (account.uac, account.hours) != (uac, hours):
             conn.modify(dc.dn_of(name), {"userAccountControl": [(ldap3.MODIFY_REPLACE, [str(uac)])],
                                          "logonHours": [(ldap3.MODIFY_REPLACE, [hours] if hours else [])]})
+        for group in groups - account.groups:
+            conn.modify(group, {"member": [(ldap3.MODIFY_ADD, [dc.dn_of(name)])]})
+        for group in account.groups - groups:
+            conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, [dc.dn_of(name)])]})
