@@ -128,6 +128,9 @@ def batch_key(row: Action) -> str | None:
 def on_transition(s: Session, row: Action, from_state: str, to_state: str, changes: Mapping[str, Any]
                   ) -> list[dict[str, Any]]:
     """Update ``row``'s items for this transition (in the journal's session); returns them when they changed."""
+    if not (changes.get("snapshot") is not None and row.kind == "apply") and changes.get("result") is None \
+            and to_state not in ("done", "failed", "in_doubt", "skipped"):
+        return []  # nothing below would touch an item (e.g. -> applying): spare the query
     items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == row.id).order_by(ActionItem.position)))
     if not items:
         return []
