@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ TABLE = "ir_block"
 _RC = re.compile(r"__RC=(\d+)")
 _DELETED = re.compile(r"(\d+) flow entries have been deleted")
 _SHOWN = re.compile(r"(\d+) flow entries have been shown")
+_CT_BUDGET = 150   # characters of addresses per conntrack loop line (the line stays inside the terminal)
 _PATH_RE = re.compile(r"\A/(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+\Z", re.ASCII)
 _LINE_BUDGET = 360
 _INPUT_RULES = ("ip saddr @v4 drop", "ip6 saddr @v6 drop")
@@ -113,35 +115,97 @@ class LinuxNft(Dialect):
                            group_exists={"v4", "v6"} <= set(sets), rule_in_place=ok, facts={"table": True})
 
     # ----- established flows (conntrack) ------------------------------------------------------------------------
+    # Why not one ``conntrack -D`` per address: each call dumps the kernel table over netlink (~10-20 ms), so 200
+    # addresses cost seconds. The table's addresses are listed once into a shell variable; an address runs
+    # ``conntrack -D -s/-d`` only when it appears there (a prefix always does). The read-back is one dump,
+    # aggregated on the router to (original source, original destination, count) and matched here.
+    def _session_lines_for(self, nets: Sequence[Network]) -> list[str]:
+        if not nets:
+            return []
+        tool = self._cmd("conntrack")
+        seen = (f"ct_seen=\" $({tool} -L 2>/dev/null | grep -oE '(src|dst)=[^ ]+' | cut -d= -f2 | sort -u | "
+                "tr '\\n' ' ') \"")
+        lines = [f'{seen}; {tool} -C >/dev/null 2>&1 && echo "@@table ok"']
+        batch: list[str] = []
+        texts = [shlex.quote(to_text(n)) for n in nets]
+        for i, text in enumerate(texts):
+            batch.append(text)
+            if len(" ".join(batch)) > _CT_BUDGET or i == len(texts) - 1:
+                lines.append(f'for a in {" ".join(batch)}; do echo "@@ $a"; case "$a$ct_seen" in */*|*" $a "*) '
+                             f'for f in -s -d; do {tool} -D $f "$a" 2>&1 >/dev/null; echo "rc=$?"; done;; '
+                             '*) echo "rc=none";; esac; done')
+                batch = []
+        return lines
+
     def _session_lines(self, net: Network) -> list[str]:
-        return [f"conntrack -D {flag} {to_text(net)}" for flag in ("-s", "-d")]
+        return self._session_lines_for([net])
+
+    def _loop(self, line: str) -> tuple[dict[str, int], list[str]]:
+        """Run one loop line: ``({address: entries deleted}, [addresses whose conntrack failed])``."""
+        out = self._show(f"{line} 2>&1; echo __RC=$?")
+        counts: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        current = ""
+        for raw in out.splitlines():
+            text = raw.strip()
+            if text.startswith("@@ "):
+                current = text[3:]
+                counts.setdefault(current, 0)
+            elif not current or not text or text.startswith("__RC=") or text == "rc=none":
+                continue
+            elif m := _DELETED.search(text):
+                counts[current] += int(m.group(1))
+            elif text.startswith("rc="):
+                if text[3:] not in ("0", "1"):
+                    failed.setdefault(current, f"exit status {text[3:]}")
+            else:
+                failed.setdefault(current, text[:200])
+        return counts, [f"{a} ({why})" for a, why in failed.items()]
 
     def clear_sessions(self, nets: Sequence[Network]) -> tuple[list[str], list[str]]:
-        """Delete each address's entries, both directions; a failure other than "0 deleted" stops with a
-        warning (the tool missing, no privilege), so "cleared" is never claimed unchecked."""
+        """Delete each address's entries, both directions, and count them; anything but "N deleted" (the tool
+        missing, no privilege) stops with a warning, so "cleared" is never claimed unchecked."""
         sent: list[str] = []
         self.cleared = {}
-        for net in nets:
-            for line in self._session_lines(net):
-                rc, out = self._guard(self._run, line)
-                m = _DELETED.search(out)
-                if m is None or rc not in (0, 1):
-                    return sent, [(f"connection-tracking entries of {to_text(net)} NOT cleared: {line!r} failed "
-                                   f"(exit status {rc}: {' '.join(out.split())[:200]}); install conntrack "
-                                   "(conntrack-tools) on the router, or they expire by themselves")]
-                sent.append(line)
-                self.cleared[to_text(net)] = self.cleared.get(to_text(net), 0) + int(m.group(1))
+        lines = self._session_lines_for(nets)
+        if not lines:
+            return sent, []
+        table = self._guard(self._show, f"{lines[0]} 2>&1; echo __RC=$?")
+        if "@@table ok" not in table:
+            return sent, [("connection-tracking entries NOT cleared: the router's conntrack table could not be "
+                           f"read ({' '.join(_RC.sub('', table).split())[:160] or 'no answer'}); install conntrack "
+                           "(conntrack-tools) on the router, or they expire by themselves")]
+        sent.append(lines[0])
+        for line in lines[1:]:
+            counts, failed = self._guard(self._loop, line)
+            if failed or not counts:
+                return sent, [(f"connection-tracking entries NOT cleared: {'; '.join(failed[:3]) or line[:80]}; "
+                               "they expire by themselves or are deleted by hand (conntrack -D)")]
+            sent.append(line)
+            self.cleared.update(counts)
         return sent, []
 
+    def sessions_left(self, nets: Sequence[Network]) -> dict[str, int]:
+        """Entries still tracked per address, from one aggregated dump; {} when the table cannot be read (verify
+        then says nothing about flows)."""
+        if not nets:
+            return {}
+        tool = self._cmd("conntrack")
+        out = self._guard(self._show, f"{tool} -C >/dev/null 2>&1 && echo @@table-ok; {tool} -L 2>/dev/null | awk "
+                          "'{for(i=1;i<=NF;i++) if($i ~ /^src=/){print substr($i,5), substr($(i+1),5); break}}' "
+                          "| sort | uniq -c; echo __RC=$?")
+        if "@@table-ok" not in out:
+            return {}
+        pairs: list[tuple[int, Any, Any]] = []
+        for m in re.finditer(r"(?m)^\s*(\d+) ([0-9A-Fa-f:.]+) ([0-9A-Fa-f:.]+)\s*$", out):
+            try:
+                pairs.append((int(m.group(1)), ipaddress.ip_address(m.group(2)), ipaddress.ip_address(m.group(3))))
+            except ValueError:
+                continue
+        return {to_text(net): sum(n for n, src, dst in pairs if src in net or dst in net) for net in nets}
+
     def _sessions_left(self, net: Network) -> int | None:
-        total = 0
-        for flag in ("-s", "-d"):
-            rc, out = self._run(f"conntrack -L {flag} {to_text(net)}")
-            m = _SHOWN.search(out)
-            if rc != 0 or m is None:
-                return None   # no readable table (tool missing): verify says nothing about flows
-            total += int(m.group(1))
-        return total
+        return self.sessions_left([net]).get(to_text(net))
 
     def _own_addresses(self) -> list[str] | None:
         rc, out = self._run("ip -o addr show")

@@ -132,3 +132,43 @@ class TestConnectorSurface:
                 "'block_ip',{'addresses':['100.2.0.7']}); print('netmiko' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "False"
+
+
+class TestLinuxConntrack:
+    """The router's conntrack answers, as the loop line prints them (conntrack-tools 1.4.7 wording)."""
+
+    def _dialect(self, answer: str, table: str = "@@table ok\n@@table-ok\n__RC=0") -> object:
+        """The router answers ``table`` to the table read (and the read-back), ``answer`` to a delete loop."""
+        from connectors.firewall.linux import LinuxNft
+        d = LinuxNft(None, {}, target="fw")
+        d._show = lambda line: answer if line.startswith("for a in") else table  # type: ignore[method-assign]
+        return d
+
+    def test_counts_per_address(self) -> None:
+        from connectors.firewall.addresses import parse_network
+        out = ("@@ 45.1.2.3\nconntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\nrc=0\n"
+               "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\nrc=1\n"
+               "@@ 45.9.0.0/24\nconntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\nrc=1\n"
+               "conntrack v1.4.7 (conntrack-tools): 1 flow entries have been deleted.\nrc=0\n__RC=0")
+        d = self._dialect(out)
+        sent, problems = d.clear_sessions([parse_network("45.1.2.3"), parse_network("45.9.0.0/24")])  # type: ignore[attr-defined]
+        assert problems == [] and len(sent) == 2
+        assert d.cleared == {"45.1.2.3": 2, "45.9.0.0/24": 1}  # type: ignore[attr-defined]
+
+    def test_a_missing_tool_is_never_reported_as_cleared(self) -> None:
+        from connectors.firewall.addresses import parse_network
+        missing = "bash: line 1: conntrack: command not found\n__RC=127"
+        d = self._dialect("", table=missing)
+        sent, problems = d.clear_sessions([parse_network("45.1.2.3")])  # type: ignore[attr-defined]
+        assert sent == [] and "NOT cleared" in problems[0] and "conntrack: command not found" in problems[0]
+        assert d.sessions_left([parse_network("45.1.2.3")]) == {}  # type: ignore[attr-defined]
+        out = "@@ 45.1.2.3\nsudo: a password is required\nrc=1\nrc=1\n__RC=0"
+        sent, problems = self._dialect(out).clear_sessions([parse_network("45.1.2.3")])  # type: ignore[attr-defined]
+        assert "NOT cleared" in problems[0] and "45.1.2.3" in problems[0]
+
+    def test_read_back_counts_prefixes_from_one_dump(self) -> None:
+        from connectors.firewall.addresses import parse_network
+        table = "@@table-ok\n      2 45.1.2.3 10.1.0.5\n      1 10.1.0.6 45.9.0.77\n      4 10.1.0.6 45.10.0.1\n__RC=0"
+        d = self._dialect("", table=table)
+        left = d.sessions_left([parse_network("45.1.2.3"), parse_network("45.9.0.0/24")])  # type: ignore[attr-defined]
+        assert left == {"45.1.2.3": 2, "45.9.0.0/24": 1}
