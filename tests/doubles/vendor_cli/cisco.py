@@ -12,78 +12,16 @@ outside 0); IOS passes everything on an interface without an ACL. The inside net
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
-from tests.doubles.vendor_cli.base import PLACEHOLDER, Model, StateBase, canon
+from tests.doubles.vendor_cli.acl import acl_drops, inside, members_canon
+from tests.doubles.vendor_cli.base import Model, StateBase, canon
 
 __all__ = ["AsaModel", "AsaState", "IosModel", "IosState"]
 
 _ASA_ERR = "{pad}^\nERROR: % Invalid input detected at '^' marker."
 _IOS_ERR = "{pad}^\n% Invalid input detected at '^' marker."
-
-
-_INSIDE = tuple(ipaddress.ip_network(n) for n in ("10.1.0.0/24", "192.0.2.0/24"))
-_PORTS = {"www": 80, "https": 443, "ssh": 22}
-
-
-def _inside(addr: str) -> bool:
-    return any(ipaddress.ip_address(addr) in net for net in _INSIDE)
-
-
-def _ace_verdict(ace: str, src: str, dst: str, groups: dict[str, list[str]]) -> str | None:
-    """``permit``/``deny`` when the ACE (``[extended] permit|deny ip|tcp SRC DST [eq PORT]``, SRC/DST ``any``,
-    ``host A`` or ``object-group G``) matches a TCP packet src → dst:80, else None."""
-    words = ace.split()
-    if words and words[0] == "extended":
-        words = words[1:]
-    action, proto, rest = words[0], words[1], words[2:]
-    if proto not in ("ip", "tcp"):
-        return None
-
-    def take(addr: str) -> bool | None:
-        nonlocal rest
-        if rest[0] == "any":
-            rest = rest[1:]
-            return True
-        if rest[0] == "host":
-            hit, rest = rest[1] == addr, rest[2:]
-            return hit
-        if rest[0] == "object-group":
-            hit = addr in _members_canon(groups.get(rest[1], [])) or any(
-                ipaddress.ip_address(addr) in ipaddress.ip_network(m) for m in _members_canon(groups.get(rest[1], [])))
-            rest = rest[2:]
-            return hit
-        return None
-
-    if not take(src) or not take(dst):
-        return None
-    if rest[:1] == ["eq"] and _PORTS.get(rest[1], int(rest[1]) if rest[1].isdigit() else -1) != 80:
-        return None
-    return action
-
-
-def _acl_drops(aces: list[str], src: str, dst: str, groups: dict[str, list[str]]) -> bool:
-    for ace in aces:
-        verdict = _ace_verdict(ace, src, dst, groups)
-        if verdict is not None:
-            return verdict == "deny"
-    return True   # implicit deny
-
-
-def _members_canon(lines: list[str]) -> set[str]:
-    out: set[str] = set()
-    for ln in lines:
-        parts = ln.split()
-        if parts[0] == "host":
-            out.add(canon(parts[1]))
-        elif len(parts) == 2:
-            out.add(canon(parts[0], parts[1]))
-        else:
-            out.add(canon(parts[0]))
-    out.discard(PLACEHOLDER)
-    return out
 
 
 class AsaState(StateBase):
@@ -108,13 +46,13 @@ class AsaState(StateBase):
 
     def drops(self, src: str, dst: str) -> bool:
         """ASA verdict for a TCP packet src → dst:80 (see the module docstring for the order)."""
-        ingress, egress = ("inside" if _inside(src) else "outside"), ("inside" if _inside(dst) else "outside")
+        ingress, egress = ("inside" if inside(src) else "outside"), ("inside" if inside(dst) else "outside")
         if ingress == egress:
             return False
         level = {"inside": 100, "outside": 0}
         for acl, direction, iface in self.access_groups:
             if (direction, iface) == ("in", ingress):
-                if _acl_drops(self.acls.get(acl, []), src, dst, self.groups):
+                if acl_drops(self.acls.get(acl, []), src, dst, self.groups):
                     return True
                 break
         else:
@@ -122,16 +60,16 @@ class AsaState(StateBase):
                 return True   # lower → higher security level needs an inbound ACL that permits it
         for acl, direction, iface in self.access_groups:
             if (direction, iface) == ("out", egress):
-                return _acl_drops(self.acls.get(acl, []), src, dst, self.groups)
+                return acl_drops(self.acls.get(acl, []), src, dst, self.groups)
         return False
 
     @property
     def blocklist(self) -> set[str]:
-        return _members_canon(self.groups.get("IR-BLOCKLIST", []))
+        return members_canon(self.groups.get("IR-BLOCKLIST", []))
 
     @property
     def saved_blocklist(self) -> set[str]:
-        return _members_canon(self.saved["groups"].get("IR-BLOCKLIST", []))
+        return members_canon(self.saved["groups"].get("IR-BLOCKLIST", []))
 
     @property
     def rule_references_group(self) -> bool:
@@ -322,22 +260,22 @@ class IosState(StateBase):
 
     def drops(self, src: str, dst: str) -> bool:
         """IOS verdict for a TCP packet src → dst:80: ingress ``in`` ACL, then egress ``out`` ACL."""
-        ingress = self.inside if _inside(src) else self.outside
-        egress = self.inside if _inside(dst) else self.outside
+        ingress = self.inside if inside(src) else self.outside
+        egress = self.inside if inside(dst) else self.outside
         if ingress == egress:
             return False
         for acl in (self.interfaces.get(ingress), self.interfaces_out.get(egress)):
-            if acl and _acl_drops([v for _, v in sorted(self.acls.get(acl, {}).items())], src, dst, self.groups):
+            if acl and acl_drops([v for _, v in sorted(self.acls.get(acl, {}).items())], src, dst, self.groups):
                 return True
         return False
 
     @property
     def blocklist(self) -> set[str]:
-        return _members_canon(self.groups.get("IR-BLOCKLIST", []))
+        return members_canon(self.groups.get("IR-BLOCKLIST", []))
 
     @property
     def saved_blocklist(self) -> set[str]:
-        return _members_canon(self.saved["groups"].get("IR-BLOCKLIST", []))
+        return members_canon(self.saved["groups"].get("IR-BLOCKLIST", []))
 
     @property
     def rule_references_group(self) -> bool:
