@@ -34,13 +34,14 @@ ADDRESSES = [f"198.51.100.{i}" for i in range(1, 21)]  # documentation range: bl
 BLOCK = ["block-ip", *ADDRESSES, "--on", "fw", "--reason", "crash matrix", "--yes"]
 BLOCK_POINTS = ["after-intent", "after-snapshot", "before-apply", "batch-after-item:1", "after-apply",
                 "before-verify", "after-verify"]
-# Random moments: one delay per seed, the seed and the delay in the test id so a failing case reruns exactly
-# (tests/integration/engine/test_crash_matrix_ad.py has five more, for disable-account of 50 accounts).
-# A moment is a seeded fraction of how long a whole contain takes in this mode here (measured once per mode: a
-# warm contain can be over in under a second, and a kill after the end proves nothing).
-SEEDS = [1101, 1102, 1103, 1104, 1105]
-MOMENTS = [pytest.param(seed, round(random.Random(seed).uniform(0.05, 0.6), 2),
-                        id=f"seed{seed}-at{round(random.Random(seed).uniform(0.05, 0.6), 2)}") for seed in SEEDS]
+# Random moments: five seeds, modes alternating, seed and moment in the test id so a failing case reruns exactly
+# (tests/integration/engine/test_crash_matrix_ad.py has five more, for disable-account of 50 accounts: ten in
+# all). A moment is a seeded fraction of how long a whole contain takes in this mode here (measured once per
+# mode: a warm contain can be over in under a second, and a kill after the end proves nothing).
+SEEDS = [(1101, "cold"), (1102, "warm"), (1103, "cold"), (1104, "warm"), (1105, "warm")]
+MOMENTS = [pytest.param(mode, seed, round(random.Random(seed).uniform(0.05, 0.6), 2),
+                        id=f"{mode}-seed{seed}-at{round(random.Random(seed).uniform(0.05, 0.6), 2)}")
+           for seed, mode in SEEDS]
 
 
 @pytest.fixture(scope="module", params=["cold", "warm"])
@@ -120,7 +121,7 @@ def contain_seconds(runner: Runner) -> float:
     return min(took)
 
 
-@pytest.mark.parametrize(("seed", "fraction"), MOMENTS)
+@pytest.mark.parametrize(("runner", "seed", "fraction"), MOMENTS, indirect=["runner"])
 def test_contain_killed_at_a_random_moment(contain_seconds: float, run: Runner, seed: int, fraction: float) -> None:
     """SIGKILL of the CLI process at a seeded moment of contain, wherever that is; the next start settles it."""
     delay = round(fraction * contain_seconds, 2)
