@@ -114,6 +114,8 @@ class Engine:
     def execute(self, plan: Plan, incident: str, *, reason: str = "", ttl: timedelta | None = None,
                 approved_by: str | None = None) -> RunResult:
         """Run every subject of ``plan``; returns one outcome per action. Ctrl-C sets :attr:`cancel`."""
+        if self.dispatcher is not None and any(self.dispatcher.handles(pa) for pa in plan.actions):
+            self.dispatcher.warm()  # the broker connection, while the plan is audited and scoped
         self.audit.record("plan.created", incident=incident, runbook=plan.runbook.name, params=plan.params,
                           subjects=plan.subjects, actions=plan.to_dict()["actions"], notes=plan.notes,
                           requested_by=self.actor, reason=reason)

@@ -12,10 +12,13 @@ central ``agent contain --tag fleet`` on mgmt with no credentials for the fleet.
    mgmt, PostgreSQL journal, RabbitMQ, one worker on wk1); per action the journal's intent → done time, so CLI
    start-up is not counted. (b) adds publish, delivery, claim and PostgreSQL commits; the central sees the result
    within one poll tick more (agent/workers/dispatch.py).
-2. **Outbreak**: all N hosts contained by one command while the first worker of every site dies by SIGKILL right
-   after its first apply (failpoint ``after-apply``); checks every host isolated exactly once (one ``applying``
-   transition per action, the hosts' rulesets == the journal), then one release restores all. Prints the wall
-   times and the throughput (for information: workers, brokers and sshds share the machine's cores).
+2. **Outbreak**: two ``agent daemon`` processes run on the journal; all N hosts are contained by one command
+   with a TTL while the first worker of every site dies by SIGKILL right after its first apply (failpoint
+   ``after-apply``); checks every host isolated exactly once (one ``applying`` transition per action, the hosts'
+   rulesets == the journal); then the leader daemon is SIGKILLed and the other must fire every TTL release
+   through the workers; every audit log (central, workers, daemons) must verify. Prints the wall times and the
+   throughput (for information: workers, brokers and sshds share the machine's cores). ``--ttl 0``: no daemons,
+   one release by hand.
 """
 
 from __future__ import annotations
@@ -151,6 +154,44 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def start_daemons(run: Run, lab: Lab, root: Path, central: Path) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
+    """Two ``agent daemon`` processes on the central configuration (no fleet credentials), on mgmt."""
+    import socket
+    out: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for name in ("daemon-a", "daemon-b"):
+        folder = root / name
+        folder.mkdir()
+        with lab.enter("mgmt"), socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        text_ = central.read_text().replace(str(central.parent / "audit"), str(folder / "audit"))
+        cfg = folder / "agent.yaml"
+        cfg.write_text(text_ + f"daemon:\n  listen: \"127.0.0.1:{port}\"\n  sweep_interval: 2s\n")
+        log = open(folder / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.hosts["mgmt"].namespace, AGENT, "daemon", "--config",
+                                 str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=run.env(),
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        run.procs.append(proc)
+        out[name] = (proc, f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while health(lab, out[name][1]) == "" and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError((folder / "daemon.log").read_text()[-2000:])
+            time.sleep(0.5)
+    return out
+
+
+def health(lab: Lab, url: str) -> str:
+    """``leader`` / ``follower`` from a daemon's /healthz, "" while it does not answer."""
+    import httpx
+    try:
+        with lab.enter("mgmt"):
+            return str(httpx.get(url + "/healthz", timeout=3).json()["scheduler"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return ""
+
+
 def create_db(url: str, lab: Lab, name: str) -> str:
     with lab.enter("mgmt"):
         engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -168,6 +209,9 @@ def main() -> int:
     ap.add_argument("--slots", type=int, default=8, help="actions at once per worker")
     ap.add_argument("--sample", type=int, default=10, help="site1 hosts for the per-action overhead")
     ap.add_argument("--no-kill", action="store_true", help="do not SIGKILL a worker of each site mid-run")
+    ap.add_argument("--ttl", type=int, default=120, metavar="S",
+                    help="contain with this TTL, run two daemons, SIGKILL the leader and wait for the other to "
+                         "release every host (0: release by hand, no daemons)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("scaleout_sites: needs root (the lab)", file=sys.stderr)
@@ -244,9 +288,11 @@ def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: st
             proc = run.worker(site, worker_cfg, f"{site}-{n}", args.slots, **kill)
             if kill:
                 doomed.append(proc)
+    daemons = start_daemons(run, lab, root, central) if args.ttl else {}
     start = time.monotonic()
     run.agent("mgmt", central, "contain", "--tag", "fleet", "--yes", "--count", str(len(fleet)),
-              "-p", "capture_evidence=false", "--reason", "outbreak bench")
+              "-p", "capture_evidence=false", "--reason", "outbreak bench",
+              *(["--ttl", f"{args.ttl}s"] if args.ttl else []))
     took = time.monotonic() - start
     killed = sum(p.poll() == -signal.SIGKILL for p in doomed)
     rows, trans = journal(url, lab)
@@ -263,12 +309,40 @@ def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: st
           f"{killed}/{len(doomed)}; taken over and found applied: {taken_over}; every host isolated exactly "
           f"once: {once}; hosts isolated (nft) {len(on_hosts)}/{len(fleet)}")
     ok &= once and on_hosts == set(fleet) and killed == len(doomed)
-    start = time.monotonic()
-    run.agent("mgmt", central, "release", "--tag", "fleet", "--yes", "--count", str(len(fleet)))
-    took = time.monotonic() - start
-    left = isolated(lab, fleet)
-    print(f"release {len(fleet)} hosts: {took:.1f} s; hosts still isolated: {len(left)}")
-    ok &= not left
+    if daemons:  # the leader dies; the other must take the scheduler over and fire every TTL release
+        leader = next(n for n in daemons if health(lab, daemons[n][1]) == "leader")
+        daemons[leader][0].kill()
+        killed_at = time.monotonic()
+        other = next(n for n in daemons if n != leader)
+        deadline = killed_at + 15
+        while health(lab, daemons[other][1]) != "leader" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        print(f"leader daemon SIGKILLed; the other leads after {time.monotonic() - killed_at:.1f} s")
+        deadline = time.monotonic() + args.ttl + 180
+        left = set(fleet)
+        while left and time.monotonic() < deadline:
+            time.sleep(5)
+            left = isolated(lab, fleet)
+        rows, _ = journal(url, lab)
+        undos = [r for r in rows if r.action == "isolate" and r.kind == "undo"]
+        once = sorted(r.target for r in undos) == sorted(fleet) and all(r.state == "done" for r in undos)
+        print(f"TTL releases fired by the new leader through the workers: hosts still isolated {len(left)}; "
+              f"one undo per host, done: {once}")
+        ok &= not left and once
+    else:
+        start = time.monotonic()
+        run.agent("mgmt", central, "release", "--tag", "fleet", "--yes", "--count", str(len(fleet)))
+        took = time.monotonic() - start
+        left = isolated(lab, fleet)
+        print(f"release {len(fleet)} hosts: {took:.1f} s; hosts still isolated: {len(left)}")
+        ok &= not left
+    logs = [p.parent for p in sorted(root.glob("*2/agent.yaml"))] + [root / n for n in daemons]
+    bad = [str(d.name) for d in logs if (d / "audit").exists() and subprocess.run(
+        [AGENT, "audit", "verify", "--dir", str(d / "audit")], capture_output=True, timeout=300,
+        check=False).returncode != 0]
+    print(f"audit logs verified: {len(logs) - len(bad)}/{len(logs)}"
+          + (f" (failed: {', '.join(bad)})" if bad else ""))
+    ok &= not bad
     print("RESULT:", "ok" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -50,11 +50,20 @@ class SiteDispatcher:
         self._waiting: dict[str, _Waiter] = {}
         self._poller: threading.Thread | None = None
         self._ready = threading.Event()
-        # Import Celery and open the broker connection now, beside planning, not between an action's journaled
-        # intent and its publish (≈ 0.2 s of imports and an AMQP handshake on this machine kind).
-        threading.Thread(target=self._warm, name="site-dispatch-warm", daemon=True).start()
+        self._warming = False
+        # Import Celery now, beside planning, not between an action's journaled intent and its publish (≈ 0.2 s on
+        # this machine kind); no network yet — an engine that never dispatches (status, a worker's) opens nothing.
+        threading.Thread(target=self._app, name="site-dispatch-import", daemon=True).start()
 
-    def _warm(self) -> None:
+    def warm(self) -> None:
+        """Open the broker connection in the background (the engine calls it as a run starts); idempotent."""
+        with self._lock:
+            if self._warming:
+                return
+            self._warming = True
+        threading.Thread(target=self._connect, name="site-dispatch-warm", daemon=True).start()
+
+    def _connect(self) -> None:
         try:
             app = self._app()
             with app.producer_or_acquire() as producer:
@@ -140,6 +149,7 @@ class SiteDispatcher:
         seconds). A publish whose confirmation was lost may be sent twice: the second delivery finds the action
         claimed or settled and is dropped (agent/workers/lease.py), which is why retrying here is safe."""
         from agent.workers.celery_app import send_action
+        self.warm()
         self._ready.wait(30)  # one connection, made by the warm-up, rather than one per racing thread
         deadline, delay = time.monotonic() + BROKER_WAIT, 0.5
         while True:
