@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from agent.lab import Lab
-from tests.integration.engine.runs import Runner, private_config, ruleset
+from tests.integration.engine.runs import Runner, private_config, ruleset, wait_until
 from tests.integration.ssh_linux.helpers import timers_in
 
 pytestmark = pytest.mark.root
@@ -160,3 +161,33 @@ def test_block_batch_killed_at(run: Runner, point: str) -> None:
     assert blocked_on_router(run) == set(), f"block@{point}: addresses left on the router"  # (the empty
     # ir_block scaffold stays by design: connectors/firewall/linux.py)
     assert not any(run.status().values()), f"block@{point}: status not empty after unblock"
+
+
+@pytest.mark.parametrize("runner", ["cold"], indirect=True)
+def test_block_batch_drift_reapplied_in_place(run: Runner) -> None:
+    """Someone deletes one of 5 blocked addresses on the router; the daemon (drift_policy: reapply) applies the
+    batch again — in place, from its journaled snapshot — and unblock-ip of the 5 afterwards leaves the router
+    as it was: the 4 still blocked are not taken for "already blocked before" by the re-apply."""
+    five = ADDRESSES[:5]
+    res = run("block-ip", *five, "--on", "fw", "--reason", "drift", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    run.lab.exec("fw", ["nft", "delete", "element", "inet", "ir_block", "v4", f"{{ {five[2]} }}"])
+    assert blocked_on_router(run) == set(five) - {five[2]}
+    cfg = run.cfg.parent / "agent-daemon.yaml"
+    cfg.write_text(run.cfg.read_text() + "daemon:\n  listen: 127.0.0.1:0\n  reverify_interval: 1s\n")
+    with open(run.cfg.parent / "daemon.log", "a") as out:
+        daemon = subprocess.Popen(run.argv("daemon", "-c", str(cfg)), env=run.env({"AGENT_CONFIG": str(cfg)}),
+                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: blocked_on_router(run) == set(five) or daemon.poll() is not None, timeout=60,
+                   what="the daemon to re-apply the block")
+        assert daemon.poll() is None, (run.cfg.parent / "daemon.log").read_text()[-3000:]
+        wait_until(lambda: not run.status()["unfinished"], timeout=30, what="the re-apply to finish")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+    (action,) = [a for a in run.status()["active"] if a["action"] == "block_ip"]
+    assert sorted(i["requested"] for i in action["items"]) == sorted(five), action["items"]
+    res = run("unblock-ip", *five, "--on", "fw", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert blocked_on_router(run) == set(), "addresses left blocked after a drift re-apply"
