@@ -83,6 +83,25 @@ def redact_text(text: str) -> str:
     """
     if text in _known_clean:
         return text
+    if len(text) > 128:
+        return _redact_long(text) if len(text) <= _MEMO_MAX_CHARS else _redact_uncached(text)
+    return _redact_uncached(text)
+
+
+#: Longest text whose redaction is remembered: dry-run plans repeat the same ~2-5 KB command texts in every
+#: record (one rehearsal per alert), so those are scanned once; long one-off texts (command output) are not kept.
+_MEMO_MAX_CHARS = 32_768
+
+
+@functools.lru_cache(maxsize=256)
+def _redact_long(text: str) -> str:
+    """:func:`_redact_uncached`, remembered by the exact text (bounded: at most 256 texts of ≤32 KB). Pure: the
+    patterns are constants, so a remembered result equals a fresh one (tested); secrets added at run time
+    (``Redactor.add_known``) are scrubbed after this, never cached here."""
+    return _redact_uncached(text)
+
+
+def _redact_uncached(text: str) -> str:
     lowered = text.lower()
     present = [word for word in _QUICK_WORDS if word in lowered]
     if not present:

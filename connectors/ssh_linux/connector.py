@@ -12,21 +12,17 @@ from typing import Any, ClassVar
 from connectors.base import ActionHooks, ConnectorBase
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import (
-    deadman,
     evidence,
-    flows,
     isolate,
-    loading,
     outside,
     persist,
-    reboot,
+    preview,
     usersessions,
     verifying,
 )
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
-from connectors.ssh_linux.state import STATE_SCRIPT, then_read_script
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
 from connectors.types import (
     ActionResult,
@@ -112,41 +108,8 @@ class SshLinuxConnector(ConnectorBase):
         return lines
 
     def _preview_isolate(self, target: Target, args: Mapping[str, Any], ctx: ConnectorContext) -> list[str]:
-        from connectors.ssh_linux.privilege import parse_privilege, prelude, priv_definition
-        from connectors.ssh_linux.state import FirewallState
-
-        a = isolate.isolate_args(args, ctx, target)
-        privilege = parse_privilege(target.options)
-        host = f"ssh {target.address}:{target.port or 22}"
-        token = "<token of this action, journaled in its snapshot>"
-        out = [f"{host}: every command starts with: {prelude(privilege)}",
-               (f"{host}: read state (tool, ruleset snapshot, live dead-man timer, SSH_CONNECTION must come "
-                f"from a management address): {STATE_SCRIPT}")]
-        for tool in ("nft", "iptables"):
-            st = FirewallState(tool=tool, ruleset="")
-            cmd, stdin = loading.load_command(st, a, "0" * 32, "", {}, priv_definition(privilege))
-            what = "under the host's lock, arm the dead-man timer and load" if a.confirm_seconds else "load"
-            cond = "" if tool == "nft" else (" (hosts without nft; without ip6tables IPv6 is switched off per "
-                                             "interface with sysctl disable_ipv6, recorded for undo)")
-            out.append(f"{host}: {what} ({tool}){cond}: {cmd.replace('0' * 32, token)} <<'EOF'\n{stdin}EOF")
-        if a.cut_sessions:
-            out.append(f"{host}: cut live flows and read the rules back: "
-                       f"{then_read_script(flows.cut_command(a.management, a.ssh_port))}; then conntrack -D for "
-                       "each tracked non-management flow")
-        else:
-            out.append(f"{host}: read the rules back: {STATE_SCRIPT}")
-        confirm = (deadman.confirm_command("0" * 32).replace("0" * 32, token) if a.confirm and a.confirm_seconds
-                   else "true")
-        out.append(f"{host}: meanwhile open a fresh connection; once the rules read back right, run through it: "
-                   f"{confirm}")
-        if a.survive_reboot:
-            for tool in ("nft", "iptables"):
-                boot = reboot.boot_text(FirewallState(tool=tool, ruleset=""), a)
-                out.append(f"{host}: once confirmed ({tool}), write and enable the boot unit: "
-                           f"{persist.install_command('0' * 32, '…').replace('0' * 32, token)} <<'EOF'\n"
-                           f"{persist.install_stdin(boot)}EOF")
-        out.append(f"{host}: verify: {STATE_SCRIPT}")
-        return out
+        return preview.isolate_preview(target.address, target.port, isolate.isolate_args(args, ctx, target),
+                                       parse_privilege(target.options))
 
     def _snapshot_isolate(self, s: SshSession, args: Mapping[str, Any]) -> Snapshot:
         return isolate.snapshot(s, args)

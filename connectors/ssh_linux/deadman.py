@@ -63,15 +63,27 @@ _TOKEN_RE = re.compile(r"[0-9a-f]{16,64}")
 _OWNER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}:[0-9]{1,10}")
 
 # Take the host's lock for the rest of the command (fd 9). ``exec 9>>`` opens without truncating; children that
-# must outlive the command (the timer) close fd 9 so they never hold the lock by inheritance.
-_LOCK = ('[ -d "$D" ] || mkdir -p -m 700 "$D" || { echo "cannot create the agent state directory $D" >&2; '
-         f'exit {LOCK_EXIT}; }}; command -v flock >/dev/null 2>&1 || {{ echo "flock (util-linux) is not installed" '
-         f'>&2; exit {LOCK_EXIT}; }}; exec 9>>"$D/lock" && flock -w 30 9 || {{ echo "DEADMAN_LOCK_TIMEOUT" >&2; '
-         f'exit {LOCK_EXIT}; }}; ')
+# must outlive the command (the timer) close fd 9 so they never hold the lock by inheritance. Defined once per
+# command as the function ``ca_lock`` (:mod:`.hostfuncs`): in a POSIX function ``exec`` without a command changes
+# the calling shell's descriptors and ``exit`` ends the calling shell, exactly as inline.
+LOCK_BODY = ('[ -d "$D" ] || mkdir -p -m 700 "$D" || { echo "cannot create the agent state directory $D" >&2; '
+             f'exit {LOCK_EXIT}; }}; command -v flock >/dev/null 2>&1 || {{ echo "flock (util-linux) is not installed" '
+             f'>&2; exit {LOCK_EXIT}; }}; exec 9>>"$D/lock" && flock -w 30 9 || {{ echo "DEADMAN_LOCK_TIMEOUT" >&2; '
+             f'exit {LOCK_EXIT}; }}; ')
+_LOCK = "ca_lock; "
+
 # Sets p (PID of a live timer or empty), t (its token), o (owner), s (started) and u (due). Builtins and one grep.
-_LIVE = ('p=; t=; o=; s=; u=; { read -r p t o s u < "$D/deadman"; } 2>/dev/null; '
-         'case "$p" in ""|*[!0-9]*) p="";; esac; case "$t" in ""|*[!0-9a-f]*) p="";; esac; '
-         f'if [ -n "$p" ] && ! grep -qa "{MARKER} $t" /proc/"$p"/cmdline 2>/dev/null; then p=""; fi; ')
+# Defined once per command as the shell function ``ca_live`` (:mod:`.hostfuncs`, part of every command's prelude):
+# a POSIX function runs in the calling shell, so the variables it sets are the caller's, exactly as if inlined.
+LIVE_BODY = ('p=; t=; o=; s=; u=; { read -r p t o s u < "$D/deadman"; } 2>/dev/null; '
+             'case "$p" in ""|*[!0-9]*) p="";; esac; case "$t" in ""|*[!0-9a-f]*) p="";; esac; '
+             f'if [ -n "$p" ] && ! grep -qa "{MARKER} $t" /proc/"$p"/cmdline 2>/dev/null; then p=""; fi; ')
+_LIVE = "ca_live; "
+# Wait for a just-started timer's record: spin on the ``test`` builtin first (the timer is up within
+# milliseconds), then poll with ``sleep`` for up to 3 s on a slow host. The function ``ca_wait``.
+WAIT_BODY = ('i=0; while [ ! -s "$D/deadman" ] && [ $i -lt 20000 ]; do i=$((i+1)); done; '
+             'i=0; while [ ! -s "$D/deadman" ] && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done; ')
+_WAIT = "ca_wait; "
 
 
 LIVE = _LIVE  # for other locked sections on the host (:mod:`.persist`): which timer is live
@@ -140,9 +152,7 @@ def arm_command(seconds: int, revert: str, token: str, owner: str, expect: str =
             'fi; if [ -n "$p" ]; then kill -15 -"$p" 2>/dev/null; fi; rm -f "$D/deadman" "$D/reverted"; '
             f'now=$(date +%s); setsid nohup sh -c {shlex.quote(inner)} {MARKER} "$D" "$now" '
             '</dev/null >/dev/null 2>&1 9>&- & '
-            'i=0; while [ ! -s "$D/deadman" ] && [ $i -lt 20000 ]; do i=$((i+1)); done; '
-            'i=0; while [ ! -s "$D/deadman" ] && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done; '
-            + _LIVE + f'if [ -z "$p" ] || [ "$t" != {token} ]; then echo "DEADMAN_ARM_FAILED" >&2; '
+            + _WAIT + _LIVE + f'if [ -z "$p" ] || [ "$t" != {token} ]; then echo "DEADMAN_ARM_FAILED" >&2; '
             f'exit {ARM_FAILED_EXIT}; fi; echo "DEADMAN_PID=$p"; echo "DEADMAN_DUE=$u"; ')
 
 

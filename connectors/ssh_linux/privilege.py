@@ -25,11 +25,16 @@ from typing import Any, Literal
 
 from connectors.errors import InvalidInput
 from connectors.ssh_linux import persist as _P
+from connectors.ssh_linux.hostfuncs import DEFINITIONS
 
-__all__ = ["STATE_DIRS", "Privilege", "doas_conf", "parse_privilege", "prelude", "priv_definition", "state_dir_expr",
-           "sudoers_snippet"]
+__all__ = ["ENV", "STATE_DIRS", "Privilege", "doas_conf", "parse_privilege", "prelude", "priv_definition",
+           "state_dir_expr", "sudoers_snippet"]
 
 Privilege = Literal["root", "sudo", "doas"]
+
+# Every command runs with a known PATH and locale: sbin may be missing from a non-login PATH, and parsing needs C.
+# Sent first, before :func:`prelude` (the preview shows both, as sent).
+ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; LC_ALL=C; export PATH LC_ALL; "
 
 _DEFS: dict[str, str] = {
     "root": 'priv() { "$@"; }; ',
@@ -71,8 +76,9 @@ def priv_definition(privilege: Privilege) -> str:
 
 
 def prelude(privilege: Privilege) -> str:
-    """Shell text defining ``priv`` and ``D`` (the agent's state directory on the host) for ``privilege``."""
-    return _DEFS[privilege] + f'D={state_dir_expr(privilege)}; '
+    """Shell text defining ``priv``, ``D`` (the agent's state directory on the host) for ``privilege``, and the
+    shared functions ``ca_live`` / ``ca_state`` (:mod:`.hostfuncs`)."""
+    return _DEFS[privilege] + f'D={state_dir_expr(privilege)}; ' + DEFINITIONS
 
 
 def state_dir_expr(privilege: Privilege) -> str:

@@ -16,15 +16,13 @@ from typing import Any, Self
 
 from connectors.errors import AuthError, Rejected, Timeout, Unreachable
 from connectors.ssh_linux import hostkeys
-from connectors.ssh_linux.privilege import Privilege, parse_privilege, prelude
+from connectors.ssh_linux.privilege import ENV, Privilege, parse_privilege, prelude
 from connectors.ssh_linux.errors import mapped
 from connectors.types import ConnectorContext, Credentials, Target
 
 __all__ = ["FAST_KEX", "SshSession", "open_session"]
 
 FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
-# Every command runs with a known PATH and locale: sbin may be missing from a non-login PATH, and parsing needs C.
-_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; LC_ALL=C; export PATH LC_ALL; "
 
 
 class SshSession:
@@ -40,7 +38,7 @@ class SshSession:
         self.trusted_new_key = trusted_new_key
         self.host_fingerprint = hostkeys.fingerprint(transport.get_remote_server_key().asbytes())
         self.privilege: Privilege = parse_privilege(target.options)
-        self._prelude = _ENV + prelude(self.privilege)
+        self._prelude = ENV + prelude(self.privilege)
         self.commands = 0  # commands run so far: a remembered read is only reused if nothing ran after it
         self.remembered: tuple[float, int, Any] | None = None  # (monotonic time, commands, value)
         self.hops: list[Any] = []  # transports of the jump hosts this session runs through, outermost first

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.errors import Rejected
 from connectors.ssh_linux import deadman, persist, rules
+from connectors.ssh_linux.hostfuncs import READ_STATE, STATE_SCRIPT
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.allowlist import Flow
 from connectors.ssh_linux.validation import Network
@@ -33,31 +34,6 @@ __all__ = [
     "run_then_read",
     "then_read_script",
 ]
-
-STATE_SCRIPT = (
-    deadman.status_command() + "; "
-    'echo "@@SSH $SSH_CONNECTION"; '
-    "if command -v nft >/dev/null 2>&1; then echo '@@TOOL nft'; echo '@@RULESET'; "
-    "priv nft list ruleset 2>&1 || echo '@@FAILED nft list ruleset'; "
-    f"echo '@@TABLE'; priv nft -j list table {rules.TABLE} 2>/dev/null; "
-    "else echo '@@TOOL iptables'; echo '@@RULESET'; priv iptables-save 2>&1 || echo '@@FAILED iptables-save'; "
-    "if command -v ip6tables-save >/dev/null 2>&1; then echo '@@RULESET6'; "
-    "priv ip6tables-save 2>&1 || echo '@@FAILED ip6tables-save'; "
-    "else echo '@@NO_IP6TABLES'; echo '@@IPV6'; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do "
-    '[ -r "$f" ] || continue; n=${f#/proc/sys/net/ipv6/conf/}; n=${n%/disable_ipv6}; v=; read -r v < "$f"; '
-    'echo "$n $v"; done; fi; fi; ' + persist.state_script() +
-    # firewalld and ufw: what a reload of theirs does to our rules (:mod:`.fwmanagers`). firewalld runs: its unit
-    # is active (systemd starts it with --nofork --nopid, so there is no PID file; /run/systemd/system exists only
-    # when systemd is PID 1, sd_booted(3)) or, started by hand, its PID file /run/firewalld.pid names a live
-    # process; then the backend it was configured with. ufw: enabled in ufw.conf, and whether it manages the
-    # builtin chains (/etc/default/ufw).
-    "echo '@@FWMGR'; fw=; if [ -d /run/systemd/system ]; then systemctl is-active --quiet firewalld.service "
-    "2>/dev/null && fw=1; fi; fp=; { read -r fp < /run/firewalld.pid; } 2>/dev/null; case \"$fp\" in "
-    "''|*[!0-9]*) ;; *) [ -d /proc/$fp ] && fw=1;; esac; if [ -n \"$fw\" ]; then echo \"firewalld "
-    "$(sed -n 's/^FirewallBackend=//p' /etc/firewalld/firewalld.conf 2>/dev/null | tail -n 1)\"; fi; "
-    "if grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf; then "
-    "echo \"ufw $(sed -n 's/^MANAGE_BUILTINS=//p' /etc/default/ufw 2>/dev/null | tail -n 1)\"; fi; true")
-
 
 @dataclass
 class FirewallState:
@@ -204,14 +180,15 @@ def read_state(session: SshSession, *, reuse_within: float = 0.0) -> FirewallSta
         cached = session.recall(reuse_within)
         if isinstance(cached, FirewallState):
             return cached
-    _, out, _ = session.run(STATE_SCRIPT, timeout=min(session.ctx.command_timeout, 20), check=True,
+    _, out, _ = session.run(READ_STATE, timeout=min(session.ctx.command_timeout, 20), check=True,
                             what="read firewall state")
     return _checked_state(session, out)
 
 
 def then_read_script(commands: str) -> str:
-    """``commands`` followed by :data:`STATE_SCRIPT`, as one command text (what :func:`run_then_read` sends)."""
-    return f"{commands}; echo '{_STATE_MARK}'; {STATE_SCRIPT}"
+    """``commands`` followed by the state read (:data:`STATE_SCRIPT`, called as the prelude's ``ca_state``), as
+    one command text (what :func:`run_then_read` sends)."""
+    return f"{commands}; echo '{_STATE_MARK}'; {READ_STATE}"
 
 
 def run_then_read(session: SshSession, commands: str, *, what: str,

@@ -9,6 +9,7 @@ and ``int`` turns them into values that cannot carry shell or nft syntax at all,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -50,15 +51,26 @@ def _parse_network(field: str, raw: object) -> Network:
     if not isinstance(raw, str) or not _ADDR_CHARS.fullmatch(raw):
         # Also keeps out IPv6 scope ids ("fe80::1%eth0"), which ipaddress accepts with arbitrary text.
         raise _bad(field, raw, "is not an IP address or network")
+    parsed = _network(raw)
+    if isinstance(parsed, str):
+        raise _bad(field, raw, parsed)
+    return parsed
+
+
+@functools.lru_cache(maxsize=256)
+def _network(raw: str) -> Network | str:
+    """The network ``raw`` names, or why it cannot be a management address. Remembered (bounded): the same few
+    management addresses are parsed for every plan the daemon builds (validate, preview, summary), and
+    ``ipaddress`` objects are immutable, so a remembered answer is the fresh one."""
     try:
         net = ipaddress.ip_network(raw, strict=True)
     except ValueError:
-        raise _bad(field, raw, "is not an IP address or network (host bits must be zero)") from None
+        return "is not an IP address or network (host bits must be zero)"
     if net.prefixlen < MIN_PREFIX[net.version]:
-        raise _bad(field, raw, f"is too wide for a management network (at least /{MIN_PREFIX[net.version]})")
+        return f"is too wide for a management network (at least /{MIN_PREFIX[net.version]})"
     first = net.network_address
     if first.is_unspecified or first.is_multicast or first.is_loopback:
-        raise _bad(field, raw, "cannot be a management address (unspecified, multicast or loopback)")
+        return "cannot be a management address (unspecified, multicast or loopback)"
     return net
 
 
