@@ -204,12 +204,51 @@ class SiteWorker:
                 done.append(self._run(Claim(ClaimResult.TAKEOVER, got.row, got.previous_owner), {}))
         return done
 
+    def reverify(self) -> list[str]:
+        """Read back this site's active containments (only its workers can reach them): each read is journaled
+        as proof (agent/proof.py) and a drift — the change gone from the target — is audited
+        (``containment.drift``) for the daemon's notifications. Not re-applied here: that is the daemon's
+        ``drift_policy``, which a worker does not know."""
+        from agent.proof import record_check
+        from connectors.errors import ConnectorError
+        with self.app.store.session() as s:
+            rows = list(s.scalars(select(Action).where(
+                Action.site == self.site, Action.kind == "apply", Action.state == "done", Action.changed == 1,
+                Action.mutating == 1, Action.undone_at.is_(None)).order_by(Action.seq)))
+        seen = []
+        for row in rows:
+            if self.stopping.is_set():
+                break
+            try:
+                ver = self.runner.read_state(row, self.planner.entry_for(row), patient=False)
+            except (ConnectorError, AgentError) as exc:
+                record_check(self.app.store, row.id, "unverified", f"could not read {row.target}: {exc}",
+                             f"{self.site} worker")
+                continue
+            with self.app.store.session() as s:  # a release under way removes it on purpose: not drift
+                undo = s.scalar(select(Action.id).where(Action.undo_of == row.id).limit(1))
+                fresh = s.get(Action, row.id)
+                if undo is not None or fresh is None or fresh.undone_at is not None:
+                    continue
+            result = "in_effect" if ver.in_effect else "drift"
+            record_check(self.app.store, row.id, result,
+                         ver.summary if ver.in_effect else f"no longer in effect: {ver.summary}", f"{self.site} worker")
+            seen.append(result)
+            if not ver.in_effect:
+                self.app.audit.record("containment.drift", incident=row.incident_id, action_id=row.id,
+                                      target=row.target, action=row.action, observed=ver.to_dict(), site=self.site,
+                                      worker=self.owner, policy="alert",
+                                      detail=f"{row.action} on {row.target} is no longer in effect: {ver.summary}")
+        return seen
+
     def sweep_forever(self) -> None:
         rounds = 0
         while not self.stopping.wait(max(1.0, self.cfg.lease / 2)):
             rounds += 1
             try:
                 self.sweep(in_doubt=rounds % 10 == 1)  # in doubt: at start and every 10 rounds (≈ 5 leases)
+                if rounds % 10 == 5:  # drift: every 10 rounds, between the in-doubt sweeps
+                    self.reverify()
             except Exception as exc:  # noqa: BLE001 - the database may be away: try again next round
                 self.app.audit.record("worker.sweep_failed", site=self.site, worker=self.owner,
                                       error=f"{type(exc).__name__}: {exc}"[:500])

@@ -434,3 +434,22 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
         ("h01", "apply", "done"), ("h01", "undo", "done"), ("h04", "apply", "done"), ("h04", "undo", "done")]
     assert all(r.site == SITE_OF[r.target] for r in acts)
     assert all(r.created_at > killed_at for r in acts if r.kind == "undo")  # fired after the leader died
+
+
+def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deployment):
+    """Only a site's workers reach its hosts, so they re-verify its containments: each read-back is journaled
+    as proof, and the isolation removed behind the agent's back is reported as drift (``containment.drift`` in
+    the worker's audit log) — the central daemon, with no credentials, could only say "could not read"."""
+    from connectors.ssh_linux.rules import TABLE
+    d = deploy
+    d.worker("site1-a", "site1")
+    res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [row] = [r for r in rows(d) if r.action == "isolate"]
+    wait_for(lambda: any("re-verified in_effect" in t.detail for t in transitions(d) if t.action_id == row.id),
+             40, "the worker's read-back of h01")
+    d.scale.lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])  # someone lifts it behind our back
+    wait_for(lambda: any("re-verified drift" in t.detail for t in transitions(d) if t.action_id == row.id),
+             40, "the drift to be journaled")
+    drift = [r for r in audit_records(d.root / "site1-a" / "audit") if r["event"] == "containment.drift"]
+    assert drift and drift[0]["target"] == "h01" and drift[0]["site"] == "site1"
