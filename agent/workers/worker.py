@@ -153,16 +153,31 @@ class SiteWorker:
                 return "failed"
 
     def _planned(self, row: Action, entry: Any, args: dict[str, Any]) -> PlannedAction:
-        """The planned action as the engine planned it: the journal row plus the arguments the task carried
-        (the planner's full arguments, e.g. protected CIDRs, which the journal leaves out)."""
+        """The planned action from the journal row — the authority, not the message: a message can only add to the
+        addresses a device must never block (``protected``), which this worker computes from its own inventory
+        and its own vantage point, as the planner does (a forged message cannot lift a guard)."""
         target = entry.target(row.address or None)
         step = Step(id=row.step, action=row.action, undo=row.kind == "undo")
         spec = self.planner._spec(target.connector, row.action, step)
         full = dict(row.args or {})
-        full.update(args or {})
+        if row.target_kind == "device":
+            full["protected"] = sorted(set(self._protected(entry, target.address))
+                                       | {str(p) for p in (args or {}).get("protected") or []})
         return PlannedAction(subject=row.subject or row.target, step=step, entry=entry, target=target,
                              action=row.action, args=full, spec=spec, undo_of=row.undo_of, snapshot=row.snapshot,
                              action_id=row.id)
+
+    def _protected(self, entry: Any, address: str) -> list[str]:
+        """What a block on this device must never cover: management, protected CIDRs, the device itself and
+        where it sees this worker's sessions come from (agent.plan builds the same list for the planner)."""
+        from agent.reach import agent_source
+        inv = self.app.inventory
+        out = [*(f"{m}/{32 if ':' not in m else 128}" for m in inv.management),
+               *(str(c) for c in inv.protected_cidrs), address]
+        source = agent_source(address, entry.port or 22, entry.jump)
+        if source is not None:
+            out.append(str(source[0]))
+        return out
 
     def engine(self) -> Engine:
         """An engine over this worker's journal, for incident status after a takeover (never dispatches)."""

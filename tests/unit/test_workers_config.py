@@ -60,3 +60,26 @@ def test_daemon_leaves_routed_targets_without_credentials_to_the_workers():
     assert not left_to_workers(cfg, "boston", object())  # this daemon holds the credentials too
     assert not left_to_workers(cfg, "lyon", None)  # not routed: run (and read) here
     assert not left_to_workers(None, "boston", None)
+
+
+def test_worker_guards_come_from_its_inventory_not_the_message(tmp_path: Path):
+    """A block on a device keeps the addresses it must never cover (management, protected CIDRs, the device
+    itself) as the worker's own inventory says: a message can only add to them, never lift one (the broker is
+    not trusted with guards). Fails before: the task's arguments replaced the journaled ones wholesale."""
+    from agent.app import App
+    from agent.store import Action
+    from agent.workers.worker import SiteWorker
+    repo = Path(__file__).resolve().parents[2]
+    app = App(config_path=repo / "agent" / "data" / "config" / "agent.yaml")
+    worker = SiteWorker.__new__(SiteWorker)  # the parts _planned uses (no broker, no PostgreSQL needed here)
+    worker.app, worker.site, worker.planner = app, "hq", app.planner()
+    entry = app.inventory.device("fw-edge")
+    row = Action(id="a1", incident_id="INC-1", runbook="block-ip", step="block", target="fw-edge",
+                 target_kind="device", connector="firewall", action="block_ip", kind="apply",
+                 address="192.0.2.254", args={"addresses": ["203.0.113.7/32"]})
+    forged = {"protected": [], "addresses": ["192.0.2.10/32"]}  # drop every guard, block the management host
+    pa = worker._planned(row, entry, forged)
+    assert pa.args["addresses"] == ["203.0.113.7/32"]  # the journal's, not the message's
+    assert {"192.0.2.10/32", "192.0.2.0/28", "192.0.2.254"} <= set(pa.args["protected"])
+    extra = worker._planned(row, entry, {"protected": ["198.51.100.0/24"]})
+    assert "198.51.100.0/24" in extra.args["protected"]  # more protection from the planner is kept
