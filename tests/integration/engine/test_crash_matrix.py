@@ -1,6 +1,7 @@
 """Crash matrix (issue 12): SIGKILL at every failpoint of `contain` and `release`, and at random moments, cold
 and warm, against the lab's real sshd + nftables host; and of a 20-address `block-ip` batch on the lab's real
-router (nftables over SSH), including right after the device accepted the batch's first line. After the next
+router (nftables over SSH), including right after the device accepted the batch's first line, and at random
+moments of `release` and of that block (below: the kill proven to land while the change is under way). After the next
 start: the journal equals the real state, nothing is applied twice, no dead-man timer is left behind, and
 `agent status` agrees.
 
@@ -13,13 +14,18 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime
+from typing import Any
 
 import pytest
 
 from agent.lab import Lab
+from agent.states import ACTIVE_STATES
 from tests.integration.engine.runs import Runner, private_config, ruleset, wait_until
 from tests.integration.ssh_linux.helpers import timers_in
 
@@ -35,10 +41,10 @@ ADDRESSES = [f"198.51.100.{i}" for i in range(1, 21)]  # documentation range: bl
 BLOCK = ["block-ip", *ADDRESSES, "--on", "fw", "--reason", "crash matrix", "--yes"]
 BLOCK_POINTS = ["after-intent", "after-snapshot", "before-apply", "batch-after-item:1", "after-apply",
                 "before-verify", "after-verify"]
-# Random moments: five seeds, modes alternating, seed and moment in the test id so a failing case reruns exactly
-# (tests/integration/engine/test_crash_matrix_ad.py has five more, for disable-account of 50 accounts: ten in
-# all). A moment is a seeded fraction of how long a whole contain takes in this mode here (measured once per
-# mode: a warm contain can be over in under a second, and a kill after the end proves nothing).
+# Random moments of contain: five seeds, modes alternating, seed and moment in the test id so a failing case
+# reruns exactly (tests/integration/engine/test_crash_matrix_ad.py has five more, for disable-account of 50
+# accounts: ten in all). A moment is a seeded fraction of how long a whole contain takes in this mode here
+# (measured once per mode: a warm contain can be over in under a second, and a kill after the end proves nothing).
 SEEDS = [(1101, "cold"), (1102, "warm"), (1103, "cold"), (1104, "warm"), (1105, "warm")]
 MOMENTS = [pytest.param(mode, seed, round(random.Random(seed).uniform(0.05, 0.6), 2),
                         id=f"{mode}-seed{seed}-at{round(random.Random(seed).uniform(0.05, 0.6), 2)}")
@@ -149,18 +155,25 @@ def test_block_batch_killed_at(run: Runner, point: str) -> None:
     assert blocked_on_router(run) == set()
     res = run(*BLOCK, env={"AGENT_FAILPOINTS": point})
     assert res.returncode == -signal.SIGKILL, f"{point}: not killed: {res.returncode} {res.stdout}{res.stderr}"
+    settle_block_and_unblock(run, f"block@{point}")
+
+
+def settle_block_and_unblock(run: Runner, case: str) -> None:
+    """The next block settles what was left, once: the journal's items equal the router's rules; then unblock-ip
+    of all 20 leaves the router as it was."""
     res = run(*BLOCK)
-    assert res.returncode == 0, f"block@{point}: {res.stdout}{res.stderr}"
+    assert res.returncode == 0, f"{case}: {res.stdout}{res.stderr}"
     status = run.status()
-    assert status["unfinished"] == [] and status["in_doubt"] == [], f"block@{point}: {status}"
+    assert status["unfinished"] == [] and status["in_doubt"] == [], f"{case}: {status}"
     items = [i["requested"] for a in status["active"] if a["action"] == "block_ip" for i in a["items"]]
-    assert sorted(items) == sorted(ADDRESSES), f"block@{point}: applied twice or lost: {items}"
-    assert blocked_on_router(run) == set(ADDRESSES), f"block@{point}: journal != router"
+    assert sorted(items) == sorted(ADDRESSES), f"{case}: applied twice or lost: {items}"
+    assert blocked_on_router(run) == set(ADDRESSES), f"{case}: journal != router"
+    assert timers_in(run.lab, "fw") == [], f"{case}: a dead-man timer left on the router"
     res = run("unblock-ip", *ADDRESSES, "--on", "fw", "--yes")
-    assert res.returncode == 0, f"block@{point}: {res.stdout}{res.stderr}"
-    assert blocked_on_router(run) == set(), f"block@{point}: addresses left on the router"  # (the empty
+    assert res.returncode == 0, f"{case}: {res.stdout}{res.stderr}"
+    assert blocked_on_router(run) == set(), f"{case}: addresses left on the router"  # (the empty
     # ir_block scaffold stays by design: connectors/firewall/linux.py)
-    assert not any(run.status().values()), f"block@{point}: status not empty after unblock"
+    assert not any(run.status().values()), f"{case}: status not empty after unblock"
 
 
 @pytest.mark.parametrize("runner", ["cold"], indirect=True)
@@ -191,3 +204,123 @@ def test_block_batch_drift_reapplied_in_place(run: Runner) -> None:
     res = run("unblock-ip", *five, "--on", "fw", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert blocked_on_router(run) == set(), "addresses left blocked after a drift re-apply"
+
+
+# Random moments of release and of the 20-address block, as for contain above: three seeds each, modes alternating,
+# seed and fraction in the test id. Here the moment is a seeded fraction of the command's *change window* — from
+# its first journal row (intent) to its last one done, measured from the journal of whole runs in this mode — counted
+# from the moment that first row appears: the kill then lands while the change is under way (a release's whole run
+# is mostly start-up and planning, and a kill there proves little), and each case checks it did: the process was
+# still running, and the journal holds the action unfinished.
+RELEASE_SEEDS = [(1301, "cold"), (1302, "warm"), (1303, "cold")]
+BLOCK_SEEDS = [(1401, "warm"), (1402, "cold"), (1403, "warm")]
+
+
+def seeded(seeds: list[tuple[int, str]]) -> list[Any]:
+    out = []
+    for seed, mode in seeds:
+        fraction = round(random.Random(seed).uniform(0.05, 0.6), 2)
+        out.append(pytest.param(mode, seed, fraction, id=f"{mode}-seed{seed}-at{fraction}"))
+    return out
+
+
+def journal_rows(run: Runner, kind: str, action: str | None = None) -> list[tuple[str, str]]:
+    """(id, state) of the journal's ``kind`` rows (of ``action``), read directly: no `agent` process in the way
+    (a read-only reader of the WAL journal never blocks the writer). Nothing while the journal is being created."""
+    db = run.cfg.parent / "agent.db"
+    if not db.exists():
+        return []
+    query = "SELECT id, state FROM actions WHERE kind = ?" + (" AND action = ?" if action else "")
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            return conn.execute(query, (kind, *([action] if action else []))).fetchall()
+    except sqlite3.OperationalError:  # no tables yet
+        return []
+
+
+def change_window(run: Runner, kind: str, action: str | None = None) -> float:
+    """Seconds from the first ``kind`` row's intent to the last one's done, per the journal's own transitions."""
+    db = run.cfg.parent / "agent.db"
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+        rows = conn.execute("SELECT t.to_state, t.at FROM transitions t JOIN actions a ON a.id = t.action_id "
+                            "WHERE a.kind = ?" + (" AND a.action = ?" if action else "") + " ORDER BY t.id",
+                            (kind, *([action] if action else []))).fetchall()
+    started = min(datetime.fromisoformat(at) for to, at in rows if to == "intent")
+    done = max(datetime.fromisoformat(at) for to, at in rows if to == "done")
+    return (done - started).total_seconds()
+
+
+def kill_mid_change(run: Runner, args: list[str], kind: str, action: str | None, fraction: float,
+                    window: float) -> str:
+    """Start ``args``; once its first ``kind`` row is journaled, wait ``fraction`` of ``window`` and SIGKILL the
+    CLI. Proves the kill landed mid-change — the process was still running and the row still unfinished — and
+    returns where (for the case's messages)."""
+    before = {i for i, _ in journal_rows(run, kind, action)}
+    started = time.monotonic()
+    proc = run.popen(*args)
+    deadline = started + 60
+    while not {i for i, _ in journal_rows(run, kind, action)} - before:  # polled tightly: a warm release's
+        assert proc.poll() is None and time.monotonic() < deadline, f"no intent journaled: {proc.returncode}"
+        time.sleep(0.002)                                                  # window can be under 0.1 s
+    intent_at = time.monotonic() - started
+    time.sleep(fraction * window)
+    proc.send_signal(signal.SIGKILL)
+    _out, err = proc.communicate(timeout=30)
+    where = f"{intent_at:.2f} s + {fraction} x {window:.2f} s"
+    assert proc.returncode == -signal.SIGKILL, f"ended before the kill at {where}: {proc.returncode} {err[-2000:]}"
+    time.sleep(0.2)  # a warm child notices its client's death at once; let it be gone before the next start
+    states = sorted(s for i, s in journal_rows(run, kind, action) if i not in before)
+    assert states and set(states) & set(ACTIVE_STATES), f"the kill at {where} landed after the change: {states}"
+    return f"killed at {where}, left {'/'.join(states)}"
+
+
+@pytest.fixture(scope="module")
+def release_window(runner: Runner) -> float:
+    """A release's change window in this mode (the shorter of two whole contain + release runs)."""
+    took = []
+    for _ in range(2):
+        for path in runner.cfg.parent.glob("agent.db*"):
+            path.unlink()
+        runner.lab.reset()
+        assert runner(*CONTAIN).returncode == 0
+        assert runner(*RELEASE).returncode == 0
+        took.append(change_window(runner, "undo"))
+    return min(took)
+
+
+@pytest.mark.parametrize(("runner", "seed", "fraction"), seeded(RELEASE_SEEDS), indirect=["runner"])
+def test_release_killed_at_a_random_moment(release_window: float, run: Runner, seed: int, fraction: float) -> None:
+    """SIGKILL of the CLI at a seeded moment of a contained host's release; the next release finishes the undo
+    once: the host back at its baseline, no timer, `status` empty."""
+    baseline = ruleset(run.lab, "victim")
+    assert run(*CONTAIN).returncode == 0
+    case = f"release (seed {seed}) " + kill_mid_change(run, RELEASE, "undo", None, fraction, release_window)
+    print(case)
+    settle_and_check(run, case, contained=False)
+    assert ruleset(run.lab, "victim") == baseline, f"{case}: the baseline not restored"
+    assert not any(run.status().values()), f"{case}: status not empty after release"
+
+
+@pytest.fixture(scope="module")
+def block_window(runner: Runner) -> float:
+    """A 20-address block's change window in this mode (the shorter of two whole block + unblock runs)."""
+    took = []
+    for _ in range(2):
+        for path in runner.cfg.parent.glob("agent.db*"):
+            path.unlink()
+        runner.lab.reset()
+        assert runner(*BLOCK).returncode == 0
+        took.append(change_window(runner, "apply", "block_ip"))
+        assert runner("unblock-ip", *ADDRESSES, "--on", "fw", "--yes").returncode == 0
+    return min(took)
+
+
+@pytest.mark.parametrize(("runner", "seed", "fraction"), seeded(BLOCK_SEEDS), indirect=["runner"])
+def test_block_batch_killed_at_a_random_moment(block_window: float, run: Runner, seed: int, fraction: float) -> None:
+    """SIGKILL of the CLI at a seeded moment of a 20-address block on the router; the next block settles it once
+    (the journal's items == the router's rules) and unblock-ip of all 20 leaves the router as it was."""
+    assert blocked_on_router(run) == set()
+    case = f"block (seed {seed}) " + kill_mid_change(run, BLOCK, "apply", "block_ip", fraction, block_window)
+    case += f", {len(blocked_on_router(run))} of 20 on the router"
+    print(case)
+    settle_block_and_unblock(run, case)
