@@ -41,7 +41,8 @@ from connectors.base import ActionHooks, ConnectorBase, Session
 from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network, parse_addresses, parse_network, parse_protected, to_text
 from connectors.firewall.cisco import CiscoAsa, CiscoIos
-from connectors.firewall.dialect import GROUP, DeviceState, Dialect
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, DeviceState
 from connectors.firewall.fortinet import Fortinet
 from connectors.firewall.junos import JuniperJunos
 from connectors.firewall.linux import LinuxNft

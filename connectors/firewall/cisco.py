@@ -37,7 +37,8 @@ from typing import Any, ClassVar
 
 from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network
-from connectors.firewall.dialect import GROUP, PLACEHOLDER, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, PLACEHOLDER, DeviceState, Step
 
 __all__ = ["CiscoAsa", "CiscoIos"]
 

@@ -5,7 +5,9 @@ read the device before changing it, send only what is missing, stop at the first
 exactly which lines it accepted, take them back out again, always leave configuration mode, save once per
 session. Those live here once in :meth:`Dialect.block`/:meth:`Dialect.unblock`/:meth:`Dialect.persist`; a vendor
 module only says *which* lines (``_scaffold_steps``, ``_add_steps``, ``_remove_steps``), how to read state
-(``_read_state``) and how its CLI reports errors (``error_re``).
+(``_read_state``) and how its CLI reports errors (``error_re``). The shared vocabulary (:class:`Step`,
+:class:`DeviceState`, ...) lives in :mod:`connectors.firewall.model`, the line-by-line CLI mechanics in
+:mod:`connectors.firewall.transport`, established-flow clearing in :mod:`connectors.firewall.flows`.
 
 Timeouts with unknown outcome (ARCHITECTURE lesson #6): a change interrupted by a timeout or a dropped session
 may or may not have landed. Nothing here retries blindly: every ``block``/``unblock`` starts by *reading the
@@ -21,88 +23,24 @@ import ipaddress
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from connectors.errors import Busy, ConnectorError, InvalidInput, Rejected, Timeout
 from connectors.firewall.addresses import Network, covered_by, to_text
-from connectors.firewall.channel import PartialAnswer, channel_closed, exchange
-from connectors.firewall.flows import SessionTable
+from connectors.firewall.channel import PartialAnswer
 from connectors.firewall.errors import map_exception
+from connectors.firewall.flows import SessionTable
+from connectors.firewall.model import GROUP, NAME_RE, RULE, ChangeReport, DeviceError, DeviceState, Step
+from connectors.firewall.transport import Transport
 
-__all__ = [
-    "GROUP",
-    "NAME_RE",
-    "PLACEHOLDER",
-    "RULE",
-    "ChangeReport",
-    "DeviceError",
-    "DeviceState",
-    "Dialect",
-    "Step",
-]
+__all__ = ["Dialect"]
 
-GROUP = "IR-BLOCKLIST"     # the only group/list/set the agent fills
-RULE = "IR-BLOCK"          # the only rule/term/policy it creates
-PLACEHOLDER = "255.255.255.255"   # keeps object groups non-empty (ASA, FortiOS, PAN-OS refuse empty groups in use)
-NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}\Z", re.ASCII)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One configuration line and the self-contained lines that take it back out (empty: nothing to undo)."""
-
-    line: str
-    undo: tuple[str, ...] = ()
-    barrier: bool = False   # send only after every earlier line was answered (never typed ahead)
-
-
-@dataclass
-class DeviceState:
-    """What the device holds now: our group's members and whether the deny rule references it at the top."""
-
-    members: list[Network] = field(default_factory=list)
-    group_exists: bool = False
-    rule_in_place: bool = False
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def scaffold(self) -> bool:
-        return self.group_exists and self.rule_in_place
-
-
-@dataclass
-class ChangeReport:
-    """Outcome of one block/unblock: what changed, what already was, and every line the device accepted."""
-
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    applied_lines: list[str] = field(default_factory=list)
-    persist_lines: list[str] = field(default_factory=list)
-    session_lines: list[str] = field(default_factory=list)   # commands that ended established flows
-    sessions_cleared: dict[str, int] = field(default_factory=dict)   # flows ended per address, where counted
-    scaffold_created: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-
-class DeviceError(Exception):
-    """A line the device refused (internal; surfaces as :class:`Rejected`)."""
-
-    def __init__(self, line: str, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-class Dialect(SessionTable, abc.ABC):
+class Dialect(Transport, SessionTable, abc.ABC):
     """Base dialect. Subclasses set the class attributes and implement the ``_``-hooks; nothing else."""
 
     device_type: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     families: ClassVar[frozenset[int]] = frozenset({4, 6})
-    error_re: ClassVar[re.Pattern[str]] = re.compile(r"(?m)^% Invalid input detected.*$")
-    uses_config_mode: ClassVar[bool] = True
-    config_prompt: ClassVar[str] = r"[#>]\s*$"
     option_names: ClassVar[tuple[str, ...]] = ()
     required_options: ClassVar[tuple[str, ...]] = ()
     pipeline: ClassVar[int] = 50    # lines typed ahead per round trip (1 = wait for each answer)
@@ -324,67 +262,6 @@ class Dialect(SessionTable, abc.ABC):
         except Exception as exc:  # noqa: BLE001 - the cleanup itself must never hide the original refusal
             errors.append(f"cleanup aborted: {type(exc).__name__}: {str(exc)[:120]}")
         return {"lines": done, "errors": errors, "complete": not errors}
-
-    def _guard(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except ConnectorError:
-            raise
-        except Exception as exc:
-            raise map_exception(exc, target=self.target) from exc
-
-    # ----- transport helpers --------------------------------------------------------------------------------------
-    def _show(self, command: str) -> str:
-        """An exec/operational-mode command; its answer ends at the session's own prompt."""
-        self.sent.append(command)
-        self.reads.append(command)
-        prompt = rf"{re.escape(self.conn.base_prompt)}[^\n]*[>#$\]]\s*$"
-        answer = self._exchange([command], prompt)[0]
-        return answer.rsplit("\n", 1)[0] if "\n" in answer else ""
-
-    def _error_in(self, line: str, out: str) -> DeviceError | None:
-        """The device's refusal of ``line`` found in its answer ``out``, or None when it was accepted."""
-        if self.error_re.search(out):
-            return DeviceError(line, " ".join(out.split())[:400])
-        return None
-
-    def _send_config(self, line: str) -> str:
-        out = self._send_chunk([line])[0]
-        err = self._error_in(line, out)
-        if err is not None:
-            raise err
-        return out
-
-    def _send_chunk(self, lines: list[str]) -> list[str]:
-        """Send lines and return each one's answer. Several lines are typed ahead in one write (the way
-        netmiko's ``send_config_set`` does) and the answers are split at each line's echo; a line's answer
-        ends where the next echo starts, the last one at the configuration prompt."""
-        self.sent.extend(lines)
-        return self._exchange(lines, self.config_prompt)
-
-    def _exchange(self, lines: list[str], prompt: str, timeout: float | None = None) -> list[str]:
-        return exchange(self.conn, lines, prompt, timeout or self.timeout)
-
-    def _channel_closed(self) -> bool:
-        return channel_closed(self.conn)
-
-    def _enter(self) -> None:
-        if self.uses_config_mode:
-            self.conn.config_mode()
-
-    def _leave(self) -> None:
-        if self.uses_config_mode and not self._channel_closed():
-            try:
-                self.conn.exit_config_mode()
-            except Exception:  # noqa: BLE001, S110 - a dead session cannot be in config mode any more; the original error matters
-                pass
-
-    def disconnect(self) -> None:
-        """Leave the device (the driver's own cleanup by default; just close a session the device dropped)."""
-        if self._channel_closed():
-            self.conn.paramiko_cleanup()
-        else:
-            self.conn.disconnect()
 
     # ----- hooks with defaults -----------------------------------------------------------------------------------
     def _check_conflicts(self, todo: list[Network], state: DeviceState) -> None:

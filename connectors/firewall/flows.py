@@ -31,7 +31,7 @@ class SessionTable:
     reads: list[str]
     cleared: dict[str, int]
 
-    # transport, provided by Dialect
+    # transport, provided by connectors.firewall.transport.Transport
     def _show(self, command: str) -> str:
         raise NotImplementedError
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from connectors.firewall.addresses import Network, to_text
-from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, PLACEHOLDER, RULE, DeviceState, Step
 
 _RULE_OUT = f"{RULE}-OUT"
 

@@ -38,7 +38,8 @@ from typing import Any, ClassVar
 
 from connectors.errors import Busy, Rejected
 from connectors.firewall.addresses import Network
-from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Step
 
 __all__ = ["JuniperJunos"]
 

@@ -29,7 +29,8 @@ from typing import Any
 
 from connectors.errors import InvalidInput, Rejected
 from connectors.firewall.addresses import Network, to_text
-from connectors.firewall.dialect import DeviceError, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import DeviceError, DeviceState, Step
 
 __all__ = ["TABLE", "LinuxNft"]
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from connectors.firewall.addresses import Network, to_text
-from connectors.firewall.dialect import GROUP, RULE, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, RULE, DeviceState, Step
 
 __all__ = ["MikrotikRouterOs", "conn_regex", "ros_string"]
 

@@ -22,7 +22,8 @@ import re
 
 from connectors.errors import InvalidInput
 from connectors.firewall.addresses import Network, to_text
-from connectors.firewall.dialect import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Dialect, Step
+from connectors.firewall.dialect import Dialect
+from connectors.firewall.model import GROUP, PLACEHOLDER, RULE, DeviceError, DeviceState, Step
 from connectors.firewall.fortinet import network_from_name, object_name
 
 __all__ = ["PaloAltoPanos"]
