@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from agent.audit.export import ExportResult, export_incident, verify_export
     from agent.audit.reader import records
     from agent.audit.redact import redact_text, redact_value
-    from agent.audit.chain import VerifyError, VerifyReport, verify
+    from agent.audit.chain import verify
+    from agent.audit.verdict import VerifyError, VerifyReport
     from agent.audit.writer import AuditClosedError, AuditLog
 
 #: Lazy exports: ``agent audit verify`` should not pay for the writer, and the writer not for the exporter.
 _EXPORTS = {
     "AuditLog": "writer", "AuditClosedError": "writer",
-    "VerifyError": "chain", "VerifyReport": "chain", "verify": "chain",
+    "VerifyError": "verdict", "VerifyReport": "verdict", "verify": "chain",
     "records": "reader", "export_incident": "export", "ExportResult": "export", "verify_export": "export",
     "TrustAnchor": "anchor",
     "Redactor": "processors", "add_context": "processors", "add_timestamp": "processors",

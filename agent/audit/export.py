@@ -34,7 +34,8 @@ from typing import Any
 from agent.audit.anchor import TrustAnchor
 from agent.audit.canonical import RECORD_VERSION, withheld_line
 from agent.audit.segments import list_segments
-from agent.audit.chain import VerifyError, VerifyReport, verify
+from agent.audit.chain import verify
+from agent.audit.verdict import VerifyError, VerifyReport
 
 __all__ = ["EXPORT_FORMAT", "MANIFEST_DOMAIN", "ExportResult", "export_incident", "is_export", "verify_export"]
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit.anchor import TrustAnchor
-from agent.audit.chain import (
+from agent.audit.chain import _State
+from agent.audit.verdict import (
     BROKEN_LINK,
     SEQ_GAP,
     TRUNCATED_LINE,
     VerifyError,
     VerifyReport,
-    _State,
     _Stop,
 )
 
