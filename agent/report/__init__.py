@@ -17,11 +17,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.report.from_records import from_records, parse_time, target_tags
+    from agent.report.from_records import from_records, parse_time
     from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
     from agent.report.render import Report, build_report
+    from agent.report.scope import target_tags
 
-_EXPORTS = {"from_records": "from_records", "parse_time": "from_records", "target_tags": "from_records",
+_EXPORTS = {"from_records": "from_records", "parse_time": "from_records", "target_tags": "scope",
             "ActionEntry": "model", "AuditSummary": "model", "IncidentReportData": "model", "TimelineEntry": "model",
             "Report": "render", "build_report": "render"}
 

@@ -2,25 +2,22 @@
 
 Events read (written by the engine): ``incident.opened``, ``plan.created``, ``action.transition``,
 ``action.done``, ``action.failed``, ``action.undone``, ``approval.granted``/``approval.denied``,
-``evidence.stored`` and optionally ``incident.contained``. Unknown events still appear in the timeline.
+``evidence.stored`` and optionally ``incident.contained``. Unknown events still appear in the timeline. Who and
+what was affected (systems, accounts, IPs, data sets) is worked out in :mod:`agent.report.scope_of_actions`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.report.model import ActionEntry, AuditSummary, IncidentReportData, TimelineEntry
-from agent.report.scope import fold_scope, scope_from_tags
+from agent.report.scope_of_actions import fill_scope
 
-__all__ = ["from_records", "parse_time", "target_tags"]
+__all__ = ["from_records", "parse_time"]
 
 _SKIP = frozenset({"event", "ts", "seq", "prev_hash", "hash", "actor", "host", "pid", "incident"})
-
-_IP_ARGS = ("ip", "ips", "address", "addresses", "cidr", "source_ip", "remote_ip")
-_ACCOUNT_ARGS = ("account", "user", "username", "sam_account_name", "samaccountname")
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -34,30 +31,6 @@ def parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def target_tags(inventory_tags: Mapping[str, Mapping[str, Any]], target: str) -> dict[str, Any]:
-    """Normalise one target's inventory tags to ``{"kind", "data": set, "residents": {state: count|None}}``.
-
-    Accepts either structured keys (``data``, ``residents`` as list or mapping, ``kind``) or a flat ``tags``
-    list such as ``["data:ssn", "residents:MA", "residents:WA=700"]``.
-    """
-    raw = inventory_tags.get(target) or {}
-    data: set[str] = set(raw.get("data") or ())
-    residents: dict[str, int | None] = {}
-    declared = raw.get("residents") or {}
-    if isinstance(declared, Mapping):
-        residents.update({str(k): (int(v) if v is not None else None) for k, v in declared.items()})
-    else:
-        residents.update({str(state): None for state in declared})
-    for tag in raw.get("tags") or ():
-        key, _, value = str(tag).partition(":")
-        if key == "data" and value:
-            data.add(value)
-        elif key == "residents" and value:
-            state, _, count = value.partition("=")
-            residents[state] = int(count) if count.isdigit() else residents.get(state)
-    return {"kind": raw.get("kind"), "data": data, "residents": residents, "address": raw.get("address")}
 
 
 def from_records(records: Iterable[Mapping[str, Any]], incident: str,
@@ -155,7 +128,7 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
         if not entry.approved_by and incident_approvals:
             entry.approved_by, entry.approval_reason = incident_approvals[-1]
     data.actions = list(actions.values())
-    _scope(data, arguments, inventory_tags, mine)
+    fill_scope(data, arguments, inventory_tags, mine)
     applied = [a for a in data.actions if a.kind != "undo"]
     done = [a.time for a in applied if a.status == "done" and a.time]
     data.containment_complete = bool(applied) and all(a.status in ("done", "undone") for a in applied)
@@ -346,64 +319,3 @@ def _fact_source(record: Mapping[str, Any]) -> str:
     who = record.get("recorded_by") or record.get("actor") or "unknown"
     source = f" — {record['source']}" if record.get("source") else ""
     return f"recorded by {who} (audit seq {record.get('seq')}){source}"
-
-
-def _scope(data: IncidentReportData, arguments: Mapping[str, Mapping[str, Any]],
-           inventory_tags: Mapping[str, Mapping[str, Any]], mine: list[Mapping[str, Any]]) -> None:
-    """Systems, accounts and IPs from the actions; data categories and counts from the scope snapshots.
-
-    People are counted once per data set (see :mod:`agent.report.scope`), never once per action. Logs written
-    before scope snapshots existed fall back to the inventory tags given, once per distinct target, and say so.
-    """
-    hosts: set[str] = set()
-    accounts: set[str] = set()
-    ips: set[str] = set()
-    snapshots = [r for r in mine if r.get("event") == "incident.scope"]
-    if not snapshots:
-        legacy = {"event": "incident.scope", "seq": None, "cause": "current inventory (no snapshot in the log)",
-                  **scope_from_tags(inventory_tags, [a.target for a in data.actions])}
-        snapshots = [legacy]
-        data.scope_note = ("The audit log holds no scope snapshot for this incident: data categories and counts "
-                           "were read from the inventory as it is now.")
-    scope = fold_scope([*snapshots, *(r for r in mine if r.get("event") == "incident.facts")])
-    kinds = {name: row["kind"] for name, row in scope.systems.items()}
-    for entry in data.actions:
-        kind = kinds.get(entry.target) or target_tags(inventory_tags, entry.target)["kind"] or (
-            "account" if "account" in entry.action else "host")
-        (accounts if kind in ("account", "directory") and "account" in entry.action else hosts).add(entry.target)
-        args = arguments.get(entry.action_id, {})
-        for key in _IP_ARGS:
-            for value in _as_list(args.get(key)):
-                if _is_ip(value) and (key != "address" or "ip" in entry.action):
-                    ips.add(value)
-        for key in _ACCOUNT_ARGS:
-            accounts.update(_as_list(args.get(key)))
-    data.hosts, data.accounts, data.ips = sorted(hosts), sorted(accounts), sorted(ips)
-    data.data_categories = sorted(set(scope.data_categories) | set(data.data_categories))
-    data.resident_states = sorted(set(scope.resident_states) | set(data.resident_states))
-    data.residents_by_state.update(scope.residents_by_state())
-    data.count_sources = scope.count_sources()
-    data.datasets = {name: {"data": v["data"], "residents": v["residents"], "audit_seq": v["seq"]}
-                     for name, v in scope.datasets.items()}
-    data.systems = {name: {"kind": v["kind"], "dataset": v["dataset"], "audit_seq": v["seq"]}
-                    for name, v in scope.systems.items()}
-    if data.total_affected is None and data.resident_states and \
-            set(data.resident_states) <= set(data.residents_by_state):
-        data.total_affected = sum(data.residents_by_state[s] for s in data.resident_states)
-        data.total_source = "sum of the per-state counts (each data set counted once)"
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple | set):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return True

@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.report.vocabulary import check_categories
 
-__all__ = ["Scope", "fold_scope", "scope_from_tags", "snapshot_scope", "system_scope"]
+__all__ = ["Scope", "fold_scope", "scope_from_tags", "snapshot_scope", "system_scope", "target_tags"]
 
 
 @dataclass
@@ -99,8 +99,6 @@ def snapshot_scope(entries: Iterable[Any]) -> dict[str, Any]:
 
 def scope_from_tags(inventory_tags: Mapping[str, Mapping[str, Any]], targets: Iterable[str]) -> dict[str, Any]:
     """Fallback for logs written before scope snapshots existed: one row per distinct target from tags."""
-    from agent.report.from_records import target_tags
-
     rows = []
     for name in dict.fromkeys(targets):
         tags = target_tags(inventory_tags, name)
@@ -138,3 +136,27 @@ def fold_scope(records: Iterable[Mapping[str, Any]]) -> Scope:
                                                            "source": "facts"})
                 ds["data"] = sorted(set(ds["data"]) | set(extra))
     return scope
+
+
+def target_tags(inventory_tags: Mapping[str, Mapping[str, Any]], target: str) -> dict[str, Any]:
+    """Normalise one target's inventory tags to ``{"kind", "data": set, "residents": {state: count|None}}``.
+
+    Accepts either structured keys (``data``, ``residents`` as list or mapping, ``kind``) or a flat ``tags``
+    list such as ``["data:ssn", "residents:MA", "residents:WA=700"]``.
+    """
+    raw = inventory_tags.get(target) or {}
+    data: set[str] = set(raw.get("data") or ())
+    residents: dict[str, int | None] = {}
+    declared = raw.get("residents") or {}
+    if isinstance(declared, Mapping):
+        residents.update({str(k): (int(v) if v is not None else None) for k, v in declared.items()})
+    else:
+        residents.update({str(state): None for state in declared})
+    for tag in raw.get("tags") or ():
+        key, _, value = str(tag).partition(":")
+        if key == "data" and value:
+            data.add(value)
+        elif key == "residents" and value:
+            state, _, count = value.partition("=")
+            residents[state] = int(count) if count.isdigit() else residents.get(state)
+    return {"kind": raw.get("kind"), "data": data, "residents": residents, "address": raw.get("address")}
