@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,9 +20,17 @@ from pathlib import Path
 from types import MappingProxyType
 
 from agent import paths
-from agent.lab import guard, labconfig, netns, network, procs, sshd
+from agent.lab import guard, labconfig, netns, network, power, procs, sshd
 from agent.lab.errors import NEEDS_ROOT, LabCommandError, LabError
-from agent.lab.probe import DEFAULT_MATRIX, LiveConnection, ProbeResult, connect_from, run_probe, wait_until
+from agent.lab.probe import (
+    DEFAULT_MATRIX,
+    LiveConnection,
+    ProbeResult,
+    answers,
+    connect_from,
+    run_probe,
+    wait_until,
+)
 from agent.lab.topology import (
     LISTEN_PORT,
     MAX_FLEET,
@@ -44,12 +51,6 @@ __all__ = ["Lab"]
 
 REPO = Path(__file__).resolve().parents[2]
 _ECHO = Path(__file__).with_name("echo.py")
-# Restores the lab's baseline (no firewall rules anywhere, no tracked flows). Static text, no interpolation.
-_RESET = """NFT=nft
-[ -x /run/lab-sbin/nft ] && NFT=/run/lab-sbin/nft
-$NFT flush ruleset
-conntrack -F >/dev/null 2>&1 || true
-"""
 
 
 class Lab:
@@ -193,23 +194,12 @@ class Lab:
         start = time.monotonic()
         self.down_ad()
         inodes = {os.stat(netns.NETNS_DIR / ns).st_ino for ns in self.namespaces if netns.exists(ns)}
-        marker = str(self.state_dir)
-        roots: set[int] = set()
         # a bigger lab built earlier goes entirely (its fleet and, with sites, its worker hosts)
         every = {**specs(min(max(self.fleet, self._recorded_fleet()), MAX_FLEET)), **self._every_sited()}
-        for host in every:
-            for pid_file in self._pid_files(host):
-                pid = procs.read_pid(pid_file)
-                if pid and procs.is_alive(pid) and (procs.net_ns_inode(pid) in inodes or marker in procs.cmdline(pid)):
-                    roots.add(pid)
-        kids = procs.children_map()
-        if inodes:  # daemons whose PID file was lost still name the state directory on their command line
-            roots |= {pid for pids in kids.values() for pid in pids
-                      if procs.net_ns_inode(pid) in inodes and marker in procs.cmdline(pid)}
-        survivors = procs.terminate(roots | procs.descendants(roots, kids))
-        for host in every:
-            for pid_file in self._pid_files(host):
-                pid_file.unlink(missing_ok=True)
+        pid_files = [pid_file for host in every for pid_file in self._pid_files(host)]
+        survivors = procs.stop_started(pid_files, inodes, str(self.state_dir))
+        for pid_file in pid_files:
+            pid_file.unlink(missing_ok=True)
         left = network.delete(self.prefix, every)
         if not left:
             guard.remove_blackholes_if_last()  # kept while another lab on this machine still runs
@@ -239,20 +229,8 @@ class Lab:
             return self.hosts[self.source_host(h.name)].namespace
         targets = [(source(h), h.address, 22) for h in self.hosts.values() if h.has_sshd]
         targets += [(source(h), h.address, LISTEN_PORT) for h in self.hosts.values() if h.has_listener]
-
-        def answers(target: tuple[str, str, int]) -> bool:
-            ns, address, port = target
-
-            def once() -> bool:
-                try:
-                    with connect_from(ns, address, port, 0.5) as sock:
-                        return port != 22 or sock.recv(8).startswith(b"SSH-")
-                except OSError:
-                    return False
-            return wait_until(once, timeout)
-
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            return all(pool.map(answers, targets))
+            return all(pool.map(lambda t: answers(t[0], t[1], t[2], timeout), targets))
 
     def _prepare_files(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -392,44 +370,19 @@ class Lab:
         pid = procs.read_pid(pid_file)
         if pid is None or not procs.is_alive(pid):
             raise LabError(f"sshd of lab host {host!r} is not running: run lab up")
-        mnt = os.readlink(f"/proc/{pid}/ns/mnt")
-        members = set()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.readlink(entry / "ns" / "mnt") == mnt:
-                        members.add(int(entry.name))
-                except OSError:
-                    continue
-        members.discard(os.getpid())
-        for member in members:  # power off: no SIGTERM first, nothing gets to clean up
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(member, signal.SIGKILL)
-        if not wait_until(lambda: not any(procs.is_alive(m) for m in members), timeout=5):
-            left = [m for m in members if procs.is_alive(m)]
-            raise LabError(f"rebooting {host!r}: processes {left} survived")
+        power.power_off(host, pid)
         pid_file.unlink(missing_ok=True)
-        kernel = ("nft flush ruleset; conntrack -F >/dev/null 2>&1; for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; "
-                  'do echo 0 > "$f" 2>/dev/null; done; true')
-        netns.run(target.namespace, ["sh", "-c", kernel])
+        netns.run(target.namespace, ["sh", "-c", power.BOOT_KERNEL])
         self._start_sshd(host)
         if not wait_until(lambda: (p := procs.read_pid(pid_file)) is not None and procs.is_alive(p), timeout=10):
             raise LabError(f"sshd of {host!r} did not come back after the reboot: {self._log_tail()}")
-
-        def banner() -> bool:
-            src = self.hosts[self.source_host(host)].namespace
-            try:
-                with connect_from(src, target.address, 22, 0.5) as sock:
-                    return sock.recv(8).startswith(b"SSH-")
-            except OSError:
-                return False
-        if not wait_until(banner, timeout=10):
+        if not answers(self.hosts[self.source_host(host)].namespace, target.address, 22, 10):
             raise LabError(f"sshd of {host!r} does not answer after the reboot")
 
     def reset(self) -> None:
         """Restore the baseline on every host: no nftables/iptables rules, no tracked connections."""
         with ThreadPoolExecutor(max_workers=len(self.hosts)) as pool:
-            list(pool.map(lambda h: self.exec(h, ["sh", "-c", _RESET], check=False), self.hosts))
+            list(pool.map(lambda h: self.exec(h, ["sh", "-c", power.BASELINE], check=False), self.hosts))
 
     @property
     def management_address(self) -> str:

@@ -17,7 +17,7 @@ from typing import Self
 
 from agent.lab import netns
 
-__all__ = ["DEFAULT_MATRIX", "Check", "LiveConnection", "ProbeResult", "connect_from", "run_probe"]
+__all__ = ["DEFAULT_MATRIX", "Check", "LiveConnection", "ProbeResult", "answers", "connect_from", "run_probe"]
 
 DEFAULT_MATRIX: tuple[tuple[str, str, int], ...] = (
     ("mgmt", "victim", 22),
@@ -104,6 +104,18 @@ def connect_from(namespace: str, address: str, port: int, timeout: float) -> soc
         sock.close()
         raise
     return sock
+
+
+def answers(namespace: str, address: str, port: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` until ``address:port`` accepts a connection made from ``namespace``; on port 22 the
+    daemon must also send its SSH banner (a listening socket alone is not an sshd ready to serve)."""
+    def once() -> bool:
+        try:
+            with connect_from(namespace, address, port, 0.5) as sock:
+                return port != 22 or sock.recv(8).startswith(b"SSH-")
+        except OSError:
+            return False
+    return wait_until(once, timeout)
 
 
 def _check(namespace: str, address: str, port: int, timeout: float) -> tuple[str, str]:

@@ -26,6 +26,7 @@ __all__ = [
     "net_ns_inode",
     "read_pid",
     "start_detached",
+    "stop_started",
     "terminate",
 ]
 
@@ -125,3 +126,19 @@ def terminate(pids: Iterable[int], grace: float = 2.0) -> list[int]:
         time.sleep(0.01)
         targets = [pid for pid in targets if is_alive(pid)]
     return targets
+
+
+def stop_started(pid_files: Iterable[Path], inodes: set[int], marker: str) -> list[int]:
+    """Stop what a lab started: the PIDs in ``pid_files`` that still live in one of its namespaces (``inodes``)
+    or still name its state directory (``marker``), daemons in those namespaces whose PID file was lost, and all
+    their descendants; return the PIDs that survived."""
+    roots: set[int] = set()
+    for pid_file in pid_files:
+        pid = read_pid(pid_file)
+        if pid and is_alive(pid) and (net_ns_inode(pid) in inodes or marker in cmdline(pid)):
+            roots.add(pid)
+    kids = children_map()
+    if inodes:  # daemons whose PID file was lost still name the state directory on their command line
+        roots |= {pid for pids in kids.values() for pid in pids
+                  if net_ns_inode(pid) in inodes and marker in cmdline(pid)}
+    return terminate(roots | descendants(roots, kids))
