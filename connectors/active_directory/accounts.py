@@ -10,7 +10,8 @@ never guessed. A down-level name must carry this directory's NetBIOS domain.
 
 Protected accounts (built-in Administrator RID 500, krbtgt RID 502 and ``krbtgt_*``, the agent's own bind account
 and ``options.protected_accounts``) are refused by name in ``validate`` and again, by SID/DN/UPN, right after
-resolution — always before any modify is sent.
+resolution — always before any modify is sent. Resolving many names at once (batches) is
+:mod:`connectors.active_directory.batch_resolve`.
 """
 
 from __future__ import annotations
@@ -34,21 +35,19 @@ from connectors.errors import InvalidInput, Rejected
 
 __all__ = [
     "MAX_IDENTIFIER",
-    "NAMES_PER_FILTER",
     "USER_FILTER",
     "Account",
-    "Resolution",
     "as_int",
     "check_not_protected",
     "domain_problem",
     "first",
     "guid_value",
+    "how_named",
     "looks_like_dn",
     "match_keys",
     "name_filter",
     "name_key",
     "resolve",
-    "resolve_many",
     "resolve_snapshot",
     "sid_to_bytes",
     "sid_to_str",
@@ -60,7 +59,6 @@ USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 BUILTIN_PROTECTED = ("administrator", "krbtgt")
 PROTECTED_RIDS = {500: "the built-in Administrator (RID 500)", 502: "krbtgt (RID 502)"}
 IDENTITY_ATTRS = ("sAMAccountName", "userPrincipalName", "objectGUID", "objectSid", "distinguishedName")
-NAMES_PER_FILTER = 200  # names per OR filter (≤ 400 terms): small requests; more names → more (pipelined) searches
 
 
 def validate_account(value: Any, opts: DirectoryOptions, field_name: str = "account") -> str:
@@ -145,7 +143,8 @@ _HOW = {"dn": "DN", "sid": "objectSid", "guid": "objectGUID", "downlevel": "sAMA
         "name": "sAMAccountName or userPrincipalName"}
 
 
-def _how(value: str) -> str:
+def how_named(value: str) -> str:
+    """How a validated name is searched, in words for messages ('DN', 'objectSid', ...)."""
     try:
         return _HOW[parse_account_name(value).kind]
     except ValueError:
@@ -232,7 +231,7 @@ def resolve(session: ADSession, value: str, attributes: Sequence[str] = ()) -> A
         terms, _key = _terms(value)
         filt = f"(&{USER_FILTER}(|{terms}))"
         entries, over = session.search(session.opts.base_dn, filt, attrs, size_limit=2)
-    how = _how(value)
+    how = how_named(value)
     if not entries:
         raise Rejected(f"no user account with {how} {value!r} under {session.opts.base_dn!r}",
                        detail={"reason": "not_found", "account": value})
@@ -296,17 +295,6 @@ def _norm(name: str) -> str:
 
 
 
-@dataclass
-class Resolution:
-    """What one requested name resolved to in a batch: an account, or why there is none to act on."""
-
-    requested: str
-    account: Account | None = None
-    problem: str = ""  # "" | not_found | ambiguous | protected_account | duplicate
-    message: str = ""
-    matches: list[str] = field(default_factory=list)
-
-
 def name_filter(names: Sequence[str], also: str = "") -> str:
     """One OR filter for validated ``names`` (each by the attribute its form names: distinguishedName,
     sAMAccountName/userPrincipalName, objectSid, objectGUID), ANDed with the user filter and ``also`` (a
@@ -344,72 +332,3 @@ def match_keys(entry: Entry, with_dn: bool) -> set[tuple[str, str]]:
 def name_key(value: str) -> tuple[str, str]:
     """How a requested name is looked up among entries: its normalised DN, SID, GUID or case-folded name."""
     return _terms(value)[1]
-
-
-def resolve_many(session: ADSession, names: Sequence[str], attributes: Sequence[str] = ()) -> list[Resolution]:
-    """Resolve validated ``names`` with one search per :data:`NAMES_PER_FILTER` names (pipelined, paged).
-
-    Same rules as :func:`resolve`, per name: no match → ``not_found``, several → ``ambiguous``, a protected
-    account → ``protected_account``; a name naming an account an earlier name already named → ``duplicate``.
-    A name the local matching cannot place (Unicode case rules differ from the DC's) is resolved on its own.
-    """
-    attrs = sorted({*IDENTITY_ATTRS, *attributes})
-    filters = [name_filter(names[i:i + NAMES_PER_FILTER]) for i in range(0, len(names), NAMES_PER_FILTER)]
-    entries = session.search_many(session.opts.base_dn, filters, attrs)[0] if names else []
-    index: dict[tuple[str, str], list[Entry]] = {}
-    unique: dict[str, Entry] = {}
-    with_dn = any(_looks_like_dn(n) for n in names)
-    for entry in entries:
-        if entry["dn"] in unique:
-            continue  # the same entry found by two chunks (the DC writes a DN the same way each time)
-        unique[entry["dn"]] = entry
-        for key in match_keys(entry, with_dn):
-            index.setdefault(key, []).append(entry)
-    placed: set[str] = set()
-    out: list[Resolution] = []
-    for name in names:
-        problem = domain_problem(session, name)
-        if problem:
-            out.append(Resolution(name, problem="wrong_domain", message=problem))
-            continue
-        matches = index.get(name_key(name), [])
-        placed.update(e["dn"] for e in matches)
-        out.append(_resolution(session, name, matches))
-    if set(unique) - placed:
-        for i, res in enumerate(out):
-            if res.problem == "not_found":
-                out[i] = _resolve_alone(session, res.requested, attrs)
-    claimed: dict[str, str] = {}
-    for res in out:
-        if res.account is None:
-            continue
-        first_name = claimed.setdefault(res.account.guid or res.account.dn, res.requested)
-        if first_name != res.requested:
-            res.problem, res.message = "duplicate", f"names the same account as {first_name!r} ({res.account.dn})"
-    return out
-
-
-def _resolution(session: ADSession, name: str, matches: list[Entry]) -> Resolution:
-    if not matches:
-        how = _how(name)
-        return Resolution(name, problem="not_found",
-                          message=f"no user account with {how} {name!r} under {session.opts.base_dn!r}")
-    if len(matches) > 1:
-        dns = [e["dn"] for e in matches]
-        return Resolution(name, problem="ambiguous", matches=dns,
-                          message=f"account {name!r} is ambiguous: it matches {', '.join(dns)} — name it by DN")
-    account = Account.from_entry(matches[0])
-    try:
-        check_not_protected(session, account)
-    except Rejected as exc:
-        return Resolution(name, account=None, problem="protected_account", message=exc.message,
-                          matches=[account.dn])
-    return Resolution(name, account=account)
-
-
-def _resolve_alone(session: ADSession, name: str, attrs: Sequence[str]) -> Resolution:
-    try:
-        return Resolution(name, account=resolve(session, name, attrs))
-    except Rejected as exc:
-        reason = str(exc.detail.get("reason", "not_found"))
-        return Resolution(name, problem=reason, message=exc.message, matches=list(exc.detail.get("matches", [])))

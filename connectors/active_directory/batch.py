@@ -30,7 +30,6 @@ from typing import Any
 
 from connectors.active_directory.accounts import (
     IDENTITY_ATTRS,
-    NAMES_PER_FILTER,
     USER_FILTER,
     Account,
     check_by_name,
@@ -39,9 +38,9 @@ from connectors.active_directory.accounts import (
     match_keys,
     name_filter,
     name_key,
-    resolve_many,
     validate_account,
 )
+from connectors.active_directory.batch_resolve import NAMES_PER_FILTER, resolve_many
 from connectors.active_directory.errors import from_result
 from connectors.active_directory.options import DirectoryOptions
 from connectors.active_directory.session import ADSession, Entry

@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from connectors.active_directory import batch, disable, evidence, groups, password
-from connectors.active_directory.accounts import NAMES_PER_FILTER, check_by_name, validate_account
+from connectors.active_directory.accounts import check_by_name, validate_account
+from connectors.active_directory.batch_resolve import NAMES_PER_FILTER
 from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, DirectoryOptions
 from connectors.active_directory.session import ADSession, ConnectionPool
 from connectors.base import ActionHooks, ConnectorBase
@@ -153,7 +154,7 @@ class ActiveDirectoryConnector(ConnectorBase):
         Why: the agent journals an account by its objectGUID, so ``jdoe``, ``JDOE``, ``jdoe@lab.test`` and
         ``LAB\\jdoe`` are one subject for undo and counting; the planner calls this before showing the plan.
         """
-        from connectors.active_directory.accounts import resolve_many
+        from connectors.active_directory.batch_resolve import resolve_many
         if not isinstance(session, ADSession):
             raise InvalidInput("identify: session is not an active_directory session")
         out: list[dict[str, str] | None] = []

@@ -8,7 +8,7 @@ import os
 import ldap3
 import pytest
 
-from connectors.active_directory import accounts as accounts_module
+from connectors.active_directory import batch_resolve as batch_resolve_module
 from connectors.active_directory import batch as batch_module
 from connectors.active_directory.accounts import name_filter, sid_to_str
 from connectors.errors import InvalidInput, Rejected, Unreachable
@@ -122,7 +122,7 @@ class TestRoundTrips:
         """More names than one filter takes → several pipelined searches; a small page size → several pages;
         the outcome is the same as in one request."""
         names = [make_user("pg")[0] for _ in range(7)]
-        monkeypatch.setattr(accounts_module, "NAMES_PER_FILTER", 3)
+        monkeypatch.setattr(batch_resolve_module, "NAMES_PER_FILTER", 3)
         monkeypatch.setattr(batch_module, "NAMES_PER_FILTER", 3)
         snap, result, check = run_apply(connector, dc_target, agent_creds, "disable_account", {"accounts": names})
         assert result.details["counts"] == {"disabled": 7} and check.in_effect
