@@ -184,11 +184,7 @@ def ssh_linux(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> 
             self.transport.close()  # the ruleset is loaded; the connection dies before anything else is read
         return out
 
-    @contextlib.contextmanager
-    def drop() -> Iterator[None]:
-        armed.append(True)
-        yield
-        armed.clear()
+    drop = _arming(armed)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SshSession, "run", recording)
         yield Rig(registry.get("ssh_linux"), helper.target("victim"), helper.creds, helper.ctx, "isolate", {},
@@ -197,6 +193,17 @@ def ssh_linux(request: pytest.FixtureRequest, registry: Registry, tmp: Path) -> 
                   protected_elsewhere=_HOSTS_PROTECTED,
                   unreachable=dataclasses.replace(helper.target("victim"), port=1))
     stop_timers(lab)
+
+
+def _arming(armed: list[bool]) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """The rigs' drop_after_write for a patched client call: while the context is open, ``armed`` tells it to
+    drop the connection right after its next write reaches the target."""
+    @contextlib.contextmanager
+    def drop() -> Iterator[None]:
+        armed.append(True)
+        yield
+        armed.clear()
+    return drop
 
 
 _TOKEN = re.compile(r"\b[0-9a-f]{32}\b")
@@ -236,11 +243,7 @@ def active_directory(request: pytest.FixtureRequest, registry: Registry, tmp: Pa
             raise LDAPSocketReceiveError("error receiving data: connection reset")
         return out
 
-    @contextlib.contextmanager
-    def drop() -> Iterator[None]:
-        armed.append(True)
-        yield
-        armed.clear()
+    drop = _arming(armed)
 
     def state() -> Any:
         with netns.enter(env.client_ns):
