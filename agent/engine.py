@@ -24,7 +24,9 @@ from agent.config import Settings
 from agent.inventory import Inventory
 from agent.items import item_rows
 from agent.journal import AuditSink, Journal
-from agent.lifecycle import IN_DOUBT, ActionOutcome, ActionRunner, Interrupted, SessionCache
+from agent.lifecycle import ActionRunner
+from agent.outcomes import IN_DOUBT, ActionOutcome, Interrupted
+from agent.sessions import SessionCache
 from agent.plan import Plan, PlannedAction
 from agent.registry import Registry
 from agent.store import Action, Store, utcnow

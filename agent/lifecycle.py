@@ -26,152 +26,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agent.config import Settings
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError
 from agent.failpoints import failpoint
 from agent.journal import Journal
+from agent.outcomes import IN_DOUBT, REFUSALS, ActionOutcome, Interrupted, Resolution
 from agent.plan import PlannedAction
 from agent.registry import Registry
+from agent.sessions import Job, SessionCache, changed_when_found
 from agent.store import Action
 from connectors.base import Session
-from connectors.errors import (
-    AuthError,
-    ConnectorError,
-    HostKeyError,
-    InvalidInput,
-    Rejected,
-    TLSError,
-    VerifyFailed,
-)
+from connectors.errors import ConnectorError, VerifyFailed
 from connectors.types import ActionResult, ConnectorContext, Snapshot, Target, Verification
 
-__all__ = ["IN_DOUBT", "ActionOutcome", "ActionRunner", "Interrupted", "Resolution", "SessionCache"]
+__all__ = ["ActionRunner"]
 
 T = TypeVar("T")
-IN_DOUBT = "in_doubt"
-# The target answered "no" to the change itself: nothing was changed, so "failed" is the truth.
-_REFUSALS = (Rejected, AuthError, InvalidInput, HostKeyError, TLSError)
-
-
-class Interrupted(Exception):
-    """The run was cancelled (Ctrl-C); actions in flight stay journaled for reconciliation."""
-
-
-@dataclass
-class ActionOutcome:
-    subject: str
-    step: str
-    target: str
-    action: str
-    kind: str
-    state: str  # done | failed | in_doubt | skipped
-    changed: bool = False
-    summary: str = ""
-    error: str | None = None
-    error_kind: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    action_id: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)  # a batch: each account/address and its state
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class Resolution:
-    """What :meth:`ActionRunner.resolve` did with one unfinished or in-doubt action."""
-
-    action_id: str
-    target: str
-    action: str
-    kind: str
-    from_state: str
-    outcome: str  # done | failed | in_doubt | pending (left for later: unreachable) | skipped (claimed elsewhere)
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class SessionCache:
-    """Sessions opened once per (connector, target) within one subject's run (or one resolution)."""
-
-    def __init__(self, registry: Registry, ctx: ConnectorContext) -> None:
-        self.registry, self.ctx = registry, ctx
-        self._open: dict[tuple[str, str], Session] = {}
-
-    def get(self, connector: str, target: Target, entry: Any) -> Session:
-        key = (connector, target.name)
-        if key not in self._open:
-            self._open[key] = self._connect(connector, target, entry)
-        return self._open[key]
-
-    def fresh(self, connector: str, target: Target, entry: Any) -> Session:
-        """Drop the cached session (it failed) and open a new one."""
-        old = self._open.pop((connector, target.name), None)
-        if old is not None:
-            _close(old)
-        return self.get(connector, target, entry)
-
-    def _connect(self, connector: str, target: Target, entry: Any) -> Session:
-        creds = entry.credentials
-        if creds is None:
-            raise AuthError(f"no credentials configured for {target.name} in the inventory")
-        try:
-            resolved = creds.resolve()
-        except ConfigError as exc:
-            raise AuthError(f"credentials for {target.name}: {exc.reason}") from None
-        session: Session = self.registry.get(connector).open(target, resolved, self.ctx)
-        return session
-
-    def close_all(self) -> None:
-        for session in self._open.values():
-            _close(session)
-        self._open.clear()
-
-
-def _changed_when_found(job: _Job) -> int:
-    """An action found in effect whose result was never journaled (a crash, a dropped connection) after it may
-    have sent its change: 0 when its journaled snapshot — read before anything was sent — already showed the
-    effect (the connector's ``already_so``), else 1 (undo then restores the snapshot: a no-op if nothing had
-    changed). One found in effect before anything was sent (intent, snapshotted) did not change it: 0."""
-    row = job.row
-    if row.changed is not None:
-        return row.changed
-    if row.kind == "apply" and row.snapshot is not None:
-        check = getattr(job.conn, "already_so", None)
-        if check is not None and check(row.action, Snapshot(dict(row.snapshot))) is True:
-            return 0
-    return 1
-
-
-def _close(session: Session) -> None:
-    try:
-        session.close()
-    except Exception:  # noqa: BLE001, S110 - closing must never mask the real outcome
-        pass
-
-
-@dataclass
-class _Job:
-    """One action being run or resolved: what to call and where."""
-
-    row: Action
-    connector: str
-    target: Target
-    entry: Any
-    action: str
-    args: dict[str, Any]
-    sessions: SessionCache
-    attempts: list[int] = field(default_factory=lambda: [0])
-    unreadable: bool = False  # a read-back already failed: do not wait for the target a second time
-
-    @property
-    def conn(self) -> Any:
-        return self.sessions.registry.get(self.connector)
 
 
 class ActionRunner:
@@ -190,7 +62,7 @@ class ActionRunner:
     # -- a fresh run ----------------------------------------------------------------------------------------
     def run(self, pa: PlannedAction, row: Action, sessions: SessionCache) -> ActionOutcome:
         """Run one planned action whose intent is journaled; never raises for a connector's failure."""
-        job = _Job(row, pa.connector, pa.target, pa.entry, pa.action, dict(pa.args), sessions)
+        job = Job(row, pa.connector, pa.target, pa.entry, pa.action, dict(pa.args), sessions)
         out = ActionOutcome(subject=pa.subject, step=pa.step.id, target=pa.target.name, action=pa.action,
                             kind=row.kind, state="failed", action_id=row.id)
         sent = False
@@ -216,7 +88,7 @@ class ActionRunner:
             self._settle(job, exc, sent, out)
         return out
 
-    def _apply_and_verify(self, job: _Job, session: Session, snap: Snapshot, state: str,
+    def _apply_and_verify(self, job: Job, session: Session, snap: Snapshot, state: str,
                           detail: str) -> ActionResult:
         row = job.row
         if row.state != state:
@@ -237,7 +109,7 @@ class ActionRunner:
         self.journal.transition(row, "done", detail or ver.summary, verification=ver.to_dict())
         return res
 
-    def _undo(self, job: _Job, session: Session, snap: Snapshot, detail: str) -> ActionResult:
+    def _undo(self, job: Job, session: Session, snap: Snapshot, detail: str) -> ActionResult:
         row = job.row
         if row.state != "applying":
             self.journal.transition(row, "applying", detail)
@@ -254,7 +126,7 @@ class ActionRunner:
         self.journal.mark_undone(row.undo_of or "", row.id)
         return res
 
-    def _read_only(self, job: _Job, session: Session) -> ActionResult:
+    def _read_only(self, job: Job, session: Session) -> ActionResult:
         row = job.row
         self.journal.transition(row, "applying", "read-only action")
         res: ActionResult = self._retry(lambda: job.conn.apply(session, job.action, job.args, Snapshot()), job)
@@ -273,7 +145,7 @@ class ActionRunner:
                                 attempts=job.attempts[0])
         return res
 
-    def _apply(self, job: _Job, session: Session, snap: Snapshot) -> ActionResult:
+    def _apply(self, job: Job, session: Session, snap: Snapshot) -> ActionResult:
         """Apply; after a transient error read the target's state (fresh session) before sending it again.
 
         Why (lesson 6): a timeout or a reset may come after the change landed. Applying again from the same,
@@ -301,7 +173,7 @@ class ActionRunner:
         raise AssertionError("unreachable")
 
     # -- errors ---------------------------------------------------------------------------------------------
-    def _settle(self, job: _Job, exc: Exception, sent: bool, out: ActionOutcome) -> None:
+    def _settle(self, job: Job, exc: Exception, sent: bool, out: ActionOutcome) -> None:
         """Journal the end of a run that raised: failed if nothing can have changed, else read state or doubt."""
         row = job.row
         if isinstance(exc, ConnectorError):
@@ -312,7 +184,7 @@ class ActionRunner:
             message = f"internal error in {job.connector}.{job.action}: {type(exc).__name__}: {exc}"
             kind, text = "internal", message
         out.error, out.error_kind = text, kind
-        refused = isinstance(exc, _REFUSALS) and row.state == "applying"
+        refused = isinstance(exc, REFUSALS) and row.state == "applying"
         if not sent or refused or not row.mutating:
             self.journal.transition(row, "failed", message, error=text, error_kind=kind, attempts=job.attempts[0])
             transient = isinstance(exc, ConnectorError) and exc.transient
@@ -323,7 +195,7 @@ class ActionRunner:
         if ver is not None and ver.in_effect == want:
             detail = f"{'applied' if want else 'undone'} (confirmed by reading state after: {message})"
             self.journal.transition(row, "done", detail, verification=ver.to_dict(), attempts=job.attempts[0],
-                                    **({"changed": _changed_when_found(job)} if row.changed is None else {}))
+                                    **({"changed": changed_when_found(job)} if row.changed is None else {}))
             if not want:
                 self.journal.mark_undone(row.undo_of or "", row.id)
             out.state, out.changed, out.summary, out.error, out.error_kind = "done", True, detail, None, None
@@ -333,7 +205,7 @@ class ActionRunner:
         self.journal.transition(row, IN_DOUBT, detail, error=text, error_kind=kind, attempts=job.attempts[0])
         out.state, out.summary = IN_DOUBT, f"in doubt — verifying: {message}"
 
-    def _read_back(self, job: _Job) -> Verification | None:
+    def _read_back(self, job: Job) -> Verification | None:
         """The target's state read on a fresh session (the old one may be what failed); None if unreadable.
 
         One attempt, no backoff: the caller decides what to do when the target does not answer.
@@ -350,7 +222,7 @@ class ActionRunner:
             job.unreadable = True
             return None
 
-    def _retry(self, fn: Callable[[], T], job: _Job) -> T:
+    def _retry(self, fn: Callable[[], T], job: Job) -> T:
         for attempt in range(1, self.settings.retries + 1):
             job.attempts[0] += 1
             try:
@@ -381,7 +253,7 @@ class ActionRunner:
             return out
         target: Target = entry.target(row.address or None)
         sessions = self.sessions()
-        job = _Job(row, row.connector, target, entry, row.action, dict(row.args or {}), sessions)
+        job = Job(row, row.connector, target, entry, row.action, dict(row.args or {}), sessions)
         try:
             if from_state == IN_DOUBT:
                 self.journal.transition(row, "verifying", "re-verifying an action in doubt")
@@ -394,7 +266,7 @@ class ActionRunner:
                           "not re-applied")
                 sent = from_state in ("applying", "verifying", IN_DOUBT)  # before 'applying' nothing was sent
                 self.journal.transition(row, "done", detail, verification=ver.to_dict(),
-                                        changed=_changed_when_found(job) if sent else 0)
+                                        changed=changed_when_found(job) if sent else 0)
                 if not want:
                     self.journal.mark_undone(row.undo_of or "", row.id)
             elif want:
@@ -434,7 +306,7 @@ class ActionRunner:
             return out
         target: Target = entry.target(row.address or None)
         sessions = self.sessions()
-        job = _Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), sessions)
+        job = Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), sessions)
         detail = f"re-applied after drift ({why}) from the journaled snapshot"
         snap = Snapshot(dict(row.snapshot if snapshot is None else snapshot))
         try:
@@ -447,7 +319,7 @@ class ActionRunner:
             message = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
             if row.state == "done":  # the session could not be opened: nothing was sent
                 out.outcome, out.detail = "pending", f"not re-applied, target unreachable: {message}"
-            elif isinstance(exc, _REFUSALS) and row.state == "applying":
+            elif isinstance(exc, REFUSALS) and row.state == "applying":
                 out.outcome, out.detail = "failed", f"re-apply refused by the target: {message}; still drifted"
                 self.journal.transition(row, "done", out.detail)
             else:
@@ -459,7 +331,7 @@ class ActionRunner:
             sessions.close_all()
         return out
 
-    def _finish_apply(self, job: _Job, session: Session, from_state: str) -> str:
+    def _finish_apply(self, job: Job, session: Session, from_state: str) -> str:
         """The effect is absent: apply once — from the journaled snapshot when one exists (never re-snapshot)."""
         row = job.row
         if row.snapshot is not None:
@@ -473,7 +345,7 @@ class ActionRunner:
         self._apply_and_verify(job, session, snap, "applying", detail)
         return detail
 
-    def _unresolved(self, job: _Job, exc: Exception, from_state: str) -> tuple[str, str]:
+    def _unresolved(self, job: Job, exc: Exception, from_state: str) -> tuple[str, str]:
         """Resolution failed: in doubt if a change may be on the target, else failed (refused) or pending."""
         row = job.row
         message = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
@@ -482,7 +354,7 @@ class ActionRunner:
             detail = f"in doubt: {message} — re-verified until known"
             self.journal.transition(row, IN_DOUBT, detail, error=str(exc), error_kind=kind)
             return IN_DOUBT, detail
-        if isinstance(exc, _REFUSALS):  # nothing was sent, and retrying cannot help
+        if isinstance(exc, REFUSALS):  # nothing was sent, and retrying cannot help
             detail = f"reconciliation failed: {message}"
             self.journal.transition(row, "failed", detail, error=str(exc), error_kind=kind)
             return "failed", detail
@@ -502,7 +374,7 @@ class ActionRunner:
         target: Target = entry.target(row.address or None)
         own = sessions is None
         cache = self.sessions() if sessions is None else sessions
-        job = _Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), cache)
+        job = Job(row, row.connector, target, entry, row.action, dict(row.args if args is None else args), cache)
         try:
             if not patient:
                 session = cache.get(job.connector, target, entry)

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 
 from agent.engine import Engine
 from agent.errors import AgentError
-from agent.lifecycle import IN_DOUBT, Resolution
+from agent.outcomes import IN_DOUBT, Resolution
 from agent.runctx import owner_alive
 from agent.store import ACTIVE_STATES, Action
 

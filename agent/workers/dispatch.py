@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from agent.failpoints import failpoint
-from agent.lifecycle import IN_DOUBT, ActionOutcome, Interrupted
+from agent.outcomes import IN_DOUBT, ActionOutcome, Interrupted
 from agent.store import Action
 from agent.workers.config import WorkersConfig, queue_for
 

@@ -30,7 +30,8 @@ from sqlalchemy import select
 
 from agent.errors import AgentError, ConfigError
 from agent.journal import Journal, JournalUnavailable
-from agent.lifecycle import IN_DOUBT, ActionRunner
+from agent.lifecycle import ActionRunner
+from agent.outcomes import IN_DOUBT
 from agent.plan import PlannedAction
 from agent.runbook import Step
 from agent.store import ACTIVE_STATES, Action

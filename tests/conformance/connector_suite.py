@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from agent.lifecycle import _REFUSALS
+from agent.outcomes import REFUSALS
 from connectors.base import ConnectorBase
 from connectors.errors import AuthError, ConnectorError, InvalidInput, Unreachable
 from connectors.types import ConnectorContext, Credentials, Secret, Snapshot, Target
@@ -189,7 +189,7 @@ def check_dropped_after_write_is_in_doubt(rig: Rig) -> None:
             conn.apply(s, rig.action, rig.args, snap)
     exc = caught.value
     assert isinstance(exc, ConnectorError), f"a library exception escaped: {type(exc).__name__}: {exc}"
-    assert not isinstance(exc, _REFUSALS), f"a dropped connection was reported as a refusal: {exc!r}"
+    assert not isinstance(exc, REFUSALS), f"a dropped connection was reported as a refusal: {exc!r}"
     assert rig.state() != before, "the double dropped the connection before the change reached the target"
     _no_secret(rig, exc)
     with rig.session() as s:  # what the engine does with an action in doubt (ActionRunner.resolve): verify on a

@@ -307,7 +307,7 @@ def test_a_crashed_change_found_in_effect_is_not_claimed_when_its_snapshot_shows
     privileged membership. The next start reads the target — in effect — and must not record that the agent
     changed it: before, ``changed`` became 1, so `status` listed bob "out of privileged groups" and the report
     said the agent removed memberships it never touched (found by the AD crash matrix at a random kill)."""
-    from agent.lifecycle import Interrupted
+    from agent.outcomes import Interrupted
     from agent.reconcile import reconcile
     app, d = env
     d.groups["bob"] = []
@@ -331,7 +331,7 @@ def test_a_crashed_change_found_in_effect_is_not_claimed_when_its_snapshot_shows
 def test_a_change_found_in_effect_before_anything_was_sent_is_not_claimed(env, monkeypatch):
     """The run dies before a step's snapshot is journaled (state intent: nothing was sent); the next start finds
     the effect there (bob has no privileged membership) — it was so before, the agent did not change it."""
-    from agent.lifecycle import Interrupted
+    from agent.outcomes import Interrupted
     from agent.reconcile import reconcile
     app, d = env
     d.groups["bob"] = []
