@@ -7,8 +7,6 @@ the exact commands are previewed for dry runs. A refusal names the reason and to
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +21,8 @@ from agent.registry import Registry
 from agent.runbook import Runbook, Step
 from agent.batching import active_items, irreversible_done, items_for, merge_batches, undo_actions
 from agent.items import PlannedItem, account_key, address_key, host_key
-from agent.reach import agent_source
+from agent.plan_targets import resolve_targets
 from agent.store import Action, Store
-from agent.validate import inventory_name, ip_or_cidr, username
 from connectors.errors import ConnectorError
 from connectors.types import ActionSpec, ConnectorContext, Target
 
@@ -165,7 +162,8 @@ class Planner:
                 if step.via == "user_hosts":
                     kind = "user_hosts"
                 try:
-                    resolved = self._resolve(kind, str(value), runbook, devices, directory, plan)
+                    resolved = resolve_targets(self.inventory, kind, str(value), runbook, devices, directory,
+                                               plan.notes)
                     applies: list[PlannedAction] = []
                     undo_args: list[tuple[HostEntry, str, dict[str, Any]]] = []
                     unsupported: list[Unsupported] = []
@@ -207,84 +205,6 @@ class Planner:
             plan.actions.extend(self._plan_undo(req, plan))
         merge_batches(self, plan)
         return plan
-
-    # -- target resolution ---------------------------------------------------------------------------------
-    def _resolve(self, kind: str, value: str, runbook: Runbook, devices: Sequence[str] | None,
-                 directory: str | None, plan: Plan) -> list[tuple[HostEntry, str, dict[str, Any]]]:
-        inv = self.inventory
-        if kind == "user_hosts":
-            username(value, field="user")
-            out: list[tuple[HostEntry, str, dict[str, Any]]] = []
-            for host in inv.hosts_of_user(value):
-                reason = inv.protected_reason(host)
-                if reason:
-                    plan.notes.append(f"sessions of {value} on {host.name} not ended: {reason}")
-                    continue
-                out.append((host, self._pin(host), {"user": _local_user(host, value)}))
-            return out
-        if kind == "host":
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                inventory_name(value, field="host")
-            entry = inv.host(value)
-            inv.check_not_protected(entry)
-            if runbook.os and entry.os and entry.os not in runbook.os:
-                raise GuardRefused(f"refused: runbook {runbook.name} supports {', '.join(runbook.os)}, "
-                                   f"{entry.name} runs {entry.os}")
-            address = self._pin(entry)
-            inv.check_not_protected(entry, address)
-            return [(entry, address, {})]
-        if kind == "account":
-            username(value, field="user")
-            entry = inv.directory(directory)
-            why = inv.account_protected_reason(value, entry)
-            if why:
-                raise GuardRefused(f"refused: {why}; it is protected, nothing was touched")
-            return [(entry, self._pin(entry), {"account": value})]
-        net = ip_or_cidr(value, field="address")
-        reason = inv.address_protected_reason(net)
-        if reason:
-            raise GuardRefused(f"refused: {reason}; nothing was touched")
-        targets = [inv.device(d) for d in devices] if devices else inv.edges()
-        if not targets:
-            raise InputError("no device to block on: name one with --on DEVICE or mark devices 'edge: true'")
-        found: list[tuple[HostEntry, str, dict[str, Any]]] = []
-        for dev in targets:
-            inv.check_not_protected(dev)
-            address = self._pin(dev)
-            protected = [*(f"{m}/{32 if ':' not in m else 128}" for m in inv.management),
-                         *(str(c) for c in inv.protected_cidrs), address]
-            try:
-                own = ipaddress.ip_address(address)
-                if own.version == net.version and own in net:
-                    raise GuardRefused(f"refused: {net} contains {dev.name}'s own address {own}")
-            except ValueError:
-                pass
-            source = agent_source(address, dev.port or 22, dev.jump)
-            if source is not None:
-                src = ipaddress.ip_address(source[0])
-                if src.version == net.version and src in net:
-                    raise GuardRefused(f"refused: {net} contains {src}, where {dev.name} sees the agent's sessions "
-                                       f"come from ({source[1]}); blocking it would cut the agent off the device; "
-                                       "nothing was touched")
-                protected.append(str(src))
-            found.append((dev, address, {"addresses": [str(net) if net.prefixlen != net.max_prefixlen
-                                                       else str(net.network_address)],
-                                         "protected": protected}))
-        return found
-
-    def _pin(self, entry: HostEntry) -> str:
-        """Resolve a DNS name once, before anything is applied, and use that address from then on."""
-        try:
-            return str(ipaddress.ip_address(entry.address))
-        except ValueError:
-            pass
-        try:
-            infos = socket.getaddrinfo(entry.address, None, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise InputError(f"{entry.name}: cannot resolve {entry.address!r}: {exc.strerror}") from None
-        return str(infos[0][4][0])
 
     # -- actions -------------------------------------------------------------------------------------------
     def _spec(self, connector: str, action: str, step: Step) -> ActionSpec:
@@ -414,10 +334,3 @@ class _UndoRequest:
         """The directory's ids for the names (``guid:...``): journaled items are matched by them too."""
         self.subjects = [(s, keys.get(s, k)) for s, k in self.subjects]
         self.keys.extend(keys[n] for n in self.names if n in keys)
-
-
-def _local_user(host: HostEntry, account: str) -> str:
-    """The user as ``host``'s inventory entry spells it: ``JDOE@lab.test`` or ``LAB\\jdoe`` is ``jdoe`` there (the
-    host-side kill needs the host's own login name, not the directory's other forms)."""
-    short = account.split("\\")[-1].split("@")[0].lower()
-    return next((u for u in host.users if u.split("\\")[-1].split("@")[0].lower() == short), account)
