@@ -1,7 +1,7 @@
 """The ``ssh_linux`` connector: isolate / release, capture evidence and kill a user's sessions over SSH.
 
 Thin by design: each hook validates with :mod:`.validation` and delegates to one module (:mod:`.isolate`,
-:mod:`.evidence`, :mod:`.usersessions`). Validation and previews never import paramiko or connect.
+:mod:`.releasing`, :mod:`.evidence`, :mod:`.usersessions`). Validation and previews never import paramiko or connect.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from connectors.ssh_linux import (
     outside,
     persist,
     preview,
+    releasing,
     usersessions,
     verifying,
 )
@@ -121,7 +122,7 @@ class SshLinuxConnector(ConnectorBase):
         return verifying.verify(s, args)
 
     def _undo_isolate(self, s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-        return isolate.release(s, args, snap)
+        return releasing.release(s, args, snap)
 
     # capture_evidence ---------------------------------------------------------------------------------------
     def _validate_capture_evidence(self, target: Target, args: Mapping[str, Any]) -> None:

@@ -14,8 +14,7 @@ is armed. verify (:mod:`.verifying`) says the same: rules with an armed timer ar
 With ``survive_reboot``, once confirmed, the boot unit is made to match (:mod:`.reboot`, :mod:`.persist`); hosts
 whose firewall manager would flush our rules on reload are refused (:mod:`.fwmanagers`). The load and revert
 texts are in :mod:`.loading`.
-undo: under the lock, cancel any timer, remove the boot unit and only our table / chains and jumps, restore IPv6
-sysctls, and read the ruleset back (one round trip); it must equal the snapshot, and any difference is stated.
+undo: :mod:`.releasing`.
 """
 
 from __future__ import annotations
@@ -26,17 +25,14 @@ from typing import Any
 
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
 from connectors.ssh_linux import deadman, flows, fwmanagers, persist, reboot, rules
-from connectors.ssh_linux.loading import ipv6_names, load_command, revert_script
+from connectors.ssh_linux.loading import load_command, revert_script
 from connectors.ssh_linux.allowlist import flows_from
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import (
     FirewallState,
-    empty_tables_added,
     judge,
-    normalise,
     read_state,
-    ruleset_diff,
     run_then_read,
 )
 from connectors.ssh_linux.validation import IsolateArgs, parse_isolate_args
@@ -47,7 +43,7 @@ __all__ = [
     "apply",
     "isolate_args",
     "lease_seconds",
-    "release",
+    "refuse_foreign",
     "rule_summary",
     "snapshot",
     "through_jump",
@@ -106,7 +102,8 @@ def _refuse_reload_hazard(st: FirewallState, s: SshSession) -> None:
                        detail={"firewall_manager": dict(st.managers)})
 
 
-def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
+def refuse_foreign(st: FirewallState, s: SshSession) -> None:
+    """A table or chain with our name but without our ownership mark is someone else's: touch nothing."""
     if st.foreign:
         raise Rejected(f"{', '.join(st.foreign)} already exists on {s.target.address} and is not the agent's (no "
                        "ownership mark): refusing to replace or delete it; rename or remove it first",
@@ -115,7 +112,7 @@ def _refuse_foreign(st: FirewallState, s: SshSession) -> None:
 
 def snapshot(s: SshSession, args: Mapping[str, Any]) -> Snapshot:
     st = read_state(s)
-    _refuse_foreign(st, s)
+    refuse_foreign(st, s)
     _refuse_reload_hazard(st, s)
     a = isolate_args(args, s.ctx, s.target)
     if a.survive_reboot:
@@ -252,7 +249,7 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
     details["management"] = mgmt
     waited = False
     while True:
-        _refuse_foreign(st, s)
+        refuse_foreign(st, s)
         _refuse_reload_hazard(st, s)
         details["tool"] = st.tool
         if st.tool != "nft" and not st.has_ip6tables and not ipv6_before:
@@ -349,60 +346,4 @@ def apply(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResul
         details["firewall_manager"] = fwmanagers.describe(after)
     if details.get("survives_reboot", {}).get("installed") in ("now", "already"):
         summary += f"; survives a reboot ({persist.UNIT_NAME} re-applies it at boot until release)"
-    return ActionResult(True, summary, details=details, warnings=warnings)
-
-
-def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
-    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
-    _refuse_foreign(st, s)
-    ipv6_before = dict(snap.data.get("ipv6_sysctls") or {})
-    ipv6_changed = any(st.ipv6_sysctls.get(n) != ipv6_before[n] for n in ipv6_names(ipv6_before))
-    if not st.present and not ipv6_changed and not st.persist.installed:
-        if st.timer is None:
-            return ActionResult(False, "not isolated; nothing to release", details={"tool": st.tool})
-        s.run(deadman.locked(deadman.cancel_any_command()), timeout=10, what="cancel dead-man timer")
-        return ActionResult(False, "not isolated; cancelled a pending dead-man timer", details={"tool": st.tool})
-    _, after = run_then_read(s, deadman.locked(deadman.cancel_any_command() + revert_script(st.tool, ipv6_before)),
-                             what="remove containment rules and read the ruleset back")
-    if after.present:
-        raise VerifyFailed(f"containment rules still present after release: {rule_summary(after)}",
-                           target=s.label)
-    if after.persist.installed:
-        raise VerifyFailed(f"the boot unit is still there after release: {'; '.join(after.persist.problems(None))}",
-                           target=s.label)
-    details: dict[str, Any] = {"tool": after.tool}
-    if st.persist.installed:
-        details["boot_unit_removed"] = sorted(st.persist.found)
-    if snap.data.get("containment_present") or "ruleset" not in snap.data:
-        return ActionResult(True, f"released ({after.tool}); the snapshot already held isolation rules, so the "
-                                  "ruleset was not compared", details=details,
-                            warnings=["ruleset not compared with the snapshot"])
-    diff = ruleset_diff(snap.data["ruleset"], after.ruleset)
-    if after.tool != "nft" and snap.data.get("ip6tables", True):
-        diff += ruleset_diff(snap.data.get("ruleset6", ""), after.ruleset6)
-    if diff:
-        raise VerifyFailed("ruleset after release differs from the snapshot: " + " | ".join(diff)[:900],
-                           target=s.label, detail={"diff": diff})
-    warnings: list[str] = []
-    if after.tool != "nft":
-        empty = [f"ip {t}" for t in empty_tables_added(snap.data["ruleset"], after.ruleset)]
-        if snap.data.get("ip6tables", True):
-            empty += [f"ip6 {t}" for t in empty_tables_added(snap.data.get("ruleset6", ""), after.ruleset6)]
-        if empty:
-            details["empty_tables_left"] = empty
-            warnings.append(f"iptables-nft created empty table(s) {', '.join(empty)} (no rules, ACCEPT policies: "
-                            "they filter nothing) that were absent before; no iptables command can delete them "
-                            "(`nft delete table ...` where nft is installed)")
-    if ipv6_before:
-        details["ipv6_restored"] = {n: after.ipv6_sysctls.get(n) for n in rules.ipv6_interfaces(ipv6_before)}
-        wrong = [n for n, v in details["ipv6_restored"].items() if v != ipv6_before.get(n)]
-        if wrong:
-            raise VerifyFailed(f"disable_ipv6 not restored on {', '.join(wrong)}", target=s.label)
-    details["ruleset_equal_to_snapshot"] = not warnings
-    details["normalised_lines"] = len(normalise(after.ruleset).splitlines())
-    summary = f"released ({after.tool}); ruleset equals the snapshot"
-    if st.persist.installed:
-        summary += f"; boot unit {persist.UNIT_NAME} removed"
-    if warnings:
-        summary += f" except empty table(s) {', '.join(details['empty_tables_left'])} left by iptables-nft"
     return ActionResult(True, summary, details=details, warnings=warnings)
