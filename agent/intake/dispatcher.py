@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 
 from agent.approvals import ApprovalRequest, request_approval
 from agent.errors import AgentError
 from agent.intake.limits import dedupe_key
-from agent.intake.model import NormalizedAlert
-from agent.intake.tables import IntakeIncident
+from agent.intake.resolved import ResolvedNotices
 from agent.intake.writer import Decision
-from agent.store import Alert, utcnow
+from agent.store import utcnow
 
 if TYPE_CHECKING:  # the service builds its dispatcher and passes itself in
     from agent.intake.service import IntakeService
 
-__all__ = ["Dispatcher", "decision_from_row", "wanted_slots"]
+__all__ = ["Dispatcher", "wanted_slots"]
 
 _STOP = object()
 # Decisions recorded per bookkeeping write when the queue is busy: each write shares a group commit with the
@@ -64,8 +61,7 @@ class Dispatcher:
         #: incidents decided not to act (dry-run, refused, empty, error): alerts deduped against them while
         #: they were undecided are decided again as incidents of their own
         self._void: set[str] = set()
-        #: (source, sender's alert key) -> incident, to link resolved notifications to what they resolve
-        self._fired: dict[tuple[str, str], str] = {}
+        self.resolved = ResolvedNotices(service)
 
     def start(self) -> None:
         self._thread.start()
@@ -136,7 +132,7 @@ class Dispatcher:
             self._deduped.setdefault(d.incident or "", []).append(d.alert_id)
             return
         if d.disposition == "resolved":
-            self._resolved(d)
+            self.resolved.handle(d)
             return
         if d.disposition == "invalid":
             svc.audit.record("alert.invalid", alert_id=d.alert_id, source=a.source, rule_id=a.rule_id,
@@ -149,7 +145,7 @@ class Dispatcher:
             return
         rule = d.rule
         if a.key and d.incident:
-            self._fired[(a.source, a.key)] = d.incident
+            self.resolved.fired(a.source, a.key, d.incident)
         discovered, discovered_source = d.received_at, "received by the daemon"
         if a.event_time is not None and a.event_time <= d.received_at:
             discovered, discovered_source = a.event_time, f"event time given by {a.source}"
@@ -317,43 +313,6 @@ class Dispatcher:
         svc.audit.record("alert.promoted", alert_id=d.alert_id, incident=incident, joined=old,
                          detail=f"incident {old} did not act (dry-run, refused or empty plan); decided anew")
 
-    def _resolved(self, d: Decision) -> None:
-        """A resolved notification: linked to the incident its firing alert opened or joined; never releases."""
-        svc, a = self.svc, d.alert
-        incident = self._fired.get((a.source, a.key)) if a.key else None
-        if incident is None and a.key:
-            incident = _find_fired(svc.store, a)
-        svc.audit.record("alert.resolved", alert_id=d.alert_id, source=a.source, rule_id=a.rule_id, host=a.host,
-                         incident=incident, digest=d.digest,
-                         detail="linked; containment stays until a person or a TTL releases it" if incident
-                         else "no incident of this alert was found")
-        if incident:
-            bulk = svc.writer.bulk
-
-            def link(conn: Any) -> None:
-                bulk["alerts"].update(conn, "id", [(d.alert_id, {"incident_id": incident})])
-            svc.writer.submit_update(link)
-            self._release_if_rule_says(d, incident)
-
-    def _release_if_rule_says(self, d: Decision, incident: str) -> None:
-        """``on_resolved: release`` on the rule that opened ``incident``: undo what it applied (audited)."""
-        svc = self.svc
-        with svc.store.session() as s:
-            row = s.get(IntakeIncident, incident)
-            rule_name = row.rule if row is not None else None
-        rule = svc.rules.named(rule_name) if rule_name else None
-        if rule is None or rule.on_resolved != "release":
-            return
-        rows = svc.app.planner().active_actions(None, incident=incident)
-        if not rows:
-            return
-        plan = svc.app.planner().build_undo(rows, "resolved-release")
-        reason = (f"alert {d.alert_id} from {d.alert.source} says the condition is resolved; rule {rule.name} "
-                  "releases on resolved (on_resolved: release)")
-        svc.audit.record("incident.release_on_resolved", incident=incident, alert_id=d.alert_id, rule=rule.name,
-                         actions=[r.id for r in rows])
-        svc.runner.submit(plan, incident, reason=reason)
-
     def _finished(self, d: Decision, result: Any) -> None:
         if isinstance(result, BaseException):
             self._set(d, "interrupted" if type(result).__name__ == "Interrupted" else "error", str(result))
@@ -412,60 +371,3 @@ class Dispatcher:
         from agent.intake.claims import give_up
         self.svc.dedupe.forget_incident(incident)
         give_up(self.svc.store.engine, incident)
-
-    def requeue_undecided(self) -> int:
-        """Alerts stored as ``accepted`` but never decided (daemon stopped or killed): decide them now."""
-        svc = self.svc
-        with svc.store.session() as s:
-            rows = list(s.execute(select(Alert, IntakeIncident).join(
-                IntakeIncident, IntakeIncident.alert_id == Alert.id).where(
-                Alert.disposition == "accepted").order_by(Alert.received_at)))
-        decisions = [d for d in (decision_from_row(svc, alert, intake) for alert, intake in rows) if d]
-        if decisions:
-            written = _audited(svc.app.settings.audit_dir, {d.incident for d in decisions if d.incident})
-            for d in decisions:
-                d.recorded = frozenset(written.get(d.incident or "", ()))
-            svc.audit.record("daemon.requeued", alerts=[d.alert_id for d in decisions])
-            self.put(decisions)
-        return len(decisions)
-
-
-
-def _find_fired(store: Any, alert: Any) -> str | None:
-    """The incident of the newest stored alert from the same source with the same sender key."""
-    with store.session() as s:
-        rows = s.execute(select(Alert.incident_id, Alert.raw).where(
-            Alert.source == alert.source, Alert.rule_id == alert.rule_id, Alert.incident_id.is_not(None),
-            Alert.disposition.in_(("accepted", "deduped"))).order_by(Alert.received_at.desc()).limit(200))
-        for incident, raw in rows:
-            if isinstance(raw, dict) and (raw.get("normalized") or {}).get("key") == alert.key:
-                return str(incident)
-    return None
-
-
-_ONCE_EVENTS = ("incident.opened", "alert.refused", "plan.dry_run", "plan.empty")
-
-
-def _audited(directory: Any, incidents: set[str]) -> dict[str, set[str]]:
-    """Which of :data:`_ONCE_EVENTS` the audit log already holds for each of ``incidents`` (read at restart)."""
-    from agent.audit.reader import records
-    out: dict[str, set[str]] = {}
-    if not incidents or directory is None:
-        return out
-    for rec in records(directory):
-        incident = rec.get("incident")
-        if incident in incidents and rec.get("event") in _ONCE_EVENTS:
-            out.setdefault(incident, set()).add(str(rec["event"]))
-    return out
-
-def decision_from_row(svc: Any, alert: Any, intake: Any) -> Decision | None:
-    """Rebuild an undecided :class:`Decision` from its stored rows (restart)."""
-    rule = next((r for r in svc.rules.rules if r.name == intake.rule), None)
-    if rule is None:
-        return None
-    norm = NormalizedAlert(source=alert.source, rule_id=alert.rule_id, severity=alert.severity, host=alert.host,
-                           user=alert.user, source_ip=alert.source_ip, raw=alert.raw or {},
-                           rule_name=alert.rule_name or "", event_time=alert.event_time)
-    return Decision(alert_id=alert.id, alert=norm, digest=alert.digest, received_at=alert.received_at,
-                    disposition="accepted", incident=alert.incident_id, new_incident=True, rule=rule,
-                    target=intake.target, raw=alert.raw or {}, started=time.monotonic())

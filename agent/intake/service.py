@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from agent.intake.auth import ApiAuth, SourceAuth
 from agent.intake.config import DaemonConfig
 from agent.intake.ids import incident_id, pool
-from agent.intake.dispatcher import Dispatcher, decision_from_row
+from agent.intake.dispatcher import Dispatcher
+from agent.intake.requeue import requeue_undecided
 from agent.intake.limits import BlastRadius, DedupeIndex, dedupe_key
 from agent.intake.metrics import Metrics
 from agent.intake.model import NormalizedAlert
@@ -30,7 +31,7 @@ from agent.store import utcnow
 if TYPE_CHECKING:  # the composition root builds this service; importing it at run time would be a cycle
     from agent.app import App
 
-__all__ = ["IntakeRejected", "IntakeService", "decision_from_row", "dedupe_key"]
+__all__ = ["IntakeRejected", "IntakeService", "dedupe_key"]
 
 
 class IntakeService:
@@ -67,7 +68,7 @@ class IntakeService:
         self.dispatcher.preload()
         self.writer.start()
         self.dispatcher.start()
-        self.dispatcher.requeue_undecided()
+        requeue_undecided(self)
 
     def stop(self, grace: float | None = None) -> None:
         self.dispatcher.stop()
