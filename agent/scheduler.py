@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from agent.drift import active_action, held_by_workers, reverify_active
 from agent.store import Action, Approval, utcnow
 
 if TYPE_CHECKING:  # the service passes itself in; importing it here would be a cycle
@@ -60,7 +61,6 @@ __all__ = [
     "release_action",
     "reverify_all",
     "sweep",
-    "verify_action",
 ]
 
 _RUNTIME: IntakeService | None = None  # the running service (jobs are module functions the job store can name)
@@ -174,14 +174,6 @@ def _timed(name: str, started: float) -> None:
         svc.metrics.job_latency.labels(name).observe(time.monotonic() - started)
 
 
-def _active(svc: IntakeService, action_id: str) -> Action | None:
-    with svc.store.session() as s:
-        row: Action | None = s.get(Action, action_id)
-    if row is None or row.kind != "apply" or row.state != "done" or row.undone_at is not None or not row.changed:
-        return None
-    return row
-
-
 # -- jobs ------------------------------------------------------------------------------------------------------
 TTL_WARNING = timedelta(minutes=15)  # how long before a TTL release the audit log (and so people) hear of it
 
@@ -189,7 +181,7 @@ TTL_WARNING = timedelta(minutes=15)  # how long before a TTL release the audit l
 def warn_release(action_id: str) -> None:
     """A TTL release is coming: audited as ``ttl.release_due`` (notifications tell people), if still active."""
     svc = _svc()
-    row = _active(svc, action_id)
+    row = active_action(svc, action_id)
     if row is None or row.expires_at is None:
         return
     svc.audit.record("ttl.release_due", action_id=action_id, incident=row.incident_id, target=row.target,
@@ -205,7 +197,7 @@ def release_action(action_id: str) -> None:
     if peek is None:
         return
     with svc.runner.locked([peek.target]):
-        row = _active(svc, action_id)
+        row = active_action(svc, action_id)
         if row is None:
             svc.audit.record("ttl.skipped", action_id=action_id, incident=peek.incident_id,
                              detail="already undone or no longer active")
@@ -257,7 +249,7 @@ def recheck_action(action_id: str, attempt: int) -> None:
         row = s.get(Action, action_id)
     if row is None or row.undone_at is not None:
         return
-    if row.state == "in_doubt" and not _left_to_workers(svc, row):
+    if row.state == "in_doubt" and not held_by_workers(svc, row):
         _recheck_in_doubt(svc, row, attempt)
     elif row.state == "failed":
         _retry_failed(svc, row, attempt)
@@ -307,91 +299,11 @@ def _retry_failed(svc: IntakeService, row: Action, attempt: int) -> None:
                    ttl=ttl, approved_by=row.approved_by, retry_attempt=attempt)
 
 
-def _left_to_workers(svc: IntakeService, row: Action) -> bool:
-    """A site-routed action whose target this daemon has no credentials for (agent/workers/config.py)."""
-    from agent.errors import AgentError
-    from agent.workers.config import left_to_workers
-    if row.site is None:
-        return False
-    try:
-        entry = svc.app.planner().entry_for(row)
-    except AgentError:
-        return False
-    return left_to_workers(svc.app.settings.workers, row.site, entry.credentials)
-
-
-def verify_action(svc: IntakeService, row: Action) -> Any:
-    """Read back whether the row's live items are in effect (through the engine's ActionRunner)."""
-    return svc.engine.runner.read_state(row, svc.app.planner().entry_for(row), args=_live_args(svc, row))
-
-
-def _live_args(svc: IntakeService, row: Action) -> dict[str, Any]:
-    """The row's args for its items still in effect: addresses of a batch unblocked one by one are not drift."""
-    from agent.batching import active_items
-    from agent.items import slice_for_undo
-    found = active_items(svc.store, action_ids=[row.id]).get(row.id)
-    if found is None:
-        return dict(row.args or {})
-    fresh, items = found
-    return slice_for_undo(fresh, items)[0]
-
-
 def reverify_all() -> None:
-    """Verify every active containment; drift is audited and re-applied or alerted per policy."""
+    """Verify every active containment; drift is audited and re-applied or alerted per policy (agent.drift)."""
     started = time.monotonic()
-    svc = _svc()
-    now = utcnow()
-    rows = [r for r in svc.app.planner().active_actions(None)
-            if r.state == "done" and r.mutating and (r.expires_at is None or r.expires_at > now + timedelta(seconds=2))]
-    for row in rows:
-        if svc.runner.engine.cancel.is_set():
-            return
-        _reverify_one(svc, row)
-    _timed("reverify", started)
-
-
-def _reverify_one(svc: IntakeService, row: Action) -> None:
-    from agent.errors import AgentError
-    from agent.proof import record_check
-    from connectors.errors import ConnectorError
-    with svc.runner.locked([row.target]):
-        fresh = _active(svc, row.id)
-        if fresh is None or _left_to_workers(svc, fresh):
-            return
-        try:
-            ver = verify_action(svc, fresh)
-        except (ConnectorError, AgentError) as exc:
-            record_check(svc.store, row.id, "unverified", f"could not read {row.target}: {exc}", "daemon")
-            svc.audit.record("containment.unverified", incident=row.incident_id, action_id=row.id,
-                             target=row.target, action=row.action, error=str(exc))
-            return
-        record_check(svc.store, row.id, "in_effect" if ver.in_effect else "drift",
-                     ver.summary if ver.in_effect else f"no longer in effect: {ver.summary}", "daemon")
-        if ver.in_effect:
-            return
-        policy = svc.config.drift_policy
-        svc.metrics.drift.labels(policy).inc()
-        svc.audit.record("containment.drift", incident=row.incident_id, action_id=row.id, target=row.target,
-                         action=row.action, observed=ver.to_dict(), policy=policy,
-                         detail=f"{row.action} on {row.target} is no longer in effect: {ver.summary}")
-        if policy != "reapply":
-            return
-        _reapply(svc, fresh, ver.summary)
-
-
-def _reapply(svc: IntakeService, row: Action, why: str) -> None:
-    """Apply the drifted action again in place, from its journaled snapshot (:meth:`ActionRunner.reapply`)."""
-    from agent.batching import active_items
-    from agent.items import slice_for_undo
-    found = active_items(svc.store, action_ids=[row.id]).get(row.id)
-    args, snapshot = slice_for_undo(*found) if found is not None else (None, None)
-    out = svc.engine.runner.reapply(row, svc.app.planner().entry_for(row), why, args=args, snapshot=snapshot)
-    svc.engine.update_incident_status(row.incident_id)
-    if out.outcome == "in_doubt":
-        svc.scheduler.schedule_recheck(row.id, 1, utcnow() + svc.config.retry_interval)
-    svc.audit.record("containment.reapplied" if out.outcome == "done" else "containment.reapply_failed",
-                     incident=row.incident_id, action_id=row.id, target=row.target, action=row.action,
-                     outcome=out.outcome, detail=out.detail)
+    if reverify_active(_svc()):
+        _timed("reverify", started)
 
 
 def sweep() -> None:
