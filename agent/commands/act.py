@@ -237,6 +237,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         per_target[pa.target.name] = per_target.get(pa.target.name, 0) + 1
     board = ProgressBoard(per_target) if not quiet and sys.stdout.isatty() else None
     finished: list[Any] = []
+    notes_shown: set[str] = set()
 
     def progress(kind: str, obj: Any) -> None:
         if quiet or kind != "end":
@@ -244,7 +245,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         if board is not None:
             finished.append(obj)  # printed under the board once it stops redrawing
         else:
-            act_view.print_outcome(obj)
+            act_view.print_outcome(obj, notes_shown)
 
     engine = app.engine(on_event=progress)
     events_file = _open_events(args)
@@ -279,7 +280,7 @@ def _execute(app: App, args: argparse.Namespace, plan: Any, ttl: timedelta | Non
         act_view.print_outcome_table(finished)
     else:
         for obj in finished:
-            act_view.print_outcome(obj)
+            act_view.print_outcome(obj, notes_shown)
     _close_lifted(app, engine, plan, result)
     status = result.status
     if status == "done" and any(s.get("outcome") == "not_supported" for s in plan.skipped):

@@ -72,7 +72,10 @@ def print_outcome_table(outcomes: list[Any]) -> None:
         print(text[:width].replace(f" {worst} ", f" {state_color(worst)} ", 1), flush=True)
 
 
-def print_outcome(obj: Any) -> None:
+def print_outcome(obj: Any, notes_shown: set[str] | None = None) -> None:
+    """One result line per action, then its batch items that are not done, then its notes. A note already shown
+    for an earlier action of the same run (``notes_shown``) is referred to, not repeated: the Kerberos note of
+    `disable-account` used to fill the screen twice."""
     state = state_color(obj.state) + " " * max(0, 6 - len(obj.state))  # pad the visible text, not the codes
     print(f"  {obj.target:<14} {obj.step:<10} {state} {obj.summary}", flush=True)
     named = []
@@ -85,6 +88,11 @@ def print_outcome(obj: Any) -> None:
     for warning in obj.warnings:
         if any(warning.startswith(prefix) for prefix in named):
             continue  # the item's line above already says it
+        if notes_shown is not None and warning in notes_shown:
+            print(color(f"  {'':<14} {'':<10} note: the same as above", "yellow"), flush=True)
+            continue
+        if notes_shown is not None:
+            notes_shown.add(warning)
         print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
 
 
