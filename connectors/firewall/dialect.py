@@ -31,11 +31,10 @@ from connectors.firewall.channel import PartialAnswer
 from connectors.firewall.errors import map_exception
 from connectors.firewall.flows import SessionTable
 from connectors.firewall.model import GROUP, NAME_RE, RULE, ChangeReport, DeviceError, DeviceState, Step
-from connectors.firewall.transport import Transport
 
 __all__ = ["Dialect"]
 
-class Dialect(Transport, SessionTable, abc.ABC):
+class Dialect(SessionTable, abc.ABC):
     """Base dialect. Subclasses set the class attributes and implement the ``_``-hooks; nothing else."""
 
     device_type: ClassVar[str] = ""

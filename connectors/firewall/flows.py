@@ -13,36 +13,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from connectors.firewall.addresses import Network, to_text
+from connectors.firewall.transport import Transport
 
 __all__ = ["SessionTable"]
 
 
-class SessionTable:
-    """The session-table half of a dialect (see the module docstring); the transport comes from the dialect."""
+class SessionTable(Transport):
+    """The session-table half of a dialect (see the module docstring), sending through its transport."""
 
     #: each session line is a complete command: a refused one changes nothing and does not change what the others
     #: do, so they are typed ahead (ASA ``clear conn``, PAN-OS ``clear session``, Junos ``clear … flow session``)
     session_lines_independent: ClassVar[bool] = False
-    conn: Any
-    sent: list[str]
-    reads: list[str]
     cleared: dict[str, int]
-
-    # transport, provided by connectors.firewall.transport.Transport
-    def _show(self, command: str) -> str:
-        raise NotImplementedError
-
-    def _exchange(self, lines: list[str], prompt: str, timeout: float | None = None) -> list[str]:
-        raise NotImplementedError
-
-    def _guard(self, fn: Any, *args: Any) -> Any:
-        raise NotImplementedError
-
-    def _error_in(self, line: str, out: str) -> Any:
-        raise NotImplementedError
 
     # ----- established sessions ------------------------------------------------------------------------------
     def _session_lines(self, net: Network) -> list[str]:
