@@ -131,7 +131,7 @@ def delete(prefix: str, hosts: Mapping[str, HostSpec]) -> list[str]:
 
     Fleet namespaces (``<prefix>-hNN``) are found by name too, so a lab whose recorded size was lost still goes.
     """
-    fleet = re.compile(rf"^{re.escape(prefix)}-(h\d{{2,3}}|wk\d)$")
+    fleet = re.compile(rf"^{re.escape(prefix)}-(h\d{{2,3}}|wk\d|obs\d)$")
     extra = sorted(p.name for p in netns.NETNS_DIR.glob(f"{prefix}-*") if fleet.match(p.name)) \
         if netns.NETNS_DIR.exists() else []
     names = list(dict.fromkeys(namespace_names(prefix, hosts) + extra))

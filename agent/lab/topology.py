@@ -28,6 +28,7 @@ __all__ = [
     "fleet_names",
     "max_fleet",
     "namespace_name",
+    "observer_host",
     "site_names",
     "site_of",
     "specs",
@@ -142,13 +143,21 @@ def worker_host(site: str) -> str:
     return "wk" + site.removeprefix("site")
 
 
+def observer_host(site: str) -> str:
+    """The lab host on a site's segment that is *not* a management address (``obs1`` for site1, at
+    10.77.(16+k).2): a neighbour on the same segment, from which a probe proves a contained host unreachable
+    (its TCP connects must time out) while the worker's management SSH still gets in."""
+    return "obs" + site.removeprefix("site")
+
+
 def specs(fleet: int = 0, sites: int = 0) -> dict[str, HostSpec]:
     """The named hosts plus ``fleet`` extra sshd+nft+listener hosts, for outbreak-sized rehearsals.
 
     Without sites they sit on the LAN. With ``sites`` K they are split over K site segments
     (10.77.(16+k).0/24, a bridge each) that nothing routes to: only the site's worker host ``wkK``, which has a
     leg on the LAN (to reach the journal and the broker on mgmt) and one on the segment, reaches them — so a
-    test that contains them from mgmt through the workers proves the routing, not just the queues.
+    test that contains them from mgmt through the workers proves the routing, not just the queues. Each segment
+    also has an observer ``obsK`` (no daemons, not a management address) to probe its hosts from outside.
     """
     out = dict(HOSTS)
     where = site_of(fleet, sites)
@@ -170,6 +179,9 @@ def specs(fleet: int = 0, sites: int = 0) -> dict[str, HostSpec]:
         out[worker_host(site)] = HostSpec(worker_host(site), lan, (("eth0", f"{lan}/24"),
                                                                    ("eth1", f"10.77.{16 + k}.1/24")),
                                           LAN_GATEWAY, sshd=False, listener=False, segment="lan")
+        seen_from = f"10.77.{16 + k}.2"  # no daemon, no route: a bare vantage point on the segment
+        out[observer_host(site)] = HostSpec(observer_host(site), seen_from, (("eth0", f"{seen_from}/24"),), None,
+                                            sshd=False, listener=False, segment=site)
     return out
 SUDO_ACCOUNT = "svcagent"  # the only login of hosts with login="sudo" (uid SUDO_UID, in their mount namespace)
 SUDO_UID = 47990

@@ -21,6 +21,9 @@ def test_hundred_hosts_over_three_sites():
     assert lab["h100"].address == "10.77.19.133"
     assert dict(lab["wk2"].interfaces) == {"eth0": "10.77.0.82/24", "eth1": "10.77.18.1/24"}
     assert len({spec.address for spec in lab.values()}) == len(lab)  # no address twice
+    # a bare neighbour on each segment to probe contained hosts from (not a management address, no daemons)
+    assert dict(lab["obs2"].interfaces) == {"eth0": "10.77.18.2/24"} and lab["obs2"].segment == "site2"
+    assert not lab["obs2"].sshd and not lab["obs2"].listener and lab["obs2"].gateway is None
 
 
 def test_limits_are_explained():
@@ -38,3 +41,4 @@ def test_inventory_names_sites_and_keeps_workers_reachable(tmp_path: Path):
     assert inv["sites"] == {"site1": {}, "site2": {}}
     assert [inv["hosts"][h]["site"] for h in fleet_names(6)] == ["site1"] * 3 + ["site2"] * 3
     assert inv["management"]["addresses"] == ["10.77.0.10", "10.77.17.1", "10.77.18.1"]
+    assert "obs1" not in inv["hosts"]
