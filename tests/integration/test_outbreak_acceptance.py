@@ -177,11 +177,21 @@ def outbreak(tmp_path: Path) -> Iterator[Outbreak]:
 # -- what the hosts say --------------------------------------------------------------------------------------------
 def tables(lab: Lab) -> dict[str, dict[str, Any] | None]:
     """Each fleet host's ``inet containment_agent`` table as nft_summary renders it (None: no table)."""
-    from connectors.ssh_linux.rules import TABLE, nft_summary
+    return {h: t for h, (t, _) in host_states(lab).items()}
 
-    def read(host: str) -> dict[str, Any] | None:
-        res = lab.exec(host, ["nft", "-j", "list", "table", *TABLE.split()], check=False, timeout=30)
-        return nft_summary(json.loads(res.stdout)) if res.returncode == 0 else None
+
+def host_states(lab: Lab) -> dict[str, tuple[dict[str, Any] | None, str]]:
+    """Per fleet host: its containment table (nft_summary; None: none) and its dead-man timer record ("" when no
+    timer is armed: one left armed would lift the isolation later, behind the journal's back)."""
+    from connectors.ssh_linux.privilege import STATE_DIRS
+    from connectors.ssh_linux.rules import TABLE, nft_summary
+    script = (f"nft -j list table {TABLE} 2>/dev/null || echo null; echo '#'; "
+              f"cat {STATE_DIRS['root']}/deadman 2>/dev/null; true")
+
+    def read(host: str) -> tuple[dict[str, Any] | None, str]:
+        listing, _, timer = lab.exec(host, ["sh", "-c", script], timeout=30).stdout.partition("\n#\n")
+        table = json.loads(listing)
+        return (nft_summary(table) if table else None), timer.strip()
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(FLEET, pool.map(read, FLEET), strict=True))
 
@@ -348,10 +358,12 @@ def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak
     from connectors.ssh_linux.validation import parse_management
     mgmt = parse_management([MGMT_ADDRESS, *(f"10.77.{16 + k}.1" for k in range(1, SITES + 1))])
     expected = nft_expected(mgmt, SSH)
-    on_hosts = tables(ob.lab)
+    on_hosts = host_states(ob.lab)
+    assert {h: timer for h, (_, timer) in on_hosts.items() if timer} == {}, "dead-man timers left armed"
     for r in applies:
-        seen = on_hosts[r.target]
+        seen = on_hosts[r.target][0]
         assert seen is not None, f"{r.target}: no containment table, but the journal says done"
+        assert "deadman" not in r.verification["observed"], (r.target, r.verification)
         rules = {c: v["rules"] for c, v in seen.items()}
         assert rules == r.verification["observed"]["rules"] == expected, (r.target, rules, r.verification)
         assert {c: v["policy"] for c, v in seen.items()} == dict.fromkeys(("input", "output", "forward"), "drop")
