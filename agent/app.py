@@ -18,6 +18,7 @@ from agent.config import Settings, load_settings
 
 if TYPE_CHECKING:  # imported where used: a command pays only for the parts it touches (start-up budget)
     from agent.audit import AuditLog
+    from agent.audit.outbox import Drainer, OutboxAudit
     from agent.engine import Engine
     from agent.inventory import Inventory
     from agent.plan import Planner
@@ -47,6 +48,9 @@ class App:
     config_path: Path | None = None
     actor: str = field(default_factory=default_actor)
     trust_host_key: bool = False
+    #: "outbox": this process's audit records go to the deployment's chain writer through the journal database
+    #: (`agent worker` always); None: as ``workers.audit`` says (default: this process writes the chain)
+    audit_role: str | None = None
 
     @cached_property
     def settings(self) -> Settings:
@@ -62,12 +66,47 @@ class App:
         from agent.store import Store
         return Store(self.settings.database_url())
 
+    @property
+    def audit_outbox(self) -> bool:
+        """Does this process queue its audit records for the deployment's one chain (docs/workers.md) instead of
+        writing an audit directory?"""
+        if self.audit_role is not None:
+            return self.audit_role == "outbox"
+        workers = self.settings.workers
+        return workers is not None and workers.audit == "outbox"
+
     @cached_property
-    def audit(self) -> AuditLog:
+    def audit(self) -> AuditLog | OutboxAudit:
+        if self.audit_outbox:
+            from agent.audit.outbox import OutboxAudit
+            return OutboxAudit(self.store, actor=self.actor, evidence_dir=self.settings.evidence_dir)
         from agent.audit import AuditLog
         key = self.settings.audit_signing_key
-        return AuditLog(self.settings.audit_dir, signing_key=key if key and key.exists() else None,
-                        actor=self.actor)
+        log = AuditLog(self.settings.audit_dir, signing_key=key if key and key.exists() else None, actor=self.actor)
+        if self.settings.workers is not None and "://" in self.settings.database:
+            from agent.audit.outbox import Drainer
+            self.__dict__["drainer"] = Drainer(self.store, log, evidence_dir=self.settings.evidence_dir)
+        return log
+
+    @cached_property
+    def drainer(self) -> Drainer | None:
+        """This process writes the deployment's chain and site workers queue records for it: their drain (made
+        with the audit log, so the dispatcher's drain on each settled action stores their evidence here too)."""
+        if self.audit_outbox or self.settings.workers is None or "://" not in self.settings.database:
+            return None
+        self.audit  # noqa: B018 - makes the drainer
+        return self.__dict__.get("drainer")
+
+    def drain_queued(self, timeout: float = 10.0) -> bool:
+        """Append what the site workers queued to this deployment's chain now (a report, an export, an anchor or
+        a verification must see every record); True when nothing is left waiting. A no-op where this process
+        does not write the chain."""
+        if self.drainer is None:
+            return True
+        try:
+            return self.drainer.drain_through(timeout=timeout)
+        except Exception:  # noqa: BLE001 - the journal database is away: the records wait there, nothing is lost
+            return False
 
     @cached_property
     def registry(self) -> Registry:
@@ -107,6 +146,17 @@ class App:
     def close(self) -> None:
         if "registry" in self.__dict__:
             self.registry.close()
+        if "audit" in self.__dict__ and self.drainer is not None:
+            # a run's records queued by the site workers are in the chain before the command exits, so `agent
+            # audit verify`, the report and an export right after it are complete (a stuck writer elsewhere:
+            # they stay queued, durably, for the next drain)
+            self.drainer.stop()
+            try:
+                self.drainer.drain_through(timeout=10)
+            except Exception as exc:  # noqa: BLE001 - the journal is away: nothing is lost, the rows wait
+                import sys
+                print(f"audit: the site workers' records are not in the chain yet ({type(exc).__name__}); they "
+                      "stay queued in the journal database for the next drain", file=sys.stderr)
         for name in ("audit", "store"):
             if name in self.__dict__:
                 self.__dict__[name].close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.audit import AuditLog
+    from agent.journal import AuditSink
 
 __all__ = ["EvidenceItem", "check_evidence", "read_manifest", "safe_name", "store_evidence"]
 
@@ -64,7 +64,7 @@ def _component(value: str, field: str) -> str:
 
 
 def store_evidence(evidence_dir: Path, incident: str, target: str, files: Mapping[str, str | bytes],
-                   audit: AuditLog, collected_by: str, source: str, *, failures: Mapping[str, str] | None = None,
+                   audit: AuditSink, collected_by: str, source: str, *, failures: Mapping[str, str] | None = None,
                    collector_host: str = "") -> list[EvidenceItem]:
     """Write ``files`` (name → content) for ``target``, hash them, audit each one and update the manifest.
 

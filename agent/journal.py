@@ -95,13 +95,26 @@ class Journal:
                 row.seq = self.store.next_seq(s)
                 s.add(row)
                 s.add(Transition(action_id=row.id, from_state="", to_state=row.state, detail="intent recorded"))
+                if self.in_transaction:
+                    with self.audit.bound(s):  # type: ignore[attr-defined]
+                        self._record_intent(row)
         self._durably(f"the intent of {row.action} on {row.target}", body)
+        if not self.in_transaction:
+            self._record_intent(row)
+        self._notify(row, "", row.state, "intent recorded")
+        return row
+
+    @property
+    def in_transaction(self) -> bool:
+        """Does the audit sink queue records in the journal's own transaction (agent.audit.outbox: a process
+        that does not own the audit chain)? Then a transition and its records commit together or not at all."""
+        return bool(getattr(self.audit, "transactional", False))
+
+    def _record_intent(self, row: Action) -> None:
         self.audit.record("action.intent", incident=row.incident_id, action_id=row.id, kind=row.kind,
                           undo_of=row.undo_of, target=row.target, address=row.address, connector=row.connector,
                           action=row.action, args=row.args, runbook=row.runbook, step=row.step,
                           requested_by=row.requested_by, approved_by=row.approved_by, reason=row.reason)
-        self._notify(row, "", row.state, "intent recorded")
-        return row
 
     def transition(self, row: Action, to_state: str, detail: str = "", **changes: Any) -> Action:
         """Persist ``row`` moving to ``to_state`` (plus column changes) and audit it, in that order."""
@@ -122,19 +135,23 @@ class Journal:
                     setattr(db, key, value)
                 s.add(Transition(action_id=row.id, from_state=from_state, to_state=to_state, at=now,
                                  detail=detail))
-                return on_transition(s, db, from_state, to_state, changes)
+                items = on_transition(s, db, from_state, to_state, changes)
+                if self.in_transaction:
+                    with self.audit.bound(s):  # type: ignore[attr-defined]
+                        self.record_transition(db, from_state, to_state, detail, changes, items)
+                return items
         items = self._durably(f"{row.action} on {row.target} -> {to_state}", body)
         row.state, row.updated_at = to_state, now
         for key, value in changes.items():
             setattr(row, key, value)
-        self.record_transition(row, from_state, to_state, detail, changes, items)
+        if not self.in_transaction:
+            self.record_transition(row, from_state, to_state, detail, changes, items)
         self._notify(row, from_state, to_state, detail)
         return row
 
     def record_transition(self, row: Action, from_state: str, to_state: str, detail: str,
                           changes: dict[str, Any], items: list[dict[str, Any]], **extra: Any) -> None:
-        """The audit records of one transition (also written by the engine for an action a site worker settled:
-        the worker's own audit log has every step, this process's log the outcome, from the journal)."""
+        """The audit records of one transition (after its commit; or inside it when :attr:`in_transaction`)."""
         fields: dict[str, Any] = {"incident": row.incident_id, "action_id": row.id, "target": row.target,
                                   "connector": row.connector, "action": row.action, "kind": row.kind,
                                   "from_state": from_state, "to_state": to_state, "detail": detail, **extra}

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, create_engine, event, select, text
+from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, select,
+                        text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -32,6 +33,8 @@ __all__ = [
     "ActionItem",
     "Alert",
     "Approval",
+    "AuditChain",
+    "AuditOutbox",
     "Base",
     "Incident",
     "Store",
@@ -243,6 +246,35 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditOutbox(Base):
+    """Audit records of processes that do not own the deployment's audit chain (site workers), waiting for the
+    chain's writer (agent.audit.outbox). Inserted in the same transaction as the journal transition they
+    describe, deleted once appended to the chain and made durable there."""
+
+    __tablename__ = "audit_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # already redacted, with its event time
+    # the evidence file an ``evidence.stored`` record names: it goes to the core with its record, so the
+    # deployment's evidence folder and an export hold what the signed SHA-256 covers
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # set by a drain before it appends the row (the chain's seq then): a drain that died between appending and
+    # deleting is finished by the next one, which looks for the row's outbox_id in the chain after this seq
+    drain_from: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class AuditChain(Base):
+    """Which chain is the deployment's: the hash of its first record, registered by the first drain. A writer
+    whose audit directory holds another chain refuses to drain (records would be split over two chains)."""
+
+    __tablename__ = "audit_chain"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # "deployment"
+    genesis: Mapped[str] = mapped_column(String(64))
+    writer: Mapped[str] = mapped_column(Text, default="")  # host:directory of the writer that registered it
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Store:

@@ -139,6 +139,12 @@ class AuditLog:
         with self._tlock, self._flock():
             self._fsync_locked()
 
+    def current_head(self) -> tuple[int, str]:
+        """The log's real head now: other processes may have appended since this writer last did."""
+        with self._tlock, self._flock():
+            self._prepare_locked()
+            return self.head
+
     @property
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last record this writer knows of."""

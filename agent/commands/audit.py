@@ -6,10 +6,29 @@ any configuration; this wrapper only saves the technician from typing paths.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from agent.errors import AgentError
 from agent.output import err
 
 __all__ = ["run_audit"]
+
+
+def _drain_queued(config: str | None, settings: Any) -> None:
+    """On the host that writes the deployment's chain, append what the site workers queued first, so a
+    verification, an anchor or an export right after a run covers every record of it (docs/workers.md)."""
+    workers = settings.workers
+    if workers is None or workers.audit == "outbox" or "://" not in settings.database:
+        return
+    from agent.app import App
+    app = App(config_path=Path(config) if config else None)
+    try:
+        if not app.drain_queued():
+            err("some records queued by the site workers could not be appended yet (another writer holds the "
+                "chain, or the journal database is unreachable): they are not in what follows")
+    finally:
+        app.close()
 
 
 def run_audit(argv: list[str], config: str | None) -> int:
@@ -23,6 +42,7 @@ def run_audit(argv: list[str], config: str | None) -> int:
         except AgentError as exc:
             err(f"{exc} (or pass --dir DIR)")
             return 2
+        _drain_queued(config, settings)
         argv = [argv[0], "--dir", str(settings.audit_dir), *argv[1:]]
         key = settings.audit_signing_key
         pub = key.with_name(key.name + ".pub") if key is not None else None

@@ -37,8 +37,10 @@ def run_worker(args: argparse.Namespace) -> int:
     from agent.workers.worker import serve
     if not SITE_NAME.fullmatch(args.site):
         raise InputError(f"--site {args.site!r}: a site name is letters, digits, '.', '_' or '-'")
-    app = App(config_path=args.config, actor=f"worker:{args.site}@{__import__('socket').gethostname()}")
+    app = App(config_path=args.config, actor=f"worker:{args.site}@{__import__('socket').gethostname()}",
+              audit_role="outbox")  # the deployment's one chain is written by its core, never by a site
     try:
+        _refuse_audit_key(app)
         known = {e.site for section in (app.inventory.hosts, app.inventory.devices, app.inventory.directories)
                  for e in section.values() if e.site}
         if args.site not in known:
@@ -52,6 +54,24 @@ def run_worker(args: argparse.Namespace) -> int:
         return serve(app, args.site, slots)
     finally:
         app.close()
+
+
+def _refuse_audit_key(app: App) -> None:
+    """A site worker never holds the deployment's audit signing key (docs/audit-format.md, "One chain per
+    deployment": the sites, next to the compromised hosts, are where a key is most likely stolen). Its records
+    go to the chain's writer through the journal database, so a key configured here would be unused — refused
+    rather than ignored, so nobody believes the site signs anything."""
+    from agent.errors import ConfigError
+    settings = app.settings
+    if settings.audit_signing_key is not None:
+        raise ConfigError(f"audit_signing_key: {settings.audit_signing_key}: a site worker does not sign the audit "
+                          "log and must not hold its key — its records are appended to the deployment's one chain "
+                          "by the core that owns it (docs/workers.md); remove audit_signing_key from this "
+                          "worker's agent.yaml", file=str(settings.path), field="audit_signing_key")
+    if settings.workers is not None and settings.workers.audit == "writer":
+        raise ConfigError("workers.audit: writer: a site worker never writes the audit chain (its records go to "
+                          "the deployment's writer); remove it or write outbox", file=str(settings.path),
+                          field="workers.audit")
 
 
 def run_approvals(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ def build_incident_report(app: App, incident: str, anchor: Any = None) -> tuple[
     from agent.obligations import load_rules
     from agent.report import AuditSummary, build_report, from_records
     settings = app.settings
+    app.drain_queued()  # the site workers' records of the incident, queued for this chain (docs/workers.md)
     incident_records = list(records(settings.audit_dir, incident))
     if not incident_records:
         return None

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # SQLAlchemy is imported where used: HEAD alone is read witho
 
 __all__ = ["HEAD", "current_revision", "ensure_schema"]
 
-HEAD = "0007_action_site_lease"
+HEAD = "0008_audit_outbox"
 
 
 def current_revision(engine: Engine) -> str | None:

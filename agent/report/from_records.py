@@ -17,7 +17,8 @@ from agent.report.scope_of_actions import fill_scope
 
 __all__ = ["from_records", "parse_time"]
 
-_SKIP = frozenset({"event", "ts", "seq", "prev_hash", "hash", "actor", "host", "pid", "incident"})
+_SKIP = frozenset({"event", "ts", "seq", "prev_hash", "hash", "actor", "host", "pid", "incident", "event_ts",
+                   "outbox_id"})
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -46,7 +47,8 @@ def from_records(records: Iterable[Mapping[str, Any]], incident: str,
     incident_approvals: list[tuple[str, str]] = []
     mine = [r for r in records if r.get("incident") == incident]
     for record in mine:
-        when = parse_time(record.get("ts")) or dt.datetime.now(dt.UTC)
+        # a site worker's record keeps the time it happened (event_ts) — chained later by the deployment's writer
+        when = parse_time(record.get("event_ts")) or parse_time(record.get("ts")) or dt.datetime.now(dt.UTC)
         event = str(record.get("event", ""))
         actor = str(record.get("actor", ""))
         data.timeline.append(TimelineEntry(when, event, _summary(record), actor, record.get("seq")))

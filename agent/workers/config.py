@@ -8,6 +8,8 @@ Example::
       sites: [boston, lyon]   # actions on targets at these sites are queued; others run in this process
       lease: 15               # seconds a worker's claim lasts without a heartbeat (it beats every lease/3)
       wait: 900               # seconds the engine waits for a site to settle an action before reporting it in doubt
+      audit: writer           # writer: this process owns the deployment's audit chain (audit_dir + signing key)
+                              # and appends the workers' records to it; outbox: its records go to the writer
 
 Kept apart from :mod:`agent.config` and free of Celery imports: every command reads the settings, few send work.
 """
@@ -22,10 +24,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from agent.secrets import SecretRef, parse_ref
 from agent.yamlsrc import Node
 
-__all__ = ["SITE_NAME", "WorkersConfig", "left_to_workers", "parse_workers", "queue_for"]
+__all__ = ["AUDIT_ROLES", "SITE_NAME", "WorkersConfig", "left_to_workers", "parse_workers", "queue_for"]
 
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FIELDS = {"broker", "broker_password", "sites", "lease", "wait"}
+_FIELDS = {"broker", "broker_password", "sites", "lease", "wait", "audit"}
+AUDIT_ROLES = ("writer", "outbox")
 
 
 def queue_for(site: str) -> str:
@@ -40,6 +43,7 @@ class WorkersConfig:
     sites: tuple[str, ...] = ()
     lease: float = 15.0
     wait: float = 900.0
+    audit: str | None = None  # writer | outbox; None: writer, except `agent worker` (always outbox)
 
     def routes(self, site: str | None) -> bool:
         """Does an action on a target at ``site`` go to that site's workers?"""
@@ -83,7 +87,13 @@ def parse_workers(node: Node | None, base: Path) -> WorkersConfig | None:
     lease_node, wait_node = node.get("lease"), node.get("wait")
     lease = lease_node.float_(minimum=1.0) if lease_node is not None else 15.0
     wait = wait_node.float_(minimum=1.0) if wait_node is not None else 900.0
-    return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait)
+    audit_node = node.get("audit")
+    audit = None
+    if audit_node is not None:
+        audit = audit_node.str_()
+        if audit not in AUDIT_ROLES:
+            raise audit_node.error(f"workers.audit: {audit!r} is not one of {', '.join(AUDIT_ROLES)}")
+    return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait, audit=audit)
 
 
 def left_to_workers(cfg: WorkersConfig | None, site: str | None, credentials: object) -> bool:

@@ -110,25 +110,19 @@ class SiteDispatcher:
                     return _outcome(pa, row, None, site, self.cfg.wait)
             settled = waiter.row
             assert settled is not None
-            self._record(row, settled, site)
+            self._record()
             return _outcome(pa, row, settled, site, self.cfg.wait)
         finally:
             with self._lock:
                 self._waiting.pop(row.id, None)
 
-    def _record(self, row: Action, settled: Action, site: str) -> None:
-        """This process's audit log gets the outcome the worker journaled (the counsel report and ``agent
-        audit export`` read it here); each step is in the worker's own signed log, named by ``worker``."""
-        changes = {"result": settled.result, "verification": settled.verification, "error": settled.error,
-                   "error_kind": settled.error_kind, "changed": settled.changed, "attempts": settled.attempts}
-        changes = {k: v for k, v in changes.items() if v is not None}
-        items = [{"requested": i.requested, "canonical": i.canonical, "state": i.state, "outcome": i.outcome,
-                  **({"error": i.error} if i.error else {})} for i in self.journal.items_of(row.id)]
-        for key, value in changes.items():
-            setattr(row, key, value)
-        row.state = settled.state
-        self.journal.record_transition(row, "intent", settled.state, f"settled by a worker of site {site}",
-                                       changes, items, site=site, worker=settled.owner)
+    def _record(self) -> None:
+        """The worker queued its records (claim, snapshot, apply, verify, outcome) for the deployment's one audit
+        chain in the transactions of its transitions; if this process writes that chain, they are appended now,
+        before the outcome is returned — so the chain reads in order and a run's report is complete when it
+        prints (agent/audit/outbox.py). Nothing is recorded twice: the outcome is the worker's own record."""
+        from agent.audit.outbox import settle
+        settle(self.store, self.audit)
 
     def _unsent(self, pa: PlannedAction, row: Action, site: str, exc: Exception) -> ActionOutcome | None:
         """Publishing failed for good. If no worker has claimed the action (the message may still have reached

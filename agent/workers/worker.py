@@ -74,6 +74,9 @@ class SiteWorker:
         self.app, self.site, self.cfg = app, site, cfg
         self.journal = FencedJournal(app.store, app.audit, cfg.lease)
         self.owner = self.journal.owner
+        stamp = getattr(app.audit, "stamp", None)
+        if stamp is not None:  # every record this worker queues for the deployment's chain names it
+            stamp(site=site, worker=self.owner)
         self.runner = ActionRunner(app.settings, app.registry, app.ctx, self.journal,
                                    evidence_sink=app._store_evidence)
         self.planner = app.planner()

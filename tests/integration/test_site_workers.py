@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -35,14 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from agent.lab import Lab
 from agent.lab import labconfig
 from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host
-from agent.store import Action, Transition, utcnow
+from agent.store import Action, AuditOutbox, Transition, utcnow
 from tests.integration.cli.test_contain_cli import AGENT
 from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
 from tests.integration.pg_server import PgServer, private_postgres_server
@@ -102,6 +103,12 @@ class Deployment:
                               capture_output=True, text=True, timeout=timeout, env=self.env(),
                               stdin=subprocess.DEVNULL, check=False)
 
+    def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``agent audit --config CENTRAL ARGS`` on mgmt (the audit command passes everything after it on)."""
+        return subprocess.run(["ip", "netns", "exec", self.scale.mgmt, AGENT, "audit", "--config", str(self.central),
+                               *args], capture_output=True, text=True, timeout=120, env=self.env(),
+                              stdin=subprocess.DEVNULL, check=False)
+
     def start_contain(self) -> subprocess.Popen[str]:
         self.contain = subprocess.Popen(["ip", "netns", "exec", self.scale.mgmt, AGENT, "contain", "--tag", "fleet",
                                  "--yes", "--count", str(len(FLEET)), "--json", "--reason", "outbreak drill",
@@ -151,9 +158,12 @@ class Deployment:
         return run
 
 
-def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool, wait: float = 120) -> Path:
-    """agent.yaml + inventory.yaml for one process: the lab's own, with sites, PostgreSQL, the broker and its own
-    audit log; the central one without the fleet's credentials."""
+def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool, wait: float = 120,
+                  audit_dir: Path | None = None) -> Path:
+    """agent.yaml + inventory.yaml for one process: the lab's own, with sites, PostgreSQL and the broker; the
+    central one without the fleet's credentials, writing the deployment's one audit chain (``audit_dir``:
+    default its own folder's; the two daemons share the central's), a worker without the audit signing key
+    (`agent worker` refuses one: its records go to the chain's writer)."""
     lab = scale.lab
     folder = root / name
     folder.mkdir(exist_ok=True)
@@ -164,10 +174,13 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
             del inv["hosts"][host]["credentials"]
     (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
     settings = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
-    settings.update(database=url, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"),
+    settings.update(database=url, audit_dir=str(audit_dir or folder / "audit"),
+                    evidence_dir=str(folder / "evidence"),
                     workers={"broker": scale.broker.url.replace("guest:guest@", "guest@"),
                              "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": list(SITES),
                              "lease": LEASE, "wait": wait})
+    if not central:
+        del settings["audit_signing_key"]
     (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
     return folder / "agent.yaml"
 
@@ -221,6 +234,28 @@ def audit_records(directory: Path) -> list[dict[str, Any]]:
             for line in p.read_text().splitlines() if line.strip()]
 
 
+def anchor_of(d: Deployment) -> tuple[str, str]:
+    """What counsel holds: the deployment key's fingerprint and a signed head of the central's chain."""
+    from agent.audit.keys import fingerprint, load_public_key, public_raw
+    fp = fingerprint(public_raw(load_public_key(d.scale.lab.state_dir / "audit-signing.key.pub")))
+    chain = audit_records(d.root / "central" / "audit")
+    head = next(r for r in reversed(chain) if r["event"] == "audit.checkpoint")
+    return fp, f"{head['covers_seq']}:{head['covers_hash']}"
+
+
+def assert_chain_verifies(d: Deployment) -> None:
+    """The central's chain verifies with the deployment's key and a trust anchor (expected fingerprint + head)."""
+    fp, anchor = anchor_of(d)
+    pub = d.scale.lab.state_dir / "audit-signing.key.pub"
+    chain = audit_records(d.root / "central" / "audit")
+    res = subprocess.run([AGENT, "audit", "verify", "--dir", str(d.root / "central" / "audit"), "--public-key",
+                          str(pub), "--expect-key", fp, "--anchor", anchor],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, (res.stdout[-1500:], res.stderr[-1500:])
+    ids = [r["outbox_id"] for r in chain if "outbox_id" in r]
+    assert len(ids) == len(set(ids)), "a queued record was chained twice"
+
+
 def owner_pid(owner: str) -> int:
     return int(owner.split(":")[1])
 
@@ -262,18 +297,44 @@ def test_actions_route_to_their_site_workers(deploy: Deployment):
     for row in acts:
         assert row.site == SITE_OF[row.target]
         assert owner_pid(row.owner) == workers[row.site].pid, (row.target, row.owner)
-    # the central's own audit log records each outcome (read from the journal, naming the worker), so the
-    # counsel report and the export built from it show the routed actions; every log verifies on its own
-    done = [r for r in audit_records(d.root / "central" / "audit") if r["event"] == "action.done"
-            and r["action"] == "isolate"]
-    assert sorted(r["target"] for r in done) == FLEET
-    settled = {r["action_id"]: r for r in audit_records(d.root / "central" / "audit")
-               if r["event"] == "action.transition" and r.get("worker")}
-    assert {settled[row.id]["worker"] for row in acts} == {row.owner for row in acts}
-    for name in ("central", "site1-a", "site2-a"):
-        res = subprocess.run([AGENT, "audit", "verify", "--dir", str(d.root / name / "audit")],
-                             capture_output=True, text=True, timeout=60, check=False)
-        assert res.returncode == 0, (name, res.stdout[-1500:], res.stderr[-1500:])
+    # one audit chain for the deployment, written by the central: the workers keep no audit directory, their
+    # records (claim, snapshot, apply, verify, outcome) are in it, each naming its site and worker (the journal
+    # owner) with its own event time; it verifies with the deployment's key (docs/workers.md)
+    chain = audit_records(d.root / "central" / "audit")
+    assert not (d.root / "site1-a" / "audit").exists() and not (d.root / "site2-a" / "audit").exists()
+    for row in acts:
+        mine = [r for r in chain if r.get("action_id") == row.id and r.get("worker")]
+        states = [r["to_state"] for r in mine if r["event"] == "action.transition"]
+        assert states[-1] == "done" and "applying" in states and "verifying" in states, (row.target, states)
+        assert {r["worker"] for r in mine} == {row.owner} and {r["site"] for r in mine} == {row.site}
+        assert any(r["event"] == "worker.claimed" for r in mine)
+        assert all(r["event_ts"] <= r["ts"] for r in mine)
+        assert sum(1 for r in chain if r.get("action_id") == row.id and r["event"] == "action.done") == 1
+    assert_chain_verifies(d)
+    # the export of the incident verifies with the independent verifier, and the counsel report and `incidents
+    # show` count each action once (the worker's outcome is in the chain; the central no longer restates it)
+    incident = result["incident"]
+    fp, anchor = anchor_of(d)
+    res = d.audit("export", "--incident", incident, "--out", str(d.root / "export"))
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    res = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "docs" / "verify_export.py"),
+                          str(d.root / "export"), "--expect-key", fp, "--anchor", anchor],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    exported = audit_records(d.root / "export" / "audit")
+    assert {r["worker"] for r in exported if r.get("event") == "worker.claimed"} == {r.owner for r in acts}
+    res = d.agent("report", "--incident", incident, "--format", "json", "-o", str(d.root / "report.json"))
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    report = json.loads((d.root / "report.json").read_text())
+    n = 2 * len(FLEET)  # evidence capture + isolate per host
+    assert report["narrative"]["what_was_done"].startswith(f"{n} containment action(s) (capture evidence, isolate)")
+    assert f"; {n} done, 0 failed." in report["narrative"]["what_was_done"]
+    assert len(report["actions"]) == n and {a["status"] for a in report["actions"]} == {"done"}
+    for a in report["actions"]:
+        changes = [h["change"] for h in a["history"]]
+        assert changes.count("done") == 1 and sum(c.endswith("→ done") for c in changes) == 1, changes
+    shown = json.loads(d.agent("incidents", "show", incident, "--json").stdout)
+    assert sorted(a["target"] for a in shown["actions"] if a["action"] == "isolate") == FLEET
     # and back: release goes the same way (undo from the journaled snapshot, on the site's worker)
     res = d.agent("release", "--tag", "fleet", "--yes", "--count", str(len(FLEET)), "--json")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -301,6 +362,49 @@ def test_worker_killed_mid_action_is_taken_over_not_reapplied(deploy: Deployment
     assert len(killed) >= 1, [(r.target, r.owner) for r in acts]
     assert all(r.site == "site1" for r in killed)
     assert {owner_pid(r.owner) for r in acts if r.site == "site1"} == {survivor.pid}
+
+
+def test_one_audit_chain_when_a_worker_and_the_chain_writer_are_killed(deploy: Deployment):
+    """site1's worker is SIGKILLed right after an apply; the central — the deployment's chain writer — is
+    SIGKILLed right after appending queued records to the chain, before deleting them from the outbox
+    (failpoint ``audit-drain-appended``). Containment goes on without it (the workers' records wait in
+    PostgreSQL); the next drain finishes the interrupted one: every queued record chained exactly once, the
+    killed worker's claim and apply and its successor's takeover in the one chain, which verifies with the
+    deployment's key and anchor. Fails before: each process wrote its own chain, no outbox."""
+    d = deploy
+    doomed = d.worker("site1-a", "site1", wait=4, AGENT_FAILPOINTS="after-apply")
+    d.worker("site2-a", "site2", wait=4)
+    res = subprocess.run(["ip", "netns", "exec", d.scale.mgmt, AGENT, "contain", "--tag", "fleet", "--yes",
+                          "--count", str(len(FLEET)), "-p", "capture_evidence=false", "--config", str(d.central)],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                         env=d.env(AGENT_FAILPOINTS="audit-drain-appended"), check=False)
+    assert res.returncode == -signal.SIGKILL, (res.returncode, res.stdout[-1500:], res.stderr[-1500:])
+    wait_for(lambda: doomed.poll() is not None, 60, "the failpoint to kill site1-a")
+    assert doomed.returncode == -signal.SIGKILL, d.log("site1-a")
+    survivor = d.worker("site1-b", "site1", wait=4)
+    wait_for(lambda: {r.state for r in rows(d) if r.action == "isolate"} == {"done"}, 90,
+             "the site workers to settle every journaled action")
+    marked = d.db()(lambda s: s.scalar(select(func.count()).select_from(AuditOutbox)
+                                       .where(AuditOutbox.drain_from.is_not(None))))
+    assert marked, "the writer should have died between appending and deleting"
+    res = d.audit("verify")  # on the writer's host: drains what waits (finishing the dead drain) first
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    assert d.db()(lambda s: s.scalar(select(func.count()).select_from(AuditOutbox)
+                                     .where(AuditOutbox.drain_from.is_not(None)))) == 0
+    assert_chain_verifies(d)  # includes: no outbox_id twice
+    acts = [r for r in rows(d) if r.action == "isolate"]
+    assert isolated(d.scale.lab) == {r.target for r in acts}
+    chain = audit_records(d.root / "central" / "audit")
+    for row in acts:
+        mine = [r for r in chain if r.get("action_id") == row.id]
+        assert sum(r["event"] == "action.done" for r in mine) == 1, row.target
+        assert sum(r["event"] == "action.transition" and r["to_state"] == "applying" for r in mine) == 1
+    first = [r for r in chain if r["event"] == "worker.claimed" and r.get("worker", "").split(":")[1:2]
+             == [str(doomed.pid)]]
+    assert first, "the killed worker's claim is in the chain"
+    taken = [r for r in chain if r["event"] == "worker.claimed" and r["takeover"]]
+    assert taken and {owner_pid(r["worker"]) for r in taken} == {survivor.pid}
+    assert {r["action_id"] for r in first} & {r["action_id"] for r in taken}
 
 
 def test_rabbitmq_restart_mid_run_loses_and_doubles_nothing(deploy: Deployment):
@@ -385,7 +489,7 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
         "    params: {capture_evidence: false}\n    ttl: 25s\n")
     daemons: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in ("daemon-a", "daemon-b"):
-        cfg = write_configs(d.scale, d.root, d.url, name, central=True)
+        cfg = write_configs(d.scale, d.root, d.url, name, central=True, audit_dir=d.root / "central" / "audit")
         with d.scale.lab.enter("mgmt"), socket.socket() as probe:  # a free port on mgmt's loopback
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -439,7 +543,7 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
 def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deployment):
     """Only a site's workers reach its hosts, so they re-verify its containments: each read-back is journaled
     as proof, and the isolation removed behind the agent's back is reported as drift (``containment.drift`` in
-    the worker's audit log) — the central daemon, with no credentials, could only say "could not read"."""
+    the deployment's one audit chain) — the central daemon, with no credentials, could only say "could not read"."""
     from connectors.ssh_linux.rules import TABLE
     d = deploy
     d.worker("site1-a", "site1")
@@ -451,5 +555,9 @@ def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deplo
     d.scale.lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])  # someone lifts it behind our back
     wait_for(lambda: any("re-verified drift" in t.detail for t in transitions(d) if t.action_id == row.id),
              40, "the drift to be journaled")
-    drift = [r for r in audit_records(d.root / "site1-a" / "audit") if r["event"] == "containment.drift"]
+    # the worker queued it for the deployment's chain; no writer runs now, so it waits in PostgreSQL until the
+    # central's next command (`agent audit verify` on the writer's host appends what is queued first)
+    res = d.audit("verify")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    drift = [r for r in audit_records(d.root / "central" / "audit") if r["event"] == "containment.drift"]
     assert drift and drift[0]["target"] == "h01" and drift[0]["site"] == "site1"
