@@ -101,10 +101,8 @@ class App:
         """Append what the site workers queued to this deployment's chain now (a report, an export, an anchor or
         a verification must see every record); True when nothing is left waiting. A no-op where this process
         does not write the chain."""
-        if self.drainer is None:
-            return True
         try:
-            return self.drainer.drain_through(timeout=timeout)
+            return self.drainer is None or self.drainer.drain_through(timeout=timeout)
         except Exception:  # noqa: BLE001 - the journal database is away: the records wait there, nothing is lost
             return False
 

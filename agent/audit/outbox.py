@@ -191,6 +191,7 @@ def _max_id(store: Store) -> int:
 
 _PROCESS_LOCK = threading.Lock()
 _DRAINERS: weakref.WeakKeyDictionary[Any, Drainer] = weakref.WeakKeyDictionary()
+_CONFIRMED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -277,14 +278,15 @@ def drain(store: Store, log: AuditLog, *, batch: int = BATCH, evidence_dir: Path
         if not got:
             result.busy = True
             return result
-        registered = _registered(store, log)
+        registered = _CONFIRMED.get(log) is not None or _registered(store, log)
         while True:
             n, recovered = _drain_batch(store, log, batch, evidence_dir)
             result.appended += n
             result.recovered += recovered
-            if not registered and log.head[0]:
-                _register(store, log)
-                registered = True
+            if not registered:
+                registered = _register(store, log)
+            if registered:
+                _CONFIRMED[log] = True  # a chain's first record never changes: checked once per writer
             if n + recovered < batch:
                 return result
 
@@ -379,15 +381,16 @@ def _registered(store: Store, log: AuditLog) -> bool:
     return True
 
 
-def _register(store: Store, log: AuditLog) -> None:
+def _register(store: Store, log: AuditLog) -> bool:
+    """Register this log as the deployment's chain (when none is); False while it has no first record."""
     from agent.store import AuditChain
     mine = _genesis(log.directory)
     if mine is None:
-        return
+        return False
     with store.session() as s:
         if s.get(AuditChain, CHAIN) is None:
             s.add(AuditChain(name=CHAIN, genesis=mine, writer=f"{socket.gethostname()}:{log.directory}"))
-    _registered(store, log)  # raises if another writer registered its chain first
+    return _registered(store, log)  # raises if another writer registered its chain first
 
 
 class Drainer:
@@ -453,7 +456,10 @@ def settle(store: Store, audit: Any, *, timeout: float = 5.0) -> bool:
     if getattr(audit, "transactional", False) or not hasattr(audit, "current_head"):
         return True
     try:
-        return (_DRAINERS.get(audit) or Drainer(store, audit)).drain_through(timeout=timeout)
+        drainer = _DRAINERS.get(audit) or Drainer(store, audit)
+        if not drain(store, audit, evidence_dir=drainer.evidence_dir).busy:
+            return True  # everything committed so far (the worker's outcome included) is chained now
+        return drainer.drain_through(timeout=timeout)  # another process drains this chain: wait for it
     except Exception as exc:  # noqa: BLE001 - the database is away: the records wait for the next drain
         _log.warning("audit drain failed (records stay queued): %s: %s", type(exc).__name__, exc)
         return False

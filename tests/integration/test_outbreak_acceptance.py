@@ -21,10 +21,12 @@ for the fleet** in their inventory (mgmt cannot even reach it). The inventory ta
 4. Verified by probe, from outside: from ``obsK`` every host's ports time out (dropped, not refused: nothing
    reached it) while the site worker's management SSH still gets in.
 5. The surviving daemon leads; its scheduler fires every TTL release through the workers: one undo per host,
-   done, created after the leader died, run by a worker of the site, audited by the surviving daemon. Each host's
+   done, created after the leader died, run by a worker of the site, chained by the surviving daemon. Each host's
    table is gone and the probe from ``obsK`` reaches every port again.
-6. Every audit log verifies with the signing key, the fingerprint counsel received beforehand, and — for the
-   central chain — the signed head anchored after the contain.
+6. The deployment's one audit chain (workers queue their records through PostgreSQL; the central CLI and the
+   daemons share its directory) verifies with the signing key, the fingerprint counsel received beforehand and
+   the signed head anchored after the contain, and holds each host's isolate and release as its worker recorded
+   them, each queued record once.
 
 Lab, brokers and processes are private and stopped by PID; the lab prefix is claimed (``cob``…) and torn down.
 """
@@ -92,7 +94,9 @@ class Outbreak:
         return env
 
     def config(self, name: str, *, central: bool, extra: str = "") -> Path:
-        """agent.yaml + inventory.yaml of one process (own audit dir); the central ones without fleet creds."""
+        """agent.yaml + inventory.yaml of one process; the central ones without fleet creds, sharing the
+        deployment's one audit chain (the central's directory, the signing key); a worker with neither (its
+        records go to that chain through PostgreSQL; `agent worker` refuses a key)."""
         folder = self.root / name
         folder.mkdir(exist_ok=True)
         inv = labconfig.inventory(self.lab.state_dir, None, FLEET, self.lab.site_of())
@@ -102,10 +106,12 @@ class Outbreak:
                 del inv["hosts"][host]["credentials"]
         (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
         settings = labconfig.agent_settings(self.lab.repo, folder, self.lab.state_dir)
-        settings.update(database=self.url, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"),
-                        audit_signing_key=str(self.signing_key),
+        settings.update(database=self.url, audit_dir=str(self.root / "central" / "audit"),
+                        evidence_dir=str(folder / "evidence"), audit_signing_key=str(self.signing_key),
                         workers={"broker": self.broker, "broker_password": "env:AGENT_BROKER_PASSWORD",
                                  "sites": site_names(SITES), "lease": LEASE, "wait": WAIT})
+        if not central:
+            del settings["audit_signing_key"], settings["audit_dir"]
         (folder / "agent.yaml").write_text(labconfig.to_yaml(settings) + extra)
         return folder / "agent.yaml"
 
@@ -392,20 +398,26 @@ def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak
     for r in undos:
         assert r.state == "done" and r.site == where[r.target] and r.created_at > kills[leader].at, r.target
         assert owner_pid(r.owner) in {p.pid for p in workers[r.site]}, (r.target, r.owner)
-    released = {r["action_id"] for r in audit_records(ob.root / other / "audit") if r["event"] == "action.undone"}
-    assert {r.id for r in undos} <= released, "the surviving daemon did not record the TTL releases"
+    def released() -> set[str]:  # the workers' records of the releases, appended by the surviving daemon
+        return {r["action_id"] for r in audit_records(ob.root / "central" / "audit") if r["event"] == "action.undone"}
+    wait_for(lambda: {r.id for r in undos} <= released(), 30, "the surviving daemon to chain the TTL releases")
     after = probe(ob)
     assert set(after.values()) == {"open"}, {k: v for k, v in after.items() if v != "open"}
 
-    # 6. every audit log verifies: signing key, the fingerprint received beforehand, the central's anchor
+    # 6. the deployment's one audit chain (docs/workers.md) verifies: signing key, the fingerprint received
+    # beforehand, the signed head anchored after the contain; it holds every host's isolate and release as the
+    # site worker recorded them, each queued record once
     ob.stop_all()
     pub = ob.signing_key.with_name(ob.signing_key.name + ".pub")
     logs = sorted({p.parent.parent for p in ob.root.glob("*/audit/*.jsonl")})
-    assert {p.name for p in logs} >= {"central", "daemon-a", "daemon-b"}
-    for folder in logs:
-        argv = [AGENT, "audit", "verify", "--dir", str(folder / "audit"), "--public-key", str(pub),
-                "--expect-key", ob.fingerprint]
-        if folder.name == "central":
-            argv += ["--anchor", str(ob.root / "central-anchor.json")]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        assert res.returncode == 0, (folder.name, res.stdout[-2000:], res.stderr[-2000:])
+    assert [p.name for p in logs] == ["central"]
+    res = subprocess.run([AGENT, "audit", "verify", "--dir", str(ob.root / "central" / "audit"), "--public-key",
+                          str(pub), "--expect-key", ob.fingerprint, "--anchor", str(ob.root / "central-anchor.json")],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
+    chain = audit_records(ob.root / "central" / "audit")
+    ids = [r["outbox_id"] for r in chain if "outbox_id" in r]
+    assert len(ids) == len(set(ids)), "a worker's record was chained twice"
+    by_worker = {(r["action_id"], r["worker"]) for r in chain if r["event"] in ("action.done", "action.undone")
+                 and r.get("worker")}
+    assert {(r.id, r.owner) for r in [*applies, *undos]} <= by_worker
