@@ -1,4 +1,4 @@
-"""audit outbox: site workers' audit records (and the evidence files they name) waiting for the deployment's one chain (agent.audit.outbox)
+"""audit outbox: site workers' audit records (and evidence they name) for the one chain (agent.audit.outbox)
 
 Revision ID: 0008_audit_outbox
 Revises: 0007_action_site_lease
