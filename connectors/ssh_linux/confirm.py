@@ -8,6 +8,11 @@ Why in parallel: opening that connection costs a key exchange, an authentication
 post-login setup. All of it is started as soon as the ruleset is loaded and runs while the first session cuts
 live flows and reads the rules back; the timer is cancelled through the new connection only after the caller has
 judged the read-back (``finish(proceed=True)``), exactly as when the steps ran one after the other.
+
+Why the confirmation reads the state back in the same command (issue 19, fan-out): the verify step that follows
+needs the host's state *after* the timer was cancelled (an armed timer means "not confirmed"). Read here, through
+the fresh connection, right after the cancel, it is remembered on the first session (nothing ran there since), so
+verify reuses it instead of opening one more channel for the same ``ca_state`` (:func:`.state.read_state`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from connectors.errors import ConnectorError
+from connectors.ssh_linux.state import FirewallState, parse_state, split_then_read, then_read_script
 
 if TYPE_CHECKING:
     from connectors.ssh_linux.session import SshSession
@@ -32,6 +38,7 @@ class FreshConfirmation:
         self._go = threading.Event()
         self._proceed = False
         self._output = ""
+        self.state: FirewallState | None = None  # the host's state read right after the command
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"confirm-{session.label}", daemon=True)
 
@@ -48,8 +55,11 @@ class FreshConfirmation:
         try:
             self._go.wait()
             if self._proceed:
-                _, self._output, _ = fresh.run(self._command, timeout=10, check=True,
-                                               what="fresh management connection")
+                _, out, _ = fresh.run(then_read_script(self._command), timeout=10, check=True,
+                                      what="fresh management connection")
+                self._output, tail = split_then_read(out)
+                state = parse_state(tail)
+                self.state = None if state.failed else state  # unreadable: verify reads it again itself
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by finish()
             self._error = exc
         finally:
@@ -65,6 +75,8 @@ class FreshConfirmation:
         self._thread.join()
         if self._error is not None and proceed:
             raise self._error
+        if proceed and self.state is not None:
+            self._session.remember(self.state)
         return self._output
 
     def abandon(self) -> None:

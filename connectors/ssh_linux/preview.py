@@ -55,12 +55,14 @@ def _commands(a: IsolateArgs, privilege: Privilege, owner: str) -> tuple[str, ..
         out.append(f"read the rules back: {READ_STATE}")
     confirm = (deadman.confirm_command(_ZERO).replace(_ZERO, TOKEN_PLACEHOLDER) if a.confirm and a.confirm_seconds
                else "true")
-    out.append(f"meanwhile open a fresh connection; once the rules read back right, run through it: {confirm}")
+    out.append(f"meanwhile open a fresh connection; once the rules read back right, run through it: "
+               f"{then_read_script(confirm)}")
     if a.survive_reboot:
         for tool in ("nft", "iptables"):
             boot = reboot.boot_text(FirewallState(tool=tool, ruleset=""), a)
             out.append(f"once confirmed ({tool}), write and enable the boot unit: "
                        f"{persist.install_command(_ZERO, '…').replace(_ZERO, TOKEN_PLACEHOLDER)} <<'EOF'\n"
                        f"{persist.install_stdin(boot)}EOF")
-    out.append(f"verify: {READ_STATE}")
+    out.append(f"verify: the state the fresh connection read right after that (if anything was sent since: "
+               f"{READ_STATE})")
     return tuple(out)

@@ -32,6 +32,7 @@ __all__ = [
     "read_state",
     "ruleset_diff",
     "run_then_read",
+    "split_then_read",
     "then_read_script",
 ]
 
@@ -191,13 +192,19 @@ def then_read_script(commands: str) -> str:
     return f"{commands}; echo '{_STATE_MARK}'; {READ_STATE}"
 
 
+def split_then_read(out: str) -> tuple[str, str]:
+    """(output of the commands, state sections) of what :func:`then_read_script` printed."""
+    head, mark, tail = out.partition(f"\n{_STATE_MARK}\n")
+    if not mark and out.startswith(f"{_STATE_MARK}\n"):
+        head, tail = "", out[len(_STATE_MARK) + 1:]
+    return head, tail
+
+
 def run_then_read(session: SshSession, commands: str, *, what: str,
                   timeout: float = 20) -> tuple[str, FirewallState]:
     """Run ``commands`` and read the state back in the same round trip; return (their output, the state)."""
     _, out, _ = session.run(then_read_script(commands), timeout=timeout, check=True, what=what)
-    head, mark, tail = out.partition(f"\n{_STATE_MARK}\n")
-    if not mark and out.startswith(f"{_STATE_MARK}\n"):
-        head, tail = "", out[len(_STATE_MARK) + 1:]
+    head, tail = split_then_read(out)
     return head, _checked_state(session, tail)
 
 

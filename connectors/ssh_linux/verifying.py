@@ -1,5 +1,6 @@
 """verify for isolate: the rules read back from the host, the dead-man timer, the boot unit and — with
-``probe_from`` — the proof from outside (:mod:`.outside`)."""
+``probe_from`` — the proof from outside (:mod:`.outside`). The read is the one apply/release made last on the
+session when nothing was sent since (see :func:`verify`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.ssh_linux import outside, persist, rules
-from connectors.ssh_linux.isolate import through_jump, isolate_args, rule_summary
+from connectors.ssh_linux.isolate import REUSE_STATE_SECONDS, through_jump, isolate_args, rule_summary
 from connectors.ssh_linux.reboot import boot_text
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import judge, read_state
@@ -18,7 +19,11 @@ __all__ = ["verify"]
 
 def verify(s: SshSession, args: Mapping[str, Any]) -> Verification:
     a = isolate_args(args, s.ctx, s.target)
-    st = read_state(s)
+    # The state apply or release read back as their last step (isolation: through the fresh connection, after
+    # the timer was cancelled) when it is this fresh and nothing was sent on this session since: a read from the
+    # target after the change, so reading it again would cost a channel, a shell and two nft runs per host and
+    # tell nothing new (issue 19). Anything sent in between (the boot unit, a revert) means a new read.
+    st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
     a = through_jump(s, st, a)
     problems = judge(st, a.management, a.ssh_port, a.allow)
     observed: dict[str, Any] = {"tool": st.tool, "present": st.present, "rules": rule_summary(st),

@@ -56,4 +56,4 @@ def test_every_command_sent_is_in_the_preview(agent: Agent, monkeypatch: pytest.
         assert cmd in text, f"sent but not shown: {cmd[:300]}"
         if stdin is not None:
             assert f"{cmd} <<'EOF'\n{stdin}EOF" in text, f"stdin of {cmd[:80]} not shown"
-    assert checked >= 5  # read state, arm + load, cut + read back, confirm (fresh connection), verify
+    assert checked >= 4  # read state, arm + load, cut + read back, confirm + read back (fresh connection)

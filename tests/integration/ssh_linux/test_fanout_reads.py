@@ -1,0 +1,67 @@
+"""Fewer round trips per host without weaker proof (issue 19, fan-out on one machine): verify uses the state read
+from the target as the last step of apply (isolation: through the fresh connection, after the dead-man timer was
+cancelled) or of release, instead of sending the same ``ca_state`` again — and reads again when anything was sent
+on the session since. Real sshd + nft (victim), effects read with the lab's own tools."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors.ssh_linux.hostfuncs import READ_STATE
+from connectors.ssh_linux.session import SshSession
+from tests.integration.ssh_linux.helpers import Agent, nft_ruleset, timers_in
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every command any session (the first one and the fresh confirming one) sends, in order."""
+    commands: list[str] = []
+    real_run = SshSession.run
+
+    def recording(self: SshSession, cmd: str, *a: Any, **k: Any) -> Any:
+        commands.append(cmd)
+        return real_run(self, cmd, *a, **k)
+    monkeypatch.setattr(SshSession, "run", recording)
+    yield commands
+
+
+def test_verify_uses_the_reads_taken_after_isolating_and_after_releasing(agent: Agent, sent: list[str]) -> None:
+    base = nft_ruleset(agent.lab, "victim")
+    with agent.open("victim") as s:
+        args = {"confirm_seconds": 60}
+        snap = agent.conn.snapshot(s, "isolate", args)
+        result = agent.conn.apply(s, "isolate", args, snap)
+        assert result.changed and result.details["deadman"]["cancelled"] is True, result
+        confirm = sent[-1]
+        assert "DEADMAN_CONFIRMED" in confirm and confirm.endswith(READ_STATE), confirm  # confirm, then read
+        before = len(sent)
+        check = agent.conn.verify(s, "isolate", args)
+        assert sent[before:] == []  # nothing sent: the read after the confirm is the proof
+        assert check.in_effect, check
+        # that read was taken after the timer was cancelled (an armed timer would make it "NOT confirmed")
+        assert check.observed["deadman_armed_pid"] is None and timers_in(agent.lab, "victim") == []
+        assert "containment_agent" in nft_ruleset(agent.lab, "victim")
+
+        undo = agent.conn.undo(s, "isolate", {}, snap)
+        assert undo.changed, undo
+        before = len(sent)
+        after = agent.conn.verify(s, "isolate", {})
+        assert sent[before:] == []  # the release read its ruleset back in the same command
+        assert not after.in_effect, after
+    assert nft_ruleset(agent.lab, "victim") == base
+
+
+def test_verify_reads_again_when_anything_was_sent_since(agent: Agent, sent: list[str]) -> None:
+    with agent.open("victim") as s:
+        snap, result, check = agent.isolate(s)
+        assert result.changed and check.in_effect
+        s.run("true")  # anything sent on the session may have changed the host: the remembered read is stale
+        before = len(sent)
+        check = agent.conn.verify(s, "isolate", {})
+        assert sent[before:] == [READ_STATE] and check.in_effect
+        agent.release(s, snap)
