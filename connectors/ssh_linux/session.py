@@ -2,7 +2,8 @@
 
 Why a bare ``paramiko.Transport`` instead of ``SSHClient``: the host key is checked by us *before* any credential
 is offered (see :mod:`.hostkeys`), no agent or ``~/.ssh`` keys are ever tried, curve25519 key exchange is put
-first (LAB.md: the post-quantum default costs ≈130 ms per connection), ``TCP_NODELAY`` avoids Nagle delays on
+first (LAB.md: the post-quantum default costs ≈130 ms per connection) and AES-GCM before paramiko's default
+aes128-ctr + HMAC (:data:`FAST_CIPHERS`), ``TCP_NODELAY`` avoids Nagle delays on
 the many small request/response exchanges and quick ACKs avoid sshd's (see :class:`_QuickAckSocket`). paramiko
 itself is imported lazily in :func:`open_session` (≈0.3 s of start-up that validation and dry runs must not pay).
 """
@@ -22,9 +23,16 @@ from connectors.ssh_linux.privilege import ENV, Privilege, parse_privilege, prel
 from connectors.ssh_linux.errors import mapped
 from connectors.types import ConnectorContext, Credentials, Target
 
-__all__ = ["FAST_KEX", "SshSession", "open_session"]
+__all__ = ["FAST_CIPHERS", "FAST_KEX", "SshSession", "open_session"]
 
 FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+# AES-GCM (RFC 5647; OpenSSH's aes*-gcm@openssh.com, in sshd's default Ciphers since 6.2) first: one AEAD call
+# of cryptography per packet, where paramiko's default aes128-ctr adds an HMAC computed per packet through
+# Python's hmac module. callgrind, 40 commands on one session against the lab's sshd (two runs each): 2.68-2.96
+# M instructions per command with aes128-ctr + hmac-sha2-256, 1.62-1.87 M with aes128-gcm (a connection's kex and
+# login: 8.1 vs 8.0 M). A server without GCM negotiates the next one both sides support (RFC 4253 7.1: the
+# first of the client's list the server also lists).
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 class SshSession:
@@ -282,6 +290,8 @@ def _login(sock: Any, address: str, port: int, label: str, pins: list[hostkeys.P
         transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = ctx.connect_timeout
         opts = transport.get_security_options()
         opts.kex = tuple(k for k in FAST_KEX if k in opts.kex) + tuple(k for k in opts.kex if k not in FAST_KEX)
+        opts.ciphers = (tuple(c for c in FAST_CIPHERS if c in opts.ciphers)
+                        + tuple(c for c in opts.ciphers if c not in FAST_CIPHERS))
         pinned_kinds = [p.kind for p in pins if p.kind in opts.key_types]
         opts.key_types = tuple(dict.fromkeys(pinned_kinds + list(opts.key_types)))
         with mapped(label, "key exchange"):

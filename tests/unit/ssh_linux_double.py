@@ -69,8 +69,10 @@ class _Server(paramiko.ServerInterface):
 class SshDouble:
     """``with SshDouble() as srv:`` serves SSH on ``srv.port`` until the block ends."""
 
-    def __init__(self, host_key: paramiko.PKey | None = None, password: str = "right") -> None:
+    def __init__(self, host_key: paramiko.PKey | None = None, password: str = "right",
+                 ciphers: tuple[str, ...] = ()) -> None:
         self.host_key = host_key or new_key()
+        self.ciphers = ciphers  # what the server offers (default: paramiko's list), as sshd_config Ciphers
         self.client_key = new_key()
         self.password = password
         self.commands: list[str] = []
@@ -99,6 +101,8 @@ class SshDouble:
                 continue
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
+            if self.ciphers:
+                t.get_security_options().ciphers = self.ciphers
             self._transports.append(t)
             try:
                 t.start_server(server=_Server(self))

@@ -138,3 +138,15 @@ class TestCommands:
         with open_session(_target(srv, srv.pin), creds, _ctx(None)) as s, \
                 pytest.raises(Timeout, match="did not finish"):
             s.run("sleep", timeout=0.3)
+
+
+def test_a_server_without_aes_gcm_still_connects(tmp_path: Path) -> None:
+    """AES-GCM is only preferred: a server offering aes128-ctr alone (sshd_config ``Ciphers aes128-ctr``) gets
+    it (RFC 4253 7.1: the first client algorithm the server supports), and one offering GCM gets GCM."""
+    for offered, expected in ((("aes128-ctr",), "aes128-ctr"),
+                              (("aes128-ctr", "aes256-gcm@openssh.com"), "aes256-gcm@openssh.com")):
+        with SshDouble(ciphers=offered) as server:
+            creds = Credentials("root", private_key_path=write_key(server.client_key, tmp_path / "id"))
+            with open_session(_target(server, server.pin), creds, _ctx(None)) as s:
+                assert s.transport.local_cipher == expected
+                assert s.run("x")[1] == "out:x|in:"

@@ -1,4 +1,4 @@
-"""A passphrase-protected private key is decrypted once per process, not per connection (issue 19, fan-out):
+"""Per-connection costs of a fan-out (issue 19). A passphrase-protected private key is decrypted once per process:
 bcrypt_pbkdf makes each decryption of an OpenSSH key cost ≈ 0.24 s of CPU, and a fan-out opens two or three
 connections per host. Real sshd (victim) with an encrypted copy of the lab's agent key; a rotated key file (new
 passphrase) is read again, and a wrong passphrase is never answered from the cache."""
@@ -55,3 +55,11 @@ def test_encrypted_key_is_decrypted_once_per_file_version(agent: Agent, tmp_path
     rotated = Credentials("root", private_key_path=str(key), private_key_passphrase=Secret("second pass"))
     with session_mod.open_session(agent.target("victim"), rotated, agent.ctx) as s:
         assert s.run("echo again")[1].strip() == "again"
+
+
+def test_aes_gcm_is_negotiated_with_the_real_sshd(agent: Agent) -> None:
+    """AES-GCM (one AEAD call per packet) instead of paramiko's default aes128-ctr + a Python-computed HMAC: the
+    lab's OpenSSH offers it by default, so that is what both directions use."""
+    with agent.open("victim") as s:
+        assert (s.transport.local_cipher, s.transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+        assert s.run("echo gcm")[1].strip() == "gcm"
