@@ -183,9 +183,9 @@ def contain_while_killing(ob: Outbreak, workers: dict[str, list[subprocess.Popen
                     continue
                 if site == "site1" and doomed.poll() is not None:  # its failpoint fired
                     kills[site] = kill_and_look(ob, doomed, site)
-                elif site != "site1" and done[site] >= len(sites[site]) // 4 and \
-                        (kill := kill_if_holding(ob, doomed, site, at_least=2)) is not None:
-                    kills[site] = kill
+                elif site != "site1" and done[site] >= len(sites[site]) // 4 and (kill := kill_if_holding(
+                        ob, doomed, site, at_least=2 if done[site] < len(sites[site]) // 2 else 1)) is not None:
+                    kills[site] = kill  # two of its own wanted; late in the site's run, one will do
             if leader not in kills and sum(done.values()) >= HOSTS // 2:
                 kills[leader] = kill_and_look(ob, ob.procs[leader], None)
             time.sleep(0.2)
