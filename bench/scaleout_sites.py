@@ -139,9 +139,13 @@ def one_chain(run: Run, lab: Lab, central: Path, url: str) -> bool:
     settled = [r for r in rows if r.site and r.state == "done"]
     missing = [r.target for r in settled if r.id not in done or done[r.id]["worker"] != r.owner]
     twice = len(ids) - len(set(ids))
+    from datetime import datetime
+    lag = sorted((datetime.fromisoformat(r["ts"]) - datetime.fromisoformat(r["event_ts"])).total_seconds()
+                 for r in recs if "outbox_id" in r)
     print(f"one audit chain: {len(recs)} records, {len(ids)} from site workers, verified with key and anchor: "
           f"{res.returncode == 0}; routed outcomes in it: {len(settled) - len(missing)}/{len(settled)}; "
-          f"chained twice: {twice}")
+          f"chained twice: {twice}; a worker's record waited for the chain p50 "
+          f"{statistics.median(lag) * 1000:.0f} ms, p99 {pct(lag, 0.99) * 1000:.0f} ms (dead writers included)")
     return res.returncode == 0 and not missing and not twice
 
 
