@@ -145,8 +145,19 @@ def _read(cfg_path: Path) -> Settings:
         obligations=opt_path(root.get("obligations")) or paths.shipped_obligations(),
         daemon=dict(daemon.mapping().value) if daemon is not None else {},
         organisation=_organisation(root.get("organisation")),
-        workers=parse_workers(root.get("workers"), base),
+        workers=_workers(root, database, base),
     )
+
+
+def _workers(root: Node, database: str, base: Path) -> WorkersConfig | None:
+    """``workers:``, checked against ``database``: a process that queues its audit records for the chain's writer
+    shares the journal database with it (an embedded SQLite file has no writer draining it)."""
+    workers = parse_workers(root.get("workers"), base)
+    if workers is not None and workers.audit == "outbox" and "://" not in database:
+        raise root.child("workers").child("audit").error(
+            "workers.audit: outbox queues this process's audit records in the shared PostgreSQL journal for the "
+            f"deployment's chain writer; this configuration's database is a local file ({database})")
+    return workers
 
 
 def _organisation(node: Node | None) -> dict[str, object]:

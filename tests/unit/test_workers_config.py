@@ -42,6 +42,7 @@ def test_parsed_and_password_read_from_its_reference(tmp_path: Path, monkeypatch
     ("  broker: amqp://agent@mq//\n  sites: ['bad site!']\n", "site name"),
     ("  broker: amqp://agent@mq//\n  lease: 0\n", "lease"),
     ("  broker: amqp://agent@mq//\n  queue: x\n", "unknown field"),
+    ("  broker: amqp://agent@mq//\n  audit: per-site\n", "workers.audit: 'per-site' is not one of writer, outbox"),
 ])
 def test_errors_name_the_field(tmp_path: Path, body: str, message: str):
     with pytest.raises(ConfigError) as info:
@@ -83,3 +84,18 @@ def test_worker_guards_come_from_its_inventory_not_the_message(tmp_path: Path):
     assert {"192.0.2.10/32", "192.0.2.0/28", "192.0.2.254"} <= set(pa.args["protected"])
     extra = worker._planned(row, entry, {"protected": ["198.51.100.0/24"]})
     assert "198.51.100.0/24" in extra.args["protected"]  # more protection from the planner is kept
+
+
+def test_audit_role_writer_by_default_outbox_when_asked(tmp_path: Path):
+    """Who writes the deployment's one audit chain (docs/workers.md): the central by default; a process set to
+    ``outbox`` queues its records for it through the shared PostgreSQL journal — refused on a local SQLite file,
+    which no writer drains."""
+    from agent.app import App
+    cfg = settings(tmp_path, "  broker: amqp://agent@mq//\n")
+    assert cfg.workers is not None and cfg.workers.audit is None
+    assert not App(config_path=tmp_path / "agent.yaml").audit_outbox
+    with pytest.raises(ConfigError, match="workers.audit: outbox .* local file"):
+        settings(tmp_path, "  broker: amqp://agent@mq//\n  audit: outbox\n")
+    (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\ndatabase: postgresql+psycopg://a@127.0.0.1/a\n"
+                                         "workers: {broker: 'amqp://agent@mq//', audit: outbox}\n")
+    assert App(config_path=tmp_path / "agent.yaml").audit_outbox
