@@ -14,13 +14,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # agent status reads through agent.journal_view and never loads the mapped models
-    from agent.journal_view import JournalView
-    from agent.store import Store
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-__all__ = ["LastCheck", "checks_in", "last_checks", "record_all", "record_check", "timer_of", "ttl_of"]
+    from agent.store import Action, Store, Transition
+
+__all__ = ["LastCheck", "checks_in", "last_checks", "newest_checks", "record_all", "record_check", "timer_of",
+           "ttl_of"]
 
 RESULTS = ("in_effect", "drift", "unverified")
 _REVERIFIED = re.compile(r"re-verified (in_effect|drift|unverified) \(([^)]*)\): (.*)", re.DOTALL)
@@ -57,37 +59,31 @@ def record_check(store: Store, action_id: str, result: str, summary: str, cause:
 
 def last_checks(store: Store, action_ids: Sequence[str]) -> dict[str, LastCheck]:
     """Per action, its newest verification in the journal (absent: never verified — e.g. an in-doubt row)."""
-    from agent.journal_view import JournalView
-
-    view = JournalView.of_store(store)
-    try:
-        return checks_in(view, action_ids)
-    finally:
-        view.close()
+    with store.session() as s:
+        return checks_in(s, action_ids)
 
 
-def checks_in(view: JournalView, action_ids: Sequence[str]) -> dict[str, LastCheck]:
-    """:func:`last_checks` through an open journal view (``agent status`` reads everything through one)."""
+def checks_in(s: Session, action_ids: Sequence[str]) -> dict[str, LastCheck]:
+    """:func:`last_checks` in an open session (``agent status`` reads every section in one transaction)."""
+    from agent.journal_reads import transitions
+
+    return newest_checks(transitions(s, action_ids, to_state="done"))
+
+
+def newest_checks(rows: Iterable[Transition]) -> dict[str, LastCheck]:
+    """Per action, the newest verification among its transitions into ``done`` (oldest first)."""
     out: dict[str, LastCheck] = {}
-    for action_id, from_state, at, detail in view.done_transitions(action_ids):
+    for t in rows:
+        detail = t.detail or ""
         found = _REVERIFIED.fullmatch(detail)
         if found:
-            out[action_id] = LastCheck(at, found.group(1), found.group(2), found.group(3))
-        elif from_state != "done":  # the engine read the effect back before it marked the action done
-            out[action_id] = LastCheck(at, "in_effect", "apply", detail)
+            out[t.action_id] = LastCheck(t.at, found.group(1), found.group(2), found.group(3))
+        elif t.from_state != "done":  # the engine read the effect back before it marked the action done
+            out[t.action_id] = LastCheck(t.at, "in_effect", "apply", detail)
     return out
 
 
-class _Journaled(Protocol):
-    """What the proof reads of an action row (agent.store.Action or agent.journal_view.ActionRow)."""
-
-    @property
-    def result(self) -> dict[str, Any] | None: ...
-    @property
-    def expires_at(self) -> datetime | None: ...
-
-
-def timer_of(row: _Journaled, now: datetime | None = None) -> dict[str, Any] | None:
+def timer_of(row: Action, now: datetime | None = None) -> dict[str, Any] | None:
     """The dead-man timer the apply recorded (ssh_linux: ``result.details.deadman``), as the journal knows it:
     ``state`` is ``cancelled`` (confirmed through a fresh connection), ``armed`` (still due) or ``expired``
     (its due time passed: the host has reverted by itself unless confirmed since). None: no timer was armed.
@@ -107,7 +103,7 @@ def timer_of(row: _Journaled, now: datetime | None = None) -> dict[str, Any] | N
             "reverts_at": due.isoformat() if due else None, "confirm": timer.get("confirm")}
 
 
-def ttl_of(row: _Journaled, now: datetime) -> dict[str, Any] | None:
+def ttl_of(row: Action, now: datetime) -> dict[str, Any] | None:
     """The action's TTL: when it is released by itself, seconds left, and whether that is overdue."""
     if row.expires_at is None:
         return None

@@ -1,5 +1,5 @@
-"""The journal's state names, apart from the mapped models so readers that do not load them (agent.journal_view,
-``agent status``) share the same words.
+"""The journal's state names, apart from the mapped models so a module that needs only the words does not have to
+import SQLAlchemy and the models for them (agent.store re-exports them).
 
 intent -> snapshotted -> applying -> verifying -> done | failed | in_doubt   (undo rows follow the same path)
 in_doubt: a change may have reached the target but is not verified; re-verified until known (agent.lifecycle)

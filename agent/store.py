@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text, create_engine, event, select,
                         text)
@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from agent.journal_view import action_summary, item_summary
 from agent.states import ACTIVE_STATES, ITEM_STATES, TERMINAL_STATES
 
 __all__ = [
@@ -36,13 +35,31 @@ __all__ = [
     "AuditChain",
     "AuditOutbox",
     "Base",
+    "ConsoleSession",
     "Incident",
+    "Notification",
+    "Operator",
     "Store",
     "Transition",
     "utcnow",
 ]
 
 # State names live in agent.states (read without loading these models); re-exported here.
+
+if TYPE_CHECKING:  # mapped in agent.daemon_models, loaded on first use through __getattr__ below
+    from agent.daemon_models import Alert, Approval, ConsoleSession, Notification, Operator
+
+_DAEMON_MODELS = frozenset({"Alert", "Approval", "ConsoleSession", "Notification", "Operator"})
+
+
+def __getattr__(name: str) -> Any:
+    """``from agent.store import Approval`` keeps working: the daemon's and console's rows are declared in
+    agent.daemon_models, which only the commands that use them import (a journal command neither declares nor
+    configures their mappers: start-up, issue 21)."""
+    if name in _DAEMON_MODELS:
+        from agent import daemon_models
+        return getattr(daemon_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def utcnow() -> datetime:
@@ -129,7 +146,19 @@ class Action(Base):
                                                    cascade="all, delete-orphan")
 
     def summary(self) -> dict[str, Any]:
-        return action_summary(self)
+        """The action as ``--json`` shows it (status, incidents show, the console's API)."""
+        return {
+            "id": self.id, "incident": self.incident_id, "runbook": self.runbook, "step": self.step,
+            "kind": self.kind, "undo_of": self.undo_of, "target": self.target, "subject": self.subject,
+            "address": self.address,
+            "connector": self.connector, "action": self.action, "state": self.state, "changed": self.changed,
+            "error": self.error, "error_kind": self.error_kind, "attempts": self.attempts,
+            "result": self.result, "verification": self.verification,
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+            "expires_at": _iso(self.expires_at), "undone_at": _iso(self.undone_at),
+            "requested_by": self.requested_by, "approved_by": self.approved_by, "reason": self.reason,
+            "owner": self.owner,
+        }
 
 
 class ActionItem(Base):
@@ -162,7 +191,9 @@ class ActionItem(Base):
     parent: Mapped[Action] = relationship(back_populates="items")
 
     def summary(self) -> dict[str, Any]:
-        return item_summary(self)
+        return {"canonical": self.canonical, "requested": self.requested, "kind": self.kind, "state": self.state,
+                "outcome": self.outcome, "changed": self.changed, "error": self.error,
+                "verification": self.verification, "undone_at": _iso(self.undone_at)}
 
 
 class Transition(Base):
@@ -175,77 +206,8 @@ class Transition(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
-class Alert(Base):
-    __tablename__ = "alerts"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    source: Mapped[str] = mapped_column(String(40))
-    rule_id: Mapped[str] = mapped_column(String(200), default="")
-    severity: Mapped[int] = mapped_column(Integer, default=0)
-    host: Mapped[str | None] = mapped_column(String(255), default=None)
-    user: Mapped[str | None] = mapped_column(String(255), default=None)
-    source_ip: Mapped[str | None] = mapped_column(String(64), default=None)
-    digest: Mapped[str] = mapped_column(String(64), index=True)
-    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), default=None)
-    disposition: Mapped[str] = mapped_column(String(40), default="received")
-    event_time: Mapped[datetime | None] = mapped_column(default=None)  # when the sender says it happened
-    rule_name: Mapped[str | None] = mapped_column(String(300), default=None)  # the sender's name for its rule
-
-
-class Approval(Base):
-    __tablename__ = "approvals"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4())[:8])
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
-    runbook: Mapped[str] = mapped_column(String(80))
-    target: Mapped[str] = mapped_column(String(200))
-    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|approved|denied|expired
-    reason: Mapped[str] = mapped_column(Text, default="")
-    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
-    decided_at: Mapped[datetime | None] = mapped_column(default=None)
-    decision_reason: Mapped[str] = mapped_column(Text, default="")
-    requested_by: Mapped[str] = mapped_column(String(200), default="")  # four-eyes: the approver must differ
-
-
-class Operator(Base):
-    """A person who signs in to the console (agent/console): name, role, argon2id password hash."""
-
-    __tablename__ = "operators"
-    name: Mapped[str] = mapped_column(String(80), primary_key=True)
-    role: Mapped[str] = mapped_column(String(20))  # viewer | responder | approver | admin
-    password_hash: Mapped[str] = mapped_column(Text)
-    disabled: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ConsoleSession(Base):
-    """A signed-in console session: only a hash of the cookie's value is stored, with its CSRF token."""
-
-    __tablename__ = "console_sessions"
-    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    operator: Mapped[str] = mapped_column(ForeignKey("operators.name"), index=True)
-    csrf: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Notification(Base):
-    """The notification outbox (agent.notify): one row per notice and channel, delivered with retries."""
-
-    __tablename__ = "notifications"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    channel: Mapped[str] = mapped_column(String(80))
-    event: Mapped[str] = mapped_column(String(40))
-    notice: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued|sent|failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(default=None)
-    last_error: Mapped[str] = mapped_column(Text, default="")
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 class AuditOutbox(Base):

@@ -47,7 +47,7 @@ def _preload(build_parser: Callable[[], object]) -> None:
     for lib in ("paramiko", "sqlalchemy.dialects.sqlite", "ctypes", "agent.audit.writer", "zoneinfo",
                 "pwd", "encodings.idna", "agent.audit.keys", "agent.identify", "agent.progress",
                 "agent.report.scope", "agent.targets", "agent.batching", "agent.items", "agent.containments",
-                "agent.proof", "agent.journal_view", "sqlite3"):
+                "agent.proof", "agent.journal_reads"):
         try:
             __import__(lib)
         except ImportError:

@@ -12,7 +12,7 @@ from agent.errors import NotFound
 from agent.output import color, emit_json, state_color, table, terminal_width
 
 if TYPE_CHECKING:
-    from agent.journal_view import ActionRow, ItemRow
+    from agent.store import Action, ActionItem
 
 __all__ = ["run_query"]
 
@@ -20,7 +20,7 @@ IRREVERSIBLE_NOTE = ("a done, not reversible change (e.g. reset_password) is nev
                      "while other containment of the same account or host is active, then only in the incident")
 
 
-def _split_irreversible(rows: list[ActionRow]) -> tuple[list[ActionRow], list[ActionRow]]:
+def _split_irreversible(rows: list[Action]) -> tuple[list[Action], list[Action]]:
     """(reversible active actions, irreversible ones still worth showing).
 
     An irreversible action (a password reset) cannot be released, so "until released" would be a lie and it
@@ -135,26 +135,21 @@ def _verify(app: App, args: argparse.Namespace) -> int:
 def _status(app: App, args: argparse.Namespace) -> int:
     if getattr(args, "verify", False):
         return _verify(app, args)
-    # Read through the journal view (no ORM, no SQLAlchemy on a SQLite journal at the head): cold status must
-    # stay under 0.25 s (issue 21); agent/journal_view.py says why and how it shares the schema.
     from datetime import UTC
 
-    from agent.journal_view import open_view
+    from agent import journal_reads
     from agent.proof import checks_in, timer_of, ttl_of
     now = datetime.now(UTC)
-    view = open_view(app.settings.database_url(), lambda: app.store)
-    try:
-        active = view.contained()
-        unfinished = view.unfinished()
-        doubtful = view.in_doubt()
+    with app.store.session() as s:  # one read transaction: the sections agree with each other
+        active = journal_reads.contained(s)
+        unfinished = journal_reads.unfinished(s)
+        doubtful = journal_reads.in_doubt(s)
         if active:  # lifting actions (unblock) are never "contained" state; their connectors advertise which
             active = [a for a in active if not app.registry.words(a.connector, a.action).lifts]
         active, permanent = _split_irreversible(active)
-        checks = checks_in(view, [a.id for a in (*active, *doubtful)])
-    finally:
-        view.close()
+        checks = checks_in(s, [a.id for a in (*active, *doubtful)])
     if args.json:
-        def proof(a: ActionRow) -> dict[str, Any]:
+        def proof(a: Action) -> dict[str, Any]:
             check = checks.get(a.id)
             return {"last_verified": check.to_dict() if check else None, "timer": timer_of(a, now),
                     "ttl": ttl_of(a, now)}
@@ -209,7 +204,7 @@ def _status(app: App, args: argparse.Namespace) -> int:
     return exitcodes.DONE
 
 
-def _live(action: ActionRow) -> list[ItemRow]:
+def _live(action: Action) -> list[ActionItem]:
     """The items of an active action that are still in effect (a batch may be partly undone)."""
     return [i for i in action.items if i.undone_at is None and i.changed != 0 and i.state in ("done", "in_doubt")]
 
@@ -235,15 +230,17 @@ def _list(app: App, args: argparse.Namespace) -> int:
 
 
 def _show(app: App, args: argparse.Namespace) -> int:
+    from agent.journal_reads import transitions as transitions_of
     from agent.store import Incident
     with app.store.session() as s:
         inc = s.get(Incident, args.id)
         if inc is None:
             raise NotFound(f"incident {args.id!r} not found (see `agent incidents list`)")
         actions = [a.summary() for a in inc.actions]
-        transitions: dict[str, list[dict[str, Any]]] = {
-            a.id: [{"from": t.from_state, "to": t.to_state, "at": t.at.isoformat(), "detail": t.detail}
-                   for t in a.transitions] for a in inc.actions}
+        transitions: dict[str, list[dict[str, Any]]] = {a["id"]: [] for a in actions}
+        for row in transitions_of(s, list(transitions)):  # the same read as status's proof (agent.journal_reads)
+            transitions[row.action_id].append({"from": row.from_state, "to": row.to_state,
+                                               "at": row.at.isoformat(), "detail": row.detail})
         head = {"id": inc.id, "title": inc.title, "status": inc.status, "trigger": inc.trigger,
                 "reason": inc.reason, "requested_by": inc.requested_by,
                 "discovered_at": inc.discovered_at.isoformat(),

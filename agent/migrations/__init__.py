@@ -8,10 +8,8 @@ revision cannot be forgotten here. How to add one: docs/migrations.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # SQLAlchemy is imported where used: HEAD alone is read without it (agent.journal_view)
-    from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 __all__ = ["HEAD", "current_revision", "ensure_schema"]
 
@@ -20,8 +18,6 @@ HEAD = "0008_audit_outbox"
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database says it is at; None for a new database or one written before Alembic."""
-    from sqlalchemy.exc import DBAPIError
-
     try:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()

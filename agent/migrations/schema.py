@@ -13,6 +13,7 @@ FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 
 def target_metadata() -> list[MetaData]:
+    import agent.daemon_models  # noqa: F401 (its tables are on Base.metadata once it is imported)
     from agent.intake.tables import IntakeBase
     from agent.store import Base
     return [Base.metadata, IntakeBase.metadata]

@@ -94,8 +94,8 @@ def test_parallel_actions_get_distinct_journal_numbers_on_postgres(pg, tmp_path:
 
 
 def test_status_reads_the_same_on_postgres(pg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
-    """`agent status` reads through agent/journal_view.py on every database: on PostgreSQL the same SQL runs
-    through the store's engine (psycopg returns JSON and times decoded) and shows what the models wrote."""
+    """`agent status` reads through the store on every database (agent/journal_reads.py): on PostgreSQL it shows
+    what the models wrote, as on SQLite."""
     import json
     from datetime import timedelta
 

@@ -1,11 +1,14 @@
 """A cold ``agent status`` imports only what it needs (issue 21: cold status ≤ 0.25 s; the number lives in
 bench/cli_startup.py, these tests guard the cause without timing anything).
 
-Measured on this machine (callgrind instruction counts, python3.11): ``import sqlalchemy`` alone is ≈ 0.73 G
-instructions and the mapped journal models ≈ 1.1 G — more than the whole 0.25 s budget — so the status path on a
-SQLite journal reads through :mod:`agent.journal_view` with the standard library's sqlite3, and the connector
-libraries, the engine and the planner stay out of it. Each test runs the real entry point in a fresh interpreter
-over a journal written by the ORM, the way a responder's shell would.
+Status reads the journal through the one store (agent.store's models, agent.journal_reads — the same reads as
+``incidents show``; tests/unit/test_journal_reads.py), so SQLAlchemy's ORM and the four journal models are its
+floor. Everything else heavy stays out: Alembic (the schema head is checked with one SELECT through the store),
+the daemon's and console's models, the acting machinery, the connector libraries (paramiko, pywinrm, ldap3,
+netmiko are each 50-300 ms), pydantic, rich, the daemon's and the report's stacks. (asyncio, importlib.metadata,
+ssl and email are imported by SQLAlchemy itself: ``python -c "import sqlalchemy.orm"`` loads them.) Each test
+runs the real entry point in a fresh interpreter over a journal written by the ORM, the way a responder's shell
+would.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from agent.store import Action, ActionItem, Incident, Store, Transition, utcnow
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Modules the status path must not import: SQLAlchemy and what only the ORM needs, the acting machinery, the
-# connector libraries (paramiko, pywinrm, ldap3, netmiko are each 50-300 ms), the daemon's and the report's stacks.
-HEAVY = ("sqlalchemy", "alembic", "agent.store", "agent.batching", "agent.items", "agent.containments",
-         "agent.engine", "agent.plan", "agent.lifecycle", "agent.journal", "agent.inventory", "agent.audit",
-         "connectors.ssh_linux", "connectors.winrm_windows", "connectors.active_directory", "connectors.firewall",
-         "paramiko", "winrm", "ldap3", "netmiko", "fastapi", "starlette", "uvicorn", "apscheduler", "jinja2",
-         "weasyprint", "asyncio", "agent.report")
+# Modules the status path must not import (each a prefix: its submodules too).
+HEAVY = ("alembic", "agent.migrations.runner", "agent.daemon_models", "agent.journal", "agent.batching",
+         "agent.items", "agent.containments", "agent.engine", "agent.plan", "agent.lifecycle", "agent.inventory",
+         "agent.audit", "agent.intake", "agent.workers.celery_app", "connectors.ssh_linux",
+         "connectors.winrm_windows", "connectors.active_directory", "connectors.firewall", "paramiko", "winrm",
+         "ldap3", "netmiko", "pydantic", "rich", "celery", "kombu", "psycopg", "fastapi", "starlette", "uvicorn",
+         "apscheduler", "jinja2", "weasyprint", "agent.report")
+# ... and what it reads through: the one store (a second, hand-written query path is what issue 21 forbids).
+ONE_PATH = ("sqlalchemy.orm", "agent.store", "agent.journal_reads")
 
 PROBE = """
 import sys
@@ -127,17 +132,17 @@ def test_status_with_containments_imports_nothing_heavy(tmp_path: Path, argv: tu
         assert "edge2" not in proc.stdout
     loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert loaded == [], f"agent {' '.join(argv)} imported {sorted({m.split('.')[0] for m in loaded})}: {loaded}"
+    assert set(ONE_PATH) <= modules
 
 
 def test_empty_status_loads_no_connector(tmp_path: Path) -> None:
-    """Nothing contained: not even the connector registry's scan of installed distributions is needed (nor
-    importlib.resources for the default runbooks and obligations paths this configuration leaves out)."""
+    """Nothing contained: not even the connector registry's scan of installed distributions is needed."""
     config = _config(tmp_path)
     Store(f"sqlite:///{tmp_path / 'agent.db'}").close()
     proc, modules = _run(config, tmp_path, "status")
     assert proc.returncode == 0 and "Nothing is contained." in proc.stdout, proc.stderr
     connectors = {"connectors.ssh_linux", "connectors.winrm_windows", "connectors.active_directory",
-                  "connectors.firewall", "agent.registry", "importlib.metadata", "importlib.resources", *HEAVY}
+                  "connectors.firewall", "agent.registry", "connectors.base", *HEAVY}
     loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in connectors))
     assert loaded == []
 
