@@ -131,7 +131,7 @@ def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak
     after = probe(ob)
     assert set(after.values()) == {"open"}, {k: v for k, v in after.items() if v != "open"}
     ob.stop_all()
-    assert_audit_verifies(ob, [*applies, *undos])  # 6.
+    assert_audit_verifies(ob, applies, undos, ob.procs[other].pid)  # 6.
 
 
 def start_deployment(ob: Outbreak) -> tuple[dict[str, list[subprocess.Popen[bytes]]], dict[str, str]]:
@@ -280,10 +280,10 @@ def assert_released_by_ttl(ob: Outbreak, workers: dict[str, list[subprocess.Pope
     return undos
 
 
-def assert_audit_verifies(ob: Outbreak, acted: list[Any]) -> None:
+def assert_audit_verifies(ob: Outbreak, applies: list[Any], undos: list[Any], survivor_pid: int) -> None:
     """The deployment's one audit chain (docs/workers.md) verifies: signing key, the fingerprint received
     beforehand, the signed head anchored after the contain; it holds every host's isolate and release as the site
-    worker recorded them, each queued record once."""
+    worker recorded them, each queued record once; every release was journaled by the surviving daemon."""
     pub = ob.signing_key.with_name(ob.signing_key.name + ".pub")
     logs = sorted({p.parent.parent for p in ob.root.glob("*/audit/*.jsonl")})
     assert [p.name for p in logs] == ["central"]
@@ -296,4 +296,6 @@ def assert_audit_verifies(ob: Outbreak, acted: list[Any]) -> None:
     assert len(ids) == len(set(ids)), "a worker's record was chained twice"
     by_worker = {(r["action_id"], r["worker"]) for r in chain if r["event"] in ("action.done", "action.undone")
                  and r.get("worker")}
-    assert {(r.id, r.owner) for r in acted} <= by_worker
+    assert {(r.id, r.owner) for r in [*applies, *undos]} <= by_worker
+    fired_by = {r["action_id"]: r.get("pid") for r in chain if r["event"] == "action.intent"}
+    assert {r.target: fired_by.get(r.id) for r in undos} == dict.fromkeys(FLEET, survivor_pid)
