@@ -41,6 +41,9 @@ ECHO, SSH = 8080, 22
 
 @dataclass
 class Outbreak:
+    """The deployment under test: the lab, its journal database and broker, the audit key (and the fingerprint
+    counsel was given before the run) and every process started for it, by name (stopped by PID)."""
+
     lab: Lab
     root: Path
     url: str
