@@ -272,7 +272,8 @@ def _store_attachment(evidence_dir: Path, record: dict[str, Any], data: bytes) -
 
 def drain(store: Store, log: AuditLog, *, batch: int = BATCH, evidence_dir: Path | None = None) -> DrainResult:
     """Append every waiting record to ``log`` (this process owns the deployment's chain); see the module doc.
-    ``evidence_dir``: where the evidence files sent with ``evidence.stored`` records go (the core's)."""
+    ``evidence_dir``: where the evidence files sent with ``evidence.stored`` records go (the core's); without
+    it, records carrying a file stay queued."""
     result = DrainResult()
     with _drain_lock(store) as got:
         if not got:
@@ -297,6 +298,8 @@ def _drain_batch(store: Store, log: AuditLog, batch: int, evidence_dir: Path | N
     from agent.store import AuditOutbox
     with store.session() as s:
         rows = list(s.scalars(select(AuditOutbox).order_by(AuditOutbox.id).limit(batch)))
+        if evidence_dir is None:  # nowhere to put the evidence a record names: it waits for a drain that has one
+            rows = [r for r in rows if r.attachment is None]
         if not rows:
             return 0, 0
         marked = [r for r in rows if r.drain_from is not None]
@@ -450,16 +453,19 @@ class Drainer:
             self.log.record("audit.chain_conflict", error=str(exc))
 
 
-def settle(store: Store, audit: Any, *, timeout: float = 5.0) -> bool:
+def settle(store: Store, audit: Any) -> bool:
     """A routed action settled: if ``audit`` is this deployment's chain (not an outbox), bring in what its
-    worker queued. A no-op in a process that queues its own records."""
-    if getattr(audit, "transactional", False) or not hasattr(audit, "current_head"):
-        return True
+    worker queued (the outcome included), so the chain reads in order. Never waits: when another process of this
+    chain is draining, it appends them (and the CLI's final drain waits for that, bounded). A no-op in a process
+    that queues its own records, or where no drainer was made for ``audit``."""
+    drainer = _DRAINERS.get(audit)  # made with the writer's audit log (agent.app), knowing its evidence folder
+    if drainer is None:
+        return not getattr(audit, "transactional", False)
     try:
-        drainer = _DRAINERS.get(audit) or Drainer(store, audit)
-        if not drain(store, audit, evidence_dir=drainer.evidence_dir).busy:
-            return True  # everything committed so far (the worker's outcome included) is chained now
-        return drainer.drain_through(timeout=timeout)  # another process drains this chain: wait for it
+        return not drain(store, audit, evidence_dir=drainer.evidence_dir).busy
+    except AuditChainConflict as exc:
+        drainer._warn(exc)
+        return False
     except Exception as exc:  # noqa: BLE001 - the database is away: the records wait for the next drain
         _log.warning("audit drain failed (records stay queued): %s: %s", type(exc).__name__, exc)
         return False

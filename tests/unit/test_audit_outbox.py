@@ -194,12 +194,15 @@ def test_evidence_a_worker_captured_goes_to_the_core_with_its_record(store: Stor
     audit.record("evidence.stored", incident="INC-1", target="h01", file="../../etc/passwd", sha256="0" * 64)
     with AuditLog(tmp_path / "audit", actor="central") as log:
         log.record("incident.opened", incident="INC-1")
+        drain(store, log)  # a drain that does not know the core's evidence folder leaves the file's record queued
+        assert pending(store) == 1 and [r.record["event"] for r in outbox_rows(store)] == ["evidence.stored"]
         drain(store, log, evidence_dir=core_dir)
+    assert pending(store) == 0
     assert (core_dir / "INC-1" / item.path).read_text() == "pid 1 init\n"
     assert [(i.path, problem) for i, problem in check_evidence(core_dir, "INC-1")] == [(item.path, None)]
     assert not (tmp_path / "etc").exists() and not list(core_dir.glob("**/passwd"))
-    stored = [r for r in chain(tmp_path / "audit") if r["event"] == "evidence.stored"]
-    assert stored[0]["sha256"] == item.sha256 and stored[0]["site"] == "boston"
+    [stored] = [r for r in chain(tmp_path / "audit") if r["event"] == "evidence.stored" and r["file"] == item.path]
+    assert stored["sha256"] == item.sha256 and stored["site"] == "boston"
 
 
 def test_a_site_worker_refuses_the_audit_signing_key(tmp_path: Path):
