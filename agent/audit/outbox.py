@@ -275,6 +275,8 @@ def drain(store: Store, log: AuditLog, *, batch: int = BATCH, evidence_dir: Path
     ``evidence_dir``: where the evidence files sent with ``evidence.stored`` records go (the core's); without
     it, records carrying a file stay queued."""
     result = DrainResult()
+    if _max_id(store) == 0:
+        return result  # nothing queued (the daemon's idle tick): one query, no lock taken
     with _drain_lock(store) as got:
         if not got:
             result.busy = True

@@ -538,6 +538,14 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
         ("h01", "apply", "done"), ("h01", "undo", "done"), ("h04", "apply", "done"), ("h04", "undo", "done")]
     assert all(r.site == SITE_OF[r.target] for r in acts)
     assert all(r.created_at > killed_at for r in acts if r.kind == "undo")  # fired after the leader died
+    # both daemons write the deployment's one chain (a shared directory, one drain at a time): the workers'
+    # records of the releases are appended by the survivor, none twice, and the chain verifies
+    undone = {r.id for r in acts if r.kind == "undo"}
+    wait_for(lambda: undone <= {r["action_id"] for r in audit_records(d.root / "central" / "audit")
+                                if r["event"] == "action.undone" and r.get("worker")}, 15, "the releases chained")
+    daemons[other][0].send_signal(signal.SIGTERM)  # a clean stop: its closing checkpoint signs the tail
+    daemons[other][0].wait(30)
+    assert_chain_verifies(d)
 
 
 def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deployment):
