@@ -38,12 +38,15 @@ STATE_SCRIPT = (
     # is active (systemd starts it with --nofork --nopid, so there is no PID file; /run/systemd/system exists only
     # when systemd is PID 1, sd_booted(3)) or, started by hand, its PID file /run/firewalld.pid names a live
     # process; then the backend it was configured with. ufw: enabled in ufw.conf, and whether it manages the
-    # builtin chains (/etc/default/ufw); grep only where ufw.conf exists (one process fewer per read elsewhere).
+    # builtin chains (/etc/default/ufw). "ENABLED=yes" at the start of a line, as ``grep '^ENABLED=yes'`` matched,
+    # read with shell builtins: no process per read (Debian installs ufw.conf with ufw disabled).
     "echo '@@FWMGR'; fw=; if [ -d /run/systemd/system ]; then systemctl is-active --quiet firewalld.service "
     "2>/dev/null && fw=1; fi; fp=; { read -r fp < /run/firewalld.pid; } 2>/dev/null; case \"$fp\" in "
     "''|*[!0-9]*) ;; *) [ -d /proc/$fp ] && fw=1;; esac; if [ -n \"$fw\" ]; then echo \"firewalld "
     "$(sed -n 's/^FirewallBackend=//p' /etc/firewalld/firewalld.conf 2>/dev/null | tail -n 1)\"; fi; "
-    "if [ -f /etc/ufw/ufw.conf ] && grep -qs '^ENABLED=yes' /etc/ufw/ufw.conf; then "
+    "ca_u=; if [ -f /etc/ufw/ufw.conf ]; then while IFS= read -r ca_l || [ -n \"$ca_l\" ]; do "
+    "case \"$ca_l\" in ENABLED=yes*) ca_u=1;; esac; done < /etc/ufw/ufw.conf; fi 2>/dev/null; "
+    "if [ -n \"$ca_u\" ]; then "
     "echo \"ufw $(sed -n 's/^MANAGE_BUILTINS=//p' /etc/default/ufw 2>/dev/null | tail -n 1)\"; fi; true")
 
 READ_STATE = "ca_state"  # the command that prints the state sections (its body is STATE_SCRIPT)

@@ -136,9 +136,10 @@ def install_stdin(boot: str) -> str:
 
 def remove_script() -> str:
     """Remove exactly our three paths, each only while it is still ours (static text; part of every revert)."""
-    return (f'if [ "$(readlink {WANTS} 2>/dev/null)" = {UNIT} ]; then priv rm -f {WANTS}; fi; '
-            f"if grep -qsF {_MARK} {UNIT}; then priv rm -f {UNIT}; fi; "
-            f"if grep -qsF {_MARK} {BOOT_SCRIPT}; then priv rm -f {BOOT_SCRIPT}; fi; "
+    # ``[ -L ]`` / ``[ -f ]`` first: builtins, so a host without the boot unit (most) runs no readlink or grep
+    return (f'if [ -L {WANTS} ] && [ "$(readlink {WANTS} 2>/dev/null)" = {UNIT} ]; then priv rm -f {WANTS}; fi; '
+            f"if [ -f {UNIT} ] && grep -qsF {_MARK} {UNIT}; then priv rm -f {UNIT}; fi; "
+            f"if [ -f {BOOT_SCRIPT} ] && grep -qsF {_MARK} {BOOT_SCRIPT}; then priv rm -f {BOOT_SCRIPT}; fi; "
             f"if [ -d {DIR} ]; then priv rmdir {DIR} 2>/dev/null; fi; true")
 
 
