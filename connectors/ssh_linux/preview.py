@@ -57,6 +57,9 @@ def _commands(a: IsolateArgs, privilege: Privilege, owner: str) -> tuple[str, ..
                else "true")
     out.append(f"meanwhile open a fresh connection; once the rules read back right, run through it: "
                f"{then_read_script(confirm)}")
+    if not a.survive_reboot:  # reboot.settle: an isolation that survived reboots earlier left our boot unit
+        out.append(f"once confirmed, only if the agent's boot unit is present (left by an isolation with "
+                   f"survive_reboot), remove it: {deadman.locked(persist.remove_script())}")
     if a.survive_reboot:
         for tool in ("nft", "iptables"):
             boot = reboot.boot_text(FirewallState(tool=tool, ruleset=""), a)

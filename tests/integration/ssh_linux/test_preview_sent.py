@@ -57,3 +57,25 @@ def test_every_command_sent_is_in_the_preview(agent: Agent, monkeypatch: pytest.
         if stdin is not None:
             assert f"{cmd} <<'EOF'\n{stdin}EOF" in text, f"stdin of {cmd[:80]} not shown"
     assert checked >= 4  # read state, arm + load, cut + read back, confirm + read back (fresh connection)
+
+
+def test_removing_a_boot_unit_left_by_an_earlier_isolation_is_in_the_preview(agent: Agent,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An isolation with survive_reboot left the boot unit; isolating again without it removes the unit (once
+    confirmed) — a command the preview did not show before."""
+    with agent.open("victim") as s:
+        snap, result, check = agent.isolate(s, {"survive_reboot": True})
+        assert result.details["survives_reboot"]["installed"] == "now" and check.in_effect
+        sent: list[str] = []
+        real_run = SshSession.run
+
+        def recording(self: SshSession, cmd: str, *a: Any, **k: Any) -> Any:
+            sent.append(cmd)
+            return real_run(self, cmd, *a, **k)
+        monkeypatch.setattr(SshSession, "run", recording)
+        shown = "\n".join(agent.conn.preview(s.target, "isolate", {}, agent.ctx))
+        again = agent.conn.apply(s, "isolate", {}, agent.conn.snapshot(s, "isolate", {}))
+        assert again.details.get("boot_unit_removed"), again
+        assert sent and all(cmd in shown for cmd in sent), [c[:120] for c in sent if c not in shown]
+        monkeypatch.undo()
+        agent.release(s, snap)
