@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from agent.store import Action, ActionItem, utcnow
 from connectors.types import ActionSpec
@@ -128,15 +129,20 @@ def batch_key(row: Action) -> str | None:
 def on_transition(s: Session, row: Action, from_state: str, to_state: str, changes: Mapping[str, Any]
                   ) -> list[dict[str, Any]]:
     """Update ``row``'s items for this transition (in the journal's session); returns them when they changed."""
-    if not (changes.get("snapshot") is not None and row.kind == "apply") and changes.get("result") is None \
+    snapshot_items = changes.get("snapshot") is not None and row.kind == "apply" and _snapshot_names_items(
+        row, changes["snapshot"])
+    if not snapshot_items and changes.get("result") is None \
             and to_state not in ("done", "failed", "in_doubt", "skipped"):
-        return []  # nothing below would touch an item (e.g. -> applying): spare the query
+        return []  # nothing below would touch an item (e.g. -> applying, a host's snapshot): spare the query
     items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == row.id).order_by(ActionItem.position)))
     if not items:
         return []
+    # ``row.items`` is the same rows in the same order (the relationship orders by position): mark it loaded,
+    # so batch_key and _value do not query them again for every transition.
+    set_committed_value(row, "items", items)
     now = utcnow()
     touched = False
-    if "snapshot" in changes and changes["snapshot"] is not None and row.kind == "apply":
+    if snapshot_items:
         touched |= _from_snapshot(row, items, changes["snapshot"])
     if "result" in changes and changes["result"] is not None:
         touched |= _from_result(row, items, changes["result"])
@@ -166,6 +172,14 @@ def on_transition(s: Session, row: Action, from_state: str, to_state: str, chang
         item.updated_at = now
     return [{"requested": i.requested, "canonical": i.canonical, "state": i.state, "outcome": i.outcome,
              **({"error": i.error} if i.error else {})} for i in items]
+
+
+def _snapshot_names_items(row: Action, snap: Mapping[str, Any]) -> bool:
+    """Could :func:`_from_snapshot` learn anything about the items from ``snap``? Only a batch (a list argument,
+    one value per item) or a directory identity (``account``) can; a host's snapshot (a ruleset) cannot, and
+    then the items need not be read for it."""
+    return isinstance(snap.get("account"), Mapping) or any(
+        isinstance(v, list) and v for v in (row.args or {}).values())
 
 
 def _by_requested(items: Sequence[ActionItem], entries: Iterable[Mapping[str, Any]]
