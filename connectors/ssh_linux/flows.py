@@ -22,7 +22,9 @@ from connectors.ssh_linux.validation import Network
 __all__ = ["MAX_FLOWS", "conntrack_delete_script", "cut_command", "finish_cut", "parse_conntrack", "ss_filter"]
 
 MAX_FLOWS = 2000
-_CT_LINE = re.compile(r"^(?P<proto>tcp|udp|icmp|icmpv6|sctp|udplite|dccp)\s+\d+\s+(?:\d+\s+)?(?:[A-Z_]+\s+)?"
+# ``conntrack -L`` lines, or /proc/net/nf_conntrack's (the same after an "ipv4     2 " prefix)
+_CT_LINE = re.compile(r"^(?:ipv[46]\s+\d+\s+)?(?P<proto>tcp|udp|icmp|icmpv6|sctp|udplite|dccp)\s+\d+\s+(?:\d+\s+)?"
+                      r"(?:[A-Z_]+\s+)?"
                       r"src=(?P<src>\S+) dst=(?P<dst>\S+)(?: sport=(?P<sport>\d+) dport=(?P<dport>\d+))?")
 
 
@@ -41,7 +43,12 @@ def ss_filter(mgmt: Sequence[Network], port: int) -> list[str]:
 
 
 def cut_command(mgmt: Sequence[Network], port: int) -> str:
-    """Destroy the non-management sockets (printing each), then list tracked flows if conntrack exists."""
+    """Destroy the non-management sockets (printing each), then list tracked flows if conntrack exists.
+
+    The list comes from /proc/net/nf_conntrack where this login can read it (root; the file is the namespace's
+    table, CONFIG_NF_CONNTRACK_PROCFS): ``conntrack -L`` dumps over netlink, and the kernel takes the lock of
+    every bucket of the machine-wide hash table to do it — measured 9.5 ms of CPU with an empty table
+    (262,144 buckets) against 1.0 ms for reading the file. Otherwise (sudo/doas, no procfs) ``conntrack -L``."""
     flt = " ".join(shlex.quote(t) for t in ss_filter(mgmt, port))
     sel = f"-H -n -t -u state connected exclude time-wait {flt}"
     # List first, without -p; destroy (with -p: which process held each socket, for the record) only when the
@@ -52,7 +59,8 @@ def cut_command(mgmt: Sequence[Network], port: int) -> str:
     return (f"echo '@@SS'; l=$(priv ss {sel} 2>&1); r=$?; if [ $r -ne 0 ] || [ -n \"$l\" ]; then "
             f"priv ss -K -p {sel} 2>&1; r=$?; fi; "
             "echo \"@@SS_RC $r\"; if command -v conntrack >/dev/null 2>&1; then echo '@@CT'; "
-            "priv conntrack -L 2>/dev/null; "
+            "if [ -r /proc/net/nf_conntrack ]; then cat /proc/net/nf_conntrack 2>/dev/null || "
+            "priv conntrack -L 2>/dev/null; else priv conntrack -L 2>/dev/null; fi; "
             "else echo '@@NO_CONNTRACK'; fi; true")
 
 

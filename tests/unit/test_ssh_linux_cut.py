@@ -43,3 +43,40 @@ def test_sockets_found_or_listing_failed_destroys_with_process_names(tmp_path: P
     cut = flows.finish_cut(None, out, MGMT, 22)  # type: ignore[arg-type]  # no tracked flows: no session used
     assert cut["sockets_killed_count"] == (1 if socks else 0) and cut["ss_status"] == 0
     assert ("10.77.0.66:41000" in " ".join(cut["sockets_killed"])) == bool(socks)
+
+
+PROC_LINES = (
+    "ipv4     2 tcp      6 99 ESTABLISHED src=10.77.1.130 dst=10.77.0.20 sport=41000 dport=8080 [UNREPLIED] "
+    "src=10.77.0.20 dst=10.77.1.130 sport=8080 dport=41000 mark=0 zone=0 use=2\n"
+    "ipv4     2 tcp      6 431999 ESTABLISHED src=10.77.0.10 dst=10.77.0.20 sport=50000 dport=22 src=10.77.0.20 "
+    "dst=10.77.0.10 sport=22 dport=50000 [ASSURED] mark=0 zone=0 use=2\n"
+    "ipv6     10 udp      17 29 src=fd00::20 dst=fd00::66 sport=5353 dport=53 [UNREPLIED] src=fd00::66 dst=fd00::20 "
+    "sport=53 dport=5353 mark=0 zone=0 use=2\n")
+
+
+@pytest.mark.parametrize("readable", [True, False])
+def test_tracked_flows_come_from_procfs_where_readable(tmp_path: Path, readable: bool) -> None:
+    """/proc/net/nf_conntrack (root) instead of ``conntrack -L``, whose netlink dump locks every bucket of the
+    machine-wide table (9.5 ms of CPU against 1.0 ms); where the file cannot be read, ``conntrack -L`` as before.
+    Its lines (an "ipv4 2" prefix) parse to the same flows; the management tuple is still left alone."""
+    proc = tmp_path / "nf_conntrack"
+    if readable:  # else absent (no CONFIG_NF_CONNTRACK_PROCFS; a sudo login reads neither: the file is 0440 root)
+        proc.write_text(PROC_LINES)
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    (bin_dir / "conntrack").write_text("#!/bin/sh\nexit 0\n")  # for `command -v conntrack`
+    (bin_dir / "conntrack").chmod(0o755)
+    stub = ('priv() { echo "$*" >> "$LOG"; case "$1" in conntrack) echo "tcp      6 99 ESTABLISHED src=10.77.1.9 '
+            'dst=10.77.0.20 sport=4 dport=80 src=10.77.0.20 dst=10.77.1.9 sport=80 dport=4 mark=0 use=1";; esac; }; ')
+    script = stub + flows.cut_command(MGMT, 22).replace("/proc/net/nf_conntrack", str(proc))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}).stdout
+    calls = log.read_text().splitlines()
+    found = flows.parse_conntrack(out.partition("@@CT")[2], MGMT, 22)
+    if readable:
+        assert not [c for c in calls if c.startswith("conntrack")], calls
+        assert [(f["proto"], f["src"], f["dport"]) for f in found] == [("tcp", "10.77.1.130", 8080),
+                                                                       ("udp", "fd00::20", 53)]
+    else:
+        assert "conntrack -L" in calls
+        assert [(f["src"], f["dport"]) for f in found] == [("10.77.1.9", 80)]

@@ -65,3 +65,26 @@ def test_verify_reads_again_when_anything_was_sent_since(agent: Agent, sent: lis
         check = agent.conn.verify(s, "isolate", {})
         assert sent[before:] == [READ_STATE] and check.in_effect
         agent.release(s, snap)
+
+
+def test_tracked_flows_are_listed_from_procfs_and_deleted(agent: Agent) -> None:
+    """The cut lists tracked flows from /proc/net/nf_conntrack (root login) instead of ``conntrack -L`` and still
+    deletes every one that is not the management tuple: a flow the kernel tracks (inserted with conntrack -I, as
+    an attacker's connection through the host would be) is gone after isolation."""
+    lab = agent.lab
+    attacker = "10.77.1.130"
+    assert lab.exec("victim", ["test", "-r", "/proc/net/nf_conntrack"], check=False).returncode == 0  # that path
+    lab.exec("victim", ["conntrack", "-I", "-p", "tcp", "-s", attacker, "-d", lab.hosts["victim"].address,
+                        "--sport", "41000", "--dport", "8080", "--state", "ESTABLISHED", "--timeout", "120"])
+    try:
+        with agent.open("victim") as s:
+            snap, result, check = agent.isolate(s)
+            assert result.changed and check.in_effect
+            cut = result.details["cut"]
+            assert any(f.startswith(f"tcp {attacker}:41000 -> ") for f in cut["conntrack_flows"]), cut
+            assert cut["conntrack_deleted"] >= 1, cut
+            listed = lab.exec("victim", ["conntrack", "-L", "-s", attacker], check=False)
+            assert attacker not in listed.stdout, listed.stdout
+            agent.release(s, snap)
+    finally:
+        lab.exec("victim", ["conntrack", "-D", "-s", attacker], check=False)
