@@ -15,7 +15,7 @@ from agent.audit import AuditLog, verify
 from agent.audit.keys import generate_keypair
 from agent.audit.outbox import AuditChainConflict, Drainer, OutboxAudit, drain, pending
 from agent.journal import Journal
-from agent.report.from_records import from_records
+from agent.report import from_records  # the package export: importing the submodule by name would shadow it
 from agent.store import Action, AuditOutbox, Incident, Store
 from agent.workers.lease import LeaseLost
 from agent.workers.worker import FencedJournal
