@@ -35,11 +35,16 @@ class Check:
     state: str
     summary: str
     drifted: list[str] = field(default_factory=list)  # the items no longer in effect (a batch)
+    by: str | None = None  # the site worker that read it (None: this process did)
+    at: Any = None  # when that worker's read was journaled
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action_id": self.action.id, "incident": self.action.incident_id, "target": self.action.target,
-                "action": self.action.action, "items": self.items, "state": self.state, "summary": self.summary,
-                "drifted": self.drifted}
+        out: dict[str, Any] = {"action_id": self.action.id, "incident": self.action.incident_id,
+                               "target": self.action.target, "action": self.action.action, "items": self.items,
+                               "state": self.state, "summary": self.summary, "drifted": self.drifted}
+        if self.action.site is not None:
+            out.update(site=self.action.site, read_by=self.by, read_at=self.at.isoformat() if self.at else None)
+        return out
 
 
 def verify_all(app: Any, cause: str = "status --verify") -> list[Check]:
@@ -48,25 +53,62 @@ def verify_all(app: Any, cause: str = "status --verify") -> list[Check]:
     found = active_items(app.store)
     planner = app.planner()
     checks: list[Check] = []
+    routed: list[tuple[Action, list[ActionItem]]] = []
+    cfg = app.settings.workers
     runner = app.engine().runner  # the one place that opens sessions and reads state (agent.lifecycle)
     sessions = runner.sessions()
     try:
         for row, items in sorted(found.values(), key=lambda pair: pair[0].seq):
             if lifts(app.registry, row.connector, row.action) or not row.mutating or row.state != "done":
                 continue
+            if cfg is not None and cfg.routes(row.site):
+                routed.append((row, items))  # only the site's workers reach it (and hold its credentials)
+                continue
             checks.append(_check(runner, planner, sessions, row, items))
     finally:
         sessions.close_all()
     from agent.proof import record_all
     record_all(app.store, checks, cause)
+    if routed:
+        checks += _checks_by_workers(app, routed, cause)  # each journaled by the worker that read it
+        checks.sort(key=lambda c: c.action.seq)
     for check in checks:
         if check.state == "in_effect":
             continue
         event = "containment.drift" if check.state == "drift" else "containment.unverified"
         app.audit.record(event, incident=check.action.incident_id, action_id=check.action.id,
                          target=check.action.target, action=check.action.action, items=check.items,
-                         drifted=check.drifted, detail=check.summary, cause=cause)
+                         drifted=check.drifted, detail=check.summary, cause=cause,
+                         **({"site": check.action.site, "worker": check.by} if check.by else {}))
     return checks
+
+
+def _checks_by_workers(app: Any, routed: list[tuple[Action, list[ActionItem]]], cause: str) -> list[Check]:
+    """Ask each routed containment's site workers to read it back (agent/workers/reads.py), all at once, and
+    wait for the journal: the worker journals the proof (naming itself) in the same transaction as its answer.
+    A site whose workers do not answer is named in that containment's ``unverified`` summary."""
+    from agent.runctx import current_owner
+    from agent.workers.reads import for_process
+    reads = for_process(app.settings, app.store, app.audit, str(current_owner()))
+    try:
+        ids = [reads.request(str(row.site), "verify", target=row.target, target_kind=row.target_kind,
+                             address=row.address, action=row.action, action_id=row.id, cause=cause)
+               for row, _items in routed]
+        outcomes = reads.wait(ids)
+    finally:
+        reads.close()
+    out = []
+    for (row, items), got in zip(routed, outcomes, strict=True):
+        names = [i.requested for i in items]
+        state = str(got.result.get("state") or "")
+        if not got.ok or state not in ("in_effect", "drift", "unverified"):
+            out.append(Check(row, names, "unverified", got.error or f"not read: {got.result.get('summary')}",
+                             by=got.worker, at=got.at))
+            continue
+        drifted = _drifted(row, items, dict(got.result.get("observed") or {})) if state == "drift" else []
+        out.append(Check(row, names, state, str(got.result.get("summary") or ""), drifted, by=got.worker,
+                         at=got.at))
+    return out
 
 
 def _check(runner: Any, planner: Any, sessions: Any, row: Action, items: list[ActionItem]) -> Check:

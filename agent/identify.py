@@ -51,16 +51,22 @@ def identify_accounts(planner: Planner, plan: Plan, undo_requests: Iterable[Any]
 def _lookup(planner: Planner, plan: Plan, entry: HostEntry, address: str, names: list[str]) -> dict[str, str]:
     conn = planner.registry.get(entry.connector)
     identify = getattr(conn, "identify", None)
-    if identify is None or entry.credentials is None or not names:
+    cfg = planner.settings.workers
+    at_site = cfg is not None and cfg.routes(entry.site) and planner.store is not None
+    if identify is None or (entry.credentials is None and not at_site) or not names:
         return {}
     target = entry.target(address)
     try:
-        creds = entry.credentials.resolve()
-        session = conn.open(target, creds, planner.ctx)
-        try:
-            identities = identify(session, names)
-        finally:
-            session.close()
+        if at_site:  # the directory's site worker looks them up: it holds the credentials (agent/workers/reads.py)
+            identities = _identify_at_site(planner, entry, target.address, names)
+        else:
+            assert entry.credentials is not None
+            creds = entry.credentials.resolve()
+            session = conn.open(target, creds, planner.ctx)
+            try:
+                identities = identify(session, names)
+            finally:
+                session.close()
     except (ConnectorError, AgentError) as exc:
         plan.notes.append(f"{entry.name}: could not look the accounts up before planning ({exc}); they are "
                           "matched by name until the directory answers")
@@ -72,3 +78,19 @@ def _lookup(planner: Planner, plan: Plan, entry: HostEntry, address: str, names:
                            "nothing was changed")
     return {name: guid_key(str(ident["objectGUID"])) for name, ident in zip(names, identities, strict=True)
             if ident and ident.get("objectGUID")}
+
+
+def _identify_at_site(planner: Planner, entry: HostEntry, address: str, names: list[str]) -> list[Any]:
+    from agent.runctx import current_owner
+    from agent.workers.reads import for_process
+    assert planner.store is not None
+    reads = for_process(planner.settings, planner.store, None, str(current_owner()))
+    try:
+        got = reads.run(str(entry.site), "identify", target=entry.name, target_kind="account", address=address,
+                        args={"names": names}, cause="plan")
+    finally:
+        reads.close()
+    identities = got.result.get("identities")
+    if not got.ok or not isinstance(identities, list) or len(identities) != len(names):
+        raise AgentError(got.error or f"the {entry.site} worker's answer does not match the names asked")
+    return identities

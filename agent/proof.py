@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from agent.store import Action, Store, Transition
 
-__all__ = ["LastCheck", "checks_in", "last_checks", "newest_checks", "record_all", "record_check", "timer_of",
-           "ttl_of"]
+__all__ = ["LastCheck", "add_check", "checks_in", "last_checks", "newest_checks", "record_all", "record_check",
+           "timer_of", "ttl_of"]
 
 RESULTS = ("in_effect", "drift", "unverified")
 _REVERIFIED = re.compile(r"re-verified (in_effect|drift|unverified) \(([^)]*)\): (.*)", re.DOTALL)
@@ -44,17 +44,22 @@ class LastCheck:
 
 def record_check(store: Store, action_id: str, result: str, summary: str, cause: str) -> None:
     """Journal one read-back of an active (``done``) action; its state does not change."""
+    with store.session() as s:
+        add_check(s, action_id, result, summary, cause)
+
+
+def add_check(s: Any, action_id: str, result: str, summary: str, cause: str) -> None:
+    """:func:`record_check` inside the caller's transaction (a site worker settles its read in the same one)."""
     if result not in RESULTS:
         raise ValueError(f"verification result {result!r} is not one of {', '.join(RESULTS)}")
     from agent.store import Action, Transition, utcnow
 
     cause = cause.replace("(", "[").replace(")", "]")  # the detail's grammar: the cause sits in parentheses
-    with store.session() as s:
-        row = s.get(Action, action_id)
-        if row is None:
-            return
-        s.add(Transition(action_id=action_id, from_state=row.state, to_state=row.state, at=utcnow(),
-                         detail=f"re-verified {result} ({cause}): {summary}"))
+    row = s.get(Action, action_id)
+    if row is None:
+        return
+    s.add(Transition(action_id=action_id, from_state=row.state, to_state=row.state, at=utcnow(),
+                     detail=f"re-verified {result} ({cause}): {summary}"))
 
 
 def last_checks(store: Store, action_ids: Sequence[str]) -> dict[str, LastCheck]:

@@ -125,6 +125,10 @@ def _verify(app: App, args: argparse.Namespace) -> int:
             word = {"in_effect": "in effect", "drift": "DRIFT", "unverified": "UNVERIFIED"}[c.state]
             rows.append((c.action.target, f"{c.action.action} {shown}", c.action.incident_id, word, c.summary))
         print(table(rows, ("TARGET", "ACTION", "INCIDENT", "NOW", "READ BACK"), width=terminal_width()))
+        for c in checks:  # read by a worker of the target's site: the central has no credentials for it
+            if c.by:
+                at = f" at {c.at.strftime('%H:%M:%SZ')}" if c.at else ""
+                _say(f"{c.action.target}: read by {c.action.site} worker {c.by}{at}", "dim")
         _say("recorded in the journal: `agent status` shows these as LAST VERIFIED", "dim")
         if bad:
             _say(f"\n{len(bad)} of {len(checks)} containment(s) not confirmed in effect (audited); "

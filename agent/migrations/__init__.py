@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 __all__ = ["HEAD", "current_revision", "ensure_schema"]
 
-HEAD = "0008_audit_outbox"
+HEAD = "0009_site_reads"
 
 
 def current_revision(engine: Engine) -> str | None:

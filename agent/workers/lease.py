@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
@@ -85,11 +86,12 @@ def claim(store: Store, action_id: str, owner: str, lease: float, *, site: str |
     return Claim(ClaimResult.FRESH if fresh else ClaimResult.TAKEOVER, row, previous)
 
 
-def renew(store: Store, action_id: str, owner: str, lease: float) -> bool:
-    """Extend ``owner``'s lease; False when it is no longer ``owner``'s (taken over after it expired)."""
+def renew(store: Store, action_id: str, owner: str, lease: float, model: Any = Action) -> bool:
+    """Extend ``owner``'s lease; False when it is no longer ``owner``'s (taken over after it expired).
+    ``model``: the leased table — an action, or a site read (agent/workers/reads.py), which leases the same way."""
     with store.session() as s:
         now = db_now(s)
-        result = s.execute(update(Action).where(Action.id == action_id, Action.owner == owner)
+        result = s.execute(update(model).where(model.id == action_id, model.owner == owner)
                            .values(lease_until=now + timedelta(seconds=lease)))
         return getattr(result, "rowcount", 0) == 1
 
@@ -102,8 +104,8 @@ class Heartbeat:
     lease may expire meanwhile, which is exactly what it is for.
     """
 
-    def __init__(self, store: Store, action_id: str, owner: str, lease: float) -> None:
-        self.store, self.action_id, self.owner, self.lease = store, action_id, owner, lease
+    def __init__(self, store: Store, action_id: str, owner: str, lease: float, model: Any = Action) -> None:
+        self.store, self.action_id, self.owner, self.lease, self.model = store, action_id, owner, lease, model
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{action_id[:8]}", daemon=True)
@@ -119,7 +121,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):
             try:
-                if not renew(self.store, self.action_id, self.owner, self.lease):
+                if not renew(self.store, self.action_id, self.owner, self.lease, self.model):
                     self.lost.set()
                     return
             except Exception:  # noqa: BLE001, S110 - database unreachable: retry next beat; the lease may lapse

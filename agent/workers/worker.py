@@ -84,6 +84,9 @@ class SiteWorker:
         self._lock = threading.Lock()
         self._running: set[str] = set()  # actions a thread of this process runs now
         self.stopping = threading.Event()
+        from agent.workers.reader import SiteReader
+        self.reader = SiteReader(self)  # read-backs, drift re-applies and resolve steps asked by other processes
+        self.reverify_interval = 10 * max(1.0, cfg.lease / 2)  # the sweep reads back every 10 rounds
 
     # -- one delivery -------------------------------------------------------------------------------------------
     def execute(self, action_id: str, args: dict[str, Any]) -> str:
@@ -224,41 +227,8 @@ class SiteWorker:
         return done
 
     def reverify(self) -> list[str]:
-        """Read back this site's active containments (only its workers can reach them): each read is journaled
-        as proof (agent/proof.py) and a drift — the change gone from the target — is audited
-        (``containment.drift``) for the daemon's notifications. Not re-applied here: that is the daemon's
-        ``drift_policy``, which a worker does not know."""
-        from agent.proof import record_check
-        from connectors.errors import ConnectorError
-        with self.app.store.session() as s:
-            rows = list(s.scalars(select(Action).where(
-                Action.site == self.site, Action.kind == "apply", Action.state == "done", Action.changed == 1,
-                Action.mutating == 1, Action.undone_at.is_(None)).order_by(Action.seq)))
-        seen = []
-        for row in rows:
-            if self.stopping.is_set():
-                break
-            try:
-                ver = self.runner.read_state(row, self.planner.entry_for(row), patient=False)
-            except (ConnectorError, AgentError) as exc:
-                record_check(self.app.store, row.id, "unverified", f"could not read {row.target}: {exc}",
-                             f"{self.site} worker")
-                continue
-            with self.app.store.session() as s:  # a release under way removes it on purpose: not drift
-                undo = s.scalar(select(Action.id).where(Action.undo_of == row.id).limit(1))
-                fresh = s.get(Action, row.id)
-                if undo is not None or fresh is None or fresh.undone_at is not None:
-                    continue
-            result = "in_effect" if ver.in_effect else "drift"
-            record_check(self.app.store, row.id, result,
-                         ver.summary if ver.in_effect else f"no longer in effect: {ver.summary}", f"{self.site} worker")
-            seen.append(result)
-            if not ver.in_effect:
-                self.app.audit.record("containment.drift", incident=row.incident_id, action_id=row.id,
-                                      target=row.target, action=row.action, observed=ver.to_dict(), site=self.site,
-                                      worker=self.owner, policy="alert",
-                                      detail=f"{row.action} on {row.target} is no longer in effect: {ver.summary}")
-        return seen
+        """Read back this site's active containments, split with its site-mates (agent/workers/reader.py)."""
+        return self.reader.reverify(self.reverify_interval)
 
     def sweep_forever(self) -> None:
         rounds = 0
@@ -266,6 +236,7 @@ class SiteWorker:
             rounds += 1
             try:
                 self.sweep(in_doubt=rounds % 10 == 1)  # in doubt: at start and every 10 rounds (≈ 5 leases)
+                self.reader.sweep()  # reads whose worker died mid-read
                 if rounds % 10 == 5:  # drift: every 10 rounds, between the in-doubt sweeps
                     self.reverify()
             except Exception as exc:  # noqa: BLE001 - the database may be away: try again next round
@@ -279,6 +250,7 @@ def serve(app: App, site: str, slots: int) -> int:
 
     from agent.workers.celery_app import RUN_ACTION, make_celery
     from agent.workers.config import queue_for
+    from agent.workers.reads import READ_TASK
 
     worker = SiteWorker(app, site)
     cfg = worker.cfg
@@ -288,6 +260,13 @@ def serve(app: App, site: str, slots: int) -> int:
     def run_action(task: Any, action_id: str, args: dict[str, Any]) -> str:
         try:
             return worker.execute(action_id, args)
+        except (DBAPIError, JournalUnavailable) as exc:  # journal unreachable: not claimed, or the lease lapses
+            raise task.retry(exc=exc, countdown=2, max_retries=None) from None
+
+    @celery.task(name=READ_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+    def site_read(task: Any, read_id: str) -> str:
+        try:
+            return worker.reader.execute(read_id)
         except (DBAPIError, JournalUnavailable) as exc:  # journal unreachable: not claimed, or the lease lapses
             raise task.retry(exc=exc, countdown=2, max_retries=None) from None
 

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,9 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
         assert inv["hosts"][host]["site"] == SITE_OF[host]
         if central:
             del inv["hosts"][host]["credentials"]
+    inv["devices"]["fw"]["site"] = "site1"  # the router, read and changed only by site1's workers
+    if central:
+        del inv["devices"]["fw"]["credentials"]
     (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
     settings = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
     settings.update(database=url, audit_dir=str(audit_dir or folder / "audit"),
@@ -281,6 +285,51 @@ def contain_result(proc: subprocess.Popen[str], timeout: float = 240) -> dict[st
     assert proc.returncode == 0, (proc.returncode, out[-3000:], err[-3000:])
     data: dict[str, Any] = json.loads(out)
     return data
+
+
+def start_daemons(d: Deployment, names: tuple[str, ...], extra: str = "") -> dict[str, tuple[
+        subprocess.Popen[bytes], str]]:
+    """``agent daemon`` processes on mgmt (no fleet credentials), each on its own loopback port, ``extra``
+    lines added under ``daemon:``; returns once each answers and exactly one leads the scheduler."""
+    import httpx
+    if not (d.root / "rules.yaml").exists():
+        (d.root / "rules.yaml").write_text(
+            "rules:\n  - name: outbreak\n    match: {source: gen, rule_id: ttl-*}\n    runbook: isolate-host\n"
+            "    params: {capture_evidence: false}\n    ttl: 25s\n")
+    daemons: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for name in names:
+        cfg = write_configs(d.scale, d.root, d.url, name, central=True, audit_dir=d.root / "central" / "audit")
+        with d.scale.lab.enter("mgmt"), socket.socket() as probe:  # a free port on mgmt's loopback
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cfg.write_text(cfg.read_text() + (
+            f"rules: \"{d.root / 'rules.yaml'}\"\ndaemon:\n  listen: \"127.0.0.1:{port}\"\n"
+            "  sweep_interval: 2s\n  sources:\n    gen: {format: generic, token: env:TEST_GEN_TOKEN}\n" + extra))
+        log = open(d.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(["ip", "netns", "exec", d.scale.mgmt, AGENT, "daemon", "--config", str(cfg)],
+                                stdout=log, stderr=subprocess.STDOUT, env=d.env(TEST_GEN_TOKEN="tok-123456789"),
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        d.procs[name] = proc
+        daemons[name] = (proc, f"http://127.0.0.1:{port}")
+    for name, (_proc, url) in daemons.items():
+        def up(url: str = url, who: str = name) -> bool:
+            assert d.procs[who].poll() is None, d.log(who)
+            try:
+                with d.scale.lab.enter("mgmt"):
+                    return httpx.get(url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 60, f"{name} to answer")
+    wait_for(lambda: sorted(daemon_health(d, u) for _p, u in daemons.values()).count("leader") == 1, 20,
+             "one leader")
+    return daemons
+
+
+def daemon_health(d: Deployment, url: str) -> str:
+    import httpx
+    with d.scale.lab.enter("mgmt"):
+        return str(httpx.get(url + "/healthz", timeout=5).json()["scheduler"])
 
 
 # -- the tests -----------------------------------------------------------------------------------------------------
@@ -484,40 +533,11 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
     d = deploy
     d.worker("site1-a", "site1")
     d.worker("site2-a", "site2")
-    (d.root / "rules.yaml").write_text(
-        "rules:\n  - name: outbreak\n    match: {source: gen, rule_id: ttl-*}\n    runbook: isolate-host\n"
-        "    params: {capture_evidence: false}\n    ttl: 25s\n")
-    daemons: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-    for name in ("daemon-a", "daemon-b"):
-        cfg = write_configs(d.scale, d.root, d.url, name, central=True, audit_dir=d.root / "central" / "audit")
-        with d.scale.lab.enter("mgmt"), socket.socket() as probe:  # a free port on mgmt's loopback
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        cfg.write_text(cfg.read_text() + (
-            f"rules: \"{d.root / 'rules.yaml'}\"\ndaemon:\n  listen: \"127.0.0.1:{port}\"\n"
-            "  sweep_interval: 2s\n  sources:\n    gen: {format: generic, token: env:TEST_GEN_TOKEN}\n"))
-        log = open(d.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", d.scale.mgmt, AGENT, "daemon", "--config", str(cfg)],
-                                stdout=log, stderr=subprocess.STDOUT, env=d.env(TEST_GEN_TOKEN="tok-123456789"),
-                                stdin=subprocess.DEVNULL)
-        log.close()
-        d.procs[name] = proc
-        daemons[name] = (proc, f"http://127.0.0.1:{port}")
-
-        def up(url: str = daemons[name][1], who: str = name) -> bool:
-            assert d.procs[who].poll() is None, d.log(who)
-            try:
-                with d.scale.lab.enter("mgmt"):
-                    return httpx.get(url + "/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, 60, f"{name} to answer")
+    daemons = start_daemons(d, ("daemon-a", "daemon-b"))
 
     def health(name: str) -> str:
-        with d.scale.lab.enter("mgmt"):
-            return str(httpx.get(daemons[name][1] + "/healthz", timeout=5).json()["scheduler"])
+        return daemon_health(d, daemons[name][1])
 
-    wait_for(lambda: sorted(health(n) for n in daemons) == ["follower", "leader"], 20, "one leader")
     leader = next(n for n in daemons if health(n) == "leader")
     other = next(n for n in daemons if n != leader)
     for host in ("h01", "h04"):
@@ -551,15 +571,22 @@ def test_two_daemons_leader_killed_ttl_release_fires_through_the_workers(deploy:
 def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deployment):
     """Only a site's workers reach its hosts, so they re-verify its containments: each read-back is journaled
     as proof, and the isolation removed behind the agent's back is reported as drift (``containment.drift`` in
-    the deployment's one audit chain) — the central daemon, with no credentials, could only say "could not read"."""
+    the deployment's one audit chain) — the central daemon, with no credentials, could only say "could not read".
+    Two workers of the site split the reads: each containment is read once per round, not once per worker
+    (fails before: each worker read every containment of its site)."""
     from connectors.ssh_linux.rules import TABLE
     d = deploy
     d.worker("site1-a", "site1")
+    d.worker("site1-b", "site1")  # started together: their sweeps run in step
     res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
     [row] = [r for r in rows(d) if r.action == "isolate"]
-    wait_for(lambda: any("re-verified in_effect" in t.detail for t in transitions(d) if t.action_id == row.id),
-             40, "the worker's read-back of h01")
+
+    def swept() -> list[str]:
+        return [t.detail for t in transitions(d) if t.action_id == row.id and "site1 worker" in t.detail]
+    wait_for(lambda: any("re-verified in_effect" in t for t in swept()), 40, "the worker's read-back of h01")
+    time.sleep(2)  # both workers' sweeps have come round: the read is split, not doubled
+    assert len(swept()) == 1, swept()
     d.scale.lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])  # someone lifts it behind our back
     wait_for(lambda: any("re-verified drift" in t.detail for t in transitions(d) if t.action_id == row.id),
              40, "the drift to be journaled")
@@ -569,3 +596,119 @@ def test_site_worker_reads_back_its_containments_and_reports_drift(deploy: Deplo
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
     drift = [r for r in audit_records(d.root / "central" / "audit") if r["event"] == "containment.drift"]
     assert drift and drift[0]["target"] == "h01" and drift[0]["site"] == "site1"
+
+
+def site_reads(d: Deployment) -> list[Any]:
+    from agent.workers.models import SiteRead
+    return list(d.db()(lambda s: list(s.scalars(select(SiteRead).order_by(SiteRead.created_at)))))
+
+
+def test_status_verify_and_resolve_steps_go_through_the_site_worker(deploy: Deployment):
+    """Everything a site target needs goes through its site's workers, not only the change: ``status --verify``
+    from the central (no credentials for the fleet or the router, no route to the fleet) shows the fresh proof a
+    worker of the site read — when, what, which worker — and a block on the router at site1 gets its read-only
+    resolve step (exact lines, docs/architecture.md decision 1) from that worker, whose apply then checks the
+    pinned lines. With the site's worker stopped: a clear error naming the site, and a real run is refused
+    before anything is journaled or sent. Fails before: the central read the targets itself ("could not read
+    h01"), and showed the conditional offline lines for the router."""
+    from datetime import datetime
+
+    from connectors.ssh_linux.rules import TABLE
+    d, lab = deploy, deploy.scale.lab
+    worker = d.worker("site1-a", "site1")
+    res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [row] = [r for r in rows(d) if r.action == "isolate"]
+    asked = utcnow()
+    res = d.agent("status", "--verify", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [check] = json.loads(res.stdout)["verified"]
+    assert (check["target"], check["state"], check["site"]) == ("h01", "in_effect", "site1"), check
+    assert owner_pid(check["read_by"]) == worker.pid
+    assert datetime.fromisoformat(check["read_at"]) >= asked
+    proofs = [t.detail for t in transitions(d) if t.action_id == row.id and "status --verify" in t.detail]
+    assert len(proofs) == 1 and proofs[0].startswith(
+        f"re-verified in_effect (status --verify by site1 worker {check['read_by']}): "), proofs
+    lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])  # lifted behind the agent's back
+    res = d.agent("status", "--verify")
+    assert res.returncode == 4, res.stdout[-1500:] + res.stderr[-1500:]
+    assert "DRIFT" in res.stdout and f"read by site1 worker {check['read_by']}" in res.stdout, res.stdout
+    # the router's resolve step, read by site1's worker: exact lines, none conditional
+    res = d.agent("block-ip", "10.77.1.130", "--allow-private", "--dry-run", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [planned] = json.loads(res.stdout)["plan"]["actions"]
+    preview = planned["preview"]
+    assert preview and not any(ln.startswith(("if ", "after a change", "(offline")) for ln in preview), preview
+    [resolved] = [r for r in site_reads(d) if r.kind == "resolve"]
+    assert (resolved.state, resolved.target, owner_pid(resolved.owner)) == ("done", "fw", worker.pid)
+    res = d.agent("block-ip", "10.77.1.130", "--allow-private", "--yes", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [block] = [r for r in rows(d) if r.action == "block_ip"]
+    assert (block.state, block.site, owner_pid(block.owner)) == ("done", "site1", worker.pid)
+    assert block.args["planned_lines"] == preview  # the lines shown are the lines checked and sent
+    assert "10.77.1.130" in lab.exec("fw", ["nft", "list", "ruleset"]).stdout
+    # the site's only worker stops: the central names the site and waits no longer than a lease + connect
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(30)
+    journaled, ruleset = len(rows(d)), lab.exec("fw", ["nft", "list", "ruleset"]).stdout
+    with ThreadPoolExecutor(2) as pool:  # both wait out the same claim time: run them side by side
+        verify = pool.submit(d.agent, "status", "--verify", "--json")
+        res = d.agent("block-ip", "10.77.1.131", "--allow-private", "--yes", "--json")
+        verified = verify.result()
+    assert verified.returncode == 4, verified.stdout[-1500:] + verified.stderr[-1500:]
+    for check in json.loads(verified.stdout)["verified"]:
+        assert check["state"] == "unverified" and "no worker of site site1 took the read-back" in check["summary"]
+    assert res.returncode == 1, res.stdout[-1500:] + res.stderr[-1500:]
+    assert "no worker of site site1 took the resolve step of fw" in res.stderr, res.stderr
+    assert "nothing was journaled or sent" in res.stderr
+    assert len(rows(d)) == journaled and lab.exec("fw", ["nft", "list", "ruleset"]).stdout == ruleset
+
+
+def test_drift_reapplied_once_by_a_site_worker_two_workers_two_daemons(deploy: Deployment):
+    """``drift_policy: reapply`` for a containment at a worker site: the leader daemon (no credentials, no
+    route) asks the site's workers, one of which re-applies it in place from the journaled snapshot under the
+    action's lease. Exactly once with two workers of the site, two daemons — and two more re-apply requests
+    sent at the same moment, as two daemons would: one re-apply per drift, journal == nft, each audited with
+    the worker that did it. Fails before: routed actions were never re-applied (drift was only reported)."""
+    from connectors.ssh_linux.rules import TABLE
+    d, lab = deploy, deploy.scale.lab
+    d.worker("site1-a", "site1")
+    d.worker("site1-b", "site1")
+    res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    [row] = [r for r in rows(d) if r.action == "isolate"]
+    start_daemons(d, ("daemon-a", "daemon-b"), "  reverify_interval: 2s\n  drift_policy: reapply\n")
+
+    def reapplies() -> int:
+        return sum(1 for t in transitions(d) if t.action_id == row.id and (t.from_state, t.to_state) == (
+            "done", "applying"))
+    lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])
+    wait_for(lambda: reapplies() == 1 and isolated(lab) == {"h01"}, 40, "the daemon's re-apply through a worker")
+    lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])
+    from agent.store import Store
+    from agent.workers.config import WorkersConfig
+    from agent.workers.reads import SiteReads, _NoAudit
+    with lab.enter("mgmt"):
+        store = Store(d.url)
+        reads = SiteReads(store, WorkersConfig(broker=d.scale.broker.url, sites=("site1",), lease=LEASE),
+                          _NoAudit(), "test:0", claim_within=20, finish_within=60)
+        try:
+            ids = [reads.request("site1", "reapply", target="h01", action="isolate", action_id=row.id,
+                                 cause="test") for _ in range(2)]
+            outcomes = reads.wait(ids)
+        finally:
+            reads.close()
+            store.close()
+    assert all(o.ok for o in outcomes), outcomes
+    assert {str(o.result.get("outcome")) for o in outcomes} <= {"done", "in_effect", "held"}, outcomes
+    wait_for(lambda: reapplies() == 2 and isolated(lab) == {"h01"}, 40, "the second drift re-applied")
+    time.sleep(3)  # more daemon passes: nothing re-applied again
+    assert reapplies() == 2 and isolated(lab) == {"h01"}
+    [after] = [r for r in rows(d) if r.action == "isolate"]
+    assert (after.state, after.undone_at, after.lease_until) == ("done", None, None)
+    by_workers = [r for name in ("site1-a", "site1-b") for r in audit_records(d.root / name / "audit")
+                  if r["event"] == "containment.reapplied"]
+    assert len(by_workers) == 2 and all(r["action_id"] == row.id for r in by_workers), by_workers
+    by_daemons = [r for name in ("daemon-a", "daemon-b") for r in audit_records(d.root / name / "audit")
+                  if r["event"] == "containment.reapplied"]
+    assert by_daemons and {r["worker"] for r in by_daemons} <= {r["worker"] for r in by_workers}

@@ -1,0 +1,305 @@
+"""The worker's side of site reads (agent/workers/reads.py): read-backs, drift re-applies and resolve steps for a
+process that holds no credentials for this site's targets, plus the site's own periodic read-back.
+
+Each read is claimed by lease before anything is opened, and settled once, fenced, in the transaction that
+journals its proof (``re-verified <result> (<cause> by <site> worker <owner>): …``), so the journal says who read
+what, when. A re-apply (``drift_policy: reapply``, asked by the daemon) additionally claims the *action's* lease
+— a ``done`` row, leased while it is re-applied — and reads the target again under it before sending anything:
+two daemons asking, or two workers taking the same request, re-apply once; the second finds it in effect.
+
+The periodic read-back (:meth:`SiteReader.reverify`) is split between a site's workers: each containment is read
+under a PostgreSQL advisory lock taken without waiting, and skipped when another worker journaled a read of it
+within half the interval — so each is read about once per interval, by whichever worker gets there first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from agent.errors import AgentError
+from agent.journal import JournalUnavailable
+from agent.store import ACTIVE_STATES, Action
+from agent.workers.models import SiteRead
+from agent.workers.lease import ClaimResult, Heartbeat, db_now
+from agent.workers.reads import claim_read, finish
+
+if TYPE_CHECKING:
+    from agent.workers.worker import SiteWorker
+
+__all__ = ["SiteReader"]
+
+_REVERIFY_LOCK = 7781002  # advisory lock class of a periodic read-back (7781001: the journal's seq)
+
+
+class SiteReader:
+    """Runs the reads of one worker (``SiteWorker``: its app, site, journal, runner and lease)."""
+
+    def __init__(self, worker: SiteWorker) -> None:
+        self.w = worker
+        self.app, self.site, self.owner = worker.app, worker.site, worker.owner
+
+    def by(self, cause: str) -> str:
+        return f"{cause or 'read'} by {self.site} worker {self.owner}"
+
+    # -- one delivery -------------------------------------------------------------------------------------------
+    def execute(self, read_id: str) -> str:
+        got = claim_read(self.app.store, read_id, self.owner, self.w.cfg.lease, site=self.site)
+        if got.result not in (ClaimResult.FRESH, ClaimResult.TAKEOVER):
+            self.app.audit.record("worker.dropped", read_id=read_id, site=self.site, worker=self.owner,
+                                  reason=got.result.value, holder=got.previous_owner or None)
+            return str(got.result.value)
+        with self.app.store.session() as s:
+            row = s.get(SiteRead, read_id)
+            assert row is not None
+            s.expunge(row)
+        self.app.audit.record("worker.read_claimed", read_id=read_id, site=self.site, worker=self.owner,
+                              kind=row.kind, target=row.target, action_id=row.action_id, cause=row.cause,
+                              takeover=got.result is ClaimResult.TAKEOVER)
+        with Heartbeat(self.app.store, read_id, self.owner, self.w.cfg.lease, model=SiteRead):
+            try:
+                if row.kind in ("verify", "reapply"):
+                    return self._verify(row, reapply=row.kind == "reapply")
+                return self._resolve(row)
+            except (JournalUnavailable, DBAPIError):
+                raise  # not settled: the task retries, or the lease lapses and a site-mate takes the read over
+            except Exception as exc:  # noqa: BLE001 - a failure is this read's outcome, never a lost read
+                message = f"{type(exc).__name__}: {exc}"[:1000] if not isinstance(exc, AgentError) else str(exc)
+                with self.app.store.session() as s:
+                    finish(s, read_id, self.owner, error=f"the {self.site} worker could not do it: {message}")
+                return "failed"
+
+    def _entry(self, kind: str, name: str) -> Any:
+        inv = self.app.inventory
+        entry = inv.device(name) if kind == "device" else inv.directory(name) if kind == "account" else inv.host(name)
+        if entry.site != self.site:
+            raise AgentError(f"{name} is at site {entry.site or 'none'} in this worker's inventory, not {self.site}: "
+                             "not reading it")
+        return entry
+
+    # -- resolve steps (docs/architecture.md, decision 1): read-only, before the plan is shown -------------------
+    def _resolve(self, row: SiteRead) -> str:
+        """The connector's read-only ``resolve`` (facts for an exact preview) or ``identify`` (account names to
+        the directory's identities) — the same calls the planner makes when it holds the credentials."""
+        entry = self._entry(row.target_kind, row.target)
+        target = entry.target(row.address or None)
+        conn: Any = self.app.registry.get(target.connector)
+        method = getattr(conn, "resolve" if row.kind == "resolve" else "identify", None)
+        if method is None or entry.credentials is None:
+            raise AgentError(f"{target.connector} on {row.target} has no {row.kind} step or no credentials here")
+        session = conn.open(target, entry.credentials.resolve(), self.app.ctx)
+        try:
+            if row.kind == "resolve":
+                result: dict[str, Any] = {"facts": method(session, row.action, dict(row.args or {}))}
+            else:
+                result = {"identities": method(session, list((row.args or {}).get("names") or []))}
+        finally:
+            session.close()
+        with self.app.store.session() as s:
+            if not finish(s, row.id, self.owner, result=result):
+                return "lease_lost"
+        self.app.audit.record("worker.resolved", read_id=row.id, site=self.site, worker=self.owner, kind=row.kind,
+                              target=row.target, action=row.action, cause=row.cause)
+        return "done"
+
+    # -- read-backs and re-applies --------------------------------------------------------------------------
+    def _verify(self, read: SiteRead, *, reapply: bool) -> str:
+        assert read.action_id is not None
+        row = self._active(read.action_id)
+        if row is None:
+            busy = self._busy(read.action_id)
+            result = ({"state": "held", "outcome": "held", "worker": self.owner, "summary": busy} if busy else
+                      {"state": "gone", "outcome": "skipped", "summary": "no longer active: released or forgotten"})
+            with self.app.store.session() as s:
+                finish(s, read.id, self.owner, result=result)
+            return str(result["state"])
+        entry = self._entry(row.target_kind, row.target)
+        if reapply:
+            return self._reapply(read, row, entry)
+        state, summary, observed = self._read(row, entry)
+        settled = self._settle(read, row, state, state, summary, observed)
+        if state == "drift" and settled != "lease_lost":
+            self._audit_drift(row, summary, observed, read.cause, "alert")
+        return settled
+
+    def _read(self, row: Action, entry: Any) -> tuple[str, str, dict[str, Any]]:
+        from connectors.errors import ConnectorError
+        try:
+            ver = self.w.runner.read_state(row, entry, args=_live_args(self.app.store, row), patient=False)
+        except (ConnectorError, AgentError) as exc:
+            return "unverified", f"could not read {row.target}: {exc}", {}
+        if ver.in_effect:
+            return "in_effect", ver.summary, dict(ver.observed or {})
+        return "drift", f"no longer in effect: {ver.summary}", dict(ver.observed or {})
+
+    def _reapply(self, read: SiteRead, row: Action, entry: Any) -> str:
+        """Read; in effect → nothing sent, the action row untouched. Drifted → under the action's lease, read
+        again (a site-mate may have re-applied it meanwhile) and re-apply once, in place, from the journaled
+        snapshot (:meth:`ActionRunner.reapply`, the worker's fenced journal), then verified."""
+        from agent.batching import active_items
+        from agent.items import slice_for_undo
+        from agent.proof import add_check
+        state, summary, observed = self._read(row, entry)
+        if state != "drift":
+            return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified", summary,
+                                observed)
+        holder = self._lease_action(row.id)
+        if holder is not None:  # another worker re-applies or reconciles it now: its outcome is journaled there
+            return self._settle(read, row, "held", "held", f"being handled by {holder}; not re-applied here", {})
+        with self.w._lock:
+            self.w._running.add(row.id)  # our own sweeper must not "take over" the row while it is re-applied
+        try:
+            with Heartbeat(self.app.store, row.id, self.owner, self.w.cfg.lease):
+                fresh = self._active(row.id)
+                if fresh is None or self._undo_under_way(row.id):  # released meanwhile: lifted on purpose
+                    return self._settle(read, row, "gone", "skipped", "released meanwhile: not re-applied", {})
+                row = fresh
+                state, summary, observed = self._read(row, entry)
+                if state != "drift":
+                    return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified",
+                                        summary, observed)
+                with self.app.store.session() as s:
+                    add_check(s, row.id, "drift", summary, self.by(read.cause))
+                self._audit_drift(row, summary, observed, read.cause, "reapply")
+                found = active_items(self.app.store, action_ids=[row.id]).get(row.id)
+                args, snap = slice_for_undo(*found) if found is not None else (None, None)
+                res = self.w.runner.reapply(row, entry, summary, args=args, snapshot=snap)
+                self.w.engine().update_incident_status(row.incident_id)
+                self.app.audit.record("containment.reapplied" if res.outcome == "done"
+                                      else "containment.reapply_failed", incident=row.incident_id,
+                                      action_id=row.id, target=row.target, action=row.action, site=self.site,
+                                      worker=self.owner, outcome=res.outcome, detail=res.detail)
+                return self._settle(read, row, "drift", res.outcome, res.detail, observed, proof=False)
+        finally:
+            self._release_action(row.id)
+            with self.w._lock:
+                self.w._running.discard(row.id)
+
+    def _settle(self, read: SiteRead, row: Action, state: str, outcome: str, summary: str,
+                observed: dict[str, Any], *, proof: bool = True) -> str:
+        """Write the read's result once (fenced) with its proof on the action, in one transaction."""
+        from agent.proof import RESULTS, add_check
+        with self.app.store.session() as s:
+            if not finish(s, read.id, self.owner, result={"state": state, "outcome": outcome, "summary": summary,
+                                                         "observed": observed, "worker": self.owner}):
+                return "lease_lost"
+            if proof and state in RESULTS:
+                add_check(s, row.id, state, summary, self.by(read.cause))
+        return outcome
+
+    def _lease_action(self, action_id: str) -> str | None:
+        """Lease an active (``done``) action for a re-apply — compare-and-swap, as a claim; None when won, else
+        the live holder (a worker re-applying or reconciling it)."""
+        with self.app.store.session() as s:
+            now = db_now(s)
+            row = s.get(Action, action_id)
+            if row is None:
+                return "nobody (gone)"
+            if row.state != "done" or (row.lease_until is not None and row.lease_until > now):
+                return row.owner or "another process"
+            from datetime import timedelta
+            cond = [Action.id == action_id, Action.state == "done", Action.owner == row.owner,
+                    Action.lease_until.is_(None) if row.lease_until is None else Action.lease_until == row.lease_until]
+            result = s.execute(update(Action).where(*cond).values(
+                owner=self.owner, lease_until=now + timedelta(seconds=self.w.cfg.lease)))
+            return None if getattr(result, "rowcount", 0) == 1 else "another worker"
+
+    def _release_action(self, action_id: str) -> None:
+        """End this worker's lease on a re-applied action unless it is mid-way (then the lease lapses and the
+        site's sweep reconciles it, as for any interrupted action)."""
+        with self.app.store.session() as s:
+            s.execute(update(Action).where(Action.id == action_id, Action.owner == self.owner,
+                                           Action.state.not_in(ACTIVE_STATES)).values(lease_until=None))
+
+    def _active(self, action_id: str) -> Action | None:
+        with self.app.store.session() as s:
+            row = s.get(Action, action_id)
+            if row is None or row.kind != "apply" or row.state != "done" or row.undone_at is not None \
+                    or not row.changed:
+                return None
+            s.expunge(row)
+            return row
+
+    def _busy(self, action_id: str) -> str:
+        """Why an applied, not undone action is not ``done`` now: a worker re-applies or reconciles it."""
+        with self.app.store.session() as s:
+            row = s.get(Action, action_id)
+            if row is None or row.kind != "apply" or row.undone_at is not None or row.state in ("done", "failed"):
+                return ""
+            return f"{row.state} now, held by {row.owner or 'nobody'}; not read again here"
+
+    def _undo_under_way(self, action_id: str) -> bool:
+        with self.app.store.session() as s:
+            return s.scalar(select(Action.id).where(Action.undo_of == action_id).limit(1)) is not None
+
+    def _audit_drift(self, row: Action, summary: str, observed: dict[str, Any], cause: str, policy: str) -> None:
+        self.app.audit.record("containment.drift", incident=row.incident_id, action_id=row.id, target=row.target,
+                              action=row.action, observed=observed, site=self.site, worker=self.owner,
+                              policy=policy, cause=cause or "sweep",
+                              detail=f"{row.action} on {row.target} is no longer in effect: {summary}")
+
+    # -- the site's own periodic read-back --------------------------------------------------------------------
+    def reverify(self, interval: float) -> list[str]:
+        """Read back this site's active containments, split between its workers (module docstring): each read
+        is journaled as proof and a drift is audited (``containment.drift``, policy ``alert``: re-applying is the
+        daemon's ``drift_policy``, which it asks for through a ``reapply`` read)."""
+        from agent.proof import add_check, last_checks
+        with self.app.store.session() as s:
+            rows = list(s.scalars(select(Action).where(
+                Action.site == self.site, Action.kind == "apply", Action.state == "done", Action.changed == 1,
+                Action.mutating == 1, Action.undone_at.is_(None)).order_by(Action.seq)))
+            for r in rows:
+                s.expunge(r)
+        seen = []
+        for row in rows:
+            if self.w.stopping.is_set():
+                break
+            with self.app.store.session() as s:
+                if not s.scalar(text("SELECT pg_try_advisory_xact_lock(:c, :k)"),
+                                {"c": _REVERIFY_LOCK, "k": _key(row.id)}):
+                    continue  # another worker of the site reads it right now
+                last = last_checks(self.app.store, [row.id]).get(row.id)
+                if last is not None and (db_now(s) - last.at).total_seconds() < interval / 2:
+                    continue  # read within half an interval (by a site-mate): not again
+                try:
+                    entry = self._entry(row.target_kind, row.target)
+                except AgentError as exc:
+                    add_check(s, row.id, "unverified", f"could not read {row.target}: {exc}", self.by("sweep"))
+                    continue
+                state, summary, observed = self._read(row, entry)
+                fresh = s.get(Action, row.id)
+                if fresh is None or fresh.undone_at is not None or self._undo_under_way(row.id):
+                    continue  # a release under way removes it on purpose: not drift
+                add_check(s, row.id, state, summary, self.by("sweep"))
+            seen.append(state)
+            if state == "drift":
+                self._audit_drift(row, summary, observed, "sweep", "alert")
+        return seen
+
+    def sweep(self) -> list[str]:
+        """Take over this site's reads whose worker died mid-read (lease expired): no message may come back."""
+        with self.app.store.session() as s:
+            now = db_now(s)
+            ids = list(s.scalars(select(SiteRead.id).where(SiteRead.site == self.site, SiteRead.state == "running",
+                                                          SiteRead.lease_until < now)))
+        return [self.execute(read_id) for read_id in ids]
+
+
+def _key(action_id: str) -> int:
+    """A signed 32-bit advisory lock key for an action id."""
+    return int.from_bytes(hashlib.blake2b(action_id.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _live_args(store: Any, row: Action) -> dict[str, Any]:
+    """The row's args for its items still in effect (agent/drift.py reads the same): addresses of a batch
+    unblocked one by one are not drift."""
+    from agent.batching import active_items
+    from agent.items import slice_for_undo
+    found = active_items(store, action_ids=[row.id]).get(row.id)
+    if found is None:
+        return dict(row.args or {})
+    fresh, items = found
+    return slice_for_undo(fresh, items)[0]
