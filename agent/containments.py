@@ -73,13 +73,13 @@ def verify_all(app: Any, cause: str = "status --verify") -> list[Check]:
         checks += _checks_by_workers(app, routed, cause)  # each journaled by the worker that read it
         checks.sort(key=lambda c: c.action.seq)
     for check in checks:
-        if check.state == "in_effect":
+        if check.state == "in_effect" or check.by:  # a site worker's read is audited by that worker (one chain)
             continue
         event = "containment.drift" if check.state == "drift" else "containment.unverified"
         app.audit.record(event, incident=check.action.incident_id, action_id=check.action.id,
                          target=check.action.target, action=check.action.action, items=check.items,
                          drifted=check.drifted, detail=check.summary, cause=cause,
-                         **({"site": check.action.site, "worker": check.by} if check.by else {}))
+                         **({"site": check.action.site} if check.action.site else {}))
     return checks
 
 
@@ -89,7 +89,7 @@ def _checks_by_workers(app: Any, routed: list[tuple[Action, list[ActionItem]]], 
     A site whose workers do not answer is named in that containment's ``unverified`` summary."""
     from agent.runctx import current_owner
     from agent.workers.reads import for_process
-    reads = for_process(app.settings, app.store, app.audit, str(current_owner()))
+    reads = for_process(app.settings, app.store, str(current_owner()))
     try:
         ids = [reads.request(str(row.site), "verify", target=row.target, target_kind=row.target_kind,
                              address=row.address, action=row.action, action_id=row.id, cause=cause)

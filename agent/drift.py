@@ -80,15 +80,16 @@ def _reverify_by_workers(svc: IntakeService, rows: list[Action]) -> None:
     """The containments at worker sites: each site's workers read them (only they reach them and hold their
     credentials) and, with ``drift_policy: reapply``, re-apply a drifted one in place under the action's lease
     (agent/workers/reader.py) — so two daemons asking, or two workers taking the request, re-apply it once. All
-    are asked at once and awaited on the journal; this daemon's log records each drift and re-apply with the
-    worker that did it. The targets stay locked meanwhile, so this daemon's own TTL release waits for them."""
+    are asked at once and awaited on the journal. The worker audits what it saw and did (one chain: not restated
+    here); this daemon audits only a site that did not answer. The targets stay locked meanwhile, so this
+    daemon's own TTL release waits for them."""
     from agent.runctx import current_owner
     from agent.workers.reads import for_process
     policy = svc.config.drift_policy
     kind = "reapply" if policy == "reapply" else "verify"
     with svc.runner.locked([r.target for r in rows]):
         live = [r for r in (active_action(svc, row.id) for row in rows) if r is not None]
-        reads = for_process(svc.app.settings, svc.store, svc.audit, str(current_owner()))
+        reads = for_process(svc.app.settings, svc.store, str(current_owner()))
         try:
             ids = [reads.request(str(r.site), kind, target=r.target, target_kind=r.target_kind, address=r.address,
                                  action=r.action, action_id=r.id, cause="daemon") for r in live]
@@ -96,21 +97,11 @@ def _reverify_by_workers(svc: IntakeService, rows: list[Action]) -> None:
         finally:
             reads.close()
     for row, got in zip(live, outcomes, strict=True):
-        fields = {"incident": row.incident_id, "action_id": row.id, "target": row.target, "action": row.action,
-                  "site": row.site, "worker": got.worker, "read_id": got.id}
-        state = str(got.result.get("state") or "")
-        if not got.ok or state == "unverified":
-            svc.audit.record("containment.unverified", **fields, error=got.error or str(got.result.get("summary")))
-            continue
-        if state != "drift":
-            continue
-        svc.metrics.drift.labels(policy).inc()
-        svc.audit.record("containment.drift", **fields, observed=got.result.get("observed"), policy=policy,
-                         detail=f"{row.action} on {row.target} is no longer in effect: {got.result.get('summary')}")
-        if kind == "reapply":
-            outcome = str(got.result.get("outcome") or "")
-            svc.audit.record("containment.reapplied" if outcome == "done" else "containment.reapply_failed",
-                             **fields, outcome=outcome, detail=got.result.get("summary"))
+        if not got.ok and got.worker is None:  # nobody of the site read it: only this daemon can say so
+            svc.audit.record("containment.unverified", incident=row.incident_id, action_id=row.id,
+                             target=row.target, action=row.action, site=row.site, read_id=got.id, error=got.error)
+        elif got.result.get("state") == "drift":
+            svc.metrics.drift.labels(policy).inc()
 
 
 def _reverify_one(svc: IntakeService, row: Action) -> None:

@@ -84,7 +84,7 @@ def _identify_at_site(planner: Planner, entry: HostEntry, address: str, names: l
     from agent.runctx import current_owner
     from agent.workers.reads import for_process
     assert planner.store is not None
-    reads = for_process(planner.settings, planner.store, None, str(current_owner()))
+    reads = for_process(planner.settings, planner.store, str(current_owner()))
     try:
         got = reads.run(str(entry.site), "identify", target=entry.name, target_kind="account", address=address,
                         args={"names": names}, cause="plan")

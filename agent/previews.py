@@ -24,13 +24,12 @@ from agent.errors import AgentError
 from connectors.errors import ConnectorError
 
 if TYPE_CHECKING:
-    from agent.journal import AuditSink
     from agent.plan import Plan, PlannedAction, Planner
 
 __all__ = ["exact_previews"]
 
 
-def exact_previews(planner: Planner, plan: Plan, pin: bool = False, audit: AuditSink | None = None) -> None:
+def exact_previews(planner: Planner, plan: Plan, pin: bool = False) -> None:
     """Replace each resolvable action's preview by the exact lines for the target's current state; with ``pin``
     (a real run) only for connectors that check them at apply, and record them as ``planned_lines``."""
     per_target: dict[str, int] = {}
@@ -51,7 +50,7 @@ def exact_previews(planner: Planner, plan: Plan, pin: bool = False, audit: Audit
             at_sites.append(pa)  # read by a worker of its site: only it holds the credentials and reaches it
         elif pa.entry.credentials is not None:
             here.append(pa)
-    facts_of = _facts_from_sites(planner, plan, at_sites, pin, audit) if at_sites else {}
+    facts_of = _facts_from_sites(planner, plan, at_sites, pin) if at_sites else {}
     for pa in here:
         conn = planner.registry.get(pa.target.connector)
         try:
@@ -79,8 +78,7 @@ def exact_previews(planner: Planner, plan: Plan, pin: bool = False, audit: Audit
         pa.preview = lines or ["(nothing to send: the device already is in the requested state)"]
 
 
-def _facts_from_sites(planner: Planner, plan: Plan, pas: list[PlannedAction], pin: bool,
-                      audit: AuditSink | None) -> dict[int, Any]:
+def _facts_from_sites(planner: Planner, plan: Plan, pas: list[PlannedAction], pin: bool) -> dict[int, Any]:
     """The resolve step of targets at worker sites, run by those sites' workers (agent/workers/reads.py), all
     asked at once. A dry run notes a site that did not answer and shows the conditional lines; a real run
     refuses the whole command before any intent is journaled — it would otherwise queue changes for a site
@@ -88,7 +86,7 @@ def _facts_from_sites(planner: Planner, plan: Plan, pas: list[PlannedAction], pi
     from agent.runctx import current_owner
     from agent.workers.reads import for_process
     assert planner.store is not None
-    reads = for_process(planner.settings, planner.store, audit, str(current_owner()))
+    reads = for_process(planner.settings, planner.store, str(current_owner()))
     try:
         ids = [reads.request(str(pa.entry.site), "resolve", target=pa.target.name, target_kind=pa.target.kind,
                              address=pa.target.address, action=pa.action, args=pa.args, cause="plan")

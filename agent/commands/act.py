@@ -100,7 +100,7 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         from agent.previews import exact_previews
         # read-only look at the targets: preview == what would be sent; a real run pins those lines, and the
         # connector refuses an item whose device changed before apply (docs/architecture.md, decision 1, step 4)
-        exact_previews(app.planner(), plan, pin=not dry, audit=app.audit)
+        exact_previews(app.planner(), plan, pin=not dry)
     if args.json and dry:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SiteReader"]
 
-_REVERIFY_LOCK = 7781002  # advisory lock class of a periodic read-back (7781001: the journal's seq)
+Event = tuple[str, dict[str, Any]]  # an audit record: event name and fields
+
+_REVERIFY_LOCK = 7781003  # advisory lock class (two-key form) of a periodic read-back; 7781001/2: seq, drain
 
 
 class SiteReader:
@@ -120,10 +122,8 @@ class SiteReader:
         if reapply:
             return self._reapply(read, row, entry)
         state, summary, observed = self._read(row, entry)
-        settled = self._settle(read, row, state, state, summary, observed)
-        if state == "drift" and settled != "lease_lost":
-            self._audit_drift(row, summary, observed, read.cause, "alert")
-        return settled
+        return self._settle(read, row, state, state, summary, observed, event=self._event(
+            row, state, summary, observed, read.cause, "alert"))
 
     def _read(self, row: Action, entry: Any) -> tuple[str, str, dict[str, Any]]:
         from connectors.errors import ConnectorError
@@ -145,7 +145,7 @@ class SiteReader:
         state, summary, observed = self._read(row, entry)
         if state != "drift":
             return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified", summary,
-                                observed)
+                                observed, event=self._event(row, state, summary, observed, read.cause, "reapply"))
         holder = self._lease_action(row.id)
         if holder is not None:  # another worker re-applies or reconciles it now: its outcome is journaled there
             return self._settle(read, row, "held", "held", f"being handled by {holder}; not re-applied here", {})
@@ -158,29 +158,31 @@ class SiteReader:
                     return self._settle(read, row, "gone", "skipped", "released meanwhile: not re-applied", {})
                 row = fresh
                 state, summary, observed = self._read(row, entry)
+                event = self._event(row, state, summary, observed, read.cause, "reapply")
                 if state != "drift":
                     return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified",
-                                        summary, observed)
-                with self.app.store.session() as s:
+                                        summary, observed, event=event)
+                with self.app.store.session() as s:  # the drift, journaled and audited before anything is sent
                     add_check(s, row.id, "drift", summary, self.by(read.cause))
-                self._audit_drift(row, summary, observed, read.cause, "reapply")
+                    self._audit(s, event)
                 found = active_items(self.app.store, action_ids=[row.id]).get(row.id)
                 args, snap = slice_for_undo(*found) if found is not None else (None, None)
                 res = self.w.runner.reapply(row, entry, summary, args=args, snapshot=snap)
                 self.w.engine().update_incident_status(row.incident_id)
-                self.app.audit.record("containment.reapplied" if res.outcome == "done"
-                                      else "containment.reapply_failed", incident=row.incident_id,
-                                      action_id=row.id, target=row.target, action=row.action, site=self.site,
-                                      worker=self.owner, outcome=res.outcome, detail=res.detail)
-                return self._settle(read, row, "drift", res.outcome, res.detail, observed, proof=False)
+                return self._settle(read, row, "drift", res.outcome, res.detail, observed, proof=False, event=(
+                    "containment.reapplied" if res.outcome == "done" else "containment.reapply_failed",
+                    {"incident": row.incident_id, "action_id": row.id, "target": row.target, "action": row.action,
+                     "site": self.site, "worker": self.owner, "cause": read.cause, "outcome": res.outcome,
+                     "detail": res.detail}))
         finally:
             self._release_action(row.id)
             with self.w._lock:
                 self.w._running.discard(row.id)
 
     def _settle(self, read: SiteRead, row: Action, state: str, outcome: str, summary: str,
-                observed: dict[str, Any], *, proof: bool = True) -> str:
-        """Write the read's result once (fenced) with its proof on the action, in one transaction."""
+                observed: dict[str, Any], *, proof: bool = True, event: Event | None = None) -> str:
+        """Write the read's result once (fenced) with its proof on the action and its audit record, in one
+        transaction: a worker killed at any point leaves all three or none (and the read is taken over)."""
         from agent.proof import RESULTS, add_check
         with self.app.store.session() as s:
             if not finish(s, read.id, self.owner, result={"state": state, "outcome": outcome, "summary": summary,
@@ -188,7 +190,32 @@ class SiteReader:
                 return "lease_lost"
             if proof and state in RESULTS:
                 add_check(s, row.id, state, summary, self.by(read.cause))
+            self._audit(s, event)
         return outcome
+
+    def _event(self, row: Action, state: str, summary: str, observed: dict[str, Any], cause: str,
+               policy: str) -> Event | None:
+        """The audit record of a read that did not find the containment in effect (None when it did)."""
+        fields = {"incident": row.incident_id, "action_id": row.id, "target": row.target, "action": row.action,
+                  "site": self.site, "worker": self.owner, "cause": cause or "sweep"}
+        if state == "drift":
+            return "containment.drift", {**fields, "observed": observed, "policy": policy,
+                                         "detail": f"{row.action} on {row.target} is no longer in effect: {summary}"}
+        if state == "unverified":
+            return "containment.unverified", {**fields, "error": summary}
+        return None
+
+    def _audit(self, s: Any, event: Event | None) -> None:
+        """Record ``event`` in the journal transaction ``s`` (the deployment's chain takes it from the outbox
+        committed with the proof: agent/audit/outbox.py), or plainly with a sink that has no transactions."""
+        if event is None:
+            return
+        bound = getattr(self.app.audit, "bound", None)
+        if bound is None:
+            self.app.audit.record(event[0], **event[1])
+            return
+        with bound(s):
+            self.app.audit.record(event[0], **event[1])
 
     def _lease_action(self, action_id: str) -> str | None:
         """Lease an active (``done``) action for a re-apply — compare-and-swap, as a claim; None when won, else
@@ -235,12 +262,6 @@ class SiteReader:
         with self.app.store.session() as s:
             return s.scalar(select(Action.id).where(Action.undo_of == action_id).limit(1)) is not None
 
-    def _audit_drift(self, row: Action, summary: str, observed: dict[str, Any], cause: str, policy: str) -> None:
-        self.app.audit.record("containment.drift", incident=row.incident_id, action_id=row.id, target=row.target,
-                              action=row.action, observed=observed, site=self.site, worker=self.owner,
-                              policy=policy, cause=cause or "sweep",
-                              detail=f"{row.action} on {row.target} is no longer in effect: {summary}")
-
     # -- the site's own periodic read-back --------------------------------------------------------------------
     def reverify(self, interval: float) -> list[str]:
         """Read back this site's active containments, split between its workers (module docstring): each read
@@ -274,9 +295,9 @@ class SiteReader:
                 if fresh is None or fresh.undone_at is not None or self._undo_under_way(row.id):
                     continue  # a release under way removes it on purpose: not drift
                 add_check(s, row.id, state, summary, self.by("sweep"))
+                if state == "drift":  # unreadable on a sweep is journaled, not audited: as before
+                    self._audit(s, self._event(row, state, summary, observed, "sweep", "alert"))
             seen.append(state)
-            if state == "drift":
-                self._audit_drift(row, summary, observed, "sweep", "alert")
         return seen
 
     def sweep(self) -> list[str]:

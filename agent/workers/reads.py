@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from agent.config import Settings
-    from agent.journal import AuditSink
     from agent.store import Store
 
 __all__ = ["KINDS", "READ_TASK", "ReadOutcome", "SiteReads", "claim_read", "finish"]
@@ -104,9 +103,9 @@ class SiteReads:
     timeout, retries) before the requester stops waiting and says which worker still has it.
     """
 
-    def __init__(self, store: Store, cfg: WorkersConfig, audit: AuditSink, owner: str, *, claim_within: float,
-                 finish_within: float, tick: float = 0.1) -> None:
-        self.store, self.cfg, self.audit, self.owner = store, cfg, audit, owner
+    def __init__(self, store: Store, cfg: WorkersConfig, owner: str, *, claim_within: float, finish_within: float,
+                 tick: float = 0.1) -> None:
+        self.store, self.cfg, self.owner = store, cfg, owner
         self.claim_within, self.finish_within, self.tick = claim_within, finish_within, tick
         self._celery: Any = None
 
@@ -126,9 +125,7 @@ class SiteReads:
         except Exception as exc:  # noqa: BLE001 - reported as this read's failure, naming the site
             self._give_up(row.id, f"not queued for site {site}: the broker could not be reached "
                                   f"({type(exc).__name__}: {exc}); nothing was read")
-        self.audit.record("site_read.queued", read_id=row.id, site=site, kind=kind, target=target,
-                          action_id=action_id, cause=cause, queue=queue_for(site))
-        return row.id
+        return row.id  # journaled (site_reads); audited by the worker that reads it, not here: counted once
 
     def run(self, site: str, kind: str, **fields: Any) -> ReadOutcome:
         """One read: request it and wait for its outcome."""
@@ -194,16 +191,11 @@ def _outcome(row: SiteRead) -> ReadOutcome:
                        row.owner or None, row.done_at)
 
 
-def for_process(settings: Settings, store: Store, audit: AuditSink | None, owner: str) -> SiteReads:
+def for_process(settings: Settings, store: Store, owner: str) -> SiteReads:
     """A requester for this configuration: a worker has the lease plus a connect timeout to take a read, then a
     connect and a command timeout per attempt (and one lease of slack) to finish it."""
     cfg = settings.workers
     assert cfg is not None
     per_try = settings.connect_timeout + settings.command_timeout
-    return SiteReads(store, cfg, audit or _NoAudit(), owner, claim_within=cfg.lease + settings.connect_timeout,
+    return SiteReads(store, cfg, owner, claim_within=cfg.lease + settings.connect_timeout,
                      finish_within=per_try * max(1, settings.retries) + cfg.lease)
-
-
-class _NoAudit:
-    def record(self, event: str, **fields: Any) -> dict[str, Any]:
-        return {}

@@ -15,7 +15,7 @@ from agent.store import Store, utcnow
 from agent.workers.models import SiteRead
 from agent.workers.config import WorkersConfig
 from agent.workers.lease import ClaimResult
-from agent.workers.reads import SiteReads, _NoAudit, claim_read, finish
+from agent.workers.reads import SiteReads, claim_read, finish
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def store(tmp_path: Path):
 
 
 def reads(store: Store, sent: list[tuple[str, str]], claim_within: float = 0.3) -> SiteReads:
-    r = SiteReads(store, WorkersConfig(broker="amqp://x@127.0.0.1:1/", sites=("boston",), lease=5), _NoAudit(),
-                  "central:1:1", claim_within=claim_within, finish_within=5, tick=0.02)
+    r = SiteReads(store, WorkersConfig(broker="amqp://x@127.0.0.1:1/", sites=("boston",), lease=5), "central:1:1",
+                  claim_within=claim_within, finish_within=5, tick=0.02)
     r._send = lambda site, read_id: sent.append((site, read_id))  # type: ignore[method-assign]  # no broker here
     return r
 
