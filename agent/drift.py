@@ -89,7 +89,7 @@ def _reverify_by_workers(svc: IntakeService, rows: list[Action]) -> None:
     kind = "reapply" if policy == "reapply" else "verify"
     with svc.runner.locked([r.target for r in rows]):
         live = [r for r in (active_action(svc, row.id) for row in rows) if r is not None]
-        reads = for_process(svc.app.settings, svc.store, str(current_owner()))
+        reads = for_process(svc.app.settings, svc.store, str(current_owner()), svc.runner.engine.cancel)
         try:
             ids = [reads.request(str(r.site), kind, target=r.target, target_kind=r.target_kind, address=r.address,
                                  action=r.action, action_id=r.id, cause="daemon") for r in live]

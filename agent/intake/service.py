@@ -73,6 +73,9 @@ class IntakeService:
     def stop(self, grace: float | None = None) -> None:
         self.dispatcher.stop()
         self.runner.shutdown(self.config.shutdown_grace.total_seconds() if grace is None else grace)
+        # no plan runs any more: scheduler jobs still going (a drift pass waiting on site workers' reads) stop
+        # waiting now, so the scheduler's shutdown does not wait out their timeouts
+        self.runner.engine.cancel.set()
         self.writer.stop()
         self.rejections.close()
 

@@ -14,7 +14,7 @@ FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 def target_metadata() -> list[MetaData]:
     import agent.daemon_models  # noqa: F401 (its tables are on Base.metadata once it is imported)
-    import agent.workers.models  # noqa: F401 (the same: site reads)
+    from agent.workers import models  # noqa: F401 (the same: the site reads' table)
     from agent.intake.tables import IntakeBase
     from agent.store import Base
     return [Base.metadata, IntakeBase.metadata]

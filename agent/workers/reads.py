@@ -18,6 +18,7 @@ late delivery finds it settled and drops it: nothing is read or changed behind t
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,8 +105,9 @@ class SiteReads:
     """
 
     def __init__(self, store: Store, cfg: WorkersConfig, owner: str, *, claim_within: float, finish_within: float,
-                 tick: float = 0.1) -> None:
+                 tick: float = 0.1, cancel: threading.Event | None = None) -> None:
         self.store, self.cfg, self.owner = store, cfg, owner
+        self.cancel = cancel or threading.Event()  # the asking process is stopping: stop waiting
         self.claim_within, self.finish_within, self.tick = claim_within, finish_within, tick
         self._celery: Any = None
 
@@ -159,7 +161,14 @@ class SiteReads:
                         "journaled when it does", row.owner)
             if len(done) == len(ids):
                 return [done[i] for i in ids]
-            time.sleep(self.tick)
+            if self.cancel.wait(self.tick):
+                for read_id in ids:
+                    if read_id not in done:
+                        message = "not waited for: this process is stopping (a worker may still read it)"
+                        if self._give_up(read_id, message + "; given up before any worker took it"):
+                            message = "given up before any worker of the site took it: this process is stopping"
+                        done[read_id] = ReadOutcome(read_id, "", False, {}, message)
+                return [done[i] for i in ids]
 
     def _give_up(self, read_id: str, message: str, state: str | None = None) -> bool:
         """Settle a read nobody took (compare-and-swap from ``queued``): a late delivery then drops it."""
@@ -191,11 +200,11 @@ def _outcome(row: SiteRead) -> ReadOutcome:
                        row.owner or None, row.done_at)
 
 
-def for_process(settings: Settings, store: Store, owner: str) -> SiteReads:
+def for_process(settings: Settings, store: Store, owner: str, cancel: threading.Event | None = None) -> SiteReads:
     """A requester for this configuration: a worker has the lease plus a connect timeout to take a read, then a
     connect and a command timeout per attempt (and one lease of slack) to finish it."""
     cfg = settings.workers
     assert cfg is not None
     per_try = settings.connect_timeout + settings.command_timeout
     return SiteReads(store, cfg, owner, claim_within=cfg.lease + settings.connect_timeout,
-                     finish_within=per_try * max(1, settings.retries) + cfg.lease)
+                     finish_within=per_try * max(1, settings.retries) + cfg.lease, cancel=cancel)

@@ -677,7 +677,7 @@ def test_drift_reapplied_once_by_a_site_worker_two_workers_two_daemons(deploy: D
     res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
     [row] = [r for r in rows(d) if r.action == "isolate"]
-    start_daemons(d, ("daemon-a", "daemon-b"), "  reverify_interval: 2s\n  drift_policy: reapply\n")
+    start_daemons(d, ("daemon-a", "daemon-b"), "  reverify_interval: 1s\n  drift_policy: reapply\n")
 
     def reapplies() -> int:
         return sum(1 for t in transitions(d) if t.action_id == row.id and (t.from_state, t.to_state) == (
@@ -712,7 +712,7 @@ def test_drift_reapplied_once_by_a_site_worker_two_workers_two_daemons(deploy: D
         raise AssertionError(f"{exc}: {isolated(lab)}, " + "\n".join(
             f"{t.from_state}->{t.to_state} {t.detail[:150]}" for t in transitions(d) if t.action_id == row.id)
             + f"\n{outcomes}") from None
-    time.sleep(3)  # more daemon passes: nothing re-applied again
+    time.sleep(2)  # more daemon passes: nothing re-applied again
     assert reapplies() == 2 and isolated(lab) == {"h01"}
     [after] = [r for r in rows(d) if r.action == "isolate"]
     assert (after.state, after.undone_at, after.lease_until) == ("done", None, None)
