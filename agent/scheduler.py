@@ -91,8 +91,9 @@ class DaemonScheduler:
         #: what a skipped job was for, and the next leader's sweep schedules it again.
         self.guard: Callable[[], bool] = lambda: True
         self.leading = False  # running jobs (leader) or only storing them (paused follower); /healthz shows it
+        self._jobs = SQLAlchemyJobStore(engine=svc.store.engine, tablename=JOBS_TABLE)
         self.sched = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=svc.store.engine, tablename=JOBS_TABLE),
+            jobstores={"default": self._jobs,
                        "periodic": MemoryJobStore()},
             executors={"default": _guarded_executor(self, svc)},
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -104,6 +105,7 @@ class DaemonScheduler:
         global _RUNTIME  # noqa: PLW0603 - jobs are module functions (the job store names them) and need the service
         _RUNTIME = self.svc
         cfg = self.svc.config
+        _create_job_table(self._jobs)
         self.sched.start(paused=paused)
         self.sched.add_job(sweep, "interval", seconds=cfg.sweep_interval.total_seconds(), id="sweep",
                            jobstore="periodic", replace_existing=True, next_run_time=utcnow())
@@ -152,6 +154,22 @@ class DaemonScheduler:
 
     def job_ids(self) -> list[str]:
         return sorted(j.id for j in self.sched.get_jobs())
+
+
+def _create_job_table(jobs: Any) -> None:
+    """Create APScheduler's job table once, under a PostgreSQL advisory lock, before the scheduler starts.
+
+    Why: the job store creates it as it starts with ``Table.create(checkfirst=True)`` — look, then create — so two
+    daemons started together on a new journal can both look first, and the second CREATE fails (UniqueViolation
+    on ``pg_type``): one of them died at start. Under the lock the second finds the table made. SQLite (one
+    daemon) needs nothing."""
+    engine = jobs.engine
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(7781004)"))  # 7781001-3: seq, audit drain, site reads
+        jobs.jobs_t.create(conn, checkfirst=True)
 
 
 def _guarded_executor(owner: DaemonScheduler, svc: IntakeService) -> Any:

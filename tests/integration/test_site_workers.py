@@ -312,16 +312,14 @@ def start_daemons(d: Deployment, names: tuple[str, ...], extra: str = "") -> dic
         log.close()
         d.procs[name] = proc
         daemons[name] = (proc, f"http://127.0.0.1:{port}")
-
-        def up(url: str = daemons[name][1], who: str = name) -> bool:
+    for name, (_proc, url) in daemons.items():  # started together on a new journal (test_daemons_start_together)
+        def up(url: str = url, who: str = name) -> bool:
             assert d.procs[who].poll() is None, d.log(who)
             try:
                 with d.scale.lab.enter("mgmt"):
                     return httpx.get(url + "/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
-        # one after the other: two daemons started at once on a fresh database race to create APScheduler's
-        # job table and one dies (UniqueViolation on CREATE TABLE scheduler_jobs) — a known gap, not tested here
         wait_for(up, 60, f"{name} to answer")
     wait_for(lambda: sorted(daemon_health(d, u) for _p, u in daemons.values()).count("leader") == 1, 20,
              "one leader")
