@@ -15,6 +15,7 @@ within half the interval — so each is read about once per interval, by whichev
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, update
@@ -34,6 +35,7 @@ __all__ = ["SiteReader"]
 
 Event = tuple[str, dict[str, Any]]  # an audit record: event name and fields
 
+KEEP_READS = timedelta(hours=1)  # settled site reads are deleted after this (their proofs stay in the journal)
 _REVERIFY_LOCK = 7781003  # advisory lock class (two-key form) of a periodic read-back; 7781001/2: seq, drain
 
 
@@ -227,7 +229,6 @@ class SiteReader:
                 return "nobody (gone)"
             if row.state != "done" or (row.lease_until is not None and row.lease_until > now):
                 return row.owner or "another process"
-            from datetime import timedelta
             cond = [Action.id == action_id, Action.state == "done", Action.owner == row.owner,
                     Action.lease_until.is_(None) if row.lease_until is None else Action.lease_until == row.lease_until]
             result = s.execute(update(Action).where(*cond).values(
@@ -301,11 +302,16 @@ class SiteReader:
         return seen
 
     def sweep(self) -> list[str]:
-        """Take over this site's reads whose worker died mid-read (lease expired): no message may come back."""
+        """Take over this site's reads whose worker died mid-read (lease expired): no message may come back. And
+        forget settled reads after :data:`KEEP_READS` (the daemon asks for one per containment every
+        ``reverify_interval``): what each read found stays in the journal as the action's proof transition."""
+        from sqlalchemy import delete
         with self.app.store.session() as s:
             now = db_now(s)
             ids = list(s.scalars(select(SiteRead.id).where(SiteRead.site == self.site, SiteRead.state == "running",
                                                           SiteRead.lease_until < now)))
+            s.execute(delete(SiteRead).where(SiteRead.site == self.site, SiteRead.state.in_(("done", "failed")),
+                                             SiteRead.done_at < now - KEEP_READS))
         return [self.execute(read_id) for read_id in ids]
 
 

@@ -93,3 +93,23 @@ def test_a_read_that_cannot_be_queued_fails_at_once(store):
     r._send = down  # type: ignore[method-assign]
     got = r.run("boston", "verify", target="h01")
     assert not got.ok and "not queued for site boston: the broker could not be reached" in got.error
+
+
+def test_the_sweep_forgets_settled_reads_after_an_hour_and_keeps_the_rest(store):
+    """The daemon asks for a read per containment every reverify_interval: settled rows are transport, deleted
+    after an hour (the proof each read journaled stays on its action); unsettled and other sites' rows stay."""
+    import threading
+    from types import SimpleNamespace
+
+    from agent.workers.reader import SiteReader
+    old = utcnow() - timedelta(hours=2)
+    with store.session() as s:
+        for rid, site, state, done_at in [("old", "boston", "done", old), ("old-failed", "boston", "failed", old),
+                                          ("recent", "boston", "done", utcnow()), ("queued", "boston", "queued", None),
+                                          ("lyon-old", "lyon", "done", old)]:
+            s.add(SiteRead(id=rid, site=site, kind="verify", target="h01", state=state, done_at=done_at))
+    worker = SimpleNamespace(app=SimpleNamespace(store=store), site="boston", owner="wk:1:1",
+                             cfg=SimpleNamespace(lease=5), stopping=threading.Event())
+    assert SiteReader(worker).sweep() == []  # type: ignore[arg-type]
+    with store.session() as s:
+        assert sorted(r.id for r in s.query(SiteRead)) == ["lyon-old", "queued", "recent"]
