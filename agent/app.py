@@ -18,7 +18,8 @@ from agent.config import Settings, load_settings
 
 if TYPE_CHECKING:  # imported where used: a command pays only for the parts it touches (start-up budget)
     from agent.audit import AuditLog
-    from agent.audit.outbox import Drainer, OutboxAudit
+    from agent.audit.drain import Drainer
+    from agent.audit.outbox import OutboxAudit
     from agent.engine import Engine
     from agent.inventory import Inventory
     from agent.plan import Planner
@@ -84,7 +85,7 @@ class App:
         key = self.settings.audit_signing_key
         log = AuditLog(self.settings.audit_dir, signing_key=key if key and key.exists() else None, actor=self.actor)
         if self.settings.workers is not None and "://" in self.settings.database:
-            from agent.audit.outbox import Drainer
+            from agent.audit.drain import Drainer
             self.__dict__["drainer"] = Drainer(self.store, log, evidence_dir=self.settings.evidence_dir)
         return log
 

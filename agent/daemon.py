@@ -112,7 +112,7 @@ class Daemon:
         from agent.notify.wiring import start_notifications
         self.notifier = start_notifications(app)  # e-mail/chat; None when agent.yaml configures no channel
         if app.drainer is not None:  # this daemon writes the deployment's audit chain: the site workers' records
-            app.drainer.start()      # are appended as they commit (agent/audit/outbox.py), notified from there
+            app.drainer.start()      # are appended as they commit (agent/audit/drain.py), notified from there
         self._start_scheduler_when_leader()
         self.api = create_app(self.service)
         self.front = FrontProcess(self.sock, self._front_config())

@@ -33,5 +33,5 @@ NAMES = (
                                # undo) are written to the DC, no answer to them read yet
     "ad-batch-answered:K",     # active_directory: the DC's answer to the K-th modify of a batch was read
     "audit-drain-appended",    # the chain's writer appended (and fsynced) site workers' queued audit records,
-                               # not yet deleted from the outbox (agent/audit/outbox.py)
+                               # not yet deleted from the outbox (agent/audit/drain.py)
 )

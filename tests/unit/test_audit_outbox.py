@@ -114,7 +114,7 @@ def test_drain_killed_after_appending_before_deleting_neither_loses_nor_doubles(
 
     def die(name: str) -> None:
         raise SystemExit(f"killed at {name}")
-    monkeypatch.setattr("agent.audit.outbox.failpoint", die)
+    monkeypatch.setattr("agent.audit.drain.failpoint", die)
     with AuditLog(tmp_path / "audit", signing_key=key, actor="central") as log:
         log.record("incident.opened", incident="INC-1", title="t", reason="r", requested_by="a", trigger="cli")
         with pytest.raises(SystemExit):
