@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, distributions
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError
-from agent.validate import INVENTORY_NAME
-from connectors.base import Connector
 from connectors.capabilities import status_words
-from connectors.types import ActionSpec
+
+if TYPE_CHECKING:  # imported where a connector is loaded: `agent status` reads only the advertised words
+    from connectors.base import Connector
+    from connectors.types import ActionSpec
 
 __all__ = ["CAPABILITIES_GROUP", "INVENTORY_GROUP", "Registry", "StatusWords", "default_connector", "host_os_names",
            "lifts"]
@@ -158,6 +159,8 @@ class Registry:
         """Return the connector called ``name``; unknown names raise one error listing what exists."""
         if name in self._instances:
             return self._instances[name]
+        from agent.validate import INVENTORY_NAME
+
         if not INVENTORY_NAME.fullmatch(name) or name not in self.names():
             raise ConfigError(f"unknown connector {name!r} (installed: {', '.join(self.names()) or 'none'})")
         try:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from agent.errors import ConfigError
 from agent.yamlsrc import Node
-from connectors.types import Credentials, Secret
+
+if TYPE_CHECKING:  # imported where a secret is resolved: agent.yaml's parse (every command) needs neither
+    from connectors.types import Credentials, Secret
 
 __all__ = ["CredentialsSpec", "SecretRef", "parse_credentials", "parse_ref"]
 
@@ -30,6 +33,8 @@ class SecretRef:
     location: str
 
     def resolve(self) -> Secret:
+        from connectors.types import Secret
+
         if self.scheme == "env":
             value = os.environ.get(self.location)
             if value is None:
@@ -67,6 +72,8 @@ class CredentialsSpec:
     hops: tuple[CredentialsSpec, ...] = ()  # the jump hosts' credentials, outermost first (see Target.jump)
 
     def resolve(self) -> Credentials:
+        from connectors.types import Credentials
+
         return Credentials(
             username=self.username,
             password=self.password.resolve() if self.password else None,

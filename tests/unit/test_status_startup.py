@@ -185,3 +185,40 @@ def test_warm_auto_reads_agent_yaml_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert cli.main() == 0
     assert parsed == [config]  # once, by the command
     assert len(started) == 1 and started[0][-2:] == ["agent.cli", "warm"]  # the warm server is still started
+
+
+LEAVE_PROBE = """
+import atexit, gc, os, sys
+from agent.cli import main
+
+class Canary:  # deleted when the interpreter tears its modules down (builtins may be gone by then)
+    def __del__(self, mkdir=os.mkdir, path=TORN):
+        mkdir(path)
+
+sys.modules["agent.cli"].canary = Canary()
+atexit.register(lambda: open(GC, "w").write(str(gc.isenabled())))  # atexit handlers still run
+sys.argv = ["agent", *ARGV]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize(("argv", "quick"), [(("status",), True), (("incidents", "show", "INC-1"), True),
+                                             (("status", "--json"), True), (("check-config",), False)])
+def test_read_only_commands_leave_without_teardown(tmp_path: Path, argv: tuple[str, ...], quick: bool) -> None:
+    """`status` and `incidents list|show` run with the cyclic GC off and end without the interpreter's teardown
+    (≈ 160 M instructions of a cold status: agent/cli.py _leave says why); their output is complete and their
+    atexit handlers run. Other commands (which may start threads or write) exit as before."""
+    config = _config(tmp_path)
+    _journal(tmp_path / "agent.db")
+    torn, gc_file = tmp_path / "torn.txt", tmp_path / "gc.txt"
+    env = {**os.environ, "AGENT_CONFIG": str(config), "AGENT_NO_WARM": "1", "NO_COLOR": "1", "COLUMNS": "160"}
+    code = f"TORN = {str(torn)!r}\nGC = {str(gc_file)!r}\nARGV = {list(argv)!r}\n" + LEAVE_PROBE
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert gc_file.read_text() == str(not quick), proc.stderr
+    assert torn.exists() == (not quick), proc.stderr
+    if argv[0] != "check-config":
+        assert proc.returncode == 0, proc.stderr
+        assert "web01" in proc.stdout and ("web03" in proc.stdout or argv[0] == "incidents")
+    if "--json" in argv:
+        assert json.loads(proc.stdout)["unfinished"][0]["target"] == "web03"  # the whole document was flushed
