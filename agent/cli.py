@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_audit(list(args.audit_args), args.config)
     from agent.commands import dispatch
     quick = argv is None and _read_only(args) and _is_entry_point()
-    if quick:
+    if quick and args.command in ("status", "incidents"):  # a bounded read: a few queries, one table printed
         import gc
         gc.disable()
     try:
@@ -370,22 +370,25 @@ def _is_entry_point() -> bool:
 
 
 def _read_only(args: argparse.Namespace) -> bool:
-    """A command that only reads the journal and prints (``status`` without ``--verify``, ``incidents
-    list|show``): it starts no thread, writes nothing and closes the store before it returns."""
+    """A command that only reads and prints (``status`` without ``--verify``, ``incidents list|show``, a plan or
+    a dry run: nothing is sent or journaled), leaving nothing to finish once it returns: it has closed the store,
+    the audit log and its connections."""
     if args.command == "status":
         return not getattr(args, "verify", False)
-    return args.command == "incidents" and getattr(args, "incidents_command", None) in ("list", "show")
+    if args.command == "incidents":
+        return getattr(args, "incidents_command", None) in ("list", "show")
+    return args.command == "plan" or getattr(args, "dry_run", False) is True
 
 
 def _leave(code: int) -> None:
     """End a read-only command (:func:`_read_only`) without the interpreter's teardown.
 
-    Why: such a command is SQLAlchemy's import plus a few queries, and tearing that heap down object by object
-    (each module's dict, then a last cyclic collection) is ≈ 90 M instructions, a fifth of what ``agent status``
-    adds to ``import sqlalchemy.orm`` (issue 21; bench/cli_startup.py). The cyclic GC is off while it runs for
-    the same reason (≈ 70 M: it allocates much at import and keeps nearly all of it; the process lives well
-    under a second). The ``atexit`` handlers still run (logging's flush); with another thread still alive the
-    normal exit is kept."""
+    Why: tearing SQLAlchemy's and the agent's modules down object by object, then a last cyclic collection, is
+    ≈ 90 M instructions — a fifth of what ``agent status`` adds to ``import sqlalchemy.orm`` (issue 21;
+    bench/cli_startup.py) — and frees memory the system takes back at exit anyway. ``status`` and ``incidents``
+    also run with the cyclic GC off (≈ 70 M: they allocate much at import and keep nearly all of it, a few
+    queries, well under a second); a plan or dry run keeps it on (it may read hundreds of targets). The
+    ``atexit`` handlers still run (logging's flush); with another thread still alive the normal exit is kept."""
     import atexit
     import threading
 
