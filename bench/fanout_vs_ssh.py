@@ -4,7 +4,7 @@ same run; and the CPU-seconds per host of both sides: the agent's (user + system
 children) against the ssh clients', and what each caused on the targets (their sshd listeners' trees: every
 connection's sshd, shell and tool), since the lab's hosts share this machine's cores.
 
-    python bench/fanout_vs_ssh.py [--hosts 50] [--parallel 8] [--runs 1]
+    python bench/fanout_vs_ssh.py [--hosts 50] [--parallel 8] [--runs 2]
 
 Target (issue 19): ≤ 1.0× raw ssh; the issue measured 1.92× and ~0.05 CPU-s per host before. Evidence capture
 is off for the agent, so both sides do one ruleset apply and one removal per host; the agent additionally
@@ -68,7 +68,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", type=int, default=50)
     ap.add_argument("--parallel", type=int, default=8, help="engine.max_parallel and xargs -P")
-    ap.add_argument("--runs", type=int, default=1, help="contain+release and raw ssh, this many times (noise)")
+    ap.add_argument("--runs", type=int, default=2, help="contain+release and raw ssh, this many times (noise)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("fanout_vs_ssh: needs root (the lab)", file=sys.stderr)
