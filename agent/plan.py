@@ -219,6 +219,9 @@ class Planner:
         target = entry.target(address)
         spec = self._spec(target.connector, step.action, step)
         conn = self.registry.get(target.connector)
+        if step.action in getattr(conn, "pins_allow_names", ()) and any(
+                r.names and r.resolve == "plan" for r in target.allow):
+            args = {**args, "allow_pins": self._pins(entry, target.address)}
         try:
             conn.validate(target, step.action, args)
             preview = conn.preview(target, step.action, args, self.ctx)
@@ -231,6 +234,17 @@ class Planner:
             raise InputError(f"{target.name}: {step.action}: {exc.message}") from None
         return PlannedAction(subject=subject, step=step, entry=entry, target=target, action=step.action,
                              args=args, spec=spec, preview=preview, summary=summary)
+
+    def _pins(self, entry: HostEntry, address: str) -> dict[str, list[str]]:
+        """The read-only resolve step for the allow-list's ``resolve: plan`` DNS names (docs/architecture.md,
+        decision 1): by a worker of the host's site when it has one (its resolver, next to the host), else here.
+        Journaled with the intent as ``allow_pins``, so the plan shows and the connector sends those addresses."""
+        cfg = self.settings.workers
+        if cfg is not None and cfg.routes(entry.site) and self.store is not None:
+            from agent.workers.reads import pins_from_site
+            return pins_from_site(self.settings, self.store, entry.name, str(entry.site), address)
+        from agent.reach import resolve_names
+        return resolve_names(entry.allow)
 
     def _plan_undo(self, req: _UndoRequest, plan: Plan) -> list[PlannedAction]:
         """Undo of the journaled items the subjects name (by canonical identity), one action per journaled

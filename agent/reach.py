@@ -31,7 +31,7 @@ from agent.validate import INVENTORY_NAME
 from agent.yamlsrc import Node
 from connectors.types import AllowRule, Hop
 
-__all__ = ["JumpHost", "Reach", "Site", "load_reach", "parse_allow", "pin_names"]
+__all__ = ["JumpHost", "Reach", "Site", "load_reach", "parse_allow", "pin_names", "resolve_names"]
 
 _HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{20,}")
 _ALLOW_FIELDS = {"to", "service", "proto", "ports", "direction", "resolve", "note"}
@@ -234,6 +234,25 @@ def _system_resolver(name: str) -> list[str]:
     except socket.gaierror as exc:
         raise InputError(f"allow-list name {name!r} does not resolve: {exc.strerror}") from None
     return sorted({str(info[4][0]) for info in infos})
+
+
+def resolve_names(rules: Iterable[AllowRule], resolver: Resolver | None = None) -> dict[str, list[str]]:
+    """The read-only resolve step for allow-lists, per name: each DNS name of a ``resolve: plan`` rule and the
+    addresses it resolves to here — the planner journals them with the intent (``allow_pins``), so the plan shows
+    and the connector sends exactly those (a worker of the target's site runs this where it has a site: its
+    resolver is the one that matters). A name that does not resolve refuses the plan (:class:`InputError`)."""
+    lookup = resolver or _system_resolver
+    out: dict[str, list[str]] = {}
+    for rule in rules:
+        if not (rule.names and rule.resolve == "plan"):
+            continue
+        for name in rule.names:
+            if name not in out:
+                found = sorted(set(lookup(name)))
+                if not found:
+                    raise InputError(f"allow-list name {name!r} ({rule.source}) resolved to nothing")
+                out[name] = found
+    return out
 
 
 def pin_names(rules: Iterable[AllowRule], resolver: Resolver | None = None) -> tuple[AllowRule, ...]:

@@ -87,8 +87,12 @@ class SiteReader:
     # -- resolve steps (docs/architecture.md, decision 1): read-only, before the plan is shown -------------------
     def _resolve(self, row: SiteRead) -> str:
         """The connector's read-only ``resolve`` (facts for an exact preview) or ``identify`` (account names to
-        the directory's identities) — the same calls the planner makes when it holds the credentials."""
+        the directory's identities) — the same calls the planner makes when it holds the credentials — or
+        ``pin``: the host's allow-list DNS names, resolved by this worker's resolver (agent.reach)."""
         entry = self._entry(row.target_kind, row.target)
+        if row.kind == "pin":
+            from agent.reach import resolve_names
+            return self._resolved(row, {"pins": resolve_names(entry.allow)})
         target = entry.target(row.address or None)
         conn: Any = self.app.registry.get(target.connector)
         method = getattr(conn, "resolve" if row.kind == "resolve" else "identify", None)
@@ -102,6 +106,9 @@ class SiteReader:
                 result = {"identities": method(session, list((row.args or {}).get("names") or []))}
         finally:
             session.close()
+        return self._resolved(row, result)
+
+    def _resolved(self, row: SiteRead, result: dict[str, Any]) -> str:
         with self.app.store.session() as s:
             if not finish(s, row.id, self.owner, result=result):
                 return "lease_lost"

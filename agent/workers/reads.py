@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "READ_TASK", "ReadOutcome", "SiteReads", "claim_read", "finish"]
 
 READ_TASK = "agent.site_read"  # (read_id): the worker reads everything else from the journal row
-KINDS = ("verify", "reapply", "resolve", "identify")
-_WHAT = {"verify": "read-back", "reapply": "drift re-apply", "resolve": "resolve step", "identify": "account lookup"}
+KINDS = ("verify", "reapply", "resolve", "identify", "pin")
+_WHAT = {"verify": "read-back", "reapply": "drift re-apply", "resolve": "resolve step", "identify": "account lookup",
+         "pin": "allow-list name lookup"}
 SETTLED = ("done", "failed")
 
 
@@ -198,6 +199,24 @@ def _outcome(row: SiteRead) -> ReadOutcome:
         return ReadOutcome(row.id, row.site, True, dict(row.result or {}), "", row.owner or None, row.done_at)
     return ReadOutcome(row.id, row.site, False, dict(row.result or {}), str(row.error or "failed"),
                        row.owner or None, row.done_at)
+
+
+def pins_from_site(settings: Settings, store: Store, host: str, site: str, address: str) -> dict[str, list[str]]:
+    """The allow-list DNS names of ``host`` resolved by a worker of its site (agent.reach.resolve_names there);
+    refuses the plan (InputError, nothing journaled or sent) when the site does not answer or a name does not
+    resolve there."""
+    from agent.errors import InputError
+    from agent.runctx import current_owner
+    reads = for_process(settings, store, str(current_owner()))
+    try:
+        got = reads.run(site, "pin", target=host, address=address, cause="plan")
+    finally:
+        reads.close()
+    pins = got.result.get("pins")
+    if not got.ok or not isinstance(pins, dict):
+        raise InputError(f"{host}: the allow-list's DNS names could not be pinned ({got.error}); nothing was "
+                         "journaled or sent")
+    return {str(k): [str(a) for a in v] for k, v in pins.items()}
 
 
 def for_process(settings: Settings, store: Store, owner: str, cancel: threading.Event | None = None) -> SiteReads:

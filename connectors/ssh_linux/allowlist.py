@@ -16,13 +16,14 @@ Every value is re-parsed here (:mod:`ipaddress`, ``int``), never passed through 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from connectors.errors import InvalidInput
 from connectors.types import AllowRule
 
-__all__ = ["Flow", "flows_from", "iptables_rules", "nft_rules"]
+__all__ = ["Flow", "flows_from", "iptables_rules", "nft_rules", "parse_pins", "pinned"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,40 @@ def _bad(rule: AllowRule, why: str) -> InvalidInput:
                         detail={"field": "allow", "source": rule.source})
 
 
+def parse_pins(value: Any) -> dict[str, tuple[str, ...]]:
+    """``allow_pins`` (journaled with the intent by the planner's resolve step: agent.reach.resolve_names): each
+    DNS name of a ``resolve: plan`` allow entry and the addresses it was pinned to when the plan was shown."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"allow_pins: {value!r} must map DNS names to address lists", connector="ssh_linux",
+                           detail={"field": "allow_pins"})
+    out: dict[str, tuple[str, ...]] = {}
+    for name, addrs in value.items():
+        if not isinstance(name, str) or not isinstance(addrs, list) or not addrs:
+            raise InvalidInput(f"allow_pins: {name!r}: {addrs!r} must be a non-empty list of addresses",
+                               connector="ssh_linux", detail={"field": "allow_pins"})
+        try:
+            out[name] = tuple(str(ipaddress.ip_address(str(a))) for a in addrs)
+        except ValueError:
+            raise InvalidInput(f"allow_pins: {name!r}: {addrs!r} holds something that is not an IP address",
+                               connector="ssh_linux", detail={"field": "allow_pins"}) from None
+    return out
+
+
+def pinned(rules: Sequence[AllowRule], pins: Mapping[str, Sequence[str]]) -> tuple[AllowRule, ...]:
+    """The allow-list with each ``resolve: plan`` DNS name replaced by the addresses it was pinned to at plan time
+    (a name without pins stays: :func:`flows_from` refuses it rather than leave it out)."""
+    out = []
+    for rule in rules:
+        if rule.names and rule.resolve == "plan" and all(n in pins for n in rule.names):
+            found = [a for n in rule.names for a in pins[n]]
+            out.append(replace(rule, to=tuple(dict.fromkeys((*rule.to, *found))), names=()))
+        else:
+            out.append(rule)
+    return tuple(out)
+
+
 def flows_from(rules: Sequence[AllowRule]) -> tuple[Flow, ...]:
     """Parse the allow-list into flows; refuse what cannot be expressed (before anything connects)."""
     out: list[Flow] = []
@@ -53,6 +88,9 @@ def flows_from(rules: Sequence[AllowRule]) -> tuple[Flow, ...]:
             raise _bad(rule, f"service: {rule.service} is refused by ssh_linux: it would let the suspect host's own "
                              "configuration choose what stays open; list the resolvers under to: (with proto: udp, "
                              "ports: [53]) so they are pinned and shown in the plan")
+        if rule.names and rule.resolve == "plan":  # never silently left out: the flow asked for would be cut
+            raise _bad(rule, f"DNS name(s) {', '.join(rule.names)} were not pinned to addresses before the plan "
+                             "was shown (resolve: plan); plan again (the agent, or the site's worker, resolves them)")
         if rule.resolve == "target" or not rule.to:
             raise _bad(rule, "names resolved on the target (resolve: target) are refused by ssh_linux: the suspect "
                              "host's resolver would choose the address; use resolve: plan so the agent pins the "

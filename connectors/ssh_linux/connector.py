@@ -21,7 +21,7 @@ from connectors.ssh_linux import (
     usersessions,
     verifying,
 )
-from connectors.ssh_linux.allowlist import flows_from
+from connectors.ssh_linux.allowlist import flows_from, parse_pins, pinned
 from connectors.ssh_linux.privilege import parse_privilege
 from connectors.ssh_linux.session import SshSession, open_session
 from connectors.ssh_linux.validation import parse_isolate_args, parse_port, parse_user
@@ -55,6 +55,9 @@ class SshLinuxConnector(ConnectorBase):
     name: ClassVar[str] = "ssh_linux"
     inventory_section: ClassVar[str] = "hosts"
     host_os: ClassVar[tuple[str, ...]] = ("linux",)
+    #: actions whose arguments take ``allow_pins``: the planner resolves the allow-list's ``resolve: plan`` DNS
+    #: names (in the agent, or the site's worker) before the plan is shown and journals the addresses with them
+    pins_allow_names: ClassVar[frozenset[str]] = frozenset({"isolate"})
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "isolate": ActionSpec(
             "isolate", "drop all traffic except SSH with the management addresses (one atomic nftables "
@@ -79,7 +82,7 @@ class SshLinuxConnector(ConnectorBase):
         parse_privilege(target.options)
         outside.parse_probe_from(target.options)
         parse_isolate_args(args, default_management=None)
-        flows_from(target.allow)
+        flows_from(pinned(target.allow, parse_pins(args.get("allow_pins"))))
 
     def summarize(self, target: Target, action: str, args: Mapping[str, Any],
                   ctx: ConnectorContext) -> list[str]:
@@ -90,7 +93,8 @@ class SshLinuxConnector(ConnectorBase):
         effect = (f"nftables (iptables where nft is missing); keep tcp/{a.ssh_port} from {keep}; "
                   "drop everything else in and out")
         if target.allow:
-            effect += "; also keep " + "; ".join(_describe(r) for r in target.allow)
+            rules = pinned(target.allow, parse_pins(args.get("allow_pins")))
+            effect += "; also keep " + "; ".join(_describe(r) for r in rules)
         if a.cut_sessions:
             effect += "; cut live flows"
         if a.confirm_seconds:

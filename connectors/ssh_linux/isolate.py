@@ -26,7 +26,7 @@ from typing import Any
 from connectors.errors import ConnectorError, Rejected, Timeout, VerifyFailed
 from connectors.ssh_linux import deadman, flows, fwmanagers, persist, reboot, rules
 from connectors.ssh_linux.loading import load_command, revert_script
-from connectors.ssh_linux.allowlist import flows_from
+from connectors.ssh_linux.allowlist import flows_from, parse_pins, pinned
 from connectors.ssh_linux.confirm import FreshConfirmation
 from connectors.ssh_linux.session import SshSession
 from connectors.ssh_linux.state import (
@@ -59,7 +59,9 @@ def isolate_args(args: Mapping[str, Any], ctx: ConnectorContext, target: Target 
     import dataclasses
 
     a = parse_isolate_args(args, ctx.management_addresses, ctx.confirm_timeout)
-    return dataclasses.replace(a, allow=flows_from(target.allow)) if target is not None and target.allow else a
+    if target is None or not target.allow:
+        return a
+    return dataclasses.replace(a, allow=flows_from(pinned(target.allow, parse_pins(args.get("allow_pins")))))
 
 
 def lease_seconds(ctx: ConnectorContext) -> int:

@@ -129,7 +129,9 @@ class IsolateArgs:
     survive_reboot: bool = False  # also install a boot unit that re-applies the isolation (:mod:`.persist`)
 
 
-_ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm", "survive_reboot"}
+# allow_pins: the allow-list's DNS names as pinned when the plan was shown (connectors/ssh_linux/allowlist.py)
+_ISOLATE_KEYS = {"management", "ssh_port", "confirm_seconds", "cut_sessions", "confirm", "survive_reboot",
+                 "allow_pins"}
 
 
 def parse_isolate_args(args: Mapping[str, Any], default_management: Iterable[str] | None = (),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,27 @@ def scale() -> Iterator[Scale]:
         lab.up(rebuild=True)
         stack.callback(lab.down)
         assert lab.site_of() == SITE_OF
+        stack.enter_context(site_name(lab, "site1", EDR_NAME, EDR_ADDRESS))
         mgmt = f"{prefix}-mgmt"
         pg = stack.enter_context(private_postgres_server("workers-pg-", netns=mgmt, host=MGMT_ADDRESS))
         broker = stack.enter_context(private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS))
         yield Scale(lab, pg, broker, mgmt)
+
+
+EDR_NAME, EDR_ADDRESS = "edr.site1.test", "10.77.17.99"  # h01 keeps tcp/443 to it: a name only site1 knows
+
+
+@contextmanager
+def site_name(lab: Lab, site: str, name: str, address: str) -> Iterator[None]:
+    """``name`` resolves to ``address`` only on ``site``'s worker host: ``ip netns exec`` bind-mounts
+    /etc/netns/NS/hosts over /etc/hosts (ip-netns(8)) — so h01's allow-list name can only be pinned there."""
+    folder = Path("/etc/netns") / lab.hosts[worker_host(site)].namespace
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hosts").write_text(Path("/etc/hosts").read_text() + f"\n{address} {name}\n")
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -176,7 +194,10 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
     inv["devices"]["fw"]["site"] = "site1"  # the router, read and changed only by site1's workers
     if central:
         del inv["devices"]["fw"]["credentials"]
-    (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
+    text = labconfig.to_yaml(inv)  # block style has no list of mappings: h01's allow entry goes in flow style
+    assert "\n  h01:\n" in text
+    text = text.replace("\n  h01:\n", f"\n  h01:\n    allow: [{{to: {EDR_NAME}, proto: tcp, ports: [443]}}]\n", 1)
+    (folder / "inventory.yaml").write_text(text)
     settings = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
     settings.update(database=url, audit_dir=str(audit_dir or folder / "audit"),
                     evidence_dir=str(folder / "evidence"),
@@ -619,6 +640,11 @@ def test_status_verify_and_resolve_steps_go_through_the_site_worker(deploy: Depl
     res = d.agent("contain", "--host", "h01", "--yes", "-p", "capture_evidence=false", "--json")
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
     [row] = [r for r in rows(d) if r.action == "isolate"]
+    # h01's allow-list name was pinned by site1's worker (only its host resolves it) and sent as that address
+    assert row.args["allow_pins"] == {EDR_NAME: [EDR_ADDRESS]}
+    [pin] = [r for r in site_reads(d) if r.kind == "pin"]
+    assert (pin.state, pin.target, owner_pid(pin.owner)) == ("done", "h01", worker.pid)
+    assert EDR_ADDRESS in lab.exec("h01", ["nft", "list", "ruleset"]).stdout
     asked = utcnow()
     res = d.agent("status", "--verify", "--json")
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
