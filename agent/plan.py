@@ -138,6 +138,7 @@ class Planner:
                  ctx: ConnectorContext) -> None:
         self.settings, self.inventory, self.registry, self.store, self.ctx = (
             settings, inventory, registry, store, ctx)
+        self.offline = False  # ``--dry-run --offline``: nothing may be asked of the network, DNS included
 
     def build(self, runbook: Runbook, subjects: Sequence[str], params: Mapping[str, Any] | None = None,
               *, devices: Sequence[str] | None = None, directory: str | None = None) -> Plan:
@@ -239,6 +240,11 @@ class Planner:
         """The read-only resolve step for the allow-list's ``resolve: plan`` DNS names (docs/architecture.md,
         decision 1): by a worker of the host's site when it has one (its resolver, next to the host), else here.
         Journaled with the intent as ``allow_pins``, so the plan shows and the connector sends those addresses."""
+        if self.offline:
+            names = sorted({n for r in entry.allow if r.resolve == "plan" for n in r.names})
+            raise InputError(f"{entry.name}: allow-list name(s) {', '.join(names)} are resolved before the plan "
+                             "is shown (resolve: plan), which --offline does not do; run the dry run without "
+                             "--offline, or list their addresses under to:")
         cfg = self.settings.workers
         if cfg is not None and cfg.routes(entry.site) and self.store is not None:
             from agent.workers.reads import pins_from_site

@@ -173,6 +173,7 @@ def _build_plan(app: App, args: argparse.Namespace, selected: list[str]) -> Any:
     """The command's plan: every input checked, guards applied, previews built; nothing is touched."""
     from agent.runbook import find_runbook
     planner = app.planner()
+    planner.offline = bool(getattr(args, "offline", False))  # no resolve step at all, DNS names included
     cmd = args.command
     devices = getattr(args, "on", None)
     directory = getattr(args, "directory", None)

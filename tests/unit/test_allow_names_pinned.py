@@ -46,6 +46,13 @@ def test_the_plan_pins_allow_list_names_and_shows_the_addresses(tmp_path: Path):
     assert "127.0.0.1" in shown and "192.0.2.61" in shown  # the pinned address is in what is sent
 
 
+def test_an_offline_dry_run_resolves_nothing_and_says_why(tmp_path: Path):
+    res = _agent(tmp_path, "contain", "--host", "web1", "--dry-run", "--offline")
+    assert res.returncode == 2, res.stderr + res.stdout
+    assert "allow-list name(s) localhost are resolved before the plan is shown" in res.stderr
+    assert "without --offline" in res.stderr
+
+
 def test_an_unpinned_name_is_refused_never_left_out():
     rule = AllowRule(source="host web1", to=("192.0.2.61",), names=("edr.example",), protocol="tcp", ports=(443,))
     with pytest.raises(InvalidInput, match="edr.example were not pinned"):
