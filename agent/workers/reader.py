@@ -309,14 +309,19 @@ class SiteReader:
         return seen
 
     def sweep(self) -> list[str]:
-        """Take over this site's reads whose worker died mid-read (lease expired): no message may come back. And
-        forget settled reads after :data:`KEEP_READS` (the daemon asks for one per containment every
-        ``reverify_interval``): what each read found stays in the journal as the action's proof transition."""
+        """Take over this site's reads whose worker died mid-read (lease expired): no message may come back. Give
+        up reads still queued after ``workers.wait`` (their asker died between journaling and publishing: nobody
+        waits for them). And forget settled reads after :data:`KEEP_READS` (the daemon asks for one per
+        containment every ``reverify_interval``): what each read found stays in the journal as proof."""
         from sqlalchemy import delete
         with self.app.store.session() as s:
             now = db_now(s)
             ids = list(s.scalars(select(SiteRead.id).where(SiteRead.site == self.site, SiteRead.state == "running",
                                                           SiteRead.lease_until < now)))
+            s.execute(update(SiteRead).where(
+                SiteRead.site == self.site, SiteRead.state == "queued",
+                SiteRead.created_at < now - timedelta(seconds=self.w.cfg.wait)).values(
+                state="failed", done_at=now, error="never taken and nobody waits for it any more: given up"))
             s.execute(delete(SiteRead).where(SiteRead.site == self.site, SiteRead.state.in_(("done", "failed")),
                                              SiteRead.done_at < now - KEEP_READS))
         return [self.execute(read_id) for read_id in ids]

@@ -108,8 +108,12 @@ def test_the_sweep_forgets_settled_reads_after_an_hour_and_keeps_the_rest(store)
                                           ("recent", "boston", "done", utcnow()), ("queued", "boston", "queued", None),
                                           ("lyon-old", "lyon", "done", old)]:
             s.add(SiteRead(id=rid, site=site, kind="verify", target="h01", state=state, done_at=done_at))
+        # journaled but never published (its asker died in between): given up after workers.wait, then forgotten
+        s.add(SiteRead(id="orphan", site="boston", kind="verify", target="h01", state="queued",
+                       created_at=utcnow() - timedelta(seconds=1000)))
     worker = SimpleNamespace(app=SimpleNamespace(store=store), site="boston", owner="wk:1:1",
-                             cfg=SimpleNamespace(lease=5), stopping=threading.Event())
+                             cfg=SimpleNamespace(lease=5, wait=900), stopping=threading.Event())
     assert SiteReader(worker).sweep() == []  # type: ignore[arg-type]
     with store.session() as s:
-        assert sorted(r.id for r in s.query(SiteRead)) == ["lyon-old", "queued", "recent"]
+        assert sorted(r.id for r in s.query(SiteRead)) == ["lyon-old", "orphan", "queued", "recent"]
+        assert s.get(SiteRead, "orphan").state == "failed" and s.get(SiteRead, "queued").state == "queued"
