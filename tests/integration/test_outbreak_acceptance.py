@@ -135,8 +135,9 @@ def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak
 
 
 def start_deployment(ob: Outbreak) -> tuple[dict[str, list[subprocess.Popen[bytes]]], dict[str, str]]:
-    """2 workers per site on its worker host (site1's first dies at its first apply), 2 daemons on mgmt, one of
-    them leading. Returns the workers per site and each daemon's base URL."""
+    """2 workers per site on its worker host (site1's first dies at its first apply), 2 daemons on mgmt started
+    at once (as two hosts' service managers would), one of them leading. Returns the workers per site and each
+    daemon's base URL."""
     workers: dict[str, list[subprocess.Popen[bytes]]] = {}
     for site in ob.sites:
         workers[site] = [
