@@ -32,6 +32,7 @@ NAMES = (
     "ad-batch-sent:K",         # active_directory: the first K pipelined modifies of a batch (disable or its
                                # undo) are written to the DC, no answer to them read yet
     "ad-batch-answered:K",     # active_directory: the DC's answer to the K-th modify of a batch was read
+    "worker-after-claim",      # a site worker's claim (and its worker.claimed record) committed, nothing else
     "audit-drain-appended",    # the chain's writer appended (and fsynced) site workers' queued audit records,
                                # not yet deleted from the outbox (agent/audit/drain.py)
 )

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text, update
@@ -49,6 +50,9 @@ class Claim:
     previous_owner: str = ""
 
 
+OnClaimed = Callable[[Session, Claim], None]
+
+
 def db_now(s: Session) -> datetime:
     """The database server's clock (PostgreSQL), or this process's (SQLite)."""
     if s.get_bind().dialect.name == "postgresql":
@@ -59,9 +63,13 @@ def db_now(s: Session) -> datetime:
 
 
 def claim(store: Store, action_id: str, owner: str, lease: float, *, site: str | None = None,
-          in_doubt: bool = False) -> Claim:
+          in_doubt: bool = False, on_claimed: OnClaimed | None = None) -> Claim:
     """Claim ``action_id`` for ``owner`` for ``lease`` seconds, if nobody alive holds it (compare-and-swap);
-    ``site``: only an action routed to that site; ``in_doubt``: also an action in doubt (to re-verify it)."""
+    ``site``: only an action routed to that site; ``in_doubt``: also an action in doubt (to re-verify it).
+
+    ``on_claimed(session, claim)`` runs inside the claim's transaction once the compare-and-swap won: what it
+    writes (the worker's ``worker.claimed`` audit record, queued in the outbox) commits with the claim or not at
+    all — a worker killed right after claiming cannot leave a claim the deployment's chain never hears of."""
     with store.session() as s:
         row = s.get(Action, action_id)
         if row is None:
@@ -82,8 +90,11 @@ def claim(store: Store, action_id: str, owner: str, lease: float, *, site: str |
                            .values(owner=owner, lease_until=now + timedelta(seconds=lease)))
         if getattr(result, "rowcount", 0) != 1:
             return Claim(ClaimResult.LOST, row)
+        won = Claim(ClaimResult.FRESH if fresh else ClaimResult.TAKEOVER, row, previous)
+        if on_claimed is not None:
+            on_claimed(s, won)
     row.owner, row.lease_until = owner, now + timedelta(seconds=lease)
-    return Claim(ClaimResult.FRESH if fresh else ClaimResult.TAKEOVER, row, previous)
+    return won
 
 
 def renew(store: Store, action_id: str, owner: str, lease: float, model: Any = Action) -> bool:

@@ -27,8 +27,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from agent.audit.outbox import OutboxAudit
 from agent.errors import AgentError, ConfigError
+from agent.failpoints import failpoint
 from agent.journal import Journal, JournalUnavailable
 from agent.lifecycle import ActionRunner
 from agent.outcomes import IN_DOUBT
@@ -101,16 +104,36 @@ class SiteWorker:
             return str(got.result.value)
         return self._run(got, args)
 
-    def _claim(self, action_id: str, *, in_doubt: bool = False) -> Claim:
+    def _claim(self, action_id: str, *, in_doubt: bool = False, orphan: bool = False) -> Claim:
         """Claim unless this process already runs the action: the lease names the process, so a thread of it
-        whose lease lapsed (the journal was away) and came back must not be "taken over" by its own sweeper."""
+        whose lease lapsed (the journal was away) and came back must not be "taken over" by its own sweeper.
+        ``orphan``: journaled but never published — reconciled like a takeover even when nobody claimed it."""
         with self._lock:
             if action_id in self._running:
                 return Claim(ClaimResult.HELD, None, self.owner)
-            got = claim(self.app.store, action_id, self.owner, self.cfg.lease, site=self.site, in_doubt=in_doubt)
+            got = claim(self.app.store, action_id, self.owner, self.cfg.lease, site=self.site, in_doubt=in_doubt,
+                        on_claimed=lambda s, won: self._note_claim(s, won, orphan=orphan))
             if got.result in (ClaimResult.FRESH, ClaimResult.TAKEOVER):
                 self._running.add(action_id)
+                failpoint("worker-after-claim")
+                if orphan:
+                    got = Claim(ClaimResult.TAKEOVER, got.row, got.previous_owner)
             return got
+
+    def _note_claim(self, s: Session, won: Claim, *, orphan: bool) -> None:
+        """``worker.claimed``, queued in the claim's own transaction (:func:`claim`'s ``on_claimed``)."""
+        row = won.row
+        assert row is not None
+        audit = self.app.audit
+        fields = dict(incident=row.incident_id, action_id=row.id, target=row.target, action=row.action,
+                      kind=row.kind, site=self.site, worker=self.owner,
+                      takeover=orphan or won.result is ClaimResult.TAKEOVER,
+                      previous_owner=won.previous_owner or None, state=row.state)
+        if isinstance(audit, OutboxAudit):
+            with audit.bound(s):
+                audit.record("worker.claimed", **fields)
+        else:  # a chain writer's own file log is not part of the database transaction
+            audit.record("worker.claimed", **fields)
 
     def _run(self, got: Claim, args: dict[str, Any]) -> str:
         row = got.row
@@ -123,9 +146,6 @@ class SiteWorker:
 
     def _run_claimed(self, got: Claim, row: Action, args: dict[str, Any]) -> str:
         takeover = got.result is ClaimResult.TAKEOVER
-        self.app.audit.record("worker.claimed", incident=row.incident_id, action_id=row.id, target=row.target,
-                              action=row.action, kind=row.kind, site=self.site, worker=self.owner,
-                              takeover=takeover, previous_owner=got.previous_owner or None, state=row.state)
         with Heartbeat(self.app.store, row.id, self.owner, self.cfg.lease):
             try:
                 entry = self.planner.entry_for(row)
@@ -221,9 +241,9 @@ class SiteWorker:
             if got.result is ClaimResult.TAKEOVER:
                 done.append(self._run(got, {}))
         for action_id in orphans:
-            got = self._claim(action_id)
-            if got.result is ClaimResult.FRESH:  # no message will come: reconcile it as a takeover
-                done.append(self._run(Claim(ClaimResult.TAKEOVER, got.row, got.previous_owner), {}))
+            got = self._claim(action_id, orphan=True)  # no message will come: reconciled as a takeover
+            if got.result is ClaimResult.TAKEOVER:
+                done.append(self._run(got, {}))
         return done
 
     def reverify(self) -> list[str]:

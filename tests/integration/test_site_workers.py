@@ -434,6 +434,33 @@ def test_worker_killed_mid_action_is_taken_over_not_reapplied(deploy: Deployment
     assert {owner_pid(r.owner) for r in acts if r.site == "site1"} == {survivor.pid}
 
 
+def test_worker_killed_right_after_its_claim_leaves_the_claim_in_the_chain(deploy: Deployment):
+    """site1's worker is SIGKILLed the instant its first claim committed (failpoint ``worker-after-claim``): the
+    ``worker.claimed`` record was queued in the claim's own transaction, so the one chain still says who held the
+    action before the takeover — the record and the claim commit together or not at all. Fails before: the
+    record was queued in a transaction of its own after the claim, and a kill between the two lost it."""
+    d = deploy
+    doomed = d.worker("site1-a", "site1", wait=4, AGENT_FAILPOINTS="worker-after-claim")
+    d.worker("site2-a", "site2", wait=4)
+    contain = d.start_contain()
+    wait_for(lambda: doomed.poll() is not None, 60, "the failpoint to kill site1-a")
+    assert doomed.returncode == -signal.SIGKILL, d.log("site1-a")
+    survivor = d.worker("site1-b", "site1", wait=4)
+    result = contain_result(contain)
+    assert result["status"] == "done", result
+    assert_exactly_once(d)
+    res = d.audit("verify")  # on the writer's host: drains what waits first
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+    assert_chain_verifies(d)
+    chain = audit_records(d.root / "central" / "audit")
+    claims = [r for r in chain if r["event"] == "worker.claimed"]
+    dead = [r for r in claims if owner_pid(r["worker"]) == doomed.pid]
+    assert len(dead) == 1, [(r["worker"], r["action_id"]) for r in claims]
+    taken = [r for r in claims if r["action_id"] == dead[0]["action_id"] and r is not dead[0]]
+    assert [(owner_pid(r["worker"]), r["takeover"], r["previous_owner"]) for r in taken] == [
+        (survivor.pid, True, dead[0]["worker"])]
+
+
 def test_one_audit_chain_when_a_worker_and_the_chain_writer_are_killed(deploy: Deployment):
     """site1's worker is SIGKILLed right after an apply; the central — the deployment's chain writer — is
     SIGKILLed right after appending queued records to the chain, before deleting them from the outbox
