@@ -109,7 +109,15 @@ class SshSession:
             if remaining <= 0:
                 raise Timeout(f"{what} did not finish within {limit:g} s on {self.target.address}",
                               target=self.label)
-            select.select([chan], [], [], min(remaining, 0.5))
+            if chan.eof_received:
+                # Nothing more can arrive but the exit status (RFC 4254 §6.10 sends it as its own message; OpenSSH
+                # once it has reaped the command, after the output's EOF when the output closed first), and
+                # paramiko sets the channel's pipe for good at EOF (channel.py _handle_eof: set_forever), so
+                # select would return at once: wait on the status event instead of spinning a pool thread (0.5
+                # CPU-s for a 0.5 s wait, tests/integration/ssh_linux/test_collect_waits.py).
+                chan.status_event.wait(min(remaining, 0.5))
+            else:
+                select.select([chan], [], [], min(remaining, 0.5))
         while chan.recv_ready():
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
