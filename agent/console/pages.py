@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from agent.containments import lifts
-from agent.proof import last_checks
+from agent import journal_reads
+from agent.proof import checks_in
 from agent.store import Action, Approval, Incident, Transition, utcnow
 
 __all__ = ["Contained", "approval_detail", "contained_now", "incident_detail", "incidents", "pending_approvals"]
@@ -30,15 +31,13 @@ class Contained:
 def contained_now(app: Any) -> list[Contained]:
     """Applied, changed, not undone mutating actions (and in-doubt ones, which may be in force)."""
     out = []
-    with app.store.session() as s:
-        rows = list(s.scalars(select(Action).where(
-            Action.kind == "apply", Action.state.in_(("done", "in_doubt")), Action.undone_at.is_(None),
-            Action.mutating == 1).order_by(Action.seq)))
-    # lifting actions (unblock lifts block) are never contained state: the connectors declare which they are
-    rows = [r for r in rows if (r.changed == 1 or r.state == "in_doubt")
-            and not lifts(app.registry, r.connector, r.action)]
-    # the newest read-back, as `agent status` shows it: the run's own, `status --verify`'s or the daemon's
-    checks = last_checks(app.store, [r.id for r in rows])
+    with app.store.session() as s:  # the same reads as `agent status` (agent.journal_reads), one transaction
+        doubtful = [r for r in journal_reads.in_doubt(s) if r.kind == "apply" and r.mutating == 1]
+        rows = sorted([*journal_reads.contained(s), *doubtful], key=lambda r: r.seq)
+        # lifting actions (unblock lifts block) are never contained state: the connectors declare which they are
+        rows = [r for r in rows if not lifts(app.registry, r.connector, r.action)]
+        # the newest read-back, as `agent status` shows it: the run's own, `status --verify`'s or the daemon's
+        checks = checks_in(s, [r.id for r in rows])
     for r in rows:
         check = checks.get(r.id)
         ok = None if check is None or check.result == "unverified" else check.result == "in_effect"

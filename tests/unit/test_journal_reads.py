@@ -110,3 +110,16 @@ def test_incidents_show_lists_each_actions_transitions_in_order(env, capsys):
     [action] = doc["actions"]
     assert [(t["from"], t["to"], t["detail"]) for t in action["transitions"]] == want
     assert [t["to"] for t in action["transitions"]][-1] == "done"
+
+
+def test_the_console_reads_what_status_reads(env, monkeypatch):
+    """The console's "contained now" goes through the same reads as status (contained, in doubt, read-backs)."""
+    from agent.console.pages import contained_now
+
+    app = env
+    calls: list[tuple[str, Any]] = []
+    for name in ("contained", "in_doubt", "transitions"):
+        _spy(monkeypatch, name, calls)
+    [shown] = contained_now(app)
+    assert shown.target == "web1" and shown.verified_ok is True
+    assert sorted(name for name, _ in calls) == ["contained", "in_doubt", "transitions"]
