@@ -2,15 +2,16 @@
 
 The scripts are generated from the argparse parser itself, so a new option completes without anyone editing a
 script. Dynamic values (host names, tags, sites, devices, directories, runbooks, incident ids) are asked of
-``agent completion --list KIND`` at the moment of completion; that path reads the YAML files and the SQLite journal
-with the standard library only, so a TAB press costs tens of milliseconds, not an engine start-up. Completion never
-fails loudly: a missing or broken configuration completes nothing.
+``agent completion --list KIND`` at the moment of completion; names come from the YAML files (tens of
+milliseconds), incident ids from the journal through the one store, as ``agent incidents list`` reads them (about
+a cold ``agent status``: issue 21 forbids a second query path). Completion never fails loudly: a missing or broken
+configuration or an unreachable journal completes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import sqlite3
+import os
 from pathlib import Path
 
 from agent import paths
@@ -128,11 +129,13 @@ def list_values(kind: str, config: Path) -> list[str]:
             folder = _resolve(base, given) if given else paths.shipped_runbooks()
             return sorted(p.stem for p in folder.glob("*.yaml"))
         if kind == "incidents":
-            database = settings.get("database")
-            return _incidents(_resolve(base, database) if database else paths.state_dir() / "agent.db")
+            try:
+                return _incidents(config)
+            except Exception:  # noqa: BLE001 - a TAB press never prints a traceback (config, database, driver)
+                return []
         inventory = yaml.safe_load(_resolve(base, settings.get("inventory", "inventory.yaml"))
                                    .read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, AttributeError, TypeError, ImportError, sqlite3.Error):
+    except (OSError, ValueError, AttributeError, TypeError, ImportError):
         return []
     except Exception as exc:  # yaml's errors: completion must never print a traceback
         if type(exc).__module__.startswith("yaml"):
@@ -156,10 +159,21 @@ def _resolve(base: Path, value: object) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _incidents(db: Path) -> list[str]:
-    """Newest first, read-only (never creates a journal by pressing TAB)."""
-    if not db.exists():
+def _incidents(config: Path) -> list[str]:
+    """Newest first, through the one store and :func:`agent.journal_reads.recent_incidents` — the read
+    ``incidents list`` makes (issue 21: no second query path), so PostgreSQL journals complete too. Pressing TAB
+    never creates a SQLite journal, and waits at most 2 s for a PostgreSQL server (libpq's PGCONNECT_TIMEOUT)."""
+    from agent import journal_reads
+    from agent.config import load_settings
+    from agent.store import Store
+
+    url = load_settings(config).database_url()
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-        rows = conn.execute("SELECT id FROM incidents ORDER BY created_at DESC LIMIT 200").fetchall()
-    return [str(r[0]) for r in rows]
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "2")
+    store = Store(url)
+    try:
+        with store.session() as s:
+            return [i.id for i in journal_reads.recent_incidents(s, limit=200)]
+    finally:
+        store.close()

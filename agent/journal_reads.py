@@ -15,9 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from agent.states import ACTIVE_STATES
-from agent.store import Action, Transition
+from agent.store import Action, Incident, Transition
 
-__all__ = ["contained", "in_doubt", "transitions", "unfinished"]
+__all__ = ["contained", "in_doubt", "recent_incidents", "transitions", "unfinished"]
+
+
+def recent_incidents(s: Session, limit: int | None = None) -> list[Incident]:
+    """Incidents newest first (``incidents list``; shell completion offers their ids from the same read)."""
+    q = select(Incident).order_by(Incident.created_at.desc())
+    return list(s.scalars(q if limit is None else q.limit(limit)))
 
 
 def contained(s: Session) -> list[Action]:

@@ -214,11 +214,9 @@ def _live(action: Action) -> list[ActionItem]:
 
 
 def _list(app: App, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from agent.store import Incident
+    from agent import journal_reads
     with app.store.session() as s:
-        incidents = list(s.scalars(select(Incident).order_by(Incident.created_at.desc())))
+        incidents = journal_reads.recent_incidents(s)
         data = [{"id": i.id, "title": i.title, "status": i.status, "trigger": i.trigger,
                  "requested_by": i.requested_by, "discovered_at": i.discovered_at.isoformat(),
                  "contained_at": i.contained_at.isoformat() if i.contained_at else None,

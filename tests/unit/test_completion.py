@@ -7,9 +7,14 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from agent import completion, journal_reads
+from agent.store import Incident, Store
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -25,12 +30,11 @@ def cfg(tmp_path: Path) -> Path:
         "devices:\n  edge1: {address: 127.0.1.1, device_type: linux, edge: true}\n")
     (tmp_path / "agent.yaml").write_text(
         f"inventory: inventory.yaml\nrunbooks: {REPO / 'agent' / 'data' / 'runbooks'}\ndatabase: var/agent.db\n")
-    (tmp_path / "var").mkdir()
-    with sqlite3.connect(tmp_path / "var" / "agent.db") as db:
-        db.execute("CREATE TABLE incidents (id TEXT, created_at TEXT)")
-        db.executemany("INSERT INTO incidents VALUES (?, ?)",
-                       [("INC-20261204-010101-aaaa", "2026-12-04 01:01:01"),
-                        ("INC-20261204-020202-bbbb", "2026-12-04 02:02:02")])
+    store = Store(f"sqlite:///{tmp_path / 'var' / 'agent.db'}")  # a real journal, as the agent creates it
+    with store.session() as s:
+        s.add_all([Incident(id="INC-20261204-010101-aaaa", created_at=datetime(2026, 12, 4, 1, 1, 1)),
+                   Incident(id="INC-20261204-020202-bbbb", created_at=datetime(2026, 12, 4, 2, 2, 2))])
+    store.close()
     return tmp_path / "agent.yaml"
 
 
@@ -88,3 +92,32 @@ class TestOtherShells:
             res = subprocess.run([shell, "-n" if shell == "zsh" else "--no-execute", "-c", text],
                                  capture_output=True, text=True, check=False)
             assert res.returncode == 0, res.stderr
+
+
+def test_incident_ids_are_read_through_the_one_store(cfg: Path, monkeypatch: pytest.MonkeyPatch):
+    """Issue 21 forbids a second query path: TAB reads incident ids with the read `incidents list` makes
+    (journal_reads.recent_incidents on the store's engine), never with its own sqlite3 connection and SQL — so a
+    PostgreSQL journal completes too. Fails before: completion opened the SQLite file itself."""
+    import traceback
+    calls: list[Any] = []
+    real = journal_reads.recent_incidents
+    monkeypatch.setattr(journal_reads, "recent_incidents",
+                        lambda s, limit=None: calls.append(limit) or real(s, limit))
+    raw: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        if not any("/sqlalchemy/" in f.filename for f in traceback.extract_stack()):
+            raw.append(str(args[0] if args else kwargs.get("database")))
+        return real_connect(*args, **kwargs)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert completion.list_values("incidents", cfg) == ["INC-20261204-020202-bbbb", "INC-20261204-010101-aaaa"]
+    assert calls == [200] and raw == []
+
+
+def test_incident_ids_never_create_a_journal(tmp_path: Path):
+    """TAB before the first incident: nothing offered, and no journal file created by pressing it."""
+    (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\ndatabase: var/agent.db\n")
+    (tmp_path / "inventory.yaml").write_text("hosts: {}\n")
+    assert completion.list_values("incidents", tmp_path / "agent.yaml") == []
+    assert not (tmp_path / "var" / "agent.db").exists()
