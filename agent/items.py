@@ -126,14 +126,23 @@ def batch_key(row: Action) -> str | None:
 
 
 # -- journal hook ---------------------------------------------------------------------------------------------
+def touches_items(row: Action, to_state: str, changes: Mapping[str, Any]) -> bool:
+    """Can this transition change any of ``row``'s items? Not ``-> applying``, nor a host's snapshot (a ruleset
+    says nothing per item): then :func:`on_transition` reads nothing, and the journal writes it without the ORM's
+    unit of work (agent.journal: the hot transitions of a fan-out)."""
+    snapshot_items = changes.get("snapshot") is not None and row.kind == "apply" and _snapshot_names_items(
+        row, changes["snapshot"])
+    return bool(snapshot_items or changes.get("result") is not None
+                or to_state in ("done", "failed", "in_doubt", "skipped"))
+
+
 def on_transition(s: Session, row: Action, from_state: str, to_state: str, changes: Mapping[str, Any]
                   ) -> list[dict[str, Any]]:
     """Update ``row``'s items for this transition (in the journal's session); returns them when they changed."""
+    if not touches_items(row, to_state, changes):
+        return []  # nothing below would touch an item (e.g. -> applying, a host's snapshot): spare the query
     snapshot_items = changes.get("snapshot") is not None and row.kind == "apply" and _snapshot_names_items(
         row, changes["snapshot"])
-    if not snapshot_items and changes.get("result") is None \
-            and to_state not in ("done", "failed", "in_doubt", "skipped"):
-        return []  # nothing below would touch an item (e.g. -> applying, a host's snapshot): spare the query
     items = list(s.scalars(select(ActionItem).where(ActionItem.action_id == row.id).order_by(ActionItem.position)))
     if not items:
         return []
