@@ -6,6 +6,11 @@ read-only search per directory (the connector's ``identify``) maps every name to
 journaled as ``guid:<objectGUID>``. It runs after every input check and guard of the plan (never on input that
 was refused), and sends nothing that changes the directory. A directory that cannot be asked leaves the names as
 they are (``name:<casefolded>``; the snapshot later records the GUID) and says so in the plan's notes.
+
+A directory at a worker site is asked by a worker of that site. When no worker takes the lookup, a real run is
+refused before anything is journaled (as the router's resolve step is, agent/previews.py): the names could not be
+checked against protected accounts known only by SID, DN or alias, and changes queued for a site nobody serves
+would apply whenever a worker comes back, long after the operator moved on. A dry run notes it and goes on.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ if TYPE_CHECKING:
     from agent.plan import Plan, Planner
 
 __all__ = ["identify_accounts"]
+
+
+class _NoSiteWorker(AgentError):
+    """No worker of the directory's site took the lookup: nothing was read, and nothing could be sent there."""
 
 
 def identify_accounts(planner: Planner, plan: Plan, undo_requests: Iterable[Any]) -> None:
@@ -68,6 +77,11 @@ def _lookup(planner: Planner, plan: Plan, entry: HostEntry, address: str, names:
             finally:
                 session.close()
     except (ConnectorError, AgentError) as exc:
+        if isinstance(exc, _NoSiteWorker) and not getattr(planner, "dry_run", False):
+            raise AgentError(f"refused: {exc}. The accounts {', '.join(map(repr, names))} could not be checked "
+                             "against the protected ones (by SID, DN or alias) and no worker would carry the "
+                             f"change, so nothing was journaled or sent; start `agent worker --site {entry.site}` "
+                             "(--dry-run shows the plan without it)") from exc
         plan.notes.append(f"{entry.name}: could not look the accounts up before planning ({exc}); they are "
                           "matched by name until the directory answers")
         return {}
@@ -90,6 +104,8 @@ def _identify_at_site(planner: Planner, entry: HostEntry, address: str, names: l
                         args={"names": names}, cause="plan")
     finally:
         reads.close()
+    if not got.ok and got.worker is None:  # given up before any worker took it (or never queued)
+        raise _NoSiteWorker(got.error)
     identities = got.result.get("identities")
     if not got.ok or not isinstance(identities, list) or len(identities) != len(names):
         raise AgentError(got.error or f"the {entry.site} worker's answer does not match the names asked")

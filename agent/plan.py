@@ -139,6 +139,7 @@ class Planner:
         self.settings, self.inventory, self.registry, self.store, self.ctx = (
             settings, inventory, registry, store, ctx)
         self.offline = False  # ``--dry-run --offline``: nothing may be asked of the network, DNS included
+        self.dry_run = False  # a plan only shown: a site read nobody took is a note, not a refusal (identify.py)
 
     def build(self, runbook: Runbook, subjects: Sequence[str], params: Mapping[str, Any] | None = None,
               *, devices: Sequence[str] | None = None, directory: str | None = None) -> Plan:

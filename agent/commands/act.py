@@ -174,6 +174,7 @@ def _build_plan(app: App, args: argparse.Namespace, selected: list[str]) -> Any:
     from agent.runbook import find_runbook
     planner = app.planner()
     planner.offline = bool(getattr(args, "offline", False))  # no resolve step at all, DNS names included
+    planner.dry_run = args.command == "plan" or bool(getattr(args, "dry_run", False))
     cmd = args.command
     devices = getattr(args, "on", None)
     directory = getattr(args, "directory", None)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.errors import GuardRefused
+from agent.errors import AgentError, GuardRefused
 from agent.identify import _lookup
 from agent.store import Store
 from agent.workers.config import WorkersConfig
@@ -90,3 +90,30 @@ def test_a_protected_account_found_by_the_worker_refuses_the_command(deployment)
     with pytest.raises(GuardRefused, match="resolve.* to a protected account; nothing was changed"):
         _lookup(planner, SimpleNamespace(notes=[]), entry(None), "10.77.17.20",  # type: ignore[arg-type]
                 ["jdoe", "administrator"])
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_no_worker_of_the_site_refuses_a_real_run_and_notes_a_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       dry_run: bool):
+    """Nobody takes the lookup (no worker of the site): a real run is refused before anything is journaled, since
+    the names could not be checked against protected accounts and the changes would wait for a worker nobody runs;
+    a dry run says so in its notes. Fails before: the real run planned on, names unchecked (a note only)."""
+    store = Store(f"sqlite:///{tmp_path}/j.db")
+    monkeypatch.setattr(SiteReads, "_send", lambda self, site, read_id: None)  # queued; no worker ever takes it
+    cfg = WorkersConfig(broker="amqp://x@127.0.0.1:1/", sites=("boston",), lease=1)
+    settings = SimpleNamespace(workers=cfg, connect_timeout=0.2, command_timeout=1.0, retries=1)
+    planner = SimpleNamespace(settings=settings, store=store, ctx=None, dry_run=dry_run,
+                              registry=SimpleNamespace(get=lambda n: Directory()))
+    plan = SimpleNamespace(notes=[])
+    try:
+        if dry_run:
+            assert _lookup(planner, plan, entry(None), "10.77.17.20", ["o'brien"]) == {}  # type: ignore[arg-type]
+            [note] = plan.notes
+            assert "no worker of site boston took the account lookup of lab-ad" in note
+        else:
+            with pytest.raises(AgentError, match=r"^refused: no worker of site boston took the account lookup of "
+                                                 r"lab-ad .* nothing was journaled or sent; start `agent worker "
+                                                 r"--site boston`"):
+                _lookup(planner, plan, entry(None), "10.77.17.20", ["o'brien"])  # type: ignore[arg-type]
+    finally:
+        store.close()
