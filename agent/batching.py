@@ -124,7 +124,7 @@ def _label(items: Sequence[PlannedItem]) -> str:
 # -- undo ---------------------------------------------------------------------------------------------------------
 def active_items(store: Store | None, *, target: str | None = None, action: str | None = None,
                  keys: Sequence[str] = (), names: Sequence[str] = (), incident: str | None = None,
-                 expired_before: Any = None, action_ids: Sequence[str] = ()
+                 expired_before: Any = None, action_ids: Sequence[str] = (), targets: Sequence[str] = ()
                  ) -> dict[str, tuple[Action, list[ActionItem]]]:
     """Journaled items that may be in effect and were changed by the agent, grouped by their action (by id).
 
@@ -145,6 +145,8 @@ def active_items(store: Store | None, *, target: str | None = None, action: str 
             q = q.where(Action.target == target)
         if action:
             q = q.where(Action.action == action)
+        if targets:
+            q = q.where(Action.target.in_(list(targets)))
         if keys or names:  # names: accounts journaled by GUID, asked for by a name the directory was not asked
             q = q.where(ActionItem.canonical.in_(list(keys))
                         | ((ActionItem.kind == "account")

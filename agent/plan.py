@@ -22,11 +22,13 @@ from agent.runbook import Runbook, Step
 from agent.batching import active_items, irreversible_done, items_for, merge_batches, undo_actions
 from agent.items import PlannedItem, account_key, address_key, host_key
 from agent.plan_targets import resolve_targets
-from agent.store import Action, Store
+from agent.store import Action, ActionItem, Store
 from connectors.errors import ConnectorError
 from connectors.types import ActionSpec, ConnectorContext, Target
 
 __all__ = ["Plan", "PlannedAction", "Planner", "connector_context"]
+
+_Found = dict[str, tuple[Action, list[ActionItem]]]  # active_items(): journaled action id -> (action, its items)
 
 
 class Unsupported(InputError):
@@ -203,8 +205,9 @@ class Planner:
         if self.store is not None:  # a planner that journals nothing needs no identities (tests, previews)
             from agent.identify import identify_accounts
             identify_accounts(self, plan, undos.values())
+        found = self._undo_found(list(undos.values()))
         for req in undos.values():
-            plan.actions.extend(self._plan_undo(req, plan))
+            plan.actions.extend(self._plan_undo(req, plan, found))
         merge_batches(self, plan)
         return plan
 
@@ -253,13 +256,44 @@ class Planner:
         from agent.reach import resolve_names
         return resolve_names(entry.allow)
 
-    def _plan_undo(self, req: _UndoRequest, plan: Plan) -> list[PlannedAction]:
+    def _undo_found(self, reqs: list[_UndoRequest]) -> dict[tuple[str, str], _Found]:
+        """The journaled items of many undo requests that name their items by key alone (a release of a fleet:
+        one ``host:NAME`` per host), read in one query instead of one per target — 1.3-1.5 ms of CPU per host —
+        then split exactly as each request's own query finds them: same target, same action, canonical among
+        its keys, in journal order. A request left out (names to match, or sharing its target and action with
+        another step) queries on its own in :meth:`_plan_undo`."""
+        by_target: dict[tuple[str, str], list[_UndoRequest]] = {}
+        for r in reqs:
+            if r.keys and not r.names:
+                by_target.setdefault((r.entry.name, r.step.action), []).append(r)
+        wanted = {key: rs[0] for key, rs in by_target.items() if len(rs) == 1}
+        if self.store is None or len(wanted) < 2:
+            return {}
+        out: dict[tuple[str, str], _Found] = {(r.step.id, r.entry.name): {} for r in wanted.values()}
+        for action in sorted({a for _, a in wanted}):
+            mine = [r for (_, a), r in wanted.items() if a == action]
+            rows = active_items(self.store, action=action, targets=sorted({r.entry.name for r in mine}),
+                                keys=sorted({k for r in mine for k in r.keys}))
+            for action_id, (row, items) in rows.items():
+                req = wanted.get((row.target, row.action))
+                if req is None:
+                    continue
+                matched = [i for i in items if i.canonical in req.keys]
+                if matched:
+                    out[(req.step.id, row.target)][action_id] = (row, matched)
+        return out
+
+    def _plan_undo(self, req: _UndoRequest, plan: Plan,
+                   prefetched: dict[tuple[str, str], _Found] | None = None) -> list[PlannedAction]:
         """Undo of the journaled items the subjects name (by canonical identity), one action per journaled
         action: ``enable-account A B C`` after one batched disable is one undo of those three items."""
         target = req.entry.target(req.address)
         self._spec(target.connector, req.step.action, req.step)
-        found = active_items(self.store, target=req.entry.name, action=req.step.action, keys=req.keys,
-                             names=req.names)
+        if prefetched is not None and (req.step.id, req.entry.name) in prefetched:
+            found = prefetched[(req.step.id, req.entry.name)]
+        else:
+            found = active_items(self.store, target=req.entry.name, action=req.step.action, keys=req.keys,
+                                 names=req.names)
         if target.kind == "account" and req.step.action == "disable_account":
             for row, item in irreversible_done(self.store, target=req.entry.name, keys=req.keys, names=req.names):
                 when = row.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
