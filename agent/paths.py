@@ -61,14 +61,30 @@ def config_dir() -> Path:
     return Path("/etc") / APP if _is_root() else _xdg("XDG_CONFIG_HOME", ".config")
 
 
+def _override() -> Path | None:
+    """``$AGENT_STATE_DIR`` (absolute): every default journal, evidence and audit path under it, for root too.
+
+    Why: a second instance on one machine (a rehearsal beside the real agent, a test session run as root) must
+    not share — or migrate — the real agent's journal in ``/var/lib`` and write into its audit log."""
+    value = os.environ.get("AGENT_STATE_DIR", "")
+    return Path(value) if value and os.path.isabs(value) else None
+
+
 def state_dir() -> Path:
-    """Journal, evidence, known hosts: ``/var/lib/containment-agent`` for root, else ``$XDG_STATE_HOME/...``."""
+    """Journal, evidence, known hosts: ``$AGENT_STATE_DIR``, else ``/var/lib/containment-agent`` for root, else
+    ``$XDG_STATE_HOME/...``."""
+    override = _override()
+    if override is not None:
+        return override
     return Path("/var/lib") / APP if _is_root() else _xdg("XDG_STATE_HOME", ".local/state")
 
 
 def audit_dir() -> Path:
-    """The audit log: ``/var/log/containment-agent/audit`` for root, else ``<state dir>/audit``."""
-    return Path("/var/log") / APP / "audit" if _is_root() else state_dir() / "audit"
+    """The audit log: ``$AGENT_STATE_DIR/audit``, else ``/var/log/containment-agent/audit`` for root, else
+    ``<state dir>/audit``."""
+    if _override() is None and _is_root():
+        return Path("/var/log") / APP / "audit"
+    return state_dir() / "audit"
 
 
 def default_config_path() -> Path:

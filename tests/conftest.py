@@ -14,6 +14,25 @@ from pathlib import PurePosixPath
 
 import pytest
 
+def _private_state_dir() -> None:
+    """Every agent this session starts (in-process or as a child) keeps its default journal, evidence and audit
+    log in a private folder (``$AGENT_STATE_DIR``, agent/paths.py), never in the machine's
+    /var/lib/containment-agent and /var/log/containment-agent: tests run as root would otherwise share — and
+    migrate — whatever journal another checkout or a real agent keeps there."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if os.environ.get("AGENT_STATE_DIR"):
+        return
+    folder = tempfile.mkdtemp(prefix="agent-test-state-")
+    os.environ["AGENT_STATE_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, True)
+
+
+_private_state_dir()
+
 _SECONDS: dict[str, float] = defaultdict(float)
 _COUNTS: dict[str, int] = defaultdict(int)
 

@@ -17,13 +17,31 @@ class TestDefaults:
     def test_root_follows_the_fhs(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """As root: config in /etc, journal in /var/lib, audit log in /var/log."""
         monkeypatch.setattr(paths.os, "geteuid", lambda: 0)
+        monkeypatch.delenv("AGENT_STATE_DIR", raising=False)
         assert paths.config_dir() == Path("/etc/containment-agent")
         assert paths.state_dir() == Path("/var/lib/containment-agent")
         assert paths.audit_dir() == Path("/var/log/containment-agent/audit")
 
+    @pytest.mark.parametrize("uid", [0, 1000])
+    def test_agent_state_dir_moves_journal_and_audit(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     uid: int) -> None:
+        """$AGENT_STATE_DIR puts the default journal and audit log elsewhere, for root too — a second instance
+        (or a test session run as root) never shares the real agent's /var/lib journal. Relative: ignored."""
+        monkeypatch.setattr(paths.os, "geteuid", lambda: uid)
+        monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path / "st"))
+        assert paths.state_dir() == tmp_path / "st"
+        assert paths.audit_dir() == tmp_path / "st" / "audit"
+        (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\n")
+        settings = load_settings(tmp_path / "agent.yaml")
+        assert Path(settings.database_url().removeprefix("sqlite:///")).parent == tmp_path / "st"
+        assert settings.audit_dir == tmp_path / "st" / "audit"
+        monkeypatch.setenv("AGENT_STATE_DIR", "relative")
+        assert paths.state_dir() != Path("relative")
+
     def test_others_follow_xdg(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """Not root: $XDG_CONFIG_HOME / $XDG_STATE_HOME, falling back to ~/.config and ~/.local/state."""
         monkeypatch.setattr(paths.os, "geteuid", lambda: 1000)
+        monkeypatch.delenv("AGENT_STATE_DIR", raising=False)
         monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c"))
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "s"))
         assert paths.config_dir() == tmp_path / "c" / "containment-agent"
