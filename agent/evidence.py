@@ -106,14 +106,7 @@ def store_evidence(evidence_dir: Path, incident: str, target: str, files: Mappin
         used.add(name)
         data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         path = folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(path, data, os.O_EXCL)
         item = EvidenceItem(incident=incident, target=target, name=original, path=path.relative_to(incident_dir)
                             .as_posix(), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                             collected_at=collected_at, collected_by=collected_by, source=source,
@@ -128,6 +121,20 @@ def store_evidence(evidence_dir: Path, incident: str, target: str, files: Mappin
                      collected_by=collected_by, source=source, collector_host=collector_host, status=item.status,
                      **({"error": item.error} if item.error else {}))
     return items
+
+
+def write_durably(path: Path, data: bytes, flags: int) -> None:
+    """Create ``path`` read-only (0440) with ``data``, every byte written and fsynced before it returns: an
+    evidence file is hashed into the audit chain, so a crash must never leave a shorter file under its name.
+    ``flags``: ``os.O_EXCL`` (never overwrite) or ``os.O_TRUNC`` (a temporary file renamed afterwards)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o440)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -134,7 +134,7 @@ def _store_attachment(evidence_dir: Path, record: dict[str, Any], data: bytes) -
     record is chained; a file already there (a drain that died after writing it) is kept when it matches."""
     import hashlib
 
-    from agent.evidence import EvidenceItem, _append_manifest, _fsync_dir
+    from agent.evidence import EvidenceItem, _append_manifest, _fsync_dir, write_durably
     path = evidence_path(evidence_dir, record)
     digest = hashlib.sha256(data).hexdigest()
     if path is None or digest != record.get("sha256"):
@@ -145,14 +145,7 @@ def _store_attachment(evidence_dir: Path, record: dict[str, Any], data: bytes) -
         return  # written by a drain that died before deleting the row (same name, same record)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     tmp = path.with_name(path.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_durably(tmp, data, os.O_TRUNC)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     extra = {"collected_at": "", "collected_by": "", "source": ""}
