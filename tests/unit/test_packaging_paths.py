@@ -56,6 +56,7 @@ class TestDefaults:
         """An agent.yaml naming only its inventory keeps journal and audit log in the state folders, and reads the
         shipped runbooks and obligations table (the old defaults put the journal into /etc beside the config)."""
         monkeypatch.setattr(paths.os, "geteuid", lambda: 1000)
+        monkeypatch.delenv("AGENT_STATE_DIR", raising=False)
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         (tmp_path / "etc").mkdir()
         (tmp_path / "etc" / "agent.yaml").write_text("inventory: inventory.yaml\n")
