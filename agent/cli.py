@@ -11,6 +11,7 @@ import os
 import sys
 
 from agent import exitcodes
+from agent.quick_exit import exit_now, leave, read_only
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the thin client ≈ 12 ms
 if TYPE_CHECKING:  # argparse is imported where the parser is built: a forwarded command never needs it
@@ -287,18 +288,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_now(code: int) -> None:
-    """Leave without interpreter teardown: the warm child did the work, this process only waited for it."""
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 _PARSER: list[argparse.ArgumentParser] = []
 
 
@@ -324,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.warm_client import try_forward
         forwarded = try_forward(sys.argv[1:])
         if forwarded is not None:
-            _exit_now(forwarded)
+            exit_now(forwarded)
     args = parser(_command_word(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     if args.command is None:
         parser().print_help()
@@ -344,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.commands.audit import run_audit
         return run_audit(list(args.audit_args), args.config)
     from agent.commands import dispatch
-    quick = argv is None and _read_only(args) and _is_entry_point()
+    quick = argv is None and read_only(args) and _is_entry_point()
     if quick and args.command in ("status", "incidents"):  # a bounded read: a few queries, one table printed
         import gc
         gc.disable()
@@ -359,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = exitcodes.DONE
     if quick:
-        _leave(code)
+        leave(code)
     return code
 
 
@@ -367,35 +356,6 @@ def _is_entry_point() -> bool:
     """Whether this call is the process's own ``agent`` command (the console script or ``python -m agent.cli``
     runs ``main`` from ``__main__``), not a call from a test or another program, whose process goes on."""
     return getattr(sys.modules.get("__main__"), "main", None) is main
-
-
-def _read_only(args: argparse.Namespace) -> bool:
-    """A command that only reads and prints (``status`` without ``--verify``, ``incidents list|show``, a plan or
-    a dry run: nothing is sent or journaled), leaving nothing to finish once it returns: it has closed the store,
-    the audit log and its connections."""
-    if args.command == "status":
-        return not getattr(args, "verify", False)
-    if args.command == "incidents":
-        return getattr(args, "incidents_command", None) in ("list", "show")
-    return args.command == "plan" or getattr(args, "dry_run", False) is True
-
-
-def _leave(code: int) -> None:
-    """End a read-only command (:func:`_read_only`) without the interpreter's teardown.
-
-    Why: tearing SQLAlchemy's and the agent's modules down object by object, then a last cyclic collection, is
-    ≈ 90 M instructions — a fifth of what ``agent status`` adds to ``import sqlalchemy.orm`` (issue 21;
-    bench/cli_startup.py) — and frees memory the system takes back at exit anyway. ``status`` and ``incidents``
-    also run with the cyclic GC off (≈ 70 M: they allocate much at import and keep nearly all of it, a few
-    queries, well under a second); a plan or dry run keeps it on (it may read hundreds of targets). The
-    ``atexit`` handlers still run (logging's flush); with another thread still alive the normal exit is kept."""
-    import atexit
-    import threading
-
-    if threading.active_count() > 1:
-        return
-    atexit._run_exitfuncs()
-    _exit_now(code)
 
 
 def _completion(args: argparse.Namespace) -> int:
