@@ -53,8 +53,10 @@ class SessionTable(Transport):
         return []
 
     def _session_count(self, answers: list[str]) -> int:
-        """Flows counted from the answers to :meth:`_session_count_lines` (same order)."""
-        raise NotImplementedError
+        """Flows counted from the answers to :meth:`_session_count_lines` (same order). Called only for a dialect
+        that gives those lines, so each such dialect must say how to read them (Cisco, Junos, PAN-OS do)."""
+        raise NotImplementedError(f"{type(self).__name__} gives session-count lines but no _session_count to "
+                                  "read their answers")
 
     @property
     def has_session_table(self) -> bool:
