@@ -33,86 +33,50 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import create_engine, select, text  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from agent.lab import Lab, labconfig  # noqa: E402
-from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host  # noqa: E402
+from agent.lab.topology import fleet_names  # noqa: E402
 from agent.store import Action, Transition  # noqa: E402
-from tests.integration.pg_server import private_postgres_server  # noqa: E402
-from tests.integration.rabbit_server import private_rabbitmq  # noqa: E402
+from tests.integration.deploy import (  # noqa: E402
+    AGENT,
+    Processes,
+    actions,
+    create_database,
+    daemon_health,
+    daemon_section,
+    isolated,
+    lab_services,
+    transitions,
+    wait_for_daemons,
+    write_config,
+)
 from tests.slots import claim  # noqa: E402
 
-AGENT = str(REPO / ".venv" / "bin" / "agent")
+
+def configure(lab: Lab, folder: Path, fleet: list[str], *, database: str, broker: str | None, sites: list[str],
+              central: bool) -> Path:
+    """One process's configuration (tests/integration/deploy.py): ``broker`` None is the single-machine path."""
+    workers = {"broker": broker, "sites": sites, "lease": 5, "wait": 600} if broker else None
+    return write_config(lab, folder, labconfig.inventory(lab.state_dir, None, fleet, lab.site_of()),
+                        database=database, central=central, workers=workers)
 
 
-def write_config(lab: Lab, folder: Path, fleet: list[str], *, database: str, broker: str | None,
-                 sites: list[str], central: bool) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    inv = labconfig.inventory(lab.state_dir, None, fleet, lab.site_of())
-    if central:
-        for host in fleet:
-            del inv["hosts"][host]["credentials"]
-    (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
-    settings: dict[str, Any] = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
-    settings.update(database=database, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"))
-    if broker:
-        settings["workers"] = {"broker": broker, "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": sites,
-                               "lease": 5, "wait": 600}
-        if not central:  # a site worker holds no audit key (it refuses one): the central writes the one chain
-            del settings["audit_signing_key"]
-    (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
-    return folder / "agent.yaml"
-
-
-class Run:
-    def __init__(self, lab: Lab, root: Path) -> None:
-        self.lab, self.root = lab, root
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "AGENT_BROKER_PASSWORD": "guest", "NO_COLOR": "1", "AGENT_NO_WARM": "1"}
-        env.pop("AGENT_FAILPOINTS", None)
-        env.update(extra)
-        return env
+class Run(Processes):
+    """The bench's agent processes (tests/integration/deploy.py); a one-shot command that fails stops the bench."""
 
     def agent(self, on: str, cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(["ip", "netns", "exec", self.lab.hosts[on].namespace, AGENT, *args, "--config",
-                              str(cfg)], capture_output=True, text=True, timeout=1800, env=self.env(),
-                             stdin=subprocess.DEVNULL, check=False)
+        res = self.run(on, [*args, "--config", str(cfg)], timeout=1800)
         if res.returncode != 0:
             raise RuntimeError(f"agent {' '.join(args[:3])} on {on} exited {res.returncode}: "
                                f"{res.stdout[-1500:]}{res.stderr[-1500:]}")
         return res
-
-    def worker(self, site: str, cfg: Path, name: str, slots: int, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", self.lab.hosts[worker_host(site)].namespace, AGENT,
-                                 "worker", "--site", site, "--slots", str(slots), "--config", str(cfg)],
-                                stdout=log, stderr=subprocess.STDOUT, env=self.env(**env), stdin=subprocess.DEVNULL)
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def stop_workers(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        self.procs.clear()
 
 
 def one_chain(run: Run, lab: Lab, central: Path, url: str) -> bool:
@@ -150,14 +114,7 @@ def one_chain(run: Run, lab: Lab, central: Path, url: str) -> bool:
 
 
 def journal(url: str, lab: Lab) -> tuple[list[Action], list[Transition]]:
-    with lab.enter("mgmt"):
-        engine = create_engine(url, poolclass=NullPool)
-        try:
-            with Session(engine) as s:
-                return (list(s.scalars(select(Action).order_by(Action.seq))),
-                        list(s.scalars(select(Transition).order_by(Transition.id))))
-        finally:
-            engine.dispose()
+    return actions(lab, url), transitions(lab, url)
 
 
 def isolate_latencies(rows: list[Action], trans: list[Transition], label: str = "") -> list[float]:
@@ -181,62 +138,27 @@ def isolate_latencies(rows: list[Action], trans: list[Transition], label: str = 
     return [(done[i] - first[i]).total_seconds() for i in ids if i in done]
 
 
-def isolated(lab: Lab, hosts: list[str]) -> set[str]:
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        rulesets = list(pool.map(lambda h: lab.exec(h, ["nft", "list", "ruleset"]).stdout, hosts))
-    return {h for h, rs in zip(hosts, rulesets, strict=True) if "table" in rs}
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_daemons(run: Run, lab: Lab, root: Path, central: Path) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
-    """Two ``agent daemon`` processes on the central configuration (no fleet credentials), on mgmt."""
-    import socket
+def start_daemons(run: Run, lab: Lab, central: Path) -> dict[str, tuple[subprocess.Popen[bytes], str]]:
+    """Two ``agent daemon`` processes on the central configuration (no fleet credentials; the central's audit
+    directory: one chain for the deployment, shared), on mgmt; returns once both answer and one leads."""
     out: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in ("daemon-a", "daemon-b"):
-        folder = root / name
-        folder.mkdir()
-        with lab.enter("mgmt"), socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        text_ = central.read_text()  # the central's audit directory: one chain for the deployment, shared
-        cfg = folder / "agent.yaml"
-        cfg.write_text(text_ + f"daemon:\n  listen: \"127.0.0.1:{port}\"\n  sweep_interval: 2s\n")
-        log = open(folder / "daemon.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", lab.hosts["mgmt"].namespace, AGENT, "daemon", "--config",
-                                 str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=run.env(),
-                                stdin=subprocess.DEVNULL)
-        log.close()
-        run.procs.append(proc)
-        out[name] = (proc, f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while health(lab, out[name][1]) == "" and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError((folder / "daemon.log").read_text()[-2000:])
-            time.sleep(0.5)
+        section, url = daemon_section(lab)
+        cfg = run.root / name / "agent.yaml"
+        cfg.parent.mkdir()
+        cfg.write_text(central.read_text() + section)
+        out[name] = (run.start_daemon(name, cfg), url)
+    wait_for_daemons(run, {name: url for name, (_proc, url) in out.items()}, timeout=60)
     return out
 
 
 def health(lab: Lab, url: str) -> str:
-    """``leader`` / ``follower`` from a daemon's /healthz, "" while it does not answer."""
-    import httpx
-    try:
-        with lab.enter("mgmt"):
-            return str(httpx.get(url + "/healthz", timeout=3).json()["scheduler"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        return ""
-
-
-def create_db(url: str, lab: Lab, name: str) -> str:
-    with lab.enter("mgmt"):
-        engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        engine.dispose()
-    return url.rsplit("/", 1)[0] + f"/{name}"
+    return daemon_health(lab, url)
 
 
 def main() -> int:
@@ -264,12 +186,10 @@ def main() -> int:
         print(f"lab: {args.hosts} hosts over {args.sites} sites up in {time.monotonic() - start:.1f} s")
         run = Run(lab, root)
         try:
-            mgmt = lab.hosts["mgmt"].namespace
-            with private_postgres_server("bench-pg-", netns=mgmt, host=MGMT_ADDRESS) as pg, \
-                    private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS) as mq:
-                return bench(run, lab, fleet, args, pg.url, mq.url.replace("guest:guest@", "guest@"))
+            with lab_services(lab, "bench-pg-") as scale:
+                return bench(run, lab, fleet, args, scale.pg.url, scale.broker_url)
         finally:
-            run.stop_workers()
+            run.stop_all()
             lab.down()
 
 
@@ -282,7 +202,7 @@ def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: st
     ok = True
 
     # 1. per-action overhead: single-machine path on wk1 vs routed through the queue, one host per command
-    local = write_config(lab, root / "local", fleet, database=str(root / "local" / "agent.db"), broker=None,
+    local = configure(lab, root / "local", fleet, database=str(root / "local" / "agent.db"), broker=None,
                          sites=[], central=False)
     for host in sample:
         run.agent("wk1", local, "contain", "--host", host, "--yes", "-p", "capture_evidence=false")
@@ -295,16 +215,16 @@ def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: st
         base = isolate_latencies([r for r in s.scalars(select(Action)) if r.target != warm],
                                  list(s.scalars(select(Transition))), "single machine")
     store.close()
-    url = create_db(pg, lab, "overhead")
-    central = write_config(lab, root / "central1", fleet, database=url, broker=broker, sites=sites, central=True)
-    worker_cfg = write_config(lab, root / "worker1", fleet, database=url, broker=broker, sites=sites, central=False)
-    run.worker("site1", worker_cfg, "overhead-w", slots=1)
+    url = create_database(lab, pg, "overhead")
+    central = configure(lab, root / "central1", fleet, database=url, broker=broker, sites=sites, central=True)
+    worker_cfg = configure(lab, root / "worker1", fleet, database=url, broker=broker, sites=sites, central=False)
+    run.start_worker("overhead-w", "site1", worker_cfg, slots=1)
     run.agent("mgmt", central, "contain", "--host", warm, "--yes", "-p", "capture_evidence=false")
     run.agent("mgmt", central, "release", "--host", warm, "--yes")
     for host in sample:
         run.agent("mgmt", central, "contain", "--host", host, "--yes", "-p", "capture_evidence=false")
     run.agent("mgmt", central, "release", "--host", ",".join(sample), "--yes", "--count", str(len(sample)))
-    run.stop_workers()
+    run.stop_all()
     rows, trans = journal(url, lab)
     routed = isolate_latencies([r for r in rows if r.target != warm], trans, "routed")
     added50 = (statistics.median(routed) - statistics.median(base)) * 1000
@@ -316,17 +236,17 @@ def bench(run: Run, lab: Lab, fleet: list[str], args: argparse.Namespace, pg: st
           f"(target <= 200)")
 
     # 2. the outbreak: all hosts, W workers per site, the first of each site killed after its first apply
-    url = create_db(pg, lab, "outbreak")
-    central = write_config(lab, root / "central2", fleet, database=url, broker=broker, sites=sites, central=True)
-    worker_cfg = write_config(lab, root / "worker2", fleet, database=url, broker=broker, sites=sites, central=False)
+    url = create_database(lab, pg, "outbreak")
+    central = configure(lab, root / "central2", fleet, database=url, broker=broker, sites=sites, central=True)
+    worker_cfg = configure(lab, root / "worker2", fleet, database=url, broker=broker, sites=sites, central=False)
     doomed = []
     for site in sites:
         for n in range(args.workers):
             kill = {"AGENT_FAILPOINTS": "after-apply"} if n == 0 and not args.no_kill else {}
-            proc = run.worker(site, worker_cfg, f"{site}-{n}", args.slots, **kill)
+            proc = run.start_worker(f"{site}-{n}", site, worker_cfg, slots=args.slots, **kill)
             if kill:
                 doomed.append(proc)
-    daemons = start_daemons(run, lab, root, central) if args.ttl else {}
+    daemons = start_daemons(run, lab, central) if args.ttl else {}
     start = time.monotonic()
     run.agent("mgmt", central, "contain", "--tag", "fleet", "--yes", "--count", str(len(fleet)),
               "-p", "capture_evidence=false", "--reason", "outbreak bench",

@@ -3,7 +3,8 @@ the hosts themselves say (read on the host or probed from a neighbour, never thr
 
 Lab ``agent lab up --hosts 100 --sites 3``; one configuration per process, the central ones (CLI, daemons) without
 the fleet's credentials and sharing the deployment's one audit chain; every process started inside a lab
-namespace and stopped by its PID.
+namespace and stopped by its PID. What any distributed deployment needs (configurations, processes, journal
+reads) is in tests/integration/deploy.py; this module keeps what only the outbreak needs.
 """
 
 from __future__ import annotations
@@ -12,22 +13,30 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
-
 from agent.lab import Lab, labconfig
 from agent.lab.topology import fleet_names, observer_host, site_names, worker_host
 from agent.store import ACTIVE_STATES, Action, Transition, utcnow
-from tests.integration.cli.test_contain_cli import AGENT
+from tests.integration.deploy import (
+    AGENT,
+    Processes,
+    audit_records,
+    daemon_health,
+    owner_pid,
+    wait_for,
+    write_config,
+)
+from tests.integration.deploy import actions as journal_actions
+from tests.integration.deploy import transitions as journal_transitions
+
+__all__ = ["AGENT", "ECHO", "FLEET", "HOSTS", "LEASE", "SITES", "SLOTS", "SSH", "TAG", "TTL", "WAIT", "HostState",
+           "Kill", "Outbreak", "audit_records", "handle_of_one_load", "health", "host_states", "kill_and_look",
+           "kill_if_holding", "owner_pid", "probe", "wait_for"]
 
 HOSTS, SITES = 100, 3
 FLEET = fleet_names(HOSTS, SITES)
@@ -39,89 +48,37 @@ SLOTS = 6  # actions at once per worker
 ECHO, SSH = 8080, 22
 
 
-@dataclass
-class Outbreak:
+class Outbreak(Processes):
     """The deployment under test: the lab, its journal database and broker, the audit key (and the fingerprint
     counsel was given before the run) and every process started for it, by name (stopped by PID)."""
 
-    lab: Lab
-    root: Path
-    url: str
-    broker: str
-    signing_key: Path
-    fingerprint: str
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    def __init__(self, lab: Lab, root: Path, url: str, broker: str, signing_key: Path, fingerprint: str) -> None:
+        super().__init__(lab, root)
+        self.url, self.broker, self.signing_key, self.fingerprint = url, broker, signing_key, fingerprint
 
     @property
     def sites(self) -> dict[str, list[str]]:
         where = self.lab.site_of()
         return {s: [h for h in FLEET if where[h] == s] for s in site_names(SITES)}
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "AGENT_BROKER_PASSWORD": "guest", "NO_COLOR": "1", "AGENT_NO_WARM": "1"}
-        env.pop("AGENT_FAILPOINTS", None)
-        env.update(extra)
-        return env
-
     def config(self, name: str, *, central: bool, extra: str = "") -> Path:
-        """agent.yaml + inventory.yaml of one process; the central ones without fleet creds, sharing the
-        deployment's one audit chain (the central's directory, the signing key); a worker with neither (its
-        records go to that chain through PostgreSQL; `agent worker` refuses a key)."""
-        folder = self.root / name
-        folder.mkdir(exist_ok=True)
+        """agent.yaml + inventory.yaml of one process (tests/integration/deploy.py: a central one without the
+        fleet's credentials), every fleet host tagged ``outbreak``; the central ones share the deployment's one
+        audit chain (the central's directory) signed with the key counsel's fingerprint names."""
         inv = labconfig.inventory(self.lab.state_dir, None, FLEET, self.lab.site_of())
         for host in FLEET:
             inv["hosts"][host]["tags"] = [TAG]
-            if central:
-                del inv["hosts"][host]["credentials"]
-        (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
-        settings = labconfig.agent_settings(self.lab.repo, folder, self.lab.state_dir)
-        settings.update(database=self.url, audit_dir=str(self.root / "central" / "audit"),
-                        evidence_dir=str(folder / "evidence"), audit_signing_key=str(self.signing_key),
-                        workers={"broker": self.broker, "broker_password": "env:AGENT_BROKER_PASSWORD",
-                                 "sites": site_names(SITES), "lease": LEASE, "wait": WAIT})
-        if not central:
-            del settings["audit_signing_key"], settings["audit_dir"]
-        (folder / "agent.yaml").write_text(labconfig.to_yaml(settings) + extra)
-        return folder / "agent.yaml"
-
-    def spawn(self, name: str, on: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", self.lab.hosts[on].namespace, AGENT, *argv], stdout=log,
-                                stderr=subprocess.STDOUT, env=self.env(**env), stdin=subprocess.DEVNULL)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def stop_all(self) -> None:
-        """SIGTERM (a clean stop: the audit logs get their closing checkpoint), SIGKILL after 60 s."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-    def query(self, fn: Callable[[Session], Any]) -> Any:
-        with self.lab.enter("mgmt"):
-            engine = create_engine(self.url, poolclass=NullPool)
-            try:
-                with Session(engine) as s:
-                    return fn(s)
-            finally:
-                engine.dispose()
+        return write_config(self.lab, self.root / name, inv, database=self.url, central=central,
+                            workers={"broker": self.broker, "sites": site_names(SITES), "lease": LEASE,
+                                     "wait": WAIT},
+                            audit_dir=self.root / "central" / "audit" if central else None,
+                            signing_key=self.signing_key, extra=extra)
 
     def actions(self) -> list[Action]:
-        return list(self.query(lambda s: list(s.scalars(select(Action).order_by(Action.seq)))))
+        return journal_actions(self.lab, self.url)
 
     def transitions(self) -> list[Transition]:
-        return list(self.query(lambda s: list(s.scalars(select(Transition).order_by(Transition.id)))))
+        return journal_transitions(self.lab, self.url)
 
 
 # -- what the hosts say --------------------------------------------------------------------------------------------
@@ -174,29 +131,7 @@ def probe(ob: Outbreak) -> dict[tuple[str, str, int], str]:
 
 def health(ob: Outbreak, url: str) -> str:
     """``leader`` / ``follower`` from a daemon's /healthz; "" while it does not answer."""
-    import httpx
-    try:
-        with ob.lab.enter("mgmt"):
-            return str(httpx.get(url + "/healthz", timeout=3).json()["scheduler"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        return ""
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def owner_pid(owner: str) -> int:
-    return int(owner.split(":")[1]) if owner.count(":") >= 1 else -1
-
-
-def audit_records(directory: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for p in sorted(directory.glob("*.jsonl"))
-            for line in p.read_text().splitlines() if line.strip()]
+    return daemon_health(ob.lab, url)
 
 
 @dataclass

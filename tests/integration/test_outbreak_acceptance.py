@@ -35,21 +35,16 @@ Lab, brokers and processes are private and stopped by PID; the lab prefix is cla
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
-from agent.lab import Lab
 from agent.lab.topology import MGMT_ADDRESS, observer_host, worker_host
-from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
+from tests.integration.deploy import create_database, daemon_section, site_lab, wait_for_daemons
 from tests.integration.outbreak_deploy import (
     AGENT,
     ECHO,
@@ -72,36 +67,23 @@ from tests.integration.outbreak_deploy import (
     probe,
     wait_for,
 )
-from tests.integration.pg_server import private_postgres_server
-from tests.integration.rabbit_server import private_rabbitmq
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
 def outbreak(tmp_path: Path) -> Iterator[Outbreak]:
-    _skip_unless_lab_possible()
-    with ExitStack() as stack:
-        prefix = stack.enter_context(claim_prefix("cob"))
-        lab = Lab(prefix=prefix, fleet=HOSTS, sites=SITES)
-        lab.up(rebuild=True)
-        stack.callback(lab.down)
-        mgmt = lab.hosts["mgmt"].namespace
-        pg = stack.enter_context(private_postgres_server("outbreak-pg-", netns=mgmt, host=MGMT_ADDRESS))
-        mq = stack.enter_context(private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS))
+    with site_lab("cob", hosts=HOSTS, sites=SITES, pg_prefix="outbreak-pg-") as scale:
         key = tmp_path / "audit-signing.key"
         made = subprocess.run([AGENT, "audit", "init-key", "--out", str(key)], capture_output=True, text=True,
                               timeout=60, check=True)
         [fingerprint] = [ln.split()[-1] for ln in made.stdout.splitlines() if ln.startswith("fingerprint:")]
-        with lab.enter("mgmt"):  # a database of its own, as a deployment would have
-            engine = create_engine(pg.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.execute(text("CREATE DATABASE outbreak"))
-            engine.dispose()
-        ob = Outbreak(lab, tmp_path, pg.url.rsplit("/", 1)[0] + "/outbreak",
-                      mq.url.replace("guest:guest@", "guest@"), key, fingerprint)
-        stack.callback(ob.stop_all)
-        yield ob
+        url = create_database(scale.lab, scale.pg.url, "outbreak")  # a database of its own, as a deployment would
+        ob = Outbreak(scale.lab, tmp_path, url, scale.broker_url, key, fingerprint)
+        try:
+            yield ob
+        finally:
+            ob.stop_all()
 
 
 # -- the test ------------------------------------------------------------------------------------------------------
@@ -141,23 +123,14 @@ def start_deployment(ob: Outbreak) -> tuple[dict[str, list[subprocess.Popen[byte
     workers: dict[str, list[subprocess.Popen[bytes]]] = {}
     for site in ob.sites:
         workers[site] = [
-            ob.spawn(f"{site}-{n}", worker_host(site),
-                     ["worker", "--site", site, "--slots", str(SLOTS),
-                      "--config", str(ob.config(f"{site}-{n}", central=False))],
-                     **({"AGENT_FAILPOINTS": "after-apply"} if (site, n) == ("site1", "a") else {}))
+            ob.start_worker(f"{site}-{n}", site, ob.config(f"{site}-{n}", central=False), slots=SLOTS,
+                            **({"AGENT_FAILPOINTS": "after-apply"} if (site, n) == ("site1", "a") else {}))
             for n in ("a", "b")]
     daemons: dict[str, str] = {}
     for name in ("daemon-a", "daemon-b"):
-        with ob.lab.enter("mgmt"), socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = free.getsockname()[1]
-        cfg = ob.config(name, central=True, extra=f"daemon:\n  listen: \"127.0.0.1:{port}\"\n  sweep_interval: 2s\n")
-        ob.spawn(name, "mgmt", ["daemon", "--config", str(cfg)])
-        daemons[name] = f"http://127.0.0.1:{port}"
-    for name, url in daemons.items():
-        wait_for(lambda u=url, n=name: health(ob, u) != "" or ob.procs[n].poll() is not None, 90, f"{name} up")
-        assert ob.procs[name].poll() is None, ob.log(name)
-    wait_for(lambda: sorted(health(ob, u) for u in daemons.values()) == ["follower", "leader"], 30, "one leader")
+        section, daemons[name] = daemon_section(ob.lab)
+        ob.start_daemon(name, ob.config(name, central=True, extra=section))
+    wait_for_daemons(ob, daemons)
     return workers, daemons
 
 

@@ -3,10 +3,10 @@
 targets and holds their credentials").
 
 The lab (``--hosts 1 --sites 1``) with its Samba AD DC on the LAN; PostgreSQL and RabbitMQ privately on mgmt, as
-in tests/integration/test_site_workers.py (whose helpers this reuses). The DC's own firewall admits only site1's
-worker host ``wk1`` (an nftables input chain in the DC's namespace), so the central CLI on mgmt has **no route to
-the DC**, and its inventory has **no directory credentials**: the worker's configuration alone has them. What is
-shown, on the DC itself:
+in tests/integration/test_site_workers.py (whose helpers this reuses, with tests/integration/deploy.py). The DC's
+own firewall admits only site1's worker host ``wk1`` (an nftables input chain in the DC's namespace), so the
+central CLI on mgmt has **no route to the DC**, and its inventory has **no directory credentials**: the worker's
+configuration alone has them. What is shown, on the DC itself:
 
 - no worker of the site running: a dry run notes the missing lookup; a real `disable-account` is refused (exit
   1, naming the site) with nothing journaled or queued. Fails before: the names went unchecked and the changes
@@ -39,18 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
 from agent.lab import Lab, labconfig, netns
 from agent.lab.ad import DC_ADDRESS, stored_entry
 from agent.lab.samba import SambaDC
-from agent.lab.topology import MGMT_ADDRESS, fleet_names, namespace_name, worker_host
-from tests.integration.cli.test_contain_cli import AGENT
-from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
+from agent.lab.topology import fleet_names, namespace_name, worker_host
+from tests.integration import deploy as fixtures
 from tests.integration.engine.ad_state import HOURS, UAC, Writes, accounts, calibrate
-from tests.integration.pg_server import private_postgres_server
-from tests.integration.rabbit_server import private_rabbitmq
 from tests.integration.test_site_workers import (
     LEASE,
     Deployment,
@@ -82,18 +78,15 @@ def dc_admits_only(namespace: str, address: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def site_ad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scale, SambaDC, Writes]]:
-    _skip_unless_lab_possible()
+def site_ad() -> Iterator[tuple[Scale, SambaDC, Writes]]:
     if shutil.which("samba", path=netns.SBIN_PATH) is None or shutil.which("samba-tool") is None:
         pytest.skip("samba is not installed: run scripts/install-system.sh")
-    with ExitStack() as stack:
-        prefix = stack.enter_context(claim_prefix("cad"))
-        lab = Lab(prefix=prefix, fleet=len(FLEET), sites=1)
-        lab.up(rebuild=True)
-        stack.callback(lab.down)
+    made: list[tuple[SambaDC, Writes]] = []
+
+    def with_dc(lab: Lab, stack: ExitStack) -> None:
         lab.up_ad()
         stack.callback(lab.down_ad)
-        dc = SambaDC(namespace_name(prefix, "dc"), DC_ADDRESS, lab.state_dir / "dc")
+        dc = SambaDC(namespace_name(lab.prefix, "dc"), DC_ADDRESS, lab.state_dir / "dc")
         stack.callback(dc.stop)  # closes its admin connection first (then down_ad removes the rest)
         writes = calibrate(dc, "sdcal")
         dc.create_user(OBRIEN, "Pw-obrien-9a!", logonHours=bytes([0xFF] * 20 + [0x0F]), userAccountControl=0x10200)
@@ -101,52 +94,34 @@ def site_ad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scale, S
         dc.create_group(GROUP)
         dc.add_members("Domain Admins", [GROUP])
         dc.add_members(GROUP, [OBRIEN])
-        wk = lab.hosts[worker_host(SITE)]
-        dc_admits_only(dc.namespace, wk.address)
-        mgmt = f"{prefix}-mgmt"
-        pg = stack.enter_context(private_postgres_server("sitead-pg-", netns=mgmt, host=MGMT_ADDRESS))
-        broker = stack.enter_context(private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS))
-        yield Scale(lab, pg, broker, mgmt), dc, writes
+        dc_admits_only(dc.namespace, lab.hosts[worker_host(SITE)].address)
+        made.append((dc, writes))
+    with fixtures.site_lab("cad", hosts=len(FLEET), sites=1, pg_prefix="sitead-pg-", then=with_dc) as scale:
+        [(dc, writes)] = made
+        yield scale, dc, writes
 
 
 def write_config(scale: Scale, root: Path, url: str, name: str, *, central: bool) -> Path:
-    """agent.yaml + inventory.yaml: the lab's directory entry at ``site1`` (its options naming ``keeper``
-    protected); the central's without the directory's credentials, the worker's without the audit
-    signing key (its records go to the central's one chain)."""
+    """agent.yaml + inventory.yaml (tests/integration/deploy.py): the lab's directory entry at ``site1`` (its
+    options naming ``keeper`` protected); the central's without the site's credentials (the directory's among
+    them), the worker's without the audit signing key (its records go to the central's one chain)."""
     lab = scale.lab
-    folder = root / name
-    folder.mkdir(exist_ok=True)
     entry = copy.deepcopy(stored_entry(lab.state_dir))
     assert entry is not None
     entry["site"] = SITE
     entry["options"]["protected_accounts"] = ["breakglass", KEEPER]
     inv = labconfig.inventory(lab.state_dir, entry, FLEET, lab.site_of())
-    if central:
-        del inv["directories"]["lab-ad"]["credentials"]
-    (folder / "inventory.yaml").write_text(labconfig.to_yaml(inv))
-    settings = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
-    settings.update(database=url, audit_dir=str(folder / "audit"), evidence_dir=str(folder / "evidence"),
-                    workers={"broker": scale.broker.url.replace("guest:guest@", "guest@"),
-                             "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": [SITE], "lease": LEASE,
-                             "wait": 60})
+    settings: dict[str, Any] = {}
     if central:  # waits lease + connect timeout for a site worker to take a read: no need for 5 s here
-        settings["ssh"]["connect_timeout"] = 2
-    else:
-        del settings["audit_signing_key"]
-    (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
-    return folder / "agent.yaml"
+        settings["ssh"] = {**labconfig.agent_settings(lab.repo, root, lab.state_dir)["ssh"], "connect_timeout": 2}
+    return fixtures.write_config(lab, root / name, inv, database=url, central=central, settings=settings,
+                                 workers={"broker": scale.broker_url, "sites": [SITE], "lease": LEASE, "wait": 60})
 
 
 @pytest.fixture
 def deploy(site_ad: tuple[Scale, SambaDC, Writes], tmp_path: Path) -> Iterator[tuple[Deployment, SambaDC, Writes]]:
     scale, dc, writes = site_ad
-    name = f"ad{int(time.time())}"
-    with scale.lab.enter("mgmt"):
-        engine = create_engine(scale.pg.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        engine.dispose()
-    url = scale.pg.url.rsplit("/", 1)[0] + f"/{name}"
+    url = fixtures.create_database(scale.lab, scale.pg.url, f"ad{int(time.time())}")
     d = Deployment(scale, tmp_path, url, write_config(scale, tmp_path, url, "central", central=True))
     try:
         yield d, dc, writes
@@ -156,15 +131,7 @@ def deploy(site_ad: tuple[Scale, SambaDC, Writes], tmp_path: Path) -> Iterator[t
 
 def start_worker(d: Deployment, name: str) -> subprocess.Popen[bytes]:
     """``agent worker --site site1`` on wk1 (the only host the DC answers), with the directory's credentials."""
-    cfg = write_config(d.scale, d.root, d.url, name, central=False)
-    log = open(d.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-    on = d.scale.lab.hosts[worker_host(SITE)].namespace
-    proc = subprocess.Popen(["ip", "netns", "exec", on, AGENT, "worker", "--site", SITE, "--slots", "2",
-                             "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=d.env(),
-                            stdin=subprocess.DEVNULL)
-    log.close()
-    d.procs[name] = proc
-    return proc
+    return d.start_worker(name, SITE, write_config(d.scale, d.root, d.url, name, central=False), slots=2)
 
 
 def site_reads(d: Deployment) -> list[Any]:

@@ -26,30 +26,29 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
-from agent.lab import Lab
-from agent.lab import labconfig
-from agent.lab.topology import MGMT_ADDRESS, fleet_names, worker_host
+from agent.lab import Lab, labconfig
+from agent.lab.topology import fleet_names, worker_host
 from agent.store import Action, AuditOutbox, Transition, utcnow
-from tests.integration.cli.test_contain_cli import AGENT
-from tests.integration.conftest import _skip_unless_lab_possible, claim_prefix
-from tests.integration.pg_server import PgServer, private_postgres_server
-from tests.integration.rabbit_server import Broker, private_rabbitmq
+from tests.integration import deploy as fixtures
+from tests.integration.deploy import AGENT, Processes, Scale, audit_records, create_database, owner_pid
+
+__all__ = ["AGENT", "EDR_ADDRESS", "EDR_NAME", "FLEET", "LEASE", "SITES", "SITE_OF", "Deployment", "Scale",
+           "anchor_of", "assert_chain_verifies", "assert_exactly_once", "audit_records", "contain_result",
+           "daemon_health", "isolated", "owner_pid", "rows", "site_reads", "start_daemons", "transitions",
+           "wait_for", "write_configs"]
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -59,29 +58,13 @@ SITE_OF = {h: s for s, hosts in SITES.items() for h in hosts}
 LEASE = 3  # seconds: a dead worker's action is taken over within ~1.5 leases
 
 
-@dataclass
-class Scale:
-    lab: Lab
-    pg: PgServer
-    broker: Broker
-    mgmt: str
-    dbs: list[str] = field(default_factory=list)
-
-
 @pytest.fixture(scope="module")
 def scale() -> Iterator[Scale]:
-    _skip_unless_lab_possible()
-    with ExitStack() as stack:
-        prefix = stack.enter_context(claim_prefix("ciw"))
-        lab = Lab(prefix=prefix, fleet=len(FLEET), sites=len(SITES))
-        lab.up(rebuild=True)
-        stack.callback(lab.down)
+    def edr_name(lab: Lab, stack: ExitStack) -> None:
         assert lab.site_of() == SITE_OF
         stack.enter_context(site_name(lab, "site1", EDR_NAME, EDR_ADDRESS))
-        mgmt = f"{prefix}-mgmt"
-        pg = stack.enter_context(private_postgres_server("workers-pg-", netns=mgmt, host=MGMT_ADDRESS))
-        broker = stack.enter_context(private_rabbitmq(netns=mgmt, host=MGMT_ADDRESS))
-        yield Scale(lab, pg, broker, mgmt)
+    with fixtures.site_lab("ciw", hosts=len(FLEET), sites=len(SITES), pg_prefix="workers-pg-", then=edr_name) as s:
+        yield s
 
 
 EDR_NAME, EDR_ADDRESS = "edr.site1.test", "10.77.17.99"  # h01 keeps tcp/443 to it: a name only site1 knows
@@ -100,33 +83,22 @@ def site_name(lab: Lab, site: str, name: str, address: str) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@dataclass
-class Deployment:
-    """One test's configurations (central + one per worker process), database and running workers."""
+class Deployment(Processes):
+    """One test's configurations (central + one per worker process), database and running workers and daemons
+    (tests/integration/deploy.py: started in the lab, stopped by PID)."""
 
-    scale: Scale
-    root: Path
-    url: str
-    central: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    contain: subprocess.Popen[str] | None = None
+    def __init__(self, scale: Scale, root: Path, url: str, central: Path) -> None:
+        super().__init__(scale.lab, root)
+        self.scale, self.url, self.central = scale, url, central
+        self.contain: subprocess.Popen[str] | None = None
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "AGENT_BROKER_PASSWORD": "guest", "NO_COLOR": "1", "AGENT_NO_WARM": "1"}
-        env.pop("AGENT_FAILPOINTS", None)
-        env.update(extra)
-        return env
-
-    def agent(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.scale.mgmt, AGENT, *args, "--config", str(self.central)],
-                              capture_output=True, text=True, timeout=timeout, env=self.env(),
-                              stdin=subprocess.DEVNULL, check=False)
+    def agent(self, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
+        """``agent ARGS --config CENTRAL`` on mgmt, ``env`` added (failpoints)."""
+        return self.run("mgmt", [*args, "--config", str(self.central)], timeout=timeout, **env)
 
     def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``agent audit --config CENTRAL ARGS`` on mgmt (the audit command passes everything after it on)."""
-        return subprocess.run(["ip", "netns", "exec", self.scale.mgmt, AGENT, "audit", "--config", str(self.central),
-                               *args], capture_output=True, text=True, timeout=120, env=self.env(),
-                              stdin=subprocess.DEVNULL, check=False)
+        return self.run("mgmt", ["audit", "--config", str(self.central), *args], timeout=120)
 
     def start_contain(self) -> subprocess.Popen[str]:
         self.contain = subprocess.Popen(["ip", "netns", "exec", self.scale.mgmt, AGENT, "contain", "--tag", "fleet",
@@ -139,88 +111,43 @@ class Deployment:
     def worker(self, name: str, site: str, *, slots: int = 2, wait: float = 120, **env: str
                ) -> subprocess.Popen[bytes]:
         cfg = write_configs(self.scale, self.root, self.url, name, central=False, wait=wait)
-        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        on = self.scale.lab.hosts[worker_host(site)].namespace  # the only host that reaches the site
-        proc = subprocess.Popen(["ip", "netns", "exec", on, AGENT, "worker", "--site", site,
-                                 "--slots", str(slots), "--config", str(cfg)],
-                                stdout=log, stderr=subprocess.STDOUT, env=self.env(**env), stdin=subprocess.DEVNULL)
-        log.close()
-        self.procs[name] = proc
-        return proc
+        return self.start_worker(name, site, cfg, slots=slots, **env)
 
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
+    def stop_all(self, timeout: float = 30) -> None:
         if self.contain is not None and self.contain.poll() is None:
             self.contain.kill()
             self.contain.communicate(timeout=30)
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        super().stop_all(timeout)
 
     def db(self) -> Callable[[Callable[[Session], Any]], Any]:
-        def run(fn: Callable[[Session], Any]) -> Any:
-            with self.scale.lab.enter("mgmt"):
-                engine = create_engine(self.url, poolclass=NullPool)
-                try:
-                    with Session(engine) as s:
-                        return fn(s)
-                finally:
-                    engine.dispose()
-        return run
+        return lambda fn: fixtures.query(self.lab, self.url, fn)
 
 
 def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool, wait: float = 120,
                   audit_dir: Path | None = None) -> Path:
-    """agent.yaml + inventory.yaml for one process: the lab's own, with sites, PostgreSQL and the broker; the
-    central one without the fleet's credentials, writing the deployment's one audit chain (``audit_dir``:
-    default its own folder's; the two daemons share the central's), a worker without the audit signing key
-    (`agent worker` refuses one: its records go to the chain's writer)."""
+    """agent.yaml + inventory.yaml for one process (tests/integration/deploy.py): the lab's own, with sites,
+    PostgreSQL and the broker, the router ``fw`` placed at site1 (read and changed only by site1's workers) and
+    h01's allow-list name; the central one without the site targets' credentials, writing the deployment's one
+    audit chain (``audit_dir``: default its own folder's; the two daemons share the central's)."""
     lab = scale.lab
-    folder = root / name
-    folder.mkdir(exist_ok=True)
     inv = labconfig.inventory(lab.state_dir, None, FLEET, lab.site_of())
-    for host in FLEET:
-        assert inv["hosts"][host]["site"] == SITE_OF[host]
-        if central:
-            del inv["hosts"][host]["credentials"]
-    inv["devices"]["fw"]["site"] = "site1"  # the router, read and changed only by site1's workers
-    if central:
-        del inv["devices"]["fw"]["credentials"]
-    text = labconfig.to_yaml(inv)  # block style has no list of mappings: h01's allow entry goes in flow style
+    assert {h: inv["hosts"][h]["site"] for h in FLEET} == SITE_OF
+    inv["devices"]["fw"]["site"] = "site1"
+    text = labconfig.to_yaml(fixtures.central_inventory(inv) if central else inv)
+    # block style has no list of mappings: h01's allow entry goes in flow style
     assert "\n  h01:\n" in text
     text = text.replace("\n  h01:\n", f"\n  h01:\n    allow: [{{to: {EDR_NAME}, proto: tcp, ports: [443]}}]\n", 1)
-    (folder / "inventory.yaml").write_text(text)
-    settings = labconfig.agent_settings(lab.repo, folder, lab.state_dir)
-    settings.update(database=url, audit_dir=str(audit_dir or folder / "audit"),
-                    evidence_dir=str(folder / "evidence"),
-                    workers={"broker": scale.broker.url.replace("guest:guest@", "guest@"),
-                             "broker_password": "env:AGENT_BROKER_PASSWORD", "sites": list(SITES),
-                             "lease": LEASE, "wait": wait})
-    if not central:
-        del settings["audit_signing_key"]
-    (folder / "agent.yaml").write_text(labconfig.to_yaml(settings))
-    return folder / "agent.yaml"
+    return fixtures.write_config(lab, root / name, text, database=url, central=central, audit_dir=audit_dir,
+                                 workers={"broker": scale.broker_url, "sites": list(SITES), "lease": LEASE,
+                                          "wait": wait})
 
 
 @pytest.fixture
 def deploy(scale: Scale, tmp_path: Path) -> Iterator[Deployment]:
     scale.lab.reset()
     name = f"w{len(scale.dbs)}_{int(time.time())}"
-    with scale.lab.enter("mgmt"):
-        engine = create_engine(scale.pg.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        engine.dispose()
     scale.dbs.append(name)
-    url = scale.pg.url.rsplit("/", 1)[0] + f"/{name}"
+    url = create_database(scale.lab, scale.pg.url, name)
     d = Deployment(scale, tmp_path, url, write_configs(scale, tmp_path, url, "central", central=True))
     try:
         yield d
@@ -231,32 +158,20 @@ def deploy(scale: Scale, tmp_path: Path) -> Iterator[Deployment]:
 
 # -- what the hosts and the journal say ----------------------------------------------------------------------------
 def isolated(lab: Lab) -> set[str]:
-    return {h for h in FLEET if "table" in lab.exec(h, ["nft", "list", "ruleset"]).stdout}
+    return fixtures.isolated(lab, FLEET)
 
 
 def rows(d: Deployment) -> list[Action]:
-    return list(d.db()(lambda s: list(s.scalars(select(Action).order_by(Action.seq)))))
+    return fixtures.actions(d.lab, d.url)
 
 
 def transitions(d: Deployment) -> list[Transition]:
-    return list(d.db()(lambda s: list(s.scalars(select(Transition).order_by(Transition.id)))))
+    return fixtures.transitions(d.lab, d.url)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001, S110 - not there yet (no schema, database restarting)
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def audit_records(directory: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for p in sorted(directory.glob("*.jsonl"))
-            for line in p.read_text().splitlines() if line.strip()]
+    """Poll every 0.3 s; an exception from ``check`` is "not yet" (no schema yet, PostgreSQL restarting)."""
+    fixtures.wait_for(check, timeout, what, every=0.3, tolerate=True)
 
 
 def anchor_of(d: Deployment) -> tuple[str, str]:
@@ -279,10 +194,6 @@ def assert_chain_verifies(d: Deployment) -> None:
     assert res.returncode == 0, (res.stdout[-1500:], res.stderr[-1500:])
     ids = [r["outbox_id"] for r in chain if "outbox_id" in r]
     assert len(ids) == len(set(ids)), "a queued record was chained twice"
-
-
-def owner_pid(owner: str) -> int:
-    return int(owner.split(":")[1])
 
 
 def assert_exactly_once(d: Deployment) -> list[Action]:
@@ -310,9 +221,9 @@ def contain_result(proc: subprocess.Popen[str], timeout: float = 240) -> dict[st
 
 def start_daemons(d: Deployment, names: tuple[str, ...], extra: str = "") -> dict[str, tuple[
         subprocess.Popen[bytes], str]]:
-    """``agent daemon`` processes on mgmt (no fleet credentials), each on its own loopback port, ``extra``
-    lines added under ``daemon:``; returns once each answers and exactly one leads the scheduler."""
-    import httpx
+    """``agent daemon`` processes on mgmt (no site credentials, the central's audit chain), each on its own
+    loopback port, ``extra`` lines added under ``daemon:``; returns once each answers and exactly one leads the
+    scheduler."""
     if not (d.root / "rules.yaml").exists():
         (d.root / "rules.yaml").write_text(
             "rules:\n  - name: outbreak\n    match: {source: gen, rule_id: ttl-*}\n    runbook: isolate-host\n"
@@ -320,37 +231,17 @@ def start_daemons(d: Deployment, names: tuple[str, ...], extra: str = "") -> dic
     daemons: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     for name in names:
         cfg = write_configs(d.scale, d.root, d.url, name, central=True, audit_dir=d.root / "central" / "audit")
-        with d.scale.lab.enter("mgmt"), socket.socket() as probe:  # a free port on mgmt's loopback
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        cfg.write_text(cfg.read_text() + (
-            f"rules: \"{d.root / 'rules.yaml'}\"\ndaemon:\n  listen: \"127.0.0.1:{port}\"\n"
-            "  sweep_interval: 2s\n  sources:\n    gen: {format: generic, token: env:TEST_GEN_TOKEN}\n" + extra))
-        log = open(d.root / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(["ip", "netns", "exec", d.scale.mgmt, AGENT, "daemon", "--config", str(cfg)],
-                                stdout=log, stderr=subprocess.STDOUT, env=d.env(TEST_GEN_TOKEN="tok-123456789"),
-                                stdin=subprocess.DEVNULL)
-        log.close()
-        d.procs[name] = proc
-        daemons[name] = (proc, f"http://127.0.0.1:{port}")
-    for name, (_proc, url) in daemons.items():  # started together on a new journal (test_daemons_start_together)
-        def up(url: str = url, who: str = name) -> bool:
-            assert d.procs[who].poll() is None, d.log(who)
-            try:
-                with d.scale.lab.enter("mgmt"):
-                    return httpx.get(url + "/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_for(up, 60, f"{name} to answer")
-    wait_for(lambda: sorted(daemon_health(d, u) for _p, u in daemons.values()).count("leader") == 1, 20,
-             "one leader")
+        section, url = fixtures.daemon_section(d.lab, "  sources:\n    gen: {format: generic, token: "
+                                                      "env:TEST_GEN_TOKEN}\n" + extra)
+        cfg.write_text(cfg.read_text() + f"rules: \"{d.root / 'rules.yaml'}\"\n" + section)
+        daemons[name] = (d.start_daemon(name, cfg, TEST_GEN_TOKEN="tok-123456789"), url)
+    # started together on a new journal (test_daemons_start_together)
+    fixtures.wait_for_daemons(d, {name: url for name, (_proc, url) in daemons.items()}, timeout=60)
     return daemons
 
 
 def daemon_health(d: Deployment, url: str) -> str:
-    import httpx
-    with d.scale.lab.enter("mgmt"):
-        return str(httpx.get(url + "/healthz", timeout=5).json()["scheduler"])
+    return fixtures.daemon_health(d.lab, url)
 
 
 # -- the tests -----------------------------------------------------------------------------------------------------
@@ -471,10 +362,8 @@ def test_one_audit_chain_when_a_worker_and_the_chain_writer_are_killed(deploy: D
     d = deploy
     doomed = d.worker("site1-a", "site1", wait=4, AGENT_FAILPOINTS="after-apply")
     d.worker("site2-a", "site2", wait=4)
-    res = subprocess.run(["ip", "netns", "exec", d.scale.mgmt, AGENT, "contain", "--tag", "fleet", "--yes",
-                          "--count", str(len(FLEET)), "-p", "capture_evidence=false", "--config", str(d.central)],
-                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                         env=d.env(AGENT_FAILPOINTS="audit-drain-appended"), check=False)
+    res = d.agent("contain", "--tag", "fleet", "--yes", "--count", str(len(FLEET)), "-p", "capture_evidence=false",
+                  timeout=120, AGENT_FAILPOINTS="audit-drain-appended")
     assert res.returncode == -signal.SIGKILL, (res.returncode, res.stdout[-1500:], res.stderr[-1500:])
     wait_for(lambda: doomed.poll() is not None, 60, "the failpoint to kill site1-a")
     assert doomed.returncode == -signal.SIGKILL, d.log("site1-a")
@@ -553,10 +442,8 @@ def test_engine_dies_between_intent_and_publish_nothing_lost(deploy: Deployment)
     d = deploy
     d.worker("site1-a", "site1", wait=4)
     d.worker("site2-a", "site2", wait=4)
-    res = subprocess.run(["ip", "netns", "exec", d.scale.mgmt, AGENT, "contain", "--tag", "fleet", "--yes",
-                          "--count", str(len(FLEET)), "-p", "capture_evidence=false", "--config", str(d.central)],
-                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                         env=d.env(AGENT_FAILPOINTS="after-intent"), check=False)
+    res = d.agent("contain", "--tag", "fleet", "--yes", "--count", str(len(FLEET)), "-p", "capture_evidence=false",
+                  timeout=120, AGENT_FAILPOINTS="after-intent")
     assert res.returncode == -signal.SIGKILL, (res.returncode, res.stdout[-1500:], res.stderr[-1500:])
     orphans = [r for r in rows(d) if r.action == "isolate" and r.state == "intent"]
     assert orphans, "the failpoint should leave a journaled, unpublished intent"
