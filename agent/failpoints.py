@@ -32,7 +32,11 @@ NAMES = (
     "ad-batch-sent:K",         # active_directory: the first K pipelined modifies of a batch (disable or its
                                # undo) are written to the DC, no answer to them read yet
     "ad-batch-answered:K",     # active_directory: the DC's answer to the K-th modify of a batch was read
+    "ad-group-removed:K",      # active_directory: the K-th privileged membership of remove_privileged_groups
+                               # removed (the DC answered), the others not sent yet
+    "ad-group-restored:K",     # active_directory: its undo re-added the K-th recorded membership, others not yet
     "worker-after-claim",      # a site worker's claim (and its worker.claimed record) committed, nothing else
+    "worker-after-claim:K",    # the same, at the K-th action this worker process claimed (fresh or taken over)
     "audit-drain-appended",    # the chain's writer appended (and fsynced) site workers' queued audit records,
                                # not yet deleted from the outbox (agent/audit/drain.py)
 )

@@ -18,8 +18,10 @@ nothing changed) is ``failed`` after ``applying``.
 Resolving an action left unfinished (dead owner) or in doubt — :meth:`ActionRunner.resolve` — always verifies
 first, and never takes a new snapshot of a target that may already be changed: the journaled one (taken before
 anything was sent) is the state to restore. Effect present → done, not applied again; absent → applied once
-from the journaled snapshot (undo: undone once) and verified. Rows are claimed by compare-and-swap on
-(state, owner) first, so two processes never resolve the same action.
+from the journaled snapshot (undo: undone once) and verified. An undo of an effect in parts
+(``ActionSpec.undo_in_parts``: memberships of several groups, a batch of accounts) is completed from the snapshot
+even when the effect is gone: one part put back already lifts it, so "not in effect" cannot say the rest is.
+Rows are claimed by compare-and-swap on (state, owner) first, so two processes never resolve the same action.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class ActionRunner:
         self.journal.transition(row, "done", detail or ver.summary, verification=ver.to_dict())
         return res
 
-    def _undo(self, job: Job, session: Session, snap: Snapshot, detail: str) -> ActionResult:
+    def _undo(self, job: Job, session: Session, snap: Snapshot, detail: str, *, settled: str = "") -> ActionResult:
+        """Undo from ``snap`` and verify; ``settled``: how a resolution got here, journaled with the outcome."""
         row = job.row
         if row.state != "applying":
             self.journal.transition(row, "applying", detail)
@@ -122,7 +125,8 @@ class ActionRunner:
         failpoint("after-verify")
         if ver.in_effect:
             raise VerifyFailed(f"still in effect after undo: {ver.summary}")
-        self.journal.transition(row, "done", ver.summary, verification=ver.to_dict())
+        self.journal.transition(row, "done", f"{settled}: {ver.summary}" if settled else ver.summary,
+                                verification=ver.to_dict())
         self.journal.mark_undone(row.undo_of or "", row.id)
         return res
 
@@ -260,7 +264,9 @@ class ActionRunner:
             session = self._retry(lambda: sessions.get(job.connector, target, entry), job)
             ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
             want = row.kind == "apply"
-            if ver.in_effect == want:
+            # an undo of an effect in parts, no longer in effect: maybe only some parts are back — complete it
+            partial = not want and not ver.in_effect and self._undo_in_parts(row)
+            if ver.in_effect == want and not partial:
                 what = "was in doubt" if from_state == IN_DOUBT else f"after interruption in state {from_state}"
                 detail = (f"reconciled {what}: target shows the {'change' if want else 'undo'} in effect; "
                           "not re-applied")
@@ -272,8 +278,12 @@ class ActionRunner:
             elif want:
                 detail = self._finish_apply(job, session, from_state)
             else:
-                self._undo(job, session, Snapshot(dict(row.snapshot or {})), "completing interrupted undo")
                 detail = f"reconciled: interrupted undo completed from the journaled snapshot (was {from_state})"
+                if partial:
+                    detail += ("; the change was no longer in effect, but an undo in parts may have stopped "
+                               "part-way: what was still missing was restored")
+                self._undo(job, session, Snapshot(dict(row.snapshot or {})), "completing interrupted undo",
+                           settled=detail)
             out.outcome, out.detail = "done", detail
         except Interrupted:
             raise
@@ -330,6 +340,11 @@ class ActionRunner:
         finally:
             sessions.close_all()
         return out
+
+    def _undo_in_parts(self, row: Action) -> bool:
+        """Does ``row``'s action declare an effect its undo puts back in parts (``ActionSpec.undo_in_parts``)?"""
+        spec = self.registry.spec(row.connector, row.action)
+        return spec is not None and spec.undo_in_parts
 
     def _finish_apply(self, job: Job, session: Session, from_state: str) -> str:
         """The effect is absent: apply once — from the journaled snapshot when one exists (never re-snapshot)."""

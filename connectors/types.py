@@ -170,6 +170,12 @@ class ActionSpec:
     # key ({"requested", "status" | "outcome", "error", "account": identity}) need no declaration.
     items_before: str = ""
     items_absent: str = ""
+    # The effect has parts an undo puts back one at a time (memberships in several groups, the accounts of a
+    # batch): after an interrupted undo, "no longer in effect" does not say that every part is back — one group
+    # re-added already lifts "out of privileged groups". The runner then completes such an undo from the journaled
+    # snapshot rather than taking it as done, so the connector's undo must restore only what still differs from
+    # the snapshot (a read and nothing sent when everything is back).
+    undo_in_parts: bool = False
 
 
 @dataclass

@@ -86,6 +86,7 @@ class SiteWorker:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._running: set[str] = set()  # actions a thread of this process runs now
+        self._claims = 0  # actions this process claimed (fresh or taken over), for the failpoint
         self.stopping = threading.Event()
         from agent.workers.reader import SiteReader
         self.reader = SiteReader(self)  # read-backs, drift re-applies and resolve steps asked by other processes
@@ -115,7 +116,9 @@ class SiteWorker:
                         on_claimed=lambda s, won: self._note_claim(s, won, orphan=orphan))
             if got.result in (ClaimResult.FRESH, ClaimResult.TAKEOVER):
                 self._running.add(action_id)
+                self._claims += 1
                 failpoint("worker-after-claim")
+                failpoint(f"worker-after-claim:{self._claims}")  # the K-th action this process claimed
                 if orphan:
                     got = Claim(ClaimResult.TAKEOVER, got.row, got.previous_owner)
             return got

@@ -40,11 +40,12 @@ ACTIONS: Mapping[str, ActionSpec] = {
         "disable_account", "Disable the account (userAccountControl |= ACCOUNTDISABLE); its logons fail at once. "
         "Issued Kerberos tickets stay valid until expiry.", "account",
         undo_description="restore the exact userAccountControl value recorded before", active_as="disabled",
-        blast="accounts", batch="accounts", items_absent="enabled"),
+        blast="accounts", batch="accounts", items_absent="enabled", undo_in_parts=True),
     "remove_privileged_groups": ActionSpec(
         "remove_privileged_groups", "Remove the account's direct memberships in privileged groups and in groups "
         "nested in them (found via LDAP_MATCHING_RULE_IN_CHAIN).", "account",
-        undo_description="re-add exactly the memberships that were removed", active_as="out of privileged groups"),
+        undo_description="re-add exactly the memberships that were removed", active_as="out of privileged groups",
+        undo_in_parts=True),
     "reset_password": ActionSpec(
         "reset_password", "OPT-IN, NOT REVERSIBLE: set a random password nobody knows and require a change at "
         "next logon. The old password keeps working for NTLM/LDAP for a while: never instead of disabling.",

@@ -22,7 +22,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from connectors.active_directory.accounts import Account, as_int, first, resolve, resolve_snapshot, sid_to_str
 from connectors.active_directory.options import DEFAULT_PRIVILEGED_GROUPS, normalize_dn
-from connectors.active_directory.session import ADSession
+from connectors.active_directory.session import ADSession, failpoint
 from connectors.types import ActionResult, Snapshot, Verification
 
 __all__ = [
@@ -95,6 +95,7 @@ def apply_groups(session: ADSession, args: Mapping[str, Any], snap: Snapshot) ->
         code = session.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [account.dn])]}, ok_codes=_ALREADY)
         if code == 0:
             removed.append(group_dn)
+            failpoint(f"ad-group-removed:{len(removed)}")
     details = {"account": account.identity(), "removed": removed, "paths": info["paths"],
                "transitive_before": info["transitive"]}
     warnings = []
@@ -126,6 +127,7 @@ def undo_groups(session: ADSession, args: Mapping[str, Any], snap: Snapshot) -> 
         code = session.modify(group_dn, {"member": [(ldap3.MODIFY_ADD, [account.dn])]}, ok_codes=_ALREADY)
         if code == 0:
             restored.append(group_dn)
+            failpoint(f"ad-group-restored:{len(restored)}")
     details = {"account": account.identity(), "restored": restored}
     if not restored:
         return ActionResult(False, f"{account.sam}: recorded memberships already present", details)

@@ -31,19 +31,19 @@ from connectors.active_directory.options import DirectoryOptions
 from connectors.errors import AuthError, ConnectorError, TLSError
 from connectors.types import ConnectorContext, Credentials, Secret
 
-__all__ = ["ADSession", "ConnectionPool", "Entry", "StrictTls", "connect"]
+__all__ = ["ADSession", "ConnectionPool", "Entry", "StrictTls", "connect", "failpoint"]
 
 Entry = dict[str, Any]  # {"dn": str, "attributes": {name: [bytes, ...]}}
 PoolKey = tuple[str, int, bool, str, str, str, Secret]
 
 
-def _failpoint(name: str) -> None:
+def failpoint(name: str) -> None:
     """The agent's crash-test hooks (agent.failpoints); absent when the connector runs without the agent."""
     try:
-        from agent.failpoints import failpoint
+        from agent.failpoints import failpoint as agent_failpoint
     except ImportError:  # pragma: no cover - the connector used as a library
         return
-    failpoint(name)
+    agent_failpoint(name)
 
 
 def _batch_failpoints() -> dict[str, Any]:
@@ -58,8 +58,8 @@ def _batch_failpoints() -> dict[str, Any]:
     if not names:
         return {}
     cuts = {int(n.split(":")[1]) for n in names if n.startswith("ad-batch-sent:") and n.split(":")[1].isdigit()}
-    return {"cuts": cuts, "on_sent": lambda n: _failpoint(f"ad-batch-sent:{n}"),
-            "on_answered": lambda n: _failpoint(f"ad-batch-answered:{n}")}
+    return {"cuts": cuts, "on_sent": lambda n: failpoint(f"ad-batch-sent:{n}"),
+            "on_answered": lambda n: failpoint(f"ad-batch-answered:{n}")}
 
 
 class StrictTls(ldap3.Tls):  # type: ignore[misc]
