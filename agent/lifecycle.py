@@ -196,7 +196,9 @@ class ActionRunner:
             return
         ver = self._read_back(job)
         want = row.kind == "apply"
-        if ver is not None and ver.in_effect == want:
+        # an undo of an effect in parts that broke part-way: the effect gone does not say every part is back
+        partial = not want and ver is not None and not ver.in_effect and self._undo_in_parts(row)
+        if ver is not None and ver.in_effect == want and not partial:
             detail = f"{'applied' if want else 'undone'} (confirmed by reading state after: {message})"
             self.journal.transition(row, "done", detail, verification=ver.to_dict(), attempts=job.attempts[0],
                                     **({"changed": changed_when_found(job)} if row.changed is None else {}))
@@ -205,6 +207,8 @@ class ActionRunner:
             out.state, out.changed, out.summary, out.error, out.error_kind = "done", True, detail, None, None
             return
         seen = "the state could not be read back" if ver is None else f"the target shows: {ver.summary}"
+        if partial:
+            seen += " (an undo in parts that stopped part-way: what is still missing is restored when re-verified)"
         detail = f"in doubt: {message}; {seen} — re-verified until known"
         self.journal.transition(row, IN_DOUBT, detail, error=text, error_kind=kind, attempts=job.attempts[0])
         out.state, out.summary = IN_DOUBT, f"in doubt — verifying: {message}"

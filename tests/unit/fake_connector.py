@@ -38,6 +38,10 @@ class FakeWorld:
     reset_after_apply: dict[str, str] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # targets that cannot be reached at all (open raises)
     snapshots: dict[str, int] = field(default_factory=dict)
+    # ``deprivilege``: a host's privileged groups (an effect in parts, like AD's remove_privileged_groups)
+    groups: dict[str, set[str]] = field(default_factory=dict)
+    group_down: set[str] = field(default_factory=set)  # re-adding one of these raises Unreachable (sent nothing)
+    crash_after_restores: int = 0  # the undo crashes once it re-added this many groups (0: never)
 
 
 class Crash(BaseException):
@@ -62,6 +66,8 @@ class FakeConnector(ConnectorBase):
         "capture_evidence": ActionSpec("capture_evidence", "collect state", "host", reversible=False,
                                        mutating=False),
         "fail_step": ActionSpec("fail_step", "always fails", "host"),
+        "deprivilege": ActionSpec("deprivilege", "leave every privileged group", "host", active_as="deprivileged",
+                                  undo_in_parts=True),
     }
 
     def open(self, target: Target, creds: Credentials, ctx: ConnectorContext) -> FakeSession:
@@ -144,6 +150,33 @@ class FakeConnector(ConnectorBase):
     def _verify_fail_step(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
         return Verification(False, "never")
 
+    def _snapshot_deprivilege(self, s: FakeSession, args: Mapping[str, Any]) -> Snapshot:
+        return Snapshot({"to_remove": sorted(self.world.groups.get(s.target.name, set()))})
+
+    def _apply_deprivilege(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        had = self.world.groups.get(s.target.name, set())
+        self.world.groups[s.target.name] = set()
+        return ActionResult(changed=bool(had), summary=f"removed from {len(had)} group(s)")
+
+    def _verify_deprivilege(self, s: FakeSession, args: Mapping[str, Any]) -> Verification:
+        left = self.world.groups.get(s.target.name, set())
+        return Verification(in_effect=not left, summary=f"in {sorted(left)}" if left else "in no privileged group")
+
+    def _undo_deprivilege(self, s: FakeSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
+        """Like AD's undo_groups: re-read, re-add only the recorded groups missing now, one modify each."""
+        now = self.world.groups.setdefault(s.target.name, set())
+        restored = []
+        for group in snap.data["to_remove"]:
+            if group in now:
+                continue
+            if group in self.world.group_down:
+                raise Unreachable(f"connection lost re-adding {group}")
+            now.add(group)
+            restored.append(group)
+            if len(restored) == self.world.crash_after_restores:
+                raise Crash()
+        return ActionResult(changed=bool(restored), summary=f"re-added to {restored}")
+
     def hooks(self) -> Mapping[str, ActionHooks]:
         """Which method carries out which step of which action (the table ConnectorBase dispatches from)."""
         return {
@@ -154,6 +187,9 @@ class FakeConnector(ConnectorBase):
                                             preview=self._preview_capture_evidence),
             "fail_step": ActionHooks(apply=self._apply_fail_step, verify=self._verify_fail_step,
                                      preview=self._preview_fail_step),
+            "deprivilege": ActionHooks(apply=self._apply_deprivilege, verify=self._verify_deprivilege,
+                                       snapshot=self._snapshot_deprivilege, undo=self._undo_deprivilege,
+                                       preview=lambda target, args, ctx: ["leave every privileged group"]),
         }
 
 
