@@ -14,7 +14,12 @@ job id                            when                            does
                                   at most 1 h (backoff)           the ActionRunner); in effect → done, else
                                                                   applied once from the *journaled* snapshot —
                                                                   never re-snapshotted; unreadable → again
-                                                                  later. An action that *failed* transiently
+                                                                  later. At a worker site the site's workers
+                                                                  do it, asked by this job (a ``settle``
+                                                                  read, agent/workers/settle.py; no target
+                                                                  lock held while waiting); a site nobody
+                                                                  answers for is audited and asked again.
+                                                                  An action that *failed* transiently
                                                                   (nothing was sent) is planned afresh, at
                                                                   most ``retry_attempts`` times.
 ================================  ==============================  ============================================
@@ -47,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from agent.drift import active_action, held_by_workers, reverify_active
+from agent.drift import active_action, reverify_active
 from agent.store import Action, Approval, utcnow
 
 if TYPE_CHECKING:  # the service passes itself in; importing it here would be a cycle
@@ -267,11 +272,21 @@ def recheck_action(action_id: str, attempt: int) -> None:
         row = s.get(Action, action_id)
     if row is None or row.undone_at is not None:
         return
-    if row.state == "in_doubt" and not held_by_workers(svc, row):
+    if row.state == "in_doubt" and _at_worker_site(svc, row):
+        from agent.workers.settle import recheck_at_site
+        recheck_at_site(svc, row, attempt)  # the site's workers settle it; no target lock held while waiting
+    elif row.state == "in_doubt":
         _recheck_in_doubt(svc, row, attempt)
     elif row.state == "failed":
         _retry_failed(svc, row, attempt)
     _timed("recheck", started)
+
+
+def _at_worker_site(svc: IntakeService, row: Action) -> bool:
+    """Routed to its site's workers (as the engine routes its actions): only they settle it — they reach the
+    target and hold its credentials, and their claim on the action is the one gate (agent/workers/settle.py)."""
+    cfg = svc.app.settings.workers
+    return cfg is not None and cfg.routes(row.site)
 
 
 def _recheck_in_doubt(svc: IntakeService, row: Action, attempt: int) -> None:

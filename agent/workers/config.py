@@ -99,5 +99,6 @@ def parse_workers(node: Node | None, base: Path) -> WorkersConfig | None:
 def left_to_workers(cfg: WorkersConfig | None, site: str | None, credentials: object) -> bool:
     """Is an action at ``site`` read and settled by that site's workers only? Yes when it is routed there and
     this process holds no credentials for its target (the central daemon need not): re-verifying it here could
-    only fail ("no credentials"), so the daemon leaves drift reads and in-doubt re-checks to the site's sweep."""
+    only fail ("no credentials"), so the daemon asks the site's workers to read it (agent/drift.py); an in-doubt
+    re-check at any routed site goes to its workers (agent/workers/settle.py)."""
     return cfg is not None and cfg.routes(site) and credentials is None

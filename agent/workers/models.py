@@ -32,7 +32,7 @@ class SiteRead(Base):
     __tablename__ = "site_reads"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     site: Mapped[str] = mapped_column(String(80), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # verify | reapply | resolve | identify
+    kind: Mapped[str] = mapped_column(String(20))  # verify | reapply | resolve | identify | pin | settle
     action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"), default=None, index=True)
     target: Mapped[str] = mapped_column(String(200))  # the inventory name (entry) read
     target_kind: Mapped[str] = mapped_column(String(20), default="host")  # host | device | account

@@ -67,6 +67,9 @@ class SiteReader:
             try:
                 if row.kind in ("verify", "reapply"):
                     return self._verify(row, reapply=row.kind == "reapply")
+                if row.kind == "settle":  # an action in doubt, on the daemon's retry schedule
+                    from agent.workers.settle import settle_at_site
+                    return settle_at_site(self, row)
                 return self._resolve(row)
             except (JournalUnavailable, DBAPIError):
                 raise  # not settled: the task retries, or the lease lapses and a site-mate takes the read over

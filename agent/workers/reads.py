@@ -41,9 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "READ_TASK", "ReadOutcome", "SiteReads", "claim_read", "finish"]
 
 READ_TASK = "agent.site_read"  # (read_id): the worker reads everything else from the journal row
-KINDS = ("verify", "reapply", "resolve", "identify", "pin")
+KINDS = ("verify", "reapply", "resolve", "identify", "pin", "settle")
 _WHAT = {"verify": "read-back", "reapply": "drift re-apply", "resolve": "resolve step", "identify": "account lookup",
-         "pin": "allow-list name lookup"}
+         "pin": "allow-list name lookup", "settle": "in-doubt re-check"}
 SETTLED = ("done", "failed")
 
 

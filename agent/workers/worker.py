@@ -26,7 +26,7 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent.audit.outbox import OutboxAudit
@@ -144,8 +144,20 @@ class SiteWorker:
         try:
             return self._run_claimed(got, row, args)
         finally:
+            if row.state == IN_DOUBT:
+                self._let_go(row.id)
             with self._lock:
                 self._running.discard(row.id)
+
+    def _let_go(self, action_id: str) -> None:
+        """End this worker's lease on an action its run left in doubt: nobody is working on it any more, so the
+        daemon's next re-check (agent/workers/settle.py) or a sweep may claim it at once, not one lease later."""
+        try:
+            with self.app.store.session() as s:
+                s.execute(update(Action).where(Action.id == action_id, Action.owner == self.owner,
+                                               Action.state == IN_DOUBT).values(lease_until=None))
+        except Exception:  # noqa: BLE001, S110 - the journal is away: the lease lapses by itself
+            pass
 
     def _run_claimed(self, got: Claim, row: Action, args: dict[str, Any]) -> str:
         takeover = got.result is ClaimResult.TAKEOVER

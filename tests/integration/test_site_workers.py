@@ -108,9 +108,9 @@ class Deployment(Processes):
                                 stdin=subprocess.DEVNULL)
         return self.contain
 
-    def worker(self, name: str, site: str, *, slots: int = 2, wait: float = 120, **env: str
+    def worker(self, name: str, site: str, *, slots: int = 2, wait: float = 120, lease: float = LEASE, **env: str
                ) -> subprocess.Popen[bytes]:
-        cfg = write_configs(self.scale, self.root, self.url, name, central=False, wait=wait)
+        cfg = write_configs(self.scale, self.root, self.url, name, central=False, wait=wait, lease=lease)
         return self.start_worker(name, site, cfg, slots=slots, **env)
 
     def stop_all(self, timeout: float = 30) -> None:
@@ -124,7 +124,7 @@ class Deployment(Processes):
 
 
 def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: bool, wait: float = 120,
-                  audit_dir: Path | None = None) -> Path:
+                  audit_dir: Path | None = None, lease: float = LEASE) -> Path:
     """agent.yaml + inventory.yaml for one process (tests/integration/deploy.py): the lab's own, with sites,
     PostgreSQL and the broker, the router ``fw`` placed at site1 (read and changed only by site1's workers) and
     h01's allow-list name; the central one without the site targets' credentials, writing the deployment's one
@@ -138,7 +138,7 @@ def write_configs(scale: Scale, root: Path, url: str, name: str, *, central: boo
     assert "\n  h01:\n" in text
     text = text.replace("\n  h01:\n", f"\n  h01:\n    allow: [{{to: {EDR_NAME}, proto: tcp, ports: [443]}}]\n", 1)
     return fixtures.write_config(lab, root / name, text, database=url, central=central, audit_dir=audit_dir,
-                                 workers={"broker": scale.broker_url, "sites": list(SITES), "lease": LEASE,
+                                 workers={"broker": scale.broker_url, "sites": list(SITES), "lease": lease,
                                           "wait": wait})
 
 
