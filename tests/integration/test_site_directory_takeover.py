@@ -9,10 +9,13 @@ CLI on mgmt has no route to the DC and no directory credentials). Every case kil
 
 - what the journal says is what the DC has (userAccountControl, logonHours, memberships, per account);
 - each attribute was written exactly as often as one change (and one undo) writes it: the per-attribute
-  ``replPropertyMetaData`` versions (tests/integration/engine/ad_state.py), and, for a group's ``member`` (a
-  linked attribute: linked value replication keeps it out of replPropertyMetaData, [MS-ADTS] 3.1.1.1.9 and
-  3.1.1.3.1.9 (LVR)), the group's ``uSNChanged``, which every originating write to the group moves ([MS-ADTS]
-  3.1.1.1.9 "uSNChanged") — a group the dead worker already changed is not written by its successor;
+  ``replPropertyMetaData`` versions (tests/integration/engine/ad_state.py), and for a membership — a value of
+  the group's linked attribute ``member``, which linked value replication keeps out of replPropertyMetaData —
+  the value's own version ([MS-DRSR] LinkValueStamp ``dwVersion``; Samba stores it as the link's
+  ``RMD_VERSION``, source4/dsdb/samdb/ldb_modules/repl_meta_data.c, read with ``ldbsearch --reveal
+  --show-deactivated-link`` on the DC's sam.ldb). Measured here: 1 when added, +1 for each removal and re-add,
+  nothing for an add of a value already there (entryAlreadyExists). So a membership the dead worker already
+  removed (or re-added) and its successor did not write again shows exactly one step per change;
 - one ``applying`` transition per action (the takeover reconciles, it does not start the action again);
 - the deployment's one audit chain verifies with its key and trust anchor, and the counsel report counts each
   action once.
@@ -27,6 +30,7 @@ memberships (``ad-group-restored:1``) — it must end with exactly the original 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -112,9 +116,19 @@ def finished(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 # -- what the DC and the journal say -----------------------------------------------------------------------------
-def usn(dc: SambaDC, name: str) -> int:
-    """The group's uSNChanged: moves with every originating write to it, its ``member`` links included."""
-    return int(dc.read(name, ["uSNChanged"])["uSNChanged"][0])
+def link(dc: SambaDC, group: str, account: str) -> tuple[int, bool]:
+    """(version, present) of ``account``'s value in ``group``'s ``member``: how many originating writes the
+    value had (its LinkValueStamp, Samba's RMD_VERSION) and whether it is a member now (RMD_FLAGS 0; a removed
+    value stays as a deactivated link). Read from the DC's own database (LDAP does not show it: Samba returns
+    no msDS-ReplValueMetaData)."""
+    res = subprocess.run(["ldbsearch", "-H", str(dc.state_dir / "private" / "sam.ldb"), "--reveal",
+                          "--show-deactivated-link", "--extended-dn", "-b", dc.dn_of(group), "-s", "base", "member"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    ldif = res.stdout.replace("\n ", "")  # LDIF continuation lines
+    values = [line.split(":", 1)[1].strip() for line in ldif.splitlines() if line.startswith("member:")]
+    [value] = [v for v in values if v.lower().endswith(dc.dn_of(account).lower())]
+    fields = dict(re.findall(r"<(RMD_[A-Z_]+)=([^>]*)>", value))
+    return int(fields["RMD_VERSION"]), fields["RMD_FLAGS"] == "0"
 
 
 def group_dns(dc: SambaDC, name: str) -> frozenset[str]:
@@ -136,8 +150,8 @@ def applied_once(d: Deployment) -> list[Any]:
 
 
 def written_once(dc: SambaDC, writes: Writes, before: dict[str, Account], *, undone: bool) -> None:
-    """userAccountControl and logonHours of each account: the state one change (and undo) leaves, written as
-    often as one change (and undo) writes them — never again by a takeover."""
+    """userAccountControl, logonHours and memberships of each account: the state one change (and undo) leaves,
+    written as often as one change (and undo) writes them — never again by a takeover."""
     now = accounts(dc, "")
     for name, was in before.items():
         end = now[name]
@@ -147,6 +161,8 @@ def written_once(dc: SambaDC, writes: Writes, before: dict[str, Account], *, und
             assert (end.uac, end.hours, end.groups) == (was.uac | 2, bytes(21), frozenset()), (name, end)
         uac, hours = writes.expect(was, undone=undone)
         assert (end.version(UAC) - was.version(UAC), end.version(HOURS) - was.version(HOURS)) == (uac, hours), name
+        for group in MEMBERS[name]:  # added when the lab was built (1), removed once (2), re-added once (3)
+            assert link(dc, group, name) == ((3, True) if undone else (2, False)), (name, group)
 
 
 def taken_over(d: Deployment, action: str, survivor: subprocess.Popen[bytes], text: str) -> Any:
@@ -242,6 +258,7 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     found = accounts(dc, "")
     before = {n: found[n] for n in names}
     assert before[DARCY].groups == group_dns(dc, DARCY) and not before[LEST].groups
+    assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((1, True), (1, True))
     worker(d, "site1-a", "ad-batch-sent:1:pause,ad-batch-answered:1")
     run = cli(d, "disable-account", *names, "--with-groups", "--reason", "takeover drill", "--yes", "--json")
     killed(d, "site1-a")
@@ -259,21 +276,22 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     assert (now[DARCY].version(UAC), now[LEST].version(UAC)) == (
         before[DARCY].version(UAC) + writes.uac_change, before[LEST].version(UAC) + writes.uac_change)
     assert now[DARCY].groups == {dc.dn_of("Tk-OpsB").lower()}  # one group removed, the other not yet
-    usn_a, usn_b = usn(dc, "Tk-OpsA"), usn(dc, "Tk-OpsB")
+    assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((2, False), (1, True))
 
     third = worker(d, "site1-c", "ad-group-restored:1")
     result = finished(run)
     assert result["status"] == "done", result
     [groups] = [r for r in rows(d) if r.action == "remove_privileged_groups" and r.subject == DARCY]
     assert owner_pid(groups.owner) == third.pid and groups.changed == 1
-    assert usn(dc, "Tk-OpsA") == usn_a and usn(dc, "Tk-OpsB") > usn_b  # only the missing removal was sent
+    # only the missing removal was sent: each membership written once
+    assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((2, False), (2, False))
     applied_once(d)
     written_once(dc, writes, before, undone=False)
 
     undo = cli(d, "enable-account", *names, "--reason", "drill over", "--yes", "--json")
     killed(d, "site1-c")
     assert accounts(dc, DARCY)[DARCY].groups == {dc.dn_of("Tk-OpsA").lower()}  # one re-added, one not yet
-    usn_a = usn(dc, "Tk-OpsA")
+    assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((3, True), (2, False))
     fourth = worker(d, "site1-d")
     res = finished(undo)
     assert res["status"] == "done", res
@@ -283,7 +301,8 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     assert any("what was still missing was restored" in t.detail for t in transitions(d)
                if t.action_id == restore.id)
     assert accounts(dc, DARCY)[DARCY].groups == before[DARCY].groups  # exactly the original groups
-    assert usn(dc, "Tk-OpsA") == usn_a  # the membership the dead worker re-added is not written again
+    # the membership the dead worker re-added is not written again, the other is re-added once
+    assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((3, True), (3, True))
     applied_once(d)
     written_once(dc, writes, before, undone=True)
     report_counts_single(d, result["incident"])
