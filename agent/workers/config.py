@@ -8,6 +8,7 @@ Example::
       sites: [boston, lyon]   # actions on targets at these sites are queued; others run in this process
       lease: 15               # seconds a worker's claim lasts without a heartbeat (it beats every lease/3)
       wait: 900               # seconds the engine waits for a site to settle an action before reporting it in doubt
+      no_worker_after: 30     # seconds a site's queue may have no consumer before the engine stops waiting for it
       audit: writer           # writer: this process owns the deployment's audit chain (audit_dir + signing key)
                               # and appends the workers' records to it; outbox: its records go to the writer
 
@@ -27,7 +28,7 @@ from agent.yamlsrc import Node
 __all__ = ["AUDIT_ROLES", "SITE_NAME", "WorkersConfig", "left_to_workers", "parse_workers", "queue_for"]
 
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FIELDS = {"broker", "broker_password", "sites", "lease", "wait", "audit"}
+_FIELDS = {"broker", "broker_password", "sites", "lease", "wait", "no_worker_after", "audit"}
 AUDIT_ROLES = ("writer", "outbox")
 
 
@@ -43,6 +44,10 @@ class WorkersConfig:
     sites: tuple[str, ...] = ()
     lease: float = 15.0
     wait: float = 900.0
+    #: seconds a site's queue may go without any consumer (no worker of the site connected to the broker) before
+    #: the engine stops waiting for that site: unclaimed actions fail with nothing sent, held ones are in doubt
+    #: (agent/workers/presence.py); a worker restarting or a broker restart stays well inside it
+    no_worker_after: float = 30.0
     audit: str | None = None  # writer | outbox; None: writer, except `agent worker` (always outbox)
 
     def routes(self, site: str | None) -> bool:
@@ -87,13 +92,16 @@ def parse_workers(node: Node | None, base: Path) -> WorkersConfig | None:
     lease_node, wait_node = node.get("lease"), node.get("wait")
     lease = lease_node.float_(minimum=1.0) if lease_node is not None else 15.0
     wait = wait_node.float_(minimum=1.0) if wait_node is not None else 900.0
+    absent_node = node.get("no_worker_after")
+    no_worker_after = absent_node.float_(minimum=1.0) if absent_node is not None else 30.0
     audit_node = node.get("audit")
     audit = None
     if audit_node is not None:
         audit = audit_node.str_()
         if audit not in AUDIT_ROLES:
             raise audit_node.error(f"workers.audit: {audit!r} is not one of {', '.join(AUDIT_ROLES)}")
-    return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait, audit=audit)
+    return WorkersConfig(broker=broker, password=password, sites=sites, lease=lease, wait=wait,
+                         no_worker_after=no_worker_after, audit=audit)
 
 
 def left_to_workers(cfg: WorkersConfig | None, site: str | None, credentials: object) -> bool:

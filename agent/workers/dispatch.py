@@ -7,6 +7,12 @@ poller thread reads every awaited row in one query per tick, so 100 actions in f
 
 An action not settled within ``workers.wait`` is reported **in doubt** (the worker may still apply it; the
 journal settles it), never failed. The engine's run does not write that row: its worker owns it.
+
+A site nobody serves is told apart (agent/workers/presence.py): once its queue has had no consumer for
+``workers.no_worker_after`` seconds, an action no worker ever claimed is claimed here — the same compare-and-swap
+a worker would have to win, so exactly one side has it — and journaled failed, nothing sent (a worker started
+later finds it settled and drops it); an action a worker claimed and stopped renewing (it died) may have reached
+its target and is reported in doubt at once, for the site's next worker to settle from the target.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from agent.failpoints import failpoint
 from agent.outcomes import IN_DOUBT, ActionOutcome, Interrupted
 from agent.store import Action
 from agent.workers.config import WorkersConfig, queue_for
+from agent.workers.presence import SitePresence
 
 if TYPE_CHECKING:
     from agent.journal import Journal
@@ -35,6 +42,7 @@ BROKER_WAIT = 60.0  # seconds a publish is retried while the broker is unreachab
 
 @dataclass
 class _Waiter:
+    site: str
     event: threading.Event = field(default_factory=threading.Event)
     row: Action | None = None
 
@@ -51,6 +59,8 @@ class SiteDispatcher:
         self._poller: threading.Thread | None = None
         self._ready = threading.Event()
         self._warming = False
+        self._presence = SitePresence(self._presence_connection)
+        self._watcher: threading.Thread | None = None
         # Import Celery now, beside planning, not between an action's journaled intent and its publish (≈ 0.2 s on
         # this machine kind); no network yet — an engine that never dispatches (status, a worker's) opens nothing.
         threading.Thread(target=self._app, name="site-dispatch-import", daemon=True).start()
@@ -80,18 +90,27 @@ class SiteDispatcher:
                 self._celery = make_celery(self.cfg)
             return self._celery
 
+    def _presence_connection(self) -> Any:
+        """A broker connection of the presence checks' own (kombu), not one of the publishers' pool."""
+        conn = self._app().connection_for_write()
+        conn.ensure_connection(max_retries=1)
+        return conn
+
     def handles(self, pa: PlannedAction) -> bool:
         return self.cfg.routes(pa.entry.site)
 
     def run(self, pa: PlannedAction, row: Action) -> ActionOutcome:
         """Queue ``row`` (already journaled as intent) for its site and return its outcome once settled."""
         site = str(pa.entry.site)
-        waiter = _Waiter()
+        waiter = _Waiter(site)
         with self._lock:
             self._waiting[row.id] = waiter
             if self._poller is None or not self._poller.is_alive():
                 self._poller = threading.Thread(target=self._poll, name="site-dispatch", daemon=True)
                 self._poller.start()
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._watch, name="site-presence", daemon=True)
+                self._watcher.start()
         try:
             failpoint("after-intent")  # as in the runner: journaled, nothing sent (here: nothing published)
             try:
@@ -108,6 +127,10 @@ class SiteDispatcher:
                     raise Interrupted("cancelled while a site worker runs the action")
                 if time.monotonic() > deadline:
                     return _outcome(pa, row, None, site, self.cfg.wait)
+                if self._presence.absent_for(site) >= self.cfg.no_worker_after:
+                    nobody = self._no_worker(pa, row, site)
+                    if nobody is not None:
+                        return nobody
             settled = waiter.row
             assert settled is not None
             self._record()
@@ -129,7 +152,7 @@ class SiteDispatcher:
         the broker unconfirmed), claim it here and record it failed — nothing was sent to the target, and a late
         delivery now finds it settled and drops it. If a worker did claim it, its outcome is awaited as usual."""
         from agent.workers.lease import ClaimResult, claim
-        got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site)
+        got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site, fresh_only=True)
         if got.result is not ClaimResult.FRESH:
             return None
         message = f"not queued for site {site}: the broker could not be reached ({type(exc).__name__}: {exc})"
@@ -137,6 +160,34 @@ class SiteDispatcher:
         out = _outcome(pa, row, None, site, self.cfg.wait)
         out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
         return out
+
+    def _no_worker(self, pa: PlannedAction, row: Action, site: str) -> ActionOutcome | None:
+        """The site's queue has had no consumer for ``no_worker_after`` seconds: stop waiting for it.
+
+        Never claimed → claimed here (``fresh_only``: a worker that wins the race first runs it as usual) and
+        failed, nothing sent — "unreachable", so the daemon's retry plans it again later. Claimed by a worker
+        whose lease lapsed → in doubt now (it may have reached the target; only the site's workers can read the
+        target, so the row is left as it is for them). A live lease, or already settled → keep waiting."""
+        from agent.workers.lease import ClaimResult, claim
+        absent = self._presence.absent_for(site)
+        got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site, fresh_only=True)
+        start = f"start `agent worker --site {site}` on a host that reaches the site"
+        if got.result is ClaimResult.FRESH:
+            message = (f"not run: no worker of site {site} is connected to the broker (queue {queue_for(site)} has "
+                       f"had no consumer for {absent:.0f}s) — nothing was sent to {row.target}; {start}, then run "
+                       "it again")
+            self.journal.transition(row, "failed", message, error=message, error_kind="unreachable")
+            out = _outcome(pa, row, None, site, self.cfg.wait)
+            out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
+            return out
+        if got.result is ClaimResult.EXPIRED:
+            out = _outcome(pa, row, None, site, self.cfg.wait)
+            out.summary = (f"in doubt — the site {site} worker that held it ({got.previous_owner}) stopped renewing "
+                           f"its lease and no worker of site {site} is connected (for {absent:.0f}s): it may have "
+                           f"reached {row.target}; {start} — it reads {row.target} first and settles the action")
+            out.error = out.summary
+            return out
+        return None
 
     def _send(self, site: str, action_id: str, args: dict[str, Any]) -> None:
         """Publish, retrying for up to :data:`BROKER_WAIT` seconds while the broker is away (a restart takes
@@ -182,7 +233,21 @@ class SiteDispatcher:
                         waiter.event.set()
             time.sleep(self.tick)
 
+    def _watch(self) -> None:
+        """Ask the broker, about once a second, whether each awaited site has a worker connected — in a thread
+        of its own, so a broker that is slow to answer never delays noticing a settled action."""
+        while True:
+            with self._lock:
+                sites = sorted({w.site for w in self._waiting.values() if not w.event.is_set()})
+                if not self._waiting:
+                    self._watcher = None
+                    return
+            for site in sites:
+                self._presence.check(site)
+            time.sleep(self._presence.every / 2)
+
     def close(self) -> None:
+        self._presence.close()
         app, self._celery = self._celery, None
         if app is not None:
             app.close()

@@ -41,6 +41,7 @@ class ClaimResult(Enum):
     MISSING = "missing"  # no such action in the journal
     LOST = "lost"  # another worker won the same race
     FOREIGN = "foreign"  # routed to another site's queue: not this worker's to run
+    EXPIRED = "expired"  # fresh_only: a worker claimed it and its lease lapsed — only the site may settle it
 
 
 @dataclass
@@ -63,9 +64,11 @@ def db_now(s: Session) -> datetime:
 
 
 def claim(store: Store, action_id: str, owner: str, lease: float, *, site: str | None = None,
-          in_doubt: bool = False, on_claimed: OnClaimed | None = None) -> Claim:
+          in_doubt: bool = False, fresh_only: bool = False, on_claimed: OnClaimed | None = None) -> Claim:
     """Claim ``action_id`` for ``owner`` for ``lease`` seconds, if nobody alive holds it (compare-and-swap);
-    ``site``: only an action routed to that site; ``in_doubt``: also an action in doubt (to re-verify it).
+    ``site``: only an action routed to that site; ``in_doubt``: also an action in doubt (to re-verify it);
+    ``fresh_only``: only an action nobody ever claimed (the engine settling what no worker took: it must never
+    take over a dead worker's action — that needs the target read, which only the site's workers can do).
 
     ``on_claimed(session, claim)`` runs inside the claim's transaction once the compare-and-swap won: what it
     writes (the worker's ``worker.claimed`` audit record, queued in the outbox) commits with the claim or not at
@@ -82,6 +85,8 @@ def claim(store: Store, action_id: str, owner: str, lease: float, *, site: str |
         if row.lease_until is not None and row.lease_until > now:
             return Claim(ClaimResult.HELD, row, row.owner)
         fresh = row.lease_until is None and row.state == "intent"
+        if fresh_only and not fresh:
+            return Claim(ClaimResult.EXPIRED, row, row.owner)
         previous = row.owner  # read before the UPDATE, which refreshes the object in this session
         cond = [Action.id == action_id, Action.state == row.state, Action.owner == row.owner]
         cond.append(Action.lease_until.is_(None) if row.lease_until is None

@@ -29,6 +29,7 @@ def test_parsed_and_password_read_from_its_reference(tmp_path: Path, monkeypatch
     cfg = settings(tmp_path, "  broker: amqp://agent@mq.example.org:5672/containment\n"
                              "  broker_password: env:MQ_PW\n  sites: [boston, lyon]\n  lease: 5\n  wait: 60\n").workers
     assert cfg is not None and cfg.sites == ("boston", "lyon") and cfg.lease == 5 and cfg.wait == 60
+    assert cfg.no_worker_after == 30  # the default
     assert cfg.routes("boston") and not cfg.routes("paris") and not cfg.routes(None)
     assert cfg.broker_url() == "amqp://agent:p%40ss%2Fw%3Ard@mq.example.org:5672/containment"
     assert "p@ss" not in repr(cfg)
@@ -42,6 +43,7 @@ def test_parsed_and_password_read_from_its_reference(tmp_path: Path, monkeypatch
     ("  broker: amqp://agent@mq//\n  sites: ['bad site!']\n", "site name"),
     ("  broker: amqp://agent@mq//\n  lease: 0\n", "lease"),
     ("  broker: amqp://agent@mq//\n  queue: x\n", "unknown field"),
+    ("  broker: amqp://agent@mq//\n  no_worker_after: 0\n", "no_worker_after"),
     ("  broker: amqp://agent@mq//\n  audit: per-site\n", "workers.audit: 'per-site' is not one of writer, outbox"),
 ])
 def test_errors_name_the_field(tmp_path: Path, body: str, message: str):

@@ -77,6 +77,17 @@ def test_other_sites_and_settled_actions_are_not_claimed(store):
     assert claim(store, "a1", "w1", 30, site="boston", in_doubt=True).result is ClaimResult.TAKEOVER
 
 
+def test_fresh_only_never_takes_over_a_dead_workers_action(store):
+    """The engine settling an action no worker took (agent/workers/dispatch.py) must win only a never-claimed
+    row: a row a worker claimed and stopped renewing may be on the target, and only the site can read that."""
+    assert claim(store, "a1", "central:1:1", 30, site="boston", fresh_only=True).result is ClaimResult.FRESH
+    set_row(store, owner="w1", lease_until=utcnow() - timedelta(seconds=5), state="applying")
+    got = claim(store, "a1", "central:1:1", 30, site="boston", fresh_only=True)
+    assert got.result is ClaimResult.EXPIRED and got.previous_owner == "w1"
+    set_row(store, lease_until=utcnow() + timedelta(seconds=30))
+    assert claim(store, "a1", "central:1:1", 30, site="boston", fresh_only=True).result is ClaimResult.HELD
+
+
 def test_expired_lease_is_taken_over_and_the_old_holder_cannot_renew(store):
     assert claim(store, "a1", "w1", 30).result is ClaimResult.FRESH
     set_row(store, state="applying", lease_until=utcnow() - timedelta(seconds=1))  # w1 died mid-action
