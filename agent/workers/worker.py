@@ -279,6 +279,23 @@ class SiteWorker:
                                       error=f"{type(exc).__name__}: {exc}"[:500])
 
 
+def quiet_root_warning() -> None:
+    """Celery warns at start-up, as root, in a dozen lines ending "absolutely not recommended!": its concern is
+    a root worker unpickling what arrives from the broker (celery/platforms.py ``check_privileges``; the
+    SECURITY section of docs.celeryq.dev/en/stable/userguide/security.html). This worker accepts JSON only
+    (agent/workers/celery_app.py), so that risk does not exist here; what remains true is said in one line —
+    the worker needs no root (SSH, WinRM and LDAP connections only)."""
+    import sys
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    if os.geteuid() == 0:
+        print("note: running as root; the worker needs no root (it only opens SSH, WinRM and LDAP connections) — "
+              "a service account that can read agent.yaml and the site's credentials is enough", file=sys.stderr,
+              flush=True)
+
+
 def serve(app: App, site: str, slots: int) -> int:
     """Run the Celery worker for ``site`` until stopped (SIGTERM: warm shutdown, running actions finish)."""
     from sqlalchemy.exc import DBAPIError
@@ -290,6 +307,7 @@ def serve(app: App, site: str, slots: int) -> int:
     worker = SiteWorker(app, site)
     cfg = worker.cfg
     celery = make_celery(cfg, name=f"agent-worker-{site}")
+    quiet_root_warning()
 
     @celery.task(name=RUN_ACTION, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def run_action(task: Any, action_id: str, args: dict[str, Any]) -> str:

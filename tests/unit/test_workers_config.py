@@ -3,6 +3,8 @@ reference, never in the URL, never in an error."""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,25 @@ def test_audit_role_writer_by_default_outbox_when_asked(tmp_path: Path):
     (tmp_path / "agent.yaml").write_text("inventory: inventory.yaml\ndatabase: postgresql+psycopg://a@127.0.0.1/a\n"
                                          "workers: {broker: 'amqp://agent@mq//', audit: outbox}\n")
     assert App(config_path=tmp_path / "agent.yaml").audit_outbox
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Celery warns only as root (or in sudo/wheel)")
+def test_worker_start_up_as_root_is_one_plain_line_not_celerys_alarm(capsys):
+    """Celery's root warning (a dozen lines, "absolutely not recommended!") is about unpickling as root; the
+    worker accepts JSON only, so it says instead, once, that root is not needed."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+    from celery.platforms import check_privileges
+
+    from agent.workers.worker import quiet_root_warning
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("default")
+        check_privileges({"json"})
+    assert any(issubclass(w.category, SecurityWarning) for w in before)  # what a root worker printed
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("default")
+        quiet_root_warning()
+        check_privileges({"json"})
+    assert not any(issubclass(w.category, SecurityWarning) for w in after)
+    assert "the worker needs no root" in capsys.readouterr().err
