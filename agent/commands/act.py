@@ -105,7 +105,9 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         emit_json({"dry_run": True, "plan": plan.to_dict()})
         return exitcodes.DONE
     if not args.json and not _events_to_stdout(args):
-        act_view.print_plan(plan, dry, commands=getattr(args, "commands", False))
+        workers = app.settings.workers
+        act_view.print_plan(plan, dry, commands=getattr(args, "commands", False),
+                            routed=frozenset(workers.sites) if workers is not None else frozenset())
     if dry:
         return exitcodes.DONE
     if not plan.actions:

@@ -96,9 +96,11 @@ def print_outcome(obj: Any, notes_shown: set[str] | None = None) -> None:
         print(color(f"  {'':<14} {'':<10} note: {warning}", "yellow"), flush=True)
 
 
-def print_plan(plan: Any, dry: bool, *, commands: bool = False) -> None:
+def print_plan(plan: Any, dry: bool, *, commands: bool = False, routed: frozenset[str] = frozenset()) -> None:
     """The plan as a person checks it: the effect per step in a line or two, targets grouped when the effect is
     the same (40 hosts read as one block, not 40); ``--commands`` adds the exact text sent to each target.
+    ``routed``: the sites whose workers run their targets' actions (``workers.sites``) — said per step, so the
+    responder knows which ``agent worker --site`` must be up before saying yes.
 
     Both come from the same planned actions the engine executes (``summary`` and ``preview``).
     """
@@ -115,6 +117,11 @@ def print_plan(plan: Any, dry: bool, *, commands: bool = False) -> None:
         prefix = "on: " if len(group) == 1 else f"on {len(group)} targets: "
         for line in _wrap_items(prefix, [f"{pa.target.name} ({pa.target.address})" for pa in group], width - 5):
             print(f"     {line}")
+        sites = sorted({str(pa.entry.site) for pa in group if pa.entry.site in routed})
+        if sites:
+            names = ", ".join(sites)
+            print(f"     run by: the workers of site{'s' if len(sites) > 1 else ''} {names} "
+                  f"(`agent worker --site {sites[0]}`{' …' if len(sites) > 1 else ''}), not this process")
         for line in summary:
             for sub in textwrap.wrap(line, width=width - 7) or [""]:
                 print(color(f"     {sub}", "dim"))
