@@ -146,6 +146,13 @@ def applied_once(d: Deployment) -> list[Any]:
     mutating = [r for r in acts if r.action != "capture_evidence"]
     assert {(r.action, r.kind, r.subject): count.get(r.id, 0) for r in mutating} == {
         (r.action, r.kind, r.subject): 1 for r in mutating}
+    every = items(d)
+    assert {(i.requested, i.state) for i in every if i.state != "done"} == set()  # per item too
+    ids = {r.id for r in mutating if r.kind == "apply"}
+    if any(r.kind == "undo" for r in acts):  # released: the journal says every change is undone, item by item
+        assert {(r.action, r.subject) for r in mutating if r.kind == "apply" and r.changed and r.undone_at is None
+                } == set()  # (one that changed nothing — l'estrange was in no privileged group — has no undo)
+        assert {i.requested for i in every if i.action_id in ids and i.changed and i.undone_at is None} == set()
     return acts
 
 
