@@ -111,15 +111,18 @@ class ActionRunner:
         self.journal.transition(row, "done", detail or ver.summary, verification=ver.to_dict())
         return res
 
-    def _undo(self, job: Job, session: Session, snap: Snapshot, detail: str, *, settled: str = "") -> ActionResult:
-        """Undo from ``snap`` and verify; ``settled``: how a resolution got here, journaled with the outcome."""
+    def _undo(self, job: Job, session: Session, snap: Snapshot, detail: str, *, settled: str = "",
+              changed: int = 0) -> ActionResult:
+        """Undo from ``snap`` and verify. A resolution passes how it got here (``settled``, journaled with the
+        outcome) and ``changed`` = 1 when an earlier attempt may have sent part of the undo: completing it may
+        then find nothing left to send, yet the undo did change the target."""
         row = job.row
         if row.state != "applying":
             self.journal.transition(row, "applying", detail)
         res: ActionResult = self._retry(lambda: job.conn.undo(session, job.action, job.args, snap), job)
         failpoint("after-undo")
-        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(), changed=int(res.changed),
-                                attempts=job.attempts[0])
+        self.journal.transition(row, "verifying", res.summary, result=res.to_dict(),
+                                changed=max(int(res.changed), changed), attempts=job.attempts[0])
         failpoint("before-verify")
         ver = self._retry(lambda: job.conn.verify(session, job.action, job.args), job)
         failpoint("after-verify")
@@ -286,8 +289,9 @@ class ActionRunner:
                 if partial:
                     detail += ("; the change was no longer in effect, but an undo in parts may have stopped "
                                "part-way: what was still missing was restored")
+                sent = from_state in ("applying", "verifying", IN_DOUBT)
                 self._undo(job, session, Snapshot(dict(row.snapshot or {})), "completing interrupted undo",
-                           settled=detail)
+                           settled=detail, changed=changed_when_found(job) if sent else 0)
             out.outcome, out.detail = "done", detail
         except Interrupted:
             raise

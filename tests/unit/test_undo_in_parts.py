@@ -76,3 +76,21 @@ def test_undo_broken_part_way_with_the_target_readable_is_in_doubt_then_complete
     world.group_down.clear()
     [out] = reconcile(app.engine())
     assert out.outcome == "done" and world.groups["web1"] == {"g1", "g2"}
+
+
+def test_undo_killed_after_its_last_part_still_says_it_changed_the_target(env):
+    """Killed after re-adding both groups, before journaling: completing it sends nothing, and the journal still
+    says the undo changed the target (it did: the dead attempt re-added them)."""
+    app, world = env
+    run(app, "deprivilege-host")
+    world.crash_after_restores = 2
+    with pytest.raises(Crash):
+        run(app, "restore-host")
+    assert world.groups["web1"] == {"g1", "g2"}
+    with app.store.session() as s:
+        for row in s.scalars(select(Action)):
+            row.owner = "gone-host:1"
+    world.crash_after_restores = 0
+    [out] = reconcile(app.engine())
+    assert out.outcome == "done" and world.groups["web1"] == {"g1", "g2"}
+    assert undo_row(app).changed == 1  # completing it changed nothing, the undo did
