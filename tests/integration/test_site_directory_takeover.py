@@ -52,6 +52,7 @@ from tests.integration.test_site_workers import (
     Deployment,
     Scale,
     assert_chain_verifies,
+    audit_records,
     owner_pid,
     rows,
     transitions,
@@ -266,7 +267,7 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     before = {n: found[n] for n in names}
     assert before[DARCY].groups == group_dns(dc, DARCY) and not before[LEST].groups
     assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((1, True), (1, True))
-    worker(d, "site1-a", "ad-batch-sent:1:pause,ad-batch-answered:1")
+    first = worker(d, "site1-a", "ad-batch-sent:1:pause,ad-batch-answered:1")
     run = cli(d, "disable-account", *names, "--with-groups", "--reason", "takeover drill", "--yes", "--json")
     killed(d, "site1-a")
     now = accounts(dc, "")
@@ -313,3 +314,9 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     applied_once(d)
     written_once(dc, writes, before, undone=True)
     report_counts_single(d, result["incident"])
+    # the one chain names each takeover: the action, the dead worker and its successor
+    chain = audit_records(d.root / "central" / "audit")
+    taken = {(r["action_id"], owner_pid(r["previous_owner"]), owner_pid(r["worker"])) for r in chain
+             if r["event"] == "worker.claimed" and r["takeover"] and r.get("previous_owner")}
+    assert {(batch.id, first.pid, second.pid), (groups.id, second.pid, third.pid),
+            (restore.id, third.pid, fourth.pid)} <= taken, taken
