@@ -34,6 +34,8 @@ and a lock held for a lease and a connect timeout would stall the daemon's other
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,7 +71,7 @@ def decide(got: ReadOutcome, state: str | None, attempt: int, delay: timedelta) 
     being settled by a live worker (a sweep or another daemon's request won the claim: if it leaves the action
     in doubt, the backoff carries on from here). Never failed for a site that did not answer."""
     again = state == IN_DOUBT or state in ACTIVE_STATES
-    fields: dict[str, Any] = {"attempt": attempt, "site": got.site, "read_id": got.id}
+    fields: dict[str, Any] = {"attempt": attempt, "site": got.site, "read_id": got.id or None}
     if got.ok:
         fields.update(outcome=str(got.result.get("outcome") or state), state=state,
                       worker=str(got.result.get("worker") or got.worker or ""))
@@ -99,12 +101,15 @@ def recheck_at_site(svc: IntakeService, row: Action, attempt: int) -> None:
     # settling may read, apply from the snapshot and verify: twice a read's time before the daemon stops waiting
     reads.finish_within *= 2
     try:
-        got = reads.run(site, "settle", target=row.target, target_kind=row.target_kind, address=row.address,
-                        action=row.action, action_id=row.id, cause=f"daemon recheck {attempt}")
+        got = _SILENT.recent(site, reads.claim_within)
+        if got is None:
+            got = reads.run(site, "settle", target=row.target, target_kind=row.target_kind, address=row.address,
+                            action=row.action, action_id=row.id, cause=f"daemon recheck {attempt}")
+            if reads.cancel.is_set():
+                return  # stopping: the next start's sweep schedules the re-check again
+            _SILENT.note(got)
     finally:
         reads.close()
-    if reads.cancel.is_set():
-        return  # stopping: the next start's sweep schedules the re-check again
     with svc.store.session() as s:
         now: Action | None = s.get(Action, row.id)
         if now is not None:
@@ -119,6 +124,37 @@ def recheck_at_site(svc: IntakeService, row: Action, attempt: int) -> None:
     elif now is not None and now.state == "done" and now.kind == "apply" and now.expires_at is not None \
             and now.undone_at is None:
         svc.scheduler.schedule_release(now.id, now.expires_at)
+
+
+class _Silence:
+    """Sites whose workers just left a re-check unanswered, so that the next re-checks there (an outbreak leaves
+    dozens in doubt at a site) do not each hold one of the scheduler's 4 threads for a lease and a connect
+    timeout, delaying TTL releases elsewhere: within that time after a re-check went unanswered, another one at
+    the site is audited unanswered at once, naming the site and when it was asked, and rescheduled as usual.
+    Any answer from the site (or a request nobody has given up on) clears it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: dict[str, tuple[float, str]] = {}
+
+    def recent(self, site: str, within: float) -> ReadOutcome | None:
+        with self._lock:
+            seen = self._at.get(site)
+        if seen is None or time.monotonic() - seen[0] > within:
+            return None
+        ago = time.monotonic() - seen[0]
+        return ReadOutcome("", site, False, {}, f"{seen[1]} (a re-check at site {site} went unanswered {ago:.0f}s "
+                                                "ago; not asked again so soon)")
+
+    def note(self, got: ReadOutcome) -> None:
+        with self._lock:
+            if not got.ok and got.worker is None and got.id:
+                self._at[got.site] = (time.monotonic(), got.error)
+            else:
+                self._at.pop(got.site, None)
+
+
+_SILENT = _Silence()
 
 
 # -- the worker's side ----------------------------------------------------------------------------------------

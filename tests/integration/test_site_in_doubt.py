@@ -140,6 +140,37 @@ def test_in_doubt_at_a_site_is_settled_on_the_daemons_retry_schedule(deploy: Dep
     assert f"ttl:{row.id}" in jobs and f"recheck:{row.id}" not in jobs, jobs
 
 
+def test_in_doubt_at_a_site_found_lifted_is_applied_once_from_its_journaled_snapshot(deploy: Deployment):
+    """The isolation left in doubt was lifted meanwhile (as an operator, or a dead-man timer, would): the daemon's
+    next attempt has the site's worker read h01, find it absent and apply it once more — from the snapshot
+    journaled before the first apply, never a new one (a snapshot of a changed host would make the release
+    restore the wrong thing) — then verify it: done, two ``applying`` transitions in all (the first run's and
+    this one), one snapshot, h01 isolated. Fails before: nothing re-checked it until the worker's sweep."""
+    from connectors.ssh_linux.rules import TABLE
+    d, lab = deploy, deploy.scale.lab
+    d.worker("site1-a", "site1", lease=SLOW_LEASE, AGENT_FAILPOINTS="before-verify:pause")
+    started = time.monotonic()
+    start_daemons(d, ("daemon-a",), RETRY)
+    time.sleep(max(0.0, started + SLOW_LEASE / 2 + 2 - time.monotonic()))  # past the worker's first sweep
+    row, cut = in_doubt_at_site(d, "h01")
+    try:
+        lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])
+        assert isolated(lab) == set()
+    finally:
+        cut.__exit__(None, None, None)
+    wait_for(lambda: [r.state for r in rows(d) if r.id == row.id] == ["done"], 40,
+             "the daemon's next attempt to settle h01")
+    assert time.monotonic() - started < SLOW_LEASE * 5  # not the sweep's turn
+    trans = [t for t in transitions(d) if t.action_id == row.id]
+    assert any("the change was not in effect; applied once" in t.detail for t in trans), [t.detail for t in trans]
+    assert applying(d, row.id) == 2 and sum(1 for t in trans if t.to_state == "snapshotted") == 1
+    assert not any(t.to_state == "failed" for t in trans)
+    [after] = [r for r in rows(d) if r.id == row.id]
+    assert after.snapshot == row.snapshot and isolated(lab) == {"h01"}
+    wait_for(lambda: any(r["outcome"] == "done" for r in chain(d, "recheck.done", row.id)), 10,
+             "recheck.done (done) in the chain")
+
+
 def test_in_doubt_at_a_site_without_a_live_worker_is_rescheduled_never_failed(deploy: Deployment):
     """No worker of the site alive: each attempt is audited ``recheck.unanswered`` naming the site (nobody took
     the re-check), and rescheduled with the same backoff; the action stays in doubt, never failed. A worker

@@ -96,6 +96,7 @@ class Svc:
         self.records: list[tuple[str, dict[str, Any]]] = []
         self.calls: list[tuple[str, str, int, Any]] = []
         self.locked: list[list[str]] = []
+        self.sent = 0
         cfg = WorkersConfig(broker="amqp://x@127.0.0.1:1/", sites=(SITE,), lease=5)
         self.app = SimpleNamespace(settings=SimpleNamespace(workers=cfg))
         self.config = SimpleNamespace(retry_interval=timedelta(seconds=2))
@@ -117,6 +118,7 @@ class Svc:
         return contextlib.nullcontext()
 
     def worker(self, site: str, read_id: str) -> None:
+        self.sent += 1
         if self.outcome is None:
             return  # nobody of the site: the read stays queued and is given up
         assert claim_read(self.store, read_id, "w1:2:3", 5, site=site).result.value == "fresh"
@@ -128,6 +130,8 @@ class Svc:
 
 @pytest.fixture
 def job(store, monkeypatch):
+    monkeypatch.setattr(settle, "_SILENT", settle._Silence())
+
     def make(outcome: str | None) -> Svc:
         svc = Svc(store, outcome)
         monkeypatch.setattr("agent.workers.reads.for_process", lambda *a, **k: svc.reads)
@@ -167,6 +171,29 @@ def test_the_recheck_job_names_a_site_without_workers_and_keeps_the_action_in_do
     assert "no worker of site boston took the in-doubt re-check of h01" in fields["error"]
     assert [(c[0], c[2]) for c in svc.calls] == [("recheck", 2)]
     assert state_of(store) == "in_doubt"
+
+
+def test_a_silent_site_holds_one_scheduler_thread_not_one_per_action(job, store):
+    """Dozens in doubt at a dead site: once a re-check there went unanswered, the next ones (within the time a
+    worker has to take one) are audited unanswered at once and rescheduled, without asking and waiting again;
+    an answer from the site ends that."""
+    svc = job(None)
+    svc.reads.claim_within = 5
+    svc.reads.wait = lambda ids: [ReadOutcome(ids[0], SITE, False, {}, "no worker of site boston took it", None)]
+    scheduler.recheck_action("a1", 1)
+    started = time.monotonic()
+    scheduler.recheck_action("a1", 2)
+    assert time.monotonic() - started < 1 and svc.sent == 1
+    [first, second] = svc.records
+    assert first[0] == "recheck.unanswered" and first[1]["read_id"] is not None
+    assert second[0] == "recheck.unanswered" and second[1]["read_id"] is None
+    assert "no worker of site boston took it (a re-check at site boston went unanswered" in second[1]["error"]
+    assert [(c[0], c[2]) for c in svc.calls] == [("recheck", 2), ("recheck", 3)]
+    svc.outcome = "in_doubt"  # a worker back: its answer clears the silence
+    svc.reads.wait = SiteReads.wait.__get__(svc.reads)
+    settle._SILENT.note(ReadOutcome("r9", SITE, True, {}, "", "w1:2:3"))
+    scheduler.recheck_action("a1", 3)
+    assert svc.sent == 2 and svc.records[-1][0] == "recheck.done"
 
 
 # -- the worker's side: the action's claim is the one gate --------------------------------------------------------
