@@ -78,26 +78,36 @@ def reverify_active(svc: IntakeService) -> bool:
 
 def _reverify_by_workers(svc: IntakeService, rows: list[Action]) -> None:
     """The containments at worker sites: each site's workers read them (only they reach them and hold their
-    credentials) and, with ``drift_policy: reapply``, re-apply a drifted one in place under the action's lease
+    credentials) and, with ``drift_policy: reapply``, re-apply a drifted one in place under the action's gate
     (agent/workers/reader.py) — so two daemons asking, or two workers taking the request, re-apply it once. All
     are asked at once and awaited on the journal. The worker audits what it saw and did (one chain: not restated
-    here); this daemon audits only a site that did not answer. The targets stay locked meanwhile, so this
-    daemon's own TTL release waits for them."""
+    here); this daemon audits only a site that did not answer.
+
+    No target lock is held, neither while asking nor while waiting: a site may take its connect and command
+    timeouts to answer, or not answer at all (≈ 115 s by default), and a lock on every routed target held over
+    that wait made each release, TTL release, approval and plan of any of them — in this daemon and, through
+    the advisory locks, in the other — wait for the slowest site. What the lock used to guard is decided where
+    both changes happen, on the worker, in the shared journal (agent/workers/gate.py): a re-apply and an undo of
+    the same action take the same gate, the re-apply sends nothing once a release of it is journaled, and a
+    drift read while a release is under way is reported as that, not as drift."""
     from agent.runctx import current_owner
     from agent.workers.reads import for_process
     policy = svc.config.drift_policy
     kind = "reapply" if policy == "reapply" else "verify"
-    with svc.runner.locked([r.target for r in rows]):
-        live = [r for r in (active_action(svc, row.id) for row in rows) if r is not None]
-        reads = for_process(svc.app.settings, svc.store, str(current_owner()), svc.runner.engine.cancel)
-        try:
-            ids = [reads.request(str(r.site), kind, target=r.target, target_kind=r.target_kind, address=r.address,
-                                 action=r.action, action_id=r.id, cause="daemon") for r in live]
-            outcomes = reads.wait(ids)
-        finally:
-            reads.close()
+    live = [r for r in (active_action(svc, row.id) for row in rows) if r is not None]
+    if not live:
+        return
+    reads = for_process(svc.app.settings, svc.store, str(current_owner()), svc.runner.engine.cancel)
+    try:
+        ids = [reads.request(str(r.site), kind, target=r.target, target_kind=r.target_kind, address=r.address,
+                             action=r.action, action_id=r.id, cause="daemon") for r in live]
+        outcomes = reads.wait(ids)
+    finally:
+        reads.close()
     for row, got in zip(live, outcomes, strict=True):
         if not got.ok and got.worker is None:  # nobody of the site read it: only this daemon can say so
+            if active_action(svc, row.id) is None:
+                continue  # released while the site did not answer: nothing left to verify
             svc.audit.record("containment.unverified", incident=row.incident_id, action_id=row.id,
                              target=row.target, action=row.action, site=row.site, read_id=got.id, error=got.error)
         elif got.result.get("state") == "drift":

@@ -2,9 +2,11 @@
 
 ``AGENT_FAILPOINTS=after-apply`` makes the run SIGKILL itself right after a connector's apply returned and before
 the result is journaled — the worst moment for a containment tool; ``after-apply:pause`` sleeps there instead
-(3 s), so a test can press Ctrl-C or kill the process mid-run deterministically. Several names: comma-separated.
-The variable is read when the failpoint is reached (never at import), so a warm child honours its *client's*
-value, and in a warm run the client dies with the child (see :mod:`agent.runctx`). A no-op otherwise.
+(3 s), so a test can press Ctrl-C or kill the process mid-run deterministically; ``after-apply:stop`` stops the
+process there (SIGSTOP) until the test continues it (SIGCONT), to order a race between two processes. Several
+names: comma-separated. The variable is read when the failpoint is reached (never at import), so a warm child
+honours its *client's* value, and in a warm run the client dies with the child (see :mod:`agent.runctx`). A
+no-op otherwise.
 
 Every name used in the code is listed in :data:`NAMES` (a test checks the list against the code); ``K`` stands for
 a number in a name (``batch-after-item:3``).
@@ -37,6 +39,8 @@ NAMES = (
     "ad-group-restored:K",     # active_directory: its undo re-added the K-th recorded membership, others not yet
     "worker-after-claim",      # a site worker's claim (and its worker.claimed record) committed, nothing else
     "worker-after-claim:K",    # the same, at the K-th action this worker process claimed (fresh or taken over)
+    "reapply-gated",           # a site worker holds a drifted action's gate (agent/workers/gate.py), found no
+                               # release under way and journaled the drift; nothing re-sent yet
     "audit-drain-appended",    # the chain's writer appended (and fsynced) site workers' queued audit records,
                                # not yet deleted from the outbox (agent/audit/drain.py)
 )

@@ -111,7 +111,9 @@ def armed() -> frozenset[str]:
 
 
 def failpoint(name: str) -> None:
-    """Die here (SIGKILL) or pause here (``NAME:pause``, 3 s) if this run armed the failpoint ``name``.
+    """Die here (SIGKILL), pause here (``NAME:pause``, 3 s) or stop here (``NAME:stop``: the process stops itself
+    with SIGSTOP until a test sends SIGCONT — so a test orders a race exactly: it sees the process stopped at this
+    point, arranges the other side, then lets it go on) if this run armed the failpoint ``name``.
 
     Warm, the client dies first with the same signal, so the caller sees exactly what a cold run shows.
     """
@@ -128,6 +130,8 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if f"{name}:pause" in active:
         time.sleep(3)
+    if f"{name}:stop" in active:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def colour_enabled() -> bool:

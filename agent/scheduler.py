@@ -221,6 +221,8 @@ def release_action(action_id: str) -> None:
         return
     with svc.runner.locked([peek.target]):
         row = active_action(svc, action_id)
+        if row is None and _mid_way(svc, action_id):
+            return
         if row is None:
             svc.audit.record("ttl.skipped", action_id=action_id, incident=peek.incident_id,
                              detail="already undone or no longer active")
@@ -235,6 +237,22 @@ def release_action(action_id: str) -> None:
     else:
         _forget_if_released(svc, row.incident_id)
     _timed("ttl", started)
+
+
+def _mid_way(svc: IntakeService, action_id: str) -> bool:
+    """An applied, not undone action a site's worker is changing right now (a drift re-apply, a reconciliation:
+    ``applying``/``verifying`` under its gate, agent/workers/gate.py): its TTL release is tried again after
+    ``retry_interval`` rather than dropped — the drift check holds no target lock that would have made it wait."""
+    from agent.store import ACTIVE_STATES
+    with svc.store.session() as s:
+        row = s.get(Action, action_id)
+    if row is None or row.kind != "apply" or row.undone_at is not None or row.state not in ACTIVE_STATES \
+            or row.expires_at is None or row.site is None:
+        return False
+    svc.audit.record("ttl.deferred", action_id=action_id, incident=row.incident_id, target=row.target,
+                     detail=f"{row.state} at site {row.site} (held by {row.owner or 'a worker'}): released after it")
+    svc.scheduler.schedule_release(action_id, utcnow() + svc.config.retry_interval, warn=False)
+    return True
 
 
 def _forget_if_released(svc: IntakeService, incident: str) -> None:

@@ -6,6 +6,12 @@ re-verifier can never mistake a release in progress for drift. Locks are re-entr
 while its verifier holds the lock) and taken in sorted order (no deadlock between multi-target plans). On
 PostgreSQL they also hold across daemons (:mod:`agent.target_locks`).
 
+What is never done under them: waiting on a *read* at a worker site. The drift check of routed containments
+(:func:`agent.drift._reverify_by_workers`) takes no lock — the re-apply and a release of the same action are
+ordered on the worker by the action's gate (:mod:`agent.workers.gate`). A plan keeps its own targets locked
+while a site's worker runs its actions and this process waits for the journal: that wait *is* the change of
+those targets, which the lock serialises.
+
 After a run: every applied action with a TTL gets its release job; every action in doubt gets a re-verification
 job (``recheck:<id>``, with backoff: verify first, never re-snapshot); transient failures (unreachable before
 anything was sent) of mutating actions are planned afresh, at most ``daemon.retry_attempts`` times.

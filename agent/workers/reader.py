@@ -3,9 +3,12 @@ process that holds no credentials for this site's targets, plus the site's own p
 
 Each read is claimed by lease before anything is opened, and settled once, fenced, in the transaction that
 journals its proof (``re-verified <result> (<cause> by <site> worker <owner>): …``), so the journal says who read
-what, when. A re-apply (``drift_policy: reapply``, asked by the daemon) additionally claims the *action's* lease
-— a ``done`` row, leased while it is re-applied — and reads the target again under it before sending anything:
-two daemons asking, or two workers taking the same request, re-apply once; the second finds it in effect.
+what, when. A re-apply (``drift_policy: reapply``, asked by the daemon) additionally takes the *action's* gate
+(agent/workers/gate.py: its lease on the ``done`` row, which an undo of it takes too) and, under it, checks that
+no release is under way and reads the target again before sending anything: two daemons asking, or two workers
+taking the same request, re-apply once (the second finds it in effect), and a release and a re-apply never
+change the target at the same time — the asker need hold no lock while it waits. A drift read while a release
+is under way is reported as that, not as drift.
 
 The periodic read-back (:meth:`SiteReader.reverify`) is split between a site's workers: each containment is read
 under a PostgreSQL advisory lock taken without waiting, and skipped when another worker journaled a read of it
@@ -23,7 +26,9 @@ from sqlalchemy.exc import DBAPIError
 
 from agent.errors import AgentError
 from agent.journal import JournalUnavailable
-from agent.store import ACTIVE_STATES, Action
+from agent.failpoints import failpoint
+from agent.store import Action
+from agent.workers import gate
 from agent.workers.models import SiteRead
 from agent.workers.lease import ClaimResult, Heartbeat, db_now
 from agent.workers.reads import claim_read, finish
@@ -133,19 +138,44 @@ class SiteReader:
         entry = self._entry(row.target_kind, row.target)
         if reapply:
             return self._reapply(read, row, entry)
-        state, summary, observed = self._read(row, entry)
+        live = _live_args(self.app.store, row)
+        state, summary, observed = self._read(row, entry, live)
+        if state == "drift":
+            moved = self._moved(row.id, live)
+            if moved:  # a release (or a re-apply) changed it while it was read: on purpose, not drift
+                return self._settle(read, row, moved[0], "skipped", moved[1], {})
         return self._settle(read, row, state, state, summary, observed, event=self._event(
             row, state, summary, observed, read.cause, "alert"))
 
-    def _read(self, row: Action, entry: Any) -> tuple[str, str, dict[str, Any]]:
+    def _read(self, row: Action, entry: Any, live: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any]]:
         from connectors.errors import ConnectorError
+        args = _live_args(self.app.store, row) if live is None else live
         try:
-            ver = self.w.runner.read_state(row, entry, args=_live_args(self.app.store, row), patient=False)
+            ver = self.w.runner.read_state(row, entry, args=args, patient=False)
         except (ConnectorError, AgentError) as exc:
             return "unverified", f"could not read {row.target}: {exc}", {}
         if ver.in_effect:
             return "in_effect", ver.summary, dict(ver.observed or {})
         return "drift", f"no longer in effect: {ver.summary}", dict(ver.observed or {})
+
+    def _moved(self, action_id: str, live: dict[str, Any], *, gated: bool = False) -> tuple[str, str] | None:
+        """Why a drift just read is no drift: the action was released (wholly, or the items read) or a release
+        of it is under way (agent/workers/gate.py), or — unless this worker holds its gate (``gated``) — someone
+        holds the gate, changing it right now. ``(state, summary)`` for the read's result; None: it is drift.
+
+        Why after the read: an undo's row is committed before its worker sends anything, and the undo holds the
+        gate until the action is marked undone; so a release that could have caused what was read shows here."""
+        with self.app.store.session() as s:
+            row = s.get(Action, action_id)
+            if row is None or row.undone_at is not None:
+                return "gone", "released meanwhile: not drift"
+            if gate.release_under_way(s, action_id):
+                return "gone", "a release of it is under way: not drift"
+            if not gated and row.lease_until is not None and row.lease_until > db_now(s):
+                return "held", f"being changed by {row.owner or 'another process'} ({row.state}): not judged now"
+        if _live_args(self.app.store, row) != live:
+            return "gone", "part of it was released meanwhile: not drift"
+        return None
 
     def _reapply(self, read: SiteRead, row: Action, entry: Any) -> str:
         """Read; in effect → nothing sent, the action row untouched. Drifted → under the action's lease, read
@@ -158,27 +188,32 @@ class SiteReader:
         if state != "drift":
             return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified", summary,
                                 observed, event=self._event(row, state, summary, observed, read.cause, "reapply"))
-        holder = self._lease_action(row.id)
-        if holder is not None:  # another worker re-applies or reconciles it now: its outcome is journaled there
+        holder = self._gate(row.id)
+        if holder is not None:  # a release, or a site-mate re-applying or reconciling it: its outcome is its own
             return self._settle(read, row, "held", "held", f"being handled by {holder}; not re-applied here", {})
-        with self.w._lock:
-            self.w._running.add(row.id)  # our own sweeper must not "take over" the row while it is re-applied
         try:
             with Heartbeat(self.app.store, row.id, self.owner, self.w.cfg.lease):
+                # the gate is ours (committed): a release planned from now on waits for it; one planned before
+                # shows here — then the containment is lifted on purpose, never re-applied over
                 fresh = self._active(row.id)
-                if fresh is None or self._undo_under_way(row.id):  # released meanwhile: lifted on purpose
+                if fresh is None or self._undo_under_way(row.id):
                     return self._settle(read, row, "gone", "skipped", "released meanwhile: not re-applied", {})
                 row = fresh
-                state, summary, observed = self._read(row, entry)
+                live = _live_args(self.app.store, row)
+                state, summary, observed = self._read(row, entry, live)
                 event = self._event(row, state, summary, observed, read.cause, "reapply")
                 if state != "drift":
                     return self._settle(read, row, state, "in_effect" if state == "in_effect" else "unverified",
                                         summary, observed, event=event)
+                moved = self._moved(row.id, live, gated=True)
+                if moved:
+                    return self._settle(read, row, moved[0], "skipped", moved[1] + "; not re-applied", {})
                 with self.app.store.session() as s:  # the drift, journaled and audited before anything is sent
                     add_check(s, row.id, "drift", summary, self.by(read.cause))
                     self._audit(s, event)
                 found = active_items(self.app.store, action_ids=[row.id]).get(row.id)
                 args, snap = slice_for_undo(*found) if found is not None else (None, None)
+                failpoint("reapply-gated")
                 res = self.w.runner.reapply(row, entry, summary, args=args, snapshot=snap)
                 self.w.engine().update_incident_status(row.incident_id)
                 return self._settle(read, row, "drift", res.outcome, res.detail, observed, proof=False, event=(
@@ -187,9 +222,8 @@ class SiteReader:
                      "site": self.site, "worker": self.owner, "cause": read.cause, "outcome": res.outcome,
                      "detail": res.detail}))
         finally:
-            self._release_action(row.id)
-            with self.w._lock:
-                self.w._running.discard(row.id)
+            gate.release(self.app.store, row.id, self.owner)
+            self.w.unclaim(row.id)
 
     def _settle(self, read: SiteRead, row: Action, state: str, outcome: str, summary: str,
                 observed: dict[str, Any], *, proof: bool = True, event: Event | None = None) -> str:
@@ -229,28 +263,15 @@ class SiteReader:
         with bound(s):
             self.app.audit.record(event[0], **event[1])
 
-    def _lease_action(self, action_id: str) -> str | None:
-        """Lease an active (``done``) action for a re-apply — compare-and-swap, as a claim; None when won, else
-        the live holder (a worker re-applying or reconciling it)."""
-        with self.app.store.session() as s:
-            now = db_now(s)
-            row = s.get(Action, action_id)
-            if row is None:
-                return "nobody (gone)"
-            if row.state != "done" or (row.lease_until is not None and row.lease_until > now):
-                return row.owner or "another process"
-            cond = [Action.id == action_id, Action.state == "done", Action.owner == row.owner,
-                    Action.lease_until.is_(None) if row.lease_until is None else Action.lease_until == row.lease_until]
-            result = s.execute(update(Action).where(*cond).values(
-                owner=self.owner, lease_until=now + timedelta(seconds=self.w.cfg.lease)))
-            return None if getattr(result, "rowcount", 0) == 1 else "another worker"
-
-    def _release_action(self, action_id: str) -> None:
-        """End this worker's lease on a re-applied action unless it is mid-way (then the lease lapses and the
-        site's sweep reconciles it, as for any interrupted action)."""
-        with self.app.store.session() as s:
-            s.execute(update(Action).where(Action.id == action_id, Action.owner == self.owner,
-                                           Action.state.not_in(ACTIVE_STATES)).values(lease_until=None))
+    def _gate(self, action_id: str) -> str | None:
+        """Take the gate of an active (``done``) action for a re-apply (agent/workers/gate.py); None when won,
+        else who holds it: a release, or a site-mate re-applying or reconciling it."""
+        if not self.w.claim_here(action_id):  # a thread of this process: our own sweeper, a re-apply, an undo
+            return f"{self.owner} (another thread)"
+        holder = gate.take(self.app.store, action_id, self.owner, self.w.cfg.lease)
+        if holder is not None:
+            self.w.unclaim(action_id)
+        return holder
 
     def _active(self, action_id: str) -> Action | None:
         with self.app.store.session() as s:
@@ -271,7 +292,7 @@ class SiteReader:
 
     def _undo_under_way(self, action_id: str) -> bool:
         with self.app.store.session() as s:
-            return s.scalar(select(Action.id).where(Action.undo_of == action_id).limit(1)) is not None
+            return gate.release_under_way(s, action_id)
 
     # -- the site's own periodic read-back --------------------------------------------------------------------
     def reverify(self, interval: float) -> list[str]:
@@ -301,10 +322,10 @@ class SiteReader:
                 except AgentError as exc:
                     add_check(s, row.id, "unverified", f"could not read {row.target}: {exc}", self.by("sweep"))
                     continue
-                state, summary, observed = self._read(row, entry)
-                fresh = s.get(Action, row.id)
-                if fresh is None or fresh.undone_at is not None or self._undo_under_way(row.id):
-                    continue  # a release under way removes it on purpose: not drift
+                live = _live_args(self.app.store, row)
+                state, summary, observed = self._read(row, entry, live)
+                if self._moved(row.id, live):
+                    continue  # a release under way removes it on purpose (or someone holds its gate): not drift
                 add_check(s, row.id, state, summary, self.by("sweep"))
                 if state == "drift":  # unreadable on a sweep is journaled, not audited: as before
                     self._audit(s, self._event(row, state, summary, observed, "sweep", "alert"))

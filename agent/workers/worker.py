@@ -20,6 +20,7 @@ are older than ``workers.wait``. See docs/workers.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -38,6 +39,7 @@ from agent.outcomes import IN_DOUBT
 from agent.plan import PlannedAction
 from agent.runbook import Step
 from agent.store import ACTIVE_STATES, Action
+from agent.workers import gate
 from agent.workers.lease import Claim, ClaimResult, Heartbeat, LeaseLost, claim, db_now
 
 if TYPE_CHECKING:
@@ -146,8 +148,23 @@ class SiteWorker:
         finally:
             if row.state == IN_DOUBT:
                 self._let_go(row.id)
-            with self._lock:
-                self._running.discard(row.id)
+            elif row.kind == "apply":  # done: its gate opens at once (an undo need not wait for the lease to lapse)
+                with contextlib.suppress(Exception):
+                    gate.release(self.app.store, row.id, self.owner, only=("done",))
+            self.unclaim(row.id)
+
+    def claim_here(self, action_id: str) -> bool:
+        """Mark ``action_id`` as worked on by a thread of this process (False: one already is). The lease names
+        the process, not the thread, so two threads of one worker tell each other apart only here."""
+        with self._lock:
+            if action_id in self._running:
+                return False
+            self._running.add(action_id)
+            return True
+
+    def unclaim(self, action_id: str) -> None:
+        with self._lock:
+            self._running.discard(action_id)
 
     def _let_go(self, action_id: str) -> None:
         """End this worker's lease on an action its run left in doubt: nobody is working on it any more, so the
@@ -160,39 +177,71 @@ class SiteWorker:
             pass
 
     def _run_claimed(self, got: Claim, row: Action, args: dict[str, Any]) -> str:
-        takeover = got.result is ClaimResult.TAKEOVER
         with Heartbeat(self.app.store, row.id, self.owner, self.cfg.lease):
+            if row.kind != "undo" or not row.undo_of or not row.mutating:
+                return self._run_held(got, row, args)
+            try:  # an undo: only through the gate of the action it undoes (agent/workers/gate.py)
+                with gate.wait_for(self.app.store, row.undo_of, self.owner, self.cfg.lease,
+                                   within=self._gate_wait(), stopping=self.stopping, claim=self.claim_here,
+                                   unclaim=self.unclaim, on_wait=lambda holder: self.app.audit.record(
+                                       "worker.gate_wait", incident=row.incident_id, action_id=row.id,
+                                       undo_of=row.undo_of, target=row.target, site=self.site, worker=self.owner,
+                                       holder=holder)):
+                    return self._run_held(got, row, args)
+            except gate.GateWait as exc:
+                return self._gate_refused(row, exc.holder)
+
+    def _gate_wait(self) -> float:
+        """How long an undo waits for the gate: a re-apply's connect and command timeouts per attempt, and a lease
+        for the lease of one that died to lapse (twice: it may have just been renewed)."""
+        s = self.app.settings
+        return (s.connect_timeout + s.command_timeout) * max(1, s.retries) + 2 * self.cfg.lease
+
+    def _gate_refused(self, row: Action, holder: str) -> str:
+        """The gate stayed held: a fresh undo is failed, nothing sent (the TTL release or the person retries);
+        one taken over mid-way is left to lapse — the site's sweep takes it over again."""
+        self.app.audit.record("worker.gate_busy", incident=row.incident_id, action_id=row.id, undo_of=row.undo_of,
+                              target=row.target, site=self.site, worker=self.owner, holder=holder)
+        if row.state != "intent":
+            return "deferred"
+        message = (f"not released: {row.action} on {row.target} stayed held by {holder} (a drift re-apply or a "
+                   "reconciliation of it) while this worker waited; nothing was sent — release it again")
+        self.journal.transition(row, "failed", message, error=message, error_kind="busy")
+        return "failed"
+
+    def _run_held(self, got: Claim, row: Action, args: dict[str, Any]) -> str:
+        takeover = got.result is ClaimResult.TAKEOVER
+        try:
+            entry = self.planner.entry_for(row)
+            if entry.site != self.site:
+                raise ConfigError(f"{row.target} is at site {entry.site or 'none'} in this worker's inventory, "
+                                  f"not {self.site}: not acting on it", field="site")
+            if takeover and row.mutating:
+                res = self.runner.resolve(row, entry)
+                self.engine().update_incident_status(row.incident_id)
+                return f"takeover:{res.outcome}"
+            # fresh, or a read-only action taken over (reading again is safe; the engine still awaits it)
+            if row.target_kind == "host":
+                self.app.inventory.check_not_protected(entry, row.address or None)
+            pa = self._planned(row, entry, args)
+            sessions = self.runner.sessions()
             try:
-                entry = self.planner.entry_for(row)
-                if entry.site != self.site:
-                    raise ConfigError(f"{row.target} is at site {entry.site or 'none'} in this worker's inventory, "
-                                      f"not {self.site}: not acting on it", field="site")
-                if takeover and row.mutating:
-                    res = self.runner.resolve(row, entry)
-                    self.engine().update_incident_status(row.incident_id)
-                    return f"takeover:{res.outcome}"
-                # fresh, or a read-only action taken over (reading again is safe; the engine still awaits it)
-                if row.target_kind == "host":
-                    self.app.inventory.check_not_protected(entry, row.address or None)
-                pa = self._planned(row, entry, args)
-                sessions = self.runner.sessions()
-                try:
-                    out = self.runner.run(pa, row, sessions)
-                finally:
-                    sessions.close_all()
-                return out.state
-            except LeaseLost as exc:
-                self.app.audit.record("worker.lease_lost", incident=row.incident_id, action_id=row.id,
-                                      site=self.site, worker=self.owner, detail=str(exc))
-                return "lease_lost"
-            except JournalUnavailable:
-                raise  # the lease lapses; a worker of the site takes the action over when the journal is back
-            except AgentError as exc:  # refused before anything was sent (not in this inventory, protected)
-                if takeover or row.state != "intent":
-                    raise
-                self.journal.transition(row, "failed", f"refused by the {self.site} worker: {exc}", error=str(exc),
-                                        error_kind="refused")
-                return "failed"
+                out = self.runner.run(pa, row, sessions)
+            finally:
+                sessions.close_all()
+            return out.state
+        except LeaseLost as exc:
+            self.app.audit.record("worker.lease_lost", incident=row.incident_id, action_id=row.id,
+                                  site=self.site, worker=self.owner, detail=str(exc))
+            return "lease_lost"
+        except JournalUnavailable:
+            raise  # the lease lapses; a worker of the site takes the action over when the journal is back
+        except AgentError as exc:  # refused before anything was sent (not in this inventory, protected)
+            if takeover or row.state != "intent":
+                raise
+            self.journal.transition(row, "failed", f"refused by the {self.site} worker: {exc}", error=str(exc),
+                                    error_kind="refused")
+            return "failed"
 
     def _planned(self, row: Action, entry: Any, args: dict[str, Any]) -> PlannedAction:
         """The planned action from the journal row — the authority, not the message: a message can only add to the
