@@ -146,7 +146,9 @@ def worker_host(site: str) -> str:
 def observer_host(site: str) -> str:
     """The lab host on a site's segment that is *not* a management address (``obs1`` for site1, at
     10.77.(16+k).2): a neighbour on the same segment, from which a probe proves a contained host unreachable
-    (its TCP connects must time out) while the worker's management SSH still gets in."""
+    (its TCP connects must time out) while the worker's management SSH still gets in. It runs sshd (and nothing
+    that listens otherwise) so the product's own outside probe (ssh_linux ``options.probe_from``) can log in to
+    it from the site's worker and probe from there too — the tests compare that verdict with their own."""
     return "obs" + site.removeprefix("site")
 
 
@@ -157,7 +159,7 @@ def specs(fleet: int = 0, sites: int = 0) -> dict[str, HostSpec]:
     (10.77.(16+k).0/24, a bridge each) that nothing routes to: only the site's worker host ``wkK``, which has a
     leg on the LAN (to reach the journal and the broker on mgmt) and one on the segment, reaches them — so a
     test that contains them from mgmt through the workers proves the routing, not just the queues. Each segment
-    also has an observer ``obsK`` (no daemons, not a management address) to probe its hosts from outside.
+    also has an observer ``obsK`` (sshd only, not a management address) to probe its hosts from outside.
     """
     out = dict(HOSTS)
     where = site_of(fleet, sites)
@@ -179,9 +181,9 @@ def specs(fleet: int = 0, sites: int = 0) -> dict[str, HostSpec]:
         out[worker_host(site)] = HostSpec(worker_host(site), lan, (("eth0", f"{lan}/24"),
                                                                    ("eth1", f"10.77.{16 + k}.1/24")),
                                           LAN_GATEWAY, sshd=False, listener=False, segment="lan")
-        seen_from = f"10.77.{16 + k}.2"  # no daemon, no route: a bare vantage point on the segment
+        seen_from = f"10.77.{16 + k}.2"  # no route, no listener: a vantage point on the segment (sshd: probe_from)
         out[observer_host(site)] = HostSpec(observer_host(site), seen_from, (("eth0", f"{seen_from}/24"),), None,
-                                            sshd=False, listener=False, segment=site)
+                                            sshd=True, listener=False, segment=site)
     return out
 SUDO_ACCOUNT = "svcagent"  # the only login of hosts with login="sudo" (uid SUDO_UID, in their mount namespace)
 SUDO_UID = 47990

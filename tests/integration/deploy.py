@@ -261,8 +261,9 @@ def wait_for_daemons(procs: Processes, urls: Mapping[str, str], timeout: float =
     """Each daemon (name -> base URL) answers /healthz — one that dies fails with its log — and then exactly
     one of them leads the scheduler."""
     for name, url in urls.items():
-        wait_for(lambda u=url, n=name: daemon_health(procs.lab, u) != "" or procs.procs[n].poll() is not None,
-                 timeout, f"{name} to answer")
+        def answers_or_died(url: str = url, name: str = name) -> bool:
+            return daemon_health(procs.lab, url) != "" or procs.procs[name].poll() is not None
+        wait_for(answers_or_died, timeout, f"{name} to answer")
         assert procs.procs[name].poll() is None, procs.log(name, 3000)
     def one_leader() -> bool:
         states = [daemon_health(procs.lab, u) for u in urls.values()]

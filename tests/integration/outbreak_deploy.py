@@ -41,7 +41,8 @@ __all__ = ["AGENT", "ECHO", "FLEET", "HOSTS", "LEASE", "SITES", "SLOTS", "SSH", 
 HOSTS, SITES = 100, 3
 FLEET = fleet_names(HOSTS, SITES)
 TAG = "outbreak"
-TTL = 75  # s from each intent: the contain (14-31 s measured), its checks and the probe must fit before it
+TTL = 75  # s from each intent: the contain (14-31 s measured; 29-31 s with the product's outside probe, which
+# adds ~2 s to each verify), its checks and the probe must fit before it
 LEASE = 5  # s: a dead worker's actions are taken over within ~1.5 leases
 WAIT = 120  # s the central waits for a site to settle an action (then: in doubt, and the test fails)
 SLOTS = 6  # actions at once per worker
@@ -63,11 +64,16 @@ class Outbreak(Processes):
 
     def config(self, name: str, *, central: bool, extra: str = "") -> Path:
         """agent.yaml + inventory.yaml of one process (tests/integration/deploy.py: a central one without the
-        fleet's credentials), every fleet host tagged ``outbreak``; the central ones share the deployment's one
-        audit chain (the central's directory) signed with the key counsel's fingerprint names."""
+        fleet's credentials), every fleet host tagged ``outbreak`` and probed from its segment's observer
+        (``probe_from``); the central ones share the deployment's one audit chain (the central's directory) signed
+        with the key counsel's fingerprint names."""
         inv = labconfig.inventory(self.lab.state_dir, None, FLEET, self.lab.site_of())
+        where = self.lab.site_of()
         for host in FLEET:
             inv["hosts"][host]["tags"] = [TAG]
+            # the product's own proof from outside: after verify, the site's worker logs in to the segment's
+            # observer and tries the host's listening ports from there (connectors/ssh_linux/outside.py)
+            inv["hosts"][host]["options"] = {"probe_from": self.lab.hosts[observer_host(where[host])].address}
         return write_config(self.lab, self.root / name, inv, database=self.url, central=central,
                             workers={"broker": self.broker, "sites": site_names(SITES), "lease": LEASE,
                                      "wait": WAIT},

@@ -19,8 +19,11 @@ for the fleet** in their inventory (mgmt cannot even reach it). The inventory ta
    worker of its site (never the central), one ``applying`` transition each; the dead workers' unfinished actions
    were taken over by the site's other worker; each host's nft table == the journal's verified rules == the
    rules the management addresses call for.
-4. Verified by probe, from outside: from ``obsK`` every host's ports time out (dropped, not refused: nothing
-   reached it) while the site worker's management SSH still gets in.
+4. Verified by probe, twice. The product's own: every fleet host names its segment's observer as ``probe_from``
+   (connectors/ssh_linux/outside.py), so each isolate's verify — run by the site's worker — logs in to ``obsK``
+   and tries the host's listening ports from there; the journal's verification holds the verdict. And one from
+   outside the agent: from ``obsK`` every host's ports time out (dropped, not refused: nothing reached it) while
+   the site worker's management SSH still gets in. The two agree port by port (echo and sshd: blocked).
 5. The surviving daemon leads; its scheduler fires every TTL release through the workers: one undo per host,
    done, created after the leader died, run by a worker of the site, chained by the surviving daemon. Each host's
    table is gone and the probe from ``obsK`` reaches every port again.
@@ -99,9 +102,11 @@ def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak
     started = time.monotonic()
     kills = contain_while_killing(ob, workers, leader)  # 2.
     applies = assert_isolated_exactly_once(ob, workers, kills)  # 3.
-    assert_isolated_as_seen_from_outside(ob)  # 4.
+    assert_isolated_as_seen_from_outside(ob, applies)  # 4.
     assert not [r for r in ob.actions() if r.kind == "undo"], \
         f"a TTL release fired before the probe ({time.monotonic() - started:.0f} s > TTL {TTL} s): raise TTL"
+    print(f"isolation checked on the hosts and probed: {time.monotonic() - started:.1f} s after the contain "
+          f"started (the first TTL release is due at {TTL} s)")
     anchor = subprocess.run([AGENT, "audit", "anchor", "--dir", str(ob.root / "central" / "audit"), "--json"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert anchor.returncode == 0, anchor.stdout + anchor.stderr
@@ -202,6 +207,15 @@ def assert_isolated_exactly_once(ob: Outbreak, workers: dict[str, list[subproces
     for r in applies:
         assert r.site == where[r.target], (r.target, r.site)
         assert owner_pid(r.owner) in {p.pid for p in workers[r.site]}, (r.target, r.owner)
+    verifying: dict[str, Any] = {}
+    checked = []  # seconds from verifying to done, each isolate (its outside probe included)
+    for t in trans:
+        if t.to_state == "verifying":
+            verifying[t.action_id] = t.at
+        elif t.to_state == "done" and t.action_id in verifying:
+            checked.append((t.at - verifying.pop(t.action_id)).total_seconds())
+    print(f"verify incl. the product's outside probe: median {sorted(checked)[len(checked) // 2]:.1f} s, "
+          f"max {max(checked):.1f} s ({len(checked)} verifications)")
     taken = {t.action_id for t in trans if "not re-applied" in t.detail or "reconciled" in t.detail}
     print(f"taken over from dead workers and reconciled from the host: {len(taken)}")
     by_id = {r.id: r for r in applies}
@@ -224,14 +238,25 @@ def assert_isolated_exactly_once(ob: Outbreak, workers: dict[str, list[subproces
     return applies
 
 
-def assert_isolated_as_seen_from_outside(ob: Outbreak) -> None:
+def assert_isolated_as_seen_from_outside(ob: Outbreak, applies: list[Any]) -> None:
     """From the segment's observer every port of every host times out (dropped: nothing reached the host, not even
-    a refusal); from the site's worker (a management address) its sshd still answers."""
+    a refusal); from the site's worker (a management address) its sshd still answers. And the product says the
+    same: each isolate's verification carries its own probe from that observer (``probe_from``: the site's worker
+    logged in to it and tried the host's listening ports), which found every port blocked — the verdict the
+    journal holds agrees, port by port, with the one taken here from outside the agent."""
     where = ob.lab.site_of()
     seen = probe(ob)
-    assert {(h, p): seen[(observer_host(where[h]), h, p)] for h in FLEET for p in (ECHO, SSH)} == \
-        {(h, p): "timeout" for h in FLEET for p in (ECHO, SSH)}
+    outside = {(h, p): seen[(observer_host(where[h]), h, p)] for h in FLEET for p in (ECHO, SSH)}
+    assert outside == {(h, p): "timeout" for h in FLEET for p in (ECHO, SSH)}
     assert {h: seen[(worker_host(where[h]), h, SSH)] for h in FLEET} == dict.fromkeys(FLEET, "open")
+    # the product's probe (connectors/ssh_linux/outside.py: "blocked" is timeout(1)'s 124, a refusal "refused")
+    said = {r.target: r.verification["observed"].get("outside_probe") for r in applies}
+    assert {h: (rec or {}).get("from") for h, rec in said.items()} == \
+        {h: ob.lab.hosts[observer_host(where[h])].address for h in FLEET}, said
+    assert {h: rec.get("error") for h, rec in said.items() if rec.get("error")} == {}
+    as_lab_says = {"blocked": "timeout", "refused": "refused", "open": "open"}
+    assert {(h, int(p)): as_lab_says.get(v, v) for h, rec in said.items() for p, v in rec["ports"].items()} == \
+        outside, "the product's probe and the one from outside disagree"
 
 
 def assert_released_by_ttl(ob: Outbreak, workers: dict[str, list[subprocess.Popen[bytes]]], applies: list[Any],

@@ -21,9 +21,10 @@ def test_hundred_hosts_over_three_sites():
     assert lab["h100"].address == "10.77.19.133"
     assert dict(lab["wk2"].interfaces) == {"eth0": "10.77.0.82/24", "eth1": "10.77.18.1/24"}
     assert len({spec.address for spec in lab.values()}) == len(lab)  # no address twice
-    # a bare neighbour on each segment to probe contained hosts from (not a management address, no daemons)
+    # a neighbour on each segment to probe contained hosts from (not a management address, nothing listening but
+    # the sshd the product's own probe_from logs in to)
     assert dict(lab["obs2"].interfaces) == {"eth0": "10.77.18.2/24"} and lab["obs2"].segment == "site2"
-    assert not lab["obs2"].sshd and not lab["obs2"].listener and lab["obs2"].gateway is None
+    assert lab["obs2"].sshd and not lab["obs2"].listener and lab["obs2"].gateway is None
 
 
 def test_limits_are_explained():
