@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 
 from agent.lab import Lab
 from connectors.ssh_linux import SshLinuxConnector, SshSession
@@ -102,20 +103,24 @@ def ipt_state(lab: Lab, host: str) -> str:
         normalise(lab.exec(host, ["ip6tables-save"]).stdout)
 
 
-
-
 def cli_config(lab: Lab, tmp_path: Path) -> Path:
-    """A private copy of the lab's configuration (own journal, audit log and evidence) for CLI runs."""
-    src = lab.config_dir
-    (tmp_path / "inventory.yaml").write_text((src / "inventory.yaml").read_text())
-    text = (src / "agent.yaml").read_text()
-    state = str(lab.state_dir)
-    for name in ("agent.db", "audit", "evidence"):
-        text = text.replace(f'"{state}/{name}"', f'"{tmp_path}/{name}"')
-    text = text.replace(f'"{src}/inventory.yaml"', f'"{tmp_path}/inventory.yaml"')
-    (tmp_path / "agent.yaml").write_text(text)
-    assert str(tmp_path / "agent.db") in text and str(tmp_path / "inventory.yaml") in text
-    return tmp_path / "agent.yaml"
+    """A private copy of the lab's configuration (own journal, audit log and evidence) for CLI runs: the one the
+    engine tests use (tests/integration/engine/runs.py), so both families of tests run the same configuration."""
+    from tests.integration.engine.runs import private_config
+    return private_config(lab, tmp_path)
+
+
+def record_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command any :class:`SshSession` sends from now on (the first session and a fresh confirming one), in
+    order — the test's own list, filled as the sessions run."""
+    commands: list[str] = []
+    real_run = SshSession.run
+
+    def recording(self: SshSession, cmd: str, *a: Any, **k: Any) -> Any:
+        commands.append(cmd)
+        return real_run(self, cmd, *a, **k)
+    monkeypatch.setattr(SshSession, "run", recording)
+    return commands
 
 
 def run_agent(lab: Lab, cfg: Path, *args: str, failpoints: str = "",

@@ -5,29 +5,19 @@ on the session since. Real sshd + nft (victim), effects read with the lab's own 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from connectors.ssh_linux.hostfuncs import READ_STATE
-from connectors.ssh_linux.session import SshSession
-from tests.integration.ssh_linux.helpers import Agent, nft_ruleset, timers_in
+from tests.integration.ssh_linux.helpers import Agent, nft_ruleset, record_sent, timers_in
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every command any session (the first one and the fresh confirming one) sends, in order."""
-    commands: list[str] = []
-    real_run = SshSession.run
-
-    def recording(self: SshSession, cmd: str, *a: Any, **k: Any) -> Any:
-        commands.append(cmd)
-        return real_run(self, cmd, *a, **k)
-    monkeypatch.setattr(SshSession, "run", recording)
-    yield commands
+    return record_sent(monkeypatch)
 
 
 def test_verify_uses_the_reads_taken_after_isolating_and_after_releasing(agent: Agent, sent: list[str]) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from connectors.ssh_linux import preview as preview_mod
 from connectors.ssh_linux.session import SshSession
-from tests.integration.ssh_linux.helpers import Agent
+from tests.integration.ssh_linux.helpers import Agent, record_sent
 from tests.integration.ssh_linux.test_sudo import SUDO_ACCOUNT, TIMER_DIR
 
 pytestmark = pytest.mark.root
@@ -66,13 +66,7 @@ def test_removing_a_boot_unit_left_by_an_earlier_isolation_is_in_the_preview(age
     with agent.open("victim") as s:
         snap, result, check = agent.isolate(s, {"survive_reboot": True})
         assert result.details["survives_reboot"]["installed"] == "now" and check.in_effect
-        sent: list[str] = []
-        real_run = SshSession.run
-
-        def recording(self: SshSession, cmd: str, *a: Any, **k: Any) -> Any:
-            sent.append(cmd)
-            return real_run(self, cmd, *a, **k)
-        monkeypatch.setattr(SshSession, "run", recording)
+        sent = record_sent(monkeypatch)
         shown = "\n".join(agent.conn.preview(s.target, "isolate", {}, agent.ctx))
         again = agent.conn.apply(s, "isolate", {}, agent.conn.snapshot(s, "isolate", {}))
         assert again.details.get("boot_unit_removed"), again
