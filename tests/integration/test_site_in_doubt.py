@@ -225,3 +225,35 @@ def extra_settles(d: Deployment, action_id: str, n: int) -> list[Any]:
         finally:
             reads.close()
             store.close()
+
+
+def test_a_worker_killed_right_after_claiming_an_in_doubt_action_is_taken_over_once(deploy: Deployment):
+    """The one worker of the site that claims the in-doubt action (for the daemon's request or its own sweep) is
+    SIGKILLed right after its claim committed (failpoint ``worker-after-claim``): nothing was read or sent. Its
+    claim is in the chain; once its lease lapses another worker of the site takes the action over — for the
+    daemon's next attempt or its own sweep — and settles it once: done, not re-applied, one ``applying``
+    transition, h01 isolated, the chain verifies."""
+    d, lab = deploy, deploy.scale.lab
+    first = d.worker("site1-a", "site1", lease=SLOW_LEASE, AGENT_FAILPOINTS="before-verify:pause")
+    start_daemons(d, ("daemon-a",), RETRY)
+    row, cut = in_doubt_at_site(d, "h01")
+    first.send_signal(signal.SIGKILL)  # before the daemon's first attempt (retry_interval after it noticed)
+    first.wait(10)
+    cut.__exit__(None, None, None)
+    doomed = d.worker("site1-b", "site1", lease=SLOW_LEASE, AGENT_FAILPOINTS="worker-after-claim")
+    wait_for(lambda: doomed.poll() is not None, 60, "site1-b to claim h01's action and die")
+    assert doomed.returncode == -signal.SIGKILL
+    wait_for(lambda: any(owner_pid(r["worker"]) == doomed.pid and r["state"] == "in_doubt"
+                         for r in chain(d, "worker.claimed", row.id)), 15, "site1-b's claim in the chain")
+    assert [r.state for r in rows(d) if r.id == row.id] == ["in_doubt"]
+    rescuer = d.worker("site1-c", "site1")
+    wait_for(lambda: [r.state for r in rows(d) if r.id == row.id] == ["done"], 90,
+             "another worker of the site to take it over and settle it")
+    trans = [t for t in transitions(d) if t.action_id == row.id]
+    assert sum(1 for t in trans if t.to_state == "done") == 1 and "not re-applied" in trans[-1].detail
+    assert applying(d, row.id) == 1 and isolated(lab) == {"h01"}
+    wait_for(lambda: len(chain(d, "reconcile.start", row.id)) >= 1, 15, "the reconciliation in the chain")
+    started = chain(d, "reconcile.start", row.id)
+    assert [owner_pid(r["worker"]) for r in started] == [rescuer.pid], started
+    res = d.audit("verify")
+    assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
