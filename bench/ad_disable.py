@@ -39,8 +39,8 @@ from agent.lab.samba import SambaDC
 from connectors.active_directory import ActiveDirectoryConnector
 from connectors.active_directory.accounts import IDENTITY_ATTRS, name_filter
 from connectors.types import ConnectorContext, Credentials, Secret, Target
+from tests.integration.ad.helpers import private_dc
 
-REPO = Path(__file__).resolve().parents[1]
 CTX = ConnectorContext(connect_timeout=3.0, command_timeout=10.0)
 AGENT_PW = "Bench-Agent-Pass-7x!"
 TARGET = 20.0
@@ -126,18 +126,9 @@ class Result:
 
 def measure(label: str, nosync: bool, n: int, runs: int) -> Result:
     """Start a DC (fsync or not), make the accounts, time every shape ``runs`` times; medians."""
-    cache = REPO / "var" / "test-cache" / "samba"
-    dc = SambaDC("adb-dc", "10.79.200.50", cache / "adb-state", nosync=nosync)
     t0 = time.perf_counter()
-    try:
-        dc.teardown(remove_state=True)
-        for stale in netns.list_names("adb-"):
-            netns.delete(stale)
-        dc.provision()
-        dc.attach("adb-cl", "10.79.200.10")
-        dc.start()
-        dc.create_user("ir-agent", AGENT_PW)
-        dc.add_members("Domain Admins", ["ir-agent"])
+    with private_dc("adb", "10.79.200", password=AGENT_PW, nosync=nosync) as env:
+        dc = env.dc
         names = [f"bench{i:03d}" for i in range(n + 1)]
         for name in names:
             dc.create_user(name, f"Pw-{name}-9a!")
@@ -147,7 +138,7 @@ def measure(label: str, nosync: bool, n: int, runs: int) -> Result:
         creds = Credentials("ir-agent@lab.test", Secret(AGENT_PW))
         one, many = names[:1], names[1:]
         singles, batches, loops = [], [], []
-        with netns.enter("adb-cl"):
+        with netns.enter(env.client_ns):
             # warm-up: imports, the first bind's lastLogonTimestamp write, the DC's caches
             timed(lambda c: cycle(c, target, creds, {"account": names[-1]}))
             timed(lambda c: cycle(c, target, creds, {"accounts": many}))
@@ -166,8 +157,6 @@ def measure(label: str, nosync: bool, n: int, runs: int) -> Result:
             assert int(dc.read(name, ["userAccountControl"])["userAccountControl"][0]) == 0x200, name
         return Result(label, _median(singles), _median(batches), _median(loops),
                       (singles[0][1], batches[0][1], loops[0][1]), _median_cost(costs))
-    finally:
-        dc.teardown(remove_state=True)
 
 
 def _median(samples: list[tuple[float, int]]) -> float:

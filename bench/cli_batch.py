@@ -85,16 +85,9 @@ def lab_config(prefix: str | None, build: bool) -> Iterator[tuple[str, Path] | N
             yield None
             return
         lab.write_config()
+        from tests.integration.engine.runs import private_config  # the lab tests' own private copy
         with tempfile.TemporaryDirectory() as tmp:
-            src, state = lab.config_dir, str(lab.state_dir)
-            (Path(tmp) / "inventory.yaml").write_text((src / "inventory.yaml").read_text())
-            text = (src / "agent.yaml").read_text()
-            for old, new in ((f'"{state}/agent.db"', f'"{tmp}/agent.db"'), (f'"{state}/audit"', f'"{tmp}/audit"'),
-                             (f'"{state}/evidence"', f'"{tmp}/evidence"'),
-                             (f'"{src}/inventory.yaml"', f'"{tmp}/inventory.yaml"')):
-                text = text.replace(old, new)
-            (Path(tmp) / "agent.yaml").write_text(text)
-            yield f"{lab.prefix}-mgmt", Path(tmp) / "agent.yaml"
+            yield f"{lab.prefix}-mgmt", private_config(lab, Path(tmp))
     finally:
         if built:
             lab.down()
@@ -162,18 +155,9 @@ def bench_sims(n: int, runs: int, only: list[str] | None = None) -> None:
 @contextmanager
 def dc_config(nosync: bool, n: int) -> Iterator[tuple[str, Path, list[str], float]]:
     """A DC with ``n + 1`` bench accounts and an agent configuration that reaches it from ``adc-cl``."""
-    from agent.lab.samba import SambaDC
-    cache = REPO / "var" / "test-cache" / "samba"
-    dc = SambaDC("adc-dc", "10.79.201.50", cache / "adc-state", nosync=nosync)
-    try:
-        dc.teardown(remove_state=True)
-        for stale in netns.list_names("adc-"):
-            netns.delete(stale)
-        dc.provision()
-        dc.attach("adc-cl", "10.79.201.10")
-        dc.start()
-        dc.create_user("ir-agent", AGENT_PW)
-        dc.add_members("Domain Admins", ["ir-agent"])
+    from tests.integration.ad.helpers import private_dc  # the AD tests' own DC set-up
+    with private_dc("adc", "10.79.201", password=AGENT_PW, nosync=nosync) as env:
+        dc = env.dc
         names = [f"cb{i:03d}" for i in range(n + 1)]
         for name in names:
             dc.create_user(name, f"Pw-{name}-9a!")
@@ -182,8 +166,8 @@ def dc_config(nosync: bool, n: int) -> Iterator[tuple[str, Path, list[str], floa
             pw.write_text(AGENT_PW)
             pw.chmod(0o600)
             (Path(tmp) / "inventory.yaml").write_text(
-                "management:\n  addresses: [10.79.201.10]\n"
-                "directories:\n  bench-ad:\n    address: 10.79.201.50\n"
+                f"management:\n  addresses: [{env.client_address}]\n"
+                f"directories:\n  bench-ad:\n    address: {dc.address}\n"
                 f"    options: {{base_dn: '{dc.base_dn}', server_name: '{dc.server_name}', "
                 f"ca_file: '{dc.ca_file}', port: 636}}\n"
                 f"    credentials: {{username: ir-agent@lab.test, password: 'file:{pw}'}}\n")
@@ -194,9 +178,7 @@ def dc_config(nosync: bool, n: int) -> Iterator[tuple[str, Path, list[str], floa
                 "inventory: inventory.yaml\nrunbooks: runbooks\ndatabase: agent.db\naudit_dir: audit\n"
                 "evidence_dir: evidence\n")
             modify_ms = _modify_cost(dc, names[-1])
-            yield "adc-cl", Path(tmp) / "agent.yaml", names, modify_ms
-    finally:
-        dc.teardown(remove_state=True)
+            yield env.client_ns, Path(tmp) / "agent.yaml", names, modify_ms
 
 
 def _modify_cost(dc: Any, name: str, rounds: int = 10) -> float:

@@ -16,8 +16,6 @@ import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,19 +26,7 @@ from connectors.active_directory import ActiveDirectoryConnector
 from connectors.types import Credentials, Secret, Target
 from tests.slots import claim
 
-from .helpers import AGENT_PASSWORD, target_for
-
-REPO = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("AGENT_TEST_CACHE", REPO / "var" / "test-cache")) / "samba"
-
-
-@dataclass
-class DCEnv:
-    """The running DC plus the names tests need."""
-
-    dc: SambaDC
-    client_ns: str
-    client_address: str
+from .helpers import AGENT_PASSWORD, DCEnv, private_dc, target_for
 
 
 @contextlib.contextmanager
@@ -57,23 +43,8 @@ def samba_env() -> Iterator[DCEnv]:
         pytest.skip("the Samba DC tests need root (network and mount namespaces)")
     if shutil.which("samba", path=netns.SBIN_PATH) is None or shutil.which("samba-tool") is None:
         pytest.skip("samba is not installed: run scripts/install-system.sh")
-    with _claim("adt") as index:
-        prefix = f"adt{index}"
-        for stale in netns.list_names(prefix + "-"):
-            netns.delete(stale)
-        dc = SambaDC(f"{prefix}-dc", f"10.79.{index}.50", CACHE / f"{prefix}-state")
-        env = DCEnv(dc, f"{prefix}-cl", f"10.79.{index}.10")
-        try:
-            if dc.state_dir.exists():
-                dc.teardown(remove_state=True)
-            dc.provision()
-            dc.attach(env.client_ns, env.client_address)
-            dc.start()
-            dc.create_user("ir-agent", AGENT_PASSWORD)
-            dc.add_members("Domain Admins", ["ir-agent"])
-            yield env
-        finally:
-            dc.teardown(remove_state=True)
+    with _claim("adt") as index, private_dc(f"adt{index}", f"10.79.{index}") as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

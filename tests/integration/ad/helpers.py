@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ldap3
 
+from agent.lab import netns
 from agent.lab.samba import SambaDC
 from connectors.active_directory import ActiveDirectoryConnector
 from connectors.types import ConnectorContext, Credentials, Target
 
 AGENT_PASSWORD = "Agent-Bind-Pass-7x!"
 CTX = ConnectorContext(connect_timeout=3.0, command_timeout=10.0)
+REPO = Path(__file__).resolve().parents[3]
+CACHE = Path(os.environ.get("AGENT_TEST_CACHE", REPO / "var" / "test-cache")) / "samba"
+
+
+@dataclass
+class DCEnv:
+    """The running DC plus the names tests need."""
+
+    dc: SambaDC
+    client_ns: str
+    client_address: str
+
+
+@contextmanager
+def private_dc(prefix: str, subnet: str, *, password: str = AGENT_PASSWORD, nosync: bool = False
+               ) -> Iterator[DCEnv]:
+    """A Samba AD DC of its own for the ``with`` block: namespace ``PREFIX-dc`` at ``SUBNET.50``, reached from a
+    client namespace ``PREFIX-cl`` (``SUBNET.10``) through a veth pair, with the agent's bind account ``ir-agent``
+    (``password``, a Domain Admin, as a real deployment's delegated account); template-copy provisioning under
+    :data:`CACHE` (≈ 3 s after the first run). What a previous run left (namespaces, state) is removed first; the
+    DC, its namespaces and its state when the block ends. Used by the AD tests' session fixture and the AD benches,
+    which all need exactly this directory and nothing more."""
+    for stale in netns.list_names(prefix + "-"):
+        netns.delete(stale)
+    dc = SambaDC(f"{prefix}-dc", f"{subnet}.50", CACHE / f"{prefix}-state", nosync=nosync)
+    try:
+        if dc.state_dir.exists():
+            dc.teardown(remove_state=True)
+        dc.provision()
+        dc.attach(f"{prefix}-cl", f"{subnet}.10")
+        dc.start()
+        dc.create_user("ir-agent", password)
+        dc.add_members("Domain Admins", ["ir-agent"])
+        yield DCEnv(dc, f"{prefix}-cl", f"{subnet}.10")
+    finally:
+        dc.teardown(remove_state=True)
 
 
 def target_for(dc: SambaDC, **options: Any) -> Target:
