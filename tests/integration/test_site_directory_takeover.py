@@ -137,7 +137,8 @@ def group_dns(dc: SambaDC, name: str) -> frozenset[str]:
 
 
 def applied_once(d: Deployment) -> list[Any]:
-    """Every action of the journal done, each with exactly one ``applying`` transition (from another state)."""
+    """Every action of the journal done, each that changed the DC with exactly one ``applying`` transition (from
+    another state), none with two; every item done."""
     acts = rows(d)
     assert {(r.action, r.kind, r.state) for r in acts if r.state != "done"} == set()
     count: dict[str, int] = {}
@@ -145,8 +146,10 @@ def applied_once(d: Deployment) -> list[Any]:
         if t.to_state == "applying" and t.from_state != "applying":
             count[t.action_id] = count.get(t.action_id, 0) + 1
     mutating = [r for r in acts if r.action != "capture_evidence"]
+    # an action that changed nothing may never have been applied: taken over before it sent anything and found
+    # already in effect (l'estrange's remove_privileged_groups: in no privileged group) — 0 or 1, never 2
     assert {(r.action, r.kind, r.subject): count.get(r.id, 0) for r in mutating} == {
-        (r.action, r.kind, r.subject): 1 for r in mutating}
+        (r.action, r.kind, r.subject): 1 if r.changed or count.get(r.id, 0) else 0 for r in mutating}
     every = items(d)
     assert {(i.requested, i.state) for i in every if i.state != "done"} == set()  # per item too
     ids = {r.id for r in mutating if r.kind == "apply"}
@@ -256,11 +259,13 @@ def test_worker_killed_after_claiming_the_disable_is_taken_over_and_applied_once
 
 def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_missing(
         site: tuple[Deployment, SambaDC, Writes]) -> None:
-    """Three workers of the site die in turn: mid-way through the two-account disable (d'arcy swapped, l'estrange
+    """Four workers of the site die in turn: mid-way through the two-account disable (d'arcy swapped, l'estrange
     not sent), mid-way through removing d'arcy from its two privileged groups (Tk-OpsA removed, Tk-OpsB not),
-    and mid-way through the undo re-adding them (Tk-OpsA back, Tk-OpsB not). Each successor reads the DC and does
-    only what is missing: per item (account) for the batch, per group for the memberships; the undo ends with
-    exactly the original groups and values."""
+    mid-way through the undo re-adding them (Tk-OpsA back, Tk-OpsB not), and mid-way through re-enabling the
+    two accounts (d'arcy back, l'estrange not). Each successor reads the DC and does only what is missing: per
+    item (account) for the batches, per group for the memberships; the undo ends with exactly the original
+    groups and values. Fails before: each taken-over undo was marked done as soon as its effect was gone (one
+    group, one account back), the rest never restored."""
     d, dc, writes = site
     names = [DARCY, LEST]
     found = accounts(dc, "")
@@ -300,9 +305,8 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     killed(d, "site1-c")
     assert accounts(dc, DARCY)[DARCY].groups == {dc.dn_of("Tk-OpsA").lower()}  # one re-added, one not yet
     assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((3, True), (2, False))
-    fourth = worker(d, "site1-d")
-    res = finished(undo)
-    assert res["status"] == "done", res
+    fourth = worker(d, "site1-d", "ad-batch-sent:1:pause,ad-batch-answered:1")
+    killed(d, "site1-d")  # it completed the groups' undo, then died mid-way through re-enabling the two accounts
     [restore] = [r for r in rows(d) if r.action == "remove_privileged_groups" and r.kind == "undo"
                  and r.subject == DARCY]
     assert owner_pid(restore.owner) == fourth.pid and restore.state == "done"
@@ -311,6 +315,16 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     assert accounts(dc, DARCY)[DARCY].groups == before[DARCY].groups  # exactly the original groups
     # the membership the dead worker re-added is not written again, the other is re-added once
     assert (link(dc, "Tk-OpsA", DARCY), link(dc, "Tk-OpsB", DARCY)) == ((3, True), (3, True))
+    now = accounts(dc, "")
+    assert (now[DARCY].uac, now[LEST].uac) == (before[DARCY].uac, before[LEST].uac | 2)  # one back, one not yet
+
+    fifth = worker(d, "site1-e")
+    res = finished(undo)
+    assert res["status"] == "done", res
+    [enable] = [r for r in rows(d) if r.action == "disable_account" and r.kind == "undo"]
+    assert owner_pid(enable.owner) == fifth.pid and enable.state == "done"
+    assert any("what was still missing was restored" in t.detail for t in transitions(d)
+               if t.action_id == enable.id)  # not "done" because d'arcy was enabled: l'estrange too
     applied_once(d)
     written_once(dc, writes, before, undone=True)
     report_counts_single(d, result["incident"])
@@ -319,4 +333,4 @@ def test_workers_killed_mid_batch_mid_groups_and_mid_undo_complete_only_what_is_
     taken = {(r["action_id"], owner_pid(r["previous_owner"]), owner_pid(r["worker"])) for r in chain
              if r["event"] == "worker.claimed" and r["takeover"] and r.get("previous_owner")}
     assert {(batch.id, first.pid, second.pid), (groups.id, second.pid, third.pid),
-            (restore.id, third.pid, fourth.pid)} <= taken, taken
+            (restore.id, third.pid, fourth.pid), (enable.id, fourth.pid, fifth.pid)} <= taken, taken
