@@ -13,6 +13,8 @@ worker host; the central (CLI, daemons) has no credentials for them.
   (``worker.gate_wait``), the re-apply finishes, then the undo — the host ends released, journal == nft, one
   re-apply and one undo. Before: the undo ran at once and the re-apply, continued, isolated the released host
   again while the journal said it was released.
+- The same, the re-applier stopped past its lease: the undo waits one lease, takes the gate and releases; the
+  continued re-applier's first transition is fenced, nothing sent. Before: the host was isolated again.
 - The other order: a release stopped on its worker right after the undo reached the host (``after-undo:stop``);
   a drift read-back then reports the release under way, not drift, and a re-apply request does not re-apply.
   Before: the read-back journaled and audited the release as drift.
@@ -278,3 +280,41 @@ def test_a_drift_read_during_a_release_is_not_drift_and_is_not_reapplied(deploy:
     assert not [t for t in transitions(d) if t.action_id == row.id and (t.from_state, t.to_state) == (
         "done", "applying")]
     assert [r.state for r in rows(d) if r.kind == "undo"] == ["done"]
+
+
+def test_a_reapplier_frozen_past_its_lease_loses_the_gate_and_sends_nothing(deploy: Deployment):
+    """As above, but the stopped re-applier stays stopped longer than its lease (3 s): the undo waits at the
+    gate until that lease lapses, then takes the gate and releases h01 — a frozen worker holds a release up for
+    one lease, not for ever. Continued, the re-applier finds the gate gone: its first transition is fenced
+    (``LeaseLost``), nothing is sent, h01 stays released. Fails before: the undo did not wait, and the continued
+    re-apply isolated the released host again."""
+    d, lab = deploy, deploy.scale.lab
+    first = d.worker("site1-a", "site1", slots=1, AGENT_FAILPOINTS="reapply-gated:stop")
+    contain(d, "h01")
+    row = isolate_row(d, "h01")
+    lab.exec("h01", ["nft", "delete", "table", *TABLE.split()])
+    wait_for(lambda: lease_free(d, row.id), 40, "nobody to hold h01's action")
+    ask(d, "reapply", row)
+    with continued_at_the_end(first):
+        wait_for(lambda: stopped(first.pid), 60, "site1-a to stop holding the gate, about to re-apply")
+        second = d.worker("site1-b", "site1", slots=1)
+        res = d.agent("release", "--host", "h01", "--yes", "--json")  # while site1-a stays stopped
+        assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+        assert isolated(lab) == set()
+        os.kill(first.pid, signal.SIGCONT)
+        # site1-a (one slot) finishes its re-apply before it takes anything else: with site1-b gone, a read it
+        # answers next is the barrier after which its re-apply attempt is over
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+        barrier = ask(d, "verify", row)
+        wait_for(lambda: read_of(d, barrier).state == "done", 60, "site1-a to answer the next read")
+        assert owner_pid(read_of(d, barrier).owner) == first.pid
+        assert read_of(d, barrier).result["state"] == "gone"
+    after = isolate_row(d, "h01")
+    assert isolated(lab) == set(), f"h01 isolated again after its release (journal: undone at {after.undone_at})"
+    assert after.undone_at is not None and after.state == "done"
+    assert not [t for t in transitions(d) if t.action_id == row.id and (t.from_state, t.to_state) == (
+        "done", "applying")], "the frozen re-applier sent its change after losing the gate"
+    [waited] = records(d, "worker.gate_wait")  # the undo waited for the frozen re-applier's lease to lapse
+    assert owner_pid(waited["worker"]) == second.pid and owner_pid(waited["holder"].split()[0]) == first.pid
+    assert [(r.state, owner_pid(r.owner)) for r in rows(d) if r.kind == "undo"] == [("done", second.pid)]
