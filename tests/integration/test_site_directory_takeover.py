@@ -24,7 +24,8 @@ Cases: killed right after the disable reached the DC (``after-apply``); killed r
 nothing sent (``worker-after-claim:2``); killed mid-way through a two-account disable (one account swapped, the
 other not sent: ``ad-batch-sent:1:pause`` + ``ad-batch-answered:1``) and then mid-way through removing one of
 them from two privileged groups (``ad-group-removed:1``); and the undo killed mid-way through re-adding those
-memberships (``ad-group-restored:1``) — it must end with exactly the original groups.
+memberships (``ad-group-restored:1``) and then through re-enabling the two accounts — it must end with exactly
+the original groups and values.
 """
 
 from __future__ import annotations
