@@ -24,10 +24,13 @@ docs.celeryq.dev/en/v5.6.3/_sources/glossary.rst.txt, userguide/tasks.rst and us
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
 
 from agent.workers.config import WorkersConfig, queue_for
 
-__all__ = ["RUN_ACTION", "make_celery", "send_action"]
+__all__ = ["RUN_ACTION", "check_login", "login_refused", "make_celery", "send_action"]
 
 RUN_ACTION = "agent.run_action"  # the one task: (action_id, args) — everything else is read from the journal
 
@@ -64,3 +67,31 @@ def send_action(app: Any, site: str, action_id: str, args: dict[str, Any]) -> No
     # kombu retries a few times within the call; the caller (agent/workers/dispatch.py) retries for longer
     app.send_task(RUN_ACTION, args=[action_id, args], queue=queue, routing_key=queue, retry=True,
                   retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1})
+
+
+def login_refused(cfg: WorkersConfig, exc: BaseException) -> ConfigError | None:
+    """A ConfigError naming ``workers.broker_password`` when ``exc`` is the broker refusing the login (RabbitMQ
+    closes the connection with 403 ACCESS_REFUSED: https://www.rabbitmq.com/docs/access-control), else None.
+    Retrying cannot fix a password, so callers stop at once on it. Names the user, broker and the password's
+    reference (``env:NAME`` / ``file:PATH``), never the password."""
+    from amqp.exceptions import AccessRefused
+    if not isinstance(exc, AccessRefused):
+        return None
+    parts = urlsplit(cfg.broker)
+    where = f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}"
+    ref = f" ({cfg.password})" if cfg.password is not None else " (none is set)"
+    return ConfigError(f"the broker at {where} refused the login of user {parts.username or 'guest'!r} "
+                       f"(ACCESS_REFUSED): check the password{ref} and that the user may use that virtual host",
+                       field="workers.broker_password")
+
+
+def check_login(app: Any, cfg: WorkersConfig) -> None:
+    """Log in to the broker once before serving: a refused login is a configuration error said in one line (not
+    Celery's traceback); a broker that is not up yet is waited for by Celery itself, as before."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - only a refused login is ours to report; Celery retries the rest
+        refused = login_refused(cfg, exc)
+        if refused is not None:
+            raise refused from None

@@ -155,7 +155,11 @@ class SiteDispatcher:
         got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site, fresh_only=True)
         if got.result is not ClaimResult.FRESH:
             return None
-        message = f"not queued for site {site}: the broker could not be reached ({type(exc).__name__}: {exc})"
+        from agent.workers.celery_app import login_refused
+        refused = login_refused(self.cfg, exc)
+        why = (f"workers.broker_password: {refused.reason}" if refused is not None
+               else f"the broker could not be reached ({type(exc).__name__}: {exc})")
+        message = f"not queued for site {site}: {why}; nothing was sent"
         self.journal.transition(row, "failed", message, error=message, error_kind="unreachable")
         out = _outcome(pa, row, None, site, self.cfg.wait)
         out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
@@ -193,7 +197,7 @@ class SiteDispatcher:
         """Publish, retrying for up to :data:`BROKER_WAIT` seconds while the broker is away (a restart takes
         seconds). A publish whose confirmation was lost may be sent twice: the second delivery finds the action
         claimed or settled and is dropped (agent/workers/lease.py), which is why retrying here is safe."""
-        from agent.workers.celery_app import send_action
+        from agent.workers.celery_app import login_refused, send_action
         self.warm()
         self._ready.wait(30)  # one connection, made by the warm-up, rather than one per racing thread
         deadline, delay = time.monotonic() + BROKER_WAIT, 0.5
@@ -201,9 +205,9 @@ class SiteDispatcher:
             try:
                 send_action(self._app(), site, action_id, args)
                 return
-            except Exception:
-                if time.monotonic() > deadline or self.cancel.is_set():
-                    raise
+            except Exception as exc:
+                if time.monotonic() > deadline or self.cancel.is_set() or login_refused(self.cfg, exc) is not None:
+                    raise  # a refused login is a wrong password: retrying cannot fix it
             time.sleep(delay)
             delay = min(3.0, delay * 2)
 

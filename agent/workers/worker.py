@@ -349,13 +349,14 @@ def serve(app: App, site: str, slots: int) -> int:
     """Run the Celery worker for ``site`` until stopped (SIGTERM: warm shutdown, running actions finish)."""
     from sqlalchemy.exc import DBAPIError
 
-    from agent.workers.celery_app import RUN_ACTION, make_celery
+    from agent.workers.celery_app import RUN_ACTION, check_login, make_celery
     from agent.workers.config import queue_for
     from agent.workers.reads import READ_TASK
 
     worker = SiteWorker(app, site)
     cfg = worker.cfg
     celery = make_celery(cfg, name=f"agent-worker-{site}")
+    check_login(celery, cfg)
     quiet_root_warning()
 
     @celery.task(name=RUN_ACTION, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
