@@ -73,24 +73,16 @@ def _line(label: str, one: list[float], many: list[float], undo1: list[float], u
 # -- block-ip on the lab router ---------------------------------------------------------------------------------
 @contextmanager
 def lab_config(prefix: str | None, build: bool) -> Iterator[tuple[str, Path] | None]:
-    from agent.lab import Lab
-    lab = Lab(prefix=prefix or "cjb")
-    built = False
-    if build and not lab.is_up():
-        lab.up(rebuild=True)
-        built = True
-    try:
-        if not lab.is_up():
-            print(f"lab {lab.prefix!r} is not up: block-ip skipped (agent lab up, or --build-lab)")
+    from bench_lab import bench_lab
+
+    from tests.integration.engine.runs import private_config  # the lab tests' own private copy
+    with bench_lab(prefix or "cjb", build, "block-ip") as lab:
+        if lab is None:
             yield None
             return
         lab.write_config()
-        from tests.integration.engine.runs import private_config  # the lab tests' own private copy
         with tempfile.TemporaryDirectory() as tmp:
             yield f"{lab.prefix}-mgmt", private_config(lab, Path(tmp))
-    finally:
-        if built:
-            lab.down()
 
 
 def bench_fw(ns: str, cfg: Path, n: int, runs: int) -> None:

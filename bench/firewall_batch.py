@@ -101,16 +101,9 @@ def lab_runner(prefix: str | None, build: bool) -> Iterator[Runner | None]:
     if os.geteuid() != 0 or not (prefix or build):
         yield None
         return
-    from agent.lab import Lab
-
-    lab = Lab(prefix=prefix or "cfw")
-    built = False
-    if build and not lab.is_up():
-        lab.up(rebuild=True)
-        built = True
-    try:
-        if not lab.is_up():
-            print(f"lab {lab.prefix!r} is not up: skipped (agent lab up, or --build-lab)")
+    from bench_lab import bench_lab
+    with bench_lab(prefix or "cfw", build, "the lab router") as lab:
+        if lab is None:
             yield None
             return
         target = Target("fw", "device", lab.hosts["fw"].address, "firewall", port=22,
@@ -119,9 +112,6 @@ def lab_runner(prefix: str | None, build: bool) -> Iterator[Runner | None]:
         yield Runner(target, creds, ConnectorContext(known_hosts=str(lab.known_hosts)),
                      where=lambda: lab.enter("mgmt"),
                      extra={"allow_private": True, "protected": [f"{lab.management_address}/32"]})
-    finally:
-        if built:
-            lab.down()
 
 
 def main() -> None:
