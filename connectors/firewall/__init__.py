@@ -92,14 +92,20 @@ class FirewallConnector(ConnectorBase):
     #: a real run pins the exact lines it showed (``args["planned_lines"]``, agent/previews.py); snapshot refuses
     #: the action, nothing sent, when the device now needs other lines (it changed since the plan was shown)
     checks_planned_lines: ClassVar[bool] = True
+    # Both undos are in parts (``undo_in_parts``): one line per address, typed ahead ``Dialect.pipeline`` lines
+    # per round trip (the Linux router: one), then one save. A run killed between round trips leaves some
+    # addresses restored and others not (and nothing saved), and one address restored already reads "not in
+    # effect"; a resolution then runs the undo again, which re-reads the group and sends only the lines still
+    # missing, plus the save (tests/integration/firewall/test_undo_interrupted.py).
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "block_ip": ActionSpec("block_ip", f"add addresses to {GROUP} (denied at the top of the policy) and save",
                                "device", undo_description="remove exactly the addresses this action added",
                                active_as="blocked", batch="addresses", items_before="already_blocked",
-                               items_absent="missing"),
+                               items_absent="missing", undo_in_parts=True),
         "unblock_ip": ActionSpec("unblock_ip", f"remove addresses from {GROUP} and save", "device",
                                  undo_description="block again the addresses this action removed", lifts="block_ip",
-                                 batch="addresses", items_before="was_blocked", items_absent="still_blocked"),
+                                 batch="addresses", items_before="was_blocked", items_absent="still_blocked",
+                                 undo_in_parts=True),
         "list_blocked": ActionSpec("list_blocked", f"list the members of {GROUP}", "device", reversible=False,
                                    mutating=False),
     }
