@@ -197,6 +197,7 @@ class Processes:
     def __init__(self, lab: Lab, root: Path) -> None:
         self.lab, self.root = lab, root
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: list[subprocess.Popen[str]] = []  # one-shot commands started with background()
 
     def env(self, **extra: str) -> dict[str, str]:
         return agent_env(**extra)
@@ -229,13 +230,28 @@ class Processes:
                               capture_output=True, text=True, timeout=timeout, env=self.env(**env),
                               stdin=subprocess.DEVNULL, check=False)
 
+    def background(self, on: str, argv: Sequence[str], **env: str) -> subprocess.Popen[str]:
+        """``agent ARGV`` in lab host ``on``'s namespace, left running while the test acts around it (kills a
+        worker, restarts a broker); output piped as text — ``communicate()`` finishes it. Killed by
+        :meth:`stop_all` if still running."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.lab.hosts[on].namespace, AGENT, *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(**env),
+                                stdin=subprocess.DEVNULL)
+        self.commands.append(proc)
+        return proc
+
     def log(self, name: str, tail: int | None = None) -> str:
         text_ = (self.root / f"{name}.log").read_text(errors="replace")
         return text_ if tail is None else text_[-tail:]
 
     def stop_all(self, timeout: float = 60) -> None:
-        """SIGTERM every process still running (a clean stop: an audit writer signs its closing checkpoint),
-        SIGKILL what has not ended ``timeout`` s later."""
+        """SIGKILL the one-shot commands still running (the test has failed: nothing of theirs is awaited); SIGTERM
+        every process still running (a clean stop: an audit writer signs its closing checkpoint), SIGKILL what
+        has not ended ``timeout`` s later."""
+        for command in self.commands:
+            if command.poll() is None:
+                command.kill()
+                command.communicate(timeout=30)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -145,12 +145,9 @@ def contain_while_killing(ob: Outbreak, workers: dict[str, list[subprocess.Popen
     daemon die by SIGKILL (site1's by its failpoint, the others by the test), each while its share is unfinished."""
     sites = ob.sites
     started = time.monotonic()
-    contain = subprocess.Popen(["ip", "netns", "exec", ob.lab.hosts["mgmt"].namespace, AGENT, "contain", "--tag",
-                                TAG, "--yes", "--count", str(HOSTS), "--ttl", f"{TTL}s", "--json",
-                                "-p", "capture_evidence=false", "--reason", "ransomware outbreak drill",
-                                "--config", str(ob.config("central", central=True))],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ob.env(),
-                               stdin=subprocess.DEVNULL)
+    contain = ob.background("mgmt", ["contain", "--tag", TAG, "--yes", "--count", str(HOSTS), "--ttl", f"{TTL}s",
+                                     "--json", "-p", "capture_evidence=false", "--reason", "ransomware outbreak drill",
+                                     "--config", str(ob.config("central", central=True))])
     kills: dict[str, Kill] = {}
     try:
         deadline = time.monotonic() + 300

@@ -100,12 +100,13 @@ class Deployment(Processes):
         """``agent audit --config CENTRAL ARGS`` on mgmt (the audit command passes everything after it on)."""
         return self.run("mgmt", ["audit", "--config", str(self.central), *args], timeout=120)
 
+    def agent_in_background(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """``agent ARGS --config CENTRAL`` on mgmt, running while the test acts (Processes.background)."""
+        return self.background("mgmt", [*args, "--config", str(self.central)], **env)
+
     def start_contain(self) -> subprocess.Popen[str]:
-        self.contain = subprocess.Popen(["ip", "netns", "exec", self.scale.mgmt, AGENT, "contain", "--tag", "fleet",
-                                 "--yes", "--count", str(len(FLEET)), "--json", "--reason", "outbreak drill",
-                                 "--config", str(self.central)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(),
-                                stdin=subprocess.DEVNULL)
+        self.contain = self.agent_in_background("contain", "--tag", "fleet", "--yes", "--count", str(len(FLEET)),
+                                                "--json", "--reason", "outbreak drill")
         return self.contain
 
     def worker(self, name: str, site: str, *, slots: int = 2, wait: float = 120, lease: float = LEASE, **env: str
@@ -114,9 +115,6 @@ class Deployment(Processes):
         return self.start_worker(name, site, cfg, slots=slots, **env)
 
     def stop_all(self, timeout: float = 30) -> None:
-        if self.contain is not None and self.contain.poll() is None:
-            self.contain.kill()
-            self.contain.communicate(timeout=30)
         super().stop_all(timeout)
 
     def db(self) -> Callable[[Callable[[Session], Any]], Any]:
