@@ -18,15 +18,19 @@ def _private_state_dir() -> None:
     """Every agent this session starts (in-process or as a child) keeps its default journal, evidence and audit
     log in a private folder (``$AGENT_STATE_DIR``, agent/paths.py), never in the machine's
     /var/lib/containment-agent and /var/log/containment-agent: tests run as root would otherwise share — and
-    migrate — whatever journal another checkout or a real agent keeps there."""
+    migrate — whatever journal another checkout or a real agent keeps there.
+
+    Under pytest-xdist each worker gets a folder of its own: the workers inherit the controller's environment
+    (its folder included), and two workers' agents sharing one default journal would see each other's actions."""
     import atexit
     import os
     import shutil
     import tempfile
 
-    if os.environ.get("AGENT_STATE_DIR"):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if os.environ.get("AGENT_STATE_DIR") and not worker:
         return
-    folder = tempfile.mkdtemp(prefix="agent-test-state-")
+    folder = tempfile.mkdtemp(prefix=f"agent-test-state-{worker + '-' if worker else ''}")
     os.environ["AGENT_STATE_DIR"] = folder
     atexit.register(shutil.rmtree, folder, True)
 

@@ -25,6 +25,23 @@ from tests.slots import claim
 REPO = Path(__file__).resolve().parents[2]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first when the suite runs on several pytest-xdist workers.
+
+    Why: ``make test`` hands each integration test file to one of two workers (``--dist loadfile
+    --no-loadscope-reorder``: module- and session-scoped labs and servers stay whole) in collection order. A file
+    of a few minutes collected last keeps one worker busy long after the other has run out of work, so files with
+    a test marked ``slow`` are handed out first. Every file's own order, and the order among the slow files and
+    among the others, is kept. A run in one process (no worker) keeps pytest's order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    first: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.path, index)
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: (item.path not in slow, first[item.path]))
+
+
 def _skip_unless_lab_possible() -> None:
     if os.geteuid() != 0:
         pytest.skip("the practice lab needs root (network namespaces): run the tests as root")

@@ -17,7 +17,7 @@ import pytest
 from agent.lab import Lab
 from tests.integration.engine.runs import Runner, private_config, ruleset, wait_until
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 CUT = ("table inet labcut {\n chain out {\n  type filter hook output priority 0; policy accept;\n"
        "  ip daddr 10.77.0.20 drop\n }\n}\n")
 

@@ -15,7 +15,7 @@ import pytest
 from agent.lab import Lab
 from tests.integration.ssh_linux.helpers import cli_config, rows, run_agent, timers_in
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 DELAY = 40  # longer than the steps before the final contain on a busy machine; the test waits until it is past
 CHECK = [("attacker", "victim", 8080), ("mgmt", "victim", 22), ("attacker", "peer", 8080)]
 ISOLATED = {"attacker->victim:8080": "blocked", "mgmt->victim:22": "open", "attacker->peer:8080": "open"}

@@ -22,7 +22,7 @@ from agent.lab.probe import wait_until
 from connectors.errors import ConnectorError, Rejected
 from tests.integration.ssh_linux.helpers import Agent, nft_ruleset, rows, timers_in
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
 DELAY = 5  # dead-man delay of these tests: a stale timer would fire within the test
 ISOLATED = {"attacker->victim:8080": "blocked", "mgmt->victim:22": "open"}

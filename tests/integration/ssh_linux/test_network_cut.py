@@ -16,7 +16,7 @@ from agent.lab import Lab
 from agent.lab.probe import wait_until
 from tests.integration.ssh_linux.helpers import REPO, cli_config, rows, run_agent, timers_in
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 DELAY = 60
 CUT = ("table inet labcut {\n chain out {\n  type filter hook output priority 0; policy accept;\n"
        "  ip daddr 10.77.0.20 drop\n }\n}\n")

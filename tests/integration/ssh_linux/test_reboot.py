@@ -23,7 +23,7 @@ from connectors.ssh_linux import persist
 from tests.integration.ssh_linux.helpers import Agent, rows, timers_in
 from tests.integration.ssh_linux.test_deadman_lock import DELAY, crash_between_load_and_confirm
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 def check(host: str) -> list[tuple[str, str, int]]:
