@@ -52,6 +52,7 @@ __all__ = [
     "agent_env",
     "audit_records",
     "central_inventory",
+    "chain_anchor",
     "create_database",
     "daemon_health",
     "daemon_section",
@@ -61,6 +62,7 @@ __all__ = [
     "query",
     "site_lab",
     "transitions",
+    "verify_chain",
     "wait_for",
     "wait_for_daemons",
     "write_config",
@@ -320,6 +322,27 @@ def audit_records(directory: Path) -> list[dict[str, Any]]:
     """Every record of the audit chain in ``directory``, in order."""
     return [json.loads(line) for p in sorted(directory.glob("*.jsonl"))
             for line in p.read_text().splitlines() if line.strip()]
+
+
+def chain_anchor(directory: Path, public_key: Path) -> tuple[str, str]:
+    """What counsel holds for the chain in ``directory``: the key's fingerprint and its last signed head
+    (``SEQ:HASH`` of the latest checkpoint), to pass to :func:`verify_chain`."""
+    from agent.audit.keys import fingerprint, load_public_key, public_raw
+    head = next(r for r in reversed(audit_records(directory)) if r["event"] == "audit.checkpoint")
+    return fingerprint(public_raw(load_public_key(public_key))), f"{head['covers_seq']}:{head['covers_hash']}"
+
+
+def verify_chain(directory: Path, public_key: Path, fingerprint: str, anchor: str | Path
+                 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``agent audit verify`` of the chain in ``directory`` as counsel would run it: the deployment's public key,
+    the fingerprint received beforehand (``--expect-key``) and a trust anchor (a signed head ``SEQ:HASH`` or an
+    ``agent audit anchor --json`` file); and the outbox ids the chain holds more than once (a queued record must
+    be chained exactly once, however many writers drained it). The exit code is the caller's to judge."""
+    res = subprocess.run([AGENT, "audit", "verify", "--dir", str(directory), "--public-key", str(public_key),
+                          "--expect-key", fingerprint, "--anchor", str(anchor)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    ids = [str(r["outbox_id"]) for r in audit_records(directory) if "outbox_id" in r]
+    return res, sorted({i for i in ids if ids.count(i) > 1})
 
 
 def owner_pid(owner: str) -> int:

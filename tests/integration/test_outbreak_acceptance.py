@@ -47,7 +47,7 @@ from typing import Any
 import pytest
 
 from agent.lab.topology import MGMT_ADDRESS, observer_host, worker_host
-from tests.integration.deploy import create_database, daemon_section, site_lab, wait_for_daemons
+from tests.integration.deploy import create_database, daemon_section, site_lab, verify_chain, wait_for_daemons
 from tests.integration.outbreak_deploy import (
     AGENT,
     ECHO,
@@ -283,13 +283,10 @@ def assert_audit_verifies(ob: Outbreak, applies: list[Any], undos: list[Any], su
     pub = ob.signing_key.with_name(ob.signing_key.name + ".pub")
     logs = sorted({p.parent.parent for p in ob.root.glob("*/audit/*.jsonl")})
     assert [p.name for p in logs] == ["central"]
-    res = subprocess.run([AGENT, "audit", "verify", "--dir", str(ob.root / "central" / "audit"), "--public-key",
-                          str(pub), "--expect-key", ob.fingerprint, "--anchor", str(ob.root / "central-anchor.json")],
-                         capture_output=True, text=True, timeout=120, check=False)
+    res, twice = verify_chain(ob.root / "central" / "audit", pub, ob.fingerprint, ob.root / "central-anchor.json")
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
+    assert not twice, f"a worker's record was chained twice: {twice}"
     chain = audit_records(ob.root / "central" / "audit")
-    ids = [r["outbox_id"] for r in chain if "outbox_id" in r]
-    assert len(ids) == len(set(ids)), "a worker's record was chained twice"
     by_worker = {(r["action_id"], r["worker"]) for r in chain if r["event"] in ("action.done", "action.undone")
                  and r.get("worker")}
     assert {(r.id, r.owner) for r in [*applies, *undos]} <= by_worker

@@ -174,24 +174,16 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 def anchor_of(d: Deployment) -> tuple[str, str]:
     """What counsel holds: the deployment key's fingerprint and a signed head of the central's chain."""
-    from agent.audit.keys import fingerprint, load_public_key, public_raw
-    fp = fingerprint(public_raw(load_public_key(d.scale.lab.state_dir / "audit-signing.key.pub")))
-    chain = audit_records(d.root / "central" / "audit")
-    head = next(r for r in reversed(chain) if r["event"] == "audit.checkpoint")
-    return fp, f"{head['covers_seq']}:{head['covers_hash']}"
+    return fixtures.chain_anchor(d.root / "central" / "audit", d.lab.state_dir / "audit-signing.key.pub")
 
 
 def assert_chain_verifies(d: Deployment) -> None:
     """The central's chain verifies with the deployment's key and a trust anchor (expected fingerprint + head)."""
     fp, anchor = anchor_of(d)
-    pub = d.scale.lab.state_dir / "audit-signing.key.pub"
-    chain = audit_records(d.root / "central" / "audit")
-    res = subprocess.run([AGENT, "audit", "verify", "--dir", str(d.root / "central" / "audit"), "--public-key",
-                          str(pub), "--expect-key", fp, "--anchor", anchor],
-                         capture_output=True, text=True, timeout=60, check=False)
+    res, twice = fixtures.verify_chain(d.root / "central" / "audit", d.lab.state_dir / "audit-signing.key.pub", fp,
+                                       anchor)
     assert res.returncode == 0, (res.stdout[-1500:], res.stderr[-1500:])
-    ids = [r["outbox_id"] for r in chain if "outbox_id" in r]
-    assert len(ids) == len(set(ids)), "a queued record was chained twice"
+    assert not twice, f"queued records chained twice: {twice}"
 
 
 def assert_exactly_once(d: Deployment) -> list[Action]:
