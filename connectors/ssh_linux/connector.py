@@ -58,12 +58,21 @@ class SshLinuxConnector(ConnectorBase):
     #: actions whose arguments take ``allow_pins``: the planner resolves the allow-list's ``resolve: plan`` DNS
     #: names (in the agent, or the site's worker) before the plan is shown and journals the addresses with them
     pins_allow_names: ClassVar[frozenset[str]] = frozenset({"isolate"})
+    # isolate's undo is in parts (``undo_in_parts``): one shell script (loading.revert_script) cancels the timer,
+    # removes the boot unit, then — nft — deletes our table in one command, atomic by itself (one netlink
+    # transaction: nft(8), wiki.nftables.org "Atomic rule replacement"), or — the iptables fallback — removes
+    # each jump and chain with its own iptables command, IPv4 then IPv6 (nothing like iptables-restore's
+    # per-table COMMIT covers a delete), then restores the IPv6 sysctls. A command of it that fails, or a script
+    # cut off, leaves some parts undone (IPv4 open, IPv6 still cut; rules gone, IPv6 still off; boot unit gone,
+    # table still there), and the read-back of most such states already says "not isolated". A resolution then
+    # runs release again, which re-reads the host and removes only what is left ("not isolated; nothing to
+    # release" otherwise): tests/integration/ssh_linux/test_release_in_parts.py.
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "isolate": ActionSpec(
             "isolate", "drop all traffic except SSH with the management addresses (one atomic nftables "
             "transaction, iptables fallback), cut live flows, dead-man timer until a fresh connection confirms",
             "host", undo_description="delete only the containment table/chains; the ruleset must then equal the "
-            "snapshot exactly", active_as="isolated", blast="hosts"),
+            "snapshot exactly", active_as="isolated", blast="hosts", undo_in_parts=True),
         "capture_evidence": ActionSpec(
             "capture_evidence", "processes, connections, users, auth log and firewall state (read-only, ≤10 s)",
             "host", reversible=False, mutating=False),
