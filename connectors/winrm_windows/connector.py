@@ -55,10 +55,16 @@ class WinRMWindowsConnector(ConnectorBase):
     inventory_section: ClassVar[str] = "hosts"
     host_os: ClassVar[tuple[str, ...]] = ("windows",)
     actions: ClassVar[Mapping[str, ActionSpec]] = {
+        # isolate's undo is in parts (``undo_in_parts``): one PowerShell script, run line by line, removes the
+        # group's rules, recreates its earlier rules, then restores each profile with its own
+        # Set-NetFirewallProfile. Stopped in between (an error, the shell's process ended), the host keeps
+        # Block/Block with no rule of ours — and already reads "not isolated". A resolution then runs the undo
+        # again, which re-reads the host and restores what still differs from the snapshot ("nothing to undo"
+        # otherwise): tests/integration/winrm/test_winrm_release_in_parts.py.
         "isolate": ActionSpec("isolate", "Windows Firewall group IR-Containment: only the management addresses "
                               "reach WinRM (and RDP if allowed); everything else blocked both ways",
                               "host", undo_description="remove the group, restore the saved profile settings",
-                              active_as="isolated", blast="hosts"),
+                              active_as="isolated", blast="hosts", undo_in_parts=True),
         "kill_sessions": ActionSpec("kill_sessions", "Purge a user's Kerberos tickets and log off their sessions",
                                     "host", reversible=False),
         "capture_evidence": ActionSpec("capture_evidence", "Processes, TCP connections, sessions, logon events, "

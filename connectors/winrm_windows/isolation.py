@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import AuthError, Rejected, Unreachable, VerifyFailed
+from connectors.errors import AuthError, ConnectorError, Rejected, Unreachable, VerifyFailed
 from connectors.types import ActionResult, Snapshot, Verification
 from connectors.winrm_windows import firewall
 from connectors.winrm_windows.allowlist import keep_rules
@@ -166,7 +166,10 @@ def _restore(sess: WinRMSession, saved: dict[str, Any], state: dict[str, Any]) -
         return ActionResult(False, f"{sess.target.name} not isolated; nothing to undo", {"dialect": dialect})
     if state["deadman_task"]:
         sess.run_checked(firewall.delete_deadman_script(), what="cancel dead-man task")
-    sess.run_checked(firewall.undo_script(dialect, current, saved), what="release isolation")
+    try:
+        sess.run_checked(firewall.undo_script(dialect, current, saved), what="release isolation")
+    except Rejected as exc:
+        raise _stopped_part_way(sess, dialect, state, exc) from exc
     after = firewall.read_state(sess, dialect)
     names_after = sorted(str(r["Name"]) for r in after["rules"])
     if not profiles_equal(after["profiles"], saved["profiles"]) or \
@@ -176,6 +179,22 @@ def _restore(sess: WinRMSession, saved: dict[str, Any], state: dict[str, Any]) -
     return ActionResult(True, f"{sess.target.name} released: group {GROUP} removed, profiles restored",
                         {"dialect": dialect, "profiles": saved["profiles"],
                          "restored_rules": [r["Name"] for r in saved["rules"]]})
+
+
+def _stopped_part_way(sess: WinRMSession, dialect: str, state: dict[str, Any], exc: Rejected) -> ConnectorError:
+    """The release script ended with an error. PowerShell runs it line by line and keeps what ran before the
+    error (the group's rules removed, the profiles not yet restored), so unless the host reads exactly as before
+    the script, this is no refusal: a plain error the runner settles by reading the host (then in doubt, and
+    completed from the snapshot when re-verified — ``ActionSpec.undo_in_parts``)."""
+    try:
+        now = firewall.read_state(sess, dialect)
+    except ConnectorError:
+        now = None
+    if now is not None and profiles_equal(now["profiles"], state["profiles"]) and \
+            sorted(str(r["Name"]) for r in now["rules"]) == sorted(str(r["Name"]) for r in state["rules"]):
+        return exc  # nothing of it took effect: the host refused it
+    return ConnectorError(f"release of {sess.target.name} stopped part-way ({exc.message}); what ran before "
+                          "the error stays on the host", detail={**exc.detail, "stopped_part_way": True})
 
 
 def undo_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:

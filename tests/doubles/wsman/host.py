@@ -244,6 +244,15 @@ class WindowsHost:
             ("2024-05-01 08:00:00", 4624, "An account was successfully logged on.")]
         self.deadman_fired: list[str] = []
         self.task_failures: list[str] = []
+        # A script stopped part-way (tests): the next statement starting with ``stop_at`` is not run; the script
+        # ends there with PowerShell's PipelineStoppedException ("The pipeline has been stopped.": what a
+        # running pipeline throws when it is stopped — the shell's host process ended, the WinRM service
+        # restarted; learn.microsoft.com System.Management.Automation.PipelineStoppedException), and what ran
+        # before it stays, as on Windows. ``stop_reached`` is set on arrival; with ``stop_go`` the run first waits
+        # for it (a test kills the agent meanwhile). Once: ``stop_at`` is cleared when it fires.
+        self.stop_at: str | None = None
+        self.stop_reached = threading.Event()
+        self.stop_go: threading.Event | None = None
         # Execution policy per scope, as Get-ExecutionPolicy -List prints it (Windows Server default below).
         self.execution_policy: dict[str, str] = {"MachinePolicy": "Undefined", "UserPolicy": "Undefined",
                                                  "Process": "Undefined", "CurrentUser": "Undefined",

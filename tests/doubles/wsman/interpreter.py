@@ -108,12 +108,24 @@ class Interpreter:
             line = raw.strip()
             if not line:
                 continue
+            if self.host.stop_at is not None and line.startswith(self.host.stop_at):
+                self._stop(no, line)
             try:
                 self._statement(line, run)
             except PSError as err:
                 if err.terminating or run.eap == "Stop":
                     raise _Abort(err, no, line) from None
                 run.errors.append(clixml_error(err, no, line))
+
+    def _stop(self, no: int, line: str) -> None:
+        """The script stopped before ``line`` (see ``WindowsHost.stop_at``): a terminating error, nothing after."""
+        host = self.host
+        host.stop_at = None
+        host.stop_reached.set()
+        if host.stop_go is not None:
+            host.stop_go.wait(60)
+        raise _Abort(PSError("The pipeline has been stopped.", category="OperationStopped",
+                             error_id="PipelineStopped", terminating=True), no, line)
 
     def _statement(self, line: str, run: _Run) -> None:
         if self.host.language_mode == "ConstrainedLanguage" and _CLM_BLOCKED.search(line):
