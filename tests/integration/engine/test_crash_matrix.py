@@ -13,6 +13,7 @@ again: it settles what was left first), the checks, then a release back to the b
 from __future__ import annotations
 
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -184,6 +185,39 @@ def settle_block_and_unblock(run: Runner, case: str) -> None:
     assert blocked_on_router(run) == set(), f"{case}: addresses left on the router"  # (the empty
     # ir_block scaffold stays by design: connectors/firewall/linux.py)
     assert not any(run.status().values()), f"{case}: status not empty after unblock"
+
+
+@pytest.mark.parametrize("runner", ["cold"], indirect=True)
+def test_block_undo_killed_mid_batch_is_completed(run: Runner) -> None:
+    """SIGKILL right after the router accepted the first line of the release of a 60-address block. The linux
+    dialect sends one ``nft delete element`` per line of at most ~360 characters (three lines here), one line per
+    round trip; each line is one nft transaction (atomic: nft(8), wiki.nftables.org "Atomic rule replacement"),
+    the lines together are not. So two lines' addresses stay blocked, and the block already reads "not in
+    effect". The next command (``agent sweep``) completes the undo from the journaled snapshot
+    (``ActionSpec.undo_in_parts``; the old code journaled it done, "not re-applied", with 40 left blocked)."""
+    many = [f"198.51.100.{i}" for i in range(1, 61)]
+
+    def blocked() -> set[str]:
+        text = run.lab.exec("fw", ["nft", "list", "set", "inet", "ir_block", "v4"]).stdout
+        return {a for a in many if re.search(rf"\b{re.escape(a)}\b", text)}
+    res = run("block-ip", *many, "--on", "fw", "--reason", "crash matrix", "--incident", "CM-UNDO", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert blocked() == set(many)
+    res = run("release", "--incident-all", "CM-UNDO", "--reason", "over", "--yes",
+              env={"AGENT_FAILPOINTS": "batch-after-item:1"})
+    assert res.returncode == -signal.SIGKILL, res.stdout + res.stderr
+    left = blocked()
+    assert 0 < len(left) < len(many), left
+    res = run("sweep")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert blocked() == set(), "addresses left blocked after the undo was settled"
+    with closing(sqlite3.connect(run.cfg.parent / "agent.db")) as db:
+        [(aid, state)] = db.execute("select id, state from actions where kind = 'undo'").fetchall()
+        [(detail,)] = db.execute("select detail from transitions where action_id = ? order by rowid desc limit 1",
+                                 (aid,)).fetchall()
+        items = {s for (s,) in db.execute("select state from action_items where action_id = ?", (aid,))}
+    assert state == "done" and "what was still missing was restored" in detail and items == {"done"}, detail
+    assert not any(run.status().values())
 
 
 @pytest.mark.parametrize("runner", ["cold"], indirect=True)
