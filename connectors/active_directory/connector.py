@@ -50,6 +50,9 @@ ACTIONS: Mapping[str, ActionSpec] = {
         "reset_password", "OPT-IN, NOT REVERSIBLE: set a random password nobody knows and require a change at "
         "next logon. The old password keeps working for NTLM/LDAP for a while: never instead of disabling.",
         "account", reversible=False, undo_description="cannot be undone; an administrator must set a new password"),
+    # expire_sessions' undo is one part: one LDAP modify replacing logonHours on one account, which the DC
+    # applies whole or not at all (RFC 4511 4.6: "the entire list of modifications MUST be performed in the
+    # order they are listed as a single atomic operation"): "no longer in effect" then means "restored".
     "expire_sessions": ActionSpec(
         "expire_sessions", "Allow no logon hours (logonHours = 21 zero bytes) so new logons fail; issued Kerberos "
         "tickets and open host sessions are NOT ended — chain host-side kill_sessions.", "account",
