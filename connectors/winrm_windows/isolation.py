@@ -110,7 +110,10 @@ def apply_isolate(sess: WinRMSession, snapshot: Snapshot) -> ActionResult:
     revert = firewall.revert_script(dialect, plan, saved)
     when = sess.run_checked(firewall.register_deadman_script(revert, minutes), what="register dead-man task").strip()
     existing = [str(r["Name"]) for r in state["rules"]]
-    sess.run_checked(firewall.apply_script(dialect, plan, existing, saved), what="apply isolation")
+    try:
+        sess.run_checked(firewall.apply_script(dialect, plan, existing, saved), what="apply isolation")
+    except Rejected as exc:
+        raise _stopped_part_way(sess, dialect, state, exc, "isolation") from exc
     try:
         sess.reconnect()
         after = firewall.read_state(sess, dialect)
@@ -169,7 +172,7 @@ def _restore(sess: WinRMSession, saved: dict[str, Any], state: dict[str, Any]) -
     try:
         sess.run_checked(firewall.undo_script(dialect, current, saved), what="release isolation")
     except Rejected as exc:
-        raise _stopped_part_way(sess, dialect, state, exc) from exc
+        raise _stopped_part_way(sess, dialect, state, exc, "release") from exc
     after = firewall.read_state(sess, dialect)
     names_after = sorted(str(r["Name"]) for r in after["rules"])
     if not profiles_equal(after["profiles"], saved["profiles"]) or \
@@ -181,11 +184,13 @@ def _restore(sess: WinRMSession, saved: dict[str, Any], state: dict[str, Any]) -
                          "restored_rules": [r["Name"] for r in saved["rules"]]})
 
 
-def _stopped_part_way(sess: WinRMSession, dialect: str, state: dict[str, Any], exc: Rejected) -> ConnectorError:
-    """The release script ended with an error. PowerShell runs it line by line and keeps what ran before the
-    error (the group's rules removed, the profiles not yet restored), so unless the host reads exactly as before
-    the script, this is no refusal: a plain error the runner settles by reading the host (then in doubt, and
-    completed from the snapshot when re-verified — ``ActionSpec.undo_in_parts``)."""
+def _stopped_part_way(sess: WinRMSession, dialect: str, state: dict[str, Any], exc: Rejected,
+                      what: str) -> ConnectorError:
+    """The isolation or release script (``what``) ended with an error. PowerShell runs it line by line and keeps
+    what ran before the error (the group's rules written or removed, the profiles not yet set), so unless the
+    host reads exactly as ``state`` (before the script), this is no refusal: a plain error the runner settles by
+    reading the host (then in doubt, and applied once / completed from the journaled snapshot when re-verified —
+    for the release: ``ActionSpec.undo_in_parts``)."""
     try:
         now = firewall.read_state(sess, dialect)
     except ConnectorError:
@@ -193,7 +198,7 @@ def _stopped_part_way(sess: WinRMSession, dialect: str, state: dict[str, Any], e
     if now is not None and profiles_equal(now["profiles"], state["profiles"]) and \
             sorted(str(r["Name"]) for r in now["rules"]) == sorted(str(r["Name"]) for r in state["rules"]):
         return exc  # nothing of it took effect: the host refused it
-    return ConnectorError(f"release of {sess.target.name} stopped part-way ({exc.message}); what ran before "
+    return ConnectorError(f"{what} of {sess.target.name} stopped part-way ({exc.message}); what ran before "
                           "the error stays on the host", detail={**exc.detail, "stopped_part_way": True})
 
 

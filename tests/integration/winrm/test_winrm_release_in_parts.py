@@ -9,7 +9,8 @@ already says "not isolated" (the group's rules are gone). The old code journaled
 (a PowerShell error is a refusal: nothing changed — untrue) and a release whose agent was killed there "done"
 ("target shows the undo in effect; not re-applied"); either way nothing ever restored the profiles. Now the
 first is in doubt and the next command (``agent sweep``) completes both from the journaled snapshot: profiles and
-rules exactly as before, the journal says so.
+rules exactly as before, the journal says so. The apply has the same shape (rules written, then the profiles
+blocked): stopped in between, it is in doubt (was "failed") and applied once by the next command.
 """
 
 from __future__ import annotations
@@ -140,3 +141,39 @@ def test_release_killed_before_the_profiles_is_completed_by_the_next_command(
     assert half_released(host)
     assert undo_row(config)[0] == "applying"
     completed_by_sweep(config, host, before, capsys)
+
+
+def apply_row(config: Path) -> tuple[str, list[str]]:
+    db = sqlite3.connect(config.parent / "agent.db")
+    try:
+        [(aid, state)] = db.execute("select id, state from actions where action = 'isolate' and kind = 'apply'")
+        details = [d for (d,) in db.execute("select detail from transitions where action_id = ? order by rowid",
+                                            (aid,))]
+    finally:
+        db.close()
+    return state, details
+
+
+def test_isolation_stopped_before_the_profiles_is_in_doubt_then_completed(
+        config: Path, host: WindowsHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same on the way in: the apply script stopped after writing the group's rules, before blocking the
+    profiles. The host is changed (our rules in place, the profiles as they were), so the apply is in doubt, not
+    "failed" (the old code: a PowerShell error taken for a refusal, while the rules stayed until the dead-man
+    task fired); the next command reads "not isolated" and applies it once from the journaled snapshot."""
+    before = fw_state(host)
+    host.stop_at = "Set-NetFirewallProfile -All "
+    code = main(["contain", "--host", "win01", "-c", str(config), "--yes", "--json", "-p", "capture_evidence=false"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 4 and out["outcomes"][0]["state"] == "in_doubt", out
+    with host.lock:
+        assert host.group_rules("IR-Containment") and (host.profiles, host.rules) != before
+    assert apply_row(config)[0] == "in_doubt"
+    assert main(["sweep", "-c", str(config)]) == 0, capsys.readouterr()
+    state, details = apply_row(config)
+    assert state == "done" and "applied once" in details[-1], details
+    with host.lock:
+        assert all(p.inbound == "Block" and p.outbound == "Block" for p in host.profiles.values())
+        assert not host.tasks  # the dead-man task of the stopped run replaced, then deleted once confirmed
+    capsys.readouterr()
+    assert main(["release", "--host", "win01", "-c", str(config), "--yes"]) == 0, capsys.readouterr()
+    assert fw_state(host) == before
