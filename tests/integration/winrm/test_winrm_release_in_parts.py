@@ -177,3 +177,19 @@ def test_isolation_stopped_before_the_profiles_is_in_doubt_then_completed(
     capsys.readouterr()
     assert main(["release", "--host", "win01", "-c", str(config), "--yes"]) == 0, capsys.readouterr()
     assert fw_state(host) == before
+
+
+def test_release_stopped_before_its_first_change_is_still_failed(
+        config: Path, host: WindowsHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped before removing anything, the host reads exactly as before the script: that is a refusal, so the
+    release is ``failed`` (nothing changed) and the isolation stays active for the next release."""
+    contain(config, capsys)
+    isolated = fw_state(host)
+    host.stop_at = "Remove-NetFirewallRule -Group "
+    code = main(["release", "--host", "win01", "-c", str(config), "--yes", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["outcomes"][0]["state"] == "failed", out
+    assert fw_state(host) == isolated
+    assert undo_row(config)[0] == "failed"
+    assert main(["status", "-c", str(config), "--json"]) == 0
+    assert [a["action"] for a in json.loads(capsys.readouterr().out)["active"]] == ["isolate"]
