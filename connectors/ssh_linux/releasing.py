@@ -22,6 +22,14 @@ from connectors.types import ActionResult, Snapshot
 __all__ = ["release"]
 
 
+def lines_gone(before: str, after: str) -> list[str]:
+    """Normalised ruleset lines ``before`` had that ``after`` lacks (as a multiset: a rule present twice and now
+    once counts). Only these can have been caused by a release, which deletes and never adds."""
+    from collections import Counter
+    missing = Counter(normalise(before).splitlines()) - Counter(normalise(after).splitlines())
+    return sorted(missing.elements())
+
+
 def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionResult:
     """Undo an isolation exactly; the ruleset read back must equal the journaled snapshot (differences stated)."""
     st = read_state(s, reuse_within=REUSE_STATE_SECONDS)
@@ -49,12 +57,20 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
                                   "ruleset was not compared", details=details,
                             warnings=["ruleset not compared with the snapshot"])
     diff = ruleset_diff(snap.data["ruleset"], after.ruleset)
+    gone = lines_gone(snap.data["ruleset"], after.ruleset)
     if after.tool != "nft" and snap.data.get("ip6tables", True):
         diff += ruleset_diff(snap.data.get("ruleset6", ""), after.ruleset6)
-    if diff:
+        gone += lines_gone(snap.data.get("ruleset6", ""), after.ruleset6)
+    warnings: list[str] = []
+    if gone:  # a line the host had before is missing: the release may have deleted it — not trusted
         raise VerifyFailed("ruleset after release differs from the snapshot: " + " | ".join(diff)[:900],
                            target=s.label, detail={"diff": diff})
-    warnings: list[str] = []
+    if diff:  # only lines added since the snapshot, every part of ours gone: added by someone else meanwhile
+        details["added_while_contained"] = diff
+        warnings.append("ruleset after release equals the snapshot plus lines added on the host while it was "
+                        "contained (not by the agent, which only deletes here; fail2ban, Docker…): "
+                        + " | ".join(line for line in diff if line.startswith("+") and not line.startswith("+++")
+                                     )[:600])
     if after.tool != "nft":
         empty = [f"ip {t}" for t in empty_tables_added(snap.data["ruleset"], after.ruleset)]
         if snap.data.get("ip6tables", True):
@@ -71,9 +87,10 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
             raise VerifyFailed(f"disable_ipv6 not restored on {', '.join(wrong)}", target=s.label)
     details["ruleset_equal_to_snapshot"] = not warnings
     details["normalised_lines"] = len(normalise(after.ruleset).splitlines())
-    summary = f"released ({after.tool}); ruleset equals the snapshot"
+    summary = (f"released ({after.tool}); ruleset equals the snapshot" if not diff else
+               f"released ({after.tool}); ruleset equals the snapshot plus rules added by others while contained")
     if st.persist.installed:
         summary += f"; boot unit {persist.UNIT_NAME} removed"
-    if warnings:
+    if details.get("empty_tables_left"):
         summary += f" except empty table(s) {', '.join(details['empty_tables_left'])} left by iptables-nft"
     return ActionResult(True, summary, details=details, warnings=warnings)

@@ -178,6 +178,14 @@ class TestIptablesText:
         assert ruleset_diff("counter packets 5 bytes 10 accept", "counter packets 9 bytes 99 accept") == []
         assert ruleset_diff("a\n", "a\nb\n")[-1] == "+b"
 
+    def test_lines_gone_are_only_what_the_snapshot_had(self):
+        """A release deletes and never adds: only lines the snapshot had and the host lacks now can be its doing
+        (connectors/ssh_linux/releasing.py); a rule present twice and now once counts."""
+        from connectors.ssh_linux.releasing import lines_gone
+        assert lines_gone("a\nb\n", "a\nb\nc\n") == []
+        assert lines_gone("a\nb\n", "a\nc\n") == ["b"]
+        assert lines_gone("x\nx\n", "x\n") == ["x"]
+
 
 class TestFlowsAndDeadman:
     def test_ss_filter_keeps_management_tuple_and_loopback(self) -> None:
