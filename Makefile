@@ -25,12 +25,18 @@ demo-alert: deps
 	@bash scripts/demo-alert.sh
 
 # The CI gate (.ci/run calls it): lint, typecheck, then the tests. Unit tests are independent and run on
-# UNIT_WORKERS processes (pytest-xdist); everything else shares session-scoped labs and runs in one process.
+# UNIT_WORKERS processes (pytest-xdist). The integration tests mostly wait (sshd, timers, leases, servers: about a
+# third of a core busy in one process), so they run on INTEGRATION_WORKERS processes too, a whole file per worker
+# (--dist loadfile: a file's module-scoped labs and servers stay in one process), files with slow tests handed out
+# first (tests/integration/conftest.py). Each worker builds its own session lab and Samba DC under a prefix it
+# claims machine-wide (tests/slots.py) and keeps its own AGENT_STATE_DIR (tests/conftest.py).
 UNIT_WORKERS ?= 2
+INTEGRATION_WORKERS ?= 2
 
 test: deps lint typecheck
 	@$(BIN)/python -m pytest -q -n $(UNIT_WORKERS) tests/unit $(PYTEST_ARGS)
-	@$(BIN)/python -m pytest -q --ignore=tests/unit $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -n $(INTEGRATION_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--ignore=tests/unit $(PYTEST_ARGS)
 
 unit: venv
 	@$(BIN)/python -m pytest -q -n $(UNIT_WORKERS) tests/unit $(PYTEST_ARGS)
