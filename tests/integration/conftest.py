@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.lab import Lab, netns
+from tests.alone import Gate
 from tests.slots import claim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +41,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         first.setdefault(item.path, index)
     slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: (item.path not in slow, first[item.path]))
+
+
+_GATE: list[Gate] = []
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Under pytest-xdist, a test marked ``alone`` runs while no other test of the session runs (tests/alone.py);
+    outermost (tryfirst), so the wait is not counted against the test's own pytest-timeout."""
+    basetemp = item.config.option.basetemp
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not basetemp:
+        yield
+        return
+    if not _GATE:
+        _GATE.append(Gate(Path(basetemp).parent))
+    with _GATE[0].enter(item.get_closest_marker("alone") is not None):
+        yield
+
+
+def pytest_unconfigure() -> None:
+    while _GATE:
+        _GATE.pop().close()
 
 
 def _skip_unless_lab_possible() -> None:

@@ -91,6 +91,7 @@ def outbreak(tmp_path: Path) -> Iterator[Outbreak]:
 
 # -- the test ------------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(600)
+@pytest.mark.alone  # 100 hosts, workers, brokers, two daemons: the two cores, TTL-bound (tests/alone.py)
 def test_outbreak_100_hosts_3_sites_workers_and_leader_killed(outbreak: Outbreak):
     ob = outbreak
     assert [len(hosts) for hosts in ob.sites.values()] == [34, 33, 33]
