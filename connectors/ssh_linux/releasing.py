@@ -67,8 +67,8 @@ def release(s: SshSession, args: Mapping[str, Any], snap: Snapshot) -> ActionRes
                            target=s.label, detail={"diff": diff})
     if diff:  # only lines added since the snapshot, every part of ours gone: added by someone else meanwhile
         details["added_while_contained"] = diff
-        warnings.append("ruleset after release equals the snapshot plus lines added on the host while it was "
-                        "contained (not by the agent, which only deletes here; fail2ban, Docker…): "
+        warnings.append("the host gained rules while it was contained that the agent did not add (a release "
+                        "only deletes) — review them: an intruder's, or fail2ban's, Docker's…: "
                         + " | ".join(line for line in diff if line.startswith("+") and not line.startswith("+++")
                                      )[:600])
     if after.tool != "nft":

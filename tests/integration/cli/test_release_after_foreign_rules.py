@@ -41,7 +41,7 @@ def test_rules_added_by_others_while_contained_do_not_make_the_release_doubtful(
         assert out["status"] == "done", out
         release = out["outcomes"][0]
         assert release["state"] == "done"
-        assert any("203.0.113.9" in w and "added" in w for w in release["warnings"]), release
+        assert any("203.0.113.9" in w and "did not add" in w for w in release["warnings"]), release
         assert "containment_agent" not in ruleset(lab, "victim")
         status = agent(lab, cfg, "status", "--json")
         active = json.loads(status.stdout)["active"]
