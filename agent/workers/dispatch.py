@@ -159,7 +159,11 @@ class SiteDispatcher:
         refused = login_refused(self.cfg, exc)
         why = (f"workers.broker_password: {refused.reason}" if refused is not None
                else f"the broker could not be reached ({type(exc).__name__}: {exc})")
-        message = f"not queued for site {site}: {why}; nothing was sent"
+        return self._failed_unsent(pa, row, site, f"not queued for site {site}: {why}; nothing was sent")
+
+    def _failed_unsent(self, pa: PlannedAction, row: Action, site: str, message: str) -> ActionOutcome:
+        """Journal an action this process claimed back (``fresh_only``: nothing was sent) as failed, unreachable —
+        so the daemon's retry plans it again later — and return that outcome."""
         self.journal.transition(row, "failed", message, error=message, error_kind="unreachable")
         out = _outcome(pa, row, None, site, self.cfg.wait)
         out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
@@ -177,13 +181,9 @@ class SiteDispatcher:
         got = claim(self.store, row.id, self.journal.owner, self.cfg.wait, site=site, fresh_only=True)
         start = f"start `agent worker --site {site}` on a host that reaches the site"
         if got.result is ClaimResult.FRESH:
-            message = (f"not run: no worker of site {site} is connected to the broker (queue {queue_for(site)} has "
-                       f"had no consumer for {absent:.0f}s) — nothing was sent to {row.target}; {start}, then run "
-                       "it again")
-            self.journal.transition(row, "failed", message, error=message, error_kind="unreachable")
-            out = _outcome(pa, row, None, site, self.cfg.wait)
-            out.state, out.summary, out.error, out.error_kind = "failed", f"failed: {message}", message, "unreachable"
-            return out
+            return self._failed_unsent(pa, row, site, (
+                f"not run: no worker of site {site} is connected to the broker (queue {queue_for(site)} has had no "
+                f"consumer for {absent:.0f}s) — nothing was sent to {row.target}; {start}, then run it again"))
         if got.result is ClaimResult.EXPIRED:
             out = _outcome(pa, row, None, site, self.cfg.wait)
             out.summary = (f"in doubt — the site {site} worker that held it ({got.previous_owner}) stopped renewing "
