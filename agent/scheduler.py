@@ -323,8 +323,15 @@ def _recheck_in_doubt(svc: IntakeService, row: Action, attempt: int) -> None:
     elif out.outcome == "done":
         with svc.store.session() as s:
             done = s.get(Action, row.id)
-        if done is not None and done.kind == "apply" and done.expires_at is not None and done.undone_at is None:
-            svc.scheduler.schedule_release(done.id, done.expires_at)
+        if done is not None:
+            schedule_ttl_if_due(svc, done)
+
+
+def schedule_ttl_if_due(svc: IntakeService, row: Action) -> None:
+    """An in-doubt action just settled done (here, or by a site's workers: agent/workers/settle.py): if it is
+    an applied containment with a TTL and not undone, its release is scheduled as for any other."""
+    if row.state == "done" and row.kind == "apply" and row.expires_at is not None and row.undone_at is None:
+        svc.scheduler.schedule_release(row.id, row.expires_at)
 
 
 def _retry_failed(svc: IntakeService, row: Action, attempt: int) -> None:

@@ -94,7 +94,7 @@ def recheck_at_site(svc: IntakeService, row: Action, attempt: int) -> None:
     """Fire one attempt of ``recheck:<id>`` for an in-doubt action at a worker site (module docstring)."""
     from agent.audit.outbox import settle as bring_in
     from agent.runctx import current_owner
-    from agent.scheduler import recheck_delay
+    from agent.scheduler import recheck_delay, schedule_ttl_if_due
     from agent.workers.reads import for_process
     site = str(row.site)
     reads = for_process(svc.app.settings, svc.store, str(current_owner()), svc.runner.engine.cancel)
@@ -121,9 +121,8 @@ def recheck_at_site(svc: IntakeService, row: Action, attempt: int) -> None:
                      action=row.action, **decision.fields)
     if decision.again_in is not None:
         svc.scheduler.schedule_recheck(row.id, attempt + 1, utcnow() + decision.again_in)
-    elif now is not None and now.state == "done" and now.kind == "apply" and now.expires_at is not None \
-            and now.undone_at is None:
-        svc.scheduler.schedule_release(now.id, now.expires_at)
+    elif now is not None:
+        schedule_ttl_if_due(svc, now)
 
 
 class _Silence:
