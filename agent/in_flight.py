@@ -18,15 +18,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection
-from datetime import datetime, UTC
 
 from sqlalchemy import select
 
 from agent.runctx import owner_alive
 from agent.states import ACTIVE_STATES
 from agent.store import Action, Store
+from agent.workers.lease import db_now
 
-__all__ = ["DEFAULT_WAIT", "in_flight", "wait_for_in_flight", "wait_limit"]
+__all__ = ["DEFAULT_WAIT", "in_flight", "refuse_while_in_flight", "wait_for_in_flight", "wait_limit"]
 
 DEFAULT_WAIT = 120.0  # seconds: a contain's connect, apply, read-back and fresh-login check, with retries
 
@@ -52,17 +52,8 @@ def in_flight(store: Store, *, targets: Collection[str] | None = None, incident:
         if incident is not None:
             q = q.where(Action.incident_id == incident)
         rows = list(s.scalars(q.order_by(Action.seq)))
-    now = datetime.now(UTC)
-    return [r for r in rows if _leased(r, now) or owner_alive(r.owner or "")]
-
-
-def _leased(row: Action, now: datetime) -> bool:
-    until = row.lease_until
-    if until is None:
-        return False
-    if until.tzinfo is None:
-        until = until.replace(tzinfo=UTC)
-    return until > now
+        now = db_now(s)  # the database's clock, as every other lease check (agent/workers/lease.py)
+    return [r for r in rows if (r.lease_until is not None and r.lease_until > now) or owner_alive(r.owner or "")]
 
 
 def describe(row: Action) -> str:
@@ -86,3 +77,22 @@ def wait_for_in_flight(store: Store, *, targets: Collection[str] | None = None, 
         time.sleep(tick)
         rows = in_flight(store, targets=targets, incident=incident)
     return rows
+
+
+def refuse_while_in_flight(store: Store, *, targets: Collection[str] | None, incident: str | None) -> int | None:
+    """``agent release``'s wait (agent/commands/act.py): says on stderr what it waits for; None when the release
+    may go on, else the exit code — nothing released, each unsettled action named with where to look."""
+    import sys
+
+    from agent import exitcodes
+    from agent.output import err
+
+    def say(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    left = wait_for_in_flight(store, targets=targets, incident=incident, say=say)
+    for row in left:
+        err(f"{row.target}: {describe(row)} is still not settled — nothing was released; run the release again "
+            f"once `agent incidents show {row.incident_id}` says it is done")
+    return exitcodes.REFUSED if left else None

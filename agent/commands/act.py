@@ -77,27 +77,6 @@ def _forget(app: App, args: argparse.Namespace) -> int:
     return exitcodes.DONE
 
 
-def _await_in_flight(app: App, args: argparse.Namespace, selected: list[str]) -> int | None:
-    """A release waits for containments another run is still applying to its targets (agent/in_flight.py), so
-    it undoes them rather than finding "nothing to undo"; None when it may go on, else the exit code."""
-    import sys
-
-    from agent.in_flight import describe, wait_for_in_flight
-
-    def say(line: str) -> None:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    incident = getattr(args, "release_incident", None)
-    left = wait_for_in_flight(app.store, targets=selected or None, incident=incident, say=say)
-    if not left:
-        return None
-    for row in left:
-        err(f"{row.target}: {describe(row)} is still not settled — nothing was released; run the release again "
-            f"once `agent incidents show {row.incident_id}` says it is done")
-    return exitcodes.REFUSED
-
-
 def select_count_of(model: Any, target: str) -> Any:
     from sqlalchemy import func, select
     return select(func.count()).select_from(model).where(model.target == target)
@@ -110,7 +89,9 @@ def _run(app: App, args: argparse.Namespace, ttl: timedelta | None) -> int:
         selected = _select_hosts(app, args)  # bad names stop here, before any reconcile touches a host
     if (args.command == "release" and not getattr(args, "dry_run", False) and not by_rule
             and (selected or getattr(args, "release_incident", None))):
-        busy = _await_in_flight(app, args, selected)
+        from agent.in_flight import refuse_while_in_flight
+        busy = refuse_while_in_flight(app.store, targets=selected or None,
+                                      incident=getattr(args, "release_incident", None))
         if busy is not None:
             return busy
     # Validate everything first (planning touches nothing); only then finish what a crashed run left on the
